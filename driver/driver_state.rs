@@ -1,0 +1,111 @@
+//! The driver's one piece of global state. WFP callbacks carry no driver
+//! context argument, so notifyFn and classifyFn find everything here.
+#![forbid(unsafe_code)]
+
+use crate::context_table::ContextTable;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Number of callouts we register (the four ALE auth layers).
+pub const CALLOUT_COUNT: usize = 4;
+
+/// Global counters that are not per filter: things that went wrong or
+/// happened outside any context. Rarely written, so plain shared atomics.
+#[derive(Default)]
+pub struct GlobalStats {
+    /// ADD notifications accepted.
+    pub filters_added: AtomicU64,
+    /// DELETE notifications that released a context.
+    pub filters_deleted: AtomicU64,
+    /// DELETE notifications for filters we never saw (harmless).
+    pub deletes_unknown: AtomicU64,
+    /// ADDs vetoed because the policy blob was malformed.
+    pub policies_rejected: AtomicU64,
+    /// ADDs vetoed because the pool was exhausted.
+    pub allocation_failures: AtomicU64,
+    /// Notify calls of a type we do not handle.
+    pub notify_unknown_type: AtomicU64,
+    /// Filters adopted at registration.
+    pub filters_adopted: AtomicU64,
+    /// Adopted filters whose policy was malformed (given the default policy).
+    pub adopted_policies_rejected: AtomicU64,
+    /// Classifications for a filter with no context (default policy used).
+    pub classify_without_context: AtomicU64,
+    /// Classifications that arrived with malformed arguments.
+    pub classify_bad_arguments: AtomicU64,
+}
+
+/// Everything the callbacks share.
+pub struct DriverState {
+    /// Every live filter context by filter id.
+    pub table: ContextTable,
+    /// Run-time ids of our registered callouts (0 = not registered).
+    pub callout_ids: [AtomicU32; CALLOUT_COUNT],
+    /// The `FwpmEngineOpen0` session handle (NULL when closed).
+    pub engine: AtomicPtr<c_void>,
+    /// True from before registration until adoption has finished: classify
+    /// cannot trust `filter->context` of a filter it has not been told about.
+    pub adoption_in_progress: AtomicBool,
+    /// Adopted filters still alive: their `filter->context` is not ours.
+    pub adopted_alive: AtomicUsize,
+    /// Set between a successful initialize and unload.
+    pub loaded: AtomicBool,
+    /// Global counters.
+    pub stats: GlobalStats,
+}
+
+impl DriverState {
+    const fn new() -> Self {
+        Self {
+            table: ContextTable::new(),
+            callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
+            engine: AtomicPtr::new(core::ptr::null_mut()),
+            adoption_in_progress: AtomicBool::new(false),
+            adopted_alive: AtomicUsize::new(0),
+            loaded: AtomicBool::new(false),
+            stats: GlobalStats {
+                filters_added: AtomicU64::new(0),
+                filters_deleted: AtomicU64::new(0),
+                deletes_unknown: AtomicU64::new(0),
+                policies_rejected: AtomicU64::new(0),
+                allocation_failures: AtomicU64::new(0),
+                notify_unknown_type: AtomicU64::new(0),
+                filters_adopted: AtomicU64::new(0),
+                adopted_policies_rejected: AtomicU64::new(0),
+                classify_without_context: AtomicU64::new(0),
+                classify_bad_arguments: AtomicU64::new(0),
+            },
+        }
+    }
+
+    /// Whether classify must find contexts through the table: only while
+    /// filters exist whose `filter->context` we did not write. In the
+    /// common case this is false and classify does no lookup at all.
+    #[inline]
+    pub fn classify_needs_lookup(&self) -> bool {
+        self.adoption_in_progress.load(Ordering::Acquire) || self.adopted_alive.load(Ordering::Acquire) != 0
+    }
+
+    /// Clears counters for a fresh load (the static outlives a load/unload
+    /// cycle in tests and across `initialize` retries).
+    pub fn reset_stats(&self) {
+        let s = &self.stats;
+        for counter in [
+            &s.filters_added,
+            &s.filters_deleted,
+            &s.deletes_unknown,
+            &s.policies_rejected,
+            &s.allocation_failures,
+            &s.notify_unknown_type,
+            &s.filters_adopted,
+            &s.adopted_policies_rejected,
+            &s.classify_without_context,
+            &s.classify_bad_arguments,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The driver's state.
+pub static STATE: DriverState = DriverState::new();

@@ -1,0 +1,134 @@
+//! Every kernel function the driver calls, declared once.
+//!
+//! On Windows these resolve to ntoskrnl.exe and fwpkclnt.sys through
+//! `raw-dylib` imports (no import libraries needed, which is also what lets
+//! the Linux cross-check link a PE image). Everywhere else the simulated
+//! kernel crate defines the same `extern "system"` symbols, so the driver's
+//! code is identical on both sides of the boundary.
+#![allow(unsafe_code, non_snake_case, non_camel_case_types, missing_docs)]
+
+pub use fwps_types::*;
+
+use core::ffi::c_void;
+use fwps_types::fwp::{
+    FWPM_CALLOUT0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER0, FWPM_SESSION0,
+    FWPM_SUBLAYER0,
+};
+
+/// `HANDLE`.
+pub type HANDLE = *mut c_void;
+/// `EX_SPIN_LOCK`: a reader/writer spin lock is one `LONG`.
+pub type EX_SPIN_LOCK = i32;
+/// `KIRQL`.
+pub type KIRQL = u8;
+
+#[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib"))]
+unsafe extern "system" {
+    /// Pool allocation; zeroed unless `POOL_FLAG_UNINITIALIZED`. NULL on failure.
+    pub fn ExAllocatePool2(Flags: u64, NumberOfBytes: usize, Tag: u32) -> *mut c_void;
+    /// Frees a block from `ExAllocatePool2`; the tag must match.
+    pub fn ExFreePoolWithTag(P: *mut c_void, Tag: u32);
+    /// Raises to DISPATCH_LEVEL and takes the lock exclusively.
+    pub fn ExAcquireSpinLockExclusive(SpinLock: *mut EX_SPIN_LOCK) -> KIRQL;
+    /// Releases an exclusive hold and restores the IRQL.
+    pub fn ExReleaseSpinLockExclusive(SpinLock: *mut EX_SPIN_LOCK, OldIrql: KIRQL);
+    /// Raises to DISPATCH_LEVEL and takes the lock shared.
+    pub fn ExAcquireSpinLockShared(SpinLock: *mut EX_SPIN_LOCK) -> KIRQL;
+    /// Releases a shared hold and restores the IRQL.
+    pub fn ExReleaseSpinLockShared(SpinLock: *mut EX_SPIN_LOCK, OldIrql: KIRQL);
+    /// Monotonic time in 100 ns units, excluding sleep: the token bucket's clock.
+    pub fn KeQueryUnbiasedInterruptTime() -> u64;
+    /// The current processor's index across all groups.
+    pub fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut c_void) -> u32;
+    /// Waits at PASSIVE_LEVEL; `Interval` negative = relative, 100-ns units.
+    pub fn KeDelayExecutionThread(WaitMode: i8, Alertable: u8, Interval: *const i64) -> NTSTATUS;
+    /// Processors in a group, or in all groups with `ALL_PROCESSOR_GROUPS`.
+    pub fn KeQueryActiveProcessorCountEx(GroupNumber: u16) -> u32;
+}
+
+/// `ALL_PROCESSOR_GROUPS` for `KeQueryActiveProcessorCountEx`.
+pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
+
+#[cfg(windows)]
+#[link(name = "ntoskrnl.exe", kind = "raw-dylib")]
+unsafe extern "C" {
+    /// Debug output filtered by component and level.
+    pub fn DbgPrintEx(ComponentId: u32, Level: u32, Format: *const u8, ...) -> u32;
+}
+
+#[cfg(not(windows))]
+unsafe extern "system" {
+    /// The simulated kernel's debug output: what `DbgPrintEx("%s", msg)`
+    /// would print, without a C variadic (which stable Rust cannot define).
+    pub fn WfpSimDbgPrint(ComponentId: u32, Level: u32, Message: *const u8, Length: usize);
+}
+
+#[cfg_attr(windows, link(name = "fwpkclnt.sys", kind = "raw-dylib"))]
+unsafe extern "system" {
+    /// Registers a callout with the filter engine (PASSIVE_LEVEL).
+    pub fn FwpsCalloutRegister2(
+        deviceObject: *mut c_void,
+        callout: *const FWPS_CALLOUT2,
+        calloutId: *mut u32,
+    ) -> NTSTATUS;
+    /// Unregisters it; `STATUS_DEVICE_BUSY` while flow contexts remain.
+    pub fn FwpsCalloutUnregisterById0(calloutId: u32) -> NTSTATUS;
+
+    /// Opens a session to the filter engine (PASSIVE_LEVEL, BFE running).
+    pub fn FwpmEngineOpen0(
+        serverName: *const u16,
+        authnService: u32,
+        authIdentity: *const c_void,
+        session: *const FWPM_SESSION0,
+        engineHandle: *mut HANDLE,
+    ) -> NTSTATUS;
+    /// Closes it.
+    pub fn FwpmEngineClose0(engineHandle: HANDLE) -> NTSTATUS;
+    /// Starts an explicit transaction on the session.
+    pub fn FwpmTransactionBegin0(engineHandle: HANDLE, flags: u32) -> NTSTATUS;
+    /// Commits it.
+    pub fn FwpmTransactionCommit0(engineHandle: HANDLE) -> NTSTATUS;
+    /// Aborts it: nothing added inside it remains.
+    pub fn FwpmTransactionAbort0(engineHandle: HANDLE) -> NTSTATUS;
+    /// Adds our provider.
+    pub fn FwpmProviderAdd0(engineHandle: HANDLE, provider: *const FWPM_PROVIDER0, sd: *const c_void) -> NTSTATUS;
+    /// Deletes it.
+    pub fn FwpmProviderDeleteByKey0(engineHandle: HANDLE, key: *const GUID) -> NTSTATUS;
+    /// Adds our sublayer.
+    pub fn FwpmSubLayerAdd0(engineHandle: HANDLE, subLayer: *const FWPM_SUBLAYER0, sd: *const c_void) -> NTSTATUS;
+    /// Deletes it.
+    pub fn FwpmSubLayerDeleteByKey0(engineHandle: HANDLE, key: *const GUID) -> NTSTATUS;
+    /// Adds a management callout so filters can name ours.
+    pub fn FwpmCalloutAdd0(
+        engineHandle: HANDLE,
+        callout: *const FWPM_CALLOUT0,
+        sd: *const c_void,
+        id: *mut u32,
+    ) -> NTSTATUS;
+    /// Deletes it (fails with IN_USE while filters reference it).
+    pub fn FwpmCalloutDeleteByKey0(engineHandle: HANDLE, key: *const GUID) -> NTSTATUS;
+    /// Starts a filter enumeration.
+    pub fn FwpmFilterCreateEnumHandle0(
+        engineHandle: HANDLE,
+        enumTemplate: *const FWPM_FILTER_ENUM_TEMPLATE0,
+        enumHandle: *mut HANDLE,
+    ) -> NTSTATUS;
+    /// Returns up to `numEntriesRequested` filters; free with `FwpmFreeMemory0`.
+    pub fn FwpmFilterEnum0(
+        engineHandle: HANDLE,
+        enumHandle: HANDLE,
+        numEntriesRequested: u32,
+        entries: *mut *mut *mut FWPM_FILTER0,
+        numEntriesReturned: *mut u32,
+    ) -> NTSTATUS;
+    /// Ends an enumeration.
+    pub fn FwpmFilterDestroyEnumHandle0(engineHandle: HANDLE, enumHandle: HANDLE) -> NTSTATUS;
+    /// Fetches a provider context by key (for adopted filters).
+    pub fn FwpmProviderContextGetByKey2(
+        engineHandle: HANDLE,
+        key: *const GUID,
+        providerContext: *mut *mut FWPM_PROVIDER_CONTEXT2,
+    ) -> NTSTATUS;
+    /// Frees memory the engine returned; sets `*p` to NULL.
+    pub fn FwpmFreeMemory0(p: *mut *mut c_void);
+}

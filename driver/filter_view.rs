@@ -1,0 +1,177 @@
+//! Safe views over what the filter engine hands the callbacks: the run-time
+//! filter (with its provider context) and the classify output. These are
+//! the only places that read or write those structures.
+#![allow(unsafe_code)]
+
+use crate::ffi::{
+    FWP_CONDITION_FLAG_IS_REAUTHORIZE, FWPS_CLASSIFY_OUT0, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_FILTER2,
+    FWPS_INCOMING_VALUES0, FWPS_RIGHT_ACTION_WRITE, fwp,
+};
+
+/// What a filter's provider context holds, as far as we care.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProviderBlob<'a> {
+    /// No provider context: the default policy applies.
+    Absent,
+    /// A general context with this data buffer (engine-owned; copy it).
+    General(&'a [u8]),
+    /// A provider context of another type (`FWPM_PROVIDER_CONTEXT_TYPE`).
+    WrongType(i32),
+}
+
+/// A borrowed run-time filter.
+pub struct FilterView<'a> {
+    filter: &'a FWPS_FILTER2,
+}
+
+impl<'a> FilterView<'a> {
+    /// Wraps the engine's filter.
+    ///
+    /// # Safety
+    /// `filter` must be NULL or point to an `FWPS_FILTER2` that the engine
+    /// keeps valid for `'a`, whose `providerContext` is NULL or valid for
+    /// `'a` with a data buffer of `size` readable bytes.
+    pub unsafe fn from_raw(filter: *const FWPS_FILTER2) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or a filter valid for 'a.
+        unsafe { filter.as_ref() }.map(|filter| Self { filter })
+    }
+
+    /// Run-time filter id.
+    pub fn id(&self) -> u64 {
+        self.filter.filterId
+    }
+
+    /// Run-time id of the callout the filter's action calls.
+    pub fn callout_id(&self) -> u32 {
+        self.filter.action.calloutId
+    }
+
+    /// The `context` member: ours only if we wrote it on ADD.
+    pub fn raw_context(&self) -> u64 {
+        self.filter.context
+    }
+
+    /// Whether a PERMIT from this filter must clear the write right.
+    pub fn clears_action_right(&self) -> bool {
+        self.filter.flags & FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0
+    }
+
+    /// The filter's provider context, classified.
+    pub fn provider_blob(&self) -> ProviderBlob<'a> {
+        // SAFETY: from_raw's contract: NULL or valid for 'a.
+        let Some(context) = (unsafe { self.filter.providerContext.as_ref() }) else {
+            return ProviderBlob::Absent;
+        };
+        if context.r#type != fwp::FWPM_GENERAL_CONTEXT {
+            return ProviderBlob::WrongType(context.r#type);
+        }
+        // SAFETY: for FWPM_GENERAL_CONTEXT the union holds `dataBuffer`.
+        let buffer = unsafe { context.Anonymous.dataBuffer };
+        // SAFETY: from_raw's contract: NULL or a blob valid for 'a.
+        let Some(blob) = (unsafe { buffer.as_ref() }) else {
+            return ProviderBlob::General(&[]);
+        };
+        if blob.data.is_null() || blob.size == 0 {
+            return ProviderBlob::General(&[]);
+        }
+        // SAFETY: from_raw's contract: `data` holds `size` readable bytes for 'a.
+        ProviderBlob::General(unsafe { core::slice::from_raw_parts(blob.data, blob.size as usize) })
+    }
+}
+
+/// Stores our context pointer in a filter on ADD.
+///
+/// # Safety
+/// `filter` must point to the engine's filter being added, writable for the
+/// duration of the notify call.
+pub unsafe fn set_filter_context(filter: *mut FWPS_FILTER2, context: u64) {
+    // SAFETY: the caller guarantees a writable filter.
+    unsafe { (*filter).context = context };
+}
+
+/// The classify output, which can only be written when the write right is
+/// held: the type makes it impossible to forget that check.
+pub struct ClassifyOut<'a> {
+    out: &'a mut FWPS_CLASSIFY_OUT0,
+}
+
+impl<'a> ClassifyOut<'a> {
+    /// Wraps classify's output.
+    ///
+    /// # Safety
+    /// `out` must be NULL or point to the engine's classify output, valid
+    /// and unaliased for `'a`.
+    pub unsafe fn from_raw(out: *mut FWPS_CLASSIFY_OUT0) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or a valid, unaliased pointer.
+        unsafe { out.as_mut() }.map(|out| Self { out })
+    }
+
+    /// Whether we may write a verdict (someone above may have decided).
+    pub fn can_write(&self) -> bool {
+        self.out.rights & FWPS_RIGHT_ACTION_WRITE != 0
+    }
+
+    /// PERMIT; clears the write right if the filter demands it (hard permit).
+    pub fn permit(&mut self, clear_right: bool) {
+        if !self.can_write() {
+            return;
+        }
+        self.out.actionType = fwp::FWP_ACTION_PERMIT;
+        if clear_right {
+            self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+        }
+    }
+
+    /// BLOCK, which always clears the write right.
+    pub fn block(&mut self) {
+        if !self.can_write() {
+            return;
+        }
+        self.out.actionType = fwp::FWP_ACTION_BLOCK;
+        self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+}
+
+/// The incoming values at an ALE auth layer, read with index and type checks.
+pub struct IncomingValues<'a> {
+    values: &'a FWPS_INCOMING_VALUES0,
+}
+
+impl<'a> IncomingValues<'a> {
+    /// Wraps classify's fixed values.
+    ///
+    /// # Safety
+    /// `values` must be NULL or point to incoming values whose array holds
+    /// `valueCount` entries, all valid for `'a`.
+    pub unsafe fn from_raw(values: *const FWPS_INCOMING_VALUES0) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or valid for 'a.
+        unsafe { values.as_ref() }.map(|values| Self { values })
+    }
+
+    /// Run-time layer id.
+    pub fn layer_id(&self) -> u16 {
+        self.values.layerId
+    }
+
+    /// The `FWP_UINT32` at `index`, if present and of that type.
+    pub fn uint32(&self, index: usize) -> Option<u32> {
+        if index >= self.values.valueCount as usize || self.values.incomingValue.is_null() {
+            return None;
+        }
+        // SAFETY: index < valueCount and the array holds valueCount entries
+        // (from_raw's contract), so the offset stays inside it.
+        let entry = unsafe { self.values.incomingValue.add(index) };
+        // SAFETY: as above, the entry is valid for 'a.
+        let value = unsafe { &(*entry).value };
+        if value.r#type != fwp::FWP_UINT32 {
+            return None;
+        }
+        // SAFETY: the tag says the union holds uint32.
+        Some(unsafe { value.Anonymous.uint32 })
+    }
+
+    /// Whether this classification is a reauthorization (FLAGS field).
+    pub fn is_reauthorization(&self, flags_index: usize) -> bool {
+        self.uint32(flags_index).is_some_and(|flags| flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0)
+    }
+}

@@ -1,0 +1,587 @@
+//! KMDF glue: `DriverEntry`, the non-PnP framework driver object, the control
+//! device `\Device\WfpCallout` with its IOCTL queue, and `EvtDriverUnload`.
+//!
+//! This is the only module that talks to WDF, and it stays thin: beyond
+//! creating framework objects and moving IOCTL buffers, all work is done by
+//! portable code (`lifecycle`, `control`) that also runs against the
+//! simulated kernel. It is compiled only for a Windows target with feature
+//! `kmdf`, where wdk-sys generates its bindings from the WDK headers, so it
+//! cannot be built (or tested) without the WDK; keep it small and obvious.
+//!
+//! Every WDF method is reached through wdk-sys's
+//! `call_unsafe_wdf_function_binding!`, which looks the function up in the
+//! framework's function table (`WdfFunctions`) and passes `WdfDriverGlobals`.
+//!
+//! IRQL: `DriverEntry` and `EvtDriverUnload` run at PASSIVE_LEVEL. The IOCTL
+//! queue is created with `WdfExecutionLevelPassive`, so `EvtIoDeviceControl`
+//! runs at PASSIVE_LEVEL too, as `control::dispatch_ioctl` requires.
+#![allow(unsafe_code)]
+
+use core::ffi::c_void;
+use core::mem::size_of;
+use core::ptr;
+
+use wdk::{nt_success, println};
+use wdk_sys::{
+    _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_SYNCHRONIZATION_SCOPE,
+    _WDF_TRI_STATE, BOOLEAN, FILE_DEVICE_NETWORK, FILE_DEVICE_SECURE_OPEN, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT,
+    PVOID, PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES, STATUS_INTERNAL_ERROR, STATUS_INVALID_BUFFER_SIZE,
+    STATUS_SUCCESS, ULONG, ULONG_PTR, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST, call_unsafe_wdf_function_binding,
+};
+
+use crate::control::{MAX_INPUT_LEN, dispatch_ioctl};
+use crate::status::NtStatus;
+
+/// Kernel pool behind `alloc`: wdk-alloc's allocator uses
+/// `ExAllocatePool2(POOL_FLAG_NON_PAGED, size, 'rust')` and is usable at
+/// IRQL <= DISPATCH_LEVEL.
+#[cfg(not(test))]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
+
+// wdk-panic defines the `#[panic_handler]` of WDM/KMDF drivers (a bugcheck
+// with code 'RPNC' that records the panic location); naming the crate links
+// it in. Test builds get std's handler instead.
+#[cfg(not(test))]
+use wdk_panic as _;
+
+/// `counted_utf16!("ascii text")`: a [`CountedUtf16`] over a static UTF-16
+/// copy of the text, built at compile time.
+macro_rules! counted_utf16 {
+    ($text:expr) => {{
+        const TEXT: &str = $text;
+        static UNITS: [u16; TEXT.len()] = ascii_to_utf16(TEXT);
+        CountedUtf16::new(&UNITS)
+    }};
+}
+
+/// The control device's NT name.
+static DEVICE_NAME: CountedUtf16 = counted_utf16!(r"\Device\WfpCallout");
+
+/// The symbolic link user mode opens as `\\.\WfpCallout`.
+static SYMBOLIC_LINK_NAME: CountedUtf16 = counted_utf16!(r"\DosDevices\WfpCallout");
+
+/// `SDDL_DEVOBJ_SYS_ALL_ADM_ALL` from wdmsec.h: GENERIC_ALL for LocalSystem
+/// and the built-in Administrators, nobody else (protected DACL). Spelled
+/// out rather than taken from wdk-sys, whose base headers do not include
+/// wdmsec.h, and whose copy would be a data import from wdmsec.lib.
+static CONTROL_DEVICE_SDDL: CountedUtf16 = counted_utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
+
+/// `Size` of the framework structures, checked to fit a `ULONG` at compile time.
+const WDF_DRIVER_CONFIG_SIZE: ULONG = wdf_struct_size::<WDF_DRIVER_CONFIG>();
+const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = wdf_struct_size::<WDF_IO_QUEUE_CONFIG>();
+const WDF_OBJECT_ATTRIBUTES_SIZE: ULONG = wdf_struct_size::<WDF_OBJECT_ATTRIBUTES>();
+
+/// `WdfDriverInitNonPnpDriver`: no AddDevice routine; the driver creates
+/// its own (control) devices and must supply `EvtDriverUnload`.
+/// (`DriverInitFlags` is a `ULONG`; the enumerator is a C `int`.)
+const NON_PNP_DRIVER: ULONG = _WDF_DRIVER_INIT_FLAGS::WdfDriverInitNonPnpDriver as ULONG;
+
+// The IOCTL input is copied onto the kernel stack, which is a few pages at
+// most: if IOCTL inputs ever grow past this, copy them into pool instead.
+const _: () = assert!(MAX_INPUT_LEN <= 1024, "control::MAX_INPUT_LEN no longer fits a kernel stack buffer");
+
+/// `DriverEntry`. The image's entry point is the framework's
+/// `FxDriverEntry` (wdk-build links with `/ENTRY:FxDriverEntry`), which
+/// binds to KMDF and then calls this function.
+///
+/// Order: framework driver object, control device (name, SDDL, symbolic
+/// link, IOCTL queue), then the portable `lifecycle::initialize`
+/// (callouts and management objects), and only then
+/// `WdfControlFinishInitializing`, which is what opens the device to
+/// I/O: no IOCTL can arrive before the callouts are registered. On failure
+/// the control device is deleted here and the framework deletes the driver
+/// object when `DriverEntry` returns the error.
+///
+/// # Safety
+///
+/// Called only by the KMDF loader, once, at PASSIVE_LEVEL, with the I/O
+/// manager's driver object and the service's registry path, both valid for
+/// the duration of the call.
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> NTSTATUS {
+    // SAFETY: both arguments are DriverEntry's own, which is what `load`
+    // requires.
+    match unsafe { load(driver, registry_path) } {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status.raw(),
+    }
+}
+
+/// `EvtDriverUnload`, at PASSIVE_LEVEL: the portable unload completes every
+/// pended operation, unregisters the callouts and removes the management
+/// objects.
+///
+/// The control device is not deleted here. It is a child of the framework
+/// driver object, and for a non-PnP driver the framework deletes that object
+/// and its children after this callback returns; so the WDM device object
+/// that was handed to `FwpsCalloutRegister2` stays valid until the callouts
+/// are unregistered, and no IOCTL can arrive afterwards (the I/O manager
+/// only unloads a driver whose devices have no open handles).
+extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
+    crate::lifecycle::unload();
+    println!("wfpcallout: unloaded");
+}
+
+/// `EvtIoDeviceControl` of the control device's default queue: moves the
+/// buffers, lets `control::dispatch_ioctl` answer, completes the request.
+///
+/// # Safety
+///
+/// Called only by the framework, at PASSIVE_LEVEL (the queue's execution
+/// level), with a request it has presented to the driver and that has not
+/// been completed yet.
+unsafe extern "C" fn evt_io_device_control(
+    _queue: WDFQUEUE,
+    request: WDFREQUEST,
+    output_buffer_length: usize,
+    input_buffer_length: usize,
+    io_control_code: ULONG,
+) {
+    // SAFETY: `request` is the live, not yet completed request presented
+    // to this callback, as `answer_device_control` requires.
+    let answer = unsafe { answer_device_control(request, output_buffer_length, input_buffer_length, io_control_code) };
+    let (status, information) = match answer {
+        Ok(written) => match ULONG_PTR::try_from(written) {
+            Ok(information) => (STATUS_SUCCESS, information),
+            Err(_) => (STATUS_INTERNAL_ERROR, 0),
+        },
+        Err(status) => (status.raw(), 0),
+    };
+    // SAFETY: the request was presented to this callback and is completed
+    // exactly once, here, after the last use of its buffers. `information`
+    // is 0 or a count no larger than the output buffer (checked by
+    // `answer_device_control`), so the I/O manager copies back only bytes
+    // this driver wrote.
+    unsafe {
+        call_unsafe_wdf_function_binding!(WdfRequestCompleteWithInformation, request, status, information,);
+    }
+}
+
+/// Everything `DriverEntry` does.
+///
+/// # Safety
+///
+/// `driver` and `registry_path` are `DriverEntry`'s arguments.
+unsafe fn load(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<(), NtStatus> {
+    // SAFETY: DriverEntry's arguments, per this function's contract.
+    let wdf_driver = unsafe { create_driver(driver, registry_path) }?;
+    // SAFETY: `wdf_driver` was just returned by WdfDriverCreate and lives
+    // until the driver unloads.
+    let device = unsafe { create_control_device(wdf_driver) }?;
+
+    // SAFETY: `device` is the control device just created and not deleted.
+    if let Err(status) = unsafe { start_callouts(device) } {
+        // SAFETY: `device` is our control device, not deleted yet, and not
+        // reachable by I/O (initialization was never finished).
+        unsafe { delete_control_device(device) };
+        return Err(status);
+    }
+
+    // SAFETY: `device` is a control device whose initialization (name,
+    // symbolic link, queue) is complete; from here on it accepts I/O.
+    unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+    println!("wfpcallout: loaded");
+    Ok(())
+}
+
+/// `WdfDriverCreate` for a non-PnP driver with an unload callback.
+///
+/// # Safety
+///
+/// `driver` and `registry_path` are `DriverEntry`'s arguments.
+unsafe fn create_driver(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Result<WDFDRIVER, NtStatus> {
+    // WDF_DRIVER_CONFIG_INIT(&config, WDF_NO_EVENT_CALLBACK) plus the
+    // non-PnP flag and the unload callback; DriverPoolTag 0 lets the
+    // framework derive its tag from the service name.
+    let mut config = WDF_DRIVER_CONFIG {
+        Size: WDF_DRIVER_CONFIG_SIZE,
+        EvtDriverDeviceAdd: None,
+        EvtDriverUnload: Some(evt_driver_unload),
+        DriverInitFlags: NON_PNP_DRIVER,
+        ..WDF_DRIVER_CONFIG::default()
+    };
+    let mut wdf_driver: WDFDRIVER = ptr::null_mut();
+    // SAFETY: `driver` and `registry_path` come from DriverEntry (this
+    // function's contract); no object attributes is allowed; `config` is a
+    // fully initialized WDF_DRIVER_CONFIG whose Size is its own size; the
+    // handle is written to a local.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDriverCreate,
+            driver,
+            registry_path,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut config,
+            &raw mut wdf_driver,
+        )
+    };
+    check("WdfDriverCreate", status)?;
+    Ok(wdf_driver)
+}
+
+/// Creates the control device: network device type, secure open, the NT
+/// name and an admin/SYSTEM-only DACL, then the symbolic link and the IOCTL
+/// queue. Initialization is not finished: the caller does that.
+///
+/// # Safety
+///
+/// `wdf_driver` is the handle returned by `WdfDriverCreate`.
+unsafe fn create_control_device(wdf_driver: WDFDRIVER) -> Result<WDFDEVICE, NtStatus> {
+    let sddl = CONTROL_DEVICE_SDDL.unicode_string();
+    // SAFETY: `wdf_driver` is valid (this function's contract); `sddl`
+    // describes 'static UTF-16 text and outlives the call.
+    let raw_init =
+        unsafe { call_unsafe_wdf_function_binding!(WdfControlDeviceInitAllocate, wdf_driver, &raw const sddl) };
+    if raw_init.is_null() {
+        println!("wfpcallout: WdfControlDeviceInitAllocate failed");
+        return Err(NtStatus::from_raw(STATUS_INSUFFICIENT_RESOURCES));
+    }
+    // INVARIANT: `raw_init` was just allocated and nothing else owns it.
+    let mut init = ControlDeviceInit { raw: raw_init };
+
+    // SAFETY: `init.raw` is a live, unconsumed WDFDEVICE_INIT.
+    unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceInitSetDeviceType, init.raw, FILE_DEVICE_NETWORK);
+    }
+    // OrInValues = TRUE: add FILE_DEVICE_SECURE_OPEN (the DACL then also
+    // applies to opens of names below the device) to what the framework set.
+    // SAFETY: `init.raw` is a live, unconsumed WDFDEVICE_INIT.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetCharacteristics,
+            init.raw,
+            FILE_DEVICE_SECURE_OPEN,
+            BOOLEAN::from(true),
+        );
+    }
+    let name = DEVICE_NAME.unicode_string();
+    // SAFETY: `init.raw` is a live, unconsumed WDFDEVICE_INIT; `name`
+    // describes 'static UTF-16 text and outlives the call.
+    let status = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceInitAssignName, init.raw, &raw const name) };
+    // On failure `init` is dropped, which frees the WDFDEVICE_INIT.
+    check("WdfDeviceInitAssignName", status)?;
+
+    let mut device: WDFDEVICE = ptr::null_mut();
+    // SAFETY: `init.raw` is a live, unconsumed WDFDEVICE_INIT; on success
+    // the framework takes it over and sets `init.raw` to NULL, on failure
+    // it stays ours and `init`'s drop frees it. No object attributes is
+    // allowed; the handle is written to a local.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceCreate, &raw mut init.raw, WDF_NO_OBJECT_ATTRIBUTES, &raw mut device,)
+    };
+    check("WdfDeviceCreate", status)?;
+    // INVARIANT: WdfDeviceCreate consumed the structure; say so explicitly
+    // rather than rely on the framework having cleared the pointer.
+    init.raw = ptr::null_mut();
+
+    // SAFETY: `device` is the control device just created.
+    if let Err(status) = unsafe { add_link_and_queue(device) } {
+        // SAFETY: `device` is our control device, not deleted yet, and not
+        // reachable by I/O (initialization was never finished).
+        unsafe { delete_control_device(device) };
+        return Err(status);
+    }
+    Ok(device)
+}
+
+/// Adds `\DosDevices\WfpCallout` and the default queue: sequential (one
+/// IOCTL at a time), not power-managed (a control device has no power
+/// states), callbacks at PASSIVE_LEVEL.
+///
+/// # Safety
+///
+/// `device` is a control device created by this driver, not yet deleted.
+unsafe fn add_link_and_queue(device: WDFDEVICE) -> Result<(), NtStatus> {
+    let link = SYMBOLIC_LINK_NAME.unicode_string();
+    // SAFETY: `device` is valid (this function's contract); `link`
+    // describes 'static UTF-16 text and outlives the call.
+    let status = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &raw const link) };
+    check("WdfDeviceCreateSymbolicLink", status)?;
+
+    // WDF_IO_QUEUE_CONFIG_INIT_DEFAULT_QUEUE(&config, WdfIoQueueDispatchSequential),
+    // with PowerManaged set to WdfFalse instead of WdfUseDefault.
+    let mut queue_config = WDF_IO_QUEUE_CONFIG {
+        Size: WDF_IO_QUEUE_CONFIG_SIZE,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchSequential,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        DefaultQueue: BOOLEAN::from(true),
+        EvtIoDeviceControl: Some(evt_io_device_control),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    // WDF_OBJECT_ATTRIBUTES_INIT, then ExecutionLevel = Passive.
+    let mut queue_attributes = WDF_OBJECT_ATTRIBUTES {
+        Size: WDF_OBJECT_ATTRIBUTES_SIZE,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ..WDF_OBJECT_ATTRIBUTES::default()
+    };
+    // SAFETY: `device` is valid; the configuration and attributes are fully
+    // initialized with their own sizes; the queue handle is not needed (the
+    // device owns its default queue), so NULL is passed for it.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut queue_config,
+            &raw mut queue_attributes,
+            ptr::null_mut(),
+        )
+    };
+    check("WdfIoQueueCreate", status)
+}
+
+/// Hands the WDM device object to the portable initialization, which
+/// registers the callouts with it (`FwpsCalloutRegister2` needs the device
+/// object of the driver that owns the callouts) and adds the WFP
+/// management objects.
+///
+/// # Safety
+///
+/// `device` is a control device created by this driver, not yet deleted.
+unsafe fn start_callouts(device: WDFDEVICE) -> Result<(), NtStatus> {
+    // SAFETY: `device` is valid (this function's contract).
+    let wdm_device = unsafe { call_unsafe_wdf_function_binding!(WdfDeviceWdmGetDeviceObject, device) };
+    if wdm_device.is_null() {
+        println!("wfpcallout: WdfDeviceWdmGetDeviceObject returned NULL");
+        return Err(NtStatus::from_raw(STATUS_INTERNAL_ERROR));
+    }
+    crate::lifecycle::initialize(wdm_device.cast::<c_void>()).inspect_err(|status| {
+        println!("wfpcallout: lifecycle::initialize failed: {:#010X}", status.raw());
+    })
+}
+
+/// Deletes the control device (and with it its symbolic link and queue).
+///
+/// # Safety
+///
+/// `device` is a control device created by this driver and not yet deleted;
+/// it is not used afterwards.
+unsafe fn delete_control_device(device: WDFDEVICE) {
+    // SAFETY: per this function's contract, `device` is a live framework
+    // object this driver created; WdfObjectDelete may delete control devices.
+    unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, device.cast()) };
+}
+
+/// Moves one IOCTL's buffers and lets `control::dispatch_ioctl` answer.
+/// Returns the number of output bytes written, never more than
+/// `output_length`.
+///
+/// # Safety
+///
+/// `request` is a request presented to `EvtIoDeviceControl` and not yet
+/// completed; it is not completed before this function returns.
+unsafe fn answer_device_control(
+    request: WDFREQUEST,
+    output_length: usize,
+    input_length: usize,
+    io_control_code: ULONG,
+) -> Result<usize, NtStatus> {
+    // The input is copied first: with METHOD_BUFFERED the input and output
+    // are one system buffer, and the output is cleared (and then written)
+    // below.
+    let mut input_copy = [0u8; MAX_INPUT_LEN];
+    // SAFETY: `request` is live and not completed (this function's contract).
+    let input = unsafe { copy_input(request, input_length, &mut input_copy) }?;
+    // SAFETY: `request` is live and not completed, and is not completed
+    // before the last use of `output`, which ends with this function.
+    let output = unsafe { output_buffer(request, output_length) }?;
+
+    let written = dispatch_ioctl(io_control_code, input, output)?;
+    if written > output_length {
+        println!(
+            "wfpcallout: IOCTL {io_control_code:#010X} reported {written} bytes for a \
+             {output_length}-byte buffer"
+        );
+        return Err(NtStatus::from_raw(STATUS_INTERNAL_ERROR));
+    }
+    Ok(written)
+}
+
+/// Copies the request's input buffer into `copy` and returns the copied
+/// bytes. A zero-length input is an empty slice (WdfRequestRetrieveInputBuffer
+/// fails on zero-length buffers with STATUS_BUFFER_TOO_SMALL); an input longer
+/// than `MAX_INPUT_LEN` fails with STATUS_INVALID_BUFFER_SIZE.
+///
+/// # Safety
+///
+/// `request` is a request presented to `EvtIoDeviceControl` and not yet
+/// completed.
+unsafe fn copy_input(request: WDFREQUEST, length: usize, copy: &mut [u8; MAX_INPUT_LEN]) -> Result<&[u8], NtStatus> {
+    if length == 0 {
+        return Ok(&[]);
+    }
+    let Some(destination) = copy.get_mut(..length) else {
+        println!("wfpcallout: IOCTL input of {length} bytes is over {MAX_INPUT_LEN}");
+        return Err(NtStatus::from_raw(STATUS_INVALID_BUFFER_SIZE));
+    };
+
+    let mut buffer: PVOID = ptr::null_mut();
+    let mut available: usize = 0;
+    // SAFETY: `request` is live (this function's contract); the buffer
+    // address and size are written to locals.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfRequestRetrieveInputBuffer,
+            request,
+            length,
+            &raw mut buffer,
+            &raw mut available,
+        )
+    };
+    check("WdfRequestRetrieveInputBuffer", status)?;
+    if buffer.is_null() || available < length {
+        println!("wfpcallout: WdfRequestRetrieveInputBuffer gave {available} of {length} bytes");
+        return Err(NtStatus::from_raw(STATUS_INTERNAL_ERROR));
+    }
+
+    // SAFETY: WDF returned a buffer of `available` >= `length` bytes, valid
+    // until the request completes, which is after this copy. For buffered
+    // IOCTLs it is the I/O manager's kernel copy of the caller's input, for
+    // direct ones the system buffer holding it: initialized either way, and
+    // not written while the slice lives.
+    let source = unsafe { core::slice::from_raw_parts(buffer.cast::<u8>().cast_const(), length) };
+    destination.copy_from_slice(source);
+    Ok(destination)
+}
+
+/// The request's output buffer, zero-filled. A zero-length output is an
+/// empty slice (WdfRequestRetrieveOutputBuffer fails on zero-length buffers).
+///
+/// Zero-filling first means the slice covers only initialized bytes, and no
+/// stale pool content (nor the input, which shares a METHOD_BUFFERED system
+/// buffer) can reach the caller beyond what `dispatch_ioctl` writes.
+///
+/// # Safety
+///
+/// `request` is a request presented to `EvtIoDeviceControl` and not yet
+/// completed; the returned slice is not used after it is completed, nor
+/// while any other reference to its buffer (such as a slice of the input)
+/// is alive.
+unsafe fn output_buffer<'request>(request: WDFREQUEST, length: usize) -> Result<&'request mut [u8], NtStatus> {
+    if length == 0 {
+        return Ok(&mut []);
+    }
+
+    let mut buffer: PVOID = ptr::null_mut();
+    let mut available: usize = 0;
+    // SAFETY: `request` is live (this function's contract); the buffer
+    // address and size are written to locals.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfRequestRetrieveOutputBuffer,
+            request,
+            length,
+            &raw mut buffer,
+            &raw mut available,
+        )
+    };
+    check("WdfRequestRetrieveOutputBuffer", status)?;
+    if buffer.is_null() || available < length {
+        println!("wfpcallout: WdfRequestRetrieveOutputBuffer gave {available} of {length} bytes");
+        return Err(NtStatus::from_raw(STATUS_INTERNAL_ERROR));
+    }
+
+    let bytes = buffer.cast::<u8>();
+    // SAFETY: WDF reported `available` >= `length` writable bytes at
+    // `bytes`, valid until the request completes (this function's contract).
+    unsafe { ptr::write_bytes(bytes, 0, length) };
+    // SAFETY: the same `length` bytes, now initialized; by this function's
+    // contract nothing else references them while the slice lives, and the
+    // slice does not outlive the request.
+    Ok(unsafe { core::slice::from_raw_parts_mut(bytes, length) })
+}
+
+/// Turns a WDF status into a `Result`, logging failures with the call's name.
+fn check(call: &str, status: NTSTATUS) -> Result<(), NtStatus> {
+    if nt_success(status) {
+        Ok(())
+    } else {
+        println!("wfpcallout: {call} failed: {status:#010X}");
+        Err(NtStatus::from_raw(status))
+    }
+}
+
+/// A `WDFDEVICE_INIT` from `WdfControlDeviceInitAllocate`, freed with
+/// `WdfDeviceInitFree` when dropped unless `WdfDeviceCreate` took it over.
+///
+/// # Invariants
+///
+/// `raw` is either NULL (the framework owns the structure now) or a
+/// structure allocated by `WdfControlDeviceInitAllocate` that nothing else
+/// frees or consumes.
+struct ControlDeviceInit {
+    raw: PWDFDEVICE_INIT,
+}
+
+impl Drop for ControlDeviceInit {
+    fn drop(&mut self) {
+        if !self.raw.is_null() {
+            // SAFETY: by the type invariant, `raw` is a live allocation that
+            // WdfDeviceCreate did not consume and that only this guard frees.
+            unsafe { call_unsafe_wdf_function_binding!(WdfDeviceInitFree, self.raw) };
+        }
+    }
+}
+
+/// `size_of::<T>()` as the `ULONG` WDF's `Size` fields hold; a structure too
+/// large for a `ULONG` fails the build.
+const fn wdf_struct_size<T>() -> ULONG {
+    let size = size_of::<T>();
+    assert!(size <= ULONG::MAX as usize, "structure size does not fit a ULONG");
+    size as ULONG
+}
+
+/// Widens ASCII `text` to UTF-16 at compile time (no terminating NUL: a
+/// `UNICODE_STRING` is counted). A wrong `N` or a non-ASCII byte fails the
+/// build.
+const fn ascii_to_utf16<const N: usize>(text: &str) -> [u16; N] {
+    assert!(text.len() == N, "N must be the length of the text");
+    let mut units = [0u16; N];
+    let mut source = text.as_bytes();
+    let mut target: &mut [u16] = &mut units;
+    while let ([byte, source_rest @ ..], [unit, target_rest @ ..]) = (source, target) {
+        assert!(byte.is_ascii(), "only ASCII text is widened this way");
+        *unit = *byte as u16;
+        source = source_rest;
+        target = target_rest;
+    }
+    units
+}
+
+/// UTF-16 text with static storage and its length in bytes, from which a
+/// `UNICODE_STRING` can be made at any time.
+///
+/// # Invariants
+///
+/// `byte_len` is the size of `units` in bytes, and fits the `USHORT`
+/// length fields of a `UNICODE_STRING`.
+struct CountedUtf16 {
+    units: &'static [u16],
+    byte_len: u16,
+}
+
+impl CountedUtf16 {
+    /// Wraps `units`; text too long for a `UNICODE_STRING` fails the build
+    /// (this is only evaluated in `static` initializers).
+    const fn new(units: &'static [u16]) -> Self {
+        let byte_len = match units.len().checked_mul(2) {
+            Some(bytes) if bytes <= u16::MAX as usize => bytes as u16,
+            _ => panic!("text too long for a UNICODE_STRING"),
+        };
+        // INVARIANT: `byte_len` was just computed from `units` and checked.
+        Self { units, byte_len }
+    }
+
+    /// A `UNICODE_STRING` describing the text. Its `Buffer` is `*mut`
+    /// because that is the field's type; it is only ever passed to WDF as a
+    /// `PCUNICODE_STRING`, which WDF reads and does not write.
+    fn unicode_string(&self) -> UNICODE_STRING {
+        UNICODE_STRING {
+            Length: self.byte_len,
+            MaximumLength: self.byte_len,
+            Buffer: self.units.as_ptr().cast_mut().cast(),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! wfpcallout: a Windows Filtering Platform callout driver.
+//!
+//! notifyFn attaches a per-filter context when a filter naming one of our
+//! callouts is added and releases it when the filter is deleted; classifyFn
+//! uses that context directly at DISPATCH_LEVEL. Everything here except the
+//! KMDF glue (`kmdf`) is portable: on Windows it links against ntoskrnl and
+//! fwpkclnt, elsewhere against the simulated kernel, which calls these very
+//! callbacks in tests.
+//!
+//! `unsafe` is confined to the FFI boundary (`ffi`, `pool`, `spin_lock`,
+//! `filter_view`, the counters and clock shims) and to the callback
+//! trampolines; the policy logic above them denies it.
+#![no_std]
+#![deny(unsafe_code)]
+
+#[cfg(not(windows))]
+extern crate std;
+// The simulated kernel provides every kernel symbol the driver imports.
+#[cfg(not(windows))]
+extern crate wfpcallout_simkernel as _;
+
+pub mod adoption;
+pub mod callouts;
+pub mod classify;
+pub mod clock;
+pub mod context_table;
+pub mod control;
+pub mod delay;
+pub mod driver_state;
+pub mod ffi;
+pub mod filter_context;
+pub mod filter_view;
+pub mod lifecycle;
+pub mod log;
+pub mod management;
+pub mod notify;
+pub mod per_cpu_counters;
+pub mod pool;
+pub mod rate_limiter;
+pub mod spin_lock;
+pub mod status;
+pub mod wide;
+
+#[cfg(all(windows, feature = "kmdf"))]
+mod kmdf;

@@ -1,0 +1,85 @@
+//! Load and unload: the portable part of DriverEntry and EvtDriverUnload.
+//! The KMDF glue (or the simulated kernel's loader) creates the device
+//! object and calls these at PASSIVE_LEVEL.
+#![forbid(unsafe_code)]
+
+use crate::driver_state::STATE;
+use crate::log::Level;
+use crate::status::{NtStatus, Result};
+use crate::{adoption, callouts, management};
+use core::ffi::c_void;
+use core::sync::atomic::Ordering;
+
+/// Registers the callouts, adds the management objects and adopts filters
+/// that already name our callouts. On failure everything done so far is
+/// undone and the status is returned (the driver then fails to load).
+pub fn initialize(device_object: *mut c_void) -> Result {
+    if STATE.loaded.load(Ordering::Acquire) {
+        return Err(NtStatus::INVALID_DEVICE_STATE);
+    }
+    STATE.reset_stats();
+    // Until adoption has finished, classify cannot know which filters'
+    // `context` is ours: it must use the table (set before registering).
+    STATE.adoption_in_progress.store(true, Ordering::Release);
+
+    callouts::register_all(device_object)?;
+    let engine = match management::open_engine() {
+        Ok(engine) => engine,
+        Err(status) => {
+            let _ = callouts::unregister_all();
+            release_contexts();
+            return Err(status);
+        }
+    };
+    if let Err(status) = management::add_objects(engine) {
+        let _ = callouts::unregister_all();
+        management::close_engine(engine);
+        release_contexts();
+        return Err(status);
+    }
+    STATE.engine.store(engine.raw(), Ordering::Release);
+
+    match adoption::adopt_existing_filters(engine) {
+        Ok(adopted) => {
+            STATE.adoption_in_progress.store(false, Ordering::Release);
+            crate::log!(Level::Info, "loaded; adopted {} existing filters", adopted);
+        }
+        Err(status) => {
+            // Not fatal: classify keeps finding contexts through the table,
+            // and unknown filters get the default policy.
+            crate::log!(Level::Warning, "adoption incomplete ({}): classify stays on table lookups", status);
+        }
+    }
+    STATE.loaded.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Unloads in the documented order: unregister the callouts (retrying on
+/// `STATUS_DEVICE_BUSY`), delete the management objects, close the session,
+/// then free every context still held (DELETE notifications can be lost, so
+/// nothing waits for them). Afterwards the driver owns no pool.
+pub fn unload() {
+    STATE.loaded.store(false, Ordering::Release);
+    if let Err(status) = callouts::unregister_all() {
+        crate::log!(Level::Error, "unload: callouts still registered ({}): contexts are kept", status);
+        return;
+    }
+    if let Some(engine) = management::EngineHandle::from_raw(STATE.engine.swap(core::ptr::null_mut(), Ordering::AcqRel))
+    {
+        management::delete_objects(engine);
+        management::close_engine(engine);
+    }
+    release_contexts();
+    crate::log!(Level::Info, "unloaded");
+}
+
+/// Drops every context the table still holds (no callout can reach them
+/// once unregistered) and frees the table itself.
+fn release_contexts() {
+    while let Some(context) = STATE.table.pop_any() {
+        drop(context);
+    }
+    STATE.table.release_storage();
+    STATE.adopted_alive.store(0, Ordering::Release);
+    STATE.adoption_in_progress.store(false, Ordering::Release);
+}

@@ -1,0 +1,164 @@
+//! The management side: a session with the filter engine, and the
+//! provider, sublayer and `FWPM_CALLOUT0`s that let any WFP client add
+//! filters naming our callouts. All of it runs at PASSIVE_LEVEL.
+#![deny(unsafe_code)]
+
+use crate::callouts::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
+use crate::ffi::{
+    FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmEngineClose0, FwpmEngineOpen0, FwpmProviderAdd0,
+    FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0, FwpmTransactionBegin0,
+    FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
+};
+use crate::log::Level;
+use crate::status::{NtStatus, Result};
+use fwps_types::fwp::{FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_PROVIDER0, FWPM_SESSION0, FWPM_SUBLAYER0};
+
+/// An open `FwpmEngineOpen0` session. Opaque: only passed back to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineHandle(HANDLE);
+
+impl EngineHandle {
+    /// The raw handle, for the FFI calls.
+    pub fn raw(self) -> HANDLE {
+        self.0
+    }
+
+    /// Wraps a raw handle kept elsewhere (the driver state), if not NULL.
+    pub fn from_raw(raw: HANDLE) -> Option<Self> {
+        (!raw.is_null()).then_some(Self(raw))
+    }
+}
+
+/// Our sublayer's weight: in the upper half, below the system's own.
+pub const SUBLAYER_WEIGHT: u16 = 0x8000;
+
+fn display(name: &'static [u16], description: &'static [u16]) -> FWPM_DISPLAY_DATA0 {
+    // The engine only reads display strings; the casts drop a const the
+    // windows-sys type does not carry.
+    FWPM_DISPLAY_DATA0 { name: name.as_ptr().cast_mut(), description: description.as_ptr().cast_mut() }
+}
+
+fn key_ptr(key: &'static GUID) -> *mut GUID {
+    core::ptr::from_ref(key).cast_mut()
+}
+
+static PROVIDER_KEY_STATIC: GUID = PROVIDER_KEY;
+
+/// Opens a (non-dynamic) session: the objects we add outlive it, so filters
+/// that name our callouts survive a driver restart.
+pub fn open_engine() -> Result<EngineHandle> {
+    let session = FWPM_SESSION0 {
+        displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout driver session")),
+        ..FWPM_SESSION0::default()
+    };
+    let mut handle: HANDLE = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: every pointer is valid for the call; PASSIVE_LEVEL.
+    let status =
+        unsafe { FwpmEngineOpen0(core::ptr::null(), RPC_C_AUTHN_WINNT, core::ptr::null(), &session, &mut handle) };
+    NtStatus::to_result(status).inspect_err(|s| crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s))?;
+    EngineHandle::from_raw(handle).ok_or(NtStatus::INVALID_DEVICE_STATE)
+}
+
+/// Closes the session.
+pub fn close_engine(engine: EngineHandle) {
+    #[allow(unsafe_code)]
+    // SAFETY: `engine` came from open_engine and is closed once.
+    let status = unsafe { FwpmEngineClose0(engine.raw()) };
+    if let Err(status) = NtStatus::to_result(status) {
+        crate::log!(Level::Warning, "FwpmEngineClose0 failed: {}", status);
+    }
+}
+
+/// An object that exists already (left by an earlier load) is fine.
+fn added(what: &str, status: i32) -> Result {
+    if status == STATUS_FWP_ALREADY_EXISTS {
+        return Ok(());
+    }
+    NtStatus::to_result(status).inspect_err(|s| crate::log!(Level::Error, "adding the {} failed: {}", what, s))
+}
+
+/// Adds provider, sublayer and callouts in one transaction: all or nothing.
+pub fn add_objects(engine: EngineHandle) -> Result {
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle; PASSIVE_LEVEL.
+    NtStatus::to_result(unsafe { FwpmTransactionBegin0(engine.raw(), 0) })?;
+    let result = add_objects_in_transaction(engine);
+    let end = if result.is_ok() {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle with a transaction in progress.
+        unsafe {
+            FwpmTransactionCommit0(engine.raw())
+        }
+    } else {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle with a transaction in progress.
+        unsafe {
+            FwpmTransactionAbort0(engine.raw())
+        }
+    };
+    result?;
+    NtStatus::to_result(end).inspect_err(|s| crate::log!(Level::Error, "committing the objects failed: {}", s))
+}
+
+fn add_objects_in_transaction(engine: EngineHandle) -> Result {
+    let provider = FWPM_PROVIDER0 {
+        providerKey: PROVIDER_KEY,
+        displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout callout driver")),
+        ..FWPM_PROVIDER0::default()
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `provider` is valid for the call; no security descriptor.
+    added("provider", unsafe { FwpmProviderAdd0(engine.raw(), &provider, core::ptr::null()) })?;
+
+    let sublayer = FWPM_SUBLAYER0 {
+        subLayerKey: SUBLAYER_KEY,
+        displayData: display(crate::wide!("wfpcallout"), crate::wide!("Filters calling wfpcallout")),
+        providerKey: key_ptr(&PROVIDER_KEY_STATIC),
+        weight: SUBLAYER_WEIGHT,
+        ..FWPM_SUBLAYER0::default()
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `sublayer` and the key it points to are valid for the call.
+    added("sublayer", unsafe { FwpmSubLayerAdd0(engine.raw(), &sublayer, core::ptr::null()) })?;
+
+    for spec in CALLOUTS.iter() {
+        let callout = FWPM_CALLOUT0 {
+            calloutKey: spec.key,
+            displayData: display(spec.name, spec.description),
+            // Without this flag notifyFn never sees the provider context
+            // that carries the filter's policy.
+            flags: fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT,
+            providerKey: key_ptr(&PROVIDER_KEY_STATIC),
+            applicableLayer: spec.layer_key,
+            ..FWPM_CALLOUT0::default()
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `callout` and the key it points to are valid for the call.
+        added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), &callout, core::ptr::null(), core::ptr::null_mut()) })?;
+    }
+    Ok(())
+}
+
+/// Deletes what `add_objects` added. Objects still referenced by filters
+/// (`STATUS_FWP_IN_USE`) stay, and are reused at the next load.
+pub fn delete_objects(engine: EngineHandle) {
+    for spec in CALLOUTS.iter() {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle and key.
+        let status = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &spec.key) };
+        log_delete("callout", status);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    log_delete("sublayer", unsafe { FwpmSubLayerDeleteByKey0(engine.raw(), &SUBLAYER_KEY) });
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    log_delete("provider", unsafe { FwpmProviderDeleteByKey0(engine.raw(), &PROVIDER_KEY) });
+}
+
+fn log_delete(what: &str, status: i32) {
+    if let Err(status) = NtStatus::to_result(status) {
+        crate::log!(Level::Info, "kept the {} (delete returned {}): filters may still use it", what, status);
+    }
+}

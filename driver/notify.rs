@@ -1,0 +1,122 @@
+//! notifyFn: attach a context on ADD, release it on DELETE.
+//!
+//! ADD builds the context from the filter's policy blob (or the default
+//! policy), registers it in the table and stores it in `filter->context`.
+//! A failure vetoes the filter, so the client's `FwpmFilterAdd0` fails with
+//! our status. DELETE finds the context by filter id in the table, never
+//! through `filter->context`, so a filter we never saw is harmless.
+#![deny(unsafe_code)]
+
+use crate::driver_state::STATE;
+use crate::ffi::{
+    FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, FWPS_CALLOUT_NOTIFY_TYPE, FWPS_FILTER2, GUID,
+    NTSTATUS,
+};
+use crate::filter_context::{ContextRef, Origin};
+use crate::filter_view::{FilterView, ProviderBlob, set_filter_context};
+use crate::log::Level;
+use crate::status::{NtStatus, Result};
+use core::sync::atomic::Ordering;
+use wfpcallout_wire::{POLICY_MAX_LEN, PolicyRepr, WireError};
+
+/// The notifyFn we register (`FWPS_CALLOUT_NOTIFY_FN2`).
+///
+/// # Safety
+/// Called by the filter engine with `filter` NULL or valid and writable
+/// for the call, at IRQL <= DISPATCH_LEVEL.
+#[allow(unsafe_code)]
+pub unsafe extern "system" fn notify_fn(
+    notify_type: FWPS_CALLOUT_NOTIFY_TYPE,
+    _filter_key: *const GUID,
+    filter: *mut FWPS_FILTER2,
+) -> NTSTATUS {
+    // SAFETY: the engine passes NULL or a filter valid for this call.
+    let view = unsafe { FilterView::from_raw(filter) };
+    let result = match (notify_type, view) {
+        (FWPS_CALLOUT_NOTIFY_ADD_FILTER, Some(view)) => on_add(&view).map(|raw| {
+            // SAFETY: the engine's filter is writable during its ADD notify.
+            unsafe { set_filter_context(filter, raw) }
+        }),
+        (FWPS_CALLOUT_NOTIFY_DELETE_FILTER, Some(view)) => {
+            on_delete(view.id());
+            Ok(())
+        }
+        (FWPS_CALLOUT_NOTIFY_ADD_FILTER | FWPS_CALLOUT_NOTIFY_DELETE_FILTER, None) => Err(NtStatus::INVALID_PARAMETER),
+        (other, _) => {
+            // Unknown types (and POST_COMMIT, which we do not ask for) are
+            // ignored with success, as the WFP documentation requires.
+            STATE.stats.notify_unknown_type.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Trace, "ignoring notify type {}", other);
+            Ok(())
+        }
+    };
+    NtStatus::from_result(result)
+}
+
+/// Decodes a policy from a filter's provider context. The blob is copied
+/// into a kernel-owned buffer before it is parsed.
+pub fn policy_from_blob(blob: &ProviderBlob<'_>) -> core::result::Result<PolicyRepr, WireError> {
+    match blob {
+        ProviderBlob::Absent => Ok(PolicyRepr::DEFAULT),
+        ProviderBlob::WrongType(_) => Err(WireError::BadMagic),
+        ProviderBlob::General(bytes) => {
+            if bytes.len() > POLICY_MAX_LEN {
+                return Err(WireError::LengthMismatch);
+            }
+            let mut copy = [0u8; POLICY_MAX_LEN];
+            let copy = copy.get_mut(..bytes.len()).ok_or(WireError::LengthMismatch)?;
+            copy.copy_from_slice(bytes);
+            PolicyRepr::parse(copy)
+        }
+    }
+}
+
+/// ADD: returns the raw reference to store in `filter->context`.
+fn on_add(view: &FilterView<'_>) -> Result<u64> {
+    let filter_id = view.id();
+    let policy = match policy_from_blob(&view.provider_blob()) {
+        Ok(policy) => policy,
+        Err(error) => {
+            STATE.stats.policies_rejected.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Warning, "filter {} vetoed: bad policy blob: {}", filter_id, error);
+            return Err(NtStatus::BAD_DATA);
+        }
+    };
+    let layer_id = crate::callouts::layer_of_callout(view.callout_id()).unwrap_or(0);
+    let context = ContextRef::try_new(filter_id, layer_id, Origin::Notified, policy).inspect_err(|_| {
+        STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
+        crate::log!(Level::Error, "filter {} vetoed: no pool for its context", filter_id);
+    })?;
+    // The filter's own reference lives in the table; filter->context is a
+    // borrowed pointer that stays valid until DELETE removes that entry.
+    let raw = context.as_raw();
+    if let Err((status, _context)) = STATE.table.insert(filter_id, context) {
+        if status == NtStatus::INSUFFICIENT_RESOURCES {
+            STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        crate::log!(Level::Error, "filter {} vetoed: table insert failed: {}", filter_id, status);
+        return Err(status);
+    }
+    STATE.stats.filters_added.fetch_add(1, Ordering::Relaxed);
+    crate::log!(Level::Trace, "filter {} added: {:?}", filter_id, policy.action);
+    Ok(raw)
+}
+
+/// DELETE: drops the table's reference (freeing the context unless a
+/// pended request or flow still holds one).
+fn on_delete(filter_id: u64) {
+    match STATE.table.remove(filter_id) {
+        Some(context) => {
+            if context.origin() == Origin::Adopted {
+                STATE.adopted_alive.fetch_sub(1, Ordering::AcqRel);
+            }
+            STATE.stats.filters_deleted.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Trace, "filter {} deleted", filter_id);
+            drop(context);
+        }
+        None => {
+            STATE.stats.deletes_unknown.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Trace, "DELETE for unknown filter {} ignored", filter_id);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! NUL-terminated UTF-16 string literals for the WFP display names, built at
+//! compile time from ASCII text.
+#![forbid(unsafe_code)]
+
+/// Encodes ASCII `text` into a NUL-terminated UTF-16 array of length `N`.
+/// Evaluated at compile time; a wrong `N` or non-ASCII text fails the build.
+#[allow(clippy::indexing_slicing)] // const evaluation: out of range is a build error
+pub const fn ascii_to_wide<const N: usize>(text: &str) -> [u16; N] {
+    let bytes = text.as_bytes();
+    assert!(bytes.len() + 1 == N, "N must be the text length plus the NUL");
+    let mut out = [0u16; N];
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii(), "display names are ASCII");
+        out[i] = bytes[i] as u16;
+        i += 1;
+    }
+    out
+}
+
+/// `wide!("text")`: a `&'static [u16]` holding "text" and a NUL.
+#[macro_export]
+macro_rules! wide {
+    ($text:expr) => {{
+        const TEXT: &str = $text;
+        const WIDE: [u16; TEXT.len() + 1] = $crate::wide::ascii_to_wide(TEXT);
+        &WIDE
+    }};
+}

@@ -1,0 +1,67 @@
+//! `FwpsCalloutRegister2` and `FwpsCalloutUnregisterById0`.
+
+use super::{RegisteredCallout, key_of, lock};
+use crate::faults;
+use crate::irql;
+use crate::verifier::{ViolationKind, report};
+use fwps_types::*;
+
+/// `FwpsCalloutRegister2`: PASSIVE_LEVEL; the key must be new; no ADD is
+/// sent for filters that already name the callout.
+///
+/// # Safety
+/// `callout` must be NULL or valid; `callout_id` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpsCalloutRegister2(
+    device_object: *mut core::ffi::c_void,
+    callout: *const FWPS_CALLOUT2,
+    callout_id: *mut u32,
+) -> NTSTATUS {
+    if !irql::require_at_most(PASSIVE_LEVEL, "FwpsCalloutRegister2") {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    if let Some(status) = faults::call_should_fail("FwpsCalloutRegister2") {
+        return status;
+    }
+    // SAFETY: the caller passes NULL or a valid callout.
+    let Some(callout) = (unsafe { callout.as_ref() }) else {
+        return STATUS_FWP_NULL_POINTER;
+    };
+    if device_object.is_null() {
+        report(ViolationKind::ApiMisuse, "FwpsCalloutRegister2 with a NULL device object");
+        return STATUS_INVALID_PARAMETER;
+    }
+    let (Some(classify), Some(notify)) = (callout.classifyFn, callout.notifyFn) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let key = key_of(&callout.calloutKey);
+    let mut engine = lock();
+    if engine.registered.contains_key(&key) {
+        return STATUS_FWP_ALREADY_EXISTS;
+    }
+    let id = engine.callout_id_for(key);
+    engine.registered.insert(key, RegisteredCallout { id, classify, notify });
+    if !callout_id.is_null() {
+        // SAFETY: the caller passes NULL or a writable u32.
+        unsafe { callout_id.write(id) };
+    }
+    STATUS_SUCCESS
+}
+
+/// `FwpsCalloutUnregisterById0`: PASSIVE_LEVEL. Filters that name the
+/// callout stay; from now on they act as if it were absent.
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
+    if !irql::require_at_most(PASSIVE_LEVEL, "FwpsCalloutUnregisterById0") {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    if let Some(status) = faults::call_should_fail("FwpsCalloutUnregisterById0") {
+        return status;
+    }
+    let mut engine = lock();
+    let Some(key) = engine.registered.iter().find(|(_, c)| c.id == callout_id).map(|(k, _)| *k) else {
+        return STATUS_FWP_CALLOUT_NOT_FOUND;
+    };
+    engine.registered.remove(&key);
+    STATUS_SUCCESS
+}

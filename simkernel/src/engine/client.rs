@@ -1,0 +1,366 @@
+//! What a WFP client (wfpctl, netsh, a test) does to the engine, and the
+//! engine's classification of traffic. These are the simulated kernel's
+//! drivers of the driver: `FwpmFilterAdd0` calling notifyFn ADD, deletion
+//! calling DELETE, and classification calling classifyFn at DISPATCH_LEVEL.
+
+use super::connection::ClassifyInput;
+use super::records::{FilterRecord, NewFilter};
+use super::{
+    Connection, FilterAction, FilterSpec, ProviderContextRecord, key_of, layer_by_id, layer_by_key, lock, lock_for,
+};
+use crate::irql;
+use fwps_types::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The client's session id for transaction waits (never a real handle).
+const CLIENT_SESSION: usize = 0;
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+fn fresh_key() -> GUID {
+    GUID::from_u128(0xC11E_0000_0000_4000_8000_0000_0000_0000 | u128::from(NEXT_KEY.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Adds a sublayer owned by no provider (as a client would for its filters).
+pub fn add_sublayer(key: GUID, weight: u16) -> Result<(), NTSTATUS> {
+    let mut engine = lock_for(CLIENT_SESSION);
+    let k = key_of(&key);
+    if engine.sublayers.contains_key(&k) {
+        return Err(STATUS_FWP_ALREADY_EXISTS);
+    }
+    engine.sublayers.insert(k, (weight, None));
+    Ok(())
+}
+
+/// Adds a provider context of `context_type` with `data`; returns its key.
+pub fn add_provider_context_of_type(context_type: i32, data: &[u8]) -> GUID {
+    let key = fresh_key();
+    let mut engine = lock_for(CLIENT_SESSION);
+    engine.next_provider_context_id += 1;
+    let id = engine.next_provider_context_id;
+    engine.provider_contexts.insert(key_of(&key), ProviderContextRecord { key, id, context_type, data: data.to_vec() });
+    key
+}
+
+/// Adds an `FWPM_GENERAL_CONTEXT` provider context carrying `data`.
+pub fn add_provider_context(data: &[u8]) -> GUID {
+    add_provider_context_of_type(fwp::FWPM_GENERAL_CONTEXT, data)
+}
+
+/// Sets the IRQL at which notifyFn is called (PASSIVE by default).
+pub fn set_notify_irql(irql: u8) {
+    lock().notify_irql = irql;
+}
+
+/// Drops the next `count` DELETE notifications (WFP has lost them under
+/// load): the filter is deleted but the callout is never told.
+pub fn lose_delete_notifications(count: u32) {
+    lock().lose_delete_notifications = count;
+}
+
+/// `FwpmFilterAdd0`: validates the filter, calls notifyFn ADD if its callout
+/// is registered (a failure vetoes the add and is returned), and publishes it.
+pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
+    let Some(layer) = layer_by_key(&spec.layer_key) else { return Err(STATUS_FWP_LAYER_NOT_FOUND) };
+    let permit_if_unregistered = spec.flags & fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED != 0;
+    if permit_if_unregistered
+        && !matches!(spec.action, FilterAction::CalloutTerminating(_) | FilterAction::CalloutUnknown(_))
+    {
+        return Err(STATUS_FWP_INVALID_PARAMETER);
+    }
+    let (record, registered, notify_irql) = {
+        let mut engine = lock_for(CLIENT_SESSION);
+        let Some(&(sublayer_weight, _)) = engine.sublayers.get(&key_of(&spec.sublayer_key)) else {
+            return Err(STATUS_FWP_SUBLAYER_NOT_FOUND);
+        };
+        let mut callout_id = 0;
+        let mut expose_provider_context = false;
+        if let Some(callout_key) = spec.action.callout_key() {
+            let Some(managed) = engine.managed.get(&key_of(&callout_key)).copied() else {
+                return Err(STATUS_FWP_CALLOUT_NOT_FOUND);
+            };
+            if managed.layer_id != layer.id {
+                return Err(STATUS_FWP_INVALID_PARAMETER);
+            }
+            callout_id = managed.id;
+            expose_provider_context = managed.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0;
+        }
+        let provider_context = match spec.provider_context {
+            Some(key) => match engine.provider_contexts.get(&key_of(&key)) {
+                Some(record) => Some(record.clone()),
+                None => return Err(STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND),
+            },
+            None => None,
+        };
+        engine.next_filter_id += 1;
+        let id = engine.next_filter_id;
+        let record = FilterRecord::build(NewFilter {
+            id,
+            key: spec.key.unwrap_or_else(fresh_key),
+            layer_id: layer.id,
+            sublayer_weight,
+            callout_id,
+            spec,
+            provider_context: provider_context.as_ref(),
+            expose_provider_context,
+        });
+        let registered = if callout_id != 0 { engine.registered_by_id(callout_id) } else { None };
+        (record, registered, engine.notify_irql)
+    };
+    if let Some(callout) = registered {
+        let key = record.key;
+        let filter = record.fwps.get();
+        // SAFETY: the record is not published yet: notifyFn has the only
+        // access to the filter, as during a real ADD.
+        let status =
+            irql::at_level(notify_irql, || unsafe { (callout.notify)(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &key, filter) });
+        if status < 0 {
+            return Err(status);
+        }
+    }
+    let id = record.id;
+    let mut engine = lock_for(CLIENT_SESSION);
+    engine.filters.insert(id, Arc::new(record));
+    engine.rebuild_layer(layer.id);
+    Ok(id)
+}
+
+/// `FwpmFilterDeleteById0`: unpublishes the filter, waits for classifies
+/// still using it, then calls notifyFn DELETE (`filterKey` NULL) if its
+/// callout is registered.
+pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
+    let (record, registered, notify_irql, lose) = {
+        let mut engine = lock_for(CLIENT_SESSION);
+        let Some(record) = engine.filters.remove(&filter_id) else { return Err(STATUS_FWP_FILTER_NOT_FOUND) };
+        engine.rebuild_layer(record.layer_id);
+        let registered = if record.callout_id != 0 { engine.registered_by_id(record.callout_id) } else { None };
+        let lose = registered.is_some() && engine.lose_delete_notifications > 0;
+        if lose {
+            engine.lose_delete_notifications -= 1;
+        }
+        (record, registered, engine.notify_irql, lose)
+    };
+    record.deleted.store(true, Ordering::SeqCst);
+    while record.in_flight.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    if let (Some(callout), false) = (registered, lose) {
+        let filter = record.fwps.get();
+        // SAFETY: the filter is unpublished and no classify uses it; the
+        // record outlives the call.
+        irql::at_level(notify_irql, || unsafe {
+            (callout.notify)(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter)
+        });
+    }
+    Ok(())
+}
+
+/// Calls notifyFn with an arbitrary notify type for a live filter (to test
+/// that unknown types are ignored).
+pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Result<NTSTATUS, NTSTATUS> {
+    let (record, callout, irql_level) = {
+        let engine = lock();
+        let record = engine.filters.get(&filter_id).cloned().ok_or(STATUS_FWP_FILTER_NOT_FOUND)?;
+        let callout = engine.registered_by_id(record.callout_id).ok_or(STATUS_FWP_CALLOUT_NOT_FOUND)?;
+        (record, callout, engine.notify_irql)
+    };
+    let key = record.key;
+    // SAFETY: the record is alive (we hold an Arc); the driver must not
+    // write the filter for a type it does not handle.
+    Ok(irql::at_level(irql_level, || unsafe { (callout.notify)(notify_type, &key, record.fwps.get()) }))
+}
+
+/// Ids of every filter in the engine.
+pub fn filter_ids() -> Vec<u64> {
+    lock().filters.keys().copied().collect()
+}
+
+/// The `context` member of a filter's FWPS structure.
+pub fn filter_context(filter_id: u64) -> Option<u64> {
+    lock().filters.get(&filter_id).map(|r| r.context())
+}
+
+/// Whether a callout key is registered.
+pub fn is_registered(callout_key: &GUID) -> bool {
+    lock().registered.contains_key(&key_of(callout_key))
+}
+
+/// The run-time id of a callout key (registered or added).
+pub fn callout_id(callout_key: &GUID) -> Option<u32> {
+    lock().callout_ids.get(&key_of(callout_key)).copied()
+}
+
+/// Whether a management object exists.
+pub fn has_managed_callout(callout_key: &GUID) -> bool {
+    lock().managed.contains_key(&key_of(callout_key))
+}
+
+/// Whether a sublayer exists.
+pub fn has_sublayer(key: &GUID) -> bool {
+    lock().sublayers.contains_key(&key_of(key))
+}
+
+/// The outcome of one classification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClassifyResult {
+    /// `FWP_ACTION_PERMIT` or `FWP_ACTION_BLOCK`.
+    pub action: u32,
+    /// Whether the write right ended cleared (a hard decision).
+    pub hard: bool,
+    /// Whether ABSORB was set with the BLOCK.
+    pub absorbed: bool,
+    /// The filter that decided, if any matched.
+    pub decided_by: Option<u64>,
+    /// How many callouts were invoked.
+    pub callouts_invoked: u32,
+}
+
+impl ClassifyResult {
+    /// True for PERMIT.
+    pub fn permitted(&self) -> bool {
+        self.action == fwp::FWP_ACTION_PERMIT
+    }
+}
+
+fn matches(record: &FilterRecord, input: &ClassifyInput) -> bool {
+    record.conditions.iter().all(|&(field, value)| input.field_u32(field) == Some(value))
+}
+
+/// One filter's verdict, if it reached one.
+struct FilterOutcome {
+    action: u32,
+    hard: bool,
+    absorbed: bool,
+    invoked: bool,
+}
+
+fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) -> Option<FilterOutcome> {
+    let terminal = |action, hard| Some(FilterOutcome { action, hard, absorbed: false, invoked: false });
+    let callout = match record.action {
+        FilterAction::Permit => return terminal(fwp::FWP_ACTION_PERMIT, false),
+        FilterAction::Block => return terminal(fwp::FWP_ACTION_BLOCK, false),
+        _ => lock().registered_by_id(record.callout_id),
+    };
+    let Some(callout) = callout else {
+        // Unregistered callout: inspection filters are ignored; the others
+        // block unless the filter permits when its callout is absent.
+        return match record.action {
+            FilterAction::CalloutInspection(_) => None,
+            _ if record.fwpm_flags & fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED != 0 => {
+                terminal(fwp::FWP_ACTION_PERMIT, false)
+            }
+            _ => terminal(fwp::FWP_ACTION_BLOCK, false),
+        };
+    };
+    // Rundown: a filter being deleted is not used by new classifications.
+    record.in_flight.fetch_add(1, Ordering::SeqCst);
+    if record.deleted.load(Ordering::SeqCst) {
+        record.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return None;
+    }
+    let mut out = FWPS_CLASSIFY_OUT0 { actionType: 0, filterId: record.id, rights, ..FWPS_CLASSIFY_OUT0::default() };
+    let classify_context = record.id as usize as *const core::ffi::c_void;
+    irql::at_dispatch(|| {
+        // SAFETY: every pointer is valid for the call (owned by `input`,
+        // `record` and this frame); the filter is protected by in_flight.
+        unsafe {
+            (callout.classify)(
+                &*input.values,
+                &*input.metadata,
+                std::ptr::null_mut(),
+                classify_context,
+                record.fwps.get(),
+                0,
+                &mut out,
+            )
+        }
+    });
+    record.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let hard = out.rights & FWPS_RIGHT_ACTION_WRITE == 0;
+    let absorbed = out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0;
+    let action = match (record.action, out.actionType) {
+        (FilterAction::CalloutInspection(_), _) => return None,
+        (_, a) if a == fwp::FWP_ACTION_PERMIT || a == fwp::FWP_ACTION_BLOCK => a,
+        (FilterAction::CalloutUnknown(_), _) => {
+            return Some(FilterOutcome { action: 0, hard, absorbed, invoked: true });
+        }
+        // A terminating callout that returns neither is treated as BLOCK.
+        _ => fwp::FWP_ACTION_BLOCK,
+    };
+    Some(FilterOutcome { action, hard, absorbed, invoked: true })
+}
+
+/// Classifies a connection through every filter at its layer, with WFP's
+/// arbitration: sublayers by weight, the first PERMIT/BLOCK in each wins
+/// there; BLOCK overrides PERMIT unless the permit was hard. No match
+/// permits.
+pub fn classify(connection: &Connection) -> ClassifyResult {
+    let Some(layer) = layer_by_id(connection.layer_id) else {
+        return ClassifyResult {
+            action: fwp::FWP_ACTION_PERMIT,
+            hard: false,
+            absorbed: false,
+            decided_by: None,
+            callouts_invoked: 0,
+        };
+    };
+    let list = lock().by_layer.get(&layer.id).cloned().unwrap_or_default();
+    let input = ClassifyInput::new(&layer, connection, std::ptr::null_mut());
+    let mut result = ClassifyResult {
+        action: fwp::FWP_ACTION_PERMIT,
+        hard: false,
+        absorbed: false,
+        decided_by: None,
+        callouts_invoked: 0,
+    };
+    let mut sublayer_done: Option<u128> = None;
+    let mut decided = false;
+    for record in list.iter() {
+        if sublayer_done == Some(key_of(&record.sublayer_key)) || !matches(record, &input) {
+            continue;
+        }
+        let rights = if result.hard { 0 } else { FWPS_RIGHT_ACTION_WRITE };
+        let Some(outcome) = run_filter(record, &input, rights) else { continue };
+        result.callouts_invoked += u32::from(outcome.invoked);
+        if outcome.action == 0 {
+            continue;
+        }
+        sublayer_done = Some(key_of(&record.sublayer_key));
+        let overrides = !decided
+            || (!result.hard && outcome.action == fwp::FWP_ACTION_BLOCK && result.action != fwp::FWP_ACTION_BLOCK);
+        if overrides {
+            result.action = outcome.action;
+            result.hard = outcome.hard;
+            result.absorbed = outcome.absorbed;
+            result.decided_by = Some(record.id);
+            decided = true;
+        }
+    }
+    result
+}
+
+/// Classifies a connection through one filter only (as if the engine had
+/// reached it), whatever its conditions: for targeted tests and benchmarks.
+pub fn classify_filter(filter_id: u64, connection: &Connection) -> Result<ClassifyResult, NTSTATUS> {
+    let record = lock().filters.get(&filter_id).cloned().ok_or(STATUS_FWP_FILTER_NOT_FOUND)?;
+    let layer = layer_by_id(record.layer_id).ok_or(STATUS_FWP_LAYER_NOT_FOUND)?;
+    let input = ClassifyInput::new(&layer, connection, std::ptr::null_mut());
+    let outcome = run_filter(&record, &input, FWPS_RIGHT_ACTION_WRITE);
+    Ok(match outcome {
+        Some(o) => ClassifyResult {
+            action: if o.action == 0 { fwp::FWP_ACTION_PERMIT } else { o.action },
+            hard: o.hard,
+            absorbed: o.absorbed,
+            decided_by: Some(filter_id),
+            callouts_invoked: u32::from(o.invoked),
+        },
+        None => ClassifyResult {
+            action: fwp::FWP_ACTION_PERMIT,
+            hard: false,
+            absorbed: false,
+            decided_by: None,
+            callouts_invoked: 0,
+        },
+    })
+}

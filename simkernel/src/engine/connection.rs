@@ -1,0 +1,136 @@
+//! A connection attempt as the ALE auth layers see it, turned into the
+//! `FWPS_INCOMING_VALUES0` and `FWPS_INCOMING_METADATA_VALUES0` classifyFn
+//! receives.
+
+use super::LayerInfo;
+use fwps_types::fwp::{FWP_BYTE_ARRAY16, FWP_VALUE0, FWP_VALUE0_0};
+use fwps_types::*;
+use std::net::IpAddr;
+
+/// One connection to classify.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    /// Run-time layer id (`FWPS_LAYER_ALE_AUTH_*`).
+    pub layer_id: u16,
+    /// Local address (its family must match the layer's).
+    pub local_address: IpAddr,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote address.
+    pub remote_address: IpAddr,
+    /// Remote port.
+    pub remote_port: u16,
+    /// IP protocol (6 TCP, 17 UDP).
+    pub protocol: u8,
+    /// Owning process id.
+    pub process_id: u64,
+    /// `FWP_CONDITION_FLAG_*` in the FLAGS field (e.g. IS_REAUTHORIZE).
+    pub flags: u32,
+}
+
+impl Connection {
+    /// An outbound IPv4 TCP connection to `remote_port`.
+    pub fn tcp_connect_v4(remote_port: u16) -> Self {
+        Self {
+            layer_id: FWPS_LAYER_ALE_AUTH_CONNECT_V4,
+            local_address: IpAddr::from([10, 0, 0, 2]),
+            local_port: 49_152,
+            remote_address: IpAddr::from([192, 0, 2, 10]),
+            remote_port,
+            protocol: 6,
+            process_id: 4_242,
+            flags: 0,
+        }
+    }
+}
+
+/// The values and metadata for one classification, with stable addresses.
+pub(crate) struct ClassifyInput {
+    pub values: Box<FWPS_INCOMING_VALUES0>,
+    array: Box<[FWPS_INCOMING_VALUE0]>,
+    _v6_addresses: Box<[FWP_BYTE_ARRAY16; 2]>,
+    pub metadata: Box<FWPS_INCOMING_METADATA_VALUES0>,
+}
+
+// SAFETY: the pointers inside refer to the input's own boxes.
+unsafe impl Send for ClassifyInput {}
+
+fn empty() -> FWPS_INCOMING_VALUE0 {
+    FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: fwp::FWP_EMPTY, Anonymous: FWP_VALUE0_0 { uint32: 0 } } }
+}
+
+fn uint(data_type: i32, value: u32) -> FWPS_INCOMING_VALUE0 {
+    let anonymous = match data_type {
+        fwp::FWP_UINT8 => FWP_VALUE0_0 { uint8: value as u8 },
+        fwp::FWP_UINT16 => FWP_VALUE0_0 { uint16: value as u16 },
+        _ => FWP_VALUE0_0 { uint32: value },
+    };
+    FWPS_INCOMING_VALUE0 { value: FWP_VALUE0 { r#type: data_type, Anonymous: anonymous } }
+}
+
+impl ClassifyInput {
+    pub fn new(layer: &LayerInfo, connection: &Connection, completion_handle: *mut core::ffi::c_void) -> Self {
+        let mut array: Box<[FWPS_INCOMING_VALUE0]> = (0..layer.value_count).map(|_| empty()).collect();
+        let mut v6 = Box::new([FWP_BYTE_ARRAY16 { byteArray16: [0; 16] }; 2]);
+        let mut set = |index: usize, value: FWPS_INCOMING_VALUE0| {
+            if let Some(slot) = array.get_mut(index) {
+                *slot = value;
+            }
+        };
+        for (i, (index, address)) in [
+            (FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, connection.local_address),
+            (FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, connection.remote_address),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            match address {
+                IpAddr::V4(v4) => set(index, uint(fwp::FWP_UINT32, u32::from(v4))),
+                IpAddr::V6(v6addr) => {
+                    v6[i].byteArray16 = v6addr.octets();
+                    let pointer = &mut v6[i] as *mut FWP_BYTE_ARRAY16;
+                    set(
+                        index,
+                        FWPS_INCOMING_VALUE0 {
+                            value: FWP_VALUE0 {
+                                r#type: fwp::FWP_BYTE_ARRAY16_TYPE,
+                                Anonymous: FWP_VALUE0_0 { byteArray16: pointer },
+                            },
+                        },
+                    );
+                }
+            }
+        }
+        set(FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, uint(fwp::FWP_UINT16, u32::from(connection.local_port)));
+        set(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, uint(fwp::FWP_UINT16, u32::from(connection.remote_port)));
+        set(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL, uint(fwp::FWP_UINT8, u32::from(connection.protocol)));
+        set(layer.flags_field, uint(fwp::FWP_UINT32, connection.flags));
+        let values = Box::new(FWPS_INCOMING_VALUES0 {
+            layerId: layer.id,
+            valueCount: array.len() as u32,
+            incomingValue: array.as_mut_ptr(),
+        });
+        let mut metadata = Box::new(FWPS_INCOMING_METADATA_VALUES0::EMPTY);
+        metadata.currentMetadataValues = fwp::FWPS_METADATA_FIELD_PROCESS_ID;
+        metadata.processId = connection.process_id;
+        if !completion_handle.is_null() {
+            metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE;
+            metadata.completionHandle = completion_handle;
+        }
+        Self { values, array, _v6_addresses: v6, metadata }
+    }
+
+    /// The value of field `index` as a u32, for condition matching.
+    pub fn field_u32(&self, index: usize) -> Option<u32> {
+        let value = &self.array.get(index)?.value;
+        match value.r#type {
+            // SAFETY: the tag says the union holds uint8.
+            fwp::FWP_UINT8 => Some(u32::from(unsafe { value.Anonymous.uint8 })),
+            // SAFETY: the tag says the union holds uint16.
+            fwp::FWP_UINT16 => Some(u32::from(unsafe { value.Anonymous.uint16 })),
+            // SAFETY: the tag says the union holds uint32.
+            fwp::FWP_UINT32 => Some(unsafe { value.Anonymous.uint32 }),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! The kernel-mode management API (`Fwpm*`, from fwpkclnt.sys): sessions,
+//! transactions, providers, sublayers, callouts, enumeration, provider
+//! contexts and engine memory. All PASSIVE_LEVEL except `FwpmFreeMemory0`.
+
+use super::records::{EngineAllocation, FilterBatch, ProviderContextCopy};
+use super::{EnumState, ManagedCallout, Session, Undo, key_of, layer_by_key, lock, lock_for, transaction_ended};
+use crate::faults;
+use crate::irql;
+use crate::verifier::{ViolationKind, report};
+use fwps_types::fwp::{
+    FWPM_CALLOUT0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER0, FWPM_SESSION0,
+    FWPM_SUBLAYER0,
+};
+use fwps_types::*;
+use std::ffi::c_void;
+
+fn passive(api: &'static str) -> Result<(), NTSTATUS> {
+    if !irql::require_at_most(PASSIVE_LEVEL, api) {
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
+    match faults::call_should_fail(api) {
+        Some(status) => Err(status),
+        None => Ok(()),
+    }
+}
+
+fn session_of(handle: *mut c_void, api: &str) -> Result<usize, NTSTATUS> {
+    let id = handle as usize;
+    if lock().sessions.contains_key(&id) {
+        Ok(id)
+    } else {
+        report(ViolationKind::ApiMisuse, format!("{api} with an invalid engine handle {id:#x}"));
+        Err(STATUS_INVALID_PARAMETER)
+    }
+}
+
+macro_rules! check {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(status) => return status,
+        }
+    };
+}
+
+/// `FwpmEngineOpen0`.
+///
+/// # Safety
+/// `engine_handle` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmEngineOpen0(
+    _server: *const u16,
+    authn_service: u32,
+    _auth_identity: *const c_void,
+    _session: *const FWPM_SESSION0,
+    engine_handle: *mut *mut c_void,
+) -> NTSTATUS {
+    check!(passive("FwpmEngineOpen0"));
+    if engine_handle.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    if authn_service != RPC_C_AUTHN_WINNT && authn_service != u32::MAX {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let mut engine = lock();
+    engine.next_handle += 0x10;
+    let handle = engine.next_handle;
+    engine.sessions.insert(handle, Session::default());
+    // SAFETY: checked non-NULL; the caller guarantees it is writable.
+    unsafe { engine_handle.write(handle as *mut c_void) };
+    STATUS_SUCCESS
+}
+
+/// `FwpmEngineClose0`: an open transaction is aborted (and reported).
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpmEngineClose0(engine_handle: *mut c_void) -> NTSTATUS {
+    check!(passive("FwpmEngineClose0"));
+    let id = check!(session_of(engine_handle, "FwpmEngineClose0"));
+    let mut engine = lock();
+    if let Some(session) = engine.sessions.remove(&id)
+        && let Some(undo) = session.transaction
+    {
+        report(ViolationKind::ApiMisuse, "FwpmEngineClose0 with a transaction still open");
+        undo_all(&mut engine, &undo);
+        engine.transaction_owner = None;
+        transaction_ended();
+    }
+    engine.enums.retain(|_, (owner, _)| *owner != id);
+    STATUS_SUCCESS
+}
+
+pub(crate) fn undo_all(engine: &mut super::EngineState, undo: &[Undo]) {
+    for step in undo.iter().rev() {
+        match *step {
+            Undo::Provider(k) => {
+                engine.providers.remove(&k);
+            }
+            Undo::SubLayer(k) => {
+                engine.sublayers.remove(&k);
+            }
+            Undo::Callout(k) => {
+                engine.managed.remove(&k);
+            }
+        }
+    }
+}
+
+/// `FwpmTransactionBegin0`.
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpmTransactionBegin0(engine_handle: *mut c_void, _flags: u32) -> NTSTATUS {
+    check!(passive("FwpmTransactionBegin0"));
+    let id = check!(session_of(engine_handle, "FwpmTransactionBegin0"));
+    let mut engine = lock_for(id);
+    let Some(session) = engine.sessions.get_mut(&id) else { return STATUS_INVALID_PARAMETER };
+    if session.transaction.is_some() {
+        return STATUS_FWP_TXN_IN_PROGRESS;
+    }
+    session.transaction = Some(Vec::new());
+    engine.transaction_owner = Some(id);
+    STATUS_SUCCESS
+}
+
+fn end_transaction(engine_handle: *mut c_void, api: &'static str, commit: bool) -> NTSTATUS {
+    check!(passive(api));
+    let id = check!(session_of(engine_handle, api));
+    let mut engine = lock();
+    let Some(undo) = engine.sessions.get_mut(&id).and_then(|s| s.transaction.take()) else {
+        return STATUS_FWP_NO_TXN_IN_PROGRESS;
+    };
+    if !commit {
+        undo_all(&mut engine, &undo);
+    }
+    engine.transaction_owner = None;
+    drop(engine);
+    transaction_ended();
+    STATUS_SUCCESS
+}
+
+/// `FwpmTransactionCommit0`.
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpmTransactionCommit0(engine_handle: *mut c_void) -> NTSTATUS {
+    end_transaction(engine_handle, "FwpmTransactionCommit0", true)
+}
+
+/// `FwpmTransactionAbort0`: everything added in the transaction is undone.
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpmTransactionAbort0(engine_handle: *mut c_void) -> NTSTATUS {
+    end_transaction(engine_handle, "FwpmTransactionAbort0", false)
+}
+
+fn record_undo(engine: &mut super::EngineState, session: usize, step: Undo) {
+    if let Some(Some(undo)) = engine.sessions.get_mut(&session).map(|s| s.transaction.as_mut()) {
+        undo.push(step);
+    }
+}
+
+/// `FwpmProviderAdd0`.
+///
+/// # Safety
+/// `provider` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmProviderAdd0(
+    engine_handle: *mut c_void,
+    provider: *const FWPM_PROVIDER0,
+    _sd: *const c_void,
+) -> NTSTATUS {
+    check!(passive("FwpmProviderAdd0"));
+    let id = check!(session_of(engine_handle, "FwpmProviderAdd0"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(provider) = (unsafe { provider.as_ref() }) else { return STATUS_FWP_NULL_POINTER };
+    let key = key_of(&provider.providerKey);
+    let mut engine = lock_for(id);
+    if engine.providers.contains_key(&key) {
+        return STATUS_FWP_ALREADY_EXISTS;
+    }
+    engine.providers.insert(key, ());
+    record_undo(&mut engine, id, Undo::Provider(key));
+    STATUS_SUCCESS
+}
+
+/// `FwpmSubLayerAdd0`.
+///
+/// # Safety
+/// `sublayer` must be NULL or valid (and its `providerKey` NULL or valid).
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmSubLayerAdd0(
+    engine_handle: *mut c_void,
+    sublayer: *const FWPM_SUBLAYER0,
+    _sd: *const c_void,
+) -> NTSTATUS {
+    check!(passive("FwpmSubLayerAdd0"));
+    let id = check!(session_of(engine_handle, "FwpmSubLayerAdd0"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(sublayer) = (unsafe { sublayer.as_ref() }) else { return STATUS_FWP_NULL_POINTER };
+    // SAFETY: NULL or valid, per the caller.
+    let provider = unsafe { sublayer.providerKey.as_ref() }.map(key_of);
+    let key = key_of(&sublayer.subLayerKey);
+    let mut engine = lock_for(id);
+    if provider.is_some_and(|p| !engine.providers.contains_key(&p)) {
+        return STATUS_FWP_PROVIDER_NOT_FOUND;
+    }
+    if engine.sublayers.contains_key(&key) {
+        return STATUS_FWP_ALREADY_EXISTS;
+    }
+    engine.sublayers.insert(key, (sublayer.weight, provider));
+    record_undo(&mut engine, id, Undo::SubLayer(key));
+    STATUS_SUCCESS
+}
+
+/// `FwpmCalloutAdd0`: the run-time id equals the registration's.
+///
+/// # Safety
+/// `callout` must be NULL or valid; `id` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmCalloutAdd0(
+    engine_handle: *mut c_void,
+    callout: *const FWPM_CALLOUT0,
+    _sd: *const c_void,
+    id: *mut u32,
+) -> NTSTATUS {
+    check!(passive("FwpmCalloutAdd0"));
+    let session = check!(session_of(engine_handle, "FwpmCalloutAdd0"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(callout) = (unsafe { callout.as_ref() }) else { return STATUS_FWP_NULL_POINTER };
+    let Some(layer) = layer_by_key(&callout.applicableLayer) else { return STATUS_FWP_LAYER_NOT_FOUND };
+    // SAFETY: NULL or valid, per the caller.
+    let provider = unsafe { callout.providerKey.as_ref() }.map(key_of);
+    let key = key_of(&callout.calloutKey);
+    let mut engine = lock_for(session);
+    if provider.is_some_and(|p| !engine.providers.contains_key(&p)) {
+        return STATUS_FWP_PROVIDER_NOT_FOUND;
+    }
+    if engine.managed.contains_key(&key) {
+        return STATUS_FWP_ALREADY_EXISTS;
+    }
+    let callout_id = engine.callout_id_for(key);
+    engine.managed.insert(key, ManagedCallout { id: callout_id, layer_id: layer.id, flags: callout.flags, provider });
+    record_undo(&mut engine, session, Undo::Callout(key));
+    if !id.is_null() {
+        // SAFETY: non-NULL and writable, per the caller.
+        unsafe { id.write(callout_id) };
+    }
+    STATUS_SUCCESS
+}
+
+/// # Safety
+/// `key` must be NULL or valid.
+unsafe fn delete_by_key(engine_handle: *mut c_void, key: *const GUID, api: &'static str, kind: Undo) -> NTSTATUS {
+    check!(passive(api));
+    let session = check!(session_of(engine_handle, api));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(key) = (unsafe { key.as_ref() }).map(key_of) else { return STATUS_FWP_NULL_POINTER };
+    let mut engine = lock_for(session);
+    match kind {
+        Undo::Callout(_) => {
+            let Some(managed) = engine.managed.get(&key).copied() else { return STATUS_FWP_CALLOUT_NOT_FOUND };
+            if engine.filters.values().any(|f| f.callout_id == managed.id && f.action.callout_key().is_some()) {
+                return STATUS_FWP_IN_USE;
+            }
+            engine.managed.remove(&key);
+        }
+        Undo::SubLayer(_) => {
+            if !engine.sublayers.contains_key(&key) {
+                return STATUS_FWP_SUBLAYER_NOT_FOUND;
+            }
+            if engine.filters.values().any(|f| key_of(&f.sublayer_key) == key) {
+                return STATUS_FWP_IN_USE;
+            }
+            engine.sublayers.remove(&key);
+        }
+        Undo::Provider(_) => {
+            if !engine.providers.contains_key(&key) {
+                return STATUS_FWP_PROVIDER_NOT_FOUND;
+            }
+            if engine.sublayers.values().any(|(_, p)| *p == Some(key))
+                || engine.managed.values().any(|c| c.provider == Some(key))
+            {
+                return STATUS_FWP_IN_USE;
+            }
+            engine.providers.remove(&key);
+        }
+    }
+    STATUS_SUCCESS
+}
+
+/// `FwpmCalloutDeleteByKey0`: `STATUS_FWP_IN_USE` while filters use it.
+///
+/// # Safety
+/// `key` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmCalloutDeleteByKey0(engine_handle: *mut c_void, key: *const GUID) -> NTSTATUS {
+    // SAFETY: forwarded.
+    unsafe { delete_by_key(engine_handle, key, "FwpmCalloutDeleteByKey0", Undo::Callout(0)) }
+}
+
+/// `FwpmSubLayerDeleteByKey0`.
+///
+/// # Safety
+/// `key` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmSubLayerDeleteByKey0(engine_handle: *mut c_void, key: *const GUID) -> NTSTATUS {
+    // SAFETY: forwarded.
+    unsafe { delete_by_key(engine_handle, key, "FwpmSubLayerDeleteByKey0", Undo::SubLayer(0)) }
+}
+
+/// `FwpmProviderDeleteByKey0`.
+///
+/// # Safety
+/// `key` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmProviderDeleteByKey0(engine_handle: *mut c_void, key: *const GUID) -> NTSTATUS {
+    // SAFETY: forwarded.
+    unsafe { delete_by_key(engine_handle, key, "FwpmProviderDeleteByKey0", Undo::Provider(0)) }
+}
+
+/// `FwpmFilterCreateEnumHandle0`: snapshots the matching filter ids.
+///
+/// # Safety
+/// `template` NULL or valid; `enum_handle` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmFilterCreateEnumHandle0(
+    engine_handle: *mut c_void,
+    template: *const FWPM_FILTER_ENUM_TEMPLATE0,
+    enum_handle: *mut *mut c_void,
+) -> NTSTATUS {
+    check!(passive("FwpmFilterCreateEnumHandle0"));
+    let session = check!(session_of(engine_handle, "FwpmFilterCreateEnumHandle0"));
+    if enum_handle.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    // SAFETY: NULL or valid, per the caller.
+    let template = unsafe { template.as_ref() };
+    let mut layer_id = None;
+    let mut callout = None;
+    if let Some(t) = template {
+        let Some(layer) = layer_by_key(&t.layerKey) else { return STATUS_FWP_LAYER_NOT_FOUND };
+        layer_id = Some(layer.id);
+        // SAFETY: NULL or valid, per the caller.
+        callout = unsafe { t.calloutKey.as_ref() }.map(key_of);
+        if t.actionMask & fwp::FWP_ACTION_FLAG_CALLOUT != 0 && callout.is_none() {
+            return STATUS_FWP_INVALID_PARAMETER;
+        }
+    }
+    let mut engine = lock_for(session);
+    let remaining = engine
+        .filters
+        .values()
+        .filter(|f| layer_id.is_none_or(|l| f.layer_id == l))
+        .filter(|f| callout.is_none_or(|c| f.action.callout_key().is_some_and(|k| key_of(&k) == c)))
+        .map(|f| f.id)
+        .collect();
+    engine.next_handle += 0x10;
+    let handle = engine.next_handle;
+    engine.enums.insert(handle, (session, EnumState { remaining }));
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { enum_handle.write(handle as *mut c_void) };
+    STATUS_SUCCESS
+}
+
+/// `FwpmFilterEnum0`: up to `requested` filters; fewer means done.
+///
+/// # Safety
+/// `entries` and `returned` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmFilterEnum0(
+    engine_handle: *mut c_void,
+    enum_handle: *mut c_void,
+    requested: u32,
+    entries: *mut *mut *mut FWPM_FILTER0,
+    returned: *mut u32,
+) -> NTSTATUS {
+    check!(passive("FwpmFilterEnum0"));
+    check!(session_of(engine_handle, "FwpmFilterEnum0"));
+    if entries.is_null() || returned.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let mut engine = lock();
+    let Some((_, state)) = engine.enums.get_mut(&(enum_handle as usize)) else {
+        report(ViolationKind::ApiMisuse, "FwpmFilterEnum0 with an invalid enumeration handle");
+        return STATUS_INVALID_PARAMETER;
+    };
+    let take = (requested as usize).min(state.remaining.len());
+    let ids: Vec<u64> = state.remaining.drain(..take).collect();
+    let records: Vec<_> = ids.iter().filter_map(|id| engine.filters.get(id).cloned()).collect();
+    let (pointer, count) = if records.is_empty() {
+        (std::ptr::null_mut(), 0)
+    } else {
+        let mut batch = FilterBatch::new(&records);
+        let pointer = batch.pointers.as_mut_ptr();
+        engine.allocations.insert(pointer as usize, EngineAllocation::FilterBatch(batch));
+        (pointer, records.len() as u32)
+    };
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { entries.write(pointer) };
+    // SAFETY: as above.
+    unsafe { returned.write(count) };
+    STATUS_SUCCESS
+}
+
+/// `FwpmFilterDestroyEnumHandle0`.
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpmFilterDestroyEnumHandle0(engine_handle: *mut c_void, enum_handle: *mut c_void) -> NTSTATUS {
+    check!(passive("FwpmFilterDestroyEnumHandle0"));
+    check!(session_of(engine_handle, "FwpmFilterDestroyEnumHandle0"));
+    if lock().enums.remove(&(enum_handle as usize)).is_none() {
+        report(ViolationKind::ApiMisuse, "FwpmFilterDestroyEnumHandle0 with an invalid handle");
+        return STATUS_INVALID_PARAMETER;
+    }
+    STATUS_SUCCESS
+}
+
+/// `FwpmProviderContextGetByKey2`.
+///
+/// # Safety
+/// `key` NULL or valid; `context` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmProviderContextGetByKey2(
+    engine_handle: *mut c_void,
+    key: *const GUID,
+    context: *mut *mut FWPM_PROVIDER_CONTEXT2,
+) -> NTSTATUS {
+    check!(passive("FwpmProviderContextGetByKey2"));
+    check!(session_of(engine_handle, "FwpmProviderContextGetByKey2"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(key) = (unsafe { key.as_ref() }).map(key_of) else { return STATUS_FWP_NULL_POINTER };
+    if context.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let mut engine = lock();
+    let Some(record) = engine.provider_contexts.get(&key).cloned() else {
+        return STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND;
+    };
+    let mut copy = ProviderContextCopy::new(&record);
+    let pointer = &mut copy.context as *mut FWPM_PROVIDER_CONTEXT2;
+    engine.allocations.insert(pointer as usize, EngineAllocation::ProviderContext(copy));
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { context.write(pointer) };
+    STATUS_SUCCESS
+}
+
+/// `FwpmFreeMemory0`: any IRQL <= DISPATCH; sets `*p` to NULL.
+///
+/// # Safety
+/// `p` must be NULL or point to a pointer the engine returned.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmFreeMemory0(p: *mut *mut c_void) {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpmFreeMemory0");
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL; readable per the caller.
+    let memory = unsafe { p.read() };
+    if memory.is_null() {
+        return;
+    }
+    if lock().allocations.remove(&(memory as usize)).is_none() {
+        report(
+            ViolationKind::DoubleFree,
+            format!("FwpmFreeMemory0({:#x}): not engine memory (double free?)", memory as usize),
+        );
+    }
+    // SAFETY: writable per the caller.
+    unsafe { p.write(std::ptr::null_mut()) };
+}

@@ -1,0 +1,299 @@
+//! The filter engine model: registered callouts, management objects
+//! (providers, sublayers, FWPM callouts, provider contexts, filters),
+//! sessions, transactions and enumeration, and classification.
+
+mod callout_api;
+mod client;
+mod connection;
+mod management_api;
+mod records;
+
+pub use client::*;
+pub use connection::*;
+pub use records::{FilterAction, FilterSpec};
+
+use crate::verifier::{ViolationKind, report};
+use fwps_types::*;
+use records::{EngineAllocation, FilterRecord};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// A GUID as a map key.
+pub(crate) fn key_of(guid: &GUID) -> u128 {
+    (u128::from(guid.data1) << 96)
+        | (u128::from(guid.data2) << 80)
+        | (u128::from(guid.data3) << 64)
+        | u128::from(u64::from_be_bytes(guid.data4))
+}
+
+/// The layers the engine models: (FWPM key, FWPS run-time id, FLAGS index,
+/// value count).
+pub(crate) fn layer_by_key(layer: &GUID) -> Option<LayerInfo> {
+    LAYERS.iter().copied().find(|l| key_of(&l.key) == key_of(layer))
+}
+
+pub(crate) fn layer_by_id(layer_id: u16) -> Option<LayerInfo> {
+    LAYERS.iter().copied().find(|l| l.id == layer_id)
+}
+
+/// What the engine knows about a layer.
+#[derive(Clone, Copy)]
+pub struct LayerInfo {
+    /// FWPM layer key.
+    pub key: GUID,
+    /// FWPS run-time layer id.
+    pub id: u16,
+    /// Index of its FLAGS field.
+    pub flags_field: usize,
+    /// Number of incoming values.
+    pub value_count: usize,
+    /// IPv6 addresses.
+    pub v6: bool,
+    /// Whether classify at this layer can be pended (ALE auth layers).
+    pub pendable: bool,
+}
+
+const LAYERS: [LayerInfo; 4] = [
+    LayerInfo {
+        key: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4,
+        id: FWPS_LAYER_ALE_AUTH_CONNECT_V4,
+        flags_field: FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
+        value_count: FWPS_FIELD_ALE_AUTH_CONNECT_MAX,
+        v6: false,
+        pendable: true,
+    },
+    LayerInfo {
+        key: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V6,
+        id: FWPS_LAYER_ALE_AUTH_CONNECT_V6,
+        flags_field: FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
+        value_count: FWPS_FIELD_ALE_AUTH_CONNECT_MAX,
+        v6: true,
+        pendable: true,
+    },
+    LayerInfo {
+        key: fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+        id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+        flags_field: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
+        value_count: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX,
+        v6: false,
+        pendable: true,
+    },
+    LayerInfo {
+        key: fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
+        id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
+        flags_field: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
+        value_count: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX,
+        v6: true,
+        pendable: true,
+    },
+];
+
+/// A callout registered with `FwpsCalloutRegister2`.
+#[derive(Clone, Copy)]
+pub(crate) struct RegisteredCallout {
+    pub id: u32,
+    pub classify: unsafe extern "system" fn(
+        *const FWPS_INCOMING_VALUES0,
+        *const FWPS_INCOMING_METADATA_VALUES0,
+        *mut core::ffi::c_void,
+        *const core::ffi::c_void,
+        *const FWPS_FILTER2,
+        u64,
+        *mut FWPS_CLASSIFY_OUT0,
+    ),
+    pub notify: unsafe extern "system" fn(FWPS_CALLOUT_NOTIFY_TYPE, *const GUID, *mut FWPS_FILTER2) -> NTSTATUS,
+}
+
+/// A management callout (`FwpmCalloutAdd0`).
+#[derive(Clone, Copy)]
+pub(crate) struct ManagedCallout {
+    pub id: u32,
+    pub layer_id: u16,
+    pub flags: u32,
+    pub provider: Option<u128>,
+}
+
+/// A provider context's contents.
+#[derive(Clone)]
+pub(crate) struct ProviderContextRecord {
+    pub key: GUID,
+    pub id: u64,
+    pub context_type: i32,
+    pub data: Vec<u8>,
+}
+
+/// Objects added in the open transaction, to undo on abort.
+#[derive(Clone, Copy)]
+pub(crate) enum Undo {
+    Provider(u128),
+    SubLayer(u128),
+    Callout(u128),
+}
+
+#[derive(Default)]
+pub(crate) struct Session {
+    pub transaction: Option<Vec<Undo>>,
+}
+
+pub(crate) struct EnumState {
+    pub remaining: std::collections::VecDeque<u64>,
+}
+
+/// Everything the engine holds.
+pub(crate) struct EngineState {
+    pub next_filter_id: u64,
+    pub next_callout_id: u32,
+    pub next_handle: usize,
+    pub next_provider_context_id: u64,
+    /// Run-time ids by callout key: shared by FWPS registration and FWPM add.
+    pub callout_ids: HashMap<u128, u32>,
+    pub registered: HashMap<u128, RegisteredCallout>,
+    pub managed: HashMap<u128, ManagedCallout>,
+    pub providers: HashMap<u128, ()>,
+    pub sublayers: HashMap<u128, (u16, Option<u128>)>,
+    pub provider_contexts: HashMap<u128, ProviderContextRecord>,
+    pub filters: BTreeMap<u64, Arc<FilterRecord>>,
+    /// Per layer id: filters in evaluation order (sublayer weight, then
+    /// filter weight, both descending), replaced on every change.
+    pub by_layer: HashMap<u16, Arc<Vec<Arc<FilterRecord>>>>,
+    pub sessions: HashMap<usize, Session>,
+    pub enums: HashMap<usize, (usize, EnumState)>,
+    pub allocations: HashMap<usize, EngineAllocation>,
+    /// The session whose explicit transaction holds the engine.
+    pub transaction_owner: Option<usize>,
+    /// IRQL at which notifyFn is called.
+    pub notify_irql: u8,
+    /// DELETE notifications to drop (models lost notifications).
+    pub lose_delete_notifications: u32,
+}
+
+impl EngineState {
+    fn new() -> Self {
+        Self {
+            next_filter_id: 70_000,
+            next_callout_id: 300,
+            next_handle: 0x1000,
+            next_provider_context_id: 9_000,
+            callout_ids: HashMap::new(),
+            registered: HashMap::new(),
+            managed: HashMap::new(),
+            providers: HashMap::new(),
+            sublayers: HashMap::new(),
+            provider_contexts: HashMap::new(),
+            filters: BTreeMap::new(),
+            by_layer: HashMap::new(),
+            sessions: HashMap::new(),
+            enums: HashMap::new(),
+            allocations: HashMap::new(),
+            transaction_owner: None,
+            notify_irql: PASSIVE_LEVEL,
+            lose_delete_notifications: 0,
+        }
+    }
+
+    pub fn callout_id_for(&mut self, key: u128) -> u32 {
+        if let Some(&id) = self.callout_ids.get(&key) {
+            return id;
+        }
+        self.next_callout_id += 1;
+        let id = self.next_callout_id;
+        self.callout_ids.insert(key, id);
+        id
+    }
+
+    pub fn rebuild_layer(&mut self, layer_id: u16) {
+        let mut list: Vec<Arc<FilterRecord>> =
+            self.filters.values().filter(|f| f.layer_id == layer_id).cloned().collect();
+        list.sort_by(|a, b| (b.sublayer_weight, b.weight, a.id).cmp(&(a.sublayer_weight, a.weight, b.id)));
+        self.by_layer.insert(layer_id, Arc::new(list));
+    }
+
+    pub fn registered_by_id(&self, callout_id: u32) -> Option<RegisteredCallout> {
+        self.registered.values().copied().find(|c| c.id == callout_id)
+    }
+}
+
+struct Engine {
+    state: Mutex<Option<EngineState>>,
+    transaction_ended: Condvar,
+}
+
+static ENGINE: Engine = Engine { state: Mutex::new(None), transaction_ended: Condvar::new() };
+
+/// Locks the engine state.
+pub(crate) fn lock() -> EngineGuard {
+    let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        *guard = Some(EngineState::new());
+    }
+    EngineGuard { guard }
+}
+
+/// Locks the engine for a management call by `session` (0 = the test's
+/// client): waits while another session's transaction holds the engine.
+pub(crate) fn lock_for(session: usize) -> EngineGuard {
+    let mut engine = lock();
+    while engine.transaction_owner.is_some_and(|owner| owner != session) {
+        engine.guard = ENGINE.transaction_ended.wait(engine.guard).unwrap_or_else(|e| e.into_inner());
+    }
+    engine
+}
+
+pub(crate) fn transaction_ended() {
+    ENGINE.transaction_ended.notify_all();
+}
+
+/// The locked engine.
+pub(crate) struct EngineGuard {
+    guard: MutexGuard<'static, Option<EngineState>>,
+}
+
+impl std::ops::Deref for EngineGuard {
+    type Target = EngineState;
+    fn deref(&self) -> &EngineState {
+        self.guard.as_ref().unwrap_or_else(|| unreachable!("initialized by lock()"))
+    }
+}
+
+impl std::ops::DerefMut for EngineGuard {
+    fn deref_mut(&mut self) -> &mut EngineState {
+        self.guard.as_mut().unwrap_or_else(|| unreachable!("initialized by lock()"))
+    }
+}
+
+/// Reports what the driver left behind in the engine: open sessions,
+/// enumerations, transactions and engine memory not freed.
+pub(crate) fn report_leaks() -> usize {
+    let engine = lock();
+    let mut leaks = 0;
+    if !engine.sessions.is_empty() {
+        report(
+            ViolationKind::Leak,
+            format!("{} engine session(s) still open (FwpmEngineClose0 missing)", engine.sessions.len()),
+        );
+        leaks += engine.sessions.len();
+    }
+    if !engine.enums.is_empty() {
+        report(ViolationKind::Leak, format!("{} filter enumeration handle(s) not destroyed", engine.enums.len()));
+        leaks += engine.enums.len();
+    }
+    if !engine.allocations.is_empty() {
+        report(
+            ViolationKind::Leak,
+            format!("{} block(s) of engine memory not freed with FwpmFreeMemory0", engine.allocations.len()),
+        );
+        leaks += engine.allocations.len();
+    }
+    if !engine.registered.is_empty() {
+        report(ViolationKind::Leak, format!("{} callout(s) still registered after unload", engine.registered.len()));
+        leaks += engine.registered.len();
+    }
+    leaks
+}
+
+pub(crate) fn reset() {
+    let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
+    *guard = Some(EngineState::new());
+    drop(guard);
+    transaction_ended();
+}

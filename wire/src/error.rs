@@ -1,0 +1,145 @@
+//! Why a buffer was refused.
+//!
+//! One flat, `Copy` error type for every wire format in the crate, so the
+//! kernel can log it at DISPATCH_LEVEL without allocating and user-mode tools
+//! can print the same message.
+
+use core::fmt;
+
+/// Why decoding or encoding a wire buffer failed.
+///
+/// Variants carrying a `u8` report the offending code so that a log line is
+/// enough to tell a corrupt blob from one written by a newer tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WireError {
+    /// The buffer is shorter than the fixed header or than its own length
+    /// field says.
+    Truncated,
+    /// The length field disagrees with the buffer length (trailing bytes) or
+    /// with the header length plus the label length.
+    LengthMismatch,
+    /// The buffer does not start with the expected magic bytes.
+    BadMagic,
+    /// The format version is not one this decoder understands.
+    UnsupportedVersion(u8),
+    /// The action code is not assigned.
+    UnknownAction(u8),
+    /// An action parameter is out of range, or a parameter slot the action
+    /// does not use is not zero.
+    BadActionParameters,
+    /// The log level code is not assigned.
+    UnknownLogLevel(u8),
+    /// The default verdict code is not assigned.
+    UnknownVerdict(u8),
+    /// The label is longer than [`LABEL_MAX_LEN`](crate::LABEL_MAX_LEN) bytes.
+    LabelTooLong,
+    /// The label bytes are not valid UTF-8.
+    LabelNotUtf8,
+    /// A reserved byte is not zero.
+    ReservedNotZero,
+    /// The output buffer is too small for the encoding.
+    BufferTooSmall,
+}
+
+impl WireError {
+    /// A fixed, human-readable description, usable where formatting is not
+    /// (for example in a kernel trace call taking a static string).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WireError::Truncated => "buffer truncated",
+            WireError::LengthMismatch => "length field mismatch",
+            WireError::BadMagic => "bad magic",
+            WireError::UnsupportedVersion(_) => "unsupported version",
+            WireError::UnknownAction(_) => "unknown action code",
+            WireError::BadActionParameters => "bad action parameters",
+            WireError::UnknownLogLevel(_) => "unknown log level code",
+            WireError::UnknownVerdict(_) => "unknown verdict code",
+            WireError::LabelTooLong => "label too long",
+            WireError::LabelNotUtf8 => "label is not valid UTF-8",
+            WireError::ReservedNotZero => "reserved field not zero",
+            WireError::BufferTooSmall => "output buffer too small",
+        }
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::UnsupportedVersion(code)
+            | WireError::UnknownAction(code)
+            | WireError::UnknownLogLevel(code)
+            | WireError::UnknownVerdict(code) => write!(f, "{} ({})", self.as_str(), code),
+            _ => f.write_str(self.as_str()),
+        }
+    }
+}
+
+impl core::error::Error for WireError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    /// A fixed-capacity `fmt::Write` sink, so the test needs no allocator.
+    struct Sink {
+        buf: [u8; 64],
+        len: usize,
+    }
+
+    impl Write for Sink {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.len.checked_add(s.len()).ok_or(fmt::Error)?;
+            let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+            dst.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+
+    fn display(err: WireError) -> Sink {
+        let mut sink = Sink { buf: [0; 64], len: 0 };
+        assert!(write!(sink, "{err}").is_ok());
+        sink
+    }
+
+    fn text(sink: &Sink) -> &str {
+        core::str::from_utf8(sink.buf.get(..sink.len).unwrap_or(&[])).unwrap_or("")
+    }
+
+    #[test]
+    fn display_without_code_is_as_str() {
+        let sink = display(WireError::Truncated);
+        assert_eq!(text(&sink), "buffer truncated");
+    }
+
+    #[test]
+    fn display_with_code_names_it() {
+        let sink = display(WireError::UnsupportedVersion(7));
+        assert_eq!(text(&sink), "unsupported version (7)");
+    }
+
+    #[test]
+    fn every_message_is_distinct_and_nonempty() {
+        let all = [
+            WireError::Truncated,
+            WireError::LengthMismatch,
+            WireError::BadMagic,
+            WireError::UnsupportedVersion(0),
+            WireError::UnknownAction(0),
+            WireError::BadActionParameters,
+            WireError::UnknownLogLevel(0),
+            WireError::UnknownVerdict(0),
+            WireError::LabelTooLong,
+            WireError::LabelNotUtf8,
+            WireError::ReservedNotZero,
+            WireError::BufferTooSmall,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(!a.as_str().is_empty());
+            for b in all.iter().skip(i + 1) {
+                assert_ne!(a.as_str(), b.as_str());
+            }
+        }
+    }
+}
