@@ -98,7 +98,14 @@ pub fn add_objects(engine: EngineHandle) -> Result {
         }
     };
     result?;
-    NtStatus::to_result(end).inspect_err(|s| crate::log!(Level::Error, "committing the objects failed: {}", s))
+    NtStatus::to_result(end).inspect_err(|s| {
+        crate::log!(Level::Error, "committing the objects failed: {}", s);
+        // Whether a failed commit leaves the transaction open is not
+        // documented: abort it (harmless NO_TXN_IN_PROGRESS if it is gone).
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle.
+        let _ = unsafe { FwpmTransactionAbort0(engine.raw()) };
+    })
 }
 
 fn add_objects_in_transaction(engine: EngineHandle) -> Result {

@@ -11,8 +11,8 @@ struct Faults {
     allocation_countdown: Option<u64>,
     /// Fail every allocation while set.
     fail_all_allocations: bool,
-    /// API name -> (calls left before failing, status to return).
-    calls: HashMap<&'static str, (u64, i32)>,
+    /// API name -> (calls left before failing, failures left, status).
+    calls: HashMap<&'static str, (u64, u64, i32)>,
 }
 
 static FAULTS: Mutex<Option<Faults>> = Mutex::new(None);
@@ -36,8 +36,13 @@ pub fn fail_all_allocations(on: bool) {
 
 /// Fails the `nth` call (0 = the next) of `api` with `status`, once.
 pub fn fail_call(api: &'static str, nth: u64, status: i32) {
+    fail_calls(api, nth, 1, status);
+}
+
+/// Fails `times` consecutive calls of `api`, starting with the `nth`.
+pub fn fail_calls(api: &'static str, nth: u64, times: u64, status: i32) {
     with(|f| {
-        f.calls.insert(api, (nth, status));
+        f.calls.insert(api, (nth, times, status));
     });
 }
 
@@ -83,12 +88,15 @@ pub(crate) fn allocation_should_fail() -> bool {
 /// The status an armed fault makes `api` return now, if any.
 pub(crate) fn call_should_fail(api: &'static str) -> Option<i32> {
     let status = with(|f| match f.calls.get_mut(api) {
-        Some((0, status)) => {
+        Some((0, times, status)) => {
             let status = *status;
-            f.calls.remove(api);
+            *times -= 1;
+            if *times == 0 {
+                f.calls.remove(api);
+            }
             Some(status)
         }
-        Some((n, _)) => {
+        Some((n, _, _)) => {
             *n -= 1;
             None
         }

@@ -120,9 +120,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
         }
     }
     let id = record.id;
-    let mut engine = lock_for(CLIENT_SESSION);
-    engine.filters.insert(id, Arc::new(record));
-    engine.rebuild_layer(layer.id);
+    lock_for(CLIENT_SESSION).publish(Arc::new(record));
     Ok(id)
 }
 
@@ -132,8 +130,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
 pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
     let (record, registered, notify_irql, lose) = {
         let mut engine = lock_for(CLIENT_SESSION);
-        let Some(record) = engine.filters.remove(&filter_id) else { return Err(STATUS_FWP_FILTER_NOT_FOUND) };
-        engine.rebuild_layer(record.layer_id);
+        let Some(record) = engine.unpublish(filter_id) else { return Err(STATUS_FWP_FILTER_NOT_FOUND) };
         let registered = if record.callout_id != 0 { engine.registered_by_id(record.callout_id) } else { None };
         let lose = registered.is_some() && engine.lose_delete_notifications > 0;
         if lose {
@@ -237,9 +234,12 @@ struct FilterOutcome {
 
 fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) -> Option<FilterOutcome> {
     let terminal = |action, hard| Some(FilterOutcome { action, hard, absorbed: false, invoked: false });
+    // A static BLOCK always clears the write right; a PERMIT only with
+    // FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT.
+    let hard_permit = record.fwpm_flags & fwp::FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0;
     let callout = match record.action {
-        FilterAction::Permit => return terminal(fwp::FWP_ACTION_PERMIT, false),
-        FilterAction::Block => return terminal(fwp::FWP_ACTION_BLOCK, false),
+        FilterAction::Permit => return terminal(fwp::FWP_ACTION_PERMIT, hard_permit),
+        FilterAction::Block => return terminal(fwp::FWP_ACTION_BLOCK, true),
         _ => lock().registered_by_id(record.callout_id),
     };
     let Some(callout) = callout else {
@@ -248,9 +248,9 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
         return match record.action {
             FilterAction::CalloutInspection(_) => None,
             _ if record.fwpm_flags & fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED != 0 => {
-                terminal(fwp::FWP_ACTION_PERMIT, false)
+                terminal(fwp::FWP_ACTION_PERMIT, hard_permit)
             }
-            _ => terminal(fwp::FWP_ACTION_BLOCK, false),
+            _ => terminal(fwp::FWP_ACTION_BLOCK, true),
         };
     };
     // Rundown: a filter being deleted is not used by new classifications.
@@ -305,8 +305,12 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
             callouts_invoked: 0,
         };
     };
-    let list = lock().by_layer.get(&layer.id).cloned().unwrap_or_default();
     let input = ClassifyInput::new(&layer, connection, std::ptr::null_mut());
+    let list: Vec<Arc<FilterRecord>> = lock()
+        .by_layer
+        .get(&layer.id)
+        .map(|filters| filters.values().filter(|record| matches(record, &input)).cloned().collect())
+        .unwrap_or_default();
     let mut result = ClassifyResult {
         action: fwp::FWP_ACTION_PERMIT,
         hard: false,
@@ -317,7 +321,7 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
     let mut sublayer_done: Option<u128> = None;
     let mut decided = false;
     for record in list.iter() {
-        if sublayer_done == Some(key_of(&record.sublayer_key)) || !matches(record, &input) {
+        if sublayer_done == Some(key_of(&record.sublayer_key)) {
             continue;
         }
         let rights = if result.hard { 0 } else { FWPS_RIGHT_ACTION_WRITE };

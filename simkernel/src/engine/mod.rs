@@ -122,6 +122,17 @@ pub(crate) struct ProviderContextRecord {
     pub data: Vec<u8>,
 }
 
+/// Sort key of a filter within its layer: higher sublayer weight first,
+/// then higher filter weight, then older filters.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct EvaluationOrder(std::cmp::Reverse<u16>, std::cmp::Reverse<u64>, u64);
+
+impl EvaluationOrder {
+    fn of(record: &FilterRecord) -> Self {
+        Self(std::cmp::Reverse(record.sublayer_weight), std::cmp::Reverse(record.weight), record.id)
+    }
+}
+
 /// Objects added in the open transaction, to undo on abort.
 #[derive(Clone, Copy)]
 pub(crate) enum Undo {
@@ -154,8 +165,8 @@ pub(crate) struct EngineState {
     pub provider_contexts: HashMap<u128, ProviderContextRecord>,
     pub filters: BTreeMap<u64, Arc<FilterRecord>>,
     /// Per layer id: filters in evaluation order (sublayer weight, then
-    /// filter weight, both descending), replaced on every change.
-    pub by_layer: HashMap<u16, Arc<Vec<Arc<FilterRecord>>>>,
+    /// filter weight, both descending; then id).
+    pub by_layer: HashMap<u16, BTreeMap<EvaluationOrder, Arc<FilterRecord>>>,
     pub sessions: HashMap<usize, Session>,
     pub enums: HashMap<usize, (usize, EnumState)>,
     pub allocations: HashMap<usize, EngineAllocation>,
@@ -201,11 +212,19 @@ impl EngineState {
         id
     }
 
-    pub fn rebuild_layer(&mut self, layer_id: u16) {
-        let mut list: Vec<Arc<FilterRecord>> =
-            self.filters.values().filter(|f| f.layer_id == layer_id).cloned().collect();
-        list.sort_by(|a, b| (b.sublayer_weight, b.weight, a.id).cmp(&(a.sublayer_weight, a.weight, b.id)));
-        self.by_layer.insert(layer_id, Arc::new(list));
+    /// Publishes a filter: classification can reach it from now on.
+    pub fn publish(&mut self, record: Arc<FilterRecord>) {
+        self.by_layer.entry(record.layer_id).or_default().insert(EvaluationOrder::of(&record), record.clone());
+        self.filters.insert(record.id, record);
+    }
+
+    /// Unpublishes a filter; returns it.
+    pub fn unpublish(&mut self, filter_id: u64) -> Option<Arc<FilterRecord>> {
+        let record = self.filters.remove(&filter_id)?;
+        if let Some(layer) = self.by_layer.get_mut(&record.layer_id) {
+            layer.remove(&EvaluationOrder::of(&record));
+        }
+        Some(record)
     }
 
     pub fn registered_by_id(&self, callout_id: u32) -> Option<RegisteredCallout> {

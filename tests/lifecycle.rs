@@ -1,0 +1,146 @@
+//! Load and unload in the simulated kernel: registration, management
+//! objects, rollback when any step fails, busy unregister, and unload
+//! leaving nothing behind.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use fwps_types::*;
+use wfpcallout::callouts::{CALLOUTS, SUBLAYER_KEY};
+use wfpcallout::driver_state::STATE;
+use wfpcallout::status::NtStatus;
+use wfpcallout_scenario::{Harness, Layer, PolicySource};
+use wfpcallout_simkernel::{debug_print, engine, faults};
+
+fn assert_nothing_registered() {
+    for spec in CALLOUTS.iter() {
+        assert!(!engine::is_registered(&spec.key), "a callout stayed registered");
+        assert!(!engine::has_managed_callout(&spec.key), "a management callout stayed");
+    }
+    assert!(!engine::has_sublayer(&SUBLAYER_KEY), "the sublayer stayed");
+}
+
+#[test]
+fn load_registers_everything_and_unload_removes_it() {
+    let mut harness = Harness::load();
+    for spec in CALLOUTS.iter() {
+        assert!(engine::is_registered(&spec.key));
+        assert!(engine::has_managed_callout(&spec.key));
+        // FwpmCalloutAdd0's id equals the run-time id from registration.
+        let id = engine::callout_id(&spec.key).unwrap();
+        assert!(STATE.callout_ids.iter().any(|slot| slot.load(std::sync::atomic::Ordering::Relaxed) == id));
+    }
+    assert!(engine::has_sublayer(&SUBLAYER_KEY));
+    harness.unload();
+    assert_nothing_registered();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn load_twice_is_refused_and_reload_works() {
+    let mut harness = Harness::load();
+    let device = harness.kernel.device_object();
+    assert_eq!(wfpcallout::lifecycle::initialize(device), Err(NtStatus::INVALID_DEVICE_STATE));
+    harness.unload();
+    harness.initialize().unwrap();
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();
+    assert!(harness.classify(Layer::ConnectV4, id, 80).permitted());
+    harness.delete_filter(id).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn registration_failure_at_each_callout_rolls_back() {
+    for nth in 0..CALLOUTS.len() as u64 {
+        let mut harness = Harness::boot();
+        faults::fail_call("FwpsCalloutRegister2", nth, STATUS_FWP_ALREADY_EXISTS);
+        assert_eq!(harness.initialize(), Err(NtStatus::from_raw(STATUS_FWP_ALREADY_EXISTS)), "at callout {nth}");
+        assert_nothing_registered();
+        harness.kernel.assert_unloaded_clean();
+    }
+}
+
+#[test]
+fn management_failure_at_each_step_rolls_back() {
+    let steps: [(&str, u64); 9] = [
+        ("FwpmEngineOpen0", 0),
+        ("FwpmTransactionBegin0", 0),
+        ("FwpmProviderAdd0", 0),
+        ("FwpmSubLayerAdd0", 0),
+        ("FwpmCalloutAdd0", 0),
+        ("FwpmCalloutAdd0", 1),
+        ("FwpmCalloutAdd0", 2),
+        ("FwpmCalloutAdd0", 3),
+        ("FwpmTransactionCommit0", 0),
+    ];
+    for (api, nth) in steps {
+        let mut harness = Harness::boot();
+        faults::fail_call(api, nth, STATUS_UNSUCCESSFUL);
+        assert_eq!(harness.initialize(), Err(NtStatus::from_raw(STATUS_UNSUCCESSFUL)), "{api} #{nth}");
+        assert_nothing_registered();
+        harness.kernel.assert_unloaded_clean();
+    }
+}
+
+#[test]
+fn unregister_retries_while_busy() {
+    let mut harness = Harness::load();
+    faults::fail_calls("FwpsCalloutUnregisterById0", 0, 3, STATUS_DEVICE_BUSY);
+    harness.unload();
+    assert_nothing_registered();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn unregister_busy_forever_gives_up_with_a_log_line_and_keeps_contexts() {
+    let mut harness = Harness::load();
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();
+    faults::fail_calls("FwpsCalloutUnregisterById0", 0, 10_000, STATUS_DEVICE_BUSY);
+    harness.unload();
+    assert!(debug_print::contains("failed after 50 retries: 0x80000011"));
+    assert!(debug_print::contains("callouts still registered"));
+    // The first callout could not be unregistered, so its filter's context
+    // must still be alive (classify can still reach it).
+    assert!(engine::is_registered(&Layer::ConnectV4.spec().key));
+    assert!(harness.counters(id).is_some());
+    assert!(harness.classify(Layer::ConnectV4, id, 80).permitted());
+    faults::clear();
+    harness.unload();
+    harness.delete_filter(id).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn objects_in_use_by_filters_survive_unload_and_are_reused() {
+    let mut harness = Harness::load();
+    let id = harness.add_filter(Layer::RecvAcceptV4, PolicySource::None).unwrap();
+    harness.unload();
+    // The filter still names our callout: the engine refuses to delete it.
+    assert!(engine::has_managed_callout(&Layer::RecvAcceptV4.spec().key));
+    assert!(debug_print::contains("kept the callout"));
+    // Unregistered, a terminating callout filter blocks.
+    assert!(!engine::classify(&Layer::RecvAcceptV4.connection(80)).permitted());
+    harness.initialize().unwrap();
+    assert_eq!(STATE.stats.filters_adopted.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(harness.classify(Layer::RecvAcceptV4, id, 80).permitted());
+    harness.delete_filter(id).unwrap();
+    harness.unload();
+    assert_nothing_registered();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn allocation_failure_during_load_is_harmless() {
+    // Load allocates nothing until adoption; with a filter to adopt, fail
+    // each allocation adoption makes in turn.
+    let mut harness = Harness::load();
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();
+    harness.unload();
+    for nth in 0..3 {
+        faults::fail_allocation(nth);
+        harness.initialize().unwrap();
+        assert!(harness.classify(Layer::ConnectV4, id, 80).permitted());
+        harness.unload();
+        faults::clear();
+    }
+    harness.delete_filter(id).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}
