@@ -7,10 +7,11 @@
 //! found nowhere gets the default policy; a stale `context` is never read.
 #![deny(unsafe_code)]
 
+use crate::ask::{AskDecision, classify_ask};
 use crate::driver_state::STATE;
 use crate::ffi::{FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0};
 use crate::filter_context::{ContextRef, FilterContext};
-use crate::filter_view::{ClassifyOut, FilterView};
+use crate::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata};
 use crate::log::Level;
 use crate::per_cpu_counters::Counter;
 use core::ffi::c_void;
@@ -24,6 +25,17 @@ pub enum Decision {
     Permit,
     /// Refuse it.
     Block,
+    /// Pended: BLOCK + ABSORB now, the real verdict at completion.
+    Pended,
+}
+
+impl From<Verdict> for Decision {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Permit => Decision::Permit,
+            Verdict::Block => Decision::Block,
+        }
+    }
 }
 
 /// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`).
@@ -33,8 +45,8 @@ pub enum Decision {
 /// call, at IRQL <= DISPATCH_LEVEL.
 #[allow(unsafe_code)]
 pub unsafe extern "system" fn classify_fn(
-    _in_fixed_values: *const FWPS_INCOMING_VALUES0,
-    _in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
+    in_fixed_values: *const FWPS_INCOMING_VALUES0,
+    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
     _layer_data: *mut c_void,
     _classify_context: *const c_void,
     filter: *const FWPS_FILTER2,
@@ -57,9 +69,14 @@ pub unsafe extern "system" fn classify_fn(
         return;
     };
     let clear_right = view.clears_action_right();
+    // SAFETY: the engine passes NULL or its incoming values, valid for the call.
+    let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
+    // SAFETY: the engine passes NULL or its metadata, valid for the call.
+    let metadata = unsafe { Metadata::from_raw(in_meta_values) };
+    let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref() };
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {
-            Some(context) => write(decide(&context), clear_right, &mut out),
+            Some(context) => write(decide_with(&context, &traffic), clear_right, &mut out),
             None => classify_without_context(clear_right, &mut out),
         }
         return;
@@ -69,9 +86,46 @@ pub unsafe extern "system" fn classify_fn(
     // holds the filter's reference until DELETE. The engine does not call
     // classify for a filter once its DELETE notify has returned.
     match unsafe { ContextRef::borrow(view.raw_context()) } {
-        Some(context) => write(decide(context), clear_right, &mut out),
+        Some(context) => write(decide_with(context, &traffic), clear_right, &mut out),
         None => classify_without_context(clear_right, &mut out),
     }
+}
+
+/// What the engine told classify about the traffic (the ask policy needs it).
+pub struct Traffic<'a> {
+    /// The incoming values.
+    pub values: Option<&'a IncomingValues<'a>>,
+    /// The metadata.
+    pub metadata: Option<&'a Metadata<'a>>,
+}
+
+/// Wraps `FwpsPendOperation0`: the completion context, or the failure.
+#[allow(unsafe_code)]
+fn pend_operation(completion_handle: *mut c_void) -> crate::status::Result<usize> {
+    let mut completion_context: *mut c_void = core::ptr::null_mut();
+    // SAFETY: the handle comes from this classification's metadata (its
+    // presence bit set) and the out-pointer is valid for the call.
+    let status = unsafe { crate::ffi::FwpsPendOperation0(completion_handle, &mut completion_context) };
+    crate::status::NtStatus::to_result(status)?;
+    Ok(completion_context as usize)
+}
+
+/// Applies any policy, ask included.
+pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>) -> Decision {
+    let PolicyAction::Ask { timeout_ms, default_verdict } = context.policy().action else {
+        return decide(context);
+    };
+    context.count(Counter::Matched);
+    let decision =
+        match classify_ask(context, traffic.values, traffic.metadata, timeout_ms, default_verdict, pend_operation) {
+            AskDecision::Now(verdict) => Decision::from(verdict),
+            AskDecision::Pended => return Decision::Pended,
+        };
+    context.count(match decision {
+        Decision::Block => Counter::Blocked,
+        _ => Counter::Permitted,
+    });
+    decision
 }
 
 fn classify_without_context(clear_right: bool, out: &mut ClassifyOut<'_>) {
@@ -87,6 +141,7 @@ fn write(decision: Decision, clear_right: bool, out: &mut ClassifyOut<'_>) {
     match decision {
         Decision::Permit => out.permit(clear_right),
         Decision::Block => out.block(),
+        Decision::Pended => out.block_absorb(),
     }
 }
 
@@ -113,18 +168,15 @@ pub fn decide(context: &FilterContext) -> Decision {
             }
         }
         PolicyAction::Ask { default_verdict, .. } => {
-            // Until an agent answers asynchronously, ask resolves at once to
-            // the filter's default verdict and is counted as defaulted.
+            // Without the traffic (see `decide_with`) an ask cannot pend: it
+            // resolves at once to the default verdict.
             context.count(Counter::Defaulted);
-            match default_verdict {
-                Verdict::Permit => Decision::Permit,
-                Verdict::Block => Decision::Block,
-            }
+            Decision::from(default_verdict)
         }
     };
     context.count(match decision {
-        Decision::Permit => Counter::Permitted,
         Decision::Block => Counter::Blocked,
+        _ => Counter::Permitted,
     });
     if policy.log_level >= LogLevel::Trace {
         crate::log!(Level::Trace, "filter {} ({}): {:?}", context.filter_id(), policy.label, decision);

@@ -2,7 +2,9 @@
 //! context argument, so notifyFn and classifyFn find everything here.
 #![forbid(unsafe_code)]
 
+use crate::agent::Agents;
 use crate::context_table::ContextTable;
+use crate::pending::Pending;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -52,6 +54,10 @@ pub struct DriverState {
     pub loaded: AtomicBool,
     /// Global counters.
     pub stats: GlobalStats,
+    /// Classifications pended for ask filters.
+    pub pending: Pending,
+    /// The user-mode agents answering them.
+    pub agents: Agents,
 }
 
 impl DriverState {
@@ -75,6 +81,8 @@ impl DriverState {
                 classify_without_context: AtomicU64::new(0),
                 classify_bad_arguments: AtomicU64::new(0),
             },
+            pending: Pending::new(),
+            agents: Agents::new(),
         }
     }
 

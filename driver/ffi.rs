@@ -71,6 +71,10 @@ unsafe extern "system" {
         callout: *const FWPS_CALLOUT2,
         calloutId: *mut u32,
     ) -> NTSTATUS;
+    /// Pends the current ALE classification (<= DISPATCH_LEVEL).
+    pub fn FwpsPendOperation0(completionHandle: HANDLE, completionContext: *mut HANDLE) -> NTSTATUS;
+    /// Completes a pended operation exactly once (<= DISPATCH_LEVEL).
+    pub fn FwpsCompleteOperation0(completionContext: HANDLE, netBufferList: *mut c_void);
     /// Unregisters it; `STATUS_DEVICE_BUSY` while flow contexts remain.
     pub fn FwpsCalloutUnregisterById0(calloutId: u32) -> NTSTATUS;
 

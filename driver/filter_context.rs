@@ -73,6 +73,16 @@ impl FilterContext {
         self.counters.snapshot()
     }
 
+    /// Takes a new counted reference to this context. Sound because a
+    /// `FilterContext` only ever exists inside a `ContextRef` allocation and
+    /// a `&FilterContext` means some reference keeps it alive.
+    pub fn acquire(&self) -> ContextRef {
+        // INVARIANT: one more reference exists; the caller's borrow proves
+        // the count is at least one.
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        ContextRef { ptr: NonNull::from(self) }
+    }
+
     /// Current number of references (for statistics and tests).
     pub fn reference_count(&self) -> u32 {
         self.refs.load(Ordering::Relaxed)

@@ -122,6 +122,17 @@ impl<'a> ClassifyOut<'a> {
         }
     }
 
+    /// BLOCK + ABSORB with the write right cleared: what a pended
+    /// classification answers.
+    pub fn block_absorb(&mut self) {
+        if !self.can_write() {
+            return;
+        }
+        self.out.actionType = fwp::FWP_ACTION_BLOCK;
+        self.out.flags |= crate::ffi::FWPS_CLASSIFY_OUT_FLAG_ABSORB;
+        self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+
     /// BLOCK, which always clears the write right.
     pub fn block(&mut self) {
         if !self.can_write() {
@@ -129,6 +140,38 @@ impl<'a> ClassifyOut<'a> {
         }
         self.out.actionType = fwp::FWP_ACTION_BLOCK;
         self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+}
+
+/// Classify's metadata: each field read only when its presence bit is set,
+/// and only from the Vista-stable prefix of the structure.
+pub struct Metadata<'a> {
+    metadata: &'a crate::ffi::FWPS_INCOMING_METADATA_VALUES0,
+}
+
+impl<'a> Metadata<'a> {
+    /// Wraps classify's metadata.
+    ///
+    /// # Safety
+    /// `metadata` must be NULL or valid for `'a`.
+    pub unsafe fn from_raw(metadata: *const crate::ffi::FWPS_INCOMING_METADATA_VALUES0) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or valid for 'a.
+        unsafe { metadata.as_ref() }.map(|metadata| Self { metadata })
+    }
+
+    fn has(&self, field: u32) -> bool {
+        self.metadata.currentMetadataValues & field != 0
+    }
+
+    /// The completion handle for `FwpsPendOperation0`, if present.
+    pub fn completion_handle(&self) -> Option<*mut core::ffi::c_void> {
+        (self.has(fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE) && !self.metadata.completionHandle.is_null())
+            .then_some(self.metadata.completionHandle)
+    }
+
+    /// The owning process id, if present.
+    pub fn process_id(&self) -> Option<u64> {
+        self.has(fwp::FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.metadata.processId)
     }
 }
 
@@ -153,8 +196,7 @@ impl<'a> IncomingValues<'a> {
         self.values.layerId
     }
 
-    /// The `FWP_UINT32` at `index`, if present and of that type.
-    pub fn uint32(&self, index: usize) -> Option<u32> {
+    fn value(&self, index: usize) -> Option<&'a fwp::FWP_VALUE0> {
         if index >= self.values.valueCount as usize || self.values.incomingValue.is_null() {
             return None;
         }
@@ -162,12 +204,55 @@ impl<'a> IncomingValues<'a> {
         // (from_raw's contract), so the offset stays inside it.
         let entry = unsafe { self.values.incomingValue.add(index) };
         // SAFETY: as above, the entry is valid for 'a.
-        let value = unsafe { &(*entry).value };
+        Some(unsafe { &(*entry).value })
+    }
+
+    /// The `FWP_UINT32` at `index`, if present and of that type.
+    pub fn uint32(&self, index: usize) -> Option<u32> {
+        let value = self.value(index)?;
         if value.r#type != fwp::FWP_UINT32 {
             return None;
         }
         // SAFETY: the tag says the union holds uint32.
         Some(unsafe { value.Anonymous.uint32 })
+    }
+
+    /// The `FWP_UINT16` at `index`, if present and of that type.
+    pub fn uint16(&self, index: usize) -> Option<u16> {
+        let value = self.value(index)?;
+        if value.r#type != fwp::FWP_UINT16 {
+            return None;
+        }
+        // SAFETY: the tag says the union holds uint16.
+        Some(unsafe { value.Anonymous.uint16 })
+    }
+
+    /// The `FWP_UINT8` at `index`, if present and of that type.
+    pub fn uint8(&self, index: usize) -> Option<u8> {
+        let value = self.value(index)?;
+        if value.r#type != fwp::FWP_UINT8 {
+            return None;
+        }
+        // SAFETY: the tag says the union holds uint8.
+        Some(unsafe { value.Anonymous.uint8 })
+    }
+
+    /// An address field: IPv4 (`FWP_UINT32`, host order) or IPv6
+    /// (`FWP_BYTE_ARRAY16_TYPE`).
+    pub fn address(&self, index: usize) -> Option<core::net::IpAddr> {
+        let value = self.value(index)?;
+        match value.r#type {
+            // SAFETY: the tag says the union holds uint32.
+            fwp::FWP_UINT32 => Some(core::net::Ipv4Addr::from(unsafe { value.Anonymous.uint32 }).into()),
+            fwp::FWP_BYTE_ARRAY16_TYPE => {
+                // SAFETY: the tag says the union holds byteArray16.
+                let array = unsafe { value.Anonymous.byteArray16 };
+                // SAFETY: the engine's pointer is NULL or valid for 'a.
+                let bytes = unsafe { array.as_ref() }?.byteArray16;
+                Some(core::net::Ipv6Addr::from(bytes).into())
+            }
+            _ => None,
+        }
     }
 
     /// Whether this classification is a reauthorization (FLAGS field).

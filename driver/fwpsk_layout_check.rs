@@ -91,17 +91,7 @@ assert_same_layout!(
 assert_same_layout!(
     fwps_types::FWPS_FILTER2,
     wdk::FWPS_FILTER2,
-    [
-        filterId,
-        weight,
-        subLayerWeight,
-        flags,
-        numFilterConditions,
-        filterCondition,
-        action,
-        context,
-        providerContext,
-    ]
+    [filterId, weight, subLayerWeight, flags, numFilterConditions, filterCondition, action, context, providerContext]
 );
 
 assert_same_layout!(
@@ -206,12 +196,10 @@ assert_metadata_fields!(
 );
 
 const _: () = assert!(
-    size_of::<fwps_types::FWPS_INCOMING_METADATA_VALUES0>()
-        <= size_of::<wdk::FWPS_INCOMING_METADATA_VALUES0>(),
+    size_of::<fwps_types::FWPS_INCOMING_METADATA_VALUES0>() <= size_of::<wdk::FWPS_INCOMING_METADATA_VALUES0>(),
     "fwps_types::FWPS_INCOMING_METADATA_VALUES0 is larger than the WDK's"
 );
 const _: () = assert!(
-    align_of::<fwps_types::FWPS_INCOMING_METADATA_VALUES0>()
-        == align_of::<wdk::FWPS_INCOMING_METADATA_VALUES0>(),
+    align_of::<fwps_types::FWPS_INCOMING_METADATA_VALUES0>() == align_of::<wdk::FWPS_INCOMING_METADATA_VALUES0>(),
     "alignment of fwps_types::FWPS_INCOMING_METADATA_VALUES0"
 );

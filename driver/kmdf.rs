@@ -117,8 +117,8 @@ pub unsafe extern "system" fn driver_entry(driver: PDRIVER_OBJECT, registry_path
 /// driver object, and for a non-PnP driver the framework deletes that object
 /// and its children after this callback returns; so the WDM device object
 /// that was handed to `FwpsCalloutRegister2` stays valid until the callouts
-/// are unregistered, and no IOCTL can arrive afterwards (the I/O manager
-/// only unloads a driver whose devices have no open handles).
+/// are unregistered. No IOCTL is in flight either: the I/O manager defers a
+/// driver's unload routine while any of its devices has open handles.
 extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
     crate::lifecycle::unload();
     println!("wfpcallout: unloaded");
@@ -155,7 +155,7 @@ unsafe extern "C" fn evt_io_device_control(
     // `answer_device_control`), so the I/O manager copies back only bytes
     // this driver wrote.
     unsafe {
-        call_unsafe_wdf_function_binding!(WdfRequestCompleteWithInformation, request, status, information,);
+        call_unsafe_wdf_function_binding!(WdfRequestCompleteWithInformation, request, status, information);
     }
 }
 
@@ -269,7 +269,7 @@ unsafe fn create_control_device(wdf_driver: WDFDRIVER) -> Result<WDFDEVICE, NtSt
     // it stays ours and `init`'s drop frees it. No object attributes is
     // allowed; the handle is written to a local.
     let status = unsafe {
-        call_unsafe_wdf_function_binding!(WdfDeviceCreate, &raw mut init.raw, WDF_NO_OBJECT_ATTRIBUTES, &raw mut device,)
+        call_unsafe_wdf_function_binding!(WdfDeviceCreate, &raw mut init.raw, WDF_NO_OBJECT_ATTRIBUTES, &raw mut device)
     };
     check("WdfDeviceCreate", status)?;
     // INVARIANT: WdfDeviceCreate consumed the structure; say so explicitly

@@ -20,6 +20,8 @@ extern crate std;
 extern crate wfpcallout_simkernel as _;
 
 pub mod adoption;
+pub mod agent;
+pub mod ask;
 pub mod callouts;
 pub mod classify;
 pub mod clock;
@@ -34,6 +36,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod management;
 pub mod notify;
+pub mod pending;
 pub mod per_cpu_counters;
 pub mod pool;
 pub mod rate_limiter;
@@ -43,3 +46,5 @@ pub mod wide;
 
 #[cfg(all(windows, feature = "kmdf"))]
 mod kmdf;
+#[cfg(all(windows, not(feature = "kmdf")))]
+mod wdm_entry;

@@ -5,6 +5,7 @@
 
 use crate::driver_state::STATE;
 use crate::log::Level;
+use crate::pending::Finish;
 use crate::status::{NtStatus, Result};
 use crate::{adoption, callouts, management};
 use core::ffi::c_void;
@@ -18,11 +19,15 @@ pub fn initialize(device_object: *mut c_void) -> Result {
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
     STATE.reset_stats();
+    STATE.pending.open()?;
     // Until adoption has finished, classify cannot know which filters'
     // `context` is ours: it must use the table (set before registering).
     STATE.adoption_in_progress.store(true, Ordering::Release);
 
-    callouts::register_all(device_object)?;
+    if let Err(status) = callouts::register_all(device_object) {
+        release_contexts();
+        return Err(status);
+    }
     let engine = match management::open_engine() {
         Ok(engine) => engine,
         Err(status) => {
@@ -60,6 +65,15 @@ pub fn initialize(device_object: *mut c_void) -> Result {
 /// nothing waits for them). Afterwards the driver owns no pool.
 pub fn unload() {
     STATE.loaded.store(false, Ordering::Release);
+    // Stop accepting new pends, then complete every pended operation with
+    // its filter's default verdict (their reauthorizations still reach us).
+    STATE.pending.stop_accepting();
+    let finished = STATE.pending.finish_where(Finish::Unload, |_, _| true);
+    STATE.pending.discard_answered(|_, _| true);
+    STATE.agents.reset();
+    if finished != 0 {
+        crate::log!(Level::Info, "unload: completed {} pending requests with their default verdict", finished);
+    }
     if let Err(status) = callouts::unregister_all() {
         crate::log!(Level::Error, "unload: callouts still registered ({}): contexts are kept", status);
         return;
@@ -80,6 +94,17 @@ fn release_contexts() {
         drop(context);
     }
     STATE.table.release_storage();
+    STATE.pending.stop_accepting();
+    STATE.pending.close();
     STATE.adopted_alive.store(0, Ordering::Release);
     STATE.adoption_in_progress.store(false, Ordering::Release);
+}
+
+/// Periodic work, from a timer the glue runs (every 100 ms on Windows):
+/// times out pending requests whose deadline passed. Up to DISPATCH_LEVEL.
+pub fn on_timer() {
+    let expired = STATE.pending.expire(crate::clock::now_ticks());
+    if expired != 0 {
+        crate::log!(Level::Info, "{} pending requests timed out", expired);
+    }
 }

@@ -15,6 +15,7 @@ use crate::ffi::{
 use crate::filter_context::{ContextRef, Origin};
 use crate::filter_view::{FilterView, ProviderBlob, set_filter_context};
 use crate::log::Level;
+use crate::pending::Finish;
 use crate::status::{NtStatus, Result};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{POLICY_MAX_LEN, PolicyRepr, WireError};
@@ -105,6 +106,10 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
 /// DELETE: drops the table's reference (freeing the context unless a
 /// pended request or flow still holds one).
 fn on_delete(filter_id: u64) {
+    // Requests pended through this filter get its default verdict now; the
+    // verdicts kept for reauthorizations that can no longer reach it go.
+    STATE.pending.finish_where(Finish::FilterDeleted, |info, _| info.filter_id == filter_id);
+    STATE.pending.discard_answered(|info, _| info.filter_id == filter_id);
     match STATE.table.remove(filter_id) {
         Some(context) => {
             if context.origin() == Origin::Adopted {

@@ -23,6 +23,8 @@ pub struct CounterSnapshot {
     pub rate_limited: u64,
     /// Ask-policy classifications answered with the default verdict.
     pub defaulted: u64,
+    /// Ask-policy classifications pended for an agent.
+    pub pended: u64,
 }
 
 /// Which counter to bump.
@@ -40,6 +42,8 @@ pub enum Counter {
     RateLimited = 4,
     /// See [`CounterSnapshot::defaulted`].
     Defaulted = 5,
+    /// See [`CounterSnapshot::pended`].
+    Pended = 6,
 }
 
 /// Words per processor slot: one 64-byte cache line.
@@ -92,7 +96,7 @@ impl PerCpuCounters {
 
     /// Sums every processor's slot.
     pub fn snapshot(&self) -> CounterSnapshot {
-        let mut total = [0u64; 6];
+        let mut total = [0u64; 7];
         for slot in 0..self.slots {
             let base = self.offset + slot * SLOT_WORDS;
             for (i, sum) in total.iter_mut().enumerate() {
@@ -101,7 +105,7 @@ impl PerCpuCounters {
                 }
             }
         }
-        let [matched, permitted, blocked, audited, rate_limited, defaulted] = total;
-        CounterSnapshot { matched, permitted, blocked, audited, rate_limited, defaulted }
+        let [matched, permitted, blocked, audited, rate_limited, defaulted, pended] = total;
+        CounterSnapshot { matched, permitted, blocked, audited, rate_limited, defaulted, pended }
     }
 }

@@ -33,6 +33,8 @@ impl NtStatus {
     pub const ALREADY_EXISTS: Self = Self(fwps_types::STATUS_FWP_ALREADY_EXISTS);
     /// Unregister must be retried: flow contexts still exist.
     pub const DEVICE_BUSY: Self = Self(fwps_types::STATUS_DEVICE_BUSY);
+    /// No such object (an unknown or already answered request id).
+    pub const NOT_FOUND: Self = Self(fwps_types::STATUS_NOT_FOUND);
     /// Enumeration has nothing more.
     pub const NO_MORE_ENTRIES: Self = Self(fwps_types::STATUS_NO_MORE_ENTRIES);
 

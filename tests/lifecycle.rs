@@ -129,18 +129,31 @@ fn objects_in_use_by_filters_survive_unload_and_are_reused() {
 
 #[test]
 fn allocation_failure_during_load_is_harmless() {
-    // Load allocates nothing until adoption; with a filter to adopt, fail
-    // each allocation adoption makes in turn.
+    // Load allocates the request table, then, with a filter to adopt, the
+    // adopted context: fail each allocation in turn.
     let mut harness = Harness::load();
     let id = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();
     harness.unload();
-    for nth in 0..3 {
+    for nth in 0..4 {
         faults::fail_allocation(nth);
-        harness.initialize().unwrap();
-        assert!(harness.classify(Layer::ConnectV4, id, 80).permitted());
-        harness.unload();
+        match harness.initialize() {
+            Ok(()) => {
+                assert!(harness.classify(Layer::ConnectV4, id, 80).permitted());
+                harness.unload();
+            }
+            Err(status) => {
+                assert_eq!(status, NtStatus::INSUFFICIENT_RESOURCES, "allocation #{nth}");
+                assert_nothing_registered_but_the_kept_objects();
+            }
+        }
         faults::clear();
     }
     harness.delete_filter(id).unwrap();
     harness.kernel.assert_unloaded_clean();
+}
+
+fn assert_nothing_registered_but_the_kept_objects() {
+    for spec in CALLOUTS.iter() {
+        assert!(!engine::is_registered(&spec.key), "a callout stayed registered");
+    }
 }

@@ -137,6 +137,21 @@ impl Harness {
         STATE.table.get(filter_id).map(|context| context.counters())
     }
 
+    /// Registers an agent handle (the token stands for a file object).
+    pub fn connect_agent(&self, file: u64) {
+        STATE.agents.attach(file).expect("agent slot");
+    }
+
+    /// The agent's handle is closed.
+    pub fn disconnect_agent(&self, file: u64) {
+        STATE.agents.detach(file);
+    }
+
+    /// Classifies through the whole layer (pending allowed).
+    pub fn classify_layer(&self, layer: Layer, remote_port: u16) -> ClassifyResult {
+        engine::classify(&layer.connection(remote_port))
+    }
+
     /// Live contexts in the driver's table.
     pub fn context_count(&self) -> usize {
         STATE.table.len()

@@ -1,8 +1,9 @@
 //! Why a buffer was refused.
 //!
-//! One flat, `Copy` error type for every wire format in the crate, so the
-//! kernel can log it at DISPATCH_LEVEL without allocating and user-mode tools
-//! can print the same message.
+//! One flat, `Copy` error type for every wire format in the crate (the
+//! policy blob and the control device buffers), so the kernel can log it at
+//! DISPATCH_LEVEL without allocating and user-mode tools can print the same
+//! message.
 
 use core::fmt;
 
@@ -35,10 +36,28 @@ pub enum WireError {
     LabelTooLong,
     /// The label bytes are not valid UTF-8.
     LabelNotUtf8,
-    /// A reserved byte is not zero.
+    /// A reserved byte is not zero. This includes the padding after an IPv4
+    /// address in a 16-byte address slot and after a label in a fixed-size
+    /// label slot.
     ReservedNotZero,
     /// The output buffer is too small for the encoding.
     BufferTooSmall,
+    /// A flags field has bits set that are not assigned; carries those bits.
+    UnknownFlags(u32),
+    /// A count or limit is outside the range its format allows.
+    ValueOutOfRange,
+    /// The filter origin code is not assigned.
+    UnknownOrigin(u8),
+    /// The traffic direction code is not assigned.
+    UnknownDirection(u8),
+    /// The IP version is neither 4 nor 6.
+    UnknownIpVersion(u8),
+    /// The entries of a statistics reply are not in strictly ascending
+    /// filter id order after the query's cursor.
+    EntriesOutOfOrder,
+    /// The two addresses of a connection are not of the same family, so no
+    /// single IP version describes them.
+    AddressFamilyMismatch,
 }
 
 impl WireError {
@@ -58,6 +77,13 @@ impl WireError {
             WireError::LabelNotUtf8 => "label is not valid UTF-8",
             WireError::ReservedNotZero => "reserved field not zero",
             WireError::BufferTooSmall => "output buffer too small",
+            WireError::UnknownFlags(_) => "unknown flag bits",
+            WireError::ValueOutOfRange => "value out of range",
+            WireError::UnknownOrigin(_) => "unknown filter origin code",
+            WireError::UnknownDirection(_) => "unknown direction code",
+            WireError::UnknownIpVersion(_) => "unknown IP version",
+            WireError::EntriesOutOfOrder => "entries out of order",
+            WireError::AddressFamilyMismatch => "address family mismatch",
         }
     }
 }
@@ -68,7 +94,11 @@ impl fmt::Display for WireError {
             WireError::UnsupportedVersion(code)
             | WireError::UnknownAction(code)
             | WireError::UnknownLogLevel(code)
-            | WireError::UnknownVerdict(code) => write!(f, "{} ({})", self.as_str(), code),
+            | WireError::UnknownVerdict(code)
+            | WireError::UnknownOrigin(code)
+            | WireError::UnknownDirection(code)
+            | WireError::UnknownIpVersion(code) => write!(f, "{} ({})", self.as_str(), code),
+            WireError::UnknownFlags(bits) => write!(f, "{} ({:#x})", self.as_str(), bits),
             _ => f.write_str(self.as_str()),
         }
     }
@@ -120,6 +150,16 @@ mod tests {
     }
 
     #[test]
+    fn display_control_codes() {
+        let sink = display(WireError::UnknownIpVersion(5));
+        assert_eq!(text(&sink), "unknown IP version (5)");
+        let sink = display(WireError::UnknownDirection(2));
+        assert_eq!(text(&sink), "unknown direction code (2)");
+        let sink = display(WireError::UnknownFlags(0x18));
+        assert_eq!(text(&sink), "unknown flag bits (0x18)");
+    }
+
+    #[test]
     fn every_message_is_distinct_and_nonempty() {
         let all = [
             WireError::Truncated,
@@ -134,6 +174,13 @@ mod tests {
             WireError::LabelNotUtf8,
             WireError::ReservedNotZero,
             WireError::BufferTooSmall,
+            WireError::UnknownFlags(0),
+            WireError::ValueOutOfRange,
+            WireError::UnknownOrigin(0),
+            WireError::UnknownDirection(0),
+            WireError::UnknownIpVersion(0),
+            WireError::EntriesOutOfOrder,
+            WireError::AddressFamilyMismatch,
         ];
         for (i, a) in all.iter().enumerate() {
             assert!(!a.as_str().is_empty());

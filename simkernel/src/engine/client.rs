@@ -4,11 +4,13 @@
 //! calling DELETE, and classification calling classifyFn at DISPATCH_LEVEL.
 
 use super::connection::ClassifyInput;
+use super::pending;
 use super::records::{FilterRecord, NewFilter};
 use super::{
     Connection, FilterAction, FilterSpec, ProviderContextRecord, key_of, layer_by_id, layer_by_key, lock, lock_for,
 };
 use crate::irql;
+use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -211,9 +213,21 @@ pub struct ClassifyResult {
     pub decided_by: Option<u64>,
     /// How many callouts were invoked.
     pub callouts_invoked: u32,
+    /// The pended operation, if a callout pended this classification.
+    pub pended: Option<usize>,
 }
 
 impl ClassifyResult {
+    /// What no matching filter gives: PERMIT.
+    pub const NO_MATCH: Self = Self {
+        action: fwp::FWP_ACTION_PERMIT,
+        hard: false,
+        absorbed: false,
+        decided_by: None,
+        callouts_invoked: 0,
+        pended: None,
+    };
+
     /// True for PERMIT.
     pub fn permitted(&self) -> bool {
         self.action == fwp::FWP_ACTION_PERMIT
@@ -261,6 +275,7 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     }
     let mut out = FWPS_CLASSIFY_OUT0 { actionType: 0, filterId: record.id, rights, ..FWPS_CLASSIFY_OUT0::default() };
     let classify_context = record.id as usize as *const core::ffi::c_void;
+    pending::set_filter(input.metadata.completionHandle, record.id);
     irql::at_dispatch(|| {
         // SAFETY: every pointer is valid for the call (owned by `input`,
         // `record` and this frame); the filter is protected by in_flight.
@@ -278,6 +293,17 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     });
     record.in_flight.fetch_sub(1, Ordering::SeqCst);
     let hard = out.rights & FWPS_RIGHT_ACTION_WRITE == 0;
+    if pending::is_pended(input.metadata.completionHandle)
+        && !(out.actionType == fwp::FWP_ACTION_BLOCK && hard && out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0)
+    {
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "filter {}: a pended classification must return BLOCK + ABSORB with the write right cleared",
+                record.id
+            ),
+        );
+    }
     let absorbed = out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0;
     let action = match (record.action, out.actionType) {
         (FilterAction::CalloutInspection(_), _) => return None,
@@ -297,27 +323,16 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
 /// permits.
 pub fn classify(connection: &Connection) -> ClassifyResult {
     let Some(layer) = layer_by_id(connection.layer_id) else {
-        return ClassifyResult {
-            action: fwp::FWP_ACTION_PERMIT,
-            hard: false,
-            absorbed: false,
-            decided_by: None,
-            callouts_invoked: 0,
-        };
+        return ClassifyResult::NO_MATCH;
     };
-    let input = ClassifyInput::new(&layer, connection, std::ptr::null_mut());
+    let handle = pending::begin(connection, layer.pendable);
+    let input = ClassifyInput::new(&layer, connection, handle);
     let list: Vec<Arc<FilterRecord>> = lock()
         .by_layer
         .get(&layer.id)
         .map(|filters| filters.values().filter(|record| matches(record, &input)).cloned().collect())
         .unwrap_or_default();
-    let mut result = ClassifyResult {
-        action: fwp::FWP_ACTION_PERMIT,
-        hard: false,
-        absorbed: false,
-        decided_by: None,
-        callouts_invoked: 0,
-    };
+    let mut result = ClassifyResult::NO_MATCH;
     let mut sublayer_done: Option<u128> = None;
     let mut decided = false;
     for record in list.iter() {
@@ -341,6 +356,7 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
             decided = true;
         }
     }
+    result.pended = pending::end(handle);
     result
 }
 
@@ -349,8 +365,10 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
 pub fn classify_filter(filter_id: u64, connection: &Connection) -> Result<ClassifyResult, NTSTATUS> {
     let record = lock().filters.get(&filter_id).cloned().ok_or(STATUS_FWP_FILTER_NOT_FOUND)?;
     let layer = layer_by_id(record.layer_id).ok_or(STATUS_FWP_LAYER_NOT_FOUND)?;
-    let input = ClassifyInput::new(&layer, connection, std::ptr::null_mut());
+    let handle = pending::begin(connection, layer.pendable);
+    let input = ClassifyInput::new(&layer, connection, handle);
     let outcome = run_filter(&record, &input, FWPS_RIGHT_ACTION_WRITE);
+    let pended = pending::end(handle);
     Ok(match outcome {
         Some(o) => ClassifyResult {
             action: if o.action == 0 { fwp::FWP_ACTION_PERMIT } else { o.action },
@@ -358,13 +376,8 @@ pub fn classify_filter(filter_id: u64, connection: &Connection) -> Result<Classi
             absorbed: o.absorbed,
             decided_by: Some(filter_id),
             callouts_invoked: u32::from(o.invoked),
+            pended,
         },
-        None => ClassifyResult {
-            action: fwp::FWP_ACTION_PERMIT,
-            hard: false,
-            absorbed: false,
-            decided_by: None,
-            callouts_invoked: 0,
-        },
+        None => ClassifyResult { pended, ..ClassifyResult::NO_MATCH },
     })
 }

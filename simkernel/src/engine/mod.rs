@@ -6,6 +6,7 @@ mod callout_api;
 mod client;
 mod connection;
 mod management_api;
+pub mod pending;
 mod records;
 
 pub use client::*;
@@ -303,6 +304,7 @@ pub(crate) fn report_leaks() -> usize {
         );
         leaks += engine.allocations.len();
     }
+    leaks += pending::report_leaks();
     if !engine.registered.is_empty() {
         report(ViolationKind::Leak, format!("{} callout(s) still registered after unload", engine.registered.len()));
         leaks += engine.registered.len();
@@ -311,6 +313,7 @@ pub(crate) fn report_leaks() -> usize {
 }
 
 pub(crate) fn reset() {
+    pending::reset();
     let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
     *guard = Some(EngineState::new());
     drop(guard);

@@ -1,0 +1,109 @@
+//! The `ask` policy on the classify path: pend the connection and queue a
+//! request for the agent, or answer a reauthorization from the verdict kept
+//! for it, or fall back to the filter's default verdict.
+//!
+//! At ALE_AUTH_RECV_ACCEPT permitting a pended classification means
+//! completing it with a cloned packet and reinjecting that packet, which
+//! this driver does not do yet: ask filters there answer with their default
+//! verdict at once (counted as defaulted).
+#![forbid(unsafe_code)]
+
+use crate::callouts::CALLOUTS;
+use crate::driver_state::STATE;
+use crate::ffi::{
+    FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
+    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
+};
+use crate::filter_context::FilterContext;
+use crate::filter_view::{IncomingValues, Metadata};
+use crate::pending::{AskInfo, PendOutcome};
+use crate::per_cpu_counters::Counter;
+use core::net::{IpAddr, Ipv4Addr};
+use core::sync::atomic::Ordering;
+use wfpcallout_wire::Verdict;
+
+/// What classify answers for an ask filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AskDecision {
+    /// Answer now with this verdict.
+    Now(Verdict),
+    /// Pended: answer BLOCK + ABSORB; the verdict comes later.
+    Pended,
+}
+
+/// The connection as the agent will see it.
+fn describe(
+    context: &FilterContext,
+    values: &IncomingValues<'_>,
+    metadata: Option<&Metadata<'_>>,
+    timeout_ms: u32,
+    default_verdict: Verdict,
+) -> AskInfo {
+    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let layer_id = values.layer_id();
+    AskInfo {
+        request_id: 0,
+        filter_id: context.filter_id(),
+        process_id: metadata.and_then(Metadata::process_id).unwrap_or(0),
+        layer_id,
+        inbound: matches!(layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6),
+        protocol: values.uint8(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL).unwrap_or(0),
+        local_address: values.address(FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS).unwrap_or(unspecified),
+        local_port: values.uint16(FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT).unwrap_or(0),
+        remote_address: values.address(FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
+        remote_port: values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
+        timeout_ms,
+        default_verdict,
+        label: context.policy().label,
+    }
+}
+
+fn defaulted(context: &FilterContext, verdict: Verdict) -> AskDecision {
+    context.count(Counter::Defaulted);
+    STATE.pending.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+    AskDecision::Now(verdict)
+}
+
+/// Decides an ask classification. `pend` wraps `FwpsPendOperation0` with the
+/// classification's completion handle and returns the completion context.
+pub fn classify_ask(
+    context: &FilterContext,
+    values: Option<&IncomingValues<'_>>,
+    metadata: Option<&Metadata<'_>>,
+    timeout_ms: u32,
+    default_verdict: Verdict,
+    pend: impl FnOnce(*mut core::ffi::c_void) -> crate::status::Result<usize>,
+) -> AskDecision {
+    let Some(values) = values else {
+        return defaulted(context, default_verdict);
+    };
+    let info = describe(context, values, metadata, timeout_ms, default_verdict);
+    let flags_field = CALLOUTS.iter().find(|spec| spec.layer_id == info.layer_id).map(|spec| spec.flags_field);
+    if flags_field.is_some_and(|field| values.is_reauthorization(field)) {
+        // Only the initial authorization can be pended; a reauthorization
+        // of a connection we pended takes the verdict kept for it.
+        return match STATE.pending.take_reauthorization(&info) {
+            Some(verdict) => AskDecision::Now(verdict),
+            None => defaulted(context, default_verdict),
+        };
+    }
+    if info.inbound || !STATE.agents.connected() {
+        return defaulted(context, default_verdict);
+    }
+    let Some(handle) = metadata.and_then(Metadata::completion_handle) else {
+        return defaulted(context, default_verdict);
+    };
+    let filter = context.acquire();
+    match STATE.pending.pend(info, &filter, crate::clock::now_ticks(), || pend(handle)) {
+        PendOutcome::Pended(_) => {
+            context.count(Counter::Pended);
+            STATE.agents.request_available();
+            AskDecision::Pended
+        }
+        PendOutcome::Immediate(verdict) => {
+            context.count(Counter::Defaulted);
+            AskDecision::Now(verdict)
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! Asynchronous verdicts: classifications pended for an `ask` filter, each
+//! with its own request id (the user context that tells completions apart),
+//! finished exactly once by the agent's verdict, a timeout, the filter's
+//! deletion, the agent's disconnection or unload.
+//!
+//! At ALE_AUTH_CONNECT, completing an operation makes the engine classify
+//! the connection again with `FWP_CONDITION_FLAG_IS_REAUTHORIZE`; that
+//! reauthorization is answered from the verdict kept here for the request.
+//!
+//! # Locking
+//! One spin lock guards the request table. `FwpsCompleteOperation0` is only
+//! ever called with it released, because at ALE_AUTH_CONNECT the engine may
+//! run the reauthorization classify (which takes the lock) before it
+//! returns.
+#![deny(unsafe_code)]
+
+use crate::filter_context::ContextRef;
+use crate::log::Level;
+use crate::pool::{PoolBox, PoolSlice, PoolTag, Zeroable};
+use crate::spin_lock::SpinLock;
+use crate::status::{NtStatus, Result};
+use core::ffi::c_void;
+use core::net::IpAddr;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use wfpcallout_wire::{Label, Verdict};
+
+/// Requests that may be pending at once; past this, ask filters answer
+/// with their default verdict at once (counted as defaulted).
+pub const MAX_PENDING_REQUESTS: usize = 1024;
+
+/// Pended requests (`PendedRequest`).
+pub const TAG_PENDED_REQUEST: PoolTag = PoolTag::new(*b"WfPr");
+/// The request table's slot array.
+pub const TAG_REQUEST_TABLE: PoolTag = PoolTag::new(*b"WfPq");
+
+/// What the agent is told about one pended connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AskInfo {
+    /// The request id: what the verdict must name.
+    pub request_id: u64,
+    /// The filter whose policy asked.
+    pub filter_id: u64,
+    /// Owning process, 0 if unknown.
+    pub process_id: u64,
+    /// Run-time layer id.
+    pub layer_id: u16,
+    /// True at recv-accept (inbound).
+    pub inbound: bool,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Local address.
+    pub local_address: IpAddr,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote address.
+    pub remote_address: IpAddr,
+    /// Remote port.
+    pub remote_port: u16,
+    /// How long the agent has.
+    pub timeout_ms: u32,
+    /// What applies if it does not answer.
+    pub default_verdict: Verdict,
+    /// The filter's label.
+    pub label: Label,
+}
+
+impl AskInfo {
+    fn same_connection(&self, other: &AskInfo) -> bool {
+        self.filter_id == other.filter_id
+            && self.layer_id == other.layer_id
+            && self.protocol == other.protocol
+            && self.local_address == other.local_address
+            && self.local_port == other.local_port
+            && self.remote_address == other.remote_address
+            && self.remote_port == other.remote_port
+    }
+}
+
+/// Where a request is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestState {
+    /// Waiting for an agent to read it.
+    Queued,
+    /// Read by an agent; waiting for its verdict.
+    Delivered,
+    /// Completed with this verdict; kept until the reauthorization takes it.
+    Answered(Verdict),
+}
+
+/// One pended classification.
+///
+/// # Invariants
+/// While `state` is `Queued` or `Delivered`, `completion_context` is an
+/// operation pended with `FwpsPendOperation0` and not yet completed.
+struct PendedRequest {
+    info: AskInfo,
+    completion_context: usize,
+    /// The filter's context, kept alive while the request exists.
+    _filter: ContextRef,
+    deadline: u64,
+    state: RequestState,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct RequestSlot {
+    request_id: u64,
+    request: u64,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: an all-zero slot is the empty slot, a valid value.
+unsafe impl Zeroable for RequestSlot {}
+
+/// Why a request was finished, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// The agent answered.
+    Verdict,
+    /// The request's timeout passed.
+    Timeout,
+    /// Its filter was deleted.
+    FilterDeleted,
+    /// The agent went away.
+    AgentGone,
+    /// The driver is unloading.
+    Unload,
+}
+
+/// The request table.
+///
+/// # Invariants
+/// Every non-empty slot owns one `PoolBox<PendedRequest>` (tag
+/// `TAG_PENDED_REQUEST`) given away with `into_raw`; `live` counts them.
+struct RequestTable {
+    slots: Option<PoolSlice<RequestSlot>>,
+    live: usize,
+}
+
+/// Counters of the asynchronous path.
+#[derive(Default)]
+pub struct PendingStats {
+    /// Classifications pended.
+    pub pended: AtomicU64,
+    /// `FwpsPendOperation0` failures (default verdict applied).
+    pub pend_failures: AtomicU64,
+    /// Operations completed (each exactly once).
+    pub completed: AtomicU64,
+    /// Completed because the timeout passed.
+    pub timed_out: AtomicU64,
+    /// Ask classifications answered at once with the default verdict (no
+    /// agent, queue full, no completion handle, reauthorization unknown).
+    pub defaulted: AtomicU64,
+    /// Verdicts refused (unknown, late or duplicate request id).
+    pub verdicts_rejected: AtomicU64,
+}
+
+/// The pending machinery: the table, whether new pends are accepted, and
+/// the counters.
+pub struct Pending {
+    table: SpinLock<RequestTable>,
+    accepting: AtomicBool,
+    next_id: AtomicU64,
+    /// Counters.
+    pub stats: PendingStats,
+}
+
+/// What to do with a classification the table could not take.
+pub enum PendOutcome {
+    /// Pended: answer BLOCK + ABSORB now; the request id.
+    Pended(u64),
+    /// Not pended: answer with this verdict now.
+    Immediate(Verdict),
+}
+
+impl Pending {
+    /// An empty, closed table (const for the driver's static state).
+    pub const fn new() -> Self {
+        Self {
+            table: SpinLock::new(RequestTable { slots: None, live: 0 }),
+            accepting: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            stats: PendingStats {
+                pended: AtomicU64::new(0),
+                pend_failures: AtomicU64::new(0),
+                completed: AtomicU64::new(0),
+                timed_out: AtomicU64::new(0),
+                defaulted: AtomicU64::new(0),
+                verdicts_rejected: AtomicU64::new(0),
+            },
+        }
+    }
+
+    /// Allocates the table and starts accepting (initialize, PASSIVE_LEVEL).
+    pub fn open(&self) -> Result {
+        let slots = PoolSlice::<RequestSlot>::try_zeroed(MAX_PENDING_REQUESTS, TAG_REQUEST_TABLE)?;
+        let old = {
+            let mut table = self.table.lock();
+            table.live = 0;
+            table.slots.replace(slots)
+        };
+        drop(old);
+        for counter in [
+            &self.stats.pended,
+            &self.stats.pend_failures,
+            &self.stats.completed,
+            &self.stats.timed_out,
+            &self.stats.defaulted,
+            &self.stats.verdicts_rejected,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.accepting.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops accepting new pends (first step of unload).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
+
+    /// Frees the table once every request is gone (end of unload).
+    pub fn close(&self) {
+        let old = {
+            let mut table = self.table.lock();
+            if table.live != 0 {
+                return;
+            }
+            table.slots.take()
+        };
+        drop(old);
+    }
+
+    /// Requests in the table (queued, delivered or answered).
+    pub fn live(&self) -> usize {
+        self.table.read().live
+    }
+
+    /// Pends a classification: allocates the request, pends the operation
+    /// through `pend` (which wraps `FwpsPendOperation0` and returns the
+    /// completion context), and files it. Anything that fails gives the
+    /// default verdict at once.
+    pub fn pend(
+        &self,
+        info: AskInfo,
+        filter: &ContextRef,
+        now: u64,
+        pend: impl FnOnce() -> Result<usize>,
+    ) -> PendOutcome {
+        let default = PendOutcome::Immediate(info.default_verdict);
+        if !self.accepting.load(Ordering::Acquire) || self.live() >= MAX_PENDING_REQUESTS {
+            self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+            return default;
+        }
+        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let info = AskInfo { request_id, ..info };
+        let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
+        let Ok(request) = PoolBox::try_new(
+            PendedRequest {
+                info,
+                completion_context: 0,
+                _filter: filter.clone(),
+                deadline,
+                state: RequestState::Queued,
+            },
+            TAG_PENDED_REQUEST,
+        ) else {
+            self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+            return default;
+        };
+        let completion_context = match pend() {
+            Ok(context) => context,
+            Err(status) => {
+                self.stats.pend_failures.fetch_add(1, Ordering::Relaxed);
+                crate::log!(Level::Warning, "FwpsPendOperation0 failed: {}; default verdict", status);
+                return default;
+            }
+        };
+        let mut request = request;
+        request.completion_context = completion_context;
+        // INVARIANT: the operation is pended and not completed: Queued.
+        let filed = {
+            let mut table = self.table.lock();
+            if self.accepting.load(Ordering::Acquire) { table.file(request_id, request) } else { Err(request) }
+        };
+        match filed {
+            Ok(()) => {
+                self.stats.pended.fetch_add(1, Ordering::Relaxed);
+                PendOutcome::Pended(request_id)
+            }
+            Err(request) => {
+                // Unload began, or the table filled up, between our checks and
+                // now: the operation is pended, so it must be completed here.
+                self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+                complete_operation(request.completion_context);
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                drop(request);
+                PendOutcome::Pended(request_id)
+            }
+        }
+    }
+
+    /// Hands the oldest queued request to an agent.
+    pub fn take_next(&self) -> Option<AskInfo> {
+        let mut table = self.table.lock();
+        table.next_queued()
+    }
+
+    /// Finishes one request with `verdict`. Errors with `NOT_FOUND`-style
+    /// statuses for an unknown, already answered or never delivered id.
+    pub fn answer(&self, request_id: u64, verdict: Verdict) -> Result {
+        let taken = self.table.lock().take_for_answer(request_id, verdict, true);
+        match taken {
+            Some(context) => {
+                self.finish_operation(context, Finish::Verdict);
+                Ok(())
+            }
+            None => {
+                self.stats.verdicts_rejected.fetch_add(1, Ordering::Relaxed);
+                Err(NtStatus::NOT_FOUND)
+            }
+        }
+    }
+
+    /// Finishes, with their default verdict, every request matching `which`
+    /// (timeouts, a deleted filter, a gone agent, unload). Returns how many.
+    pub fn finish_where(&self, why: Finish, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
+        let mut finished = 0;
+        // One at a time: the lock must be released around each completion.
+        loop {
+            let taken = self.table.lock().take_first_unanswered(&which);
+            let Some(context) = taken else { return finished };
+            self.finish_operation(context, why);
+            finished += 1;
+        }
+    }
+
+    /// Times out every request whose deadline is at or before `now`, and
+    /// drops answered requests whose reauthorization never came.
+    pub fn expire(&self, now: u64) -> usize {
+        let expired = self.finish_where(Finish::Timeout, |_, deadline| deadline <= now);
+        self.discard_answered(|_, deadline| deadline <= now);
+        expired
+    }
+
+    /// Drops answered requests matching `which` (their operation is already
+    /// completed; only the kept verdict goes).
+    pub fn discard_answered(&self, which: impl Fn(&AskInfo, u64) -> bool) {
+        loop {
+            let taken = self.table.lock().take_answered(&which);
+            match taken {
+                Some(request) => drop(request),
+                None => return,
+            }
+        }
+    }
+
+    /// The verdict kept for a reauthorization of a connection we pended,
+    /// taken (each reauthorization consumes its request).
+    pub fn take_reauthorization(&self, info: &AskInfo) -> Option<Verdict> {
+        let request = self.table.lock().take_answered_for(info)?;
+        let verdict = match request.state {
+            RequestState::Answered(verdict) => Some(verdict),
+            RequestState::Queued | RequestState::Delivered => None,
+        };
+        drop(request);
+        verdict
+    }
+
+    fn finish_operation(&self, completion_context: usize, why: Finish) {
+        if why == Finish::Timeout {
+            self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
+        complete_operation(completion_context);
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[allow(unsafe_code)]
+fn complete_operation(completion_context: usize) {
+    // SAFETY: the context came from FwpsPendOperation0 and its request left
+    // the Queued/Delivered states exactly once (under the table lock), so
+    // it is completed exactly once; no lock of ours is held here.
+    unsafe { crate::ffi::FwpsCompleteOperation0(completion_context as *mut c_void, core::ptr::null_mut()) };
+}
+
+#[allow(unsafe_code)]
+fn request_ref<'a>(raw: u64) -> Option<&'a mut PendedRequest> {
+    // SAFETY: non-empty slots own a live PoolBox<PendedRequest> (table
+    // invariant); callers use the borrow only under the table lock.
+    unsafe { (raw as *mut PendedRequest).as_mut() }
+}
+
+#[allow(unsafe_code)]
+fn take_request(raw: u64) -> Option<PoolBox<PendedRequest>> {
+    let ptr = core::ptr::NonNull::new(raw as *mut PendedRequest)?;
+    // SAFETY: the slot owned this box (table invariant) and was just emptied.
+    Some(unsafe { PoolBox::from_raw(ptr, TAG_PENDED_REQUEST) })
+}
+
+impl RequestTable {
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut RequestSlot> {
+        self.slots.iter_mut().flat_map(|slots| slots.iter_mut())
+    }
+
+    fn file(
+        &mut self,
+        request_id: u64,
+        request: PoolBox<PendedRequest>,
+    ) -> core::result::Result<(), PoolBox<PendedRequest>> {
+        let Some(slot) = self.slots_mut().find(|slot| slot.request == 0) else {
+            return Err(request);
+        };
+        // INVARIANT: the slot takes over the box.
+        *slot = RequestSlot { request_id, request: request.into_raw().as_ptr() as u64 };
+        self.live += 1;
+        Ok(())
+    }
+
+    fn remove(&mut self, index: usize) -> Option<PoolBox<PendedRequest>> {
+        let slot = self.slots.as_mut()?.get_mut(index)?;
+        let raw = core::mem::take(slot).request;
+        let request = take_request(raw)?;
+        self.live -= 1;
+        Some(request)
+    }
+
+    /// Index of the first occupied slot whose request satisfies `test`.
+    fn position(&mut self, mut test: impl FnMut(&PendedRequest) -> bool) -> Option<usize> {
+        self.slots
+            .as_ref()?
+            .iter()
+            .position(|slot| slot.request != 0 && request_ref(slot.request).is_some_and(|r| test(r)))
+    }
+
+    fn next_queued(&mut self) -> Option<AskInfo> {
+        let mut best: Option<(u64, usize)> = None;
+        for (index, slot) in self.slots.iter().flat_map(|s| s.iter()).enumerate() {
+            if slot.request == 0 || best.is_some_and(|(id, _)| id < slot.request_id) {
+                continue;
+            }
+            if request_ref(slot.request).is_some_and(|r| r.state == RequestState::Queued) {
+                best = Some((slot.request_id, index));
+            }
+        }
+        let (_, index) = best?;
+        let slot = self.slots.as_ref()?.get(index)?;
+        let request = request_ref(slot.request)?;
+        request.state = RequestState::Delivered;
+        Some(request.info)
+    }
+
+    /// Marks a request answered and returns its completion context. With
+    /// `must_be_delivered`, only a request an agent has read qualifies.
+    fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<usize> {
+        let index = self.position(|r| {
+            r.info.request_id == request_id
+                && match r.state {
+                    RequestState::Delivered => true,
+                    RequestState::Queued => !must_be_delivered,
+                    RequestState::Answered(_) => false,
+                }
+        })?;
+        self.settle(index, verdict)
+    }
+
+    fn take_first_unanswered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<usize> {
+        let index = self.position(|r| !matches!(r.state, RequestState::Answered(_)) && which(&r.info, r.deadline))?;
+        let verdict = request_ref(self.slots.as_ref()?.get(index)?.request)?.info.default_verdict;
+        self.settle(index, verdict)
+    }
+
+    /// Moves the request at `index` to Answered; at recv-accept, where no
+    /// reauthorization follows, removes it. Returns the completion context.
+    fn settle(&mut self, index: usize, verdict: Verdict) -> Option<usize> {
+        let request = request_ref(self.slots.as_ref()?.get(index)?.request)?;
+        let context = request.completion_context;
+        // INVARIANT: from here the operation counts as completed (the caller
+        // completes it once, outside the lock).
+        request.state = RequestState::Answered(verdict);
+        if request.info.inbound {
+            drop(self.remove(index));
+        }
+        Some(context)
+    }
+
+    fn take_answered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<PoolBox<PendedRequest>> {
+        let index = self.position(|r| matches!(r.state, RequestState::Answered(_)) && which(&r.info, r.deadline))?;
+        self.remove(index)
+    }
+
+    fn take_answered_for(&mut self, info: &AskInfo) -> Option<PoolBox<PendedRequest>> {
+        let index = self.position(|r| matches!(r.state, RequestState::Answered(_)) && r.info.same_connection(info))?;
+        self.remove(index)
+    }
+}

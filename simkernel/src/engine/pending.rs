@@ -1,0 +1,202 @@
+//! Pending at the ALE auth layers: `FwpsPendOperation0` and
+//! `FwpsCompleteOperation0`, with the rules Windows enforces.
+//!
+//! Every classification at a pendable layer gets a completion handle that is
+//! valid only while classifyFn runs. Pending is refused for a
+//! reauthorization (`STATUS_FWP_CANNOT_PEND`). A pended classification must
+//! answer BLOCK + ABSORB with the write right cleared. Completing an
+//! operation at ALE_AUTH_CONNECT triggers, at once and on the completing
+//! thread, a reauthorization classify of the same connection with
+//! `FWP_CONDITION_FLAG_IS_REAUTHORIZE`; at ALE_AUTH_RECV_ACCEPT it does not.
+//! An operation never completed is reported at unload.
+
+use super::Connection;
+use super::client::{ClassifyResult, classify};
+use crate::irql;
+use crate::verifier::{ViolationKind, report};
+use fwps_types::*;
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A classification in progress that may be pended.
+struct InProgress {
+    connection: Connection,
+    reauthorization: bool,
+    pended: Option<usize>,
+    filter_id: u64,
+}
+
+/// A pended operation awaiting `FwpsCompleteOperation0`.
+#[derive(Clone)]
+struct Pended {
+    connection: Connection,
+    filter_id: u64,
+}
+
+/// One completed operation, as a test sees it.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The operation (the completion context the driver got).
+    pub operation: usize,
+    /// The connection that was pended.
+    pub connection: Connection,
+    /// The filter whose classify pended it.
+    pub filter_id: u64,
+    /// At ALE_AUTH_CONNECT: the reauthorization's outcome.
+    pub reauthorization: Option<ClassifyResult>,
+    /// Whether a net buffer list was passed to the completion.
+    pub with_packet: bool,
+}
+
+#[derive(Default)]
+struct PendingState {
+    in_progress: HashMap<usize, InProgress>,
+    pended: HashMap<usize, Pended>,
+    completions: Vec<Completion>,
+}
+
+static STATE: Mutex<Option<PendingState>> = Mutex::new(None);
+static NEXT: AtomicUsize = AtomicUsize::new(0x5000_0000);
+
+fn with<R>(f: impl FnOnce(&mut PendingState) -> R) -> R {
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    f(guard.get_or_insert_with(PendingState::default))
+}
+
+/// Opens the completion handle for a classification (NULL where the layer
+/// cannot pend).
+pub(crate) fn begin(connection: &Connection, pendable: bool) -> *mut c_void {
+    if !pendable {
+        return std::ptr::null_mut();
+    }
+    let handle = NEXT.fetch_add(0x10, Ordering::Relaxed);
+    let reauthorization = connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0;
+    with(|s| {
+        s.in_progress
+            .insert(handle, InProgress { connection: connection.clone(), reauthorization, pended: None, filter_id: 0 })
+    });
+    handle as *mut c_void
+}
+
+/// Notes which filter the engine is about to call classify for.
+pub(crate) fn set_filter(handle: *mut c_void, filter_id: u64) {
+    with(|s| {
+        if let Some(p) = s.in_progress.get_mut(&(handle as usize)) {
+            p.filter_id = filter_id;
+        }
+    });
+}
+
+/// Whether the classification behind `handle` has been pended.
+pub(crate) fn is_pended(handle: *mut c_void) -> bool {
+    !handle.is_null() && with(|s| s.in_progress.get(&(handle as usize)).is_some_and(|p| p.pended.is_some()))
+}
+
+/// Closes the handle; returns the operation id if classify pended.
+pub(crate) fn end(handle: *mut c_void) -> Option<usize> {
+    if handle.is_null() {
+        return None;
+    }
+    with(|s| s.in_progress.remove(&(handle as usize)).and_then(|p| p.pended))
+}
+
+/// `FwpsPendOperation0`.
+///
+/// # Safety
+/// `completion_context` must be NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpsPendOperation0(
+    completion_handle: *mut c_void,
+    completion_context: *mut *mut c_void,
+) -> NTSTATUS {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpsPendOperation0");
+    if completion_context.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    if let Some(status) = crate::faults::call_should_fail("FwpsPendOperation0") {
+        return status;
+    }
+    let result = with(|s| {
+        let Some(progress) = s.in_progress.get_mut(&(completion_handle as usize)) else {
+            return Err("FwpsPendOperation0 with a completion handle that is not a classification in progress");
+        };
+        if progress.reauthorization {
+            return Ok(None);
+        }
+        if progress.pended.is_some() {
+            return Err("FwpsPendOperation0 twice for one classification");
+        }
+        let operation = NEXT.fetch_add(0x10, Ordering::Relaxed);
+        progress.pended = Some(operation);
+        let pended = Pended { connection: progress.connection.clone(), filter_id: progress.filter_id };
+        s.pended.insert(operation, pended);
+        Ok(Some(operation))
+    });
+    match result {
+        Ok(Some(operation)) => {
+            // SAFETY: checked non-NULL; writable per the caller.
+            unsafe { completion_context.write(operation as *mut c_void) };
+            STATUS_SUCCESS
+        }
+        Ok(None) => STATUS_FWP_CANNOT_PEND,
+        Err(message) => {
+            report(ViolationKind::ApiMisuse, message);
+            STATUS_INVALID_PARAMETER
+        }
+    }
+}
+
+/// `FwpsCompleteOperation0`: completes a pended operation exactly once; at
+/// ALE_AUTH_CONNECT the reauthorization classify runs before this returns.
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, net_buffer_list: *mut c_void) {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpsCompleteOperation0");
+    let operation = completion_context as usize;
+    let Some(pended) = with(|s| s.pended.remove(&operation)) else {
+        report(
+            ViolationKind::ApiMisuse,
+            format!("FwpsCompleteOperation0({operation:#x}): not a pended operation (completed twice?)"),
+        );
+        return;
+    };
+    let reauthorize =
+        matches!(pended.connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
+    let reauthorization = reauthorize.then(|| {
+        let mut again = pended.connection.clone();
+        again.flags |= FWP_CONDITION_FLAG_IS_REAUTHORIZE;
+        classify(&again)
+    });
+    with(|s| {
+        s.completions.push(Completion {
+            operation,
+            connection: pended.connection,
+            filter_id: pended.filter_id,
+            reauthorization,
+            with_packet: !net_buffer_list.is_null(),
+        })
+    });
+}
+
+/// Operations pended and not yet completed.
+pub fn pended_count() -> usize {
+    with(|s| s.pended.len())
+}
+
+/// Takes the completions recorded so far.
+pub fn take_completions() -> Vec<Completion> {
+    with(|s| std::mem::take(&mut s.completions))
+}
+
+pub(crate) fn report_leaks() -> usize {
+    let count = pended_count();
+    if count > 0 {
+        report(ViolationKind::Leak, format!("{count} pended operation(s) never completed"));
+    }
+    count
+}
+
+pub(crate) fn reset() {
+    *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingState::default());
+}

@@ -1,0 +1,304 @@
+//! Asynchronous verdicts: an ask filter pends the classification, the agent
+//! reads the request and answers, the completion's reauthorization takes
+//! that verdict. Every way a request can end ends it exactly once: verdict,
+//! timeout, no agent, full queue, unknown or duplicate verdicts, filter
+//! deleted, agent gone, unload.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use fwps_types::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use wfpcallout::driver_state::STATE;
+use wfpcallout::pending::MAX_PENDING_REQUESTS;
+use wfpcallout::status::NtStatus;
+use wfpcallout_scenario::{Harness, Layer, PolicySource};
+use wfpcallout_simkernel::engine::{self, pending};
+use wfpcallout_simkernel::{clock, faults};
+use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
+
+const AGENT: u64 = 0xA6E7;
+
+fn ask(timeout_ms: u32, default_verdict: Verdict) -> PolicyRepr {
+    PolicyRepr {
+        action: PolicyAction::Ask { timeout_ms, default_verdict },
+        log_level: LogLevel::Off,
+        label: Label::new("ask").unwrap(),
+    }
+}
+
+fn stat(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn load_with_ask(layer: Layer, timeout_ms: u32, default_verdict: Verdict) -> (Harness, u64) {
+    let harness = Harness::load();
+    let id = harness.add_filter(layer, PolicySource::Policy(&ask(timeout_ms, default_verdict))).unwrap();
+    (harness, id)
+}
+
+#[test]
+fn pended_connection_gets_the_agents_verdict_through_reauthorization() {
+    for layer in [Layer::ConnectV4, Layer::ConnectV6] {
+        for verdict in [Verdict::Permit, Verdict::Block] {
+            let (harness, filter) = load_with_ask(layer, 5_000, Verdict::Block);
+            harness.connect_agent(AGENT);
+            let first = harness.classify_layer(layer, 443);
+            assert!(first.pended.is_some(), "ask pends at {layer:?}");
+            assert!(!first.permitted() && first.absorbed && first.hard, "BLOCK + ABSORB, write right cleared");
+            let request = STATE.pending.take_next().unwrap();
+            assert_eq!((request.filter_id, request.remote_port, request.protocol), (filter, 443, 6));
+            assert_eq!(request.label.as_str(), "ask");
+            STATE.pending.answer(request.request_id, verdict).unwrap();
+            let completions = pending::take_completions();
+            assert_eq!(completions.len(), 1);
+            assert_eq!(completions[0].operation, first.pended.unwrap());
+            let reauth = completions[0].reauthorization.unwrap();
+            assert_eq!(
+                reauth.permitted(),
+                verdict == Verdict::Permit,
+                "reauthorization answered from the kept verdict"
+            );
+            assert_eq!(STATE.pending.live(), 0, "the reauthorization consumed the request");
+            assert_eq!(harness.counters(filter).unwrap().pended, 1);
+            harness.delete_filter(filter).unwrap();
+            harness.unload_and_check();
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_concurrent_asks_each_get_their_own_verdict_once() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    const TOTAL: u16 = 10_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let agents: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0u32;
+                while !stop.load(Ordering::Acquire) {
+                    match STATE.pending.take_next() {
+                        Some(request) => {
+                            // Even ports are permitted, odd ones blocked.
+                            let verdict = if request.remote_port % 2 == 0 { Verdict::Permit } else { Verdict::Block };
+                            STATE.pending.answer(request.request_id, verdict).unwrap();
+                            answered += 1;
+                        }
+                        None => std::thread::yield_now(),
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let classifiers: Vec<_> = (0..2u16)
+        .map(|worker| {
+            std::thread::spawn(move || {
+                let mut pended = 0;
+                for i in 0..TOTAL / 2 {
+                    // Stay under the documented queue limit, so every ask pends.
+                    while STATE.pending.live() >= MAX_PENDING_REQUESTS - 8 {
+                        std::thread::yield_now();
+                    }
+                    let port = 1 + worker * (TOTAL / 2) + i;
+                    let result = engine::classify(&Layer::ConnectV4.connection(port));
+                    pended += u32::from(result.pended.is_some());
+                }
+                pended
+            })
+        })
+        .collect();
+    let pended: u32 = classifiers.into_iter().map(|t| t.join().unwrap()).sum();
+    while pending::pended_count() != 0 {
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Release);
+    let answered: u32 = agents.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!((pended, answered), (u32::from(TOTAL), u32::from(TOTAL)));
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), usize::from(TOTAL));
+    let operations: HashSet<usize> = completions.iter().map(|c| c.operation).collect();
+    assert_eq!(operations.len(), usize::from(TOTAL), "no operation completed twice");
+    for completion in &completions {
+        let expected = completion.connection.remote_port % 2 == 0;
+        assert_eq!(
+            completion.reauthorization.unwrap().permitted(),
+            expected,
+            "port {}",
+            completion.connection.remote_port
+        );
+    }
+    assert_eq!(stat(&STATE.pending.stats.completed), u64::from(TOTAL));
+    assert_eq!(STATE.pending.live(), 0);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn timeout_completes_with_the_default_verdict() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 250, Verdict::Permit);
+    harness.connect_agent(AGENT);
+    assert!(harness.classify_layer(Layer::ConnectV4, 80).pended.is_some());
+    clock::advance_ms(200);
+    wfpcallout::lifecycle::on_timer();
+    assert_eq!(pending::pended_count(), 1, "not yet");
+    clock::advance_ms(60);
+    wfpcallout::lifecycle::on_timer();
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), 1);
+    assert!(completions[0].reauthorization.unwrap().permitted(), "default verdict: permit");
+    assert_eq!(stat(&STATE.pending.stats.timed_out), 1);
+    // A late verdict for it is refused and changes nothing.
+    let late = STATE.pending.answer(1, Verdict::Block);
+    assert_eq!(late, Err(NtStatus::NOT_FOUND));
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn no_agent_means_the_default_verdict_at_once() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV6, 1_000, Verdict::Block);
+    let result = harness.classify_layer(Layer::ConnectV6, 22);
+    assert!(result.pended.is_none());
+    assert!(!result.permitted());
+    assert_eq!(harness.counters(filter).unwrap().defaulted, 1);
+    assert_eq!(stat(&STATE.pending.stats.defaulted), 1);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn full_queue_means_the_default_verdict_at_once() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Permit);
+    harness.connect_agent(AGENT);
+    for port in 0..MAX_PENDING_REQUESTS as u16 {
+        assert!(harness.classify_layer(Layer::ConnectV4, port).pended.is_some());
+    }
+    let overflow = harness.classify_layer(Layer::ConnectV4, 65_000);
+    assert!(overflow.pended.is_none() && overflow.permitted(), "queue full: default permit");
+    assert_eq!(stat(&STATE.pending.stats.defaulted), 1);
+    // Deleting the filter completes all of them with the default verdict.
+    harness.delete_filter(filter).unwrap();
+    assert_eq!(pending::pended_count(), 0);
+    assert_eq!(pending::take_completions().len(), MAX_PENDING_REQUESTS);
+    harness.unload_and_check();
+}
+
+#[test]
+fn unknown_duplicate_and_undelivered_verdicts_are_refused() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    harness.classify_layer(Layer::ConnectV4, 1);
+    harness.classify_layer(Layer::ConnectV4, 2);
+    let first = STATE.pending.take_next().unwrap();
+    // The second was never read by an agent: a verdict for it is a guess.
+    assert_eq!(STATE.pending.answer(first.request_id + 1, Verdict::Permit), Err(NtStatus::NOT_FOUND));
+    assert_eq!(STATE.pending.answer(999_999, Verdict::Permit), Err(NtStatus::NOT_FOUND));
+    STATE.pending.answer(first.request_id, Verdict::Permit).unwrap();
+    assert_eq!(STATE.pending.answer(first.request_id, Verdict::Block), Err(NtStatus::NOT_FOUND), "duplicate");
+    assert_eq!(stat(&STATE.pending.stats.verdicts_rejected), 3);
+    assert_eq!(pending::take_completions().len(), 1);
+    assert_eq!(pending::pended_count(), 1);
+    harness.delete_filter(filter).unwrap();
+    assert_eq!(pending::pended_count(), 0);
+    harness.unload_and_check();
+}
+
+#[test]
+fn filter_deleted_mid_wait_completes_and_releases() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    for port in 0..10 {
+        harness.classify_layer(Layer::ConnectV4, port);
+    }
+    let context = STATE.table.get(filter).unwrap();
+    assert_eq!(context.reference_count(), 12, "table + 10 requests + ours");
+    drop(context);
+    let delivered = STATE.pending.take_next().unwrap();
+    harness.delete_filter(filter).unwrap();
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), 10);
+    // The filter is gone: its reauthorizations are decided by what is left
+    // (nothing here: permit).
+    assert!(completions.iter().all(|c| c.reauthorization.unwrap().decided_by.is_none()));
+    assert_eq!(STATE.pending.answer(delivered.request_id, Verdict::Permit), Err(NtStatus::NOT_FOUND));
+    assert_eq!(STATE.pending.live(), 0);
+    harness.unload_and_check();
+}
+
+#[test]
+fn agent_disconnect_completes_everything_with_the_default() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV6, 60_000, Verdict::Permit);
+    harness.connect_agent(AGENT);
+    harness.connect_agent(AGENT + 1);
+    for port in 0..5 {
+        harness.classify_layer(Layer::ConnectV6, port);
+    }
+    harness.disconnect_agent(AGENT);
+    assert_eq!(pending::pended_count(), 5, "one agent is still there");
+    harness.disconnect_agent(AGENT + 1);
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), 5);
+    assert!(completions.iter().all(|c| c.reauthorization.unwrap().permitted()));
+    assert!(harness.classify_layer(Layer::ConnectV6, 9).pended.is_none(), "no agent: no pend");
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn unload_mid_wait_completes_everything() {
+    let (mut harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    for port in 0..7 {
+        harness.classify_layer(Layer::ConnectV4, port);
+    }
+    let _delivered = STATE.pending.take_next().unwrap();
+    harness.unload();
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), 7);
+    assert!(completions.iter().all(|c| !c.reauthorization.unwrap().permitted()), "default: block");
+    harness.delete_filter(filter).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn reauthorization_without_a_request_gets_the_default() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 1_000, Verdict::Permit);
+    harness.connect_agent(AGENT);
+    let mut connection = Layer::ConnectV4.connection(80);
+    connection.flags = FWP_CONDITION_FLAG_IS_REAUTHORIZE;
+    let result = engine::classify(&connection);
+    assert!(result.pended.is_none() && result.permitted());
+    assert_eq!(harness.counters(filter).unwrap().defaulted, 1);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn recv_accept_asks_answer_with_the_default_until_reinjection_exists() {
+    let (harness, filter) = load_with_ask(Layer::RecvAcceptV4, 1_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    let result = harness.classify_layer(Layer::RecvAcceptV4, 22);
+    assert!(result.pended.is_none() && !result.permitted());
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn pend_and_allocation_failures_fall_back_to_the_default() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 1_000, Verdict::Permit);
+    harness.connect_agent(AGENT);
+    faults::fail_call("FwpsPendOperation0", 0, STATUS_FWP_CANNOT_PEND);
+    let result = harness.classify_layer(Layer::ConnectV4, 1);
+    assert!(result.pended.is_none() && result.permitted());
+    assert_eq!(stat(&STATE.pending.stats.pend_failures), 1);
+    faults::fail_allocation(0);
+    let result = harness.classify_layer(Layer::ConnectV4, 2);
+    assert!(result.pended.is_none() && result.permitted());
+    faults::clear();
+    assert!(harness.classify_layer(Layer::ConnectV4, 3).pended.is_some());
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
