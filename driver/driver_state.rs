@@ -3,8 +3,9 @@
 #![forbid(unsafe_code)]
 
 use crate::agent::Agents;
-use crate::context_table::ContextTable;
+use crate::filter_context::ContextTable;
 use crate::pending::Pending;
+use crate::pool::TAG_CONTEXT_TABLE;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -63,7 +64,7 @@ pub struct DriverState {
 impl DriverState {
     const fn new() -> Self {
         Self {
-            table: ContextTable::new(),
+            table: ContextTable::new(TAG_CONTEXT_TABLE),
             callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
             engine: AtomicPtr::new(core::ptr::null_mut()),
             adoption_in_progress: AtomicBool::new(false),

@@ -191,3 +191,34 @@ impl Drop for ContextRef {
         drop(unsafe { PoolBox::from_raw(self.ptr, TAG_FILTER_CONTEXT) });
     }
 }
+
+#[allow(unsafe_code)]
+// SAFETY: into_raw/from_raw/borrow are ContextRef's audited trio: a raw
+// value is a pointer from PoolBox::into_raw (never 0) carrying one reference.
+unsafe impl crate::id_table::TableEntry for ContextRef {
+    type Target = FilterContext;
+
+    fn into_raw(self) -> u64 {
+        ContextRef::into_raw(self)
+    }
+
+    unsafe fn from_raw(raw: u64) -> Option<Self> {
+        // SAFETY: forwarded contract.
+        unsafe { ContextRef::from_raw(raw) }
+    }
+
+    unsafe fn borrow<'a>(raw: u64) -> Option<&'a FilterContext> {
+        // SAFETY: forwarded contract.
+        unsafe { ContextRef::borrow(raw) }
+    }
+}
+
+/// Every live filter context by filter id (the filter's own reference).
+pub type ContextTable = crate::id_table::IdTable<ContextRef>;
+
+impl ContextTable {
+    /// A new reference to the context of `filter_id`, if any.
+    pub fn get(&self, filter_id: u64) -> Option<ContextRef> {
+        self.with(filter_id, FilterContext::acquire)
+    }
+}

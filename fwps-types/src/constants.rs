@@ -35,6 +35,11 @@ pub const FWPS_LAYER_ALE_AUTH_CONNECT_V4: u16 = 48;
 /// IPv6 connect authorization.
 pub const FWPS_LAYER_ALE_AUTH_CONNECT_V6: u16 = 50;
 
+/// IPv4 flow established (implicit enum order: after ALE_AUTH_CONNECT_V6_DISCARD).
+pub const FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4: u16 = 52;
+/// IPv6 flow established.
+pub const FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6: u16 = 54;
+
 /// Pool flag for `ExAllocatePool2`: non-paged, usable at DISPATCH_LEVEL.
 pub const POOL_FLAG_NON_PAGED: u64 = 0x0000_0000_0000_0040;
 /// Pool flag for `ExAllocatePool2`: paged, PASSIVE/APC only.

@@ -31,3 +31,11 @@ pub const FWPS_FIELD_ALE_AUTH_CONNECT_MAX: usize = 42;
 pub const FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS: usize = 11;
 /// ALE_AUTH_RECV_ACCEPT: number of fields at Windows 10 level.
 pub const FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX: usize = 40;
+
+/// ALE_FLOW_ESTABLISHED: `FWP_DIRECTION` (`FWP_UINT32`).
+pub const FWPS_FIELD_ALE_FLOW_ESTABLISHED_DIRECTION: usize = 12;
+/// ALE_FLOW_ESTABLISHED: `FWP_CONDITION_FLAG_*` (`FWP_UINT32`).
+pub const FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS: usize = 15;
+/// ALE_FLOW_ESTABLISHED: fields the simulated engine fills (a lower bound
+/// of the real count, which grows with the Windows version).
+pub const FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX: usize = 16;

@@ -40,7 +40,7 @@ pub unsafe extern "system" fn FwpsCalloutRegister2(
         return STATUS_FWP_ALREADY_EXISTS;
     }
     let id = engine.callout_id_for(key);
-    engine.registered.insert(key, RegisteredCallout { id, classify, notify });
+    engine.registered.insert(key, RegisteredCallout { id, classify, notify, flow_delete: callout.flowDeleteFn });
     if !callout_id.is_null() {
         // SAFETY: the caller passes NULL or a writable u32.
         unsafe { callout_id.write(id) };
@@ -62,6 +62,9 @@ pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
     let Some(key) = engine.registered.iter().find(|(_, c)| c.id == callout_id).map(|(k, _)| *k) else {
         return STATUS_FWP_CALLOUT_NOT_FOUND;
     };
+    if super::flows::contexts_of(callout_id) > 0 {
+        return STATUS_DEVICE_BUSY;
+    }
     engine.registered.remove(&key);
     STATUS_SUCCESS
 }

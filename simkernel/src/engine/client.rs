@@ -322,11 +322,17 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
 /// there; BLOCK overrides PERMIT unless the permit was hard. No match
 /// permits.
 pub fn classify(connection: &Connection) -> ClassifyResult {
+    classify_with_flow(connection, 0)
+}
+
+/// [`classify`] with a flow handle in the metadata (0 = none).
+pub(crate) fn classify_with_flow(connection: &Connection, flow_handle: u64) -> ClassifyResult {
     let Some(layer) = layer_by_id(connection.layer_id) else {
         return ClassifyResult::NO_MATCH;
     };
     let handle = pending::begin(connection, layer.pendable);
-    let input = ClassifyInput::new(&layer, connection, handle);
+    let mut input = ClassifyInput::new(&layer, connection, handle);
+    input.set_flow_handle(flow_handle);
     let list: Vec<Arc<FilterRecord>> = lock()
         .by_layer
         .get(&layer.id)

@@ -120,6 +120,14 @@ impl ClassifyInput {
         Self { values, array, _v6_addresses: v6, metadata }
     }
 
+    /// Sets the flow handle and its presence bit (0 = none).
+    pub fn set_flow_handle(&mut self, flow_handle: u64) {
+        if flow_handle != 0 {
+            self.metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_FLOW_HANDLE;
+            self.metadata.flowHandle = flow_handle;
+        }
+    }
+
     /// The value of field `index` as a u32, for condition matching.
     pub fn field_u32(&self, index: usize) -> Option<u32> {
         let value = &self.array.get(index)?.value;

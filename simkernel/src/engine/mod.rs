@@ -5,6 +5,7 @@
 mod callout_api;
 mod client;
 mod connection;
+pub mod flows;
 mod management_api;
 pub mod pending;
 mod records;
@@ -54,7 +55,7 @@ pub struct LayerInfo {
     pub pendable: bool,
 }
 
-const LAYERS: [LayerInfo; 4] = [
+const LAYERS: [LayerInfo; 6] = [
     LayerInfo {
         key: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4,
         id: FWPS_LAYER_ALE_AUTH_CONNECT_V4,
@@ -87,6 +88,22 @@ const LAYERS: [LayerInfo; 4] = [
         v6: true,
         pendable: true,
     },
+    LayerInfo {
+        key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4,
+        id: FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
+        flags_field: FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS,
+        value_count: FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX,
+        v6: false,
+        pendable: false,
+    },
+    LayerInfo {
+        key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V6,
+        id: FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+        flags_field: FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS,
+        value_count: FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX,
+        v6: true,
+        pendable: false,
+    },
 ];
 
 /// A callout registered with `FwpsCalloutRegister2`.
@@ -103,6 +120,7 @@ pub(crate) struct RegisteredCallout {
         *mut FWPS_CLASSIFY_OUT0,
     ),
     pub notify: unsafe extern "system" fn(FWPS_CALLOUT_NOTIFY_TYPE, *const GUID, *mut FWPS_FILTER2) -> NTSTATUS,
+    pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
 }
 
 /// A management callout (`FwpmCalloutAdd0`).
@@ -305,6 +323,7 @@ pub(crate) fn report_leaks() -> usize {
         leaks += engine.allocations.len();
     }
     leaks += pending::report_leaks();
+    leaks += flows::report_leaks();
     if !engine.registered.is_empty() {
         report(ViolationKind::Leak, format!("{} callout(s) still registered after unload", engine.registered.len()));
         leaks += engine.registered.len();
@@ -314,6 +333,7 @@ pub(crate) fn report_leaks() -> usize {
 
 pub(crate) fn reset() {
     pending::reset();
+    flows::reset();
     let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
     *guard = Some(EngineState::new());
     drop(guard);
