@@ -3,7 +3,7 @@
 #
 #   a. type-checks the portable driver (everything but the KMDF glue) for
 #      x86_64-pc-windows-msvc, with core/alloc built from source;
-#   b. builds it as a release staticlib;
+#   b. meanwhile builds it as a release staticlib;
 #   c. links that into a WDM kernel image (wfpcallout.sys, entry point
 #      `DriverEntry` from driver/wdm_entry.rs) with lld-link;
 #   d. inspects the image: imports only from the kernel modules a WFP
@@ -64,9 +64,10 @@ sysroot=$("$RUSTC" --print sysroot)
 "$RUSTC" --version
 "$CARGO" --version
 
-# Both cargo invocations share these, so the check and the build reuse the
-# same compiled dependencies. The config file's rustflags for the target
-# (+crt-static) are kept: --config arrays are appended to them.
+# Flags of both cargo invocations. Warnings are errors for the workspace's
+# crates (cargo caps lints of registry crates and of core/alloc). The
+# config file's rustflags for the target (+crt-static) are kept: --config
+# arrays are appended to them.
 cargo_args=(--locked --target "$TARGET" --target-dir "$TARGET_DIR" -Zbuild-std=core,alloc)
 if [[ ${CROSS_CHECK_ALLOW_WARNINGS:-0} != 1 ]]; then
     cargo_args+=(--config "target.$TARGET.rustflags=[\"-Dwarnings\"]")
@@ -74,19 +75,35 @@ fi
 
 total_start=$(now)
 
-step "a. cargo check for $TARGET (driver without the KMDF glue)"
-t=$(now)
-run "$CARGO" check -p wfpcallout --lib --no-default-features "${cargo_args[@]}"
-echo "check: $(elapsed "$t")"
-
-step "b. release staticlib for $TARGET"
-t=$(now)
+# a and b run side by side: each spends most of its cold time compiling
+# core, mostly on one thread. They use different profiles (dev, release),
+# hence different lock and output directories under $TARGET_DIR. Their
+# output is shown once both have finished, a first.
+check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features "${cargo_args[@]}")
 # memcpy/memset/memmove/memcmp are imported from ntoskrnl.exe (declared in
-# driver/wdm_entry.rs), as the WDK build resolves them, rather than taken
-# from compiler-builtins (-Zbuild-std-features=compiler-builtins-mem).
-run "$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features "${cargo_args[@]}"
+# driver/wdm_entry.rs), which is how the WDK build resolves them, rather
+# than taken from compiler-builtins (-Zbuild-std-features=compiler-builtins-mem).
+build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features "${cargo_args[@]}")
+mkdir -p "$TARGET_DIR"
+step "a. cargo check for $TARGET (driver without the KMDF glue) | b. release staticlib"
+printf '+ %s &\n+ %s\n' "${check_cmd[*]}" "${build_cmd[*]}"
+t=$(now)
+check_rc=0
+build_rc=0
+"${check_cmd[@]}" >"$TARGET_DIR/check.log" 2>&1 &
+check_pid=$!
+trap 'kill "$check_pid" 2>/dev/null || true' EXIT
+"${build_cmd[@]}" >"$TARGET_DIR/staticlib.log" 2>&1 || build_rc=$?
+wait "$check_pid" || check_rc=$?
+trap - EXIT
+echo "-- a. cargo check (exit $check_rc):"
+cat "$TARGET_DIR/check.log"
+((check_rc == 0)) || fail "cargo check for $TARGET failed"
+echo "-- b. staticlib (exit $build_rc):"
+cat "$TARGET_DIR/staticlib.log"
+((build_rc == 0)) || fail "the staticlib build for $TARGET failed"
 [[ -f $STATICLIB ]] || fail "$STATICLIB was not produced"
-echo "staticlib: $(elapsed "$t")"
+echo "check + staticlib: $(elapsed "$t")"
 
 step "c. link the WDM image"
 t=$(now)
@@ -126,13 +143,13 @@ while read -r dll count kind; do
     fi
     allowed=0
     for ok in "${ALLOWED_DLLS[@]}"; do
-        [[ $lower == "$ok" ]] && allowed=1
+        if [[ $lower == "$ok" ]]; then allowed=1; fi
     done
     if ((!allowed)); then
         printf 'cross-check: import from %s is outside {%s}\n' "$dll" "${ALLOWED_DLLS[*]}" >&2
         errors=$((errors + 1))
     fi
-    [[ $lower == fwpkclnt.sys ]] && fwpkclnt_symbols=$((fwpkclnt_symbols + count))
+    if [[ $lower == fwpkclnt.sys ]]; then fwpkclnt_symbols=$((fwpkclnt_symbols + count)); fi
 done <<<"$import_table"
 if ((fwpkclnt_symbols == 0)); then
     printf 'cross-check: no import from fwpkclnt.sys: the WFP calls are not linked\n' >&2
@@ -169,10 +186,12 @@ elif ((0x$driver_entry_va - image_base != entry_rva)); then
 fi
 
 step "summary"
-printf 'image: %s, %d bytes on disk, SizeOfImage %d, entry point DriverEntry at RVA %#x, %s\n' \
+printf 'image: %s, %d bytes on disk, SizeOfImage %d, entry point RVA %#x, %s\n' \
     "$IMAGE" "$(stat -c %s "$IMAGE")" "$size_of_image" "$entry_rva" "$subsystem"
 while read -r dll count kind; do
-    printf '  %-16s %3d functions%s\n' "$dll" "$count" "$([[ $kind == DelayImport ]] && echo ' (delay-load)')"
+    note=""
+    if [[ $kind == DelayImport ]]; then note=" (delay-load)"; fi
+    printf '  %-16s %3d functions%s\n' "$dll" "$count" "$note"
 done <<<"$import_table"
 ((errors == 0)) || fail "$errors problem(s) in $IMAGE (see above)"
 

@@ -6,8 +6,9 @@ use crate::classify::classify_fn;
 use crate::driver_state::{CALLOUT_COUNT, STATE};
 use crate::ffi::{
     FWPS_CALLOUT2, FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
-    FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
-    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FwpsCalloutRegister2, FwpsCalloutUnregisterById0, GUID, fwp,
+    FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS, FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
+    FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6, FwpsCalloutRegister2, FwpsCalloutUnregisterById0, GUID, fwp,
 };
 use crate::log::Level;
 use crate::notify::notify_fn;
@@ -34,6 +35,8 @@ pub struct CalloutSpec {
     pub name: &'static [u16],
     /// Display description, NUL-terminated UTF-16.
     pub description: &'static [u16],
+    /// Whether it tracks flows (and so registers a flowDeleteFn).
+    pub tracks_flows: bool,
 }
 
 /// The callouts, in the order of `DriverState::callout_ids`.
@@ -45,6 +48,7 @@ pub static CALLOUTS: [CalloutSpec; CALLOUT_COUNT] = [
         flags_field: FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
         name: crate::wide!("wfpcallout ALE connect v4"),
         description: crate::wide!("Per-filter policy for outbound IPv4 connections"),
+        tracks_flows: false,
     },
     CalloutSpec {
         key: GUID::from_u128(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0011),
@@ -53,6 +57,7 @@ pub static CALLOUTS: [CalloutSpec; CALLOUT_COUNT] = [
         flags_field: FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
         name: crate::wide!("wfpcallout ALE connect v6"),
         description: crate::wide!("Per-filter policy for outbound IPv6 connections"),
+        tracks_flows: false,
     },
     CalloutSpec {
         key: GUID::from_u128(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0012),
@@ -61,6 +66,7 @@ pub static CALLOUTS: [CalloutSpec; CALLOUT_COUNT] = [
         flags_field: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
         name: crate::wide!("wfpcallout ALE recv-accept v4"),
         description: crate::wide!("Per-filter policy for inbound IPv4 connections"),
+        tracks_flows: false,
     },
     CalloutSpec {
         key: GUID::from_u128(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0013),
@@ -69,6 +75,25 @@ pub static CALLOUTS: [CalloutSpec; CALLOUT_COUNT] = [
         flags_field: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
         name: crate::wide!("wfpcallout ALE recv-accept v6"),
         description: crate::wide!("Per-filter policy for inbound IPv6 connections"),
+        tracks_flows: false,
+    },
+    CalloutSpec {
+        key: GUID::from_u128(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0014),
+        layer_key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4,
+        layer_id: FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
+        flags_field: FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS,
+        name: crate::wide!("wfpcallout flow established v4"),
+        description: crate::wide!("Tracks IPv4 connections permitted by wfpcallout filters"),
+        tracks_flows: true,
+    },
+    CalloutSpec {
+        key: GUID::from_u128(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0015),
+        layer_key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V6,
+        layer_id: FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+        flags_field: FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS,
+        name: crate::wide!("wfpcallout flow established v6"),
+        description: crate::wide!("Tracks IPv6 connections permitted by wfpcallout filters"),
+        tracks_flows: true,
     },
 ];
 
@@ -95,7 +120,7 @@ pub fn register_all(device_object: *mut c_void) -> Result {
             flags: 0,
             classifyFn: Some(classify_fn),
             notifyFn: Some(notify_fn),
-            flowDeleteFn: None,
+            flowDeleteFn: if spec.tracks_flows { Some(crate::flows::flow_delete_fn) } else { None },
         };
         let mut id = 0u32;
         #[allow(unsafe_code)]

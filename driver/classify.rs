@@ -9,7 +9,10 @@
 
 use crate::ask::{AskDecision, classify_ask};
 use crate::driver_state::STATE;
-use crate::ffi::{FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0};
+use crate::ffi::{
+    FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
+    FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+};
 use crate::filter_context::{ContextRef, FilterContext};
 use crate::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata};
 use crate::log::Level;
@@ -76,7 +79,7 @@ pub unsafe extern "system" fn classify_fn(
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref() };
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {
-            Some(context) => write(decide_with(&context, &traffic), clear_right, &mut out),
+            Some(context) => classify_with_context(&context, &view, &traffic, clear_right, &mut out),
             None => classify_without_context(clear_right, &mut out),
         }
         return;
@@ -86,9 +89,28 @@ pub unsafe extern "system" fn classify_fn(
     // holds the filter's reference until DELETE. The engine does not call
     // classify for a filter once its DELETE notify has returned.
     match unsafe { ContextRef::borrow(view.raw_context()) } {
-        Some(context) => write(decide_with(context, &traffic), clear_right, &mut out),
+        Some(context) => classify_with_context(context, &view, &traffic, clear_right, &mut out),
         None => classify_without_context(clear_right, &mut out),
     }
+}
+
+fn classify_with_context(
+    context: &FilterContext,
+    view: &FilterView<'_>,
+    traffic: &Traffic<'_>,
+    clear_right: bool,
+    out: &mut ClassifyOut<'_>,
+) {
+    let decision = decide_with(context, traffic);
+    // At ALE_FLOW_ESTABLISHED, connections our permit and audit policies let
+    // through are tracked with a flow context.
+    if let (Decision::Permit, Some(values)) = (decision, traffic.values)
+        && matches!(values.layer_id(), FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4 | FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6)
+        && matches!(context.policy().action, PolicyAction::Permit | PolicyAction::Audit)
+    {
+        crate::flows::track(context, view.callout_id(), values, traffic.metadata);
+    }
+    write(decision, clear_right, out);
 }
 
 /// What the engine told classify about the traffic (the ask policy needs it).

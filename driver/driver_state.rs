@@ -4,13 +4,14 @@
 
 use crate::agent::Agents;
 use crate::filter_context::ContextTable;
+use crate::flows::{FlowStats, FlowTable, TAG_FLOW_TABLE};
 use crate::pending::Pending;
 use crate::pool::TAG_CONTEXT_TABLE;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Number of callouts we register (the four ALE auth layers).
-pub const CALLOUT_COUNT: usize = 4;
+/// Number of callouts we register (four ALE auth layers, two flow-established).
+pub const CALLOUT_COUNT: usize = 6;
 
 /// Global counters that are not per filter: things that went wrong or
 /// happened outside any context. Rarely written, so plain shared atomics.
@@ -59,6 +60,10 @@ pub struct DriverState {
     pub pending: Pending,
     /// The user-mode agents answering them.
     pub agents: Agents,
+    /// Live flow contexts.
+    pub flows: FlowTable,
+    /// Flow counters.
+    pub flow_stats: FlowStats,
 }
 
 impl DriverState {
@@ -84,6 +89,12 @@ impl DriverState {
             },
             pending: Pending::new(),
             agents: Agents::new(),
+            flows: FlowTable::new(TAG_FLOW_TABLE),
+            flow_stats: FlowStats {
+                associated: AtomicU64::new(0),
+                associate_failures: AtomicU64::new(0),
+                delete_unknown: AtomicU64::new(0),
+            },
         }
     }
 
@@ -110,6 +121,9 @@ impl DriverState {
             &s.adopted_policies_rejected,
             &s.classify_without_context,
             &s.classify_bad_arguments,
+            &self.flow_stats.associated,
+            &self.flow_stats.associate_failures,
+            &self.flow_stats.delete_unknown,
         ] {
             counter.store(0, Ordering::Relaxed);
         }

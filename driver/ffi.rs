@@ -75,6 +75,11 @@ unsafe extern "system" {
     pub fn FwpsPendOperation0(completionHandle: HANDLE, completionContext: *mut HANDLE) -> NTSTATUS;
     /// Completes a pended operation exactly once (<= DISPATCH_LEVEL).
     pub fn FwpsCompleteOperation0(completionContext: HANDLE, netBufferList: *mut c_void);
+    /// Attaches our context to a flow (<= DISPATCH_LEVEL).
+    pub fn FwpsFlowAssociateContext0(flowId: u64, layerId: u16, calloutId: u32, flowContext: u64) -> NTSTATUS;
+    /// Detaches it: SUCCESS (flowDeleteFn ran), PENDING (it runs later),
+    /// UNSUCCESSFUL (none).
+    pub fn FwpsFlowRemoveContext0(flowId: u64, layerId: u16, calloutId: u32) -> NTSTATUS;
     /// Unregisters it; `STATUS_DEVICE_BUSY` while flow contexts remain.
     pub fn FwpsCalloutUnregisterById0(calloutId: u32) -> NTSTATUS;
 

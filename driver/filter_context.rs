@@ -8,7 +8,7 @@ use crate::pool::{PoolBox, TAG_FILTER_CONTEXT};
 use crate::rate_limiter::RateLimiter;
 use crate::status::Result;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
 
 /// How the context came to exist: told by notifyFn, or found by enumeration
@@ -34,6 +34,8 @@ pub struct FilterContext {
     policy: PolicyRepr,
     rate_limiter: RateLimiter,
     counters: PerCpuCounters,
+    live_flows: AtomicU64,
+    flows_total: AtomicU64,
 }
 
 impl FilterContext {
@@ -71,6 +73,22 @@ impl FilterContext {
     /// The counters summed over processors.
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot()
+    }
+
+    /// A flow context now holds a reference to this filter.
+    pub fn flow_started(&self) {
+        self.live_flows.fetch_add(1, Ordering::Relaxed);
+        self.flows_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A flow context of this filter was freed.
+    pub fn flow_ended(&self) {
+        self.live_flows.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections tracked now, and ever.
+    pub fn flows(&self) -> (u64, u64) {
+        (self.live_flows.load(Ordering::Relaxed), self.flows_total.load(Ordering::Relaxed))
     }
 
     /// Takes a new counted reference to this context. Sound because a
@@ -122,6 +140,8 @@ impl ContextRef {
             policy,
             rate_limiter: RateLimiter::new(rate, burst),
             counters,
+            live_flows: AtomicU64::new(0),
+            flows_total: AtomicU64::new(0),
         };
         let ptr = PoolBox::try_new(context, TAG_FILTER_CONTEXT)?.into_raw();
         Ok(Self { ptr })

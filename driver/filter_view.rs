@@ -169,6 +169,11 @@ impl<'a> Metadata<'a> {
             .then_some(self.metadata.completionHandle)
     }
 
+    /// The flow handle, for `FwpsFlowAssociateContext0`, if present.
+    pub fn flow_handle(&self) -> Option<u64> {
+        self.has(fwp::FWPS_METADATA_FIELD_FLOW_HANDLE).then_some(self.metadata.flowHandle)
+    }
+
     /// The owning process id, if present.
     pub fn process_id(&self) -> Option<u64> {
         self.has(fwp::FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.metadata.processId)

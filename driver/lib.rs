@@ -31,6 +31,7 @@ pub mod driver_state;
 pub mod ffi;
 pub mod filter_context;
 pub mod filter_view;
+pub mod flows;
 pub mod id_table;
 pub mod lifecycle;
 pub mod log;
@@ -46,5 +47,8 @@ pub mod wide;
 
 #[cfg(all(windows, feature = "kmdf"))]
 mod kmdf;
+
+#[cfg(all(windows, feature = "kmdf", feature = "fwpsk-bindgen-check"))]
+mod fwpsk_layout_check;
 #[cfg(all(windows, not(feature = "kmdf")))]
 mod wdm_entry;

@@ -74,6 +74,9 @@ pub fn unload() {
     if finished != 0 {
         crate::log!(Level::Info, "unload: completed {} pending requests with their default verdict", finished);
     }
+    // Flow contexts go next (a PENDING removal frees in flowDeleteFn), then
+    // the callouts, which the engine refuses while flow contexts remain.
+    crate::flows::remove_all();
     if let Err(status) = callouts::unregister_all() {
         crate::log!(Level::Error, "unload: callouts still registered ({}): contexts are kept", status);
         return;
@@ -90,6 +93,7 @@ pub fn unload() {
 /// Drops every context the table still holds (no callout can reach them
 /// once unregistered) and frees the table itself.
 fn release_contexts() {
+    crate::flows::release_all();
     while let Some(context) = STATE.table.pop_any() {
         drop(context);
     }

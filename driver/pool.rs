@@ -78,6 +78,17 @@ impl<T> PoolBox<T> {
         Ok(Self { ptr, tag, _owns: PhantomData })
     }
 
+    /// Allocates first and only then builds the value, so nothing with side
+    /// effects is constructed (and dropped) when the pool is exhausted.
+    pub fn try_new_with(build: impl FnOnce() -> T, tag: PoolTag) -> Result<Self> {
+        let () = Self::ALIGN_OK;
+        let ptr = allocate_raw(size_of::<T>().max(1), tag)?.cast::<T>();
+        // SAFETY: the block is fresh, large enough and aligned for T.
+        unsafe { ptr.as_ptr().write(build()) };
+        // INVARIANT: ptr now holds an initialized T owned by us.
+        Ok(Self { ptr, tag, _owns: PhantomData })
+    }
+
     /// Gives ownership away as a raw pointer (e.g. into `filter->context`).
     pub fn into_raw(self) -> NonNull<T> {
         let ptr = self.ptr;

@@ -89,6 +89,9 @@ const DEVICE_NAME_BYTES: u16 = DEVICE_NAME_MAX_BYTES - 2;
 /// The device object `DriverEntry` created, for the unload routine.
 static DEVICE: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 
+// `+verbatim`: the DLL name goes into the import table as written. Without
+// it rustc appends ".dll", and the image would import from
+// "ntoskrnl.exe.dll", which the kernel's loader cannot resolve.
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "system" {
     /// Creates a device object (PASSIVE_LEVEL); `*DeviceObject` is set on success.

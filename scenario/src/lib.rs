@@ -26,11 +26,17 @@ pub enum Layer {
     RecvAcceptV4 = 2,
     /// ALE_AUTH_RECV_ACCEPT_V6.
     RecvAcceptV6 = 3,
+    /// ALE_FLOW_ESTABLISHED_V4 (flow tracking).
+    FlowV4 = 4,
+    /// ALE_FLOW_ESTABLISHED_V6 (flow tracking).
+    FlowV6 = 5,
 }
 
 impl Layer {
-    /// All four, in callout order.
+    /// The four ALE auth layers, in callout order.
     pub const ALL: [Layer; 4] = [Layer::ConnectV4, Layer::ConnectV6, Layer::RecvAcceptV4, Layer::RecvAcceptV6];
+    /// The two flow-established layers.
+    pub const FLOWS: [Layer; 2] = [Layer::FlowV4, Layer::FlowV6];
 
     /// The driver's callout spec for this layer.
     pub fn spec(self) -> &'static wfpcallout::callouts::CalloutSpec {
@@ -40,7 +46,7 @@ impl Layer {
     /// A TCP connection at this layer to `remote_port`.
     pub fn connection(self, remote_port: u16) -> Connection {
         let spec = self.spec();
-        let v6 = matches!(self, Layer::ConnectV6 | Layer::RecvAcceptV6);
+        let v6 = matches!(self, Layer::ConnectV6 | Layer::RecvAcceptV6 | Layer::FlowV6);
         let mut connection = Connection::tcp_connect_v4(remote_port);
         connection.layer_id = spec.layer_id;
         if v6 {

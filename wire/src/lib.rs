@@ -33,10 +33,38 @@
 //! # Ok::<(), wfpcallout_wire::WireError>(())
 //! ```
 //!
+//! # The control device protocol
+//!
+//! User-mode tools talk to the driver's control device through four
+//! `METHOD_BUFFERED` IOCTLs ([`control`]), each carrying fixed-layout,
+//! little-endian buffers in the same view/`Repr` style:
+//!
+//! - [`IOCTL_WFPCALLOUT_GET_VERSION`] returns a [`VersionInfoRepr`]
+//!   ([`version`]);
+//! - [`IOCTL_WFPCALLOUT_GET_STATS`] takes a [`StatsQueryRepr`]
+//!   ([`stats_query`]) and returns a [`StatsReply`] ([`stats`]): the global
+//!   counters, then one [`FilterStatsEntryRepr`] per filter
+//!   ([`filter_stats`]);
+//! - [`IOCTL_WFPCALLOUT_AGENT_GET_REQUEST`] returns an [`AskRequestRepr`]
+//!   ([`ask_request`]);
+//! - [`IOCTL_WFPCALLOUT_AGENT_SET_VERDICT`] takes a [`VerdictMessageRepr`]
+//!   ([`verdict_message`]).
+//!
+//! ```
+//! use wfpcallout_wire::{VERDICT_MESSAGE_LEN, Verdict, VerdictMessageRepr};
+//!
+//! let answer = VerdictMessageRepr { request_id: 7, verdict: Verdict::Permit };
+//! let mut buf = [0u8; VERDICT_MESSAGE_LEN];
+//! answer.emit(&mut buf)?;
+//! assert_eq!(VerdictMessageRepr::parse(&buf)?, answer);
+//! # Ok::<(), wfpcallout_wire::WireError>(())
+//! ```
+//!
 //! # Features
 //!
-//! - `std`: adds [`PolicyRepr::to_bytes`] for user-mode tools. The driver
-//!   builds without it.
+//! - `std`: adds `to_bytes` to every `Repr` ([`PolicyRepr::to_bytes`] and
+//!   the control formats') for user-mode tools. The driver builds without
+//!   it.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -45,13 +73,43 @@
 extern crate std;
 
 pub mod action;
+pub mod ask_request;
+mod bytes;
+pub mod control;
 pub mod error;
+pub mod filter_stats;
 pub mod label;
+mod label_slot;
 pub mod log_level;
 pub mod policy;
+pub mod stats;
+pub mod stats_query;
+#[cfg(test)]
+mod test_util;
+pub mod verdict_message;
+pub mod version;
 
 pub use action::{ASK_TIMEOUT_MS_MAX, PolicyAction, RATE_LIMIT_BURST_MAX, RATE_LIMIT_RATE_MAX, Verdict};
+pub use ask_request::{ASK_REQUEST_LEN, AskRequest, AskRequestRepr, Direction};
+pub use control::{
+    CONTROL_ABI_VERSION, FILE_DEVICE_NETWORK, FILE_READ_ACCESS, FILE_WRITE_ACCESS, IOCTL_WFPCALLOUT_AGENT_GET_REQUEST,
+    IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION, METHOD_BUFFERED,
+    ctl_code,
+};
 pub use error::WireError;
+pub use filter_stats::{
+    FILTER_COUNTER_COUNT, FILTER_STATS_ENTRY_LEN, FilterCounters, FilterOrigin, FilterStatsEntry, FilterStatsEntryRepr,
+};
 pub use label::{LABEL_MAX_LEN, Label};
 pub use log_level::LogLevel;
 pub use policy::{POLICY_HEADER_LEN, POLICY_MAGIC, POLICY_MAX_LEN, POLICY_VERSION, PolicyBlob, PolicyRepr};
+pub use stats::{
+    FilterStatsEntries, GLOBAL_COUNTER_COUNT, GLOBAL_RESERVED_COUNT, GlobalStatsRepr, STATS_HEADER_LEN,
+    STATS_REPLY_MAX_LEN, StatsHeader, StatsHeaderRepr, StatsReply,
+};
+pub use stats_query::{STATS_MAX_ENTRIES, STATS_QUERY_LEN, StatsQuery, StatsQueryRepr};
+pub use verdict_message::{VERDICT_MESSAGE_LEN, VerdictMessage, VerdictMessageRepr};
+pub use version::{
+    VERSION_FLAG_ADOPTION_COMPLETE, VERSION_FLAG_AGENT_CONNECTED, VERSION_FLAG_LOADED, VERSION_FLAGS_KNOWN,
+    VERSION_INFO_LEN, VERSION_INFO_MAGIC, VersionInfo, VersionInfoRepr, driver_version,
+};

@@ -303,8 +303,9 @@ mod tests {
     #[test]
     fn error_value_out_of_range() {
         for (max, ok) in [(0u32, false), (1, true), (256, true), (257, false), (u32::MAX, false)] {
-            let got =
-                test_util::parse_mutated::<StatsQueryRepr>(&NEXT_PAGE_BYTES, |b| b[8..12].copy_from_slice(&max.to_le_bytes()));
+            let got = test_util::parse_mutated::<StatsQueryRepr>(&NEXT_PAGE_BYTES, |b| {
+                b[8..12].copy_from_slice(&max.to_le_bytes())
+            });
             if ok {
                 assert_eq!(got.map(|q| q.max_entries), Ok(max));
             } else {

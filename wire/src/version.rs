@@ -47,7 +47,8 @@ pub const VERSION_FLAG_ADOPTION_COMPLETE: u32 = 2;
 pub const VERSION_FLAG_AGENT_CONNECTED: u32 = 4;
 
 /// Every assigned flag bit; any other bit is refused.
-pub const VERSION_FLAGS_KNOWN: u32 = VERSION_FLAG_LOADED | VERSION_FLAG_ADOPTION_COMPLETE | VERSION_FLAG_AGENT_CONNECTED;
+pub const VERSION_FLAGS_KNOWN: u32 =
+    VERSION_FLAG_LOADED | VERSION_FLAG_ADOPTION_COMPLETE | VERSION_FLAG_AGENT_CONNECTED;
 
 /// Packs a driver version as the `driver_version` field carries it:
 /// `major << 16 | minor << 8 | patch`.
@@ -395,7 +396,10 @@ mod tests {
 
     #[test]
     fn error_bad_magic() {
-        assert_eq!(test_util::parse_mutated::<VersionInfoRepr>(&LOADED_BYTES, |b| b[3] = b'C'), Err(WireError::BadMagic));
+        assert_eq!(
+            test_util::parse_mutated::<VersionInfoRepr>(&LOADED_BYTES, |b| b[3] = b'C'),
+            Err(WireError::BadMagic)
+        );
         assert_eq!(VersionInfoRepr::parse(&[0u8; 16]), Err(WireError::BadMagic));
         // The magic is checked before the length.
         assert_eq!(VersionInfoRepr::parse(b"WFPC"), Err(WireError::BadMagic));

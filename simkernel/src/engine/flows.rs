@@ -109,6 +109,11 @@ pub fn end_flow(handle: u64) {
     }
 }
 
+/// Whether a removal for `handle` is waiting for its classify to end.
+pub fn has_deferred_removal(handle: u64) -> bool {
+    with(|flows| flows.get(&handle).is_some_and(|f| !f.deferred.is_empty()))
+}
+
 /// Live flows.
 pub fn flow_count() -> usize {
     with(|flows| flows.len())

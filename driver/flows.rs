@@ -1,0 +1,220 @@
+//! Flow contexts: at ALE_FLOW_ESTABLISHED, connections that our filters
+//! permitted or audited get a context holding its own reference on the
+//! filter's context plus the 5-tuple and start time, so per-filter live
+//! connection counts are exact. flowDeleteFn releases it at whatever IRQL
+//! the engine calls it, also after the filter itself was deleted (the
+//! filter context then lives until its last flow ends).
+//!
+//! The table is keyed by the flow context's own address: flowDeleteFn finds
+//! the entry by the value the engine hands back, without dereferencing it,
+//! so a context we do not own is never touched.
+#![deny(unsafe_code)]
+
+use crate::driver_state::STATE;
+use crate::ffi::{
+    FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
+    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT,
+};
+use crate::filter_context::{ContextRef, FilterContext};
+use crate::filter_view::{IncomingValues, Metadata};
+use crate::id_table::{IdTable, TableEntry};
+use crate::log::Level;
+use crate::pool::{PoolBox, PoolTag};
+use crate::status::NtStatus;
+use core::net::{IpAddr, Ipv4Addr};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Flow contexts (`FlowContext`).
+pub const TAG_FLOW_CONTEXT: PoolTag = PoolTag::new(*b"WfFl");
+/// The flow table's slot array.
+pub const TAG_FLOW_TABLE: PoolTag = PoolTag::new(*b"WfFt");
+
+/// One tracked connection.
+pub struct FlowContext {
+    flow_handle: u64,
+    layer_id: u16,
+    callout_id: u32,
+    filter: ContextRef,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Local address and port.
+    pub local: (IpAddr, u16),
+    /// Remote address and port.
+    pub remote: (IpAddr, u16),
+    /// Interrupt time when the flow was established.
+    pub started: u64,
+    /// Unload asked the engine to remove it.
+    removing: AtomicBool,
+}
+
+impl FlowContext {
+    /// The filter whose policy let the connection through.
+    pub fn filter_id(&self) -> u64 {
+        self.filter.filter_id()
+    }
+}
+
+impl Drop for FlowContext {
+    fn drop(&mut self) {
+        // The filter reference goes with the context: count the flow ended.
+        self.filter.flow_ended();
+    }
+}
+
+/// A flow context owned by the flow table.
+pub struct FlowBox(PoolBox<FlowContext>);
+
+#[allow(unsafe_code)]
+// SAFETY: the raw value is the PoolBox pointer (never 0), given away once
+// and taken back once; borrows are valid while the table owns the box.
+unsafe impl TableEntry for FlowBox {
+    type Target = FlowContext;
+
+    fn into_raw(self) -> u64 {
+        self.0.into_raw().as_ptr() as u64
+    }
+
+    unsafe fn from_raw(raw: u64) -> Option<Self> {
+        let ptr = core::ptr::NonNull::new(raw as *mut FlowContext)?;
+        // SAFETY: forwarded contract: raw came from into_raw.
+        Some(FlowBox(unsafe { PoolBox::from_raw(ptr, TAG_FLOW_CONTEXT) }))
+    }
+
+    unsafe fn borrow<'a>(raw: u64) -> Option<&'a FlowContext> {
+        // SAFETY: forwarded contract: owned by the table for 'a.
+        unsafe { (raw as *const FlowContext).as_ref() }
+    }
+}
+
+/// Live flow contexts, keyed by their own address.
+pub type FlowTable = IdTable<FlowBox>;
+
+/// Flow counters that are not per filter.
+#[derive(Default)]
+pub struct FlowStats {
+    /// Flow contexts associated.
+    pub associated: AtomicU64,
+    /// Associations the engine refused, or that had no flow handle.
+    pub associate_failures: AtomicU64,
+    /// flowDeleteFn calls for a context we do not hold (ignored).
+    pub delete_unknown: AtomicU64,
+}
+
+/// Starts tracking a flow permitted by `context`'s filter. Any failure
+/// just leaves the flow untracked (and counted).
+pub fn track(context: &FilterContext, callout_id: u32, values: &IncomingValues<'_>, metadata: Option<&Metadata<'_>>) {
+    let Some(flow_handle) = metadata.and_then(Metadata::flow_handle) else {
+        STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let build = || {
+        // Counted here, uncounted in FlowContext's drop: always balanced.
+        context.flow_started();
+        FlowContext {
+            flow_handle,
+            layer_id: values.layer_id(),
+            callout_id,
+            filter: context.acquire(),
+            protocol: values.uint8(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL).unwrap_or(0),
+            local: (
+                values.address(FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS).unwrap_or(unspecified),
+                values.uint16(FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT).unwrap_or(0),
+            ),
+            remote: (
+                values.address(FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
+                values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
+            ),
+            started: crate::clock::now_ticks(),
+            removing: AtomicBool::new(false),
+        }
+    };
+    let Ok(boxed) = PoolBox::try_new_with(build, TAG_FLOW_CONTEXT) else {
+        STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let entry = FlowBox(boxed);
+    let key = core::ptr::from_ref::<FlowContext>(&*entry.0).addr() as u64;
+    let layer_id = entry.0.layer_id;
+    if let Err((_, entry)) = STATE.flows.insert(key, entry) {
+        STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
+        drop(entry);
+        return;
+    }
+    match associate(flow_handle, layer_id, callout_id, key) {
+        Ok(()) => {
+            STATE.flow_stats.associated.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(status) => {
+            STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Warning, "FwpsFlowAssociateContext0 failed: {}", status);
+            drop(STATE.flows.remove(key));
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn associate(flow_handle: u64, layer_id: u16, callout_id: u32, context: u64) -> crate::status::Result {
+    // SAFETY: plain values; the engine only stores the context.
+    NtStatus::to_result(unsafe { crate::ffi::FwpsFlowAssociateContext0(flow_handle, layer_id, callout_id, context) })
+}
+
+/// The flowDeleteFn we register: the engine is done with the flow. Runs at
+/// up to DISPATCH_LEVEL, possibly after the filter was deleted.
+pub extern "system" fn flow_delete_fn(_layer_id: u16, _callout_id: u32, flow_context: u64) {
+    match STATE.flows.remove(flow_context) {
+        Some(entry) => drop(entry),
+        None => {
+            STATE.flow_stats.delete_unknown.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How many times unload waits for PENDING removals, and how long each wait
+/// is (10 ms in 100-ns units).
+const REMOVAL_WAITS: u32 = 100;
+const REMOVAL_WAIT_INTERVAL: i64 = 100_000;
+
+/// Unload: asks the engine to remove every flow context (honouring
+/// `STATUS_PENDING`: such a context is freed only in flowDeleteFn), then
+/// waits, bounded, until the table is empty. Returns what is left.
+pub fn remove_all() -> usize {
+    while let Some(key) = STATE.flows.find_id(|flow| !flow.removing.swap(true, Ordering::AcqRel)) {
+        let Some((handle, layer_id, callout_id)) =
+            STATE.flows.with(key, |flow| (flow.flow_handle, flow.layer_id, flow.callout_id))
+        else {
+            continue;
+        };
+        let status = remove_context(handle, layer_id, callout_id);
+        if status == NtStatus::from_raw(fwps_types::STATUS_UNSUCCESSFUL) {
+            // The engine holds no context for it: flowDeleteFn will not come.
+            drop(STATE.flows.remove(key));
+        }
+    }
+    let mut waits = 0;
+    while !STATE.flows.is_empty() && waits < REMOVAL_WAITS {
+        crate::delay::sleep_100ns(REMOVAL_WAIT_INTERVAL);
+        waits += 1;
+    }
+    let left = STATE.flows.len();
+    if left != 0 {
+        crate::log!(Level::Error, "unload: {} flow contexts still pending removal after {} waits", left, waits);
+    }
+    left
+}
+
+#[allow(unsafe_code)]
+fn remove_context(handle: u64, layer_id: u16, callout_id: u32) -> NtStatus {
+    // SAFETY: plain values; flowDeleteFn may run inside this call, so no
+    // lock of ours is held here.
+    NtStatus::from_raw(unsafe { crate::ffi::FwpsFlowRemoveContext0(handle, layer_id, callout_id) })
+}
+
+/// Frees whatever is left after every callout is unregistered (no
+/// flowDeleteFn can come any more) and the table's storage.
+pub fn release_all() {
+    while let Some(entry) = STATE.flows.pop_any() {
+        drop(entry);
+    }
+    STATE.flows.release_storage();
+}

@@ -1,0 +1,175 @@
+//! Flow contexts: connections our permit/audit filters let through are
+//! tracked at ALE_FLOW_ESTABLISHED with a reference on their filter; the
+//! engine's flowDeleteFn frees them at DISPATCH_LEVEL from any thread,
+//! also after the filter was deleted; unload removes them (PENDING
+//! included) before unregistering.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use fwps_types::*;
+use std::sync::atomic::Ordering;
+use wfpcallout::driver_state::STATE;
+use wfpcallout_scenario::{Harness, Layer, PolicySource};
+use wfpcallout_simkernel::engine::{self, flows};
+use wfpcallout_simkernel::{faults, pool};
+use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
+
+fn policy(action: PolicyAction) -> PolicyRepr {
+    PolicyRepr { action, log_level: LogLevel::Off, label: Label::new("flows").unwrap() }
+}
+
+fn live_and_total(filter: u64) -> (u64, u64) {
+    STATE.table.get(filter).map(|c| c.flows()).unwrap()
+}
+
+fn no_flow_memory() -> bool {
+    let usage = pool::usage_by_tag();
+    !usage.contains_key("WfFl")
+}
+
+#[test]
+fn ten_thousand_flows_across_filters_are_counted_and_freed_once() {
+    let harness = Harness::load();
+    let actions = [PolicyAction::Permit, PolicyAction::Audit, PolicyAction::Block];
+    let filters: Vec<(u64, Layer, PolicyAction)> = (0..12)
+        .map(|i| {
+            let layer = Layer::FLOWS[i % 2];
+            let action = actions[i % 3];
+            (harness.add_filter(layer, PolicySource::Policy(&policy(action))).unwrap(), layer, action)
+        })
+        .collect();
+    let mut handles = Vec::new();
+    for i in 0..10_000usize {
+        let (filter, layer, action) = filters[i % filters.len()];
+        let mut connection = layer.connection(1_000 + (i % 50_000) as u16);
+        connection.local_port = (i % 60_000) as u16;
+        let (handle, result) = engine::flows::establish_flow(&connection);
+        assert_eq!(result.decided_by, Some(filters.iter().find(|f| f.1 == layer).unwrap().0), "first filter decides");
+        let _ = (filter, action);
+        handles.push(handle);
+    }
+    // Only the first filter of each layer is reached (terminating callouts):
+    // every flow is tracked by it if its policy permits.
+    let first_v4 = filters[0];
+    let first_v6 = filters[1];
+    assert_eq!(live_and_total(first_v4.0), (5_000, 5_000), "permit tracks");
+    assert_eq!(live_and_total(first_v6.0), (5_000, 5_000), "audit tracks");
+    assert_eq!(STATE.flows.len(), 10_000);
+    // Flows end on two other threads, at DISPATCH_LEVEL.
+    let (a, b) = handles.split_at(5_000);
+    let (a, b) = (a.to_vec(), b.to_vec());
+    let enders = [a, b].map(|chunk| std::thread::spawn(move || chunk.into_iter().for_each(flows::end_flow)));
+    for ender in enders {
+        ender.join().unwrap();
+    }
+    assert_eq!(live_and_total(first_v4.0), (0, 5_000));
+    assert_eq!(live_and_total(first_v6.0), (0, 5_000));
+    assert_eq!(STATE.flows.len(), 0);
+    assert!(no_flow_memory());
+    for (filter, _, _) in &filters {
+        harness.delete_filter(*filter).unwrap();
+    }
+    harness.unload_and_check();
+}
+
+#[test]
+fn block_policies_track_nothing() {
+    let harness = Harness::load();
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Block))).unwrap();
+    let (handle, result) = flows::establish_flow(&Layer::FlowV4.connection(80));
+    assert!(!result.permitted());
+    assert_eq!(live_and_total(filter), (0, 0));
+    flows::end_flow(handle);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn filter_deleted_while_its_flows_live() {
+    let harness = Harness::load();
+    let filter = harness.add_filter(Layer::FlowV6, PolicySource::Policy(&policy(PolicyAction::Audit))).unwrap();
+    let handles: Vec<u64> = (0..20).map(|p| flows::establish_flow(&Layer::FlowV6.connection(p)).0).collect();
+    let context = STATE.table.get(filter).unwrap();
+    harness.delete_filter(filter).unwrap();
+    assert!(STATE.table.get(filter).is_none(), "gone from the table");
+    assert_eq!(context.reference_count(), 21, "20 flows + ours keep it alive");
+    drop(context);
+    assert!(pool::usage_by_tag().contains_key("WfFc"), "the context lives until its last flow ends");
+    for handle in handles {
+        flows::end_flow(handle);
+    }
+    assert!(!pool::usage_by_tag().contains_key("WfFc"), "freed with the last flow");
+    harness.unload_and_check();
+}
+
+#[test]
+fn unload_with_live_flows_removes_them_first() {
+    let mut harness = Harness::load();
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Permit))).unwrap();
+    let handles: Vec<u64> = (0..50).map(|p| flows::establish_flow(&Layer::FlowV4.connection(p)).0).collect();
+    harness.unload();
+    assert_eq!(flows::contexts_of(engine::callout_id(&Layer::FlowV4.spec().key).unwrap()), 0);
+    assert!(!engine::is_registered(&Layer::FlowV4.spec().key), "unregistered once no context remained");
+    for handle in handles {
+        flows::end_flow(handle);
+    }
+    harness.delete_filter(filter).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn unload_waits_for_a_pending_removal() {
+    let mut harness = Harness::load();
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Permit))).unwrap();
+    let (busy, _) = flows::establish_flow(&Layer::FlowV4.connection(443));
+    let (idle, _) = flows::establish_flow(&Layer::FlowV4.connection(444));
+    let inside = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let inside_flag = inside.clone();
+    let classifier = std::thread::spawn(move || {
+        flows::during_flow_classify(busy, || {
+            inside_flag.store(true, Ordering::Release);
+            // Hold the classify until unload has asked for the removal.
+            while !flows::has_deferred_removal(busy) {
+                std::thread::yield_now();
+            }
+        });
+    });
+    while !inside.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    harness.unload();
+    classifier.join().unwrap();
+    assert_eq!(STATE.flows.len(), 0, "PENDING removal freed in flowDeleteFn");
+    assert!(!engine::is_registered(&Layer::FlowV4.spec().key));
+    for handle in [busy, idle] {
+        flows::end_flow(handle);
+    }
+    harness.delete_filter(filter).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}
+
+#[test]
+fn association_failure_leaves_the_flow_untracked() {
+    let harness = Harness::load();
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Permit))).unwrap();
+    faults::fail_call("FwpsFlowAssociateContext0", 0, STATUS_INSUFFICIENT_RESOURCES);
+    let (first, result) = flows::establish_flow(&Layer::FlowV4.connection(1));
+    assert!(result.permitted());
+    faults::fail_allocation(0);
+    let (second, _) = flows::establish_flow(&Layer::FlowV4.connection(2));
+    assert_eq!(STATE.flow_stats.associate_failures.load(Ordering::Relaxed), 2);
+    assert_eq!(live_and_total(filter), (0, 1), "the first counted then released; the second never allocated");
+    assert_eq!(STATE.flows.len(), 0);
+    for handle in [first, second] {
+        flows::end_flow(handle);
+    }
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
+fn flow_delete_for_a_context_we_do_not_hold_is_ignored() {
+    let harness = Harness::load();
+    wfpcallout_simkernel::irql::at_dispatch(|| wfpcallout::flows::flow_delete_fn(52, 1, 0xDEAD_BEEF));
+    assert_eq!(STATE.flow_stats.delete_unknown.load(Ordering::Relaxed), 1);
+    harness.unload_and_check();
+}
