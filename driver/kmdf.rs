@@ -20,6 +20,7 @@
 use core::ffi::c_void;
 use core::mem::size_of;
 use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use wdk::{nt_success, println};
 use wdk_sys::{
@@ -29,8 +30,17 @@ use wdk_sys::{
     STATUS_SUCCESS, ULONG, ULONG_PTR, UNICODE_STRING, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES,
     WDF_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST, call_unsafe_wdf_function_binding,
 };
+// Items for the agent's parked IOCTLs, the file-object cleanup and the
+// timeout timer. Names as bindgen emits them from wdfio.h, wdffileobject.h,
+// wdftimer.h and wdfrequest.h (not all are used by Microsoft's Rust
+// samples, so they are not confirmed against generated bindings here).
+use wdk_sys::{
+    _WDF_FILEOBJECT_CLASS, STATUS_CANCELLED, WDF_FILEOBJECT_CONFIG, WDF_TIMER_CONFIG, WDFFILEOBJECT, WDFOBJECT,
+    WDFTIMER,
+};
 
-use crate::control::{MAX_INPUT_LEN, dispatch_ioctl};
+use crate::control::{GET_REQUEST, MAX_INPUT_LEN, dispatch_ioctl};
+use crate::driver_state::STATE;
 use crate::status::NtStatus;
 
 /// Kernel pool behind `alloc`: wdk-alloc's allocator uses
@@ -68,10 +78,22 @@ static SYMBOLIC_LINK_NAME: CountedUtf16 = counted_utf16!(r"\DosDevices\WfpCallou
 /// wdmsec.h, and whose copy would be a data import from wdmsec.lib.
 static CONTROL_DEVICE_SDDL: CountedUtf16 = counted_utf16!("D:P(A;;GA;;;SY)(A;;GA;;;BA)");
 
+/// The manual queue where "get request" IOCTLs wait for a pended
+/// connection (NULL until created). Only framework calls use the handle.
+static AGENT_QUEUE: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+/// The periodic timer that times out pended requests (NULL until created).
+static TIMEOUT_TIMER: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+
+/// How often pending requests are checked for their timeout.
+const TIMEOUT_PERIOD_MS: ULONG = 100;
+
 /// `Size` of the framework structures, checked to fit a `ULONG` at compile time.
 const WDF_DRIVER_CONFIG_SIZE: ULONG = wdf_struct_size::<WDF_DRIVER_CONFIG>();
 const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = wdf_struct_size::<WDF_IO_QUEUE_CONFIG>();
 const WDF_OBJECT_ATTRIBUTES_SIZE: ULONG = wdf_struct_size::<WDF_OBJECT_ATTRIBUTES>();
+const WDF_FILEOBJECT_CONFIG_SIZE: ULONG = wdf_struct_size::<WDF_FILEOBJECT_CONFIG>();
+const WDF_TIMER_CONFIG_SIZE: ULONG = wdf_struct_size::<WDF_TIMER_CONFIG>();
 
 /// `WdfDriverInitNonPnpDriver`: no AddDevice routine; the driver creates
 /// its own (control) devices and must supply `EvtDriverUnload`.
@@ -120,6 +142,14 @@ pub unsafe extern "system" fn driver_entry(driver: PDRIVER_OBJECT, registry_path
 /// are unregistered. No IOCTL is in flight either: the I/O manager defers a
 /// driver's unload routine while any of its devices has open handles.
 extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
+    STATE.agents.set_request_available_hook(None);
+    let timer = TIMEOUT_TIMER.swap(ptr::null_mut(), Ordering::AcqRel);
+    if !timer.is_null() {
+        // SAFETY: the timer was created by this driver and is parented to
+        // the control device, which still exists; Wait = TRUE (we are at
+        // PASSIVE_LEVEL) returns once no timer callback is running.
+        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, timer.cast(), BOOLEAN::from(true)) };
+    }
     crate::lifecycle::unload();
     println!("wfpcallout: unloaded");
 }
@@ -139,6 +169,12 @@ unsafe extern "C" fn evt_io_device_control(
     input_buffer_length: usize,
     io_control_code: ULONG,
 ) {
+    if io_control_code == GET_REQUEST {
+        // SAFETY: `request` is the live, not yet completed request presented
+        // to this callback; `agent_get_request` completes or parks it.
+        unsafe { agent_get_request(request, output_buffer_length, input_buffer_length) };
+        return;
+    }
     // SAFETY: `request` is the live, not yet completed request presented
     // to this callback, as `answer_device_control` requires.
     let answer = unsafe { answer_device_control(request, output_buffer_length, input_buffer_length, io_control_code) };
@@ -182,6 +218,13 @@ unsafe fn load(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Resul
     // SAFETY: `device` is a control device whose initialization (name,
     // symbolic link, queue) is complete; from here on it accepts I/O.
     unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
+    STATE.agents.set_request_available_hook(Some(pair_parked_requests));
+    // SAFETY: `device` is our live control device.
+    if let Err(status) = unsafe { start_timeout_timer(device) } {
+        // Pended requests then only end by verdict, disconnect, filter
+        // deletion or unload: degraded, not fatal.
+        println!("wfpcallout: timeout timer not started: {:#010X}", status.raw());
+    }
     println!("wfpcallout: loaded");
     Ok(())
 }
@@ -263,6 +306,27 @@ unsafe fn create_control_device(wdf_driver: WDFDRIVER) -> Result<WDFDEVICE, NtSt
     // On failure `init` is dropped, which frees the WDFDEVICE_INIT.
     check("WdfDeviceInitAssignName", status)?;
 
+    // WDF_FILEOBJECT_CONFIG_INIT(&config, NULL, NULL, evt_file_cleanup): a
+    // closed agent handle must end the requests it was answering.
+    let mut file_config = WDF_FILEOBJECT_CONFIG {
+        Size: WDF_FILEOBJECT_CONFIG_SIZE,
+        EvtDeviceFileCreate: None,
+        EvtFileClose: None,
+        EvtFileCleanup: Some(evt_file_cleanup),
+        AutoForwardCleanupClose: _WDF_TRI_STATE::WdfUseDefault,
+        FileObjectClass: _WDF_FILEOBJECT_CLASS::WdfFileObjectWdfCannotUseFsContexts,
+    };
+    // SAFETY: `init.raw` is a live, unconsumed WDFDEVICE_INIT; the config is
+    // fully initialized with its own size; no object attributes.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetFileObjectConfig,
+            init.raw,
+            &raw mut file_config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+        );
+    }
+
     let mut device: WDFDEVICE = ptr::null_mut();
     // SAFETY: `init.raw` is a live, unconsumed WDFDEVICE_INIT; on success
     // the framework takes it over and sets `init.raw` to NULL, on failure
@@ -329,7 +393,32 @@ unsafe fn add_link_and_queue(device: WDFDEVICE) -> Result<(), NtStatus> {
             ptr::null_mut(),
         )
     };
-    check("WdfIoQueueCreate", status)
+    check("WdfIoQueueCreate", status)?;
+
+    // The agent's parking lot: a manual queue (requests stay until the
+    // driver retrieves them; the framework handles their cancellation).
+    let mut agent_config = WDF_IO_QUEUE_CONFIG {
+        Size: WDF_IO_QUEUE_CONFIG_SIZE,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchManual,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        DefaultQueue: BOOLEAN::from(false),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    let mut agent_queue: WDFQUEUE = ptr::null_mut();
+    // SAFETY: `device` is valid; the configuration is fully initialized with
+    // its own size; no object attributes; the handle is written to a local.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut agent_config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut agent_queue,
+        )
+    };
+    check("WdfIoQueueCreate (agent)", status)?;
+    AGENT_QUEUE.store(agent_queue.cast(), Ordering::Release);
+    Ok(())
 }
 
 /// Hands the WDM device object to the portable initialization, which
@@ -584,4 +673,193 @@ impl CountedUtf16 {
             Buffer: self.units.as_ptr().cast_mut().cast(),
         }
     }
+}
+
+/// "Get request" from the agent: answered at once when a pended request is
+/// queued, otherwise parked in the agent queue until classify pends one.
+///
+/// # Safety
+///
+/// `request` is a request presented to `EvtIoDeviceControl` and not yet
+/// completed; this function completes it or hands it to the framework's
+/// agent queue.
+unsafe fn agent_get_request(request: WDFREQUEST, output_length: usize, input_length: usize) {
+    let mut input_copy = [0u8; MAX_INPUT_LEN];
+    // SAFETY: `request` is live and not completed (this function's contract).
+    let answer = unsafe { copy_input(request, input_length, &mut input_copy) }.and_then(|input| {
+        // SAFETY: as above; the output is not used after completion.
+        let output = unsafe { output_buffer(request, output_length) }?;
+        // SAFETY: `request` is live; the file object identifies the handle.
+        let file = unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+        crate::control::agent_get_request(file as u64, input, output)
+    });
+    match answer {
+        Ok(Some(written)) => {
+            // SAFETY: completed once, after the last use of its buffers.
+            unsafe { complete(request, STATUS_SUCCESS, written) };
+        }
+        Ok(None) => {
+            let queue: WDFQUEUE = AGENT_QUEUE.load(Ordering::Acquire).cast();
+            // SAFETY: `request` is live and ours; `queue` is the agent queue
+            // of the same device. On success the framework owns it.
+            let status = unsafe { call_unsafe_wdf_function_binding!(WdfRequestForwardToIoQueue, request, queue) };
+            if !nt_success(status) {
+                // SAFETY: the forward failed, so the request is still ours.
+                unsafe { complete(request, status, 0) };
+                return;
+            }
+            // A request may have been queued between our check and the park.
+            pair_parked_requests();
+        }
+        Err(status) => {
+            // SAFETY: completed once, here.
+            unsafe { complete(request, status.raw(), 0) };
+        }
+    }
+}
+
+/// Completes a request with a status and a byte count.
+///
+/// # Safety
+///
+/// `request` is a live request owned by the driver, completed exactly once.
+unsafe fn complete(request: WDFREQUEST, status: NTSTATUS, written: usize) {
+    let information = ULONG_PTR::try_from(written).unwrap_or(0);
+    // SAFETY: per this function's contract.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRequestCompleteWithInformation, request, status, information) };
+}
+
+/// The agents' "request available" hook: pairs parked "get request" IOCTLs
+/// with queued requests until one side runs out. Runs at up to
+/// DISPATCH_LEVEL (from classify), with no driver lock held.
+fn pair_parked_requests() {
+    let queue: WDFQUEUE = AGENT_QUEUE.load(Ordering::Acquire).cast();
+    if queue.is_null() {
+        return;
+    }
+    loop {
+        let mut request: WDFREQUEST = ptr::null_mut();
+        // SAFETY: `queue` is our manual queue; the handle is written to a
+        // local; callable at DISPATCH_LEVEL.
+        let status =
+            unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueRetrieveNextRequest, queue, &raw mut request) };
+        if !nt_success(status) || request.is_null() {
+            return; // STATUS_NO_MORE_ENTRIES: nobody is waiting.
+        }
+        let mut buffer: PVOID = ptr::null_mut();
+        let mut available: usize = 0;
+        // SAFETY: `request` was just retrieved and is ours until completed;
+        // the buffer address and size are written to locals.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestRetrieveOutputBuffer,
+                request,
+                wfpcallout_wire::ASK_REQUEST_LEN,
+                &raw mut buffer,
+                &raw mut available,
+            )
+        };
+        if !nt_success(status) || buffer.is_null() {
+            // SAFETY: ours, completed once.
+            unsafe { complete(request, status, 0) };
+            continue;
+        }
+        let bytes = buffer.cast::<u8>();
+        // SAFETY: WDF reported `available` writable bytes at `bytes`, valid
+        // until the request completes; zeroed so only our reply leaves.
+        unsafe { ptr::write_bytes(bytes, 0, available) };
+        // SAFETY: the same bytes, now initialized, referenced by nothing
+        // else until the request completes below.
+        let output = unsafe { core::slice::from_raw_parts_mut(bytes, available) };
+        match crate::control::agent_take_request(output) {
+            Ok(Some(written)) => {
+                // SAFETY: ours, completed once, after the last use of `output`.
+                unsafe { complete(request, STATUS_SUCCESS, written) };
+            }
+            Ok(None) => {
+                // Nothing queued after all: back to the head of the queue.
+                // SAFETY: a request retrieved from a manual queue may be
+                // requeued to it.
+                let status = unsafe { call_unsafe_wdf_function_binding!(WdfRequestRequeue, request) };
+                if !nt_success(status) {
+                    // SAFETY: the requeue failed, so it is still ours.
+                    unsafe { complete(request, status, 0) };
+                }
+                return;
+            }
+            Err(status) => {
+                // SAFETY: ours, completed once.
+                unsafe { complete(request, status.raw(), 0) };
+            }
+        }
+    }
+}
+
+/// `EvtFileCleanup`: a handle is closing. Its parked IOCTLs are cancelled,
+/// and if it was the last agent every pending request gets its default
+/// verdict.
+///
+/// # Safety
+///
+/// Called by the framework with the file object being cleaned up.
+unsafe extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
+    let queue: WDFQUEUE = AGENT_QUEUE.load(Ordering::Acquire).cast();
+    if !queue.is_null() {
+        loop {
+            let mut request: WDFREQUEST = ptr::null_mut();
+            // SAFETY: our manual queue and this cleanup's file object; the
+            // handle is written to a local.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(WdfIoQueueRetrieveRequestByFileObject, queue, file, &raw mut request)
+            };
+            if !nt_success(status) || request.is_null() {
+                break;
+            }
+            // SAFETY: retrieved from the queue, ours, completed once.
+            unsafe { complete(request, STATUS_CANCELLED, 0) };
+        }
+    }
+    crate::control::file_cleanup(file as u64);
+}
+
+/// Creates and starts the periodic timeout timer, parented to the device.
+///
+/// # Safety
+///
+/// `device` is our live control device.
+unsafe fn start_timeout_timer(device: WDFDEVICE) -> Result<(), NtStatus> {
+    // WDF_TIMER_CONFIG_INIT_PERIODIC(&config, evt_timeout_timer, 100).
+    let mut config = WDF_TIMER_CONFIG {
+        Size: WDF_TIMER_CONFIG_SIZE,
+        EvtTimerFunc: Some(evt_timeout_timer),
+        Period: TIMEOUT_PERIOD_MS,
+        AutomaticSerialization: BOOLEAN::from(true),
+        TolerableDelay: 0,
+        ..WDF_TIMER_CONFIG::default()
+    };
+    let mut attributes = WDF_OBJECT_ATTRIBUTES {
+        Size: WDF_OBJECT_ATTRIBUTES_SIZE,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ParentObject: device as WDFOBJECT,
+        ..WDF_OBJECT_ATTRIBUTES::default()
+    };
+    let mut timer: WDFTIMER = ptr::null_mut();
+    // SAFETY: the config and attributes are fully initialized with their
+    // own sizes, parented to our live device; the handle goes to a local.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfTimerCreate, &raw mut config, &raw mut attributes, &raw mut timer)
+    };
+    check("WdfTimerCreate", status)?;
+    TIMEOUT_TIMER.store(timer.cast(), Ordering::Release);
+    // Relative due time in 100-ns units (WDF_REL_TIMEOUT_IN_MS).
+    let due = -(i64::from(TIMEOUT_PERIOD_MS) * 10_000);
+    // SAFETY: `timer` was just created; starting it has no preconditions.
+    unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, timer, due) };
+    Ok(())
+}
+
+/// `EvtTimerFunc`: times out pended requests (DISPATCH_LEVEL).
+extern "C" fn evt_timeout_timer(_timer: WDFTIMER) {
+    crate::lifecycle::on_timer();
 }
