@@ -68,7 +68,7 @@ sysroot=$("$RUSTC" --print sysroot)
 # crates (cargo caps lints of registry crates and of core/alloc). The
 # config file's rustflags for the target (+crt-static) are kept: --config
 # arrays are appended to them.
-cargo_args=(--locked --target "$TARGET" --target-dir "$TARGET_DIR" -Zbuild-std=core,alloc)
+cargo_args=(--locked --target "$TARGET" --target-dir "$TARGET_DIR" "-Zbuild-std=core,alloc")
 if [[ ${CROSS_CHECK_ALLOW_WARNINGS:-0} != 1 ]]; then
     cargo_args+=(--config "target.$TARGET.rustflags=[\"-Dwarnings\"]")
 fi
@@ -80,9 +80,11 @@ total_start=$(now)
 # hence different lock and output directories under $TARGET_DIR. Their
 # output is shown once both have finished, a first.
 check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features "${cargo_args[@]}")
-# memcpy/memset/memmove/memcmp are imported from ntoskrnl.exe (declared in
-# driver/wdm_entry.rs), which is how the WDK build resolves them, rather
-# than taken from compiler-builtins (-Zbuild-std-features=compiler-builtins-mem).
+# No -Zbuild-std-features=compiler-builtins-mem: memcpy/memset/memmove/
+# memcmp, which LLVM calls and compiler-builtins leaves to the C runtime on
+# MSVC targets, are imported from ntoskrnl.exe, which exports them
+# (raw-dylib declarations in driver/wdm_entry.rs). The image then carries
+# no second copy of them, and the link needs no import library.
 build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features "${cargo_args[@]}")
 mkdir -p "$TARGET_DIR"
 step "a. cargo check for $TARGET (driver without the KMDF glue) | b. release staticlib"
@@ -201,7 +203,7 @@ if [[ -f wfpctl/Cargo.toml ]]; then
     # Type-check only: linking a std binary needs the MSVC C runtime, which
     # is not available off Windows. Own target directory: its std build
     # must not evict the driver's core/alloc build.
-    std_args=(--locked --target "$TARGET" --target-dir "$TARGET_DIR-std" -Zbuild-std=std,panic_abort)
+    std_args=(--locked --target "$TARGET" --target-dir "$TARGET_DIR-std" "-Zbuild-std=std,panic_abort")
     if [[ ${CROSS_CHECK_ALLOW_WARNINGS:-0} != 1 ]]; then
         std_args+=(--config "target.$TARGET.rustflags=[\"-Dwarnings\"]")
     fi

@@ -22,7 +22,7 @@ pub type EX_SPIN_LOCK = i32;
 /// `KIRQL`.
 pub type KIRQL = u8;
 
-#[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib"))]
+#[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
 unsafe extern "system" {
     /// Pool allocation; zeroed unless `POOL_FLAG_UNINITIALIZED`. NULL on failure.
     pub fn ExAllocatePool2(Flags: u64, NumberOfBytes: usize, Tag: u32) -> *mut c_void;
@@ -50,7 +50,7 @@ unsafe extern "system" {
 pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
 
 #[cfg(windows)]
-#[link(name = "ntoskrnl.exe", kind = "raw-dylib")]
+#[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "C" {
     /// Debug output filtered by component and level.
     pub fn DbgPrintEx(ComponentId: u32, Level: u32, Format: *const u8, ...) -> u32;
@@ -63,7 +63,7 @@ unsafe extern "system" {
     pub fn WfpSimDbgPrint(ComponentId: u32, Level: u32, Message: *const u8, Length: usize);
 }
 
-#[cfg_attr(windows, link(name = "fwpkclnt.sys", kind = "raw-dylib"))]
+#[cfg_attr(windows, link(name = "fwpkclnt.sys", kind = "raw-dylib", modifiers = "+verbatim"))]
 unsafe extern "system" {
     /// Registers a callout with the filter engine (PASSIVE_LEVEL).
     pub fn FwpsCalloutRegister2(

@@ -73,8 +73,6 @@ const FILE_DEVICE_NETWORK: u32 = 0x12;
 const FILE_DEVICE_SECURE_OPEN: u32 = 0x100;
 /// `FALSE` as a `BOOLEAN`: not an exclusive device.
 const NOT_EXCLUSIVE: u8 = 0;
-/// Bugcheck code of a Rust panic, as wdk-panic uses: 'RPNC'.
-const RUST_PANIC_BUGCHECK: u32 = 0x5250_4E43;
 
 /// The device's NT name, NUL-terminated UTF-16.
 const DEVICE_NAME: &[u16] = crate::wide!(r"\Device\WfpCallout");
@@ -106,20 +104,17 @@ unsafe extern "system" {
     ) -> NTSTATUS;
     /// Deletes a device object created by `IoCreateDevice`.
     fn IoDeleteDevice(DeviceObject: *mut c_void);
-    /// Stops the system with a bugcheck; never returns.
-    fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3: usize, P4: usize);
 }
 
 // The C memory functions that LLVM emits calls to (struct copies, zeroing,
 // `copy_from_slice`). compiler-builtins does not define them for MSVC
-// targets, because there the C runtime is expected to: for a kernel driver
-// that is ntoskrnl.exe, which exports all four, and where the WDK build
-// (ntoskrnl.lib) resolves them too. Declaring them here makes rustc put
-// them in the raw-dylib import library it generates, so the image imports
-// them from ntoskrnl.exe exactly as the KMDF build does, instead of carrying
-// compiler-builtins' copies (`-Zbuild-std-features=compiler-builtins-mem`),
-// and the link needs no import library from anywhere. Nothing in Rust calls
-// them by name.
+// targets, where the C runtime is expected to; for a kernel driver that is
+// ntoskrnl.exe, which exports all four (the WDK's ntoskrnl.lib resolves
+// them for C drivers). Declaring them here makes rustc put them in the
+// raw-dylib import library it generates, so the image imports them from
+// the kernel rather than carrying compiler-builtins' copies
+// (`-Zbuild-std-features=compiler-builtins-mem`), and the link needs no
+// import library. Nothing in Rust calls them by name.
 #[allow(dead_code, reason = "called by LLVM-generated code, never by name")]
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "C" {
@@ -190,16 +185,29 @@ unsafe extern "system" fn driver_unload(_driver: *mut DriverObject) {
     }
 }
 
-/// A panic in kernel mode stops the system, as wdk-panic does (code 'RPNC').
-/// Test builds get std's handler instead.
+/// The panic handler: a panic in kernel mode stops the system, as
+/// wdk-panic's does. Test builds get std's handler instead.
 #[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    // SAFETY: KeBugCheckEx may be called at any IRQL and takes no pointers.
-    unsafe { KeBugCheckEx(RUST_PANIC_BUGCHECK, 0, 0, 0, 0) };
-    // KeBugCheckEx does not return; the loop gives the `!` without relying
-    // on the foreign declaration.
-    loop {
-        core::hint::spin_loop();
+mod panic {
+    /// Bugcheck code of a Rust panic, the one wdk-panic uses: 'RPNC'.
+    const RUST_PANIC_BUGCHECK: u32 = 0x5250_4E43;
+
+    // `+verbatim`: see the import block above.
+    #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
+    unsafe extern "system" {
+        /// Stops the system with a bugcheck; never returns.
+        fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3: usize, P4: usize);
+    }
+
+    #[panic_handler]
+    fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+        // SAFETY: KeBugCheckEx may be called at any IRQL and takes no
+        // pointers.
+        unsafe { KeBugCheckEx(RUST_PANIC_BUGCHECK, 0, 0, 0, 0) };
+        // KeBugCheckEx does not return; the loop gives the `!` without
+        // relying on the foreign declaration.
+        loop {
+            core::hint::spin_loop();
+        }
     }
 }
