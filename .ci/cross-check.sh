@@ -31,7 +31,7 @@ MAP=$TARGET_DIR/wfpcallout.map
 STATICLIB=$TARGET_DIR/$TARGET/release/wfpcallout.lib
 # Kernel modules a WFP callout driver may import from (compared
 # case-insensitively).
-ALLOWED_DLLS=(ntoskrnl.exe hal.dll fwpkclnt.sys netio.sys wdfldr.sys)
+ALLOWED_DLLS=(ntoskrnl.exe hal.dll fwpkclnt.sys netio.sys ndis.sys wdfldr.sys)
 
 # Debian's toolchain, not rustup's proxies (which come first on PATH, and
 # whose compilers cannot use the 1.96 library source).

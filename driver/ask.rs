@@ -2,10 +2,9 @@
 //! request for the agent, or answer a reauthorization from the verdict kept
 //! for it, or fall back to the filter's default verdict.
 //!
-//! At ALE_AUTH_RECV_ACCEPT permitting a pended classification means
-//! completing it with a cloned packet and reinjecting that packet, which
-//! this driver does not do yet: ask filters there answer with their default
-//! verdict at once (counted as defaulted).
+//! At ALE_AUTH_RECV_ACCEPT completion does not reauthorize: the first
+//! packet is cloned when the connection is pended, and permitting injects
+//! the clone (see `reinjection`).
 #![forbid(unsafe_code)]
 
 use crate::callouts::CALLOUTS;
@@ -73,6 +72,7 @@ pub fn classify_ask(
     metadata: Option<&Metadata<'_>>,
     timeout_ms: u32,
     default_verdict: Verdict,
+    layer_data: *mut core::ffi::c_void,
     pend: impl FnOnce(*mut core::ffi::c_void) -> crate::status::Result<usize>,
 ) -> AskDecision {
     let Some(values) = values else {
@@ -88,14 +88,22 @@ pub fn classify_ask(
             None => defaulted(context, default_verdict),
         };
     }
-    if info.inbound || !STATE.agents.connected() {
+    if !STATE.agents.connected() {
         return defaulted(context, default_verdict);
     }
     let Some(handle) = metadata.and_then(Metadata::completion_handle) else {
         return defaulted(context, default_verdict);
     };
+    let packet = if info.inbound {
+        match crate::reinjection::clone_packet(layer_data, values, metadata, info.remote_address) {
+            Ok(packet) => Some(packet),
+            Err(_) => return defaulted(context, default_verdict),
+        }
+    } else {
+        None
+    };
     let filter = context.acquire();
-    match STATE.pending.pend(info, &filter, crate::clock::now_ticks(), || pend(handle)) {
+    match STATE.pending.pend(info, &filter, crate::clock::now_ticks(), packet, || pend(handle)) {
         PendOutcome::Pended(_) => {
             context.count(Counter::Pended);
             STATE.agents.request_available();

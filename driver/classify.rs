@@ -11,7 +11,8 @@ use crate::ask::{AskDecision, classify_ask};
 use crate::driver_state::STATE;
 use crate::ffi::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
-    FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
+    FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
 };
 use crate::filter_context::{ContextRef, FilterContext};
 use crate::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata};
@@ -50,7 +51,7 @@ impl From<Verdict> for Decision {
 pub unsafe extern "system" fn classify_fn(
     in_fixed_values: *const FWPS_INCOMING_VALUES0,
     in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
-    _layer_data: *mut c_void,
+    layer_data: *mut c_void,
     _classify_context: *const c_void,
     filter: *const FWPS_FILTER2,
     _flow_context: u64,
@@ -76,7 +77,16 @@ pub unsafe extern "system" fn classify_fn(
     let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
     // SAFETY: the engine passes NULL or its metadata, valid for the call.
     let metadata = unsafe { Metadata::from_raw(in_meta_values) };
-    let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref() };
+    let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data };
+    // A packet we injected after an agent permitted its connection goes
+    // through (only recv-accept classifications carry packets we inject).
+    if values.as_ref().is_some_and(|v| {
+        matches!(v.layer_id(), FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6)
+    }) && crate::reinjection::is_our_injection(layer_data)
+    {
+        out.permit(clear_right);
+        return;
+    }
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {
             Some(context) => classify_with_context(&context, &view, &traffic, clear_right, &mut out),
@@ -119,6 +129,8 @@ pub struct Traffic<'a> {
     pub values: Option<&'a IncomingValues<'a>>,
     /// The metadata.
     pub metadata: Option<&'a Metadata<'a>>,
+    /// `layerData`: the first packet at recv-accept, NULL elsewhere.
+    pub layer_data: *mut c_void,
 }
 
 /// Wraps `FwpsPendOperation0`: the completion context, or the failure.
@@ -138,11 +150,18 @@ pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>) -> Decision {
         return decide(context);
     };
     context.count(Counter::Matched);
-    let decision =
-        match classify_ask(context, traffic.values, traffic.metadata, timeout_ms, default_verdict, pend_operation) {
-            AskDecision::Now(verdict) => Decision::from(verdict),
-            AskDecision::Pended => return Decision::Pended,
-        };
+    let decision = match classify_ask(
+        context,
+        traffic.values,
+        traffic.metadata,
+        timeout_ms,
+        default_verdict,
+        traffic.layer_data,
+        pend_operation,
+    ) {
+        AskDecision::Now(verdict) => Decision::from(verdict),
+        AskDecision::Pended => return Decision::Pended,
+    };
     context.count(match decision {
         Decision::Block => Counter::Blocked,
         _ => Counter::Permitted,

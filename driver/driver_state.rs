@@ -47,6 +47,8 @@ pub struct DriverState {
     pub callout_ids: [AtomicU32; CALLOUT_COUNT],
     /// The `FwpmEngineOpen0` session handle (NULL when closed).
     pub engine: AtomicPtr<c_void>,
+    /// The packet injection handle (NULL when closed).
+    pub injection: AtomicPtr<c_void>,
     /// True from before registration until adoption has finished: classify
     /// cannot trust `filter->context` of a filter it has not been told about.
     pub adoption_in_progress: AtomicBool,
@@ -72,6 +74,7 @@ impl DriverState {
             table: ContextTable::new(TAG_CONTEXT_TABLE),
             callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
             engine: AtomicPtr::new(core::ptr::null_mut()),
+            injection: AtomicPtr::new(core::ptr::null_mut()),
             adoption_in_progress: AtomicBool::new(false),
             adopted_alive: AtomicUsize::new(0),
             loaded: AtomicBool::new(false),

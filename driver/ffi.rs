@@ -49,6 +49,24 @@ unsafe extern "system" {
 /// `ALL_PROCESSOR_GROUPS` for `KeQueryActiveProcessorCountEx`.
 pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
 
+#[cfg_attr(windows, link(name = "ndis.sys", kind = "raw-dylib", modifiers = "+verbatim"))]
+unsafe extern "system" {
+    /// Moves a NET_BUFFER's data start back (towards the IP header).
+    pub fn NdisRetreatNetBufferDataStart(
+        NetBuffer: *mut c_void,
+        DataOffsetDelta: u32,
+        DataBackFill: u32,
+        AllocateMdlHandler: *mut c_void,
+    ) -> i32;
+    /// Moves it forward again.
+    pub fn NdisAdvanceNetBufferDataStart(
+        NetBuffer: *mut c_void,
+        DataOffsetDelta: u32,
+        FreeMdl: u8,
+        FreeMdlHandler: *mut c_void,
+    );
+}
+
 #[cfg(windows)]
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
 unsafe extern "C" {
@@ -80,6 +98,40 @@ unsafe extern "system" {
     /// Detaches it: SUCCESS (flowDeleteFn ran), PENDING (it runs later),
     /// UNSUCCESSFUL (none).
     pub fn FwpsFlowRemoveContext0(flowId: u64, layerId: u16, calloutId: u32) -> NTSTATUS;
+    /// Creates an injection handle (PASSIVE_LEVEL).
+    pub fn FwpsInjectionHandleCreate0(addressFamily: u16, flags: u32, injectionHandle: *mut HANDLE) -> NTSTATUS;
+    /// Destroys it (PASSIVE_LEVEL).
+    pub fn FwpsInjectionHandleDestroy0(injectionHandle: HANDLE) -> NTSTATUS;
+    /// Clones a packet (<= DISPATCH_LEVEL).
+    pub fn FwpsAllocateCloneNetBufferList0(
+        originalNetBufferList: *mut c_void,
+        netBufferListPoolHandle: HANDLE,
+        netBufferPoolHandle: HANDLE,
+        allocateCloneFlags: u32,
+        netBufferList: *mut *mut c_void,
+    ) -> NTSTATUS;
+    /// Frees a clone (<= DISPATCH_LEVEL).
+    pub fn FwpsFreeCloneNetBufferList0(netBufferList: *mut c_void, dispatchLevel: u8);
+    /// Injects a packet into the receive path (<= DISPATCH_LEVEL).
+    pub fn FwpsInjectTransportReceiveAsync0(
+        injectionHandle: HANDLE,
+        injectionContext: HANDLE,
+        reserved: *mut c_void,
+        flags: u32,
+        addressFamily: u16,
+        compartmentId: u32,
+        interfaceIndex: u32,
+        subInterfaceIndex: u32,
+        netBufferList: *mut c_void,
+        completionFn: Option<unsafe extern "system" fn(*mut c_void, *mut c_void, u8)>,
+        completionContext: HANDLE,
+    ) -> NTSTATUS;
+    /// Whether a packet was injected by this handle (<= DISPATCH_LEVEL).
+    pub fn FwpsQueryPacketInjectionState0(
+        injectionHandle: HANDLE,
+        netBufferList: *const c_void,
+        injectionContext: *mut HANDLE,
+    ) -> i32;
     /// Unregisters it; `STATUS_DEVICE_BUSY` while flow contexts remain.
     pub fn FwpsCalloutUnregisterById0(calloutId: u32) -> NTSTATUS;
 

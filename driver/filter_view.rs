@@ -174,6 +174,18 @@ impl<'a> Metadata<'a> {
         self.has(fwp::FWPS_METADATA_FIELD_FLOW_HANDLE).then_some(self.metadata.flowHandle)
     }
 
+    /// IP + transport header sizes, if both are present.
+    pub fn header_sizes(&self) -> Option<u32> {
+        let both = fwp::FWPS_METADATA_FIELD_IP_HEADER_SIZE | fwp::FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE;
+        (self.metadata.currentMetadataValues & both == both)
+            .then(|| self.metadata.ipHeaderSize.saturating_add(self.metadata.transportHeaderSize))
+    }
+
+    /// The compartment id, if present.
+    pub fn compartment_id(&self) -> Option<u32> {
+        self.has(fwp::FWPS_METADATA_FIELD_COMPARTMENT_ID).then_some(self.metadata.compartmentId)
+    }
+
     /// The owning process id, if present.
     pub fn process_id(&self) -> Option<u64> {
         self.has(fwp::FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.metadata.processId)

@@ -41,6 +41,7 @@ pub mod pending;
 pub mod per_cpu_counters;
 pub mod pool;
 pub mod rate_limiter;
+pub mod reinjection;
 pub mod spin_lock;
 pub mod status;
 pub mod wide;

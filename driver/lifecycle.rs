@@ -20,6 +20,10 @@ pub fn initialize(device_object: *mut c_void) -> Result {
     }
     STATE.reset_stats();
     STATE.pending.open()?;
+    if let Err(status) = crate::reinjection::open() {
+        release_contexts();
+        return Err(status);
+    }
     // Until adoption has finished, classify cannot know which filters'
     // `context` is ours: it must use the table (set before registering).
     STATE.adoption_in_progress.store(true, Ordering::Release);
@@ -94,6 +98,7 @@ pub fn unload() {
 /// once unregistered) and frees the table itself.
 fn release_contexts() {
     crate::flows::release_all();
+    crate::reinjection::close();
     while let Some(context) = STATE.table.pop_any() {
         drop(context);
     }

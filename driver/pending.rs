@@ -17,6 +17,7 @@
 use crate::filter_context::ContextRef;
 use crate::log::Level;
 use crate::pool::{PoolBox, PoolSlice, PoolTag, Zeroable};
+use crate::reinjection::{self, PendedPacket};
 use crate::spin_lock::SpinLock;
 use crate::status::{NtStatus, Result};
 use core::ffi::c_void;
@@ -95,6 +96,8 @@ enum RequestState {
 struct PendedRequest {
     info: AskInfo,
     completion_context: usize,
+    /// At recv-accept: the cloned packet to inject (permit) or free (deny).
+    packet: Option<PendedPacket>,
     /// The filter's context, kept alive while the request exists.
     _filter: ContextRef,
     deadline: u64,
@@ -245,20 +248,23 @@ impl Pending {
         info: AskInfo,
         filter: &ContextRef,
         now: u64,
+        packet: Option<PendedPacket>,
         pend: impl FnOnce() -> Result<usize>,
     ) -> PendOutcome {
         let default = PendOutcome::Immediate(info.default_verdict);
         if !self.accepting.load(Ordering::Acquire) || self.live() >= MAX_PENDING_REQUESTS {
             self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+            discard(packet);
             return default;
         }
         let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let info = AskInfo { request_id, ..info };
         let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
-        let Ok(request) = PoolBox::try_new(
-            PendedRequest {
+        let Ok(request) = PoolBox::try_new_with(
+            || PendedRequest {
                 info,
                 completion_context: 0,
+                packet: None,
                 _filter: filter.clone(),
                 deadline,
                 state: RequestState::Queued,
@@ -266,6 +272,7 @@ impl Pending {
             TAG_PENDED_REQUEST,
         ) else {
             self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+            discard(packet);
             return default;
         };
         let completion_context = match pend() {
@@ -273,11 +280,13 @@ impl Pending {
             Err(status) => {
                 self.stats.pend_failures.fetch_add(1, Ordering::Relaxed);
                 crate::log!(Level::Warning, "FwpsPendOperation0 failed: {}; default verdict", status);
+                discard(packet);
                 return default;
             }
         };
         let mut request = request;
         request.completion_context = completion_context;
+        request.packet = packet;
         // INVARIANT: the operation is pended and not completed: Queued.
         let filed = {
             let mut table = self.table.lock();
@@ -288,13 +297,18 @@ impl Pending {
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
                 PendOutcome::Pended(request_id)
             }
-            Err(request) => {
+            Err(mut request) => {
                 // Unload began, or the table filled up, between our checks and
                 // now: the operation is pended, so it must be completed here.
                 self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
-                complete_operation(request.completion_context);
-                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                let settled = Settled {
+                    completion_context: request.completion_context,
+                    packet: request.packet.take(),
+                    verdict: request.info.default_verdict,
+                };
                 drop(request);
+                complete_operation(settled);
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 PendOutcome::Pended(request_id)
             }
         }
@@ -311,8 +325,8 @@ impl Pending {
     pub fn answer(&self, request_id: u64, verdict: Verdict) -> Result {
         let taken = self.table.lock().take_for_answer(request_id, verdict, true);
         match taken {
-            Some(context) => {
-                self.finish_operation(context, Finish::Verdict);
+            Some(settled) => {
+                self.finish_operation(settled, Finish::Verdict);
                 Ok(())
             }
             None => {
@@ -329,8 +343,8 @@ impl Pending {
         // One at a time: the lock must be released around each completion.
         loop {
             let taken = self.table.lock().take_first_unanswered(&which);
-            let Some(context) = taken else { return finished };
-            self.finish_operation(context, why);
+            let Some(settled) = taken else { return finished };
+            self.finish_operation(settled, why);
             finished += 1;
         }
     }
@@ -367,11 +381,11 @@ impl Pending {
         verdict
     }
 
-    fn finish_operation(&self, completion_context: usize, why: Finish) {
+    fn finish_operation(&self, settled: Settled, why: Finish) {
         if why == Finish::Timeout {
             self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         }
-        complete_operation(completion_context);
+        complete_operation(settled);
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -382,12 +396,34 @@ impl Default for Pending {
     }
 }
 
+/// What completing one request needs, taken out of the table under its lock
+/// and used after releasing it.
+struct Settled {
+    completion_context: usize,
+    packet: Option<PendedPacket>,
+    verdict: Verdict,
+}
+
+/// A clone that will not be needed after all is freed.
+fn discard(packet: Option<PendedPacket>) {
+    if let Some(packet) = packet {
+        reinjection::finish(packet, Verdict::Block);
+    }
+}
+
+/// Completes the operation (with the clone at recv-accept), then injects the
+/// clone to permit or frees it to deny.
 #[allow(unsafe_code)]
-fn complete_operation(completion_context: usize) {
+fn complete_operation(settled: Settled) {
+    let packet = settled.packet.as_ref().map_or(core::ptr::null_mut(), PendedPacket::net_buffer_list);
     // SAFETY: the context came from FwpsPendOperation0 and its request left
     // the Queued/Delivered states exactly once (under the table lock), so
-    // it is completed exactly once; no lock of ours is held here.
-    unsafe { crate::ffi::FwpsCompleteOperation0(completion_context as *mut c_void, core::ptr::null_mut()) };
+    // it is completed exactly once; no lock of ours is held here; the packet
+    // is NULL or our live clone.
+    unsafe { crate::ffi::FwpsCompleteOperation0(settled.completion_context as *mut c_void, packet) };
+    if let Some(packet) = settled.packet {
+        reinjection::finish(packet, settled.verdict);
+    }
 }
 
 #[allow(unsafe_code)]
@@ -458,7 +494,7 @@ impl RequestTable {
 
     /// Marks a request answered and returns its completion context. With
     /// `must_be_delivered`, only a request an agent has read qualifies.
-    fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<usize> {
+    fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<Settled> {
         let index = self.position(|r| {
             r.info.request_id == request_id
                 && match r.state {
@@ -470,24 +506,25 @@ impl RequestTable {
         self.settle(index, verdict)
     }
 
-    fn take_first_unanswered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<usize> {
+    fn take_first_unanswered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<Settled> {
         let index = self.position(|r| !matches!(r.state, RequestState::Answered(_)) && which(&r.info, r.deadline))?;
         let verdict = request_ref(self.slots.as_ref()?.get(index)?.request)?.info.default_verdict;
         self.settle(index, verdict)
     }
 
     /// Moves the request at `index` to Answered; at recv-accept, where no
-    /// reauthorization follows, removes it. Returns the completion context.
-    fn settle(&mut self, index: usize, verdict: Verdict) -> Option<usize> {
+    /// reauthorization follows, removes it. Returns what completing needs.
+    fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Settled> {
         let request = request_ref(self.slots.as_ref()?.get(index)?.request)?;
-        let context = request.completion_context;
+        let settled =
+            Settled { completion_context: request.completion_context, packet: request.packet.take(), verdict };
         // INVARIANT: from here the operation counts as completed (the caller
         // completes it once, outside the lock).
         request.state = RequestState::Answered(verdict);
         if request.info.inbound {
             drop(self.remove(index));
         }
-        Some(context)
+        Some(settled)
     }
 
     fn take_answered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<PoolBox<PendedRequest>> {

@@ -13,7 +13,7 @@ use wfpcallout::driver_state::STATE;
 use wfpcallout::pending::MAX_PENDING_REQUESTS;
 use wfpcallout::status::NtStatus;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
-use wfpcallout_simkernel::engine::{self, pending};
+use wfpcallout_simkernel::engine::{self, packets, pending};
 use wfpcallout_simkernel::{clock, faults};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
 
@@ -277,12 +277,53 @@ fn reauthorization_without_a_request_gets_the_default() {
 }
 
 #[test]
-fn recv_accept_asks_answer_with_the_default_until_reinjection_exists() {
-    let (harness, filter) = load_with_ask(Layer::RecvAcceptV4, 1_000, Verdict::Block);
+fn recv_accept_permit_completes_with_the_clone_and_reinjects_it() {
+    for layer in [Layer::RecvAcceptV4, Layer::RecvAcceptV6] {
+        for verdict in [Verdict::Permit, Verdict::Block] {
+            let (harness, filter) = load_with_ask(layer, 5_000, Verdict::Block);
+            harness.connect_agent(AGENT);
+            let first = harness.classify_layer(layer, 22);
+            assert!(first.pended.is_some() && first.absorbed && !first.permitted(), "pended at {layer:?}");
+            let request = STATE.pending.take_next().unwrap();
+            assert!(request.inbound);
+            STATE.pending.answer(request.request_id, verdict).unwrap();
+            let completions = pending::take_completions();
+            assert_eq!(completions.len(), 1);
+            assert!(completions[0].with_packet, "completed with the clone");
+            assert!(completions[0].reauthorization.is_none(), "no reauthorization at recv-accept");
+            let reinjected = packets::take_reinjected();
+            match verdict {
+                Verdict::Permit => {
+                    assert_eq!(reinjected.len(), 1, "the clone was injected");
+                    assert!(reinjected[0].1.permitted(), "and recognised as ours when classified again");
+                }
+                Verdict::Block => assert!(reinjected.is_empty(), "the clone was dropped"),
+            }
+            assert_eq!(STATE.pending.live(), 0);
+            harness.delete_filter(filter).unwrap();
+            // Leaked clones or injection handles fail this check.
+            harness.unload_and_check();
+        }
+    }
+}
+
+#[test]
+fn recv_accept_clone_and_injection_failures_are_clean() {
+    let (harness, filter) = load_with_ask(Layer::RecvAcceptV4, 5_000, Verdict::Permit);
     harness.connect_agent(AGENT);
-    let result = harness.classify_layer(Layer::RecvAcceptV4, 22);
-    assert!(result.pended.is_none() && !result.permitted());
+    faults::fail_call("FwpsAllocateCloneNetBufferList0", 0, STATUS_INSUFFICIENT_RESOURCES);
+    let result = harness.classify_layer(Layer::RecvAcceptV4, 1);
+    assert!(result.pended.is_none() && result.permitted(), "no clone: default verdict at once");
+    harness.classify_layer(Layer::RecvAcceptV4, 2);
+    let request = STATE.pending.take_next().unwrap();
+    faults::fail_call("FwpsInjectTransportReceiveAsync0", 0, STATUS_INSUFFICIENT_RESOURCES);
+    STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    assert!(packets::take_reinjected().is_empty(), "injection failed: the clone is freed instead");
+    // Inbound requests still pending at unload get their default verdict
+    // (permit: injected).
+    harness.classify_layer(Layer::RecvAcceptV4, 3);
     harness.delete_filter(filter).unwrap();
+    assert_eq!(packets::take_reinjected().len(), 1);
     harness.unload_and_check();
 }
 

@@ -283,7 +283,7 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
             (callout.classify)(
                 &*input.values,
                 &*input.metadata,
-                std::ptr::null_mut(),
+                input.layer_data,
                 classify_context,
                 record.fwps.get(),
                 0,
@@ -325,14 +325,30 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
     classify_with_flow(connection, 0)
 }
 
-/// [`classify`] with a flow handle in the metadata (0 = none).
+/// [`classify`] with a flow handle in the metadata (0 = none). At
+/// ALE_AUTH_RECV_ACCEPT the engine passes the first packet as `layerData`.
 pub(crate) fn classify_with_flow(connection: &Connection, flow_handle: u64) -> ClassifyResult {
+    let inbound =
+        matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
+    let packet = if inbound { super::packets::incoming(connection) } else { std::ptr::null_mut() };
+    let result = classify_input(connection, flow_handle, packet);
+    super::packets::release_incoming(packet);
+    result
+}
+
+/// Classifies a packet the engine already holds (a reinjected clone).
+pub(crate) fn classify_with_packet(connection: &Connection, packet: *mut core::ffi::c_void) -> ClassifyResult {
+    classify_input(connection, 0, packet)
+}
+
+fn classify_input(connection: &Connection, flow_handle: u64, packet: *mut core::ffi::c_void) -> ClassifyResult {
     let Some(layer) = layer_by_id(connection.layer_id) else {
         return ClassifyResult::NO_MATCH;
     };
     let handle = pending::begin(connection, layer.pendable);
     let mut input = ClassifyInput::new(&layer, connection, handle);
     input.set_flow_handle(flow_handle);
+    input.layer_data = packet;
     let list: Vec<Arc<FilterRecord>> = lock()
         .by_layer
         .get(&layer.id)

@@ -50,6 +50,8 @@ pub(crate) struct ClassifyInput {
     array: Box<[FWPS_INCOMING_VALUE0]>,
     _v6_addresses: Box<[FWP_BYTE_ARRAY16; 2]>,
     pub metadata: Box<FWPS_INCOMING_METADATA_VALUES0>,
+    /// `layerData`: the packet at ALE_AUTH_RECV_ACCEPT, NULL elsewhere.
+    pub layer_data: *mut core::ffi::c_void,
 }
 
 // SAFETY: the pointers inside refer to the input's own boxes.
@@ -113,11 +115,18 @@ impl ClassifyInput {
         let mut metadata = Box::new(FWPS_INCOMING_METADATA_VALUES0::EMPTY);
         metadata.currentMetadataValues = fwp::FWPS_METADATA_FIELD_PROCESS_ID;
         metadata.processId = connection.process_id;
+        let (ip, transport) = super::packets::header_sizes(connection);
+        metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_IP_HEADER_SIZE
+            | fwp::FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE
+            | fwp::FWPS_METADATA_FIELD_COMPARTMENT_ID;
+        metadata.ipHeaderSize = ip;
+        metadata.transportHeaderSize = transport;
+        metadata.compartmentId = 1;
         if !completion_handle.is_null() {
             metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE;
             metadata.completionHandle = completion_handle;
         }
-        Self { values, array, _v6_addresses: v6, metadata }
+        Self { values, array, _v6_addresses: v6, metadata, layer_data: std::ptr::null_mut() }
     }
 
     /// Sets the flow handle and its presence bit (0 = none).

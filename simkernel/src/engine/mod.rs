@@ -7,6 +7,7 @@ mod client;
 mod connection;
 pub mod flows;
 mod management_api;
+pub mod packets;
 pub mod pending;
 mod records;
 
@@ -324,6 +325,7 @@ pub(crate) fn report_leaks() -> usize {
     }
     leaks += pending::report_leaks();
     leaks += flows::report_leaks();
+    leaks += packets::report_leaks();
     if !engine.registered.is_empty() {
         report(ViolationKind::Leak, format!("{} callout(s) still registered after unload", engine.registered.len()));
         leaks += engine.registered.len();
@@ -334,6 +336,7 @@ pub(crate) fn report_leaks() -> usize {
 pub(crate) fn reset() {
     pending::reset();
     flows::reset();
+    packets::reset();
     let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
     *guard = Some(EngineState::new());
     drop(guard);

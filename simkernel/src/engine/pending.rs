@@ -163,6 +163,12 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
     };
     let reauthorize =
         matches!(pended.connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
+    if reauthorize && !net_buffer_list.is_null() {
+        report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet at ALE_AUTH_CONNECT (must be NULL)");
+    }
+    if !net_buffer_list.is_null() && !super::packets::is_live_clone(net_buffer_list) {
+        report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet that is not a live clone");
+    }
     let reauthorization = reauthorize.then(|| {
         let mut again = pended.connection.clone();
         again.flags |= FWP_CONDITION_FLAG_IS_REAUTHORIZE;
