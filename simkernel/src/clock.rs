@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// "time zero" never looks special.
 static NOW: AtomicU64 = AtomicU64::new(START);
 const START: u64 = 3_600 * 10_000_000;
+/// The longest real-time sleep one simulated wait takes.
+const MAX_REAL_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Current interrupt time.
 pub fn now() -> u64 {
@@ -32,7 +34,7 @@ pub extern "system" fn KeQueryUnbiasedInterruptTime() -> u64 {
 }
 
 /// `KeDelayExecutionThread`: PASSIVE_LEVEL only; advances the virtual
-/// clock by a relative interval and yields the thread.
+/// clock by a relative interval and sleeps the thread briefly.
 ///
 /// # Safety
 /// `interval` must point to a readable `LARGE_INTEGER`.
@@ -44,7 +46,10 @@ pub unsafe extern "system" fn KeDelayExecutionThread(_wait_mode: i8, _alertable:
     if value < 0 {
         advance(value.unsigned_abs());
     }
-    std::thread::yield_now();
+    // Let other threads run for a little real time too (at most 1 ms), as
+    // a real wait would: the waiter usually waits for one of them.
+    let real = std::time::Duration::from_nanos(value.unsigned_abs().saturating_mul(100)).min(MAX_REAL_WAIT);
+    std::thread::sleep(real);
     STATUS_SUCCESS
 }
 
