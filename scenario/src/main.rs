@@ -62,6 +62,50 @@ fn main() -> ExitCode {
         );
     }
 
+    // Asynchronous verdict: an agent answers an ask filter's request.
+    let ask = policy(PolicyAction::Ask { timeout_ms: 5_000, default_verdict: Verdict::Block }, "ask-ssh");
+    // Weighted above allow-web, so the layer's classification reaches it first.
+    let mut ask_spec = Harness::filter_spec(Layer::ConnectV4);
+    ask_spec.weight = 10;
+    let ask_id = harness.add_filter_with(ask_spec, PolicySource::Policy(&ask)).expect("ask filter");
+    filters.push(ask_id);
+    harness.connect_agent(0xA6E7);
+    let pended = harness.classify_layer(Layer::ConnectV4, 22);
+    let request = STATE.pending.take_next();
+    let answered = request.map(|r| (r.request_id, STATE.pending.answer(r.request_id, Verdict::Permit)));
+    let reauthorized = simkernel::engine::pending::take_completions().first().and_then(|c| c.reauthorization);
+    let ask_ok = pended.pended.is_some()
+        && matches!(answered, Some((_, Ok(()))))
+        && reauthorized.is_some_and(|r| r.permitted() && r.decided_by == Some(ask_id));
+    failures += usize::from(!ask_ok);
+    println!(
+        "  filter {ask_id} ConnectV4 ask-ssh: pended (BLOCK+ABSORB), agent read request {}, answered PERMIT, reauthorization -> {}{}",
+        answered.map_or(0, |a| a.0),
+        reauthorized.map_or("none", |r| verdict(r.permitted())),
+        if ask_ok { "" } else { "  <-- UNEXPECTED" }
+    );
+    harness.disconnect_agent(0xA6E7);
+
+    // Flow contexts: connections a permit filter lets through are tracked.
+    let flow_id = harness
+        .add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Permit, "track-web")))
+        .expect("flow filter");
+    filters.push(flow_id);
+    let flows: Vec<u64> =
+        (0..3).map(|port| simkernel::engine::flows::establish_flow(&Layer::FlowV4.connection(8080 + port)).0).collect();
+    let live = STATE.table.get(flow_id).map(|c| c.flows()).unwrap_or_default();
+    simkernel::engine::flows::end_flow(flows[0]);
+    let after_end = STATE.table.get(flow_id).map(|c| c.flows()).unwrap_or_default();
+    let flows_ok = live == (3, 3) && after_end == (2, 3);
+    failures += usize::from(!flows_ok);
+    println!(
+        "  filter {flow_id} FlowV4 track-web: 3 flows established -> live {}, one ended -> live {} (ever {}){}",
+        live.0,
+        after_end.0,
+        after_end.1,
+        if flows_ok { "" } else { "  <-- UNEXPECTED" }
+    );
+
     let malformed = harness.add_filter(Layer::ConnectV4, PolicySource::Bytes(b"not a policy"));
     println!(
         "  malformed policy blob: FwpmFilterAdd0 -> {:#010X} (vetoed by notifyFn)",
@@ -74,7 +118,12 @@ fn main() -> ExitCode {
     }
     println!("  deleted {} filters; contexts left: {}", filters.len(), harness.context_count());
 
+    // The two remaining flows are still live: unload removes their contexts
+    // before it unregisters the callouts.
     harness.unload();
+    for flow in flows.iter().skip(1) {
+        simkernel::engine::flows::end_flow(*flow);
+    }
     let usage = simkernel::pool::usage_by_tag();
     let (allocations, frees) = simkernel::pool::totals();
     println!(
