@@ -196,8 +196,12 @@ pub fn decide(context: &FilterContext) -> Decision {
         PolicyAction::Permit => Decision::Permit,
         PolicyAction::Block => Decision::Block,
         PolicyAction::Audit => {
+            // Always counted; logged when the filter's log level asks for it
+            // (DbgPrintEx per connection is not free at DISPATCH_LEVEL).
             context.count(Counter::Audited);
-            crate::log!(Level::Info, "audit: filter {} ({}) permitted", context.filter_id(), policy.label);
+            if policy.log_level >= LogLevel::Info {
+                crate::log!(Level::Info, "audit: filter {} ({}) permitted", context.filter_id(), policy.label);
+            }
             Decision::Permit
         }
         PolicyAction::RateLimit { .. } => {

@@ -1,6 +1,7 @@
 //! The debugger's output window: the driver's `DbgPrintEx` lines, kept for
 //! tests to read and echoed to stderr when `WFPSIM_LOG` is set.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// One line the driver printed.
@@ -14,7 +15,7 @@ pub struct DebugLine {
     pub text: String,
 }
 
-static LINES: Mutex<Vec<DebugLine>> = Mutex::new(Vec::new());
+static LINES: Mutex<VecDeque<DebugLine>> = Mutex::new(VecDeque::new());
 /// Lines kept at most (oldest dropped), so storms cannot eat memory.
 const MAX_LINES: usize = 10_000;
 
@@ -36,14 +37,14 @@ pub unsafe extern "system" fn WfpSimDbgPrint(component: u32, level: u32, message
     }
     let mut lines = LINES.lock().unwrap_or_else(|e| e.into_inner());
     if lines.len() >= MAX_LINES {
-        lines.remove(0);
+        lines.pop_front();
     }
-    lines.push(DebugLine { component, level, text });
+    lines.push_back(DebugLine { component, level, text });
 }
 
 /// Every line printed since boot.
 pub fn lines() -> Vec<DebugLine> {
-    LINES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    LINES.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
 }
 
 /// Whether any line contains `needle`.
