@@ -55,7 +55,7 @@ pub const APC_LEVEL: u8 = 1;
 pub const DISPATCH_LEVEL: u8 = 2;
 
 /// `DPFLTR_IHVNETWORK_ID`: the DbgPrintEx component for network drivers.
-pub const DPFLTR_IHVNETWORK_ID: u32 = 87;
+pub const DPFLTR_IHVNETWORK_ID: u32 = 80;
 /// DbgPrintEx level: errors.
 pub const DPFLTR_ERROR_LEVEL: u32 = 0;
 /// DbgPrintEx level: warnings.

@@ -1,0 +1,1 @@
+"""Harness that runs the wfpcallout PE image in speakeasy's emulated Windows kernel."""

@@ -1,0 +1,532 @@
+"""Loads the PE image in speakeasy and drives it the way the I/O manager
+and the filter engine would: DriverEntry, IRPs, notifyFn, classifyFn,
+DriverUnload. Every call checks the state the kernel is left in."""
+
+import ipaddress
+import logging
+import re
+import struct
+
+import speakeasy
+from speakeasy.config import get_default_config_dict
+from unicorn import x86_const
+
+from . import constants as c
+from . import layouts as L
+from .kernel import HarnessStop, Kernel
+from .layouts import guid_bytes
+from .wfp import Filter, ProviderContext
+
+for _name in ("speakeasy", "speakeasy.winemu", "unicorn"):
+    logging.getLogger(_name).setLevel(logging.CRITICAL)
+
+
+class ScenarioFailure(Exception):
+    pass
+
+
+# Nonvolatile registers of the Windows x64 calling convention (rbp aside:
+# speakeasy sets it for each call); a callee must preserve them.
+NONVOLATILE = ("rbx", "rsi", "rdi", "r12", "r13", "r14", "r15")
+NONVOLATILE_XMM = tuple(getattr(x86_const, f"UC_X86_REG_XMM{n}") for n in range(6, 16))
+
+
+class Connection:
+    """An outbound connection as ALE_AUTH_CONNECT_V4 describes it."""
+
+    def __init__(self, local="10.0.0.2", local_port=50000, remote="192.0.2.10", remote_port=443, protocol=6,
+                 process_id=4242, layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4):
+        self.local = ipaddress.IPv4Address(local)
+        self.local_port = local_port
+        self.remote = ipaddress.IPv4Address(remote)
+        self.remote_port = remote_port
+        self.protocol = protocol
+        self.process_id = process_id
+        self.layer_id = layer_id
+
+    def as_dict(self):
+        return {"layer_id": self.layer_id, "local": self.local, "local_port": self.local_port,
+                "remote": self.remote, "remote_port": self.remote_port, "protocol": self.protocol,
+                "process_id": self.process_id}
+
+
+def link_map_symbols(path):
+    """{demangled-ish path suffix: address} from lld-link's /MAP output."""
+    symbols = {}
+    pattern = re.compile(r"^\s*[0-9a-fA-F]{4}:[0-9a-fA-F]{8}\s+(\S+)\s+([0-9a-fA-F]{16})\s")
+    with open(path) as handle:
+        for line in handle:
+            match = pattern.match(line)
+            if match:
+                symbols[match.group(1)] = int(match.group(2), 16)
+    return symbols
+
+
+def demangle(name):
+    """``crate::module::item`` from a simple Rust v0 symbol (nested plain
+    paths, as the link map lists them); anything else as it is."""
+    match = re.match(r"_RN[vt](?:N[vt])*C(?:s[0-9A-Za-z]*_)?(?=\d)", name)
+    if not match:
+        return name
+    rest, parts = name[match.end():], []
+    while rest[:1].isdigit():
+        digits = re.match(r"\d+", rest).group(0)
+        length = int(digits)
+        parts.append(rest[len(digits):len(digits) + length])
+        rest = rest[len(digits) + length:]
+    return "::".join(parts) if parts and not rest else name
+
+
+def v0_suffix(*path):
+    """The tail of a Rust v0 mangled name for module path ``path``."""
+    return "".join(f"{len(part)}{part}" for part in path)
+
+
+class Harness:
+    """One loaded image in one fresh emulator."""
+
+    def __init__(self, image, link_map, printer=print):
+        config = get_default_config_dict()
+        config["max_api_count"] = 1_000_000
+        config["timeout"] = 120
+        config["exceptions"]["dispatch_handlers"] = False
+        config["analysis"]["strings"] = False
+        self.se = speakeasy.Speakeasy(config=config)
+        self.kernel = Kernel(self.se, printer)
+        self.wfp = self.kernel.wfp
+        self.module = self.se.load_module(image)
+        # After load_module: only then does the hook reach the emulator
+        # (hooks added earlier are installed by run_module, never called here).
+        self.se.add_api_hook(self.kernel.dispatch, "*", "*")
+        self.kernel.emu = self.se.emu
+        self.base = self.module.base
+        self.entry = self.module.base + self.module.ep
+        self.image_end = self.module.base + self.module.image_size
+        self.symbols = link_map_symbols(link_map)
+        self.connection_handles = iter(range(1, 1 << 30))
+        self.next_filter_id = 0x10000
+        self.next_luid = 0x7000
+        self.driver_object = 0
+        self.dispatch = {}
+        self.unload_routine = 0
+        self.calls = 0
+        self.open_files = set()
+
+    # ---- calling into the image ---------------------------------------------
+
+    def symbol(self, *path):
+        suffix = v0_suffix(*path)
+        found = [address for name, address in self.symbols.items() if name.endswith(suffix)]
+        if len(found) != 1:
+            raise ScenarioFailure(f"link map: {'::'.join(path)} found {len(found)} times")
+        return found[0]
+
+    def call(self, address, args, irql=c.PASSIVE_LEVEL, what="call"):
+        """Runs the function at ``address`` with the Windows x64 convention:
+        four register arguments, a 32-byte home space, stack arguments
+        above it, and rsp+8 16-byte aligned at entry. Returns rax."""
+        if not self.base <= address < self.image_end:
+            raise ScenarioFailure(f"{what}: {address:#x} is outside the image")
+        registers = list(args[:4]) + [0] * (4 - min(len(args), 4))
+        stack = [0, 0, 0, 0] + list(args[4:])
+        if len(stack) % 2 == 0:
+            stack.append(0)
+        k = self.kernel
+        k.irql = irql
+        held_before = list(k.held)
+        self.calls += 1
+        sentinels = {name: 0x5A5A_0000_0000_0000 | (self.calls << 8) | index
+                     for index, name in enumerate(NONVOLATILE)}
+        xmm_sentinels = {reg: (0xC3C3 << 112) | (self.calls << 8) | index
+                         for index, reg in enumerate(NONVOLATILE_XMM)}
+        uc = self.se.emu.emu_eng.emu
+        for name, value in sentinels.items():
+            self.se.emu.reg_write(name, value)
+        for reg, value in xmm_sentinels.items():
+            uc.reg_write(reg, value)
+        try:
+            self.se.call(address, registers + stack)
+        except HarnessStop:
+            pass
+        run = self.se.emu.curr_run
+        if k.failures:
+            raise ScenarioFailure(f"{what}: {k.failures[0]}")
+        if run is not None and run.error:
+            error = run.error
+            detail = getattr(error, "model_dump", lambda: error)()
+            raise ScenarioFailure(f"{what}: the emulated CPU stopped: {self._describe_error(detail)}")
+        if k.held != held_before:
+            raise ScenarioFailure(f"{what} returned holding spin lock(s): {k.held}")
+        if k.irql != irql:
+            raise ScenarioFailure(f"{what} returned at IRQL {k.irql}, entered at {irql}")
+        clobbered = [name for name, value in sentinels.items() if self.se.emu.reg_read(name) != value]
+        clobbered += [f"xmm{6 + i}" for i, (reg, value) in enumerate(xmm_sentinels.items()) if uc.reg_read(reg) != value]
+        if clobbered:
+            raise ScenarioFailure(f"{what} did not preserve nonvolatile register(s) {', '.join(clobbered)} "
+                                  "(Windows x64 calling convention)")
+        result = self.se.emu.reg_read("rax")
+        self.run_deferred()
+        return result
+
+    def _describe_error(self, error):
+        if isinstance(error, dict):
+            keys = ("type", "pc", "address", "access_type", "api_name", "instr")
+            parts = []
+            for key in keys:
+                value = error.get(key)
+                if value is None:
+                    continue
+                parts.append(f"{key}={value:#x}" if isinstance(value, int) else f"{key}={value}")
+            pc = error.get("pc")
+            if isinstance(pc, str):
+                pc = int(pc, 16) if pc.lower().startswith("0x") else None
+            name = self.name_of(pc)
+            return ", ".join(parts) + (f" in {name}" if name else "")
+        return str(error)
+
+    def name_of(self, address):
+        if not isinstance(address, int):
+            return None
+        best = None
+        for name, start in self.symbols.items():
+            if start <= address and (best is None or start > best[1]):
+                best = (name, start)
+        return f"{demangle(best[0])}+{address - best[1]:#x}" if best else None
+
+    def run_deferred(self):
+        """What the engine does once the driver's call has returned: the
+        reauthorization classify a completion at ALE_AUTH_CONNECT triggers,
+        and flowDeleteFn for contexts removed with STATUS_PENDING."""
+        while self.wfp.deferred:
+            kind, item = self.wfp.deferred.pop(0)
+            if kind == "reauthorize":
+                f = item["filter"]
+                if f.id not in self.wfp.filters or self.wfp.callout_by_key(f.callout_key) is None:
+                    item["reauthorization"] = "not classified: the filter or its callout is gone"
+                    continue
+                item["reauthorization"] = self.classify(f, item["connection"], reauthorization=True)
+            elif kind == "flow_delete":
+                (flow_id, layer_id, callout_id), context = item
+                callout = self.wfp.callouts.get(callout_id) or next(
+                    (co for co in self.wfp.unregistered if co.id == callout_id), None)
+                self.call(callout.flow_delete_fn, [layer_id, callout_id, context], irql=c.DISPATCH_LEVEL,
+                          what="flowDeleteFn")
+
+    # ---- the I/O manager ----------------------------------------------------
+
+    def driver_entry(self):
+        k = self.kernel
+        self.driver_object = k.alloc(L.DRIVER_OBJECT.size, "DRIVER_OBJECT")
+        name = "\\Driver\\wfpcallout".encode("utf-16-le")
+        registry = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wfpcallout".encode("utf-16-le")
+        strings = k.alloc(len(name) + len(registry) + 64, "driver strings")
+        k.write(strings, name + b"\0\0")
+        k.write(strings + len(name) + 2, registry + b"\0\0")
+        registry_path = k.alloc(L.UNICODE_STRING.size, "RegistryPath")
+        k.write(registry_path, L.UNICODE_STRING.pack(Length=len(registry), MaximumLength=len(registry) + 2,
+                                                    Buffer=strings + len(name) + 2))
+        k.write(self.driver_object, L.DRIVER_OBJECT.pack(
+            Type=c.IO_TYPE_DRIVER, Size=L.DRIVER_OBJECT.size, DriverStart=self.base,
+            DriverSize=self.image_end - self.base, DriverInit=self.entry,
+            **{"DriverName.Length": len(name), "DriverName.MaximumLength": len(name) + 2,
+               "DriverName.Buffer": strings}))
+        k.driver_object = self.driver_object
+        status = self.call(self.entry, [self.driver_object, registry_path], what="DriverEntry") & 0xFFFFFFFF
+        if status != c.STATUS_SUCCESS:
+            raise ScenarioFailure(f"DriverEntry returned {status:#010x}")
+        fields = L.DRIVER_OBJECT.unpack(k.read(self.driver_object, L.DRIVER_OBJECT.size))
+        self.unload_routine = fields["DriverUnload"]
+        table = k.read(self.driver_object + L.DRIVER_OBJECT_MAJOR_FUNCTION, 8 * L.IRP_MJ_FUNCTION_COUNT)
+        self.dispatch = {index: struct.unpack_from("<Q", table, 8 * index)[0]
+                         for index in range(L.IRP_MJ_FUNCTION_COUNT)}
+        device = fields["DeviceObject"]
+        if device not in k.devices:
+            raise ScenarioFailure("DriverEntry returned success without a device object")
+        # The I/O manager clears DO_DEVICE_INITIALIZING after DriverEntry.
+        flags_at = device + L.DEVICE_OBJECT.offset("Flags")
+        flags = struct.unpack("<I", k.read(flags_at, 4))[0]
+        k.write(flags_at, struct.pack("<I", flags & ~c.DO_DEVICE_INITIALIZING))
+        self.device = device
+        return status
+
+    def unload(self):
+        if not self.unload_routine:
+            raise ScenarioFailure("DriverEntry set no DriverUnload")
+        if self.open_files:
+            # The I/O manager defers DriverUnload until every handle is closed.
+            raise ScenarioFailure(f"harness: unload with {len(self.open_files)} handle(s) still open")
+        self.call(self.unload_routine, [self.driver_object], what="DriverUnload")
+
+    def open_file(self):
+        """IRP_MJ_CREATE on the control device: a new file object."""
+        k = self.kernel
+        file_object = k.alloc(L.FILE_OBJECT.size, "FILE_OBJECT")
+        k.write(file_object, L.FILE_OBJECT.pack(Type=c.IO_TYPE_FILE, Size=L.FILE_OBJECT.size,
+                                                DeviceObject=self.device))
+        result = self.irp(c.IRP_MJ_CREATE, file_object)
+        if result["status"] != c.STATUS_SUCCESS:
+            raise ScenarioFailure(f"IRP_MJ_CREATE completed with {result['status']:#010x}")
+        self.open_files.add(file_object)
+        return file_object
+
+    def cleanup_file(self, file_object):
+        result = self.irp(c.IRP_MJ_CLEANUP, file_object)
+        if result["status"] != c.STATUS_SUCCESS:
+            raise ScenarioFailure(f"IRP_MJ_CLEANUP completed with {result['status']:#010x}")
+
+    def close_file(self, file_object):
+        result = self.irp(c.IRP_MJ_CLOSE, file_object)
+        if result["status"] != c.STATUS_SUCCESS:
+            raise ScenarioFailure(f"IRP_MJ_CLOSE completed with {result['status']:#010x}")
+        self.open_files.discard(file_object)
+        self.kernel.free(file_object)
+
+    def ioctl(self, file_object, code, input_bytes=b"", output_length=0):
+        """IRP_MJ_DEVICE_CONTROL, METHOD_BUFFERED: the input is copied into
+        a system buffer as long as the longer of the two buffers."""
+        return self.irp(c.IRP_MJ_DEVICE_CONTROL, file_object, code, bytes(input_bytes), output_length)
+
+    def irp(self, major, file_object, code=0, input_bytes=b"", output_length=0):
+        k = self.kernel
+        routine = self.dispatch.get(major, 0)
+        if not routine:
+            raise ScenarioFailure(f"no dispatch routine for IRP_MJ {major:#x}")
+        memory = []
+        irp = k.alloc(L.IRP.size + L.IO_STACK_LOCATION.size, "IRP")
+        memory.append(irp)
+        system_buffer = 0
+        length = max(len(input_bytes), output_length)
+        if length:
+            system_buffer = k.alloc(length, "SystemBuffer")
+            memory.append(system_buffer)
+            # What a previous user of the pool left there, then the input.
+            k.write(system_buffer, b"\xab" * length)
+            k.write(system_buffer, input_bytes)
+        location = irp + L.IRP.size
+        k.write(irp, L.IRP.pack(Type=c.IO_TYPE_IRP, Size=L.IRP.size + L.IO_STACK_LOCATION.size,
+                                **{"AssociatedIrp.SystemBuffer": system_buffer, "StackCount": 1,
+                                   "CurrentLocation": 1, "RequestorMode": 1,
+                                   "IoStatus.Status": 0x7EADBEEF, "IoStatus.Information": 0x5EAD,
+                                   "Tail.Overlay.CurrentStackLocation": location,
+                                   "Tail.Overlay.OriginalFileObject": file_object}))
+        k.write(location, L.IO_STACK_LOCATION.pack(
+            MajorFunction=major, DeviceObject=self.device, FileObject=file_object,
+            **{"Parameters.DeviceIoControl.OutputBufferLength": output_length,
+               "Parameters.DeviceIoControl.InputBufferLength": len(input_bytes),
+               "Parameters.DeviceIoControl.IoControlCode": code}))
+        record = {"completed": False, "system_buffer": system_buffer, "output_length": output_length,
+                  "memory": memory}
+        k.current_irps[irp] = record
+        returned = self.call(routine, [self.device, irp], what=f"IRP_MJ {major:#x} dispatch") & 0xFFFFFFFF
+        del k.current_irps[irp]
+        if not record["completed"]:
+            raise ScenarioFailure(f"IRP_MJ {major:#x}: the dispatch routine returned {returned:#010x} "
+                                  "without completing the IRP")
+        if returned != record["status"]:
+            raise ScenarioFailure(f"IRP_MJ {major:#x}: returned {returned:#010x} but completed with "
+                                  f"{record['status']:#010x}")
+        return record
+
+    # ---- the filter engine --------------------------------------------------
+
+    def registered(self):
+        """{callout key: Callout} of the registered callouts."""
+        return {co.key: co for co in self.wfp.callouts.values()}
+
+    def make_filter(self, policy, callout_key=c.CALLOUT_CONNECT_V4, fwpm_flags=0, raw_context=0,
+                    context_type=c.FWPM_GENERAL_CONTEXT, weight=10):
+        filter_id = self.next_filter_id
+        self.next_filter_id += 1
+        provider_context = None
+        if policy is not None:
+            provider_context = ProviderContext(f"6a1d0000-0000-4000-8000-{filter_id:012x}", self.next_luid,
+                                               bytes(policy), context_type)
+            self.next_luid += 1
+            fwpm_flags |= c.FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT
+        layer_key = c.CALLOUTS[callout_key][0]
+        key = guid_bytes(f"f11e0000-0000-4000-8000-{filter_id:012x}")
+        return Filter(filter_id, key, layer_key, callout_key, provider_context, fwpm_flags, raw_context,
+                      c.SUBLAYER_KEY, weight)
+
+    def add_preexisting(self, f):
+        """A filter that names our callout before the driver loads (a
+        persistent filter from an earlier load): no ADD notify will come."""
+        self.wfp.filters[f.id] = f
+        f.live = True
+        if f.provider_context is not None:
+            self.wfp.provider_contexts[f.provider_context.key] = f.provider_context
+
+    def materialize(self, f, context_value):
+        """The engine's run-time FWPS_FILTER2 for ``f``, as notifyFn and
+        classifyFn see it, with ``context`` as given."""
+        k = self.kernel
+        callout = self.registered().get(f.callout_key)
+        if callout is None:
+            raise ScenarioFailure(f"callout {f.callout_key} is not registered")
+        managed = self.wfp.mgmt_callouts.get(f.callout_key, {})
+        provider_context_address = 0
+        size = L.FWPS_FILTER2.size
+        if f.provider_context is not None:
+            size += L.FWPM_PROVIDER_CONTEXT2.size + L.FWP_BYTE_BLOB.size + len(f.provider_context.data)
+        address = k.alloc(size, "FWPS_FILTER2")
+        f.memory.append(address)
+        # The engine fills providerContext only for callouts added with
+        # FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT (WFP-SEMANTICS, section 6).
+        if f.provider_context is not None and managed.get("flags", 0) & c.FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT:
+            provider_context_address = address + L.FWPS_FILTER2.size
+            self.wfp.write_provider_context(provider_context_address, f.provider_context)
+        fwps_flags = c.FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT if f.fwpm_flags & c.FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT else 0
+        k.write(address, L.FWPS_FILTER2.pack(
+            filterId=f.id, flags=fwps_flags, subLayerWeight=0x8000, numFilterConditions=0, filterCondition=0,
+            context=context_value, providerContext=provider_context_address,
+            **{"weight.type": c.FWP_UINT64, "weight.value": f.weight,
+               "action.type": c.FWP_ACTION_CALLOUT_TERMINATING, "action.calloutId": callout.id}))
+        f.fwps = address
+        return callout
+
+    def release_filter_memory(self, f):
+        for address in f.memory:
+            self.kernel.free(address)
+        f.memory = []
+        f.fwps = 0
+
+    def notify(self, notify_type, f, filter_key=True, irql=c.PASSIVE_LEVEL):
+        callout = self.registered()[f.callout_key]
+        key_address = 0
+        if filter_key:
+            key_address = self.kernel.alloc(16, "filterKey")
+            self.kernel.write(key_address, f.key)
+        status = self.call(callout.notify_fn, [notify_type, key_address, f.fwps], irql=irql,
+                           what="notifyFn") & 0xFFFFFFFF
+        if key_address:
+            self.kernel.free(key_address)
+        return status
+
+    def add_filter(self, f, irql=c.PASSIVE_LEVEL):
+        """FwpmFilterAdd0 as the engine runs it: the ADD notify (context
+        starts as the provider context's LUID, or rawContext), then the
+        filter is live unless notify vetoed it. Returns the notify status."""
+        initial = f.provider_context.luid if f.provider_context is not None else f.raw_context
+        self.materialize(f, initial)
+        status = self.notify(c.FWPS_CALLOUT_NOTIFY_ADD_FILTER, f, irql=irql)
+        if c.nt_success(status):
+            self.wfp.filters[f.id] = f
+            f.live = True
+            if f.provider_context is not None:
+                self.wfp.provider_contexts[f.provider_context.key] = f.provider_context
+        else:
+            self.release_filter_memory(f)
+        return status
+
+    def filter_context(self, f):
+        return L.FWPS_FILTER2.unpack(self.kernel.read(f.fwps, L.FWPS_FILTER2.size))["context"]
+
+    def delete_filter(self, f, irql=c.PASSIVE_LEVEL):
+        """FwpmFilterDeleteById0: the DELETE notify (filterKey NULL), then
+        the filter is gone whatever notify returned."""
+        if not f.fwps:
+            self.materialize(f, f.raw_context)
+        status = self.notify(c.FWPS_CALLOUT_NOTIFY_DELETE_FILTER, f, filter_key=False, irql=irql)
+        self.wfp.filters.pop(f.id, None)
+        f.live = False
+        self.release_filter_memory(f)
+        return status
+
+    def classify(self, f, connection, rights=c.FWPS_RIGHT_ACTION_WRITE, reauthorization=False,
+                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL):
+        """classifyFn at ALE_AUTH_CONNECT_V4 for ``f`` (which must be live
+        and materialized). Returns what classify wrote, and whether it pended."""
+        k = self.kernel
+        conn = connection if isinstance(connection, dict) else connection.as_dict()
+        callout = self.registered().get(f.callout_key)
+        if callout is None:
+            raise ScenarioFailure("classify: the filter's callout is not registered")
+        if not f.fwps:
+            raise ScenarioFailure("classify: the engine never showed this filter to the callout")
+        count = c.CONNECT_V4_VALUE_COUNT
+        memory = k.alloc(L.FWPS_INCOMING_VALUES0.size + 16 * count + L.FWPS_INCOMING_METADATA_VALUES0.size
+                         + L.FWPS_CLASSIFY_OUT0.size, "classify")
+        values = memory
+        array = values + L.FWPS_INCOMING_VALUES0.size
+        metadata = array + 16 * count
+        out = metadata + L.FWPS_INCOMING_METADATA_VALUES0.size
+        entries = [L.FWP_VALUE0.pack(type=c.FWP_EMPTY)] * count
+        entries[c.FIELD_IP_LOCAL_ADDRESS] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=int(conn["local"]))
+        entries[c.FIELD_IP_LOCAL_PORT] = L.FWP_VALUE0.pack(type=c.FWP_UINT16, uint16=conn["local_port"])
+        entries[c.FIELD_IP_PROTOCOL] = L.FWP_VALUE0.pack(type=c.FWP_UINT8, uint8=conn["protocol"])
+        entries[c.FIELD_IP_REMOTE_ADDRESS] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=int(conn["remote"]))
+        entries[c.FIELD_IP_REMOTE_PORT] = L.FWP_VALUE0.pack(type=c.FWP_UINT16, uint16=conn["remote_port"])
+        flags = c.FWP_CONDITION_FLAG_IS_REAUTHORIZE if reauthorization else 0
+        entries[c.FIELD_CONNECT_FLAGS] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=flags)
+        k.write(array, b"".join(entries))
+        k.write(values, L.FWPS_INCOMING_VALUES0.pack(layerId=conn["layer_id"], valueCount=count,
+                                                     incomingValue=array))
+        handle = 0xFFFF_D000_0000_0000 + 0x10 * next(self.connection_handles) if completion_handle else 0
+        present = c.FWPS_METADATA_FIELD_PROCESS_ID | (c.FWPS_METADATA_FIELD_COMPLETION_HANDLE if handle else 0)
+        k.write(metadata, L.FWPS_INCOMING_METADATA_VALUES0.pack(
+            currentMetadataValues=present, processId=conn["process_id"], completionHandle=handle))
+        k.write(out, L.FWPS_CLASSIFY_OUT0.pack(actionType=0, rights=rights, flags=0))
+        before = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
+        progress = {"completion_handle": handle, "has_completion_handle": bool(handle),
+                    "reauthorization": reauthorization, "pended": None, "filter": f, "connection": conn}
+        k.processor = processor
+        k.classify_in_progress = progress
+        try:
+            self.call(callout.classify_fn, [values, metadata, 0, 0, f.fwps, 0, out], irql=irql,
+                      what="classifyFn")
+        finally:
+            k.classify_in_progress = None
+        after = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
+        if after != before:
+            raise ScenarioFailure("classifyFn wrote to its const inputs (incoming values, metadata or filter)")
+        result = L.FWPS_CLASSIFY_OUT0.unpack(k.read(out, L.FWPS_CLASSIFY_OUT0.size))
+        k.free(memory)
+        result["pended"] = progress["pended"]
+        if progress["pended"] is not None:
+            ok = (result["actionType"] == c.FWP_ACTION_BLOCK and result["flags"] & c.FWPS_CLASSIFY_OUT_FLAG_ABSORB
+                  and not result["rights"] & c.FWPS_RIGHT_ACTION_WRITE)
+            if not ok:
+                raise ScenarioFailure(f"a pended classify must answer BLOCK + ABSORB with the write right "
+                                      f"cleared, got {describe(result)}")
+        return result
+
+    # ---- end-of-run checks --------------------------------------------------
+
+    def check_clean(self):
+        """After unload: nothing of the driver's is left anywhere."""
+        k, w = self.kernel, self.wfp
+        problems = []
+        usage = k.pool_in_use()
+        if usage:
+            problems.append("pool leak: " + ", ".join(f"{t} {n} block(s) {b} bytes" for t, (n, b) in
+                                                       sorted(usage.items())))
+        if w.callouts:
+            problems.append(f"{len(w.callouts)} callout(s) still registered")
+        if w.sessions:
+            problems.append(f"{len(w.sessions)} engine session(s) still open")
+        if w.enums:
+            problems.append(f"{len(w.enums)} enumeration handle(s) still open")
+        if w.engine_memory:
+            problems.append("engine memory not freed: " + ", ".join(sorted(set(w.engine_memory.values()))))
+        if w.outstanding_pends():
+            problems.append(f"{len(w.outstanding_pends())} pended operation(s) never completed")
+        if w.flow_contexts:
+            problems.append(f"{len(w.flow_contexts)} flow context(s) still associated")
+        if w.injection_handles:
+            problems.append(f"{len(w.injection_handles)} injection handle(s) not destroyed")
+        if k.devices:
+            problems.append("device object not deleted")
+        if k.held:
+            problems.append(f"spin locks held: {k.held}")
+        if problems:
+            raise ScenarioFailure("after unload: " + "; ".join(problems))
+
+
+def describe(result):
+    action = c.ACTION_NAMES.get(result["actionType"], f"{result['actionType']:#x}")
+    parts = [action, f"rights={result['rights']:#x}"]
+    if result["flags"]:
+        parts.append(f"flags={result['flags']:#x}")
+    if result.get("pended") is not None:
+        parts.append("pended")
+    return " ".join(parts)

@@ -1,0 +1,477 @@
+"""The kernel the image runs against: every ntoskrnl.exe and fwpkclnt.sys
+export the image imports, played by the harness, each checking what it is
+given.
+
+Speakeasy calls :meth:`Kernel.dispatch` for every imported function (one
+wildcard API hook). A name not in :attr:`Kernel.apis` fails the run with
+that name; so do a broken rule (IRQL, pool tag, lock order, handle, double
+completion...) and a driver bugcheck. The first failure stops emulation;
+the scenario then reports it.
+"""
+
+import collections
+import re
+import struct
+
+from . import constants as c
+from . import layouts as L
+
+PAGE = 0x1000
+CANARY = b"\xfd" * 16  # written after every pool block, checked on free
+UNINITIALIZED_FILL = 0xC1  # what POOL_FLAG_UNINITIALIZED blocks start as
+
+
+class HarnessStop(Exception):
+    """Raised inside a hook after a failure is recorded: stops emulation."""
+
+
+def _round_up(value, to):
+    return (value + to - 1) // to * to
+
+
+def tag_name(tag):
+    return tag.to_bytes(4, "little").decode("latin-1")
+
+
+class PoolBlock:
+    def __init__(self, address, size, tag, flags, map_base):
+        self.address = address
+        self.size = size
+        self.tag = tag
+        self.flags = flags
+        self.map_base = map_base
+
+
+class Kernel:
+    """ntoskrnl's and the I/O manager's side; :attr:`wfp` is fwpkclnt's."""
+
+    def __init__(self, se, printer):
+        self.se = se
+        self.emu = None  # set once the image is loaded
+        self.printer = printer
+        self.failures = []
+        self.irql = c.PASSIVE_LEVEL
+        self.clock = 1000 * 10_000_000  # 100-ns ticks: 1000 s after boot
+        self.processor = 0
+        self.processor_count = 4
+        self.api_counts = collections.Counter()
+        self.driver_lines = []
+        # pool
+        self.pool = {}
+        self.freed = {}
+        self.pool_allocated = collections.Counter()
+        self.pool_freed = collections.Counter()
+        self.fail_allocations = collections.Counter()  # tag -> how many to refuse
+        # spin locks: address -> {"exclusive": bool, "shared": int, "value": int}
+        self.locks = {}
+        self.held = []  # (lock address, "exclusive"/"shared")
+        # I/O manager
+        self.driver_object = 0
+        self.devices = {}
+        self.deleted_devices = set()
+        self.current_irps = {}  # IRP address -> completion record or None
+        # set by the harness around a classify, for FwpsPendOperation0
+        self.classify_in_progress = None
+        from .wfp import WfpEngine
+
+        self.wfp = WfpEngine(self)
+        self.apis = {
+            # pool
+            "ExAllocatePool2": (self.ExAllocatePool2, 3),
+            "ExFreePoolWithTag": (self.ExFreePoolWithTag, 2),
+            # spin locks
+            "ExAcquireSpinLockExclusive": (self.ExAcquireSpinLockExclusive, 1),
+            "ExReleaseSpinLockExclusive": (self.ExReleaseSpinLockExclusive, 2),
+            "ExAcquireSpinLockShared": (self.ExAcquireSpinLockShared, 1),
+            "ExReleaseSpinLockShared": (self.ExReleaseSpinLockShared, 2),
+            # time, processors, waiting
+            "KeQueryUnbiasedInterruptTime": (self.KeQueryUnbiasedInterruptTime, 0),
+            "KeGetCurrentProcessorNumberEx": (self.KeGetCurrentProcessorNumberEx, 1),
+            "KeQueryActiveProcessorCountEx": (self.KeQueryActiveProcessorCountEx, 1),
+            "KeDelayExecutionThread": (self.KeDelayExecutionThread, 3),
+            # debug output, bugcheck
+            "DbgPrintEx": (self.DbgPrintEx, 3),
+            "KeBugCheckEx": (self.KeBugCheckEx, 5),
+            # C memory functions
+            "memcpy": (self.memcpy, 3),
+            "memmove": (self.memmove, 3),
+            "memset": (self.memset, 3),
+            "memcmp": (self.memcmp, 3),
+            # I/O manager
+            "IoCreateDevice": (self.IoCreateDevice, 7),
+            "IoDeleteDevice": (self.IoDeleteDevice, 1),
+            "IofCompleteRequest": (self.IofCompleteRequest, 2),
+        }
+        self.apis.update(self.wfp.apis())
+
+    # ---- plumbing -----------------------------------------------------------
+
+    def fail(self, message):
+        """Records a failure and stops emulation (raises :class:`HarnessStop`)."""
+        self.failures.append(message)
+        raise HarnessStop(message)
+
+    def check(self, condition, message):
+        if not condition:
+            self.fail(message)
+
+    def dispatch(self, emu, api_name, orig, argv):
+        """The one API hook: every import the image calls lands here."""
+        name = api_name.split(".", 1)[-1]
+        entry = self.apis.get(name)
+        if entry is None:
+            self.fail(f"unsupported API {api_name}")
+        handler, argc = entry
+        # At an import's first instruction the caller's `call` has pushed the
+        # return address: rsp + 8 must be 16-byte aligned (Windows x64 ABI).
+        # unicorn does not fault on a misaligned movaps, so this is checked.
+        rsp = self.emu.reg_read("rsp")
+        if (rsp + 8) % 16:
+            self.fail(f"{api_name} called with a misaligned stack (rsp {rsp:#x})")
+        args = self.read_args(argc)
+        self.api_counts[name] += 1
+        result = handler(*args)
+        return 0 if result is None else result
+
+    def read_args(self, argc):
+        regs = [self.emu.reg_read(r) for r in ("rcx", "rdx", "r8", "r9")]
+        args = regs[:argc]
+        if argc > 4:
+            rsp = self.emu.reg_read("rsp")
+            for index in range(4, argc):
+                args.append(self.read_u64(rsp + 8 + 8 * index))
+        return args
+
+    def read(self, address, size, what="memory"):
+        if size == 0:
+            return b""
+        try:
+            return bytes(self.se.mem_read(address, size))
+        except Exception:
+            self.fail(f"{what}: {size} bytes at {address:#x} are not readable")
+
+    def write(self, address, data, what="memory"):
+        if not data:
+            return
+        try:
+            self.se.mem_write(address, bytes(data))
+        except Exception:
+            self.fail(f"{what}: {len(data)} bytes at {address:#x} are not writable")
+
+    def read_u64(self, address, what="memory"):
+        return struct.unpack("<Q", self.read(address, 8, what))[0]
+
+    def write_u64(self, address, value, what="memory"):
+        self.write(address, struct.pack("<Q", value), what)
+
+    def read_wide(self, address, max_chars=512):
+        data = self.read(address, 2 * max_chars, "UTF-16 string")
+        for index in range(0, len(data), 2):
+            if data[index:index + 2] == b"\0\0":
+                return data[:index].decode("utf-16-le")
+        self.fail(f"UTF-16 string at {address:#x} is not terminated within {max_chars} characters")
+
+    def read_cstring(self, address, limit=1024):
+        out = bytearray()
+        while len(out) < limit:
+            byte = self.read(address + len(out), 1, "string")
+            if byte == b"\0":
+                return bytes(out)
+            out += byte
+        self.fail(f"string at {address:#x} is not NUL-terminated within {limit} bytes")
+
+    def alloc(self, size, tag):
+        """Harness-owned memory on pages of its own (so freeing unmaps it)."""
+        address = self.emu.mem_map(_round_up(max(size, 1), PAGE), tag=f"emu.wfpemu.{tag}")
+        return address
+
+    def free(self, address):
+        self.emu.mem_free(address)
+
+    def require_irql(self, at_most, api):
+        if self.irql > at_most:
+            self.fail(f"{api} called at IRQL {self.irql} (allowed: <= {at_most})")
+
+    def require_no_lock(self, api):
+        if self.held:
+            locks = ", ".join(f"{a:#x} ({m})" for a, m in self.held)
+            self.fail(f"{api} called while holding spin lock(s) {locks}")
+
+    # ---- pool ---------------------------------------------------------------
+
+    def ExAllocatePool2(self, flags, size, tag):
+        kinds = flags & (c.POOL_FLAG_NON_PAGED | c.POOL_FLAG_PAGED | c.POOL_FLAG_NON_PAGED_EXECUTE)
+        if kinds not in (c.POOL_FLAG_NON_PAGED, c.POOL_FLAG_PAGED, c.POOL_FLAG_NON_PAGED_EXECUTE):
+            self.fail(f"ExAllocatePool2: flags {flags:#x} name no single pool type")
+        known = (c.POOL_FLAG_USE_QUOTA | c.POOL_FLAG_UNINITIALIZED | c.POOL_FLAG_CACHE_ALIGNED
+                 | c.POOL_FLAG_RAISE_ON_FAILURE | kinds)
+        self.check(flags & ~known == 0, f"ExAllocatePool2: unknown flags {flags & ~known:#x}")
+        self.check(kinds != c.POOL_FLAG_NON_PAGED_EXECUTE, "ExAllocatePool2: executable pool requested")
+        self.require_irql(c.APC_LEVEL if kinds == c.POOL_FLAG_PAGED else c.DISPATCH_LEVEL, "ExAllocatePool2")
+        name = tag_name(tag)
+        self.check(name in c.POOL_TAGS, f"ExAllocatePool2: pool tag {name!r} is not one the driver documents")
+        self.check(0 < size <= 1 << 24, f"ExAllocatePool2({name!r}): size {size}")
+        if self.fail_allocations[name] > 0:
+            self.fail_allocations[name] -= 1
+            return 0
+        map_base = self.alloc(size + len(CANARY), f"pool.{name}")
+        address = map_base
+        if flags & c.POOL_FLAG_UNINITIALIZED:
+            self.write(address, bytes([UNINITIALIZED_FILL]) * size)
+        self.write(address + size, CANARY)
+        self.pool[address] = PoolBlock(address, size, tag, flags, map_base)
+        self.freed.pop(address, None)
+        self.pool_allocated[name] += 1
+        return address
+
+    def ExFreePoolWithTag(self, address, tag):
+        self.require_irql(c.DISPATCH_LEVEL, "ExFreePoolWithTag")
+        block = self.pool.get(address)
+        if block is None:
+            if address in self.freed:
+                self.fail(f"ExFreePoolWithTag: double free of {address:#x} (tag {self.freed[address]!r})")
+            self.fail(f"ExFreePoolWithTag: {address:#x} is not a pool block")
+        if block.tag != tag:
+            self.fail(f"ExFreePoolWithTag: {address:#x} was allocated with tag {tag_name(block.tag)!r}, "
+                      f"freed with {tag_name(tag)!r}")
+        self.check_canary(block, "ExFreePoolWithTag")
+        del self.pool[address]
+        self.freed[address] = tag_name(tag)
+        self.pool_freed[tag_name(tag)] += 1
+        self.free(block.map_base)
+
+    def check_canary(self, block, when):
+        if self.read(block.address + block.size, len(CANARY)) != CANARY:
+            self.fail(f"{when}: pool block {block.address:#x} ({tag_name(block.tag)!r}, {block.size} bytes) "
+                      "was written past its end")
+
+    def pool_in_use(self):
+        """Live pool blocks by tag: {tag: (count, bytes)}."""
+        usage = {}
+        for block in self.pool.values():
+            count, size = usage.get(tag_name(block.tag), (0, 0))
+            usage[tag_name(block.tag)] = (count + 1, size + block.size)
+        return usage
+
+    def pool_block_at(self, address):
+        """The live pool block that contains ``address``, if any."""
+        for block in self.pool.values():
+            if block.address <= address < block.address + block.size:
+                return block
+        return None
+
+    # ---- spin locks ---------------------------------------------------------
+
+    def _lock(self, address, api):
+        self.check(address % 4 == 0, f"{api}: lock {address:#x} is not 4-byte aligned")
+        value = struct.unpack("<i", self.read(address, 4, f"{api} lock"))[0]
+        state = self.locks.setdefault(address, {"exclusive": False, "shared": 0})
+        expected = (-0x80000000 if state["exclusive"] else 0) + state["shared"]
+        self.check(value == expected, f"{api}: lock word at {address:#x} is {value:#x}, not {expected:#x}: "
+                   "modified outside the ExXxxSpinLock functions")
+        return state
+
+    def _store_lock(self, address, state):
+        value = (-0x80000000 if state["exclusive"] else 0) + state["shared"]
+        self.write(address, struct.pack("<i", value))
+
+    def _acquire(self, address, mode, api):
+        self.require_irql(c.DISPATCH_LEVEL, api)
+        state = self._lock(address, api)
+        if any(held == address for held, _ in self.held):
+            self.fail(f"{api}: recursive acquire of spin lock {address:#x} (a deadlock)")
+        old = self.irql
+        self.irql = max(self.irql, c.DISPATCH_LEVEL)
+        if mode == "exclusive":
+            state["exclusive"] = True
+        else:
+            state["shared"] += 1
+        self._store_lock(address, state)
+        self.held.append((address, mode))
+        return old
+
+    def _release(self, address, old_irql, mode, api):
+        state = self._lock(address, api)
+        if (address, mode) not in self.held:
+            self.fail(f"{api}: spin lock {address:#x} is not held {mode}")
+        self.check(self.irql == c.DISPATCH_LEVEL, f"{api}: released at IRQL {self.irql}")
+        self.check(old_irql <= c.DISPATCH_LEVEL, f"{api}: old IRQL {old_irql}")
+        if mode == "exclusive":
+            state["exclusive"] = False
+        else:
+            state["shared"] -= 1
+        self._store_lock(address, state)
+        index = len(self.held) - 1 - self.held[::-1].index((address, mode))
+        del self.held[index]
+        self.irql = old_irql & 0xFF
+
+    def ExAcquireSpinLockExclusive(self, lock):
+        return self._acquire(lock, "exclusive", "ExAcquireSpinLockExclusive")
+
+    def ExReleaseSpinLockExclusive(self, lock, old_irql):
+        self._release(lock, old_irql & 0xFF, "exclusive", "ExReleaseSpinLockExclusive")
+
+    def ExAcquireSpinLockShared(self, lock):
+        return self._acquire(lock, "shared", "ExAcquireSpinLockShared")
+
+    def ExReleaseSpinLockShared(self, lock, old_irql):
+        self._release(lock, old_irql & 0xFF, "shared", "ExReleaseSpinLockShared")
+
+    # ---- time, processors ---------------------------------------------------
+
+    def KeQueryUnbiasedInterruptTime(self):
+        return self.clock
+
+    def KeGetCurrentProcessorNumberEx(self, number):
+        if number:
+            self.write(number, L.PROCESSOR_NUMBER.pack(Group=0, Number=self.processor), "PROCESSOR_NUMBER")
+        return self.processor
+
+    def KeQueryActiveProcessorCountEx(self, group):
+        group &= 0xFFFF
+        self.check(group in (0, c.ALL_PROCESSOR_GROUPS), f"KeQueryActiveProcessorCountEx: group {group}")
+        return self.processor_count
+
+    def KeDelayExecutionThread(self, wait_mode, alertable, interval):
+        self.require_irql(c.PASSIVE_LEVEL if alertable & 0xFF else c.APC_LEVEL, "KeDelayExecutionThread")
+        self.require_no_lock("KeDelayExecutionThread")
+        self.check(wait_mode & 0xFF in (0, 1), f"KeDelayExecutionThread: wait mode {wait_mode}")
+        value = struct.unpack("<q", self.read(interval, 8, "KeDelayExecutionThread interval"))[0]
+        if value < 0:
+            self.clock += -value
+        else:
+            self.clock = max(self.clock, value)
+        return c.STATUS_SUCCESS
+
+    # ---- debug output, bugcheck ---------------------------------------------
+
+    _FORMAT = re.compile(rb"%(%|-?[0-9]*(?:l|ll|I64|z)?[sdiuxXpc])")
+
+    def DbgPrintEx(self, component, level, fmt):
+        self.require_irql(0x1F, "DbgPrintEx")
+        template = self.read_cstring(fmt)
+        rsp = self.emu.reg_read("rsp")
+        next_arg = [3]
+
+        def arg():
+            index = next_arg[0]
+            next_arg[0] += 1
+            return self.emu.reg_read("r9") if index == 3 else self.read_u64(rsp + 8 + 8 * index)
+
+        def replace(match):
+            spec = match.group(1)
+            if spec == b"%":
+                return b"%"
+            kind = spec[-1:]
+            if kind == b"s":
+                return self.read_cstring(arg())
+            if kind == b"c":
+                return bytes([arg() & 0xFF])
+            value = arg()
+            if b"l" not in spec and b"I64" not in spec and b"z" not in spec and kind != b"p":
+                value &= 0xFFFFFFFF
+            if kind in (b"d", b"i"):
+                bits = 32 if value < 1 << 32 else 64
+                value = value - (1 << bits) if value >> (bits - 1) else value
+                return str(value).encode()
+            if kind == b"u":
+                return str(value).encode()
+            if kind == b"p":
+                return f"{value:016X}".encode()
+            return (f"{value:x}" if kind == b"x" else f"{value:X}").encode()
+
+        leftover = self._FORMAT.sub(b"", template)
+        self.check(b"%" not in leftover, f"DbgPrintEx: unsupported format {template!r}")
+        text = self._FORMAT.sub(replace, template).decode("utf-8", "replace")
+        for line in text.rstrip("\n").split("\n"):
+            self.driver_lines.append((component, level, line))
+            self.printer(line)
+        return c.STATUS_SUCCESS
+
+    def KeBugCheckEx(self, code, p1, p2, p3, p4):
+        name = (code & 0xFFFFFFFF).to_bytes(4, "big").decode("latin-1")
+        self.fail(f"KeBugCheckEx({code & 0xFFFFFFFF:#010x} {name!r}, {p1:#x}, {p2:#x}, {p3:#x}, {p4:#x}): "
+                  "the driver stopped the system")
+
+    # ---- C memory functions -------------------------------------------------
+
+    def memcpy(self, dest, src, count):
+        if count and dest != src and (dest < src + count and src < dest + count):
+            self.fail(f"memcpy: overlapping ranges {dest:#x} and {src:#x} ({count} bytes)")
+        self.write(dest, self.read(src, count, "memcpy source"), "memcpy destination")
+        return dest
+
+    def memmove(self, dest, src, count):
+        self.write(dest, self.read(src, count, "memmove source"), "memmove destination")
+        return dest
+
+    def memset(self, dest, value, count):
+        self.write(dest, bytes([value & 0xFF]) * count, "memset destination")
+        return dest
+
+    def memcmp(self, lhs, rhs, count):
+        a, b = self.read(lhs, count), self.read(rhs, count)
+        for x, y in zip(a, b):
+            if x != y:
+                return (x - y) & 0xFFFFFFFF
+        return 0
+
+    # ---- I/O manager --------------------------------------------------------
+
+    def IoCreateDevice(self, driver, extension_size, name, device_type, characteristics, exclusive, out):
+        self.require_irql(c.PASSIVE_LEVEL, "IoCreateDevice")
+        self.check(driver == self.driver_object, f"IoCreateDevice: {driver:#x} is not our DRIVER_OBJECT")
+        string = L.UNICODE_STRING.unpack(self.read(name, 16, "IoCreateDevice name"))
+        self.check(string["Length"] % 2 == 0 and string["Length"] <= string["MaximumLength"],
+                   f"IoCreateDevice: UNICODE_STRING lengths {string['Length']}/{string['MaximumLength']}")
+        text = self.read(string["Buffer"], string["Length"], "IoCreateDevice name buffer").decode("utf-16-le")
+        self.check(text == c.DEVICE_NAME, f"IoCreateDevice: name {text!r}, expected {c.DEVICE_NAME!r}")
+        self.check(device_type & 0xFFFFFFFF == c.FILE_DEVICE_NETWORK, f"IoCreateDevice: type {device_type:#x}")
+        self.check(characteristics & c.FILE_DEVICE_SECURE_OPEN, "IoCreateDevice without FILE_DEVICE_SECURE_OPEN")
+        if any(d["name"] == text for d in self.devices.values()):
+            return c.STATUS_OBJECT_NAME_COLLISION
+        device = self.alloc(L.DEVICE_OBJECT_SIZE + extension_size, "device")
+        self.write(device, L.DEVICE_OBJECT.pack(
+            Type=c.IO_TYPE_DEVICE, Size=L.DEVICE_OBJECT_SIZE + extension_size, DriverObject=driver,
+            Flags=c.DO_DEVICE_INITIALIZING, Characteristics=characteristics & 0xFFFFFFFF,
+            DeviceType=device_type & 0xFFFFFFFF,
+            DeviceExtension=device + L.DEVICE_OBJECT_SIZE if extension_size else 0))
+        self.write_u64(self.driver_object + L.DRIVER_OBJECT.offset("DeviceObject"), device)
+        self.devices[device] = {"name": text}
+        self.write_u64(out, device, "IoCreateDevice DeviceObject out-pointer")
+        return c.STATUS_SUCCESS
+
+    def IoDeleteDevice(self, device):
+        self.require_irql(c.PASSIVE_LEVEL, "IoDeleteDevice")
+        if device in self.deleted_devices:
+            self.fail(f"IoDeleteDevice: {device:#x} deleted twice")
+        self.check(device in self.devices, f"IoDeleteDevice: {device:#x} is not a device we created")
+        self.check(not self.wfp.callouts_of_device(device),
+                   "IoDeleteDevice while callouts registered with the device are still registered")
+        del self.devices[device]
+        self.deleted_devices.add(device)
+        self.write_u64(self.driver_object + L.DRIVER_OBJECT.offset("DeviceObject"), 0)
+        self.free(device)
+
+    def IofCompleteRequest(self, irp, boost):
+        self.require_irql(c.DISPATCH_LEVEL, "IofCompleteRequest")
+        self.require_no_lock("IofCompleteRequest")
+        record = self.current_irps.get(irp)
+        if record is None:
+            self.fail(f"IofCompleteRequest: {irp:#x} is not an IRP in progress")
+        if record["completed"]:
+            self.fail(f"IofCompleteRequest: IRP {irp:#x} completed twice")
+        fields = L.IRP.unpack(self.read(irp, L.IRP.size, "IRP"))
+        status = fields["IoStatus.Status"] & 0xFFFFFFFF
+        information = fields["IoStatus.Information"]
+        self.check(status != c.STATUS_PENDING, "IofCompleteRequest with STATUS_PENDING")
+        self.check(information <= record["output_length"],
+                   f"IofCompleteRequest: Information {information} exceeds the output length "
+                   f"{record['output_length']}")
+        record.update(completed=True, status=status, information=information, boost=boost & 0xFF,
+                      output=self.read(record["system_buffer"], information) if information else b"")
+        # The IRP is the I/O manager's again: any later access by the driver
+        # hits unmapped memory and fails the run.
+        for address in record["memory"]:
+            self.free(address)
+        return None

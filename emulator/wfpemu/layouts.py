@@ -1,0 +1,325 @@
+"""x64 (MSVC ABI) layouts of every structure the harness builds or reads.
+
+The harness never takes a layout from the driver's Rust code: these are the
+documented layouts, written down independently, so that a wrong offset on
+either side shows up as a failed scenario.
+
+Sources:
+
+* WFP (``FWPS_*``, ``FWP_*``, ``FWPM_*``): the project's layout table
+  (``fwps-layout/LAYOUTS.md`` in the shared notes), produced by clang with
+  ``-target x86_64-pc-windows-msvc`` from Microsoft's documented
+  definitions (fwpsk.h / fwpstypes.h) and from mingw-w64's fwptypes.h /
+  fwpmtypes.h.  ``FWPM_PROVIDER0`` and ``FWPM_SUBLAYER0``, which the table
+  does not list, come from mingw-w64's fwpmtypes.h laid out the same way.
+* I/O manager (``DRIVER_OBJECT``, ``IRP``, ``IO_STACK_LOCATION``,
+  ``DEVICE_OBJECT``, ``FILE_OBJECT``, ``UNICODE_STRING``,
+  ``PROCESSOR_NUMBER``): Microsoft's wdm.h definitions as shown on the DDI
+  reference pages, with offsets checked by clang
+  (``-target x86_64-pc-windows-msvc``) against mingw-w64's ddk/wdm.h.
+"""
+
+import struct
+import uuid
+
+
+class Layout:
+    """A fixed-size structure: named fields at byte offsets.
+
+    ``fields`` maps a name to ``(offset, struct format)``; formats are
+    little-endian ``struct`` codes, or ``"16s"``-style byte strings (GUIDs).
+    """
+
+    def __init__(self, name, size, fields):
+        self.name = name
+        self.size = size
+        self.fields = dict(fields)
+        for field, (offset, fmt) in self.fields.items():
+            end = offset + struct.calcsize("<" + fmt)
+            if end > size:
+                raise ValueError(f"{name}.{field} ends at {end}, past the size {size}")
+
+    def offset(self, field):
+        return self.fields[field][0]
+
+    def pack(self, base=None, **values):
+        """The structure's bytes: ``base`` (or zeroes) with ``values`` written in."""
+        data = bytearray(base if base is not None else bytes(self.size))
+        if len(data) != self.size:
+            raise ValueError(f"{self.name}: base is {len(data)} bytes, not {self.size}")
+        for field, value in values.items():
+            offset, fmt = self.fields[field]
+            struct.pack_into("<" + fmt, data, offset, value)
+        return bytes(data)
+
+    def unpack(self, data):
+        """Every field of the structure, by name."""
+        if len(data) < self.size:
+            raise ValueError(f"{self.name}: {len(data)} bytes, need {self.size}")
+        out = {}
+        for field, (offset, fmt) in self.fields.items():
+            out[field] = struct.unpack_from("<" + fmt, data, offset)[0]
+        return out
+
+
+def guid_bytes(value):
+    """A GUID as it sits in memory (Data1-3 little-endian, Data4 as is),
+    from its registry-format string or ``from_u128``-style integer."""
+    if isinstance(value, int):
+        return uuid.UUID(int=value).bytes_le
+    return uuid.UUID(value).bytes_le
+
+
+def guid_str(data):
+    return str(uuid.UUID(bytes_le=bytes(data)))
+
+
+# ---- WFP: LAYOUTS.md -------------------------------------------------------
+
+# FWP_VALUE0 / FWP_CONDITION_VALUE0 / FWPS_INCOMING_VALUE0: 16/8.
+FWP_VALUE0 = Layout("FWP_VALUE0", 16, {"type": (0, "I"), "uint8": (8, "B"), "uint16": (8, "H"),
+                                       "uint32": (8, "I"), "uint64_or_ptr": (8, "Q")})
+
+# FWP_BYTE_BLOB: 16/8.
+FWP_BYTE_BLOB = Layout("FWP_BYTE_BLOB", 16, {"size": (0, "I"), "data": (8, "Q")})
+
+# FWPS_CALLOUT0/1/2/3: 48/8.
+FWPS_CALLOUT2 = Layout("FWPS_CALLOUT2", 48, {
+    "calloutKey": (0, "16s"),
+    "flags": (16, "I"),
+    "classifyFn": (24, "Q"),
+    "notifyFn": (32, "Q"),
+    "flowDeleteFn": (40, "Q"),
+})
+
+# FWPS_ACTION0: 8/4.
+FWPS_ACTION0 = Layout("FWPS_ACTION0", 8, {"type": (0, "I"), "calloutId": (4, "I")})
+
+# FWPS_FILTER0/1/2/3: 64/8.
+FWPS_FILTER2 = Layout("FWPS_FILTER2", 64, {
+    "filterId": (0, "Q"),
+    "weight.type": (8, "I"),
+    "weight.value": (16, "Q"),
+    "subLayerWeight": (24, "H"),
+    "flags": (26, "H"),
+    "numFilterConditions": (28, "I"),
+    "filterCondition": (32, "Q"),
+    "action.type": (40, "I"),
+    "action.calloutId": (44, "I"),
+    "context": (48, "Q"),
+    "providerContext": (56, "Q"),
+})
+
+# FWPS_INCOMING_VALUES0: 16/8.
+FWPS_INCOMING_VALUES0 = Layout("FWPS_INCOMING_VALUES0", 16, {
+    "layerId": (0, "H"),
+    "valueCount": (4, "I"),
+    "incomingValue": (8, "Q"),
+})
+
+# FWPS_INCOMING_METADATA_VALUES0: 280/8 (only the fields the harness sets).
+FWPS_INCOMING_METADATA_VALUES0 = Layout("FWPS_INCOMING_METADATA_VALUES0", 280, {
+    "currentMetadataValues": (0, "I"),
+    "flags": (4, "I"),
+    "flowHandle": (32, "Q"),
+    "processPath": (48, "Q"),
+    "token": (56, "Q"),
+    "processId": (64, "Q"),
+    "completionHandle": (104, "Q"),
+    "transportEndpointHandle": (112, "Q"),
+    "packetDirection": (140, "I"),
+})
+
+# FWPS_CLASSIFY_OUT0: 40/8.
+FWPS_CLASSIFY_OUT0 = Layout("FWPS_CLASSIFY_OUT0", 40, {
+    "actionType": (0, "I"),
+    "outContext": (8, "Q"),
+    "filterId": (16, "Q"),
+    "rights": (24, "I"),
+    "flags": (28, "I"),
+    "reserved": (32, "I"),
+})
+
+# FWPM_PROVIDER_CONTEXT0: 88/8.  FWPM_PROVIDER_CONTEXT2 has the same
+# members (only the union's member types differ), so the same layout.
+FWPM_PROVIDER_CONTEXT2 = Layout("FWPM_PROVIDER_CONTEXT2", 88, {
+    "providerContextKey": (0, "16s"),
+    "displayData.name": (16, "Q"),
+    "displayData.description": (24, "Q"),
+    "flags": (32, "I"),
+    "providerKey": (40, "Q"),
+    "providerData.size": (48, "I"),
+    "providerData.data": (56, "Q"),
+    "type": (64, "i"),
+    "dataBuffer": (72, "Q"),
+    "providerContextId": (80, "Q"),
+})
+
+# FWPM_FILTER0: 200/8.  action is FWPM_ACTION0 (type, then the
+# filterType/calloutKey GUID union at +4); the union at 152 holds rawContext
+# or providerContextKey.
+FWPM_FILTER0 = Layout("FWPM_FILTER0", 200, {
+    "filterKey": (0, "16s"),
+    "displayData.name": (16, "Q"),
+    "displayData.description": (24, "Q"),
+    "flags": (32, "I"),
+    "providerKey": (40, "Q"),
+    "providerData.size": (48, "I"),
+    "providerData.data": (56, "Q"),
+    "layerKey": (64, "16s"),
+    "subLayerKey": (80, "16s"),
+    "weight.type": (96, "I"),
+    "weight.value": (104, "Q"),
+    "numFilterConditions": (112, "I"),
+    "filterCondition": (120, "Q"),
+    "action.type": (128, "I"),
+    "action.calloutKey": (132, "16s"),
+    "rawContext": (152, "Q"),
+    "providerContextKey": (152, "16s"),
+    "reserved": (168, "Q"),
+    "filterId": (176, "Q"),
+    "effectiveWeight.type": (184, "I"),
+    "effectiveWeight.value": (192, "Q"),
+})
+
+# FWPM_CALLOUT0: 88/8.
+FWPM_CALLOUT0 = Layout("FWPM_CALLOUT0", 88, {
+    "calloutKey": (0, "16s"),
+    "displayData.name": (16, "Q"),
+    "displayData.description": (24, "Q"),
+    "flags": (32, "I"),
+    "providerKey": (40, "Q"),
+    "providerData.size": (48, "I"),
+    "providerData.data": (56, "Q"),
+    "applicableLayer": (64, "16s"),
+    "calloutId": (80, "I"),
+})
+
+# FWPM_FILTER_ENUM_TEMPLATE0: 72/8.
+FWPM_FILTER_ENUM_TEMPLATE0 = Layout("FWPM_FILTER_ENUM_TEMPLATE0", 72, {
+    "providerKey": (0, "Q"),
+    "layerKey": (8, "16s"),
+    "enumType": (24, "i"),
+    "flags": (28, "I"),
+    "providerContextTemplate": (32, "Q"),
+    "numFilterConditions": (40, "I"),
+    "filterCondition": (48, "Q"),
+    "actionMask": (56, "I"),
+    "calloutKey": (64, "Q"),
+})
+
+# FWPM_SESSION0: 72/8.
+FWPM_SESSION0 = Layout("FWPM_SESSION0", 72, {
+    "sessionKey": (0, "16s"),
+    "displayData.name": (16, "Q"),
+    "displayData.description": (24, "Q"),
+    "flags": (32, "I"),
+    "txnWaitTimeoutInMSec": (36, "I"),
+    "processId": (40, "I"),
+    "sid": (48, "Q"),
+    "username": (56, "Q"),
+    "kernelMode": (64, "i"),
+})
+
+# FWPM_PROVIDER0: 64/8 (mingw-w64 fwpmtypes.h).
+FWPM_PROVIDER0 = Layout("FWPM_PROVIDER0", 64, {
+    "providerKey": (0, "16s"),
+    "displayData.name": (16, "Q"),
+    "displayData.description": (24, "Q"),
+    "flags": (32, "I"),
+    "serviceName": (56, "Q"),
+})
+
+# FWPM_SUBLAYER0: 72/8 (mingw-w64 fwpmtypes.h).
+FWPM_SUBLAYER0 = Layout("FWPM_SUBLAYER0", 72, {
+    "subLayerKey": (0, "16s"),
+    "displayData.name": (16, "Q"),
+    "displayData.description": (24, "Q"),
+    "flags": (32, "I"),
+    "providerKey": (40, "Q"),
+    "weight": (64, "H"),
+})
+
+# ---- I/O manager: wdm.h ----------------------------------------------------
+
+UNICODE_STRING = Layout("UNICODE_STRING", 16, {
+    "Length": (0, "H"),
+    "MaximumLength": (2, "H"),
+    "Buffer": (8, "Q"),
+})
+
+# DRIVER_OBJECT: 0x150; MajorFunction[IRP_MJ_MAXIMUM_FUNCTION + 1] at 0x70.
+DRIVER_OBJECT = Layout("DRIVER_OBJECT", 0x150, {
+    "Type": (0x00, "h"),
+    "Size": (0x02, "h"),
+    "DeviceObject": (0x08, "Q"),
+    "Flags": (0x10, "I"),
+    "DriverStart": (0x18, "Q"),
+    "DriverSize": (0x20, "I"),
+    "DriverExtension": (0x30, "Q"),
+    "DriverName.Length": (0x38, "H"),
+    "DriverName.MaximumLength": (0x3A, "H"),
+    "DriverName.Buffer": (0x40, "Q"),
+    "DriverInit": (0x58, "Q"),
+    "DriverUnload": (0x68, "Q"),
+})
+DRIVER_OBJECT_MAJOR_FUNCTION = 0x70
+IRP_MJ_FUNCTION_COUNT = 0x1C
+
+# DEVICE_OBJECT: the leading fields the harness fills (Windows' object is
+# 0x150 bytes; the driver only passes the pointer around).
+DEVICE_OBJECT_SIZE = 0x150
+DEVICE_OBJECT = Layout("DEVICE_OBJECT", DEVICE_OBJECT_SIZE, {
+    "Type": (0x00, "h"),
+    "Size": (0x02, "H"),
+    "ReferenceCount": (0x04, "i"),
+    "DriverObject": (0x08, "Q"),
+    "NextDevice": (0x10, "Q"),
+    "Flags": (0x30, "I"),
+    "Characteristics": (0x34, "I"),
+    "DeviceExtension": (0x40, "Q"),
+    "DeviceType": (0x48, "I"),
+})
+
+# FILE_OBJECT: 0xD8; the harness only sets Type, Size and DeviceObject.
+FILE_OBJECT = Layout("FILE_OBJECT", 0xD8, {
+    "Type": (0x00, "h"),
+    "Size": (0x02, "h"),
+    "DeviceObject": (0x08, "Q"),
+})
+
+# IRP: 0xD0, followed here by its one IO_STACK_LOCATION.
+IRP = Layout("IRP", 0xD0, {
+    "Type": (0x00, "h"),
+    "Size": (0x02, "H"),
+    "MdlAddress": (0x08, "Q"),
+    "Flags": (0x10, "I"),
+    "AssociatedIrp.SystemBuffer": (0x18, "Q"),
+    "IoStatus.Status": (0x30, "i"),
+    "IoStatus.Information": (0x38, "Q"),
+    "RequestorMode": (0x40, "b"),
+    "PendingReturned": (0x41, "B"),
+    "StackCount": (0x42, "b"),
+    "CurrentLocation": (0x43, "b"),
+    "UserBuffer": (0x70, "Q"),
+    "Tail.Overlay.Thread": (0x98, "Q"),
+    "Tail.Overlay.CurrentStackLocation": (0xB8, "Q"),
+    "Tail.Overlay.OriginalFileObject": (0xC0, "Q"),
+})
+
+# IO_STACK_LOCATION: 0x48.
+IO_STACK_LOCATION = Layout("IO_STACK_LOCATION", 0x48, {
+    "MajorFunction": (0x00, "B"),
+    "MinorFunction": (0x01, "B"),
+    "Flags": (0x02, "B"),
+    "Control": (0x03, "B"),
+    "Parameters.DeviceIoControl.OutputBufferLength": (0x08, "I"),
+    "Parameters.DeviceIoControl.InputBufferLength": (0x10, "I"),
+    "Parameters.DeviceIoControl.IoControlCode": (0x18, "I"),
+    "Parameters.DeviceIoControl.Type3InputBuffer": (0x20, "Q"),
+    "DeviceObject": (0x28, "Q"),
+    "FileObject": (0x30, "Q"),
+})
+
+# PROCESSOR_NUMBER: 4.
+PROCESSOR_NUMBER = Layout("PROCESSOR_NUMBER", 4, {"Group": (0, "H"), "Number": (2, "B"), "Reserved": (3, "B")})

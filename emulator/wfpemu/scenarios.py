@@ -1,0 +1,424 @@
+"""The scenarios: each loads the image in a fresh emulator, runs
+DriverEntry, drives notifyFn / classifyFn / the control device, unloads,
+and checks that nothing of the driver's is left. A scenario returns a
+one-line summary or raises :class:`ScenarioFailure`."""
+
+import ipaddress
+
+from . import constants as c
+from . import wire
+from .harness import Connection, Harness, ScenarioFailure, describe
+from .kernel import tag_name
+
+TICKS_PER_SECOND = 10_000_000
+GARBAGE_CONTEXT = 0xFFFF_F00D_DEAD_0000  # unmapped: dereferencing it fails the run
+
+
+def expect(condition, message):
+    if not condition:
+        raise ScenarioFailure(message)
+
+
+def expect_verdict(result, action, write_right, what, flags=0):
+    rights = c.FWPS_RIGHT_ACTION_WRITE if write_right else 0
+    ok = (result["actionType"] == action and result["rights"] & c.FWPS_RIGHT_ACTION_WRITE == rights
+          and result["flags"] == flags and result["pended"] is None)
+    want = {"actionType": action, "rights": rights, "flags": flags, "pended": None}
+    expect(ok, f"{what}: expected {describe(want)}, got {describe(result)}")
+
+
+def status_name(status):
+    names = {v: k for k, v in vars(c).items() if k.startswith("STATUS_") and isinstance(v, int)}
+    return names.get(status, f"{status:#010x}")
+
+
+def expect_status(status, wanted, what):
+    expect(status == wanted, f"{what}: {status_name(status)}, expected {status_name(wanted)}")
+
+
+def pool_counts(h):
+    return {tag: count for tag, (count, _) in h.kernel.pool_in_use().items()}
+
+
+def added(h, policy, what, **kwargs):
+    """A filter added through notifyFn ADD, checked: success, and
+    filter->context now points into a live WfFc pool block."""
+    f = h.make_filter(policy, **kwargs)
+    status = h.add_filter(f)
+    expect_status(status, c.STATUS_SUCCESS, f"notifyFn ADD ({what})")
+    context = h.filter_context(f)
+    block = h.kernel.pool_block_at(context)
+    expect(block is not None and tag_name(block.tag) == "WfFc",
+           f"notifyFn ADD ({what}): filter->context {context:#x} does not point into a live WfFc block")
+    return f
+
+
+def deleted(h, f, what):
+    before = pool_counts(h).get("WfFc", 0)
+    status = h.delete_filter(f)
+    expect_status(status, c.STATUS_SUCCESS, f"notifyFn DELETE ({what})")
+    after = pool_counts(h).get("WfFc", 0)
+    expect(after == before - 1, f"notifyFn DELETE ({what}): WfFc blocks {before} -> {after}, expected one freed")
+
+
+# ---- scenarios ---------------------------------------------------------------
+
+
+def load_unload(h):
+    """DriverEntry's registrations, read at the documented offsets."""
+    registered = h.registered()
+    expect(set(registered) == set(c.CALLOUTS),
+           f"registered callouts {sorted(registered)} are not the published six")
+    classify_fn = h.symbol("classify", "classify_fn")
+    notify_fn = h.symbol("notify", "notify_fn")
+    flow_delete_fn = h.symbol("flows", "flow_delete_fn")
+    for key, callout in registered.items():
+        layer, tracks_flows = c.CALLOUTS[key]
+        expect(callout.classify_fn == classify_fn,
+               f"{key}: FWPS_CALLOUT2.classifyFn {callout.classify_fn:#x} is not classify_fn {classify_fn:#x}")
+        expect(callout.notify_fn == notify_fn,
+               f"{key}: FWPS_CALLOUT2.notifyFn {callout.notify_fn:#x} is not notify_fn {notify_fn:#x}")
+        expect(callout.flow_delete_fn == (flow_delete_fn if tracks_flows else 0),
+               f"{key}: FWPS_CALLOUT2.flowDeleteFn {callout.flow_delete_fn:#x}")
+        expect(callout.flags == 0, f"{key}: FWPS_CALLOUT2.flags {callout.flags:#x}")
+        managed = h.wfp.mgmt_callouts.get(key)
+        expect(managed is not None, f"{key}: no FWPM_CALLOUT0 added")
+        expect(managed["layer"] == layer, f"{key}: FWPM_CALLOUT0 at {c.LAYER_NAMES.get(managed['layer'])}")
+        expect(managed["flags"] & c.FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT,
+               f"{key}: FWPM_CALLOUT0 without FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT")
+        expect(managed["provider"] == c.PROVIDER_KEY, f"{key}: FWPM_CALLOUT0 providerKey {managed['provider']}")
+        expect(managed["id"] == callout.id, f"{key}: FWPM and FWPS callout ids differ")
+    expect(c.PROVIDER_KEY in h.wfp.providers, "provider not added")
+    sublayer = h.wfp.sublayers.get(c.SUBLAYER_KEY)
+    expect(sublayer is not None and sublayer["provider"] == c.PROVIDER_KEY, "sublayer not added under our provider")
+    expect(h.wfp.stats["transactions_committed"] == 1, "the management objects were not added in one committed "
+           "transaction")
+    expect(h.wfp.stats["enum_batches"] >= len(c.CALLOUTS), "existing filters were not enumerated per callout")
+    expect(set(h.dispatch[m] != 0 for m in (c.IRP_MJ_CREATE, c.IRP_MJ_CLOSE, c.IRP_MJ_CLEANUP,
+                                          c.IRP_MJ_DEVICE_CONTROL)) == {True}, "IRP dispatch routines missing")
+    blocks = sum(pool_counts(h).values())
+    return (f"6 callouts at FWPS_CALLOUT2 offsets 0/24/32/40 = classify_fn/notify_fn/flow_delete_fn; "
+            f"provider+sublayer+6 FWPM callouts committed; {blocks} pool block(s) at load")
+
+
+def permit(h):
+    conn = Connection()
+    f = added(h, wire.permit("allow-web"), "permit")
+    expect_verdict(h.classify(f, conn), c.FWP_ACTION_PERMIT, True, "permit")
+    hard = added(h, wire.permit("hard"), "permit, clear-action-right",
+                 fwpm_flags=c.FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT)
+    expect_verdict(h.classify(hard, conn, processor=1), c.FWP_ACTION_PERMIT, False, "permit with CLEAR_ACTION_RIGHT")
+    # A higher filter decided already: no write right, nothing may be written.
+    untouched = h.classify(f, conn, rights=0, processor=2)
+    expect(untouched["actionType"] == 0 and untouched["rights"] == 0 and untouched["flags"] == 0,
+           f"classify without the write right wrote {describe(untouched)}")
+    default = added(h, None, "no provider context")
+    expect_verdict(h.classify(default, conn), c.FWP_ACTION_PERMIT, True, "default policy")
+    for f_, what in ((f, "permit"), (hard, "hard permit"), (default, "default")):
+        deleted(h, f_, what)
+    return "PERMIT keeps WRITE; CLEAR_ACTION_RIGHT clears it; no write right -> untouched; no context -> default permit"
+
+
+def block(h):
+    f = added(h, wire.block("deny-telemetry"), "block")
+    for processor in range(4):
+        expect_verdict(h.classify(f, Connection(local_port=50000 + processor), processor=processor),
+                       c.FWP_ACTION_BLOCK, False, f"block on processor {processor}")
+    deleted(h, f, "block")
+    return "BLOCK with FWPS_RIGHT_ACTION_WRITE cleared, on 4 processors"
+
+
+def audit(h):
+    f = added(h, wire.audit("audit-dns"), "audit")
+    expect_verdict(h.classify(f, Connection(remote_port=53, protocol=17)), c.FWP_ACTION_PERMIT, True, "audit")
+    line = f"audit: filter {f.id} (audit-dns) permitted"
+    expect(any(line in text for _, _, text in h.kernel.driver_lines), f"no DbgPrintEx line {line!r}")
+    deleted(h, f, "audit")
+    return "PERMIT, write right kept, audit line printed through DbgPrintEx"
+
+
+def rate_limit(h):
+    f = added(h, wire.rate_limit(2, 3, "two-per-second"), "rate-limit")
+    verdicts = []
+    for index in range(5):
+        result = h.classify(f, Connection(local_port=40000 + index), processor=index % 4)
+        verdicts.append(result)
+    for index in range(3):
+        expect_verdict(verdicts[index], c.FWP_ACTION_PERMIT, True, f"rate-limit burst, connection {index + 1}")
+    for index in (3, 4):
+        expect_verdict(verdicts[index], c.FWP_ACTION_BLOCK, False, f"rate-limit past the burst, connection {index + 1}")
+    h.kernel.clock += TICKS_PER_SECOND // 2  # one token at 2/s
+    expect_verdict(h.classify(f, Connection(local_port=40010)), c.FWP_ACTION_PERMIT, True, "rate-limit refilled")
+    expect_verdict(h.classify(f, Connection(local_port=40011)), c.FWP_ACTION_BLOCK, False, "rate-limit empty again")
+    deleted(h, f, "rate-limit")
+    return "burst 3: PERMIT x3 then BLOCK (write right cleared); +0.5 s at 2/s: one more PERMIT, then BLOCK"
+
+
+def ask_without_agent(h):
+    f = added(h, wire.ask(5000, wire.VERDICT_BLOCK, "ask-no-agent"), "ask")
+    expect_verdict(h.classify(f, Connection()), c.FWP_ACTION_BLOCK, False, "ask with no agent (default block)")
+    expect(not h.wfp.pended, "ask with no agent pended anyway")
+    permit_default = added(h, wire.ask(5000, wire.VERDICT_PERMIT, "ask-default-permit"), "ask")
+    expect_verdict(h.classify(permit_default, Connection()), c.FWP_ACTION_PERMIT, True, "ask, default permit")
+    deleted(h, f, "ask")
+    deleted(h, permit_default, "ask")
+    return "no agent connected: default verdict at once (BLOCK / PERMIT), nothing pended"
+
+
+def delete_unknown(h):
+    before = h.kernel.pool_in_use()
+    stranger = h.make_filter(wire.block("never-added"), raw_context=GARBAGE_CONTEXT)
+    h.materialize(stranger, GARBAGE_CONTEXT)
+    status = h.delete_filter(stranger)
+    expect_status(status, c.STATUS_SUCCESS, "DELETE for a filter never added")
+    expect(h.kernel.pool_in_use() == before, "DELETE for an unknown filter changed the pool")
+    return f"STATUS_SUCCESS, context {GARBAGE_CONTEXT:#x} never dereferenced, pool unchanged"
+
+
+def malformed_policy(h):
+    bad = {
+        "bad magic": wire.policy_blob(wire.ACTION_BLOCK, magic=b"XXXX"),
+        "version 2": wire.policy_blob(wire.ACTION_BLOCK, version=2),
+        "total_len too long": wire.policy_blob(wire.ACTION_BLOCK, total_len=25),
+        "truncated header": wire.block()[:20],
+        "unknown action 9": wire.policy_blob(9),
+        "rate-limit burst 0": wire.policy_blob(wire.ACTION_RATE_LIMIT, param_a=5, param_b=0),
+        "ask verdict 7": wire.policy_blob(wire.ACTION_ASK, verdict=7, param_a=100),
+        "label not UTF-8": wire.policy_blob(wire.ACTION_BLOCK, label=b"\xff\xfe"),
+    }
+    before = h.kernel.pool_in_use()
+    for what, blob in bad.items():
+        f = h.make_filter(blob)
+        status = h.add_filter(f)
+        expect(not c.nt_success(status), f"notifyFn ADD accepted a malformed policy ({what})")
+        expect(f.id not in h.wfp.filters, "vetoed filter still in the engine")
+    wrong_type = h.make_filter(wire.block(), context_type=1)  # FWPM_IPSEC_KEYING_CONTEXT, say
+    status = h.add_filter(wrong_type)
+    expect(not c.nt_success(status), "notifyFn ADD accepted a provider context that is not FWPM_GENERAL_CONTEXT")
+    expect(h.kernel.pool_in_use() == before, "a vetoed ADD left pool allocated")
+    return f"{len(bad) + 1} bad blobs vetoed (notify returned {status_name(status)}), pool unchanged"
+
+
+def adopt_preexisting(h):
+    """Set up before DriverEntry (see PREPARE): filters left by an earlier
+    load, whose FWPS context holds garbage."""
+    adopted = h.preexisting
+    expect(pool_counts(h).get("WfFc", 0) == len(adopted), f"{pool_counts(h).get('WfFc', 0)} contexts after load, "
+           f"expected one per pre-existing filter ({len(adopted)})")
+    expect(h.kernel.api_counts["FwpmProviderContextGetByKey2"] == 2,
+           "provider contexts of the adopted filters were not fetched")
+    expect(not h.wfp.engine_memory, "engine memory from the enumeration was not freed")
+    blocked, defaulted, malformed = adopted
+    conn = Connection()
+    for f in adopted:
+        h.materialize(f, GARBAGE_CONTEXT)
+    expect_verdict(h.classify(blocked, conn), c.FWP_ACTION_BLOCK, False,
+                   "adopted filter with a block policy (garbage context)")
+    expect_verdict(h.classify(defaulted, conn), c.FWP_ACTION_PERMIT, True, "adopted filter without provider context")
+    expect_verdict(h.classify(malformed, conn), c.FWP_ACTION_PERMIT, True, "adopted filter with a malformed policy")
+    fresh = added(h, wire.block("added-later"), "block, while adopted filters live")
+    expect_verdict(h.classify(fresh, conn), c.FWP_ACTION_BLOCK, False, "filter added after adoption")
+    for f in adopted:
+        deleted(h, f, "adopted")
+    deleted(h, fresh, "added later")
+    return ("3 filters adopted by FwpmFilterEnum0 (FWPM_FILTER0 from the table) + FwpmProviderContextGetByKey2; "
+            f"garbage context {GARBAGE_CONTEXT:#x}: BLOCK from the provider-context policy")
+
+
+def prepare_adoption(h):
+    # What an earlier load left: the management objects and three filters.
+    h.wfp.providers[c.PROVIDER_KEY] = {"flags": 0}
+    h.wfp.sublayers[c.SUBLAYER_KEY] = {"provider": c.PROVIDER_KEY, "weight": 0x8000}
+    for key, (layer, _) in c.CALLOUTS.items():
+        h.wfp.mgmt_callout_ids[key] = h.wfp.next_callout_id
+        h.wfp.mgmt_callouts[key] = {"flags": c.FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT, "layer": layer,
+                                    "provider": c.PROVIDER_KEY, "id": h.wfp.next_callout_id}
+        h.wfp.next_callout_id += 1
+    h.preexisting = [
+        h.make_filter(wire.block("persistent-block"), raw_context=GARBAGE_CONTEXT),
+        h.make_filter(None, raw_context=GARBAGE_CONTEXT),
+        h.make_filter(wire.policy_blob(wire.ACTION_BLOCK, magic=b"OLD!"), raw_context=GARBAGE_CONTEXT),
+    ]
+    for f in h.preexisting:
+        h.add_preexisting(f)
+
+
+def ask_pend_permit(h):
+    conn = Connection(local="10.1.2.3", local_port=51515, remote="198.51.100.7", remote_port=8443, process_id=3130)
+    agent = h.open_file()
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(reply["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST with nothing queued")
+    expect(reply["information"] == 0, "GET_REQUEST with nothing queued returned data")
+    version = h.ioctl(agent, wire.IOCTL_GET_VERSION, output_length=16)
+    expect_status(version["status"], c.STATUS_SUCCESS, "GET_VERSION")
+    info = wire.decode_version(version["output"])
+    wanted = wire.VERSION_FLAG_LOADED | wire.VERSION_FLAG_ADOPTION_COMPLETE | wire.VERSION_FLAG_AGENT_CONNECTED
+    expect(info["abi_version"] == 1 and info["flags"] == wanted, f"GET_VERSION: {info}")
+
+    f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-web"), "ask")
+    result = h.classify(f, conn, processor=3)
+    expect(result["pended"] is not None, f"ask with an agent did not pend: {describe(result)}")
+    expect(len(h.wfp.pended) == 1 and not h.wfp.completions, "FwpsPendOperation0 bookkeeping")
+
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(reply["status"], c.STATUS_SUCCESS, "GET_REQUEST with a request queued")
+    expect(reply["information"] == wire.ASK_REQUEST_LEN, f"GET_REQUEST returned {reply['information']} bytes")
+    request = wire.decode_ask_request(reply["output"])
+    expected = {"filter_id": f.id, "process_id": 3130, "layer_id": c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, "direction": 0,
+                "ip_version": 4, "protocol": 6, "default_verdict": wire.VERDICT_BLOCK, "timeout_ms": 30_000,
+                "local_address": ipaddress.IPv4Address("10.1.2.3"), "local_port": 51515,
+                "remote_address": ipaddress.IPv4Address("198.51.100.7"), "remote_port": 8443, "label": "ask-web"}
+    for key, value in expected.items():
+        expect(request[key] == value, f"ask request {key}: {request[key]!r}, expected {value!r}")
+    again = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(again["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST after the only request was taken")
+
+    verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                                wire.VERDICT_PERMIT))
+    expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
+    expect(len(h.wfp.completions) == 1, f"FwpsCompleteOperation0 called {len(h.wfp.completions)} times, expected 1")
+    completion = h.wfp.completions[0]
+    expect(completion["context"] == result["pended"], "completed another operation than the one pended")
+    expect(not completion["with_packet"], "completed with a NET_BUFFER_LIST at ALE_AUTH_CONNECT")
+    reauth = completion["reauthorization"]
+    expect(isinstance(reauth, dict), f"reauthorization: {reauth}")
+    expect_verdict(reauth, c.FWP_ACTION_PERMIT, True, "reauthorization after the agent permitted")
+
+    duplicate = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                                  wire.VERDICT_BLOCK))
+    expect_status(duplicate["status"], c.STATUS_NOT_FOUND, "a second verdict for the same request")
+    expect(len(h.wfp.completions) == 1, "a duplicate verdict completed the operation again")
+    deleted(h, f, "ask")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    return (f"GET_REQUEST: NO_MORE_ENTRIES; classify pended (BLOCK+ABSORB, write right cleared); 136-byte request "
+            f"id {request['request_id']}; SET_VERDICT permit -> FwpsCompleteOperation0 x1 -> reauthorization "
+            f"{describe(reauth)}; duplicate verdict NOT_FOUND")
+
+
+def ask_agent_gone(h):
+    agent = h.open_file()
+    h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-then-leave"), "ask")
+    first = h.classify(f, Connection(local_port=41000))
+    second = h.classify(f, Connection(local_port=41001))
+    expect(first["pended"] and second["pended"], "ask with an agent did not pend")
+    h.cleanup_file(agent)  # the agent's last handle goes
+    expect(len(h.wfp.completions) == 2, f"{len(h.wfp.completions)} completions after the agent left, expected 2")
+    for completion in h.wfp.completions:
+        expect_verdict(completion["reauthorization"], c.FWP_ACTION_BLOCK, False,
+                       "reauthorization after the agent left (default block)")
+    h.close_file(agent)
+    expect_verdict(h.classify(f, Connection(local_port=41002)), c.FWP_ACTION_BLOCK, False, "ask after the agent left")
+    deleted(h, f, "ask")
+    return "IRP_MJ_CLEANUP of the last agent: 2 pended requests completed once each, reauthorized with default BLOCK"
+
+
+def ioctl_buffers(h):
+    handle = h.open_file()
+    checks = [
+        ("GET_VERSION, 15-byte output", wire.IOCTL_GET_VERSION, b"", 15, c.STATUS_BUFFER_TOO_SMALL),
+        ("GET_VERSION with input", wire.IOCTL_GET_VERSION, b"x", 16, c.STATUS_INVALID_BUFFER_SIZE),
+        ("input over MAX_INPUT_LEN", wire.IOCTL_AGENT_SET_VERDICT, bytes(257), 0, c.STATUS_INVALID_BUFFER_SIZE),
+        ("SET_VERDICT, 15 bytes", wire.IOCTL_AGENT_SET_VERDICT, bytes(15), 0, c.STATUS_INVALID_PARAMETER),
+        ("SET_VERDICT, unknown id", wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(99, 1), 0,
+         c.STATUS_NOT_FOUND),
+        ("GET_REQUEST, 100-byte output", wire.IOCTL_AGENT_GET_REQUEST, b"", 100, c.STATUS_BUFFER_TOO_SMALL),
+        ("unknown function", wire.ctl_code(0x12, 0x8FF, 0, 0), b"", 0, c.STATUS_INVALID_DEVICE_REQUEST),
+        ("METHOD_NEITHER", wire.ctl_code(0x12, 0x800, 3, 1), b"", 16, c.STATUS_INVALID_DEVICE_REQUEST),
+    ]
+    for what, code, data, out, status in checks:
+        reply = h.ioctl(handle, code, data, out)
+        expect_status(reply["status"], status, what)
+        expect(reply["information"] == 0, f"{what}: Information {reply['information']}")
+    h.cleanup_file(handle)
+    h.close_file(handle)
+    return f"{len(checks)} malformed IOCTLs refused with the documented statuses, Information 0"
+
+
+def pool_exhausted(h):
+    before = h.kernel.pool_in_use()
+    for tag in ("WfFc", "WfCn", "WfTb"):
+        h.kernel.fail_allocations[tag] = 1
+        f = h.make_filter(wire.block(f"no-{tag}"))
+        status = h.add_filter(f)
+        h.kernel.fail_allocations[tag] = 0
+        if tag == "WfTb" and c.nt_success(status):
+            # The table had room: it did not need to grow.
+            h.delete_filter(f)
+            continue
+        expect_status(status, c.STATUS_INSUFFICIENT_RESOURCES, f"notifyFn ADD with {tag} allocation failing")
+        expect(h.kernel.pool_in_use() == before, f"a failed ADD ({tag}) left pool allocated")
+    f = added(h, wire.block("after"), "block, pool back")
+    expect_verdict(h.classify(f, Connection()), c.FWP_ACTION_BLOCK, False, "block after the failures")
+    deleted(h, f, "block")
+    return "ExAllocatePool2 failing for WfFc / WfCn / WfTb: ADD vetoed with INSUFFICIENT_RESOURCES, nothing leaked"
+
+
+def unload_with_live_state(h):
+    """Unload (the I/O manager calls DriverUnload only once every handle to
+    the device is closed) while filters are live and an answered request
+    still waits for a reauthorization that never comes (its connection went
+    away): the driver must free all of it itself."""
+    agent = h.open_file()
+    h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    added(h, wire.block("left-1"), "block")
+    limited = added(h, wire.rate_limit(5, 5, "left-2"), "rate-limit")
+    h.classify(limited, Connection(), processor=2)
+    asked = added(h, wire.ask(60_000, wire.VERDICT_PERMIT, "left-pending"), "ask")
+    expect(h.classify(asked, Connection())["pended"], "ask did not pend")
+    request = wire.decode_ask_request(h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST,
+                                              output_length=wire.ASK_REQUEST_LEN)["output"])
+    h.wfp.drop_reauthorizations = True  # the connection is gone before the engine reauthorizes it
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                              wire.VERDICT_BLOCK))
+    expect_status(reply["status"], c.STATUS_SUCCESS, "SET_VERDICT block")
+    expect(len(h.wfp.completions) == 1, "SET_VERDICT did not complete the operation once")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    usage = pool_counts(h)
+    expect(usage.get("WfPr") == 1, f"the answered request is not kept for its reauthorization: {usage}")
+    live = sum(usage.values())
+    h.unload_and_check()
+    return (f"unload with 3 filters and an answered request whose reauthorization never came ({live} pool "
+            "blocks: " + ", ".join(f"{t} {n}" for t, n in sorted(usage.items())) + "): all freed; callouts, "
+            "session, injection handle, device gone")
+
+
+SCENARIOS = [
+    ("load-unload", load_unload, None),
+    ("permit", permit, None),
+    ("block", block, None),
+    ("audit", audit, None),
+    ("rate-limit", rate_limit, None),
+    ("ask-without-agent", ask_without_agent, None),
+    ("delete-unknown-filter", delete_unknown, None),
+    ("malformed-policy-veto", malformed_policy, None),
+    ("adopt-preexisting", adopt_preexisting, prepare_adoption),
+    ("ask-pend-permit", ask_pend_permit, None),
+    ("ask-agent-gone", ask_agent_gone, None),
+    ("ioctl-buffers", ioctl_buffers, None),
+    ("pool-exhausted", pool_exhausted, None),
+    ("unload-with-live-state", unload_with_live_state, None),
+]
+
+
+def run_scenario(name, body, prepare, image, link_map, printer):
+    """Fresh emulator, DriverEntry, the scenario, DriverUnload, the
+    end-of-run checks. Returns (summary, harness)."""
+    h = Harness(image, link_map, printer=printer)
+
+    def unload_and_check():
+        h.unload()
+        h.check_clean()
+        h.unloaded = True
+
+    h.unload_and_check = unload_and_check
+    h.unloaded = False
+    if prepare is not None:
+        prepare(h)
+    h.driver_entry()
+    summary = body(h)
+    if not h.unloaded:
+        unload_and_check()
+    return summary, h

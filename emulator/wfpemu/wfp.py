@@ -1,0 +1,510 @@
+"""fwpkclnt.sys as the image sees it: callout registration, pending, flow
+contexts and the kernel-mode management API, with the filter engine's
+state (filters, provider contexts, transactions, enumerations, engine
+memory) kept here so that the harness can play the engine's side of
+notifyFn and classifyFn.
+
+Semantics follow the project's WFP-SEMANTICS notes (Microsoft's docs);
+structures follow :mod:`layouts`.
+"""
+
+import itertools
+import struct
+
+from . import constants as c
+from . import layouts as L
+from .layouts import guid_bytes, guid_str
+
+# Completion contexts handed out by FwpsPendOperation0 and handles of the
+# management API: opaque values that are no mapped address, so a driver
+# that dereferences one fails the run.
+_HANDLE_BASE = 0xFFFF_E000_0000_0000
+
+
+class Callout:
+    def __init__(self, key, runtime_id, flags, classify_fn, notify_fn, flow_delete_fn, device):
+        self.key = key
+        self.id = runtime_id
+        self.flags = flags
+        self.classify_fn = classify_fn
+        self.notify_fn = notify_fn
+        self.flow_delete_fn = flow_delete_fn
+        self.device = device
+
+
+class ProviderContext:
+    def __init__(self, key, luid, data, context_type=c.FWPM_GENERAL_CONTEXT):
+        self.key = key
+        self.luid = luid
+        self.data = data
+        self.type = context_type
+
+
+class Filter:
+    """A filter in the engine. ``fwps`` is its run-time FWPS_FILTER2 in
+    emulated memory once the engine has shown it to the callout."""
+
+    def __init__(self, filter_id, key, layer_key, callout_key, provider_context, fwpm_flags, raw_context,
+                 sublayer_key, weight):
+        self.id = filter_id
+        self.key = key
+        self.layer_key = layer_key
+        self.callout_key = callout_key
+        self.provider_context = provider_context
+        self.fwpm_flags = fwpm_flags
+        self.raw_context = raw_context
+        self.sublayer_key = sublayer_key
+        self.weight = weight
+        self.fwps = 0
+        self.memory = []
+        self.live = False
+
+
+class WfpEngine:
+    def __init__(self, kernel):
+        self.k = kernel
+        self.handles = itertools.count(1)
+        self.callouts = {}  # runtime id -> Callout
+        self.unregistered = []
+        self.next_callout_id = 0x120
+        self.sessions = {}  # handle -> {"txn": None | list of undo steps}
+        self.providers = {}
+        self.sublayers = {}
+        self.mgmt_callouts = {}  # key -> {"flags", "layer", "provider", "id"}
+        self.mgmt_callout_ids = {}  # key -> id, stable across delete/re-add
+        self.provider_contexts = {}  # key -> ProviderContext
+        self.filters = {}  # id -> Filter (live)
+        self.enums = {}  # handle -> {"session", "entries", "position"}
+        self.engine_memory = {}  # address -> what
+        self.engine_memory_freed = set()
+        self.pended = {}  # completion context -> record
+        self.completions = []
+        self.flow_contexts = {}  # (flow id, layer id, callout id) -> context
+        self.deferred = []  # work the engine does once the current call returns
+        self.drop_reauthorizations = False  # the connections went away first
+        self.injection_handles = set()
+        self.stats = {"transactions_committed": 0, "transactions_aborted": 0, "enum_batches": 0}
+
+    def apis(self):
+        names = [
+            ("FwpsCalloutRegister2", 3), ("FwpsCalloutUnregisterById0", 1), ("FwpsPendOperation0", 2),
+            ("FwpsCompleteOperation0", 2), ("FwpsFlowAssociateContext0", 4), ("FwpsFlowRemoveContext0", 3),
+            ("FwpmEngineOpen0", 5), ("FwpmEngineClose0", 1), ("FwpmTransactionBegin0", 2),
+            ("FwpmTransactionCommit0", 1), ("FwpmTransactionAbort0", 1), ("FwpmProviderAdd0", 3),
+            ("FwpmProviderDeleteByKey0", 2), ("FwpmSubLayerAdd0", 3), ("FwpmSubLayerDeleteByKey0", 2),
+            ("FwpmCalloutAdd0", 4), ("FwpmCalloutDeleteByKey0", 2), ("FwpmFilterCreateEnumHandle0", 3),
+            ("FwpmFilterEnum0", 5), ("FwpmFilterDestroyEnumHandle0", 2), ("FwpmProviderContextGetByKey2", 3),
+            ("FwpmFreeMemory0", 1), ("FwpsInjectionHandleCreate0", 3), ("FwpsInjectionHandleDestroy0", 1),
+            ("FwpsQueryPacketInjectionState0", 3),
+        ]
+        return {name: (getattr(self, name), argc) for name, argc in names}
+
+    def _handle(self):
+        return _HANDLE_BASE + 0x10 * next(self.handles)
+
+    def callouts_of_device(self, device):
+        return [co for co in self.callouts.values() if co.device == device]
+
+    def callout_by_key(self, key):
+        for callout in self.callouts.values():
+            if callout.key == key:
+                return callout
+        return None
+
+    # ---- callout registration ----------------------------------------------
+
+    def FwpsCalloutRegister2(self, device, callout, callout_id):
+        k = self.k
+        k.require_irql(c.PASSIVE_LEVEL, "FwpsCalloutRegister2")
+        k.check(device in k.devices, f"FwpsCalloutRegister2: device {device:#x} is not one IoCreateDevice made")
+        fields = L.FWPS_CALLOUT2.unpack(k.read(callout, L.FWPS_CALLOUT2.size, "FWPS_CALLOUT2"))
+        key = guid_str(fields["calloutKey"])
+        known = (0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200)
+        k.check(fields["flags"] & ~known == 0, f"FwpsCalloutRegister2({key}): unknown flags {fields['flags']:#x}")
+        k.check(fields["classifyFn"] != 0 and fields["notifyFn"] != 0,
+                f"FwpsCalloutRegister2({key}): classifyFn/notifyFn missing")
+        if self.callout_by_key(key) is not None:
+            return c.STATUS_FWP_ALREADY_EXISTS
+        runtime_id = self.mgmt_callout_ids.get(key)
+        if runtime_id is None:
+            runtime_id = self.next_callout_id
+            self.next_callout_id += 1
+            self.mgmt_callout_ids[key] = runtime_id
+        self.callouts[runtime_id] = Callout(key, runtime_id, fields["flags"], fields["classifyFn"],
+                                            fields["notifyFn"], fields["flowDeleteFn"], device)
+        if callout_id:
+            k.write(callout_id, struct.pack("<I", runtime_id), "FwpsCalloutRegister2 calloutId")
+        return c.STATUS_SUCCESS
+
+    def FwpsCalloutUnregisterById0(self, callout_id):
+        k = self.k
+        k.require_irql(c.PASSIVE_LEVEL, "FwpsCalloutUnregisterById0")
+        callout_id &= 0xFFFFFFFF
+        if callout_id not in self.callouts:
+            return c.STATUS_FWP_CALLOUT_NOT_FOUND
+        if any(key[2] == callout_id for key in self.flow_contexts):
+            return c.STATUS_DEVICE_BUSY
+        self.unregistered.append(self.callouts.pop(callout_id))
+        return c.STATUS_SUCCESS
+
+    # ---- pending ------------------------------------------------------------
+
+    def FwpsPendOperation0(self, handle, out):
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, "FwpsPendOperation0")
+        progress = k.classify_in_progress
+        if progress is None:
+            k.fail("FwpsPendOperation0 outside a classification")
+        if not progress["has_completion_handle"] or handle != progress["completion_handle"]:
+            k.fail(f"FwpsPendOperation0: {handle:#x} is not this classification's completion handle")
+        k.check(out != 0, "FwpsPendOperation0: NULL completionContext")
+        if progress["reauthorization"]:
+            return c.STATUS_FWP_CANNOT_PEND
+        if progress["pended"] is not None:
+            k.fail("FwpsPendOperation0 twice for one classification")
+        context = self._handle()
+        progress["pended"] = context
+        self.pended[context] = {"progress": progress, "completed": False}
+        k.write_u64(out, context, "FwpsPendOperation0 completionContext")
+        return c.STATUS_SUCCESS
+
+    def FwpsCompleteOperation0(self, context, net_buffer_list):
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, "FwpsCompleteOperation0")
+        # The engine may classify again (reauthorization) before this
+        # returns: a driver lock held here would deadlock on Windows.
+        k.require_no_lock("FwpsCompleteOperation0")
+        record = self.pended.get(context)
+        if record is None:
+            k.fail(f"FwpsCompleteOperation0({context:#x}): not a pended operation")
+        if record["completed"]:
+            k.fail(f"FwpsCompleteOperation0({context:#x}): completed twice")
+        record["completed"] = True
+        progress = record["progress"]
+        completion = {"context": context, "filter": progress["filter"], "connection": progress["connection"],
+                      "with_packet": net_buffer_list != 0, "reauthorization": None}
+        self.completions.append(completion)
+        if progress["connection"]["layer_id"] in (c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, c.FWPS_LAYER_ALE_AUTH_CONNECT_V6):
+            if self.drop_reauthorizations:
+                completion["reauthorization"] = "not classified: the connection is gone"
+            else:
+                self.deferred.append(("reauthorize", completion))
+
+    def outstanding_pends(self):
+        return [ctx for ctx, record in self.pended.items() if not record["completed"]]
+
+    # ---- flow contexts ------------------------------------------------------
+
+    def FwpsFlowAssociateContext0(self, flow_id, layer_id, callout_id, context):
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, "FwpsFlowAssociateContext0")
+        callout = self.callouts.get(callout_id & 0xFFFFFFFF)
+        k.check(callout is not None, f"FwpsFlowAssociateContext0: callout {callout_id} not registered")
+        k.check(callout.flow_delete_fn != 0, "FwpsFlowAssociateContext0 for a callout without flowDeleteFn")
+        k.check(context != 0, "FwpsFlowAssociateContext0 with a zero context")
+        key = (flow_id, layer_id & 0xFFFF, callout_id & 0xFFFFFFFF)
+        if key in self.flow_contexts:
+            return 0x40000000  # STATUS_OBJECT_NAME_EXISTS
+        self.flow_contexts[key] = context
+        return c.STATUS_SUCCESS
+
+    def FwpsFlowRemoveContext0(self, flow_id, layer_id, callout_id):
+        self.k.require_irql(c.DISPATCH_LEVEL, "FwpsFlowRemoveContext0")
+        key = (flow_id, layer_id & 0xFFFF, callout_id & 0xFFFFFFFF)
+        context = self.flow_contexts.pop(key, None)
+        if context is None:
+            return c.STATUS_UNSUCCESSFUL
+        # flowDeleteFn runs once the current call has returned.
+        self.deferred.append(("flow_delete", (key, context)))
+        return c.STATUS_PENDING
+
+    # ---- injection ----------------------------------------------------------
+    # Only the handle's life is played here: the scenarios classify at
+    # ALE_AUTH_CONNECT, where no packet is cloned or injected. The packet
+    # functions (FwpsAllocateCloneNetBufferList0, FwpsInjectTransport-
+    # ReceiveAsync0, NdisRetreat/AdvanceNetBufferDataStart...) stay
+    # unsupported: reaching one fails the run with its name.
+
+    def FwpsInjectionHandleCreate0(self, family, flags, out):
+        k = self.k
+        k.require_irql(c.PASSIVE_LEVEL, "FwpsInjectionHandleCreate0")
+        k.check(family & 0xFFFF in (0, 2, 23), f"FwpsInjectionHandleCreate0: address family {family & 0xFFFF}")
+        known = 0x1 | 0x2 | 0x4 | 0x8 | 0x10  # NETWORK, FORWARD, TRANSPORT, STREAM, L2 (fwpsk.h)
+        k.check(flags & 0xFFFFFFFF and not flags & ~known, f"FwpsInjectionHandleCreate0: flags {flags:#x}")
+        handle = self._handle()
+        self.injection_handles.add(handle)
+        k.write_u64(out, handle, "FwpsInjectionHandleCreate0 injectionHandle")
+        return c.STATUS_SUCCESS
+
+    def FwpsInjectionHandleDestroy0(self, handle):
+        self.k.require_irql(c.PASSIVE_LEVEL, "FwpsInjectionHandleDestroy0")
+        if handle not in self.injection_handles:
+            self.k.fail(f"FwpsInjectionHandleDestroy0: {handle:#x} is not a live injection handle")
+        self.injection_handles.discard(handle)
+        return c.STATUS_SUCCESS
+
+    def FwpsQueryPacketInjectionState0(self, handle, net_buffer_list, context_out):
+        self.k.require_irql(c.DISPATCH_LEVEL, "FwpsQueryPacketInjectionState0")
+        self.k.check(handle in self.injection_handles, "FwpsQueryPacketInjectionState0 with a dead handle")
+        return 0  # FWPS_PACKET_NOT_INJECTED: the harness injects nothing
+
+    # ---- sessions and transactions ------------------------------------------
+
+    def _session(self, handle, api):
+        if handle not in self.sessions:
+            self.k.fail(f"{api}: {handle:#x} is not an open engine handle")
+        self.k.require_irql(c.PASSIVE_LEVEL, api)
+        return self.sessions[handle]
+
+    def FwpmEngineOpen0(self, server, authn, identity, session, out):
+        k = self.k
+        k.require_irql(c.PASSIVE_LEVEL, "FwpmEngineOpen0")
+        k.check(server == 0, "FwpmEngineOpen0: a server name from a kernel driver")
+        k.check(authn & 0xFFFFFFFF in (c.RPC_C_AUTHN_WINNT, c.RPC_C_AUTHN_DEFAULT),
+                f"FwpmEngineOpen0: authentication service {authn:#x}")
+        if session:
+            fields = L.FWPM_SESSION0.unpack(k.read(session, L.FWPM_SESSION0.size, "FWPM_SESSION0"))
+            if fields["displayData.name"]:
+                k.read_wide(fields["displayData.name"])
+        handle = self._handle()
+        self.sessions[handle] = {"txn": None}
+        k.write_u64(out, handle, "FwpmEngineOpen0 engineHandle")
+        return c.STATUS_SUCCESS
+
+    def FwpmEngineClose0(self, handle):
+        session = self._session(handle, "FwpmEngineClose0")
+        self.k.check(session["txn"] is None, "FwpmEngineClose0 with a transaction still open")
+        leftover = [h for h, e in self.enums.items() if e["session"] == handle]
+        self.k.check(not leftover, "FwpmEngineClose0 with enumeration handles still open")
+        del self.sessions[handle]
+        return c.STATUS_SUCCESS
+
+    def FwpmTransactionBegin0(self, handle, flags):
+        session = self._session(handle, "FwpmTransactionBegin0")
+        if session["txn"] is not None:
+            return c.STATUS_FWP_TXN_IN_PROGRESS
+        session["txn"] = []
+        return c.STATUS_SUCCESS
+
+    def FwpmTransactionCommit0(self, handle):
+        session = self._session(handle, "FwpmTransactionCommit0")
+        if session["txn"] is None:
+            return c.STATUS_FWP_NO_TXN_IN_PROGRESS
+        session["txn"] = None
+        self.stats["transactions_committed"] += 1
+        return c.STATUS_SUCCESS
+
+    def FwpmTransactionAbort0(self, handle):
+        session = self._session(handle, "FwpmTransactionAbort0")
+        if session["txn"] is None:
+            return c.STATUS_FWP_NO_TXN_IN_PROGRESS
+        for table, key in reversed(session["txn"]):
+            table.pop(key, None)
+        session["txn"] = None
+        self.stats["transactions_aborted"] += 1
+        return c.STATUS_SUCCESS
+
+    def _added(self, session, table, key, value):
+        table[key] = value
+        if session["txn"] is not None:
+            session["txn"].append((table, key))
+
+    def _key_at(self, address, what):
+        self.k.check(address != 0, f"{what}: NULL key")
+        return guid_str(self.k.read(address, 16, what))
+
+    # ---- provider, sublayer, callout objects --------------------------------
+
+    def FwpmProviderAdd0(self, handle, provider, sd):
+        session = self._session(handle, "FwpmProviderAdd0")
+        fields = L.FWPM_PROVIDER0.unpack(self.k.read(provider, L.FWPM_PROVIDER0.size, "FWPM_PROVIDER0"))
+        key = guid_str(fields["providerKey"])
+        if key in self.providers:
+            return c.STATUS_FWP_ALREADY_EXISTS
+        self._added(session, self.providers, key, {"flags": fields["flags"]})
+        return c.STATUS_SUCCESS
+
+    def FwpmSubLayerAdd0(self, handle, sublayer, sd):
+        session = self._session(handle, "FwpmSubLayerAdd0")
+        fields = L.FWPM_SUBLAYER0.unpack(self.k.read(sublayer, L.FWPM_SUBLAYER0.size, "FWPM_SUBLAYER0"))
+        key = guid_str(fields["subLayerKey"])
+        provider = self._key_at(fields["providerKey"], "FWPM_SUBLAYER0.providerKey") if fields["providerKey"] else None
+        if provider is not None and provider not in self.providers:
+            return 0xC0220005  # STATUS_FWP_PROVIDER_NOT_FOUND
+        if key in self.sublayers:
+            return c.STATUS_FWP_ALREADY_EXISTS
+        self._added(session, self.sublayers, key, {"provider": provider, "weight": fields["weight"]})
+        return c.STATUS_SUCCESS
+
+    def FwpmCalloutAdd0(self, handle, callout, sd, out_id):
+        session = self._session(handle, "FwpmCalloutAdd0")
+        fields = L.FWPM_CALLOUT0.unpack(self.k.read(callout, L.FWPM_CALLOUT0.size, "FWPM_CALLOUT0"))
+        key = guid_str(fields["calloutKey"])
+        layer = guid_str(fields["applicableLayer"])
+        provider = self._key_at(fields["providerKey"], "FWPM_CALLOUT0.providerKey") if fields["providerKey"] else None
+        if layer not in c.LAYER_NAMES:
+            return 0xC0220004  # STATUS_FWP_LAYER_NOT_FOUND
+        if provider is not None and provider not in self.providers:
+            return 0xC0220005  # STATUS_FWP_PROVIDER_NOT_FOUND
+        if key in self.mgmt_callouts:
+            return c.STATUS_FWP_ALREADY_EXISTS
+        runtime_id = self.mgmt_callout_ids.setdefault(key, self.next_callout_id)
+        if runtime_id == self.next_callout_id:
+            self.next_callout_id += 1
+        self._added(session, self.mgmt_callouts, key,
+                    {"flags": fields["flags"], "layer": layer, "provider": provider, "id": runtime_id})
+        if out_id:
+            self.k.write(out_id, struct.pack("<I", runtime_id), "FwpmCalloutAdd0 id")
+        return c.STATUS_SUCCESS
+
+    def FwpmCalloutDeleteByKey0(self, handle, key):
+        self._session(handle, "FwpmCalloutDeleteByKey0")
+        key = self._key_at(key, "FwpmCalloutDeleteByKey0 key")
+        if key not in self.mgmt_callouts:
+            return c.STATUS_FWP_CALLOUT_NOT_FOUND
+        if any(f.callout_key == key for f in self.filters.values()):
+            return c.STATUS_FWP_IN_USE
+        del self.mgmt_callouts[key]
+        return c.STATUS_SUCCESS
+
+    def FwpmSubLayerDeleteByKey0(self, handle, key):
+        self._session(handle, "FwpmSubLayerDeleteByKey0")
+        key = self._key_at(key, "FwpmSubLayerDeleteByKey0 key")
+        if key not in self.sublayers:
+            return 0xC0220007  # STATUS_FWP_SUBLAYER_NOT_FOUND
+        if any(f.sublayer_key == key for f in self.filters.values()):
+            return c.STATUS_FWP_IN_USE
+        del self.sublayers[key]
+        return c.STATUS_SUCCESS
+
+    def FwpmProviderDeleteByKey0(self, handle, key):
+        self._session(handle, "FwpmProviderDeleteByKey0")
+        key = self._key_at(key, "FwpmProviderDeleteByKey0 key")
+        if key not in self.providers:
+            return 0xC0220005  # STATUS_FWP_PROVIDER_NOT_FOUND
+        if any(s["provider"] == key for s in self.sublayers.values()) or any(
+                m["provider"] == key for m in self.mgmt_callouts.values()):
+            return c.STATUS_FWP_IN_USE
+        del self.providers[key]
+        return c.STATUS_SUCCESS
+
+    # ---- engine memory ------------------------------------------------------
+
+    def _engine_alloc(self, size, what):
+        address = self.k.alloc(size, f"engine.{what}")
+        self.engine_memory[address] = what
+        self.engine_memory_freed.discard(address)
+        return address
+
+    def FwpmFreeMemory0(self, pointer):
+        k = self.k
+        k.check(pointer != 0, "FwpmFreeMemory0(NULL)")
+        address = k.read_u64(pointer, "FwpmFreeMemory0 argument")
+        if address == 0:
+            return None
+        if address not in self.engine_memory:
+            if address in self.engine_memory_freed:
+                k.fail(f"FwpmFreeMemory0: {address:#x} freed twice")
+            k.fail(f"FwpmFreeMemory0: {address:#x} is not memory the engine returned")
+        del self.engine_memory[address]
+        self.engine_memory_freed.add(address)
+        k.free(address)
+        k.write_u64(pointer, 0, "FwpmFreeMemory0 argument")
+        return None
+
+    # ---- enumeration and provider contexts ----------------------------------
+
+    def FwpmFilterCreateEnumHandle0(self, handle, template, out):
+        k = self.k
+        self._session(handle, "FwpmFilterCreateEnumHandle0")
+        k.check(template != 0, "FwpmFilterCreateEnumHandle0 without a template (would enumerate every filter)")
+        fields = L.FWPM_FILTER_ENUM_TEMPLATE0.unpack(k.read(template, L.FWPM_FILTER_ENUM_TEMPLATE0.size,
+                                                             "FWPM_FILTER_ENUM_TEMPLATE0"))
+        layer = guid_str(fields["layerKey"])
+        k.check(layer in c.LAYER_NAMES, f"FwpmFilterCreateEnumHandle0: unknown layer {layer}")
+        k.check(fields["enumType"] in (c.FWP_FILTER_ENUM_FULLY_CONTAINED, c.FWP_FILTER_ENUM_OVERLAPPING),
+                f"FwpmFilterCreateEnumHandle0: enumType {fields['enumType']}")
+        k.check(fields["numFilterConditions"] == 0 or fields["filterCondition"] != 0,
+                "FwpmFilterCreateEnumHandle0: conditions without an array")
+        callout_key = None
+        if fields["actionMask"] & c.FWP_ACTION_FLAG_CALLOUT:
+            # The documented rule: a callout action mask needs a callout key.
+            k.check(fields["calloutKey"] != 0, "FwpmFilterCreateEnumHandle0: FWP_ACTION_FLAG_CALLOUT "
+                    "without calloutKey")
+            callout_key = self._key_at(fields["calloutKey"], "FWPM_FILTER_ENUM_TEMPLATE0.calloutKey")
+        entries = [f for f in sorted(self.filters.values(), key=lambda f: f.id)
+                   if f.layer_key == layer and (callout_key is None or f.callout_key == callout_key)]
+        enum = self._handle()
+        self.enums[enum] = {"session": handle, "entries": entries, "position": 0}
+        k.write_u64(out, enum, "FwpmFilterCreateEnumHandle0 enumHandle")
+        return c.STATUS_SUCCESS
+
+    def FwpmFilterEnum0(self, handle, enum, requested, entries_out, returned_out):
+        k = self.k
+        self._session(handle, "FwpmFilterEnum0")
+        state = self.enums.get(enum)
+        if state is None or state["session"] != handle:
+            return c.STATUS_FWP_INVALID_ENUMERATOR
+        requested &= 0xFFFFFFFF
+        k.check(requested > 0, "FwpmFilterEnum0 asking for 0 entries")
+        batch = state["entries"][state["position"]:state["position"] + requested]
+        state["position"] += len(batch)
+        self.stats["enum_batches"] += 1
+        array = 0
+        if batch:
+            size = 8 * len(batch) + L.FWPM_FILTER0.size * len(batch) + 64 * len(batch)
+            array = self._engine_alloc(size, "FWPM_FILTER0[]")
+            structs = array + 8 * len(batch)
+            names = structs + L.FWPM_FILTER0.size * len(batch)
+            for index, f in enumerate(batch):
+                address = structs + index * L.FWPM_FILTER0.size
+                name = names + 64 * index
+                k.write(name, f"filter {f.id}".encode("utf-16-le") + b"\0\0")
+                values = dict(
+                    filterKey=f.key, flags=f.fwpm_flags, **{"displayData.name": name},
+                    layerKey=guid_bytes(f.layer_key), subLayerKey=guid_bytes(f.sublayer_key),
+                    **{"weight.type": c.FWP_UINT64, "weight.value": f.weight,
+                       "action.type": c.FWP_ACTION_CALLOUT_TERMINATING,
+                       "action.calloutKey": guid_bytes(f.callout_key),
+                       "effectiveWeight.type": c.FWP_UINT64, "effectiveWeight.value": f.weight},
+                    filterId=f.id)
+                if f.provider_context is not None:
+                    values["providerContextKey"] = guid_bytes(f.provider_context.key)
+                else:
+                    values["rawContext"] = f.raw_context
+                k.write(address, L.FWPM_FILTER0.pack(**values))
+                k.write_u64(array + 8 * index, address)
+        k.write_u64(entries_out, array, "FwpmFilterEnum0 entries")
+        k.write(returned_out, struct.pack("<I", len(batch)), "FwpmFilterEnum0 numEntriesReturned")
+        return c.STATUS_SUCCESS
+
+    def FwpmFilterDestroyEnumHandle0(self, handle, enum):
+        self._session(handle, "FwpmFilterDestroyEnumHandle0")
+        state = self.enums.pop(enum, None)
+        if state is None or state["session"] != handle:
+            return c.STATUS_FWP_INVALID_ENUMERATOR
+        return c.STATUS_SUCCESS
+
+    def FwpmProviderContextGetByKey2(self, handle, key, out):
+        k = self.k
+        self._session(handle, "FwpmProviderContextGetByKey2")
+        key = self._key_at(key, "FwpmProviderContextGetByKey2 key")
+        context = self.provider_contexts.get(key)
+        if context is None:
+            return c.STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND
+        size = L.FWPM_PROVIDER_CONTEXT2.size + L.FWP_BYTE_BLOB.size + len(context.data)
+        address = self._engine_alloc(size, "FWPM_PROVIDER_CONTEXT2")
+        self.write_provider_context(address, context)
+        k.write_u64(out, address, "FwpmProviderContextGetByKey2 providerContext")
+        return c.STATUS_SUCCESS
+
+    def write_provider_context(self, address, context):
+        """FWPM_PROVIDER_CONTEXT2, then its FWP_BYTE_BLOB, then the data."""
+        blob = address + L.FWPM_PROVIDER_CONTEXT2.size
+        data = blob + L.FWP_BYTE_BLOB.size
+        self.k.write(address, L.FWPM_PROVIDER_CONTEXT2.pack(
+            providerContextKey=guid_bytes(context.key), providerKey=0, type=context.type,
+            dataBuffer=blob, providerContextId=context.luid))
+        self.k.write(blob, L.FWP_BYTE_BLOB.pack(size=len(context.data), data=data if context.data else 0))
+        self.k.write(data, context.data)
+        return L.FWPM_PROVIDER_CONTEXT2.size + L.FWP_BYTE_BLOB.size + len(context.data)

@@ -1,0 +1,62 @@
+//! The commands wfpctl runs, parsed, checked and typed: what the command
+//! line means, independent of clap.
+#![forbid(unsafe_code)]
+
+use wfpcallout_wire::PolicyRepr;
+
+use crate::filter_spec::FilterSpec;
+use crate::rules::Rule;
+
+/// What wfpctl prints, before exiting with status 2, for a command that
+/// needs Windows on a host that is not.
+pub const NOT_WINDOWS: &str =
+    "wfpctl talks to the Windows filter engine and the wfpcallout driver; this host is not Windows";
+
+/// Which filters `filter delete` deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteTarget {
+    /// One filter, by run-time id.
+    Id(u64),
+    /// Every filter of our provider.
+    AllOurs,
+}
+
+/// How `wfpctl agent` decides.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct AgentOptions {
+    /// Rules, tried in order.
+    pub rules: Vec<Rule>,
+    /// Ask on the terminal when no rule matches.
+    pub interactive: bool,
+    /// Stop after this many requests.
+    pub max: Option<u64>,
+}
+
+/// A command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `filter add`: add a filter calling our callout, with a policy.
+    FilterAdd(FilterSpec),
+    /// `filter delete`.
+    FilterDelete(DeleteTarget),
+    /// `filter list`: our filters, their policies and counters.
+    FilterList,
+    /// `stats`: the driver's global counters.
+    Stats,
+    /// `agent`: answer ask requests.
+    Agent(AgentOptions),
+    /// `status`: driver, callouts, BFE.
+    Status,
+    /// `policy encode`: print a policy blob as hex.
+    PolicyEncode(PolicyRepr),
+    /// `policy decode`: decode a blob given as hex.
+    PolicyDecode(Vec<u8>),
+}
+
+impl Command {
+    /// Whether the command needs the Windows filter engine or the driver
+    /// (everything but `policy encode` and `policy decode`).
+    pub fn needs_windows(&self) -> bool {
+        !matches!(self, Command::PolicyEncode(_) | Command::PolicyDecode(_))
+    }
+}

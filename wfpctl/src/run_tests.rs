@@ -1,0 +1,326 @@
+//! Every subcommand run against the recording [`MockBackend`]: which
+//! system calls it makes, with which arguments, and what it prints.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::io::Cursor;
+
+use wfpcallout_wire::{
+    AskRequestRepr, Direction, FilterCounters, FilterOrigin, FilterStatsEntryRepr, GlobalStatsRepr,
+    IOCTL_WFPCALLOUT_AGENT_GET_REQUEST, IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS,
+    IOCTL_WFPCALLOUT_GET_VERSION, Label, LogLevel, PolicyAction, PolicyRepr, STATS_MAX_ENTRIES, STATS_REPLY_MAX_LEN,
+    StatsQueryRepr, Verdict, VerdictMessageRepr,
+};
+
+use crate::backend::ServiceState;
+use crate::cli;
+use crate::command::Command;
+use crate::mock_backend::{Call, MockBackend};
+use crate::run::{Io, Outcome, RunError, run};
+
+/// What a run printed and how it ended.
+struct Ran {
+    result: Result<Outcome, RunError>,
+    out: String,
+    err: String,
+}
+
+fn command(line: &str) -> Command {
+    cli::parse_from(std::iter::once("wfpctl").chain(line.split_whitespace())).unwrap()
+}
+
+fn run_with_input(line: &str, backend: &mut MockBackend, input: &str) -> Ran {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input = Cursor::new(input.as_bytes().to_vec());
+    let result = run(&command(line), backend, &mut Io { out: &mut out, err: &mut err, input: &mut input });
+    Ran { result, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
+}
+
+fn run_line(line: &str, backend: &mut MockBackend) -> Ran {
+    run_with_input(line, backend, "")
+}
+
+fn entry(filter_id: u64, matched: u64) -> FilterStatsEntryRepr {
+    FilterStatsEntryRepr {
+        filter_id,
+        layer_id: 48,
+        origin: FilterOrigin::Notified,
+        policy: PolicyRepr { action: PolicyAction::Audit, log_level: LogLevel::Off, label: Label::new("web").unwrap() },
+        references: 1,
+        counters: FilterCounters { matched, permitted: matched, audited: matched, ..FilterCounters::default() },
+    }
+}
+
+fn request(request_id: u64, protocol: u8, remote_port: u16) -> AskRequestRepr {
+    AskRequestRepr {
+        request_id,
+        filter_id: 66_017,
+        process_id: 4242,
+        layer_id: 48,
+        direction: Direction::Outbound,
+        protocol,
+        default_verdict: Verdict::Block,
+        timeout_ms: 10_000,
+        local_address: "10.0.0.2".parse().unwrap(),
+        local_port: 50_000,
+        remote_address: "192.0.2.1".parse().unwrap(),
+        remote_port,
+        label: Label::new("ask").unwrap(),
+    }
+}
+
+#[test]
+fn filter_add_calls_add_filter_with_the_spec_and_the_blob() {
+    let mut backend = MockBackend::default();
+    let line = "filter add --layer connect --ip v4 --remote-port 443 --protocol tcp --action audit --label web";
+    let Command::FilterAdd(expected_spec) = command(line) else { panic!("not filter add") };
+    let ran = run_line(line, &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(ran.out, "66017\n");
+    assert!(
+        ran.err.contains("added filter 66017 at connect-v4: audit when protocol=tcp remote-port=443"),
+        "{}",
+        ran.err
+    );
+    assert_eq!(backend.calls.len(), 2, "{:?}", backend.calls);
+    assert_eq!(backend.calls[0], Call::OpenEngine);
+    let Call::AddFilter { spec, blob } = &backend.calls[1] else { panic!("{:?}", backend.calls[1]) };
+    assert_eq!(*spec, expected_spec);
+    // The blob is what the driver's decoder turns back into the policy.
+    assert_eq!(
+        PolicyRepr::parse(blob),
+        Ok(PolicyRepr { action: PolicyAction::Audit, log_level: LogLevel::Off, label: Label::new("web").unwrap() })
+    );
+}
+
+#[test]
+fn filter_list_pages_through_get_stats_until_more_is_false() {
+    let mut backend = MockBackend::default();
+    for port in [443, 80, 53, 22, 25] {
+        let line = format!("filter add --layer connect --ip v4 --remote-port {port} --action audit --label web");
+        run_line(&line, &mut backend).result.unwrap();
+    }
+    let ids: Vec<u64> = backend.filters.iter().map(|filter| filter.id).collect();
+    assert_eq!(ids, [66_017, 66_018, 66_019, 66_020, 66_021]);
+    backend.driver().stats = ids.iter().map(|&id| entry(id, id - 66_000)).collect();
+    backend.driver().page_size = 2;
+    backend.calls.clear();
+
+    let ran = run_line("filter list", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(
+        backend.stats_queries(),
+        [
+            StatsQueryRepr { after_filter_id: 0, max_entries: STATS_MAX_ENTRIES },
+            StatsQueryRepr { after_filter_id: 66_018, max_entries: STATS_MAX_ENTRIES },
+            StatsQueryRepr { after_filter_id: 66_020, max_entries: STATS_MAX_ENTRIES },
+        ]
+    );
+    assert!(backend.calls.iter().all(|call| match call {
+        Call::Ioctl { code, output_len, .. } =>
+            *code == IOCTL_WFPCALLOUT_GET_STATS && *output_len == STATS_REPLY_MAX_LEN,
+        _ => true,
+    }));
+    let lines: Vec<&str> = ran.out.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", ran.out);
+    for (line, (id, port)) in lines[1..].iter().zip(ids.iter().zip([443, 80, 53, 22, 25])) {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(cells[..5], [&id.to_string(), "connect-v4", &format!("remote-port={port}"), "audit", "web"]);
+        assert_eq!(cells[6], (id - 66_000).to_string());
+    }
+    assert_eq!(ran.err, "");
+}
+
+#[test]
+fn filter_list_without_the_driver_still_lists_the_engine_filters() {
+    let mut backend = MockBackend::default();
+    run_line("filter add --layer connect --ip v4 --action block", &mut backend).result.unwrap();
+    backend.driver = None;
+    let ran = run_line("filter list", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert!(ran.out.contains("66017  connect-v4  -"), "{}", ran.out);
+    assert!(
+        ran.err.contains("no counters: GET_STATS: open \\\\.\\WfpCallout failed: 0x00000002 (ERROR_FILE_NOT_FOUND"),
+        "{}",
+        ran.err
+    );
+}
+
+#[test]
+fn filter_list_stops_a_driver_that_pages_forever() {
+    let mut backend = MockBackend::default();
+    backend.driver().stats = vec![entry(1, 1), entry(2, 2)];
+    backend.driver().page_size = 0;
+    let ran = run_line("filter list", &mut backend);
+    assert!(ran.err.contains("did not advance past filter 0"), "{}", ran.err);
+    assert_eq!(backend.stats_queries().len(), 1);
+}
+
+#[test]
+fn filter_delete_by_id_and_all_ours() {
+    let mut backend = MockBackend::default();
+    for _ in 0..3 {
+        run_line("filter add --layer flow --ip v6 --action permit", &mut backend).result.unwrap();
+    }
+    backend.calls.clear();
+    let ran = run_line("filter delete 66018", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(ran.out, "deleted filter 66018\n");
+    assert_eq!(backend.calls, [Call::OpenEngine, Call::DeleteFilter(66_018)]);
+
+    let ran = run_line("filter delete 5", &mut backend);
+    let err = ran.result.unwrap_err().to_string();
+    assert!(err.contains("FWP_E_FILTER_NOT_FOUND"), "{err}");
+
+    backend.undeletable.push(66_019);
+    backend.calls.clear();
+    let ran = run_line("filter delete --all-ours", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    assert_eq!(
+        backend.calls,
+        [Call::OpenEngine, Call::ListOurFilters, Call::DeleteFilter(66_017), Call::DeleteFilter(66_019)]
+    );
+    assert_eq!(ran.out, "deleted filter 66017\ndeleted 1 of 2 wfpcallout filters\n");
+    assert!(ran.err.contains("could not delete filter 66019") && ran.err.contains("FWP_E_IN_USE"), "{}", ran.err);
+}
+
+#[test]
+fn stats_reads_the_version_then_one_page() {
+    let mut backend = MockBackend::default();
+    backend.driver().global = GlobalStatsRepr { filters_added: 3, policies_rejected: 1, ..GlobalStatsRepr::default() };
+    backend.driver().stats = vec![entry(1, 1), entry(2, 2)];
+    let ran = run_line("stats", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    let ioctls = backend.ioctls();
+    assert_eq!(ioctls.len(), 2);
+    assert_eq!(ioctls[0].0, IOCTL_WFPCALLOUT_GET_VERSION);
+    assert_eq!(backend.stats_queries(), [StatsQueryRepr { after_filter_id: 0, max_entries: 1 }]);
+    let lines: Vec<Vec<&str>> = ran.out.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert!(lines.contains(&vec!["filter_contexts_alive", "2"]), "{}", ran.out);
+    assert!(lines.contains(&vec!["filters_added", "3"]), "{}", ran.out);
+    assert!(lines.contains(&vec!["policies_rejected", "1"]), "{}", ran.out);
+}
+
+#[test]
+fn a_driver_of_another_protocol_version_is_named() {
+    let mut backend = MockBackend::default();
+    backend.driver().version.abi_version = 2;
+    let err = run_line("stats", &mut backend).result.unwrap_err().to_string();
+    assert!(err.contains("control protocol version 2, this wfpctl speaks version 1"), "{err}");
+    assert_eq!(backend.ioctls().len(), 1);
+}
+
+#[test]
+fn status_queries_both_services_and_the_driver() {
+    let mut backend = MockBackend::default();
+    let ran = run_line("status", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert!(backend.calls.contains(&Call::ServiceState("BFE".to_string())));
+    assert!(backend.calls.contains(&Call::ServiceState("WfpCallout".to_string())));
+    assert!(ran.out.contains("callouts            registered"), "{}", ran.out);
+
+    backend.driver = None;
+    backend.services.insert("WfpCallout".to_string(), ServiceState::Stopped);
+    let ran = run_line("status", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    assert!(ran.out.contains("WfpCallout service  stopped"), "{}", ran.out);
+    assert!(ran.out.contains("ERROR_FILE_NOT_FOUND"), "{}", ran.out);
+}
+
+#[test]
+fn agent_answers_by_the_first_matching_rule_until_max() {
+    let mut backend = MockBackend::default();
+    backend.driver().requests =
+        [request(1, 6, 443), request(2, 17, 53), request(3, 6, 22), request(4, 6, 443)].into_iter().collect();
+    let ran = run_line("agent --rule permit:tcp:443 --rule block:udp:* --max 3", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(
+        backend.driver().verdicts,
+        [
+            VerdictMessageRepr { request_id: 1, verdict: Verdict::Permit },
+            VerdictMessageRepr { request_id: 2, verdict: Verdict::Block },
+            // No rule: the request's default verdict.
+            VerdictMessageRepr { request_id: 3, verdict: Verdict::Block },
+        ]
+    );
+    // The fourth request was never fetched.
+    assert_eq!(backend.driver().requests.len(), 1);
+    let codes: Vec<u32> = backend.ioctls().iter().map(|(code, _)| *code).collect();
+    assert_eq!(
+        codes,
+        [
+            IOCTL_WFPCALLOUT_GET_VERSION,
+            IOCTL_WFPCALLOUT_AGENT_GET_REQUEST,
+            IOCTL_WFPCALLOUT_AGENT_SET_VERDICT,
+            IOCTL_WFPCALLOUT_AGENT_GET_REQUEST,
+            IOCTL_WFPCALLOUT_AGENT_SET_VERDICT,
+            IOCTL_WFPCALLOUT_AGENT_GET_REQUEST,
+            IOCTL_WFPCALLOUT_AGENT_SET_VERDICT,
+        ]
+    );
+    let lines: Vec<&str> = ran.out.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines[0].ends_with("=> permit (rule 1 permit:tcp:443)"), "{}", lines[0]);
+    assert!(lines[1].ends_with("=> block (rule 2 block:udp:*)"), "{}", lines[1]);
+    assert!(lines[2].ends_with("=> block (no rule matched: the filter's default)"), "{}", lines[2]);
+    assert!(ran.err.contains("3 requests handled"), "{}", ran.err);
+}
+
+#[test]
+fn agent_asks_on_the_terminal_when_no_rule_matches() {
+    let mut backend = MockBackend::default();
+    backend.driver().requests =
+        [request(1, 6, 80), request(2, 6, 443), request(3, 6, 81), request(4, 6, 82), request(5, 6, 83)]
+            .into_iter()
+            .collect();
+    // Request 1: a wrong answer, then "p". Request 2: rule. Request 3:
+    // Enter (the default). Request 4: "block". Request 5: end of input.
+    let ran = run_with_input("agent --interactive --rule block:tcp:443 --max 5", &mut backend, "maybe\np\n\nblock\n");
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    let verdicts: Vec<(u64, Verdict)> =
+        backend.driver().verdicts.iter().map(|verdict| (verdict.request_id, verdict.verdict)).collect();
+    assert_eq!(
+        verdicts,
+        [(1, Verdict::Permit), (2, Verdict::Block), (3, Verdict::Block), (4, Verdict::Block), (5, Verdict::Block)]
+    );
+    assert!(ran.err.contains("'maybe' is neither p nor b"), "{}", ran.err);
+    assert_eq!(ran.err.matches("permit or block? [p/b, Enter: block]").count(), 5, "{}", ran.err);
+    assert!(ran.out.lines().next().unwrap().ends_with("=> permit (answered)"), "{}", ran.out);
+    assert!(ran.out.lines().nth(4).unwrap().ends_with("(no rule matched: the filter's default)"), "{}", ran.out);
+}
+
+#[test]
+fn agent_keeps_serving_when_a_verdict_is_refused() {
+    let mut backend = MockBackend::default();
+    backend.driver().requests = [request(1, 6, 443), request(2, 6, 443)].into_iter().collect();
+    backend.driver().refuse_verdicts_for.push(1);
+    let ran = run_line("agent --rule permit:any:* --max 2", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(backend.driver().verdicts, [VerdictMessageRepr { request_id: 2, verdict: Verdict::Permit }]);
+    assert!(ran.err.contains("request 1: the driver did not take the verdict"), "{}", ran.err);
+    assert!(ran.err.contains("ERROR_NOT_FOUND"), "{}", ran.err);
+}
+
+#[test]
+fn agent_needs_registered_callouts() {
+    let mut backend = MockBackend::default();
+    backend.driver().version.flags = 0;
+    let err = run_line("agent --interactive", &mut backend).result.unwrap_err().to_string();
+    assert!(err.contains("has not registered its callouts"), "{err}");
+    assert_eq!(backend.ioctls().len(), 1);
+}
+
+#[test]
+fn policy_encode_and_decode_need_no_backend() {
+    let mut backend = MockBackend::default();
+    let ran = run_line("policy encode --action rate-limit --rate 10 --burst 20 --log info --label lim", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    let hex = ran.out.trim().to_string();
+    assert_eq!(hex, "574650430100_1b00_03030003_0a000000_14000000_00000000_6c696d".replace('_', ""));
+    let ran = run_line(&format!("policy decode {hex}"), &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(ran.out, "action  rate-limit 10/s burst 20\nlog     info\nlabel   lim\nlength  27 bytes\n");
+    let ran = run_line("policy decode 57465043", &mut backend);
+    let err = ran.result.unwrap_err().to_string();
+    assert_eq!(err, "the policy blob is malformed: buffer truncated");
+    assert!(backend.calls.is_empty());
+}
