@@ -190,7 +190,6 @@ fn write(decision: Decision, clear_right: bool, out: &mut ClassifyOut<'_>) {
 /// the rate limiter and the clock: no allocation, no lock, no lookup.
 #[inline]
 pub fn decide(context: &FilterContext) -> Decision {
-    context.count(Counter::Matched);
     let policy = context.policy();
     let decision = match policy.action {
         PolicyAction::Permit => Decision::Permit,
@@ -219,10 +218,14 @@ pub fn decide(context: &FilterContext) -> Decision {
             Decision::from(default_verdict)
         }
     };
-    context.count(match decision {
-        Decision::Block => Counter::Blocked,
-        _ => Counter::Permitted,
-    });
+    // Matched and the verdict with one processor lookup.
+    context.count_pair(
+        Counter::Matched,
+        match decision {
+            Decision::Block => Counter::Blocked,
+            _ => Counter::Permitted,
+        },
+    );
     if policy.log_level >= LogLevel::Trace {
         crate::log!(Level::Trace, "filter {} ({}): {:?}", context.filter_id(), policy.label, decision);
     }

@@ -70,6 +70,12 @@ impl FilterContext {
         self.counters.add(counter);
     }
 
+    /// Bumps two counters on the current processor's line at once.
+    #[inline]
+    pub fn count_pair(&self, first: Counter, second: Counter) {
+        self.counters.add_pair(first, second);
+    }
+
     /// The counters summed over processors.
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot()

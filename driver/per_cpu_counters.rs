@@ -94,6 +94,18 @@ impl PerCpuCounters {
         }
     }
 
+    /// Bumps two counters with one processor lookup (matched + verdict on
+    /// the classify path).
+    #[inline]
+    pub fn add_pair(&self, first: Counter, second: Counter) {
+        let base = self.offset + (current_processor() % self.slots) * SLOT_WORDS;
+        for counter in [first, second] {
+            if let Some(word) = self.words.get(base + counter as usize) {
+                word.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Sums every processor's slot.
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut total = [0u64; 7];
