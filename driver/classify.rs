@@ -73,6 +73,11 @@ pub unsafe extern "system" fn classify_fn(
         return;
     };
     let clear_right = view.clears_action_right();
+    // Unload waits for callbacks inside the rundown before freeing contexts.
+    let Some(_inside) = STATE.rundown.enter() else {
+        classify_without_context(clear_right, &mut out);
+        return;
+    };
     // SAFETY: the engine passes NULL or its incoming values, valid for the call.
     let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
     // SAFETY: the engine passes NULL or its metadata, valid for the call.

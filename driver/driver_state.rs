@@ -7,6 +7,7 @@ use crate::filter_context::ContextTable;
 use crate::flows::{FlowStats, FlowTable, TAG_FLOW_TABLE};
 use crate::pending::Pending;
 use crate::pool::TAG_CONTEXT_TABLE;
+use crate::rundown::Rundown;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -64,6 +65,8 @@ pub struct DriverState {
     pub agents: Agents,
     /// Live flow contexts.
     pub flows: FlowTable,
+    /// Callbacks running now; unload waits for them.
+    pub rundown: Rundown,
     /// Flow counters.
     pub flow_stats: FlowStats,
 }
@@ -93,6 +96,7 @@ impl DriverState {
             pending: Pending::new(),
             agents: Agents::new(),
             flows: FlowTable::new(TAG_FLOW_TABLE),
+            rundown: Rundown::new(),
             flow_stats: FlowStats {
                 associated: AtomicU64::new(0),
                 associate_failures: AtomicU64::new(0),

@@ -103,6 +103,10 @@ pub struct FlowStats {
 /// Starts tracking a flow permitted by `context`'s filter. Any failure
 /// just leaves the flow untracked (and counted).
 pub fn track(context: &FilterContext, callout_id: u32, values: &IncomingValues<'_>, metadata: Option<&Metadata<'_>>) {
+    if !STATE.loaded.load(Ordering::Acquire) {
+        // Unloading: flow contexts are being removed, do not add new ones.
+        return;
+    }
     let Some(flow_handle) = metadata.and_then(Metadata::flow_handle) else {
         STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
         return;

@@ -42,6 +42,7 @@ pub mod per_cpu_counters;
 pub mod pool;
 pub mod rate_limiter;
 pub mod reinjection;
+pub mod rundown;
 pub mod spin_lock;
 pub mod status;
 pub mod wide;

@@ -19,6 +19,7 @@ pub fn initialize(device_object: *mut c_void) -> Result {
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
     STATE.reset_stats();
+    STATE.rundown.reopen();
     STATE.pending.open()?;
     if let Err(status) = crate::reinjection::open() {
         release_contexts();
@@ -85,6 +86,9 @@ pub fn unload() {
         crate::log!(Level::Error, "unload: callouts still registered ({}): contexts are kept", status);
         return;
     }
+    // No new callback can start; wait for the ones already running (they
+    // may hold borrowed contexts) before anything is freed.
+    STATE.rundown.close_and_wait();
     if let Some(engine) = management::EngineHandle::from_raw(STATE.engine.swap(core::ptr::null_mut(), Ordering::AcqRel))
     {
         management::delete_objects(engine);

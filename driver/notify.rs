@@ -31,6 +31,15 @@ pub unsafe extern "system" fn notify_fn(
     _filter_key: *const GUID,
     filter: *mut FWPS_FILTER2,
 ) -> NTSTATUS {
+    // Unload waits for callbacks inside the rundown; once it has closed it,
+    // an ADD is refused and anything else has nothing left to touch.
+    let Some(_inside) = STATE.rundown.enter() else {
+        return if notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER {
+            NtStatus::INVALID_DEVICE_STATE.raw()
+        } else {
+            NtStatus::SUCCESS.raw()
+        };
+    };
     // SAFETY: the engine passes NULL or a filter valid for this call.
     let view = unsafe { FilterView::from_raw(filter) };
     let result = match (notify_type, view) {

@@ -67,7 +67,7 @@ pub fn processor_count() -> usize {
     (count as usize).max(1)
 }
 
-fn current_processor() -> usize {
+pub(crate) fn current_processor() -> usize {
     // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed; callable at any IRQL.
     unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) as usize }
 }

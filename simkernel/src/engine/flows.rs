@@ -139,9 +139,17 @@ pub extern "system" fn FwpsFlowAssociateContext0(
     if flow_context == 0 {
         return STATUS_INVALID_PARAMETER;
     }
-    if lock().registered_by_id(callout_id).is_none_or(|c| c.flow_delete.is_none()) {
-        report(ViolationKind::ApiMisuse, format!("flow context for callout {callout_id}, which has no flowDeleteFn"));
-        return STATUS_INVALID_PARAMETER;
+    match lock().registered_by_id(callout_id) {
+        // Unregistered meanwhile (e.g. during unload): refused, not misuse.
+        None => return STATUS_FWP_CALLOUT_NOT_FOUND,
+        Some(callout) if callout.flow_delete.is_none() => {
+            report(
+                ViolationKind::ApiMisuse,
+                format!("flow context for callout {callout_id}, which has no flowDeleteFn"),
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        Some(_) => {}
     }
     with(|flows| {
         let Some(flow) = flows.get_mut(&flow_id) else {

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md: native measurements (memory, allocations,
+# notify in bulk, throughput with 1 and 2 threads), criterion (time per
+# classify and per notify), callgrind (instructions, call counts, simulated
+# cache misses), then the report. Not part of CI: it takes minutes and its
+# times depend on the machine.
+#
+#   bash .ci/bench.sh            # everything, writes BENCHMARKS.md
+#   BENCH_SKIP_CRITERION=1 ...   # reuse criterion's last results
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+# The simulated kernel stands in for ntoskrnl, which a driver reaches through
+# its import table and which no compiler can inline into it. The workspace's
+# release LTO would inline the simulated kernel into the driver and hide the
+# lock, allocation and kernel calls the report counts, so the benches build
+# without it (the driver's own inlining is unaffected).
+export CARGO_PROFILE_BENCH_LTO=false
+# Cargo always builds bench targets with panic=unwind; building the
+# measurement binary the same way lets one build of the driver serve both
+# (with the workspace's panic=abort the driver would be built twice, with
+# colliding file names).
+export CARGO_PROFILE_BENCH_PANIC=unwind
+start=$SECONDS
+
+step() { printf '\n=== %s (%ss)\n' "$1" "$((SECONDS - start))"; }
+
+if ! command -v valgrind >/dev/null 2>&1; then
+    step "install valgrind"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends valgrind
+fi
+
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+results="$target/bench-results"
+rm -rf "$results"
+mkdir -p "$results/callgrind"
+
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+load_before=$(load)
+
+# Retries a cargo command that failed (sources edited while it was building).
+retry() {
+    local attempt
+    for attempt in 1 2 3; do
+        if "$@"; then return 0; fi
+        echo "(attempt $attempt failed; retrying)" >&2
+        sleep 5
+    done
+    return 1
+}
+
+step "build"
+retry cargo build -q --profile bench -p wfpcallout-bench --bin wfpbench
+retry cargo bench -q -p wfpcallout-bench --bench classify --no-run
+bin="$target/release/wfpbench"
+
+step "native: memory, allocations, notify in bulk, throughput"
+"$bin" native >"$results/native.json"
+
+if [ -z "${BENCH_SKIP_CRITERION:-}" ]; then
+    step "criterion"
+    rm -rf "$target/criterion/policy" "$target/criterion/scale" "$target/criterion/notify"
+    retry cargo bench -q -p wfpcallout-bench --bench classify -- \
+        --warm-up-time 1 --measurement-time 2 --sample-size 20 --noplot >"$results/criterion.txt"
+fi
+
+step "callgrind"
+cachegrind_args=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=1048576,8,64)
+run_callgrind() {
+    local name=$1
+    shift
+    local dir="$results/callgrind/$name"
+    mkdir -p "$dir"
+    valgrind --tool=callgrind --instr-atstart=no \
+        --toggle-collect=wfpbench_measure --dump-after=wfpbench_measure \
+        --compress-strings=no --compress-pos=no "${cachegrind_args[@]}" \
+        --callgrind-out-file="$dir/cg.out" \
+        "$bin" callgrind "$@" >"$dir/manifest.json" 2>"$dir/valgrind.log"
+}
+# The largest population takes longest (setting up 100,000 filters); it runs
+# beside the others, one per core.
+run_callgrind scale-100000 scale 100000 &
+big=$!
+run_callgrind policies policies
+for filters in 1 100 1000 10000; do
+    run_callgrind "scale-$filters" scale "$filters"
+done
+wait "$big"
+load_after=$(load)
+
+step "report"
+python3 - "$results/machine.json" "$load_before" "$load_after" "$((SECONDS - start))" <<'EOF'
+import json, os, platform, re, subprocess, sys, time
+def run(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    except Exception:
+        return ""
+lscpu = run("lscpu")
+def field(name):
+    m = re.search(rf"^{re.escape(name)}:\s*(.+)$", lscpu, re.M)
+    return m.group(1).strip() if m else "?"
+caches = ", ".join(f"{k} {field(k + ' cache')}" for k in ("L1d", "L2", "L3"))
+mem_kb = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1))
+lock = open("Cargo.lock").read()
+crit = re.search(r'name = "criterion"\nversion = "([^"]+)"', lock)
+out, before, after, seconds = sys.argv[1:5]
+json.dump({
+    "cpu": f"{field('Model name')} ({field('Hypervisor vendor')} guest)" if field("Hypervisor vendor") != "?" else field("Model name"),
+    "cores": f"{os.cpu_count()} ({field('Thread(s) per core')} thread(s) per core)",
+    "caches": caches,
+    "memory": f"{mem_kb / 2**20:.0f} GiB",
+    "kernel": f"{platform.system()} {platform.release()}",
+    "rustc": run("rustc", "-V").strip(),
+    "valgrind": run("valgrind", "--version").strip(),
+    "criterion": crit.group(1) if crit else "?",
+    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    "load_before": before,
+    "load_after": after,
+    "minutes": max(1, round(int(seconds) / 60)),
+    "processors": 2,
+}, open(out, "w"), indent=1)
+EOF
+python3 bench/report.py --results "$results" --criterion "$target/criterion" >BENCHMARKS.md
+step "done: BENCHMARKS.md"

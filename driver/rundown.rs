@@ -1,0 +1,84 @@
+//! Rundown protection for the engine's callbacks: unload must not free what
+//! a classifyFn or notifyFn already running still uses (whether the engine
+//! can still be inside one after unregistering is not documented, so the
+//! driver does not rely on it).
+//!
+//! Each callback enters on its processor's own counter (one cache line per
+//! processor, so the classify path shares no written line) and leaves on the
+//! same one; unload closes the gate and waits until every counter is zero.
+#![forbid(unsafe_code)]
+
+use crate::per_cpu_counters::current_processor;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Counters kept; processors beyond this share them (modulo).
+const SLOTS: usize = 64;
+
+#[repr(align(64))]
+struct Line(AtomicUsize);
+
+/// The gate and its per-processor counters.
+pub struct Rundown {
+    lines: [Line; SLOTS],
+    closed: AtomicBool,
+}
+
+/// Proof of entry; leaves the rundown on drop.
+pub struct RundownGuard<'a> {
+    owner: &'a Rundown,
+    slot: usize,
+}
+
+impl Rundown {
+    /// Open, nobody inside (const for the driver's static state).
+    pub const fn new() -> Self {
+        Self { lines: [const { Line(AtomicUsize::new(0)) }; SLOTS], closed: AtomicBool::new(false) }
+    }
+
+    fn line(&self, slot: usize) -> Option<&AtomicUsize> {
+        self.lines.get(slot).map(|line| &line.0)
+    }
+
+    /// Enters, unless unload has closed the gate.
+    #[inline]
+    pub fn enter(&self) -> Option<RundownGuard<'_>> {
+        let slot = current_processor() % SLOTS;
+        let line = self.line(slot)?;
+        // SeqCst pairs with `close_and_wait`: either it sees our count, or we
+        // see the gate closed.
+        line.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            line.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(RundownGuard { owner: self, slot })
+    }
+
+    /// Closes the gate and waits (PASSIVE_LEVEL, sleeping 1 ms at a time)
+    /// until no callback is inside.
+    pub fn close_and_wait(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        while self.lines.iter().map(|line| line.0.load(Ordering::SeqCst)).sum::<usize>() != 0 {
+            crate::delay::sleep_100ns(10_000);
+        }
+    }
+
+    /// Opens the gate again (initialize).
+    pub fn reopen(&self) {
+        self.closed.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Default for Rundown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for RundownGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(line) = self.owner.line(self.slot) {
+            line.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
