@@ -9,7 +9,7 @@ use crate::callouts::{CALLOUTS, CalloutSpec};
 use crate::driver_state::STATE;
 use crate::ffi::{
     FwpmFilterCreateEnumHandle0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0,
-    FwpmProviderContextGetByKey2, FwpmTransactionAbort0, FwpmTransactionBegin0, HANDLE, fwp,
+    FwpmProviderContextGetByKey2, FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, HANDLE, fwp,
 };
 use crate::filter_context::{ContextRef, Origin};
 use crate::filter_view::ProviderBlob;
@@ -43,9 +43,20 @@ pub fn adopt_existing_filters(engine: EngineHandle) -> Result<usize> {
         }
     }
     // Nothing was written: abort is the cheapest way to end the transaction.
+    // If abort fails, commit (of nothing) ends it instead: a transaction left
+    // open would hold up every other management client.
     #[allow(unsafe_code)]
     // SAFETY: valid engine handle with our transaction in progress.
-    let _ = unsafe { FwpmTransactionAbort0(engine.raw()) };
+    let aborted = NtStatus::to_result(unsafe { FwpmTransactionAbort0(engine.raw()) });
+    if let Err(status) = aborted {
+        crate::log!(Level::Warning, "FwpmTransactionAbort0 failed ({}): committing the empty transaction", status);
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle; our transaction is still in progress.
+        let committed = NtStatus::to_result(unsafe { FwpmTransactionCommit0(engine.raw()) });
+        if let Err(status) = committed {
+            crate::log!(Level::Error, "ending the adoption transaction failed: {}", status);
+        }
+    }
     outcome.map(|()| adopted)
 }
 

@@ -61,12 +61,21 @@ pub fn open_engine() -> Result<EngineHandle> {
 }
 
 /// Closes the session.
+/// Closes the session, retrying a failure a few times (a session left open
+/// leaks until BFE restarts).
 pub fn close_engine(engine: EngineHandle) {
-    #[allow(unsafe_code)]
-    // SAFETY: `engine` came from open_engine and is closed once.
-    let status = unsafe { FwpmEngineClose0(engine.raw()) };
-    if let Err(status) = NtStatus::to_result(status) {
-        crate::log!(Level::Warning, "FwpmEngineClose0 failed: {}", status);
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
+        #[allow(unsafe_code)]
+        // SAFETY: `engine` came from open_engine; it is closed at most once
+        // successfully (a failed close leaves it open).
+        let status = unsafe { FwpmEngineClose0(engine.raw()) };
+        match NtStatus::to_result(status) {
+            Ok(()) => return,
+            Err(status) => {
+                crate::log!(Level::Warning, "FwpmEngineClose0 failed ({}/{}): {}", attempt, ATTEMPTS, status)
+            }
+        }
     }
 }
 
