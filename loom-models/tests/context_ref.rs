@@ -104,15 +104,13 @@ fn a_release_without_the_acquire_fence_is_caught() {
     });
 }
 
-/// The unload race the stress probe crashed on (see RELIABILITY.md): the
-/// simulated engine's unregistration does not wait for classifications in
-/// flight, and `lifecycle::release_contexts` then frees the contexts that
-/// classify may still be reading through `filter->context`. The model
-/// finds the use after free; this test pins that finding until the driver
-/// is fixed.
+/// Negative control for the unload race the stress test found (see
+/// RELIABILITY.md, finding 1): without a rundown, unregistration does not
+/// wait for classifications in flight and freeing the contexts is a use
+/// after free. The model must find it.
 #[test]
 #[should_panic]
-fn known_bug_unload_frees_a_context_a_classify_still_borrows() {
+fn unload_without_rundown_frees_a_context_a_classify_still_borrows() {
     builder_with(PREEMPTIONS).check(|| {
         let filter = ContextRef::try_new();
         let engine = Memory::new(EngineFilter::new(&filter));
@@ -129,10 +127,10 @@ fn known_bug_unload_frees_a_context_a_classify_still_borrows() {
     });
 }
 
-/// The proposed fix: unload waits for the classifications in flight (a
-/// rundown the driver holds around classify) before it frees contexts.
+/// The fix the driver now has (`driver/rundown.rs`): unload waits for the
+/// classifications in flight before it frees contexts.
 #[test]
-fn proposed_fix_unload_waits_for_classifications_in_flight() {
+fn unload_waits_for_classifications_in_flight() {
     static ITERATIONS: Iterations = Iterations::new();
     builder_with(PREEMPTIONS).check(|| {
         ITERATIONS.count();
@@ -150,5 +148,5 @@ fn proposed_fix_unload_waits_for_classifications_in_flight() {
         classify.join().unwrap();
         assert_eq!(observer.frees(), 1);
     });
-    report("context_ref::proposed_fix_unload_waits_for_classifications_in_flight", &ITERATIONS);
+    report("context_ref::unload_waits_for_classifications_in_flight", &ITERATIONS);
 }
