@@ -44,8 +44,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::bytes::{
-    array_at, check_exact_len, clear, set_bytes, set_u8, set_u16, set_u32, set_u64, u8_at, u16_at, u32_at, u64_at,
-    zero_at,
+    array_at, clear, set_bytes, set_u8, set_u16, set_u32, set_u64, u8_at, u16_at, u32_at, u64_at, zero_at,
 };
 use crate::{Label, PolicyAction, Verdict, WireError, label_slot};
 
@@ -118,31 +117,9 @@ pub struct AskRequest<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+crate::bytes::exact_len_view!(AskRequest, ASK_REQUEST_LEN);
+
 impl<T: AsRef<[u8]>> AskRequest<T> {
-    /// Wraps a buffer without any check.
-    pub const fn new_unchecked(buffer: T) -> AskRequest<T> {
-        AskRequest { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len) passes.
-    pub fn new_checked(buffer: T) -> Result<AskRequest<T>, WireError> {
-        let request = AskRequest::new_unchecked(buffer);
-        request.check_len()?;
-        Ok(request)
-    }
-
-    /// Checks that the buffer is exactly [`ASK_REQUEST_LEN`] bytes:
-    /// [`WireError::Truncated`] if shorter, [`WireError::LengthMismatch`] if
-    /// longer.
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_exact_len(self.buffer.as_ref().len(), ASK_REQUEST_LEN)
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The request id.
     pub fn request_id(&self) -> u64 {
         u64_at(self.buffer.as_ref(), field::REQUEST_ID)

@@ -113,6 +113,39 @@ fn u64_range(start: usize, index: usize) -> Range<usize> {
     at..at.saturating_add(8)
 }
 
+/// The constructors every exact-length view has: `new_unchecked`,
+/// `new_checked` (length only), `check_len` and `into_inner`.
+macro_rules! exact_len_view {
+    ($view:ident, $len:ident) => {
+        impl<T: AsRef<[u8]>> $view<T> {
+            /// Wraps a buffer without any check.
+            pub const fn new_unchecked(buffer: T) -> $view<T> {
+                $view { buffer }
+            }
+
+            /// Wraps a buffer after [`check_len`](Self::check_len) passes.
+            pub fn new_checked(buffer: T) -> Result<$view<T>, $crate::WireError> {
+                let view = Self::new_unchecked(buffer);
+                view.check_len()?;
+                Ok(view)
+            }
+
+            #[doc = concat!("Checks that the buffer is exactly [`", stringify!($len), "`] bytes: ")]
+            /// [`WireError::Truncated`](crate::WireError::Truncated) if shorter,
+            /// [`WireError::LengthMismatch`](crate::WireError::LengthMismatch) if longer.
+            pub fn check_len(&self) -> Result<(), $crate::WireError> {
+                $crate::bytes::check_exact_len(self.buffer.as_ref().len(), $len)
+            }
+
+            /// Gives the buffer back.
+            pub fn into_inner(self) -> T {
+                self.buffer
+            }
+        }
+    };
+}
+pub(crate) use exact_len_view;
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {

@@ -46,8 +46,7 @@
 //! level, label (length, UTF-8, zero padding).
 
 use crate::bytes::{
-    check_exact_len, clear, set_u8, set_u16, set_u32, set_u64, set_u64s, u8_at, u16_at, u32_at, u64_at, u64s_at,
-    zero_at,
+    clear, set_u8, set_u16, set_u32, set_u64, set_u64s, u8_at, u16_at, u32_at, u64_at, u64s_at, zero_at,
 };
 use crate::{LogLevel, PolicyAction, PolicyRepr, WireError, label_slot};
 
@@ -194,31 +193,9 @@ pub struct FilterStatsEntry<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+crate::bytes::exact_len_view!(FilterStatsEntry, FILTER_STATS_ENTRY_LEN);
+
 impl<T: AsRef<[u8]>> FilterStatsEntry<T> {
-    /// Wraps a buffer without any check.
-    pub const fn new_unchecked(buffer: T) -> FilterStatsEntry<T> {
-        FilterStatsEntry { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len) passes.
-    pub fn new_checked(buffer: T) -> Result<FilterStatsEntry<T>, WireError> {
-        let entry = FilterStatsEntry::new_unchecked(buffer);
-        entry.check_len()?;
-        Ok(entry)
-    }
-
-    /// Checks that the buffer is exactly [`FILTER_STATS_ENTRY_LEN`] bytes:
-    /// [`WireError::Truncated`] if shorter, [`WireError::LengthMismatch`] if
-    /// longer.
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_exact_len(self.buffer.as_ref().len(), FILTER_STATS_ENTRY_LEN)
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The filter id.
     pub fn filter_id(&self) -> u64 {
         u64_at(self.buffer.as_ref(), field::FILTER_ID)

@@ -62,7 +62,7 @@
 //!
 //! # Features
 //!
-//! - `std`: adds `to_bytes` to every `Repr` ([`PolicyRepr::to_bytes`] and
+//! - `std`: adds `to_bytes` to every `Repr` (`PolicyRepr::to_bytes` and
 //!   the control formats') for user-mode tools. The driver builds without
 //!   it.
 

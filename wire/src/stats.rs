@@ -52,7 +52,7 @@
 use core::iter::FusedIterator;
 use core::slice::ChunksExact;
 
-use crate::bytes::{check_exact_len, clear, set_u32, set_u64s, u32_at, u64s_at, zero_at};
+use crate::bytes::{clear, set_u32, set_u64s, u32_at, u64s_at, zero_at};
 use crate::{
     FILTER_STATS_ENTRY_LEN, FilterStatsEntry, FilterStatsEntryRepr, STATS_MAX_ENTRIES, StatsQueryRepr, WireError,
 };
@@ -222,31 +222,9 @@ pub struct StatsHeader<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+crate::bytes::exact_len_view!(StatsHeader, STATS_HEADER_LEN);
+
 impl<T: AsRef<[u8]>> StatsHeader<T> {
-    /// Wraps a buffer without any check.
-    pub const fn new_unchecked(buffer: T) -> StatsHeader<T> {
-        StatsHeader { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len) passes.
-    pub fn new_checked(buffer: T) -> Result<StatsHeader<T>, WireError> {
-        let header = StatsHeader::new_unchecked(buffer);
-        header.check_len()?;
-        Ok(header)
-    }
-
-    /// Checks that the buffer is exactly [`STATS_HEADER_LEN`] bytes:
-    /// [`WireError::Truncated`] if shorter, [`WireError::LengthMismatch`] if
-    /// longer. (A whole reply is checked by [`StatsReply::parse`].)
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_exact_len(self.buffer.as_ref().len(), STATS_HEADER_LEN)
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The global counters.
     pub fn global(&self) -> GlobalStatsRepr {
         GlobalStatsRepr::from_array(u64s_at(self.buffer.as_ref(), field::COUNTERS))

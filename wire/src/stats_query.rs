@@ -25,7 +25,7 @@
 //! length, reserved bytes, `max_entries` ([`WireError::ValueOutOfRange`]).
 
 use crate::WireError;
-use crate::bytes::{check_exact_len, clear, set_u32, set_u64, u32_at, u64_at, zero_at};
+use crate::bytes::{clear, set_u32, set_u64, u32_at, u64_at, zero_at};
 
 /// Length of a statistics query.
 pub const STATS_QUERY_LEN: usize = 16;
@@ -55,31 +55,9 @@ pub struct StatsQuery<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+crate::bytes::exact_len_view!(StatsQuery, STATS_QUERY_LEN);
+
 impl<T: AsRef<[u8]>> StatsQuery<T> {
-    /// Wraps a buffer without any check.
-    pub const fn new_unchecked(buffer: T) -> StatsQuery<T> {
-        StatsQuery { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len) passes.
-    pub fn new_checked(buffer: T) -> Result<StatsQuery<T>, WireError> {
-        let query = StatsQuery::new_unchecked(buffer);
-        query.check_len()?;
-        Ok(query)
-    }
-
-    /// Checks that the buffer is exactly [`STATS_QUERY_LEN`] bytes:
-    /// [`WireError::Truncated`] if shorter, [`WireError::LengthMismatch`] if
-    /// longer.
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_exact_len(self.buffer.as_ref().len(), STATS_QUERY_LEN)
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The cursor: only filters with a larger id are wanted.
     pub fn after_filter_id(&self) -> u64 {
         u64_at(self.buffer.as_ref(), field::AFTER_FILTER_ID)

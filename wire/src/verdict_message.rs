@@ -19,7 +19,7 @@
 //! length, reserved bytes, verdict ([`WireError::UnknownVerdict`]). Whether
 //! `request_id` names a request still pending is for the driver to decide.
 
-use crate::bytes::{check_exact_len, clear, set_u8, set_u64, u8_at, u64_at, zero_at};
+use crate::bytes::{clear, set_u8, set_u64, u8_at, u64_at, zero_at};
 use crate::{Verdict, WireError};
 
 /// Length of a verdict message.
@@ -47,31 +47,9 @@ pub struct VerdictMessage<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+crate::bytes::exact_len_view!(VerdictMessage, VERDICT_MESSAGE_LEN);
+
 impl<T: AsRef<[u8]>> VerdictMessage<T> {
-    /// Wraps a buffer without any check.
-    pub const fn new_unchecked(buffer: T) -> VerdictMessage<T> {
-        VerdictMessage { buffer }
-    }
-
-    /// Wraps a buffer after [`check_len`](Self::check_len) passes.
-    pub fn new_checked(buffer: T) -> Result<VerdictMessage<T>, WireError> {
-        let message = VerdictMessage::new_unchecked(buffer);
-        message.check_len()?;
-        Ok(message)
-    }
-
-    /// Checks that the buffer is exactly [`VERDICT_MESSAGE_LEN`] bytes:
-    /// [`WireError::Truncated`] if shorter, [`WireError::LengthMismatch`] if
-    /// longer.
-    pub fn check_len(&self) -> Result<(), WireError> {
-        check_exact_len(self.buffer.as_ref().len(), VERDICT_MESSAGE_LEN)
-    }
-
-    /// Gives the buffer back.
-    pub fn into_inner(self) -> T {
-        self.buffer
-    }
-
     /// The id of the request answered.
     pub fn request_id(&self) -> u64 {
         u64_at(self.buffer.as_ref(), field::REQUEST_ID)
