@@ -197,7 +197,7 @@ fn adopt_one(engine: EngineHandle, filter: &FWPM_FILTER0, layer_id: u16) -> Resu
     };
     match STATE.table.insert(filter_id, context) {
         Ok(()) => {
-            STATE.adopted_alive.fetch_add(1, Ordering::AcqRel);
+            STATE.adopted_added();
             STATE.stats.filters_adopted.fetch_add(1, Ordering::Relaxed);
             Ok(true)
         }

@@ -9,15 +9,16 @@
 
 use crate::ask::{AskDecision, classify_ask};
 use crate::driver_state::STATE;
+use crate::fast_path::FastPath;
 use crate::ffi::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
     FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
 };
 use crate::filter_context::{ContextRef, FilterContext};
-use crate::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata};
+use crate::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata, Unwritable};
 use crate::log::Level;
-use crate::per_cpu_counters::Counter;
+use crate::per_cpu_counters::{Counter, current_processor};
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};
@@ -44,6 +45,13 @@ impl From<Verdict> for Decision {
 
 /// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`).
 ///
+/// The hot path (a permit or block filter we added, at a plain layer, see
+/// [`FastPath`]) is here and takes no lock, makes no allocation and no
+/// lookup: the verdict comes from the low bits of `filter->context`, the
+/// context it points to is touched only to count, and the processor index
+/// is read once for the rundown and the counters. Everything else is in
+/// [`classify_full`].
+///
 /// # Safety
 /// Called by the filter engine with every pointer NULL or valid for the
 /// call, at IRQL <= DISPATCH_LEVEL.
@@ -59,23 +67,91 @@ pub unsafe extern "system" fn classify_fn(
 ) {
     // SAFETY: the engine passes NULL or its classify output, ours alone for
     // the duration of the call.
-    let Some(mut out) = (unsafe { ClassifyOut::from_raw(classify_out) }) else {
-        STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
-        return;
-    };
-    if !out.can_write() {
+    let out = match unsafe { ClassifyOut::from_raw(classify_out) } {
+        Ok(out) => out,
+        Err(Unwritable::Null) => {
+            STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // Someone with higher priority decided; we may not write anything.
-        return;
-    }
+        Err(Unwritable::NoWriteRight) => return,
+    };
     // SAFETY: the engine passes NULL or the matched filter, valid for the call.
     let Some(view) = (unsafe { FilterView::from_raw(filter) }) else {
         STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    let clear_right = view.clears_action_right();
+    // Outside lookup mode every live filter naming our callouts was added
+    // through our notifyFn, so its context word is the one we stored.
+    let word = view.raw_context();
+    if FastPath::split(word).1 != FastPath::Full && !STATE.classify_needs_lookup() {
+        return classify_static(word, view.clears_action_right(), out);
+    }
+    // SAFETY: forwarded from the engine, as above.
+    unsafe { classify_full(in_fixed_values, in_meta_values, layer_data, view, out) }
+}
+
+/// The hot path's second half: count the static verdict a context word
+/// carries on the filter's context and write it. Separate from
+/// [`classify_fn`] so that the checks before it keep the engine's arguments
+/// in registers for the full path without saving them.
+#[allow(unsafe_code)]
+#[inline(never)]
+fn classify_static(word: u64, clear_right: bool, out: ClassifyOut<'_>) {
+    let (raw_context, fast) = FastPath::split(word);
+    let decision = if fast == FastPath::Block { Decision::Block } else { Decision::Permit };
+    let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
-    let Some(_inside) = STATE.rundown.enter() else {
-        classify_without_context(clear_right, &mut out);
+    let Some(_inside) = STATE.rundown.enter_on(processor) else {
+        classify_without_context(clear_right, out);
+        return;
+    };
+    // SAFETY: not in lookup mode (checked by the caller), so this is the
+    // pointer our ADD notify stored, while the table holds the filter's
+    // reference until DELETE; the engine does not call classify for a
+    // filter once its DELETE notify has returned, and unload frees
+    // contexts only after the rundown we are in.
+    if let Some(context) = unsafe { ContextRef::borrow(raw_context) } {
+        context.count_verdict_on(processor, decision);
+    }
+    write(decision, clear_right, out);
+}
+
+/// The static verdict of a context whose [`FastPath`] allows it, counted on
+/// `processor`'s line; `None` when the full policy must run. The locked-map
+/// benchmark baselines use this, so they run the same classify logic as
+/// [`classify_fn`] once they have found the context.
+#[inline]
+pub fn decide_fast(context: &FilterContext, processor: usize) -> Option<Decision> {
+    let decision = match context.fast_path() {
+        FastPath::Permit => Decision::Permit,
+        FastPath::Block => Decision::Block,
+        FastPath::Full => return None,
+    };
+    context.count_verdict_on(processor, decision);
+    Some(decision)
+}
+
+/// Everything the hot path does not decide: our own injected packets,
+/// lookup mode, and every policy that needs the traffic, the clock or the
+/// log.
+///
+/// # Safety
+/// As [`classify_fn`]'s pointers.
+#[allow(unsafe_code)]
+#[inline(never)]
+unsafe fn classify_full(
+    in_fixed_values: *const FWPS_INCOMING_VALUES0,
+    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
+    layer_data: *mut c_void,
+    view: FilterView<'_>,
+    out: ClassifyOut<'_>,
+) {
+    let clear_right = view.clears_action_right();
+    let processor = current_processor();
+    // Unload waits for callbacks inside the rundown before freeing contexts.
+    let Some(_inside) = STATE.rundown.enter_on(processor) else {
+        classify_without_context(clear_right, out);
         return;
     };
     // SAFETY: the engine passes NULL or its incoming values, valid for the call.
@@ -94,18 +170,17 @@ pub unsafe extern "system" fn classify_fn(
     }
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {
-            Some(context) => classify_with_context(&context, &view, &traffic, clear_right, &mut out),
-            None => classify_without_context(clear_right, &mut out),
+            Some(context) => classify_with_context(&context, &view, &traffic, clear_right, processor, out),
+            None => classify_without_context(clear_right, out),
         }
         return;
     }
-    // SAFETY: not in lookup mode, every live filter naming our callouts was
-    // added through our notifyFn, which stored this pointer while the table
-    // holds the filter's reference until DELETE. The engine does not call
-    // classify for a filter once its DELETE notify has returned.
-    match unsafe { ContextRef::borrow(view.raw_context()) } {
-        Some(context) => classify_with_context(context, &view, &traffic, clear_right, &mut out),
-        None => classify_without_context(clear_right, &mut out),
+    // SAFETY: not in lookup mode, so `context` is the word our ADD notify
+    // stored, whose pointer stays alive until the filter's DELETE (and
+    // unload frees contexts only after the rundown we are in).
+    match unsafe { ContextRef::borrow(FastPath::split(view.raw_context()).0) } {
+        Some(context) => classify_with_context(context, &view, &traffic, clear_right, processor, out),
+        None => classify_without_context(clear_right, out),
     }
 }
 
@@ -114,9 +189,10 @@ fn classify_with_context(
     view: &FilterView<'_>,
     traffic: &Traffic<'_>,
     clear_right: bool,
-    out: &mut ClassifyOut<'_>,
+    processor: usize,
+    out: ClassifyOut<'_>,
 ) {
-    let decision = decide_with(context, traffic);
+    let decision = decide_with(context, traffic, processor);
     // At ALE_FLOW_ESTABLISHED, connections our permit and audit policies let
     // through are tracked with a flow context.
     if let (Decision::Permit, Some(values)) = (decision, traffic.values)
@@ -149,10 +225,10 @@ fn pend_operation(completion_handle: *mut c_void) -> crate::status::Result<usize
     Ok(completion_context as usize)
 }
 
-/// Applies any policy, ask included.
-pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>) -> Decision {
+/// Applies any policy, ask included; counters go to `processor`'s line.
+pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> Decision {
     let PolicyAction::Ask { timeout_ms, default_verdict } = context.policy().action else {
-        return decide(context);
+        return decide_on(context, processor);
     };
     context.count(Counter::Matched);
     let decision = match classify_ask(
@@ -174,7 +250,7 @@ pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>) -> Decision {
     decision
 }
 
-fn classify_without_context(clear_right: bool, out: &mut ClassifyOut<'_>) {
+fn classify_without_context(clear_right: bool, out: ClassifyOut<'_>) {
     STATE.stats.classify_without_context.fetch_add(1, Ordering::Relaxed);
     let decision = match PolicyRepr::DEFAULT.action {
         PolicyAction::Block => Decision::Block,
@@ -183,7 +259,8 @@ fn classify_without_context(clear_right: bool, out: &mut ClassifyOut<'_>) {
     write(decision, clear_right, out);
 }
 
-fn write(decision: Decision, clear_right: bool, out: &mut ClassifyOut<'_>) {
+#[inline(always)]
+fn write(decision: Decision, clear_right: bool, out: ClassifyOut<'_>) {
     match decision {
         Decision::Permit => out.permit(clear_right),
         Decision::Block => out.block(),
@@ -193,8 +270,13 @@ fn write(decision: Decision, clear_right: bool, out: &mut ClassifyOut<'_>) {
 
 /// Applies a context's policy and counts it. Pure apart from the counters,
 /// the rate limiter and the clock: no allocation, no lock, no lookup.
-#[inline]
 pub fn decide(context: &FilterContext) -> Decision {
+    decide_on(context, current_processor())
+}
+
+/// [`decide`] with the processor already looked up.
+#[inline]
+pub fn decide_on(context: &FilterContext, processor: usize) -> Decision {
     let policy = context.policy();
     let decision = match policy.action {
         PolicyAction::Permit => Decision::Permit,
@@ -224,13 +306,7 @@ pub fn decide(context: &FilterContext) -> Decision {
         }
     };
     // Matched and the verdict with one processor lookup.
-    context.count_pair(
-        Counter::Matched,
-        match decision {
-            Decision::Block => Counter::Blocked,
-            _ => Counter::Permitted,
-        },
-    );
+    context.count_verdict_on(processor, decision);
     if policy.log_level >= LogLevel::Trace {
         crate::log!(Level::Trace, "filter {} ({}): {:?}", context.filter_id(), policy.label, decision);
     }

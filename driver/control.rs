@@ -78,7 +78,7 @@ fn version(input: &[u8], output: &mut [u8]) -> Result<usize> {
     if STATE.loaded.load(Ordering::Acquire) {
         flags |= VERSION_FLAG_LOADED;
     }
-    if !STATE.adoption_in_progress.load(Ordering::Acquire) {
+    if !STATE.adoption_in_progress() {
         flags |= VERSION_FLAG_ADOPTION_COMPLETE;
     }
     if STATE.agents.connected() {

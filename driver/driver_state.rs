@@ -40,6 +40,11 @@ pub struct GlobalStats {
     pub classify_bad_arguments: AtomicU64,
 }
 
+/// `lookup_mode` bit: adoption has not finished.
+const ADOPTION_IN_PROGRESS: usize = 1;
+/// `lookup_mode` increment per adopted filter alive.
+const ONE_ADOPTED: usize = 2;
+
 /// Everything the callbacks share.
 pub struct DriverState {
     /// Every live filter context by filter id.
@@ -50,11 +55,11 @@ pub struct DriverState {
     pub engine: AtomicPtr<c_void>,
     /// The packet injection handle (NULL when closed).
     pub injection: AtomicPtr<c_void>,
-    /// True from before registration until adoption has finished: classify
-    /// cannot trust `filter->context` of a filter it has not been told about.
-    pub adoption_in_progress: AtomicBool,
-    /// Adopted filters still alive: their `filter->context` is not ours.
-    pub adopted_alive: AtomicUsize,
+    /// Why classify cannot trust `filter->context`, in one word so the hot
+    /// path reads it once: bit 0 is set from before registration until
+    /// adoption has finished, the rest counts adopted filters still alive
+    /// (whose `context` is not ours). See [`DriverState::classify_needs_lookup`].
+    pub lookup_mode: AtomicUsize,
     /// Set between a successful initialize and unload.
     pub loaded: AtomicBool,
     /// Global counters.
@@ -78,8 +83,7 @@ impl DriverState {
             callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
             engine: AtomicPtr::new(core::ptr::null_mut()),
             injection: AtomicPtr::new(core::ptr::null_mut()),
-            adoption_in_progress: AtomicBool::new(false),
-            adopted_alive: AtomicUsize::new(0),
+            lookup_mode: AtomicUsize::new(0),
             loaded: AtomicBool::new(false),
             stats: GlobalStats {
                 filters_added: AtomicU64::new(0),
@@ -110,7 +114,36 @@ impl DriverState {
     /// common case this is false and classify does no lookup at all.
     #[inline]
     pub fn classify_needs_lookup(&self) -> bool {
-        self.adoption_in_progress.load(Ordering::Acquire) || self.adopted_alive.load(Ordering::Acquire) != 0
+        self.lookup_mode.load(Ordering::Acquire) != 0
+    }
+
+    /// Adoption starts (before registration) or ends (it finished).
+    pub fn set_adoption_in_progress(&self, in_progress: bool) {
+        if in_progress {
+            self.lookup_mode.fetch_or(ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        } else {
+            self.lookup_mode.fetch_and(!ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether adoption has not finished (it failed or is running).
+    pub fn adoption_in_progress(&self) -> bool {
+        self.lookup_mode.load(Ordering::Acquire) & ADOPTION_IN_PROGRESS != 0
+    }
+
+    /// An adopted filter's context entered the table.
+    pub fn adopted_added(&self) {
+        self.lookup_mode.fetch_add(ONE_ADOPTED, Ordering::AcqRel);
+    }
+
+    /// An adopted filter was deleted.
+    pub fn adopted_removed(&self) {
+        self.lookup_mode.fetch_sub(ONE_ADOPTED, Ordering::AcqRel);
+    }
+
+    /// Adopted filters still alive.
+    pub fn adopted_alive(&self) -> usize {
+        self.lookup_mode.load(Ordering::Acquire) / ONE_ADOPTED
     }
 
     /// Clears counters for a fresh load (the static outlives a load/unload

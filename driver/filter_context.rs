@@ -3,6 +3,7 @@
 //! anything that outlives a classify (pended requests, flow contexts).
 #![allow(unsafe_code)]
 
+use crate::fast_path::FastPath;
 use crate::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
 use crate::pool::{PoolBox, TAG_FILTER_CONTEXT};
 use crate::rate_limiter::RateLimiter;
@@ -32,6 +33,7 @@ pub struct FilterContext {
     layer_id: u16,
     origin: Origin,
     policy: PolicyRepr,
+    fast_path: FastPath,
     rate_limiter: RateLimiter,
     counters: PerCpuCounters,
     live_flows: AtomicU64,
@@ -59,6 +61,13 @@ impl FilterContext {
         &self.policy
     }
 
+    /// What classify can decide from this context alone (worked out once,
+    /// here, so the hot path reads one byte instead of the policy).
+    #[inline]
+    pub fn fast_path(&self) -> FastPath {
+        self.fast_path
+    }
+
     /// The rate-limit policy's bucket (unused by other policies).
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.rate_limiter
@@ -70,10 +79,15 @@ impl FilterContext {
         self.counters.add(counter);
     }
 
-    /// Bumps two counters on the current processor's line at once.
-    #[inline]
-    pub fn count_pair(&self, first: Counter, second: Counter) {
-        self.counters.add_pair(first, second);
+    /// Counts a classification and its verdict (matched, and permitted or
+    /// blocked) on `processor`'s line.
+    #[inline(always)]
+    pub fn count_verdict_on(&self, processor: usize, decision: crate::classify::Decision) {
+        let verdict = match decision {
+            crate::classify::Decision::Block => Counter::Blocked,
+            _ => Counter::Permitted,
+        };
+        self.counters.add_pair_on(processor, Counter::Matched, verdict);
     }
 
     /// The counters summed over processors.
@@ -143,6 +157,7 @@ impl ContextRef {
             filter_id,
             layer_id,
             origin,
+            fast_path: FastPath::for_filter(&policy, layer_id),
             policy,
             rate_limiter: RateLimiter::new(rate, burst),
             counters,

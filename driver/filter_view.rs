@@ -20,6 +20,7 @@ pub enum ProviderBlob<'a> {
 }
 
 /// A borrowed run-time filter.
+#[derive(Clone, Copy)]
 pub struct FilterView<'a> {
     filter: &'a FWPS_FILTER2,
 }
@@ -89,33 +90,41 @@ pub unsafe fn set_filter_context(filter: *mut FWPS_FILTER2, context: u64) {
     unsafe { (*filter).context = context };
 }
 
-/// The classify output, which can only be written when the write right is
-/// held: the type makes it impossible to forget that check.
+/// Why classify cannot write a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwritable {
+    /// The engine passed no classify output.
+    Null,
+    /// The write right is not ours: someone with higher priority decided.
+    NoWriteRight,
+}
+
+/// The classify output while its write right is held: the type makes it
+/// impossible to forget that check, and each verdict method consumes it, so
+/// a classification is answered at most once.
 pub struct ClassifyOut<'a> {
     out: &'a mut FWPS_CLASSIFY_OUT0,
 }
 
 impl<'a> ClassifyOut<'a> {
-    /// Wraps classify's output.
+    /// Wraps classify's output if a verdict may be written to it.
     ///
     /// # Safety
     /// `out` must be NULL or point to the engine's classify output, valid
     /// and unaliased for `'a`.
-    pub unsafe fn from_raw(out: *mut FWPS_CLASSIFY_OUT0) -> Option<Self> {
+    #[inline(always)]
+    pub unsafe fn from_raw(out: *mut FWPS_CLASSIFY_OUT0) -> Result<Self, Unwritable> {
         // SAFETY: the caller guarantees NULL or a valid, unaliased pointer.
-        unsafe { out.as_mut() }.map(|out| Self { out })
-    }
-
-    /// Whether we may write a verdict (someone above may have decided).
-    pub fn can_write(&self) -> bool {
-        self.out.rights & FWPS_RIGHT_ACTION_WRITE != 0
+        let out = unsafe { out.as_mut() }.ok_or(Unwritable::Null)?;
+        if out.rights & FWPS_RIGHT_ACTION_WRITE == 0 {
+            return Err(Unwritable::NoWriteRight);
+        }
+        Ok(Self { out })
     }
 
     /// PERMIT; clears the write right if the filter demands it (hard permit).
-    pub fn permit(&mut self, clear_right: bool) {
-        if !self.can_write() {
-            return;
-        }
+    #[inline(always)]
+    pub fn permit(self, clear_right: bool) {
         self.out.actionType = fwp::FWP_ACTION_PERMIT;
         if clear_right {
             self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
@@ -124,20 +133,15 @@ impl<'a> ClassifyOut<'a> {
 
     /// BLOCK + ABSORB with the write right cleared: what a pended
     /// classification answers.
-    pub fn block_absorb(&mut self) {
-        if !self.can_write() {
-            return;
-        }
+    pub fn block_absorb(self) {
         self.out.actionType = fwp::FWP_ACTION_BLOCK;
         self.out.flags |= crate::ffi::FWPS_CLASSIFY_OUT_FLAG_ABSORB;
         self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
     }
 
     /// BLOCK, which always clears the write right.
-    pub fn block(&mut self) {
-        if !self.can_write() {
-            return;
-        }
+    #[inline(always)]
+    pub fn block(self) {
         self.out.actionType = fwp::FWP_ACTION_BLOCK;
         self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
     }

@@ -28,6 +28,7 @@ pub mod clock;
 pub mod control;
 pub mod delay;
 pub mod driver_state;
+pub mod fast_path;
 pub mod ffi;
 pub mod filter_context;
 pub mod filter_view;

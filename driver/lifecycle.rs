@@ -27,7 +27,7 @@ pub fn initialize(device_object: *mut c_void) -> Result {
     }
     // Until adoption has finished, classify cannot know which filters'
     // `context` is ours: it must use the table (set before registering).
-    STATE.adoption_in_progress.store(true, Ordering::Release);
+    STATE.set_adoption_in_progress(true);
 
     if let Err(status) = callouts::register_all(device_object) {
         release_contexts();
@@ -51,7 +51,7 @@ pub fn initialize(device_object: *mut c_void) -> Result {
 
     match adoption::adopt_existing_filters(engine) {
         Ok(adopted) => {
-            STATE.adoption_in_progress.store(false, Ordering::Release);
+            STATE.set_adoption_in_progress(false);
             crate::log!(Level::Info, "loaded; adopted {} existing filters", adopted);
         }
         Err(status) => {
@@ -109,8 +109,7 @@ fn release_contexts() {
     STATE.table.release_storage();
     STATE.pending.stop_accepting();
     STATE.pending.close();
-    STATE.adopted_alive.store(0, Ordering::Release);
-    STATE.adoption_in_progress.store(false, Ordering::Release);
+    STATE.lookup_mode.store(0, Ordering::Release);
 }
 
 /// Periodic work, from a timer the glue runs (every 100 ms on Windows):

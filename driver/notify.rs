@@ -81,7 +81,7 @@ pub fn policy_from_blob(blob: &ProviderBlob<'_>) -> core::result::Result<PolicyR
     }
 }
 
-/// ADD: returns the raw reference to store in `filter->context`.
+/// ADD: returns the context word to store in `filter->context`.
 fn on_add(view: &FilterView<'_>) -> Result<u64> {
     let filter_id = view.id();
     let policy = match policy_from_blob(&view.provider_blob()) {
@@ -98,8 +98,9 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
         crate::log!(Level::Error, "filter {} vetoed: no pool for its context", filter_id);
     })?;
     // The filter's own reference lives in the table; filter->context is a
-    // borrowed pointer that stays valid until DELETE removes that entry.
-    let raw = context.as_raw();
+    // borrowed pointer that stays valid until DELETE removes that entry,
+    // with the fast path in its low bits.
+    let word = context.fast_path().context_word(context.as_raw());
     if let Err((status, _context)) = STATE.table.insert(filter_id, context) {
         if status == NtStatus::INSUFFICIENT_RESOURCES {
             STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
@@ -109,7 +110,7 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
     }
     STATE.stats.filters_added.fetch_add(1, Ordering::Relaxed);
     crate::log!(Level::Trace, "filter {} added: {:?}", filter_id, policy.action);
-    Ok(raw)
+    Ok(word)
 }
 
 /// DELETE: drops the table's reference (freeing the context unless a
@@ -125,7 +126,7 @@ fn on_delete(filter_id: u64) {
     match STATE.table.remove(filter_id) {
         Some(context) => {
             if context.origin() == Origin::Adopted {
-                STATE.adopted_alive.fetch_sub(1, Ordering::AcqRel);
+                STATE.adopted_removed();
             }
             STATE.stats.filters_deleted.fetch_add(1, Ordering::Relaxed);
             crate::log!(Level::Trace, "filter {} deleted", filter_id);

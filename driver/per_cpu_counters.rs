@@ -5,7 +5,10 @@
 
 use crate::ffi::{ALL_PROCESSOR_GROUPS, KeGetCurrentProcessorNumberEx, KeQueryActiveProcessorCountEx};
 use crate::pool::{PoolSlice, TAG_COUNTERS};
+use crate::status::NtStatus;
 use crate::status::Result;
+use core::num::NonZeroUsize;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// What classify counts per filter.
@@ -49,16 +52,28 @@ pub enum Counter {
 /// Words per processor slot: one 64-byte cache line.
 const SLOT_WORDS: usize = 8;
 
+/// One processor's counters, alone on their cache line.
+#[repr(C, align(64))]
+struct Line([AtomicU64; SLOT_WORDS]);
+
 /// Counters with one cache line per processor.
 ///
 /// # Invariants
-/// `words.len()` is `(slots + 1) * SLOT_WORDS` and slot `i` starts at word
-/// `offset + i * SLOT_WORDS`, where `offset` makes it 64-byte aligned.
+/// `words` holds `(slots + 1) * SLOT_WORDS` zero-initialised words, and
+/// `lines` is the first 64-byte aligned address inside it; `slots` whole
+/// lines start there (the spare line absorbs the alignment).
 pub struct PerCpuCounters {
-    words: PoolSlice<AtomicU64>,
-    offset: usize,
-    slots: usize,
+    /// Owns the storage `lines` points into (freed with it).
+    _words: PoolSlice<AtomicU64>,
+    lines: NonNull<Line>,
+    slots: NonZeroUsize,
 }
+
+// SAFETY: `lines` points into `words`, which this value owns; only atomics
+// are reached through it, so sharing and sending are as safe as for the slice.
+unsafe impl Send for PerCpuCounters {}
+// SAFETY: as above.
+unsafe impl Sync for PerCpuCounters {}
 
 /// How many processor slots to allocate: every active processor, at least one.
 pub fn processor_count() -> usize {
@@ -67,7 +82,9 @@ pub fn processor_count() -> usize {
     (count as usize).max(1)
 }
 
-pub(crate) fn current_processor() -> usize {
+/// The current processor's index (the slot of every per-processor array).
+#[inline]
+pub fn current_processor() -> usize {
     // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed; callable at any IRQL.
     unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) as usize }
 }
@@ -75,46 +92,57 @@ pub(crate) fn current_processor() -> usize {
 impl PerCpuCounters {
     /// Allocates zeroed counters for `slots` processors.
     pub fn try_new(slots: usize) -> Result<Self> {
-        let slots = slots.max(1);
-        let words = PoolSlice::try_zeroed((slots + 1) * SLOT_WORDS, TAG_COUNTERS)?;
+        let slots = NonZeroUsize::new(slots).unwrap_or(NonZeroUsize::MIN);
+        let words = PoolSlice::try_zeroed((slots.get() + 1) * SLOT_WORDS, TAG_COUNTERS)?;
         let misalign = (words.as_ptr() as usize % 64) / 8;
         let offset = (SLOT_WORDS - misalign) % SLOT_WORDS;
-        // INVARIANT: one spare slot absorbs the alignment offset.
-        Ok(Self { words, offset, slots })
+        let first = words.get(offset).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        // INVARIANT: `first` is 64-byte aligned by construction, and the
+        // spare line leaves `slots` whole lines after it inside `words`.
+        let lines = NonNull::from(first).cast::<Line>();
+        Ok(Self { _words: words, lines, slots })
     }
 
     /// Bumps one counter in the current processor's slot. Relaxed: counters
     /// order nothing.
     #[inline]
     pub fn add(&self, counter: Counter) {
-        let slot = current_processor() % self.slots;
-        let index = self.offset + slot * SLOT_WORDS + counter as usize;
-        if let Some(word) = self.words.get(index) {
+        if let Some(word) = self.line(current_processor()).get(counter as usize) {
             word.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Bumps two counters with one processor lookup (matched + verdict on
-    /// the classify path).
-    #[inline]
-    pub fn add_pair(&self, first: Counter, second: Counter) {
-        let base = self.offset + (current_processor() % self.slots) * SLOT_WORDS;
+    /// Bumps two counters in `processor`'s slot: classify looks its
+    /// processor up once and passes it to the rundown and here.
+    #[inline(always)]
+    pub fn add_pair_on(&self, processor: usize, first: Counter, second: Counter) {
+        let line = self.line(processor);
         for counter in [first, second] {
-            if let Some(word) = self.words.get(base + counter as usize) {
+            if let Some(word) = line.get(counter as usize) {
                 word.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
+    /// `processor`'s cache line. Processors added after the allocation
+    /// (hot-add) share lines; the common case needs no division.
+    #[inline(always)]
+    fn line(&self, processor: usize) -> &[AtomicU64; SLOT_WORDS] {
+        let slot = if processor < self.slots.get() { processor } else { processor % self.slots };
+        // SAFETY: slot < slots, and `slots` whole lines start at `lines`
+        // inside `words` (invariant), so the offset stays in the allocation.
+        let line = unsafe { self.lines.add(slot) };
+        // SAFETY: that line is aligned, zero-initialised, only ever accessed
+        // through atomics, and lives as long as `self` (invariant).
+        unsafe { &line.as_ref().0 }
+    }
+
     /// Sums every processor's slot.
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut total = [0u64; 7];
-        for slot in 0..self.slots {
-            let base = self.offset + slot * SLOT_WORDS;
-            for (i, sum) in total.iter_mut().enumerate() {
-                if let Some(word) = self.words.get(base + i) {
-                    *sum += word.load(Ordering::Relaxed);
-                }
+        for slot in 0..self.slots.get() {
+            for (sum, word) in total.iter_mut().zip(self.line(slot)) {
+                *sum += word.load(Ordering::Relaxed);
             }
         }
         let [matched, permitted, blocked, audited, rate_limited, defaulted, pended] = total;

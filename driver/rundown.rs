@@ -42,7 +42,15 @@ impl Rundown {
     /// Enters, unless unload has closed the gate.
     #[inline]
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
-        let slot = current_processor() % SLOTS;
+        self.enter_on(current_processor())
+    }
+
+    /// Enters on `processor`'s counter (classify looks its processor up once
+    /// for the rundown and its statistics). Any index is safe: leaving uses
+    /// the same counter, whichever processor the caller has moved to.
+    #[inline]
+    pub fn enter_on(&self, processor: usize) -> Option<RundownGuard<'_>> {
+        let slot = processor % SLOTS;
         let line = self.line(slot)?;
         // SeqCst pairs with `close_and_wait`: either it sees our count, or we
         // see the gate closed.

@@ -290,7 +290,7 @@ fn filters_predating_registration_are_adopted_with_their_policies() {
     let garbage = engine::add_filter(&spec).unwrap();
     harness.initialize().unwrap();
     assert_eq!(stat(&STATE.stats.filters_adopted), 3);
-    assert_eq!(STATE.adopted_alive.load(Ordering::Relaxed), 3);
+    assert_eq!(STATE.adopted_alive(), 3);
     assert!(!harness.classify(Layer::ConnectV4, blocked, 80).permitted());
     assert!(harness.classify(Layer::ConnectV6, audited, 80).permitted());
     assert!(harness.classify(Layer::ConnectV6, garbage, 80).permitted());

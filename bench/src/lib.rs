@@ -14,7 +14,7 @@
 //!   difference from **driver** is the simulator's own overhead;
 //! - **empty**: a classifyFn that only writes PERMIT (the floor);
 //! - **hash-sip / hash-fib / btree**: the same decision
-//!   (`wfpcallout::classify::decide`) with the context found on every
+//!   (`wfpcallout::classify::decide_fast`, else `decide_on`) with the context found on every
 //!   classify in a map keyed by filter id under the driver's own
 //!   `EX_SPIN_LOCK` wrapper: `std` `HashMap` with its default SipHash
 //!   hasher, `HashMap` with a multiplicative (Fibonacci) hasher, and
@@ -42,9 +42,10 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-use wfpcallout::classify::{Decision, decide};
+use wfpcallout::classify::{Decision, decide_fast, decide_on};
 use wfpcallout::driver_state::STATE;
 use wfpcallout::filter_context::{ContextRef, FilterContext};
+use wfpcallout::per_cpu_counters::current_processor;
 use wfpcallout::spin_lock::SpinLock;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, Connection};
@@ -302,7 +303,10 @@ unsafe fn locked_classify<M: ContextMap>(
     // SAFETY: the caller passes NULL or a filter valid for the call.
     let Some(filter) = (unsafe { filter.as_ref() }) else { return };
     let clear_right = filter.flags & FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0;
-    let decision = map.read().find(filter.filterId).map_or(Decision::Permit, decide);
+    let decision = map.read().find(filter.filterId).map_or(Decision::Permit, |context| {
+        let processor = current_processor();
+        decide_fast(context, processor).unwrap_or_else(|| decide_on(context, processor))
+    });
     write_verdict(decision, clear_right, out);
 }
 
