@@ -16,10 +16,11 @@ export CARGO_TERM_COLOR=never
 # lock, allocation and kernel calls the report counts, so the benches build
 # without it (the driver's own inlining is unaffected).
 export CARGO_PROFILE_BENCH_LTO=false
-# Cargo always builds bench targets with panic=unwind; building the
-# measurement binary the same way lets one build of the driver serve both
-# (with the workspace's panic=abort the driver would be built twice, with
-# colliding file names).
+# Cargo always builds bench targets (criterion) with panic=unwind. The
+# measurement binary (instructions, throughput, memory) is built as the
+# driver ships, with panic=abort, in a target directory of its own (the two
+# builds of the driver would otherwise collide): unwinding changes the
+# classify path's code (a caller that may unwind cannot tail-call).
 export CARGO_PROFILE_BENCH_PANIC=unwind
 start=$SECONDS
 
@@ -52,9 +53,10 @@ retry() {
 }
 
 step "build"
-retry cargo build -q --profile bench -p wfpcallout-bench --bin wfpbench
+retry env CARGO_PROFILE_BENCH_PANIC=abort CARGO_TARGET_DIR="$target/bench-abort" \
+    cargo build -q --profile bench -p wfpcallout-bench --bin wfpbench
 retry cargo bench -q -p wfpcallout-bench --bench classify --no-run
-bin="$target/release/wfpbench"
+bin="$target/bench-abort/release/wfpbench"
 
 step "native: memory, allocations, notify in bulk, throughput"
 "$bin" native >"$results/native.json"

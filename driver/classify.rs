@@ -9,7 +9,7 @@
 
 use crate::ask::{AskDecision, classify_ask};
 use crate::driver_state::STATE;
-use crate::fast_path::FastPath;
+use crate::fast_path::{FastPath, StaticVerdict};
 use crate::ffi::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
@@ -83,27 +83,26 @@ pub unsafe extern "system" fn classify_fn(
     };
     // Outside lookup mode every live filter naming our callouts was added
     // through our notifyFn, so its context word is the one we stored.
-    let word = view.raw_context();
-    if FastPath::split(word).1 != FastPath::Full && !STATE.classify_needs_lookup() {
-        return classify_static(word, view.clears_action_right(), out);
+    if let Some(verdict) = StaticVerdict::new(view.raw_context(), view.clears_action_right())
+        && !STATE.classify_needs_lookup()
+    {
+        return classify_static(verdict, out);
     }
     // SAFETY: forwarded from the engine, as above.
     unsafe { classify_full(in_fixed_values, in_meta_values, layer_data, view, out) }
 }
 
-/// The hot path's second half: count the static verdict a context word
-/// carries on the filter's context and write it. Separate from
-/// [`classify_fn`] so that the checks before it keep the engine's arguments
-/// in registers for the full path without saving them.
+/// The hot path's second half: count the static verdict on the filter's
+/// context and write it. Separate from [`classify_fn`] so that the checks
+/// before it keep the engine's arguments in registers for the full path
+/// without saving them.
 #[allow(unsafe_code)]
 #[inline(never)]
-fn classify_static(word: u64, clear_right: bool, out: ClassifyOut<'_>) {
-    let (raw_context, fast) = FastPath::split(word);
-    let decision = if fast == FastPath::Block { Decision::Block } else { Decision::Permit };
+fn classify_static(verdict: StaticVerdict, out: ClassifyOut<'_>) {
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
     let Some(_inside) = STATE.rundown.enter_on(processor) else {
-        classify_without_context(clear_right, out);
+        classify_without_context(verdict.clears_right(), out);
         return;
     };
     // SAFETY: not in lookup mode (checked by the caller), so this is the
@@ -111,10 +110,18 @@ fn classify_static(word: u64, clear_right: bool, out: ClassifyOut<'_>) {
     // reference until DELETE; the engine does not call classify for a
     // filter once its DELETE notify has returned, and unload frees
     // contexts only after the rundown we are in.
-    if let Some(context) = unsafe { ContextRef::borrow(raw_context) } {
-        context.count_verdict_on(processor, decision);
+    let context = unsafe { ContextRef::borrow(verdict.context()) };
+    if verdict.is_block() {
+        if let Some(context) = context {
+            context.count_on(processor, Counter::Blocked);
+        }
+        out.block();
+    } else {
+        if let Some(context) = context {
+            context.count_on(processor, Counter::Permitted);
+        }
+        out.permit(verdict.clears_right());
     }
-    write(decision, clear_right, out);
 }
 
 /// The static verdict of a context whose [`FastPath`] allows it, counted on
@@ -230,7 +237,6 @@ pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>, processor: us
     let PolicyAction::Ask { timeout_ms, default_verdict } = context.policy().action else {
         return decide_on(context, processor);
     };
-    context.count(Counter::Matched);
     let decision = match classify_ask(
         context,
         traffic.values,
@@ -305,7 +311,7 @@ pub fn decide_on(context: &FilterContext, processor: usize) -> Decision {
             Decision::from(default_verdict)
         }
     };
-    // Matched and the verdict with one processor lookup.
+    // The verdict, which also counts the classification as matched.
     context.count_verdict_on(processor, decision);
     if policy.log_level >= LogLevel::Trace {
         crate::log!(Level::Trace, "filter {} ({}): {:?}", context.filter_id(), policy.label, decision);

@@ -17,9 +17,13 @@ use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr};
 
 /// The bits of the context word that hold the fast path.
 const TAG_MASK: u64 = 0b11;
+/// The bit [`StaticVerdict`] adds for the filter's hard-permit flag.
+const CLEAR_RIGHT: u64 = 0b100;
+/// Every bit that is not the context's address.
+const LOW_BITS: u64 = TAG_MASK | CLEAR_RIGHT;
 
-// The tag bits are free only because every context address is a multiple of 4.
-const _: () = assert!(core::mem::align_of::<FilterContext>() > TAG_MASK as usize);
+// The low bits are free only because every context address is a multiple of 8.
+const _: () = assert!(core::mem::align_of::<FilterContext>() > LOW_BITS as usize);
 
 /// What classify can decide from the filter alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +78,41 @@ impl FastPath {
     }
 }
 
+/// A fast filter's context word with its hard-permit flag folded in: the
+/// one value the hot path keeps across the processor lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaticVerdict(u64);
+
+impl StaticVerdict {
+    /// For a context word whose fast path is `Permit` or `Block` (`None`
+    /// for `Full`), from a filter whose flags say `clear_right`.
+    #[inline(always)]
+    pub fn new(word: u64, clear_right: bool) -> Option<Self> {
+        if FastPath::split(word).1 == FastPath::Full {
+            return None;
+        }
+        Some(Self((word & !CLEAR_RIGHT) | if clear_right { CLEAR_RIGHT } else { 0 }))
+    }
+
+    /// The raw context reference (what `ContextRef::borrow` takes).
+    #[inline(always)]
+    pub fn context(self) -> u64 {
+        self.0 & !LOW_BITS
+    }
+
+    /// Whether the verdict is BLOCK (else PERMIT).
+    #[inline(always)]
+    pub fn is_block(self) -> bool {
+        self.0 & TAG_MASK == FastPath::Block as u64
+    }
+
+    /// Whether a PERMIT must clear the write right (hard permit).
+    #[inline(always)]
+    pub fn clears_right(self) -> bool {
+        self.0 & CLEAR_RIGHT != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,5 +150,18 @@ mod tests {
         }
         assert_eq!(FastPath::split(0x13), (0x10, FastPath::Full));
         assert_eq!(FastPath::split(0), (0, FastPath::Full));
+    }
+
+    #[test]
+    fn static_verdicts_carry_the_context_the_verdict_and_the_flag() {
+        let context = 0xffff_a50c_1234_e010;
+        assert_eq!(StaticVerdict::new(FastPath::Full.context_word(context), true), None);
+        for (fast, block) in [(FastPath::Permit, false), (FastPath::Block, true)] {
+            for clear in [false, true] {
+                let verdict = StaticVerdict::new(fast.context_word(context), clear);
+                let verdict = verdict.unwrap_or(StaticVerdict(0));
+                assert_eq!((verdict.context(), verdict.is_block(), verdict.clears_right()), (context, block, clear));
+            }
+        }
     }
 }

@@ -79,15 +79,21 @@ impl FilterContext {
         self.counters.add(counter);
     }
 
-    /// Counts a classification and its verdict (matched, and permitted or
-    /// blocked) on `processor`'s line.
+    /// Bumps a counter on `processor`'s line (the caller looked it up).
+    #[inline(always)]
+    pub fn count_on(&self, processor: usize, counter: Counter) {
+        self.counters.add_on(processor, counter);
+    }
+
+    /// Counts a classification's verdict on `processor`'s line (which also
+    /// counts it as matched, see [`CounterSnapshot::matched`]).
     #[inline(always)]
     pub fn count_verdict_on(&self, processor: usize, decision: crate::classify::Decision) {
         let verdict = match decision {
             crate::classify::Decision::Block => Counter::Blocked,
             _ => Counter::Permitted,
         };
-        self.counters.add_pair_on(processor, Counter::Matched, verdict);
+        self.counters.add_on(processor, verdict);
     }
 
     /// The counters summed over processors.

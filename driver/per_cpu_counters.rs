@@ -14,7 +14,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// What classify counts per filter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
-    /// Classifications that reached this filter's context.
+    /// Classifications that reached this filter's context. Not stored:
+    /// every one ends in exactly one of permitted, blocked or pended, so it
+    /// is their sum (and classify counts one word, not two).
     pub matched: u64,
     /// Verdicts PERMIT (including audit and rate-limit passes).
     pub permitted: u64,
@@ -33,20 +35,18 @@ pub struct CounterSnapshot {
 /// Which counter to bump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// See [`CounterSnapshot::matched`].
-    Matched = 0,
     /// See [`CounterSnapshot::permitted`].
-    Permitted = 1,
+    Permitted = 0,
     /// See [`CounterSnapshot::blocked`].
-    Blocked = 2,
+    Blocked = 1,
     /// See [`CounterSnapshot::audited`].
-    Audited = 3,
+    Audited = 2,
     /// See [`CounterSnapshot::rate_limited`].
-    RateLimited = 4,
+    RateLimited = 3,
     /// See [`CounterSnapshot::defaulted`].
-    Defaulted = 5,
+    Defaulted = 4,
     /// See [`CounterSnapshot::pended`].
-    Pended = 6,
+    Pended = 5,
 }
 
 /// Words per processor slot: one 64-byte cache line.
@@ -107,20 +107,15 @@ impl PerCpuCounters {
     /// order nothing.
     #[inline]
     pub fn add(&self, counter: Counter) {
-        if let Some(word) = self.line(current_processor()).get(counter as usize) {
-            word.fetch_add(1, Ordering::Relaxed);
-        }
+        self.add_on(current_processor(), counter);
     }
 
-    /// Bumps two counters in `processor`'s slot: classify looks its
+    /// Bumps one counter in `processor`'s slot: classify looks its
     /// processor up once and passes it to the rundown and here.
     #[inline(always)]
-    pub fn add_pair_on(&self, processor: usize, first: Counter, second: Counter) {
-        let line = self.line(processor);
-        for counter in [first, second] {
-            if let Some(word) = line.get(counter as usize) {
-                word.fetch_add(1, Ordering::Relaxed);
-            }
+    pub fn add_on(&self, processor: usize, counter: Counter) {
+        if let Some(word) = self.line(processor).get(counter as usize) {
+            word.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -139,13 +134,14 @@ impl PerCpuCounters {
 
     /// Sums every processor's slot.
     pub fn snapshot(&self) -> CounterSnapshot {
-        let mut total = [0u64; 7];
+        let mut total = [0u64; 6];
         for slot in 0..self.slots.get() {
             for (sum, word) in total.iter_mut().zip(self.line(slot)) {
                 *sum += word.load(Ordering::Relaxed);
             }
         }
-        let [matched, permitted, blocked, audited, rate_limited, defaulted, pended] = total;
+        let [permitted, blocked, audited, rate_limited, defaulted, pended] = total;
+        let matched = permitted.wrapping_add(blocked).wrapping_add(pended);
         CounterSnapshot { matched, permitted, blocked, audited, rate_limited, defaulted, pended }
     }
 }

@@ -35,15 +35,23 @@ pub fn current() -> u8 {
 
 /// The processor the calling thread runs on (assigned round-robin on first
 /// use, or pinned with [`pin_thread_to_processor`]).
+#[inline]
 pub fn current_processor() -> usize {
     PROCESSOR.with(|p| match p.get() {
         Some(index) => index,
-        None => {
-            let index = NEXT_PROCESSOR.fetch_add(1, Ordering::Relaxed) % PROCESSOR_COUNT;
-            p.set(Some(index));
-            index
-        }
+        None => assign_processor(),
     })
+}
+
+/// First use on this thread: the next processor, round-robin. Out of line,
+/// so the simulated `KeGetCurrentProcessorNumberEx` costs the few
+/// instructions of a per-processor read, not the assignment's.
+#[cold]
+#[inline(never)]
+fn assign_processor() -> usize {
+    let index = NEXT_PROCESSOR.fetch_add(1, Ordering::Relaxed) % PROCESSOR_COUNT;
+    PROCESSOR.with(|p| p.set(Some(index)));
+    index
 }
 
 /// Pins the calling thread to a processor (must be at PASSIVE_LEVEL).
