@@ -7,7 +7,6 @@ use crate::ffi::{ALL_PROCESSOR_GROUPS, KeGetCurrentProcessorNumberEx, KeQueryAct
 use crate::pool::{PoolSlice, TAG_COUNTERS};
 use crate::status::NtStatus;
 use crate::status::Result;
-use core::num::NonZeroUsize;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -59,14 +58,15 @@ struct Line([AtomicU64; SLOT_WORDS]);
 /// Counters with one cache line per processor.
 ///
 /// # Invariants
-/// `words` holds `(slots + 1) * SLOT_WORDS` zero-initialised words, and
+/// `slots` is at least 1, `words` holds `(slots + 1) * SLOT_WORDS`
+/// zero-initialised words, and
 /// `lines` is the first 64-byte aligned address inside it; `slots` whole
 /// lines start there (the spare line absorbs the alignment).
 pub struct PerCpuCounters {
     /// Owns the storage `lines` points into (freed with it).
     _words: PoolSlice<AtomicU64>,
     lines: NonNull<Line>,
-    slots: NonZeroUsize,
+    slots: usize,
 }
 
 // SAFETY: `lines` points into `words`, which this value owns; only atomics
@@ -92,8 +92,8 @@ pub fn current_processor() -> usize {
 impl PerCpuCounters {
     /// Allocates zeroed counters for `slots` processors.
     pub fn try_new(slots: usize) -> Result<Self> {
-        let slots = NonZeroUsize::new(slots).unwrap_or(NonZeroUsize::MIN);
-        let words = PoolSlice::try_zeroed((slots.get() + 1) * SLOT_WORDS, TAG_COUNTERS)?;
+        let slots = slots.max(1);
+        let words = PoolSlice::try_zeroed((slots + 1) * SLOT_WORDS, TAG_COUNTERS)?;
         let misalign = (words.as_ptr() as usize % 64) / 8;
         let offset = (SLOT_WORDS - misalign) % SLOT_WORDS;
         let first = words.get(offset).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
@@ -123,7 +123,7 @@ impl PerCpuCounters {
     /// (hot-add) share lines; the common case needs no division.
     #[inline(always)]
     fn line(&self, processor: usize) -> &[AtomicU64; SLOT_WORDS] {
-        let slot = if processor < self.slots.get() { processor } else { processor % self.slots };
+        let slot = if processor < self.slots { processor } else { processor.checked_rem(self.slots).unwrap_or(0) };
         // SAFETY: slot < slots, and `slots` whole lines start at `lines`
         // inside `words` (invariant), so the offset stays in the allocation.
         let line = unsafe { self.lines.add(slot) };
@@ -135,7 +135,7 @@ impl PerCpuCounters {
     /// Sums every processor's slot.
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut total = [0u64; 6];
-        for slot in 0..self.slots.get() {
+        for slot in 0..self.slots {
             for (sum, word) in total.iter_mut().zip(self.line(slot)) {
                 *sum += word.load(Ordering::Relaxed);
             }

@@ -49,6 +49,60 @@ fn each_policy_gives_its_verdict_rights_and_counters() {
     harness.unload_and_check();
 }
 
+/// notifyFn ADD decides the fast path once and stores it in the two low bits
+/// of `filter->context` (the rest is the table's context); classify then
+/// answers permit and block filters at plain layers from those bits, and
+/// every other policy or layer through the full path, with the same
+/// verdicts, rights and counters either way.
+#[test]
+fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
+    let harness = Harness::load();
+    let traced = |action| PolicyRepr { log_level: LogLevel::Trace, ..policy(action) };
+    let limit = PolicyAction::RateLimit { rate_per_sec: 1_000, burst: 1_000 };
+    let connect = [Layer::ConnectV4, Layer::ConnectV6];
+    let cases: Vec<(PolicyRepr, Vec<Layer>, u64, bool)> = vec![
+        (policy(PolicyAction::Permit), connect.to_vec(), 1, true),
+        (policy(PolicyAction::Block), connect.to_vec(), 2, false),
+        (policy(PolicyAction::Permit), vec![Layer::RecvAcceptV4, Layer::RecvAcceptV6], 0, true),
+        (policy(PolicyAction::Block), vec![Layer::RecvAcceptV4, Layer::FlowV4, Layer::FlowV6], 0, false),
+        (policy(PolicyAction::Permit), Layer::FLOWS.to_vec(), 0, true),
+        (traced(PolicyAction::Permit), connect.to_vec(), 0, true),
+        (traced(PolicyAction::Block), connect.to_vec(), 0, false),
+        (policy(PolicyAction::Audit), connect.to_vec(), 0, true),
+        (policy(limit), connect.to_vec(), 0, true),
+    ];
+    for (repr, layers, tag, permitted) in cases {
+        for layer in layers {
+            for flags in [0, CLEAR_ACTION_RIGHT] {
+                let mut spec = Harness::filter_spec(layer);
+                spec.flags = flags;
+                let id = harness.add_filter_with(spec, PolicySource::Policy(&repr)).unwrap();
+                let word = engine::filter_context(id).unwrap();
+                let context = STATE.table.get(id).unwrap();
+                assert_eq!(
+                    word & !3,
+                    context.as_raw(),
+                    "{repr:?} at {layer:?}: the word points at the table's context"
+                );
+                assert_eq!(word & 3, tag, "{repr:?} at {layer:?}: fast-path bits");
+                drop(context);
+                for _ in 0..3 {
+                    let result = harness.classify(layer, id, 443);
+                    assert_eq!(result.permitted(), permitted, "{repr:?} at {layer:?}");
+                    let hard = !permitted || flags == CLEAR_ACTION_RIGHT;
+                    assert_eq!(result.hard, hard, "{repr:?} at {layer:?} flags {flags}: write right");
+                }
+                let counters = harness.counters(id).unwrap();
+                assert_eq!(counters.matched, 3, "{repr:?} at {layer:?}");
+                assert_eq!((counters.permitted, counters.blocked), if permitted { (3, 0) } else { (0, 3) });
+                harness.delete_filter(id).unwrap();
+            }
+        }
+    }
+    assert_eq!(stat(&STATE.stats.classify_without_context), 0);
+    harness.unload_and_check();
+}
+
 #[test]
 fn clear_action_right_filter_makes_permit_hard() {
     let harness = Harness::load();
@@ -268,7 +322,8 @@ fn delete_of_a_filter_never_seen_is_harmless() {
     faults::fail_call("FwpmFilterEnum0", 0, STATUS_UNSUCCESSFUL);
     harness.initialize().unwrap();
     assert!(STATE.classify_needs_lookup(), "adoption failed: classify must not trust filter->context");
-    // The stale context is a pointer into freed pool: never dereferenced.
+    // The stale context word (fast path "permit" over a pointer into freed
+    // pool) is never trusted.
     assert!(harness.classify(Layer::ConnectV4, id, 80).permitted());
     assert_eq!(stat(&STATE.stats.classify_without_context), 1);
     harness.delete_filter(id).unwrap();
@@ -284,9 +339,11 @@ fn filters_predating_registration_are_adopted_with_their_policies() {
     let blocked = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block)).unwrap();
     let audited = harness.add_filter(Layer::ConnectV6, PolicySource::Policy(&audit)).unwrap();
     harness.unload();
-    // Added while unloaded: no ADD; a garbage rawContext.
+    // Added while unloaded: no ADD; a garbage rawContext whose low bits say
+    // "fast path, block" (the worst garbage: trusted, it would be
+    // dereferenced to count and would block).
     let mut spec = Harness::filter_spec(Layer::ConnectV6);
-    spec.raw_context = 0xDEAD_BEEF_DEAD_BEEF;
+    spec.raw_context = 0xDEAD_BEEF_DEAD_BEE2;
     let garbage = engine::add_filter(&spec).unwrap();
     harness.initialize().unwrap();
     assert_eq!(stat(&STATE.stats.filters_adopted), 3);
@@ -390,6 +447,11 @@ fn filters_deleted_while_other_threads_classify() {
             })
         })
         .collect();
+    // Deletes start once the workers are classifying (on a busy machine the
+    // deletes could otherwise all finish before a worker has run).
+    while classified.load(Ordering::Relaxed) < 300 {
+        std::thread::yield_now();
+    }
     for id in &ids {
         harness.delete_filter(*id).unwrap();
     }
