@@ -9,7 +9,7 @@
 
 use crate::ask::{AskDecision, classify_ask};
 use crate::driver_state::STATE;
-use crate::fast_path::{FastPath, StaticVerdict};
+use crate::fast_path::{ContextWord, FastPath};
 use crate::ffi::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
@@ -83,26 +83,25 @@ pub unsafe extern "system" fn classify_fn(
     };
     // Outside lookup mode every live filter naming our callouts was added
     // through our notifyFn, so its context word is the one we stored.
-    if let Some(verdict) = StaticVerdict::new(view.raw_context(), view.clears_action_right())
-        && !STATE.classify_needs_lookup()
-    {
-        return classify_static(verdict, out);
+    let word = ContextWord::from_raw(view.raw_context());
+    if word.is_static() && !STATE.classify_needs_lookup() {
+        return classify_static(word, out);
     }
     // SAFETY: forwarded from the engine, as above.
     unsafe { classify_full(in_fixed_values, in_meta_values, layer_data, view, out) }
 }
 
-/// The hot path's second half: count the static verdict on the filter's
-/// context and write it. Separate from [`classify_fn`] so that the checks
-/// before it keep the engine's arguments in registers for the full path
-/// without saving them.
+/// The hot path's second half: count the static verdict the context word
+/// carries and write it, with the filter's hard-permit flag from the same
+/// word (so only the word and the output live across the processor
+/// lookup). Inlined into [`classify_fn`].
 #[allow(unsafe_code)]
-#[inline(never)]
-fn classify_static(verdict: StaticVerdict, out: ClassifyOut<'_>) {
+#[inline(always)]
+fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
-    let Some(_inside) = STATE.rundown.enter_on(processor) else {
-        classify_without_context(verdict.clears_right(), out);
+    let Some(inside) = STATE.rundown.enter_on(processor) else {
+        classify_without_context(word.clears_right(), out);
         return;
     };
     // SAFETY: not in lookup mode (checked by the caller), so this is the
@@ -110,18 +109,21 @@ fn classify_static(verdict: StaticVerdict, out: ClassifyOut<'_>) {
     // reference until DELETE; the engine does not call classify for a
     // filter once its DELETE notify has returned, and unload frees
     // contexts only after the rundown we are in.
-    let context = unsafe { ContextRef::borrow(verdict.context()) };
-    if verdict.is_block() {
-        if let Some(context) = context {
-            context.count_on(processor, Counter::Blocked);
-        }
+    let Some(context) = (unsafe { ContextRef::borrow(word.context()) }) else {
+        // Never for a word our ADD stored; answered as a filter we do not
+        // know (after leaving the rundown: nothing of ours is touched).
+        drop(inside);
+        classify_without_context(word.clears_right(), out);
+        return;
+    };
+    if word.is_block() {
+        context.count_on(processor, Counter::Blocked);
         out.block();
     } else {
-        if let Some(context) = context {
-            context.count_on(processor, Counter::Permitted);
-        }
-        out.permit(verdict.clears_right());
+        context.count_on(processor, Counter::Permitted);
+        out.permit(word.clears_right());
     }
+    drop(inside);
 }
 
 /// The static verdict of a context whose [`FastPath`] allows it, counted on
@@ -185,7 +187,7 @@ unsafe fn classify_full(
     // SAFETY: not in lookup mode, so `context` is the word our ADD notify
     // stored, whose pointer stays alive until the filter's DELETE (and
     // unload frees contexts only after the rundown we are in).
-    match unsafe { ContextRef::borrow(FastPath::split(view.raw_context()).0) } {
+    match unsafe { ContextRef::borrow(ContextWord::from_raw(view.raw_context()).context()) } {
         Some(context) => classify_with_context(context, &view, &traffic, clear_right, processor, out),
         None => classify_without_context(clear_right, out),
     }
@@ -256,6 +258,8 @@ pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>, processor: us
     decision
 }
 
+#[cold]
+#[inline(never)]
 fn classify_without_context(clear_right: bool, out: ClassifyOut<'_>) {
     STATE.stats.classify_without_context.fetch_add(1, Ordering::Relaxed);
     let decision = match PolicyRepr::DEFAULT.action {

@@ -1,11 +1,15 @@
 //! The classify fast path, decided once per filter by notifyFn ADD and
-//! carried in the two low bits of the word it stores in `filter->context`
-//! (the context's address is 8-byte aligned, so they are free). classifyFn
-//! reads the verdict of a static policy from the filter itself, before it
+//! carried in the low bits of the word it stores in `filter->context` (the
+//! context's address is 8-byte aligned, so three bits are free). classifyFn
+//! reads a static policy's whole answer from the filter itself, before it
 //! enters the rundown, and touches the context only to count.
 //!
-//! In a debugger: `filter->context & ~3` is the `FilterContext*`, the low
-//! bits are the [`FastPath`].
+//! The word: bits 63..3 the `FilterContext` address; bit 0 the verdict is
+//! static; bit 1 that verdict is BLOCK; bit 2 the filter has
+//! `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT clears the write
+//! right). Filters cannot be modified in WFP, so the flag read at ADD holds
+//! for the filter's life. In a debugger, `filter->context & ~7` is the
+//! `FilterContext*`.
 #![forbid(unsafe_code)]
 
 use crate::ffi::{
@@ -15,12 +19,14 @@ use crate::ffi::{
 use crate::filter_context::FilterContext;
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr};
 
-/// The bits of the context word that hold the fast path.
-const TAG_MASK: u64 = 0b11;
-/// The bit [`StaticVerdict`] adds for the filter's hard-permit flag.
+/// Bit 0: the verdict is static (one test tells the hot path it applies).
+const STATIC: u64 = 0b001;
+/// Bit 1: the static verdict is BLOCK.
+const BLOCK: u64 = 0b010;
+/// Bit 2: the filter's hard-permit flag.
 const CLEAR_RIGHT: u64 = 0b100;
 /// Every bit that is not the context's address.
-const LOW_BITS: u64 = TAG_MASK | CLEAR_RIGHT;
+const LOW_BITS: u64 = STATIC | BLOCK | CLEAR_RIGHT;
 
 // The low bits are free only because every context address is a multiple of 8.
 const _: () = assert!(core::mem::align_of::<FilterContext>() > LOW_BITS as usize);
@@ -34,9 +40,9 @@ pub enum FastPath {
     /// for our own injections and track flows).
     Full = 0,
     /// PERMIT, counted, nothing else.
-    Permit = 1,
+    Permit = STATIC as u8,
     /// BLOCK, counted, nothing else.
-    Block = 2,
+    Block = (STATIC | BLOCK) as u8,
 }
 
 impl FastPath {
@@ -58,40 +64,32 @@ impl FastPath {
             _ => FastPath::Full,
         }
     }
-
-    /// The word notifyFn stores in `filter->context` for the context whose
-    /// raw reference is `context` (a `ContextRef::as_raw` value).
-    pub fn context_word(self, context: u64) -> u64 {
-        context | self as u64
-    }
-
-    /// Splits a context word into the raw reference and the fast path. Any
-    /// value splits; only one we stored means anything.
-    #[inline(always)]
-    pub fn split(word: u64) -> (u64, FastPath) {
-        let fast = match word & TAG_MASK {
-            1 => FastPath::Permit,
-            2 => FastPath::Block,
-            _ => FastPath::Full,
-        };
-        (word & !TAG_MASK, fast)
-    }
 }
 
-/// A fast filter's context word with its hard-permit flag folded in: the
-/// one value the hot path keeps across the processor lookup.
+/// What notifyFn ADD stores in `filter->context`: the context's address
+/// with the filter's fast path and hard-permit flag in its low bits (see
+/// the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StaticVerdict(u64);
+pub struct ContextWord(u64);
 
-impl StaticVerdict {
-    /// For a context word whose fast path is `Permit` or `Block` (`None`
-    /// for `Full`), from a filter whose flags say `clear_right`.
+impl ContextWord {
+    /// The word for the context whose raw reference is `context` (a
+    /// `ContextRef::as_raw` value), with `fast` and the filter's flag.
+    pub fn new(context: u64, fast: FastPath, clear_right: bool) -> Self {
+        let hard = if clear_right { CLEAR_RIGHT } else { 0 };
+        Self((context & !LOW_BITS) | fast as u64 | hard)
+    }
+
+    /// A word read back from `filter->context`. Any value is accepted;
+    /// only one our ADD stored means anything.
     #[inline(always)]
-    pub fn new(word: u64, clear_right: bool) -> Option<Self> {
-        if FastPath::split(word).1 == FastPath::Full {
-            return None;
-        }
-        Some(Self((word & !CLEAR_RIGHT) | if clear_right { CLEAR_RIGHT } else { 0 }))
+    pub fn from_raw(word: u64) -> Self {
+        Self(word)
+    }
+
+    /// The value to store in `filter->context`.
+    pub fn raw(self) -> u64 {
+        self.0
     }
 
     /// The raw context reference (what `ContextRef::borrow` takes).
@@ -100,10 +98,25 @@ impl StaticVerdict {
         self.0 & !LOW_BITS
     }
 
-    /// Whether the verdict is BLOCK (else PERMIT).
+    /// The fast path the word carries.
+    pub fn fast_path(self) -> FastPath {
+        match (self.is_static(), self.is_block()) {
+            (false, _) => FastPath::Full,
+            (true, false) => FastPath::Permit,
+            (true, true) => FastPath::Block,
+        }
+    }
+
+    /// Whether classify can answer from the word alone.
+    #[inline(always)]
+    pub fn is_static(self) -> bool {
+        self.0 & STATIC != 0
+    }
+
+    /// Whether the static verdict is BLOCK (else PERMIT).
     #[inline(always)]
     pub fn is_block(self) -> bool {
-        self.0 & TAG_MASK == FastPath::Block as u64
+        self.0 & BLOCK != 0
     }
 
     /// Whether a PERMIT must clear the write right (hard permit).
@@ -144,24 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn context_words_round_trip_and_garbage_is_full() {
-        for fast in [FastPath::Full, FastPath::Permit, FastPath::Block] {
-            assert_eq!(FastPath::split(fast.context_word(0xffff_a50c_1234_e010)), (0xffff_a50c_1234_e010, fast));
-        }
-        assert_eq!(FastPath::split(0x13), (0x10, FastPath::Full));
-        assert_eq!(FastPath::split(0), (0, FastPath::Full));
-    }
-
-    #[test]
-    fn static_verdicts_carry_the_context_the_verdict_and_the_flag() {
+    fn context_words_round_trip_and_every_value_means_something() {
         let context = 0xffff_a50c_1234_e010;
-        assert_eq!(StaticVerdict::new(FastPath::Full.context_word(context), true), None);
-        for (fast, block) in [(FastPath::Permit, false), (FastPath::Block, true)] {
+        for fast in [FastPath::Full, FastPath::Permit, FastPath::Block] {
             for clear in [false, true] {
-                let verdict = StaticVerdict::new(fast.context_word(context), clear);
-                let verdict = verdict.unwrap_or(StaticVerdict(0));
-                assert_eq!((verdict.context(), verdict.is_block(), verdict.clears_right()), (context, block, clear));
+                let word = ContextWord::from_raw(ContextWord::new(context, fast, clear).raw());
+                assert_eq!((word.context(), word.fast_path(), word.clears_right()), (context, fast, clear));
+                assert_eq!(word.is_static(), fast != FastPath::Full);
             }
         }
+        assert_eq!(ContextWord::from_raw(0x12).fast_path(), FastPath::Full, "bit 0 clear: not static");
+        assert_eq!(ContextWord::from_raw(0x13).fast_path(), FastPath::Block);
+        assert_eq!(ContextWord::from_raw(0x17).context(), 0x10);
+        assert!(!ContextWord::from_raw(0).is_static());
     }
 }

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 use crate::driver_state::STATE;
+use crate::fast_path::ContextWord;
 use crate::ffi::{
     FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, FWPS_CALLOUT_NOTIFY_TYPE, FWPS_FILTER2, GUID,
     NTSTATUS,
@@ -100,7 +101,7 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
     // The filter's own reference lives in the table; filter->context is a
     // borrowed pointer that stays valid until DELETE removes that entry,
     // with the fast path in its low bits.
-    let word = context.fast_path().context_word(context.as_raw());
+    let word = ContextWord::new(context.as_raw(), context.fast_path(), view.clears_action_right()).raw();
     if let Err((status, _context)) = STATE.table.insert(filter_id, context) {
         if status == NtStatus::INSUFFICIENT_RESOURCES {
             STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);

@@ -62,7 +62,7 @@ fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
     let connect = [Layer::ConnectV4, Layer::ConnectV6];
     let cases: Vec<(PolicyRepr, Vec<Layer>, u64, bool)> = vec![
         (policy(PolicyAction::Permit), connect.to_vec(), 1, true),
-        (policy(PolicyAction::Block), connect.to_vec(), 2, false),
+        (policy(PolicyAction::Block), connect.to_vec(), 3, false),
         (policy(PolicyAction::Permit), vec![Layer::RecvAcceptV4, Layer::RecvAcceptV6], 0, true),
         (policy(PolicyAction::Block), vec![Layer::RecvAcceptV4, Layer::FlowV4, Layer::FlowV6], 0, false),
         (policy(PolicyAction::Permit), Layer::FLOWS.to_vec(), 0, true),
@@ -80,11 +80,12 @@ fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
                 let word = engine::filter_context(id).unwrap();
                 let context = STATE.table.get(id).unwrap();
                 assert_eq!(
-                    word & !3,
+                    word & !7,
                     context.as_raw(),
                     "{repr:?} at {layer:?}: the word points at the table's context"
                 );
                 assert_eq!(word & 3, tag, "{repr:?} at {layer:?}: fast-path bits");
+                assert_eq!(word & 4 != 0, flags == CLEAR_ACTION_RIGHT, "{repr:?} at {layer:?}: hard-permit bit");
                 drop(context);
                 for _ in 0..3 {
                     let result = harness.classify(layer, id, 443);
@@ -343,7 +344,7 @@ fn filters_predating_registration_are_adopted_with_their_policies() {
     // "fast path, block" (the worst garbage: trusted, it would be
     // dereferenced to count and would block).
     let mut spec = Harness::filter_spec(Layer::ConnectV6);
-    spec.raw_context = 0xDEAD_BEEF_DEAD_BEE2;
+    spec.raw_context = 0xDEAD_BEEF_DEAD_BEE3;
     let garbage = engine::add_filter(&spec).unwrap();
     harness.initialize().unwrap();
     assert_eq!(stat(&STATE.stats.filters_adopted), 3);
