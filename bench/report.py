@@ -491,8 +491,8 @@ def main():
         w("")
     elif audit:
         w(
-            "Audit logs only when the filter's log level asks for it (these filters log nothing), so it "
-            "costs one counter more than permit."
+            "Audit logs only when the filter's log level asks for it (these filters log nothing). It "
+            "and the rate limit take the full path (below), so they cost more than permit and block."
         )
         w("")
     d = cg.get(("driver", "permit", 1))
@@ -504,6 +504,18 @@ def main():
         w("")
         w("`classify_loop` is the benchmark's own loop (fresh classify output, indirect call,")
         w("cursor); the empty callback pays it too.")
+        w("")
+        w("Permit and block filters take the *static path*: notifyFn decided their verdict at")
+        w("ADD and stored it, with the filter's hard-permit flag, in the low bits of")
+        w("`filter->context` (driver/fast_path.rs). Classify checks its arguments and the")
+        w("lookup mode, reads the processor index once (`KeGetCurrentProcessorNumberEx`),")
+        w("enters the unload rundown on that processor's line, bumps one counter on the")
+        w("filter's line for that processor, writes the verdict and leaves the rundown: two")
+        w("interlocked increments and a decrement on lines no other processor writes. Every")
+        w("other policy, trace logging, and the recv-accept and flow-established layers take")
+        w("the *full path*: the incoming values and metadata are wrapped, our own injected")
+        w("packets recognised, the policy evaluated (clock, token bucket, log level), flows")
+        w("tracked.")
         w("")
 
     # ---------------- Scaling.
