@@ -59,7 +59,34 @@ retry cargo bench -q -p wfpcallout-bench --bench classify --no-run
 bin="$target/bench-abort/release/wfpbench"
 
 step "native: memory, allocations, notify in bulk, throughput"
-"$bin" native >"$results/native.json"
+# The two-thread figures need the machine's second core. The share-nothing
+# control (the empty callback) says whether it was free: up to three runs,
+# keeping the one whose control scaled best (chosen on the control alone,
+# never on the driver's figures), stopping at the first where the control
+# reached 1.8x at every filter count.
+control_scaling() {
+    python3 - "$1" <<'EOF'
+import json, statistics, sys
+runs = {(r["variant"], r["threads"], r["filters"]): r["runs"] for r in json.load(open(sys.argv[1]))["throughput"]}
+worst = None
+for n in sorted({k[2] for k in runs}):
+    pairs = [b[0] / a[0] for a, b in zip(runs[("empty", 1, n)], runs[("empty", 2, n)]) if a[1] >= 0.9 and b[1] >= 0.9]
+    value = statistics.median(pairs) if pairs else 0.0
+    worst = value if worst is None else min(worst, value)
+print(f"{worst or 0.0:.3f}")
+EOF
+}
+best_control=-1
+for attempt in 1 2 3; do
+    "$bin" native >"$results/native-$attempt.json"
+    control=$(control_scaling "$results/native-$attempt.json")
+    echo "native run $attempt: the control scaled ${control}x at worst"
+    if python3 -c "import sys; sys.exit(0 if $control > $best_control else 1)"; then
+        best_control=$control
+        cp "$results/native-$attempt.json" "$results/native.json"
+    fi
+    if python3 -c "import sys; sys.exit(0 if $control >= 1.8 else 1)"; then break; fi
+done
 
 if [ -z "${BENCH_SKIP_CRITERION:-}" ]; then
     step "criterion"
