@@ -22,7 +22,7 @@ use crate::log::Level;
 use crate::pool::{PoolBox, PoolTag};
 use crate::status::NtStatus;
 use core::net::{IpAddr, Ipv4Addr};
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 /// Flow contexts (`FlowContext`).
 pub const TAG_FLOW_CONTEXT: PoolTag = PoolTag::new(*b"WfFl");
@@ -43,8 +43,8 @@ pub struct FlowContext {
     pub remote: (IpAddr, u16),
     /// Interrupt time when the flow was established.
     pub started: u64,
-    /// Unload asked the engine to remove it.
-    removing: AtomicBool,
+    /// Where unload's removal stands: [`NOT_ASKED`], [`ASKED`], [`FAILED`].
+    removal: AtomicU8,
 }
 
 impl FlowContext {
@@ -130,7 +130,7 @@ pub fn track(context: &FilterContext, callout_id: u32, values: &IncomingValues<'
                 values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
             ),
             started: crate::clock::now_ticks(),
-            removing: AtomicBool::new(false),
+            removal: AtomicU8::new(NOT_ASKED),
         }
     };
     let Ok(boxed) = PoolBox::try_new_with(build, TAG_FLOW_CONTEXT) else {
@@ -179,11 +179,43 @@ pub extern "system" fn flow_delete_fn(_layer_id: u16, _callout_id: u32, flow_con
 const REMOVAL_WAITS: u32 = 100;
 const REMOVAL_WAIT_INTERVAL: i64 = 100_000;
 
+/// Unload has not asked the engine to remove the flow's context yet.
+const NOT_ASKED: u8 = 0;
+/// Asked, and the engine agreed (SUCCESS or PENDING): flowDeleteFn frees it.
+const ASKED: u8 = 1;
+/// Asked, and the engine failed: asked again after the next wait.
+const FAILED: u8 = 2;
+
 /// Unload: asks the engine to remove every flow context (honouring
-/// `STATUS_PENDING`: such a context is freed only in flowDeleteFn), then
-/// waits, bounded, until the table is empty. Returns what is left.
+/// `STATUS_PENDING`: such a context is freed only in flowDeleteFn, and
+/// asking again after a failure), then waits, bounded, until the table is
+/// empty. Returns what is left.
 pub fn remove_all() -> usize {
-    while let Some(key) = STATE.flows.find_id(|flow| !flow.removing.swap(true, Ordering::AcqRel)) {
+    let mut waits = 0;
+    loop {
+        ask_removals();
+        if STATE.flows.is_empty() || waits >= REMOVAL_WAITS {
+            break;
+        }
+        crate::delay::sleep_100ns(REMOVAL_WAIT_INTERVAL);
+        waits += 1;
+        STATE.flows.for_each(|_, flow| {
+            let _ = flow.removal.compare_exchange(FAILED, NOT_ASKED, Ordering::AcqRel, Ordering::Acquire);
+        });
+    }
+    let left = STATE.flows.len();
+    if left != 0 {
+        crate::log!(Level::Error, "unload: {} flow contexts still pending removal after {} waits", left, waits);
+    }
+    left
+}
+
+/// Asks for the removal of every flow context not asked for yet.
+fn ask_removals() {
+    let not_asked = |flow: &FlowContext| {
+        flow.removal.compare_exchange(NOT_ASKED, ASKED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    };
+    while let Some(key) = STATE.flows.find_id(not_asked) {
         let Some((handle, layer_id, callout_id)) =
             STATE.flows.with(key, |flow| (flow.flow_handle, flow.layer_id, flow.callout_id))
         else {
@@ -193,18 +225,11 @@ pub fn remove_all() -> usize {
         if status == NtStatus::from_raw(fwps_types::STATUS_UNSUCCESSFUL) {
             // The engine holds no context for it: flowDeleteFn will not come.
             drop(STATE.flows.remove(key));
+        } else if !status.is_success() {
+            crate::log!(Level::Warning, "unload: FwpsFlowRemoveContext0 failed ({}): asking again", status);
+            STATE.flows.with(key, |flow| flow.removal.store(FAILED, Ordering::Release));
         }
     }
-    let mut waits = 0;
-    while !STATE.flows.is_empty() && waits < REMOVAL_WAITS {
-        crate::delay::sleep_100ns(REMOVAL_WAIT_INTERVAL);
-        waits += 1;
-    }
-    let left = STATE.flows.len();
-    if left != 0 {
-        crate::log!(Level::Error, "unload: {} flow contexts still pending removal after {} waits", left, waits);
-    }
-    left
 }
 
 #[allow(unsafe_code)]

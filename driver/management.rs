@@ -60,23 +60,17 @@ pub fn open_engine() -> Result<EngineHandle> {
     EngineHandle::from_raw(handle).ok_or(NtStatus::INVALID_DEVICE_STATE)
 }
 
-/// Closes the session.
 /// Closes the session, retrying a failure a few times (a session left open
 /// leaks until BFE restarts).
 pub fn close_engine(engine: EngineHandle) {
-    const ATTEMPTS: u32 = 3;
-    for attempt in 1..=ATTEMPTS {
+    let _ = crate::status::retry_teardown("FwpmEngineClose0", 3, || {
         #[allow(unsafe_code)]
         // SAFETY: `engine` came from open_engine; it is closed at most once
         // successfully (a failed close leaves it open).
-        let status = unsafe { FwpmEngineClose0(engine.raw()) };
-        match NtStatus::to_result(status) {
-            Ok(()) => return,
-            Err(status) => {
-                crate::log!(Level::Warning, "FwpmEngineClose0 failed ({}/{}): {}", attempt, ATTEMPTS, status)
-            }
+        unsafe {
+            FwpmEngineClose0(engine.raw())
         }
-    }
+    });
 }
 
 /// An object that exists already (left by an earlier load) is fine.

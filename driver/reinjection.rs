@@ -78,12 +78,14 @@ pub fn close() {
     if handle.is_null() {
         return;
     }
-    #[allow(unsafe_code)]
-    // SAFETY: our handle, destroyed once; PASSIVE_LEVEL.
-    let status = unsafe { crate::ffi::FwpsInjectionHandleDestroy0(handle) };
-    if let Err(status) = NtStatus::to_result(status) {
-        crate::log!(Level::Warning, "FwpsInjectionHandleDestroy0 failed: {}", status);
-    }
+    // A failed destroy leaves the handle alive: retried, like the session.
+    let _ = crate::status::retry_teardown("FwpsInjectionHandleDestroy0", 3, || {
+        #[allow(unsafe_code)]
+        // SAFETY: our handle, destroyed at most once successfully; PASSIVE_LEVEL.
+        unsafe {
+            crate::ffi::FwpsInjectionHandleDestroy0(handle)
+        }
+    });
 }
 
 /// Whether `layer_data` is a packet we injected (classify permits it).

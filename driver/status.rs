@@ -67,6 +67,23 @@ impl NtStatus {
     }
 }
 
+/// Calls a teardown API until it succeeds, at most `attempts` times, logging
+/// each failure with `what`: an object whose close failed stays open (and
+/// leaks) for good, and such failures are usually transient.
+pub fn retry_teardown(what: &str, attempts: u32, mut call: impl FnMut() -> i32) -> Result {
+    let mut outcome = Ok(());
+    for attempt in 1..=attempts {
+        outcome = NtStatus::to_result(call());
+        match outcome {
+            Ok(()) => break,
+            Err(status) => {
+                crate::log!(crate::log::Level::Warning, "{} failed ({}/{}): {}", what, attempt, attempts, status)
+            }
+        }
+    }
+    outcome
+}
+
 impl fmt::Debug for NtStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NtStatus({:#010X})", self.0 as u32)

@@ -36,6 +36,9 @@ use wfpcallout_wire::{
 
 const AGENT_FILE: u64 = 0xFA17;
 const ASK_TIMEOUT_MS: u32 = 500;
+/// `NDIS_STATUS_RESOURCES` (ndis.h): what NdisRetreatNetBufferDataStart
+/// returns when it cannot allocate the room it was asked for.
+const NDIS_STATUS_RESOURCES: i32 = 0xC000_009A_u32 as i32;
 
 fn policy(action: PolicyAction) -> PolicyRepr {
     PolicyRepr { action, log_level: LogLevel::Trace, label: Label::new("sweep").unwrap() }
@@ -400,7 +403,7 @@ fn every_allocation_fails_once_in_turn() {
 
 /// Every status-returning engine API the driver imports whose simulated
 /// implementation consults the fault injector, with the failure to inject.
-const SWEPT_CALLS: [(&str, i32); 23] = [
+const SWEPT_CALLS: [(&str, i32); 26] = [
     ("FwpsCalloutRegister2", STATUS_UNSUCCESSFUL),
     ("FwpsCalloutUnregisterById0", STATUS_UNSUCCESSFUL),
     ("FwpsCalloutUnregisterById0", STATUS_DEVICE_BUSY),
@@ -424,6 +427,11 @@ const SWEPT_CALLS: [(&str, i32); 23] = [
     ("FwpsInjectionHandleCreate0", STATUS_UNSUCCESSFUL),
     ("FwpsAllocateCloneNetBufferList0", STATUS_INSUFFICIENT_RESOURCES),
     ("FwpsInjectTransportReceiveAsync0", STATUS_UNSUCCESSFUL),
+    // Not UNSUCCESSFUL, which the API returns for "no context" (a success
+    // for the caller): a real failure, the context still associated.
+    ("FwpsFlowRemoveContext0", STATUS_INSUFFICIENT_RESOURCES),
+    ("NdisRetreatNetBufferDataStart", NDIS_STATUS_RESOURCES),
+    ("FwpsInjectionHandleDestroy0", STATUS_UNSUCCESSFUL),
 ];
 
 /// How a known driver issue shows in the sweep.

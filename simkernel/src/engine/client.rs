@@ -388,8 +388,12 @@ pub fn classify_filter(filter_id: u64, connection: &Connection) -> Result<Classi
     let record = lock().filters.get(&filter_id).cloned().ok_or(STATUS_FWP_FILTER_NOT_FOUND)?;
     let layer = layer_by_id(record.layer_id).ok_or(STATUS_FWP_LAYER_NOT_FOUND)?;
     let handle = pending::begin(connection, layer.pendable);
-    let input = ClassifyInput::new(&layer, connection, handle);
+    let mut input = ClassifyInput::new(&layer, connection, handle);
+    // At recv-accept the engine always passes the packet, as in `classify`.
+    let inbound = matches!(record.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
+    input.layer_data = if inbound { super::packets::incoming(connection) } else { std::ptr::null_mut() };
     let outcome = run_filter(&record, &input, FWPS_RIGHT_ACTION_WRITE);
+    super::packets::release_incoming(input.layer_data);
     let pended = pending::end(handle);
     Ok(match outcome {
         Some(o) => ClassifyResult {

@@ -173,6 +173,9 @@ pub extern "system" fn FwpsFlowAssociateContext0(
 #[unsafe(no_mangle)]
 pub extern "system" fn FwpsFlowRemoveContext0(flow_id: u64, layer_id: u16, callout_id: u32) -> NTSTATUS {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsFlowRemoveContext0");
+    if let Some(status) = crate::faults::call_should_fail("FwpsFlowRemoveContext0") {
+        return status;
+    }
     enum Removal {
         Now(u64),
         Pending,

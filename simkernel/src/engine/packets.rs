@@ -136,6 +136,9 @@ pub extern "system" fn NdisRetreatNetBufferDataStart(
     _data_back_fill: u32,
     _allocate: *mut c_void,
 ) -> i32 {
+    if let Some(status) = crate::faults::call_should_fail("NdisRetreatNetBufferDataStart") {
+        return status;
+    }
     with(|s| match s.buffers.get(&(net_buffer as usize)).copied() {
         Some(list) => {
             if let Some(packet) = s.packets.get_mut(&list) {
@@ -265,6 +268,9 @@ pub unsafe extern "system" fn FwpsInjectionHandleCreate0(
 #[unsafe(no_mangle)]
 pub extern "system" fn FwpsInjectionHandleDestroy0(handle: *mut c_void) -> NTSTATUS {
     irql::require_at_most(PASSIVE_LEVEL, "FwpsInjectionHandleDestroy0");
+    if let Some(status) = crate::faults::call_should_fail("FwpsInjectionHandleDestroy0") {
+        return status;
+    }
     if with(|s| s.handles.remove(&(handle as usize))).is_none() {
         report(ViolationKind::ApiMisuse, "FwpsInjectionHandleDestroy0 with an unknown handle");
         return STATUS_INVALID_PARAMETER;
