@@ -212,6 +212,18 @@ class Harness:
                 self.call(callout.flow_delete_fn, [layer_id, callout_id, context], irql=c.DISPATCH_LEVEL,
                           what="flowDeleteFn")
 
+    def end_flow(self, flow_id):
+        """The connection closes: the engine calls flowDeleteFn for every
+        context associated with the flow. Returns how many it called."""
+        ended = [(key, ctx) for key, ctx in self.wfp.flow_contexts.items() if key[0] == flow_id]
+        for key, context in ended:
+            del self.wfp.flow_contexts[key]
+            _, layer_id, callout_id = key
+            callout = self.wfp.callouts.get(callout_id)
+            self.call(callout.flow_delete_fn, [layer_id, callout_id, context], irql=c.DISPATCH_LEVEL,
+                      what="flowDeleteFn")
+        return len(ended)
+
     # ---- the I/O manager ----------------------------------------------------
 
     def driver_entry(self):
@@ -433,9 +445,11 @@ class Harness:
         return status
 
     def classify(self, f, connection, rights=c.FWPS_RIGHT_ACTION_WRITE, reauthorization=False,
-                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL):
-        """classifyFn at ALE_AUTH_CONNECT_V4 for ``f`` (which must be live
-        and materialized). Returns what classify wrote, and whether it pended."""
+                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL, flow_handle=0):
+        """classifyFn at the connection's layer (ALE_AUTH_CONNECT_V4, or
+        ALE_FLOW_ESTABLISHED_V4 with a ``flow_handle``) for ``f`` (which must
+        be live and materialized). Returns what classify wrote, and whether
+        it pended."""
         k = self.kernel
         conn = connection if isinstance(connection, dict) else connection.as_dict()
         callout = self.registered().get(f.callout_key)
@@ -443,7 +457,7 @@ class Harness:
             raise ScenarioFailure("classify: the filter's callout is not registered")
         if not f.fwps:
             raise ScenarioFailure("classify: the engine never showed this filter to the callout")
-        count = c.CONNECT_V4_VALUE_COUNT
+        count, flags_field = c.LAYER_SHAPES[conn["layer_id"]]
         memory = k.alloc(L.FWPS_INCOMING_VALUES0.size + 16 * count + L.FWPS_INCOMING_METADATA_VALUES0.size
                          + L.FWPS_CLASSIFY_OUT0.size, "classify")
         values = memory
@@ -457,14 +471,16 @@ class Harness:
         entries[c.FIELD_IP_REMOTE_ADDRESS] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=int(conn["remote"]))
         entries[c.FIELD_IP_REMOTE_PORT] = L.FWP_VALUE0.pack(type=c.FWP_UINT16, uint16=conn["remote_port"])
         flags = c.FWP_CONDITION_FLAG_IS_REAUTHORIZE if reauthorization else 0
-        entries[c.FIELD_CONNECT_FLAGS] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=flags)
+        entries[flags_field] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=flags)
         k.write(array, b"".join(entries))
         k.write(values, L.FWPS_INCOMING_VALUES0.pack(layerId=conn["layer_id"], valueCount=count,
                                                      incomingValue=array))
         handle = 0xFFFF_D000_0000_0000 + 0x10 * next(self.connection_handles) if completion_handle else 0
         present = c.FWPS_METADATA_FIELD_PROCESS_ID | (c.FWPS_METADATA_FIELD_COMPLETION_HANDLE if handle else 0)
+        present |= c.FWPS_METADATA_FIELD_FLOW_HANDLE if flow_handle else 0
         k.write(metadata, L.FWPS_INCOMING_METADATA_VALUES0.pack(
-            currentMetadataValues=present, processId=conn["process_id"], completionHandle=handle))
+            currentMetadataValues=present, processId=conn["process_id"], completionHandle=handle,
+            flowHandle=flow_handle))
         k.write(out, L.FWPS_CLASSIFY_OUT0.pack(actionType=0, rights=rights, flags=0))
         before = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
         progress = {"completion_handle": handle, "has_completion_handle": bool(handle),

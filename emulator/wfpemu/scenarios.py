@@ -385,6 +385,43 @@ def unload_with_live_state(h):
             "session, injection handle, device gone")
 
 
+def flow_established(h):
+    """ALE_FLOW_ESTABLISHED_V4: a permit filter's classification associates
+    a flow context (a WfFl block) with the flow and flowDeleteFn frees it
+    when the connection closes; a block filter tracks nothing; a flow that
+    outlives its filter keeps the filter's context alive; unload removes the
+    flow context still associated (PENDING: freed in flowDeleteFn)."""
+    conn = Connection(layer_id=c.FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4)
+    f = added(h, wire.permit("flows"), "permit at flow-established", callout_key=c.CALLOUT_FLOW_V4)
+    expect_verdict(h.classify(f, conn, flow_handle=0x1111), c.FWP_ACTION_PERMIT, True, "permit, flow-established")
+    contexts = dict(h.wfp.flow_contexts)
+    expect(len(contexts) == 1, f"a permitted flow associated {len(contexts)} flow contexts, expected 1")
+    (flow_id, layer_id, _), context = next(iter(contexts.items()))
+    expect((flow_id, layer_id) == (0x1111, c.FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4),
+           f"flow context associated with flow {flow_id:#x} at layer {layer_id}, expected 0x1111 at "
+           f"{c.FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4}")
+    block = h.kernel.pool_block_at(context)
+    expect(block is not None and tag_name(block.tag) == "WfFl",
+           f"the flow context {context:#x} does not point into a live WfFl block")
+    expect(h.end_flow(0x1111) == 1, "the engine found no flow context to delete")
+    expect(pool_counts(h).get("WfFl", 0) == 0, "flowDeleteFn did not free the flow context")
+    blocked = added(h, wire.block("no-flows"), "block at flow-established", callout_key=c.CALLOUT_FLOW_V4)
+    expect_verdict(h.classify(blocked, conn, flow_handle=0x2222), c.FWP_ACTION_BLOCK, False,
+                   "block, flow-established")
+    expect(not h.wfp.flow_contexts, "a blocked flow was tracked")
+    deleted(h, blocked, "block at flow-established")
+    expect_verdict(h.classify(f, conn, flow_handle=0x3333), c.FWP_ACTION_PERMIT, True, "second flow")
+    expect(len(h.wfp.flow_contexts) == 1, "the second flow was not tracked")
+    status = h.delete_filter(f)
+    expect_status(status, c.STATUS_SUCCESS, "notifyFn DELETE with a live flow")
+    usage = pool_counts(h)
+    expect(usage.get("WfFc") == 1 and usage.get("WfFl") == 1,
+           f"the live flow must keep its filter's context: {usage}")
+    h.unload_and_check()
+    return ("permit associates a WfFl flow context, flowDeleteFn frees it; block tracks nothing; a flow "
+            "outliving its filter keeps the context; unload asks for the last one's removal and frees all")
+
+
 SCENARIOS = [
     ("load-unload", load_unload, None),
     ("permit", permit, None),
@@ -400,6 +437,7 @@ SCENARIOS = [
     ("ioctl-buffers", ioctl_buffers, None),
     ("pool-exhausted", pool_exhausted, None),
     ("unload-with-live-state", unload_with_live_state, None),
+    ("flow-established", flow_established, None),
 ]
 
 
