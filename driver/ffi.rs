@@ -111,7 +111,7 @@ unsafe extern "system" {
         netBufferList: *mut *mut c_void,
     ) -> NTSTATUS;
     /// Frees a clone (<= DISPATCH_LEVEL).
-    pub fn FwpsFreeCloneNetBufferList0(netBufferList: *mut c_void, dispatchLevel: u8);
+    pub fn FwpsFreeCloneNetBufferList0(netBufferList: *mut c_void, freeCloneFlags: u32);
     /// Injects a packet into the receive path (<= DISPATCH_LEVEL).
     pub fn FwpsInjectTransportReceiveAsync0(
         injectionHandle: HANDLE,

@@ -17,8 +17,9 @@ use core::net::IpAddr;
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::Verdict;
 
-/// `FWPS_INJECTION_TYPE_TRANSPORT`.
-const FWPS_INJECTION_TYPE_TRANSPORT: u32 = 0x4;
+/// `FWPS_INJECTION_TYPE_TRANSPORT` (fwpsk.h: STREAM 0x1, TRANSPORT 0x2,
+/// NETWORK 0x4, FORWARD 0x8): the handle type `FwpsInjectTransport*` needs.
+const FWPS_INJECTION_TYPE_TRANSPORT: u32 = 0x2;
 /// `AF_UNSPEC`: the handle injects both families.
 const AF_UNSPEC: u16 = 0;
 /// `AF_INET`.
@@ -191,17 +192,19 @@ pub fn finish(packet: PendedPacket, verdict: Verdict) {
         }
         crate::log!(Level::Warning, "FwpsInjectTransportReceiveAsync0 failed: {:#010X}", status as u32);
     }
-    free_clone(packet.net_buffer_list(), 0);
+    free_clone(packet.net_buffer_list());
 }
 
 #[allow(unsafe_code)]
-fn free_clone(clone: *mut c_void, dispatch_level: u8) {
+fn free_clone(clone: *mut c_void) {
     // SAFETY: a live clone owned by the caller, freed once.
-    unsafe { crate::ffi::FwpsFreeCloneNetBufferList0(clone, dispatch_level) };
+    unsafe { crate::ffi::FwpsFreeCloneNetBufferList0(clone, 0) };
 }
 
 /// The injection's completion: the stack is done with the clone.
 #[allow(unsafe_code)]
-unsafe extern "system" fn injection_complete(_context: *mut c_void, net_buffer_list: *mut c_void, dispatch_level: u8) {
-    free_clone(net_buffer_list, dispatch_level);
+unsafe extern "system" fn injection_complete(_context: *mut c_void, net_buffer_list: *mut c_void, _dispatch_level: u8) {
+    // `dispatchLevel` only says at which IRQL we run; freeing a clone works
+    // at either.
+    free_clone(net_buffer_list);
 }

@@ -92,9 +92,15 @@ FWP_CONDITION_FLAG_IS_REAUTHORIZE = 0x4
 FWPS_CALLOUT_NOTIFY_ADD_FILTER = 0
 FWPS_CALLOUT_NOTIFY_DELETE_FILTER = 1
 
+# currentMetadataValues bits (LAYOUTS: win32metadata's fwpsu.h values).
 FWPS_METADATA_FIELD_FLOW_HANDLE = 0x2
+FWPS_METADATA_FIELD_IP_HEADER_SIZE = 0x4
 FWPS_METADATA_FIELD_PROCESS_ID = 0x20
+FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE = 0x400
+FWPS_METADATA_FIELD_COMPARTMENT_ID = 0x800
 FWPS_METADATA_FIELD_COMPLETION_HANDLE = 0x4000
+FWPS_METADATA_FIELD_PACKET_DIRECTION = 0x40000
+FWP_DIRECTION_INBOUND = 1  # FWP_DIRECTION (fwptypes.h): OUTBOUND 0, INBOUND 1
 
 FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT = 0x4
 FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT = 0x8
@@ -122,11 +128,56 @@ FIELD_CONNECT_FLAGS = 12
 CONNECT_V4_VALUE_COUNT = 15  # the Vista field set: indices 0..14
 FIELD_FLOW_ESTABLISHED_FLAGS = 15
 FLOW_ESTABLISHED_V4_VALUE_COUNT = 16  # indices 0..15 (the first ten as at the auth layers)
+# At ALE_AUTH_RECV_ACCEPT_V4/V6 (LAYOUTS, DDI ne-fwpsk-fwps_fields_ale_auth_recv_accept_v4_):
+# the first ten as at ALE_AUTH_CONNECT, then IP_LOCAL_INTERFACE 10, FLAGS 11,
+# SIO_FIREWALL_SYSTEM_PORT 12, NAP_CONTEXT 13, INTERFACE_TYPE 14, TUNNEL_TYPE 15,
+# INTERFACE_INDEX 16, SUB_INTERFACE_INDEX 17 (both UINT32).
+FIELD_RECV_ACCEPT_FLAGS = 11
+FIELD_RECV_ACCEPT_INTERFACE_INDEX = 16
+FIELD_RECV_ACCEPT_SUB_INTERFACE_INDEX = 17
+RECV_ACCEPT_V4_VALUE_COUNT = 18  # the Vista field set: indices 0..17
 # Per run-time layer: how many incoming values classify gets, and where the flags are.
 LAYER_SHAPES = {
     FWPS_LAYER_ALE_AUTH_CONNECT_V4: (CONNECT_V4_VALUE_COUNT, FIELD_CONNECT_FLAGS),
     FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4: (FLOW_ESTABLISHED_V4_VALUE_COUNT, FIELD_FLOW_ESTABLISHED_FLAGS),
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4: (RECV_ACCEPT_V4_VALUE_COUNT, FIELD_RECV_ACCEPT_FLAGS),
 }
+# Layers whose classification carries the first packet as layerData (a
+# NET_BUFFER_LIST, data offset at the beginning of the data: WDD
+# data-offset-positions.md, "For inbound packet direction").
+PACKET_LAYERS = {FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4}
+
+# ---- packet injection (fwpsk.h; DDI pages of the functions named) ----------
+# FWPS_INJECTION_TYPE_*: the DDI page of FwpsInjectionHandleCreate0 names the
+# flags but publishes no values, and win32metadata does not cover fwpsk.h;
+# these are fwpsk.h's values as independent open-source WFP bindings
+# transcribe them (all agree). Flags 0 = transport, stream and forward.
+FWPS_INJECTION_TYPE_STREAM = 0x1
+FWPS_INJECTION_TYPE_TRANSPORT = 0x2
+FWPS_INJECTION_TYPE_NETWORK = 0x4
+FWPS_INJECTION_TYPE_FORWARD = 0x8
+FWPS_INJECTION_TYPE_L2 = 0x10
+INJECTION_TYPE_NAMES = {FWPS_INJECTION_TYPE_STREAM: "STREAM", FWPS_INJECTION_TYPE_TRANSPORT: "TRANSPORT",
+                        FWPS_INJECTION_TYPE_NETWORK: "NETWORK", FWPS_INJECTION_TYPE_FORWARD: "FORWARD",
+                        FWPS_INJECTION_TYPE_L2: "L2"}
+# FWPS_PACKET_INJECTION_STATE (DDI ne-fwpsk-fwps_packet_injection_state_:
+# implicit enum numbering in the documented order).
+FWPS_PACKET_NOT_INJECTED = 0
+FWPS_PACKET_INJECTED_BY_SELF = 1
+FWPS_PACKET_INJECTED_BY_OTHER = 2
+FWPS_PACKET_PREVIOUSLY_INJECTED_BY_SELF = 3
+# Address families (HDR: ws2def.h).
+AF_UNSPEC = 0
+AF_INET = 2
+AF_INET6 = 23
+# COMPARTMENT_ID (HDR: ntdef.h): what FwpsInjectTransportReceiveAsync0 takes
+# when the metadata carries no compartment.
+UNSPECIFIED_COMPARTMENT_ID = 0
+DEFAULT_COMPARTMENT_ID = 1
+NDIS_STATUS_SUCCESS = 0
+# MdlFlags (mingw-w64 ddk/wdm.h).
+MDL_MAPPED_TO_SYSTEM_VA = 0x0001
+MDL_SOURCE_IS_NONPAGED_POOL = 0x0004
 
 # Management layer keys (HDR: fwpmu.h, via win32metadata).
 FWPM_LAYER_ALE_AUTH_CONNECT_V4 = "c38d57d1-05a7-4c33-904f-7fbceee60e82"
@@ -159,6 +210,7 @@ CALLOUTS = {
     "5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0015": (FWPM_LAYER_ALE_FLOW_ESTABLISHED_V6, True),
 }
 CALLOUT_CONNECT_V4 = "5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010"
+CALLOUT_RECV_ACCEPT_V4 = "5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0012"
 CALLOUT_FLOW_V4 = "5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0014"
 DEVICE_NAME = "\\Device\\WfpCallout"
 

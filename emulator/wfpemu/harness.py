@@ -32,10 +32,14 @@ NONVOLATILE_XMM = tuple(getattr(x86_const, f"UC_X86_REG_XMM{n}") for n in range(
 
 
 class Connection:
-    """An outbound connection as ALE_AUTH_CONNECT_V4 describes it."""
+    """A connection as its ALE layer describes it: outbound at
+    ALE_AUTH_CONNECT_V4 (the default), or inbound at ALE_AUTH_RECV_ACCEPT_V4,
+    where it also arrived on an interface and sub-interface, in a
+    compartment, with a first packet carrying ``payload``."""
 
     def __init__(self, local="10.0.0.2", local_port=50000, remote="192.0.2.10", remote_port=443, protocol=6,
-                 process_id=4242, layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4):
+                 process_id=4242, layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, interface_index=7,
+                 sub_interface_index=1, compartment_id=c.DEFAULT_COMPARTMENT_ID, payload=b""):
         self.local = ipaddress.IPv4Address(local)
         self.local_port = local_port
         self.remote = ipaddress.IPv4Address(remote)
@@ -43,11 +47,17 @@ class Connection:
         self.protocol = protocol
         self.process_id = process_id
         self.layer_id = layer_id
+        self.interface_index = interface_index
+        self.sub_interface_index = sub_interface_index
+        self.compartment_id = compartment_id
+        self.payload = payload
 
     def as_dict(self):
         return {"layer_id": self.layer_id, "local": self.local, "local_port": self.local_port,
                 "remote": self.remote, "remote_port": self.remote_port, "protocol": self.protocol,
-                "process_id": self.process_id}
+                "process_id": self.process_id, "interface_index": self.interface_index,
+                "sub_interface_index": self.sub_interface_index, "compartment_id": self.compartment_id,
+                "payload": self.payload}
 
 
 def link_map_symbols(path):
@@ -211,6 +221,31 @@ class Harness:
                     (co for co in self.wfp.unregistered if co.id == callout_id), None)
                 self.call(callout.flow_delete_fn, [layer_id, callout_id, context], irql=c.DISPATCH_LEVEL,
                           what="flowDeleteFn")
+            elif kind == "inject":
+                self.deliver_injection(item)
+
+    def deliver_injection(self, injection):
+        """What the stack does with a clone FwpsInjectTransportReceiveAsync0
+        took: the packet reaches ALE_AUTH_RECV_ACCEPT again, where the engine
+        classifies it (layerData = the clone, data offset at the beginning
+        of the data as for any inbound packet there), then hands it back
+        (at the IP header, where it was injected) through the completion
+        function, at DISPATCH_LEVEL."""
+        packet, f = injection["packet"], injection["filter"]
+        injected_at = packet.data_offset
+        packet.data_offset += packet.ip_header + packet.transport_header
+        self.kernel.packets.write(packet)
+        if f.id in self.wfp.filters and self.wfp.callout_by_key(f.callout_key) is not None:
+            injection["reclassification"] = self.classify(f, packet.connection, packet=packet)
+        else:
+            injection["reclassification"] = "not classified: the filter or its callout is gone"
+        packet.data_offset = injected_at
+        self.kernel.packets.write(packet)
+        packet.state = "driver"
+        injection["completed"] = True
+        self.call(injection["completion_fn"], [injection["completion_context"], packet.nbl, 1],
+                  irql=c.DISPATCH_LEVEL, what="injection completionFn")
+        injection["freed_by_completion"] = packet.state == "freed"
 
     def end_flow(self, flow_id):
         """The connection closes: the engine calls flowDeleteFn for every
@@ -445,11 +480,13 @@ class Harness:
         return status
 
     def classify(self, f, connection, rights=c.FWPS_RIGHT_ACTION_WRITE, reauthorization=False,
-                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL, flow_handle=0):
-        """classifyFn at the connection's layer (ALE_AUTH_CONNECT_V4, or
-        ALE_FLOW_ESTABLISHED_V4 with a ``flow_handle``) for ``f`` (which must
-        be live and materialized). Returns what classify wrote, and whether
-        it pended."""
+                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL, flow_handle=0, packet=None):
+        """classifyFn at the connection's layer (ALE_AUTH_CONNECT_V4,
+        ALE_FLOW_ESTABLISHED_V4 with a ``flow_handle``, or
+        ALE_AUTH_RECV_ACCEPT_V4 with the connection's first packet, or
+        ``packet``, as layerData) for ``f`` (which must be live and
+        materialized). Returns what classify wrote, whether it pended, and
+        the packet."""
         k = self.kernel
         conn = connection if isinstance(connection, dict) else connection.as_dict()
         callout = self.registered().get(f.callout_key)
@@ -472,32 +509,40 @@ class Harness:
         entries[c.FIELD_IP_REMOTE_PORT] = L.FWP_VALUE0.pack(type=c.FWP_UINT16, uint16=conn["remote_port"])
         flags = c.FWP_CONDITION_FLAG_IS_REAUTHORIZE if reauthorization else 0
         entries[flags_field] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=flags)
+        if conn["layer_id"] in c.PACKET_LAYERS:
+            entries[c.FIELD_RECV_ACCEPT_INTERFACE_INDEX] = L.FWP_VALUE0.pack(type=c.FWP_UINT32,
+                                                                            uint32=conn["interface_index"])
+            entries[c.FIELD_RECV_ACCEPT_SUB_INTERFACE_INDEX] = L.FWP_VALUE0.pack(type=c.FWP_UINT32,
+                                                                                uint32=conn["sub_interface_index"])
+            if packet is None:
+                packet = k.packets.incoming(conn, conn["payload"])
         k.write(array, b"".join(entries))
         k.write(values, L.FWPS_INCOMING_VALUES0.pack(layerId=conn["layer_id"], valueCount=count,
                                                      incomingValue=array))
         handle = 0xFFFF_D000_0000_0000 + 0x10 * next(self.connection_handles) if completion_handle else 0
-        present = c.FWPS_METADATA_FIELD_PROCESS_ID | (c.FWPS_METADATA_FIELD_COMPLETION_HANDLE if handle else 0)
-        present |= c.FWPS_METADATA_FIELD_FLOW_HANDLE if flow_handle else 0
-        k.write(metadata, L.FWPS_INCOMING_METADATA_VALUES0.pack(
-            currentMetadataValues=present, processId=conn["process_id"], completionHandle=handle,
-            flowHandle=flow_handle))
+        k.write(metadata, self._metadata(conn, handle, flow_handle, packet))
         k.write(out, L.FWPS_CLASSIFY_OUT0.pack(actionType=0, rights=rights, flags=0))
         before = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
         progress = {"completion_handle": handle, "has_completion_handle": bool(handle),
-                    "reauthorization": reauthorization, "pended": None, "filter": f, "connection": conn}
+                    "reauthorization": reauthorization, "pended": None, "filter": f, "connection": conn,
+                    "packet": packet}
         k.processor = processor
         k.classify_in_progress = progress
+        if packet is not None:
+            k.packets.enter_classify(packet)
         try:
-            self.call(callout.classify_fn, [values, metadata, 0, 0, f.fwps, 0, out], irql=irql,
-                      what="classifyFn")
+            self.call(callout.classify_fn, [values, metadata, packet.nbl if packet else 0, 0, f.fwps, 0, out],
+                      irql=irql, what="classifyFn")
         finally:
             k.classify_in_progress = None
         after = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
         if after != before:
             raise ScenarioFailure("classifyFn wrote to its const inputs (incoming values, metadata or filter)")
+        self._packet_back(packet)
         result = L.FWPS_CLASSIFY_OUT0.unpack(k.read(out, L.FWPS_CLASSIFY_OUT0.size))
         k.free(memory)
         result["pended"] = progress["pended"]
+        result["packet"] = packet
         if progress["pended"] is not None:
             ok = (result["actionType"] == c.FWP_ACTION_BLOCK and result["flags"] & c.FWPS_CLASSIFY_OUT_FLAG_ABSORB
                   and not result["rights"] & c.FWPS_RIGHT_ACTION_WRITE)
@@ -505,6 +550,36 @@ class Harness:
                 raise ScenarioFailure(f"a pended classify must answer BLOCK + ABSORB with the write right "
                                       f"cleared, got {describe(result)}")
         return result
+
+    @staticmethod
+    def _metadata(conn, completion_handle, flow_handle, packet):
+        """FWPS_INCOMING_METADATA_VALUES0 as the engine fills it at the
+        connection's layer: at ALE_AUTH_RECV_ACCEPT also the header sizes
+        (what lies before layerData's data offset), the compartment and the
+        inbound direction."""
+        present = c.FWPS_METADATA_FIELD_PROCESS_ID
+        present |= c.FWPS_METADATA_FIELD_COMPLETION_HANDLE if completion_handle else 0
+        present |= c.FWPS_METADATA_FIELD_FLOW_HANDLE if flow_handle else 0
+        fields = {"processId": conn["process_id"], "completionHandle": completion_handle, "flowHandle": flow_handle}
+        if packet is not None:
+            present |= (c.FWPS_METADATA_FIELD_IP_HEADER_SIZE | c.FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE
+                        | c.FWPS_METADATA_FIELD_COMPARTMENT_ID | c.FWPS_METADATA_FIELD_PACKET_DIRECTION)
+            fields.update(ipHeaderSize=packet.ip_header, transportHeaderSize=packet.transport_header,
+                          compartmentId=conn["compartment_id"], packetDirection=c.FWP_DIRECTION_INBOUND)
+        return L.FWPS_INCOMING_METADATA_VALUES0.pack(currentMetadataValues=present, **fields)
+
+    def _packet_back(self, packet):
+        """After classify: layerData is where the engine passed it; an
+        engine packet is then the engine's again (kept only while clones
+        share its data)."""
+        if packet is None:
+            return
+        try:
+            self.kernel.packets.leave_classify(packet)
+        except HarnessStop:
+            raise ScenarioFailure(self.kernel.failures[0])
+        if packet.state == "engine":
+            self.kernel.packets.release(packet)
 
     # ---- end-of-run checks --------------------------------------------------
 
@@ -530,6 +605,10 @@ class Harness:
             problems.append(f"{len(w.flow_contexts)} flow context(s) still associated")
         if w.injection_handles:
             problems.append(f"{len(w.injection_handles)} injection handle(s) not destroyed")
+        if k.packets.live_clones():
+            problems.append(f"{len(k.packets.live_clones())} NET_BUFFER_LIST clone(s) never freed")
+        if w.injections_in_flight():
+            problems.append(f"{len(w.injections_in_flight())} injection(s) never completed")
         if k.devices:
             problems.append("device object not deleted")
         if k.held:

@@ -1,6 +1,6 @@
-"""The kernel the image runs against: every ntoskrnl.exe and fwpkclnt.sys
-export the image imports, played by the harness, each checking what it is
-given.
+"""The kernel the image runs against: every ntoskrnl.exe, fwpkclnt.sys and
+ndis.sys export the image imports, played by the harness, each checking
+what it is given.
 
 Speakeasy calls :meth:`Kernel.dispatch` for every imported function (one
 wildcard API hook). A name not in :attr:`Kernel.apis` fails the run with
@@ -72,9 +72,11 @@ class Kernel:
         self.current_irps = {}  # IRP address -> completion record or None
         # set by the harness around a classify, for FwpsPendOperation0
         self.classify_in_progress = None
+        from .packets import Packets
         from .wfp import WfpEngine
 
         self.wfp = WfpEngine(self)
+        self.packets = Packets(self)
         self.apis = {
             # pool
             "ExAllocatePool2": (self.ExAllocatePool2, 3),
@@ -103,6 +105,7 @@ class Kernel:
             "IofCompleteRequest": (self.IofCompleteRequest, 2),
         }
         self.apis.update(self.wfp.apis())
+        self.apis.update(self.packets.apis())
 
     # ---- plumbing -----------------------------------------------------------
 

@@ -122,9 +122,12 @@ FWPS_INCOMING_METADATA_VALUES0 = Layout("FWPS_INCOMING_METADATA_VALUES0", 280, {
     "currentMetadataValues": (0, "I"),
     "flags": (4, "I"),
     "flowHandle": (32, "Q"),
+    "ipHeaderSize": (40, "I"),
+    "transportHeaderSize": (44, "I"),
     "processPath": (48, "Q"),
     "token": (56, "Q"),
     "processId": (64, "Q"),
+    "compartmentId": (80, "I"),
     "completionHandle": (104, "Q"),
     "transportEndpointHandle": (112, "Q"),
     "packetDirection": (140, "I"),
@@ -238,6 +241,52 @@ FWPM_SUBLAYER0 = Layout("FWPM_SUBLAYER0", 72, {
     "flags": (32, "I"),
     "providerKey": (40, "Q"),
     "weight": (64, "H"),
+})
+
+# ---- NDIS: the packet classify carries at ALE_AUTH_RECV_ACCEPT --------------
+#
+# From Microsoft's definitions in ndis.h as the DDI reference pages show them
+# (ns-ndis-_net_buffer_list, ns-ndis-_net_buffer, ns-ndis-_net_buffer_data;
+# the 2018 syntax blocks), transcribed into C and laid out by clang
+# (-target x86_64-pc-windows-msvc); MDL from mingw-w64's ddk/wdm.h the same
+# way.  Only the members both the documented definition and the header's
+# DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT) variant place alike are named:
+# past ParentNetBufferList the two disagree (ChildRefCount 124 or 132), so
+# the harness keeps ChildRefCount and Status to itself and leaves those
+# bytes zero (NDIS_STATUS_SUCCESS at either offset).
+
+# NET_BUFFER_LIST: 16-byte aligned; a union of {Next, FirstNetBuffer} with an
+# SLIST_HEADER first, then Context and ParentNetBufferList.
+NET_BUFFER_LIST = Layout("NET_BUFFER_LIST", 32, {
+    "Next": (0, "Q"),
+    "FirstNetBuffer": (8, "Q"),
+    "Context": (16, "Q"),
+    "ParentNetBufferList": (24, "Q"),
+})
+
+# NET_BUFFER: its NET_BUFFER_DATA header (48 bytes with the SLIST_HEADER
+# union); the whole structure is 176 bytes.
+NET_BUFFER_SIZE = 176
+NET_BUFFER = Layout("NET_BUFFER", 48, {
+    "Next": (0, "Q"),
+    "CurrentMdl": (8, "Q"),
+    "CurrentMdlOffset": (16, "I"),
+    "DataLength": (24, "I"),  # a ULONG / SIZE_T union: the harness writes all 8 bytes
+    "stDataLength": (24, "Q"),
+    "MdlChain": (32, "Q"),
+    "DataOffset": (40, "I"),
+})
+
+# MDL: 48 bytes, followed by its PFN array (8 bytes a page).
+MDL = Layout("MDL", 48, {
+    "Next": (0, "Q"),
+    "Size": (8, "h"),
+    "MdlFlags": (10, "h"),
+    "Process": (16, "Q"),
+    "MappedSystemVa": (24, "Q"),
+    "StartVa": (32, "Q"),
+    "ByteCount": (40, "I"),
+    "ByteOffset": (44, "I"),
 })
 
 # ---- I/O manager: wdm.h ----------------------------------------------------

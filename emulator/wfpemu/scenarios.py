@@ -9,6 +9,7 @@ from . import constants as c
 from . import wire
 from .harness import Connection, Harness, ScenarioFailure, describe
 from .kernel import tag_name
+from .packets import MAC_HEADER
 
 TICKS_PER_SECOND = 10_000_000
 GARBAGE_CONTEXT = 0xFFFF_F00D_DEAD_0000  # unmapped: dereferencing it fails the run
@@ -422,6 +423,109 @@ def flow_established(h):
             "outliving its filter keeps the context; unload asks for the last one's removal and frees all")
 
 
+def ask_recv_accept(h):
+    """The inbound ask path at ALE_AUTH_RECV_ACCEPT_V4, where completion does
+    not reauthorize: the pended connection's first packet is cloned (at its
+    IP header, the engine's packet put back where it was), the operation is
+    completed with the clone, and the verdict injects it (permit: the
+    engine classifies the injected clone, which must be recognised as the
+    driver's own, and the injection's completion frees it) or frees it
+    (block)."""
+    packets, wfp = h.kernel.packets, h.wfp
+    agent = h.open_file()
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(reply["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST with nothing queued")
+    f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-inbound"), "ask at recv-accept",
+              callout_key=c.CALLOUT_RECV_ACCEPT_V4)
+    tcp = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, local="10.0.0.2", local_port=8080,
+                     remote="203.0.113.9", remote_port=49152, process_id=2020, interface_index=12,
+                     sub_interface_index=3, compartment_id=c.DEFAULT_COMPARTMENT_ID)
+    clone, pended = pend_inbound(h, f, tcp, "TCP SYN")
+    request = agent_request(h, agent, f, tcp)
+    verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                                wire.VERDICT_PERMIT))
+    expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
+    completed_once_with(h, 1, pended, clone)
+    expect(len(wfp.injections) == 1, f"{len(wfp.injections)} injections after a permit, expected 1")
+    injection = wfp.injections[0]
+    expect(injection["packet"] is clone, "another NET_BUFFER_LIST than the clone was injected")
+    expect(list(wfp.injection_handles) == [injection["handle"]],
+           f"the clone was injected with {injection['handle']:#x}, not the driver's injection handle")
+    reclassified = injection["reclassification"]
+    expect(isinstance(reclassified, dict), f"the injected clone was {reclassified}")
+    expect_verdict(reclassified, c.FWP_ACTION_PERMIT, True, "classification of the injected clone (our own)")
+    expect(injection["freed_by_completion"], f"the injection's completion did not free the clone: "
+           f"{clone.describe()}")
+    expect(clone.parent.state == "freed", "the engine's packet outlived its last clone")
+
+    udp = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, local="10.0.0.2", local_port=5353,
+                     remote="198.51.100.20", remote_port=5353, protocol=17, process_id=2121, interface_index=12,
+                     sub_interface_index=4, payload=b"inbound datagram")
+    blocked, pended = pend_inbound(h, f, udp, "UDP datagram")
+    request = agent_request(h, agent, f, udp)
+    verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                                wire.VERDICT_BLOCK))
+    expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT block")
+    completed_once_with(h, 2, pended, blocked)
+    expect(len(wfp.injections) == 1, "a blocked connection's clone was injected")
+    expect(blocked.state == "freed" and blocked.parent.state == "freed", f"block did not free the clone: "
+           f"{blocked.describe()}")
+    deleted(h, f, "ask at recv-accept")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    expect(not packets.by_nbl, f"packets left: {[p.describe() for p in packets.by_nbl.values()]}")
+    return ("pended (BLOCK+ABSORB) with a clone made at the IP header, layerData back at its offset; "
+            "inbound request; permit: completed with the clone, injected with our handle, the injected clone "
+            f"classified {describe(reclassified)} (own injection), freed by the completion; block: completed "
+            "with the clone, freed, not injected")
+
+
+def pend_inbound(h, f, conn, what):
+    """Classify ``conn`` at recv-accept with an agent connected: it pends,
+    one clone of the engine's packet exists, made at the IP header, and the
+    engine's packet is back at the beginning of the data. Returns the
+    clone and the completion context."""
+    before = set(h.kernel.packets.live_clones())
+    result = h.classify(f, conn, processor=1)
+    expect(result["pended"] is not None, f"{what}: ask at recv-accept did not pend: {describe(result)}")
+    packet = result["packet"]
+    clones = [p for p in h.kernel.packets.live_clones() if p not in before]
+    expect(len(clones) == 1 and clones[0].parent is packet,
+           f"{what}: {len(clones)} clone(s) of the pended packet, expected 1")
+    clone = clones[0]
+    expect(clone.data_offset == MAC_HEADER, f"{what}: the clone was made at data offset {clone.data_offset}, "
+           f"not at the IP header ({MAC_HEADER})")
+    beginning_of_data = MAC_HEADER + packet.ip_header + packet.transport_header
+    expect(packet.data_offset == beginning_of_data, f"{what}: the engine's packet is at data offset "
+           f"{packet.data_offset}, passed at {beginning_of_data}")
+    expect(packet.state == "released" and packet.children == 1,
+           f"{what}: the engine's packet should be kept for its one clone: {packet.describe()}")
+    return clone, result["pended"]
+
+
+def agent_request(h, agent, f, conn):
+    """GET_REQUEST: the pended connection, inbound, as recv-accept saw it."""
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(reply["status"], c.STATUS_SUCCESS, "GET_REQUEST with an inbound request queued")
+    request = wire.decode_ask_request(reply["output"])
+    expected = {"filter_id": f.id, "process_id": conn.process_id, "layer_id": c.FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+                "direction": 1, "ip_version": 4, "protocol": conn.protocol, "local_address": conn.local,
+                "local_port": conn.local_port, "remote_address": conn.remote, "remote_port": conn.remote_port}
+    for key, value in expected.items():
+        expect(request[key] == value, f"inbound ask request {key}: {request[key]!r}, expected {value!r}")
+    return request
+
+
+def completed_once_with(h, count, pended, clone):
+    """The verdict completed the pended operation once, with the clone."""
+    completions = h.wfp.completions
+    expect(len(completions) == count, f"{len(completions)} completions, expected {count}")
+    expect(completions[-1]["context"] == pended, "completed another operation than the one pended")
+    expect(completions[-1]["net_buffer_list"] == clone.nbl,
+           f"FwpsCompleteOperation0 took NET_BUFFER_LIST {completions[-1]['net_buffer_list']:#x}, not the clone "
+           f"{clone.nbl:#x}")
+
+
 SCENARIOS = [
     ("load-unload", load_unload, None),
     ("permit", permit, None),
@@ -438,6 +542,7 @@ SCENARIOS = [
     ("pool-exhausted", pool_exhausted, None),
     ("unload-with-live-state", unload_with_live_state, None),
     ("flow-established", flow_established, None),
+    ("ask-recv-accept", ask_recv_accept, None),
 ]
 
 

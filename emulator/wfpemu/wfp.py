@@ -14,6 +14,7 @@ import struct
 from . import constants as c
 from . import layouts as L
 from .layouts import guid_bytes, guid_str
+from .packets import MAC_HEADER
 
 # Completion contexts handed out by FwpsPendOperation0 and handles of the
 # management API: opaque values that are no mapped address, so a driver
@@ -82,7 +83,8 @@ class WfpEngine:
         self.flow_contexts = {}  # (flow id, layer id, callout id) -> context
         self.deferred = []  # work the engine does once the current call returns
         self.drop_reauthorizations = False  # the connections went away first
-        self.injection_handles = set()
+        self.injection_handles = {}  # handle -> {"family", "flags"}
+        self.injections = []  # FwpsInjectTransportReceiveAsync0 calls, in order
         self.stats = {"transactions_committed": 0, "transactions_aborted": 0, "enum_batches": 0}
 
     def apis(self):
@@ -95,7 +97,8 @@ class WfpEngine:
             ("FwpmCalloutAdd0", 4), ("FwpmCalloutDeleteByKey0", 2), ("FwpmFilterCreateEnumHandle0", 3),
             ("FwpmFilterEnum0", 5), ("FwpmFilterDestroyEnumHandle0", 2), ("FwpmProviderContextGetByKey2", 3),
             ("FwpmFreeMemory0", 1), ("FwpsInjectionHandleCreate0", 3), ("FwpsInjectionHandleDestroy0", 1),
-            ("FwpsQueryPacketInjectionState0", 3),
+            ("FwpsQueryPacketInjectionState0", 3), ("FwpsAllocateCloneNetBufferList0", 5),
+            ("FwpsFreeCloneNetBufferList0", 2), ("FwpsInjectTransportReceiveAsync0", 11),
         ]
         return {name: (getattr(self, name), argc) for name, argc in names}
 
@@ -179,16 +182,32 @@ class WfpEngine:
             k.fail(f"FwpsCompleteOperation0({context:#x}): not a pended operation")
         if record["completed"]:
             k.fail(f"FwpsCompleteOperation0({context:#x}): completed twice")
-        record["completed"] = True
         progress = record["progress"]
+        if net_buffer_list:
+            self._completed_with(context, progress, net_buffer_list)
+        record["completed"] = True
         completion = {"context": context, "filter": progress["filter"], "connection": progress["connection"],
-                      "with_packet": net_buffer_list != 0, "reauthorization": None}
+                      "with_packet": net_buffer_list != 0, "net_buffer_list": net_buffer_list,
+                      "reauthorization": None}
         self.completions.append(completion)
         if progress["connection"]["layer_id"] in (c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, c.FWPS_LAYER_ALE_AUTH_CONNECT_V6):
             if self.drop_reauthorizations:
                 completion["reauthorization"] = "not classified: the connection is gone"
             else:
                 self.deferred.append(("reauthorize", completion))
+
+    def _completed_with(self, context, progress, net_buffer_list):
+        """The NET_BUFFER_LIST a completion takes at ALE_AUTH_RECV_ACCEPT is
+        the clone to inject (DDI FwpsInjectTransportReceiveAsync0, remarks):
+        a live clone of the pended classification's packet, owned by the
+        callout."""
+        api = "FwpsCompleteOperation0"
+        self.k.check(progress["connection"]["layer_id"] in c.PACKET_LAYERS,
+                     f"{api}: a NET_BUFFER_LIST at layer {progress['connection']['layer_id']}, which carries no packet")
+        packet = self.k.packets.owned_clone(net_buffer_list, api)
+        self.k.check(packet.parent is progress.get("packet"), f"{api}({context:#x}): {packet.describe()} is not a "
+                     "clone of the pended classification's packet")
+        packet.completed_with = context
 
     def outstanding_pends(self):
         return [ctx for ctx, record in self.pended.items() if not record["completed"]]
@@ -219,34 +238,139 @@ class WfpEngine:
         return c.STATUS_PENDING
 
     # ---- injection ----------------------------------------------------------
-    # Only the handle's life is played here: the scenarios classify at
-    # ALE_AUTH_CONNECT, where no packet is cloned or injected. The packet
-    # functions (FwpsAllocateCloneNetBufferList0, FwpsInjectTransport-
-    # ReceiveAsync0, NdisRetreat/AdvanceNetBufferDataStart...) stay
-    # unsupported: reaching one fails the run with its name.
+    # The handle's life, and the packet functions of ALE_AUTH_RECV_ACCEPT
+    # (DDI pages of each function). The packets themselves, and ndis.sys's
+    # NdisRetreat/AdvanceNetBufferDataStart, are :mod:`packets`'.
 
     def FwpsInjectionHandleCreate0(self, family, flags, out):
         k = self.k
         k.require_irql(c.PASSIVE_LEVEL, "FwpsInjectionHandleCreate0")
-        k.check(family & 0xFFFF in (0, 2, 23), f"FwpsInjectionHandleCreate0: address family {family & 0xFFFF}")
-        known = 0x1 | 0x2 | 0x4 | 0x8 | 0x10  # NETWORK, FORWARD, TRANSPORT, STREAM, L2 (fwpsk.h)
+        family &= 0xFFFF
+        k.check(family in (c.AF_UNSPEC, c.AF_INET, c.AF_INET6), f"FwpsInjectionHandleCreate0: address family {family}")
+        known = sum(c.INJECTION_TYPE_NAMES)
         k.check(flags & 0xFFFFFFFF and not flags & ~known, f"FwpsInjectionHandleCreate0: flags {flags:#x}")
         handle = self._handle()
-        self.injection_handles.add(handle)
+        self.injection_handles[handle] = {"family": family, "flags": flags & 0xFFFFFFFF}
         k.write_u64(out, handle, "FwpsInjectionHandleCreate0 injectionHandle")
         return c.STATUS_SUCCESS
 
     def FwpsInjectionHandleDestroy0(self, handle):
-        self.k.require_irql(c.PASSIVE_LEVEL, "FwpsInjectionHandleDestroy0")
+        k = self.k
+        k.require_irql(c.PASSIVE_LEVEL, "FwpsInjectionHandleDestroy0")
         if handle not in self.injection_handles:
-            self.k.fail(f"FwpsInjectionHandleDestroy0: {handle:#x} is not a live injection handle")
-        self.injection_handles.discard(handle)
+            k.fail(f"FwpsInjectionHandleDestroy0: {handle:#x} is not a live injection handle")
+        # Windows waits here for the handle's injections to complete; the
+        # harness runs completions only after the driver's call returns.
+        k.check(not self.injections_in_flight(handle), "FwpsInjectionHandleDestroy0 with injections in flight: "
+                "Windows would wait for their completion functions, which the harness cannot run inside a hook")
+        del self.injection_handles[handle]
         return c.STATUS_SUCCESS
 
+    def injections_in_flight(self, handle=None):
+        return [i for i in self.injections if not i["completed"] and handle in (None, i["handle"])]
+
     def FwpsQueryPacketInjectionState0(self, handle, net_buffer_list, context_out):
-        self.k.require_irql(c.DISPATCH_LEVEL, "FwpsQueryPacketInjectionState0")
-        self.k.check(handle in self.injection_handles, "FwpsQueryPacketInjectionState0 with a dead handle")
-        return 0  # FWPS_PACKET_NOT_INJECTED: the harness injects nothing
+        api = "FwpsQueryPacketInjectionState0"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        k.check(handle in self.injection_handles, f"{api} with a dead handle {handle:#x}")
+        packet = k.packets.at(net_buffer_list, api)
+        if not packet.injected_by:
+            return c.FWPS_PACKET_NOT_INJECTED
+        if packet.injected_by != handle:
+            return c.FWPS_PACKET_INJECTED_BY_OTHER
+        if context_out:
+            k.write_u64(context_out, packet.injection_context, f"{api} injectionContext")
+        return c.FWPS_PACKET_INJECTED_BY_SELF
+
+    def FwpsAllocateCloneNetBufferList0(self, original, list_pool, buffer_pool, flags, out):
+        api = "FwpsAllocateCloneNetBufferList0"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        packet = k.packets.usable(k.packets.at(original, api), api)
+        # NULL pools mean NDIS's default pool; the harness models no other.
+        k.check(list_pool == 0 and buffer_pool == 0, f"{api}: NDIS pool handles {list_pool:#x}/{buffer_pool:#x} "
+                "(the harness models only the default pool, NULL)")
+        k.check(flags & 0xFFFFFFFF == 0, f"{api}: allocateCloneFlags {flags & 0xFFFFFFFF:#x}: no flags are defined "
+                "(callout drivers set zero)")
+        k.check(out != 0, f"{api}: NULL netBufferList out-pointer")
+        clone = k.packets.clone(packet)
+        k.write_u64(out, clone.nbl, f"{api} netBufferList")
+        return c.STATUS_SUCCESS
+
+    def FwpsFreeCloneNetBufferList0(self, net_buffer_list, flags):
+        api = "FwpsFreeCloneNetBufferList0"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        # The second parameter is ULONG freeCloneFlags: "there are currently
+        # no flags defined ... set this parameter to zero" (DDI).
+        k.check(flags & 0xFFFFFFFF == 0, f"{api}({net_buffer_list:#x}, freeCloneFlags {flags & 0xFFFFFFFF:#x}): "
+                "no flags are defined, callout drivers set zero")
+        packet = k.packets.owned_clone(net_buffer_list, api)
+        # A parent goes back only once its clones are freed (ChildRefCount).
+        k.check(packet.children == 0, f"{api}: {packet.describe()} still has {packet.children} clone(s) of its own")
+        k.packets.free_clone(packet)
+
+    def FwpsInjectTransportReceiveAsync0(self, handle, injection_context, reserved, flags, family, compartment,
+                                         interface_index, sub_interface_index, net_buffer_list, completion_fn,
+                                         completion_context):
+        api = "FwpsInjectTransportReceiveAsync0"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        # TCP is injected only out of band (queued, e.g. to a DPC), and at
+        # ALE_AUTH_RECV_ACCEPT only after FwpsCompleteOperation0 (DDI remarks).
+        k.check(k.classify_in_progress is None, f"{api} from inside classifyFn (TCP is injected only out of band)")
+        self._check_handle_injects(handle, family & 0xFFFF, api)
+        k.check(reserved == 0 and flags & 0xFFFFFFFF == 0, f"{api}: reserved {reserved:#x} / flags {flags:#x} "
+                "must be zero")
+        packet = k.packets.owned_clone(net_buffer_list, api)
+        k.check(packet.completed_with is not None, f"{api}: {packet.describe()} was not first passed to "
+                "FwpsCompleteOperation0, as injection at ALE_AUTH_RECV_ACCEPT requires")
+        self._check_injected_packet(packet, family & 0xFFFF, compartment & 0xFFFFFFFF, interface_index & 0xFFFFFFFF,
+                                    sub_interface_index & 0xFFFFFFFF, api)
+        k.check(completion_fn != 0, f"{api} without a completion function (it frees the clone)")
+        packet.state = "stack"
+        packet.injected_by = handle
+        packet.injection_context = injection_context
+        injection = {"packet": packet, "handle": handle, "completion_fn": completion_fn,
+                     "completion_context": completion_context, "completed": False, "reclassification": None,
+                     "filter": self.pended[packet.completed_with]["progress"]["filter"]}
+        self.injections.append(injection)
+        # The stack takes the packet once this call has returned.
+        self.deferred.append(("inject", injection))
+        return c.STATUS_SUCCESS
+
+    def _check_handle_injects(self, handle, family, api):
+        """A live handle created for transport injection of this family
+        (FwpsInjectionHandleCreate0: flags 0 also allow it)."""
+        k = self.k
+        record = self.injection_handles.get(handle)
+        if record is None:
+            k.fail(f"{api}: {handle:#x} is not a live injection handle")
+        flags = record["flags"]
+        if flags and not flags & c.FWPS_INJECTION_TYPE_TRANSPORT:
+            names = "|".join(name for bit, name in c.INJECTION_TYPE_NAMES.items() if flags & bit)
+            k.fail(f"{api}: injection handle {handle:#x} was created with flags {flags:#x} (FWPS_INJECTION_TYPE_"
+                   f"{names}), not FWPS_INJECTION_TYPE_TRANSPORT ({c.FWPS_INJECTION_TYPE_TRANSPORT:#x})")
+        k.check(record["family"] in (c.AF_UNSPEC, family), f"{api}: handle of address family {record['family']}, "
+                f"injecting family {family}")
+
+    def _check_injected_packet(self, packet, family, compartment, interface_index, sub_interface_index, api):
+        """The clone starts with its IP header, and goes back where the
+        original arrived: the family, compartment and (sub)interface the
+        classification reported (DDI parameters)."""
+        k = self.k
+        conn = packet.connection
+        k.check(packet.data_offset == MAC_HEADER, f"{api}: the NET_BUFFER_LIST must begin with the IP header; "
+                f"{packet.describe()} starts {packet.data_offset - MAC_HEADER:+d} bytes from it")
+        version = k.read(packet.frame + packet.data_offset, 1, f"{api} packet data")[0] >> 4
+        wanted_family = c.AF_INET if version == 4 else c.AF_INET6
+        k.check(family == wanted_family, f"{api}: address family {family} for an IPv{version} packet")
+        wanted = conn["compartment_id"] if conn.get("compartment_id") is not None else c.UNSPECIFIED_COMPARTMENT_ID
+        k.check(compartment == wanted, f"{api}: compartment {compartment}, the classification reported {wanted}")
+        k.check((interface_index, sub_interface_index) == (conn["interface_index"], conn["sub_interface_index"]),
+                f"{api}: interface {interface_index}/{sub_interface_index}, the packet arrived on "
+                f"{conn['interface_index']}/{conn['sub_interface_index']}")
 
     # ---- sessions and transactions ------------------------------------------
 

@@ -27,8 +27,9 @@ pub const FWPS_PACKET_NOT_INJECTED: i32 = 0;
 pub const FWPS_PACKET_INJECTED_BY_SELF: i32 = 1;
 /// Injected by someone else.
 pub const FWPS_PACKET_INJECTED_BY_OTHER: i32 = 2;
-/// `FWPS_INJECTION_TYPE_TRANSPORT`.
-pub const FWPS_INJECTION_TYPE_TRANSPORT: u32 = 0x4;
+/// `FWPS_INJECTION_TYPE_TRANSPORT` (fwpsk.h: STREAM 0x1, TRANSPORT 0x2,
+/// NETWORK 0x4, FORWARD 0x8).
+pub const FWPS_INJECTION_TYPE_TRANSPORT: u32 = 0x2;
 
 /// The start of a `NET_BUFFER_LIST` (what a callout may read).
 #[repr(C)]
@@ -217,8 +218,16 @@ pub unsafe extern "system" fn FwpsAllocateCloneNetBufferList0(
 
 /// `FwpsFreeCloneNetBufferList0`.
 #[unsafe(no_mangle)]
-pub extern "system" fn FwpsFreeCloneNetBufferList0(clone: *mut c_void, _dispatch_level: u8) {
+pub extern "system" fn FwpsFreeCloneNetBufferList0(clone: *mut c_void, free_clone_flags: u32) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsFreeCloneNetBufferList0");
+    if free_clone_flags != 0 {
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "FwpsFreeCloneNetBufferList0 with freeCloneFlags {free_clone_flags:#x}: no flags are defined, pass 0"
+            ),
+        );
+    }
     let freed = with(|s| match s.packets.get(&(clone as usize)) {
         Some(p) if p.is_clone => drop_packet(s, clone as usize).is_some(),
         _ => false,
@@ -330,8 +339,14 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
         return STATUS_INVALID_PARAMETER;
     };
     let connection = with(|s| {
-        if !s.handles.contains_key(&(handle as usize)) {
-            return Err("FwpsInjectTransportReceiveAsync0 with an unknown injection handle");
+        match s.handles.get(&(handle as usize)) {
+            None => return Err("FwpsInjectTransportReceiveAsync0 with an unknown injection handle"),
+            Some(&flags) if flags & FWPS_INJECTION_TYPE_TRANSPORT == 0 => {
+                return Err(
+                    "FwpsInjectTransportReceiveAsync0 with a handle not created for FWPS_INJECTION_TYPE_TRANSPORT",
+                );
+            }
+            Some(_) => {}
         }
         let Some(packet) = s.packets.get_mut(&(net_buffer_list as usize)).filter(|p| p.is_clone) else {
             return Err("FwpsInjectTransportReceiveAsync0 of a NET_BUFFER_LIST that is not a live clone");
