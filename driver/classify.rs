@@ -1,10 +1,12 @@
 //! classifyFn: apply the filter's policy at up to DISPATCH_LEVEL.
 //!
 //! Fast path: the context comes straight from `filter->context` (written by
-//! our ADD notify): no allocation, no lock, no lookup. Only while filters
-//! exist that we did not see added (adoption in progress, or adopted filters
-//! alive) does classify look the filter id up in the table, and a filter
-//! found nowhere gets the default policy; a stale `context` is never read.
+//! our ADD notify): no allocation, no lock, no lookup; for a static permit
+//! or block the word itself carries the verdict (`fast_path.rs`). Only while
+//! filters exist that we did not see added (adoption in progress, or
+//! adopted filters alive) does classify look the filter id up in the table,
+//! and a filter found nowhere gets the default policy; a stale `context` is
+//! never read.
 #![deny(unsafe_code)]
 
 use crate::ask::{AskDecision, classify_ask};
@@ -50,7 +52,7 @@ impl From<Verdict> for Decision {
 /// lookup: the verdict comes from the low bits of `filter->context`, the
 /// context it points to is touched only to count, and the processor index
 /// is read once for the rundown and the counters. Everything else is in
-/// [`classify_full`].
+/// `classify_full`.
 ///
 /// # Safety
 /// Called by the filter engine with every pointer NULL or valid for the
