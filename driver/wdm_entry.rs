@@ -263,6 +263,8 @@ unsafe extern "system" {
     fn IoDeleteDevice(DeviceObject: *mut c_void);
     /// Completes an IRP (`IoCompleteRequest` is a macro for it); the IRP
     /// belongs to the I/O manager again once it returns. IRQL <= DISPATCH.
+    /// FASTCALL in wdm.h, which is the one x64 convention (`system`); a
+    /// 32-bit x86 build would need `fastcall` here.
     fn IofCompleteRequest(Irp: *mut Irp, PriorityBoost: i8);
 }
 
