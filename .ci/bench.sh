@@ -64,18 +64,7 @@ step "native: memory, allocations, notify in bulk, throughput"
 # keeping the one whose control scaled best (chosen on the control alone,
 # never on the driver's figures), stopping at the first where the control
 # reached 1.8x at every filter count.
-control_scaling() {
-    python3 - "$1" <<'EOF'
-import json, statistics, sys
-runs = {(r["variant"], r["threads"], r["filters"]): r["runs"] for r in json.load(open(sys.argv[1]))["throughput"]}
-worst = None
-for n in sorted({k[2] for k in runs}):
-    pairs = [b[0] / a[0] for a, b in zip(runs[("empty", 1, n)], runs[("empty", 2, n)]) if a[1] >= 0.9 and b[1] >= 0.9]
-    value = statistics.median(pairs) if pairs else 0.0
-    worst = value if worst is None else min(worst, value)
-print(f"{worst or 0.0:.3f}")
-EOF
-}
+control_scaling() { python3 bench/report.py --control-scaling "$1"; }
 best_control=-1
 for attempt in 1 2 3; do
     "$bin" native >"$results/native-$attempt.json"

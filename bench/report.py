@@ -257,11 +257,45 @@ def table(header, rows):
     return "\n".join(out)
 
 
+# wfpbench's CLEAN_SHARE: a run counts only if every thread was on a CPU for
+# at least this share of its wall time.
+CLEAN = 0.9
+
+
+def paired_scaling(throughput, variant, filters):
+    """Median over rounds of (two-thread rate / one-thread rate), the two runs
+    of a round back to back and both counted, so drift in the machine's load
+    between rounds cancels. Returns (median or None, rounds counted)."""
+    runs_of = {(r["variant"], r["threads"], r["filters"]): r["runs"] for r in throughput}
+    ones, twos = runs_of.get((variant, 1, filters), []), runs_of.get((variant, 2, filters), [])
+    ratios = sorted(b[0] / a[0] for a, b in zip(ones, twos) if a[1] >= CLEAN and b[1] >= CLEAN)
+    if not ratios:
+        return None, 0
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    return median, len(ratios)
+
+
+def control_scaling(native_json):
+    """The empty callback's worst per-round scaling over the filter counts:
+    whether the machine's second core was free (bench.sh keeps the best run)."""
+    throughput = json.loads(Path(native_json).read_text())["throughput"]
+    values = [paired_scaling(throughput, "empty", n)[0] or 0.0 for n in sorted({r["filters"] for r in throughput})]
+    return min(values, default=0.0)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--results", required=True)
-    parser.add_argument("--criterion", required=True)
+    parser.add_argument("--control-scaling", metavar="NATIVE_JSON",
+                        help="print the empty callback's worst per-round scaling in a wfpbench native run and exit")
+    parser.add_argument("--results")
+    parser.add_argument("--criterion")
     args = parser.parse_args()
+    if args.control_scaling:
+        print(f"{control_scaling(args.control_scaling):.3f}")
+        return
+    if not args.results or not args.criterion:
+        parser.error("--results and --criterion are required")
     results = Path(args.results)
 
     pairs = list(load_callgrind(results / "callgrind"))
@@ -332,24 +366,12 @@ def main():
     tp = {(r["variant"], r["threads"], r["filters"]): r["median"] for r in native["throughput"]}
     tb = {(r["variant"], r["threads"], r["filters"]): r["best"] for r in native["throughput"]}
     tc = {(r["variant"], r["threads"], r["filters"]): (r["clean"], len(r["runs"])) for r in native["throughput"]}
-    CLEAN = 0.9  # wfpbench's CLEAN_SHARE
     def scaling(rates, v, n):
         one, two_t = rates.get((v, 1, n)), rates.get((v, 2, n))
         return two_t / one if one and two_t else None
 
-    runs_of = {(r["variant"], r["threads"], r["filters"]): r["runs"] for r in native["throughput"]}
-
     def paired(v, n):
-        """Median over rounds of (two-thread rate / one-thread rate), the two
-        runs of a round back to back and both counted: drift in the machine's
-        load between rounds cancels."""
-        ones, twos = runs_of.get((v, 1, n), []), runs_of.get((v, 2, n), [])
-        ratios = sorted(b[0] / a[0] for a, b in zip(ones, twos) if a[1] >= CLEAN and b[1] >= CLEAN)
-        if not ratios:
-            return None, 0
-        mid = len(ratios) // 2
-        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-        return median, len(ratios)
+        return paired_scaling(native["throughput"], v, n)
 
     def scaling_text(n):
         (ours, rounds), (control, control_rounds) = paired("driver", n), paired("empty", n)

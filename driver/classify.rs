@@ -253,10 +253,7 @@ pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>, processor: us
         AskDecision::Now(verdict) => Decision::from(verdict),
         AskDecision::Pended => return Decision::Pended,
     };
-    context.count(match decision {
-        Decision::Block => Counter::Blocked,
-        _ => Counter::Permitted,
-    });
+    context.count_verdict_on(processor, decision);
     decision
 }
 

@@ -61,8 +61,9 @@ impl FilterContext {
         &self.policy
     }
 
-    /// What classify can decide from this context alone (worked out once,
-    /// here, so the hot path reads one byte instead of the policy).
+    /// What classify can decide from this context alone, worked out once at
+    /// ADD: notifyFn folds it into the context word, and code that found the
+    /// context another way (the locked-map benchmark baselines) reads it here.
     #[inline]
     pub fn fast_path(&self) -> FastPath {
         self.fast_path
