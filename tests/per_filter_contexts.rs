@@ -155,9 +155,17 @@ fn classify_without_write_right_writes_nothing() {
     hard_permit.flags = CLEAR_ACTION_RIGHT;
     let permit_id = engine::add_filter(&hard_permit).unwrap();
     let block_id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Block))).unwrap();
+    engine::trace_classify_out(true);
     let result = engine::classify(&Layer::ConnectV4.connection(80));
+    let trace = engine::take_classify_out_trace();
+    engine::trace_classify_out(false);
     // The engine's arbitration keeps the first decision; our callout saw no right.
     assert_eq!(result.decided_by, Some(permit_id));
+    let ours: Vec<_> = trace.iter().filter(|t| t.filter_id == block_id).collect();
+    assert_eq!(ours.len(), 1, "our callout was called once: {trace:?}");
+    for call in ours {
+        assert_eq!(call.after, call.before, "classifyOut changed without the write right");
+    }
     assert_eq!(harness.counters(block_id).unwrap().matched, 0, "classify returned before touching the context");
     harness.delete_filter(block_id).unwrap();
     engine::delete_filter(permit_id).unwrap();

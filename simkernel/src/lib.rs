@@ -22,6 +22,7 @@ pub mod faults;
 pub mod irql;
 pub mod pool;
 pub mod spin_lock;
+pub mod sync_points;
 pub mod verifier;
 
 use std::sync::{Mutex, MutexGuard};
@@ -50,6 +51,7 @@ impl Kernel {
         faults::reset();
         clock::reset();
         debug_print::reset();
+        sync_points::reset();
         Kernel { _owner: owner, device_object: Box::new([0; 336]) }
     }
 

@@ -1,13 +1,14 @@
 //! `FwpsCalloutRegister2` and `FwpsCalloutUnregisterById0`.
 
-use super::{RegisteredCallout, key_of, lock};
+use super::{RegisteredCallout, key_of, lock, registration_gate};
 use crate::faults;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
 
 /// `FwpsCalloutRegister2`: PASSIVE_LEVEL; the key must be new; no ADD is
-/// sent for filters that already name the callout.
+/// sent for filters that already name the callout. Atomic with respect to
+/// filter add and delete (`registration_gate`).
 ///
 /// # Safety
 /// `callout` must be NULL or valid; `callout_id` NULL or writable.
@@ -35,6 +36,10 @@ pub unsafe extern "system" fn FwpsCalloutRegister2(
         return STATUS_INVALID_PARAMETER;
     };
     let key = key_of(&callout.calloutKey);
+    let Some(_gate) = registration_gate::exclusive() else {
+        report(ViolationKind::ApiMisuse, "FwpsCalloutRegister2 from inside a notification of the engine");
+        return STATUS_FWP_IN_USE;
+    };
     let mut engine = lock();
     if engine.registered.contains_key(&key) {
         return STATUS_FWP_ALREADY_EXISTS;
@@ -49,7 +54,10 @@ pub unsafe extern "system" fn FwpsCalloutRegister2(
 }
 
 /// `FwpsCalloutUnregisterById0`: PASSIVE_LEVEL. Filters that name the
-/// callout stay; from now on they act as if it were absent.
+/// callout stay; from now on they act as if it were absent. Refused with
+/// `STATUS_DEVICE_BUSY` while any flow holds a context of the callout,
+/// including one whose flowDeleteFn is still running. Atomic with respect
+/// to filter add and delete and to flow context association.
 #[unsafe(no_mangle)]
 pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
     if !irql::require_at_most(PASSIVE_LEVEL, "FwpsCalloutUnregisterById0") {
@@ -58,6 +66,10 @@ pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
     if let Some(status) = faults::call_should_fail("FwpsCalloutUnregisterById0") {
         return status;
     }
+    let Some(_gate) = registration_gate::exclusive() else {
+        report(ViolationKind::ApiMisuse, "FwpsCalloutUnregisterById0 from inside a notification of the engine");
+        return STATUS_FWP_IN_USE;
+    };
     let mut engine = lock();
     let Some(key) = engine.registered.iter().find(|(_, c)| c.id == callout_id).map(|(k, _)| *k) else {
         return STATUS_FWP_CALLOUT_NOT_FOUND;

@@ -3,12 +3,15 @@
 //! drivers of the driver: `FwpmFilterAdd0` calling notifyFn ADD, deletion
 //! calling DELETE, and classification calling classifyFn at DISPATCH_LEVEL.
 
+use super::classify_out::LentClassifyOut;
 use super::connection::ClassifyInput;
 use super::pending;
 use super::records::{FilterRecord, NewFilter};
 use super::{
     Connection, FilterAction, FilterSpec, ProviderContextRecord, key_of, layer_by_id, layer_by_key, lock, lock_for,
+    registration_gate,
 };
+use crate::sync_points;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
@@ -63,6 +66,8 @@ pub fn lose_delete_notifications(count: u32) {
 
 /// `FwpmFilterAdd0`: validates the filter, calls notifyFn ADD if its callout
 /// is registered (a failure vetoes the add and is returned), and publishes it.
+/// Atomic with respect to callout registration and unregistration: the
+/// callout is registered for the whole add or for none of it.
 pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
     let Some(layer) = layer_by_key(&spec.layer_key) else { return Err(STATUS_FWP_LAYER_NOT_FOUND) };
     let permit_if_unregistered = spec.flags & fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED != 0;
@@ -71,6 +76,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
     {
         return Err(STATUS_FWP_INVALID_PARAMETER);
     }
+    let _gate = registration_gate::shared();
     let (record, registered, notify_irql) = {
         let mut engine = lock_for(CLIENT_SESSION);
         let Some(&(sublayer_weight, _)) = engine.sublayers.get(&key_of(&spec.sublayer_key)) else {
@@ -110,6 +116,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
         let registered = if callout_id != 0 { engine.registered_by_id(callout_id) } else { None };
         (record, registered, engine.notify_irql)
     };
+    sync_points::reached(sync_points::FILTER_ADD_CALLOUT_LOOKED_UP);
     if let Some(callout) = registered {
         let key = record.key;
         let filter = record.fwps.get();
@@ -128,8 +135,10 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
 
 /// `FwpmFilterDeleteById0`: unpublishes the filter, waits for classifies
 /// still using it, then calls notifyFn DELETE (`filterKey` NULL) if its
-/// callout is registered.
+/// callout is registered. Atomic with respect to callout registration and
+/// unregistration, like [`add_filter`].
 pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
+    let _gate = registration_gate::shared();
     let (record, registered, notify_irql, lose) = {
         let mut engine = lock_for(CLIENT_SESSION);
         let Some(record) = engine.unpublish(filter_id) else { return Err(STATUS_FWP_FILTER_NOT_FOUND) };
@@ -140,6 +149,7 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
         }
         (record, registered, engine.notify_irql, lose)
     };
+    sync_points::reached(sync_points::FILTER_DELETE_CALLOUT_LOOKED_UP);
     record.deleted.store(true, Ordering::SeqCst);
     while record.in_flight.load(Ordering::SeqCst) != 0 {
         std::thread::yield_now();
@@ -158,6 +168,7 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
 /// Calls notifyFn with an arbitrary notify type for a live filter (to test
 /// that unknown types are ignored).
 pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Result<NTSTATUS, NTSTATUS> {
+    let _gate = registration_gate::shared();
     let (record, callout, irql_level) = {
         let engine = lock();
         let record = engine.filters.get(&filter_id).cloned().ok_or(STATUS_FWP_FILTER_NOT_FOUND)?;
@@ -273,7 +284,8 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
         record.in_flight.fetch_sub(1, Ordering::SeqCst);
         return None;
     }
-    let mut out = FWPS_CLASSIFY_OUT0 { actionType: 0, filterId: record.id, rights, ..FWPS_CLASSIFY_OUT0::default() };
+    let mut lent = LentClassifyOut::new(record.id, rights);
+    let out_ptr = lent.as_mut_ptr();
     let classify_context = record.id as usize as *const core::ffi::c_void;
     pending::set_filter(input.metadata.completionHandle, record.id);
     irql::at_dispatch(|| {
@@ -287,11 +299,12 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
                 classify_context,
                 record.fwps.get(),
                 0,
-                &mut out,
+                out_ptr,
             )
         }
     });
     record.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let out = lent.finish();
     let hard = out.rights & FWPS_RIGHT_ACTION_WRITE == 0;
     if pending::is_pended(input.metadata.completionHandle)
         && !(out.actionType == fwp::FWP_ACTION_BLOCK && hard && out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0)

@@ -5,6 +5,13 @@
 //! flow is in progress (flowDeleteFn then runs when it ends); a flow's end
 //! calls flowDeleteFn at DISPATCH_LEVEL on whatever thread ends it; and a
 //! callout cannot be unregistered while flows carry its contexts.
+//!
+//! Atomicity: association checks the registration and attaches the
+//! context under the engine lock, as unregistration checks for contexts,
+//! so neither can run between the other's check and its change. A context
+//! detached for deletion counts as associated until its flowDeleteFn has
+//! returned, so the callout cannot be unregistered (and its flowDeleteFn
+//! become unreachable) between the two.
 
 use super::client::ClassifyResult;
 use super::{Connection, lock};
@@ -28,12 +35,44 @@ struct Flow {
     deferred: Vec<u32>,
 }
 
-static FLOWS: Mutex<Option<HashMap<u64, Flow>>> = Mutex::new(None);
+#[derive(Default)]
+struct Flows {
+    by_handle: HashMap<u64, Flow>,
+    /// Contexts detached from their flow whose flowDeleteFn has not
+    /// returned yet, by callout id.
+    deleting: HashMap<u32, usize>,
+}
+
+impl Flows {
+    /// Detaches a context for deletion: it still counts as the callout's
+    /// until [`finish_delete`] runs after its flowDeleteFn.
+    fn detach(&mut self, callout_id: u32) {
+        *self.deleting.entry(callout_id).or_default() += 1;
+    }
+}
+
+static FLOWS: Mutex<Option<Flows>> = Mutex::new(None);
 static NEXT_FLOW: AtomicU64 = AtomicU64::new(0x7700_0000);
 
-fn with<R>(f: impl FnOnce(&mut HashMap<u64, Flow>) -> R) -> R {
+fn with_all<R>(f: impl FnOnce(&mut Flows) -> R) -> R {
     let mut guard = FLOWS.lock().unwrap_or_else(|e| e.into_inner());
-    f(guard.get_or_insert_with(HashMap::new))
+    f(guard.get_or_insert_with(Flows::default))
+}
+
+fn with<R>(f: impl FnOnce(&mut HashMap<u64, Flow>) -> R) -> R {
+    with_all(|flows| f(&mut flows.by_handle))
+}
+
+/// The flowDeleteFn of a detached context has returned.
+fn finish_delete(callout_id: u32) {
+    with_all(|flows| {
+        if let Some(count) = flows.deleting.get_mut(&callout_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                flows.deleting.remove(&callout_id);
+            }
+        }
+    });
 }
 
 /// A flow handle with its metadata bit, for classify at FLOW_ESTABLISHED.
@@ -54,31 +93,42 @@ pub(crate) fn classify_started(handle: u64) {
 
 /// Marks it done; runs flowDeleteFn for removals deferred meanwhile.
 pub(crate) fn classify_finished(handle: u64) {
-    let deferred = with(|flows| {
-        let Some(flow) = flows.get_mut(&handle) else { return Vec::new() };
+    let deferred: Vec<(u16, u32, u64)> = with_all(|all| {
+        let Some(flow) = all.by_handle.get_mut(&handle) else { return Vec::new() };
         flow.classifies = flow.classifies.saturating_sub(1);
         if flow.classifies > 0 {
             return Vec::new();
         }
         let layer_id = flow.layer_id;
-        std::mem::take(&mut flow.deferred)
+        let detached: Vec<(u16, u32, u64)> = std::mem::take(&mut flow.deferred)
             .into_iter()
             .filter_map(|callout| flow.contexts.remove(&callout).map(|ctx| (layer_id, callout, ctx)))
-            .collect()
+            .collect();
+        for &(_, callout, _) in &detached {
+            all.detach(callout);
+        }
+        detached
     });
     for (layer_id, callout_id, context) in deferred {
         call_flow_delete(layer_id, callout_id, context);
     }
 }
 
+/// Calls flowDeleteFn for a context detached with [`Flows::detach`].
 fn call_flow_delete(layer_id: u16, callout_id: u32, context: u64) {
-    let Some(delete) = lock().registered_by_id(callout_id).and_then(|c| c.flow_delete) else {
-        report(ViolationKind::ApiMisuse, format!("flow context {context:#x} of unregistered callout {callout_id}"));
-        return;
-    };
-    // SAFETY: the callout registered this flowDeleteFn and the context it
-    // associated; it is called once, at DISPATCH_LEVEL as the engine does.
-    irql::at_dispatch(|| unsafe { delete(layer_id, callout_id, context) });
+    crate::sync_points::reached(crate::sync_points::FLOW_CONTEXT_DETACHED);
+    let delete = lock().registered_by_id(callout_id).and_then(|c| c.flow_delete);
+    match delete {
+        // SAFETY: the callout registered this flowDeleteFn and the context
+        // it associated; it is called once, at DISPATCH_LEVEL as the engine
+        // does. The callout cannot be unregistered before this returns
+        // (the detached context still counts as associated).
+        Some(delete) => irql::at_dispatch(|| unsafe { delete(layer_id, callout_id, context) }),
+        None => {
+            report(ViolationKind::ApiMisuse, format!("flow context {context:#x} of unregistered callout {callout_id}"))
+        }
+    }
+    finish_delete(callout_id);
 }
 
 /// Classifies a new flow at its FLOW_ESTABLISHED layer (`connection.layer_id`);
@@ -103,7 +153,15 @@ pub fn during_flow_classify<R>(handle: u64, f: impl FnOnce() -> R) -> R {
 /// The connection ends: flowDeleteFn runs for every context, on this
 /// thread, at DISPATCH_LEVEL.
 pub fn end_flow(handle: u64) {
-    let Some(flow) = with(|flows| flows.remove(&handle)) else { return };
+    let Some(flow) = with_all(|all| {
+        let flow = all.by_handle.remove(&handle)?;
+        for &callout in flow.contexts.keys() {
+            all.detach(callout);
+        }
+        Some(flow)
+    }) else {
+        return;
+    };
     for (callout_id, context) in flow.contexts {
         call_flow_delete(flow.layer_id, callout_id, context);
     }
@@ -119,9 +177,13 @@ pub fn flow_count() -> usize {
     with(|flows| flows.len())
 }
 
-/// Flow contexts associated with `callout_id` right now.
+/// Flow contexts associated with `callout_id` right now, counting those
+/// whose flowDeleteFn is still running.
 pub fn contexts_of(callout_id: u32) -> usize {
-    with(|flows| flows.values().filter(|f| f.contexts.contains_key(&callout_id)).count())
+    with_all(|all| {
+        all.by_handle.values().filter(|f| f.contexts.contains_key(&callout_id)).count()
+            + all.deleting.get(&callout_id).copied().unwrap_or(0)
+    })
 }
 
 /// `FwpsFlowAssociateContext0`.
@@ -139,7 +201,11 @@ pub extern "system" fn FwpsFlowAssociateContext0(
     if flow_context == 0 {
         return STATUS_INVALID_PARAMETER;
     }
-    match lock().registered_by_id(callout_id) {
+    // The engine lock is held from the registration check to the attach:
+    // unregistration (which checks for contexts under it) is ordered
+    // entirely before or after.
+    let engine = lock();
+    match engine.registered_by_id(callout_id) {
         // Unregistered meanwhile (e.g. during unload): refused, not misuse.
         None => return STATUS_FWP_CALLOUT_NOT_FOUND,
         Some(callout) if callout.flow_delete.is_none() => {
@@ -151,7 +217,8 @@ pub extern "system" fn FwpsFlowAssociateContext0(
         }
         Some(_) => {}
     }
-    with(|flows| {
+    crate::sync_points::reached(crate::sync_points::FLOW_ASSOCIATE_CALLOUT_CHECKED);
+    let status = with(|flows| {
         let Some(flow) = flows.get_mut(&flow_id) else {
             report(ViolationKind::ApiMisuse, format!("FwpsFlowAssociateContext0 on unknown flow {flow_id:#x}"));
             return STATUS_INVALID_PARAMETER;
@@ -164,7 +231,9 @@ pub extern "system" fn FwpsFlowAssociateContext0(
         }
         flow.contexts.insert(callout_id, flow_context);
         STATUS_SUCCESS
-    })
+    });
+    drop(engine);
+    status
 }
 
 /// `FwpsFlowRemoveContext0`: SUCCESS once flowDeleteFn has run, PENDING if
@@ -181,8 +250,10 @@ pub extern "system" fn FwpsFlowRemoveContext0(flow_id: u64, layer_id: u16, callo
         Pending,
         Absent,
     }
-    let removal = with(|flows| {
-        let Some(flow) = flows.get_mut(&flow_id).filter(|f| f.layer_id == layer_id) else { return Removal::Absent };
+    let removal = with_all(|all| {
+        let Some(flow) = all.by_handle.get_mut(&flow_id).filter(|f| f.layer_id == layer_id) else {
+            return Removal::Absent;
+        };
         if !flow.contexts.contains_key(&callout_id) || flow.deferred.contains(&callout_id) {
             return Removal::Absent;
         }
@@ -190,7 +261,9 @@ pub extern "system" fn FwpsFlowRemoveContext0(flow_id: u64, layer_id: u16, callo
             flow.deferred.push(callout_id);
             return Removal::Pending;
         }
-        flow.contexts.remove(&callout_id).map_or(Removal::Absent, Removal::Now)
+        let Some(context) = flow.contexts.remove(&callout_id) else { return Removal::Absent };
+        all.detach(callout_id);
+        Removal::Now(context)
     });
     match removal {
         Removal::Now(context) => {
@@ -211,5 +284,5 @@ pub(crate) fn report_leaks() -> usize {
 }
 
 pub(crate) fn reset() {
-    *FLOWS.lock().unwrap_or_else(|e| e.into_inner()) = Some(HashMap::new());
+    *FLOWS.lock().unwrap_or_else(|e| e.into_inner()) = Some(Flows::default());
 }

@@ -3,6 +3,7 @@
 //! sessions, transactions and enumeration, and classification.
 
 mod callout_api;
+mod classify_out;
 mod client;
 mod connection;
 pub mod flows;
@@ -10,8 +11,12 @@ mod management_api;
 pub mod packets;
 pub mod pending;
 mod records;
+mod registration_gate;
 
+pub use callout_api::{FwpsCalloutRegister2, FwpsCalloutUnregisterById0};
+pub use classify_out::{ClassifyOutTrace, take_classify_out_trace, trace_classify_out};
 pub use client::*;
+pub use management_api::*;
 pub use connection::*;
 pub use records::{FilterAction, FilterSpec};
 
@@ -259,9 +264,18 @@ struct Engine {
 
 static ENGINE: Engine = Engine { state: Mutex::new(None), transaction_ended: Condvar::new() };
 
-/// Locks the engine state.
+/// Locks the engine state. A thread that has to wait is marked blocked
+/// meanwhile, so a race test can tell "waits for the stopped operation"
+/// from "ran in the gap" (`sync_points`).
 pub(crate) fn lock() -> EngineGuard {
-    let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = match ENGINE.state.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            let _blocked = crate::sync_points::BlockedWait::begin();
+            ENGINE.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    };
     if guard.is_none() {
         *guard = Some(EngineState::new());
     }
@@ -273,6 +287,7 @@ pub(crate) fn lock() -> EngineGuard {
 pub(crate) fn lock_for(session: usize) -> EngineGuard {
     let mut engine = lock();
     while engine.transaction_owner.is_some_and(|owner| owner != session) {
+        let _blocked = crate::sync_points::BlockedWait::begin();
         engine.guard = ENGINE.transaction_ended.wait(engine.guard).unwrap_or_else(|e| e.into_inner());
     }
     engine
@@ -334,6 +349,7 @@ pub(crate) fn report_leaks() -> usize {
 }
 
 pub(crate) fn reset() {
+    registration_gate::reset();
     pending::reset();
     flows::reset();
     packets::reset();

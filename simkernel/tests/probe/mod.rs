@@ -1,0 +1,232 @@
+//! Probe callouts: minimal callouts written for conformance tests, so the
+//! tests exercise the simulated engine itself, not the wfpcallout driver.
+//! Every callback appends to one ordered log the test reads afterwards;
+//! what classifyFn answers is set per probe.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use fwps_types::fwp::{FWPM_CALLOUT0, FWPM_FILTER0};
+use fwps_types::*;
+use std::ffi::c_void;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use wfpcallout_simkernel::engine::{self, FilterAction, FilterSpec};
+
+/// Something a probe callout saw, or a mark the test put in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// notifyFn ADD for a filter.
+    Add(u64),
+    /// notifyFn DELETE for a filter.
+    Delete(u64),
+    /// classifyFn for a filter.
+    Classify(u64),
+    /// FwpsFlowAssociateContext0 from classifyFn returned this status.
+    Associated(NTSTATUS),
+    /// flowDeleteFn for a context.
+    FlowDelete(u64),
+    /// The test's own mark (e.g. "unregistered").
+    Mark(&'static str),
+}
+
+static LOG: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+
+/// Appends to the log.
+pub fn log(event: Event) {
+    LOG.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+}
+
+/// The log so far.
+pub fn events() -> Vec<Event> {
+    LOG.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Position of the first `event` in the log.
+pub fn position(event: &Event) -> Option<usize> {
+    events().iter().position(|e| e == event)
+}
+
+/// What a probe's classifyFn writes: an action (0 = nothing).
+static VERDICT: AtomicU32 = AtomicU32::new(0);
+/// Whether classifyFn associates a flow context (at flow layers).
+static ASSOCIATE: AtomicU32 = AtomicU32::new(0);
+/// Whether classifyFn writes its verdict even without the write right.
+static IGNORE_RIGHT: AtomicU32 = AtomicU32::new(0);
+
+/// Boots a kernel and clears the log and probe settings.
+pub fn boot() -> wfpcallout_simkernel::Kernel {
+    let kernel = wfpcallout_simkernel::Kernel::boot();
+    LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    VERDICT.store(0, Ordering::SeqCst);
+    ASSOCIATE.store(0, Ordering::SeqCst);
+    IGNORE_RIGHT.store(0, Ordering::SeqCst);
+    kernel
+}
+
+/// The probe's classifyFn answers `action` (FWP_ACTION_*; 0 writes nothing).
+pub fn answer(action: u32) {
+    VERDICT.store(action, Ordering::SeqCst);
+}
+
+/// The probe's classifyFn writes its verdict whether or not it has the
+/// write right (to provoke the verifier).
+pub fn ignore_write_right(on: bool) {
+    IGNORE_RIGHT.store(u32::from(on), Ordering::SeqCst);
+}
+
+/// The probe's classifyFn associates a flow context when it has a flow.
+pub fn associate_flow_contexts(on: bool) {
+    ASSOCIATE.store(u32::from(on), Ordering::SeqCst);
+}
+
+unsafe extern "system" fn probe_classify(
+    _values: *const FWPS_INCOMING_VALUES0,
+    metadata: *const FWPS_INCOMING_METADATA_VALUES0,
+    _layer_data: *mut c_void,
+    _classify_context: *const c_void,
+    filter: *const FWPS_FILTER2,
+    _flow_context: u64,
+    out: *mut FWPS_CLASSIFY_OUT0,
+) {
+    // SAFETY: the engine passes valid pointers for the call.
+    let (metadata, filter, out) = unsafe { (&*metadata, &*filter, &mut *out) };
+    log(Event::Classify(filter.filterId));
+    if ASSOCIATE.load(Ordering::SeqCst) != 0 && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_FLOW_HANDLE != 0 {
+        let callout_id = filter.action.calloutId;
+        let status = engine::flows::FwpsFlowAssociateContext0(metadata.flowHandle, 52, callout_id, 0xF10F);
+        log(Event::Associated(status));
+    }
+    let verdict = VERDICT.load(Ordering::SeqCst);
+    let may_write = out.rights & FWPS_RIGHT_ACTION_WRITE != 0 || IGNORE_RIGHT.load(Ordering::SeqCst) != 0;
+    if verdict != 0 && may_write {
+        out.actionType = verdict;
+        if verdict == fwp::FWP_ACTION_BLOCK {
+            out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+        }
+    }
+}
+
+unsafe extern "system" fn probe_notify(kind: FWPS_CALLOUT_NOTIFY_TYPE, _key: *const GUID, filter: *mut FWPS_FILTER2) -> NTSTATUS {
+    // SAFETY: the engine passes a valid filter for the call.
+    let id = unsafe { (*filter).filterId };
+    match kind {
+        FWPS_CALLOUT_NOTIFY_ADD_FILTER => log(Event::Add(id)),
+        FWPS_CALLOUT_NOTIFY_DELETE_FILTER => log(Event::Delete(id)),
+        _ => {}
+    }
+    STATUS_SUCCESS
+}
+
+unsafe extern "system" fn probe_flow_delete(_layer_id: u16, _callout_id: u32, context: u64) {
+    log(Event::FlowDelete(context));
+}
+
+/// A probe callout: its key, and the FWPM callout that lets filters name it.
+pub struct Probe {
+    /// The callout key filters name.
+    pub key: GUID,
+    /// The layer it serves.
+    pub layer_key: GUID,
+    /// The sublayer its filters go in.
+    pub sublayer_key: GUID,
+    /// Run-time id once registered or added.
+    pub id: u32,
+}
+
+/// Opens a management session as a kernel client would.
+fn session() -> *mut c_void {
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: `handle` is writable.
+    let status = unsafe {
+        engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut handle)
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    handle
+}
+
+impl Probe {
+    /// Adds the FWPM callout (`FwpmCalloutAdd0`) and a sublayer for
+    /// `layer_key`; the callout is not registered yet.
+    pub fn add(n: u128, layer_key: GUID) -> Self {
+        let key = GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0000 | n);
+        let sublayer_key = GUID::from_u128(0x9B0B_5B00_0000_4000_8000_0000_0000_0000 | n);
+        engine::add_sublayer(sublayer_key, 0x100 + n as u16).unwrap();
+        let session = session();
+        let callout = FWPM_CALLOUT0 { calloutKey: key, applicableLayer: layer_key, ..Default::default() };
+        let mut id = 0;
+        // SAFETY: valid session, callout and out pointer.
+        let status = unsafe { engine::FwpmCalloutAdd0(session, &callout, std::ptr::null(), &mut id) };
+        assert_eq!(status, STATUS_SUCCESS);
+        assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+        Self { key, layer_key, sublayer_key, id }
+    }
+
+    /// `FwpsCalloutRegister2` with the probe's callbacks.
+    pub fn register(&self, kernel_device: *mut c_void) -> NTSTATUS {
+        let callout = FWPS_CALLOUT2 {
+            calloutKey: self.key,
+            flags: 0,
+            classifyFn: Some(probe_classify),
+            notifyFn: Some(probe_notify),
+            flowDeleteFn: Some(probe_flow_delete),
+        };
+        let mut id = 0;
+        // SAFETY: valid device object, callout and out pointer.
+        unsafe { engine::FwpsCalloutRegister2(kernel_device, &callout, &mut id) }
+    }
+
+    /// `FwpsCalloutUnregisterById0`.
+    pub fn unregister(&self) -> NTSTATUS {
+        engine::FwpsCalloutUnregisterById0(self.id)
+    }
+
+    /// A terminating filter calling the probe, no conditions.
+    pub fn filter(&self) -> FilterSpec {
+        FilterSpec::callout(self.layer_key, self.sublayer_key, self.key)
+    }
+
+    /// A filter calling the probe with `action`.
+    pub fn filter_with(&self, action: fn(GUID) -> FilterAction) -> FilterSpec {
+        FilterSpec { action: action(self.key), ..self.filter() }
+    }
+}
+
+/// The ids of the filters naming `probe` that an enumeration returns now
+/// (`FwpmFilterCreateEnumHandle0` + `FwpmFilterEnum0`), as a driver that
+/// adopts existing filters would see them.
+pub fn enumerate_filters(probe: &Probe) -> Vec<u64> {
+    let session = session();
+    let mut key = probe.key;
+    let template = fwp::FWPM_FILTER_ENUM_TEMPLATE0 {
+        layerKey: probe.layer_key,
+        calloutKey: &mut key,
+        actionMask: fwp::FWP_ACTION_FLAG_CALLOUT,
+        ..Default::default()
+    };
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: valid session, template and out pointer.
+    let status = unsafe { engine::FwpmFilterCreateEnumHandle0(session, &template, &mut handle) };
+    assert_eq!(status, STATUS_SUCCESS);
+    let mut ids = Vec::new();
+    loop {
+        let mut entries: *mut *mut FWPM_FILTER0 = std::ptr::null_mut();
+        let mut returned = 0u32;
+        // SAFETY: valid handles and out pointers.
+        let status = unsafe { engine::FwpmFilterEnum0(session, handle, 64, &mut entries, &mut returned) };
+        assert_eq!(status, STATUS_SUCCESS);
+        for i in 0..returned as usize {
+            // SAFETY: the engine returned `returned` valid entries.
+            ids.push(unsafe { (**entries.add(i)).filterId });
+        }
+        if !entries.is_null() {
+            let mut memory = entries.cast::<c_void>();
+            // SAFETY: engine memory returned by FwpmFilterEnum0.
+            unsafe { engine::FwpmFreeMemory0(&mut memory) };
+        }
+        if returned < 64 {
+            break;
+        }
+    }
+    assert_eq!(engine::FwpmFilterDestroyEnumHandle0(session, handle), STATUS_SUCCESS);
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+    ids
+}
