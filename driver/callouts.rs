@@ -110,8 +110,8 @@ pub fn layer_of_callout(callout_id: u32) -> Option<u16> {
         .map(|(_, spec)| spec.layer_id)
 }
 
-/// Registers every callout; on a failure part way, unregisters the ones
-/// already registered and returns the failure.
+/// Registers every callout; on a failure part way returns it, and the
+/// caller unregisters the ones already registered.
 #[allow(clippy::not_unsafe_ptr_arg_deref)] // the device object is opaque: passed through, never dereferenced
 pub fn register_all(device_object: *mut c_void) -> Result {
     for (slot, spec) in STATE.callout_ids.iter().zip(CALLOUTS.iter()) {
@@ -129,8 +129,6 @@ pub fn register_all(device_object: *mut c_void) -> Result {
         let status = unsafe { FwpsCalloutRegister2(device_object, &callout, &mut id) };
         if let Err(status) = NtStatus::to_result(status) {
             crate::log!(Level::Error, "FwpsCalloutRegister2 failed: {}", status);
-            // Roll back; the registration failure is what the caller sees.
-            let _ = unregister_all();
             return Err(status);
         }
         slot.store(id, Ordering::Release);
@@ -139,14 +137,12 @@ pub fn register_all(device_object: *mut c_void) -> Result {
     Ok(())
 }
 
-/// How many times unregister retries on `STATUS_DEVICE_BUSY`.
-pub const UNREGISTER_RETRIES: u32 = 50;
-/// Wait between retries, in 100-ns units (10 ms).
+/// Wait between unregistration attempts at unload, in 100-ns units (10 ms).
 pub const UNREGISTER_RETRY_INTERVAL: i64 = 100_000;
 
-/// Unregisters every registered callout, retrying while the engine reports
-/// `STATUS_DEVICE_BUSY` (flow contexts still attached), with a bounded wait.
-/// Returns the first status that could not be resolved.
+/// One attempt to unregister every callout still registered. Returns the
+/// first failure (`STATUS_DEVICE_BUSY` while flows carry our contexts);
+/// the caller removes flow contexts and asks again until it succeeds.
 pub fn unregister_all() -> Result {
     let mut outcome = Ok(());
     for slot in STATE.callout_ids.iter() {
@@ -154,30 +150,13 @@ pub fn unregister_all() -> Result {
         if id == 0 {
             continue;
         }
-        let mut attempts = 0;
-        let status = loop {
-            #[allow(unsafe_code)]
-            // SAFETY: `id` is a run-time id the engine gave us; PASSIVE_LEVEL.
-            let status = NtStatus::from_raw(unsafe { FwpsCalloutUnregisterById0(id) });
-            if status != NtStatus::DEVICE_BUSY || attempts >= UNREGISTER_RETRIES {
-                break status;
-            }
-            attempts += 1;
-            crate::delay::sleep_100ns(UNREGISTER_RETRY_INTERVAL);
-        };
-        if status.is_success() {
+        #[allow(unsafe_code)]
+        // SAFETY: `id` is a run-time id the engine gave us; PASSIVE_LEVEL.
+        let status = NtStatus::from_raw(unsafe { FwpsCalloutUnregisterById0(id) });
+        if status.is_success() || status == NtStatus::from_raw(fwps_types::STATUS_FWP_CALLOUT_NOT_FOUND) {
             slot.store(0, Ordering::Release);
-        } else {
-            crate::log!(
-                Level::Error,
-                "FwpsCalloutUnregisterById0({}) failed after {} retries: {}",
-                id,
-                attempts,
-                status
-            );
-            if outcome.is_ok() {
-                outcome = Err(status);
-            }
+        } else if outcome.is_ok() {
+            outcome = Err(status);
         }
     }
     outcome

@@ -43,7 +43,8 @@ pub struct FlowContext {
     pub remote: (IpAddr, u16),
     /// Interrupt time when the flow was established.
     pub started: u64,
-    /// Where unload's removal stands: [`NOT_ASKED`], [`ASKED`], [`FAILED`].
+    /// Where unload's removal stands: [`ASSOCIATING`], [`NOT_ASKED`],
+    /// [`ASKED`], [`FAILED`].
     removal: AtomicU8,
 }
 
@@ -130,7 +131,7 @@ pub fn track(context: &FilterContext, callout_id: u32, values: &IncomingValues<'
                 values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
             ),
             started: crate::clock::now_ticks(),
-            removal: AtomicU8::new(NOT_ASKED),
+            removal: AtomicU8::new(ASSOCIATING),
         }
     };
     let Ok(boxed) = PoolBox::try_new_with(build, TAG_FLOW_CONTEXT) else {
@@ -148,6 +149,17 @@ pub fn track(context: &FilterContext, callout_id: u32, values: &IncomingValues<'
     match associate(flow_handle, layer_id, callout_id, key) {
         Ok(()) => {
             STATE.flow_stats.associated.fetch_add(1, Ordering::Relaxed);
+            // INVARIANT: from now on the engine holds the context, so
+            // unload may ask for its removal (it skipped it until now: a
+            // removal asked before the association would find nothing and
+            // the context would then stay with the engine for good).
+            // (Matched on the flow handle too: if the flow has already
+            // ended, the address may hold another flow's context.)
+            STATE.flows.with(key, |flow| {
+                if flow.flow_handle == flow_handle {
+                    let _ = flow.removal.compare_exchange(ASSOCIATING, NOT_ASKED, Ordering::AcqRel, Ordering::Acquire);
+                }
+            });
         }
         Err(status) => {
             STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
@@ -179,6 +191,9 @@ pub extern "system" fn flow_delete_fn(_layer_id: u16, _callout_id: u32, flow_con
 const REMOVAL_WAITS: u32 = 100;
 const REMOVAL_WAIT_INTERVAL: i64 = 100_000;
 
+/// Being associated: the engine may not hold the context yet, so unload
+/// does not ask for its removal until the association has returned.
+const ASSOCIATING: u8 = 3;
 /// Unload has not asked the engine to remove the flow's context yet.
 const NOT_ASKED: u8 = 0;
 /// Asked, and the engine agreed (SUCCESS or PENDING): flowDeleteFn frees it.

@@ -30,19 +30,20 @@ pub fn initialize(device_object: *mut c_void) -> Result {
     STATE.set_adoption_in_progress(true);
 
     if let Err(status) = callouts::register_all(device_object) {
+        unregister_callouts();
         release_contexts();
         return Err(status);
     }
     let engine = match management::open_engine() {
         Ok(engine) => engine,
         Err(status) => {
-            let _ = callouts::unregister_all();
+            unregister_callouts();
             release_contexts();
             return Err(status);
         }
     };
     if let Err(status) = management::add_objects(engine) {
-        let _ = callouts::unregister_all();
+        unregister_callouts();
         management::close_engine(engine);
         release_contexts();
         return Err(status);
@@ -65,7 +66,7 @@ pub fn initialize(device_object: *mut c_void) -> Result {
 }
 
 /// Unloads in the documented order: unregister the callouts (retrying on
-/// `STATUS_DEVICE_BUSY`), delete the management objects, close the session,
+/// `STATUS_DEVICE_BUSY` until done: an unload cannot fail), delete the management objects, close the session,
 /// then free every context still held (DELETE notifications can be lost, so
 /// nothing waits for them). Afterwards the driver owns no pool.
 pub fn unload() {
@@ -81,11 +82,7 @@ pub fn unload() {
     }
     // Flow contexts go next (a PENDING removal frees in flowDeleteFn), then
     // the callouts, which the engine refuses while flow contexts remain.
-    crate::flows::remove_all();
-    if let Err(status) = callouts::unregister_all() {
-        crate::log!(Level::Error, "unload: callouts still registered ({}): contexts are kept", status);
-        return;
-    }
+    unregister_callouts();
     // No new callback can start; wait for the ones already running (they
     // may hold borrowed contexts) before anything is freed.
     STATE.rundown.close_and_wait();
@@ -96,6 +93,31 @@ pub fn unload() {
     }
     release_contexts();
     crate::log!(Level::Info, "unloaded");
+}
+
+/// Unregisters every callout, however long it takes ("Unloading a Callout
+/// Driver": unload must not return while a callout is registered, or the
+/// engine calls into an unloaded image; on `STATUS_DEVICE_BUSY` remove the
+/// flow contexts and call again). An unload cannot fail, so there is no
+/// bound: each round removes the flow contexts associated meanwhile (by
+/// classifications that started before `loaded` was cleared) and waits
+/// 10 ms at PASSIVE_LEVEL for flowDeleteFn calls still to come.
+fn unregister_callouts() {
+    let mut attempts: u32 = 0;
+    loop {
+        crate::flows::remove_all();
+        let Err(status) = callouts::unregister_all() else { return };
+        attempts = attempts.saturating_add(1);
+        if attempts.is_power_of_two() {
+            crate::log!(
+                Level::Warning,
+                "unload: callouts still registered ({}) after {} attempts: removing flow contexts and asking again",
+                status,
+                attempts
+            );
+        }
+        crate::delay::sleep_100ns(callouts::UNREGISTER_RETRY_INTERVAL);
+    }
 }
 
 /// Drops every context the table still holds (no callout can reach them

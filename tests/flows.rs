@@ -173,3 +173,45 @@ fn flow_delete_for_a_context_we_do_not_hold_is_ignored() {
     assert_eq!(STATE.flow_stats.delete_unknown.load(Ordering::Relaxed), 1);
     harness.unload_and_check();
 }
+
+/// Unload overlapping an association: unload's removal pass runs while
+/// FwpsFlowAssociateContext0 is between its check and its attach (stopped
+/// there with a sync point). The removal must not give the context up as
+/// "not associated" (it would stay with the engine for good and keep the
+/// callout busy: unload would never return). Unload returns, with every
+/// callout unregistered and nothing leaked.
+#[test]
+fn unload_racing_an_association_still_removes_the_context() {
+    use wfpcallout_simkernel::sync_points;
+    let harness = Harness::load();
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Permit))).unwrap();
+    let pause = sync_points::arm(sync_points::FLOW_ASSOCIATE_CALLOUT_CHECKED);
+    let (handle, unload_waited) = std::thread::scope(|scope| {
+        let flow = scope.spawn(|| flows::establish_flow(&Layer::FlowV4.connection(443)).0);
+        pause.wait_reached();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let unloader = scope.spawn(move || {
+            wfpcallout::lifecycle::unload();
+            let _ = done_tx.send(());
+        });
+        // Unload's removal pass finds the entry; its unregistration then
+        // waits for the association (the engine is atomic).
+        let waited = sync_points::wait_blocked_or_finished(&unloader);
+        pause.resume();
+        let handle = flow.join().unwrap();
+        // A hang guard, not a timing assertion: a driver that lost the
+        // context never returns from unload at all.
+        if done_rx.recv_timeout(std::time::Duration::from_secs(120)).is_err() {
+            eprintln!("unload did not return: the context stayed with the engine");
+            std::process::abort();
+        }
+        unloader.join().unwrap();
+        (handle, waited)
+    });
+    assert!(unload_waited, "unregistration waited for the association");
+    assert!(!engine::is_registered(&Layer::FlowV4.spec().key), "unload returned with the callout unregistered");
+    assert_eq!(flows::contexts_of(engine::callout_id(&Layer::FlowV4.spec().key).unwrap()), 0);
+    flows::end_flow(handle);
+    harness.delete_filter(filter).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}

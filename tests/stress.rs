@@ -541,11 +541,16 @@ fn everything_at_once_then_unload_and_reconcile() {
 /// unregisters the callouts, then closes the driver's rundown and waits for
 /// classifyFn/notifyFn calls already running before it frees any context
 /// (`lifecycle::unload`); under AddressSanitizer a missing wait shows as a
-/// heap-use-after-free in `decide_with`. Rounds: `WFPCALLOUT_PROBE_ROUNDS`
-/// (default 50 load/traffic/unload rounds).
+/// heap-use-after-free in `decide_with`. Unload runs once per round, as on
+/// Windows (an unload cannot fail or be retried): it must come back with
+/// every callout unregistered however busy the flows keep it.
+/// Oversubscribed: twice as many traffic threads as the machine has cores.
+/// Rounds: `WFPCALLOUT_PROBE_ROUNDS` (default 1,000 load/traffic/unload
+/// rounds).
 #[test]
 fn unload_while_classifications_are_in_flight() {
-    let rounds: u64 = std::env::var("WFPCALLOUT_PROBE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
+    let rounds: u64 = std::env::var("WFPCALLOUT_PROBE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000);
+    let workers = 2 * std::thread::available_parallelism().map_or(2, usize::from) as u64;
     let mut failures = Vec::new();
     for round in 0..rounds {
         let mut harness = Harness::load();
@@ -562,10 +567,10 @@ fn unload_while_classifications_are_in_flight() {
         let stop = AtomicBool::new(false);
         let open_flows = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
-            for worker in 0..2u64 {
+            for worker in 0..workers {
                 let (stop, ids, open_flows) = (&stop, &ids, &open_flows);
                 scope.spawn(move || {
-                    let mut rng = XorShift(round * 7 + worker + 1);
+                    let mut rng = XorShift(round * 17 + worker + 1);
                     while !stop.load(Ordering::Acquire) {
                         let (id, layer) = ids[rng.below(ids.len() as u64) as usize];
                         let port = rng.below(60_000) as u16;
@@ -592,9 +597,6 @@ fn unload_while_classifications_are_in_flight() {
         for handle in open_flows.lock().unwrap().drain(..) {
             flows::end_flow(handle);
         }
-        // A second unload finishes what the first could not (callouts kept
-        // busy by flows associated during the first).
-        harness.unload();
         for (id, _) in ids {
             harness.delete_filter(id).unwrap();
         }

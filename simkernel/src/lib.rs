@@ -15,6 +15,7 @@
 //! everything.
 #![allow(clippy::indexing_slicing, non_snake_case)]
 
+mod choice;
 pub mod clock;
 pub mod debug_print;
 pub mod engine;

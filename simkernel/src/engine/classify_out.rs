@@ -58,14 +58,12 @@ impl LentClassifyOut {
     /// No verdict yet, `rights` as the engine grants them.
     pub(crate) fn new(filter_id: u64, rights: u32) -> Self {
         let mut words = [0u64; WORDS];
-        let out = words.as_mut_ptr().cast::<FWPS_CLASSIFY_OUT0>();
-        // SAFETY: `words` is 40 bytes, 8-aligned (asserted above): room for
-        // one FWPS_CLASSIFY_OUT0; fields are written one by one so the
-        // padding keeps its zero bytes.
-        unsafe {
-            core::ptr::addr_of_mut!((*out).filterId).write(filter_id);
-            core::ptr::addr_of_mut!((*out).rights).write(rights);
-        }
+        // SAFETY: `words` is 40 bytes, 8-aligned (asserted above), zeroed:
+        // a valid FWPS_CLASSIFY_OUT0 (all integers), borrowed only here.
+        let out = unsafe { &mut *words.as_mut_ptr().cast::<FWPS_CLASSIFY_OUT0>() };
+        // Field by field, so the padding keeps its zero bytes.
+        out.filterId = filter_id;
+        out.rights = rights;
         let before = bytes_of(&words);
         Self { words, before, filter_id }
     }

@@ -11,8 +11,8 @@ use super::{
     Connection, FilterAction, FilterSpec, ProviderContextRecord, key_of, layer_by_id, layer_by_key, lock, lock_for,
     registration_gate,
 };
-use crate::sync_points;
 use crate::irql;
+use crate::sync_points;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
 use std::sync::Arc;
@@ -53,9 +53,16 @@ pub fn add_provider_context(data: &[u8]) -> GUID {
     add_provider_context_of_type(fwp::FWPM_GENERAL_CONTEXT, data)
 }
 
-/// Sets the IRQL at which notifyFn is called (PASSIVE by default).
+/// Fixes the IRQL at which notifyFn is called. By default each call is at
+/// PASSIVE_LEVEL or DISPATCH_LEVEL, chosen at random ("notifyFn runs at
+/// IRQL <= DISPATCH_LEVEL"), so the driver meets both.
 pub fn set_notify_irql(irql: u8) {
-    lock().notify_irql = irql;
+    lock().notify_irql = Some(irql);
+}
+
+/// Goes back to a random notifyFn IRQL per call.
+pub fn set_notify_irql_random() {
+    lock().notify_irql = None;
 }
 
 /// Drops the next `count` DELETE notifications (WFP has lost them under
@@ -114,7 +121,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
             expose_provider_context,
         });
         let registered = if callout_id != 0 { engine.registered_by_id(callout_id) } else { None };
-        (record, registered, engine.notify_irql)
+        (record, registered, engine.next_notify_irql())
     };
     sync_points::reached(sync_points::FILTER_ADD_CALLOUT_LOOKED_UP);
     if let Some(callout) = registered {
@@ -147,7 +154,7 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
         if lose {
             engine.lose_delete_notifications -= 1;
         }
-        (record, registered, engine.notify_irql, lose)
+        (record, registered, engine.next_notify_irql(), lose)
     };
     sync_points::reached(sync_points::FILTER_DELETE_CALLOUT_LOOKED_UP);
     record.deleted.store(true, Ordering::SeqCst);
@@ -173,7 +180,7 @@ pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Res
         let engine = lock();
         let record = engine.filters.get(&filter_id).cloned().ok_or(STATUS_FWP_FILTER_NOT_FOUND)?;
         let callout = engine.registered_by_id(record.callout_id).ok_or(STATUS_FWP_CALLOUT_NOT_FOUND)?;
-        (record, callout, engine.notify_irql)
+        (record, callout, engine.next_notify_irql())
     };
     let key = record.key;
     // SAFETY: the record is alive (we hold an Arc); the driver must not

@@ -16,8 +16,8 @@ mod registration_gate;
 pub use callout_api::{FwpsCalloutRegister2, FwpsCalloutUnregisterById0};
 pub use classify_out::{ClassifyOutTrace, take_classify_out_trace, trace_classify_out};
 pub use client::*;
-pub use management_api::*;
 pub use connection::*;
+pub use management_api::*;
 pub use records::{FilterAction, FilterSpec};
 
 use crate::verifier::{ViolationKind, report};
@@ -197,8 +197,9 @@ pub(crate) struct EngineState {
     pub allocations: HashMap<usize, EngineAllocation>,
     /// The session whose explicit transaction holds the engine.
     pub transaction_owner: Option<usize>,
-    /// IRQL at which notifyFn is called.
-    pub notify_irql: u8,
+    /// IRQL at which notifyFn is called; `None`: PASSIVE_LEVEL or
+    /// DISPATCH_LEVEL chosen at random per call (the docs allow both).
+    pub notify_irql: Option<u8>,
     /// DELETE notifications to drop (models lost notifications).
     pub lose_delete_notifications: u32,
 }
@@ -222,7 +223,7 @@ impl EngineState {
             enums: HashMap::new(),
             allocations: HashMap::new(),
             transaction_owner: None,
-            notify_irql: PASSIVE_LEVEL,
+            notify_irql: None,
             lose_delete_notifications: 0,
         }
     }
@@ -250,6 +251,11 @@ impl EngineState {
             layer.remove(&EvaluationOrder::of(&record));
         }
         Some(record)
+    }
+
+    /// The IRQL for the next notifyFn call.
+    pub fn next_notify_irql(&self) -> u8 {
+        self.notify_irql.unwrap_or_else(|| if crate::choice::coin() { DISPATCH_LEVEL } else { PASSIVE_LEVEL })
     }
 
     pub fn registered_by_id(&self, callout_id: u32) -> Option<RegisteredCallout> {

@@ -8,7 +8,7 @@ use fwps_types::fwp::{FWPM_CALLOUT0, FWPM_FILTER0};
 use fwps_types::*;
 use std::ffi::c_void;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use wfpcallout_simkernel::engine::{self, FilterAction, FilterSpec};
 
 /// Something a probe callout saw, or a mark the test put in the log.
@@ -16,8 +16,16 @@ use wfpcallout_simkernel::engine::{self, FilterAction, FilterSpec};
 pub enum Event {
     /// notifyFn ADD for a filter.
     Add(u64),
-    /// notifyFn DELETE for a filter.
+    /// notifyFn DELETE for a filter (with a NULL filterKey, as documented).
     Delete(u64),
+    /// notifyFn DELETE for a filter with a non-NULL filterKey (never right).
+    DeleteWithKey(u64),
+    /// notifyFn with a type the probe does not know.
+    OtherNotify(u64, i32),
+    /// notifyFn ran at this IRQL.
+    NotifyIrql(u8),
+    /// classifyFn ran at this IRQL with these rights on entry.
+    ClassifyRights(u64, u32),
     /// classifyFn for a filter.
     Classify(u64),
     /// FwpsFlowAssociateContext0 from classifyFn returned this status.
@@ -51,6 +59,9 @@ static VERDICT: AtomicU32 = AtomicU32::new(0);
 static ASSOCIATE: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn writes its verdict even without the write right.
 static IGNORE_RIGHT: AtomicU32 = AtomicU32::new(0);
+/// What notifyFn returns for ADD and for DELETE.
+static ADD_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
+static DELETE_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
 
 /// Boots a kernel and clears the log and probe settings.
 pub fn boot() -> wfpcallout_simkernel::Kernel {
@@ -59,12 +70,20 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     VERDICT.store(0, Ordering::SeqCst);
     ASSOCIATE.store(0, Ordering::SeqCst);
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
+    ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
+    DELETE_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
     kernel
 }
 
 /// The probe's classifyFn answers `action` (FWP_ACTION_*; 0 writes nothing).
 pub fn answer(action: u32) {
     VERDICT.store(action, Ordering::SeqCst);
+}
+
+/// What the probe's notifyFn returns for ADD and DELETE.
+pub fn notify_returns(add: NTSTATUS, delete: NTSTATUS) {
+    ADD_STATUS.store(add, Ordering::SeqCst);
+    DELETE_STATUS.store(delete, Ordering::SeqCst);
 }
 
 /// The probe's classifyFn writes its verdict whether or not it has the
@@ -88,9 +107,16 @@ unsafe extern "system" fn probe_classify(
     out: *mut FWPS_CLASSIFY_OUT0,
 ) {
     // SAFETY: the engine passes valid pointers for the call.
-    let (metadata, filter, out) = unsafe { (&*metadata, &*filter, &mut *out) };
+    let metadata = unsafe { &*metadata };
+    // SAFETY: as above.
+    let filter = unsafe { &*filter };
+    // SAFETY: as above; classifyOut is ours for the call.
+    let out = unsafe { &mut *out };
     log(Event::Classify(filter.filterId));
-    if ASSOCIATE.load(Ordering::SeqCst) != 0 && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_FLOW_HANDLE != 0 {
+    log(Event::ClassifyRights(filter.filterId, out.rights));
+    if ASSOCIATE.load(Ordering::SeqCst) != 0
+        && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_FLOW_HANDLE != 0
+    {
         let callout_id = filter.action.calloutId;
         let status = engine::flows::FwpsFlowAssociateContext0(metadata.flowHandle, 52, callout_id, 0xF10F);
         log(Event::Associated(status));
@@ -105,15 +131,28 @@ unsafe extern "system" fn probe_classify(
     }
 }
 
-unsafe extern "system" fn probe_notify(kind: FWPS_CALLOUT_NOTIFY_TYPE, _key: *const GUID, filter: *mut FWPS_FILTER2) -> NTSTATUS {
+unsafe extern "system" fn probe_notify(
+    kind: FWPS_CALLOUT_NOTIFY_TYPE,
+    key: *const GUID,
+    filter: *mut FWPS_FILTER2,
+) -> NTSTATUS {
     // SAFETY: the engine passes a valid filter for the call.
     let id = unsafe { (*filter).filterId };
+    log(Event::NotifyIrql(wfpcallout_simkernel::irql::current()));
     match kind {
-        FWPS_CALLOUT_NOTIFY_ADD_FILTER => log(Event::Add(id)),
-        FWPS_CALLOUT_NOTIFY_DELETE_FILTER => log(Event::Delete(id)),
-        _ => {}
+        FWPS_CALLOUT_NOTIFY_ADD_FILTER => {
+            log(Event::Add(id));
+            ADD_STATUS.load(Ordering::SeqCst)
+        }
+        FWPS_CALLOUT_NOTIFY_DELETE_FILTER => {
+            log(if key.is_null() { Event::Delete(id) } else { Event::DeleteWithKey(id) });
+            DELETE_STATUS.load(Ordering::SeqCst)
+        }
+        other => {
+            log(Event::OtherNotify(id, other));
+            STATUS_SUCCESS
+        }
     }
-    STATUS_SUCCESS
 }
 
 unsafe extern "system" fn probe_flow_delete(_layer_id: u16, _callout_id: u32, context: u64) {
@@ -213,9 +252,13 @@ pub fn enumerate_filters(probe: &Probe) -> Vec<u64> {
         // SAFETY: valid handles and out pointers.
         let status = unsafe { engine::FwpmFilterEnum0(session, handle, 64, &mut entries, &mut returned) };
         assert_eq!(status, STATUS_SUCCESS);
-        for i in 0..returned as usize {
-            // SAFETY: the engine returned `returned` valid entries.
-            ids.push(unsafe { (**entries.add(i)).filterId });
+        if returned > 0 {
+            // SAFETY: the engine returned an array of `returned` entries.
+            let array = unsafe { std::slice::from_raw_parts(entries, returned as usize) };
+            for &entry in array {
+                // SAFETY: each entry points to a valid FWPM_FILTER0.
+                ids.push(unsafe { (*entry).filterId });
+            }
         }
         if !entries.is_null() {
             let mut memory = entries.cast::<c_void>();
