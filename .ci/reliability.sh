@@ -10,8 +10,15 @@
 #
 # Knobs (environment): WFPCALLOUT_STRESS_OPS (operations per stress worker,
 # default 20000), WFPCALLOUT_ASAN_STRESS_OPS and WFPCALLOUT_TSAN_STRESS_OPS
-# (the same under the sanitizers, default 20000), WFPCALLOUT_FUZZ_SECONDS
-# (per target, default 25).
+# (the same under the sanitizers, default 20000), WFPCALLOUT_PROBE_ROUNDS
+# (unload-during-traffic rounds, default 1000; under the sanitizers
+# WFPCALLOUT_ASAN_PROBE_ROUNDS, default 200, and WFPCALLOUT_TSAN_PROBE_ROUNDS,
+# default 50), WFPCALLOUT_FUZZ_SECONDS (per target, default 25).
+#
+# Oversubscribed by design: the stress workers outnumber the cores (9
+# threads in the all-at-once test, 2 x cores traffic threads plus the
+# unloading one in the unload test). To load the machine further, run the
+# whole tier under .ci/with-cpu-hogs.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -22,6 +29,9 @@ target_root=${CARGO_TARGET_DIR:-target}
 stress_ops=${WFPCALLOUT_STRESS_OPS:-20000}
 asan_stress_ops=${WFPCALLOUT_ASAN_STRESS_OPS:-20000}
 tsan_stress_ops=${WFPCALLOUT_TSAN_STRESS_OPS:-20000}
+probe_rounds=${WFPCALLOUT_PROBE_ROUNDS:-1000}
+asan_probe_rounds=${WFPCALLOUT_ASAN_PROBE_ROUNDS:-200}
+tsan_probe_rounds=${WFPCALLOUT_TSAN_PROBE_ROUNDS:-50}
 fuzz_seconds=${WFPCALLOUT_FUZZ_SECONDS:-25}
 logs=$(mktemp -d)
 scratch=$(mktemp -d)
@@ -36,7 +46,7 @@ fi
 cargo fuzz --version
 
 step "stress (${stress_ops} operations per worker)"
-WFPCALLOUT_STRESS_OPS=$stress_ops cargo test -p wfpcallout --test stress -- --nocapture 2>&1 |
+WFPCALLOUT_STRESS_OPS=$stress_ops WFPCALLOUT_PROBE_ROUNDS=$probe_rounds cargo test -p wfpcallout --test stress -- --nocapture 2>&1 |
     tee "$logs/stress.log"
 
 step "fault injection sweep"
@@ -46,7 +56,7 @@ step "AddressSanitizer: stress (${asan_stress_ops} operations per worker) and fa
 # As in .ci/run: the stable channel ships the ASan runtime; RUSTC_BOOTSTRAP
 # unlocks -Z. Same target directory, so the two share their build.
 RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR="$target_root/asan" \
-    WFPCALLOUT_STRESS_OPS=$asan_stress_ops \
+    WFPCALLOUT_STRESS_OPS=$asan_stress_ops WFPCALLOUT_PROBE_ROUNDS=$asan_probe_rounds \
     cargo test -p wfpcallout --target x86_64-unknown-linux-gnu --test stress --test fault_sweep \
     -- --nocapture --test-threads 1 2>&1 | tee "$logs/asan.log"
 
@@ -66,7 +76,7 @@ if rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup
     echo 'race:wfpcallout::filter_context::ContextRef as core::ops::drop::Drop' >"$suppressions"
     TSAN_OPTIONS="suppressions=$suppressions" RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" \
         CARGO_PROFILE_DEV_PANIC=unwind CARGO_TARGET_DIR="$target_root/tsan" \
-        WFPCALLOUT_STRESS_OPS=$tsan_stress_ops \
+        WFPCALLOUT_STRESS_OPS=$tsan_stress_ops WFPCALLOUT_PROBE_ROUNDS=$tsan_probe_rounds \
         cargo test -Zbuild-std --target x86_64-unknown-linux-gnu -p wfpcallout --test stress --test fault_sweep \
         --test async_verdicts --test flows --test per_filter_contexts --test control_ioctls \
         -- --nocapture --test-threads 1 2>&1 | tee "$logs/tsan.log"
@@ -97,6 +107,9 @@ done
 step "figures"
 # (-o: with one test thread the harness prints "test name ... " first.)
 grep -h -o -E 'stress figures:.*' "$logs/stress.log" | sed 's/^/plain: /'
+grep -h -o -E 'unload during traffic:.*' "$logs/stress.log" | sed 's/^/plain: /'
+grep -h -o -E 'unload during traffic:.*' "$logs/asan.log" | sed 's/^/asan:  /'
+grep -h -o -E 'unload during traffic:.*' "$logs/tsan.log" | sed 's/^/tsan:  /' || true
 grep -h -o -E 'stress figures:.*' "$logs/asan.log" | sed 's/^/asan:  /'
 grep -h -o -E 'stress figures:.*' "$logs/tsan.log" | sed 's/^/tsan:  /' || true
 printf 'tsan:  warnings reported: %s\n' "$(grep -c 'WARNING: ThreadSanitizer' "$logs/tsan.log" || true)"
