@@ -233,6 +233,9 @@ pub struct ClassifyResult {
     pub callouts_invoked: u32,
     /// The pended operation, if a callout pended this classification.
     pub pended: Option<usize>,
+    /// Whether a callout vetoed a hard permit (BLOCK written without the
+    /// write right, "Filter Arbitration").
+    pub vetoed: bool,
 }
 
 impl ClassifyResult {
@@ -244,6 +247,7 @@ impl ClassifyResult {
         decided_by: None,
         callouts_invoked: 0,
         pended: None,
+        vetoed: false,
     };
 
     /// True for PERMIT.
@@ -262,10 +266,12 @@ struct FilterOutcome {
     hard: bool,
     absorbed: bool,
     invoked: bool,
+    /// A callout run without the write right returned BLOCK: a veto.
+    veto: bool,
 }
 
 fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) -> Option<FilterOutcome> {
-    let terminal = |action, hard| Some(FilterOutcome { action, hard, absorbed: false, invoked: false });
+    let terminal = |action, hard| Some(FilterOutcome { action, hard, absorbed: false, invoked: false, veto: false });
     // A static BLOCK always clears the write right; a PERMIT only with
     // FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT.
     let hard_permit = record.fwpm_flags & fwp::FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0;
@@ -325,22 +331,46 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
         );
     }
     let absorbed = out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0;
+    let veto = rights & FWPS_RIGHT_ACTION_WRITE == 0 && out.actionType == fwp::FWP_ACTION_BLOCK;
     let action = match (record.action, out.actionType) {
-        (FilterAction::CalloutInspection(_), _) => return None,
+        (FilterAction::CalloutInspection(_), a) => {
+            // "Invoke a callout that never returns block or permit" (FWPM_ACTION0).
+            if (a == fwp::FWP_ACTION_PERMIT || a == fwp::FWP_ACTION_BLOCK) && !veto {
+                report(
+                    ViolationKind::ApiMisuse,
+                    format!("filter {}: an INSPECTION callout returned {a:#x}; it must return CONTINUE", record.id),
+                );
+            }
+            return None;
+        }
         (_, a) if a == fwp::FWP_ACTION_PERMIT || a == fwp::FWP_ACTION_BLOCK => a,
         (FilterAction::CalloutUnknown(_), _) => {
-            return Some(FilterOutcome { action: 0, hard, absorbed, invoked: true });
+            return Some(FilterOutcome { action: 0, hard, absorbed, invoked: true, veto: false });
         }
         // A terminating callout that returns neither is treated as BLOCK.
         _ => fwp::FWP_ACTION_BLOCK,
     };
-    Some(FilterOutcome { action, hard, absorbed, invoked: true })
+    Some(FilterOutcome { action, hard, absorbed, invoked: true, veto })
+}
+
+/// Whether a lower sublayer's decision replaces the one so far ("Filter
+/// Arbitration"): a hard block is final; a hard permit yields only to a
+/// callout's veto; BLOCK overrides a soft permit; a soft block yields to
+/// a hard permit. (Whether a soft PERMIT overrides a soft BLOCK is not
+/// spelled out; "Block overrides Permit" says no, and so does the model.)
+fn overrides(so_far: &ClassifyResult, next: &FilterOutcome) -> bool {
+    let block = fwp::FWP_ACTION_BLOCK;
+    match (so_far.hard, so_far.action == block) {
+        (true, true) => false,
+        (true, false) => next.veto,
+        (false, false) => next.action == block,
+        (false, true) => next.action != block && next.hard,
+    }
 }
 
 /// Classifies a connection through every filter at its layer, with WFP's
 /// arbitration: sublayers by weight, the first PERMIT/BLOCK in each wins
-/// there; BLOCK overrides PERMIT unless the permit was hard. No match
-/// permits.
+/// there; across sublayers as [`overrides`] says. No match permits.
 pub fn classify(connection: &Connection) -> ClassifyResult {
     classify_with_flow(connection, 0)
 }
@@ -388,13 +418,12 @@ fn classify_input(connection: &Connection, flow_handle: u64, packet: *mut core::
             continue;
         }
         sublayer_done = Some(key_of(&record.sublayer_key));
-        let overrides = !decided
-            || (!result.hard && outcome.action == fwp::FWP_ACTION_BLOCK && result.action != fwp::FWP_ACTION_BLOCK);
-        if overrides {
+        if !decided || overrides(&result, &outcome) {
             result.action = outcome.action;
-            result.hard = outcome.hard;
+            result.hard = outcome.hard || outcome.veto;
             result.absorbed = outcome.absorbed;
             result.decided_by = Some(record.id);
+            result.vetoed |= decided && outcome.veto;
             decided = true;
         }
     }
@@ -423,6 +452,7 @@ pub fn classify_filter(filter_id: u64, connection: &Connection) -> Result<Classi
             decided_by: Some(filter_id),
             callouts_invoked: u32::from(o.invoked),
             pended,
+            vetoed: false,
         },
         None => ClassifyResult { pended, ..ClassifyResult::NO_MATCH },
     })

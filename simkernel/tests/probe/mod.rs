@@ -55,6 +55,9 @@ pub fn position(event: &Event) -> Option<usize> {
 
 /// What a probe's classifyFn writes: an action (0 = nothing).
 static VERDICT: AtomicU32 = AtomicU32::new(0);
+/// Per callout id: the action it writes and whether it clears the write
+/// right with it (overrides `VERDICT`).
+static ANSWERS: Mutex<Vec<(u32, u32, bool)>> = Mutex::new(Vec::new());
 /// Whether classifyFn associates a flow context (at flow layers).
 static ASSOCIATE: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn writes its verdict even without the write right.
@@ -68,6 +71,7 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     let kernel = wfpcallout_simkernel::Kernel::boot();
     LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
     VERDICT.store(0, Ordering::SeqCst);
+    ANSWERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ASSOCIATE.store(0, Ordering::SeqCst);
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
@@ -121,11 +125,19 @@ unsafe extern "system" fn probe_classify(
         let status = engine::flows::FwpsFlowAssociateContext0(metadata.flowHandle, 52, callout_id, 0xF10F);
         log(Event::Associated(status));
     }
-    let verdict = VERDICT.load(Ordering::SeqCst);
+    let callout_id = filter.action.calloutId;
+    let own = ANSWERS.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|a| a.0 == callout_id).copied();
+    let (verdict, clear_right) = match own {
+        Some((_, action, clear)) => (action, clear),
+        None => {
+            let action = VERDICT.load(Ordering::SeqCst);
+            (action, action == fwp::FWP_ACTION_BLOCK)
+        }
+    };
     let may_write = out.rights & FWPS_RIGHT_ACTION_WRITE != 0 || IGNORE_RIGHT.load(Ordering::SeqCst) != 0;
     if verdict != 0 && may_write {
         out.actionType = verdict;
-        if verdict == fwp::FWP_ACTION_BLOCK {
+        if clear_right {
             out.rights &= !FWPS_RIGHT_ACTION_WRITE;
         }
     }
@@ -186,9 +198,14 @@ impl Probe {
     /// Adds the FWPM callout (`FwpmCalloutAdd0`) and a sublayer for
     /// `layer_key`; the callout is not registered yet.
     pub fn add(n: u128, layer_key: GUID) -> Self {
+        Self::add_weighted(n, layer_key, 0x100 + n as u16)
+    }
+
+    /// [`Probe::add`] with a sublayer of `sublayer_weight` (higher first).
+    pub fn add_weighted(n: u128, layer_key: GUID, sublayer_weight: u16) -> Self {
         let key = GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0000 | n);
         let sublayer_key = GUID::from_u128(0x9B0B_5B00_0000_4000_8000_0000_0000_0000 | n);
-        engine::add_sublayer(sublayer_key, 0x100 + n as u16).unwrap();
+        engine::add_sublayer(sublayer_key, sublayer_weight).unwrap();
         let session = session();
         let callout = FWPM_CALLOUT0 { calloutKey: key, applicableLayer: layer_key, ..Default::default() };
         let mut id = 0;
@@ -211,6 +228,19 @@ impl Probe {
         let mut id = 0;
         // SAFETY: valid device object, callout and out pointer.
         unsafe { engine::FwpsCalloutRegister2(kernel_device, &callout, &mut id) }
+    }
+
+    /// This probe's classifyFn writes `action` (0 = nothing), clearing the
+    /// write right with it when `clear_right` (a hard decision).
+    pub fn answer(&self, action: u32, clear_right: bool) {
+        let mut answers = ANSWERS.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|a| a.0 != self.id);
+        answers.push((self.id, action, clear_right));
+    }
+
+    /// A filter in this probe's sublayer that does not call a callout.
+    pub fn static_filter(&self, action: FilterAction, weight: u64, flags: u32) -> FilterSpec {
+        FilterSpec { action, weight, flags, ..self.filter() }
     }
 
     /// `FwpsCalloutUnregisterById0`.
