@@ -4,6 +4,7 @@
 //! calling DELETE, and classification calling classifyFn at DISPATCH_LEVEL.
 
 use super::classify_out::LentClassifyOut;
+use super::classify_scope::ClassifyScope;
 use super::connection::ClassifyInput;
 use super::pending;
 use super::records::{FilterRecord, NewFilter};
@@ -301,21 +302,25 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     let out_ptr = lent.as_mut_ptr();
     let classify_context = record.id as usize as *const core::ffi::c_void;
     pending::set_filter(input.metadata.completionHandle, record.id);
+    // SAFETY: the record is published and protected by in_flight; notifyFn
+    // wrote it before publication and nothing writes it now.
+    let scope = ClassifyScope::lend(input, unsafe { &*record.fwps.get() });
     irql::at_dispatch(|| {
-        // SAFETY: every pointer is valid for the call (owned by `input`,
-        // `record` and this frame); the filter is protected by in_flight.
+        // SAFETY: every pointer is valid for the call (owned by `scope`,
+        // `input` and this frame); they are poisoned and freed after it.
         unsafe {
             (callout.classify)(
-                &*input.values,
-                &*input.metadata,
+                scope.values(),
+                scope.metadata(),
                 input.layer_data,
                 classify_context,
-                record.fwps.get(),
+                scope.filter(),
                 0,
                 out_ptr,
             )
         }
     });
+    drop(scope);
     record.in_flight.fetch_sub(1, Ordering::SeqCst);
     let out = lent.finish();
     let hard = out.rights & FWPS_RIGHT_ACTION_WRITE == 0;

@@ -47,8 +47,8 @@ impl Connection {
 /// The values and metadata for one classification, with stable addresses.
 pub(crate) struct ClassifyInput {
     pub values: Box<FWPS_INCOMING_VALUES0>,
-    array: Box<[FWPS_INCOMING_VALUE0]>,
-    _v6_addresses: Box<[FWP_BYTE_ARRAY16; 2]>,
+    pub(crate) array: Box<[FWPS_INCOMING_VALUE0]>,
+    pub(crate) v6_addresses: Box<[FWP_BYTE_ARRAY16; 2]>,
     pub metadata: Box<FWPS_INCOMING_METADATA_VALUES0>,
     /// `layerData`: the packet at ALE_AUTH_RECV_ACCEPT, NULL elsewhere.
     pub layer_data: *mut core::ffi::c_void,
@@ -126,7 +126,7 @@ impl ClassifyInput {
             metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE;
             metadata.completionHandle = completion_handle;
         }
-        Self { values, array, _v6_addresses: v6, metadata, layer_data: std::ptr::null_mut() }
+        Self { values, array, v6_addresses: v6, metadata, layer_data: std::ptr::null_mut() }
     }
 
     /// Sets the flow handle and its presence bit (0 = none).

@@ -4,6 +4,7 @@
 
 mod callout_api;
 mod classify_out;
+pub mod classify_scope;
 mod client;
 mod connection;
 pub mod flows;

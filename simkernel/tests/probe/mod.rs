@@ -63,6 +63,10 @@ static ASSOCIATE: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn writes its verdict even without the write right.
 static IGNORE_RIGHT: AtomicU32 = AtomicU32::new(0);
 /// What notifyFn returns for ADD and for DELETE.
+/// Whether classifyFn records the addresses of its parameters.
+static KEEP: AtomicU32 = AtomicU32::new(0);
+/// The parameters kept: (values, metadata, filter, remote IPv6 address).
+static KEPT: Mutex<Vec<(usize, usize, usize, usize)>> = Mutex::new(Vec::new());
 static ADD_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
 static DELETE_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
 
@@ -74,6 +78,8 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     ANSWERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ASSOCIATE.store(0, Ordering::SeqCst);
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
+    KEEP.store(0, Ordering::SeqCst);
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
     DELETE_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
     kernel
@@ -82,6 +88,17 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
 /// The probe's classifyFn answers `action` (FWP_ACTION_*; 0 writes nothing).
 pub fn answer(action: u32) {
     VERDICT.store(action, Ordering::SeqCst);
+}
+
+/// The probe's classifyFn keeps the addresses of what it was lent (as a
+/// buggy callout would keep the pointers).
+pub fn keep_parameters(on: bool) {
+    KEEP.store(u32::from(on), Ordering::SeqCst);
+}
+
+/// The addresses kept: (values, metadata, filter, remote IPv6 address or 0).
+pub fn kept_parameters() -> Vec<(usize, usize, usize, usize)> {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// What the probe's notifyFn returns for ADD and DELETE.
@@ -102,7 +119,7 @@ pub fn associate_flow_contexts(on: bool) {
 }
 
 unsafe extern "system" fn probe_classify(
-    _values: *const FWPS_INCOMING_VALUES0,
+    values: *const FWPS_INCOMING_VALUES0,
     metadata: *const FWPS_INCOMING_METADATA_VALUES0,
     _layer_data: *mut c_void,
     _classify_context: *const c_void,
@@ -117,6 +134,29 @@ unsafe extern "system" fn probe_classify(
     // SAFETY: as above; classifyOut is ours for the call.
     let out = unsafe { &mut *out };
     log(Event::Classify(filter.filterId));
+    if KEEP.load(Ordering::SeqCst) != 0 {
+        // SAFETY: the engine passes valid incoming values for the call.
+        let values_ref = unsafe { &*values };
+        let index = FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS;
+        let remote_v6 = if (index as u32) < values_ref.valueCount {
+            // SAFETY: index < valueCount; the array is valid for the call.
+            let value = unsafe { (*values_ref.incomingValue.add(index)).value };
+            if value.r#type == fwp::FWP_BYTE_ARRAY16_TYPE {
+                // SAFETY: the tag says the union holds a byteArray16 pointer.
+                unsafe { value.Anonymous.byteArray16 as usize }
+            } else {
+                0
+            }
+        } else {
+            0
+        };
+        KEPT.lock().unwrap_or_else(|e| e.into_inner()).push((
+            values as usize,
+            metadata as *const _ as usize,
+            filter as *const _ as usize,
+            remote_v6,
+        ));
+    }
     log(Event::ClassifyRights(filter.filterId, out.rights));
     if ASSOCIATE.load(Ordering::SeqCst) != 0
         && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_FLOW_HANDLE != 0
