@@ -139,8 +139,9 @@ unsafe extern "system" fn probe_classify(
         let values_ref = unsafe { &*values };
         let index = FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS;
         let remote_v6 = if (index as u32) < values_ref.valueCount {
-            // SAFETY: index < valueCount; the array is valid for the call.
-            let value = unsafe { (*values_ref.incomingValue.add(index)).value };
+            // SAFETY: the array holds valueCount entries for the call.
+            let array = unsafe { std::slice::from_raw_parts(values_ref.incomingValue, values_ref.valueCount as usize) };
+            let value = array[index].value;
             if value.r#type == fwp::FWP_BYTE_ARRAY16_TYPE {
                 // SAFETY: the tag says the union holds a byteArray16 pointer.
                 unsafe { value.Anonymous.byteArray16 as usize }
