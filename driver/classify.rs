@@ -36,6 +36,27 @@ pub enum Decision {
     Pended,
 }
 
+/// How a classification is answered. At ALE_FLOW_ESTABLISHED "a filter
+/// should not return Block or Permit" (ALE Layers; FWPS_ACTION0), so there
+/// the policy only decides whether the flow is tracked and classify
+/// answers CONTINUE; everywhere else it writes the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Write the verdict; a PERMIT clears the write right if the filter
+    /// says so (a hard permit).
+    Verdict {
+        /// `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` on the filter.
+        clear_right: bool,
+    },
+    /// Write CONTINUE, whatever the policy decided.
+    Continue,
+}
+
+/// Whether `layer_id` is an ALE_FLOW_ESTABLISHED layer.
+pub fn is_flow_layer(layer_id: u16) -> bool {
+    matches!(layer_id, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4 | FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6)
+}
+
 impl From<Verdict> for Decision {
     fn from(verdict: Verdict) -> Self {
         match verdict {
@@ -103,7 +124,7 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
     let Some(inside) = STATE.rundown.enter_on(processor) else {
-        classify_without_context(word.clears_right(), out);
+        classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
         return;
     };
     // SAFETY: not in lookup mode (checked by the caller), so this is the
@@ -115,7 +136,7 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
         // Never for a word our ADD stored; answered as a filter we do not
         // know (after leaving the rundown: nothing of ours is touched).
         drop(inside);
-        classify_without_context(word.clears_right(), out);
+        classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
         return;
     };
     if word.is_block() {
@@ -158,15 +179,19 @@ unsafe fn classify_full(
     view: FilterView<'_>,
     out: ClassifyOut<'_>,
 ) {
-    let clear_right = view.clears_action_right();
+    // SAFETY: the engine passes NULL or its incoming values, valid for the call.
+    let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
+    let answer = if values.as_ref().is_some_and(|v| is_flow_layer(v.layer_id())) {
+        Answer::Continue
+    } else {
+        Answer::Verdict { clear_right: view.clears_action_right() }
+    };
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
     let Some(_inside) = STATE.rundown.enter_on(processor) else {
-        classify_without_context(clear_right, out);
+        classify_without_context(answer, out);
         return;
     };
-    // SAFETY: the engine passes NULL or its incoming values, valid for the call.
-    let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
     // SAFETY: the engine passes NULL or its metadata, valid for the call.
     let metadata = unsafe { Metadata::from_raw(in_meta_values) };
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data };
@@ -176,13 +201,13 @@ unsafe fn classify_full(
         matches!(v.layer_id(), FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6)
     }) && crate::reinjection::is_our_injection(layer_data)
     {
-        out.permit(clear_right);
+        out.permit(view.clears_action_right());
         return;
     }
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {
-            Some(context) => classify_with_context(&context, &view, &traffic, clear_right, processor, out),
-            None => classify_without_context(clear_right, out),
+            Some(context) => classify_with_context(&context, &view, &traffic, answer, processor, out),
+            None => classify_without_context(answer, out),
         }
         return;
     }
@@ -190,8 +215,8 @@ unsafe fn classify_full(
     // stored, whose pointer stays alive until the filter's DELETE (and
     // unload frees contexts only after the rundown we are in).
     match unsafe { ContextRef::borrow(ContextWord::from_raw(view.raw_context()).context()) } {
-        Some(context) => classify_with_context(context, &view, &traffic, clear_right, processor, out),
-        None => classify_without_context(clear_right, out),
+        Some(context) => classify_with_context(context, &view, &traffic, answer, processor, out),
+        None => classify_without_context(answer, out),
     }
 }
 
@@ -199,20 +224,19 @@ fn classify_with_context(
     context: &FilterContext,
     view: &FilterView<'_>,
     traffic: &Traffic<'_>,
-    clear_right: bool,
+    answer: Answer,
     processor: usize,
     out: ClassifyOut<'_>,
 ) {
     let decision = decide_with(context, traffic, processor);
     // At ALE_FLOW_ESTABLISHED, connections our permit and audit policies let
-    // through are tracked with a flow context.
-    if let (Decision::Permit, Some(values)) = (decision, traffic.values)
-        && matches!(values.layer_id(), FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4 | FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6)
+    // through are tracked with a flow context (the answer is CONTINUE).
+    if let (Decision::Permit, Some(values), Answer::Continue) = (decision, traffic.values, answer)
         && matches!(context.policy().action, PolicyAction::Permit | PolicyAction::Audit)
     {
         crate::flows::track(context, view.callout_id(), values, traffic.metadata);
     }
-    write(decision, clear_right, out);
+    write(decision, answer, out);
 }
 
 /// What the engine told classify about the traffic (the ask policy needs it).
@@ -259,21 +283,22 @@ pub fn decide_with(context: &FilterContext, traffic: &Traffic<'_>, processor: us
 
 #[cold]
 #[inline(never)]
-fn classify_without_context(clear_right: bool, out: ClassifyOut<'_>) {
+fn classify_without_context(answer: Answer, out: ClassifyOut<'_>) {
     STATE.stats.classify_without_context.fetch_add(1, Ordering::Relaxed);
     let decision = match PolicyRepr::DEFAULT.action {
         PolicyAction::Block => Decision::Block,
         _ => Decision::Permit,
     };
-    write(decision, clear_right, out);
+    write(decision, answer, out);
 }
 
 #[inline(always)]
-fn write(decision: Decision, clear_right: bool, out: ClassifyOut<'_>) {
-    match decision {
-        Decision::Permit => out.permit(clear_right),
-        Decision::Block => out.block(),
-        Decision::Pended => out.block_absorb(),
+fn write(decision: Decision, answer: Answer, out: ClassifyOut<'_>) {
+    match (answer, decision) {
+        (Answer::Continue, _) => out.continue_(),
+        (Answer::Verdict { clear_right }, Decision::Permit) => out.permit(clear_right),
+        (Answer::Verdict { .. }, Decision::Block) => out.block(),
+        (Answer::Verdict { .. }, Decision::Pended) => out.block_absorb(),
     }
 }
 

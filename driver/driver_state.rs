@@ -104,6 +104,7 @@ impl DriverState {
             flow_stats: FlowStats {
                 associated: AtomicU64::new(0),
                 associate_failures: AtomicU64::new(0),
+                already_tracked: AtomicU64::new(0),
                 delete_unknown: AtomicU64::new(0),
             },
         }
@@ -163,6 +164,7 @@ impl DriverState {
             &s.classify_bad_arguments,
             &self.flow_stats.associated,
             &self.flow_stats.associate_failures,
+            &self.flow_stats.already_tracked,
             &self.flow_stats.delete_unknown,
         ] {
             counter.store(0, Ordering::Relaxed);

@@ -113,6 +113,12 @@ impl FilterContext {
         self.live_flows.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// A flow counted by [`Self::flow_started`] was not tracked after all
+    /// (the association failed): it does not count as tracked ever.
+    pub fn flow_not_tracked(&self) {
+        self.flows_total.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Connections tracked now, and ever.
     pub fn flows(&self) -> (u64, u64) {
         (self.live_flows.load(Ordering::Relaxed), self.flows_total.load(Ordering::Relaxed))

@@ -42,6 +42,12 @@ impl<'a> FilterView<'a> {
         self.filter.filterId
     }
 
+    /// The filter's action type (`FWP_ACTION_CALLOUT_TERMINATING`,
+    /// `_INSPECTION` or `_UNKNOWN` for filters that call us).
+    pub fn action_type(&self) -> u32 {
+        self.filter.action.r#type
+    }
+
     /// Run-time id of the callout the filter's action calls.
     pub fn callout_id(&self) -> u32 {
         self.filter.action.calloutId
@@ -137,6 +143,13 @@ impl<'a> ClassifyOut<'a> {
         self.out.actionType = fwp::FWP_ACTION_BLOCK;
         self.out.flags |= crate::ffi::FWPS_CLASSIFY_OUT_FLAG_ABSORB;
         self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+
+    /// CONTINUE: the decision passes to the next filter (what a filter at
+    /// ALE_FLOW_ESTABLISHED, or an inspection callout, answers).
+    #[inline(always)]
+    pub fn continue_(self) {
+        self.out.actionType = fwp::FWP_ACTION_CONTINUE;
     }
 
     /// BLOCK, which always clears the write right.

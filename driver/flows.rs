@@ -97,6 +97,9 @@ pub struct FlowStats {
     pub associated: AtomicU64,
     /// Associations the engine refused, or that had no flow handle.
     pub associate_failures: AtomicU64,
+    /// Flows another of our filters at the layer tracks already (one
+    /// context per flow and callout).
+    pub already_tracked: AtomicU64,
     /// flowDeleteFn calls for a context we do not hold (ignored).
     pub delete_unknown: AtomicU64,
 }
@@ -161,18 +164,33 @@ pub fn track(context: &FilterContext, callout_id: u32, values: &IncomingValues<'
                 }
             });
         }
+        Err(status) if status.raw() == fwps_types::STATUS_OBJECT_NAME_EXISTS => {
+            // Tracked already by another of our filters at this layer.
+            STATE.flow_stats.already_tracked.fetch_add(1, Ordering::Relaxed);
+            context.flow_not_tracked();
+            drop(STATE.flows.remove(key));
+        }
         Err(status) => {
             STATE.flow_stats.associate_failures.fetch_add(1, Ordering::Relaxed);
             crate::log!(Level::Warning, "FwpsFlowAssociateContext0 failed: {}", status);
+            context.flow_not_tracked();
             drop(STATE.flows.remove(key));
         }
     }
 }
 
+/// `FwpsFlowAssociateContext0`. `STATUS_OBJECT_NAME_EXISTS` (the flow
+/// carries a context of this callout already, e.g. from another of our
+/// filters at the layer) is a success code by severity, but nothing was
+/// associated: it is a failure here.
 #[allow(unsafe_code)]
 fn associate(flow_handle: u64, layer_id: u16, callout_id: u32, context: u64) -> crate::status::Result {
     // SAFETY: plain values; the engine only stores the context.
-    NtStatus::to_result(unsafe { crate::ffi::FwpsFlowAssociateContext0(flow_handle, layer_id, callout_id, context) })
+    let status = unsafe { crate::ffi::FwpsFlowAssociateContext0(flow_handle, layer_id, callout_id, context) };
+    if status == fwps_types::STATUS_OBJECT_NAME_EXISTS {
+        return Err(NtStatus::from_raw(status));
+    }
+    NtStatus::to_result(status)
 }
 
 /// The flowDeleteFn we register: the engine is done with the flow. Runs at

@@ -19,7 +19,7 @@ use crate::log::Level;
 use crate::pending::Finish;
 use crate::status::{NtStatus, Result};
 use core::sync::atomic::Ordering;
-use wfpcallout_wire::{POLICY_MAX_LEN, PolicyRepr, WireError};
+use wfpcallout_wire::{POLICY_MAX_LEN, PolicyAction, PolicyRepr, WireError};
 
 /// The notifyFn we register (`FWPS_CALLOUT_NOTIFY_FN2`).
 ///
@@ -94,6 +94,9 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
         }
     };
     let layer_id = crate::callouts::layer_of_callout(view.callout_id()).unwrap_or(0);
+    if crate::classify::is_flow_layer(layer_id) {
+        check_flow_filter(view, &policy)?;
+    }
     let context = ContextRef::try_new(filter_id, layer_id, Origin::Notified, policy).inspect_err(|_| {
         STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
         crate::log!(Level::Error, "filter {} vetoed: no pool for its context", filter_id);
@@ -112,6 +115,37 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
     STATE.stats.filters_added.fetch_add(1, Ordering::Relaxed);
     crate::log!(Level::Trace, "filter {} added: {:?}", filter_id, policy.action);
     Ok(word)
+}
+
+/// At ALE_FLOW_ESTABLISHED a filter must not return PERMIT or BLOCK ("ALE
+/// Layers"), so our classify answers CONTINUE there and the policy only
+/// decides what is tracked. A TERMINATING action would turn every CONTINUE
+/// into a BLOCK (FWPM_ACTION0: such a callout "always returns block or
+/// permit"), and a block, rate-limit or ask policy could not be carried
+/// out: both are refused with `STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER`,
+/// so the client's `FwpmFilterAdd0` says why.
+fn check_flow_filter(view: &FilterView<'_>, policy: &PolicyRepr) -> Result {
+    let filter_id = view.id();
+    if view.action_type() == fwps_types::fwp::FWP_ACTION_CALLOUT_TERMINATING {
+        STATE.stats.policies_rejected.fetch_add(1, Ordering::Relaxed);
+        crate::log!(
+            Level::Warning,
+            "filter {} vetoed: ALE_FLOW_ESTABLISHED needs an INSPECTION or UNKNOWN callout action, not TERMINATING",
+            filter_id
+        );
+        return Err(NtStatus::ACTION_INCOMPATIBLE_WITH_LAYER);
+    }
+    if !matches!(policy.action, PolicyAction::Permit | PolicyAction::Audit) {
+        STATE.stats.policies_rejected.fetch_add(1, Ordering::Relaxed);
+        crate::log!(
+            Level::Warning,
+            "filter {} vetoed: ALE_FLOW_ESTABLISHED only tracks flows (permit or audit), it cannot {:?}",
+            filter_id,
+            policy.action
+        );
+        return Err(NtStatus::ACTION_INCOMPATIBLE_WITH_LAYER);
+    }
+    Ok(())
 }
 
 /// DELETE: drops the table's reference (freeing the context unless a

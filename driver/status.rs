@@ -31,6 +31,9 @@ impl NtStatus {
     pub const INVALID_DEVICE_STATE: Self = Self(fwps_types::STATUS_INVALID_DEVICE_STATE);
     /// A filter id we hold a context for already.
     pub const ALREADY_EXISTS: Self = Self(fwps_types::STATUS_FWP_ALREADY_EXISTS);
+    /// A filter whose action or policy cannot work at its layer (e.g. a
+    /// block policy at ALE_FLOW_ESTABLISHED).
+    pub const ACTION_INCOMPATIBLE_WITH_LAYER: Self = Self(fwps_types::STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER);
     /// Unregister must be retried: flow contexts still exist.
     pub const DEVICE_BUSY: Self = Self(fwps_types::STATUS_DEVICE_BUSY);
     /// No such object (an unknown or already answered request id).

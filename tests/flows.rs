@@ -29,31 +29,37 @@ fn no_flow_memory() -> bool {
 #[test]
 fn ten_thousand_flows_across_filters_are_counted_and_freed_once() {
     let harness = Harness::load();
-    let actions = [PolicyAction::Permit, PolicyAction::Audit, PolicyAction::Block];
-    let filters: Vec<(u64, Layer, PolicyAction)> = (0..12)
+    // Permit at the v4 layer, audit at v6; six filters per layer.
+    let filters: Vec<(u64, Layer)> = (0..12)
         .map(|i| {
             let layer = Layer::FLOWS[i % 2];
-            let action = actions[i % 3];
-            (harness.add_filter(layer, PolicySource::Policy(&policy(action))).unwrap(), layer, action)
+            let action = [PolicyAction::Permit, PolicyAction::Audit][i % 2];
+            (harness.add_filter(layer, PolicySource::Policy(&policy(action))).unwrap(), layer)
         })
         .collect();
     let mut handles = Vec::new();
     for i in 0..10_000usize {
-        let (filter, layer, action) = filters[i % filters.len()];
+        let layer = Layer::FLOWS[i % 2];
         let mut connection = layer.connection(1_000 + (i % 50_000) as u16);
         connection.local_port = (i % 60_000) as u16;
         let (handle, result) = engine::flows::establish_flow(&connection);
-        assert_eq!(result.decided_by, Some(filters.iter().find(|f| f.1 == layer).unwrap().0), "first filter decides");
-        let _ = (filter, action);
+        // Inspection filters answer CONTINUE: every one of the layer sees
+        // the flow and none decides.
+        assert_eq!((result.decided_by, result.callouts_invoked), (None, 6));
+        assert!(result.permitted());
         handles.push(handle);
     }
-    // Only the first filter of each layer is reached (terminating callouts):
-    // every flow is tracked by it if its policy permits.
-    let first_v4 = filters[0];
-    let first_v6 = filters[1];
-    assert_eq!(live_and_total(first_v4.0), (5_000, 5_000), "permit tracks");
-    assert_eq!(live_and_total(first_v6.0), (5_000, 5_000), "audit tracks");
+    // One flow context per flow and callout: the first filter reached
+    // tracks the flow, the others find it tracked already.
+    let (first_v4, first_v6) = (filters[0].0, filters[1].0);
+    assert_eq!(live_and_total(first_v4), (5_000, 5_000), "permit tracks");
+    assert_eq!(live_and_total(first_v6), (5_000, 5_000), "audit tracks");
+    for (filter, _) in filters.iter().skip(2) {
+        assert_eq!(live_and_total(*filter), (0, 0), "one context per flow and callout");
+    }
     assert_eq!(STATE.flows.len(), 10_000);
+    assert_eq!(STATE.flow_stats.already_tracked.load(Ordering::Relaxed), 50_000);
+    assert_eq!(STATE.flow_stats.associate_failures.load(Ordering::Relaxed), 0);
     // Flows end on two other threads, at DISPATCH_LEVEL.
     let (a, b) = handles.split_at(5_000);
     let (a, b) = (a.to_vec(), b.to_vec());
@@ -61,23 +67,47 @@ fn ten_thousand_flows_across_filters_are_counted_and_freed_once() {
     for ender in enders {
         ender.join().unwrap();
     }
-    assert_eq!(live_and_total(first_v4.0), (0, 5_000));
-    assert_eq!(live_and_total(first_v6.0), (0, 5_000));
+    assert_eq!(live_and_total(first_v4), (0, 5_000));
+    assert_eq!(live_and_total(first_v6), (0, 5_000));
     assert_eq!(STATE.flows.len(), 0);
     assert!(no_flow_memory());
-    for (filter, _, _) in &filters {
+    for (filter, _) in &filters {
         harness.delete_filter(*filter).unwrap();
     }
     harness.unload_and_check();
 }
 
+/// "A filter at this layer should not return Block or Permit" (ALE Layers):
+/// at ALE_FLOW_ESTABLISHED our classify answers CONTINUE (the simulator
+/// reports any PERMIT or BLOCK there), and notifyFn ADD refuses what cannot
+/// work there: block, rate-limit and ask policies, and a TERMINATING action
+/// (which would turn CONTINUE into BLOCK).
 #[test]
-fn block_policies_track_nothing() {
+fn flow_layers_answer_continue_and_refuse_what_needs_a_verdict() {
     let harness = Harness::load();
-    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Block))).unwrap();
+    let incompatible = Err(STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER);
+    for action in [
+        PolicyAction::Block,
+        PolicyAction::RateLimit { rate_per_sec: 1, burst: 1 },
+        PolicyAction::Ask { timeout_ms: 100, default_verdict: wfpcallout_wire::Verdict::Permit },
+    ] {
+        assert_eq!(harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(action))), incompatible);
+    }
+    let mut terminating = Harness::filter_spec(Layer::FlowV6);
+    terminating.action = engine::FilterAction::CalloutTerminating(Layer::FlowV6.spec().key);
+    let permit = policy(PolicyAction::Permit);
+    assert_eq!(harness.add_filter_with(terminating, PolicySource::Policy(&permit)), incompatible);
+    assert_eq!(STATE.table.len(), 0, "nothing was added");
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&permit)).unwrap();
+    engine::trace_classify_out(true);
     let (handle, result) = flows::establish_flow(&Layer::FlowV4.connection(80));
-    assert!(!result.permitted());
-    assert_eq!(live_and_total(filter), (0, 0));
+    let trace = engine::take_classify_out_trace();
+    engine::trace_classify_out(false);
+    assert_eq!(result.decided_by, None);
+    let ours = trace.iter().find(|t| t.filter_id == filter).unwrap();
+    let action_type = u32::from_ne_bytes(ours.after[..4].try_into().unwrap());
+    assert_eq!(action_type, fwp::FWP_ACTION_CONTINUE);
+    assert_eq!(live_and_total(filter), (1, 1), "the flow is tracked");
     flows::end_flow(handle);
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
@@ -157,7 +187,11 @@ fn association_failure_leaves_the_flow_untracked() {
     faults::fail_allocation(0);
     let (second, _) = flows::establish_flow(&Layer::FlowV4.connection(2));
     assert_eq!(STATE.flow_stats.associate_failures.load(Ordering::Relaxed), 2);
-    assert_eq!(live_and_total(filter), (0, 1), "the first counted then released; the second never allocated");
+    assert_eq!(
+        live_and_total(filter),
+        (0, 0),
+        "a failed association is not a tracked flow; the second never allocated"
+    );
     assert_eq!(STATE.flows.len(), 0);
     for handle in [first, second] {
         flows::end_flow(handle);

@@ -381,7 +381,11 @@ class Harness:
         return {co.key: co for co in self.wfp.callouts.values()}
 
     def make_filter(self, policy, callout_key=c.CALLOUT_CONNECT_V4, fwpm_flags=0, raw_context=0,
-                    context_type=c.FWPM_GENERAL_CONTEXT, weight=10):
+                    context_type=c.FWPM_GENERAL_CONTEXT, weight=10, action_type=None):
+        """A filter naming one of our callouts. Its action is what wfpctl
+        uses unless ``action_type`` says otherwise: a terminating callout at
+        the authorization layers, an inspection callout at flow-established
+        (where a filter must not return a verdict)."""
         filter_id = self.next_filter_id
         self.next_filter_id += 1
         provider_context = None
@@ -390,10 +394,12 @@ class Harness:
                                                bytes(policy), context_type)
             self.next_luid += 1
             fwpm_flags |= c.FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT
-        layer_key = c.CALLOUTS[callout_key][0]
+        layer_key, flow_layer = c.CALLOUTS[callout_key]
+        if action_type is None:
+            action_type = c.FWP_ACTION_CALLOUT_INSPECTION if flow_layer else c.FWP_ACTION_CALLOUT_TERMINATING
         key = guid_bytes(f"f11e0000-0000-4000-8000-{filter_id:012x}")
         return Filter(filter_id, key, layer_key, callout_key, provider_context, fwpm_flags, raw_context,
-                      c.SUBLAYER_KEY, weight)
+                      c.SUBLAYER_KEY, weight, action_type)
 
     def add_preexisting(self, f):
         """A filter that names our callout before the driver loads (a
@@ -427,7 +433,7 @@ class Harness:
             filterId=f.id, flags=fwps_flags, subLayerWeight=0x8000, numFilterConditions=0, filterCondition=0,
             context=context_value, providerContext=provider_context_address,
             **{"weight.type": c.FWP_UINT64, "weight.value": f.weight,
-               "action.type": c.FWP_ACTION_CALLOUT_TERMINATING, "action.calloutId": callout.id}))
+               "action.type": f.action_type, "action.calloutId": callout.id}))
         f.fwps = address
         return callout
 

@@ -387,14 +387,19 @@ def unload_with_live_state(h):
 
 
 def flow_established(h):
-    """ALE_FLOW_ESTABLISHED_V4: a permit filter's classification associates
-    a flow context (a WfFl block) with the flow and flowDeleteFn frees it
-    when the connection closes; a block filter tracks nothing; a flow that
-    outlives its filter keeps the filter's context alive; unload removes the
-    flow context still associated (PENDING: freed in flowDeleteFn)."""
+    """ALE_FLOW_ESTABLISHED_V4, where "a filter should not return Block or
+    Permit": a permit filter (an inspection callout action) answers
+    CONTINUE with the write right left alone, and its classification
+    associates a flow context (a WfFl block) with the flow, which
+    flowDeleteFn frees when the connection closes; a block policy and a
+    terminating action are refused by notifyFn ADD with
+    STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER (nothing allocated); a flow
+    that outlives its filter keeps the filter's context alive; unload
+    removes the flow context still associated (PENDING: freed in
+    flowDeleteFn)."""
     conn = Connection(layer_id=c.FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4)
     f = added(h, wire.permit("flows"), "permit at flow-established", callout_key=c.CALLOUT_FLOW_V4)
-    expect_verdict(h.classify(f, conn, flow_handle=0x1111), c.FWP_ACTION_PERMIT, True, "permit, flow-established")
+    expect_verdict(h.classify(f, conn, flow_handle=0x1111), c.FWP_ACTION_CONTINUE, True, "permit, flow-established")
     contexts = dict(h.wfp.flow_contexts)
     expect(len(contexts) == 1, f"a permitted flow associated {len(contexts)} flow contexts, expected 1")
     (flow_id, layer_id, _), context = next(iter(contexts.items()))
@@ -406,12 +411,16 @@ def flow_established(h):
            f"the flow context {context:#x} does not point into a live WfFl block")
     expect(h.end_flow(0x1111) == 1, "the engine found no flow context to delete")
     expect(pool_counts(h).get("WfFl", 0) == 0, "flowDeleteFn did not free the flow context")
-    blocked = added(h, wire.block("no-flows"), "block at flow-established", callout_key=c.CALLOUT_FLOW_V4)
-    expect_verdict(h.classify(blocked, conn, flow_handle=0x2222), c.FWP_ACTION_BLOCK, False,
-                   "block, flow-established")
-    expect(not h.wfp.flow_contexts, "a blocked flow was tracked")
-    deleted(h, blocked, "block at flow-established")
-    expect_verdict(h.classify(f, conn, flow_handle=0x3333), c.FWP_ACTION_PERMIT, True, "second flow")
+    before = pool_counts(h).get("WfFc", 0)
+    refused = h.make_filter(wire.block("no-flows"), callout_key=c.CALLOUT_FLOW_V4)
+    expect_status(h.add_filter(refused), c.STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER,
+                  "notifyFn ADD of a block policy at flow-established")
+    terminating = h.make_filter(wire.permit("terminating"), callout_key=c.CALLOUT_FLOW_V4,
+                                action_type=c.FWP_ACTION_CALLOUT_TERMINATING)
+    expect_status(h.add_filter(terminating), c.STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER,
+                  "notifyFn ADD of a terminating action at flow-established")
+    expect(pool_counts(h).get("WfFc", 0) == before, "a refused filter left a context behind")
+    expect_verdict(h.classify(f, conn, flow_handle=0x3333), c.FWP_ACTION_CONTINUE, True, "second flow")
     expect(len(h.wfp.flow_contexts) == 1, "the second flow was not tracked")
     status = h.delete_filter(f)
     expect_status(status, c.STATUS_SUCCESS, "notifyFn DELETE with a live flow")
@@ -419,8 +428,9 @@ def flow_established(h):
     expect(usage.get("WfFc") == 1 and usage.get("WfFl") == 1,
            f"the live flow must keep its filter's context: {usage}")
     h.unload_and_check()
-    return ("permit associates a WfFl flow context, flowDeleteFn frees it; block tracks nothing; a flow "
-            "outliving its filter keeps the context; unload asks for the last one's removal and frees all")
+    return ("permit answers CONTINUE and associates a WfFl flow context, flowDeleteFn frees it; block policy "
+            "and terminating action refused (ACTION_INCOMPATIBLE_WITH_LAYER); a flow outliving its filter keeps "
+            "the context; unload asks for the last one's removal and frees all")
 
 
 def ask_recv_accept(h):

@@ -46,7 +46,7 @@ class Filter:
     emulated memory once the engine has shown it to the callout."""
 
     def __init__(self, filter_id, key, layer_key, callout_key, provider_context, fwpm_flags, raw_context,
-                 sublayer_key, weight):
+                 sublayer_key, weight, action_type):
         self.id = filter_id
         self.key = key
         self.layer_key = layer_key
@@ -56,6 +56,7 @@ class Filter:
         self.raw_context = raw_context
         self.sublayer_key = sublayer_key
         self.weight = weight
+        self.action_type = action_type
         self.fwps = 0
         self.memory = []
         self.live = False

@@ -123,6 +123,9 @@ statuses! {
     STATUS_FWP_ALREADY_EXISTS = 0xC022_0009u32;
     /// The object is in use (e.g. being (un)registered by another thread).
     STATUS_FWP_IN_USE = 0xC022_000Au32;
+    /// The action type (or what the callout would do) is not allowed at
+    /// the filter's layer.
+    STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER = 0xC022_002Cu32;
     /// No explicit transaction is in progress.
     STATUS_FWP_NO_TXN_IN_PROGRESS = 0xC022_000Du32;
     /// An explicit transaction is already in progress.

@@ -108,9 +108,16 @@ impl Harness {
     }
 
     /// A filter spec at `layer` calling our callout, in our sublayer.
+    /// At the flow layers the action is CALLOUT_INSPECTION, as wfpctl adds
+    /// it: a filter there answers CONTINUE, which a TERMINATING action
+    /// would turn into BLOCK.
     pub fn filter_spec(layer: Layer) -> FilterSpec {
         let spec = layer.spec();
-        FilterSpec::callout(spec.layer_key, SUBLAYER_KEY, spec.key)
+        let mut filter = FilterSpec::callout(spec.layer_key, SUBLAYER_KEY, spec.key);
+        if matches!(layer, Layer::FlowV4 | Layer::FlowV6) {
+            filter.action = engine::FilterAction::CalloutInspection(spec.key);
+        }
+        filter
     }
 
     /// Adds a filter calling our callout with `policy` (as wfpctl would).

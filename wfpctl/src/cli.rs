@@ -203,7 +203,7 @@ fn policy_error(path: &[&str], error: PolicyError) -> clap::Error {
 
 fn spec_error(path: &[&str], error: SpecError) -> clap::Error {
     let kind = match error {
-        SpecError::AddressFamily { .. } | SpecError::AskAtFlowLayer => ErrorKind::ArgumentConflict,
+        SpecError::AddressFamily { .. } | SpecError::VerdictAtFlowLayer(_) => ErrorKind::ArgumentConflict,
         SpecError::WeightRange(_) => ErrorKind::ValueValidation,
     };
     usage_error(path, kind, error)

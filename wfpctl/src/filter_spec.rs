@@ -3,9 +3,11 @@
 //! conditions, the weight, the display name and the policy the filter's
 //! provider context carries.
 //!
-//! The Windows module turns a [`FilterSpec`] into an `FWPM_FILTER0`:
-//! `FWP_ACTION_CALLOUT_TERMINATING` naming [`FilterSpec::callout_key`],
-//! `FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT` and
+//! The Windows module turns a [`FilterSpec`] into an `FWPM_FILTER0`: the
+//! action [`CalloutTarget::action`] says (a terminating callout at the
+//! authorization layers, an inspection callout at ALE_FLOW_ESTABLISHED)
+//! naming [`FilterSpec::callout_key`], `FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT`
+//! and, where the action allows it,
 //! `FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED`, our provider and
 //! sublayer, and one `FWP_MATCH_EQUAL` condition per [`Condition`].
 #![forbid(unsafe_code)]
@@ -114,9 +116,49 @@ impl CalloutTarget {
         }
     }
 
+    /// The filter's action type. At the authorization layers a terminating
+    /// callout (its verdict is the filter's). At ALE_FLOW_ESTABLISHED "a
+    /// filter should not return Block or Permit" (ALE Layers): the driver
+    /// answers CONTINUE there, which a terminating action would turn into
+    /// BLOCK, so the action is an inspection callout.
+    pub const fn action(self) -> CalloutAction {
+        match self.layer {
+            Layer::Connect | Layer::RecvAccept => CalloutAction::Terminating,
+            Layer::Flow => CalloutAction::Inspection,
+        }
+    }
+
     /// The callout whose layer key this is, if it is one of ours.
     pub fn from_layer_key(key: Guid) -> Option<CalloutTarget> {
         CalloutTarget::ALL.into_iter().find(|target| target.layer_key() == key)
+    }
+}
+
+/// The action type of a filter that calls one of our callouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CalloutAction {
+    /// `FWP_ACTION_CALLOUT_TERMINATING`: the callout returns the verdict.
+    /// Such filters also carry `FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED`,
+    /// so an unloaded driver does not cut the network.
+    Terminating,
+    /// `FWP_ACTION_CALLOUT_INSPECTION`: the callout only looks (the engine
+    /// ignores such a filter while its callout is unregistered, and refuses
+    /// PERMIT_IF_CALLOUT_UNREGISTERED on it).
+    Inspection,
+}
+
+impl CalloutAction {
+    /// `FWP_ACTION_CALLOUT_*`.
+    pub const fn action_type(self) -> u32 {
+        match self {
+            CalloutAction::Terminating => 0x5003,
+            CalloutAction::Inspection => 0x6004,
+        }
+    }
+
+    /// Whether `FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED` is allowed.
+    pub const fn permits_if_unregistered(self) -> bool {
+        matches!(self, CalloutAction::Terminating)
     }
 }
 
@@ -314,9 +356,9 @@ pub enum SpecError {
         /// The layer's version.
         ip: IpVersion,
     },
-    /// `ask` at ALE_FLOW_ESTABLISHED, where a classification cannot be
-    /// pended.
-    AskAtFlowLayer,
+    /// A policy that needs a verdict (block, rate-limit, ask) at
+    /// ALE_FLOW_ESTABLISHED, where a filter only tracks connections.
+    VerdictAtFlowLayer(&'static str),
     /// A weight range above [`WEIGHT_RANGE_MAX`].
     WeightRange(u8),
 }
@@ -331,9 +373,11 @@ impl fmt::Display for SpecError {
                 ip.name(),
                 ip.name()
             ),
-            SpecError::AskAtFlowLayer => f.write_str(
-                "--action ask cannot be used with --layer flow: a connection can only be held for the agent at \
-                 the ALE authorization layers (use --layer connect)",
+            SpecError::VerdictAtFlowLayer(action) => write!(
+                f,
+                "--action {action} cannot be used with --layer flow: at ALE_FLOW_ESTABLISHED a filter must not \
+                 return a verdict, it only tracks connections (use --action permit or audit there, and --layer \
+                 connect or recv-accept to {action})"
             ),
             SpecError::WeightRange(range) => {
                 write!(f, "--weight-range {range} is out of range: weight ranges are 0 to {WEIGHT_RANGE_MAX}")
@@ -365,8 +409,16 @@ impl FilterSpec {
     /// Checks the options and builds the filter.
     pub fn build(options: &FilterOptions) -> Result<FilterSpec, SpecError> {
         let target = CalloutTarget { layer: options.layer, ip: options.ip };
-        if target.layer == Layer::Flow && matches!(options.policy.action, PolicyAction::Ask { .. }) {
-            return Err(SpecError::AskAtFlowLayer);
+        if target.layer == Layer::Flow {
+            let refused = match options.policy.action {
+                PolicyAction::Permit | PolicyAction::Audit => None,
+                PolicyAction::Block => Some("block"),
+                PolicyAction::RateLimit { .. } => Some("rate-limit"),
+                PolicyAction::Ask { .. } => Some("ask"),
+            };
+            if let Some(action) = refused {
+                return Err(SpecError::VerdictAtFlowLayer(action));
+            }
         }
         if let Weight::Range(range) = options.weight
             && range > WEIGHT_RANGE_MAX
@@ -539,6 +591,31 @@ mod tests {
     }
 
     #[test]
+    fn flow_filters_inspect_and_only_track() {
+        for (action, name) in
+            [(PolicyAction::Block, "block"), (PolicyAction::RateLimit { rate_per_sec: 1, burst: 1 }, "rate-limit")]
+        {
+            let mut flow = options(Layer::Flow, IpVersion::V6);
+            flow.policy = PolicyRepr { action, ..PolicyRepr::DEFAULT };
+            assert_eq!(FilterSpec::build(&flow), Err(SpecError::VerdictAtFlowLayer(name)));
+        }
+        for action in [PolicyAction::Permit, PolicyAction::Audit] {
+            let mut flow = options(Layer::Flow, IpVersion::V4);
+            flow.policy = PolicyRepr { action, ..PolicyRepr::DEFAULT };
+            let spec = FilterSpec::build(&flow).unwrap();
+            assert_eq!(spec.target.action(), CalloutAction::Inspection);
+            assert!(!spec.target.action().permits_if_unregistered());
+        }
+        for layer in [Layer::Connect, Layer::RecvAccept] {
+            let target = CalloutTarget { layer, ip: IpVersion::V4 };
+            assert_eq!(target.action(), CalloutAction::Terminating);
+            assert!(target.action().permits_if_unregistered());
+        }
+        let text = SpecError::VerdictAtFlowLayer("block").to_string();
+        assert!(text.contains("--action block cannot be used with --layer flow"), "{text}");
+    }
+
+    #[test]
     fn ask_needs_an_auth_layer() {
         let ask = PolicyRepr {
             action: PolicyAction::Ask { timeout_ms: 1_000, default_verdict: Verdict::Block },
@@ -546,7 +623,7 @@ mod tests {
         };
         let mut flow = options(Layer::Flow, IpVersion::V4);
         flow.policy = ask;
-        assert_eq!(FilterSpec::build(&flow), Err(SpecError::AskAtFlowLayer));
+        assert_eq!(FilterSpec::build(&flow), Err(SpecError::VerdictAtFlowLayer("ask")));
         let mut inbound = options(Layer::RecvAccept, IpVersion::V4);
         inbound.policy = ask;
         assert_eq!(FilterSpec::build(&inbound).unwrap().callout_key(), keys::callout::RECV_ACCEPT_V4);

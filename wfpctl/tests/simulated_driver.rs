@@ -19,7 +19,7 @@ use wfpcallout_scenario::{Harness, Layer as SimLayer};
 use wfpcallout_simkernel::engine::{self, pending};
 use wfpcallout_wire::IOCTL_WFPCALLOUT_AGENT_GET_REQUEST;
 use wfpctl::backend::{Backend, BackendError, EngineFilter, ServiceState};
-use wfpctl::filter_spec::{CalloutTarget, ConditionField, ConditionValue, FilterSpec, Weight};
+use wfpctl::filter_spec::{CalloutAction, CalloutTarget, ConditionField, ConditionValue, FilterSpec, Weight};
 use wfpctl::keys::{self, Guid};
 use wfpctl::run::{Io, Outcome, run};
 
@@ -58,7 +58,18 @@ impl Backend for SimBackend {
             windows_guid(spec.callout_key()),
         );
         filter.provider_context = Some(context);
-        filter.flags = fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED;
+        // As the Windows backend builds it: the action and flags the
+        // portable spec chooses for the layer.
+        let callout = windows_guid(spec.callout_key());
+        filter.action = match spec.target.action() {
+            CalloutAction::Terminating => engine::FilterAction::CalloutTerminating(callout),
+            CalloutAction::Inspection => engine::FilterAction::CalloutInspection(callout),
+        };
+        filter.flags = if spec.target.action().permits_if_unregistered() {
+            fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED
+        } else {
+            0
+        };
         filter.weight = match spec.weight {
             Weight::Exact(weight) => weight,
             Weight::Auto | Weight::Range(_) => 0,

@@ -337,16 +337,29 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     }
     let absorbed = out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0;
     let veto = rights & FWPS_RIGHT_ACTION_WRITE == 0 && out.actionType == fwp::FWP_ACTION_BLOCK;
+    let verdict_written = out.actionType == fwp::FWP_ACTION_PERMIT || out.actionType == fwp::FWP_ACTION_BLOCK;
+    let flow_layer = matches!(record.layer_id, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4 | FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6);
+    if flow_layer && verdict_written {
+        // "A filter at this layer should not return Block or Permit" (ALE Layers).
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "filter {}: a callout returned {:#x} at ALE_FLOW_ESTABLISHED, where a filter should not return \
+                 Block or Permit",
+                record.id, out.actionType
+            ),
+        );
+    }
     let action = match (record.action, out.actionType) {
         (FilterAction::CalloutInspection(_), a) => {
             // "Invoke a callout that never returns block or permit" (FWPM_ACTION0).
-            if (a == fwp::FWP_ACTION_PERMIT || a == fwp::FWP_ACTION_BLOCK) && !veto {
+            if verdict_written && !veto && !flow_layer {
                 report(
                     ViolationKind::ApiMisuse,
                     format!("filter {}: an INSPECTION callout returned {a:#x}; it must return CONTINUE", record.id),
                 );
             }
-            return None;
+            return Some(FilterOutcome { action: 0, hard, absorbed, invoked: true, veto: false });
         }
         (_, a) if a == fwp::FWP_ACTION_PERMIT || a == fwp::FWP_ACTION_BLOCK => a,
         (FilterAction::CalloutUnknown(_), _) => {

@@ -21,6 +21,13 @@ use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
 use windows_sys::Win32::System::Rpc::{RPC_C_AUTHN_WINNT, RPC_S_OK, RPC_S_UUID_LOCAL_ONLY, UuidCreate};
 use windows_sys::core::GUID;
 
+// The portable action types are the SDK's.
+const _: () = assert!(crate::filter_spec::CalloutAction::Terminating.action_type() == FWP_ACTION_CALLOUT_TERMINATING);
+const _: () = assert!(
+    crate::filter_spec::CalloutAction::Inspection.action_type()
+        == windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::FWP_ACTION_CALLOUT_INSPECTION
+);
+
 use super::wide::{from_guid, from_wide_ptr, guid, to_wide};
 use crate::backend::{BackendError, EngineFilter};
 use crate::filter_spec::{CalloutTarget, Condition, ConditionField, ConditionValue, FilterSpec, Weight};
@@ -141,11 +148,17 @@ impl Engine {
         let filter_description = to_wide(&spec.description);
         let filter = FWPM_FILTER0 {
             displayData: display(&filter_name, &filter_description),
-            // The action is a terminating callout, so the engine accepts
+            // A terminating callout (authorization layers) gets
             // PERMIT_IF_CALLOUT_UNREGISTERED: with the driver unloaded the
             // filter permits instead of blocking (the terminating callout's
-            // default), and the network keeps working.
-            flags: FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT | FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED,
+            // default), and the network keeps working. An inspection callout
+            // (flow-established) is ignored while unregistered, and the
+            // engine refuses the flag on it.
+            flags: if spec.target.action().permits_if_unregistered() {
+                FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT | FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED
+            } else {
+                FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT
+            },
             providerKey: provider_key_ptr,
             layerKey: guid(spec.layer_key()),
             subLayerKey: guid(keys::SUBLAYER_KEY),
@@ -154,7 +167,7 @@ impl Engine {
                 .map_err(|_| BackendError::message("FwpmFilterAdd0", "too many conditions"))?,
             filterCondition: if conditions.is_empty() { ptr::null_mut() } else { conditions.as_mut_ptr() },
             action: FWPM_ACTION0 {
-                r#type: FWP_ACTION_CALLOUT_TERMINATING,
+                r#type: spec.target.action().action_type(),
                 Anonymous: FWPM_ACTION0_0 { calloutKey: guid(spec.callout_key()) },
             },
             Anonymous: FWPM_FILTER0_0 { providerContextKey: context_key },
