@@ -10,9 +10,11 @@
 use crate::callouts::CALLOUTS;
 use crate::driver_state::STATE;
 use crate::ffi::{
-    FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
-    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
-    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
+    FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON, FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS,
+    FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL, FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS,
+    FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON,
+    FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, fwp,
 };
 use crate::filter_context::FilterContext;
 use crate::filter_view::{IncomingValues, Metadata};
@@ -64,6 +66,44 @@ fn defaulted(context: &FilterContext, verdict: Verdict) -> AskDecision {
     AskDecision::Now(verdict)
 }
 
+/// The REAUTHORIZE_REASON field at an ALE authorization layer.
+fn reauthorize_reason_field(layer_id: u16) -> Option<usize> {
+    match layer_id {
+        FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6 => {
+            Some(FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON)
+        }
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => {
+            Some(FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON)
+        }
+        _ => None,
+    }
+}
+
+/// A reauthorization (only the initial authorization can be pended). The
+/// one that completing a pended connect triggers
+/// (`FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION`) takes the
+/// verdict kept for its request; every other reason (a policy change at the
+/// layer, a new arrival interface, the opposite direction, ...) gets the
+/// verdict the connection already has, which it keeps. A connection we
+/// never decided gets the default.
+fn reauthorization(
+    context: &FilterContext,
+    values: &IncomingValues<'_>,
+    info: &AskInfo,
+    default_verdict: Verdict,
+) -> AskDecision {
+    let reason = reauthorize_reason_field(info.layer_id).and_then(|field| values.uint32(field)).unwrap_or(0);
+    if reason & fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION != 0
+        && let Some(verdict) = STATE.pending.take_reauthorization(info)
+    {
+        return AskDecision::Now(verdict);
+    }
+    match STATE.pending.verdicts.recall(&info.connection_key(), crate::clock::now_ticks()) {
+        Some(verdict) => AskDecision::Now(verdict),
+        None => defaulted(context, default_verdict),
+    }
+}
+
 /// Decides an ask classification. `pend` wraps `FwpsPendOperation0` with the
 /// classification's completion handle and returns the completion context.
 pub fn classify_ask(
@@ -81,12 +121,7 @@ pub fn classify_ask(
     let info = describe(context, values, metadata, timeout_ms, default_verdict);
     let flags_field = CALLOUTS.iter().find(|spec| spec.layer_id == info.layer_id).map(|spec| spec.flags_field);
     if flags_field.is_some_and(|field| values.is_reauthorization(field)) {
-        // Only the initial authorization can be pended; a reauthorization
-        // of a connection we pended takes the verdict kept for it.
-        return match STATE.pending.take_reauthorization(&info) {
-            Some(verdict) => AskDecision::Now(verdict),
-            None => defaulted(context, default_verdict),
-        };
+        return reauthorization(context, values, &info, default_verdict);
     }
     if !STATE.agents.connected() {
         return defaulted(context, default_verdict);

@@ -25,6 +25,7 @@ pub mod ask;
 pub mod callouts;
 pub mod classify;
 pub mod clock;
+pub mod connection_verdicts;
 pub mod control;
 pub mod delay;
 pub mod driver_state;

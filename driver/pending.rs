@@ -14,6 +14,7 @@
 //! returns.
 #![deny(unsafe_code)]
 
+use crate::connection_verdicts::{ConnectionKey, ConnectionVerdicts};
 use crate::filter_context::ContextRef;
 use crate::log::Level;
 use crate::pool::{PoolBox, PoolSlice, PoolTag, Zeroable};
@@ -66,6 +67,15 @@ pub struct AskInfo {
 }
 
 impl AskInfo {
+    /// The connection, as both directions see it from this host.
+    pub fn connection_key(&self) -> ConnectionKey {
+        ConnectionKey {
+            protocol: self.protocol,
+            local: (self.local_address, self.local_port),
+            remote: (self.remote_address, self.remote_port),
+        }
+    }
+
     fn same_connection(&self, other: &AskInfo) -> bool {
         self.filter_id == other.filter_id
             && self.layer_id == other.layer_id
@@ -162,6 +172,9 @@ pub struct PendingStats {
 /// the counters.
 pub struct Pending {
     table: SpinLock<RequestTable>,
+    /// The verdict each settled connection got, for its later
+    /// reauthorizations (policy change, new interface, either direction).
+    pub verdicts: ConnectionVerdicts,
     accepting: AtomicBool,
     next_id: AtomicU64,
     /// Counters.
@@ -181,6 +194,7 @@ impl Pending {
     pub const fn new() -> Self {
         Self {
             table: SpinLock::new(RequestTable { slots: None, live: 0 }),
+            verdicts: ConnectionVerdicts::new(),
             accepting: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             stats: PendingStats {
@@ -197,6 +211,7 @@ impl Pending {
     /// Allocates the table and starts accepting (initialize, PASSIVE_LEVEL).
     pub fn open(&self) -> Result {
         let slots = PoolSlice::<RequestSlot>::try_zeroed(MAX_PENDING_REQUESTS, TAG_REQUEST_TABLE)?;
+        self.verdicts.open()?;
         let old = {
             let mut table = self.table.lock();
             table.live = 0;
@@ -232,6 +247,7 @@ impl Pending {
             table.slots.take()
         };
         drop(old);
+        self.verdicts.close();
     }
 
     /// Requests in the table (queued, delivered or answered).
@@ -305,9 +321,11 @@ impl Pending {
                     completion_context: request.completion_context,
                     packet: request.packet.take(),
                     verdict: request.info.default_verdict,
+                    connection: request.info.connection_key(),
+                    filter_id: request.info.filter_id,
                 };
                 drop(request);
-                complete_operation(settled);
+                self.complete_operation(settled);
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 PendOutcome::Pended(request_id)
             }
@@ -385,8 +403,16 @@ impl Pending {
         if why == Finish::Timeout {
             self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         }
-        complete_operation(settled);
+        self.complete_operation(settled);
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers the connection's verdict (for its later reauthorizations),
+    /// completes the operation (with the clone at recv-accept), then
+    /// injects the clone to permit or frees it to deny.
+    fn complete_operation(&self, settled: Settled) {
+        self.verdicts.remember(&settled.connection, settled.filter_id, settled.verdict, crate::clock::now_ticks());
+        complete_operation(settled);
     }
 }
 
@@ -402,6 +428,9 @@ struct Settled {
     completion_context: usize,
     packet: Option<PendedPacket>,
     verdict: Verdict,
+    /// The connection and the filter that judged it.
+    connection: ConnectionKey,
+    filter_id: u64,
 }
 
 /// A clone that will not be needed after all is freed.
@@ -516,8 +545,13 @@ impl RequestTable {
     /// reauthorization follows, removes it. Returns what completing needs.
     fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Settled> {
         let request = request_ref(self.slots.as_ref()?.get(index)?.request)?;
-        let settled =
-            Settled { completion_context: request.completion_context, packet: request.packet.take(), verdict };
+        let settled = Settled {
+            completion_context: request.completion_context,
+            packet: request.packet.take(),
+            verdict,
+            connection: request.info.connection_key(),
+            filter_id: request.info.filter_id,
+        };
         // INVARIANT: from here the operation counts as completed (the caller
         // completes it once, outside the lock).
         request.state = RequestState::Answered(verdict);

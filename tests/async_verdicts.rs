@@ -27,6 +27,10 @@ fn ask(timeout_ms: u32, default_verdict: Verdict) -> PolicyRepr {
     }
 }
 
+fn policy(action: PolicyAction) -> PolicyRepr {
+    PolicyRepr { action, log_level: LogLevel::Off, label: Label::new("other").unwrap() }
+}
+
 fn stat(counter: &std::sync::atomic::AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
 }
@@ -340,6 +344,74 @@ fn pend_and_allocation_failures_fall_back_to_the_default() {
     assert!(result.pended.is_none() && result.permitted());
     faults::clear();
     assert!(harness.classify_layer(Layer::ConnectV4, 3).pended.is_some());
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+/// "ALE Re-authorization": a connection the agent decided is classified
+/// again when the policy at its layer changes (here: an unrelated filter is
+/// added, then deleted, as Windows Firewall does routinely) and when it
+/// arrives on a new interface. Each such reauthorization gets the verdict
+/// the connection already has, again and again (it is not consumed), at
+/// both ALE authorization layers: approved connections stay approved,
+/// denied ones stay denied.
+#[test]
+fn decided_connections_keep_their_verdict_through_every_reauthorization() {
+    use wfpcallout_simkernel::engine::reauthorization;
+    for layer in [Layer::ConnectV4, Layer::ConnectV6, Layer::RecvAcceptV4, Layer::RecvAcceptV6] {
+        for verdict in [Verdict::Permit, Verdict::Block] {
+            // The default is the opposite of the agent's answer, so a
+            // reauthorization answered from the default shows.
+            let default = if verdict == Verdict::Permit { Verdict::Block } else { Verdict::Permit };
+            let (harness, filter) = load_with_ask(layer, 5_000, default);
+            harness.connect_agent(AGENT);
+            let connection = layer.connection(8443);
+            assert!(engine::classify(&connection).pended.is_some());
+            let request = STATE.pending.take_next().unwrap();
+            STATE.pending.answer(request.request_id, verdict).unwrap();
+            let _ = pending::take_completions();
+            let _ = packets::take_reinjected();
+            assert_eq!(reauthorization::is_live(&connection), verdict == Verdict::Permit, "{layer:?} {verdict:?}");
+            let other = harness.add_filter(layer, PolicySource::Policy(&policy(PolicyAction::Audit))).unwrap();
+            harness.delete_filter(other).unwrap();
+            for round in 0..3 {
+                let reason = if round == 2 {
+                    fwp::FWP_CONDITION_REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE
+                } else {
+                    fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE
+                };
+                let result = reauthorization::reauthorize(&connection, reason);
+                assert_eq!(
+                    result.permitted(),
+                    verdict == Verdict::Permit,
+                    "{layer:?}: reauthorization {round} (reason {reason:#x}) kept the agent's {verdict:?}"
+                );
+            }
+            if verdict == Verdict::Permit {
+                // The policy change above is due on the next packet.
+                let due = reauthorization::next_packet(&connection);
+                assert!(due.is_some_and(|r| r.permitted()), "{layer:?}: next packet after the policy change");
+                assert!(reauthorization::is_live(&connection), "{layer:?}: the approved connection is still up");
+            }
+            assert_eq!(harness.counters(filter).unwrap().defaulted, 0, "no reauthorization fell back to the default");
+            harness.delete_filter(filter).unwrap();
+            harness.unload_and_check();
+        }
+    }
+}
+
+/// A connection the driver never decided (no request, no remembered
+/// verdict) gets the default on a policy-change reauthorization.
+#[test]
+fn an_undecided_connection_gets_the_default_on_reauthorization() {
+    use wfpcallout_simkernel::engine::reauthorization;
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 1_000, Verdict::Block);
+    let result = reauthorization::reauthorize(
+        &Layer::ConnectV4.connection(81),
+        fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE,
+    );
+    assert!(!result.permitted());
+    assert_eq!(harness.counters(filter).unwrap().defaulted, 1);
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }

@@ -136,8 +136,9 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
             return Err(status);
         }
     }
-    let id = record.id;
+    let (id, layer_id) = (record.id, record.layer_id);
     lock_for(CLIENT_SESSION).publish(Arc::new(record));
+    super::reauthorization::policy_changed(layer_id);
     Ok(id)
 }
 
@@ -170,6 +171,7 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
             (callout.notify)(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter)
         });
     }
+    super::reauthorization::policy_changed(record.layer_id);
     Ok(())
 }
 
@@ -446,6 +448,7 @@ fn classify_input(connection: &Connection, flow_handle: u64, packet: *mut core::
         }
     }
     result.pended = pending::end(handle);
+    super::reauthorization::classified(connection, &result);
     result
 }
 

@@ -26,6 +26,9 @@ pub struct Connection {
     pub process_id: u64,
     /// `FWP_CONDITION_FLAG_*` in the FLAGS field (e.g. IS_REAUTHORIZE).
     pub flags: u32,
+    /// `FWP_CONDITION_REAUTHORIZE_REASON_*` in the REAUTHORIZE_REASON field
+    /// (0 on an initial authorization).
+    pub reauthorize_reason: u32,
 }
 
 impl Connection {
@@ -40,6 +43,7 @@ impl Connection {
             protocol: 6,
             process_id: 4_242,
             flags: 0,
+            reauthorize_reason: 0,
         }
     }
 }
@@ -107,6 +111,9 @@ impl ClassifyInput {
         set(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, uint(fwp::FWP_UINT16, u32::from(connection.remote_port)));
         set(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL, uint(fwp::FWP_UINT8, u32::from(connection.protocol)));
         set(layer.flags_field, uint(fwp::FWP_UINT32, connection.flags));
+        if let Some(field) = layer.reauthorize_reason_field {
+            set(field, uint(fwp::FWP_UINT32, connection.reauthorize_reason));
+        }
         let values = Box::new(FWPS_INCOMING_VALUES0 {
             layerId: layer.id,
             valueCount: array.len() as u32,

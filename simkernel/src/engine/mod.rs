@@ -11,6 +11,7 @@ pub mod flows;
 mod management_api;
 pub mod packets;
 pub mod pending;
+pub mod reauthorization;
 mod records;
 mod registration_gate;
 
@@ -60,6 +61,8 @@ pub struct LayerInfo {
     pub v6: bool,
     /// Whether classify at this layer can be pended (ALE auth layers).
     pub pendable: bool,
+    /// Index of its REAUTHORIZE_REASON field (ALE auth layers).
+    pub reauthorize_reason_field: Option<usize>,
 }
 
 const LAYERS: [LayerInfo; 6] = [
@@ -70,6 +73,7 @@ const LAYERS: [LayerInfo; 6] = [
         value_count: FWPS_FIELD_ALE_AUTH_CONNECT_MAX,
         v6: false,
         pendable: true,
+        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON),
     },
     LayerInfo {
         key: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V6,
@@ -78,6 +82,7 @@ const LAYERS: [LayerInfo; 6] = [
         value_count: FWPS_FIELD_ALE_AUTH_CONNECT_MAX,
         v6: true,
         pendable: true,
+        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON),
     },
     LayerInfo {
         key: fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
@@ -86,6 +91,7 @@ const LAYERS: [LayerInfo; 6] = [
         value_count: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX,
         v6: false,
         pendable: true,
+        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON),
     },
     LayerInfo {
         key: fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
@@ -94,6 +100,7 @@ const LAYERS: [LayerInfo; 6] = [
         value_count: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX,
         v6: true,
         pendable: true,
+        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON),
     },
     LayerInfo {
         key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4,
@@ -102,6 +109,7 @@ const LAYERS: [LayerInfo; 6] = [
         value_count: FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX,
         v6: false,
         pendable: false,
+        reauthorize_reason_field: None,
     },
     LayerInfo {
         key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V6,
@@ -110,6 +118,7 @@ const LAYERS: [LayerInfo; 6] = [
         value_count: FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX,
         v6: true,
         pendable: false,
+        reauthorize_reason_field: None,
     },
 ];
 
@@ -357,6 +366,7 @@ pub(crate) fn report_leaks() -> usize {
 
 pub(crate) fn reset() {
     registration_gate::reset();
+    reauthorization::reset();
     pending::reset();
     flows::reset();
     packets::reset();

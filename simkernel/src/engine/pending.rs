@@ -11,7 +11,7 @@
 //! An operation never completed is reported at unload.
 
 use super::Connection;
-use super::client::{ClassifyResult, classify};
+use super::client::ClassifyResult;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
@@ -170,9 +170,10 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
         report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet that is not a live clone");
     }
     let reauthorization = reauthorize.then(|| {
-        let mut again = pended.connection.clone();
-        again.flags |= FWP_CONDITION_FLAG_IS_REAUTHORIZE;
-        classify(&again)
+        super::reauthorization::reauthorize(
+            &pended.connection,
+            fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION,
+        )
     });
     with(|s| {
         s.completions.push(Completion {

@@ -24,8 +24,10 @@ pub enum Event {
     OtherNotify(u64, i32),
     /// notifyFn ran at this IRQL.
     NotifyIrql(u8),
-    /// classifyFn ran at this IRQL with these rights on entry.
+    /// classifyFn ran with these rights on entry.
     ClassifyRights(u64, u32),
+    /// classifyFn at an ALE auth layer saw these FLAGS and REAUTHORIZE_REASON.
+    AuthFields(u64, u32, u32),
     /// classifyFn for a filter.
     Classify(u64),
     /// FwpsFlowAssociateContext0 from classifyFn returned this status.
@@ -63,6 +65,8 @@ static ASSOCIATE: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn writes its verdict even without the write right.
 static IGNORE_RIGHT: AtomicU32 = AtomicU32::new(0);
 /// What notifyFn returns for ADD and for DELETE.
+/// Whether the next classifyFn pends its classification.
+static PEND_NEXT: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn records the addresses of its parameters.
 static KEEP: AtomicU32 = AtomicU32::new(0);
 /// The parameters kept: (values, metadata, filter, remote IPv6 address).
@@ -79,6 +83,7 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     ASSOCIATE.store(0, Ordering::SeqCst);
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
     KEEP.store(0, Ordering::SeqCst);
+    PEND_NEXT.store(0, Ordering::SeqCst);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
     DELETE_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
@@ -88,6 +93,12 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
 /// The probe's classifyFn answers `action` (FWP_ACTION_*; 0 writes nothing).
 pub fn answer(action: u32) {
     VERDICT.store(action, Ordering::SeqCst);
+}
+
+/// The next classification the probe sees is pended (FwpsPendOperation0,
+/// BLOCK + ABSORB with the write right cleared), as an ask callout does.
+pub fn pend_next(on: bool) {
+    PEND_NEXT.store(u32::from(on), Ordering::SeqCst);
 }
 
 /// The probe's classifyFn keeps the addresses of what it was lent (as a
@@ -159,12 +170,43 @@ unsafe extern "system" fn probe_classify(
         ));
     }
     log(Event::ClassifyRights(filter.filterId, out.rights));
+    // SAFETY: the engine passes valid incoming values for the call.
+    let values_view = unsafe { &*values };
+    let fields = match values_view.layerId {
+        FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6 => {
+            Some((FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS, FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON))
+        }
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => {
+            Some((FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON))
+        }
+        _ => None,
+    };
+    if let Some((flags_field, reason_field)) = fields {
+        // SAFETY: the array holds valueCount entries for the call.
+        let array = unsafe { std::slice::from_raw_parts(values_view.incomingValue, values_view.valueCount as usize) };
+        // SAFETY: both fields are FWP_UINT32 at these layers.
+        let read = |index: usize| array.get(index).map_or(0, |v| unsafe { v.value.Anonymous.uint32 });
+        log(Event::AuthFields(filter.filterId, read(flags_field), read(reason_field)));
+    }
     if ASSOCIATE.load(Ordering::SeqCst) != 0
         && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_FLOW_HANDLE != 0
     {
         let callout_id = filter.action.calloutId;
         let status = engine::flows::FwpsFlowAssociateContext0(metadata.flowHandle, 52, callout_id, 0xF10F);
         log(Event::Associated(status));
+    }
+    if PEND_NEXT.swap(0, Ordering::SeqCst) != 0
+        && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE != 0
+    {
+        let mut completion_context = std::ptr::null_mut();
+        // SAFETY: the handle comes from this classification's metadata.
+        let status = unsafe { engine::pending::FwpsPendOperation0(metadata.completionHandle, &mut completion_context) };
+        if status == STATUS_SUCCESS {
+            out.actionType = fwp::FWP_ACTION_BLOCK;
+            out.flags |= FWPS_CLASSIFY_OUT_FLAG_ABSORB;
+            out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+            return;
+        }
     }
     let callout_id = filter.action.calloutId;
     let own = ANSWERS.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|a| a.0 == callout_id).copied();

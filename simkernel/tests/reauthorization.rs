@@ -1,0 +1,125 @@
+//! Conformance: reauthorization of live ALE connections
+//! (simkernel/CONFORMANCE.md, rows Z1-Z5). Sources: SDK "ALE
+//! Re-authorization"; WDD "Processing Classify Callouts Asynchronously";
+//! FWP_CONDITION_REAUTHORIZE_REASON_* (fwpmtypes.h). Driven by probes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+mod probe;
+
+use fwps_types::*;
+use probe::{Event, Probe};
+use wfpcallout_simkernel::engine::{self, Connection, FilterAction, reauthorization};
+
+const PERMIT: u32 = fwp::FWP_ACTION_PERMIT;
+const BLOCK: u32 = fwp::FWP_ACTION_BLOCK;
+
+fn auth_fields(filter: u64) -> Vec<(u32, u32)> {
+    probe::events()
+        .iter()
+        .filter_map(|e| {
+            if let Event::AuthFields(id, flags, reason) = e {
+                (*id == filter).then_some((*flags, *reason))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn setup(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, Probe, u64) {
+    let mut kernel = probe::boot();
+    let probe = Probe::add(n, layer);
+    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
+    let id = engine::add_filter(&probe.filter()).unwrap();
+    (kernel, probe, id)
+}
+
+fn inbound(port: u16) -> Connection {
+    Connection { layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, local_port: port, ..Connection::tcp_connect_v4(50_000) }
+}
+
+/// Z1: a permitted connection is live; an initial authorization carries
+/// neither IS_REAUTHORIZE nor a reason.
+#[test]
+fn a_permitted_connection_is_live_and_its_first_classify_is_initial() {
+    let (kernel, _probe, id) = setup(71, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(PERMIT);
+    let connection = Connection::tcp_connect_v4(443);
+    assert!(engine::classify(&connection).permitted());
+    assert!(reauthorization::is_live(&connection));
+    assert_eq!(auth_fields(id), vec![(0, 0)]);
+    kernel.assert_clean();
+}
+
+/// Z2: a filter added or deleted at the layer reauthorizes every live
+/// connection there on its next packet, with IS_REAUTHORIZE and
+/// POLICY_CHANGE; nothing is due at another layer, nor twice.
+#[test]
+fn a_policy_change_reauthorizes_live_connections_on_their_next_packet() {
+    let (kernel, probe, id) = setup(72, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(PERMIT);
+    let connection = Connection::tcp_connect_v4(443);
+    assert!(engine::classify(&connection).permitted());
+    let other = engine::add_filter(&probe.static_filter(FilterAction::Permit, 0, 0)).unwrap();
+    let result = reauthorization::next_packet(&connection).expect("due after the policy change");
+    assert!(result.permitted());
+    assert_eq!(
+        auth_fields(id).last(),
+        Some(&(FWP_CONDITION_FLAG_IS_REAUTHORIZE, fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE))
+    );
+    assert!(reauthorization::next_packet(&connection).is_none(), "reauthorized once");
+    engine::delete_filter(other).unwrap();
+    assert!(reauthorization::next_packet(&connection).is_some(), "a deletion is a policy change too");
+    let elsewhere = Connection { layer_id: FWPS_LAYER_ALE_AUTH_CONNECT_V6, ..connection.clone() };
+    assert!(reauthorization::next_packet(&elsewhere).is_none());
+    kernel.assert_clean();
+}
+
+/// Z3: a reauthorization that blocks tears the connection down.
+#[test]
+fn a_blocking_reauthorization_tears_the_connection_down() {
+    let (kernel, probe, _id) = setup(73, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    probe::answer(PERMIT);
+    let connection = inbound(8080);
+    assert!(engine::classify(&connection).permitted());
+    assert!(reauthorization::is_live(&connection));
+    probe.answer(BLOCK, true);
+    let result = reauthorization::reauthorize(&connection, fwp::FWP_CONDITION_REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE);
+    assert!(!result.permitted());
+    assert!(!reauthorization::is_live(&connection));
+    assert_eq!(reauthorization::live_count(), 0);
+    kernel.assert_clean();
+}
+
+/// Z4: any documented reason is delivered as given (here: a new arrival
+/// interface) at recv-accept too.
+#[test]
+fn other_reasons_are_delivered_with_their_value() {
+    let (kernel, _probe, id) = setup(74, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    probe::answer(PERMIT);
+    let connection = inbound(8081);
+    assert!(engine::classify(&connection).permitted());
+    let reason = fwp::FWP_CONDITION_REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE;
+    assert!(reauthorization::reauthorize(&connection, reason).permitted());
+    assert_eq!(auth_fields(id).last(), Some(&(FWP_CONDITION_FLAG_IS_REAUTHORIZE, reason)));
+    kernel.assert_clean();
+}
+
+/// Z5: completing a pended connect reauthorizes it with CLASSIFY_COMPLETION.
+#[test]
+fn completion_reauthorizes_with_classify_completion() {
+    let (kernel, _probe, id) = setup(75, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::pend_next(true);
+    let first = engine::classify(&Connection::tcp_connect_v4(443));
+    let operation = first.pended.expect("pended");
+    probe::answer(PERMIT);
+    engine::pending::FwpsCompleteOperation0(operation as *mut _, std::ptr::null_mut());
+    let completion = engine::pending::take_completions().pop().unwrap();
+    assert!(completion.reauthorization.unwrap().permitted());
+    assert_eq!(
+        auth_fields(id).last(),
+        Some(&(FWP_CONDITION_FLAG_IS_REAUTHORIZE, fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION))
+    );
+    assert!(reauthorization::is_live(&Connection::tcp_connect_v4(443)));
+    kernel.assert_clean();
+}
