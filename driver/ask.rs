@@ -82,7 +82,8 @@ fn reauthorize_reason_field(layer_id: u16) -> Option<usize> {
 /// A reauthorization (only the initial authorization can be pended). The
 /// one that completing a pended connect triggers
 /// (`FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION`) takes the
-/// verdict kept for its request; every other reason (a policy change at the
+/// verdict kept for its request (so does one without a reason field);
+/// every other reason (a policy change at the
 /// layer, a new arrival interface, the opposite direction, ...) gets the
 /// verdict the connection already has, which it keeps. A connection we
 /// never decided gets the default.
@@ -93,7 +94,9 @@ fn reauthorization(
     default_verdict: Verdict,
 ) -> AskDecision {
     let reason = reauthorize_reason_field(info.layer_id).and_then(|field| values.uint32(field)).unwrap_or(0);
-    if reason & fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION != 0
+    // No reason (a field set without REAUTHORIZE_REASON) may be a completion.
+    let completion = reason == 0 || reason & fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION != 0;
+    if completion
         && let Some(verdict) = STATE.pending.take_reauthorization(info)
     {
         return AskDecision::Now(verdict);

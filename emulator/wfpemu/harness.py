@@ -214,7 +214,8 @@ class Harness:
                 if f.id not in self.wfp.filters or self.wfp.callout_by_key(f.callout_key) is None:
                     item["reauthorization"] = "not classified: the filter or its callout is gone"
                     continue
-                item["reauthorization"] = self.classify(f, item["connection"], reauthorization=True)
+                item["reauthorization"] = self.classify(f, item["connection"], reauthorization=True,
+                                                        reason=c.REAUTHORIZE_REASON_CLASSIFY_COMPLETION)
             elif kind == "flow_delete":
                 (flow_id, layer_id, callout_id), context = item
                 callout = self.wfp.callouts.get(callout_id) or next(
@@ -486,13 +487,15 @@ class Harness:
         return status
 
     def classify(self, f, connection, rights=c.FWPS_RIGHT_ACTION_WRITE, reauthorization=False,
-                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL, flow_handle=0, packet=None):
+                 completion_handle=True, processor=0, irql=c.DISPATCH_LEVEL, flow_handle=0, packet=None, reason=None):
         """classifyFn at the connection's layer (ALE_AUTH_CONNECT_V4,
         ALE_FLOW_ESTABLISHED_V4 with a ``flow_handle``, or
         ALE_AUTH_RECV_ACCEPT_V4 with the connection's first packet, or
         ``packet``, as layerData) for ``f`` (which must be live and
         materialized). Returns what classify wrote, whether it pended, and
-        the packet."""
+        the packet. A ``reason`` (FWP_CONDITION_REAUTHORIZE_REASON_*) is put
+        in the layer's REAUTHORIZE_REASON field, which extends the value
+        array past the Vista field set."""
         k = self.kernel
         conn = connection if isinstance(connection, dict) else connection.as_dict()
         callout = self.registered().get(f.callout_key)
@@ -501,6 +504,9 @@ class Harness:
         if not f.fwps:
             raise ScenarioFailure("classify: the engine never showed this filter to the callout")
         count, flags_field = c.LAYER_SHAPES[conn["layer_id"]]
+        reason_field = c.REAUTHORIZE_REASON_FIELDS.get(conn["layer_id"]) if reason is not None else None
+        if reason_field is not None:
+            count = max(count, reason_field + 1)
         memory = k.alloc(L.FWPS_INCOMING_VALUES0.size + 16 * count + L.FWPS_INCOMING_METADATA_VALUES0.size
                          + L.FWPS_CLASSIFY_OUT0.size, "classify")
         values = memory
@@ -515,6 +521,8 @@ class Harness:
         entries[c.FIELD_IP_REMOTE_PORT] = L.FWP_VALUE0.pack(type=c.FWP_UINT16, uint16=conn["remote_port"])
         flags = c.FWP_CONDITION_FLAG_IS_REAUTHORIZE if reauthorization else 0
         entries[flags_field] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=flags)
+        if reason_field is not None:
+            entries[reason_field] = L.FWP_VALUE0.pack(type=c.FWP_UINT32, uint32=reason)
         if conn["layer_id"] in c.PACKET_LAYERS:
             entries[c.FIELD_RECV_ACCEPT_INTERFACE_INDEX] = L.FWP_VALUE0.pack(type=c.FWP_UINT32,
                                                                             uint32=conn["interface_index"])

@@ -297,6 +297,43 @@ def ask_pend_permit(h):
             f"{describe(reauth)}; duplicate verdict NOT_FOUND")
 
 
+def reauthorize_policy_change(h):
+    """An approved connection stays approved ("ALE Re-authorization"): the
+    agent permits a pended connect (default block), the completion's
+    reauthorization (CLASSIFY_COMPLETION) permits; later reauthorizations
+    of the same connection for a policy change and a new arrival interface
+    get the same PERMIT, again and again, not the default; a connection the
+    driver never decided gets the default BLOCK."""
+    conn = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4)
+    agent = h.open_file()
+    # The first GET_REQUEST makes the handle an agent (nothing queued yet).
+    empty = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(empty["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST with nothing queued")
+    f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-keep"), "ask")
+    result = h.classify(f, conn)
+    expect(result["pended"] is not None, f"ask with an agent did not pend: {describe(result)}")
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect_status(reply["status"], c.STATUS_SUCCESS, "GET_REQUEST")
+    request = wire.decode_ask_request(reply["output"])
+    verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                                wire.VERDICT_PERMIT))
+    expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
+    expect_verdict(h.wfp.completions[0]["reauthorization"], c.FWP_ACTION_PERMIT, True, "completion reauthorization")
+    reasons = [c.REAUTHORIZE_REASON_POLICY_CHANGE, c.REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE,
+               c.REAUTHORIZE_REASON_POLICY_CHANGE]
+    for reason in reasons:
+        again = h.classify(f, conn, reauthorization=True, reason=reason)
+        expect_verdict(again, c.FWP_ACTION_PERMIT, True, f"reauthorization for reason {reason:#x}")
+    stranger = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, remote_port=9999)
+    other = h.classify(f, stranger, reauthorization=True, reason=c.REAUTHORIZE_REASON_POLICY_CHANGE)
+    expect_verdict(other, c.FWP_ACTION_BLOCK, False, "reauthorization of a connection never decided")
+    deleted(h, f, "ask")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    return ("agent permit -> completion reauthorization PERMIT; policy change, new interface, policy change: "
+            "PERMIT each time (kept, not consumed); an undecided connection: default BLOCK")
+
+
 def ask_agent_gone(h):
     agent = h.open_file()
     h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
@@ -552,6 +589,7 @@ SCENARIOS = [
     ("pool-exhausted", pool_exhausted, None),
     ("unload-with-live-state", unload_with_live_state, None),
     ("flow-established", flow_established, None),
+    ("reauthorize-policy-change", reauthorize_policy_change, None),
     ("ask-recv-accept", ask_recv_accept, None),
 ]
 
