@@ -96,9 +96,7 @@ fn reauthorization(
     let reason = reauthorize_reason_field(info.layer_id).and_then(|field| values.uint32(field)).unwrap_or(0);
     // No reason (a field set without REAUTHORIZE_REASON) may be a completion.
     let completion = reason == 0 || reason & fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION != 0;
-    if completion
-        && let Some(verdict) = STATE.pending.take_reauthorization(info)
-    {
+    if completion && let Some(verdict) = STATE.pending.take_reauthorization(info) {
         return AskDecision::Now(verdict);
     }
     match STATE.pending.verdicts.recall(&info.connection_key(), crate::clock::now_ticks()) {

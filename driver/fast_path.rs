@@ -12,10 +12,7 @@
 //! `FilterContext*`.
 #![forbid(unsafe_code)]
 
-use crate::ffi::{
-    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
-    FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
-};
+use crate::ffi::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6};
 use crate::filter_context::FilterContext;
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr};
 
@@ -49,14 +46,14 @@ impl FastPath {
     /// The fast path for a filter with `policy` at `layer_id`. A filter's
     /// layer is fixed and is the layer of every classification it gets
     /// (each callout is registered for one layer).
+    ///
+    /// Only the connect layers are plain: recv-accept must recognise our
+    /// own injections, flow-established answers CONTINUE and tracks flows,
+    /// and a layer not known yet (0: an ADD that came while our callout was
+    /// being registered, before its run-time id was stored) takes the full
+    /// path, which reads the layer from each classification.
     pub fn for_filter(policy: &PolicyRepr, layer_id: u16) -> Self {
-        let plain_layer = !matches!(
-            layer_id,
-            FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4
-                | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6
-                | FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4
-                | FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6
-        );
+        let plain_layer = matches!(layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
         match policy.action {
             _ if !plain_layer || policy.log_level >= LogLevel::Trace => FastPath::Full,
             PolicyAction::Permit => FastPath::Permit,
@@ -129,7 +126,10 @@ impl ContextWord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ffi::FWPS_LAYER_ALE_AUTH_CONNECT_V4;
+    use crate::ffi::{
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
+        FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+    };
     use wfpcallout_wire::Label;
 
     fn policy(action: PolicyAction, log_level: LogLevel) -> PolicyRepr {
@@ -150,6 +150,7 @@ mod tests {
             FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
             FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
             FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+            0, // not known yet: an ADD during registration
         ] {
             assert_eq!(FastPath::for_filter(&policy(PolicyAction::Permit, LogLevel::Off), layer), FastPath::Full);
             assert_eq!(FastPath::for_filter(&policy(PolicyAction::Block, LogLevel::Off), layer), FastPath::Full);

@@ -415,3 +415,31 @@ fn an_undecided_connection_gets_the_default_on_reauthorization() {
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }
+
+/// An answer just before the ask deadline whose completion reauthorization
+/// arrives after the driver's timer has passed the deadline (the engine may
+/// deliver it later, from another thread): the answered request is gone by
+/// then, and the reauthorization still gets the agent's verdict (kept with
+/// the connection), not the default.
+#[test]
+fn a_late_completion_reauthorization_still_gets_the_agents_verdict() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 1_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    pending::defer_completion_reauthorizations(true);
+    let connection = Layer::ConnectV4.connection(8080);
+    assert!(engine::classify(&connection).pended.is_some());
+    let request = STATE.pending.take_next().unwrap();
+    clock::advance_ms(999);
+    STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    assert!(pending::take_completions()[0].reauthorization.is_none(), "deferred");
+    clock::advance_ms(100);
+    wfpcallout::lifecycle::on_timer();
+    assert_eq!(STATE.pending.live(), 0, "the answered request was dropped at its deadline");
+    let delivered = pending::deliver_deferred_reauthorizations();
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].1.permitted(), "the late reauthorization got the agent's PERMIT");
+    assert_eq!(harness.counters(filter).unwrap().defaulted, 0);
+    pending::defer_completion_reauthorizations(false);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}

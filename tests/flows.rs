@@ -249,3 +249,28 @@ fn unload_racing_an_association_still_removes_the_context() {
     harness.delete_filter(filter).unwrap();
     harness.kernel.assert_unloaded_clean();
 }
+
+/// The registration window: notifyFn ADD can come for a filter naming our
+/// callout before FwpsCalloutRegister2 has returned its run-time id to us,
+/// so the driver cannot tell the filter's layer yet. Such a filter (here a
+/// static permit at a flow layer, the id hidden for the ADD) must still be
+/// answered as its real layer requires: CONTINUE at flow-established, never
+/// a static PERMIT from the fast path.
+#[test]
+fn an_add_during_registration_is_answered_by_the_layer_it_classifies_at() {
+    let harness = Harness::load();
+    let slot = Layer::FlowV4 as usize;
+    let id = STATE.callout_ids[slot].swap(0, Ordering::AcqRel);
+    let filter = harness.add_filter(Layer::FlowV4, PolicySource::Policy(&policy(PolicyAction::Permit))).unwrap();
+    STATE.callout_ids[slot].store(id, Ordering::Release);
+    engine::trace_classify_out(true);
+    let (handle, result) = flows::establish_flow(&Layer::FlowV4.connection(80));
+    let trace = engine::take_classify_out_trace();
+    engine::trace_classify_out(false);
+    assert!(result.permitted());
+    let ours = trace.iter().find(|t| t.filter_id == filter).unwrap();
+    assert_eq!(u32::from_ne_bytes(ours.after[..4].try_into().unwrap()), fwp::FWP_ACTION_CONTINUE);
+    flows::end_flow(handle);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}

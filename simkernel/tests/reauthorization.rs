@@ -123,3 +123,25 @@ fn completion_reauthorizes_with_classify_completion() {
     assert!(reauthorization::is_live(&Connection::tcp_connect_v4(443)));
     kernel.assert_clean();
 }
+
+/// Z6: the completion reauthorization can also come later, from another
+/// thread (the documentation does not say which; a test chooses).
+#[test]
+fn completion_reauthorization_can_come_later_from_another_thread() {
+    let (kernel, _probe, id) = setup(76, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::pend_next(true);
+    let operation = engine::classify(&Connection::tcp_connect_v4(443)).pended.expect("pended");
+    probe::answer(PERMIT);
+    engine::pending::defer_completion_reauthorizations(true);
+    engine::pending::FwpsCompleteOperation0(operation as *mut _, std::ptr::null_mut());
+    assert!(engine::pending::take_completions().pop().unwrap().reauthorization.is_none());
+    assert_eq!(auth_fields(id).len(), 1, "nothing reauthorized yet");
+    let delivered = std::thread::spawn(engine::pending::deliver_deferred_reauthorizations).join().unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].1.permitted());
+    assert_eq!(
+        auth_fields(id).last(),
+        Some(&(FWP_CONDITION_FLAG_IS_REAUTHORIZE, fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION))
+    );
+    kernel.assert_clean();
+}

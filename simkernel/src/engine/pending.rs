@@ -55,6 +55,9 @@ struct PendingState {
     in_progress: HashMap<usize, InProgress>,
     pended: HashMap<usize, Pended>,
     completions: Vec<Completion>,
+    /// Completion reauthorizations are queued instead of run at once.
+    defer_reauthorizations: bool,
+    deferred: Vec<Connection>,
 }
 
 static STATE: Mutex<Option<PendingState>> = Mutex::new(None);
@@ -169,7 +172,14 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
     if !net_buffer_list.is_null() && !super::packets::is_live_clone(net_buffer_list) {
         report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet that is not a live clone");
     }
-    let reauthorization = reauthorize.then(|| {
+    let deferred = reauthorize
+        && with(|s| {
+            if s.defer_reauthorizations {
+                s.deferred.push(pended.connection.clone());
+            }
+            s.defer_reauthorizations
+        });
+    let reauthorization = (reauthorize && !deferred).then(|| {
         super::reauthorization::reauthorize(
             &pended.connection,
             fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION,
@@ -184,6 +194,31 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
             with_packet: !net_buffer_list.is_null(),
         })
     });
+}
+
+/// Where completion reauthorizations run. The documentation does not say
+/// whether the engine reauthorizes a completed connect before
+/// `FwpsCompleteOperation0` returns or later from another thread; by
+/// default it runs at once on the completing thread, and a test that
+/// defers them delivers them itself with [`deliver_deferred_reauthorizations`]
+/// (on any thread, at any time: e.g. after the driver's timer ran).
+pub fn defer_completion_reauthorizations(on: bool) {
+    with(|s| s.defer_reauthorizations = on);
+}
+
+/// Runs the deferred completion reauthorizations, in completion order.
+pub fn deliver_deferred_reauthorizations() -> Vec<(Connection, ClassifyResult)> {
+    let deferred = with(|s| std::mem::take(&mut s.deferred));
+    deferred
+        .into_iter()
+        .map(|connection| {
+            let result = super::reauthorization::reauthorize(
+                &connection,
+                fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION,
+            );
+            (connection, result)
+        })
+        .collect()
 }
 
 /// Operations pended and not yet completed.
