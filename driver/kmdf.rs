@@ -148,7 +148,9 @@ extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
         // SAFETY: the timer was created by this driver and is parented to
         // the control device, which still exists; Wait = TRUE (we are at
         // PASSIVE_LEVEL) returns once no timer callback is running.
-        unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, timer.cast(), BOOLEAN::from(true)) };
+        // (The BOOLEAN says whether the timer was still queued: either way
+        // it is stopped now.)
+        let _was_queued = unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, timer.cast(), BOOLEAN::from(true)) };
     }
     crate::lifecycle::unload();
     println!("wfpcallout: unloaded");
@@ -215,10 +217,13 @@ unsafe fn load(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> Resul
         return Err(status);
     }
 
+    // The hook goes in before the device opens: a classification that pends
+    // between the two would otherwise find no hook, and its request would
+    // wait for the next pend (or its timeout) although an agent is parked.
+    STATE.agents.set_request_available_hook(Some(pair_parked_requests));
     // SAFETY: `device` is a control device whose initialization (name,
     // symbolic link, queue) is complete; from here on it accepts I/O.
     unsafe { call_unsafe_wdf_function_binding!(WdfControlFinishInitializing, device) };
-    STATE.agents.set_request_available_hook(Some(pair_parked_requests));
     // SAFETY: `device` is our live control device.
     if let Err(status) = unsafe { start_timeout_timer(device) } {
         // Pended requests then only end by verdict, disconnect, filter
@@ -785,6 +790,12 @@ fn pair_parked_requests() {
                     // SAFETY: the requeue failed, so it is still ours.
                     unsafe { complete(request, status, 0) };
                 }
+                // A request queued while we held the parked IOCTL ran its
+                // hook against an empty queue and paired nothing: look again
+                // now that the IOCTL is back (else return, nothing waits).
+                if STATE.pending.has_queued() {
+                    continue;
+                }
                 return;
             }
             Err(status) => {
@@ -855,7 +866,8 @@ unsafe fn start_timeout_timer(device: WDFDEVICE) -> Result<(), NtStatus> {
     // Relative due time in 100-ns units (WDF_REL_TIMEOUT_IN_MS).
     let due = -(i64::from(TIMEOUT_PERIOD_MS) * 10_000);
     // SAFETY: `timer` was just created; starting it has no preconditions.
-    unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, timer, due) };
+    // (The BOOLEAN says whether it was already queued: a new timer is not.)
+    let _was_queued = unsafe { call_unsafe_wdf_function_binding!(WdfTimerStart, timer, due) };
     Ok(())
 }
 

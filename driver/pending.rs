@@ -148,6 +148,8 @@ pub enum Finish {
 struct RequestTable {
     slots: Option<PoolSlice<RequestSlot>>,
     live: usize,
+    /// Requests in the Queued state (waiting for an agent to read them).
+    queued: usize,
 }
 
 /// Counters of the asynchronous path.
@@ -193,7 +195,7 @@ impl Pending {
     /// An empty, closed table (const for the driver's static state).
     pub const fn new() -> Self {
         Self {
-            table: SpinLock::new(RequestTable { slots: None, live: 0 }),
+            table: SpinLock::new(RequestTable { slots: None, live: 0, queued: 0 }),
             verdicts: ConnectionVerdicts::new(),
             accepting: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -215,6 +217,7 @@ impl Pending {
         let old = {
             let mut table = self.table.lock();
             table.live = 0;
+            table.queued = 0;
             table.slots.replace(slots)
         };
         drop(old);
@@ -330,6 +333,13 @@ impl Pending {
                 PendOutcome::Pended(request_id)
             }
         }
+    }
+
+    /// Whether a request is waiting for an agent to read it. The glue asks
+    /// again after putting a parked "get request" back: a request queued
+    /// while it held the parked one found nothing to pair with.
+    pub fn has_queued(&self) -> bool {
+        self.table.read().queued != 0
     }
 
     /// Hands the oldest queued request to an agent.
@@ -485,6 +495,8 @@ impl RequestTable {
         // INVARIANT: the slot takes over the box.
         *slot = RequestSlot { request_id, request: request.into_raw().as_ptr() as u64 };
         self.live += 1;
+        // INVARIANT: requests are filed Queued.
+        self.queued += 1;
         Ok(())
     }
 
@@ -518,6 +530,7 @@ impl RequestTable {
         let slot = self.slots.as_ref()?.get(index)?;
         let request = request_ref(slot.request)?;
         request.state = RequestState::Delivered;
+        self.queued = self.queued.saturating_sub(1);
         Some(request.info)
     }
 
@@ -552,6 +565,9 @@ impl RequestTable {
             connection: request.info.connection_key(),
             filter_id: request.info.filter_id,
         };
+        if request.state == RequestState::Queued {
+            self.queued = self.queued.saturating_sub(1);
+        }
         // INVARIANT: from here the operation counts as completed (the caller
         // completes it once, outside the lock).
         request.state = RequestState::Answered(verdict);

@@ -443,3 +443,25 @@ fn a_late_completion_reauthorization_still_gets_the_agents_verdict() {
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }
+
+/// `has_queued` (which the KMDF glue asks after putting a parked "get
+/// request" IOCTL back, so a request queued meanwhile is not left waiting)
+/// is true exactly while a request waits to be read.
+#[test]
+fn has_queued_tracks_requests_waiting_for_an_agent() {
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 1_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    assert!(!STATE.pending.has_queued());
+    assert!(harness.classify_layer(Layer::ConnectV4, 1).pended.is_some());
+    assert!(harness.classify_layer(Layer::ConnectV4, 2).pended.is_some());
+    assert!(STATE.pending.has_queued());
+    let first = STATE.pending.take_next().unwrap();
+    assert!(STATE.pending.has_queued(), "one still waits");
+    clock::advance_ms(2_000);
+    wfpcallout::lifecycle::on_timer();
+    assert!(!STATE.pending.has_queued(), "the queued one timed out");
+    assert_eq!(STATE.pending.answer(first.request_id, Verdict::Permit), Err(NtStatus::NOT_FOUND), "timed out too");
+    let _ = pending::take_completions();
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
