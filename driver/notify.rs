@@ -16,7 +16,6 @@ use crate::ffi::{
 use crate::filter_context::{ContextRef, Origin};
 use crate::filter_view::{FilterView, ProviderBlob, set_filter_context};
 use crate::log::Level;
-use crate::pending::Finish;
 use crate::status::{NtStatus, Result};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{POLICY_MAX_LEN, PolicyAction, PolicyRepr, WireError};
@@ -151,11 +150,12 @@ fn check_flow_filter(view: &FilterView<'_>, policy: &PolicyRepr) -> Result {
 /// DELETE: drops the table's reference (freeing the context unless a
 /// pended request or flow still holds one).
 fn on_delete(filter_id: u64) {
-    // Requests pended through this filter get its default verdict now; the
-    // verdicts kept for reauthorizations that can no longer reach it go.
+    // Requests pended through this filter get its default verdict at the
+    // next timer tick (not from inside notifyFn); the verdicts kept for
+    // reauthorizations that can no longer reach it go.
     // (Skipped when nothing is pending: the scans would cost every DELETE.)
     if STATE.pending.live() != 0 {
-        STATE.pending.finish_where(Finish::FilterDeleted, |info, _| info.filter_id == filter_id);
+        STATE.pending.finish_later_for_filter(filter_id);
         STATE.pending.discard_answered(|info, _| info.filter_id == filter_id);
     }
     match STATE.table.remove(filter_id) {

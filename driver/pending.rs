@@ -125,6 +125,10 @@ struct RequestSlot {
 // SAFETY: an all-zero slot is the empty slot, a valid value.
 unsafe impl Zeroable for RequestSlot {}
 
+/// The deadline of a request whose filter was deleted: the timer finishes
+/// it first thing (see `Pending::finish_later_for_filter`).
+const DELETED_DEADLINE: u64 = 0;
+
 /// Why a request was finished, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
@@ -318,11 +322,15 @@ impl Pending {
             }
             Err(mut request) => {
                 // Unload began, or the table filled up, between our checks and
-                // now: the operation is pended, so it must be completed here.
+                // now: the operation is pended, so it must be completed here,
+                // inside classifyFn. A clone is not injected from here (TCP
+                // only out of band): it is freed, so the connection attempt
+                // is dropped and retried by its sender.
                 self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+                discard(request.packet.take());
                 let settled = Settled {
                     completion_context: request.completion_context,
-                    packet: request.packet.take(),
+                    packet: None,
                     verdict: request.info.default_verdict,
                     connection: request.info.connection_key(),
                     filter_id: request.info.filter_id,
@@ -380,9 +388,22 @@ impl Pending {
     /// Times out every request whose deadline is at or before `now`, and
     /// drops answered requests whose reauthorization never came.
     pub fn expire(&self, now: u64) -> usize {
+        // First those whose filter was deleted (deadline moved to
+        // DELETED_DEADLINE by `finish_later_for_filter`), then the timeouts.
+        self.finish_where(Finish::FilterDeleted, |_, deadline| deadline == DELETED_DEADLINE);
         let expired = self.finish_where(Finish::Timeout, |_, deadline| deadline <= now);
         self.discard_answered(|_, deadline| deadline <= now);
         expired
+    }
+
+    /// The filter of these requests was deleted: they get its default
+    /// verdict at the next timer tick (a DPC), not now. Its DELETE runs
+    /// inside notifyFn, and completing there would inject permitted TCP
+    /// packets from inside a callout callback, which Windows allows only
+    /// out of band (FwpsInjectTransportReceiveAsync0; neither Microsoft
+    /// sample completes from notifyFn). Returns how many were marked.
+    pub fn finish_later_for_filter(&self, filter_id: u64) -> usize {
+        self.table.lock().mark_unanswered(|info| info.filter_id == filter_id, DELETED_DEADLINE)
     }
 
     /// Drops answered requests matching `which` (their operation is already
@@ -575,6 +596,21 @@ impl RequestTable {
             drop(self.remove(index));
         }
         Some(settled)
+    }
+
+    /// Moves the deadline of every unanswered request matching `which`.
+    fn mark_unanswered(&mut self, which: impl Fn(&AskInfo) -> bool, deadline: u64) -> usize {
+        let mut marked = 0;
+        for slot in self.slots.iter().flat_map(|slots| slots.iter()) {
+            if let Some(request) = request_ref(slot.request)
+                && !matches!(request.state, RequestState::Answered(_))
+                && which(&request.info)
+            {
+                request.deadline = deadline;
+                marked += 1;
+            }
+        }
+        marked
     }
 
     fn take_answered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<PoolBox<PendedRequest>> {

@@ -183,8 +183,11 @@ fn full_queue_means_the_default_verdict_at_once() {
     let overflow = harness.classify_layer(Layer::ConnectV4, 65_000);
     assert!(overflow.pended.is_none() && overflow.permitted(), "queue full: default permit");
     assert_eq!(stat(&STATE.pending.stats.defaulted), 1);
-    // Deleting the filter completes all of them with the default verdict.
+    // Deleting the filter completes all of them with the default verdict,
+    // at the next timer tick (not from inside notifyFn).
     harness.delete_filter(filter).unwrap();
+    assert_eq!(pending::pended_count(), MAX_PENDING_REQUESTS, "nothing completed inside notifyFn DELETE");
+    wfpcallout::lifecycle::on_timer();
     assert_eq!(pending::pended_count(), 0);
     assert_eq!(pending::take_completions().len(), MAX_PENDING_REQUESTS);
     harness.unload_and_check();
@@ -206,6 +209,7 @@ fn unknown_duplicate_and_undelivered_verdicts_are_refused() {
     assert_eq!(pending::take_completions().len(), 1);
     assert_eq!(pending::pended_count(), 1);
     harness.delete_filter(filter).unwrap();
+    wfpcallout::lifecycle::on_timer();
     assert_eq!(pending::pended_count(), 0);
     harness.unload_and_check();
 }
@@ -222,8 +226,11 @@ fn filter_deleted_mid_wait_completes_and_releases() {
     drop(context);
     let delivered = STATE.pending.take_next().unwrap();
     harness.delete_filter(filter).unwrap();
+    assert!(pending::take_completions().is_empty(), "not completed from inside notifyFn");
+    wfpcallout::lifecycle::on_timer();
     let completions = pending::take_completions();
-    assert_eq!(completions.len(), 10);
+    assert_eq!(completions.len(), 10, "completed by the next timer tick");
+    assert_eq!(stat(&STATE.pending.stats.timed_out), 0, "counted as deleted, not timed out");
     // The filter is gone: its reauthorizations are decided by what is left
     // (nothing here: permit).
     assert!(completions.iter().all(|c| c.reauthorization.unwrap().decided_by.is_none()));
@@ -323,10 +330,13 @@ fn recv_accept_clone_and_injection_failures_are_clean() {
     faults::fail_call("FwpsInjectTransportReceiveAsync0", 0, STATUS_INSUFFICIENT_RESOURCES);
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
     assert!(packets::take_reinjected().is_empty(), "injection failed: the clone is freed instead");
-    // Inbound requests still pending at unload get their default verdict
-    // (permit: injected).
+    // Inbound requests whose filter is deleted get their default verdict
+    // (permit: injected) at the next timer tick, out of band: never from
+    // inside notifyFn (the simulator reports TCP injected there).
     harness.classify_layer(Layer::RecvAcceptV4, 3);
     harness.delete_filter(filter).unwrap();
+    assert!(packets::take_reinjected().is_empty(), "nothing injected inside notifyFn DELETE");
+    wfpcallout::lifecycle::on_timer();
     assert_eq!(packets::take_reinjected().len(), 1);
     harness.unload_and_check();
 }

@@ -9,8 +9,8 @@ use super::connection::ClassifyInput;
 use super::pending;
 use super::records::{FilterRecord, NewFilter};
 use super::{
-    Connection, FilterAction, FilterSpec, ProviderContextRecord, key_of, layer_by_id, layer_by_key, lock, lock_for,
-    registration_gate,
+    Connection, FilterAction, FilterSpec, ProviderContextRecord, callout_scope, key_of, layer_by_id, layer_by_key,
+    lock, lock_for, registration_gate,
 };
 use crate::irql;
 use crate::sync_points;
@@ -130,8 +130,9 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
         let filter = record.fwps.get();
         // SAFETY: the record is not published yet: notifyFn has the only
         // access to the filter, as during a real ADD.
-        let status =
-            irql::at_level(notify_irql, || unsafe { (callout.notify)(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &key, filter) });
+        let status = callout_scope::inside("notifyFn", || {
+            irql::at_level(notify_irql, || unsafe { (callout.notify)(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &key, filter) })
+        });
         if status < 0 {
             return Err(status);
         }
@@ -167,8 +168,10 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
         let filter = record.fwps.get();
         // SAFETY: the filter is unpublished and no classify uses it; the
         // record outlives the call.
-        irql::at_level(notify_irql, || unsafe {
-            (callout.notify)(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter)
+        callout_scope::inside("notifyFn", || {
+            irql::at_level(notify_irql, || unsafe {
+                (callout.notify)(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter)
+            })
         });
     }
     super::reauthorization::policy_changed(record.layer_id);
@@ -188,7 +191,9 @@ pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Res
     let key = record.key;
     // SAFETY: the record is alive (we hold an Arc); the driver must not
     // write the filter for a type it does not handle.
-    Ok(irql::at_level(irql_level, || unsafe { (callout.notify)(notify_type, &key, record.fwps.get()) }))
+    Ok(callout_scope::inside("notifyFn", || {
+        irql::at_level(irql_level, || unsafe { (callout.notify)(notify_type, &key, record.fwps.get()) })
+    }))
 }
 
 /// Ids of every filter in the engine.
@@ -307,20 +312,22 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     // SAFETY: the record is published and protected by in_flight; notifyFn
     // wrote it before publication and nothing writes it now.
     let scope = ClassifyScope::lend(input, unsafe { &*record.fwps.get() });
-    irql::at_dispatch(|| {
-        // SAFETY: every pointer is valid for the call (owned by `scope`,
-        // `input` and this frame); they are poisoned and freed after it.
-        unsafe {
-            (callout.classify)(
-                scope.values(),
-                scope.metadata(),
-                input.layer_data,
-                classify_context,
-                scope.filter(),
-                0,
-                out_ptr,
-            )
-        }
+    callout_scope::inside("classifyFn", || {
+        irql::at_dispatch(|| {
+            // SAFETY: every pointer is valid for the call (owned by `scope`,
+            // `input` and this frame); they are poisoned and freed after it.
+            unsafe {
+                (callout.classify)(
+                    scope.values(),
+                    scope.metadata(),
+                    input.layer_data,
+                    classify_context,
+                    scope.filter(),
+                    0,
+                    out_ptr,
+                )
+            }
+        })
     });
     drop(scope);
     record.in_flight.fetch_sub(1, Ordering::SeqCst);

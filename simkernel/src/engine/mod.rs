@@ -3,6 +3,7 @@
 //! sessions, transactions and enumeration, and classification.
 
 mod callout_api;
+mod callout_scope;
 mod classify_out;
 pub mod classify_scope;
 mod client;

@@ -361,6 +361,19 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
             return STATUS_INVALID_PARAMETER;
         }
     };
+    if connection.protocol == 6
+        && let Some(callback) = super::callout_scope::current()
+    {
+        // "TCP packets ... must be injected out of band": from a DPC or a
+        // worker, never from inside a callout's own callback.
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "TCP packet injected with FwpsInjectTransportReceiveAsync0 from inside {callback}; TCP may be \
+                 injected only out of band (a DPC or a worker)"
+            ),
+        );
+    }
     let expected_family = if connection.local_address.is_ipv6() { 23 } else { 2 };
     if family != expected_family {
         report(
