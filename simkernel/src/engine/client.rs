@@ -130,9 +130,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
         let filter = record.fwps.get();
         // SAFETY: the record is not published yet: notifyFn has the only
         // access to the filter, as during a real ADD.
-        let status = callout_scope::inside("notifyFn", || {
-            irql::at_level(notify_irql, || unsafe { (callout.notify)(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &key, filter) })
-        });
+        let status = unsafe { call_notify(&callout, notify_irql, FWPS_CALLOUT_NOTIFY_ADD_FILTER, &key, filter) };
         if status < 0 {
             return Err(status);
         }
@@ -168,11 +166,7 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
         let filter = record.fwps.get();
         // SAFETY: the filter is unpublished and no classify uses it; the
         // record outlives the call.
-        callout_scope::inside("notifyFn", || {
-            irql::at_level(notify_irql, || unsafe {
-                (callout.notify)(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter)
-            })
-        });
+        unsafe { call_notify(&callout, notify_irql, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter) };
     }
     super::reauthorization::policy_changed(record.layer_id);
     Ok(())
@@ -191,9 +185,24 @@ pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Res
     let key = record.key;
     // SAFETY: the record is alive (we hold an Arc); the driver must not
     // write the filter for a type it does not handle.
-    Ok(callout_scope::inside("notifyFn", || {
-        irql::at_level(irql_level, || unsafe { (callout.notify)(notify_type, &key, record.fwps.get()) })
-    }))
+    Ok(unsafe { call_notify(&callout, irql_level, notify_type, &key, record.fwps.get()) })
+}
+
+/// Calls a callout's notifyFn at `irql`, marked as inside notifyFn.
+///
+/// # Safety
+/// `filter` must be valid, and writable by notifyFn for the call; `key` NULL
+/// or valid.
+unsafe fn call_notify(
+    callout: &super::RegisteredCallout,
+    irql: u8,
+    notify_type: FWPS_CALLOUT_NOTIFY_TYPE,
+    key: *const GUID,
+    filter: *mut FWPS_FILTER2,
+) -> NTSTATUS {
+    // SAFETY: the callout registered this notifyFn; the pointers are valid
+    // per this function's contract.
+    callout_scope::inside("notifyFn", || irql::at_level(irql, || unsafe { (callout.notify)(notify_type, key, filter) }))
 }
 
 /// Ids of every filter in the engine.
