@@ -33,7 +33,7 @@
 //! 20000); the figures are printed (run with `--nocapture` to see them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use fwps_types::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6};
+use fwps_types::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, fwp};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,8 @@ use wfpcallout::control::{self, GET_STATS, GET_VERSION, SET_VERDICT};
 use wfpcallout::driver_state::STATE;
 use wfpcallout::status::NtStatus;
 use wfpcallout_scenario::{Harness, Layer};
-use wfpcallout_simkernel::engine::{self, ClassifyResult, flows, packets, pending};
+use wfpcallout_simkernel::engine::{self, ClassifyResult, FilterAction, flows, packets, pending, reauthorization};
+use wfpcallout_simkernel::vendor::Vendor;
 use wfpcallout_simkernel::{clock, faults, pool, verifier};
 use wfpcallout_wire::{
     ASK_REQUEST_LEN, AskRequestRepr, Label, LogLevel, PolicyAction, PolicyRepr, STATS_MAX_ENTRIES, STATS_REPLY_MAX_LEN,
@@ -92,6 +93,7 @@ struct Figures {
     version_queries: AtomicU64,
     flows_established: AtomicU64,
     flows_ended: AtomicU64,
+    reauthorizations: AtomicU64,
     insane_verdicts: AtomicU64,
 }
 
@@ -388,6 +390,35 @@ fn flow_ender(shared: &Shared, seed: u64, ops: u64) {
     }
 }
 
+/// Reauthorizations keep arriving while the traffic runs, as on a machine
+/// where other software changes the policy: live connections get their
+/// next packet (reauthorized when a filter change is due) or a
+/// new-arrival-interface reauthorization.
+fn reauthorizer(shared: &Shared, seed: u64, ops: u64) {
+    let mut rng = XorShift(seed);
+    for _ in 0..ops {
+        let live = reauthorization::live_count();
+        if live == 0 {
+            std::thread::yield_now();
+            continue;
+        }
+        let skip = rng.below(live as u64) as usize;
+        for connection in reauthorization::live_connections(skip, 1) {
+            let delivered = if rng.below(4) == 0 {
+                Some(reauthorization::reauthorize(
+                    &connection,
+                    fwp::FWP_CONDITION_REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE,
+                ))
+            } else {
+                reauthorization::next_packet(&connection)
+            };
+            if delivered.is_some() {
+                bump(&shared.figures.reauthorizations);
+            }
+        }
+    }
+}
+
 #[test]
 fn everything_at_once_then_unload_and_reconcile() {
     let ops = ops_per_worker();
@@ -400,9 +431,20 @@ fn everything_at_once_then_unload_and_reconcile() {
         traffic_running: AtomicU64::new(0),
     });
 
+    // Another vendor beside us: inspection callouts in a sublayer above
+    // ours at every authorization layer, a hard permit above (outbound to
+    // port 7) and a block below (inbound from port 61,000, which no
+    // traffic here uses). Its install is a policy change at every layer.
+    let mut vendor = Vendor::install(harness.kernel.device_object()).unwrap();
+    vendor.add_static_filter(fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4, true, FilterAction::Permit, true, 7).unwrap();
+    vendor
+        .add_static_filter(fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4, false, FilterAction::Block, false, 61_000)
+        .unwrap();
+
     std::thread::scope(|scope| {
-        // Traffic: classifiers, the churner and the flow threads.
-        let traffic = 5;
+        // Traffic: classifiers, the churner, the flow threads and the
+        // reauthorizations.
+        let traffic = 6;
         shared.traffic_running.store(traffic, Ordering::Release);
         for worker in 0..2u64 {
             let shared = &*shared;
@@ -427,6 +469,10 @@ fn everything_at_once_then_unload_and_reconcile() {
             scope.spawn(move || {
                 let _finished = Finished(shared);
                 flow_ender(shared, 0xE4D, ops);
+            });
+            scope.spawn(move || {
+                let _finished = Finished(shared);
+                reauthorizer(shared, 0x4EA0, ops / 4);
             });
         }
         // The agents, the timer and the statistics reader run until the
@@ -468,6 +514,7 @@ fn everything_at_once_then_unload_and_reconcile() {
     let filters_at_unload = STATE.table.len();
     harness.unload();
 
+    vendor.uninstall();
     // Flows still open end now; their contexts went at unload.
     for handle in shared.flows.lock().unwrap().drain(..) {
         flows::end_flow(handle);
@@ -511,7 +558,7 @@ fn everything_at_once_then_unload_and_reconcile() {
          filters={filters_at_unload}) classify_targeted={} classify_layer={} classify_raced_delete={} \
          pended={} completions={} verdicts_accepted={} verdicts_refused={} agent_requests_read={} \
          requests_ignored={} agent_disconnects={} timed_out={} timer_ticks={} filters_added={} filters_deleted={} \
-         reinjected={} reinjected_blocked={reinjected_blocked} flows_established={} flows_tracked={} flows_ended={} stats_queries={} version_queries={} \
+         reinjected={} reinjected_blocked={reinjected_blocked} flows_established={} flows_tracked={} flows_ended={} reauthorizations={} vendor_inspected={} stats_queries={} version_queries={} \
          pool_allocations={allocations} pool_frees={frees} faults_injected={} violations={violations}",
         get(&f.classify_targeted),
         get(&f.classify_layer),
@@ -531,6 +578,8 @@ fn everything_at_once_then_unload_and_reconcile() {
         get(&f.flows_established),
         STATE.flow_stats.associated.load(Ordering::Relaxed),
         get(&f.flows_ended),
+        get(&f.reauthorizations),
+        Vendor::inspected(),
         get(&f.stats_queries),
         get(&f.version_queries),
         faults::injected(),

@@ -118,6 +118,33 @@ fn main() -> ExitCode {
     }
     println!("  deleted {} filters; contexts left: {}", filters.len(), harness.context_count());
 
+    // Another vendor beside us: its hard permit above our block wins for
+    // its port (our callout then runs without the write right and writes
+    // nothing: the simulator checks every byte), our block holds elsewhere.
+    let mut vendor = simkernel::vendor::Vendor::install(harness.kernel.device_object()).expect("vendor installs");
+    let permit_above = vendor
+        .add_static_filter(Layer::ConnectV4.spec().layer_key, true, simkernel::engine::FilterAction::Permit, true, 3389)
+        .expect("vendor filter");
+    let ours = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Block, "no-rdp")));
+    let ours = ours.expect("filter add");
+    let excepted = harness.classify_layer(Layer::ConnectV4, 3389);
+    let elsewhere = harness.classify_layer(Layer::ConnectV4, 3390);
+    let vendor_ok = excepted.permitted()
+        && excepted.decided_by == Some(permit_above)
+        && !elsewhere.permitted()
+        && elsewhere.decided_by == Some(ours);
+    failures += usize::from(!vendor_ok);
+    println!(
+        "  another vendor: its hard permit above our block -> {} (port 3389), our block elsewhere -> {}; it inspected {} \
+         classifications{}",
+        verdict(excepted.permitted()),
+        verdict(elsewhere.permitted()),
+        simkernel::vendor::Vendor::inspected(),
+        if vendor_ok { "" } else { "  <-- UNEXPECTED" }
+    );
+    vendor.uninstall();
+    harness.delete_filter(ours).expect("filter delete");
+
     // The two remaining flows are still live: unload removes their contexts
     // before it unregisters the callouts.
     harness.unload();

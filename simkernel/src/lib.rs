@@ -24,6 +24,7 @@ pub mod irql;
 pub mod pool;
 pub mod spin_lock;
 pub mod sync_points;
+pub mod vendor;
 pub mod verifier;
 
 use std::sync::{Mutex, MutexGuard};

@@ -112,6 +112,12 @@ pub fn is_live(connection: &Connection) -> bool {
     with(|live| live.contains_key(&key_of(connection)))
 }
 
+/// Up to `limit` live connections, starting at the `skip`-th (for tests
+/// that keep reauthorizations arriving while traffic runs).
+pub fn live_connections(skip: usize, limit: usize) -> Vec<Connection> {
+    with(|live| live.values().skip(skip).take(limit).map(|l| l.connection.clone()).collect())
+}
+
 /// Live connections at ALE auth layers.
 pub fn live_count() -> usize {
     with(|live| live.len())
