@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use wfpcallout::control;
 use wfpcallout::driver_state::STATE;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
+use fwps_types::STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER;
 use wfpcallout_simkernel::clock;
 use wfpcallout_simkernel::engine::{self, flows, packets, pending};
 use wfpcallout_wire::{
@@ -133,7 +134,18 @@ fn step(harness: &mut Harness, world: &mut World, input: &mut Input<'_>) {
                 }
                 Err(status) => {
                     assert!(status < 0);
-                    assert!(PolicyRepr::parse(&blob).is_err(), "a well-formed blob was vetoed");
+                    // A well-formed blob is vetoed only for a policy that
+                    // cannot work at ALE_FLOW_ESTABLISHED (block, rate-limit,
+                    // ask: a filter there must not return a verdict).
+                    let refused_at_flow = matches!(layer, Layer::FlowV4 | Layer::FlowV6)
+                        && PolicyRepr::parse(&blob).is_ok_and(|p| {
+                            !matches!(p.action, PolicyAction::Permit | PolicyAction::Audit)
+                        })
+                        && status == STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER;
+                    assert!(
+                        PolicyRepr::parse(&blob).is_err() || refused_at_flow,
+                        "a well-formed blob was vetoed ({status:#x})"
+                    );
                 }
             }
         }
