@@ -423,6 +423,24 @@ def unload_with_live_state(h):
             "session, injection handle, device gone")
 
 
+def unload_busy_unregister(h):
+    """DriverUnload does not return while a callout is registered
+    ("Unloading a Callout Driver"): the engine answers STATUS_DEVICE_BUSY
+    to the first 40 unregistrations, and the image keeps removing flow
+    contexts, waiting (KeDelayExecutionThread at PASSIVE_LEVEL) and asking
+    again until every callout is unregistered; only then does it free its
+    contexts and return."""
+    f = added(h, wire.permit("busy"), "permit")
+    expect_verdict(h.classify(f, Connection()), c.FWP_ACTION_PERMIT, True, "permit")
+    deleted(h, f, "permit")
+    h.wfp.busy_unregisters = 40
+    h.unload_and_check()
+    expect(h.wfp.busy_answered == 40, f"unload stopped asking after {h.wfp.busy_answered} busy answers, expected 40")
+    expect(not h.wfp.callouts, f"DriverUnload returned with {len(h.wfp.callouts)} callouts registered")
+    return ("40 STATUS_DEVICE_BUSY answers to FwpsCalloutUnregisterById0: DriverUnload kept asking (with waits) "
+            "until all 6 callouts were unregistered, then freed everything")
+
+
 def flow_established(h):
     """ALE_FLOW_ESTABLISHED_V4, where "a filter should not return Block or
     Permit": a permit filter (an inspection callout action) answers
@@ -588,6 +606,7 @@ SCENARIOS = [
     ("ioctl-buffers", ioctl_buffers, None),
     ("pool-exhausted", pool_exhausted, None),
     ("unload-with-live-state", unload_with_live_state, None),
+    ("unload-busy-unregister", unload_busy_unregister, None),
     ("flow-established", flow_established, None),
     ("reauthorize-policy-change", reauthorize_policy_change, None),
     ("ask-recv-accept", ask_recv_accept, None),

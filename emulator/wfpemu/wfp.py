@@ -82,6 +82,8 @@ class WfpEngine:
         self.pended = {}  # completion context -> record
         self.completions = []
         self.flow_contexts = {}  # (flow id, layer id, callout id) -> context
+        self.busy_unregisters = 0  # the next N unregistrations answer STATUS_DEVICE_BUSY
+        self.busy_answered = 0
         self.deferred = []  # work the engine does once the current call returns
         self.drop_reauthorizations = False  # the connections went away first
         self.injection_handles = {}  # handle -> {"family", "flags"}
@@ -147,6 +149,11 @@ class WfpEngine:
         if callout_id not in self.callouts:
             return c.STATUS_FWP_CALLOUT_NOT_FOUND
         if any(key[2] == callout_id for key in self.flow_contexts):
+            return c.STATUS_DEVICE_BUSY
+        if self.busy_unregisters > 0:
+            # As while another flow still carried a context of the callout.
+            self.busy_unregisters -= 1
+            self.busy_answered += 1
             return c.STATUS_DEVICE_BUSY
         self.unregistered.append(self.callouts.pop(callout_id))
         return c.STATUS_SUCCESS
