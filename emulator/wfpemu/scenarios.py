@@ -426,18 +426,18 @@ def unload_with_live_state(h):
 def unload_busy_unregister(h):
     """DriverUnload does not return while a callout is registered
     ("Unloading a Callout Driver"): the engine answers STATUS_DEVICE_BUSY
-    to the first 40 unregistrations, and the image keeps removing flow
+    to the first 120 unregistrations (more than the 50 retries unload used to give up after), and the image keeps removing flow
     contexts, waiting (KeDelayExecutionThread at PASSIVE_LEVEL) and asking
     again until every callout is unregistered; only then does it free its
     contexts and return."""
     f = added(h, wire.permit("busy"), "permit")
     expect_verdict(h.classify(f, Connection()), c.FWP_ACTION_PERMIT, True, "permit")
     deleted(h, f, "permit")
-    h.wfp.busy_unregisters = 40
+    h.wfp.busy_unregisters = 120
     h.unload_and_check()
-    expect(h.wfp.busy_answered == 40, f"unload stopped asking after {h.wfp.busy_answered} busy answers, expected 40")
+    expect(h.wfp.busy_answered == 120, f"unload stopped asking after {h.wfp.busy_answered} busy answers, expected 120")
     expect(not h.wfp.callouts, f"DriverUnload returned with {len(h.wfp.callouts)} callouts registered")
-    return ("40 STATUS_DEVICE_BUSY answers to FwpsCalloutUnregisterById0: DriverUnload kept asking (with waits) "
+    return ("120 STATUS_DEVICE_BUSY answers to FwpsCalloutUnregisterById0: DriverUnload kept asking (with waits) "
             "until all 6 callouts were unregistered, then freed everything")
 
 
