@@ -168,6 +168,8 @@ unsafe extern "system" {
     ) -> NTSTATUS;
     /// Deletes it (fails with IN_USE while filters reference it).
     pub fn FwpmCalloutDeleteByKey0(engineHandle: HANDLE, key: *const GUID) -> NTSTATUS;
+    /// Reads a management callout; free `*callout` with `FwpmFreeMemory0`.
+    pub fn FwpmCalloutGetByKey0(engineHandle: HANDLE, key: *const GUID, callout: *mut *mut FWPM_CALLOUT0) -> NTSTATUS;
     /// Starts a filter enumeration.
     pub fn FwpmFilterCreateEnumHandle0(
         engineHandle: HANDLE,

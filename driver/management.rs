@@ -5,12 +5,13 @@
 
 use crate::callouts::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
 use crate::ffi::{
-    FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmEngineClose0, FwpmEngineOpen0, FwpmProviderAdd0,
-    FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0, FwpmTransactionBegin0,
-    FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
+    FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFreeMemory0,
+    FwpmProviderAdd0, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0,
+    FwpmTransactionBegin0, FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
 };
 use crate::log::Level;
 use crate::status::{NtStatus, Result};
+use core::ffi::c_void;
 use fwps_types::fwp::{FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_PROVIDER0, FWPM_SESSION0, FWPM_SUBLAYER0};
 
 /// An open `FwpmEngineOpen0` session. Opaque: only passed back to the engine.
@@ -145,9 +146,68 @@ fn add_objects_in_transaction(engine: EngineHandle) -> Result {
         };
         #[allow(unsafe_code)]
         // SAFETY: `callout` and the key it points to are valid for the call.
-        added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), &callout, core::ptr::null(), core::ptr::null_mut()) })?;
+        let status = unsafe { FwpmCalloutAdd0(engine.raw(), &callout, core::ptr::null(), core::ptr::null_mut()) };
+        if status == STATUS_FWP_ALREADY_EXISTS {
+            keep_or_replace_callout(engine, &callout)?;
+        } else {
+            added("callout", status)?;
+        }
     }
     Ok(())
+}
+
+fn same_guid(a: &GUID, b: &GUID) -> bool {
+    (a.data1, a.data2, a.data3, a.data4) == (b.data1, b.data2, b.data3, b.data4)
+}
+
+/// A management callout with our key exists already (an earlier install
+/// left it). It is kept only if it is what we would add: the same layer
+/// and `FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT`, without which the engine
+/// hands notifyFn no provider context and every filter silently gets the
+/// default policy (a block filter would permit). Otherwise it is replaced
+/// (deleted and added again, in the same transaction); if filters still
+/// name it, it cannot be, and the load fails with `STATUS_FWP_IN_USE`
+/// and a log line saying what to do.
+fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Result {
+    let mut existing: *mut FWPM_CALLOUT0 = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+    let status = unsafe { FwpmCalloutGetByKey0(engine.raw(), &wanted.calloutKey, &mut existing) };
+    NtStatus::to_result(status)
+        .inspect_err(|s| crate::log!(Level::Error, "reading the existing callout failed: {}", s))?;
+    #[allow(unsafe_code)]
+    // SAFETY: on success the engine returned a valid FWPM_CALLOUT0 (or NULL).
+    let matches = unsafe { existing.as_ref() }.is_some_and(|found| {
+        found.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0
+            && same_guid(&found.applicableLayer, &wanted.applicableLayer)
+    });
+    let mut memory = existing.cast::<c_void>();
+    #[allow(unsafe_code)]
+    // SAFETY: engine memory returned by FwpmCalloutGetByKey0, freed once.
+    unsafe {
+        FwpmFreeMemory0(&mut memory)
+    };
+    if matches {
+        return Ok(());
+    }
+    crate::log!(
+        Level::Warning,
+        "an existing callout lacks FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT or has another layer: replacing it"
+    );
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    let deleted = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &wanted.calloutKey) };
+    if deleted == fwps_types::STATUS_FWP_IN_USE {
+        crate::log!(
+            Level::Error,
+            "an existing callout without provider contexts is still named by filters: policies would be lost; delete those filters (or uninstall) and load again"
+        );
+        return Err(NtStatus::from_raw(deleted));
+    }
+    NtStatus::to_result(deleted)?;
+    #[allow(unsafe_code)]
+    // SAFETY: `wanted` and the key it points to are valid for the call.
+    added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut()) })
 }
 
 /// Deletes what `add_objects` added. Objects still referenced by filters

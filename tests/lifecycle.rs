@@ -9,6 +9,7 @@ use wfpcallout::driver_state::STATE;
 use wfpcallout::status::NtStatus;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::{debug_print, engine, faults};
+use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
 
 fn assert_nothing_registered() {
     for spec in CALLOUTS.iter() {
@@ -160,4 +161,58 @@ fn assert_nothing_registered_but_the_kept_objects() {
     for spec in CALLOUTS.iter() {
         assert!(!engine::is_registered(&spec.key), "a callout stayed registered");
     }
+}
+
+/// Adds our FWPM callout for `layer` as an older install would have left
+/// it: without FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT.
+fn leave_callout_without_provider_contexts(layer: Layer) {
+    let mut session = std::ptr::null_mut();
+    // SAFETY: `session` is writable.
+    let status = unsafe {
+        engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut session)
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    let spec = layer.spec();
+    let old = fwp::FWPM_CALLOUT0 { calloutKey: spec.key, applicableLayer: spec.layer_key, ..Default::default() };
+    // SAFETY: valid session and callout.
+    let status = unsafe { engine::FwpmCalloutAdd0(session, &old, std::ptr::null(), std::ptr::null_mut()) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+}
+
+/// An FWPM callout left without FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT
+/// would hand notifyFn no provider context: every filter would get the
+/// default policy (a block filter would permit). Unused, it is replaced at
+/// load, and a block filter then blocks.
+#[test]
+fn an_old_callout_without_provider_contexts_is_replaced() {
+    let mut harness = Harness::boot();
+    leave_callout_without_provider_contexts(Layer::ConnectV4);
+    harness.initialize().unwrap();
+    assert!(debug_print::contains("replacing it"));
+    let block = PolicyRepr { action: PolicyAction::Block, log_level: LogLevel::Off, label: Label::new("old").unwrap() };
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block)).unwrap();
+    assert!(!harness.classify(Layer::ConnectV4, id, 80).permitted(), "the policy reached notifyFn");
+    harness.delete_filter(id).unwrap();
+    harness.unload();
+    assert_nothing_registered();
+    harness.kernel.assert_unloaded_clean();
+}
+
+/// Still named by a filter, such a callout cannot be replaced: the load
+/// fails with STATUS_FWP_IN_USE and says what to do, instead of running
+/// with every policy silently lost.
+#[test]
+fn an_old_callout_still_in_use_fails_the_load_clearly() {
+    let mut harness = Harness::boot();
+    leave_callout_without_provider_contexts(Layer::ConnectV4);
+    engine::add_sublayer(SUBLAYER_KEY, 0x100).unwrap();
+    let filter = engine::add_filter(&Harness::filter_spec(Layer::ConnectV4)).unwrap();
+    assert_eq!(harness.initialize(), Err(NtStatus::from_raw(STATUS_FWP_IN_USE)));
+    assert!(debug_print::contains("delete those filters"));
+    for spec in CALLOUTS.iter() {
+        assert!(!engine::is_registered(&spec.key), "nothing stays registered after a failed load");
+    }
+    engine::delete_filter(filter).unwrap();
+    harness.kernel.assert_unloaded_clean();
 }

@@ -97,7 +97,8 @@ class WfpEngine:
             ("FwpmEngineOpen0", 5), ("FwpmEngineClose0", 1), ("FwpmTransactionBegin0", 2),
             ("FwpmTransactionCommit0", 1), ("FwpmTransactionAbort0", 1), ("FwpmProviderAdd0", 3),
             ("FwpmProviderDeleteByKey0", 2), ("FwpmSubLayerAdd0", 3), ("FwpmSubLayerDeleteByKey0", 2),
-            ("FwpmCalloutAdd0", 4), ("FwpmCalloutDeleteByKey0", 2), ("FwpmFilterCreateEnumHandle0", 3),
+            ("FwpmCalloutAdd0", 4), ("FwpmCalloutDeleteByKey0", 2), ("FwpmCalloutGetByKey0", 3),
+            ("FwpmFilterCreateEnumHandle0", 3),
             ("FwpmFilterEnum0", 5), ("FwpmFilterDestroyEnumHandle0", 2), ("FwpmProviderContextGetByKey2", 3),
             ("FwpmFreeMemory0", 1), ("FwpsInjectionHandleCreate0", 3), ("FwpsInjectionHandleDestroy0", 1),
             ("FwpsQueryPacketInjectionState0", 3), ("FwpsAllocateCloneNetBufferList0", 5),
@@ -615,6 +616,21 @@ class WfpEngine:
         state = self.enums.pop(enum, None)
         if state is None or state["session"] != handle:
             return c.STATUS_FWP_INVALID_ENUMERATOR
+        return c.STATUS_SUCCESS
+
+    def FwpmCalloutGetByKey0(self, handle, key, out):
+        """The management callout as engine memory (FWPM_CALLOUT0: key,
+        flags, applicable layer, run-time id), freed with FwpmFreeMemory0."""
+        k = self.k
+        self._session(handle, "FwpmCalloutGetByKey0")
+        key = self._key_at(key, "FwpmCalloutGetByKey0 key")
+        callout = self.mgmt_callouts.get(key)
+        if callout is None:
+            return c.STATUS_FWP_CALLOUT_NOT_FOUND
+        address = self._engine_alloc(L.FWPM_CALLOUT0.size, "FWPM_CALLOUT0")
+        k.write(address, L.FWPM_CALLOUT0.pack(calloutKey=guid_bytes(key), flags=callout["flags"],
+                                              applicableLayer=guid_bytes(callout["layer"]), calloutId=callout["id"]))
+        k.write_u64(out, address, "FwpmCalloutGetByKey0 callout")
         return c.STATUS_SUCCESS
 
     def FwpmProviderContextGetByKey2(self, handle, key, out):

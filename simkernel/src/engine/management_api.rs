@@ -438,6 +438,43 @@ pub unsafe extern "system" fn FwpmProviderContextGetByKey2(
     STATUS_SUCCESS
 }
 
+/// `FwpmCalloutGetByKey0`: a copy of the management callout (key, flags,
+/// layer), freed with `FwpmFreeMemory0`.
+///
+/// # Safety
+/// `key` NULL or valid; `callout` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmCalloutGetByKey0(
+    engine_handle: *mut c_void,
+    key: *const GUID,
+    callout: *mut *mut FWPM_CALLOUT0,
+) -> NTSTATUS {
+    check!(passive("FwpmCalloutGetByKey0"));
+    check!(session_of(engine_handle, "FwpmCalloutGetByKey0"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(wanted) = (unsafe { key.as_ref() }).copied() else { return STATUS_FWP_NULL_POINTER };
+    if callout.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let mut engine = lock();
+    let Some(managed) = engine.managed.get(&key_of(&wanted)).copied() else {
+        return STATUS_FWP_CALLOUT_NOT_FOUND;
+    };
+    let Some(layer) = super::layer_by_id(managed.layer_id) else { return STATUS_FWP_LAYER_NOT_FOUND };
+    let mut copy = Box::new(FWPM_CALLOUT0 {
+        calloutKey: wanted,
+        flags: managed.flags,
+        applicableLayer: layer.key,
+        calloutId: managed.id,
+        ..FWPM_CALLOUT0::default()
+    });
+    let pointer = &mut *copy as *mut FWPM_CALLOUT0;
+    engine.allocations.insert(pointer as usize, EngineAllocation::Callout(copy));
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { callout.write(pointer) };
+    STATUS_SUCCESS
+}
+
 /// `FwpmFreeMemory0`: any IRQL <= DISPATCH; sets `*p` to NULL.
 ///
 /// # Safety

@@ -5,7 +5,7 @@
 use super::ProviderContextRecord;
 use fwps_types::fwp::{
     FWP_BYTE_BLOB, FWP_CONDITION_VALUE0, FWP_CONDITION_VALUE0_0, FWP_VALUE0, FWP_VALUE0_0, FWPM_ACTION0,
-    FWPM_ACTION0_0, FWPM_FILTER0, FWPM_FILTER0_0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER_CONTEXT2_0,
+    FWPM_ACTION0_0, FWPM_CALLOUT0, FWPM_FILTER0, FWPM_FILTER0_0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER_CONTEXT2_0,
 };
 use fwps_types::*;
 use std::cell::UnsafeCell;
@@ -252,6 +252,8 @@ pub(crate) enum EngineAllocation {
     FilterBatch(#[allow(dead_code)] Box<FilterBatch>),
     /// A provider context.
     ProviderContext(#[allow(dead_code)] Box<ProviderContextCopy>),
+    /// A management callout.
+    Callout(#[allow(dead_code)] Box<FWPM_CALLOUT0>),
 }
 
 /// An array of `FWPM_FILTER0*` and what they point to.
