@@ -475,3 +475,33 @@ fn has_queued_tracks_requests_waiting_for_an_agent() {
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }
+
+/// A packet we reinjected after our agent permitted its connection passes
+/// every filter of ours at ALE_AUTH_RECV_ACCEPT, a static block among them
+/// (recv-accept filters never take the static fast path: each
+/// classification there first asks FwpsQueryPacketInjectionState0). The
+/// agent's answer is the decision for that connection; other vendors'
+/// filters still judge the packet as they like.
+#[test]
+fn our_reinjected_packet_passes_our_static_block_too() {
+    let (harness, ask_filter) = load_with_ask(Layer::RecvAcceptV4, 5_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    let connection = Layer::RecvAcceptV4.connection(3389);
+    assert!(engine::classify(&connection).pended.is_some());
+    // A static block of ours arrives at the layer while the agent decides,
+    // heavier than the ask filter: the engine reaches it first.
+    let mut heavier = Harness::filter_spec(Layer::RecvAcceptV4);
+    heavier.weight = 100;
+    let block = harness.add_filter_with(heavier, PolicySource::Policy(&policy(PolicyAction::Block))).unwrap();
+    let request = STATE.pending.take_next().unwrap();
+    STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    let reinjected = packets::take_reinjected();
+    assert_eq!(reinjected.len(), 1);
+    assert!(reinjected[0].1.permitted(), "our own injection passes our block: {:?}", reinjected[0].1);
+    assert_eq!(reinjected[0].1.decided_by, Some(block), "the block filter itself let it through");
+    assert_eq!(harness.counters(block).unwrap().blocked, 0);
+    let _ = pending::take_completions();
+    harness.delete_filter(block).unwrap();
+    harness.delete_filter(ask_filter).unwrap();
+    harness.unload_and_check();
+}
