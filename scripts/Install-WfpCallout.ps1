@@ -68,7 +68,8 @@ $ErrorActionPreference = 'Stop'
 Assert-Administrator
 Assert-Windows64
 
-# Primitive driver packages need Windows 10 version 1903 (build 18362).
+# Primitive driver packages need Windows 10 version 1903 (build 18362), which
+# is also the first with KMDF 1.29, the driver's minimum framework version.
 $build = [Environment]::OSVersion.Version.Build
 if ($build -lt 18362) {
     throw "This is Windows build $build: the wfpcallout package is a primitive driver package, which needs Windows 10 version 1903 (build 18362) or later."
