@@ -83,10 +83,10 @@ fn reauthorize_reason_field(layer_id: u16) -> Option<usize> {
 /// one that completing a pended connect triggers
 /// (`FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION`) takes the
 /// verdict kept for its request (so does one without a reason field);
-/// every other reason (a policy change at the
-/// layer, a new arrival interface, the opposite direction, ...) gets the
-/// verdict the connection already has, which it keeps. A connection we
-/// never decided gets the default.
+/// every other reason (a policy change at the layer, a new arrival
+/// interface, the opposite direction, ...) gets the verdict the connection
+/// already has, which it keeps. A connection we never decided gets the
+/// default.
 fn reauthorization(
     context: &FilterContext,
     values: &IncomingValues<'_>,
