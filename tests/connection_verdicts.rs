@@ -70,10 +70,31 @@ fn idle_entries_expire_and_use_keeps_them() {
     table.remember(&used, 1, Verdict::Permit, NOW);
     assert_eq!(table.recall(&used, NOW + IDLE_LIMIT_TICKS), Some(Verdict::Permit), "used at the limit");
     assert_eq!(table.recall(&base(), NOW + IDLE_LIMIT_TICKS), Some(Verdict::Permit), "exactly the limit: kept");
-    let later = NOW + 2 * IDLE_LIMIT_TICKS + 1;
+    assert!(!table.is_empty(NOW));
+    // The limit is an hour of 100-ns ticks: 59 minutes idle is kept.
+    assert_eq!(table.recall(&used, NOW + IDLE_LIMIT_TICKS + 59 * 60 * 10_000_000), Some(Verdict::Permit));
+    let later = NOW + 3 * IDLE_LIMIT_TICKS;
     assert_eq!(table.recall(&base(), later), None, "idle past the limit");
     assert_eq!(table.recall(&used, later), None);
     assert!(table.is_empty(later));
+    table.close();
+    kernel.assert_unloaded_clean();
+}
+
+/// Half the capacity fits without a single eviction: the keys spread over
+/// the table (a hash that sent them to a few slots would evict).
+#[test]
+fn half_the_capacity_fits_without_evictions() {
+    let kernel = Kernel::boot();
+    let table = ConnectionVerdicts::new();
+    table.open().unwrap();
+    let keys: Vec<ConnectionKey> =
+        (0..(CAPACITY / 2) as u16).map(|i| key("10.0.0.2", 40_000 + i, "198.51.100.7", 443, 6)).collect();
+    for k in &keys {
+        table.remember(k, 1, Verdict::Block, NOW);
+    }
+    assert_eq!(table.stats.evicted.load(Ordering::Relaxed), 0);
+    assert!(keys.iter().all(|k| table.recall(k, NOW) == Some(Verdict::Block)));
     table.close();
     kernel.assert_unloaded_clean();
 }
@@ -94,10 +115,9 @@ fn a_full_table_evicts_the_least_recently_used_and_counts_it() {
     assert!(table.len(NOW + keys.len() as u64) <= CAPACITY);
     let kept = keys.iter().filter(|k| table.recall(k, NOW + keys.len() as u64).is_some()).count();
     assert_eq!(kept as u64 + evicted, keys.len() as u64, "each connection is either kept or counted as evicted");
-    assert!(
-        table.recall(keys.last().unwrap(), NOW + keys.len() as u64).is_some(),
-        "the newest is never the one evicted"
-    );
+    // Least recently used first: the most recent connections survive.
+    let recent = &keys[keys.len() - 64..];
+    assert!(recent.iter().all(|k| table.recall(k, NOW + keys.len() as u64).is_some()), "a recent one was evicted");
     table.close();
     kernel.assert_unloaded_clean();
 }
