@@ -145,11 +145,11 @@ extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
     STATE.agents.set_request_available_hook(None);
     let timer = TIMEOUT_TIMER.swap(ptr::null_mut(), Ordering::AcqRel);
     if !timer.is_null() {
+        // (The BOOLEAN says whether the timer was still queued: either way
+        // it is stopped now.)
         // SAFETY: the timer was created by this driver and is parented to
         // the control device, which still exists; Wait = TRUE (we are at
         // PASSIVE_LEVEL) returns once no timer callback is running.
-        // (The BOOLEAN says whether the timer was still queued: either way
-        // it is stopped now.)
         let _was_queued = unsafe { call_unsafe_wdf_function_binding!(WdfTimerStop, timer.cast(), BOOLEAN::from(true)) };
     }
     crate::lifecycle::unload();
