@@ -135,3 +135,43 @@ fn a_closed_table_remembers_nothing() {
     assert_eq!(table.recall(&base(), NOW), None);
     kernel.assert_unloaded_clean();
 }
+
+/// Eviction takes the least recently *used* entry, not merely the oldest
+/// insertion: connections whose verdict was read again (reauthorized
+/// recently) outlive those that were not.
+#[test]
+fn recently_used_connections_outlive_idle_ones() {
+    let kernel = Kernel::boot();
+    let table = ConnectionVerdicts::new();
+    table.open().unwrap();
+    let mut now = NOW;
+    let first: Vec<ConnectionKey> =
+        (0..CAPACITY as u16).map(|i| key("10.0.0.2", 10_000 + i, "203.0.113.9", 443, 6)).collect();
+    for k in &first {
+        now += 1;
+        table.remember(k, 1, Verdict::Permit, now);
+    }
+    let stored: Vec<ConnectionKey> = first.iter().copied().filter(|k| table.recall(k, now).is_some()).collect();
+    // Reading refreshed them all; now read every other one again, later.
+    now += 1_000;
+    let (used, idle): (Vec<_>, Vec<_>) = stored.iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    for (_, k) in &used {
+        assert!(table.recall(k, now).is_some());
+    }
+    now += 1_000;
+    for i in 0..(CAPACITY / 2) as u16 {
+        now += 1;
+        table.remember(&key("10.0.0.2", 30_000 + i, "203.0.113.9", 443, 6), 1, Verdict::Permit, now);
+    }
+    let survivors =
+        |set: &Vec<(usize, &ConnectionKey)>| set.iter().filter(|(_, k)| table.recall(k, now).is_some()).count();
+    let (used_left, idle_left) = (survivors(&used), survivors(&idle));
+    assert!(
+        used_left > idle_left + used.len() / 4,
+        "recently used: {used_left} of {} kept; idle: {idle_left} of {} kept",
+        used.len(),
+        idle.len()
+    );
+    table.close();
+    kernel.assert_unloaded_clean();
+}
