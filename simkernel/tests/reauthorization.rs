@@ -145,3 +145,23 @@ fn completion_reauthorization_can_come_later_from_another_thread() {
     );
     kernel.assert_clean();
 }
+
+/// Z7: `FwpsCompleteOperation0` at ALE_AUTH_CONNECT may take a
+/// NET_BUFFER_LIST (the parameter is optional at every layer): no violation,
+/// the completion carries it, the reauthorization still runs, and the
+/// clone stays the callout's to free.
+#[test]
+fn completion_at_connect_may_carry_a_packet() {
+    let (kernel, _probe, _id) = setup(77, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::pend_next(true);
+    let connection = Connection { protocol: 17, ..Connection::tcp_connect_v4(53) };
+    let operation = engine::classify(&connection).pended.expect("pended");
+    let datagram = engine::packets::clone_for_test(&connection);
+    probe::answer(PERMIT);
+    engine::pending::FwpsCompleteOperation0(operation as *mut _, datagram);
+    let completion = engine::pending::take_completions().pop().unwrap();
+    assert!(completion.with_packet);
+    assert!(completion.reauthorization.unwrap().permitted());
+    engine::packets::FwpsFreeCloneNetBufferList0(datagram, 0);
+    kernel.assert_clean();
+}

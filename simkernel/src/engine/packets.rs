@@ -124,6 +124,15 @@ pub(crate) fn release_incoming(packet: *mut c_void) {
     }
 }
 
+/// A live clone of a packet of `connection`, as a callout would hold after
+/// `FwpsAllocateCloneNetBufferList0` (for conformance tests whose probe
+/// needs one without going through layerData). Free it with
+/// `FwpsFreeCloneNetBufferList0`.
+pub fn clone_for_test(connection: &Connection) -> *mut c_void {
+    let (ip, transport) = header_sizes(connection);
+    with(|s| new_packet(s, connection, true, ip + transport))
+}
+
 /// Classifications of reinjected packets so far.
 pub fn take_reinjected() -> Vec<(Connection, ClassifyResult)> {
     with(|s| std::mem::take(&mut s.reinjected))

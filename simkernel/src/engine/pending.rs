@@ -153,6 +153,9 @@ pub unsafe extern "system" fn FwpsPendOperation0(
 
 /// `FwpsCompleteOperation0`: completes a pended operation exactly once; at
 /// ALE_AUTH_CONNECT the reauthorization classify runs before this returns.
+/// The NET_BUFFER_LIST is optional at every ALE layer ("describes the packet
+/// data for which processing has been suspended"); when given it must be a
+/// live clone, and it stays the callout's.
 #[unsafe(no_mangle)]
 pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, net_buffer_list: *mut c_void) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsCompleteOperation0");
@@ -166,9 +169,6 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
     };
     let reauthorize =
         matches!(pended.connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
-    if reauthorize && !net_buffer_list.is_null() {
-        report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet at ALE_AUTH_CONNECT (must be NULL)");
-    }
     if !net_buffer_list.is_null() && !super::packets::is_live_clone(net_buffer_list) {
         report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet that is not a live clone");
     }
