@@ -65,6 +65,40 @@ static ASSOCIATE: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn writes its verdict even without the write right.
 static IGNORE_RIGHT: AtomicU32 = AtomicU32::new(0);
 /// What notifyFn returns for ADD and for DELETE.
+/// A packet the probe's classifyFn injects (TCP receive injection) and the
+/// injection handle to use: (clone, handle), 0 = none.
+static INJECT: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+/// The next classifyFn injects `clone` with `handle` from inside itself.
+pub fn inject_from_classify(clone: *mut c_void, handle: *mut c_void) {
+    *INJECT.lock().unwrap_or_else(|e| e.into_inner()) = (clone as usize, handle as usize);
+}
+
+/// The injection's completion: the clone goes back to its owner (freed).
+pub unsafe extern "system" fn inject_complete(_context: *mut c_void, clone: *mut c_void, _dispatch: u8) {
+    engine::packets::FwpsFreeCloneNetBufferList0(clone, 0);
+}
+
+/// Injects `clone` (its connection's family) with `handle`.
+pub fn inject(handle: *mut c_void, clone: *mut c_void, v6: bool) -> NTSTATUS {
+    // SAFETY: the completion frees the clone once; the rest are plain values.
+    unsafe {
+        engine::packets::FwpsInjectTransportReceiveAsync0(
+            handle,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            if v6 { 23 } else { 2 },
+            1,
+            0,
+            0,
+            clone,
+            Some(inject_complete),
+            std::ptr::null_mut(),
+        )
+    }
+}
+
 /// Whether the next classifyFn pends its classification.
 static PEND_NEXT: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn records the addresses of its parameters.
@@ -83,6 +117,7 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     ASSOCIATE.store(0, Ordering::SeqCst);
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
     KEEP.store(0, Ordering::SeqCst);
+    *INJECT.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
     PEND_NEXT.store(0, Ordering::SeqCst);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
@@ -194,6 +229,11 @@ unsafe extern "system" fn probe_classify(
         let callout_id = filter.action.calloutId;
         let status = engine::flows::FwpsFlowAssociateContext0(metadata.flowHandle, 52, callout_id, 0xF10F);
         log(Event::Associated(status));
+    }
+    let (clone, handle) = std::mem::take(&mut *INJECT.lock().unwrap_or_else(|e| e.into_inner()));
+    if clone != 0 {
+        log(Event::Mark("injected"));
+        let _ = inject(handle as *mut c_void, clone as *mut c_void, false);
     }
     if PEND_NEXT.swap(0, Ordering::SeqCst) != 0
         && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE != 0
