@@ -96,11 +96,6 @@ impl Pause {
         }
     }
 
-    /// Whether a thread has stopped at the point.
-    pub fn is_reached(&self) -> bool {
-        *self.point.phase() != Phase::Armed
-    }
-
     /// Lets the stopped thread go on.
     pub fn resume(self) {
         drop(self);

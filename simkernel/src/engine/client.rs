@@ -61,11 +61,6 @@ pub fn set_notify_irql(irql: u8) {
     lock().notify_irql = Some(irql);
 }
 
-/// Goes back to a random notifyFn IRQL per call.
-pub fn set_notify_irql_random() {
-    lock().notify_irql = None;
-}
-
 /// Drops the next `count` DELETE notifications (WFP has lost them under
 /// load): the filter is deleted but the callout is never told.
 pub fn lose_delete_notifications(count: u32) {
