@@ -90,6 +90,11 @@ impl Agents {
         *self.hook.lock() = hook;
     }
 
+    /// Whether a request-available hook is installed.
+    pub fn has_request_available_hook(&self) -> bool {
+        self.hook.read().is_some()
+    }
+
     /// Tells the glue a request is waiting.
     pub fn request_available(&self) {
         let hook = *self.hook.read();

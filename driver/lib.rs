@@ -27,6 +27,7 @@ pub mod classify;
 pub mod clock;
 pub mod connection_verdicts;
 pub mod control;
+pub mod control_device;
 pub mod delay;
 pub mod driver_state;
 pub mod fast_path;
@@ -45,14 +46,23 @@ pub mod pool;
 pub mod rate_limiter;
 pub mod reinjection;
 pub mod rundown;
+#[cfg(not(windows))]
+pub mod sim_framework;
 pub mod spin_lock;
 pub mod status;
 pub mod wide;
 
-#[cfg(all(windows, feature = "kmdf"))]
+#[cfg(all(windows, any(feature = "kmdf", feature = "wdf-declarations")))]
 mod kmdf;
+// The WDF names the KMDF glue uses: wdk-sys's, generated from the WDK's
+// headers, on a Windows build host; else the project's own declarations,
+// asserted against Microsoft's KMDF headers (the cross-check).
+#[cfg(all(windows, feature = "wdf-declarations", not(feature = "kmdf")))]
+use wdf_types as wdf_api;
+#[cfg(all(windows, feature = "kmdf"))]
+use wdk_sys as wdf_api;
 
 #[cfg(all(windows, feature = "kmdf", feature = "fwpsk-bindgen-check"))]
 mod fwpsk_layout_check;
-#[cfg(all(windows, not(feature = "kmdf")))]
+#[cfg(all(windows, not(feature = "kmdf"), not(feature = "wdf-declarations")))]
 mod wdm_entry;

@@ -40,6 +40,11 @@ impl NtStatus {
     pub const NOT_FOUND: Self = Self(fwps_types::STATUS_NOT_FOUND);
     /// Enumeration has nothing more.
     pub const NO_MORE_ENTRIES: Self = Self(fwps_types::STATUS_NO_MORE_ENTRIES);
+    /// Something the driver relies on did not hold (a framework call gave
+    /// less than it promised): fail the operation, never guess.
+    pub const INTERNAL_ERROR: Self = Self(fwps_types::STATUS_INTERNAL_ERROR);
+    /// An I/O request ended because its handle closed.
+    pub const CANCELLED: Self = Self(fwps_types::STATUS_CANCELLED);
 
     /// Wraps a raw status.
     pub const fn from_raw(raw: i32) -> Self {

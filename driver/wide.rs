@@ -27,3 +27,12 @@ macro_rules! wide {
         &WIDE
     }};
 }
+
+/// The byte length of a `wide!` string without its NUL, as the `Length` of
+/// a counted `UNICODE_STRING`. Evaluated in constants: text too long for
+/// the `USHORT` fails the build.
+pub const fn counted_byte_len(units: &[u16]) -> u16 {
+    let bytes = units.len().saturating_sub(1) * 2;
+    assert!(bytes <= u16::MAX as usize, "text too long for a UNICODE_STRING");
+    bytes as u16
+}

@@ -89,6 +89,10 @@ statuses! {
     STATUS_NO_MORE_ENTRIES = 0x8000_001Au32;
     /// Generic failure.
     STATUS_UNSUCCESSFUL = 0xC000_0001u32;
+    /// An internal error (a framework call gave less than it promised).
+    STATUS_INTERNAL_ERROR = 0xC000_00E5u32;
+    /// The I/O request was cancelled (its handle closed).
+    STATUS_CANCELLED = 0xC000_0120u32;
     /// A parameter is invalid.
     STATUS_INVALID_PARAMETER = 0xC000_000Du32;
     /// An invalid device request (unknown IOCTL).

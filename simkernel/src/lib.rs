@@ -26,6 +26,7 @@ pub mod spin_lock;
 pub mod sync_points;
 pub mod vendor;
 pub mod verifier;
+pub mod wdf;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -54,6 +55,7 @@ impl Kernel {
         clock::reset();
         debug_print::reset();
         sync_points::reset();
+        wdf::reset();
         Kernel { _owner: owner, device_object: Box::new([0; 336]) }
     }
 
