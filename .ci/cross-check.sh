@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Windows-target cross-check, runnable on Linux from the repository root.
 #
-#   a. type-checks the portable driver (everything but the KMDF glue) for
-#      x86_64-pc-windows-msvc, with core/alloc built from source;
+#   a. type-checks the driver, KMDF glue included, for
+#      x86_64-pc-windows-msvc against the project's own WDF declarations
+#      (feature `wdf-declarations`: wdf-types instead of the WDK's wdk-sys),
+#      with core/alloc built from source;
 #   b. meanwhile builds it as a release staticlib;
-#   c. links that into a WDM kernel image (wfpcallout.sys, entry point
-#      `DriverEntry` from driver/wdm_entry.rs) with lld-link;
+#   c. links that into a KMDF kernel image (wfpcallout.sys) with lld-link;
+#      its entry point is `FxDriverEntry`, the stand-in for the WDK's loader
+#      stub (driver/fx_driver_entry.rs), which binds through WDFLDR and calls
+#      the glue's `DriverEntry`;
 #   d. inspects the image: imports only from the kernel modules a WFP
-#      callout driver may use, some from fwpkclnt.sys, native subsystem,
-#      DriverEntry as the entry point;
+#      callout driver may use, some from fwpkclnt.sys and wdfldr.sys,
+#      native subsystem, FxDriverEntry as the entry point;
 #   e. type-checks wfpctl for Windows, once that workspace member exists.
 #
 # Needs Debian's rustc-web, cargo-web, rust-web-src, lld-22 and llvm-22
@@ -79,13 +83,13 @@ total_start=$(now)
 # core, mostly on one thread. They use different profiles (dev, release),
 # hence different lock and output directories under $TARGET_DIR. Their
 # output is shown once both have finished, a first.
-check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features "${cargo_args[@]}")
+check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features --features wdf-declarations "${cargo_args[@]}")
 # No -Zbuild-std-features=compiler-builtins-mem: memcpy/memset/memmove/
 # memcmp, which LLVM calls and compiler-builtins leaves to the C runtime on
 # MSVC targets, are imported from ntoskrnl.exe, which exports them
-# (raw-dylib declarations in driver/wdm_entry.rs). The image then carries
+# (raw-dylib declarations in driver/kernel_runtime.rs). The image then carries
 # no second copy of them, and the link needs no import library.
-build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features "${cargo_args[@]}")
+build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features --features wdf-declarations "${cargo_args[@]}")
 mkdir -p "$TARGET_DIR"
 step "a. cargo check for $TARGET (driver without the KMDF glue) | b. release staticlib"
 printf '+ %s &\n+ %s\n' "${check_cmd[*]}" "${build_cmd[*]}"
@@ -107,7 +111,7 @@ cat "$TARGET_DIR/staticlib.log"
 [[ -f $STATICLIB ]] || fail "$STATICLIB was not produced"
 echo "check + staticlib: $(elapsed "$t")"
 
-step "c. link the WDM image"
+step "c. link the KMDF image"
 t=$(now)
 rm -f "$IMAGE" "$MAP"
 # /DRIVER:WDM sets the WDM_DRIVER bit, /INTEGRITYCHECK FORCE_INTEGRITY,
@@ -116,7 +120,7 @@ rm -f "$IMAGE" "$MAP"
 # for a driver. No /KERNEL: lld-link accepts it only as an ignored flag.
 # Kernel imports come from the raw-dylib import libraries rustc put in the
 # staticlib, so no import library and no default library is needed.
-run "$LLD_LINK" /NOLOGO /DRIVER:WDM /SUBSYSTEM:NATIVE /ENTRY:DriverEntry /NODEFAULTLIB /MACHINE:X64 \
+run "$LLD_LINK" /NOLOGO /DRIVER:WDM /SUBSYSTEM:NATIVE /ENTRY:FxDriverEntry /NODEFAULTLIB /MACHINE:X64 \
     /RELEASE /INTEGRITYCHECK /DYNAMICBASE /HIGHENTROPYVA /NXCOMPAT /TSAWARE:NO /OPT:REF /OPT:ICF \
     /MAP:"$MAP" /OUT:"$IMAGE" "$STATICLIB"
 echo "link: $(elapsed "$t")"
@@ -137,6 +141,7 @@ import_table=$(awk '
 
 errors=0
 fwpkclnt_symbols=0
+wdfldr_symbols=0
 while read -r dll count kind; do
     lower=${dll,,}
     if [[ $kind == DelayImport ]]; then
@@ -152,9 +157,14 @@ while read -r dll count kind; do
         errors=$((errors + 1))
     fi
     if [[ $lower == fwpkclnt.sys ]]; then fwpkclnt_symbols=$((fwpkclnt_symbols + count)); fi
+    if [[ $lower == wdfldr.sys ]]; then wdfldr_symbols=$((wdfldr_symbols + count)); fi
 done <<<"$import_table"
 if ((fwpkclnt_symbols == 0)); then
     printf 'cross-check: no import from fwpkclnt.sys: the WFP calls are not linked\n' >&2
+    errors=$((errors + 1))
+fi
+if ((wdfldr_symbols == 0)); then
+    printf 'cross-check: no import from wdfldr.sys: the image does not bind to KMDF\n' >&2
     errors=$((errors + 1))
 fi
 
@@ -175,14 +185,14 @@ grep -q 'IMAGE_DLL_CHARACTERISTICS_WDM_DRIVER' <<<"$headers" || {
     printf 'cross-check: WDM_DRIVER characteristic missing\n' >&2
     errors=$((errors + 1))
 }
-# The linker's map gives DriverEntry's address (Rva+Base column): it must be
+# The linker's map gives FxDriverEntry's address (Rva+Base column): it must be
 # the entry point, not merely some symbol the linker accepted.
-driver_entry_va=$(awk '$2 == "DriverEntry" { print $3; exit }' "$MAP")
+driver_entry_va=$(awk '$2 == "FxDriverEntry" { print $3; exit }' "$MAP")
 if [[ -z $driver_entry_va ]]; then
-    printf 'cross-check: DriverEntry not found in the link map\n' >&2
+    printf 'cross-check: FxDriverEntry not found in the link map\n' >&2
     errors=$((errors + 1))
 elif ((0x$driver_entry_va - image_base != entry_rva)); then
-    printf 'cross-check: entry point RVA %#x is not DriverEntry (%#x)\n' \
+    printf 'cross-check: entry point RVA %#x is not FxDriverEntry (%#x)\n' \
         "$entry_rva" $((0x$driver_entry_va - image_base)) >&2
     errors=$((errors + 1))
 fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs the Windows build's machine code: the PE kernel image that
+# Runs the Windows build's machine code: the KMDF kernel image that
 # .ci/cross-check.sh links (target/cross/wfpcallout.sys) is loaded into
 # speakeasy, an emulated Windows x64 kernel on unicorn, and driven through
-# every scenario in emulator/ (DriverEntry, notifyFn and classifyFn for
-# each policy, adoption of existing filters, the ask path through the
-# control device's IRPs, DriverUnload), with the kernel and WFP exports
+# every scenario in emulator/ (FxDriverEntry binding to an emulated KMDF,
+# DriverEntry, notifyFn and classifyFn for each policy, adoption of existing
+# filters, the ask path through the control device's IOCTL and manual
+# queues, the timer, DriverUnload), with the kernel, KMDF and WFP exports
 # played by checking hooks. See emulator/README.md.
 #
 #   1. a virtualenv (target/emulator-venv) with emulator/requirements.txt,
@@ -54,7 +55,7 @@ fi
 printf '==> image %s\n' "$IMAGE"
 stale=""
 if [[ -f $IMAGE && -f $MAP ]]; then
-    stale=$(find driver fwps-types wire Cargo.toml Cargo.lock build.rs -newer "$IMAGE" -type f -print -quit 2>/dev/null || true)
+    stale=$(find driver fwps-types wdf-types wire Cargo.toml Cargo.lock build.rs -newer "$IMAGE" -type f -print -quit 2>/dev/null || true)
 fi
 if [[ ! -f $IMAGE || ! -f $MAP || -n $stale ]]; then
     echo "building it: bash .ci/cross-check.sh${stale:+ ($stale is newer)}"

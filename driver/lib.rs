@@ -3,13 +3,14 @@
 //! notifyFn attaches a per-filter context when a filter naming one of our
 //! callouts is added and releases it when the filter is deleted; classifyFn
 //! uses that context directly at DISPATCH_LEVEL. Everything here except the
-//! KMDF glue (`kmdf`) is portable: on Windows it links against ntoskrnl and
-//! fwpkclnt, elsewhere against the simulated kernel, which calls these very
-//! callbacks in tests.
+//! KMDF glue (`kmdf`, which only calls: `control_device` decides) is
+//! portable: on Windows it links against ntoskrnl and fwpkclnt, elsewhere
+//! against the simulated kernel, which calls these very callbacks in tests.
 //!
 //! `unsafe` is confined to the FFI boundary (`ffi`, `pool`, `spin_lock`,
-//! `filter_view`, the counters and clock shims) and to the callback
-//! trampolines; the policy logic above them denies it.
+//! `filter_view`, the counters and clock shims, the KMDF glue and the
+//! image's runtime) and to the callback trampolines; the policy logic above
+//! them denies it.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -64,5 +65,7 @@ use wdk_sys as wdf_api;
 
 #[cfg(all(windows, feature = "kmdf", feature = "fwpsk-bindgen-check"))]
 mod fwpsk_layout_check;
-#[cfg(all(windows, not(feature = "kmdf"), not(feature = "wdf-declarations")))]
-mod wdm_entry;
+#[cfg(all(windows, feature = "wdf-declarations", not(feature = "kmdf")))]
+mod fx_driver_entry;
+#[cfg(windows)]
+mod kernel_runtime;

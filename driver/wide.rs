@@ -28,11 +28,23 @@ macro_rules! wide {
     }};
 }
 
-/// The byte length of a `wide!` string without its NUL, as the `Length` of
-/// a counted `UNICODE_STRING`. Evaluated in constants: text too long for
-/// the `USHORT` fails the build.
-pub const fn counted_byte_len(units: &[u16]) -> u16 {
-    let bytes = units.len().saturating_sub(1) * 2;
+/// Static `wide!` text and its byte length without the NUL, as a counted
+/// `UNICODE_STRING` describes it.
+pub type Counted = (&'static [u16], u16);
+
+/// Pairs `wide!` text with its counted byte length. Evaluated in constants:
+/// text too long for the `USHORT` length fails the build.
+pub const fn counted(text: &'static [u16]) -> Counted {
+    let bytes = text.len().saturating_sub(1) * 2;
     assert!(bytes <= u16::MAX as usize, "text too long for a UNICODE_STRING");
-    bytes as u16
+    (text, bytes as u16)
+}
+
+/// `size_of::<T>()` as the `ULONG` the `Size` field of a framework
+/// structure holds. Evaluated in constants: a structure too large fails
+/// the build.
+pub const fn struct_size<T>() -> u32 {
+    let size = core::mem::size_of::<T>();
+    assert!(size <= u32::MAX as usize, "structure size does not fit a ULONG");
+    size as u32
 }

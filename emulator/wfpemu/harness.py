@@ -117,7 +117,6 @@ class Harness:
         self.next_filter_id = 0x10000
         self.next_luid = 0x7000
         self.driver_object = 0
-        self.dispatch = {}
         self.unload_routine = 0
         self.calls = 0
         self.open_files = set()
@@ -262,7 +261,9 @@ class Harness:
 
     # ---- the I/O manager ----------------------------------------------------
 
-    def driver_entry(self):
+    def driver_entry(self, expected=c.STATUS_SUCCESS):
+        """The I/O manager calls the image's entry point, FxDriverEntry,
+        which binds to KMDF and calls DriverEntry."""
         k = self.kernel
         self.driver_object = k.alloc(L.DRIVER_OBJECT.size, "DRIVER_OBJECT")
         name = "\\Driver\\wfpcallout".encode("utf-16-le")
@@ -279,101 +280,91 @@ class Harness:
             **{"DriverName.Length": len(name), "DriverName.MaximumLength": len(name) + 2,
                "DriverName.Buffer": strings}))
         k.driver_object = self.driver_object
-        status = self.call(self.entry, [self.driver_object, registry_path], what="DriverEntry") & 0xFFFFFFFF
+        status = self.call(self.entry, [self.driver_object, registry_path], what="FxDriverEntry") & 0xFFFFFFFF
+        if status != expected:
+            raise ScenarioFailure(f"FxDriverEntry returned {status:#010x}, expected {expected:#010x}")
         if status != c.STATUS_SUCCESS:
-            raise ScenarioFailure(f"DriverEntry returned {status:#010x}")
+            return status
         fields = L.DRIVER_OBJECT.unpack(k.read(self.driver_object, L.DRIVER_OBJECT.size))
         self.unload_routine = fields["DriverUnload"]
-        table = k.read(self.driver_object + L.DRIVER_OBJECT_MAJOR_FUNCTION, 8 * L.IRP_MJ_FUNCTION_COUNT)
-        self.dispatch = {index: struct.unpack_from("<Q", table, 8 * index)[0]
-                         for index in range(L.IRP_MJ_FUNCTION_COUNT)}
-        device = fields["DeviceObject"]
-        if device not in k.devices:
-            raise ScenarioFailure("DriverEntry returned success without a device object")
-        # The I/O manager clears DO_DEVICE_INITIALIZING after DriverEntry.
-        flags_at = device + L.DEVICE_OBJECT.offset("Flags")
-        flags = struct.unpack("<I", k.read(flags_at, 4))[0]
-        k.write(flags_at, struct.pack("<I", flags & ~c.DO_DEVICE_INITIALIZING))
-        self.device = device
+        wdf = k.wdf
+        if wdf.device is None or not wdf.device["open"]:
+            raise ScenarioFailure("DriverEntry returned success without an open control device")
+        if fields["DeviceObject"] != wdf.device["wdm"]:
+            raise ScenarioFailure("DRIVER_OBJECT.DeviceObject is not the control device's")
+        if wdf.timer is None or not wdf.timer["running"]:
+            raise ScenarioFailure("DriverEntry returned success without starting the timeout timer")
+        self.device = wdf.device["wdm"]
         return status
 
     def unload(self):
+        """The I/O manager calls DriverUnload: the stub's, which runs the
+        framework's (EvtDriverUnload, then the framework's objects go) and
+        then unbinds."""
         if not self.unload_routine:
             raise ScenarioFailure("DriverEntry set no DriverUnload")
         if self.open_files:
             # The I/O manager defers DriverUnload until every handle is closed.
             raise ScenarioFailure(f"harness: unload with {len(self.open_files)} handle(s) still open")
         self.call(self.unload_routine, [self.driver_object], what="DriverUnload")
+        wdf = self.kernel.wdf
+        if not wdf.unload_ran or not wdf.unbound:
+            raise ScenarioFailure(f"DriverUnload returned with EvtDriverUnload run: {wdf.unload_ran}, "
+                                  f"unbound: {wdf.unbound}")
 
     def open_file(self):
-        """IRP_MJ_CREATE on the control device: a new file object."""
+        """A handle opened on the control device: the framework creates the
+        file object (no EvtDeviceFileCreate: it succeeds the create itself)."""
         k = self.kernel
+        if not k.wdf.device or not k.wdf.device["open"]:
+            raise ScenarioFailure("a handle opened on a control device that is not open")
         file_object = k.alloc(L.FILE_OBJECT.size, "FILE_OBJECT")
         k.write(file_object, L.FILE_OBJECT.pack(Type=c.IO_TYPE_FILE, Size=L.FILE_OBJECT.size,
                                                 DeviceObject=self.device))
-        result = self.irp(c.IRP_MJ_CREATE, file_object)
-        if result["status"] != c.STATUS_SUCCESS:
-            raise ScenarioFailure(f"IRP_MJ_CREATE completed with {result['status']:#010x}")
         self.open_files.add(file_object)
         return file_object
 
     def cleanup_file(self, file_object):
-        result = self.irp(c.IRP_MJ_CLEANUP, file_object)
-        if result["status"] != c.STATUS_SUCCESS:
-            raise ScenarioFailure(f"IRP_MJ_CLEANUP completed with {result['status']:#010x}")
+        """The last user handle closes: EvtFileCleanup at PASSIVE_LEVEL. The
+        driver must not leave a request of this file in its manual queue."""
+        k = self.kernel
+        routine = k.wdf.device["file_cleanup"]
+        if not routine:
+            raise ScenarioFailure("the control device has no EvtFileCleanup")
+        self.call(routine, [file_object], what="EvtFileCleanup")
+        left = [hex(h) for q in k.wdf.queues.values() for h in q["parked"]
+                if k.wdf.requests[h]["file"] == file_object]
+        if left:
+            raise ScenarioFailure(f"EvtFileCleanup left request(s) {left} of the closing handle queued")
 
     def close_file(self, file_object):
-        result = self.irp(c.IRP_MJ_CLOSE, file_object)
-        if result["status"] != c.STATUS_SUCCESS:
-            raise ScenarioFailure(f"IRP_MJ_CLOSE completed with {result['status']:#010x}")
         self.open_files.discard(file_object)
         self.kernel.free(file_object)
 
     def ioctl(self, file_object, code, input_bytes=b"", output_length=0):
-        """IRP_MJ_DEVICE_CONTROL, METHOD_BUFFERED: the input is copied into
-        a system buffer as long as the longer of the two buffers."""
-        return self.irp(c.IRP_MJ_DEVICE_CONTROL, file_object, code, bytes(input_bytes), output_length)
-
-    def irp(self, major, file_object, code=0, input_bytes=b"", output_length=0):
+        """An IOCTL (METHOD_BUFFERED) through the sequential queue: the
+        framework presents it to EvtIoDeviceControl at PASSIVE_LEVEL. The
+        returned record fills in when the request completes, which may be
+        later (a parked get-request)."""
         k = self.kernel
-        routine = self.dispatch.get(major, 0)
-        if not routine:
-            raise ScenarioFailure(f"no dispatch routine for IRP_MJ {major:#x}")
-        memory = []
-        irp = k.alloc(L.IRP.size + L.IO_STACK_LOCATION.size, "IRP")
-        memory.append(irp)
-        system_buffer = 0
-        length = max(len(input_bytes), output_length)
-        if length:
-            system_buffer = k.alloc(length, "SystemBuffer")
-            memory.append(system_buffer)
-            # What a previous user of the pool left there, then the input.
-            k.write(system_buffer, b"\xab" * length)
-            k.write(system_buffer, input_bytes)
-        location = irp + L.IRP.size
-        k.write(irp, L.IRP.pack(Type=c.IO_TYPE_IRP, Size=L.IRP.size + L.IO_STACK_LOCATION.size,
-                                **{"AssociatedIrp.SystemBuffer": system_buffer, "StackCount": 1,
-                                   "CurrentLocation": 1, "RequestorMode": 1,
-                                   "IoStatus.Status": 0x7EADBEEF, "IoStatus.Information": 0x5EAD,
-                                   "Tail.Overlay.CurrentStackLocation": location,
-                                   "Tail.Overlay.OriginalFileObject": file_object}))
-        k.write(location, L.IO_STACK_LOCATION.pack(
-            MajorFunction=major, DeviceObject=self.device, FileObject=file_object,
-            **{"Parameters.DeviceIoControl.OutputBufferLength": output_length,
-               "Parameters.DeviceIoControl.InputBufferLength": len(input_bytes),
-               "Parameters.DeviceIoControl.IoControlCode": code}))
-        record = {"completed": False, "system_buffer": system_buffer, "output_length": output_length,
-                  "memory": memory}
-        k.current_irps[irp] = record
-        returned = self.call(routine, [self.device, irp], what=f"IRP_MJ {major:#x} dispatch") & 0xFFFFFFFF
-        del k.current_irps[irp]
-        if not record["completed"]:
-            raise ScenarioFailure(f"IRP_MJ {major:#x}: the dispatch routine returned {returned:#010x} "
-                                  "without completing the IRP")
-        if returned != record["status"]:
-            raise ScenarioFailure(f"IRP_MJ {major:#x}: returned {returned:#010x} but completed with "
-                                  f"{record['status']:#010x}")
+        if file_object not in self.open_files:
+            raise ScenarioFailure("harness: IOCTL on a handle that is not open")
+        queue, record = k.wdf.present(file_object, code, bytes(input_bytes), output_length)
+        routine = k.wdf.queues[queue]["io_device_control"]
+        self.call(routine, [queue, record["handle"], output_length, len(input_bytes), code],
+                  what=f"EvtIoDeviceControl {code:#010x}")
+        if record["state"] == "driver":
+            raise ScenarioFailure(f"EvtIoDeviceControl {code:#010x} returned owning its request: a sequential "
+                                  "queue delivers nothing more until it is completed or forwarded")
         return record
+
+    def fire_timer(self):
+        """The timeout timer's period elapses: EvtTimerFunc at DISPATCH_LEVEL."""
+        timer = self.kernel.wdf.timer
+        if timer is None or not timer["running"]:
+            return False
+        self.call(timer["function"], [timer["handle"]], irql=c.DISPATCH_LEVEL, what="EvtTimerFunc")
+        return True
 
     # ---- the filter engine --------------------------------------------------
 
@@ -625,6 +616,8 @@ class Harness:
             problems.append(f"{len(w.injections_in_flight())} injection(s) never completed")
         if k.devices:
             problems.append("device object not deleted")
+        if not k.wdf.unbound:
+            problems.append("the driver is still bound to KMDF")
         if k.held:
             problems.append(f"spin locks held: {k.held}")
         if problems:

@@ -43,7 +43,8 @@ class PoolBlock:
 
 
 class Kernel:
-    """ntoskrnl's and the I/O manager's side; :attr:`wfp` is fwpkclnt's."""
+    """ntoskrnl's and the I/O manager's side; :attr:`wfp` is fwpkclnt's,
+    :attr:`wdf` KMDF's."""
 
     def __init__(self, se, printer):
         self.se = se
@@ -62,6 +63,7 @@ class Kernel:
         self.pool_allocated = collections.Counter()
         self.pool_freed = collections.Counter()
         self.fail_allocations = collections.Counter()  # tag -> how many to refuse
+        self.fail_api = {}  # API name -> (the nth call that fails, its status)
         # spin locks: address -> {"exclusive": bool, "shared": int, "value": int}
         self.locks = {}
         self.held = []  # (lock address, "exclusive"/"shared")
@@ -69,14 +71,15 @@ class Kernel:
         self.driver_object = 0
         self.devices = {}
         self.deleted_devices = set()
-        self.current_irps = {}  # IRP address -> completion record or None
         # set by the harness around a classify, for FwpsPendOperation0
         self.classify_in_progress = None
         from .packets import Packets
+        from .wdf import Wdf
         from .wfp import WfpEngine
 
         self.wfp = WfpEngine(self)
         self.packets = Packets(self)
+        self.wdf = Wdf(self)
         self.apis = {
             # pool
             "ExAllocatePool2": (self.ExAllocatePool2, 3),
@@ -99,12 +102,9 @@ class Kernel:
             "memmove": (self.memmove, 3),
             "memset": (self.memset, 3),
             "memcmp": (self.memcmp, 3),
-            # I/O manager
-            "IoCreateDevice": (self.IoCreateDevice, 7),
-            "IoDeleteDevice": (self.IoDeleteDevice, 1),
-            "IofCompleteRequest": (self.IofCompleteRequest, 2),
         }
         self.apis.update(self.wfp.apis())
+        self.apis.update(self.wdf.apis())
         self.apis.update(self.packets.apis())
 
     # ---- plumbing -----------------------------------------------------------
@@ -133,6 +133,10 @@ class Kernel:
             self.fail(f"{api_name} called with a misaligned stack (rsp {rsp:#x})")
         args = self.read_args(argc)
         self.api_counts[name] += 1
+        failure = self.fail_api.get(name)
+        if failure is not None and self.api_counts[name] == failure[0]:
+            # An injected failure: the call returns this status, having done nothing.
+            return failure[1]
         result = handler(*args)
         return 0 if result is None else result
 
@@ -418,63 +422,3 @@ class Kernel:
             if x != y:
                 return (x - y) & 0xFFFFFFFF
         return 0
-
-    # ---- I/O manager --------------------------------------------------------
-
-    def IoCreateDevice(self, driver, extension_size, name, device_type, characteristics, exclusive, out):
-        self.require_irql(c.PASSIVE_LEVEL, "IoCreateDevice")
-        self.check(driver == self.driver_object, f"IoCreateDevice: {driver:#x} is not our DRIVER_OBJECT")
-        string = L.UNICODE_STRING.unpack(self.read(name, 16, "IoCreateDevice name"))
-        self.check(string["Length"] % 2 == 0 and string["Length"] <= string["MaximumLength"],
-                   f"IoCreateDevice: UNICODE_STRING lengths {string['Length']}/{string['MaximumLength']}")
-        text = self.read(string["Buffer"], string["Length"], "IoCreateDevice name buffer").decode("utf-16-le")
-        self.check(text == c.DEVICE_NAME, f"IoCreateDevice: name {text!r}, expected {c.DEVICE_NAME!r}")
-        self.check(device_type & 0xFFFFFFFF == c.FILE_DEVICE_NETWORK, f"IoCreateDevice: type {device_type:#x}")
-        self.check(characteristics & c.FILE_DEVICE_SECURE_OPEN, "IoCreateDevice without FILE_DEVICE_SECURE_OPEN")
-        if any(d["name"] == text for d in self.devices.values()):
-            return c.STATUS_OBJECT_NAME_COLLISION
-        device = self.alloc(L.DEVICE_OBJECT_SIZE + extension_size, "device")
-        self.write(device, L.DEVICE_OBJECT.pack(
-            Type=c.IO_TYPE_DEVICE, Size=L.DEVICE_OBJECT_SIZE + extension_size, DriverObject=driver,
-            Flags=c.DO_DEVICE_INITIALIZING, Characteristics=characteristics & 0xFFFFFFFF,
-            DeviceType=device_type & 0xFFFFFFFF,
-            DeviceExtension=device + L.DEVICE_OBJECT_SIZE if extension_size else 0))
-        self.write_u64(self.driver_object + L.DRIVER_OBJECT.offset("DeviceObject"), device)
-        self.devices[device] = {"name": text}
-        self.write_u64(out, device, "IoCreateDevice DeviceObject out-pointer")
-        return c.STATUS_SUCCESS
-
-    def IoDeleteDevice(self, device):
-        self.require_irql(c.PASSIVE_LEVEL, "IoDeleteDevice")
-        if device in self.deleted_devices:
-            self.fail(f"IoDeleteDevice: {device:#x} deleted twice")
-        self.check(device in self.devices, f"IoDeleteDevice: {device:#x} is not a device we created")
-        self.check(not self.wfp.callouts_of_device(device),
-                   "IoDeleteDevice while callouts registered with the device are still registered")
-        del self.devices[device]
-        self.deleted_devices.add(device)
-        self.write_u64(self.driver_object + L.DRIVER_OBJECT.offset("DeviceObject"), 0)
-        self.free(device)
-
-    def IofCompleteRequest(self, irp, boost):
-        self.require_irql(c.DISPATCH_LEVEL, "IofCompleteRequest")
-        self.require_no_lock("IofCompleteRequest")
-        record = self.current_irps.get(irp)
-        if record is None:
-            self.fail(f"IofCompleteRequest: {irp:#x} is not an IRP in progress")
-        if record["completed"]:
-            self.fail(f"IofCompleteRequest: IRP {irp:#x} completed twice")
-        fields = L.IRP.unpack(self.read(irp, L.IRP.size, "IRP"))
-        status = fields["IoStatus.Status"] & 0xFFFFFFFF
-        information = fields["IoStatus.Information"]
-        self.check(status != c.STATUS_PENDING, "IofCompleteRequest with STATUS_PENDING")
-        self.check(information <= record["output_length"],
-                   f"IofCompleteRequest: Information {information} exceeds the output length "
-                   f"{record['output_length']}")
-        record.update(completed=True, status=status, information=information, boost=boost & 0xFF,
-                      output=self.read(record["system_buffer"], information) if information else b"")
-        # The IRP is the I/O manager's again: any later access by the driver
-        # hits unmapped memory and fails the run.
-        for address in record["memory"]:
-            self.free(address)
-        return None

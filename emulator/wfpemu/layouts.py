@@ -12,7 +12,7 @@ Sources:
   definitions (fwpsk.h / fwpstypes.h) and from mingw-w64's fwptypes.h /
   fwpmtypes.h.  ``FWPM_PROVIDER0`` and ``FWPM_SUBLAYER0``, which the table
   does not list, come from mingw-w64's fwpmtypes.h laid out the same way.
-* I/O manager (``DRIVER_OBJECT``, ``IRP``, ``IO_STACK_LOCATION``,
+* I/O manager (``DRIVER_OBJECT``,
   ``DEVICE_OBJECT``, ``FILE_OBJECT``, ``UNICODE_STRING``,
   ``PROCESSOR_NUMBER``): Microsoft's wdm.h definitions as shown on the DDI
   reference pages, with offsets checked by clang
@@ -312,8 +312,6 @@ DRIVER_OBJECT = Layout("DRIVER_OBJECT", 0x150, {
     "DriverInit": (0x58, "Q"),
     "DriverUnload": (0x68, "Q"),
 })
-DRIVER_OBJECT_MAJOR_FUNCTION = 0x70
-IRP_MJ_FUNCTION_COUNT = 0x1C
 
 # DEVICE_OBJECT: the leading fields the harness fills (Windows' object is
 # 0x150 bytes; the driver only passes the pointer around).
@@ -337,38 +335,71 @@ FILE_OBJECT = Layout("FILE_OBJECT", 0xD8, {
     "DeviceObject": (0x08, "Q"),
 })
 
-# IRP: 0xD0, followed here by its one IO_STACK_LOCATION.
-IRP = Layout("IRP", 0xD0, {
-    "Type": (0x00, "h"),
-    "Size": (0x02, "H"),
-    "MdlAddress": (0x08, "Q"),
-    "Flags": (0x10, "I"),
-    "AssociatedIrp.SystemBuffer": (0x18, "Q"),
-    "IoStatus.Status": (0x30, "i"),
-    "IoStatus.Information": (0x38, "Q"),
-    "RequestorMode": (0x40, "b"),
-    "PendingReturned": (0x41, "B"),
-    "StackCount": (0x42, "b"),
-    "CurrentLocation": (0x43, "b"),
-    "UserBuffer": (0x70, "Q"),
-    "Tail.Overlay.Thread": (0x98, "Q"),
-    "Tail.Overlay.CurrentStackLocation": (0xB8, "Q"),
-    "Tail.Overlay.OriginalFileObject": (0xC0, "Q"),
-})
-
-# IO_STACK_LOCATION: 0x48.
-IO_STACK_LOCATION = Layout("IO_STACK_LOCATION", 0x48, {
-    "MajorFunction": (0x00, "B"),
-    "MinorFunction": (0x01, "B"),
-    "Flags": (0x02, "B"),
-    "Control": (0x03, "B"),
-    "Parameters.DeviceIoControl.OutputBufferLength": (0x08, "I"),
-    "Parameters.DeviceIoControl.InputBufferLength": (0x10, "I"),
-    "Parameters.DeviceIoControl.IoControlCode": (0x18, "I"),
-    "Parameters.DeviceIoControl.Type3InputBuffer": (0x20, "Q"),
-    "DeviceObject": (0x28, "Q"),
-    "FileObject": (0x30, "Q"),
-})
 
 # PROCESSOR_NUMBER: 4.
 PROCESSOR_NUMBER = Layout("PROCESSOR_NUMBER", 4, {"Group": (0, "H"), "Number": (2, "B"), "Reserved": (3, "B")})
+
+# ---- KMDF 1.33 (wdf-types/LAYOUTS.md, generated from Microsoft's headers) ----
+
+WDF_DRIVER_CONFIG = Layout("WDF_DRIVER_CONFIG", 32, {
+    "Size": (0, "I"),
+    "EvtDriverDeviceAdd": (8, "Q"),
+    "EvtDriverUnload": (16, "Q"),
+    "DriverInitFlags": (24, "I"),
+    "DriverPoolTag": (28, "I"),
+})
+
+WDF_OBJECT_ATTRIBUTES = Layout("WDF_OBJECT_ATTRIBUTES", 56, {
+    "Size": (0, "I"),
+    "EvtCleanupCallback": (8, "Q"),
+    "EvtDestroyCallback": (16, "Q"),
+    "ExecutionLevel": (24, "i"),
+    "SynchronizationScope": (28, "i"),
+    "ParentObject": (32, "Q"),
+    "ContextSizeOverride": (40, "Q"),
+    "ContextTypeInfo": (48, "Q"),
+})
+
+WDF_IO_QUEUE_CONFIG = Layout("WDF_IO_QUEUE_CONFIG", 96, {
+    "Size": (0, "I"),
+    "DispatchType": (4, "i"),
+    "PowerManaged": (8, "i"),
+    "AllowZeroLengthRequests": (12, "B"),
+    "DefaultQueue": (13, "B"),
+    "EvtIoDefault": (16, "Q"),
+    "EvtIoRead": (24, "Q"),
+    "EvtIoWrite": (32, "Q"),
+    "EvtIoDeviceControl": (40, "Q"),
+    "EvtIoInternalDeviceControl": (48, "Q"),
+    "Driver": (88, "Q"),
+})
+
+WDF_FILEOBJECT_CONFIG = Layout("WDF_FILEOBJECT_CONFIG", 40, {
+    "Size": (0, "I"),
+    "EvtDeviceFileCreate": (8, "Q"),
+    "EvtFileClose": (16, "Q"),
+    "EvtFileCleanup": (24, "Q"),
+    "AutoForwardCleanupClose": (32, "i"),
+    "FileObjectClass": (36, "i"),
+})
+
+WDF_TIMER_CONFIG = Layout("WDF_TIMER_CONFIG", 40, {
+    "Size": (0, "I"),
+    "EvtTimerFunc": (8, "Q"),
+    "Period": (16, "I"),
+    "AutomaticSerialization": (20, "B"),
+    "TolerableDelay": (24, "I"),
+    "UseHighResolutionTimer": (32, "B"),
+})
+
+# WDF_BIND_INFO: WDFLDR's private structure (fxldr.h).
+WDF_BIND_INFO = Layout("WDF_BIND_INFO", 48, {
+    "Size": (0, "I"),
+    "Component": (8, "Q"),
+    "Version.Major": (16, "I"),
+    "Version.Minor": (20, "I"),
+    "Version.Build": (24, "I"),
+    "FuncCount": (28, "I"),
+    "FuncTable": (32, "Q"),
+    "Module": (40, "Q"),
+})

@@ -95,8 +95,10 @@ def load_unload(h):
     expect(h.wfp.stats["transactions_committed"] == 1, "the management objects were not added in one committed "
            "transaction")
     expect(h.wfp.stats["enum_batches"] >= len(c.CALLOUTS), "existing filters were not enumerated per callout")
-    expect(set(h.dispatch[m] != 0 for m in (c.IRP_MJ_CREATE, c.IRP_MJ_CLOSE, c.IRP_MJ_CLEANUP,
-                                          c.IRP_MJ_DEVICE_CONTROL)) == {True}, "IRP dispatch routines missing")
+    wdf = h.kernel.wdf
+    expect(wdf.events[:2] == ["bind", "WdfDriverCreate"], f"KMDF order: {wdf.events}")
+    expect(wdf.device["link"] == "\\DosDevices\\WfpCallout", f"symbolic link {wdf.device['link']!r}")
+    expect(wdf.device["file_cleanup"] != 0, "no EvtFileCleanup: a closed agent would not end its requests")
     blocks = sum(pool_counts(h).values())
     return (f"6 callouts at FWPS_CALLOUT2 offsets 0/24/32/40 = classify_fn/notify_fn/flow_delete_fn; "
             f"provider+sublayer+6 FWPM callouts committed; {blocks} pool block(s) at load")
@@ -248,8 +250,7 @@ def ask_pend_permit(h):
     conn = Connection(local="10.1.2.3", local_port=51515, remote="198.51.100.7", remote_port=8443, process_id=3130)
     agent = h.open_file()
     reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(reply["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST with nothing queued")
-    expect(reply["information"] == 0, "GET_REQUEST with nothing queued returned data")
+    expect(reply["state"] == "parked", f"GET_REQUEST with nothing queued is {reply['state']}, not parked")
     version = h.ioctl(agent, wire.IOCTL_GET_VERSION, output_length=16)
     expect_status(version["status"], c.STATUS_SUCCESS, "GET_VERSION")
     info = wire.decode_version(version["output"])
@@ -261,8 +262,9 @@ def ask_pend_permit(h):
     expect(result["pended"] is not None, f"ask with an agent did not pend: {describe(result)}")
     expect(len(h.wfp.pended) == 1 and not h.wfp.completions, "FwpsPendOperation0 bookkeeping")
 
-    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(reply["status"], c.STATUS_SUCCESS, "GET_REQUEST with a request queued")
+    # classify's hook paired the pended request with the parked IOCTL.
+    expect(reply["completed"], "the parked GET_REQUEST was not completed when classify pended")
+    expect_status(reply["status"], c.STATUS_SUCCESS, "parked GET_REQUEST")
     expect(reply["information"] == wire.ASK_REQUEST_LEN, f"GET_REQUEST returned {reply['information']} bytes")
     request = wire.decode_ask_request(reply["output"])
     expected = {"filter_id": f.id, "process_id": 3130, "layer_id": c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, "direction": 0,
@@ -272,7 +274,7 @@ def ask_pend_permit(h):
     for key, value in expected.items():
         expect(request[key] == value, f"ask request {key}: {request[key]!r}, expected {value!r}")
     again = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(again["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST after the only request was taken")
+    expect(again["state"] == "parked", "GET_REQUEST after the only request was taken is not parked")
 
     verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                                 wire.VERDICT_PERMIT))
@@ -291,10 +293,12 @@ def ask_pend_permit(h):
     expect(len(h.wfp.completions) == 1, "a duplicate verdict completed the operation again")
     deleted(h, f, "ask")
     h.cleanup_file(agent)
+    expect_status(again["status"], c.STATUS_CANCELLED, "the parked GET_REQUEST when its handle closed")
     h.close_file(agent)
-    return (f"GET_REQUEST: NO_MORE_ENTRIES; classify pended (BLOCK+ABSORB, write right cleared); 136-byte request "
-            f"id {request['request_id']}; SET_VERDICT permit -> FwpsCompleteOperation0 x1 -> reauthorization "
-            f"{describe(reauth)}; duplicate verdict NOT_FOUND")
+    return (f"GET_REQUEST parked; classify pended (BLOCK+ABSORB, write right cleared) and its hook completed the "
+            f"parked IOCTL with the 136-byte request id {request['request_id']}; SET_VERDICT permit -> "
+            f"FwpsCompleteOperation0 x1 -> reauthorization {describe(reauth)}; duplicate verdict NOT_FOUND; "
+            "EvtFileCleanup cancelled the next parked GET_REQUEST")
 
 
 def reauthorize_policy_change(h):
@@ -307,13 +311,12 @@ def reauthorize_policy_change(h):
     conn = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4)
     agent = h.open_file()
     # The first GET_REQUEST makes the handle an agent (nothing queued yet).
-    empty = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(empty["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST with nothing queued")
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect(reply["state"] == "parked", "GET_REQUEST with nothing queued is not parked")
     f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-keep"), "ask")
     result = h.classify(f, conn)
     expect(result["pended"] is not None, f"ask with an agent did not pend: {describe(result)}")
-    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(reply["status"], c.STATUS_SUCCESS, "GET_REQUEST")
+    expect_status(reply["status"], c.STATUS_SUCCESS, "the parked GET_REQUEST once classify pended")
     request = wire.decode_ask_request(reply["output"])
     verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                                 wire.VERDICT_PERMIT))
@@ -349,7 +352,7 @@ def ask_agent_gone(h):
     h.close_file(agent)
     expect_verdict(h.classify(f, Connection(local_port=41002)), c.FWP_ACTION_BLOCK, False, "ask after the agent left")
     deleted(h, f, "ask")
-    return "IRP_MJ_CLEANUP of the last agent: 2 pended requests completed once each, reauthorized with default BLOCK"
+    return "EvtFileCleanup of the last agent: 2 pended requests completed once each, reauthorized with default BLOCK"
 
 
 def ioctl_buffers(h):
@@ -399,14 +402,14 @@ def unload_with_live_state(h):
     still waits for a reauthorization that never comes (its connection went
     away): the driver must free all of it itself."""
     agent = h.open_file()
-    h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    parked = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
     added(h, wire.block("left-1"), "block")
     limited = added(h, wire.rate_limit(5, 5, "left-2"), "rate-limit")
     h.classify(limited, Connection(), processor=2)
     asked = added(h, wire.ask(60_000, wire.VERDICT_PERMIT, "left-pending"), "ask")
     expect(h.classify(asked, Connection())["pended"], "ask did not pend")
-    request = wire.decode_ask_request(h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST,
-                                              output_length=wire.ASK_REQUEST_LEN)["output"])
+    expect_status(parked["status"], c.STATUS_SUCCESS, "the parked GET_REQUEST once classify pended")
+    request = wire.decode_ask_request(parked["output"])
     h.wfp.drop_reauthorizations = True  # the connection is gone before the engine reauthorizes it
     reply = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                               wire.VERDICT_BLOCK))
@@ -499,14 +502,14 @@ def ask_recv_accept(h):
     packets, wfp = h.kernel.packets, h.wfp
     agent = h.open_file()
     reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(reply["status"], c.STATUS_NO_MORE_ENTRIES, "GET_REQUEST with nothing queued")
+    expect(reply["state"] == "parked", "GET_REQUEST with nothing queued is not parked")
     f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-inbound"), "ask at recv-accept",
               callout_key=c.CALLOUT_RECV_ACCEPT_V4)
     tcp = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, local="10.0.0.2", local_port=8080,
                      remote="203.0.113.9", remote_port=49152, process_id=2020, interface_index=12,
                      sub_interface_index=3, compartment_id=c.DEFAULT_COMPARTMENT_ID)
     clone, pended = pend_inbound(h, f, tcp, "TCP SYN")
-    request = agent_request(h, agent, f, tcp)
+    request = agent_request(reply, f, tcp)
     verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                                 wire.VERDICT_PERMIT))
     expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
@@ -526,8 +529,9 @@ def ask_recv_accept(h):
     udp = Connection(layer_id=c.FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, local="10.0.0.2", local_port=5353,
                      remote="198.51.100.20", remote_port=5353, protocol=17, process_id=2121, interface_index=12,
                      sub_interface_index=4, payload=b"inbound datagram")
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
     blocked, pended = pend_inbound(h, f, udp, "UDP datagram")
-    request = agent_request(h, agent, f, udp)
+    request = agent_request(reply, f, udp)
     verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                                 wire.VERDICT_BLOCK))
     expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT block")
@@ -543,6 +547,55 @@ def ask_recv_accept(h):
             "inbound request; permit: completed with the clone, injected with our handle, the injected clone "
             f"classified {describe(reclassified)} (own injection), freed by the completion; block: completed "
             "with the clone, freed, not injected")
+
+
+def prepare_load_failure(h):
+    """The third FwpsCalloutRegister2 fails: DriverEntry fails."""
+    h.load_fails = True
+    h.kernel.fail_api["FwpsCalloutRegister2"] = (3, c.STATUS_UNSUCCESSFUL)
+
+
+def load_failure(h):
+    """A failed DriverEntry leaves nothing behind (the I/O manager never
+    calls DriverUnload after one): the two callouts registered before the
+    failure are unregistered, the control device, never opened to I/O, is
+    deleted, the stub unbinds from KMDF."""
+    h.driver_entry(expected=c.STATUS_UNSUCCESSFUL)
+    wdf = h.kernel.wdf
+    expect("WdfControlFinishInitializing" not in wdf.events, f"the device opened although the load failed: "
+           f"{wdf.events}")
+    expect("WdfObjectDelete" in wdf.events, f"the control device was not deleted: {wdf.events}")
+    expect(wdf.unbound, "the stub did not unbind after DriverEntry failed")
+    expect(not wdf.unload_ran, "EvtDriverUnload ran after a failed DriverEntry")
+    expect(len(h.wfp.unregistered) == 2, f"{len(h.wfp.unregistered)} callouts unregistered, expected the 2 "
+           "registered before the failure")
+    h.check_clean()
+    h.unloaded = True
+    return ("third FwpsCalloutRegister2 failed: DriverEntry STATUS_UNSUCCESSFUL, 2 callouts unregistered, control "
+            "device deleted unopened, unbound, nothing leaked")
+
+
+def ask_timeout_timer(h):
+    """The KMDF timer ends a request nobody answers: EvtTimerFunc (DISPATCH
+    level) completes it with its default verdict once its timeout passed,
+    not before."""
+    agent = h.open_file()
+    parked = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    f = added(h, wire.ask(1_000, wire.VERDICT_PERMIT, "ask-timeout"), "ask")
+    result = h.classify(f, Connection())
+    expect(result["pended"] is not None and parked["completed"], "ask did not pend and reach the parked IOCTL")
+    h.kernel.clock += TICKS_PER_SECOND // 2
+    expect(h.fire_timer(), "the timeout timer is not running")
+    expect(not h.wfp.completions, "the request timed out before its timeout")
+    h.kernel.clock += TICKS_PER_SECOND
+    h.fire_timer()
+    expect(len(h.wfp.completions) == 1, f"{len(h.wfp.completions)} completions after the timeout, expected 1")
+    expect_verdict(h.wfp.completions[0]["reauthorization"], c.FWP_ACTION_PERMIT, True,
+                   "reauthorization after the timeout (default permit)")
+    deleted(h, f, "ask")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    return "EvtTimerFunc at +0.5 s: nothing; at +1.5 s: the request completed with its default PERMIT"
 
 
 def pend_inbound(h, f, conn, what):
@@ -568,10 +621,10 @@ def pend_inbound(h, f, conn, what):
     return clone, result["pended"]
 
 
-def agent_request(h, agent, f, conn):
-    """GET_REQUEST: the pended connection, inbound, as recv-accept saw it."""
-    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
-    expect_status(reply["status"], c.STATUS_SUCCESS, "GET_REQUEST with an inbound request queued")
+def agent_request(reply, f, conn):
+    """The parked GET_REQUEST, completed by classify's hook: the pended
+    connection, inbound, as recv-accept saw it."""
+    expect_status(reply["status"], c.STATUS_SUCCESS, "parked GET_REQUEST once the inbound request was queued")
     request = wire.decode_ask_request(reply["output"])
     expected = {"filter_id": f.id, "process_id": conn.process_id, "layer_id": c.FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
                 "direction": 1, "ip_version": 4, "protocol": conn.protocol, "local_address": conn.local,
@@ -610,6 +663,8 @@ SCENARIOS = [
     ("flow-established", flow_established, None),
     ("reauthorize-policy-change", reauthorize_policy_change, None),
     ("ask-recv-accept", ask_recv_accept, None),
+    ("load-failure", load_failure, prepare_load_failure),
+    ("ask-timeout-timer", ask_timeout_timer, None),
 ]
 
 
@@ -625,9 +680,11 @@ def run_scenario(name, body, prepare, image, link_map, printer):
 
     h.unload_and_check = unload_and_check
     h.unloaded = False
+    h.load_fails = False
     if prepare is not None:
         prepare(h)
-    h.driver_entry()
+    if not h.load_fails:
+        h.driver_entry()
     summary = body(h)
     if not h.unloaded:
         unload_and_check()

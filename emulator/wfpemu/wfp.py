@@ -123,7 +123,7 @@ class WfpEngine:
     def FwpsCalloutRegister2(self, device, callout, callout_id):
         k = self.k
         k.require_irql(c.PASSIVE_LEVEL, "FwpsCalloutRegister2")
-        k.check(device in k.devices, f"FwpsCalloutRegister2: device {device:#x} is not one IoCreateDevice made")
+        k.check(device in k.devices, f"FwpsCalloutRegister2: device {device:#x} is not the control device's")
         fields = L.FWPS_CALLOUT2.unpack(k.read(callout, L.FWPS_CALLOUT2.size, "FWPS_CALLOUT2"))
         key = guid_str(fields["calloutKey"])
         known = (0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200)
