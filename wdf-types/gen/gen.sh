@@ -20,7 +20,11 @@ OUT=../LAYOUTS.md
 B=$(mktemp -d)
 trap 'rm -rf "$B"' EXIT
 
-git --git-dir="$WDF_MIRROR" archive HEAD "src/publicinc/wdf/kmdf/$KMDF" | tar -x -C "$B"
+# OLDER: the newest published KMDF at or below the driver's minimum (1.29,
+# whose headers are not in that repository): a method there at the same
+# index is in 1.29 too, the table being append-only.
+OLDER=${OLDER:-1.27}
+git --git-dir="$WDF_MIRROR" archive HEAD "src/publicinc/wdf/kmdf/$KMDF" "src/publicinc/wdf/kmdf/$OLDER" | tar -x -C "$B"
 commit=$(git --git-dir="$WDF_MIRROR" rev-parse HEAD)
 H=$B/src/publicinc/wdf/kmdf/$KMDF
 # wdf.h includes some headers with other capitalization than the files have.
@@ -41,9 +45,10 @@ flags=(-target x86_64-pc-windows-msvc -fsyntax-only -D__GNUC__=4 -D__GNUC_MINOR_
     exit 1
 }
 
-python3 - "$B/dump.txt" "$H/wdffuncenum.h" "$KMDF" "$commit" "$($CLANG --version | head -1)" >"$OUT" <<'PY'
+python3 - "$B/dump.txt" "$H/wdffuncenum.h" "$KMDF" "$commit" "$($CLANG --version | head -1)" \
+    "$B/src/publicinc/wdf/kmdf/$OLDER/wdffuncenum.h" "$OLDER" >"$OUT" <<'PY'
 import re, sys
-dump, funcenum, kmdf, commit, clang = sys.argv[1:]
+dump, funcenum, kmdf, commit, clang, older_funcenum, older = sys.argv[1:]
 STRUCTS = ["_WDF_DRIVER_CONFIG", "_WDF_IO_QUEUE_CONFIG", "_WDF_OBJECT_ATTRIBUTES", "_WDF_FILEOBJECT_CONFIG",
            "_WDF_TIMER_CONFIG", "_UNICODE_STRING", "_DRIVER_OBJECT"]
 FUNCTIONS = ["WdfControlDeviceInitAllocate", "WdfControlFinishInitializing", "WdfDeviceCreate",
@@ -73,10 +78,12 @@ for line in open(dump):
     if m:
         current["size"], current["align"] = int(m.group(1)), int(m.group(2))
         current = None
-text = open(funcenum).read()
-body = re.search(r"typedef enum _WDFFUNCENUM \{(.*?)\} WDFFUNCENUM;", text, re.S).group(1)
-index = {name: int(value) for name, value in re.findall(r"^\s*(\w+)TableIndex\s*=\s*(\d+)\s*,", body, re.M)}
-total = re.search(r"^\s*WdfFunctionTableNumEntries\s*=\s*(\d+)", body, re.M)
+def table(path):
+    body = re.search(r"typedef enum _WDFFUNCENUM \{(.*?)\} WDFFUNCENUM;", open(path).read(), re.S).group(1)
+    index = {name: int(value) for name, value in re.findall(r"^\s*(\w+)TableIndex\s*=\s*(\d+)\s*,", body, re.M)}
+    return index, re.search(r"^\s*WdfFunctionTableNumEntries\s*=\s*(\d+)", body, re.M)
+index, total = table(funcenum)
+older_index, _ = table(older_funcenum)
 names = sorted(index, key=index.get)
 assert [index[n] for n in names] == list(range(len(names))), "WDFFUNCENUM is not 0..n-1"
 print(f"# KMDF {kmdf} facts for wdf-types (x64, Microsoft ABI)\n")
@@ -101,8 +108,9 @@ for name, r in sorted(records.items()):
 print()
 print("### Function table\n")
 print(f"WdfFunctionTableNumEntries = {total.group(1) if total else len(names)} (entries counted: {len(names)})\n")
-print("| index | function |\n|--:|--|")
+print(f"| index | function | KMDF {older} |\n|--:|--|--|")
 for name in FUNCTIONS:
-    print(f"| {index[name]} | {name} |")
+    same = "same index" if older_index.get(name) == index[name] else "MISSING or moved"
+    print(f"| {index[name]} | {name} | {same} |")
 PY
 echo "wrote $OUT"
