@@ -13,7 +13,9 @@
 #   d. inspects the image: imports only from the kernel modules a WFP
 #      callout driver may use, some from fwpkclnt.sys and wdfldr.sys,
 #      native subsystem, FxDriverEntry as the entry point;
-#   e. type-checks wfpctl for Windows, once that workspace member exists.
+#   e. type-checks wfpctl for Windows;
+#   f. builds and links the same driver for aarch64-pc-windows-msvc (an
+#      ARM64 KMDF image, wfpcallout-arm64.sys) and inspects it like d.
 #
 # Needs Debian's rustc-web, cargo-web, rust-web-src, lld-22 and llvm-22
 # (installed by .ci/run). Debian's rustc 1.96 ships the library source that
@@ -29,6 +31,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 TARGET=x86_64-pc-windows-msvc
+ARM64_TARGET=aarch64-pc-windows-msvc
 TARGET_DIR=target/cross
 IMAGE=$TARGET_DIR/wfpcallout.sys
 MAP=$TARGET_DIR/wfpcallout.map
@@ -91,7 +94,7 @@ check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features --features w
 # no second copy of them, and the link needs no import library.
 build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features --features wdf-declarations "${cargo_args[@]}")
 mkdir -p "$TARGET_DIR"
-step "a. cargo check for $TARGET (driver without the KMDF glue) | b. release staticlib"
+step "a. cargo check for $TARGET (driver and KMDF glue, own WDF declarations) | b. release staticlib"
 printf '+ %s &\n+ %s\n' "${check_cmd[*]}" "${build_cmd[*]}"
 t=$(now)
 check_rc=0
@@ -111,101 +114,111 @@ cat "$TARGET_DIR/staticlib.log"
 [[ -f $STATICLIB ]] || fail "$STATICLIB was not produced"
 echo "check + staticlib: $(elapsed "$t")"
 
-step "c. link the KMDF image"
-t=$(now)
-rm -f "$IMAGE" "$MAP"
-# /DRIVER:WDM sets the WDM_DRIVER bit, /INTEGRITYCHECK FORCE_INTEGRITY,
-# /RELEASE the checksum the kernel loader verifies. Relocatable, NX
-# (lld-link's defaults, spelled out). Not Terminal Server aware: meaningless
-# for a driver. No /KERNEL: lld-link accepts it only as an ignored flag.
-# Kernel imports come from the raw-dylib import libraries rustc put in the
-# staticlib, so no import library and no default library is needed.
-run "$LLD_LINK" /NOLOGO /DRIVER:WDM /SUBSYSTEM:NATIVE /ENTRY:FxDriverEntry /NODEFAULTLIB /MACHINE:X64 \
-    /RELEASE /INTEGRITYCHECK /DYNAMICBASE /HIGHENTROPYVA /NXCOMPAT /TSAWARE:NO /OPT:REF /OPT:ICF \
-    /MAP:"$MAP" /OUT:"$IMAGE" "$STATICLIB"
-echo "link: $(elapsed "$t")"
+# c, d: links $STATICLIB into $IMAGE (with $MAP) for $target and checks it.
+link_and_inspect() {
+local target=$1 machine=$2 machine_name=$3
+    step "c. link the KMDF image for $target"
+    t=$(now)
+    rm -f "$IMAGE" "$MAP"
+    # /DRIVER:WDM sets the WDM_DRIVER bit, /INTEGRITYCHECK FORCE_INTEGRITY,
+    # /RELEASE the checksum the kernel loader verifies. Relocatable, NX
+    # (lld-link's defaults, spelled out). Not Terminal Server aware: meaningless
+    # for a driver. No /KERNEL: lld-link accepts it only as an ignored flag.
+    # Kernel imports come from the raw-dylib import libraries rustc put in the
+    # staticlib, so no import library and no default library is needed.
+    run "$LLD_LINK" /NOLOGO /DRIVER:WDM /SUBSYSTEM:NATIVE /ENTRY:FxDriverEntry /NODEFAULTLIB /MACHINE:"$machine" \
+        /RELEASE /INTEGRITYCHECK /DYNAMICBASE /HIGHENTROPYVA /NXCOMPAT /TSAWARE:NO /OPT:REF /OPT:ICF \
+        /MAP:"$MAP" /OUT:"$IMAGE" "$STATICLIB"
+    echo "link: $(elapsed "$t")"
 
-step "d. inspect $IMAGE"
-run "$LLVM_READOBJ" --coff-imports "$IMAGE" | tee "$TARGET_DIR/imports.txt"
-headers=$("$LLVM_READOBJ" --file-headers "$IMAGE")
+    step "d. inspect $IMAGE"
+    run "$LLVM_READOBJ" --coff-imports "$IMAGE" | tee "$IMAGE.imports.txt"
+    headers=$("$LLVM_READOBJ" --file-headers "$IMAGE")
 
-# "DLL count" lines, one per import descriptor; delay-load descriptors are
-# marked, since a kernel image cannot delay-load.
-import_table=$(awk '
-    /^(Import|DelayImport) \{/ { kind = $1; dll = ""; n = 0; next }
-    /^  Name: / && kind != "" { dll = $2; next }
-    /^  Symbol: / && kind != "" { n++; next }
-    /^\}/ && kind != "" { print dll, n, kind; kind = "" }
-' "$TARGET_DIR/imports.txt")
-[[ -n $import_table ]] || fail "the image imports nothing"
+    # "DLL count" lines, one per import descriptor; delay-load descriptors are
+    # marked, since a kernel image cannot delay-load.
+    import_table=$(awk '
+        /^(Import|DelayImport) \{/ { kind = $1; dll = ""; n = 0; next }
+        /^  Name: / && kind != "" { dll = $2; next }
+        /^  Symbol: / && kind != "" { n++; next }
+        /^\}/ && kind != "" { print dll, n, kind; kind = "" }
+    ' "$IMAGE.imports.txt")
+    [[ -n $import_table ]] || fail "the image imports nothing"
 
-errors=0
-fwpkclnt_symbols=0
-wdfldr_symbols=0
-while read -r dll count kind; do
-    lower=${dll,,}
-    if [[ $kind == DelayImport ]]; then
-        printf 'cross-check: delay-load import of %s: kernel images cannot delay-load\n' "$dll" >&2
+    errors=0
+    fwpkclnt_symbols=0
+    wdfldr_symbols=0
+    while read -r dll count kind; do
+        lower=${dll,,}
+        if [[ $kind == DelayImport ]]; then
+            printf 'cross-check: delay-load import of %s: kernel images cannot delay-load\n' "$dll" >&2
+            errors=$((errors + 1))
+        fi
+        allowed=0
+        for ok in "${ALLOWED_DLLS[@]}"; do
+            if [[ $lower == "$ok" ]]; then allowed=1; fi
+        done
+        if ((!allowed)); then
+            printf 'cross-check: import from %s is outside {%s}\n' "$dll" "${ALLOWED_DLLS[*]}" >&2
+            errors=$((errors + 1))
+        fi
+        if [[ $lower == fwpkclnt.sys ]]; then fwpkclnt_symbols=$((fwpkclnt_symbols + count)); fi
+        if [[ $lower == wdfldr.sys ]]; then wdfldr_symbols=$((wdfldr_symbols + count)); fi
+    done <<<"$import_table"
+    if ((fwpkclnt_symbols == 0)); then
+        printf 'cross-check: no import from fwpkclnt.sys: the WFP calls are not linked\n' >&2
         errors=$((errors + 1))
     fi
-    allowed=0
-    for ok in "${ALLOWED_DLLS[@]}"; do
-        if [[ $lower == "$ok" ]]; then allowed=1; fi
-    done
-    if ((!allowed)); then
-        printf 'cross-check: import from %s is outside {%s}\n' "$dll" "${ALLOWED_DLLS[*]}" >&2
+    if ((wdfldr_symbols == 0)); then
+        printf 'cross-check: no import from wdfldr.sys: the image does not bind to KMDF\n' >&2
         errors=$((errors + 1))
     fi
-    if [[ $lower == fwpkclnt.sys ]]; then fwpkclnt_symbols=$((fwpkclnt_symbols + count)); fi
-    if [[ $lower == wdfldr.sys ]]; then wdfldr_symbols=$((wdfldr_symbols + count)); fi
-done <<<"$import_table"
-if ((fwpkclnt_symbols == 0)); then
-    printf 'cross-check: no import from fwpkclnt.sys: the WFP calls are not linked\n' >&2
-    errors=$((errors + 1))
-fi
-if ((wdfldr_symbols == 0)); then
-    printf 'cross-check: no import from wdfldr.sys: the image does not bind to KMDF\n' >&2
-    errors=$((errors + 1))
-fi
 
-header_field() { awk -v f="$1" '$1 == f ":" { print $2; exit }' <<<"$headers"; }
-subsystem=$(grep -o 'Subsystem: .*' <<<"$headers" || true)
-entry_rva=$(header_field AddressOfEntryPoint)
-image_base=$(header_field ImageBase)
-size_of_image=$(header_field SizeOfImage)
-if [[ $subsystem != *"(0x1)"* ]]; then
-    printf 'cross-check: subsystem is not NATIVE (1): %s\n' "$subsystem" >&2
-    errors=$((errors + 1))
-fi
-if [[ -z $entry_rva ]] || ((entry_rva == 0)); then
-    printf 'cross-check: AddressOfEntryPoint is zero\n' >&2
-    errors=$((errors + 1))
-fi
-grep -q 'IMAGE_DLL_CHARACTERISTICS_WDM_DRIVER' <<<"$headers" || {
-    printf 'cross-check: WDM_DRIVER characteristic missing\n' >&2
-    errors=$((errors + 1))
+    header_field() { awk -v f="$1" '$1 == f ":" { print $2; exit }' <<<"$headers"; }
+    subsystem=$(grep -o 'Subsystem: .*' <<<"$headers" || true)
+    entry_rva=$(header_field AddressOfEntryPoint)
+    image_base=$(header_field ImageBase)
+    size_of_image=$(header_field SizeOfImage)
+    if ! grep -q "Machine: IMAGE_FILE_MACHINE_$machine_name " <<<"$headers"; then
+        printf 'cross-check: not an IMAGE_FILE_MACHINE_%s image\n' "$machine_name" >&2
+        errors=$((errors + 1))
+    fi
+    if [[ $subsystem != *"(0x1)"* ]]; then
+        printf 'cross-check: subsystem is not NATIVE (1): %s\n' "$subsystem" >&2
+        errors=$((errors + 1))
+    fi
+    if [[ -z $entry_rva ]] || ((entry_rva == 0)); then
+        printf 'cross-check: AddressOfEntryPoint is zero\n' >&2
+        errors=$((errors + 1))
+    fi
+    grep -q 'IMAGE_DLL_CHARACTERISTICS_WDM_DRIVER' <<<"$headers" || {
+        printf 'cross-check: WDM_DRIVER characteristic missing\n' >&2
+        errors=$((errors + 1))
+    }
+    # The linker's map gives FxDriverEntry's address (Rva+Base column): it must be
+    # the entry point, not merely some symbol the linker accepted.
+    driver_entry_va=$(awk '$2 == "FxDriverEntry" { print $3; exit }' "$MAP")
+    if [[ -z $driver_entry_va ]]; then
+        printf 'cross-check: FxDriverEntry not found in the link map\n' >&2
+        errors=$((errors + 1))
+    elif ((0x$driver_entry_va - image_base != entry_rva)); then
+        printf 'cross-check: entry point RVA %#x is not FxDriverEntry (%#x)\n' \
+            "$entry_rva" $((0x$driver_entry_va - image_base)) >&2
+        errors=$((errors + 1))
+    fi
+
+    step "summary ($target)"
+    printf 'image: %s, %d bytes on disk, SizeOfImage %d, entry point RVA %#x, %s\n' \
+        "$IMAGE" "$(stat -c %s "$IMAGE")" "$size_of_image" "$entry_rva" "$subsystem"
+    while read -r dll count kind; do
+        note=""
+        if [[ $kind == DelayImport ]]; then note=" (delay-load)"; fi
+        printf '  %-16s %3d functions%s\n' "$dll" "$count" "$note"
+    done <<<"$import_table"
+    ((errors == 0)) || fail "$errors problem(s) in $IMAGE (see above)"
 }
-# The linker's map gives FxDriverEntry's address (Rva+Base column): it must be
-# the entry point, not merely some symbol the linker accepted.
-driver_entry_va=$(awk '$2 == "FxDriverEntry" { print $3; exit }' "$MAP")
-if [[ -z $driver_entry_va ]]; then
-    printf 'cross-check: FxDriverEntry not found in the link map\n' >&2
-    errors=$((errors + 1))
-elif ((0x$driver_entry_va - image_base != entry_rva)); then
-    printf 'cross-check: entry point RVA %#x is not FxDriverEntry (%#x)\n' \
-        "$entry_rva" $((0x$driver_entry_va - image_base)) >&2
-    errors=$((errors + 1))
-fi
 
-step "summary"
-printf 'image: %s, %d bytes on disk, SizeOfImage %d, entry point RVA %#x, %s\n' \
-    "$IMAGE" "$(stat -c %s "$IMAGE")" "$size_of_image" "$entry_rva" "$subsystem"
-while read -r dll count kind; do
-    note=""
-    if [[ $kind == DelayImport ]]; then note=" (delay-load)"; fi
-    printf '  %-16s %3d functions%s\n' "$dll" "$count" "$note"
-done <<<"$import_table"
-((errors == 0)) || fail "$errors problem(s) in $IMAGE (see above)"
+link_and_inspect "$TARGET" X64 AMD64
 
 step "e. wfpctl (user mode, std) for $TARGET"
 if [[ -f wfpctl/Cargo.toml ]]; then
@@ -222,5 +235,20 @@ if [[ -f wfpctl/Cargo.toml ]]; then
 else
     echo "skipped: no wfpctl/Cargo.toml yet"
 fi
+
+step "f. ARM64: the same image for $ARM64_TARGET"
+t=$(now)
+arm64_args=(--locked --target "$ARM64_TARGET" --target-dir "$TARGET_DIR" "-Zbuild-std=core,alloc")
+if [[ ${CROSS_CHECK_ALLOW_WARNINGS:-0} != 1 ]]; then
+    arm64_args+=(--config "target.$ARM64_TARGET.rustflags=[\"-Dwarnings\"]")
+fi
+run "$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features \
+    --features wdf-declarations "${arm64_args[@]}"
+echo "ARM64 staticlib: $(elapsed "$t")"
+STATICLIB=$TARGET_DIR/$ARM64_TARGET/release/wfpcallout.lib
+IMAGE=$TARGET_DIR/wfpcallout-arm64.sys
+MAP=$TARGET_DIR/wfpcallout-arm64.map
+[[ -f $STATICLIB ]] || fail "$STATICLIB was not produced"
+link_and_inspect "$ARM64_TARGET" ARM64 ARM64
 
 printf '\ncross-check: OK (%s)\n' "$(elapsed "$total_start")"

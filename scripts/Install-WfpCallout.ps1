@@ -16,7 +16,8 @@
 
     Choice of installer. wfpcallout.inf is a primitive driver package: no
     [Manufacturer] section, an architecture-decorated
-    [DefaultInstall.NTamd64], files in the driver store (DIRID 13).
+    [DefaultInstall.NTamd64] (NTarm64 in an ARM64 package), files in the
+    driver store (DIRID 13).
     Microsoft's guidance for primitive drivers on Windows 10 version 1903
     and later is to install and uninstall them through the driver store
     (DiInstallDriver / DiUninstallDriver) rather than by running INF
@@ -125,7 +126,7 @@ if ($PSCmdlet.ShouldProcess($inf, "install with $Method")) {
             if ($code -eq 3010) { Write-Warning 'pnputil asks for a reboot to finish the installation.' }
         }
         'InstallHinfSection' {
-            $arguments = "setupapi.dll,InstallHinfSection DefaultInstall.NTamd64 132 $inf"
+            $arguments = "setupapi.dll,InstallHinfSection DefaultInstall.NT$(Get-InfArchitecture) 132 $inf"
             Write-Host "> rundll32.exe $arguments" -ForegroundColor DarkGray
             Start-Process -FilePath 'rundll32.exe' -ArgumentList $arguments -Wait -NoNewWindow
         }

@@ -10,7 +10,7 @@
     3. Removes the driver package from the driver store:
        `pnputil /delete-driver <oemN.inf> /uninstall` (DiUninstallDriver),
        which also deletes the service and the installed .sys. The INF's
-       [DefaultUninstall.NTamd64] carries LegacyUninstall=1, so Windows 10
+       [DefaultUninstall.NTamd64] (NTarm64) carries LegacyUninstall=1, so Windows 10
        version 1903 and later ignore it: uninstalling through the driver
        store is the supported way for a primitive driver package.
     4. If the service survived (an install by other means), deletes it with

@@ -28,9 +28,18 @@ function Assert-Administrator {
 }
 
 function Assert-Windows64 {
-    <# The driver is x64 only. #>
+    <# The driver is built for x64 and ARM64 (a package per architecture). #>
     if (-not [Environment]::Is64BitOperatingSystem) {
-        throw 'wfpcallout is an x64 driver: this is not a 64-bit Windows.'
+        throw 'wfpcallout is built for x64 and ARM64: this is not a 64-bit Windows.'
+    }
+}
+
+function Get-InfArchitecture {
+    <# The INF decoration of this machine's architecture: amd64 or arm64. #>
+    switch ($env:PROCESSOR_ARCHITECTURE) {
+        'AMD64' { return 'amd64' }
+        'ARM64' { return 'arm64' }
+        default { throw "wfpcallout has no package for processor architecture $env:PROCESSOR_ARCHITECTURE." }
     }
 }
 
