@@ -84,13 +84,13 @@ unsafe extern "system" {
 /// writable `DRIVER_OBJECT` and the service's registry path.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FxDriverEntry(driver: PDRIVER_OBJECT, registry_path: PCUNICODE_STRING) -> NTSTATUS {
-    let bind_info = &raw mut BIND_INFO;
+    let (bind_info, table, globals_out) = (&raw mut BIND_INFO, &raw mut WdfFunctions_01033, &raw mut WdfDriverGlobals);
     // SAFETY: nothing else runs before the entry point: the bind info's
     // table field is set once, to the table pointer's own address.
-    unsafe { (*bind_info).function_table = &raw mut WdfFunctions_01033 };
+    unsafe { (*bind_info).function_table = table };
     // SAFETY: the I/O manager's arguments; the bind info and globals are
     // this image's statics, written by WDFLDR before it returns.
-    let status = unsafe { WdfVersionBind(driver, registry_path, bind_info, &raw mut WdfDriverGlobals) };
+    let status = unsafe { WdfVersionBind(driver, registry_path, bind_info, globals_out) };
     if status < 0 {
         return status;
     }
@@ -127,6 +127,7 @@ unsafe extern "system" fn fx_driver_unload(driver: PDRIVER_OBJECT) {
     let registry_path: PCUNICODE_STRING = REGISTRY_PATH.load(Ordering::Acquire).cast_const().cast();
     // SAFETY: bound at entry; the globals are not written after the bind.
     let globals = unsafe { WdfDriverGlobals };
+    let bind_info = &raw mut BIND_INFO;
     // SAFETY: the bind info and registry path of the successful bind.
-    let _ = unsafe { WdfVersionUnbind(registry_path, &raw mut BIND_INFO, globals) };
+    let _ = unsafe { WdfVersionUnbind(registry_path, bind_info, globals) };
 }

@@ -7,13 +7,10 @@
 //! PASSIVE_LEVEL, the timer and the request hook at up to DISPATCH_LEVEL.
 #![allow(unsafe_code)]
 
-use core::ffi::c_void;
-use core::ptr;
-use core::sync::atomic::{AtomicPtr, Ordering};
-
 use crate::control_device::{self, Framework};
 use crate::log::Level;
 use crate::status::{NtStatus, Result};
+#[allow(clippy::unsafe_removed_from_name, reason = "usable only inside `unsafe` blocks all the same")]
 use crate::wdf_api::call_unsafe_wdf_function_binding as wdf;
 use crate::wdf_api::{
     _WDF_DRIVER_INIT_FLAGS, _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
@@ -23,6 +20,9 @@ use crate::wdf_api::{
     WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE, WDFREQUEST, WDFTIMER,
 };
 use crate::wide::{Counted, counted, struct_size};
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 const DEVICE_NAME: Counted = counted(crate::wide!(r"\Device\WfpCallout"));
 const SYMBOLIC_LINK: Counted = counted(crate::wide!(r"\DosDevices\WfpCallout"));
