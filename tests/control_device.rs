@@ -239,3 +239,35 @@ fn the_timer_times_out_pended_requests_only_while_it_runs() {
     unload_clean(kernel);
     assert!(verifier::violations().is_empty());
 }
+
+#[test]
+fn a_refused_requeue_completes_the_parked_ioctl_with_the_frameworks_status() {
+    let (kernel, _) = loaded_with_ask();
+    let agent = wdf::open_file();
+    // Parking runs the pairing routine, which takes the IOCTL back out,
+    // finds nothing queued and tries to put it back: refused.
+    wdf::fail_next("WdfRequestRequeue");
+    let get = sim_framework::ioctl(agent, GET_REQUEST, &[], ASK_REQUEST_LEN);
+    assert_eq!(status(get), STATUS_INSUFFICIENT_RESOURCES, "completed, not lost");
+    assert_eq!(wdf::parked_count(), 0);
+    sim_framework::close(agent);
+    unload_clean(kernel);
+}
+
+#[test]
+fn a_request_never_left_owned_by_the_driver_after_any_path() {
+    // Every path above ends each request completed or queued; the model
+    // reports one left owned when the framework deletes the device.
+    let (kernel, _) = loaded_with_ask();
+    let agent = wdf::open_file();
+    for (code, input, output) in [
+        (GET_VERSION, vec![], VERSION_INFO_LEN),
+        (GET_REQUEST, vec![], ASK_REQUEST_LEN),
+        (SET_VERDICT, vec![0; 3], 0),
+        (0x0022_2FFF, vec![], 0),
+    ] {
+        sim_framework::ioctl(agent, code, &input, output);
+    }
+    sim_framework::close(agent);
+    unload_clean(kernel);
+}
