@@ -15,6 +15,8 @@ use wfpcallout_wire::PolicyRepr;
 
 pub use wfpcallout_simkernel as simkernel;
 
+pub mod simulated_backend;
+
 /// One of the driver's four callouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
