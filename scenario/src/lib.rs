@@ -15,7 +15,10 @@ use wfpcallout_wire::PolicyRepr;
 
 pub use wfpcallout_simkernel as simkernel;
 
+pub mod end_to_end;
+pub mod names;
 pub mod simulated_backend;
+pub mod tryout;
 
 /// One of the driver's four callouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
