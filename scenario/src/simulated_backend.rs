@@ -13,9 +13,13 @@ use fwps_types::{
     FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, GUID, NTSTATUS, fwp,
 };
 use wfpcallout_simkernel::engine;
+use wfpcallout_simkernel::inspect;
 use wfpcallout_wire::IOCTL_WFPCALLOUT_AGENT_GET_REQUEST;
 use wfpctl::backend::{Backend, BackendError, EngineFilter, ServiceState};
-use wfpctl::filter_spec::{CalloutAction, Condition, ConditionField, ConditionValue, FilterSpec, Weight};
+use wfpctl::filter_spec::{
+    CalloutAction, CalloutTarget, Condition, ConditionField, ConditionValue, FilterSpec, Weight,
+};
+use wfpctl::footprint::{CalloutFilter, CalloutObject, EngineObjects, ManagementObject, ProviderContextObject};
 use wfpctl::keys::{self, Guid};
 
 use crate::Harness;
@@ -163,7 +167,13 @@ impl Backend for SimulatedBackend {
     }
 
     fn delete_filter(&mut self, filter_id: u64) -> Result<(), BackendError> {
+        // As the Windows backend does: the filter, then its provider context.
+        let context =
+            inspect::filters().into_iter().find(|view| view.id == filter_id).and_then(|v| v.provider_context_key);
         engine::delete_filter(filter_id).map_err(|status| status_error("FwpmFilterDeleteById0", status))?;
+        if let Some(key) = context {
+            inspect::delete_provider_context(&GUID::from_u128(key));
+        }
         self.filters.retain(|filter| filter.id != filter_id);
         Ok(())
     }
@@ -193,5 +203,60 @@ impl Backend for SimulatedBackend {
     fn service_state(&mut self, _service: &str) -> Result<ServiceState, BackendError> {
         // BFE and the driver run for as long as the simulation does.
         Ok(ServiceState::Running)
+    }
+
+    /// From the simulated engine's own records. It keeps no provider per
+    /// provider context (clients add them without one): every context
+    /// counts as ours, as every context a wfpctl session adds is.
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
+        // The simulated engine keeps no display names: these are the ones
+        // the driver gives its provider and sublayer (driver/management.rs).
+        let present = |name: &str, weight| ManagementObject { name: name.to_string(), persistent: false, weight };
+        let provider = inspect::has_provider(&windows_guid(keys::PROVIDER_KEY)).then(|| present("wfpcallout", None));
+        let sublayer = inspect::sublayer_weight(&windows_guid(keys::SUBLAYER_KEY))
+            .map(|weight| present("wfpcallout", Some(weight)));
+        let callouts = CalloutTarget::ALL
+            .iter()
+            .map(|target| {
+                let key = windows_guid(target.callout_key());
+                let object = engine::has_managed_callout(&key).then(|| CalloutObject {
+                    id: engine::callout_id(&key).unwrap_or(0),
+                    registered: engine::is_registered(&key),
+                    persistent: false,
+                });
+                (*target, object)
+            })
+            .collect();
+        let filters = inspect::filters()
+            .into_iter()
+            .filter_map(|view| {
+                let target = CalloutTarget::ALL
+                    .into_iter()
+                    .find(|target| Some(target.callout_key().to_u128()) == view.callout_key)?;
+                let known = self.filters.iter().find(|filter| filter.id == view.id);
+                Some(CalloutFilter {
+                    id: view.id,
+                    name: known.map_or_else(String::new, |filter| filter.name.clone()),
+                    target,
+                    // wfpctl's filters are the ones this backend added.
+                    ours: known.is_some(),
+                    weight: Some(view.weight),
+                    action_type: view.action_type,
+                    persistent: view.flags & fwp::FWPM_FILTER_FLAG_PERSISTENT != 0,
+                    conditions: known.map_or_else(Vec::new, |filter| filter.conditions.clone()),
+                    provider_context: view.provider_context_key.map(Guid),
+                })
+            })
+            .collect();
+        let provider_contexts = inspect::provider_contexts()
+            .into_iter()
+            .map(|context| ProviderContextObject {
+                key: Guid(context.key),
+                id: context.id,
+                data: Some(context.data),
+                persistent: false,
+            })
+            .collect();
+        Ok(EngineObjects { provider, sublayer, callouts, filters, provider_contexts })
     }
 }

@@ -7,6 +7,7 @@
 use core::fmt;
 
 use crate::filter_spec::{CalloutTarget, Condition, FilterSpec};
+use crate::footprint::EngineObjects;
 
 /// The driver's service name (the INF's `AddService`).
 pub const DRIVER_SERVICE: &str = "WfpCallout";
@@ -207,6 +208,10 @@ pub trait Backend {
 
     /// The state of a service (`WfpCallout`, `BFE`).
     fn service_state(&mut self, service: &str) -> Result<ServiceState, BackendError>;
+
+    /// Our provider, sublayer and callouts, every filter naming our
+    /// callouts and every provider context of our provider (`wfpctl state`).
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError>;
 }
 
 /// The backend of a host that is not Windows: every call fails. (Only the
@@ -244,6 +249,10 @@ impl Backend for Unavailable {
 
     fn service_state(&mut self, _service: &str) -> Result<ServiceState, BackendError> {
         Unavailable::fail("QueryServiceStatus")
+    }
+
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
+        Unavailable::fail("FwpmCalloutGetByKey0")
     }
 }
 

@@ -21,6 +21,7 @@ use crate::vocabulary::{AddressMatch, PortRange, parse_address_match, parse_port
 const EXAMPLES: &str = "\
 Examples (elevated prompt, driver started):
   wfpctl status
+  wfpctl state
   wfpctl filter add --layer connect --ip v4 --remote-port 443 --protocol tcp --action audit --label web
   wfpctl filter add --layer connect --ip v4 --remote-addr 10.0.0.0/8 --remote-port 5000-5100 --action block
   wfpctl filter add --layer connect --ip v4 --protocol tcp --action ask --timeout-ms 15000 --default permit
@@ -47,8 +48,8 @@ Exit status: 0 success; 1 failed, or found the driver not ready, or left somethi
     about = "Control the wfpcallout Windows Filtering Platform callout driver",
     long_about = "Control the wfpcallout Windows Filtering Platform callout driver: add and delete filters that \
                   call its callouts with a per-filter policy (permit, block, audit, rate-limit, ask), read its \
-                  counters, and answer its ask requests. Everything but `policy` needs Windows and an elevated \
-                  prompt.",
+                  counters, show its footprint in the engine, and answer its ask requests. Everything but `policy` \
+                  needs Windows and an elevated prompt (wfpctl-sim runs the rest against the simulated driver).",
     after_help = EXAMPLES,
     propagate_version = true
 )]
@@ -71,6 +72,9 @@ enum TopCommand {
     Agent(AgentArgs),
     /// Show whether BFE runs, the driver is loaded and its callouts are registered
     Status,
+    /// Show the driver's footprint in the filter engine: provider, sublayer, callouts (registered?), every filter
+    /// naming them, leftovers of an earlier install
+    State,
     /// Encode or decode a policy blob (works on any host)
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -279,6 +283,7 @@ impl TopCommand {
                 Ok(Command::Agent(AgentOptions { rules: args.rules, interactive: args.interactive, max: args.max }))
             }
             TopCommand::Status => Ok(Command::Status),
+            TopCommand::State => Ok(Command::State),
             TopCommand::Policy(PolicyCommand::Encode(args)) => {
                 let policy = args.options().build().map_err(|e| policy_error(&["policy", "encode"], e))?;
                 Ok(Command::PolicyEncode(policy))
@@ -578,7 +583,7 @@ mod tests {
     fn only_policy_commands_run_without_windows() {
         assert!(!parse("policy encode --action permit").unwrap().needs_windows());
         assert!(!parse("policy decode 00").unwrap().needs_windows());
-        for line in ["status", "stats", "filter list", "filter delete 1", "agent --interactive"] {
+        for line in ["status", "state", "stats", "filter list", "filter delete 1", "agent --interactive"] {
             assert!(parse(line).unwrap().needs_windows(), "{line}");
         }
     }

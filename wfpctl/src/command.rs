@@ -70,6 +70,8 @@ pub enum Command {
     PolicyEncode(PolicyRepr),
     /// `policy decode`: decode a blob given as hex.
     PolicyDecode(BlobSource),
+    /// `state`: our footprint in the filter engine.
+    State,
 }
 
 /// A command and how to print its results.

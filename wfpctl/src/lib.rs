@@ -21,6 +21,7 @@ pub mod cli;
 pub mod command;
 pub mod driver_client;
 pub mod filter_spec;
+pub mod footprint;
 pub mod hex;
 pub mod json;
 pub mod json_output;

@@ -11,6 +11,7 @@ use crate::backend::{BFE_SERVICE, Backend, BackendError, DRIVER_SERVICE};
 use crate::command::{AgentOptions, BlobSource, Command, DeleteTarget, Format};
 use crate::driver_client::{self, DriverError};
 use crate::filter_spec::FilterSpec;
+use crate::footprint::Footprint;
 use crate::json::Json;
 use crate::output::{self, StatusReport};
 use crate::policy::{self, verdict_name};
@@ -116,7 +117,18 @@ pub fn run_as(
         Command::Status => status(format, backend, io),
         Command::PolicyEncode(policy) => policy_encode(policy, format, io),
         Command::PolicyDecode(source) => policy_decode(source, format, io),
+        Command::State => state(format, backend, io),
     }
+}
+
+fn state(format: Format, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+    backend.open_engine()?;
+    let footprint = Footprint::analyze(backend.engine_objects()?);
+    match format {
+        Format::Json => io.json(&footprint.json())?,
+        Format::Text => write!(io.out, "{}", footprint.text())?,
+    }
+    Ok(if footprint.complete() && footprint.leftovers.is_empty() { Outcome::Success } else { Outcome::Degraded })
 }
 
 fn filter_add(

@@ -530,3 +530,52 @@ fn json_agent_prints_one_line_per_request() {
         lines[1]
     );
 }
+
+#[test]
+fn state_reports_the_footprint_and_exits_one_when_something_is_off() {
+    let mut backend = MockBackend::default();
+    run_line("filter add --layer connect --ip v4 --remote-port 443 --action audit --label web", &mut backend);
+    let ran = run_line("state", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success, "{}", ran.out);
+    assert!(backend.calls.contains(&Call::EngineObjects));
+    let lines: Vec<&str> = ran.out.lines().collect();
+    assert_eq!(lines[0], "provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  present \"wfpcallout\"");
+    assert_eq!(lines[1], "sublayer  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002}  present \"wfpcallout\", weight 28672");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["CALLOUT", "KEY", "ID", "REGISTERED", "FILTERS"]);
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["connect-v4", "{5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010}", "301", "yes", "1"]
+    );
+    let filter: Vec<&str> = lines[10].split_whitespace().collect();
+    assert_eq!(
+        filter,
+        ["66017", "connect-v4", "-", "CALLOUT_TERMINATING", "audit", "web", "wfpcallout", "remote-port=443"]
+    );
+    assert_eq!(lines.last(), Some(&"leftovers: none"));
+
+    // A stopped driver: its callouts unregistered, the filter left behind.
+    backend.driver().version.flags = 0;
+    let ran = run_line("state --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    let json = ran.out;
+    assert!(json.starts_with(r#"{"complete":false,"provider":{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001","name":"wfpcallout","weight":null,"persistent":false},"#), "{json}");
+    assert!(
+        json.contains(r#"{"callout":"connect-v4","key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010","present":true,"id":301,"registered":false}"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(concat!(
+            r#""filters":[{"filter_id":66017,"name":"wfpcallout: web","layer":"connect-v4","ours":true,"weight":null,"#,
+            r#""action_type":"CALLOUT_TERMINATING","persistent":false,"conditions":[{"field":"remote-port","value":"443"}],"#,
+            r#""policy":{"action":"audit","#
+        )),
+        "{json}"
+    );
+    assert!(
+        json.contains(
+            r#""leftovers":[{"object":"filter 66017","why":"names a wfpcallout callout, and none is registered"#
+        ),
+        "{json}"
+    );
+    assert!(json.ends_with("}]}\n"), "{json}");
+}

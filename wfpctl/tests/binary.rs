@@ -79,6 +79,7 @@ fn policy_encode_and_decode_work_on_any_host() {
 fn system_commands_say_this_host_is_not_windows() {
     for args in [
         &["status"][..],
+        &["state"],
         &["stats"],
         &["filter", "list"],
         &["filter", "delete", "--all-ours"],

@@ -20,7 +20,7 @@ use wfpcallout_scenario::simulated_backend::{HANDLE_TOKEN, SimulatedBackend, por
 use wfpcallout_simkernel::engine::pending;
 use wfpctl::filter_spec::{CalloutTarget, ConditionField};
 use wfpctl::keys::{self, Guid};
-use wfpctl::run::{Io, Outcome, run};
+use wfpctl::run::{Io, Outcome, run, run_as};
 
 fn key(guid: &GUID) -> Guid {
     portable_key(guid)
@@ -28,11 +28,16 @@ fn key(guid: &GUID) -> Guid {
 
 /// Runs a command line; returns its outcome and standard output.
 fn wfpctl(backend: &mut SimulatedBackend, line: &str) -> (Outcome, String) {
-    let command = wfpctl::cli::parse_from(std::iter::once("wfpctl").chain(line.split_whitespace())).unwrap().command;
+    let invocation = wfpctl::cli::parse_from(std::iter::once("wfpctl").chain(line.split_whitespace())).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut input = Cursor::new(Vec::new());
-    let outcome = run(&command, backend, &mut Io { out: &mut out, err: &mut err, input: &mut input })
-        .unwrap_or_else(|error| panic!("{line}: {error}\n{}", String::from_utf8_lossy(&err)));
+    let outcome = run_as(
+        &invocation.command,
+        invocation.format,
+        backend,
+        &mut Io { out: &mut out, err: &mut err, input: &mut input },
+    )
+    .unwrap_or_else(|error| panic!("{line}: {error}\n{}", String::from_utf8_lossy(&err)));
     (outcome, String::from_utf8(out).unwrap())
 }
 
@@ -190,4 +195,46 @@ fn a_driver_without_callouts_refuses_nothing_silently() {
     assert!(error.to_string().starts_with("FwpmFilterAdd0 failed: 0xc0220007"), "{error}");
     assert!(out.is_empty());
     drop(backend);
+}
+
+#[test]
+fn state_shows_the_drivers_objects_and_leftovers_in_the_engine() {
+    let mut backend = SimulatedBackend::load().unwrap();
+    let (_, out) =
+        wfpctl(&mut backend, "filter add --layer connect --ip v4 --remote-port 443 --action audit --label web");
+    let filter: u64 = out.trim().parse().unwrap();
+    let (outcome, state) = wfpctl(&mut backend, "state");
+    assert_eq!(outcome, Outcome::Success, "{state}");
+    assert!(state.starts_with("provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  present"), "{state}");
+    for callout in ["connect-v4", "connect-v6", "recv-accept-v4", "recv-accept-v6", "flow-v4", "flow-v6"] {
+        let line = state.lines().find(|line| line.starts_with(&format!("{callout} "))).unwrap();
+        assert_eq!(line.split_whitespace().nth(3), Some("yes"), "{callout} registered: {state}");
+    }
+    let row: Vec<&str> = state
+        .lines()
+        .find(|line| line.trim_start().starts_with(&filter.to_string()))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[1..],
+        ["connect-v4", "0", "CALLOUT_TERMINATING", "audit", "web", "wfpcallout", "remote-port=443"],
+        "{state}"
+    );
+    assert!(state.ends_with("leftovers: none\n"), "{state}");
+
+    // A provider context nobody uses (an interrupted add) is a leftover.
+    let orphan = wfpcallout_simkernel::engine::add_provider_context(b"orphan");
+    let (outcome, state) = wfpctl(&mut backend, "state");
+    assert_eq!(outcome, Outcome::Degraded);
+    assert!(state.contains("leftovers:\n  provider context {"), "{state}");
+    assert!(state.contains("no filter uses it"), "{state}");
+    wfpcallout_simkernel::inspect::delete_provider_context(&orphan);
+
+    // Deleting the filter deletes its provider context too.
+    wfpctl(&mut backend, &format!("filter delete {filter}"));
+    let (outcome, state) = wfpctl(&mut backend, "state --json");
+    assert_eq!(outcome, Outcome::Success, "{state}");
+    assert!(state.contains(r#""filters":[],"leftovers":[]"#), "{state}");
+    assert_eq!(backend.unload().map(|_| ()), Ok(()));
 }

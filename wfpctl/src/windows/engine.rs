@@ -38,7 +38,7 @@ use crate::keys;
 const ENUM_BATCH: u32 = 64;
 
 /// `Ok` for `ERROR_SUCCESS`, the code otherwise.
-fn check(operation: &str, status: u32) -> Result<(), BackendError> {
+pub(super) fn check(operation: &str, status: u32) -> Result<(), BackendError> {
     if status == 0 { Ok(()) } else { Err(BackendError::code(operation, status)) }
 }
 
@@ -54,7 +54,7 @@ fn display(name: &[u16], description: &[u16]) -> FWPM_DISPLAY_DATA0 {
 /// `handle` is an open engine handle from `FwpmEngineOpen0`, owned by this
 /// value and closed once, on drop.
 pub struct Engine {
-    handle: HANDLE,
+    pub(super) handle: HANDLE,
 }
 
 impl Engine {
@@ -396,7 +396,7 @@ fn filter_condition(
 ///
 /// # Invariants
 /// `0` is NULL or memory returned by the engine, owned by this value.
-struct EngineMemory(*mut c_void);
+pub(super) struct EngineMemory(pub(super) *mut c_void);
 
 impl Drop for EngineMemory {
     fn drop(&mut self) {
@@ -414,14 +414,19 @@ impl Drop for EngineMemory {
 /// # Invariants
 /// `handle` is an enumeration handle of `engine`'s session, destroyed once,
 /// on drop.
-struct Enumeration<'a> {
-    engine: &'a Engine,
-    handle: HANDLE,
+pub(super) struct Enumeration<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) handle: HANDLE,
 }
 
 impl Enumeration<'_> {
     /// Reads every filter of the enumeration into `filters`.
     fn read_all(&self, target: CalloutTarget, filters: &mut Vec<EngineFilter>) -> Result<(), BackendError> {
+        self.for_each(|filter| filters.push(describe(filter, target)))
+    }
+
+    /// Calls `visit` with every filter of the enumeration.
+    pub(super) fn for_each(&self, mut visit: impl FnMut(&FWPM_FILTER0)) -> Result<(), BackendError> {
         loop {
             let mut entries: *mut *mut FWPM_FILTER0 = ptr::null_mut();
             let mut returned = 0u32;
@@ -443,7 +448,7 @@ impl Enumeration<'_> {
                 // SAFETY: each entry is NULL or a filter alive until the
                 // array is freed.
                 if let Some(filter) = unsafe { entry.as_ref() } {
-                    filters.push(describe(filter, target));
+                    visit(filter);
                 }
             }
             drop(memory);
@@ -462,7 +467,7 @@ impl Drop for Enumeration<'_> {
 }
 
 /// The portable description of a filter the engine returned.
-fn describe(filter: &FWPM_FILTER0, target: CalloutTarget) -> EngineFilter {
+pub(super) fn describe(filter: &FWPM_FILTER0, target: CalloutTarget) -> EngineFilter {
     // SAFETY: the name is NULL or a NUL-terminated string inside the
     // engine's allocation, alive while `filter` is.
     let name = unsafe { from_wide_ptr(filter.displayData.name) };
