@@ -17,6 +17,37 @@ use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
 use crate::names::{layer_name, policy_text, status_text};
 use crate::{Harness, Layer, PolicySource, simkernel};
 
+/// What `wfpcallout-scenario --help` prints.
+pub const HELP: &str = "\
+Runs the wfpcallout driver through its end-to-end scenario in the simulated kernel:
+load, a filter per policy (permit, block, audit, rate-limit, ask), classification
+through each, an agent answering an ask request, flow contexts, a malformed policy
+vetoed by notifyFn, another vendor's filter, delete, unload, and the pool and
+verifier checks. Prints what happened; exits with 0 when every result was the
+expected one, 1 otherwise, 2 on a usage error.
+
+Usage: wfpcallout-scenario [--help]
+
+To try wfpctl's commands against the same simulated driver: wfpctl-sim --help";
+
+/// What the scenario binary was asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// Run the scenario.
+    Run,
+    /// Print [`HELP`].
+    Help,
+}
+
+/// Reads the binary's arguments (without the program name).
+pub fn parse_args(args: &[String]) -> Result<Invocation, String> {
+    match args {
+        [] => Ok(Invocation::Run),
+        [flag] if flag == "--help" || flag == "-h" => Ok(Invocation::Help),
+        other => Err(format!("unexpected argument '{}' (the scenario takes none but --help)", other.join(" "))),
+    }
+}
+
 fn policy(action: PolicyAction, label: &str) -> PolicyRepr {
     PolicyRepr { action, log_level: LogLevel::Off, label: Label::new(label).unwrap() }
 }
@@ -249,6 +280,17 @@ pub fn run(out: &mut dyn Write) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments() {
+        let args = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(parse_args(&args(&[])), Ok(Invocation::Run));
+        assert_eq!(parse_args(&args(&["--help"])), Ok(Invocation::Help));
+        assert_eq!(parse_args(&args(&["-h"])), Ok(Invocation::Help));
+        assert!(parse_args(&args(&["--bogus"])).unwrap_err().contains("unexpected argument '--bogus'"));
+        assert!(parse_args(&args(&["--help", "x"])).is_err());
+        assert!(HELP.contains("Usage: wfpcallout-scenario [--help]"));
+    }
 
     /// The shape a WFP engineer reads: FWPM layer names, one aligned
     /// table, policies in words, the reason for default verdicts, status

@@ -33,6 +33,51 @@ use wfpctl::run::{Io, run_as};
 use crate::Layer;
 use crate::simulated_backend::{HANDLE_TOKEN, SimulatedBackend};
 
+/// What `wfpctl-sim --help` prints.
+pub const HELP: &str = "\
+wfpctl-sim: wfpctl's commands against the wfpcallout driver in the simulated kernel.
+
+Usage: wfpctl-sim [SCRIPT]     (no SCRIPT, or -: read the commands from standard input)
+
+One command per line, without the leading `wfpctl`:
+  filter add --layer connect --ip v4 --remote-port 443 --protocol tcp --action audit --label web
+  filter list [--json]    stats [--json]    status    filter delete ID | --all-ours
+  agent --rule permit:tcp:443 --rule block:any:*    (answers the ask requests of the traffic that follows)
+  traffic --layer connect|recv-accept --ip v4 [--protocol tcp] [--remote-port P] [--local-port P] [--count N]
+  # a comment
+Each command is echoed as `PS> wfpctl ...` with what it printed. The simulated engine matches
+single ports, protocols and IPv4 addresses (ranges, subnets and IPv6 addresses work on Windows).
+Exit status: 0 when every command succeeded and the driver unloaded clean, 1 otherwise,
+2 on a usage error.";
+
+/// Where `wfpctl-sim` reads its commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Print [`HELP`] instead.
+    Help,
+    /// Standard input (no argument, or `-`).
+    Stdin,
+    /// A script file.
+    File(String),
+}
+
+/// Reads `wfpctl-sim`'s arguments (without the program name).
+pub fn parse_args(args: &[String]) -> Result<Source, String> {
+    match args {
+        [] => Ok(Source::Stdin),
+        [one] if one == "-" => Ok(Source::Stdin),
+        [one] if one == "--help" || one == "-h" => Ok(Source::Help),
+        [one] if one.starts_with('-') => Err(format!("unknown option '{one}'")),
+        [path] => Ok(Source::File(path.clone())),
+        _ => Err("one SCRIPT at most".to_string()),
+    }
+}
+
+/// Whether a script has a command (not only blank lines and comments).
+pub fn has_commands(script: &str) -> bool {
+    script.lines().map(str::trim).any(|line| !line.is_empty() && !line.starts_with('#'))
+}
+
 /// `traffic`: connections through the simulated engine.
 #[derive(Debug, Parser)]
 #[command(name = "traffic", no_binary_name = true)]
@@ -341,6 +386,19 @@ mod tests {
         let requests = blocks(&walkthrough, "request N: outbound tcp 10.0.0.2:49152");
         assert_eq!(requests.len(), 1);
         assert!(transcript.contains(&requests[0]), "{}\n{transcript}", requests[0]);
+    }
+
+    #[test]
+    fn arguments() {
+        let args = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(parse_args(&args(&[])), Ok(Source::Stdin));
+        assert_eq!(parse_args(&args(&["-"])), Ok(Source::Stdin));
+        assert_eq!(parse_args(&args(&["--help"])), Ok(Source::Help));
+        assert_eq!(parse_args(&args(&["s.txt"])), Ok(Source::File("s.txt".to_string())));
+        assert_eq!(parse_args(&args(&["--x"])), Err("unknown option '--x'".to_string()));
+        assert!(parse_args(&args(&["a", "b"])).is_err());
+        assert!(!has_commands("# only a comment\n\n   \n"));
+        assert!(has_commands("# a comment\nstatus\n"));
     }
 
     #[test]
