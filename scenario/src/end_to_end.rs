@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use wfpcallout::driver_state::STATE;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
 
-use crate::names::{layer_name, policy_text, status_text};
+use crate::names::{layer_name, policy_text, status_text, verdict_name};
 use crate::{Harness, Layer, PolicySource, simkernel};
 
 /// What `wfpcallout-scenario --help` prints.
@@ -28,7 +28,8 @@ expected one, 1 otherwise, 2 on a usage error.
 
 Usage: wfpcallout-scenario [--help]
 
-To try wfpctl's commands against the same simulated driver: wfpctl-sim --help";
+To try wfpctl's commands against the same simulated driver:
+  cargo run -p wfpcallout-scenario --features tryout --bin wfpctl-sim -- --help";
 
 /// What the scenario binary was asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +137,7 @@ pub fn run(out: &mut dyn Write) -> io::Result<bool> {
         let counters = harness.counters(id).unwrap_or_default();
         let why = match repr.action {
             PolicyAction::Ask { default_verdict, .. } if !agent_connected => {
-                format!("no agent connected: default ({})", wfpctl::policy::verdict_name(default_verdict))
+                format!("no agent connected: default ({})", verdict_name(default_verdict))
             }
             PolicyAction::RateLimit { .. } => "over the rate: blocked".to_string(),
             PolicyAction::Audit => "permitted and counted as audited".to_string(),

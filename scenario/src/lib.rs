@@ -17,7 +17,9 @@ pub use wfpcallout_simkernel as simkernel;
 
 pub mod end_to_end;
 pub mod names;
+#[cfg(feature = "tryout")]
 pub mod simulated_backend;
+#[cfg(feature = "tryout")]
 pub mod tryout;
 
 /// One of the driver's four callouts.

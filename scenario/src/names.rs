@@ -2,7 +2,7 @@
 //! layer ids, `STATUS_*` for NTSTATUS codes, and a policy in words.
 
 use fwps_types::*;
-use wfpcallout_wire::PolicyRepr;
+use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};
 
 /// The management-layer name of a run-time layer id
 /// (`FWPS_LAYER_ALE_AUTH_CONNECT_V4` is `FWPM_LAYER_ALE_AUTH_CONNECT_V4`).
@@ -50,20 +50,67 @@ pub fn status_text(status: NTSTATUS) -> String {
     }
 }
 
-/// A policy as wfpctl writes it: `rate-limit 1/s burst 2`, `ask 1000 ms,
-/// else block`, `audit, log info`.
-pub fn policy_text(policy: &PolicyRepr) -> String {
-    let action = wfpctl::policy::describe_action(&policy.action);
-    match policy.log_level {
-        wfpcallout_wire::LogLevel::Off => action,
-        level => format!("{action}, log {}", wfpctl::policy::log_level_name(level)),
+/// `permit` or `block`, as wfpctl writes a verdict.
+pub fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Permit => "permit",
+        Verdict::Block => "block",
     }
+}
+
+/// An action as wfpctl writes it (`wfpctl filter list`'s POLICY):
+/// `rate-limit 1/s burst 2`, `ask 1000 ms, else block`. (The scenario
+/// does not depend on wfpctl; a test with the `tryout` feature checks the
+/// two agree.)
+pub fn action_text(action: &PolicyAction) -> String {
+    match action {
+        PolicyAction::Permit => "permit".to_string(),
+        PolicyAction::Block => "block".to_string(),
+        PolicyAction::Audit => "audit".to_string(),
+        PolicyAction::RateLimit { rate_per_sec, burst } => format!("rate-limit {rate_per_sec}/s burst {burst}"),
+        PolicyAction::Ask { timeout_ms, default_verdict } => {
+            format!("ask {timeout_ms} ms, else {}", verdict_name(*default_verdict))
+        }
+    }
+}
+
+/// A policy in words: the action, and the log level unless it is off
+/// (`audit, log info`).
+pub fn policy_text(policy: &PolicyRepr) -> String {
+    let action = action_text(&policy.action);
+    let level = match policy.log_level {
+        LogLevel::Off => return action,
+        LogLevel::Error => "error",
+        LogLevel::Warning => "warning",
+        LogLevel::Info => "info",
+        LogLevel::Trace => "trace",
+    };
+    format!("{action}, log {level}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfpcallout_wire::{Label, LogLevel, PolicyAction, Verdict};
+    use wfpcallout_wire::Label;
+
+    #[cfg(feature = "tryout")]
+    #[test]
+    fn policies_read_as_wfpctl_writes_them() {
+        for action in [
+            PolicyAction::Permit,
+            PolicyAction::Block,
+            PolicyAction::Audit,
+            PolicyAction::RateLimit { rate_per_sec: 10, burst: 20 },
+            PolicyAction::Ask { timeout_ms: 5_000, default_verdict: Verdict::Permit },
+            PolicyAction::Ask { timeout_ms: 1, default_verdict: Verdict::Block },
+        ] {
+            assert_eq!(action_text(&action), wfpctl::policy::describe_action(&action));
+        }
+        for level in [LogLevel::Error, LogLevel::Warning, LogLevel::Info, LogLevel::Trace] {
+            let policy = PolicyRepr { action: PolicyAction::Audit, log_level: level, label: Label::EMPTY };
+            assert_eq!(policy_text(&policy), format!("audit, log {}", wfpctl::policy::log_level_name(level)));
+        }
+    }
 
     #[test]
     fn names() {
