@@ -8,6 +8,7 @@
 //! The output is for a WFP engineer: layers by their `FWPM_LAYER_*` names,
 //! NTSTATUS codes with their names, policies in words, why a default
 //! verdict applied, and one aligned table of the filters.
+#![forbid(unsafe_code)]
 
 use std::io::{self, Write};
 

@@ -1,5 +1,6 @@
 //! The names a WFP engineer knows things by: `FWPM_LAYER_*` for run-time
 //! layer ids, `STATUS_*` for NTSTATUS codes, and a policy in words.
+#![forbid(unsafe_code)]
 
 use fwps_types::*;
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};

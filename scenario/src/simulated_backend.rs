@@ -7,6 +7,7 @@
 //!
 //! `wfpctl-sim` (the try-out) drives it, and so do wfpctl's tests that
 //! keep wfpctl and the driver in step.
+#![forbid(unsafe_code)]
 
 use fwps_types::{
     FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,

@@ -18,6 +18,7 @@
 //! Lines starting with `#` are comments. Each command is echoed as
 //! `PS> wfpctl …` followed by what it printed (standard output and
 //! standard error, in order), so the session reads like the walkthrough.
+#![forbid(unsafe_code)]
 
 use std::cell::RefCell;
 use std::io::{self, Cursor, Write};
