@@ -261,3 +261,53 @@ impl Backend for SimulatedBackend {
         Ok(EngineObjects { provider, sublayer, callouts, filters, provider_contexts })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfpctl::filter_spec::{FilterOptions, IpVersion, Layer};
+    use wfpctl::vocabulary::PortRange;
+
+    fn spec(port: u16) -> FilterSpec {
+        FilterSpec::build(&FilterOptions {
+            layer: Layer::Connect,
+            ip: IpVersion::V4,
+            remote_address: None,
+            remote_port: Some(PortRange::single(port)),
+            local_address: None,
+            local_port: None,
+            protocol: None,
+            weight: Weight::Auto,
+            policy: wfpcallout_wire::PolicyRepr::DEFAULT,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deleted_filter_takes_its_provider_context_along() {
+        let mut backend = SimulatedBackend::load().unwrap();
+        let blob = wfpcallout_wire::PolicyRepr::DEFAULT.to_bytes();
+        let kept = backend.add_filter(&spec(443), &blob).unwrap();
+        let deleted = backend.add_filter(&spec(80), &blob).unwrap();
+        assert_eq!(inspect::provider_contexts().len(), 2);
+        backend.delete_filter(deleted).unwrap();
+        let left: Vec<u128> = inspect::provider_contexts().iter().map(|context| context.key).collect();
+        let kept_context = inspect::filters().iter().find(|view| view.id == kept).unwrap().provider_context_key;
+        assert_eq!(left, [kept_context.unwrap()], "only the deleted filter's context is gone");
+        assert_eq!(backend.list_our_filters().unwrap().iter().map(|f| f.id).collect::<Vec<_>>(), [kept]);
+        let allocations = wfpcallout_simkernel::pool::totals().0;
+        assert!(allocations > 2, "{allocations}");
+        assert_eq!(backend.unload(), Ok(allocations), "unload frees everything and counts every allocation");
+    }
+
+    #[test]
+    fn ranges_are_refused_with_a_reason() {
+        let mut backend = SimulatedBackend::load().unwrap();
+        let mut ranged = spec(1);
+        ranged.conditions[0].value = ConditionValue::Uint16Range(5000, 5100);
+        let error = backend.add_filter(&ranged, &wfpcallout_wire::PolicyRepr::DEFAULT.to_bytes()).unwrap_err();
+        assert!(error.to_string().contains("remote-port=5000-5100: the simulated engine matches single ports"));
+        assert!(inspect::filters().is_empty());
+        assert!(backend.unload().is_ok());
+    }
+}
