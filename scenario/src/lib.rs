@@ -15,6 +15,13 @@ use wfpcallout_wire::PolicyRepr;
 
 pub use wfpcallout_simkernel as simkernel;
 
+pub mod end_to_end;
+pub mod names;
+#[cfg(feature = "tryout")]
+pub mod simulated_backend;
+#[cfg(feature = "tryout")]
+pub mod tryout;
+
 /// One of the driver's four callouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {

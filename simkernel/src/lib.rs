@@ -20,6 +20,7 @@ pub mod clock;
 pub mod debug_print;
 pub mod engine;
 pub mod faults;
+pub mod inspect;
 pub mod irql;
 pub mod pool;
 pub mod spin_lock;

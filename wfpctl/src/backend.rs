@@ -7,6 +7,7 @@
 use core::fmt;
 
 use crate::filter_spec::{CalloutTarget, Condition, FilterSpec};
+use crate::footprint::EngineObjects;
 
 /// The driver's service name (the INF's `AddService`).
 pub const DRIVER_SERVICE: &str = "WfpCallout";
@@ -103,6 +104,16 @@ pub fn known_code(code: u32) -> Option<(&'static str, &'static str)> {
         (0x8032_0029, "FWP_E_RESERVED", "a reserved field is not zero"),
         (0x8032_0035, "FWP_E_INVALID_PARAMETER", "the engine refused a parameter"),
         (0xC000_000D, "STATUS_INVALID_PARAMETER", "the driver refused the policy or the buffer"),
+        (0xC000_090B, "STATUS_BAD_DATA", "the driver's notifyFn refused the filter: its policy blob is malformed"),
+        (0xC022_0001, "STATUS_FWP_CALLOUT_NOT_FOUND", "the wfpcallout callouts do not exist: start the driver"),
+        (0xC022_0003, "STATUS_FWP_FILTER_NOT_FOUND", "no filter with this id"),
+        (0xC022_0005, "STATUS_FWP_PROVIDER_NOT_FOUND", "the wfpcallout provider is missing: start the driver once"),
+        (0xC022_0007, "STATUS_FWP_SUBLAYER_NOT_FOUND", "the wfpcallout sublayer is missing: start the driver once"),
+        (
+            0xC022_002C,
+            "STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER",
+            "the driver's notifyFn refused the policy at this layer (a verdict at flow-established)",
+        ),
         (0xC000_0225, "STATUS_NOT_FOUND", "no such request (answered already, or timed out)"),
     ];
     known.iter().find(|(value, _, _)| *value == code).map(|(_, name, meaning)| (*name, *meaning))
@@ -207,6 +218,10 @@ pub trait Backend {
 
     /// The state of a service (`WfpCallout`, `BFE`).
     fn service_state(&mut self, service: &str) -> Result<ServiceState, BackendError>;
+
+    /// Our provider, sublayer and callouts, every filter naming our
+    /// callouts and every provider context of our provider (`wfpctl state`).
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError>;
 }
 
 /// The backend of a host that is not Windows: every call fails. (Only the
@@ -245,6 +260,10 @@ impl Backend for Unavailable {
     fn service_state(&mut self, _service: &str) -> Result<ServiceState, BackendError> {
         Unavailable::fail("QueryServiceStatus")
     }
+
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
+        Unavailable::fail("FwpmCalloutGetByKey0")
+    }
 }
 
 #[cfg(test)]
@@ -267,6 +286,14 @@ mod tests {
         assert!(err.to_string().starts_with("GET_STATS: DeviceIoControl failed: 0x00000057 (ERROR_INVALID_PARAMETER"));
         let err = BackendError::message("x", "inner").with_detail("outer");
         assert_eq!(err.detail, "outer: inner");
+    }
+
+    #[test]
+    fn the_drivers_vetoes_are_named() {
+        let err = BackendError::code("FwpmFilterAdd0", 0xC000_090B);
+        assert!(err.to_string().contains("(STATUS_BAD_DATA: the driver's notifyFn refused the filter"), "{err}");
+        let err = BackendError::code("FwpmFilterAdd0", 0xC022_0007);
+        assert!(err.to_string().contains("STATUS_FWP_SUBLAYER_NOT_FOUND"), "{err}");
     }
 
     #[test]

@@ -6,28 +6,39 @@
 
 use core::fmt::Display;
 use std::ffi::OsString;
-use std::net::IpAddr;
 
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
 use wfpcallout_wire::{ASK_TIMEOUT_MS_MAX, LABEL_MAX_LEN, Label, RATE_LIMIT_BURST_MAX, RATE_LIMIT_RATE_MAX};
 
-use crate::command::{AgentOptions, Command, DeleteTarget};
+use crate::command::{AgentOptions, BlobSource, Command, DeleteTarget, Format, Invocation};
 use crate::filter_spec::{FilterOptions, FilterSpec, IpVersion, Layer, SpecError, WEIGHT_RANGE_MAX, Weight};
 use crate::hex;
 use crate::policy::{ActionKind, LogArg, PolicyError, PolicyOptions, VerdictArg};
 use crate::rules::Rule;
+use crate::vocabulary::{AddressMatch, PortRange, parse_address_match, parse_port_range};
 
 const EXAMPLES: &str = "\
 Examples (elevated prompt, driver started):
   wfpctl status
+  wfpctl state
   wfpctl filter add --layer connect --ip v4 --remote-port 443 --protocol tcp --action audit --label web
+  wfpctl filter add --layer connect --ip v4 --remote-addr 10.0.0.0/8 --remote-port 5000-5100 --action block
   wfpctl filter add --layer connect --ip v4 --protocol tcp --action ask --timeout-ms 15000 --default permit
   wfpctl agent --rule permit:tcp:443 --rule block:any:*
-  wfpctl filter list
+  wfpctl filter list --json
   wfpctl stats
   wfpctl filter delete --all-ours
-  wfpctl policy encode --action rate-limit --rate 10 --burst 20   (any host)";
+  wfpctl policy encode --action rate-limit --rate 10 --burst 20   (any host)
+
+The same words everywhere: verdicts permit (allow) and block (deny); ports 0-65535 and
+ranges LOW-HIGH; addresses and subnets ADDRESS/PREFIX.
+
+--json prints one JSON document per result (the agent: one per request); field names are
+listed in docs/WALKTHROUGH.md.
+
+Exit status: 0 success; 1 failed, or found the driver not ready, or left something undone;
+2 usage error (bad or contradictory options, no input); 3 needs Windows, this host is not.";
 
 /// wfpctl: drive the wfpcallout WFP callout driver.
 #[derive(Debug, Parser)]
@@ -37,12 +48,15 @@ Examples (elevated prompt, driver started):
     about = "Control the wfpcallout Windows Filtering Platform callout driver",
     long_about = "Control the wfpcallout Windows Filtering Platform callout driver: add and delete filters that \
                   call its callouts with a per-filter policy (permit, block, audit, rate-limit, ask), read its \
-                  counters, and answer its ask requests. Everything but `policy` needs Windows and an elevated \
-                  prompt.",
+                  counters, show its footprint in the engine, and answer its ask requests. Everything but `policy` \
+                  needs Windows and an elevated prompt (wfpctl-sim runs the rest against the simulated driver).",
     after_help = EXAMPLES,
     propagate_version = true
 )]
 pub struct Cli {
+    /// Print results as JSON (one document per line) instead of text
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: TopCommand,
 }
@@ -58,6 +72,9 @@ enum TopCommand {
     Agent(AgentArgs),
     /// Show whether BFE runs, the driver is loaded and its callouts are registered
     Status,
+    /// Show the driver's footprint in the filter engine: provider, sublayer, callouts (registered?), every filter
+    /// naming them, leftovers of an earlier install
+    State,
     /// Encode or decode a policy blob (works on any host)
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -81,18 +98,18 @@ struct FilterAddArgs {
     /// IP version of the layer
     #[arg(long, value_enum)]
     ip: IpVersion,
-    /// Match only this remote address
-    #[arg(long, value_name = "ADDRESS")]
-    remote_addr: Option<IpAddr>,
-    /// Match only this remote port
-    #[arg(long, value_name = "PORT", value_parser = value_parser!(u16).range(1..=65535))]
-    remote_port: Option<u16>,
-    /// Match only this local address
-    #[arg(long, value_name = "ADDRESS")]
-    local_addr: Option<IpAddr>,
-    /// Match only this local port
-    #[arg(long, value_name = "PORT", value_parser = value_parser!(u16).range(1..=65535))]
-    local_port: Option<u16>,
+    /// Match only this remote address, or subnet ADDRESS/PREFIX (10.0.0.0/8, 2001:db8::/32)
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_address_match)]
+    remote_addr: Option<AddressMatch>,
+    /// Match only this remote port (0-65535), or range LOW-HIGH
+    #[arg(long, value_name = "PORT", value_parser = parse_port_range)]
+    remote_port: Option<PortRange>,
+    /// Match only this local address, or subnet ADDRESS/PREFIX
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_address_match)]
+    local_addr: Option<AddressMatch>,
+    /// Match only this local port (0-65535), or range LOW-HIGH
+    #[arg(long, value_name = "PORT", value_parser = parse_port_range)]
+    local_port: Option<PortRange>,
     /// Match only this IP protocol: tcp, udp, icmp, icmpv6 or a number 0-255
     #[arg(long, value_name = "PROTOCOL", value_parser = crate::filter_spec::parse_protocol)]
     protocol: Option<u8>,
@@ -150,7 +167,7 @@ struct FilterDeleteArgs {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("how").required(true).multiple(true).args(["rules", "interactive"])))]
 struct AgentArgs {
-    /// VERDICT:PROTOCOL:PORT, e.g. permit:tcp:443, block:udp:5000-5100, block:any:* (repeat; the first match decides)
+    /// VERDICT:PROTOCOL:PORT, e.g. permit:tcp:443, deny:udp:5000-5100, block:any:* (repeat; the first match decides)
     #[arg(long = "rule", value_name = "RULE")]
     rules: Vec<Rule>,
     /// Ask on this terminal about requests no rule matches (otherwise they get their default verdict)
@@ -167,7 +184,7 @@ enum PolicyCommand {
     Encode(PolicyArgs),
     /// Decode a policy blob given as hex, as the driver's notifyFn does
     Decode {
-        /// The blob in hex (spaces, ':' and '-' between digits are ignored)
+        /// The blob in hex (spaces, ':' and '-' between digits are ignored); - reads the hex from standard input
         #[arg(value_name = "HEX", required = true, num_args = 1..)]
         hex: Vec<String>,
     },
@@ -225,8 +242,15 @@ impl PolicyArgs {
 
 impl Cli {
     /// Checks what clap parsed and types it.
+    fn into_invocation(self) -> Result<Invocation, clap::Error> {
+        let format = if self.json { Format::Json } else { Format::Text };
+        Ok(Invocation { command: self.command.into_command()?, format })
+    }
+}
+
+impl TopCommand {
     fn into_command(self) -> Result<Command, clap::Error> {
-        match self.command {
+        match self {
             TopCommand::Filter(FilterCommand::Add(args)) => {
                 const PATH: &[&str] = &["filter", "add"];
                 let policy = args.policy.options().build().map_err(|e| policy_error(PATH, e))?;
@@ -259,27 +283,45 @@ impl Cli {
                 Ok(Command::Agent(AgentOptions { rules: args.rules, interactive: args.interactive, max: args.max }))
             }
             TopCommand::Status => Ok(Command::Status),
+            TopCommand::State => Ok(Command::State),
             TopCommand::Policy(PolicyCommand::Encode(args)) => {
                 let policy = args.options().build().map_err(|e| policy_error(&["policy", "encode"], e))?;
                 Ok(Command::PolicyEncode(policy))
             }
             TopCommand::Policy(PolicyCommand::Decode { hex }) => {
-                let bytes = hex::decode(&hex.concat()).map_err(|e| {
-                    usage_error(&["policy", "decode"], ErrorKind::ValueValidation, format!("<HEX> is not hex: {e}"))
-                })?;
-                Ok(Command::PolicyDecode(bytes))
+                const PATH: &[&str] = &["policy", "decode"];
+                if hex.as_slice() == ["-"] {
+                    return Ok(Command::PolicyDecode(BlobSource::Stdin));
+                }
+                if hex.iter().any(|part| part == "-") {
+                    return Err(usage_error(
+                        PATH,
+                        ErrorKind::ArgumentConflict,
+                        "- (read standard input) cannot be combined with hex on the command line",
+                    ));
+                }
+                let bytes = hex::decode(&hex.concat())
+                    .map_err(|e| usage_error(PATH, ErrorKind::ValueValidation, format!("<HEX> is not hex: {e}")))?;
+                if bytes.is_empty() {
+                    return Err(usage_error(
+                        PATH,
+                        ErrorKind::InvalidValue,
+                        format!("no input: <HEX> is empty; {}", crate::run::NO_BLOB),
+                    ));
+                }
+                Ok(Command::PolicyDecode(BlobSource::Bytes(bytes)))
             }
         }
     }
 }
 
 /// Parses a command line (the first item is the program name).
-pub fn parse_from<I, T>(args: I) -> Result<Command, clap::Error>
+pub fn parse_from<I, T>(args: I) -> Result<Invocation, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(args)?.into_command()
+    Cli::try_parse_from(args)?.into_invocation()
 }
 
 #[cfg(test)]
@@ -291,6 +333,10 @@ mod tests {
     use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};
 
     fn parse(line: &str) -> Result<Command, clap::Error> {
+        invocation(line).map(|invocation| invocation.command)
+    }
+
+    fn invocation(line: &str) -> Result<Invocation, clap::Error> {
         parse_from(std::iter::once("wfpctl").chain(line.split_whitespace()))
     }
 
@@ -381,8 +427,9 @@ mod tests {
     #[test]
     fn values_out_of_range() {
         for (line, says) in [
-            ("filter add --layer connect --ip v4 --action audit --remote-port 70000", "70000"),
-            ("filter add --layer connect --ip v4 --action audit --local-port 0", "0 is not in 1..=65535"),
+            ("filter add --layer connect --ip v4 --action audit --remote-port 70000", "not a port (0 to 65535)"),
+            ("filter add --layer connect --ip v4 --action audit --local-port 90-80", "is empty"),
+            ("filter add --layer connect --ip v4 --action audit --remote-addr 10.0.0.1/8", "host bits set"),
             ("filter add --layer connect --ip v4 --action ask --timeout-ms 0", "0 is not in 1..=600000"),
             ("filter add --layer connect --ip v4 --action ask --timeout-ms 600001", "600001"),
             ("filter add --layer connect --ip v4 --action rate-limit --rate 0", "0 is not in 1..=1000000"),
@@ -428,7 +475,7 @@ mod tests {
         assert!(text.contains("connect, recv-accept, flow"), "{text}");
         let (kind, _) = error("filter add --layer connect --ip v5 --action audit");
         assert_eq!(kind, ErrorKind::InvalidValue);
-        let (kind, _) = error("filter add --layer connect --ip v4 --action allow");
+        let (kind, _) = error("filter add --layer connect --ip v4 --action maybe");
         assert_eq!(kind, ErrorKind::InvalidValue);
         let (kind, text) = error("filter add --layer connect --action audit");
         assert_eq!(kind, ErrorKind::MissingRequiredArgument);
@@ -437,6 +484,38 @@ mod tests {
         assert_eq!(kind, ErrorKind::ArgumentConflict);
         let (kind, _) = error("filter add --layer connect --ip v4 --action audit --log loud");
         assert_eq!(kind, ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn one_vocabulary_for_filters_and_rules() {
+        assert_eq!(add("filter add --layer connect --ip v4 --action allow").policy.action, PolicyAction::Permit);
+        assert_eq!(add("filter add --layer connect --ip v4 --action deny").policy.action, PolicyAction::Block);
+        let spec = add("filter add --layer connect --ip v4 --action ask --default allow");
+        assert_eq!(spec.policy.action, PolicyAction::Ask { timeout_ms: 10_000, default_verdict: Verdict::Permit });
+        let spec = add("filter add --layer connect --ip v4 --action deny --remote-port 5000-5100 --local-port 0 \
+             --remote-addr 10.0.0.0/8");
+        assert_eq!(spec.conditions_text(), "remote-addr=10.0.0.0/8 remote-port=5000-5100 local-port=0");
+        assert_eq!(
+            spec.conditions[1],
+            Condition { field: ConditionField::RemotePort, value: ConditionValue::Uint16Range(5000, 5100) }
+        );
+        // The rules take the same words.
+        let Command::Agent(options) = parse("agent --rule deny:udp:5000-5100 --rule allow:tcp:0").unwrap() else {
+            panic!("not an agent command")
+        };
+        assert_eq!(options.rules[0].to_string(), "block:udp:5000-5100");
+        assert_eq!(options.rules[1].to_string(), "permit:tcp:0");
+        let (kind, text) = error("filter add --layer connect --ip v6 --action audit --remote-addr 10.0.0.0/8");
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(text.contains("10.0.0.0/8 is an IPv4 address"), "{text}");
+    }
+
+    #[test]
+    fn json_is_global() {
+        assert_eq!(invocation("filter list").unwrap().format, Format::Text);
+        assert_eq!(invocation("filter list --json").unwrap().format, Format::Json);
+        assert_eq!(invocation("--json stats").unwrap().format, Format::Json);
+        assert_eq!(invocation("policy decode --json 57465043").unwrap().format, Format::Json);
     }
 
     #[test]
@@ -477,9 +556,22 @@ mod tests {
         };
         assert_eq!(policy.action, PolicyAction::Block);
         let hex = hex::encode(&policy.to_bytes());
-        assert_eq!(parse(&format!("policy decode {hex}")).unwrap(), Command::PolicyDecode(policy.to_bytes()));
+        assert_eq!(
+            parse(&format!("policy decode {hex}")).unwrap(),
+            Command::PolicyDecode(BlobSource::Bytes(policy.to_bytes()))
+        );
         // Split into several arguments, as a pasted dump would be.
-        assert_eq!(parse("policy decode 5746 5043").unwrap(), Command::PolicyDecode(b"WFPC".to_vec()));
+        assert_eq!(
+            parse("policy decode 5746 5043").unwrap(),
+            Command::PolicyDecode(BlobSource::Bytes(b"WFPC".to_vec()))
+        );
+        assert_eq!(parse("policy decode -").unwrap(), Command::PolicyDecode(BlobSource::Stdin));
+        let (kind, text) = error("policy decode 57 -");
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(text.contains("cannot be combined"), "{text}");
+        let empty = parse_from(["wfpctl", "policy", "decode", ""]).unwrap_err();
+        assert_eq!(empty.kind(), ErrorKind::InvalidValue);
+        assert!(empty.to_string().contains("no input: <HEX> is empty"), "{empty}");
         let (kind, text) = error("policy decode 57zz");
         assert_eq!(kind, ErrorKind::ValueValidation);
         assert!(text.contains("not hex"), "{text}");
@@ -491,7 +583,7 @@ mod tests {
     fn only_policy_commands_run_without_windows() {
         assert!(!parse("policy encode --action permit").unwrap().needs_windows());
         assert!(!parse("policy decode 00").unwrap().needs_windows());
-        for line in ["status", "stats", "filter list", "filter delete 1", "agent --interactive"] {
+        for line in ["status", "state", "stats", "filter list", "filter delete 1", "agent --interactive"] {
             assert!(parse(line).unwrap().needs_windows(), "{line}");
         }
     }

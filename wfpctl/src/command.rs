@@ -7,10 +7,29 @@ use wfpcallout_wire::PolicyRepr;
 use crate::filter_spec::FilterSpec;
 use crate::rules::Rule;
 
-/// What wfpctl prints, before exiting with status 2, for a command that
-/// needs Windows on a host that is not.
+/// What wfpctl prints, before exiting with [`crate::EXIT_NOT_WINDOWS`], for
+/// a command that needs Windows on a host that is not.
 pub const NOT_WINDOWS: &str =
     "wfpctl talks to the Windows filter engine and the wfpcallout driver; this host is not Windows";
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Aligned text for people.
+    #[default]
+    Text,
+    /// One JSON document per result (`--json`), for scripts.
+    Json,
+}
+
+/// Where `policy decode` gets its blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlobSource {
+    /// Decoded from the command line's hex.
+    Bytes(Vec<u8>),
+    /// Hex read from standard input (`policy decode -`).
+    Stdin,
+}
 
 /// Which filters `filter delete` deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +69,18 @@ pub enum Command {
     /// `policy encode`: print a policy blob as hex.
     PolicyEncode(PolicyRepr),
     /// `policy decode`: decode a blob given as hex.
-    PolicyDecode(Vec<u8>),
+    PolicyDecode(BlobSource),
+    /// `state`: our footprint in the filter engine.
+    State,
+}
+
+/// A command and how to print its results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// What to do.
+    pub command: Command,
+    /// `--json` or text.
+    pub format: Format,
 }
 
 impl Command {

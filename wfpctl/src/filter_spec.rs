@@ -9,7 +9,9 @@
 //! naming [`FilterSpec::callout_key`], `FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT`
 //! and, where the action allows it,
 //! `FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED`, our provider and
-//! sublayer, and one `FWP_MATCH_EQUAL` condition per [`Condition`].
+//! sublayer, and one condition per [`Condition`]: `FWP_MATCH_EQUAL` on a
+//! value, an `FWP_V4_ADDR_AND_MASK` / `FWP_V6_ADDR_AND_MASK` subnet, or
+//! `FWP_MATCH_RANGE` on an `FWP_RANGE0` of ports.
 #![forbid(unsafe_code)]
 
 use core::fmt;
@@ -20,6 +22,7 @@ use wfpcallout_wire::{PolicyAction, PolicyRepr};
 
 use crate::keys::{self, Guid};
 use crate::policy;
+use crate::vocabulary::{AddressMatch, PortRange};
 
 /// Which ALE layer a filter sits at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
@@ -230,12 +233,31 @@ pub enum ConditionValue {
     Uint8(u8),
     /// `FWP_UINT16` (a port).
     Uint16(u16),
+    /// `FWP_RANGE0` of two `FWP_UINT16`s, matched with `FWP_MATCH_RANGE`
+    /// (a port range, both ends included).
+    Uint16Range(u16, u16),
     /// `FWP_UINT32` holding an IPv4 address in host byte order
     /// (`192.0.2.1` is `0xc000_0201`), as the IPv4 layers expect.
     V4Address(u32),
+    /// `FWP_V4_ADDR_MASK`: an `FWP_V4_ADDR_AND_MASK`, address and mask in
+    /// host byte order (`10.0.0.0/8` is `0x0a00_0000`, `0xff00_0000`).
+    V4Subnet {
+        /// The subnet's address.
+        address: u32,
+        /// Its mask.
+        mask: u32,
+    },
     /// `FWP_BYTE_ARRAY16_TYPE` holding an IPv6 address in network byte
     /// order, as the IPv6 layers expect.
     V6Address([u8; 16]),
+    /// `FWP_V6_ADDR_MASK`: an `FWP_V6_ADDR_AND_MASK`, the address in
+    /// network byte order and the prefix length.
+    V6Subnet {
+        /// The subnet's address.
+        address: [u8; 16],
+        /// Its prefix length (0 to 128).
+        prefix: u8,
+    },
 }
 
 impl ConditionValue {
@@ -246,9 +268,55 @@ impl ConditionValue {
             IpAddr::V6(v6) => ConditionValue::V6Address(v6.octets()),
         }
     }
+
+    /// The value for an address or subnet condition: a plain address when
+    /// the match is one address.
+    pub fn address_match(matched: AddressMatch) -> ConditionValue {
+        if matched.is_single() {
+            return ConditionValue::address(matched.address);
+        }
+        match matched.address {
+            IpAddr::V4(v4) => {
+                ConditionValue::V4Subnet { address: u32::from(v4), mask: AddressMatch::v4_mask(matched.prefix) }
+            }
+            IpAddr::V6(v6) => ConditionValue::V6Subnet { address: v6.octets(), prefix: matched.prefix },
+        }
+    }
+
+    /// The value for a port or port-range condition.
+    pub fn ports(range: PortRange) -> ConditionValue {
+        if range.is_single() {
+            ConditionValue::Uint16(range.low)
+        } else {
+            ConditionValue::Uint16Range(range.low, range.high)
+        }
+    }
+
+    /// Whether the condition compares with `FWP_MATCH_RANGE` (otherwise
+    /// `FWP_MATCH_EQUAL`; a subnet is an equality on a masked address).
+    pub const fn is_range(&self) -> bool {
+        matches!(self, ConditionValue::Uint16Range(..))
+    }
+
+    /// The value as text: `tcp` for a protocol field, `443`, `5000-5100`,
+    /// `192.0.2.1`, `10.0.0.0/8`, `2001:db8::/32`.
+    pub fn text(&self, field: ConditionField) -> String {
+        match *self {
+            ConditionValue::Uint8(value) if field == ConditionField::Protocol => protocol_name(value),
+            ConditionValue::Uint8(value) => value.to_string(),
+            ConditionValue::Uint16(value) => value.to_string(),
+            ConditionValue::Uint16Range(low, high) => PortRange { low, high }.to_string(),
+            ConditionValue::V4Address(value) => std::net::Ipv4Addr::from(value).to_string(),
+            ConditionValue::V4Subnet { address, mask } => {
+                format!("{}/{}", std::net::Ipv4Addr::from(address), mask.leading_ones())
+            }
+            ConditionValue::V6Address(octets) => std::net::Ipv6Addr::from(octets).to_string(),
+            ConditionValue::V6Subnet { address, prefix } => format!("{}/{prefix}", std::net::Ipv6Addr::from(address)),
+        }
+    }
 }
 
-/// One `FWP_MATCH_EQUAL` condition.
+/// One condition on a field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Condition {
     /// What is compared.
@@ -258,18 +326,10 @@ pub struct Condition {
 }
 
 impl fmt::Display for Condition {
-    /// `protocol=tcp`, `remote-port=443`, `remote-addr=192.0.2.1`.
+    /// `protocol=tcp`, `remote-port=443`, `remote-port=5000-5100`,
+    /// `remote-addr=192.0.2.1`, `remote-addr=10.0.0.0/8`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}=", self.field.name())?;
-        match self.value {
-            ConditionValue::Uint8(value) if self.field == ConditionField::Protocol => {
-                f.write_str(&protocol_name(value))
-            }
-            ConditionValue::Uint8(value) => write!(f, "{value}"),
-            ConditionValue::Uint16(value) => write!(f, "{value}"),
-            ConditionValue::V4Address(value) => write!(f, "{}", std::net::Ipv4Addr::from(value)),
-            ConditionValue::V6Address(octets) => write!(f, "{}", std::net::Ipv6Addr::from(octets)),
-        }
+        write!(f, "{}={}", self.field.name(), self.value.text(self.field))
     }
 }
 
@@ -328,14 +388,14 @@ pub struct FilterOptions {
     pub layer: Layer,
     /// The IP version.
     pub ip: IpVersion,
-    /// `--remote-addr`.
-    pub remote_address: Option<IpAddr>,
-    /// `--remote-port`.
-    pub remote_port: Option<u16>,
-    /// `--local-addr`.
-    pub local_address: Option<IpAddr>,
-    /// `--local-port`.
-    pub local_port: Option<u16>,
+    /// `--remote-addr`: an address or a subnet.
+    pub remote_address: Option<AddressMatch>,
+    /// `--remote-port`: a port or a range.
+    pub remote_port: Option<PortRange>,
+    /// `--local-addr`: an address or a subnet.
+    pub local_address: Option<AddressMatch>,
+    /// `--local-port`: a port or a range.
+    pub local_port: Option<PortRange>,
     /// `--protocol`, as a number.
     pub protocol: Option<u8>,
     /// `--weight` or `--weight-range`.
@@ -351,8 +411,8 @@ pub enum SpecError {
     AddressFamily {
         /// The option that gave it (`remote-addr` or `local-addr`).
         option: &'static str,
-        /// The address.
-        address: IpAddr,
+        /// The address or subnet.
+        address: AddressMatch,
         /// The layer's version.
         ip: IpVersion,
     },
@@ -369,7 +429,7 @@ impl fmt::Display for SpecError {
             SpecError::AddressFamily { option, address, ip } => write!(
                 f,
                 "--{option} {address} is an IP{} address but the filter is at the IP{} layer (--ip {})",
-                IpVersion::of(address).name(),
+                IpVersion::of(&address.address).name(),
                 ip.name(),
                 ip.name()
             ),
@@ -434,16 +494,16 @@ impl FilterSpec {
             (ConditionField::LocalAddress, options.local_address),
         ] {
             let Some(address) = address else { continue };
-            if IpVersion::of(&address) != target.ip {
+            if IpVersion::of(&address.address) != target.ip {
                 return Err(SpecError::AddressFamily { option: field.name(), address, ip: target.ip });
             }
-            conditions.push(Condition { field, value: ConditionValue::address(address) });
+            conditions.push(Condition { field, value: ConditionValue::address_match(address) });
         }
         for (field, port) in
             [(ConditionField::RemotePort, options.remote_port), (ConditionField::LocalPort, options.local_port)]
         {
             if let Some(port) = port {
-                conditions.push(Condition { field, value: ConditionValue::Uint16(port) });
+                conditions.push(Condition { field, value: ConditionValue::ports(port) });
             }
         }
         conditions.sort_by_key(|condition| ConditionField::ALL.iter().position(|field| *field == condition.field));
@@ -499,6 +559,48 @@ mod tests {
     use super::*;
     use wfpcallout_wire::{Label, LogLevel, Verdict};
 
+    fn addr(text: &str) -> AddressMatch {
+        crate::vocabulary::parse_address_match(text).unwrap()
+    }
+
+    #[test]
+    fn subnets_and_port_ranges() {
+        let mut v4 = options(Layer::Connect, IpVersion::V4);
+        v4.remote_address = Some(addr("10.0.0.0/8"));
+        v4.remote_port = Some(PortRange { low: 5000, high: 5100 });
+        v4.local_port = Some(PortRange { low: 0, high: 0 });
+        let spec = FilterSpec::build(&v4).unwrap();
+        assert_eq!(
+            spec.conditions,
+            [
+                Condition {
+                    field: ConditionField::RemoteAddress,
+                    value: ConditionValue::V4Subnet { address: 0x0a00_0000, mask: 0xff00_0000 }
+                },
+                Condition { field: ConditionField::RemotePort, value: ConditionValue::Uint16Range(5000, 5100) },
+                Condition { field: ConditionField::LocalPort, value: ConditionValue::Uint16(0) },
+            ]
+        );
+        assert!(spec.conditions[1].value.is_range());
+        assert!(!spec.conditions[0].value.is_range());
+        assert_eq!(spec.conditions_text(), "remote-addr=10.0.0.0/8 remote-port=5000-5100 local-port=0");
+
+        let mut v6 = options(Layer::RecvAccept, IpVersion::V6);
+        v6.local_address = Some(addr("2001:db8::/32"));
+        let spec = FilterSpec::build(&v6).unwrap();
+        let mut octets = [0u8; 16];
+        octets[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(spec.conditions[0].value, ConditionValue::V6Subnet { address: octets, prefix: 32 });
+        assert_eq!(spec.conditions_text(), "local-addr=2001:db8::/32");
+
+        let mut mixed = options(Layer::Connect, IpVersion::V6);
+        mixed.remote_address = Some(addr("10.0.0.0/8"));
+        assert_eq!(
+            FilterSpec::build(&mixed).unwrap_err().to_string(),
+            "--remote-addr 10.0.0.0/8 is an IPv4 address but the filter is at the IPv6 layer (--ip v6)"
+        );
+    }
+
     fn options(layer: Layer, ip: IpVersion) -> FilterOptions {
         FilterOptions {
             layer,
@@ -529,7 +631,7 @@ mod tests {
     #[test]
     fn connect_v4_with_port_and_protocol() {
         let mut options = options(Layer::Connect, IpVersion::V4);
-        options.remote_port = Some(443);
+        options.remote_port = Some(PortRange::single(443));
         options.protocol = Some(6);
         options.policy =
             PolicyRepr { action: PolicyAction::Audit, log_level: LogLevel::Info, label: Label::new("web").unwrap() };
@@ -552,9 +654,9 @@ mod tests {
     #[test]
     fn addresses_are_typed_per_version() {
         let mut v4 = options(Layer::RecvAccept, IpVersion::V4);
-        v4.local_address = Some("192.0.2.1".parse().unwrap());
-        v4.remote_address = Some("198.51.100.7".parse().unwrap());
-        v4.local_port = Some(8080);
+        v4.local_address = Some(addr("192.0.2.1"));
+        v4.remote_address = Some(addr("198.51.100.7"));
+        v4.local_port = Some(PortRange::single(8080));
         let spec = FilterSpec::build(&v4).unwrap();
         assert_eq!(spec.layer_key(), keys::layer::ALE_AUTH_RECV_ACCEPT_V4);
         assert_eq!(spec.conditions[0].value, ConditionValue::V4Address(0xc633_6407));
@@ -565,7 +667,7 @@ mod tests {
         assert_eq!(spec.conditions_text(), "remote-addr=198.51.100.7 local-addr=192.0.2.1 local-port=8080");
 
         let mut v6 = options(Layer::Flow, IpVersion::V6);
-        v6.remote_address = Some("2001:db8::1".parse().unwrap());
+        v6.remote_address = Some(addr("2001:db8::1"));
         let spec = FilterSpec::build(&v6).unwrap();
         assert_eq!(spec.callout_key(), keys::callout::FLOW_ESTABLISHED_V6);
         let mut octets = [0u8; 16];
@@ -578,7 +680,7 @@ mod tests {
     #[test]
     fn address_of_the_other_family_is_refused() {
         let mut mixed = options(Layer::Connect, IpVersion::V4);
-        mixed.remote_address = Some("2001:db8::1".parse().unwrap());
+        mixed.remote_address = Some(addr("2001:db8::1"));
         let err = FilterSpec::build(&mixed).unwrap_err();
         assert!(matches!(err, SpecError::AddressFamily { option: "remote-addr", ip: IpVersion::V4, .. }));
         assert_eq!(
@@ -586,7 +688,7 @@ mod tests {
             "--remote-addr 2001:db8::1 is an IPv6 address but the filter is at the IPv4 layer (--ip v4)"
         );
         let mut mixed = options(Layer::Connect, IpVersion::V6);
-        mixed.local_address = Some("10.0.0.1".parse().unwrap());
+        mixed.local_address = Some(addr("10.0.0.1"));
         assert!(matches!(FilterSpec::build(&mixed), Err(SpecError::AddressFamily { option: "local-addr", .. })));
     }
 

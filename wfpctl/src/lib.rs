@@ -13,7 +13,7 @@
 //! [`backend::Backend`] trait. On Windows the backend is the filter engine,
 //! the driver's control device and the service manager (windows-sys); on
 //! any other host only `policy encode` and `policy decode` run, and the
-//! other commands say why they cannot.
+//! other commands say why they cannot (exit status [`EXIT_NOT_WINDOWS`]).
 #![deny(unsafe_code)]
 
 pub mod backend;
@@ -21,12 +21,16 @@ pub mod cli;
 pub mod command;
 pub mod driver_client;
 pub mod filter_spec;
+pub mod footprint;
 pub mod hex;
+pub mod json;
+pub mod json_output;
 pub mod keys;
 pub mod output;
 pub mod policy;
 pub mod rules;
 pub mod run;
+pub mod vocabulary;
 #[cfg(windows)]
 pub mod windows;
 
@@ -37,44 +41,68 @@ mod run_tests;
 
 use std::io;
 
-use command::Command;
-use run::{Io, Outcome};
+use command::Invocation;
+use run::{Io, Outcome, RunError};
 
 /// Exit status of a command that succeeded.
 pub const EXIT_SUCCESS: u8 = 0;
-/// Exit status of a command that failed, or found the driver not ready.
+/// Exit status of a command that failed, or that ran but found or left
+/// something wrong (`status` of a driver that is not ready, `filter delete
+/// --all-ours` that could not delete everything).
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit status of a usage error, and of a command that needs Windows on
-/// another host.
+/// Exit status of a usage error: a bad or contradictory option, or no
+/// input where some was needed (clap's own errors exit with it too).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a command that needs Windows (the filter engine, the
+/// driver) run on another host.
+pub const EXIT_NOT_WINDOWS: u8 = 3;
+
+/// Every exit status with what it means, as `--help` and the docs list them.
+pub const EXIT_STATUSES: [(u8, &str); 4] = [
+    (EXIT_SUCCESS, "success"),
+    (EXIT_FAILURE, "the command failed, or found the driver not ready (status), or left something undone"),
+    (EXIT_USAGE, "usage error: bad or contradictory options, or no input"),
+    (EXIT_NOT_WINDOWS, "the command needs Windows and this host is not Windows"),
+];
+
+/// The exit status of a command's result.
+pub fn exit_status(result: &Result<Outcome, RunError>) -> u8 {
+    match result {
+        Ok(Outcome::Success) => EXIT_SUCCESS,
+        Ok(Outcome::Degraded) => EXIT_FAILURE,
+        Err(RunError::NoInput(_)) => EXIT_USAGE,
+        Err(_) => EXIT_FAILURE,
+    }
+}
 
 /// Runs a parsed command on this host's system with the process's standard
 /// streams; returns the exit status.
-pub fn execute(command: &Command) -> u8 {
+pub fn execute(invocation: &Invocation) -> u8 {
     #[cfg(not(windows))]
-    if command.needs_windows() {
+    if invocation.command.needs_windows() {
         use std::io::Write as _;
         let _ = writeln!(io::stderr(), "wfpctl: {}", command::NOT_WINDOWS);
-        return EXIT_USAGE;
+        return EXIT_NOT_WINDOWS;
     }
     #[cfg(windows)]
     let mut backend = windows::WindowsBackend::new();
     #[cfg(not(windows))]
     let mut backend = backend::Unavailable;
+    execute_with(invocation, &mut backend)
+}
 
+/// Runs a parsed command against `backend` with the process's standard
+/// streams; returns the exit status.
+pub fn execute_with(invocation: &Invocation, backend: &mut dyn backend::Backend) -> u8 {
     let stdout = io::stdout();
     let stderr = io::stderr();
     let stdin = io::stdin();
     let (mut out, mut err, mut input) = (stdout.lock(), stderr.lock(), stdin.lock());
     let mut io = Io { out: &mut out, err: &mut err, input: &mut input };
-    let result = run::run(command, &mut backend, &mut io);
+    let result = run::run_as(&invocation.command, invocation.format, backend, &mut io);
     let _ = io.out.flush();
-    match result {
-        Ok(Outcome::Success) => EXIT_SUCCESS,
-        Ok(Outcome::Degraded) => EXIT_FAILURE,
-        Err(error) => {
-            let _ = writeln!(io.err, "wfpctl: error: {error}");
-            EXIT_FAILURE
-        }
+    if let Err(error) = &result {
+        let _ = writeln!(io.err, "wfpctl: error: {error}");
     }
+    exit_status(&result)
 }

@@ -13,7 +13,9 @@ use wfpcallout_wire::{
 };
 
 use crate::backend::{Backend, BackendError, EngineFilter, ServiceState};
-use crate::filter_spec::FilterSpec;
+use crate::filter_spec::{CalloutTarget, FilterSpec};
+use crate::footprint::{CalloutFilter, CalloutObject, EngineObjects, ManagementObject, ProviderContextObject};
+use crate::keys::Guid;
 
 /// One call the code under test made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,7 @@ pub enum Call {
     ListOurFilters,
     Ioctl { code: u32, input: Vec<u8>, output_len: usize },
     ServiceState(String),
+    EngineObjects,
 }
 
 /// The scripted driver behind the control device.
@@ -70,6 +73,9 @@ pub struct MockBackend {
     pub services: HashMap<String, ServiceState>,
     /// Filter ids whose deletion fails.
     pub undeletable: Vec<u64>,
+    /// The policy blob of each filter's provider context, by filter id
+    /// (the context key is the filter id).
+    pub blobs: Vec<(u64, Vec<u8>)>,
 }
 
 impl Default for MockBackend {
@@ -84,6 +90,7 @@ impl Default for MockBackend {
                 ("WfpCallout".to_string(), ServiceState::Running),
             ]),
             undeletable: Vec::new(),
+            blobs: Vec::new(),
         }
     }
 }
@@ -143,6 +150,7 @@ impl Backend for MockBackend {
     fn add_filter(&mut self, spec: &FilterSpec, policy_blob: &[u8]) -> Result<u64, BackendError> {
         self.calls.push(Call::AddFilter { spec: spec.clone(), blob: policy_blob.to_vec() });
         let id = self.next_filter_id;
+        self.blobs.push((id, policy_blob.to_vec()));
         self.next_filter_id += 1;
         self.filters.push(EngineFilter {
             id,
@@ -162,6 +170,7 @@ impl Backend for MockBackend {
         }
         let before = self.filters.len();
         self.filters.retain(|filter| filter.id != filter_id);
+        self.blobs.retain(|(id, _)| *id != filter_id);
         if self.filters.len() == before {
             return Err(BackendError::code("FwpmFilterGetById0", 0x8032_0003));
         }
@@ -204,5 +213,48 @@ impl Backend for MockBackend {
     fn service_state(&mut self, service: &str) -> Result<ServiceState, BackendError> {
         self.calls.push(Call::ServiceState(service.to_string()));
         Ok(self.services.get(service).copied().unwrap_or(ServiceState::NotInstalled))
+    }
+
+    /// The driver's objects exist; its callouts are registered while the
+    /// scripted driver says it is loaded.
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
+        self.calls.push(Call::EngineObjects);
+        let registered = self.driver.as_ref().is_some_and(|driver| driver.version.flags & VERSION_FLAG_LOADED != 0);
+        Ok(EngineObjects {
+            provider: Some(ManagementObject { name: "wfpcallout".into(), persistent: false, weight: None }),
+            sublayer: Some(ManagementObject { name: "wfpcallout".into(), persistent: false, weight: Some(0x7000) }),
+            callouts: CalloutTarget::ALL
+                .iter()
+                .zip(301..)
+                .map(|(target, id)| (*target, Some(CalloutObject { id, registered, persistent: false })))
+                .collect(),
+            filters: self
+                .filters
+                .iter()
+                .filter_map(|filter| {
+                    Some(CalloutFilter {
+                        id: filter.id,
+                        name: filter.name.clone(),
+                        target: filter.target?,
+                        ours: true,
+                        weight: filter.effective_weight,
+                        action_type: filter.target?.action().action_type(),
+                        persistent: false,
+                        conditions: filter.conditions.clone(),
+                        provider_context: Some(Guid(u128::from(filter.id))),
+                    })
+                })
+                .collect(),
+            provider_contexts: self
+                .blobs
+                .iter()
+                .map(|(id, blob)| ProviderContextObject {
+                    key: Guid(u128::from(*id)),
+                    id: *id,
+                    data: Some(blob.clone()),
+                    persistent: false,
+                })
+                .collect(),
+        })
     }
 }

@@ -16,9 +16,11 @@ use wfpcallout_wire::{
 /// `--action`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 pub enum ActionKind {
-    /// Permit matched connections.
+    /// Permit matched connections (also: allow).
+    #[value(alias = "allow")]
     Permit,
-    /// Block matched connections.
+    /// Block matched connections (also: deny).
+    #[value(alias = "deny")]
     Block,
     /// Permit, count and log matched connections.
     Audit,
@@ -31,9 +33,11 @@ pub enum ActionKind {
 /// `--default`: the verdict of an ask policy when no agent answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 pub enum VerdictArg {
-    /// Permit the connection.
+    /// Permit the connection (also: allow).
+    #[value(alias = "allow")]
     Permit,
-    /// Block the connection.
+    /// Block the connection (also: deny).
+    #[value(alias = "deny")]
     Block,
 }
 

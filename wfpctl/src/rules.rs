@@ -2,10 +2,12 @@
 //!
 //! A rule is `VERDICT:PROTOCOL:PORT`:
 //!
-//! - `VERDICT` is `permit` or `block`;
+//! - `VERDICT` is `permit` (or `allow`) or `block` (or `deny`), as in
+//!   `filter add --action` and `--default`;
 //! - `PROTOCOL` is `tcp`, `udp`, `icmp`, `icmpv6`, a number `0..=255`, or
 //!   `any` (`*` works too);
-//! - `PORT` is a port, a range `LOW-HIGH`, or `*` for any. It is the port
+//! - `PORT` is a port `0..=65535`, a range `LOW-HIGH` (the same words as
+//!   `filter add --remote-port`), or `*` (`any`) for any. It is the port
 //!   of the service: the remote port of an outbound connection, the local
 //!   port of an inbound one.
 //!
@@ -21,6 +23,7 @@ use wfpcallout_wire::{AskRequestRepr, Direction, Verdict};
 
 use crate::filter_spec::{parse_protocol, protocol_name};
 use crate::policy::verdict_name;
+use crate::vocabulary::{PortRange, parse_port_range, parse_verdict};
 
 /// Which protocols a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -36,8 +39,8 @@ pub enum ProtocolMatch {
 pub enum PortMatch {
     /// Every port.
     Any,
-    /// `low..=high`.
-    Range(u16, u16),
+    /// A port or a range of ports.
+    Ports(PortRange),
 }
 
 /// One agent rule.
@@ -63,10 +66,6 @@ impl fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
-fn parse_port(text: &str) -> Result<u16, RuleError> {
-    text.parse::<u16>().map_err(|_| RuleError(format!("'{text}' is not a port (0 to 65535)")))
-}
-
 impl FromStr for Rule {
     type Err = RuleError;
 
@@ -75,30 +74,14 @@ impl FromStr for Rule {
         let [verdict, protocol, port] = parts.as_slice() else {
             return Err(RuleError(format!("'{text}' does not have the three parts VERDICT:PROTOCOL:PORT")));
         };
-        let verdict = match verdict.to_ascii_lowercase().as_str() {
-            "permit" | "allow" => Verdict::Permit,
-            "block" | "deny" => Verdict::Block,
-            other => return Err(RuleError(format!("'{other}' is not a verdict: use permit or block"))),
-        };
+        let verdict = parse_verdict(verdict).map_err(RuleError)?;
         let protocol = match protocol.to_ascii_lowercase().as_str() {
             "any" | "*" => ProtocolMatch::Any,
             other => ProtocolMatch::Number(parse_protocol(other).map_err(RuleError)?),
         };
         let port = match *port {
             "*" | "any" => PortMatch::Any,
-            range => match range.split_once('-') {
-                Some((low, high)) => {
-                    let (low, high) = (parse_port(low)?, parse_port(high)?);
-                    if low > high {
-                        return Err(RuleError(format!("port range '{range}' is empty")));
-                    }
-                    PortMatch::Range(low, high)
-                }
-                None => {
-                    let port = parse_port(range)?;
-                    PortMatch::Range(port, port)
-                }
-            },
+            ports => PortMatch::Ports(parse_port_range(ports).map_err(RuleError)?),
         };
         Ok(Rule { verdict, protocol, port })
     }
@@ -114,8 +97,7 @@ impl fmt::Display for Rule {
         }
         match self.port {
             PortMatch::Any => f.write_str(":*"),
-            PortMatch::Range(low, high) if low == high => write!(f, ":{low}"),
-            PortMatch::Range(low, high) => write!(f, ":{low}-{high}"),
+            PortMatch::Ports(ports) => write!(f, ":{ports}"),
         }
     }
 }
@@ -138,7 +120,7 @@ impl Rule {
         };
         let port = match self.port {
             PortMatch::Any => true,
-            PortMatch::Range(low, high) => (low..=high).contains(&service_port(request)),
+            PortMatch::Ports(ports) => ports.contains(service_port(request)),
         };
         protocol && port
     }
@@ -192,7 +174,11 @@ mod tests {
         let rule: Rule = "permit:tcp:443".parse().unwrap();
         assert_eq!(
             rule,
-            Rule { verdict: Verdict::Permit, protocol: ProtocolMatch::Number(6), port: PortMatch::Range(443, 443) }
+            Rule {
+                verdict: Verdict::Permit,
+                protocol: ProtocolMatch::Number(6),
+                port: PortMatch::Ports(PortRange::single(443))
+            }
         );
     }
 

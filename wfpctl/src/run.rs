@@ -8,12 +8,14 @@ use std::io::{self, BufRead, Write};
 use wfpcallout_wire::{AskRequestRepr, PolicyRepr, VERSION_FLAG_LOADED, Verdict, VerdictMessageRepr, WireError};
 
 use crate::backend::{BFE_SERVICE, Backend, BackendError, DRIVER_SERVICE};
-use crate::command::{AgentOptions, Command, DeleteTarget};
+use crate::command::{AgentOptions, BlobSource, Command, DeleteTarget, Format};
 use crate::driver_client::{self, DriverError};
 use crate::filter_spec::FilterSpec;
+use crate::footprint::Footprint;
+use crate::json::Json;
 use crate::output::{self, StatusReport};
 use crate::policy::{self, verdict_name};
-use crate::{hex, rules};
+use crate::{hex, json_output, rules};
 
 /// Where a command reads and writes.
 pub struct Io<'a> {
@@ -21,8 +23,15 @@ pub struct Io<'a> {
     pub out: &'a mut dyn Write,
     /// Warnings and progress.
     pub err: &'a mut dyn Write,
-    /// The terminal, for `agent --interactive`.
+    /// The terminal, for `agent --interactive`, and the blob of
+    /// `policy decode -`.
     pub input: &'a mut dyn BufRead,
+}
+
+impl Io<'_> {
+    fn json(&mut self, value: &Json) -> io::Result<()> {
+        writeln!(self.out, "{value}")
+    }
 }
 
 /// Why a command failed.
@@ -36,6 +45,9 @@ pub enum RunError {
     Policy(WireError),
     /// Writing the output failed.
     Io(io::Error),
+    /// There was nothing to work on (an empty standard input): a usage
+    /// error, exit status 2.
+    NoInput(String),
     /// Something else, in words.
     Message(String),
 }
@@ -47,6 +59,7 @@ impl fmt::Display for RunError {
             RunError::Driver(error) => write!(f, "{error}"),
             RunError::Policy(error) => write!(f, "the policy blob is malformed: {error}"),
             RunError::Io(error) => write!(f, "{error}"),
+            RunError::NoInput(what) => write!(f, "no input: {what}"),
             RunError::Message(message) => f.write_str(message),
         }
     }
@@ -83,24 +96,54 @@ pub enum Outcome {
     Degraded,
 }
 
-/// Runs one command.
+/// Runs one command, printing text.
 pub fn run(command: &Command, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+    run_as(command, Format::Text, backend, io)
+}
+
+/// Runs one command, printing its results as `format` says.
+pub fn run_as(
+    command: &Command,
+    format: Format,
+    backend: &mut dyn Backend,
+    io: &mut Io<'_>,
+) -> Result<Outcome, RunError> {
     match command {
-        Command::FilterAdd(spec) => filter_add(spec, backend, io),
-        Command::FilterDelete(target) => filter_delete(*target, backend, io),
-        Command::FilterList => filter_list(backend, io),
-        Command::Stats => stats(backend, io),
-        Command::Agent(options) => agent(options, backend, io),
-        Command::Status => status(backend, io),
-        Command::PolicyEncode(policy) => policy_encode(policy, io),
-        Command::PolicyDecode(blob) => policy_decode(blob, io),
+        Command::FilterAdd(spec) => filter_add(spec, format, backend, io),
+        Command::FilterDelete(target) => filter_delete(*target, format, backend, io),
+        Command::FilterList => filter_list(format, backend, io),
+        Command::Stats => stats(format, backend, io),
+        Command::Agent(options) => agent(options, format, backend, io),
+        Command::Status => status(format, backend, io),
+        Command::PolicyEncode(policy) => policy_encode(policy, format, io),
+        Command::PolicyDecode(source) => policy_decode(source, format, io),
+        Command::State => state(format, backend, io),
     }
 }
 
-fn filter_add(spec: &FilterSpec, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn state(format: Format, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+    backend.open_engine()?;
+    let footprint = Footprint::analyze(backend.engine_objects()?);
+    match format {
+        Format::Json => io.json(&footprint.json())?,
+        Format::Text => write!(io.out, "{}", footprint.text())?,
+    }
+    Ok(if footprint.complete() && footprint.leftovers.is_empty() { Outcome::Success } else { Outcome::Degraded })
+}
+
+fn filter_add(
+    spec: &FilterSpec,
+    format: Format,
+    backend: &mut dyn Backend,
+    io: &mut Io<'_>,
+) -> Result<Outcome, RunError> {
     let blob = policy::encode(&spec.policy).map_err(RunError::Policy)?;
     backend.open_engine()?;
     let id = backend.add_filter(spec, &blob)?;
+    if format == Format::Json {
+        io.json(&json_output::filter_added(id, spec))?;
+        return Ok(Outcome::Success);
+    }
     writeln!(io.out, "{id}")?;
     writeln!(
         io.err,
@@ -113,33 +156,49 @@ fn filter_add(spec: &FilterSpec, backend: &mut dyn Backend, io: &mut Io<'_>) -> 
     Ok(Outcome::Success)
 }
 
-fn filter_delete(target: DeleteTarget, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn filter_delete(
+    target: DeleteTarget,
+    format: Format,
+    backend: &mut dyn Backend,
+    io: &mut Io<'_>,
+) -> Result<Outcome, RunError> {
     backend.open_engine()?;
-    match target {
+    let ids = match target {
         DeleteTarget::Id(id) => {
             backend.delete_filter(id)?;
-            writeln!(io.out, "deleted filter {id}")?;
-            Ok(Outcome::Success)
+            if format == Format::Json {
+                io.json(&json_output::filters_deleted(&[id], &[]))?;
+            } else {
+                writeln!(io.out, "deleted filter {id}")?;
+            }
+            return Ok(Outcome::Success);
         }
-        DeleteTarget::AllOurs => {
-            let filters = backend.list_our_filters()?;
-            let mut failed = 0usize;
-            for filter in &filters {
-                match backend.delete_filter(filter.id) {
-                    Ok(()) => writeln!(io.out, "deleted filter {}", filter.id)?,
-                    Err(error) => {
-                        failed += 1;
-                        writeln!(io.err, "wfpctl: could not delete filter {}: {error}", filter.id)?;
-                    }
+        DeleteTarget::AllOurs => backend.list_our_filters()?.into_iter().map(|filter| filter.id).collect::<Vec<_>>(),
+    };
+    let (mut deleted, mut failed) = (Vec::new(), Vec::new());
+    for id in &ids {
+        match backend.delete_filter(*id) {
+            Ok(()) => {
+                deleted.push(*id);
+                if format == Format::Text {
+                    writeln!(io.out, "deleted filter {id}")?;
                 }
             }
-            writeln!(io.out, "deleted {} of {} wfpcallout filters", filters.len() - failed, filters.len())?;
-            Ok(if failed == 0 { Outcome::Success } else { Outcome::Degraded })
+            Err(error) => {
+                writeln!(io.err, "wfpctl: could not delete filter {id}: {error}")?;
+                failed.push((*id, error.to_string()));
+            }
         }
     }
+    if format == Format::Json {
+        io.json(&json_output::filters_deleted(&deleted, &failed))?;
+    } else {
+        writeln!(io.out, "deleted {} of {} wfpcallout filters", deleted.len(), ids.len())?;
+    }
+    Ok(if failed.is_empty() { Outcome::Success } else { Outcome::Degraded })
 }
 
-fn filter_list(backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn filter_list(format: Format, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
     backend.open_engine()?;
     let filters = backend.list_our_filters()?;
     let stats = match driver_client::all_filter_stats(backend) {
@@ -150,36 +209,71 @@ fn filter_list(backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, Ru
         }
     };
     let rows = output::join_filters(&filters, stats.as_deref());
-    write!(io.out, "{}", output::filter_table(&rows, stats.is_some()))?;
+    match format {
+        Format::Json => io.json(&json_output::filter_list(&rows, stats.is_some()))?,
+        Format::Text => write!(io.out, "{}", output::filter_table(&rows, stats.is_some()))?,
+    }
     Ok(Outcome::Success)
 }
 
-fn stats(backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn stats(format: Format, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
     driver_client::version(backend)?;
     let header = driver_client::global_stats(backend)?;
-    write!(io.out, "{}", output::stats_summary(&header))?;
+    match format {
+        Format::Json => io.json(&json_output::stats(&header))?,
+        Format::Text => write!(io.out, "{}", output::stats_summary(&header))?,
+    }
     Ok(Outcome::Success)
 }
 
-fn status(backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn status(format: Format, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
     let report = StatusReport {
         bfe: backend.service_state(BFE_SERVICE).map_err(|e| e.to_string()),
         driver_service: backend.service_state(DRIVER_SERVICE).map_err(|e| e.to_string()),
         driver: driver_client::version(backend).map_err(|e| e.to_string()),
     };
-    write!(io.out, "{}", output::status_report(&report))?;
+    match format {
+        Format::Json => io.json(&json_output::status(&report))?,
+        Format::Text => write!(io.out, "{}", output::status_report(&report))?,
+    }
     Ok(if report.healthy() { Outcome::Success } else { Outcome::Degraded })
 }
 
-fn policy_encode(policy: &PolicyRepr, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn policy_encode(policy: &PolicyRepr, format: Format, io: &mut Io<'_>) -> Result<Outcome, RunError> {
     let blob = policy::encode(policy).map_err(RunError::Policy)?;
-    writeln!(io.out, "{}", hex::encode(&blob))?;
+    match format {
+        Format::Json => io.json(&json_output::policy_encoded(&hex::encode(&blob), blob.len(), policy))?,
+        Format::Text => writeln!(io.out, "{}", hex::encode(&blob))?,
+    }
     Ok(Outcome::Success)
 }
 
-fn policy_decode(blob: &[u8], io: &mut Io<'_>) -> Result<Outcome, RunError> {
+/// What `policy decode` tells a user who gave it nothing.
+pub const NO_BLOB: &str = "give the policy blob as hex (policy decode 5746504301…), or pipe the hex into \
+                           `policy decode -`";
+
+fn policy_decode(source: &BlobSource, format: Format, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+    let read;
+    let blob = match source {
+        BlobSource::Bytes(bytes) => bytes,
+        BlobSource::Stdin => {
+            let mut text = String::new();
+            io.input.read_to_string(&mut text)?;
+            if text.trim().is_empty() {
+                return Err(RunError::NoInput(format!("standard input was empty; {NO_BLOB}")));
+            }
+            read = hex::decode(&text).map_err(|e| RunError::Message(format!("standard input is not hex: {e}")))?;
+            &read
+        }
+    };
+    if blob.is_empty() {
+        return Err(RunError::NoInput(NO_BLOB.to_string()));
+    }
     let policy = policy::decode(blob).map_err(RunError::Policy)?;
-    write!(io.out, "{}", output::policy_details(&policy, blob.len()))?;
+    match format {
+        Format::Json => io.json(&json_output::policy_decoded(blob.len(), &policy))?,
+        Format::Text => write!(io.out, "{}", output::policy_details(&policy, blob.len()))?,
+    }
     Ok(Outcome::Success)
 }
 
@@ -190,7 +284,12 @@ enum Reason {
     Default,
 }
 
-fn agent(options: &AgentOptions, backend: &mut dyn Backend, io: &mut Io<'_>) -> Result<Outcome, RunError> {
+fn agent(
+    options: &AgentOptions,
+    format: Format,
+    backend: &mut dyn Backend,
+    io: &mut Io<'_>,
+) -> Result<Outcome, RunError> {
     let version = driver_client::version(backend)?;
     if !version.has_flag(VERSION_FLAG_LOADED) {
         return Err(RunError::Message(
@@ -220,17 +319,36 @@ fn agent(options: &AgentOptions, backend: &mut dyn Backend, io: &mut Io<'_>) -> 
             },
             None => (request.default_verdict, Reason::Default),
         };
-        let why = match reason {
-            Reason::Rule(index) => {
-                let rule = options.rules.get(index).map(ToString::to_string).unwrap_or_default();
-                format!("rule {} {rule}", index + 1)
-            }
-            Reason::Asked => "answered".to_string(),
-            Reason::Default => "no rule matched: the filter's default".to_string(),
+        let rule = match reason {
+            Reason::Rule(index) => options.rules.get(index).map(ToString::to_string),
+            Reason::Asked | Reason::Default => None,
+        };
+        let why = match (&reason, &rule) {
+            (Reason::Rule(index), rule) => format!("rule {} {}", index + 1, rule.as_deref().unwrap_or_default()),
+            (Reason::Asked, _) => "answered".to_string(),
+            (Reason::Default, _) => "no rule matched: the filter's default".to_string(),
         };
         let answer = VerdictMessageRepr { request_id: request.request_id, verdict };
-        match driver_client::send_verdict(backend, &answer) {
-            Ok(()) => writeln!(io.out, "{} => {} ({why})", output::describe_request(&request), verdict_name(verdict))?,
+        let sent = driver_client::send_verdict(backend, &answer);
+        if format == Format::Json {
+            let reason_word = match reason {
+                Reason::Rule(_) => "rule",
+                Reason::Asked => "asked",
+                Reason::Default => "default",
+            };
+            let line = json_output::request(&request)
+                .with("verdict", verdict_name(verdict))
+                .with("reason", reason_word)
+                .with("rule", rule)
+                .with("accepted", sent.is_ok())
+                .with("error", sent.as_ref().err().map(ToString::to_string));
+            io.json(&line)?;
+        }
+        match sent {
+            Ok(()) if format == Format::Text => {
+                writeln!(io.out, "{} => {} ({why})", output::describe_request(&request), verdict_name(verdict))?;
+            }
+            Ok(()) => {}
             // Late (the timeout passed) or already decided: the driver
             // applied the default; keep serving.
             Err(error) => writeln!(

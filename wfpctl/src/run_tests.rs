@@ -13,9 +13,9 @@ use wfpcallout_wire::{
 
 use crate::backend::ServiceState;
 use crate::cli;
-use crate::command::Command;
+use crate::command::{Command, Invocation};
 use crate::mock_backend::{Call, MockBackend};
-use crate::run::{Io, Outcome, RunError, run};
+use crate::run::{Io, Outcome, RunError, run_as};
 
 /// What a run printed and how it ended.
 struct Ran {
@@ -24,14 +24,24 @@ struct Ran {
     err: String,
 }
 
-fn command(line: &str) -> Command {
+fn invocation(line: &str) -> Invocation {
     cli::parse_from(std::iter::once("wfpctl").chain(line.split_whitespace())).unwrap()
+}
+
+fn command(line: &str) -> Command {
+    invocation(line).command
 }
 
 fn run_with_input(line: &str, backend: &mut MockBackend, input: &str) -> Ran {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut input = Cursor::new(input.as_bytes().to_vec());
-    let result = run(&command(line), backend, &mut Io { out: &mut out, err: &mut err, input: &mut input });
+    let invocation = invocation(line);
+    let result = run_as(
+        &invocation.command,
+        invocation.format,
+        backend,
+        &mut Io { out: &mut out, err: &mut err, input: &mut input },
+    );
     Ran { result, out: String::from_utf8(out).unwrap(), err: String::from_utf8(err).unwrap() }
 }
 
@@ -323,4 +333,249 @@ fn policy_encode_and_decode_need_no_backend() {
     let err = ran.result.unwrap_err().to_string();
     assert_eq!(err, "the policy blob is malformed: buffer truncated");
     assert!(backend.calls.is_empty());
+}
+
+#[test]
+fn policy_decode_reads_stdin_and_says_when_there_is_nothing() {
+    let mut backend = MockBackend::default();
+    let hex = "574650430100180001000000000000000000000000000000";
+    let ran = run_with_input("policy decode -", &mut backend, &format!("{hex}\n"));
+    assert_eq!(ran.result.unwrap(), Outcome::Success, "{}", ran.err);
+    assert_eq!(ran.out, "action  block\nlog     off\nlabel   -\nlength  24 bytes\n");
+    for empty in ["", "  \n"] {
+        let ran = run_with_input("policy decode -", &mut backend, empty);
+        let error = ran.result.unwrap_err();
+        assert!(matches!(error, RunError::NoInput(_)), "{error:?}");
+        assert!(error.to_string().starts_with("no input: standard input was empty"), "{error}");
+        assert_eq!(crate::exit_status(&Err(error)), crate::EXIT_USAGE);
+    }
+    let ran = run_with_input("policy decode -", &mut backend, "57zz");
+    assert!(ran.result.unwrap_err().to_string().contains("standard input is not hex"));
+    assert!(backend.calls.is_empty());
+}
+
+// --json: one test per command that prints data, on the exact text, so the
+// field names cannot change unnoticed.
+
+#[test]
+fn json_filter_add() {
+    let mut backend = MockBackend::default();
+    let ran = run_line(
+        "filter add --layer connect --ip v4 --remote-addr 10.0.0.0/8 --remote-port 5000-5100 --action deny --json",
+        &mut backend,
+    );
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(
+        ran.out,
+        concat!(
+            r#"{"filter_id":66017,"layer":"connect-v4","conditions":[{"field":"remote-addr","value":"10.0.0.0/8"},"#,
+            r#"{"field":"remote-port","value":"5000-5100"}],"policy":{"action":"block","rate_per_sec":null,"#,
+            r#""burst":null,"timeout_ms":null,"default":null,"log":"off","label":""},"name":"wfpcallout: block"}"#,
+            "\n"
+        )
+    );
+    assert!(ran.err.is_empty(), "{}", ran.err);
+}
+
+#[test]
+fn json_filter_delete() {
+    let mut backend = MockBackend::default();
+    for _ in 0..3 {
+        run_line("filter add --layer connect --ip v4 --action audit", &mut backend);
+    }
+    backend.undeletable.push(66_018);
+    let ran = run_line("filter delete --all-ours --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    assert_eq!(
+        ran.out,
+        concat!(
+            r#"{"deleted":[66017,66019],"failed":[{"filter_id":66018,"error":"FwpmFilterDeleteById0 failed: "#,
+            r#"0x8032000a (FWP_E_IN_USE: the object is still referenced by another object)"}]}"#,
+            "\n"
+        )
+    );
+    let ran = run_line("filter delete 66018 --json", &mut backend);
+    assert!(ran.result.is_err());
+    backend.undeletable.clear();
+    let ran = run_line("filter delete 66018 --json", &mut backend);
+    assert_eq!(ran.out, "{\"deleted\":[66018],\"failed\":[]}\n");
+}
+
+#[test]
+fn json_filter_list() {
+    let mut backend = MockBackend::default();
+    run_line(
+        "filter add --layer connect --ip v4 --protocol tcp --remote-port 443 --action audit --label web",
+        &mut backend,
+    );
+    backend.driver().stats = vec![entry(66_017, 3), entry(70_000, 1)];
+    let ran = run_line("filter list --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    let policy = r#"{"action":"audit","rate_per_sec":null,"burst":null,"timeout_ms":null,"default":null,"log":"off","label":"web"}"#;
+    let counters = |n: u64| {
+        format!(
+            r#"{{"matched":{n},"permitted":{n},"blocked":0,"audited":{n},"rate_limited":0,"defaulted":0,"pended":0,"live_flows":0,"flows_total":0}}"#
+        )
+    };
+    let driver = |n: u64| {
+        format!(r#"{{"layer_id":48,"policy":{policy},"origin":"added","references":1,"counters":{}}}"#, counters(n))
+    };
+    assert_eq!(
+        ran.out,
+        format!(
+            concat!(
+                r#"{{"counters_read":true,"filters":[{{"filter_id":66017,"layer":"connect-v4","name":"wfpcallout: web","#,
+                r#""conditions":[{{"field":"protocol","value":"tcp"}},{{"field":"remote-port","value":"443"}}],"#,
+                r#""other_conditions":0,"driver":{}}},{{"filter_id":70000,"layer":null,"name":null,"conditions":null,"#,
+                r#""other_conditions":null,"driver":{}}}]}}"#,
+                "\n"
+            ),
+            driver(3),
+            driver(1)
+        )
+    );
+    backend.driver = None;
+    let ran = run_line("filter list --json", &mut backend);
+    assert!(ran.out.starts_with(r#"{"counters_read":false,"filters":[{"filter_id":66017,"#), "{}", ran.out);
+    assert!(ran.out.ends_with("\"driver\":null}]}\n"), "{}", ran.out);
+}
+
+#[test]
+fn json_stats() {
+    let mut backend = MockBackend::default();
+    backend.driver().global = GlobalStatsRepr { filters_added: 2, requests_pended: 4, ..GlobalStatsRepr::default() };
+    backend.driver().stats = vec![entry(1, 0)];
+    let ran = run_line("stats --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(
+        ran.out,
+        concat!(
+            r#"{"filter_contexts_alive":1,"counters":{"filters_added":2,"filters_deleted":0,"deletes_unknown":0,"#,
+            r#""policies_rejected":0,"allocation_failures":0,"notify_unknown_type":0,"filters_adopted":0,"#,
+            r#""adopted_policies_rejected":0,"classify_without_context":0,"classify_bad_arguments":0,"#,
+            r#""requests_pended":4,"pend_failures":0,"requests_completed":0,"requests_timed_out":0,"#,
+            r#""requests_defaulted":0,"verdicts_rejected":0}}"#,
+            "\n"
+        )
+    );
+}
+
+#[test]
+fn json_status() {
+    let mut backend = MockBackend::default();
+    let ran = run_line("status --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(
+        ran.out,
+        concat!(
+            r#"{"healthy":true,"bfe_service":{"state":"running","error":null},"#,
+            r#""driver_service":{"state":"running","error":null},"control_device":{"path":"\\\\.\\WfpCallout","#,
+            r#""error":null,"driver_version":"0.1.0","control_protocol":1,"callouts_registered":true,"#,
+            r#""adoption_complete":true,"agent_connected":false}}"#,
+            "\n"
+        )
+    );
+    backend.driver = None;
+    backend.services.insert("WfpCallout".to_string(), ServiceState::Stopped);
+    let ran = run_line("status --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    assert!(ran.out.starts_with(r#"{"healthy":false,"#), "{}", ran.out);
+    assert!(ran.out.contains(r#""driver_service":{"state":"stopped","error":null}"#), "{}", ran.out);
+    assert!(ran.out.contains(r#""error":"GET_VERSION: open \\\\.\\WfpCallout failed: 0x00000002"#), "{}", ran.out);
+    assert!(ran.out.ends_with("\"callouts_registered\":null,\"adoption_complete\":null,\"agent_connected\":null}}\n"));
+}
+
+#[test]
+fn json_policy_encode_and_decode() {
+    let mut backend = MockBackend::default();
+    let ran = run_line("policy encode --action ask --timeout-ms 5000 --default allow --label a --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    let policy = r#"{"action":"ask","rate_per_sec":null,"burst":null,"timeout_ms":5000,"default":"permit","log":"off","label":"a"}"#;
+    let hex = "57465043010019000400010188130000000000000000000061";
+    assert_eq!(ran.out, format!("{{\"hex\":\"{hex}\",\"length\":25,\"policy\":{policy}}}\n"));
+    let ran = run_line(&format!("policy decode {hex} --json"), &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert_eq!(ran.out, format!("{{\"length\":25,\"policy\":{policy}}}\n"));
+    let ran = run_line("policy encode --action rate-limit --rate 10 --burst 20 --json", &mut backend);
+    assert!(ran.out.contains(r#""action":"rate-limit","rate_per_sec":10,"burst":20,"timeout_ms":null"#), "{}", ran.out);
+}
+
+#[test]
+fn json_agent_prints_one_line_per_request() {
+    let mut backend = MockBackend::default();
+    backend.driver().requests.extend([request(1, 6, 443), request(2, 17, 53)]);
+    backend.driver().refuse_verdicts_for.push(2);
+    let ran = run_line("agent --rule allow:tcp:443 --max 2 --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    let lines: Vec<&str> = ran.out.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", ran.out);
+    let connection = concat!(
+        r#""filter_id":66017,"label":"ask","direction":"outbound","protocol":"tcp","local_address":"10.0.0.2","#,
+        r#""local_port":50000,"remote_address":"192.0.2.1","remote_port":443,"process_id":4242,"layer_id":48,"#,
+        r#""default":"block","timeout_ms":10000"#
+    );
+    assert_eq!(
+        lines[0],
+        format!(
+            r#"{{"request_id":1,{connection},"verdict":"permit","reason":"rule","rule":"permit:tcp:443","accepted":true,"error":null}}"#
+        )
+    );
+    assert!(lines[1].starts_with(r#"{"request_id":2,"#), "{}", lines[1]);
+    assert!(lines[1].contains(r#""protocol":"udp""#), "{}", lines[1]);
+    assert!(
+        lines[1].contains(
+            r#""verdict":"block","reason":"default","rule":null,"accepted":false,"error":"AGENT_SET_VERDICT"#
+        ),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn state_reports_the_footprint_and_exits_one_when_something_is_off() {
+    let mut backend = MockBackend::default();
+    run_line("filter add --layer connect --ip v4 --remote-port 443 --action audit --label web", &mut backend);
+    let ran = run_line("state", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success, "{}", ran.out);
+    assert!(backend.calls.contains(&Call::EngineObjects));
+    let lines: Vec<&str> = ran.out.lines().collect();
+    assert_eq!(lines[0], "provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  present \"wfpcallout\"");
+    assert_eq!(lines[1], "sublayer  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002}  present \"wfpcallout\", weight 28672");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["CALLOUT", "KEY", "ID", "REGISTERED", "FILTERS"]);
+    assert_eq!(
+        lines[3].split_whitespace().collect::<Vec<_>>(),
+        ["connect-v4", "{5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010}", "301", "yes", "1"]
+    );
+    let filter: Vec<&str> = lines[10].split_whitespace().collect();
+    assert_eq!(
+        filter,
+        ["66017", "connect-v4", "-", "CALLOUT_TERMINATING", "audit", "web", "wfpcallout", "remote-port=443"]
+    );
+    assert_eq!(lines.last(), Some(&"leftovers: none"));
+
+    // A stopped driver: its callouts unregistered, the filter left behind.
+    backend.driver().version.flags = 0;
+    let ran = run_line("state --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    let json = ran.out;
+    assert!(json.starts_with(r#"{"complete":false,"provider":{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001","name":"wfpcallout","weight":null,"persistent":false},"#), "{json}");
+    assert!(
+        json.contains(r#"{"callout":"connect-v4","key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010","present":true,"id":301,"registered":false}"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(concat!(
+            r#""filters":[{"filter_id":66017,"name":"wfpcallout: web","layer":"connect-v4","ours":true,"weight":null,"#,
+            r#""action_type":"CALLOUT_TERMINATING","persistent":false,"conditions":[{"field":"remote-port","value":"443"}],"#,
+            r#""policy":{"action":"audit","#
+        )),
+        "{json}"
+    );
+    assert!(
+        json.contains(
+            r#""leftovers":[{"object":"filter 66017","why":"names a wfpcallout callout, and none is registered"#
+        ),
+        "{json}"
+    );
+    assert!(json.ends_with("}]}\n"), "{json}");
 }

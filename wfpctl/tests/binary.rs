@@ -79,6 +79,7 @@ fn policy_encode_and_decode_work_on_any_host() {
 fn system_commands_say_this_host_is_not_windows() {
     for args in [
         &["status"][..],
+        &["state"],
         &["stats"],
         &["filter", "list"],
         &["filter", "delete", "--all-ours"],
@@ -86,7 +87,7 @@ fn system_commands_say_this_host_is_not_windows() {
         &["agent", "--interactive"],
     ] {
         let ran = wfpctl(args);
-        assert_eq!(ran.status.code(), Some(2), "{args:?}");
+        assert_eq!(ran.status.code(), Some(3), "{args:?}: exit status 3, not Windows");
         assert!(ran.stdout.is_empty());
         assert_eq!(
             text(&ran.stderr),

@@ -15,140 +15,29 @@ use std::io::Cursor;
 use fwps_types::*;
 use wfpcallout::callouts::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
 use wfpcallout::driver_state::STATE;
-use wfpcallout_scenario::{Harness, Layer as SimLayer};
-use wfpcallout_simkernel::engine::{self, pending};
-use wfpcallout_wire::IOCTL_WFPCALLOUT_AGENT_GET_REQUEST;
-use wfpctl::backend::{Backend, BackendError, EngineFilter, ServiceState};
-use wfpctl::filter_spec::{CalloutAction, CalloutTarget, ConditionField, ConditionValue, FilterSpec, Weight};
+use wfpcallout_scenario::Layer as SimLayer;
+use wfpcallout_scenario::simulated_backend::{HANDLE_TOKEN, SimulatedBackend, portable_key};
+use wfpcallout_simkernel::engine::pending;
+use wfpctl::filter_spec::{CalloutTarget, ConditionField};
 use wfpctl::keys::{self, Guid};
-use wfpctl::run::{Io, Outcome, run};
+use wfpctl::run::{Io, Outcome, run, run_as};
 
-/// The token the simulated control device knows wfpctl's handle by.
-const HANDLE_TOKEN: u64 = 0x00F1_1E00;
-
-/// The simulated system: the engine of the simulated kernel and the
-/// driver's control dispatch.
-struct SimBackend {
-    filters: Vec<EngineFilter>,
-}
-
-fn windows_guid(key: Guid) -> GUID {
-    GUID::from_u128(key.to_u128())
-}
-
-/// A Windows GUID as wfpctl's portable key.
 fn key(guid: &GUID) -> Guid {
-    Guid::from_fields(guid.data1, guid.data2, guid.data3, guid.data4)
-}
-
-fn status_error(operation: &str, status: NTSTATUS) -> BackendError {
-    BackendError::code(operation, status as u32)
-}
-
-impl Backend for SimBackend {
-    fn open_engine(&mut self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    fn add_filter(&mut self, spec: &FilterSpec, policy_blob: &[u8]) -> Result<u64, BackendError> {
-        let context = engine::add_provider_context(policy_blob);
-        let mut filter = engine::FilterSpec::callout(
-            windows_guid(spec.layer_key()),
-            windows_guid(keys::SUBLAYER_KEY),
-            windows_guid(spec.callout_key()),
-        );
-        filter.provider_context = Some(context);
-        // As the Windows backend builds it: the action and flags the
-        // portable spec chooses for the layer.
-        let callout = windows_guid(spec.callout_key());
-        filter.action = match spec.target.action() {
-            CalloutAction::Terminating => engine::FilterAction::CalloutTerminating(callout),
-            CalloutAction::Inspection => engine::FilterAction::CalloutInspection(callout),
-        };
-        filter.flags = if spec.target.action().permits_if_unregistered() {
-            fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED
-        } else {
-            0
-        };
-        filter.weight = match spec.weight {
-            Weight::Exact(weight) => weight,
-            Weight::Auto | Weight::Range(_) => 0,
-        };
-        for condition in &spec.conditions {
-            let field = match condition.field {
-                ConditionField::Protocol => FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
-                ConditionField::RemoteAddress => FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS,
-                ConditionField::RemotePort => FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT,
-                ConditionField::LocalAddress => FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS,
-                ConditionField::LocalPort => FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT,
-            };
-            let value = match condition.value {
-                ConditionValue::Uint8(value) => u32::from(value),
-                ConditionValue::Uint16(value) => u32::from(value),
-                ConditionValue::V4Address(value) => value,
-                ConditionValue::V6Address(_) => {
-                    return Err(BackendError::message("FwpmFilterAdd0", "the simulated engine matches no v6 address"));
-                }
-            };
-            filter.conditions.push((field, value));
-        }
-        let id = engine::add_filter(&filter).map_err(|status| status_error("FwpmFilterAdd0", status))?;
-        self.filters.push(EngineFilter {
-            id,
-            name: spec.name.clone(),
-            target: Some(spec.target),
-            conditions: spec.conditions.clone(),
-            other_conditions: 0,
-            effective_weight: None,
-        });
-        Ok(id)
-    }
-
-    fn delete_filter(&mut self, filter_id: u64) -> Result<(), BackendError> {
-        engine::delete_filter(filter_id).map_err(|status| status_error("FwpmFilterDeleteById0", status))?;
-        self.filters.retain(|filter| filter.id != filter_id);
-        Ok(())
-    }
-
-    fn list_our_filters(&mut self) -> Result<Vec<EngineFilter>, BackendError> {
-        Ok(self.filters.clone())
-    }
-
-    fn ioctl(&mut self, code: u32, input: &[u8], output_len: usize) -> Result<Vec<u8>, BackendError> {
-        let mut output = vec![0u8; output_len];
-        let written = if code == IOCTL_WFPCALLOUT_AGENT_GET_REQUEST {
-            wfpcallout::control::agent_get_request(HANDLE_TOKEN, input, &mut output)
-                .map_err(|status| status_error("DeviceIoControl", status.raw()))?
-                // The real driver parks the IOCTL; these tests queue the
-                // request first.
-                .ok_or_else(|| BackendError::message("DeviceIoControl", "would wait: nothing queued"))?
-        } else {
-            wfpcallout::control::dispatch_ioctl(code, input, &mut output)
-                .map_err(|status| status_error("DeviceIoControl", status.raw()))?
-        };
-        output.truncate(written);
-        Ok(output)
-    }
-
-    fn service_state(&mut self, _service: &str) -> Result<ServiceState, BackendError> {
-        Ok(ServiceState::Running)
-    }
-}
-
-impl Drop for SimBackend {
-    fn drop(&mut self) {
-        // Closing the handle: the driver's file cleanup.
-        wfpcallout::control::file_cleanup(HANDLE_TOKEN);
-    }
+    portable_key(guid)
 }
 
 /// Runs a command line; returns its outcome and standard output.
-fn wfpctl(backend: &mut SimBackend, line: &str) -> (Outcome, String) {
-    let command = wfpctl::cli::parse_from(std::iter::once("wfpctl").chain(line.split_whitespace())).unwrap();
+fn wfpctl(backend: &mut SimulatedBackend, line: &str) -> (Outcome, String) {
+    let invocation = wfpctl::cli::parse_from(std::iter::once("wfpctl").chain(line.split_whitespace())).unwrap();
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut input = Cursor::new(Vec::new());
-    let outcome = run(&command, backend, &mut Io { out: &mut out, err: &mut err, input: &mut input })
-        .unwrap_or_else(|error| panic!("{line}: {error}\n{}", String::from_utf8_lossy(&err)));
+    let outcome = run_as(
+        &invocation.command,
+        invocation.format,
+        backend,
+        &mut Io { out: &mut out, err: &mut err, input: &mut input },
+    )
+    .unwrap_or_else(|error| panic!("{line}: {error}\n{}", String::from_utf8_lossy(&err)));
     (outcome, String::from_utf8(out).unwrap())
 }
 
@@ -183,8 +72,7 @@ fn wfpctl_uses_the_drivers_keys() {
 
 #[test]
 fn filters_added_by_wfpctl_are_decoded_and_applied_by_the_driver() {
-    let harness = Harness::load();
-    let mut backend = SimBackend { filters: Vec::new() };
+    let mut backend = SimulatedBackend::load().unwrap();
     let (_, out) = wfpctl(
         &mut backend,
         "filter add --layer connect --ip v4 --remote-port 443 --protocol tcp --action block --label web --log trace",
@@ -197,17 +85,18 @@ fn filters_added_by_wfpctl_are_decoded_and_applied_by_the_driver() {
         "filter add --layer connect --ip v4 --remote-port 81 --action rate-limit --rate 1 --burst 2",
     );
     let limiting: u64 = out.trim().parse().unwrap();
-    assert_eq!(harness.context_count(), 3, "notifyFn attached a context to each");
+    assert_eq!(backend.harness().context_count(), 3, "notifyFn attached a context to each");
 
     // The driver decoded the policies wfpctl encoded.
     let policy = STATE.table.get(blocking).unwrap().policy().to_owned();
     assert_eq!(policy.label.as_str(), "web");
-    assert!(!harness.classify_layer(SimLayer::ConnectV4, 443).permitted(), "blocked by the block filter");
-    assert!(harness.classify_layer(SimLayer::ConnectV4, 80).permitted(), "audit permits");
-    assert!(harness.classify_layer(SimLayer::ConnectV4, 80).permitted());
-    let limited: Vec<bool> = (0..3).map(|_| harness.classify_layer(SimLayer::ConnectV4, 81).permitted()).collect();
+    assert!(!backend.harness().classify_layer(SimLayer::ConnectV4, 443).permitted(), "blocked by the block filter");
+    assert!(backend.harness().classify_layer(SimLayer::ConnectV4, 80).permitted(), "audit permits");
+    assert!(backend.harness().classify_layer(SimLayer::ConnectV4, 80).permitted());
+    let limited: Vec<bool> =
+        (0..3).map(|_| backend.harness().classify_layer(SimLayer::ConnectV4, 81).permitted()).collect();
     assert_eq!(limited, [true, true, false], "a burst of two, then the rate limit");
-    assert!(harness.classify_layer(SimLayer::ConnectV4, 22).permitted(), "no filter matches port 22");
+    assert!(backend.harness().classify_layer(SimLayer::ConnectV4, 22).permitted(), "no filter matches port 22");
 
     // `filter list` shows the driver's view of each filter.
     let (_, listing) = wfpctl(&mut backend, "filter list");
@@ -251,20 +140,18 @@ fn filters_added_by_wfpctl_are_decoded_and_applied_by_the_driver() {
     // `filter delete` releases the contexts through DELETE.
     let (_, out) = wfpctl(&mut backend, &format!("filter delete {blocking}"));
     assert_eq!(out, format!("deleted filter {blocking}\n"));
-    assert!(harness.classify_layer(SimLayer::ConnectV4, 443).permitted());
+    assert!(backend.harness().classify_layer(SimLayer::ConnectV4, 443).permitted());
     let (outcome, _) = wfpctl(&mut backend, "filter delete --all-ours");
     assert_eq!(outcome, Outcome::Success);
-    assert_eq!(harness.context_count(), 0);
+    assert_eq!(backend.harness().context_count(), 0);
     let (_, listing) = wfpctl(&mut backend, "filter list");
     assert_eq!(listing, "no wfpcallout filters\n");
-    drop(backend);
-    harness.unload_and_check();
+    assert_eq!(backend.unload().map(|_| ()), Ok(()));
 }
 
 #[test]
 fn the_agent_answers_a_pended_connection() {
-    let harness = Harness::load();
-    let mut backend = SimBackend { filters: Vec::new() };
+    let mut backend = SimulatedBackend::load().unwrap();
     let (_, out) = wfpctl(
         &mut backend,
         "filter add --layer connect --ip v4 --protocol tcp --action ask --timeout-ms 30000 --default block --label ask",
@@ -272,8 +159,8 @@ fn the_agent_answers_a_pended_connection() {
     let filter: u64 = out.trim().parse().unwrap();
     // The agent's handle is attached before the connection arrives (in
     // Windows, by its first, parked GET_REQUEST).
-    harness.connect_agent(HANDLE_TOKEN);
-    let first = harness.classify_layer(SimLayer::ConnectV4, 443);
+    backend.harness().connect_agent(HANDLE_TOKEN);
+    let first = backend.harness().classify_layer(SimLayer::ConnectV4, 443);
     assert!(first.pended.is_some(), "the ask policy pended the connection");
 
     let (_, answered) = wfpctl(&mut backend, "agent --rule permit:tcp:443 --rule block:any:* --max 1");
@@ -291,23 +178,63 @@ fn the_agent_answers_a_pended_connection() {
     assert_eq!(cells[3..9], ["ask", "30000", "ms,", "else", "block", "ask"], "{listing}");
 
     wfpctl(&mut backend, &format!("filter delete {filter}"));
-    drop(backend);
-    harness.unload_and_check();
+    assert_eq!(backend.unload().map(|_| ()), Ok(()));
 }
 
 #[test]
 fn a_driver_without_callouts_refuses_nothing_silently() {
     // Booted but not loaded: no provider, sublayer or callouts.
-    let harness = Harness::boot();
-    let mut backend = SimBackend { filters: Vec::new() };
+    let mut backend = SimulatedBackend::booted();
     let command =
         wfpctl::cli::parse_from(["wfpctl", "filter", "add", "--layer", "connect", "--ip", "v4", "--action", "block"])
-            .unwrap();
+            .unwrap()
+            .command;
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut input = Cursor::new(Vec::new());
     let error = run(&command, &mut backend, &mut Io { out: &mut out, err: &mut err, input: &mut input }).unwrap_err();
     assert!(error.to_string().starts_with("FwpmFilterAdd0 failed: 0xc0220007"), "{error}");
     assert!(out.is_empty());
     drop(backend);
-    drop(harness);
+}
+
+#[test]
+fn state_shows_the_drivers_objects_and_leftovers_in_the_engine() {
+    let mut backend = SimulatedBackend::load().unwrap();
+    let (_, out) =
+        wfpctl(&mut backend, "filter add --layer connect --ip v4 --remote-port 443 --action audit --label web");
+    let filter: u64 = out.trim().parse().unwrap();
+    let (outcome, state) = wfpctl(&mut backend, "state");
+    assert_eq!(outcome, Outcome::Success, "{state}");
+    assert!(state.starts_with("provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  present"), "{state}");
+    for callout in ["connect-v4", "connect-v6", "recv-accept-v4", "recv-accept-v6", "flow-v4", "flow-v6"] {
+        let line = state.lines().find(|line| line.starts_with(&format!("{callout} "))).unwrap();
+        assert_eq!(line.split_whitespace().nth(3), Some("yes"), "{callout} registered: {state}");
+    }
+    let row: Vec<&str> = state
+        .lines()
+        .find(|line| line.trim_start().starts_with(&filter.to_string()))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row[1..],
+        ["connect-v4", "0", "CALLOUT_TERMINATING", "audit", "web", "wfpcallout", "remote-port=443"],
+        "{state}"
+    );
+    assert!(state.ends_with("leftovers: none\n"), "{state}");
+
+    // A provider context nobody uses (an interrupted add) is a leftover.
+    let orphan = wfpcallout_simkernel::engine::add_provider_context(b"orphan");
+    let (outcome, state) = wfpctl(&mut backend, "state");
+    assert_eq!(outcome, Outcome::Degraded);
+    assert!(state.contains("leftovers:\n  provider context {"), "{state}");
+    assert!(state.contains("no filter uses it"), "{state}");
+    wfpcallout_simkernel::inspect::delete_provider_context(&orphan);
+
+    // Deleting the filter deletes its provider context too.
+    wfpctl(&mut backend, &format!("filter delete {filter}"));
+    let (outcome, state) = wfpctl(&mut backend, "state --json");
+    assert_eq!(outcome, Outcome::Success, "{state}");
+    assert!(state.contains(r#""filters":[],"leftovers":[]"#), "{state}");
+    assert_eq!(backend.unload().map(|_| ()), Ok(()));
 }

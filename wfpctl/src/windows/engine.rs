@@ -9,14 +9,15 @@ use core::ptr;
 use windows_sys::Win32::Foundation::{FWP_E_IN_USE, FWP_E_PROVIDER_CONTEXT_NOT_FOUND, HANDLE};
 use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
     FWP_ACTION_CALLOUT_TERMINATING, FWP_BYTE_ARRAY16, FWP_BYTE_ARRAY16_TYPE, FWP_BYTE_BLOB, FWP_CONDITION_VALUE0,
-    FWP_CONDITION_VALUE0_0, FWP_EMPTY, FWP_FILTER_ENUM_OVERLAPPING, FWP_MATCH_EQUAL, FWP_UINT8, FWP_UINT16, FWP_UINT32,
-    FWP_UINT64, FWP_VALUE0, FWP_VALUE0_0, FWPM_ACTION0, FWPM_ACTION0_0, FWPM_DISPLAY_DATA0, FWPM_FILTER_CONDITION0,
-    FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT, FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED,
-    FWPM_FILTER0, FWPM_FILTER0_0, FWPM_GENERAL_CONTEXT, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER_CONTEXT2_0,
-    FWPM_SESSION0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0, FwpmFilterCreateEnumHandle0,
-    FwpmFilterDeleteById0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFilterGetById0, FwpmFreeMemory0,
-    FwpmProviderContextAdd2, FwpmProviderContextDeleteByKey0, FwpmTransactionAbort0, FwpmTransactionBegin0,
-    FwpmTransactionCommit0,
+    FWP_CONDITION_VALUE0_0, FWP_EMPTY, FWP_FILTER_ENUM_OVERLAPPING, FWP_MATCH_EQUAL, FWP_MATCH_RANGE, FWP_RANGE_TYPE,
+    FWP_RANGE0, FWP_UINT8, FWP_UINT16, FWP_UINT32, FWP_UINT64, FWP_V4_ADDR_AND_MASK, FWP_V4_ADDR_MASK,
+    FWP_V6_ADDR_AND_MASK, FWP_V6_ADDR_MASK, FWP_VALUE0, FWP_VALUE0_0, FWPM_ACTION0, FWPM_ACTION0_0, FWPM_DISPLAY_DATA0,
+    FWPM_FILTER_CONDITION0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT,
+    FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED, FWPM_FILTER0, FWPM_FILTER0_0, FWPM_GENERAL_CONTEXT,
+    FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER_CONTEXT2_0, FWPM_SESSION0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFilterAdd0,
+    FwpmFilterCreateEnumHandle0, FwpmFilterDeleteById0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0,
+    FwpmFilterGetById0, FwpmFreeMemory0, FwpmProviderContextAdd2, FwpmProviderContextDeleteByKey0,
+    FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0,
 };
 use windows_sys::Win32::System::Rpc::{RPC_C_AUTHN_WINNT, RPC_S_OK, RPC_S_UUID_LOCAL_ONLY, UuidCreate};
 use windows_sys::core::GUID;
@@ -37,7 +38,7 @@ use crate::keys;
 const ENUM_BATCH: u32 = 64;
 
 /// `Ok` for `ERROR_SUCCESS`, the code otherwise.
-fn check(operation: &str, status: u32) -> Result<(), BackendError> {
+pub(super) fn check(operation: &str, status: u32) -> Result<(), BackendError> {
     if status == 0 { Ok(()) } else { Err(BackendError::code(operation, status)) }
 }
 
@@ -53,7 +54,7 @@ fn display(name: &[u16], description: &[u16]) -> FWPM_DISPLAY_DATA0 {
 /// `handle` is an open engine handle from `FwpmEngineOpen0`, owned by this
 /// value and closed once, on drop.
 pub struct Engine {
-    handle: HANDLE,
+    pub(super) handle: HANDLE,
 }
 
 impl Engine {
@@ -115,22 +116,15 @@ impl Engine {
         check("FwpmProviderContextAdd2", status)?;
 
         // The filter: terminating callout action naming our callout, in our
-        // sublayer, with the provider context and the conditions.
-        let mut v6_addresses: Vec<FWP_BYTE_ARRAY16> = spec
-            .conditions
-            .iter()
-            .filter_map(|condition| match condition.value {
-                ConditionValue::V6Address(octets) => Some(FWP_BYTE_ARRAY16 { byteArray16: octets }),
-                _ => None,
-            })
-            .collect();
-        // The storage is complete: pointers into it stay valid while it is
-        // not touched again, which it is not until after FwpmFilterAdd0.
-        let mut v6_slots = v6_addresses.iter_mut();
+        // sublayer, with the provider context and the conditions. Values
+        // the engine takes by pointer (16-byte addresses, subnets, ranges)
+        // live in `storage`, complete before any pointer into it is taken.
+        let mut storage = ConditionStorage::for_conditions(&spec.conditions);
+        let mut slots = storage.slots();
         let mut conditions = spec
             .conditions
             .iter()
-            .map(|condition| filter_condition(condition, &mut v6_slots))
+            .map(|condition| filter_condition(condition, &mut slots))
             .collect::<Result<Vec<_>, _>>()?;
         // FWP_UINT64 values are passed by pointer: this one must outlive the call.
         let mut exact_weight = match spec.weight {
@@ -175,8 +169,8 @@ impl Engine {
         };
         let mut filter_id = 0u64;
         // SAFETY: the engine handle is open; `filter` and everything it
-        // points to (strings, provider key, conditions and their 16-byte
-        // addresses, the exact weight) are alive for the call, which copies
+        // points to (strings, provider key, conditions and the values in
+        // `storage`, the exact weight) are alive for the call, which copies
         // them; no security descriptor. The driver's notifyFn runs inside
         // this call (or the commit) and may veto the filter.
         let status = unsafe { FwpmFilterAdd0(self.handle, &filter, ptr::null_mut(), &mut filter_id) };
@@ -282,11 +276,74 @@ fn new_guid() -> Result<GUID, BackendError> {
     }
 }
 
-/// One `FWP_MATCH_EQUAL` condition; a v6 address points into the next slot
-/// of `v6_slots`.
-fn filter_condition<'a>(
+/// The values of a filter's conditions that `FWP_CONDITION_VALUE0` holds
+/// by pointer, one slot per condition that needs one.
+struct ConditionStorage {
+    v6_addresses: Vec<FWP_BYTE_ARRAY16>,
+    v4_subnets: Vec<FWP_V4_ADDR_AND_MASK>,
+    v6_subnets: Vec<FWP_V6_ADDR_AND_MASK>,
+    ranges: Vec<FWP_RANGE0>,
+}
+
+impl ConditionStorage {
+    fn for_conditions(conditions: &[Condition]) -> ConditionStorage {
+        let mut storage = ConditionStorage {
+            v6_addresses: Vec::new(),
+            v4_subnets: Vec::new(),
+            v6_subnets: Vec::new(),
+            ranges: Vec::new(),
+        };
+        for condition in conditions {
+            match condition.value {
+                ConditionValue::V6Address(octets) => {
+                    storage.v6_addresses.push(FWP_BYTE_ARRAY16 { byteArray16: octets })
+                }
+                ConditionValue::V4Subnet { address, mask } => {
+                    storage.v4_subnets.push(FWP_V4_ADDR_AND_MASK { addr: address, mask });
+                }
+                ConditionValue::V6Subnet { address, prefix } => {
+                    storage.v6_subnets.push(FWP_V6_ADDR_AND_MASK { addr: address, prefixLength: prefix });
+                }
+                ConditionValue::Uint16Range(low, high) => storage.ranges.push(FWP_RANGE0 {
+                    valueLow: FWP_VALUE0 { r#type: FWP_UINT16, Anonymous: FWP_VALUE0_0 { uint16: low } },
+                    valueHigh: FWP_VALUE0 { r#type: FWP_UINT16, Anonymous: FWP_VALUE0_0 { uint16: high } },
+                }),
+                ConditionValue::Uint8(_) | ConditionValue::Uint16(_) | ConditionValue::V4Address(_) => {}
+            }
+        }
+        storage
+    }
+
+    /// Iterators over the slots, in condition order. The vectors are not
+    /// touched again, so pointers into them stay valid while `self` lives.
+    fn slots(&mut self) -> ConditionSlots<'_> {
+        ConditionSlots {
+            v6_addresses: self.v6_addresses.iter_mut(),
+            v4_subnets: self.v4_subnets.iter_mut(),
+            v6_subnets: self.v6_subnets.iter_mut(),
+            ranges: self.ranges.iter_mut(),
+        }
+    }
+}
+
+/// The next free slot of each kind in a [`ConditionStorage`].
+struct ConditionSlots<'a> {
+    v6_addresses: core::slice::IterMut<'a, FWP_BYTE_ARRAY16>,
+    v4_subnets: core::slice::IterMut<'a, FWP_V4_ADDR_AND_MASK>,
+    v6_subnets: core::slice::IterMut<'a, FWP_V6_ADDR_AND_MASK>,
+    ranges: core::slice::IterMut<'a, FWP_RANGE0>,
+}
+
+fn no_slot() -> BackendError {
+    BackendError::message("FwpmFilterAdd0", "internal error: no room for a condition value")
+}
+
+/// One condition: `FWP_MATCH_EQUAL` on a value or a subnet
+/// (`FWP_V4_ADDR_MASK`, `FWP_V6_ADDR_MASK`), `FWP_MATCH_RANGE` on an
+/// `FWP_RANGE0` of ports. Values held by pointer point into `slots`.
+fn filter_condition(
     condition: &Condition,
-    v6_slots: &mut impl Iterator<Item = &'a mut FWP_BYTE_ARRAY16>,
+    slots: &mut ConditionSlots<'_>,
 ) -> Result<FWPM_FILTER_CONDITION0, BackendError> {
     let value = match condition.value {
         ConditionValue::Uint8(value) => {
@@ -300,18 +357,37 @@ fn filter_condition<'a>(
             FWP_CONDITION_VALUE0 { r#type: FWP_UINT32, Anonymous: FWP_CONDITION_VALUE0_0 { uint32: value } }
         }
         ConditionValue::V6Address(_) => {
-            let slot = v6_slots
-                .next()
-                .ok_or_else(|| BackendError::message("FwpmFilterAdd0", "internal error: no room for an address"))?;
+            let slot = slots.v6_addresses.next().ok_or_else(no_slot)?;
             FWP_CONDITION_VALUE0 {
                 r#type: FWP_BYTE_ARRAY16_TYPE,
                 Anonymous: FWP_CONDITION_VALUE0_0 { byteArray16: ptr::from_mut(slot) },
             }
         }
+        ConditionValue::V4Subnet { .. } => {
+            let slot = slots.v4_subnets.next().ok_or_else(no_slot)?;
+            FWP_CONDITION_VALUE0 {
+                r#type: FWP_V4_ADDR_MASK,
+                Anonymous: FWP_CONDITION_VALUE0_0 { v4AddrMask: ptr::from_mut(slot) },
+            }
+        }
+        ConditionValue::V6Subnet { .. } => {
+            let slot = slots.v6_subnets.next().ok_or_else(no_slot)?;
+            FWP_CONDITION_VALUE0 {
+                r#type: FWP_V6_ADDR_MASK,
+                Anonymous: FWP_CONDITION_VALUE0_0 { v6AddrMask: ptr::from_mut(slot) },
+            }
+        }
+        ConditionValue::Uint16Range(..) => {
+            let slot = slots.ranges.next().ok_or_else(no_slot)?;
+            FWP_CONDITION_VALUE0 {
+                r#type: FWP_RANGE_TYPE,
+                Anonymous: FWP_CONDITION_VALUE0_0 { rangeValue: ptr::from_mut(slot) },
+            }
+        }
     };
     Ok(FWPM_FILTER_CONDITION0 {
         fieldKey: guid(condition.field.key()),
-        matchType: FWP_MATCH_EQUAL,
+        matchType: if condition.value.is_range() { FWP_MATCH_RANGE } else { FWP_MATCH_EQUAL },
         conditionValue: value,
     })
 }
@@ -320,7 +396,7 @@ fn filter_condition<'a>(
 ///
 /// # Invariants
 /// `0` is NULL or memory returned by the engine, owned by this value.
-struct EngineMemory(*mut c_void);
+pub(super) struct EngineMemory(pub(super) *mut c_void);
 
 impl Drop for EngineMemory {
     fn drop(&mut self) {
@@ -338,14 +414,19 @@ impl Drop for EngineMemory {
 /// # Invariants
 /// `handle` is an enumeration handle of `engine`'s session, destroyed once,
 /// on drop.
-struct Enumeration<'a> {
-    engine: &'a Engine,
-    handle: HANDLE,
+pub(super) struct Enumeration<'a> {
+    pub(super) engine: &'a Engine,
+    pub(super) handle: HANDLE,
 }
 
 impl Enumeration<'_> {
     /// Reads every filter of the enumeration into `filters`.
     fn read_all(&self, target: CalloutTarget, filters: &mut Vec<EngineFilter>) -> Result<(), BackendError> {
+        self.for_each(|filter| filters.push(describe(filter, target)))
+    }
+
+    /// Calls `visit` with every filter of the enumeration.
+    pub(super) fn for_each(&self, mut visit: impl FnMut(&FWPM_FILTER0)) -> Result<(), BackendError> {
         loop {
             let mut entries: *mut *mut FWPM_FILTER0 = ptr::null_mut();
             let mut returned = 0u32;
@@ -367,7 +448,7 @@ impl Enumeration<'_> {
                 // SAFETY: each entry is NULL or a filter alive until the
                 // array is freed.
                 if let Some(filter) = unsafe { entry.as_ref() } {
-                    filters.push(describe(filter, target));
+                    visit(filter);
                 }
             }
             drop(memory);
@@ -386,7 +467,7 @@ impl Drop for Enumeration<'_> {
 }
 
 /// The portable description of a filter the engine returned.
-fn describe(filter: &FWPM_FILTER0, target: CalloutTarget) -> EngineFilter {
+pub(super) fn describe(filter: &FWPM_FILTER0, target: CalloutTarget) -> EngineFilter {
     // SAFETY: the name is NULL or a NUL-terminated string inside the
     // engine's allocation, alive while `filter` is.
     let name = unsafe { from_wide_ptr(filter.displayData.name) };
@@ -421,31 +502,62 @@ fn describe(filter: &FWPM_FILTER0, target: CalloutTarget) -> EngineFilter {
 }
 
 /// A condition wfpctl understands (an equality on one of its fields, of
-/// the type that field has), or `None`.
+/// the type that field has, a subnet, or a port range), or `None`.
 fn read_condition(raw: &FWPM_FILTER_CONDITION0) -> Option<Condition> {
     let field = ConditionField::from_key(from_guid(&raw.fieldKey))?;
+    let value = &raw.conditionValue;
+    let port_field = matches!(field, ConditionField::RemotePort | ConditionField::LocalPort);
+    let address_field = matches!(field, ConditionField::RemoteAddress | ConditionField::LocalAddress);
+    if raw.matchType == FWP_MATCH_RANGE {
+        if !(port_field && value.r#type == FWP_RANGE_TYPE) {
+            return None;
+        }
+        // SAFETY: the tag says the union holds the range pointer.
+        let range = unsafe { value.Anonymous.rangeValue };
+        // SAFETY: NULL or a range inside the engine's allocation.
+        let range = unsafe { range.as_ref() }?;
+        if range.valueLow.r#type != FWP_UINT16 || range.valueHigh.r#type != FWP_UINT16 {
+            return None;
+        }
+        // SAFETY: both tags say the unions hold uint16.
+        let (low, high) = unsafe { (range.valueLow.Anonymous.uint16, range.valueHigh.Anonymous.uint16) };
+        return Some(Condition { field, value: ConditionValue::Uint16Range(low, high) });
+    }
     if raw.matchType != FWP_MATCH_EQUAL {
         return None;
     }
-    let value = &raw.conditionValue;
-    let value = match (field, value.r#type) {
-        (ConditionField::Protocol, FWP_UINT8) => {
+    let value = match value.r#type {
+        FWP_UINT8 if field == ConditionField::Protocol => {
             // SAFETY: the tag says the union holds uint8.
             ConditionValue::Uint8(unsafe { value.Anonymous.uint8 })
         }
-        (ConditionField::RemotePort | ConditionField::LocalPort, FWP_UINT16) => {
+        FWP_UINT16 if port_field => {
             // SAFETY: the tag says the union holds uint16.
             ConditionValue::Uint16(unsafe { value.Anonymous.uint16 })
         }
-        (ConditionField::RemoteAddress | ConditionField::LocalAddress, FWP_UINT32) => {
+        FWP_UINT32 if address_field => {
             // SAFETY: the tag says the union holds uint32.
             ConditionValue::V4Address(unsafe { value.Anonymous.uint32 })
         }
-        (ConditionField::RemoteAddress | ConditionField::LocalAddress, FWP_BYTE_ARRAY16_TYPE) => {
+        FWP_BYTE_ARRAY16_TYPE if address_field => {
             // SAFETY: the tag says the union holds the byteArray16 pointer.
             let array = unsafe { value.Anonymous.byteArray16 };
             // SAFETY: NULL or 16 bytes inside the engine's allocation.
             ConditionValue::V6Address(unsafe { array.as_ref() }?.byteArray16)
+        }
+        FWP_V4_ADDR_MASK if address_field => {
+            // SAFETY: the tag says the union holds the v4AddrMask pointer.
+            let subnet = unsafe { value.Anonymous.v4AddrMask };
+            // SAFETY: NULL or an address and mask inside the engine's allocation.
+            let subnet = unsafe { subnet.as_ref() }?;
+            ConditionValue::V4Subnet { address: subnet.addr, mask: subnet.mask }
+        }
+        FWP_V6_ADDR_MASK if address_field => {
+            // SAFETY: the tag says the union holds the v6AddrMask pointer.
+            let subnet = unsafe { value.Anonymous.v6AddrMask };
+            // SAFETY: NULL or an address and prefix inside the engine's allocation.
+            let subnet = unsafe { subnet.as_ref() }?;
+            ConditionValue::V6Subnet { address: subnet.addr, prefix: subnet.prefixLength }
         }
         _ => return None,
     };

@@ -8,6 +8,7 @@
 
 mod device;
 mod engine;
+mod footprint;
 mod service;
 mod wide;
 
@@ -23,6 +24,7 @@ use self::engine::Engine;
 use self::wide::same;
 use crate::backend::{Backend, BackendError, EngineFilter, ServiceState};
 use crate::filter_spec::FilterSpec;
+use crate::footprint::EngineObjects;
 use crate::keys::{condition, layer};
 
 // The portable keys are Microsoft's: checked here, where windows-sys is.
@@ -91,5 +93,9 @@ impl Backend for WindowsBackend {
 
     fn service_state(&mut self, service: &str) -> Result<ServiceState, BackendError> {
         service::service_state(service)
+    }
+
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
+        self.engine()?.engine_objects()
     }
 }

@@ -1,0 +1,313 @@
+//! A [`Backend`] over the simulated kernel, in this process: the real
+//! driver code (notifyFn, classifyFn, the control IOCTLs) loaded into the
+//! simulated filter engine. It stands where the Windows backend calls
+//! `FwpmFilterAdd0` and `DeviceIoControl`: the same [`FilterSpec`] and
+//! policy blob go to the simulated engine, the same IOCTL buffers to the
+//! driver's control dispatch.
+//!
+//! `wfpctl-sim` (the try-out) drives it, and so do wfpctl's tests that
+//! keep wfpctl and the driver in step.
+#![forbid(unsafe_code)]
+
+use fwps_types::{
+    FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
+    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, GUID, NTSTATUS, fwp,
+};
+use wfpcallout_simkernel::engine;
+use wfpcallout_simkernel::inspect;
+use wfpcallout_wire::IOCTL_WFPCALLOUT_AGENT_GET_REQUEST;
+use wfpctl::backend::{Backend, BackendError, EngineFilter, ServiceState};
+use wfpctl::filter_spec::{
+    CalloutAction, CalloutTarget, Condition, ConditionField, ConditionValue, FilterSpec, Weight,
+};
+use wfpctl::footprint::{CalloutFilter, CalloutObject, EngineObjects, ManagementObject, ProviderContextObject};
+use wfpctl::keys::{self, Guid};
+
+use crate::Harness;
+
+/// The token the simulated control device knows wfpctl's handle by (it
+/// stands for the file object of `\\.\WfpCallout`).
+pub const HANDLE_TOKEN: u64 = 0x00F1_1E00;
+
+/// A Windows GUID for a portable key.
+pub fn windows_guid(key: Guid) -> GUID {
+    GUID::from_u128(key.to_u128())
+}
+
+/// A portable key for a Windows GUID.
+pub fn portable_key(guid: &GUID) -> Guid {
+    Guid::from_fields(guid.data1, guid.data2, guid.data3, guid.data4)
+}
+
+fn status_error(operation: &str, status: NTSTATUS) -> BackendError {
+    // An NTSTATUS is printed as its 32 bits.
+    BackendError::code(operation, u32::from_ne_bytes(status.to_ne_bytes()))
+}
+
+/// The simulated engine compares each condition field with one value
+/// (`FWP_MATCH_EQUAL` on a number): the run-time field index and the value.
+fn simulated_condition(condition: &Condition) -> Result<(usize, u32), BackendError> {
+    let field = match condition.field {
+        ConditionField::Protocol => FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
+        ConditionField::RemoteAddress => FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS,
+        ConditionField::RemotePort => FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT,
+        ConditionField::LocalAddress => FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS,
+        ConditionField::LocalPort => FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT,
+    };
+    let value = match condition.value {
+        ConditionValue::Uint8(value) => u32::from(value),
+        ConditionValue::Uint16(value) => u32::from(value),
+        ConditionValue::V4Address(value) => value,
+        ConditionValue::Uint16Range(..)
+        | ConditionValue::V4Subnet { .. }
+        | ConditionValue::V6Address(_)
+        | ConditionValue::V6Subnet { .. } => {
+            return Err(BackendError::message(
+                "FwpmFilterAdd0",
+                format!(
+                    "{condition}: the simulated engine matches single ports, protocols and IPv4 addresses only \
+                     (ranges, subnets and IPv6 addresses work on Windows)"
+                ),
+            ));
+        }
+    };
+    Ok((field, value))
+}
+
+/// The simulated system: a booted simulated kernel with the driver loaded,
+/// the filters wfpctl added to its engine, and wfpctl's control-device
+/// handle.
+pub struct SimulatedBackend {
+    harness: Harness,
+    filters: Vec<EngineFilter>,
+}
+
+impl SimulatedBackend {
+    /// Boots the simulated kernel and loads the driver (its DriverEntry:
+    /// callouts registered, provider, sublayer and callouts added).
+    pub fn load() -> Result<SimulatedBackend, BackendError> {
+        let mut harness = Harness::boot();
+        harness.initialize().map_err(|status| status_error("DriverEntry", status.raw()))?;
+        Ok(SimulatedBackend { harness, filters: Vec::new() })
+    }
+
+    /// A booted simulated kernel whose driver is not loaded (not started):
+    /// no provider, sublayer or callouts, no control device.
+    pub fn booted() -> SimulatedBackend {
+        SimulatedBackend { harness: Harness::boot(), filters: Vec::new() }
+    }
+
+    /// The harness, to run traffic and look at the driver.
+    pub fn harness(&self) -> &Harness {
+        &self.harness
+    }
+
+    /// Closes wfpctl's handle (the driver's file cleanup completes what
+    /// the agent left with the default verdict), unloads the driver and
+    /// reports what the simulated kernel's verifier saw: `Ok` with the
+    /// number of pool allocations when everything was freed and no rule
+    /// was broken, the problems otherwise.
+    pub fn unload(mut self) -> Result<u64, Vec<String>> {
+        wfpcallout::control::file_cleanup(HANDLE_TOKEN);
+        for filter in std::mem::take(&mut self.filters) {
+            // Filters outlive a driver on Windows; here the engine goes away
+            // with the session, so delete them while the driver is loaded.
+            let _ = engine::delete_filter(filter.id);
+        }
+        self.harness.unload();
+        let mut problems: Vec<String> = wfpcallout_simkernel::verifier::violations()
+            .iter()
+            .map(|violation| format!("verifier: {violation}"))
+            .collect();
+        let live = wfpcallout_simkernel::pool::live_blocks();
+        if live != 0 {
+            problems.push(format!("{live} pool blocks still allocated after unload"));
+        }
+        let (allocations, _) = wfpcallout_simkernel::pool::totals();
+        if problems.is_empty() { Ok(allocations) } else { Err(problems) }
+    }
+}
+
+impl Backend for SimulatedBackend {
+    fn open_engine(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn add_filter(&mut self, spec: &FilterSpec, policy_blob: &[u8]) -> Result<u64, BackendError> {
+        let conditions = spec.conditions.iter().map(simulated_condition).collect::<Result<Vec<_>, _>>()?;
+        let callout = windows_guid(spec.callout_key());
+        let mut filter =
+            engine::FilterSpec::callout(windows_guid(spec.layer_key()), windows_guid(keys::SUBLAYER_KEY), callout);
+        filter.provider_context = Some(engine::add_provider_context(policy_blob));
+        // As the Windows backend builds it: the action and flags the
+        // portable spec chooses for the layer.
+        filter.action = match spec.target.action() {
+            CalloutAction::Terminating => engine::FilterAction::CalloutTerminating(callout),
+            CalloutAction::Inspection => engine::FilterAction::CalloutInspection(callout),
+        };
+        filter.flags = if spec.target.action().permits_if_unregistered() {
+            fwp::FWPM_FILTER_FLAG_PERMIT_IF_CALLOUT_UNREGISTERED
+        } else {
+            0
+        };
+        filter.weight = match spec.weight {
+            Weight::Exact(weight) => weight,
+            Weight::Auto | Weight::Range(_) => 0,
+        };
+        filter.conditions = conditions;
+        let id = engine::add_filter(&filter).map_err(|status| status_error("FwpmFilterAdd0", status))?;
+        self.filters.push(EngineFilter {
+            id,
+            name: spec.name.clone(),
+            target: Some(spec.target),
+            conditions: spec.conditions.clone(),
+            other_conditions: 0,
+            effective_weight: None,
+        });
+        Ok(id)
+    }
+
+    fn delete_filter(&mut self, filter_id: u64) -> Result<(), BackendError> {
+        // As the Windows backend does: the filter, then its provider context.
+        let context =
+            inspect::filters().into_iter().find(|view| view.id == filter_id).and_then(|v| v.provider_context_key);
+        engine::delete_filter(filter_id).map_err(|status| status_error("FwpmFilterDeleteById0", status))?;
+        if let Some(key) = context {
+            inspect::delete_provider_context(&GUID::from_u128(key));
+        }
+        self.filters.retain(|filter| filter.id != filter_id);
+        Ok(())
+    }
+
+    fn list_our_filters(&mut self) -> Result<Vec<EngineFilter>, BackendError> {
+        let mut filters = self.filters.clone();
+        filters.sort_by_key(|filter| filter.id);
+        Ok(filters)
+    }
+
+    fn ioctl(&mut self, code: u32, input: &[u8], output_len: usize) -> Result<Vec<u8>, BackendError> {
+        let mut output = vec![0u8; output_len];
+        let written = if code == IOCTL_WFPCALLOUT_AGENT_GET_REQUEST {
+            wfpcallout::control::agent_get_request(HANDLE_TOKEN, input, &mut output)
+                .map_err(|status| status_error("DeviceIoControl", status.raw()))?
+                // The real driver parks the IOCTL until a connection is
+                // pended; in the simulation nothing else runs meanwhile.
+                .ok_or_else(|| BackendError::message("DeviceIoControl", "no ask request is waiting"))?
+        } else {
+            wfpcallout::control::dispatch_ioctl(code, input, &mut output)
+                .map_err(|status| status_error("DeviceIoControl", status.raw()))?
+        };
+        output.truncate(written);
+        Ok(output)
+    }
+
+    fn service_state(&mut self, _service: &str) -> Result<ServiceState, BackendError> {
+        // BFE and the driver run for as long as the simulation does.
+        Ok(ServiceState::Running)
+    }
+
+    /// From the simulated engine's own records. It keeps no provider per
+    /// provider context (clients add them without one): every context
+    /// counts as ours, as every context a wfpctl session adds is.
+    fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
+        // The simulated engine keeps no display names: these are the ones
+        // the driver gives its provider and sublayer (driver/management.rs).
+        let present = |name: &str, weight| ManagementObject { name: name.to_string(), persistent: false, weight };
+        let provider = inspect::has_provider(&windows_guid(keys::PROVIDER_KEY)).then(|| present("wfpcallout", None));
+        let sublayer = inspect::sublayer_weight(&windows_guid(keys::SUBLAYER_KEY))
+            .map(|weight| present("wfpcallout", Some(weight)));
+        let callouts = CalloutTarget::ALL
+            .iter()
+            .map(|target| {
+                let key = windows_guid(target.callout_key());
+                let object = engine::has_managed_callout(&key).then(|| CalloutObject {
+                    id: engine::callout_id(&key).unwrap_or(0),
+                    registered: engine::is_registered(&key),
+                    persistent: false,
+                });
+                (*target, object)
+            })
+            .collect();
+        let filters = inspect::filters()
+            .into_iter()
+            .filter_map(|view| {
+                let target = CalloutTarget::ALL
+                    .into_iter()
+                    .find(|target| Some(target.callout_key().to_u128()) == view.callout_key)?;
+                let known = self.filters.iter().find(|filter| filter.id == view.id);
+                Some(CalloutFilter {
+                    id: view.id,
+                    name: known.map_or_else(String::new, |filter| filter.name.clone()),
+                    target,
+                    // wfpctl's filters are the ones this backend added.
+                    ours: known.is_some(),
+                    weight: Some(view.weight),
+                    action_type: view.action_type,
+                    persistent: view.flags & fwp::FWPM_FILTER_FLAG_PERSISTENT != 0,
+                    conditions: known.map_or_else(Vec::new, |filter| filter.conditions.clone()),
+                    provider_context: view.provider_context_key.map(Guid),
+                })
+            })
+            .collect();
+        let provider_contexts = inspect::provider_contexts()
+            .into_iter()
+            .map(|context| ProviderContextObject {
+                key: Guid(context.key),
+                id: context.id,
+                data: Some(context.data),
+                persistent: false,
+            })
+            .collect();
+        Ok(EngineObjects { provider, sublayer, callouts, filters, provider_contexts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wfpctl::filter_spec::{FilterOptions, IpVersion, Layer};
+    use wfpctl::vocabulary::PortRange;
+
+    fn spec(port: u16) -> FilterSpec {
+        FilterSpec::build(&FilterOptions {
+            layer: Layer::Connect,
+            ip: IpVersion::V4,
+            remote_address: None,
+            remote_port: Some(PortRange::single(port)),
+            local_address: None,
+            local_port: None,
+            protocol: None,
+            weight: Weight::Auto,
+            policy: wfpcallout_wire::PolicyRepr::DEFAULT,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deleted_filter_takes_its_provider_context_along() {
+        let mut backend = SimulatedBackend::load().unwrap();
+        let blob = wfpcallout_wire::PolicyRepr::DEFAULT.to_bytes();
+        let kept = backend.add_filter(&spec(443), &blob).unwrap();
+        let deleted = backend.add_filter(&spec(80), &blob).unwrap();
+        assert_eq!(inspect::provider_contexts().len(), 2);
+        backend.delete_filter(deleted).unwrap();
+        let left: Vec<u128> = inspect::provider_contexts().iter().map(|context| context.key).collect();
+        let kept_context = inspect::filters().iter().find(|view| view.id == kept).unwrap().provider_context_key;
+        assert_eq!(left, [kept_context.unwrap()], "only the deleted filter's context is gone");
+        assert_eq!(backend.list_our_filters().unwrap().iter().map(|f| f.id).collect::<Vec<_>>(), [kept]);
+        let allocations = wfpcallout_simkernel::pool::totals().0;
+        assert!(allocations > 2, "{allocations}");
+        assert_eq!(backend.unload(), Ok(allocations), "unload frees everything and counts every allocation");
+    }
+
+    #[test]
+    fn ranges_are_refused_with_a_reason() {
+        let mut backend = SimulatedBackend::load().unwrap();
+        let mut ranged = spec(1);
+        ranged.conditions[0].value = ConditionValue::Uint16Range(5000, 5100);
+        let error = backend.add_filter(&ranged, &wfpcallout_wire::PolicyRepr::DEFAULT.to_bytes()).unwrap_err();
+        assert!(error.to_string().contains("remote-port=5000-5100: the simulated engine matches single ports"));
+        assert!(inspect::filters().is_empty());
+        assert!(backend.unload().is_ok());
+    }
+}
