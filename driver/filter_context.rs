@@ -27,6 +27,10 @@ pub enum Origin {
 /// # Invariants
 /// `refs` counts the live `ContextRef`s; it is at least one while any exists,
 /// and the context is freed when the last one drops.
+///
+/// Aligned to 16 (the pool's guarantee) so the context word has four free
+/// low bits for the fast path (`fast_path.rs`).
+#[repr(align(16))]
 pub struct FilterContext {
     refs: AtomicU32,
     filter_id: u64,
