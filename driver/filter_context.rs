@@ -252,7 +252,8 @@ impl Drop for ContextRef {
 
 #[allow(unsafe_code)]
 // SAFETY: into_raw/from_raw/borrow are ContextRef's audited trio: a raw
-// value is a pointer from PoolBox::into_raw (never 0) carrying one reference.
+// value is a pointer from PoolBox::into_raw (16-byte aligned, so never 0
+// or 1) carrying one reference.
 unsafe impl crate::id_table::TableEntry for ContextRef {
     type Target = FilterContext;
 
