@@ -339,8 +339,10 @@ def main():
     # ---------------- Named figures.
     permit, minimal, empty = ir("driver"), ir("minimal"), ir("empty")
     fib10k, sip10k, ours10k = ir("hash-fib", filters=10_000), ir("hash-sip", filters=10_000), ir("driver", filters=10_000)
-    notify_worst = worst_over_median(growth.get("notify-add", []), "ir")
-    flow_worst = worst_over_median(growth.get("flow-established", []), "ir")
+    notify_worst = worst_over_median(growth.get("notify-add", []), "own")
+    flow_worst = worst_over_median(growth.get("flow-established", []), "own")
+    notify_worst_all = worst_over_median(growth.get("notify-add", []), "ir")
+    flow_worst_all = worst_over_median(growth.get("flow-established", []), "ir")
 
     def overall(buckets):
         ratios = [b[2] / b[4] for b in buckets if b[4]]
@@ -393,10 +395,12 @@ def main():
         "per classify through the same loop",
         "lockedmap_over_static": f"at 10,000 filters: locked Fibonacci-hash map {fmt(fib10k)} / ours {fmt(ours10k)} "
         f"(SipHash map {fmt(sip10k)} = {ratio(sip10k, ours10k)})",
-        "notify_worst_over_median": "worst single notifyFn ADD / median ADD, populations 0 to 100,000 "
-        "(per decade below)",
-        "flow_worst_over_median": "worst single flow-established classify / median, populations 0 to 100,000 "
-        "(per decade below)",
+        "notify_worst_over_median": "driver's own instructions: worst single notifyFn ADD / median ADD, "
+        f"populations 0 to 100,000 (with the simulator: {fmt(overall(notify_worst_all), 1)}x, its pool's "
+        "bookkeeping; per decade below)",
+        "flow_worst_over_median": "driver's own instructions: worst single flow-established classify / median, "
+        f"populations 0 to 100,000 (with the simulator: {fmt(overall(flow_worst_all), 1)}x, its flow and pool "
+        "bookkeeping; per decade below)",
         "pend_1000_over_0": f"driver's own instructions per pended ask: {fmt(ask.get(1000, {}).get('own'))} "
         f"with 1,000 waiting / {fmt(ask.get(0, {}).get('own'))} with none",
         "audit_over_permit": f"audit whose policy logs nothing {fmt(ir('driver', 'audit'))} / permit {fmt(permit)}",
@@ -636,23 +640,49 @@ def main():
     w("The population grows from 0 to 100,000 one operation at a time; every operation")
     w("within 2 of a power of two (where a table that doubles at half load grows) and 64")
     w("evenly spaced others are measured alone (one callgrind dump each), the rest run")
-    w("unmeasured. *worst* and *median* are over the measured ones in each decade.")
+    w("unmeasured. *worst* and *median* are over the measured ones in each decade, first")
+    w("the driver's own instructions (what the targets judge), then the whole operation with")
+    w("the simulated kernel and engine, whose own tables (the pool's block map, the engine's")
+    w("flows) rehash as they grow: that is the simulator's cost, not the driver's. The")
+    w("operation that starts a resize of the driver's table also allocates the larger zeroed")
+    w("slot array (outside the table's lock, inside `ExAllocatePool2`: kernel, not in the")
+    w("driver's own figure); the entries then move 16 old slots per later operation.")
     w("")
     rows = []
-    for what, buckets in (("notifyFn ADD", notify_worst), ("flow-established classify", flow_worst)):
-        for low, high, worst, where, med, count in buckets:
+    for what, own, whole in (
+        ("notifyFn ADD", notify_worst, notify_worst_all),
+        ("flow-established classify", flow_worst, flow_worst_all),
+    ):
+        for (low, high, worst, where, med, count), (_, _, worst_all, where_all, med_all, _) in zip(own, whole):
             rows.append(
                 [
                     what,
                     f"{low:,} to {min(high, 100_000):,}",
-                    fmt(worst),
-                    f"{where:,}",
+                    f"{fmt(worst)} at {where:,}",
                     fmt(med),
                     ratio(worst, med, 1),
+                    f"{fmt(worst_all)} at {where_all:,}",
+                    fmt(med_all),
+                    ratio(worst_all, med_all, 1),
                     count,
                 ]
             )
-    w(table(["operation", "population", "worst", "at population", "median", "worst / median", "measured"], rows))
+    w(
+        table(
+            [
+                "operation",
+                "population",
+                "driver's own: worst",
+                "median",
+                "worst / median",
+                "with the simulator: worst",
+                "median",
+                "worst / median",
+                "measured",
+            ],
+            rows,
+        )
+    )
     w("")
 
     # ---------------- Memory.
