@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Regenerates BENCHMARKS.md: native measurements (memory, allocations,
-# notify in bulk, throughput with 1 and 2 threads), criterion (time per
-# classify and per notify), callgrind (instructions, call counts, simulated
-# cache misses), then the report. Not part of CI: it takes minutes and its
-# times depend on the machine.
+# Regenerates BENCHMARKS.md and bench/results.json from one run: native
+# measurements (memory per filter, allocations per classify), callgrind
+# (instructions, call counts, simulated cache misses), then the report.
+# Not part of CI (.ci/run): it takes several minutes.
 #
-#   bash .ci/bench.sh            # everything, writes BENCHMARKS.md
-#   BENCH_SKIP_CRITERION=1 ...   # reuse criterion's last results
+#   bash .ci/bench.sh            # writes BENCHMARKS.md and bench/results.json
+#
+# Every figure is an instruction count or a byte count, exact and
+# repeatable: nothing here depends on the machine's load. (Time per
+# operation: `cargo bench -p wfpcallout-bench --bench classify`, by hand.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -16,12 +18,10 @@ export CARGO_TERM_COLOR=never
 # lock, allocation and kernel calls the report counts, so the benches build
 # without it (the driver's own inlining is unaffected).
 export CARGO_PROFILE_BENCH_LTO=false
-# Cargo always builds bench targets (criterion) with panic=unwind. The
-# measurement binary (instructions, throughput, memory) is built as the
-# driver ships, with panic=abort, in a target directory of its own (the two
-# builds of the driver would otherwise collide): unwinding changes the
-# classify path's code (a caller that may unwind cannot tail-call).
-export CARGO_PROFILE_BENCH_PANIC=unwind
+# The measurement binary is built as the driver ships, with panic=abort,
+# in a target directory of its own (a panic=unwind build of the driver would
+# otherwise collide with it): unwinding changes the classify path's code (a
+# caller that may unwind cannot tail-call).
 start=$SECONDS
 
 step() { printf '\n=== %s (%ss)\n' "$1" "$((SECONDS - start))"; }
@@ -55,34 +55,10 @@ retry() {
 step "build"
 retry env CARGO_PROFILE_BENCH_PANIC=abort CARGO_TARGET_DIR="$target/bench-abort" \
     cargo build -q --profile bench -p wfpcallout-bench --bin wfpbench
-retry cargo bench -q -p wfpcallout-bench --bench classify --no-run
 bin="$target/bench-abort/release/wfpbench"
 
-step "native: memory, allocations, notify in bulk, throughput"
-# The two-thread figures need the machine's second core. The share-nothing
-# control (the empty callback) says whether it was free: up to three runs,
-# keeping the one whose control scaled best (chosen on the control alone,
-# never on the driver's figures), stopping at the first where the control
-# reached 1.8x at every filter count.
-control_scaling() { python3 bench/report.py --control-scaling "$1"; }
-best_control=-1
-for attempt in 1 2 3; do
-    "$bin" native >"$results/native-$attempt.json"
-    control=$(control_scaling "$results/native-$attempt.json")
-    echo "native run $attempt: the control scaled ${control}x at worst"
-    if python3 -c "import sys; sys.exit(0 if $control > $best_control else 1)"; then
-        best_control=$control
-        cp "$results/native-$attempt.json" "$results/native.json"
-    fi
-    if python3 -c "import sys; sys.exit(0 if $control >= 1.8 else 1)"; then break; fi
-done
-
-if [ -z "${BENCH_SKIP_CRITERION:-}" ]; then
-    step "criterion"
-    rm -rf "$target/criterion/policy" "$target/criterion/scale" "$target/criterion/notify"
-    retry cargo bench -q -p wfpcallout-bench --bench classify -- \
-        --warm-up-time 1 --measurement-time 2 --sample-size 20 --noplot >"$results/criterion.txt"
-fi
+step "native: memory, allocations"
+"$bin" native >"$results/native.json"
 
 step "callgrind"
 cachegrind_args=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=1048576,8,64)
@@ -97,11 +73,15 @@ run_callgrind() {
         --callgrind-out-file="$dir/cg.out" \
         "$bin" callgrind "$@" >"$dir/manifest.json" 2>"$dir/valgrind.log"
 }
-# The largest population takes longest (setting up 100,000 filters); it runs
-# beside the others, one per core.
+# Two jobs at a time (one per core); the largest population and the growth
+# runs (100,000 operations each) take longest.
 run_callgrind scale-100000 scale 100000 &
 big=$!
+run_callgrind growth growth 100000
 run_callgrind policies policies
+for waiting in 0 1000; do
+    run_callgrind "ask-$waiting" ask "$waiting"
+done
 for filters in 1 100 1000 10000; do
     run_callgrind "scale-$filters" scale "$filters"
 done
@@ -122,8 +102,6 @@ def field(name):
     return m.group(1).strip() if m else "?"
 caches = ", ".join(f"{k} {field(k + ' cache')}" for k in ("L1d", "L2", "L3"))
 mem_kb = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1))
-lock = open("Cargo.lock").read()
-crit = re.search(r'name = "criterion"\nversion = "([^"]+)"', lock)
 out, before, after, seconds = sys.argv[1:5]
 json.dump({
     "cpu": f"{field('Model name')} ({field('Hypervisor vendor')} guest)" if field("Hypervisor vendor") != "?" else field("Model name"),
@@ -133,7 +111,6 @@ json.dump({
     "kernel": f"{platform.system()} {platform.release()}",
     "rustc": run("rustc", "-V").strip(),
     "valgrind": run("valgrind", "--version").strip(),
-    "criterion": crit.group(1) if crit else "?",
     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     "load_before": before,
     "load_after": after,
@@ -141,5 +118,5 @@ json.dump({
     "processors": 2,
 }, open(out, "w"), indent=1)
 EOF
-python3 bench/report.py --results "$results" --criterion "$target/criterion" >BENCHMARKS.md
-step "done: BENCHMARKS.md"
+python3 bench/report.py --results "$results" --json bench/results.json >BENCHMARKS.md
+step "done: BENCHMARKS.md, bench/results.json"

@@ -1,8 +1,8 @@
 //! classifyFn: apply the filter's policy at up to DISPATCH_LEVEL.
 //!
 //! Fast path: the context comes straight from `filter->context` (written by
-//! our ADD notify): no allocation, no lock, no lookup; for a static permit
-//! or block the word itself carries the verdict (`fast_path.rs`). Only while
+//! our ADD notify): no allocation, no lock, no lookup; for a static permit,
+//! block or unlogged audit the word itself carries the verdict (`fast_path.rs`). Only while
 //! filters exist that we did not see added (adoption in progress, or
 //! adopted filters alive) does classify look the filter id up in the table,
 //! and a filter found nowhere gets the default policy; a stale `context` is
@@ -143,6 +143,9 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
         context.count_on(processor, Counter::Blocked);
         out.block();
     } else {
+        if word.is_audit() {
+            context.count_on(processor, Counter::Audited);
+        }
         context.count_on(processor, Counter::Permitted);
         out.permit(word.clears_right());
     }
@@ -158,6 +161,10 @@ pub fn decide_fast(context: &FilterContext, processor: usize) -> Option<Decision
     let decision = match context.fast_path() {
         FastPath::Permit => Decision::Permit,
         FastPath::Block => Decision::Block,
+        FastPath::Audit => {
+            context.count_on(processor, Counter::Audited);
+            Decision::Permit
+        }
         FastPath::Full => return None,
     };
     context.count_verdict_on(processor, decision);

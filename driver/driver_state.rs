@@ -40,6 +40,32 @@ pub struct GlobalStats {
     pub classify_bad_arguments: AtomicU64,
 }
 
+/// Bytes in a cache line (x64).
+pub const CACHE_LINE: usize = 64;
+
+/// A value alone on its cache line(s): nothing else is placed on the line
+/// it starts on. For words every classify reads and almost nothing writes,
+/// so that writes to their neighbours (a lock word, a counter) do not
+/// invalidate them in every processor's cache.
+#[repr(C, align(64))]
+pub struct CacheLine<T>(T);
+
+impl<T> CacheLine<T> {
+    /// Wraps `value` (const for the driver's static state).
+    pub const fn new(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl<T> core::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+const _: () = assert!(core::mem::align_of::<CacheLine<u8>>() == CACHE_LINE);
+
 /// `lookup_mode` bit: adoption has not finished.
 const ADOPTION_IN_PROGRESS: usize = 1;
 /// `lookup_mode` increment per adopted filter alive.
@@ -59,7 +85,9 @@ pub struct DriverState {
     /// path reads it once: bit 0 is set from before registration until
     /// adoption has finished, the rest counts adopted filters still alive
     /// (whose `context` is not ours). See [`DriverState::classify_needs_lookup`].
-    pub lookup_mode: AtomicUsize,
+    /// Read by every classify, written only as adoption changes: alone on
+    /// its cache line (checked below).
+    pub lookup_mode: CacheLine<AtomicUsize>,
     /// Set between a successful initialize and unload.
     pub loaded: AtomicBool,
     /// Global counters.
@@ -83,7 +111,7 @@ impl DriverState {
             callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
             engine: AtomicPtr::new(core::ptr::null_mut()),
             injection: AtomicPtr::new(core::ptr::null_mut()),
-            lookup_mode: AtomicUsize::new(0),
+            lookup_mode: CacheLine::new(AtomicUsize::new(0)),
             loaded: AtomicBool::new(false),
             stats: GlobalStats {
                 filters_added: AtomicU64::new(0),
@@ -171,6 +199,15 @@ impl DriverState {
         }
     }
 }
+
+// The read-mostly words of the classify hot path share no cache line with
+// anything written: `lookup_mode` fills its own line, and the rundown's
+// gate is alone on the last line of `Rundown` (asserted in rundown.rs).
+const _: () = {
+    assert!(core::mem::offset_of!(DriverState, lookup_mode) % CACHE_LINE == 0);
+    assert!(core::mem::size_of::<CacheLine<AtomicUsize>>() == CACHE_LINE);
+    assert!(core::mem::offset_of!(DriverState, rundown) % CACHE_LINE == 0);
+};
 
 /// The driver's state.
 pub static STATE: DriverState = DriverState::new();

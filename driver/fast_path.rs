@@ -1,14 +1,15 @@
 //! The classify fast path, decided once per filter by notifyFn ADD and
 //! carried in the low bits of the word it stores in `filter->context` (the
-//! context's address is 8-byte aligned, so three bits are free). classifyFn
+//! context's address is 16-byte aligned, so four bits are free). classifyFn
 //! reads a static policy's whole answer from the filter itself, before it
 //! enters the rundown, and touches the context only to count.
 //!
-//! The word: bits 63..3 the `FilterContext` address; bit 0 the verdict is
+//! The word: bits 63..4 the `FilterContext` address; bit 0 the verdict is
 //! static; bit 1 that verdict is BLOCK; bit 2 the filter has
 //! `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT clears the write
-//! right). Filters cannot be modified in WFP, so the flag read at ADD holds
-//! for the filter's life. In a debugger, `filter->context & ~7` is the
+//! right); bit 3 the static PERMIT is an audit (counted as audited too).
+//! Filters cannot be modified in WFP, so the flag read at ADD holds
+//! for the filter's life. In a debugger, `filter->context & ~0xf` is the
 //! `FilterContext*`.
 #![forbid(unsafe_code)]
 
@@ -22,10 +23,12 @@ const STATIC: u64 = 0b001;
 const BLOCK: u64 = 0b010;
 /// Bit 2: the filter's hard-permit flag.
 const CLEAR_RIGHT: u64 = 0b100;
+/// Bit 3: the static PERMIT is an audit without a log line.
+const AUDIT: u64 = 0b1000;
 /// Every bit that is not the context's address.
-const LOW_BITS: u64 = STATIC | BLOCK | CLEAR_RIGHT;
+const LOW_BITS: u64 = STATIC | BLOCK | CLEAR_RIGHT | AUDIT;
 
-// The low bits are free only because every context address is a multiple of 8.
+// The low bits are free only because every context address is a multiple of 16.
 const _: () = assert!(core::mem::align_of::<FilterContext>() > LOW_BITS as usize);
 
 /// What classify can decide from the filter alone.
@@ -40,6 +43,9 @@ pub enum FastPath {
     Permit = STATIC as u8,
     /// BLOCK, counted, nothing else.
     Block = (STATIC | BLOCK) as u8,
+    /// PERMIT, counted as permitted and audited, nothing logged (an audit
+    /// policy whose log level is below Info).
+    Audit = (STATIC | AUDIT) as u8,
 }
 
 impl FastPath {
@@ -58,6 +64,8 @@ impl FastPath {
             _ if !plain_layer || policy.log_level >= LogLevel::Trace => FastPath::Full,
             PolicyAction::Permit => FastPath::Permit,
             PolicyAction::Block => FastPath::Block,
+            // The audit line is logged from Info up: that takes the full path.
+            PolicyAction::Audit if policy.log_level < LogLevel::Info => FastPath::Audit,
             _ => FastPath::Full,
         }
     }
@@ -95,12 +103,14 @@ impl ContextWord {
         self.0 & !LOW_BITS
     }
 
-    /// The fast path the word carries.
+    /// The fast path the word carries (BLOCK wins over an audit bit no
+    /// word we store has with it).
     pub fn fast_path(self) -> FastPath {
-        match (self.is_static(), self.is_block()) {
-            (false, _) => FastPath::Full,
-            (true, false) => FastPath::Permit,
-            (true, true) => FastPath::Block,
+        match (self.is_static(), self.is_block(), self.is_audit()) {
+            (false, _, _) => FastPath::Full,
+            (true, true, _) => FastPath::Block,
+            (true, false, false) => FastPath::Permit,
+            (true, false, true) => FastPath::Audit,
         }
     }
 
@@ -114,6 +124,12 @@ impl ContextWord {
     #[inline(always)]
     pub fn is_block(self) -> bool {
         self.0 & BLOCK != 0
+    }
+
+    /// Whether a static PERMIT is also counted as audited.
+    #[inline(always)]
+    pub fn is_audit(self) -> bool {
+        self.0 & AUDIT != 0
     }
 
     /// Whether a PERMIT must clear the write right (hard permit).
@@ -142,7 +158,9 @@ mod tests {
         assert_eq!(FastPath::for_filter(&policy(PolicyAction::Permit, LogLevel::Info), connect), FastPath::Permit);
         assert_eq!(FastPath::for_filter(&policy(PolicyAction::Block, LogLevel::Off), connect), FastPath::Block);
         assert_eq!(FastPath::for_filter(&policy(PolicyAction::Permit, LogLevel::Trace), connect), FastPath::Full);
-        assert_eq!(FastPath::for_filter(&policy(PolicyAction::Audit, LogLevel::Off), connect), FastPath::Full);
+        assert_eq!(FastPath::for_filter(&policy(PolicyAction::Audit, LogLevel::Off), connect), FastPath::Audit);
+        assert_eq!(FastPath::for_filter(&policy(PolicyAction::Audit, LogLevel::Warning), connect), FastPath::Audit);
+        assert_eq!(FastPath::for_filter(&policy(PolicyAction::Audit, LogLevel::Info), connect), FastPath::Full);
         let limit = PolicyAction::RateLimit { rate_per_sec: 1, burst: 1 };
         assert_eq!(FastPath::for_filter(&policy(limit, LogLevel::Off), connect), FastPath::Full);
         for layer in [
@@ -154,13 +172,14 @@ mod tests {
         ] {
             assert_eq!(FastPath::for_filter(&policy(PolicyAction::Permit, LogLevel::Off), layer), FastPath::Full);
             assert_eq!(FastPath::for_filter(&policy(PolicyAction::Block, LogLevel::Off), layer), FastPath::Full);
+            assert_eq!(FastPath::for_filter(&policy(PolicyAction::Audit, LogLevel::Off), layer), FastPath::Full);
         }
     }
 
     #[test]
     fn context_words_round_trip_and_every_value_means_something() {
         let context = 0xffff_a50c_1234_e010;
-        for fast in [FastPath::Full, FastPath::Permit, FastPath::Block] {
+        for fast in [FastPath::Full, FastPath::Permit, FastPath::Block, FastPath::Audit] {
             for clear in [false, true] {
                 let word = ContextWord::from_raw(ContextWord::new(context, fast, clear).raw());
                 assert_eq!((word.context(), word.fast_path(), word.clears_right()), (context, fast, clear));
@@ -169,7 +188,9 @@ mod tests {
         }
         assert_eq!(ContextWord::from_raw(0x12).fast_path(), FastPath::Full, "bit 0 clear: not static");
         assert_eq!(ContextWord::from_raw(0x13).fast_path(), FastPath::Block);
-        assert_eq!(ContextWord::from_raw(0x17).context(), 0x10);
+        assert_eq!(ContextWord::from_raw(0x19).fast_path(), FastPath::Audit);
+        assert_eq!(ContextWord::from_raw(0x1b).fast_path(), FastPath::Block);
+        assert_eq!(ContextWord::from_raw(0x1f).context(), 0x10);
         assert!(!ContextWord::from_raw(0).is_static());
     }
 }

@@ -27,6 +27,10 @@ pub enum Origin {
 /// # Invariants
 /// `refs` counts the live `ContextRef`s; it is at least one while any exists,
 /// and the context is freed when the last one drops.
+///
+/// Aligned to 16 (the pool's guarantee) so the context word has four free
+/// low bits for the fast path (`fast_path.rs`).
+#[repr(align(16))]
 pub struct FilterContext {
     refs: AtomicU32,
     filter_id: u64,
@@ -248,7 +252,8 @@ impl Drop for ContextRef {
 
 #[allow(unsafe_code)]
 // SAFETY: into_raw/from_raw/borrow are ContextRef's audited trio: a raw
-// value is a pointer from PoolBox::into_raw (never 0) carrying one reference.
+// value is a pointer from PoolBox::into_raw (16-byte aligned, so never 0
+// or 1) carrying one reference.
 unsafe impl crate::id_table::TableEntry for ContextRef {
     type Target = FilterContext;
 

@@ -66,8 +66,9 @@ impl Drop for FlowContext {
 pub struct FlowBox(PoolBox<FlowContext>);
 
 #[allow(unsafe_code)]
-// SAFETY: the raw value is the PoolBox pointer (never 0), given away once
-// and taken back once; borrows are valid while the table owns the box.
+// SAFETY: the raw value is the PoolBox pointer (aligned, so never 0 or 1),
+// given away once and taken back once; borrows are valid while the table
+// owns the box.
 unsafe impl TableEntry for FlowBox {
     type Target = FlowContext;
 

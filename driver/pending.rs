@@ -7,6 +7,17 @@
 //! the connection again with `FWP_CONDITION_FLAG_IS_REAUTHORIZE`; that
 //! reauthorization is answered from the verdict kept here for the request.
 //!
+//! # The table
+//! A fixed array of `MAX_PENDING_REQUESTS` slots. A request id carries its
+//! slot index in its low bits (above them a sequence number, so ids are
+//! never reused and still order requests by age), and every slot is on
+//! one intrusive list: free, queued (oldest first) or answered. Filing,
+//! reading the next queued request, answering by id and taking a
+//! reauthorization's verdict are O(1) in the number pending (the last one
+//! walks only the answered list, which the reauthorization empties). Only
+//! the timer and unload paths (timeouts, a deleted filter, a gone agent)
+//! walk the slots, once per call.
+//!
 //! # Locking
 //! One spin lock guards the request table. `FwpsCompleteOperation0` is only
 //! ever called with it released, because at ALE_AUTH_CONNECT the engine may
@@ -28,7 +39,11 @@ use wfpcallout_wire::{Label, Verdict};
 
 /// Requests that may be pending at once; past this, ask filters answer
 /// with their default verdict at once (counted as defaulted).
-pub const MAX_PENDING_REQUESTS: usize = 1024;
+pub const MAX_PENDING_REQUESTS: usize = 1 << INDEX_BITS;
+/// Low bits of a request id: its slot index.
+const INDEX_BITS: u32 = 10;
+/// The slot index in a request id.
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
 /// Pended requests (`PendedRequest`).
 pub const TAG_PENDED_REQUEST: PoolTag = PoolTag::new(*b"WfPr");
@@ -114,11 +129,47 @@ struct PendedRequest {
     state: RequestState,
 }
 
+/// One slot: the request it owns (0 = free) and its links on the list it
+/// is on (see [`RequestTable`]).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 struct RequestSlot {
     request_id: u64,
     request: u64,
+    /// The previous slot on its list, as index + 1 (0: none).
+    prev: u32,
+    /// The next slot on its list, as index + 1 (0: none).
+    next: u32,
+}
+
+/// An intrusive doubly linked list of slots (indices + 1; 0 = none).
+#[derive(Clone, Copy, Default)]
+struct SlotList {
+    head: u32,
+    tail: u32,
+}
+
+/// Which list a slot is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    /// Free slots.
+    Free,
+    /// Requests waiting for an agent to read them, oldest first.
+    Queued,
+    /// Requests read by an agent: on no list (found by id).
+    Delivered,
+    /// Requests completed and waiting for their reauthorization.
+    Answered,
+}
+
+impl RequestState {
+    fn list(self) -> Which {
+        match self {
+            RequestState::Queued => Which::Queued,
+            RequestState::Delivered => Which::Delivered,
+            RequestState::Answered(_) => Which::Answered,
+        }
+    }
 }
 
 #[allow(unsafe_code)]
@@ -149,11 +200,21 @@ pub enum Finish {
 /// # Invariants
 /// Every non-empty slot owns one `PoolBox<PendedRequest>` (tag
 /// `TAG_PENDED_REQUEST`) given away with `into_raw`; `live` counts them.
+/// An occupied slot at index `i` has `request_id & INDEX_MASK == i`, and
+/// its request's `info.request_id` is the same id. Every empty slot is on
+/// the `free` list, every Queued request on `queued` (in filing order),
+/// every Answered one on `answered`, a Delivered one on none; `queued`
+/// counts the Queued list's length.
 struct RequestTable {
     slots: Option<PoolSlice<RequestSlot>>,
     live: usize,
     /// Requests in the Queued state (waiting for an agent to read them).
     queued: usize,
+    free: SlotList,
+    queue: SlotList,
+    answered: SlotList,
+    /// The next request id's sequence number (its bits above the index).
+    sequence: u64,
 }
 
 /// Counters of the asynchronous path.
@@ -182,7 +243,6 @@ pub struct Pending {
     /// reauthorizations (policy change, new interface, either direction).
     pub verdicts: ConnectionVerdicts,
     accepting: AtomicBool,
-    next_id: AtomicU64,
     /// Counters.
     pub stats: PendingStats,
 }
@@ -199,10 +259,9 @@ impl Pending {
     /// An empty, closed table (const for the driver's static state).
     pub const fn new() -> Self {
         Self {
-            table: SpinLock::new(RequestTable { slots: None, live: 0, queued: 0 }),
+            table: SpinLock::new(RequestTable::EMPTY),
             verdicts: ConnectionVerdicts::new(),
             accepting: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
             stats: PendingStats {
                 pended: AtomicU64::new(0),
                 pend_failures: AtomicU64::new(0),
@@ -218,11 +277,13 @@ impl Pending {
     pub fn open(&self) -> Result {
         let slots = PoolSlice::<RequestSlot>::try_zeroed(MAX_PENDING_REQUESTS, TAG_REQUEST_TABLE)?;
         self.verdicts.open()?;
+        let slots = RequestTable::all_free(slots);
         let old = {
             let mut table = self.table.lock();
-            table.live = 0;
-            table.queued = 0;
-            table.slots.replace(slots)
+            let sequence = table.sequence;
+            let old = core::mem::replace(&mut *table, RequestTable::EMPTY);
+            *table = RequestTable { sequence, ..RequestTable::with_free_slots(slots) };
+            old.slots
         };
         drop(old);
         for counter in [
@@ -280,8 +341,7 @@ impl Pending {
             discard(packet);
             return default;
         }
-        let request_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let info = AskInfo { request_id, ..info };
+        // The id is given when the request is filed (it names the slot).
         let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
         let Ok(request) = PoolBox::try_new_with(
             || PendedRequest {
@@ -313,10 +373,10 @@ impl Pending {
         // INVARIANT: the operation is pended and not completed: Queued.
         let filed = {
             let mut table = self.table.lock();
-            if self.accepting.load(Ordering::Acquire) { table.file(request_id, request) } else { Err(request) }
+            if self.accepting.load(Ordering::Acquire) { table.file(request) } else { Err(request) }
         };
         match filed {
-            Ok(()) => {
+            Ok(request_id) => {
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
                 PendOutcome::Pended(request_id)
             }
@@ -338,7 +398,8 @@ impl Pending {
                 drop(request);
                 self.complete_operation(settled);
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
-                PendOutcome::Pended(request_id)
+                // Never filed, so it has no id an agent could name.
+                PendOutcome::Pended(0)
             }
         }
     }
@@ -377,11 +438,14 @@ impl Pending {
     pub fn finish_where(&self, why: Finish, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
         let mut finished = 0;
         // One at a time: the lock must be released around each completion.
+        // The walk resumes where it stopped, so the slots are visited once.
+        let mut from = 0;
         loop {
-            let taken = self.table.lock().take_first_unanswered(&which);
-            let Some(settled) = taken else { return finished };
+            let taken = self.table.lock().take_first_unanswered(from, &which);
+            let Some((index, settled)) = taken else { return finished };
             self.finish_operation(settled, why);
             finished += 1;
+            from = index + 1;
         }
     }
 
@@ -500,85 +564,202 @@ fn take_request(raw: u64) -> Option<PoolBox<PendedRequest>> {
     Some(unsafe { PoolBox::from_raw(ptr, TAG_PENDED_REQUEST) })
 }
 
+/// A slot index as stored in the links (index + 1).
+fn link(index: usize) -> u32 {
+    index as u32 + 1
+}
+
+/// The index a link names, if any.
+fn unlink(link: u32) -> Option<usize> {
+    (link as usize).checked_sub(1)
+}
+
 impl RequestTable {
-    fn slots_mut(&mut self) -> impl Iterator<Item = &mut RequestSlot> {
-        self.slots.iter_mut().flat_map(|slots| slots.iter_mut())
+    const EMPTY: Self = Self {
+        slots: None,
+        live: 0,
+        queued: 0,
+        free: SlotList { head: 0, tail: 0 },
+        queue: SlotList { head: 0, tail: 0 },
+        answered: SlotList { head: 0, tail: 0 },
+        sequence: 1,
+    };
+
+    /// Links every slot of a fresh (zeroed) array onto one free chain, in
+    /// order (done before the lock is taken).
+    fn all_free(mut slots: PoolSlice<RequestSlot>) -> PoolSlice<RequestSlot> {
+        let count = slots.len();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            slot.prev = if index == 0 { 0 } else { link(index - 1) };
+            slot.next = if index + 1 == count { 0 } else { link(index + 1) };
+        }
+        slots
     }
 
-    fn file(
-        &mut self,
-        request_id: u64,
-        request: PoolBox<PendedRequest>,
-    ) -> core::result::Result<(), PoolBox<PendedRequest>> {
-        let Some(slot) = self.slots_mut().find(|slot| slot.request == 0) else {
+    /// A table over slots prepared by [`Self::all_free`].
+    fn with_free_slots(slots: PoolSlice<RequestSlot>) -> Self {
+        let count = slots.len();
+        let free = if count == 0 { SlotList::default() } else { SlotList { head: link(0), tail: link(count - 1) } };
+        // INVARIANT: every slot is empty and on the free list.
+        Self { slots: Some(slots), free, ..Self::EMPTY }
+    }
+
+    fn list_mut(&mut self, which: Which) -> Option<&mut SlotList> {
+        match which {
+            Which::Free => Some(&mut self.free),
+            Which::Queued => Some(&mut self.queue),
+            Which::Answered => Some(&mut self.answered),
+            Which::Delivered => None,
+        }
+    }
+
+    fn slot_mut(&mut self, index: usize) -> Option<&mut RequestSlot> {
+        self.slots.as_mut()?.get_mut(index)
+    }
+
+    /// Appends slot `index` to list `which` (nothing for Delivered).
+    fn push(&mut self, which: Which, index: usize) {
+        let Some(list) = self.list_mut(which) else { return };
+        let tail = list.tail;
+        list.tail = link(index);
+        if tail == 0 {
+            list.head = link(index);
+        }
+        if let Some(slot) = self.slot_mut(index) {
+            slot.prev = tail;
+            slot.next = 0;
+        }
+        if let Some(before) = unlink(tail).and_then(|t| self.slot_mut(t)) {
+            before.next = link(index);
+        }
+    }
+
+    /// Takes slot `index` off list `which` (nothing for Delivered).
+    fn take_off(&mut self, which: Which, index: usize) {
+        let Some((prev, next)) = self.slot_mut(index).map(|slot| (slot.prev, slot.next)) else { return };
+        if which == Which::Delivered {
+            return;
+        }
+        match unlink(prev).and_then(|p| self.slot_mut(p)) {
+            Some(before) => before.next = next,
+            None => {
+                if let Some(list) = self.list_mut(which) {
+                    list.head = next;
+                }
+            }
+        }
+        match unlink(next).and_then(|n| self.slot_mut(n)) {
+            Some(after) => after.prev = prev,
+            None => {
+                if let Some(list) = self.list_mut(which) {
+                    list.tail = prev;
+                }
+            }
+        }
+        if let Some(slot) = self.slot_mut(index) {
+            slot.prev = 0;
+            slot.next = 0;
+        }
+    }
+
+    /// The request in slot `index`, if occupied.
+    fn request_at(&mut self, index: usize) -> Option<&mut PendedRequest> {
+        request_ref(self.slots.as_ref()?.get(index)?.request)
+    }
+
+    /// Files a request in a free slot and gives it its id (O(1)); the
+    /// request comes back when no slot is free.
+    fn file(&mut self, mut request: PoolBox<PendedRequest>) -> core::result::Result<u64, PoolBox<PendedRequest>> {
+        let Some(index) = unlink(self.free.head) else {
             return Err(request);
         };
-        // INVARIANT: the slot takes over the box.
-        *slot = RequestSlot { request_id, request: request.into_raw().as_ptr() as u64 };
+        self.take_off(Which::Free, index);
+        let request_id = (self.sequence << INDEX_BITS) | index as u64;
+        self.sequence += 1;
+        request.info.request_id = request_id;
+        let Some(slot) = self.slot_mut(index) else {
+            return Err(request);
+        };
+        // INVARIANT: the slot takes over the box; the id names the slot;
+        // requests are filed Queued, at the end of the queue.
+        slot.request_id = request_id;
+        slot.request = request.into_raw().as_ptr() as u64;
+        self.push(Which::Queued, index);
         self.live += 1;
-        // INVARIANT: requests are filed Queued.
         self.queued += 1;
-        Ok(())
+        Ok(request_id)
     }
 
+    /// Empties slot `index` (back on the free list) and returns its request.
     fn remove(&mut self, index: usize) -> Option<PoolBox<PendedRequest>> {
-        let slot = self.slots.as_mut()?.get_mut(index)?;
+        let state = self.request_at(index)?.state;
+        self.take_off(state.list(), index);
+        if state == RequestState::Queued {
+            self.queued = self.queued.saturating_sub(1);
+        }
+        let slot = self.slot_mut(index)?;
         let raw = core::mem::take(slot).request;
         let request = take_request(raw)?;
+        // INVARIANT: the slot is empty again, and free.
+        self.push(Which::Free, index);
         self.live -= 1;
         Some(request)
     }
 
-    /// Index of the first occupied slot whose request satisfies `test`.
-    fn position(&mut self, mut test: impl FnMut(&PendedRequest) -> bool) -> Option<usize> {
-        self.slots
-            .as_ref()?
-            .iter()
-            .position(|slot| slot.request != 0 && request_ref(slot.request).is_some_and(|r| test(r)))
+    /// The slot of `request_id`, if that request is still in the table.
+    fn index_of(&self, request_id: u64) -> Option<usize> {
+        let index = (request_id & INDEX_MASK) as usize;
+        let slot = self.slots.as_ref()?.get(index)?;
+        (slot.request != 0 && slot.request_id == request_id).then_some(index)
     }
 
+    /// Hands the oldest queued request to an agent (O(1)).
     fn next_queued(&mut self) -> Option<AskInfo> {
-        let mut best: Option<(u64, usize)> = None;
-        for (index, slot) in self.slots.iter().flat_map(|s| s.iter()).enumerate() {
-            if slot.request == 0 || best.is_some_and(|(id, _)| id < slot.request_id) {
-                continue;
-            }
-            if request_ref(slot.request).is_some_and(|r| r.state == RequestState::Queued) {
-                best = Some((slot.request_id, index));
-            }
-        }
-        let (_, index) = best?;
-        let slot = self.slots.as_ref()?.get(index)?;
-        let request = request_ref(slot.request)?;
-        request.state = RequestState::Delivered;
+        let index = unlink(self.queue.head)?;
+        self.take_off(Which::Queued, index);
         self.queued = self.queued.saturating_sub(1);
+        let request = self.request_at(index)?;
+        // INVARIANT: Delivered requests are on no list.
+        request.state = RequestState::Delivered;
         Some(request.info)
     }
 
     /// Marks a request answered and returns its completion context. With
     /// `must_be_delivered`, only a request an agent has read qualifies.
     fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<Settled> {
-        let index = self.position(|r| {
-            r.info.request_id == request_id
-                && match r.state {
-                    RequestState::Delivered => true,
-                    RequestState::Queued => !must_be_delivered,
-                    RequestState::Answered(_) => false,
-                }
-        })?;
+        let index = self.index_of(request_id)?;
+        let qualifies = match self.request_at(index)?.state {
+            RequestState::Delivered => true,
+            RequestState::Queued => !must_be_delivered,
+            RequestState::Answered(_) => false,
+        };
+        if !qualifies {
+            return None;
+        }
         self.settle(index, verdict)
     }
 
-    fn take_first_unanswered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<Settled> {
-        let index = self.position(|r| !matches!(r.state, RequestState::Answered(_)) && which(&r.info, r.deadline))?;
-        let verdict = request_ref(self.slots.as_ref()?.get(index)?.request)?.info.default_verdict;
-        self.settle(index, verdict)
+    /// The first unanswered request at or after slot `from` matching
+    /// `which`, settled with its default verdict, and its slot.
+    fn take_first_unanswered(
+        &mut self,
+        from: usize,
+        which: &impl Fn(&AskInfo, u64) -> bool,
+    ) -> Option<(usize, Settled)> {
+        let slots = self.slots.as_ref()?;
+        let index = slots.iter().enumerate().skip(from).find_map(|(index, slot)| {
+            let request = request_ref(slot.request)?;
+            (!matches!(request.state, RequestState::Answered(_)) && which(&request.info, request.deadline))
+                .then_some(index)
+        })?;
+        let verdict = self.request_at(index)?.info.default_verdict;
+        Some((index, self.settle(index, verdict)?))
     }
 
     /// Moves the request at `index` to Answered; at recv-accept, where no
     /// reauthorization follows, removes it. Returns what completing needs.
     fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Settled> {
-        let request = request_ref(self.slots.as_ref()?.get(index)?.request)?;
+        let request = self.request_at(index)?;
         let settled = Settled {
             completion_context: request.completion_context,
             packet: request.packet.take(),
@@ -586,15 +767,21 @@ impl RequestTable {
             connection: request.info.connection_key(),
             filter_id: request.info.filter_id,
         };
-        if request.state == RequestState::Queued {
+        let (before, inbound) = (request.state, request.info.inbound);
+        if inbound {
+            // No reauthorization follows: the request goes now.
+            drop(self.remove(index));
+            return Some(settled);
+        }
+        self.take_off(before.list(), index);
+        if before == RequestState::Queued {
             self.queued = self.queued.saturating_sub(1);
         }
         // INVARIANT: from here the operation counts as completed (the caller
-        // completes it once, outside the lock).
-        request.state = RequestState::Answered(verdict);
-        if request.info.inbound {
-            drop(self.remove(index));
-        }
+        // completes it once, outside the lock); Answered requests are on
+        // the answered list.
+        self.request_at(index)?.state = RequestState::Answered(verdict);
+        self.push(Which::Answered, index);
         Some(settled)
     }
 
@@ -613,13 +800,28 @@ impl RequestTable {
         marked
     }
 
+    /// The first answered request satisfying `test`, walking the answered
+    /// list only.
+    fn find_answered(&self, mut test: impl FnMut(&PendedRequest) -> bool) -> Option<usize> {
+        let slots = self.slots.as_ref()?;
+        let mut cursor = self.answered.head;
+        while let Some(index) = unlink(cursor) {
+            let slot = slots.get(index)?;
+            if request_ref(slot.request).is_some_and(|r| test(r)) {
+                return Some(index);
+            }
+            cursor = slot.next;
+        }
+        None
+    }
+
     fn take_answered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<PoolBox<PendedRequest>> {
-        let index = self.position(|r| matches!(r.state, RequestState::Answered(_)) && which(&r.info, r.deadline))?;
+        let index = self.find_answered(|r| which(&r.info, r.deadline))?;
         self.remove(index)
     }
 
     fn take_answered_for(&mut self, info: &AskInfo) -> Option<PoolBox<PendedRequest>> {
-        let index = self.position(|r| matches!(r.state, RequestState::Answered(_)) && r.info.same_connection(info))?;
+        let index = self.find_answered(|r| r.info.same_connection(info))?;
         self.remove(index)
     }
 }

@@ -1,6 +1,12 @@
-//! Per-filter counters split by processor, so classify on one CPU never
-//! writes a cache line another CPU writes (no shared hot line on the fast
-//! path). Readers add the slots up.
+//! Per-filter counters split by processor into at most
+//! [`MAX_COUNTER_LINES`] cache lines, so a filter's memory is bounded
+//! whatever the machine: one line per processor would cost 64 bytes per
+//! filter per processor (4 KiB a filter on 64 processors, 400 MiB of
+//! non-paged pool for 100,000 filters). On up to that many processors each
+//! has its own line, and classify on one never writes a line another
+//! writes; beyond, processors share lines by index (`processor mod
+//! lines`), which bounds memory at the price of some contention on a filter
+//! that is hot on many processors at once. Readers add the lines up.
 #![allow(unsafe_code)]
 
 use crate::ffi::{ALL_PROCESSOR_GROUPS, KeGetCurrentProcessorNumberEx, KeQueryActiveProcessorCountEx};
@@ -51,14 +57,28 @@ pub enum Counter {
 /// Words per processor slot: one 64-byte cache line.
 const SLOT_WORDS: usize = 8;
 
+/// The most counter lines a filter gets (a power of two): with the spare
+/// line for alignment, 192 bytes a filter on any machine.
+pub const MAX_COUNTER_LINES: usize = 2;
+
+/// How many counter lines a filter gets on a machine with `processors`
+/// processors: one each up to [`MAX_COUNTER_LINES`], never more; always a
+/// power of two, so a processor finds its line with a mask.
+pub fn counter_lines(processors: usize) -> usize {
+    processors.clamp(1, MAX_COUNTER_LINES).next_power_of_two().min(MAX_COUNTER_LINES)
+}
+
+const _: () = assert!(MAX_COUNTER_LINES.is_power_of_two());
+
 /// One processor's counters, alone on their cache line.
 #[repr(C, align(64))]
 struct Line([AtomicU64; SLOT_WORDS]);
 
-/// Counters with one cache line per processor.
+/// Counters with one cache line per processor, up to
+/// [`MAX_COUNTER_LINES`] lines.
 ///
 /// # Invariants
-/// `slots` is at least 1, `words` holds `(slots + 1) * SLOT_WORDS`
+/// `slots` is a power of two, at least 1, `words` holds `(slots + 1) * SLOT_WORDS`
 /// zero-initialised words, and
 /// `lines` is the first 64-byte aligned address inside it; `slots` whole
 /// lines start there (the spare line absorbs the alignment).
@@ -75,7 +95,8 @@ unsafe impl Send for PerCpuCounters {}
 // SAFETY: as above.
 unsafe impl Sync for PerCpuCounters {}
 
-/// How many processor slots to allocate: every active processor, at least one.
+/// Every active processor (across all groups), at least one: what
+/// [`PerCpuCounters::try_new`] is told.
 pub fn processor_count() -> usize {
     // SAFETY: no preconditions; callable at any IRQL.
     let count = unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS) };
@@ -90,9 +111,10 @@ pub fn current_processor() -> usize {
 }
 
 impl PerCpuCounters {
-    /// Allocates zeroed counters for `slots` processors.
-    pub fn try_new(slots: usize) -> Result<Self> {
-        let slots = slots.max(1);
+    /// Allocates zeroed counters for a machine with `processors`
+    /// processors ([`counter_lines`] of them).
+    pub fn try_new(processors: usize) -> Result<Self> {
+        let slots = counter_lines(processors);
         let words = PoolSlice::try_zeroed((slots + 1) * SLOT_WORDS, TAG_COUNTERS)?;
         let misalign = (words.as_ptr() as usize % 64) / 8;
         let offset = (SLOT_WORDS - misalign) % SLOT_WORDS;
@@ -119,11 +141,11 @@ impl PerCpuCounters {
         }
     }
 
-    /// `processor`'s cache line. Processors added after the allocation
-    /// (hot-add) share lines; the common case needs no division.
+    /// `processor`'s cache line: `processor mod slots`, a mask since
+    /// `slots` is a power of two (processors added later share lines too).
     #[inline(always)]
     fn line(&self, processor: usize) -> &[AtomicU64; SLOT_WORDS] {
-        let slot = if processor < self.slots { processor } else { processor.checked_rem(self.slots).unwrap_or(0) };
+        let slot = processor & (self.slots - 1);
         // SAFETY: slot < slots, and `slots` whole lines start at `lines`
         // inside `words` (invariant), so the offset stays in the allocation.
         let line = unsafe { self.lines.add(slot) };

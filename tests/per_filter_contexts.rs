@@ -68,7 +68,9 @@ fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
         (policy(PolicyAction::Permit), Layer::FLOWS.to_vec(), 0, true),
         (traced(PolicyAction::Permit), connect.to_vec(), 0, true),
         (traced(PolicyAction::Block), connect.to_vec(), 0, false),
-        (policy(PolicyAction::Audit), connect.to_vec(), 0, true),
+        (policy(PolicyAction::Audit), connect.to_vec(), 1, true),
+        (traced(PolicyAction::Audit), connect.to_vec(), 0, true),
+        (policy(PolicyAction::Audit), vec![Layer::RecvAcceptV4, Layer::RecvAcceptV6], 0, true),
         (policy(limit), connect.to_vec(), 0, true),
     ];
     for (repr, layers, tag, permitted) in cases {
@@ -80,12 +82,14 @@ fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
                 let word = engine::filter_context(id).unwrap();
                 let context = STATE.table.get(id).unwrap();
                 assert_eq!(
-                    word & !7,
+                    word & !0xf,
                     context.as_raw(),
                     "{repr:?} at {layer:?}: the word points at the table's context"
                 );
                 assert_eq!(word & 3, tag, "{repr:?} at {layer:?}: fast-path bits");
                 assert_eq!(word & 4 != 0, flags == CLEAR_ACTION_RIGHT, "{repr:?} at {layer:?}: hard-permit bit");
+                let audit = repr.action == PolicyAction::Audit;
+                assert_eq!(word & 8 != 0, audit && tag != 0, "{repr:?} at {layer:?}: static-audit bit");
                 drop(context);
                 for _ in 0..3 {
                     let result = harness.classify(layer, id, 443);
@@ -99,6 +103,7 @@ fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
                 let counters = harness.counters(id).unwrap();
                 assert_eq!(counters.matched, 3, "{repr:?} at {layer:?}");
                 assert_eq!((counters.permitted, counters.blocked), if permitted { (3, 0) } else { (0, 3) });
+                assert_eq!(counters.audited, if audit { 3 } else { 0 }, "{repr:?} at {layer:?}: audited");
                 harness.delete_filter(id).unwrap();
             }
         }

@@ -12,13 +12,16 @@
 //! - **engine**: the whole simulated path, `engine::classify_filter`
 //!   (routing, rundown counters, IRQL raise, input construction), whose
 //!   difference from **driver** is the simulator's own overhead;
-//! - **empty**: a classifyFn that only writes PERMIT (the floor);
+//! - **empty**: a classifyFn that only writes PERMIT (the floor of the
+//!   loop and the call; not a correct callout);
+//! - **minimal**: the minimal correct callout (checks the write right,
+//!   reads `filter->context`, writes the verdict);
 //! - **hash-sip / hash-fib / btree**: the same decision
 //!   (`wfpcallout::classify::decide_fast`, else `decide_on`) with the context found on every
-//!   classify in a map keyed by filter id under the driver's own
-//!   `EX_SPIN_LOCK` wrapper: `std` `HashMap` with its default SipHash
-//!   hasher, `HashMap` with a multiplicative (Fibonacci) hasher, and
-//!   `BTreeMap`.
+//!   classify in a map keyed by filter id under a native atomic
+//!   reader/writer spin lock ([`native_lock`]): `std` `HashMap` with its
+//!   default SipHash hasher, `HashMap` with a multiplicative (Fibonacci)
+//!   hasher, and `BTreeMap`.
 //!
 //! The kernel state is global, so one [`World`] exists at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -39,18 +42,20 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::hint::black_box;
-use std::sync::Barrier;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 use wfpcallout::classify::{Decision, decide_fast, decide_on};
 use wfpcallout::driver_state::STATE;
 use wfpcallout::filter_context::{ContextRef, FilterContext};
+use wfpcallout::log::Level;
 use wfpcallout::per_cpu_counters::current_processor;
-use wfpcallout::spin_lock::SpinLock;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, Connection};
 use wfpcallout_simkernel::{clock, irql, pool, verifier};
-use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
+use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
+
+pub mod ask;
+pub mod native_lock;
+use native_lock::NativeRwSpinLock;
 
 /// The classifyFn signature (`FWPS_CALLOUT_CLASSIFY_FN2` without the Option).
 pub type ClassifyFn = unsafe extern "system" fn(
@@ -74,25 +79,56 @@ pub const NOTIFY_CHUNK: usize = 16;
 /// Classifications per IRQL raise in throughput runs (a DPC's batch).
 pub const DISPATCH_BATCH: u64 = 4_096;
 
-/// The policies whose classify cost is reported.
+/// The policy paths whose classify cost is reported (one filter each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// Permit (the fast path).
+    /// Permit (the static path).
     Permit,
-    /// Block.
+    /// Block (the static path).
     Block,
-    /// Audit: permit and log the decision (a `DbgPrintEx` line per classify).
+    /// Audit whose policy logs nothing (the static path, counted as audited).
     Audit,
+    /// Audit whose policy asks for a line per connection, with the driver's
+    /// log gate closed below Info: the full path, nothing formatted.
+    AuditLogGated,
+    /// The same with the gate open: the line is formatted and printed
+    /// (through the simulated `DbgPrintEx`).
+    AuditLogged,
     /// Rate limit with a token available (the compare-and-swap path).
     RateLimitPass,
     /// Rate limit with the bucket empty (the refusal path).
     RateLimitDrop,
+    /// Ask with no agent connected: the default verdict at once.
+    AskNoAgent,
+    /// Permit while the driver is in lookup mode (an adopted filter is
+    /// alive): every classify finds its context in the table.
+    Lookup,
+    /// Permit at ALE_AUTH_RECV_ACCEPT_V4 (full path: our own injections
+    /// are recognised there). Engine path only (the packet is the engine's).
+    RecvAccept,
+    /// Permit at ALE_FLOW_ESTABLISHED_V4: a new flow per classify, tracked
+    /// with a flow context. Engine path only (the flow is the engine's).
+    FlowEstablished,
+    /// Ask with an agent connected: pended (see `ask::AskWorld`; not in
+    /// [`Policy::ALL`], its figures come from their own job).
+    AskAgent,
 }
 
 impl Policy {
     /// Every policy, in table order.
-    pub const ALL: [Policy; 5] =
-        [Policy::Permit, Policy::Block, Policy::Audit, Policy::RateLimitPass, Policy::RateLimitDrop];
+    pub const ALL: [Policy; 11] = [
+        Policy::Permit,
+        Policy::Block,
+        Policy::Audit,
+        Policy::AuditLogGated,
+        Policy::AuditLogged,
+        Policy::RateLimitPass,
+        Policy::RateLimitDrop,
+        Policy::AskNoAgent,
+        Policy::Lookup,
+        Policy::RecvAccept,
+        Policy::FlowEstablished,
+    ];
 
     /// Short name (benchmark ids, report keys).
     pub fn name(self) -> &'static str {
@@ -100,31 +136,70 @@ impl Policy {
             Policy::Permit => "permit",
             Policy::Block => "block",
             Policy::Audit => "audit",
+            Policy::AuditLogGated => "audit-log-gated",
+            Policy::AuditLogged => "audit-logged",
             Policy::RateLimitPass => "rate-limit-pass",
             Policy::RateLimitDrop => "rate-limit-drop",
+            Policy::AskNoAgent => "ask-no-agent",
+            Policy::Lookup => "lookup",
+            Policy::RecvAccept => "recv-accept",
+            Policy::FlowEstablished => "flow-established",
+            Policy::AskAgent => "ask-pended",
         }
+    }
+
+    /// The layer of the policy's filter.
+    pub fn layer(self) -> Layer {
+        match self {
+            Policy::RecvAccept => Layer::RecvAcceptV4,
+            Policy::FlowEstablished => Layer::FlowV4,
+            _ => Layer::ConnectV4,
+        }
+    }
+
+    /// Whether the bench can call classifyFn directly with its prebuilt
+    /// connect-layer inputs (the other layers need the engine's packet or
+    /// flow).
+    pub fn direct(self) -> bool {
+        self.layer() == Layer::ConnectV4 && self != Policy::AskAgent
     }
 
     /// The policy blob's content.
     pub fn repr(self) -> PolicyRepr {
-        let action = match self {
-            Policy::Permit => PolicyAction::Permit,
-            Policy::Block => PolicyAction::Block,
-            Policy::Audit => PolicyAction::Audit,
+        let (action, log_level) = match self {
+            Policy::Permit | Policy::Lookup | Policy::RecvAccept | Policy::FlowEstablished => {
+                (PolicyAction::Permit, LogLevel::Off)
+            }
+            Policy::Block => (PolicyAction::Block, LogLevel::Off),
+            Policy::Audit => (PolicyAction::Audit, LogLevel::Off),
+            Policy::AuditLogGated | Policy::AuditLogged => (PolicyAction::Audit, LogLevel::Info),
             // 10 ticks per token: the clock is advanced before every batch
             // (see `World::prepare`) so the bucket never runs dry.
-            Policy::RateLimitPass => PolicyAction::RateLimit { rate_per_sec: 1_000_000, burst: 1_000_000 },
+            Policy::RateLimitPass => {
+                (PolicyAction::RateLimit { rate_per_sec: 1_000_000, burst: 1_000_000 }, LogLevel::Off)
+            }
             // One token, then nothing for a second of (frozen) virtual time.
-            Policy::RateLimitDrop => PolicyAction::RateLimit { rate_per_sec: 1, burst: 1 },
+            Policy::RateLimitDrop => (PolicyAction::RateLimit { rate_per_sec: 1, burst: 1 }, LogLevel::Off),
+            Policy::AskNoAgent => {
+                (PolicyAction::Ask { timeout_ms: 60_000, default_verdict: Verdict::Permit }, LogLevel::Off)
+            }
+            // Ten minutes: no request times out while measured.
+            Policy::AskAgent => {
+                (PolicyAction::Ask { timeout_ms: 600_000, default_verdict: Verdict::Block }, LogLevel::Off)
+            }
         };
-        PolicyRepr { action, log_level: LogLevel::Off, label: Label::new("bench").unwrap() }
+        PolicyRepr { action, log_level, label: Label::new("bench").unwrap() }
     }
 
-    /// The verdict every classification under this policy must reach.
+    /// The verdict every classification under this policy must reach
+    /// (CONTINUE at flow-established, where classify does not decide).
     pub fn expected_action(self) -> u32 {
         match self {
             Policy::Block | Policy::RateLimitDrop => fwp::FWP_ACTION_BLOCK,
-            Policy::Permit | Policy::Audit | Policy::RateLimitPass => fwp::FWP_ACTION_PERMIT,
+            Policy::FlowEstablished => fwp::FWP_ACTION_CONTINUE,
+            // Pended: BLOCK + ABSORB now.
+            Policy::AskAgent => fwp::FWP_ACTION_BLOCK,
+            _ => fwp::FWP_ACTION_PERMIT,
         }
     }
 }
@@ -132,26 +207,37 @@ impl Policy {
 /// A classifyFn to measure through the same loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// Only writes PERMIT: the floor.
+    /// Only writes PERMIT: the floor of the loop and the indirect call,
+    /// not a correct callout (it neither checks the write right nor reads
+    /// the filter).
     Empty,
+    /// The minimal correct callout: checks the write right, reads
+    /// `filter->context` and writes the verdict it carries.
+    Minimal,
     /// The driver's classifyFn (context from `filter->context`).
     Driver,
-    /// Same decision, context from a SipHash `HashMap` under a spin lock.
+    /// Same decision, context from a SipHash `HashMap` under a native spin lock.
     HashSip,
-    /// Same decision, context from a Fibonacci-hashed `HashMap` under a spin lock.
+    /// Same decision, context from a Fibonacci-hashed `HashMap` under a native spin lock.
     HashFib,
-    /// Same decision, context from a `BTreeMap` under a spin lock.
+    /// Same decision, context from a `BTreeMap` under a native spin lock.
     BTree,
 }
 
 impl Variant {
     /// Every variant.
-    pub const ALL: [Variant; 5] = [Variant::Empty, Variant::Driver, Variant::HashSip, Variant::HashFib, Variant::BTree];
+    pub const ALL: [Variant; 6] =
+        [Variant::Empty, Variant::Minimal, Variant::Driver, Variant::HashSip, Variant::HashFib, Variant::BTree];
+
+    /// The floors and baselines measured beside the driver at one filter.
+    pub const OTHERS: [Variant; 5] =
+        [Variant::Empty, Variant::Minimal, Variant::HashSip, Variant::HashFib, Variant::BTree];
 
     /// Short name (benchmark ids, report keys).
     pub fn name(self) -> &'static str {
         match self {
             Variant::Empty => "empty",
+            Variant::Minimal => "minimal",
             Variant::Driver => "driver",
             Variant::HashSip => "hash-sip",
             Variant::HashFib => "hash-fib",
@@ -163,6 +249,7 @@ impl Variant {
     pub fn classify_fn(self) -> ClassifyFn {
         match self {
             Variant::Empty => empty_classify,
+            Variant::Minimal => minimal_classify,
             Variant::Driver => wfpcallout::classify::classify_fn,
             Variant::HashSip => hash_sip_classify,
             Variant::HashFib => hash_fib_classify,
@@ -189,6 +276,37 @@ pub unsafe extern "system" fn empty_classify(
 ) {
     // SAFETY: the caller passes NULL or a valid, unaliased classify output.
     if let Some(out) = unsafe { classify_out.as_mut() } {
+        out.actionType = fwp::FWP_ACTION_PERMIT;
+    }
+}
+
+/// The minimal correct callout: returns without the write right, reads the
+/// verdict from `filter->context` (the driver's context word: bit 1 says
+/// BLOCK) and writes it, clearing the write right on BLOCK. No counting,
+/// no unload protection, no argument checks beyond NULL.
+///
+/// # Safety
+/// `filter` and `classify_out` must be NULL or valid for the call.
+pub unsafe extern "system" fn minimal_classify(
+    _in_fixed_values: *const FWPS_INCOMING_VALUES0,
+    _in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
+    _layer_data: *mut c_void,
+    _classify_context: *const c_void,
+    filter: *const FWPS_FILTER2,
+    _flow_context: u64,
+    classify_out: *mut FWPS_CLASSIFY_OUT0,
+) {
+    // SAFETY: the caller passes NULL or a valid, unaliased classify output.
+    let Some(out) = (unsafe { classify_out.as_mut() }) else { return };
+    if out.rights & FWPS_RIGHT_ACTION_WRITE == 0 {
+        return;
+    }
+    // SAFETY: the caller passes NULL or a filter valid for the call.
+    let Some(filter) = (unsafe { filter.as_ref() }) else { return };
+    if filter.context & 0b10 != 0 {
+        out.actionType = fwp::FWP_ACTION_BLOCK;
+        out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    } else {
         out.actionType = fwp::FWP_ACTION_PERMIT;
     }
 }
@@ -258,9 +376,9 @@ type SipMap = Option<HashMap<u64, ContextRef>>;
 type FibMap = Option<HashMap<u64, ContextRef, BuildHasherDefault<FibHasher>>>;
 type OrderedMap = BTreeMap<u64, ContextRef>;
 
-static SIP_MAP: SpinLock<SipMap> = SpinLock::new(None);
-static FIB_MAP: SpinLock<FibMap> = SpinLock::new(None);
-static BTREE_MAP: SpinLock<OrderedMap> = SpinLock::new(BTreeMap::new());
+static SIP_MAP: NativeRwSpinLock<SipMap> = NativeRwSpinLock::new(None);
+static FIB_MAP: NativeRwSpinLock<FibMap> = NativeRwSpinLock::new(None);
+static BTREE_MAP: NativeRwSpinLock<OrderedMap> = NativeRwSpinLock::new(BTreeMap::new());
 
 fn write_verdict(decision: Decision, clear_right: bool, out: &mut FWPS_CLASSIFY_OUT0) {
     match decision {
@@ -283,15 +401,15 @@ fn write_verdict(decision: Decision, clear_right: bool, out: &mut FWPS_CLASSIFY_
 }
 
 /// The locked-map design: the same argument checks and decision as the
-/// driver, but the context is looked up by filter id under the map's spin
-/// lock (shared) on every classify; the decision runs under the lock, so
+/// driver, but the context is looked up by filter id under the map's
+/// native spin lock (shared) on every classify; the decision runs under the lock, so
 /// no reference count is touched (the cheapest form of this design).
 ///
 /// # Safety
 /// `filter` and `classify_out` must be NULL or valid for the call.
 #[inline(always)]
 unsafe fn locked_classify<M: ContextMap>(
-    map: &SpinLock<M>,
+    map: &NativeRwSpinLock<M>,
     filter: *const FWPS_FILTER2,
     classify_out: *mut FWPS_CLASSIFY_OUT0,
 ) {
@@ -350,9 +468,9 @@ locked_classify_fn!(
 fn fill_baselines(ids: &[u64]) {
     let contexts: Vec<(u64, ContextRef)> =
         ids.iter().map(|&id| (id, STATE.table.get(id).expect("the driver holds a context for every filter"))).collect();
-    let mut sip = SIP_MAP.lock();
-    let mut fib = FIB_MAP.lock();
-    let mut btree = BTREE_MAP.lock();
+    let mut sip = SIP_MAP.write();
+    let mut fib = FIB_MAP.write();
+    let mut btree = BTREE_MAP.write();
     for (id, context) in contexts {
         sip.put(id, context.clone());
         fib.put(id, context.clone());
@@ -361,7 +479,7 @@ fn fill_baselines(ids: &[u64]) {
 }
 
 fn clear_baselines() {
-    let taken = (SIP_MAP.lock().take_all(), FIB_MAP.lock().take_all(), BTREE_MAP.lock().take_all());
+    let taken = (SIP_MAP.write().take_all(), FIB_MAP.write().take_all(), BTREE_MAP.write().take_all());
     drop(taken);
 }
 
@@ -483,6 +601,21 @@ pub fn engine_loop(ids: &[u64], connection: &Connection, mut cursor: usize, iter
         }
     }
     (cursor, verdicts)
+}
+
+/// `iters` new flows at the connection's FLOW_ESTABLISHED layer, each
+/// classified through the engine (which calls classifyFn with the flow's
+/// handle); the local port moves on for each, so each is a new connection.
+/// Returns the verdict sum.
+#[inline(never)]
+pub fn flow_loop(connection: &mut Connection, iters: u64) -> u32 {
+    let mut verdicts = 0u32;
+    for _ in 0..iters {
+        connection.local_port = connection.local_port.checked_add(1).unwrap_or(1024);
+        let (_, result) = engine::flows::establish_flow(connection);
+        verdicts = verdicts.wrapping_add(result.action);
+    }
+    verdicts
 }
 
 // ---------------------------------------------------------------------------
@@ -609,7 +742,7 @@ impl World {
     /// Boots, loads the driver and adds `count` filters with `policy`.
     pub fn new(count: usize, policy: Policy) -> Self {
         let harness = Harness::load();
-        let layer = Layer::ConnectV4;
+        let layer = policy.layer();
         let mut spec = Harness::filter_spec(layer);
         spec.provider_context = Some(engine::add_provider_context(&policy.repr().to_bytes()));
         let callout_id = engine::callout_id(&layer.spec().key).expect("our callout is registered");
@@ -639,6 +772,12 @@ impl World {
         let visit = order.iter().map(|&i| FilterPtr(&*filters[i])).collect();
         let visit_ids = order.iter().map(|&i| ids[i]).collect();
         fill_baselines(&ids);
+        match policy {
+            // An adopted filter alive: classify looks every context up.
+            Policy::Lookup => STATE.adopted_added(),
+            Policy::AuditLogGated => wfpcallout::log::set_max_level(Some(Level::Warning)),
+            _ => {}
+        }
         let connection = layer.connection(443);
         let inputs = Inputs::new(&connection);
         let provider = ProviderContext::new(&policy.repr());
@@ -705,11 +844,23 @@ impl World {
         verdicts
     }
 
-    /// `iters` classifications through the whole simulated engine path.
+    /// `iters` classifications through the whole simulated engine path (at
+    /// flow-established, `iters` new flows).
     pub fn classify_engine(&mut self, iters: u64) -> u32 {
+        if self.policy == Policy::FlowEstablished {
+            return flow_loop(&mut self.connection, iters);
+        }
         let (cursor, verdicts) = engine_loop(&self.visit_ids, &self.connection, self.cursor, iters);
         self.cursor = cursor;
         verdicts
+    }
+
+    /// One classification of a connection to `remote_port` through the
+    /// whole layer, as the engine runs it (pending allowed).
+    pub fn classify_layer(&self, remote_port: u16) -> engine::ClassifyResult {
+        let mut connection = self.connection.clone();
+        connection.remote_port = remote_port;
+        engine::classify(&connection)
     }
 
     /// `count` filters for notify-only ADD/DELETE, with fresh ids (not known
@@ -771,6 +922,11 @@ impl World {
     /// is released, since the next world resets it).
     fn teardown(&mut self) -> Vec<String> {
         let Some(mut harness) = self.harness.take() else { return Vec::new() };
+        match self.policy {
+            Policy::Lookup => STATE.adopted_removed(),
+            Policy::AuditLogGated => wfpcallout::log::set_max_level(Some(Level::Trace)),
+            _ => {}
+        }
         clear_baselines();
         for &id in &self.ids {
             let _ = engine::delete_filter(id);
@@ -787,94 +943,6 @@ impl Drop for World {
     fn drop(&mut self) {
         let _ = self.teardown();
     }
-}
-
-// ---------------------------------------------------------------------------
-// Throughput.
-
-/// CPU time the calling thread has used (Linux), to tell a run whose threads
-/// really ran side by side from one where another process took a core.
-#[cfg(target_os = "linux")]
-pub fn thread_cpu_time() -> Option<std::time::Duration> {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    unsafe extern "C" {
-        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the call.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
-}
-
-/// CPU time the calling thread has used (not available here).
-#[cfg(not(target_os = "linux"))]
-pub fn thread_cpu_time() -> Option<std::time::Duration> {
-    None
-}
-
-/// One throughput run.
-#[derive(Clone, Copy, Debug)]
-pub struct Throughput {
-    /// Classifications per second, all threads together, over the wall time
-    /// from the first thread's start to the last thread's finish.
-    pub rate: f64,
-    /// The smallest share of that wall time any thread spent on a CPU (1.0:
-    /// every thread ran the whole time; NaN when CPU time is unavailable).
-    pub core_share: f64,
-}
-
-/// Classifications per second with `threads` OS threads, each pinned to its
-/// own virtual processor and classifying `per_thread` times in batches of
-/// [`DISPATCH_BATCH`] at DISPATCH_LEVEL, walking the filters from a
-/// different offset.
-pub fn throughput(
-    variant: Variant,
-    inputs: &Inputs,
-    filters: &[FilterPtr],
-    threads: usize,
-    per_thread: u64,
-) -> Throughput {
-    let classify = variant.classify_fn();
-    let barrier = Barrier::new(threads);
-    type Span = (Instant, Instant, Option<std::time::Duration>);
-    let spans: Vec<Span> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || {
-                    irql::pin_thread_to_processor(t);
-                    let mut cursor = t * filters.len() / threads;
-                    barrier.wait();
-                    let cpu_start = thread_cpu_time();
-                    let start = Instant::now();
-                    let mut left = per_thread;
-                    while left > 0 {
-                        let batch = left.min(DISPATCH_BATCH);
-                        let (next, verdicts) =
-                            irql::at_dispatch(|| classify_loop(classify, inputs, filters, cursor, batch));
-                        black_box(verdicts);
-                        cursor = next;
-                        left -= batch;
-                    }
-                    let end = Instant::now();
-                    let cpu = thread_cpu_time().zip(cpu_start).map(|(b, a)| b.saturating_sub(a));
-                    (start, end, cpu)
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("worker")).collect()
-    });
-    let start = spans.iter().map(|s| s.0).min().expect("a thread");
-    let end = spans.iter().map(|s| s.1).max().expect("a thread");
-    let wall = end.duration_since(start).as_secs_f64();
-    let core_share =
-        spans.iter().map(|s| s.2.map_or(f64::NAN, |cpu| cpu.as_secs_f64() / wall)).fold(f64::INFINITY, f64::min);
-    Throughput { rate: (threads as u64 * per_thread) as f64 / wall, core_share }
 }
 
 // ---------------------------------------------------------------------------
@@ -924,7 +992,11 @@ mod tests {
             let expected = policy.expected_action();
             // The drop policy lets the first classification of each filter through.
             world.classify(Variant::Driver, 50);
-            for variant in [Variant::Driver, Variant::HashSip, Variant::HashFib, Variant::BTree] {
+            // The minimal callout reads only the static verdict bits.
+            let minimal = (policy != Policy::RateLimitDrop).then_some(Variant::Minimal);
+            for variant in
+                [Variant::Driver, Variant::HashSip, Variant::HashFib, Variant::BTree].into_iter().chain(minimal)
+            {
                 let sum = world.classify(variant, 100);
                 assert_eq!(sum, expected.wrapping_mul(100), "{policy:?} {variant:?}");
             }
@@ -956,15 +1028,6 @@ mod tests {
         World::engine_delete_all(&ids);
         assert_eq!(STATE.table.len(), 20);
         assert_eq!(World::memory().contexts, before.contexts);
-        world.finish();
-    }
-
-    #[test]
-    fn two_threads_classify_on_their_own_processors() {
-        let world = World::new(100, Policy::Permit);
-        for variant in [Variant::Driver, Variant::HashFib] {
-            assert!(throughput(variant, world.inputs(), world.filters(), 2, 10_000).rate > 0.0);
-        }
         world.finish();
     }
 }

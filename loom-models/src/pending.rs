@@ -21,7 +21,14 @@
 //! | [`unload`], [`release_contexts`]        | `lifecycle::unload` (its pending part), `release_contexts` |
 //!
 //! The table is a fixed array of slots each owning a boxed request, as in
-//! the driver (there: raw `PoolBox` pointers in a `PoolSlice`). The engine
+//! the driver (there: raw `PoolBox` pointers in a `PoolSlice`). The driver
+//! finds requests through intrusive lists and ids that name their slot
+//! (O(1) in the number pending); the model finds the same request by
+//! scanning: the oldest queued one (lowest id: the driver gives ids in
+//! filing order, under the lock), the one with the answered id, the first
+//! answered one for a connection. Every table operation runs under the one
+//! lock in both, so which interleavings loom explores does not depend on
+//! how a request is found inside it. The engine
 //! model counts, per operation, completions, the verdict completed with,
 //! the clone's fate at recv-accept, and the request's free.
 
