@@ -3,8 +3,9 @@
 //! for it, or fall back to the filter's default verdict.
 //!
 //! At ALE_AUTH_RECV_ACCEPT completion does not reauthorize: the first
-//! packet is cloned when the connection is pended, and permitting injects
-//! the clone (see `reinjection`).
+//! packet is deep-copied when the connection is pended (a shallow clone
+//! must not wait for a person), and permitting injects the copy (see
+//! `reinjection`).
 #![forbid(unsafe_code)]
 
 use crate::callouts::CALLOUTS;
@@ -131,7 +132,7 @@ pub fn classify_ask(
         return defaulted(context, default_verdict);
     };
     let packet = if info.inbound {
-        match crate::reinjection::clone_packet(layer_data, values, metadata, info.remote_address) {
+        match crate::reinjection::copy_packet(layer_data, values, metadata, info.remote_address) {
             Ok(packet) => Some(packet),
             Err(_) => return defaulted(context, default_verdict),
         }

@@ -21,6 +21,7 @@ pub mod debug_print;
 pub mod engine;
 pub mod faults;
 pub mod irql;
+pub mod mdl;
 pub mod pool;
 pub mod spin_lock;
 pub mod sync_points;
@@ -48,6 +49,7 @@ impl Kernel {
         }
         irql::reset();
         pool::reset();
+        mdl::reset();
         engine::reset();
         verifier::reset();
         faults::reset();
@@ -78,6 +80,7 @@ impl Kernel {
     pub fn assert_unloaded_clean(&self) {
         pool::report_leaks();
         engine::report_leaks();
+        mdl::report_leaks();
         self.assert_clean();
     }
 }

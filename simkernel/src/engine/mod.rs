@@ -10,6 +10,7 @@ mod client;
 mod connection;
 pub mod flows;
 mod management_api;
+pub mod packet_data;
 pub mod packets;
 pub mod pending;
 pub mod reauthorization;
@@ -371,6 +372,7 @@ pub(crate) fn reset() {
     pending::reset();
     flows::reset();
     packets::reset();
+    packet_data::reset();
     let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
     *guard = Some(EngineState::new());
     drop(guard);

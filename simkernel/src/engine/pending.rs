@@ -160,6 +160,7 @@ pub unsafe extern "system" fn FwpsPendOperation0(
 pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, net_buffer_list: *mut c_void) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsCompleteOperation0");
     let operation = completion_context as usize;
+    super::packets::check_held_clones();
     let Some(pended) = with(|s| s.pended.remove(&operation)) else {
         report(
             ViolationKind::ApiMisuse,
@@ -169,8 +170,11 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
     };
     let reauthorize =
         matches!(pended.connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
-    if !net_buffer_list.is_null() && !super::packets::is_live_clone(net_buffer_list) {
-        report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet that is not a live clone");
+    if !net_buffer_list.is_null() && !super::packets::is_callouts_packet(net_buffer_list) {
+        report(
+            ViolationKind::ApiMisuse,
+            "FwpsCompleteOperation0 with a packet that is not the callout's own live clone or allocated list",
+        );
     }
     let deferred = reauthorize
         && with(|s| {
@@ -219,6 +223,20 @@ pub fn deliver_deferred_reauthorizations() -> Vec<(Connection, ClassifyResult)> 
             (connection, result)
         })
         .collect()
+}
+
+/// Whether an operation pended for `connection` (its layer and 5-tuple)
+/// still waits for completion.
+pub(crate) fn has_pended(connection: &Connection) -> bool {
+    let same = |c: &Connection| {
+        c.layer_id == connection.layer_id
+            && c.protocol == connection.protocol
+            && c.local_address == connection.local_address
+            && c.local_port == connection.local_port
+            && c.remote_address == connection.remote_address
+            && c.remote_port == connection.remote_port
+    };
+    with(|s| s.pended.values().any(|p| same(&p.connection)))
 }
 
 /// Operations pended and not yet completed.
