@@ -132,10 +132,15 @@ pub fn classify_ask(
         return defaulted(context, default_verdict);
     };
     let packet = if info.inbound {
-        match crate::reinjection::copy_packet(layer_data, values, metadata, info.remote_address) {
+        match crate::reinjection::copy_packet(layer_data, values, metadata, true, info.remote_address) {
             Ok(packet) => Some(packet),
             Err(_) => return defaulted(context, default_verdict),
         }
+    } else if !layer_data.is_null() {
+        // The first datagram of a UDP/ICMP connection: completing flushes
+        // it, so a copy is sent on a permit. Without a copy the connection
+        // is still pended (the application retransmits, as Windows allows).
+        crate::reinjection::copy_packet(layer_data, values, metadata, false, info.remote_address).ok()
     } else {
         None
     };

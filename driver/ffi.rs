@@ -164,6 +164,20 @@ unsafe extern "system" {
         completionFn: Option<unsafe extern "system" fn(*mut c_void, *mut c_void, u8)>,
         completionContext: HANDLE,
     ) -> NTSTATUS;
+    /// Injects a datagram into the send path of socket `endpointHandle`
+    /// (`sendArgs`: FWPS_TRANSPORT_SEND_PARAMS1) (<= DISPATCH_LEVEL).
+    pub fn FwpsInjectTransportSendAsync1(
+        injectionHandle: HANDLE,
+        injectionContext: HANDLE,
+        endpointHandle: u64,
+        flags: u32,
+        sendArgs: *const c_void,
+        addressFamily: u16,
+        compartmentId: u32,
+        netBufferList: *mut c_void,
+        completionFn: Option<unsafe extern "system" fn(*mut c_void, *mut c_void, u8)>,
+        completionContext: HANDLE,
+    ) -> NTSTATUS;
     /// Whether a packet was injected by this handle (<= DISPATCH_LEVEL).
     pub fn FwpsQueryPacketInjectionState0(
         injectionHandle: HANDLE,

@@ -4,6 +4,15 @@
 //! back into the receive path; the engine classifies it again and classify
 //! recognises it as our own injection. To deny, the copy is freed.
 //!
+//! At ALE_AUTH_CONNECT a UDP (or ICMP) connection's first datagram comes as
+//! layerData, and completing the operation flushes it ("Any pended packet
+//! data is flushed ... The callout could buffer such data and reinject the
+//! data on the application's behalf", FwpsCompleteOperation0; the inspect
+//! sample send-injects it once the reauthorization permitted). So it is
+//! copied the same way (from its transport header) and, to permit, sent
+//! with `FwpsInjectTransportSendAsync1` on its socket
+//! (`transportEndpointHandle`) to its remote address.
+//!
 //! The copy is deep: the bytes from the IP header go into our own non-paged
 //! buffer, described by an MDL and wrapped with
 //! `FwpsAllocateNetBufferAndNetBufferList0`. A shallow clone
@@ -93,6 +102,17 @@ pub static COPIES: CopyStats =
 /// Our NET_BUFFER_LIST pool (NULL when closed).
 static NBL_POOL: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
+/// `FWPS_TRANSPORT_SEND_PARAMS1` (x64).
+#[repr(C)]
+struct TransportSendParams1 {
+    remote_address: *const u8,
+    remote_scope_id: u32,
+    control_data: *const c_void,
+    control_data_length: u32,
+    header_include_header: *const c_void,
+    header_include_header_length: u32,
+}
+
 /// A deep copy of a packet: our bytes, the MDL over them and the list
 /// `FwpsAllocateNetBufferAndNetBufferList0` made over that. Dropping it
 /// frees all three (in that order reversed) and returns its bytes to the
@@ -106,7 +126,17 @@ struct PacketCopy {
     mdl: usize,
     len: usize,
     data: PoolSlice<u64>,
+    /// A datagram's remote address (network order) and the send
+    /// parameters pointing at it: both must stay valid until the send
+    /// injection completes, so they live here.
+    remote: [u8; 16],
+    send_args: TransportSendParams1,
 }
+
+#[allow(unsafe_code)]
+// SAFETY: the raw pointers in `send_args` point into this same value (or
+// are NULL); nothing else shares them.
+unsafe impl Send for PacketCopy {}
 
 impl PacketCopy {
     fn bytes(&mut self) -> *mut u8 {
@@ -129,13 +159,33 @@ impl Drop for PacketCopy {
     }
 }
 
-/// A copied inbound packet, waiting for the verdict on its connection.
+/// Where a copied packet goes back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Receive path, on the interface it came from (ALE_AUTH_RECV_ACCEPT).
+    Inbound {
+        /// `IF_INDEX` it arrived on.
+        interface_index: u32,
+        /// Its sub-interface.
+        sub_interface_index: u32,
+    },
+    /// Send path of its socket (the first datagram at ALE_AUTH_CONNECT).
+    Outbound {
+        /// `transportEndpointHandle` of the sending socket.
+        endpoint: u64,
+        /// The remote address.
+        remote: IpAddr,
+        /// Its scope id.
+        scope_id: u32,
+    },
+}
+
+/// A copied packet, waiting for the verdict on its connection.
 pub struct PendedPacket {
     copy: PoolBox<PacketCopy>,
     family: u16,
     compartment: u32,
-    interface_index: u32,
-    sub_interface_index: u32,
+    direction: Direction,
 }
 
 impl PendedPacket {
@@ -255,19 +305,34 @@ fn reserve(len: usize) -> bool {
     true
 }
 
-/// Deep-copies classify's packet (from its IP header) for a pended inbound
-/// connection.
+/// Deep-copies classify's packet for a pended connection: inbound from its
+/// IP header (the receive path takes it so), outbound from its transport
+/// header, where the datagram starts (the send path adds the IP header).
 pub(crate) fn copy_packet(
     layer_data: *mut c_void,
     values: &IncomingValues<'_>,
     metadata: Option<&Metadata<'_>>,
+    inbound: bool,
     remote: IpAddr,
 ) -> Result<PendedPacket> {
     let pool = NBL_POOL.load(Ordering::Acquire);
     if layer_data.is_null() || handle().is_none() || pool.is_null() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
-    let headers = metadata.and_then(Metadata::header_sizes).ok_or(NtStatus::INVALID_PARAMETER)?;
+    let direction = if inbound {
+        Direction::Inbound {
+            interface_index: values.uint32(RECV_ACCEPT_INTERFACE_INDEX).unwrap_or(0),
+            sub_interface_index: values.uint32(RECV_ACCEPT_SUB_INTERFACE_INDEX).unwrap_or(0),
+        }
+    } else {
+        Direction::Outbound {
+            endpoint: metadata.and_then(Metadata::transport_endpoint_handle).ok_or(NtStatus::INVALID_PARAMETER)?,
+            remote,
+            scope_id: metadata.and_then(Metadata::remote_scope_id).unwrap_or(0),
+        }
+    };
+    let headers =
+        if inbound { metadata.and_then(Metadata::header_sizes).ok_or(NtStatus::INVALID_PARAMETER)? } else { 0 };
     let buffer = first_net_buffer(layer_data);
     if buffer.is_null() {
         return Err(NtStatus::INVALID_PARAMETER);
@@ -285,7 +350,16 @@ pub(crate) fn copy_packet(
             return Err(status);
         }
     };
-    let mut copy = PoolBox::try_new(PacketCopy { nbl: 0, mdl: 0, len, data }, TAG_PACKET_COPY_RECORD)?;
+    let send_args = TransportSendParams1 {
+        remote_address: core::ptr::null(),
+        remote_scope_id: 0,
+        control_data: core::ptr::null(),
+        control_data_length: 0,
+        header_include_header: core::ptr::null(),
+        header_include_header_length: 0,
+    };
+    let copy = PacketCopy { nbl: 0, mdl: 0, len, data, remote: [0; 16], send_args };
+    let mut copy = PoolBox::try_new(copy, TAG_PACKET_COPY_RECORD)?;
     read_packet(buffer, headers, len, copy.bytes())?;
     let bytes = copy.bytes();
     #[allow(unsafe_code)]
@@ -317,8 +391,7 @@ pub(crate) fn copy_packet(
         copy,
         family: if remote.is_ipv6() { AF_INET6 } else { AF_INET },
         compartment: metadata.and_then(Metadata::compartment_id).unwrap_or(0),
-        interface_index: values.uint32(RECV_ACCEPT_INTERFACE_INDEX).unwrap_or(0),
-        sub_interface_index: values.uint32(RECV_ACCEPT_SUB_INTERFACE_INDEX).unwrap_or(0),
+        direction,
     })
 }
 
@@ -327,11 +400,13 @@ pub(crate) fn copy_packet(
 /// engine put it.
 #[allow(unsafe_code)]
 fn read_packet(buffer: *mut c_void, headers: u32, len: usize, into: *mut u8) -> Result {
-    // SAFETY: the packet's first NET_BUFFER, valid during classify; the
-    // headers it is retreated over are in the buffer (the metadata says so).
-    let status = unsafe { crate::ffi::NdisRetreatNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
-    if status != 0 {
-        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    if headers != 0 {
+        // SAFETY: the packet's first NET_BUFFER, valid during classify; the
+        // headers it is retreated over are in the buffer (the metadata says so).
+        let status = unsafe { crate::ffi::NdisRetreatNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+        if status != 0 {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
     }
     // SAFETY: `into` has room for `len` bytes (the copy's buffer).
     let data = unsafe { crate::ffi::NdisGetDataBuffer(buffer, len as u32, into.cast(), 1, 0) };
@@ -341,15 +416,18 @@ fn read_packet(buffer: *mut c_void, headers: u32, len: usize, into: *mut u8) -> 
         // and does not overlap the packet.
         unsafe { core::ptr::copy_nonoverlapping(data.cast::<u8>(), into, len) };
     }
-    // SAFETY: undoes the retreat above before the engine sees the packet.
-    unsafe { crate::ffi::NdisAdvanceNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+    if headers != 0 {
+        // SAFETY: undoes the retreat above before the engine sees the packet.
+        unsafe { crate::ffi::NdisAdvanceNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+    }
     if data.is_null() { Err(NtStatus::INVALID_PARAMETER) } else { Ok(()) }
 }
 
 /// After `FwpsCompleteOperation0(context, copy)`: injects the copy to
-/// permit, frees it to deny.
+/// permit (inbound into the receive path, a first datagram into its
+/// socket's send path), frees it to deny.
 pub fn finish(packet: PendedPacket, verdict: Verdict) {
-    let PendedPacket { copy, family, compartment, interface_index, sub_interface_index } = packet;
+    let PendedPacket { copy, family, compartment, direction } = packet;
     let Some(handle) = handle().filter(|_| verdict == Verdict::Permit) else {
         drop(copy);
         return;
@@ -357,29 +435,63 @@ pub fn finish(packet: PendedPacket, verdict: Verdict) {
     let nbl = copy.nbl as *mut c_void;
     // The copy travels as the completion context; the completion frees it.
     let raw = copy.into_raw();
-    #[allow(unsafe_code)]
-    // SAFETY: our handle and our live list; on success the completion
-    // function takes the copy back and frees it, so ownership passes to
-    // the stack until then.
-    let status = unsafe {
-        crate::ffi::FwpsInjectTransportReceiveAsync0(
-            handle,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            0,
-            family,
-            compartment,
-            interface_index,
-            sub_interface_index,
-            nbl,
-            Some(injection_complete),
-            raw.as_ptr().cast(),
-        )
+    let status = match direction {
+        Direction::Inbound { interface_index, sub_interface_index } => {
+            #[allow(unsafe_code)]
+            // SAFETY: our handle and our live list; on success the completion
+            // function takes the copy back and frees it.
+            unsafe {
+                crate::ffi::FwpsInjectTransportReceiveAsync0(
+                    handle,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    0,
+                    family,
+                    compartment,
+                    interface_index,
+                    sub_interface_index,
+                    nbl,
+                    Some(injection_complete),
+                    raw.as_ptr().cast(),
+                )
+            }
+        }
+        Direction::Outbound { endpoint, remote, scope_id } => {
+            let copy = raw.as_ptr();
+            #[allow(unsafe_code)]
+            // SAFETY: `raw` is our live copy, given away but not yet to
+            // anyone: we are its only user until the injection below.
+            let copy = unsafe { &mut *copy };
+            match remote {
+                IpAddr::V4(v4) => copy.remote[..4].copy_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => copy.remote.copy_from_slice(&v6.octets()),
+            }
+            copy.send_args.remote_address = copy.remote.as_ptr();
+            copy.send_args.remote_scope_id = scope_id;
+            #[allow(unsafe_code)]
+            // SAFETY: our handle, the socket classify named, our live list,
+            // and send parameters that live in the copy until the completion
+            // function takes the copy back and frees it.
+            unsafe {
+                crate::ffi::FwpsInjectTransportSendAsync1(
+                    handle,
+                    core::ptr::null_mut(),
+                    endpoint,
+                    0,
+                    (&raw const copy.send_args).cast(),
+                    family,
+                    compartment,
+                    nbl,
+                    Some(injection_complete),
+                    raw.as_ptr().cast(),
+                )
+            }
+        }
     };
     if NtStatus::to_result(status).is_ok() {
         return;
     }
-    crate::log!(Level::Warning, "FwpsInjectTransportReceiveAsync0 failed: {:#010X}", status as u32);
+    crate::log!(Level::Warning, "packet injection failed: {:#010X}", status as u32);
     #[allow(unsafe_code)]
     // SAFETY: from `into_raw` above with the same tag; the failed injection
     // did not take it.

@@ -411,7 +411,8 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
 pub(crate) fn classify_with_flow(connection: &Connection, flow_handle: u64) -> ClassifyResult {
     let inbound =
         matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
-    let packet = if inbound { super::packets::incoming(connection) } else { std::ptr::null_mut() };
+    let packet =
+        if inbound { super::packets::incoming(connection) } else { super::packets::first_datagram(connection) };
     let result = classify_input(connection, flow_handle, packet);
     super::packets::release_incoming(packet);
     result
@@ -427,6 +428,9 @@ fn classify_input(connection: &Connection, flow_handle: u64, packet: *mut core::
         return ClassifyResult::NO_MATCH;
     };
     let handle = pending::begin(connection, layer.pendable);
+    if !packet.is_null() {
+        pending::set_packet(handle);
+    }
     let mut input = ClassifyInput::new(&layer, connection, handle);
     input.set_flow_handle(flow_handle);
     input.layer_data = packet;

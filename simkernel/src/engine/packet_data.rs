@@ -30,6 +30,8 @@ pub(crate) fn reset() {
 pub(crate) enum Direction {
     /// Received: source is the remote end.
     Inbound,
+    /// Sent: source is the local end.
+    Outbound,
 }
 
 /// IP header length for the connection's family.
@@ -47,6 +49,9 @@ pub(crate) fn build(connection: &Connection, direction: Direction) -> Vec<u8> {
     let (source, destination) = match direction {
         Direction::Inbound => {
             ((connection.remote_address, connection.remote_port), (connection.local_address, connection.local_port))
+        }
+        Direction::Outbound => {
+            ((connection.local_address, connection.local_port), (connection.remote_address, connection.remote_port))
         }
     };
     let transport = transport_len(connection.protocol);
@@ -85,6 +90,16 @@ fn v6(address: IpAddr) -> Ipv6Addr {
         IpAddr::V6(a) => a,
         IpAddr::V4(a) => a.to_ipv6_mapped(),
     }
+}
+
+/// The ports a transport header starts with (source, destination), if the
+/// bytes hold a whole header for `protocol`.
+pub(crate) fn transport_ports(bytes: &[u8], protocol: u8) -> Option<(u16, u16)> {
+    if bytes.len() < transport_len(protocol) {
+        return None;
+    }
+    let ports = bytes.get(0..4)?;
+    Some((u16::from_be_bytes([ports[0], ports[1]]), u16::from_be_bytes([ports[2], ports[3]])))
 }
 
 /// What a packet says about itself: protocol, source, destination.

@@ -168,6 +168,14 @@ struct State {
     inbound: HashMap<FiveTuple, Connection>,
     /// Reinjected classifications: (connection, result).
     reinjected: Vec<(Connection, ClassifyResult)>,
+    /// Transport endpoints (sockets) the metadata named, by handle.
+    endpoints: HashMap<u64, Connection>,
+    /// First datagrams flushed by a completion at ALE_AUTH_CONNECT:
+    /// (connection, sent again by the callout since).
+    flushed: Vec<(Connection, bool)>,
+    /// Datagrams sent by send injection: (connection, the classification
+    /// the injected packet got if its connection was not authorized yet).
+    sent: Vec<(Connection, Option<ClassifyResult>)>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -258,6 +266,65 @@ pub(crate) fn release_incoming(packet: *mut c_void) {
     if let Some(retreated) = retreated.filter(|&r| r != 0) {
         report(ViolationKind::ApiMisuse, format!("layerData returned to the engine retreated by {retreated} bytes"));
     }
+}
+
+/// The first datagram of a non-TCP connection at ALE_AUTH_CONNECT (its
+/// initial classification), positioned at its transport header; NULL for
+/// TCP (no data yet) and for reauthorizations.
+pub(crate) fn first_datagram(connection: &Connection) -> *mut c_void {
+    let connect = matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
+    if !connect || connection.protocol == 6 || connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0 {
+        return std::ptr::null_mut();
+    }
+    let (ip, _) = header_sizes(connection);
+    let data = packet_data::build(connection, Direction::Outbound).into_boxed_slice();
+    let packet = new_packet(Some(connection.clone()), Kind::Engine, data, ip, ip);
+    with(|s| insert(s, packet))
+}
+
+/// The transport endpoint handle of a connection's socket (the metadata's
+/// `transportEndpointHandle` at ALE_AUTH_CONNECT).
+pub(crate) fn endpoint_of(connection: &Connection) -> u64 {
+    with(|s| {
+        let same = |c: &Connection| {
+            c.protocol == connection.protocol
+                && c.local_address == connection.local_address
+                && c.local_port == connection.local_port
+        };
+        if let Some((&handle, _)) = s.endpoints.iter().find(|(_, c)| same(c)) {
+            return handle;
+        }
+        let handle = 0xE0D0_0000 + 0x10 * s.endpoints.len() as u64;
+        s.endpoints.insert(handle, connection.clone());
+        handle
+    })
+}
+
+/// A completion at ALE_AUTH_CONNECT flushed the first datagram it pended.
+pub(crate) fn datagram_flushed(connection: &Connection) {
+    with(|s| s.flushed.push((connection.clone(), false)));
+}
+
+fn same_flow(a: &Connection, b: &Connection) -> bool {
+    a.protocol == b.protocol
+        && a.local_address == b.local_address
+        && a.local_port == b.local_port
+        && a.remote_address == b.remote_address
+        && a.remote_port == b.remote_port
+}
+
+/// First datagrams lost: flushed by a completion whose connection was then
+/// authorized, and never sent again by the callout. (Windows allows this:
+/// the application retransmits. The driver promises not to lose them.)
+pub fn lost_datagrams() -> Vec<Connection> {
+    let flushed: Vec<Connection> =
+        with(|s| s.flushed.iter().filter(|(_, sent)| !sent).map(|(c, _)| c.clone()).collect());
+    flushed.into_iter().filter(super::reauthorization::is_live).collect()
+}
+
+/// Datagrams sent by `FwpsInjectTransportSendAsync1` so far, taken.
+pub fn take_sent() -> Vec<(Connection, Option<ClassifyResult>)> {
+    with(|s| std::mem::take(&mut s.sent))
 }
 
 /// A live clone of a packet of `connection`, as a callout would hold after
@@ -835,6 +902,152 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
     }
     let result = classify_with_packet(&connection, net_buffer_list);
     with(|s| s.reinjected.push((connection, result)));
+    // SAFETY: the callout's completion function, called once with its own
+    // context and the injected list, at DISPATCH_LEVEL as the stack would.
+    irql::at_dispatch(|| unsafe { completion(completion_context, net_buffer_list, 1) });
+    STATUS_SUCCESS
+}
+
+/// `FWPS_TRANSPORT_SEND_PARAMS1` (x64 layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TransportSendParams1 {
+    /// The remote address, network order (4 or 16 bytes).
+    pub remote_address: *const u8,
+    /// `SCOPE_ID` of the remote address.
+    pub remote_scope_id: u32,
+    /// Ancillary data (`WSACMSGHDR`), NULL for none.
+    pub control_data: *const c_void,
+    /// Its length.
+    pub control_data_length: u32,
+    /// Header-include header, NULL for none.
+    pub header_include_header: *const c_void,
+    /// Its length.
+    pub header_include_header_length: u32,
+}
+
+/// The bytes a callout's own list describes (a clone from its data start,
+/// an allocated list from its MDL), copied out.
+fn callouts_bytes(net_buffer_list: usize) -> Result<Vec<u8>, String> {
+    let found = with(|s| match s.packets.get(&net_buffer_list) {
+        Some(p) if p.kind == Kind::Clone => Some(Ok(p.data.get(p.offset as usize..).unwrap_or(&[]).to_vec())),
+        Some(Packet { kind: Kind::Allocated { mdl, .. }, buffer, .. }) => {
+            Some(Err((*mdl, buffer.data_offset, buffer.data_length as usize)))
+        }
+        _ => None,
+    });
+    match found {
+        None => Err("not the callout's own live packet (a clone or an allocated list)".into()),
+        Some(Ok(bytes)) => Ok(bytes),
+        Some(Err((mdl, offset, length))) => {
+            let record = crate::mdl::record(mdl as *mut c_void).ok_or("its MDL was freed before the injection")?;
+            let start = record.address.saturating_add(offset as usize);
+            if crate::pool::live_range(start, length).is_none() {
+                return Err("the memory its MDL describes is not live pool any more".into());
+            }
+            // SAFETY: `length` bytes from `start` are inside a live pool block.
+            Ok(unsafe { std::slice::from_raw_parts(start as *const u8, length) }.to_vec())
+        }
+    }
+}
+
+/// `FwpsInjectTransportSendAsync1`: sends a datagram of the socket
+/// `endpoint_handle` (the list starts at its transport header; `send_args`
+/// names the remote address). A connection already authorized sends it at
+/// once; otherwise the engine classifies it at ALE_AUTH_CONNECT first (the
+/// injector must recognise its own packet there). Then the completion runs.
+///
+/// # Safety
+/// `send_args` must be NULL or readable (with its remote address);
+/// `completion` must be safe to call with `completion_context` and the list.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn FwpsInjectTransportSendAsync1(
+    handle: *mut c_void,
+    _injection_context: *mut c_void,
+    endpoint_handle: u64,
+    flags: u32,
+    send_args: *const TransportSendParams1,
+    family: u16,
+    _compartment: u32,
+    net_buffer_list: *mut c_void,
+    completion: InjectComplete,
+    completion_context: *mut c_void,
+) -> NTSTATUS {
+    const API: &str = "FwpsInjectTransportSendAsync1";
+    irql::require_at_most(DISPATCH_LEVEL, API);
+    if let Some(status) = crate::faults::call_should_fail(API) {
+        return status;
+    }
+    let misuse = |message: String| {
+        report(ViolationKind::ApiMisuse, format!("{API}: {message}"));
+        STATUS_INVALID_PARAMETER
+    };
+    let Some(completion) = completion else { return misuse("no completion function".into()) };
+    if flags != 0 {
+        return misuse(format!("flags {flags:#x} (reserved, zero)"));
+    }
+    let (handle_flags, endpoint) =
+        with(|s| (s.handles.get(&(handle as usize)).copied(), s.endpoints.get(&endpoint_handle).cloned()));
+    match handle_flags {
+        None => return misuse("unknown injection handle".into()),
+        Some(f) if f & FWPS_INJECTION_TYPE_TRANSPORT == 0 => {
+            return misuse("handle not created for FWPS_INJECTION_TYPE_TRANSPORT".into());
+        }
+        Some(_) => {}
+    }
+    let Some(endpoint) = endpoint else {
+        return misuse(format!("endpoint handle {endpoint_handle:#x} is no socket the metadata named"));
+    };
+    if send_args.is_null() {
+        return misuse("no sendArgs: the list has no IP header, so the remote address must be given".into());
+    }
+    // SAFETY: checked non-NULL; readable per the caller.
+    let args = unsafe { send_args.read_unaligned() };
+    let v6 = endpoint.local_address.is_ipv6();
+    let address_len = if v6 { 16 } else { 4 };
+    if args.remote_address.is_null() {
+        return misuse("sendArgs without a remote address".into());
+    }
+    // SAFETY: the caller's remote address, 4 or 16 bytes for its family.
+    let address = unsafe { std::slice::from_raw_parts(args.remote_address, address_len) };
+    let remote = if v6 {
+        IpAddr::from(<[u8; 16]>::try_from(address).unwrap_or([0; 16]))
+    } else {
+        IpAddr::from(<[u8; 4]>::try_from(address).unwrap_or([0; 4]))
+    };
+    if family != if v6 { 23 } else { 2 } {
+        return misuse(format!("address family {family} for an IPv{} socket", if v6 { 6 } else { 4 }));
+    }
+    let bytes = match callouts_bytes(net_buffer_list as usize) {
+        Ok(bytes) => bytes,
+        Err(why) => return misuse(why),
+    };
+    let Some((source_port, remote_port)) = packet_data::transport_ports(&bytes, endpoint.protocol) else {
+        return misuse("the list does not start with a whole transport header".into());
+    };
+    if source_port != endpoint.local_port {
+        return misuse(format!("the datagram's source port {source_port} is not its socket's {}", endpoint.local_port));
+    }
+    let layer_id = if v6 { FWPS_LAYER_ALE_AUTH_CONNECT_V6 } else { FWPS_LAYER_ALE_AUTH_CONNECT_V4 };
+    let connection =
+        Connection { layer_id, remote_address: remote, remote_port, flags: 0, reauthorize_reason: 0, ..endpoint };
+    with(|s| {
+        if let Some(p) = s.packets.get_mut(&(net_buffer_list as usize)) {
+            p.injected_by = handle as usize;
+        }
+    });
+    let classified = (!super::reauthorization::is_live(&connection))
+        .then(|| super::client::classify_with_packet(&connection, net_buffer_list));
+    let delivered = classified.is_none_or(|result| result.permitted());
+    with(|s| {
+        if delivered && let Some(entry) = s.flushed.iter_mut().find(|(c, sent)| !sent && same_flow(c, &connection)) {
+            entry.1 = true;
+        }
+        if delivered {
+            s.sent.push((connection.clone(), classified));
+        }
+    });
     // SAFETY: the callout's completion function, called once with its own
     // context and the injected list, at DISPATCH_LEVEL as the stack would.
     irql::at_dispatch(|| unsafe { completion(completion_context, net_buffer_list, 1) });
