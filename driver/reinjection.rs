@@ -93,11 +93,18 @@ pub struct CopyStats {
     pub copied: AtomicU64,
     /// Packets not copied because of the bounds (the ask got its default).
     pub refused: AtomicU64,
+    /// Inbound asks not pended because IPsec protects the packet (its
+    /// copy could not be injected as it is): the default applied.
+    pub ipsec: AtomicU64,
 }
 
 /// The copy counters.
-pub static COPIES: CopyStats =
-    CopyStats { bytes_held: AtomicU64::new(0), copied: AtomicU64::new(0), refused: AtomicU64::new(0) };
+pub static COPIES: CopyStats = CopyStats {
+    bytes_held: AtomicU64::new(0),
+    copied: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    ipsec: AtomicU64::new(0),
+};
 
 /// Our NET_BUFFER_LIST pool (NULL when closed).
 static NBL_POOL: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());

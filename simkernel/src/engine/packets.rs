@@ -747,6 +747,56 @@ fn parse_allocated(net_buffer_list: usize) -> Result<Connection, String> {
     }))
 }
 
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC` (fwpsk.h).
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC: u32 = 0x1;
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_FWP`.
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_FWP: u32 = 0x2;
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND`.
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND: u32 = 0x4;
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND`.
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND: u32 = 0x8;
+
+/// `FwpsGetPacketListSecurityInformation0`: for an inbound IPsec query,
+/// sets `ipsecInformation.inbound.isSecure` (bit 0 of the structure's
+/// first UINT32) when the packet's connection is IPsec-protected (its FLAGS
+/// carry `FWP_CONDITION_FLAG_IS_IPSEC_SECURED`), clears it otherwise. Only
+/// that word is written (tunnel mode is not modelled).
+///
+/// # Safety
+/// `information` must be NULL or writable for a UINT32.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpsGetPacketListSecurityInformation0(
+    packet_list: *mut c_void,
+    query_flags: u32,
+    information: *mut u32,
+) -> NTSTATUS {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpsGetPacketListSecurityInformation0");
+    if information.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let direction =
+        query_flags & (FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND | FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND);
+    if query_flags & FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC != 0 && direction == 0 {
+        report(
+            ViolationKind::ApiMisuse,
+            "FwpsGetPacketListSecurityInformation0: QUERY_IPSEC must come with QUERY_INBOUND or QUERY_OUTBOUND",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let Some(connection) = with(|s| s.packets.get(&(packet_list as usize)).map(|p| p.connection.clone())) else {
+        report(ViolationKind::ApiMisuse, "FwpsGetPacketListSecurityInformation0 on an unknown NET_BUFFER_LIST");
+        return STATUS_INVALID_PARAMETER;
+    };
+    let secure = connection.is_some_and(|c| c.flags & fwp::FWP_CONDITION_FLAG_IS_IPSEC_SECURED != 0);
+    if query_flags & FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC != 0
+        && direction == FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND
+    {
+        // SAFETY: checked non-NULL; writable per the caller.
+        unsafe { information.write_unaligned(u32::from(secure)) };
+    }
+    STATUS_SUCCESS
+}
+
 /// `FwpsInjectionHandleCreate0`.
 ///
 /// # Safety
@@ -890,6 +940,21 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
             format!(
                 "TCP packet injected with FwpsInjectTransportReceiveAsync0 from inside {callback}; TCP may be \
                  injected only out of band (a DPC or a worker)"
+            ),
+        );
+    }
+    if connection.flags & fwp::FWP_CONDITION_FLAG_IS_IPSEC_SECURED != 0 {
+        // The AH/ESP header stays in the decrypted packet: "such packets
+        // cannot be recv-injected back w/o removing the AH/ESP header"
+        // (inspect sample). The simulator does not model rebuilding it
+        // (FwpsConstructIpHeaderForTransportPacket0), so any such
+        // injection is reported.
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "IPsec-protected inbound packet of {}:{} injected as-is with FwpsInjectTransportReceiveAsync0; it \
+                 cannot be receive-injected without removing its AH/ESP header",
+                connection.remote_address, connection.remote_port
             ),
         );
     }
