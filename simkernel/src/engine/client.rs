@@ -67,6 +67,21 @@ pub fn lose_delete_notifications(count: u32) {
     lock().lose_delete_notifications = count;
 }
 
+/// Stops or starts the base filtering engine service (BFE). While it is
+/// stopped `FwpmEngineOpen0` fails with `EPT_NT_NOT_REGISTERED` (no RPC
+/// endpoint: what a client gets when the service is down; the DDI pages
+/// only say a session needs BFE running), while `FwpsCalloutRegister*`
+/// still works (WFP-SEMANTICS §2). Sessions already open are not modelled
+/// as broken.
+pub fn set_bfe_running(running: bool) {
+    lock().bfe_stopped = !running;
+}
+
+/// The weight of a sublayer, if it exists.
+pub fn sublayer_weight(key: &GUID) -> Option<u16> {
+    lock().sublayers.get(&key_of(key)).map(|&(weight, _)| weight)
+}
+
 /// `FwpmFilterAdd0`: validates the filter, calls notifyFn ADD if its callout
 /// is registered (a failure vetoes the add and is returned), and publishes it.
 /// Atomic with respect to callout registration and unregistration: the
@@ -141,6 +156,11 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
 /// callout is registered. Atomic with respect to callout registration and
 /// unregistration, like [`add_filter`].
 pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
+    // A transient failure (fault injection): nothing changes, the filter
+    // stays and its callout is not told.
+    if let Some(status) = crate::faults::call_should_fail("FwpmFilterDeleteById0") {
+        return Err(status);
+    }
     let _gate = registration_gate::shared();
     let (record, registered, notify_irql, lose) = {
         let mut engine = lock_for(CLIENT_SESSION);

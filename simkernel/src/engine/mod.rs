@@ -214,6 +214,8 @@ pub(crate) struct EngineState {
     pub notify_irql: Option<u8>,
     /// DELETE notifications to drop (models lost notifications).
     pub lose_delete_notifications: u32,
+    /// The base filtering engine service is stopped: sessions cannot open.
+    pub bfe_stopped: bool,
 }
 
 impl EngineState {
@@ -237,6 +239,7 @@ impl EngineState {
             transaction_owner: None,
             notify_irql: None,
             lose_delete_notifications: 0,
+            bfe_stopped: false,
         }
     }
 
