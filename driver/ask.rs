@@ -3,8 +3,12 @@
 //! for it, or fall back to the filter's default verdict.
 //!
 //! At ALE_AUTH_RECV_ACCEPT completion does not reauthorize: the first
-//! packet is cloned when the connection is pended, and permitting injects
-//! the clone (see `reinjection`).
+//! packet is deep-copied when the connection is pended (a shallow clone
+//! must not wait for a person), and permitting injects the copy (see
+//! `reinjection`). IPsec-protected inbound connections are not pended: the
+//! copy could not be injected as it is (it keeps its AH/ESP header), so
+//! the filter's default applies at once (counted in
+//! `reinjection::COPIES.ipsec`).
 #![forbid(unsafe_code)]
 
 use crate::callouts::CALLOUTS;
@@ -64,6 +68,13 @@ fn defaulted(context: &FilterContext, verdict: Verdict) -> AskDecision {
     context.count(Counter::Defaulted);
     STATE.pending.stats.defaulted.fetch_add(1, Ordering::Relaxed);
     AskDecision::Now(verdict)
+}
+
+/// Whether the FLAGS value says IPsec protects the traffic
+/// (`FWP_CONDITION_FLAG_IS_IPSEC_SECURED`, as the inspect sample's
+/// `IsSecureConnection` reads it).
+fn is_ipsec_secured(flags: u32) -> bool {
+    flags & fwp::FWP_CONDITION_FLAG_IS_IPSEC_SECURED != 0
 }
 
 /// The REAUTHORIZE_REASON field at an ALE authorization layer.
@@ -130,11 +141,22 @@ pub fn classify_ask(
     let Some(handle) = metadata.and_then(Metadata::completion_handle) else {
         return defaulted(context, default_verdict);
     };
+    if info.inbound && flags_field.and_then(|field| values.uint32(field)).is_some_and(is_ipsec_secured) {
+        // Its copy could not be receive-injected as it is (the AH/ESP
+        // header stays in it): not pended, the default applies, counted.
+        crate::reinjection::COPIES.ipsec.fetch_add(1, Ordering::Relaxed);
+        return defaulted(context, default_verdict);
+    }
     let packet = if info.inbound {
-        match crate::reinjection::clone_packet(layer_data, values, metadata, info.remote_address) {
+        match crate::reinjection::copy_packet(layer_data, values, metadata, true, info.remote_address) {
             Ok(packet) => Some(packet),
             Err(_) => return defaulted(context, default_verdict),
         }
+    } else if !layer_data.is_null() {
+        // The first datagram of a UDP/ICMP connection: completing flushes
+        // it, so a copy is sent on a permit. Without a copy the connection
+        // is still pended (the application retransmits, as Windows allows).
+        crate::reinjection::copy_packet(layer_data, values, metadata, false, info.remote_address).ok()
     } else {
         None
     };

@@ -14,8 +14,8 @@ use crate::driver_state::STATE;
 use crate::fast_path::{ContextWord, FastPath};
 use crate::ffi::{
     FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
-    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
-    FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
+    FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4, FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
 };
 use crate::filter_context::{ContextRef, FilterContext};
 use crate::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata, Unwritable};
@@ -203,9 +203,16 @@ unsafe fn classify_full(
     let metadata = unsafe { Metadata::from_raw(in_meta_values) };
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data };
     // A packet we injected after an agent permitted its connection goes
-    // through (only recv-accept classifications carry packets we inject).
+    // through (recv-accept: the first packet; connect: the first datagram,
+    // when it is sent before the connection's reauthorization).
     if values.as_ref().is_some_and(|v| {
-        matches!(v.layer_id(), FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6)
+        matches!(
+            v.layer_id(),
+            FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4
+                | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6
+                | FWPS_LAYER_ALE_AUTH_CONNECT_V4
+                | FWPS_LAYER_ALE_AUTH_CONNECT_V6
+        )
     }) && crate::reinjection::is_our_injection(layer_data)
     {
         out.permit(view.clears_action_right());

@@ -44,6 +44,18 @@ unsafe extern "system" {
     pub fn KeDelayExecutionThread(WaitMode: i8, Alertable: u8, Interval: *const i64) -> NTSTATUS;
     /// Processors in a group, or in all groups with `ALL_PROCESSOR_GROUPS`.
     pub fn KeQueryActiveProcessorCountEx(GroupNumber: u16) -> u32;
+    /// An MDL describing `Length` bytes at `VirtualAddress` (<= DISPATCH_LEVEL).
+    pub fn IoAllocateMdl(
+        VirtualAddress: *mut c_void,
+        Length: u32,
+        SecondaryBuffer: u8,
+        ChargeQuota: u8,
+        Irp: *mut c_void,
+    ) -> *mut c_void;
+    /// Fills in an MDL over non-paged pool (<= DISPATCH_LEVEL).
+    pub fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: *mut c_void);
+    /// Frees an MDL from `IoAllocateMdl` (<= DISPATCH_LEVEL).
+    pub fn IoFreeMdl(Mdl: *mut c_void);
 }
 
 /// `ALL_PROCESSOR_GROUPS` for `KeQueryActiveProcessorCountEx`.
@@ -65,6 +77,19 @@ unsafe extern "system" {
         FreeMdl: u8,
         FreeMdlHandler: *mut c_void,
     );
+    /// `BytesNeeded` contiguous bytes from the data start: a pointer into
+    /// the buffer or `Storage` (filled), NULL if the buffer holds fewer.
+    pub fn NdisGetDataBuffer(
+        NetBuffer: *mut c_void,
+        BytesNeeded: u32,
+        Storage: *mut c_void,
+        AlignMultiple: u32,
+        AlignOffset: u32,
+    ) -> *mut c_void;
+    /// A NET_BUFFER_LIST pool (`Parameters`: NET_BUFFER_LIST_POOL_PARAMETERS); NULL on failure.
+    pub fn NdisAllocateNetBufferListPool(NdisHandle: *mut c_void, Parameters: *const c_void) -> *mut c_void;
+    /// Frees it (every list from it freed first).
+    pub fn NdisFreeNetBufferListPool(PoolHandle: *mut c_void);
 }
 
 #[cfg(windows)]
@@ -112,6 +137,19 @@ unsafe extern "system" {
     ) -> NTSTATUS;
     /// Frees a clone (<= DISPATCH_LEVEL).
     pub fn FwpsFreeCloneNetBufferList0(netBufferList: *mut c_void, freeCloneFlags: u32);
+    /// A NET_BUFFER_LIST over our own memory (an MDL chain): a deep copy
+    /// of a packet (<= DISPATCH_LEVEL).
+    pub fn FwpsAllocateNetBufferAndNetBufferList0(
+        poolHandle: HANDLE,
+        contextSize: u16,
+        contextBackFill: u16,
+        mdlChain: *mut c_void,
+        dataOffset: u32,
+        dataLength: usize,
+        netBufferList: *mut *mut c_void,
+    ) -> NTSTATUS;
+    /// Frees a list from `FwpsAllocateNetBufferAndNetBufferList0` (<= DISPATCH_LEVEL).
+    pub fn FwpsFreeNetBufferList0(netBufferList: *mut c_void);
     /// Injects a packet into the receive path (<= DISPATCH_LEVEL).
     pub fn FwpsInjectTransportReceiveAsync0(
         injectionHandle: HANDLE,
@@ -122,6 +160,20 @@ unsafe extern "system" {
         compartmentId: u32,
         interfaceIndex: u32,
         subInterfaceIndex: u32,
+        netBufferList: *mut c_void,
+        completionFn: Option<unsafe extern "system" fn(*mut c_void, *mut c_void, u8)>,
+        completionContext: HANDLE,
+    ) -> NTSTATUS;
+    /// Injects a datagram into the send path of socket `endpointHandle`
+    /// (`sendArgs`: FWPS_TRANSPORT_SEND_PARAMS1) (<= DISPATCH_LEVEL).
+    pub fn FwpsInjectTransportSendAsync1(
+        injectionHandle: HANDLE,
+        injectionContext: HANDLE,
+        endpointHandle: u64,
+        flags: u32,
+        sendArgs: *const c_void,
+        addressFamily: u16,
+        compartmentId: u32,
         netBufferList: *mut c_void,
         completionFn: Option<unsafe extern "system" fn(*mut c_void, *mut c_void, u8)>,
         completionContext: HANDLE,

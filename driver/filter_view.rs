@@ -207,6 +207,16 @@ impl<'a> Metadata<'a> {
     pub fn process_id(&self) -> Option<u64> {
         self.has(fwp::FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.metadata.processId)
     }
+
+    /// The sending socket, for send injection, if present.
+    pub fn transport_endpoint_handle(&self) -> Option<u64> {
+        self.has(fwp::FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE).then_some(self.metadata.transportEndpointHandle)
+    }
+
+    /// The remote address's scope id, if present.
+    pub fn remote_scope_id(&self) -> Option<u32> {
+        self.has(fwp::FWPS_METADATA_FIELD_REMOTE_SCOPE_ID).then_some(self.metadata.remoteScopeId)
+    }
 }
 
 /// The incoming values at an ALE auth layer, read with index and type checks.

@@ -45,6 +45,11 @@ fn key_ptr(key: &'static GUID) -> *mut GUID {
 
 static PROVIDER_KEY_STATIC: GUID = PROVIDER_KEY;
 
+/// `EPT_NT_NOT_REGISTERED` and `RPC_NT_SERVER_UNAVAILABLE`: what opening a
+/// session returns when BFE is not running (no RPC endpoint).
+const EPT_NT_NOT_REGISTERED: i32 = 0xC002_0036_u32 as i32;
+const RPC_NT_SERVER_UNAVAILABLE: i32 = 0xC002_0017_u32 as i32;
+
 /// Opens a (non-dynamic) session: the objects we add outlive it, so filters
 /// that name our callouts survive a driver restart.
 pub fn open_engine() -> Result<EngineHandle> {
@@ -57,7 +62,15 @@ pub fn open_engine() -> Result<EngineHandle> {
     // SAFETY: every pointer is valid for the call; PASSIVE_LEVEL.
     let status =
         unsafe { FwpmEngineOpen0(core::ptr::null(), RPC_C_AUTHN_WINNT, core::ptr::null(), &session, &mut handle) };
-    NtStatus::to_result(status).inspect_err(|s| crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s))?;
+    NtStatus::to_result(status).inspect_err(|s| {
+        if matches!(s.raw(), EPT_NT_NOT_REGISTERED | RPC_NT_SERVER_UNAVAILABLE) {
+            // No session without BFE (FwpmBfeStateGet0 remarks). The load
+            // fails rather than waiting for it: start BFE and load again.
+            crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}: the base filtering engine (BFE) is not running", s);
+        } else {
+            crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s);
+        }
+    })?;
     EngineHandle::from_raw(handle).ok_or(NtStatus::INVALID_DEVICE_STATE)
 }
 

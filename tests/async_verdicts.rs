@@ -322,9 +322,9 @@ fn recv_accept_permit_completes_with_the_clone_and_reinjects_it() {
 fn recv_accept_clone_and_injection_failures_are_clean() {
     let (harness, filter) = load_with_ask(Layer::RecvAcceptV4, 5_000, Verdict::Permit);
     harness.connect_agent(AGENT);
-    faults::fail_call("FwpsAllocateCloneNetBufferList0", 0, STATUS_INSUFFICIENT_RESOURCES);
+    faults::fail_call("FwpsAllocateNetBufferAndNetBufferList0", 0, STATUS_INSUFFICIENT_RESOURCES);
     let result = harness.classify_layer(Layer::RecvAcceptV4, 1);
-    assert!(result.pended.is_none() && result.permitted(), "no clone: default verdict at once");
+    assert!(result.pended.is_none() && result.permitted(), "no copy: default verdict at once");
     harness.classify_layer(Layer::RecvAcceptV4, 2);
     let request = STATE.pending.take_next().unwrap();
     faults::fail_call("FwpsInjectTransportReceiveAsync0", 0, STATUS_INSUFFICIENT_RESOURCES);

@@ -425,7 +425,7 @@ const SWEPT_CALLS: [(&str, i32); 26] = [
     ("FwpsPendOperation0", STATUS_FWP_CANNOT_PEND),
     ("FwpsFlowAssociateContext0", STATUS_INSUFFICIENT_RESOURCES),
     ("FwpsInjectionHandleCreate0", STATUS_UNSUCCESSFUL),
-    ("FwpsAllocateCloneNetBufferList0", STATUS_INSUFFICIENT_RESOURCES),
+    ("FwpsAllocateNetBufferAndNetBufferList0", STATUS_INSUFFICIENT_RESOURCES),
     ("FwpsInjectTransportReceiveAsync0", STATUS_UNSUCCESSFUL),
     // Not UNSUCCESSFUL, which the API returns for "no context" (a success
     // for the caller): a real failure, the context still associated.

@@ -216,3 +216,22 @@ fn an_old_callout_still_in_use_fails_the_load_clearly() {
     engine::delete_filter(filter).unwrap();
     harness.kernel.assert_unloaded_clean();
 }
+
+/// The base filtering engine is not running when the driver loads
+/// (FwpmBfeStateGet0: "For a callout driver to open a session to the filter
+/// engine, the filter engine must be currently running"): the load fails
+/// with the status FwpmEngineOpen0 gave, says why in its log, and leaves
+/// nothing registered or allocated; once BFE runs, a load works
+/// (CONFORMANCE.md L4).
+#[test]
+fn load_without_bfe_fails_cleanly_and_says_why() {
+    let mut harness = Harness::boot();
+    engine::set_bfe_running(false);
+    assert_eq!(harness.initialize(), Err(NtStatus::from_raw(engine::EPT_NT_NOT_REGISTERED)));
+    assert!(debug_print::contains("the base filtering engine (BFE) is not running"), "{:?}", debug_print::lines());
+    assert_nothing_registered();
+    harness.kernel.assert_unloaded_clean();
+    engine::set_bfe_running(true);
+    harness.initialize().unwrap();
+    harness.unload_and_check();
+}

@@ -14,7 +14,7 @@ import struct
 from . import constants as c
 from . import layouts as L
 from .layouts import guid_bytes, guid_str
-from .packets import MAC_HEADER
+from .packets import MAC_HEADER, MDL_AT, Packet
 
 # Completion contexts handed out by FwpsPendOperation0 and handles of the
 # management API: opaque values that are no mapped address, so a driver
@@ -104,7 +104,139 @@ class WfpEngine:
             ("FwpsQueryPacketInjectionState0", 3), ("FwpsAllocateCloneNetBufferList0", 5),
             ("FwpsFreeCloneNetBufferList0", 2), ("FwpsInjectTransportReceiveAsync0", 11),
         ]
+        apis = {name: (getattr(self, name), argc) for name, argc in names}
+        apis.update(self.packet_copy_apis())
+        return apis
+
+    # ---- deep copies of packets ---------------------------------------------
+    # What the driver uses to keep a pended packet as its own copy (the
+    # FwpsAllocateCloneNetBufferList0 remarks: no clone while waiting for a
+    # person; "a deep copy ... using FwpsAllocateNetBufferAndNetBufferList0"):
+    # a NET_BUFFER_LIST pool, NdisGetDataBuffer, an MDL over its own
+    # non-paged pool, the list over the MDL, and the send injection of a
+    # first datagram. Self-contained: a copy is tracked by :mod:`packets` as
+    # a child of the classification's packet (so completion and receive
+    # injection take it as they take a clone), over the driver's bytes.
+
+    def packet_copy_apis(self):
+        names = [("NdisAllocateNetBufferListPool", 2), ("NdisFreeNetBufferListPool", 1), ("NdisGetDataBuffer", 5),
+                 ("IoAllocateMdl", 5), ("MmBuildMdlForNonPagedPool", 1), ("IoFreeMdl", 1),
+                 ("FwpsAllocateNetBufferAndNetBufferList0", 7), ("FwpsFreeNetBufferList0", 1),
+                 ("FwpsInjectTransportSendAsync1", 10)]
+        if not hasattr(self, "nbl_pools"):
+            self.nbl_pools = {}  # handle -> tag
+            self.mdls = {}  # MDL address -> {"va", "length", "built"}
+            self.copies = {}  # NET_BUFFER_LIST address -> pool handle
         return {name: (getattr(self, name), argc) for name, argc in names}
+
+    def NdisAllocateNetBufferListPool(self, ndis_handle, parameters):
+        api = "NdisAllocateNetBufferListPool"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        kind, revision, size, _protocol, allocate_nb, _context, tag, data_size = struct.unpack(
+            "<BBHBBHII", k.read(parameters, 16, f"{api} Parameters"))
+        k.check((kind, revision) == (0x80, 1) and size >= 16, f"{api}: header type {kind:#x} revision {revision} "
+                f"size {size} (NDIS_OBJECT_TYPE_DEFAULT, revision 1, 16 bytes)")
+        k.check(allocate_nb == 1 and data_size == 0, f"{api}: FwpsAllocateNetBufferAndNetBufferList0 needs "
+                "fAllocateNetBuffer TRUE and DataSize 0")
+        k.check(tag != 0, f"{api}: PoolTag 0")
+        handle = self._handle()
+        self.nbl_pools[handle] = tag
+        return handle
+
+    def NdisFreeNetBufferListPool(self, pool):
+        api = "NdisFreeNetBufferListPool"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        k.check(pool in self.nbl_pools, f"{api}: {pool:#x} is not a live pool")
+        k.check(pool not in self.copies.values(), f"{api}: lists from the pool are still allocated")
+        del self.nbl_pools[pool]
+
+    def NdisGetDataBuffer(self, nb, bytes_needed, storage, align_multiple, align_offset):
+        api = "NdisGetDataBuffer"
+        k = self.k
+        packet = k.packets._buffer(nb, api)
+        k.check(align_multiple & 0xFFFFFFFF == 1, f"{api}: AlignMultiple {align_multiple & 0xFFFFFFFF}")
+        if bytes_needed & 0xFFFFFFFF > packet.data_length:
+            return 0
+        # One MDL over the whole frame: the data is contiguous.
+        return packet.frame + packet.data_offset
+
+    def IoAllocateMdl(self, va, length, secondary, charge_quota, irp):
+        api = "IoAllocateMdl"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        length &= 0xFFFFFFFF
+        block = k.pool_block_at(va)
+        k.check(block is not None and va + length <= block.address + block.size,
+                f"{api}: {length} bytes at {va:#x} are not inside one live pool block")
+        k.check(not secondary & 0xFF and irp == 0, f"{api}: SecondaryBuffer/Irp (a callout passes FALSE, NULL)")
+        mdl = k.alloc(L.MDL.size + 8 * 17, "MDL")
+        self.mdls[mdl] = {"va": va, "length": length, "built": False}
+        return mdl
+
+    def MmBuildMdlForNonPagedPool(self, mdl):
+        api = "MmBuildMdlForNonPagedPool"
+        self.k.require_irql(c.DISPATCH_LEVEL, api)
+        self.k.check(mdl in self.mdls, f"{api}: {mdl:#x} is not an MDL from IoAllocateMdl")
+        self.mdls[mdl]["built"] = True
+
+    def IoFreeMdl(self, mdl):
+        api = "IoFreeMdl"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        k.check(mdl in self.mdls, f"{api}: {mdl:#x} is not a live MDL")
+        k.check(all(p.mdl_chain != mdl for p in k.packets.by_nbl.values() if hasattr(p, "mdl_chain")),
+                f"{api}: a NET_BUFFER_LIST still uses MDL {mdl:#x}")
+        del self.mdls[mdl]
+        k.free(mdl)
+
+    def FwpsAllocateNetBufferAndNetBufferList0(self, pool, context_size, back_fill, mdl, data_offset, data_length,
+                                               out):
+        api = "FwpsAllocateNetBufferAndNetBufferList0"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        k.check(pool in self.nbl_pools, f"{api}: {pool:#x} is not a pool from NdisAllocateNetBufferListPool")
+        record = self.mdls.get(mdl)
+        k.check(record is not None and record["built"], f"{api}: {mdl:#x} is not a built MDL")
+        data_offset &= 0xFFFFFFFF
+        k.check(data_offset + data_length <= record["length"], f"{api}: {data_length} bytes from {data_offset} "
+                f"overrun the MDL's {record['length']}")
+        progress = k.classify_in_progress
+        original = progress.get("packet") if progress else None
+        # The harness models copies of classify's packet only.
+        k.check(original is not None, f"{api} outside a classify with a packet: the harness models copies of "
+                "layerData only")
+        start = original.frame + MAC_HEADER
+        k.check(data_length == original.frame_length - MAC_HEADER and
+                k.read(record["va"] + data_offset, data_length, f"{api} data") == k.read(start, data_length),
+                f"{api}: the list's bytes are not the packet from its IP header")
+        packet = Packet(k.alloc(MDL_AT + L.MDL.size + 16, "packet.copy"), record["va"] + data_offset - MAC_HEADER,
+                        data_length + MAC_HEADER, original.connection,
+                        (original.ip_header, original.transport_header), parent=original)
+        packet.data_offset = MAC_HEADER
+        packet.mdl_chain = mdl
+        original.children += 1
+        k.packets._track(packet)
+        self.copies[packet.nbl] = pool
+        k.write_u64(out, packet.nbl, f"{api} netBufferList")
+        return c.STATUS_SUCCESS
+
+    def FwpsFreeNetBufferList0(self, net_buffer_list):
+        api = "FwpsFreeNetBufferList0"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        k.check(net_buffer_list in self.copies, f"{api}: {net_buffer_list:#x} is not a list from "
+                "FwpsAllocateNetBufferAndNetBufferList0")
+        packet = k.packets.owned_clone(net_buffer_list, api)
+        del self.copies[net_buffer_list]
+        k.packets.free_clone(packet)
+
+    def FwpsInjectTransportSendAsync1(self, handle, context, endpoint, flags, send_args, family, compartment,
+                                      net_buffer_list, completion_fn, completion_context):
+        # The harness presents no datagram at ALE_AUTH_CONNECT, so the driver
+        # has nothing to send: a call is a failure.
+        self.k.fail("FwpsInjectTransportSendAsync1: the harness presents no first datagram at ALE_AUTH_CONNECT")
 
     def _handle(self):
         return _HANDLE_BASE + 0x10 * next(self.handles)

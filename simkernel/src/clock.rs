@@ -20,6 +20,9 @@ pub fn now() -> u64 {
 /// Moves the clock forward by `ticks` (100 ns each).
 pub fn advance(ticks: u64) {
     NOW.fetch_add(ticks, Ordering::AcqRel);
+    // Rules that depend on how long something is held are checked as time
+    // passes.
+    crate::engine::packets::check_held_clones();
 }
 
 /// Moves the clock forward by `ms` milliseconds.

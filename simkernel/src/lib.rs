@@ -22,6 +22,7 @@ pub mod engine;
 pub mod faults;
 pub mod inspect;
 pub mod irql;
+pub mod mdl;
 pub mod pool;
 pub mod spin_lock;
 pub mod sync_points;
@@ -50,6 +51,7 @@ impl Kernel {
         }
         irql::reset();
         pool::reset();
+        mdl::reset();
         engine::reset();
         verifier::reset();
         faults::reset();
@@ -81,6 +83,7 @@ impl Kernel {
     pub fn assert_unloaded_clean(&self) {
         pool::report_leaks();
         engine::report_leaks();
+        mdl::report_leaks();
         self.assert_clean();
     }
 }

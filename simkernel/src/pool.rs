@@ -156,6 +156,17 @@ pub unsafe extern "system" fn ExFreePoolWithTag(p: *mut core::ffi::c_void, tag: 
     }
 }
 
+/// Whether `[address, address + len)` lies inside one live pool block;
+/// `Some(paged)` if it does (for MDLs built over driver memory).
+pub fn live_range(address: usize, len: usize) -> Option<bool> {
+    with_pool(|pool| {
+        pool.live.iter().find_map(|(&start, block)| {
+            let end = start.checked_add(block.size)?;
+            (address >= start && address.checked_add(len)? <= end).then_some(block.paged)
+        })
+    })
+}
+
 /// Bytes and blocks outstanding for one tag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TagUsage {

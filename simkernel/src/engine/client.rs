@@ -67,6 +67,21 @@ pub fn lose_delete_notifications(count: u32) {
     lock().lose_delete_notifications = count;
 }
 
+/// Stops or starts the base filtering engine service (BFE). While it is
+/// stopped `FwpmEngineOpen0` fails with `EPT_NT_NOT_REGISTERED` (no RPC
+/// endpoint: what a client gets when the service is down; the DDI pages
+/// only say a session needs BFE running), while `FwpsCalloutRegister*`
+/// still works (WFP-SEMANTICS §2). Sessions already open are not modelled
+/// as broken.
+pub fn set_bfe_running(running: bool) {
+    lock().bfe_stopped = !running;
+}
+
+/// The weight of a sublayer, if it exists.
+pub fn sublayer_weight(key: &GUID) -> Option<u16> {
+    lock().sublayers.get(&key_of(key)).map(|&(weight, _)| weight)
+}
+
 /// `FwpmFilterAdd0`: validates the filter, calls notifyFn ADD if its callout
 /// is registered (a failure vetoes the add and is returned), and publishes it.
 /// Atomic with respect to callout registration and unregistration: the
@@ -141,6 +156,11 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
 /// callout is registered. Atomic with respect to callout registration and
 /// unregistration, like [`add_filter`].
 pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
+    // A transient failure (fault injection): nothing changes, the filter
+    // stays and its callout is not told.
+    if let Some(status) = crate::faults::call_should_fail("FwpmFilterDeleteById0") {
+        return Err(status);
+    }
     let _gate = registration_gate::shared();
     let (record, registered, notify_irql, lose) = {
         let mut engine = lock_for(CLIENT_SESSION);
@@ -411,7 +431,8 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
 pub(crate) fn classify_with_flow(connection: &Connection, flow_handle: u64) -> ClassifyResult {
     let inbound =
         matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
-    let packet = if inbound { super::packets::incoming(connection) } else { std::ptr::null_mut() };
+    let packet =
+        if inbound { super::packets::incoming(connection) } else { super::packets::first_datagram(connection) };
     let result = classify_input(connection, flow_handle, packet);
     super::packets::release_incoming(packet);
     result
@@ -427,6 +448,9 @@ fn classify_input(connection: &Connection, flow_handle: u64, packet: *mut core::
         return ClassifyResult::NO_MATCH;
     };
     let handle = pending::begin(connection, layer.pendable);
+    if !packet.is_null() {
+        pending::set_packet(handle);
+    }
     let mut input = ClassifyInput::new(&layer, connection, handle);
     input.set_flow_handle(flow_handle);
     input.layer_data = packet;

@@ -129,6 +129,13 @@ impl ClassifyInput {
         metadata.ipHeaderSize = ip;
         metadata.transportHeaderSize = transport;
         metadata.compartmentId = 1;
+        if matches!(layer.id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6) {
+            // The socket sending: what send injection needs to name.
+            metadata.currentMetadataValues |=
+                fwp::FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE | fwp::FWPS_METADATA_FIELD_REMOTE_SCOPE_ID;
+            metadata.transportEndpointHandle = super::packets::endpoint_of(connection);
+            metadata.remoteScopeId = 0;
+        }
         if !completion_handle.is_null() {
             metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE;
             metadata.completionHandle = completion_handle;

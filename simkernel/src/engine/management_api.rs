@@ -63,6 +63,9 @@ pub unsafe extern "system" fn FwpmEngineOpen0(
         return STATUS_INVALID_PARAMETER;
     }
     let mut engine = lock();
+    if engine.bfe_stopped {
+        return EPT_NT_NOT_REGISTERED;
+    }
     engine.next_handle += 0x10;
     let handle = engine.next_handle;
     engine.sessions.insert(handle, Session::default());
@@ -70,6 +73,10 @@ pub unsafe extern "system" fn FwpmEngineOpen0(
     unsafe { engine_handle.write(handle as *mut c_void) };
     STATUS_SUCCESS
 }
+
+/// `EPT_NT_NOT_REGISTERED`: no endpoint for the base filtering engine (the
+/// service is not running).
+pub const EPT_NT_NOT_REGISTERED: NTSTATUS = 0xC002_0036_u32 as i32;
 
 /// `FwpmEngineClose0`: an open transaction is aborted (and reported).
 #[unsafe(no_mangle)]

@@ -10,6 +10,7 @@ mod client;
 mod connection;
 pub mod flows;
 mod management_api;
+pub mod packet_data;
 pub mod packets;
 pub mod pending;
 pub mod reauthorization;
@@ -213,6 +214,8 @@ pub(crate) struct EngineState {
     pub notify_irql: Option<u8>,
     /// DELETE notifications to drop (models lost notifications).
     pub lose_delete_notifications: u32,
+    /// The base filtering engine service is stopped: sessions cannot open.
+    pub bfe_stopped: bool,
 }
 
 impl EngineState {
@@ -236,6 +239,7 @@ impl EngineState {
             transaction_owner: None,
             notify_irql: None,
             lose_delete_notifications: 0,
+            bfe_stopped: false,
         }
     }
 
@@ -371,6 +375,7 @@ pub(crate) fn reset() {
     pending::reset();
     flows::reset();
     packets::reset();
+    packet_data::reset();
     let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
     *guard = Some(EngineState::new());
     drop(guard);

@@ -1,25 +1,41 @@
 //! Packets at ALE_AUTH_RECV_ACCEPT and their reinjection: the engine passes
 //! the first packet as `layerData` (a `NET_BUFFER_LIST` positioned after
-//! the transport header); a callout that pends it clones it (after
-//! retreating to the IP header, and advancing back before classify
-//! returns), completes the operation with the clone, and to permit injects
-//! the clone with `FwpsInjectTransportReceiveAsync0`: the engine classifies
-//! the injected packet again (where the callout must recognise its own
-//! injection) and then calls the injection's completion function, which
-//! frees the clone. To deny, the callout frees the clone.
+//! the transport header). A callout that pends it either clones it
+//! (`FwpsAllocateCloneNetBufferList0`, after retreating to the IP header,
+//! advancing back before classify returns) or deep-copies it (reads the
+//! bytes with `NdisGetDataBuffer` into its own non-paged buffer, describes
+//! that with an MDL and wraps it with `FwpsAllocateNetBufferAndNetBufferList0`
+//! from an `NdisAllocateNetBufferListPool` pool). It completes the operation
+//! (with the packet), and to permit injects it with
+//! `FwpsInjectTransportReceiveAsync0`: the engine classifies the injected
+//! packet again (where the callout must recognise its own injection) and
+//! then calls the injection's completion function, which frees it. To
+//! deny, the callout frees it.
+//!
+//! A shallow clone references the original's buffers: the
+//! `FwpsAllocateCloneNetBufferList0` remarks forbid holding one "while
+//! waiting for user input ... or any other operation that might take an
+//! arbitrary amount of time" (make a deep copy instead). A shallow clone
+//! still alive after [`set_clone_hold_limit_ms`] (default 1 s) while a
+//! pended operation of its connection waits is a reported violation.
 //!
 //! Modelled memory: `NET_BUFFER_LIST` (x64: `Next` at 0, `FirstNetBuffer`
-//! at 8) and a `NET_BUFFER` whose data offset the simulator tracks through
-//! `NdisRetreatNetBufferDataStart`/`NdisAdvanceNetBufferDataStart`.
+//! at 8) and `NET_BUFFER` (x64: `DataLength` at 24, `MdlChain` at 32,
+//! `DataOffset` at 40), whose data start the simulator moves with
+//! `NdisRetreatNetBufferDataStart`/`NdisAdvanceNetBufferDataStart`. The
+//! bytes are a real IP packet (`packet_data.rs`).
 
 use super::Connection;
 use super::client::{ClassifyResult, classify_with_packet};
+use super::packet_data::{self, Direction};
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `FWPS_PACKET_INJECTION_STATE` values.
 pub const FWPS_PACKET_NOT_INJECTED: i32 = 0;
@@ -30,6 +46,39 @@ pub const FWPS_PACKET_INJECTED_BY_OTHER: i32 = 2;
 /// `FWPS_INJECTION_TYPE_TRANSPORT` (fwpsk.h: STREAM 0x1, TRANSPORT 0x2,
 /// NETWORK 0x4, FORWARD 0x8).
 pub const FWPS_INJECTION_TYPE_TRANSPORT: u32 = 0x2;
+/// `NDIS_OBJECT_TYPE_DEFAULT`: the header type of pool parameters.
+pub const NDIS_OBJECT_TYPE_DEFAULT: u8 = 0x80;
+/// `NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1`.
+pub const NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1: u8 = 1;
+/// `NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1` (through `DataSize`).
+pub const NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1: u16 = 16;
+
+/// `NET_BUFFER_LIST_POOL_PARAMETERS` (revision 1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetBufferListPoolParameters {
+    /// `NDIS_OBJECT_HEADER.Type`.
+    pub header_type: u8,
+    /// `NDIS_OBJECT_HEADER.Revision`.
+    pub header_revision: u8,
+    /// `NDIS_OBJECT_HEADER.Size`.
+    pub header_size: u16,
+    /// `ProtocolId`.
+    pub protocol_id: u8,
+    /// `fAllocateNetBuffer`: a NET_BUFFER comes with each list.
+    pub allocate_net_buffer: u8,
+    /// `ContextSize`.
+    pub context_size: u16,
+    /// `PoolTag`.
+    pub pool_tag: u32,
+    /// `DataSize`: 0 for `FwpsAllocateNetBufferAndNetBufferList0`.
+    pub data_size: u32,
+}
+
+/// How long a shallow clone may be held while its pended operation waits
+/// (100-ns ticks).
+static CLONE_HOLD_LIMIT: AtomicU64 = AtomicU64::new(DEFAULT_CLONE_HOLD_LIMIT);
+const DEFAULT_CLONE_HOLD_LIMIT: u64 = 1_000 * 10_000;
 
 /// The start of a `NET_BUFFER_LIST` (what a callout may read).
 #[repr(C)]
@@ -39,27 +88,69 @@ struct NetBufferList {
     _rest: [u64; 8],
 }
 
-/// An opaque `NET_BUFFER`; the simulator tracks its data offset.
+/// The start of a `NET_BUFFER` (x64 layout of its documented fields).
 #[repr(C)]
 struct NetBuffer {
-    _opaque: [u64; 6],
+    next: u64,
+    current_mdl: u64,
+    current_mdl_offset: u32,
+    _pad: u32,
+    /// `DataLength` (a ULONG in a union with SIZE_T `stDataLength`).
+    data_length: u64,
+    mdl_chain: u64,
+    data_offset: u32,
+    _rest: [u32; 5],
+}
+
+/// What a NET_BUFFER_LIST is and who owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// The engine's packet, lent to classifyFn as layerData.
+    Engine,
+    /// A shallow clone (`FwpsAllocateCloneNetBufferList0`): the callout's.
+    Clone,
+    /// A list over the callout's own memory
+    /// (`FwpsAllocateNetBufferAndNetBufferList0`): the callout's.
+    Allocated { pool: usize, mdl: usize },
 }
 
 struct Packet {
-    connection: Connection,
-    is_clone: bool,
-    /// How far the data start was retreated (bytes).
-    retreated: u32,
+    /// The connection (`None` for an allocated list until it is injected
+    /// and parsed).
+    connection: Option<Connection>,
+    kind: Kind,
+    /// The packet's bytes from its IP header (engine packets and clones).
+    data: Box<[u8]>,
+    /// Where the data starts in `data` (bytes from the IP header).
+    offset: u32,
     /// Injection handle that injected it, or 0.
     injected_by: usize,
     /// Headers the engine says precede the data start (ip + transport).
     headers: u32,
+    /// Clock when it was made.
+    made_at: u64,
+    /// A hold violation was reported for it already.
+    hold_reported: bool,
     list: Box<NetBufferList>,
     buffer: Box<NetBuffer>,
 }
 
+impl Packet {
+    /// Mirrors `offset` into the NET_BUFFER fields a callout reads.
+    fn sync_buffer(&mut self) {
+        if matches!(self.kind, Kind::Allocated { .. }) {
+            return;
+        }
+        self.buffer.data_offset = self.offset;
+        self.buffer.data_length = (self.data.len() as u64).saturating_sub(u64::from(self.offset));
+    }
+}
+
 // SAFETY: the pointers refer to the packet's own boxes.
 unsafe impl Send for Packet {}
+
+/// A 5-tuple as the stack reads it from an inbound packet.
+type FiveTuple = (u8, IpAddr, u16, IpAddr, u16);
 
 #[derive(Default)]
 struct State {
@@ -69,8 +160,22 @@ struct State {
     buffers: HashMap<usize, usize>,
     handles: HashMap<usize, u32>,
     next_handle: usize,
+    /// NET_BUFFER_LIST pools (`NdisAllocateNetBufferListPool`): address ->
+    /// their parameters' tag.
+    pools: HashMap<usize, Box<u64>>,
+    /// Connections whose packets the engine presented inbound, by what
+    /// their packets say (to recognise an injected deep copy).
+    inbound: HashMap<FiveTuple, Connection>,
     /// Reinjected classifications: (connection, result).
     reinjected: Vec<(Connection, ClassifyResult)>,
+    /// Transport endpoints (sockets) the metadata named, by handle.
+    endpoints: HashMap<u64, Connection>,
+    /// First datagrams flushed by a completion at ALE_AUTH_CONNECT:
+    /// (connection, sent again by the callout since).
+    flushed: Vec<(Connection, bool)>,
+    /// Datagrams sent by send injection: (connection, the classification
+    /// the injected packet got if its connection was not authorized yet).
+    sent: Vec<(Connection, Option<ClassifyResult>)>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -80,16 +185,39 @@ fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     f(guard.get_or_insert_with(State::default))
 }
 
-fn new_packet(state: &mut State, connection: &Connection, is_clone: bool, headers: u32) -> *mut c_void {
-    let mut buffer = Box::new(NetBuffer { _opaque: [0; 6] });
-    let list = Box::new(NetBufferList { next: std::ptr::null_mut(), first_net_buffer: &mut *buffer, _rest: [0; 8] });
-    let address = &*list as *const NetBufferList as usize;
-    state.buffers.insert(&*buffer as *const NetBuffer as usize, address);
-    state.packets.insert(
-        address,
-        Packet { connection: connection.clone(), is_clone, retreated: 0, injected_by: 0, headers, list, buffer },
-    );
+fn insert(state: &mut State, packet: Packet) -> *mut c_void {
+    let address = &*packet.list as *const NetBufferList as usize;
+    state.buffers.insert(&*packet.buffer as *const NetBuffer as usize, address);
+    state.packets.insert(address, packet);
     address as *mut c_void
+}
+
+fn new_packet(connection: Option<Connection>, kind: Kind, data: Box<[u8]>, offset: u32, headers: u32) -> Packet {
+    let mut buffer = Box::new(NetBuffer {
+        next: 0,
+        current_mdl: 0,
+        current_mdl_offset: 0,
+        _pad: 0,
+        data_length: 0,
+        mdl_chain: 0,
+        data_offset: 0,
+        _rest: [0; 5],
+    });
+    let list = Box::new(NetBufferList { next: std::ptr::null_mut(), first_net_buffer: &mut *buffer, _rest: [0; 8] });
+    let mut packet = Packet {
+        connection,
+        kind,
+        data,
+        offset,
+        injected_by: 0,
+        headers,
+        made_at: crate::clock::now(),
+        hold_reported: false,
+        list,
+        buffer,
+    };
+    packet.sync_buffer();
+    packet
 }
 
 fn drop_packet(state: &mut State, address: usize) -> Option<Packet> {
@@ -106,10 +234,26 @@ pub(crate) fn header_sizes(connection: &Connection) -> (u32, u32) {
     (ip, transport)
 }
 
-/// The packet an inbound classification carries (engine-owned).
+fn five_tuple(connection: &Connection) -> FiveTuple {
+    (
+        connection.protocol,
+        connection.local_address,
+        connection.local_port,
+        connection.remote_address,
+        connection.remote_port,
+    )
+}
+
+/// The packet an inbound classification carries (engine-owned), positioned
+/// after the transport header.
 pub(crate) fn incoming(connection: &Connection) -> *mut c_void {
     let (ip, transport) = header_sizes(connection);
-    with(|s| new_packet(s, connection, false, ip + transport))
+    let data = packet_data::build(connection, Direction::Inbound).into_boxed_slice();
+    let packet = new_packet(Some(connection.clone()), Kind::Engine, data, ip + transport, ip + transport);
+    with(|s| {
+        s.inbound.insert(five_tuple(connection), connection.clone());
+        insert(s, packet)
+    })
 }
 
 /// Ends an engine-owned packet after classify: it must be back where the
@@ -118,10 +262,69 @@ pub(crate) fn release_incoming(packet: *mut c_void) {
     if packet.is_null() {
         return;
     }
-    let retreated = with(|s| drop_packet(s, packet as usize).map(|p| p.retreated));
+    let retreated = with(|s| drop_packet(s, packet as usize).map(|p| p.headers.saturating_sub(p.offset)));
     if let Some(retreated) = retreated.filter(|&r| r != 0) {
         report(ViolationKind::ApiMisuse, format!("layerData returned to the engine retreated by {retreated} bytes"));
     }
+}
+
+/// The first datagram of a non-TCP connection at ALE_AUTH_CONNECT (its
+/// initial classification), positioned at its transport header; NULL for
+/// TCP (no data yet) and for reauthorizations.
+pub(crate) fn first_datagram(connection: &Connection) -> *mut c_void {
+    let connect = matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
+    if !connect || connection.protocol == 6 || connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0 {
+        return std::ptr::null_mut();
+    }
+    let (ip, _) = header_sizes(connection);
+    let data = packet_data::build(connection, Direction::Outbound).into_boxed_slice();
+    let packet = new_packet(Some(connection.clone()), Kind::Engine, data, ip, ip);
+    with(|s| insert(s, packet))
+}
+
+/// The transport endpoint handle of a connection's socket (the metadata's
+/// `transportEndpointHandle` at ALE_AUTH_CONNECT).
+pub(crate) fn endpoint_of(connection: &Connection) -> u64 {
+    with(|s| {
+        let same = |c: &Connection| {
+            c.protocol == connection.protocol
+                && c.local_address == connection.local_address
+                && c.local_port == connection.local_port
+        };
+        if let Some((&handle, _)) = s.endpoints.iter().find(|(_, c)| same(c)) {
+            return handle;
+        }
+        let handle = 0xE0D0_0000 + 0x10 * s.endpoints.len() as u64;
+        s.endpoints.insert(handle, connection.clone());
+        handle
+    })
+}
+
+/// A completion at ALE_AUTH_CONNECT flushed the first datagram it pended.
+pub(crate) fn datagram_flushed(connection: &Connection) {
+    with(|s| s.flushed.push((connection.clone(), false)));
+}
+
+fn same_flow(a: &Connection, b: &Connection) -> bool {
+    a.protocol == b.protocol
+        && a.local_address == b.local_address
+        && a.local_port == b.local_port
+        && a.remote_address == b.remote_address
+        && a.remote_port == b.remote_port
+}
+
+/// First datagrams lost: flushed by a completion whose connection was then
+/// authorized, and never sent again by the callout. (Windows allows this:
+/// the application retransmits. The driver promises not to lose them.)
+pub fn lost_datagrams() -> Vec<Connection> {
+    let flushed: Vec<Connection> =
+        with(|s| s.flushed.iter().filter(|(_, sent)| !sent).map(|(c, _)| c.clone()).collect());
+    flushed.into_iter().filter(super::reauthorization::is_live).collect()
+}
+
+/// Datagrams sent by `FwpsInjectTransportSendAsync1` so far, taken.
+pub fn take_sent() -> Vec<(Connection, Option<ClassifyResult>)> {
+    with(|s| std::mem::take(&mut s.sent))
 }
 
 /// A live clone of a packet of `connection`, as a callout would hold after
@@ -130,12 +333,55 @@ pub(crate) fn release_incoming(packet: *mut c_void) {
 /// `FwpsFreeCloneNetBufferList0`.
 pub fn clone_for_test(connection: &Connection) -> *mut c_void {
     let (ip, transport) = header_sizes(connection);
-    with(|s| new_packet(s, connection, true, ip + transport))
+    let data = packet_data::build(connection, Direction::Inbound).into_boxed_slice();
+    with(|s| insert(s, new_packet(Some(connection.clone()), Kind::Clone, data, 0, ip + transport)))
 }
 
 /// Classifications of reinjected packets so far.
 pub fn take_reinjected() -> Vec<(Connection, ClassifyResult)> {
     with(|s| std::mem::take(&mut s.reinjected))
+}
+
+/// Sets how long a shallow clone may be held while a pended operation of
+/// its connection waits before it is reported (default 1 s).
+pub fn set_clone_hold_limit_ms(ms: u64) {
+    CLONE_HOLD_LIMIT.store(ms.saturating_mul(10_000), Ordering::Relaxed);
+}
+
+/// Reports every shallow clone held past the limit while a pended
+/// operation of its connection waits (each clone once). Runs whenever the
+/// clock moves and before each completion.
+pub fn check_held_clones() {
+    let now = crate::clock::now();
+    let limit = CLONE_HOLD_LIMIT.load(Ordering::Relaxed);
+    let old: Vec<(usize, Connection, u64)> = with(|s| {
+        s.packets
+            .iter()
+            .filter(|(_, p)| p.kind == Kind::Clone && !p.hold_reported && now.saturating_sub(p.made_at) > limit)
+            .filter_map(|(&a, p)| Some((a, p.connection.clone()?, now.saturating_sub(p.made_at))))
+            .collect()
+    });
+    for (address, connection, age) in old {
+        if !super::pending::has_pended(&connection) {
+            continue;
+        }
+        with(|s| {
+            if let Some(p) = s.packets.get_mut(&address) {
+                p.hold_reported = true;
+            }
+        });
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "shallow clone {address:#x} (FwpsAllocateCloneNetBufferList0) of {}:{} held {} ms while its pended \
+                 operation waits; clones must not be held while waiting for user input: make a deep copy \
+                 (FwpsAllocateNetBufferAndNetBufferList0) and absorb the original",
+                connection.remote_address,
+                connection.remote_port,
+                age / 10_000
+            ),
+        );
+    }
 }
 
 /// `NdisRetreatNetBufferDataStart`.
@@ -149,18 +395,27 @@ pub extern "system" fn NdisRetreatNetBufferDataStart(
     if let Some(status) = crate::faults::call_should_fail("NdisRetreatNetBufferDataStart") {
         return status;
     }
-    with(|s| match s.buffers.get(&(net_buffer as usize)).copied() {
-        Some(list) => {
-            if let Some(packet) = s.packets.get_mut(&list) {
-                packet.retreated += data_offset_delta;
-            }
-            0
+    let result = with(|s| {
+        let list = s.buffers.get(&(net_buffer as usize)).copied()?;
+        let packet = s.packets.get_mut(&list)?;
+        let Some(offset) = packet.offset.checked_sub(data_offset_delta) else {
+            return Some(Err("NdisRetreatNetBufferDataStart before the start of the packet (no backfill modelled)"));
+        };
+        packet.offset = offset;
+        packet.sync_buffer();
+        Some(Ok(()))
+    });
+    match result {
+        Some(Ok(())) => 0,
+        Some(Err(message)) => {
+            report(ViolationKind::ApiMisuse, message);
+            0xC000_0001_u32 as i32
         }
         None => {
             report(ViolationKind::ApiMisuse, "NdisRetreatNetBufferDataStart on an unknown NET_BUFFER");
             0xC000_0001_u32 as i32
         }
-    })
+    }
 }
 
 /// `NdisAdvanceNetBufferDataStart`.
@@ -171,10 +426,60 @@ pub extern "system" fn NdisAdvanceNetBufferDataStart(
     _free_mdl: u8,
     _free: *mut c_void,
 ) {
-    with(|s| match s.buffers.get(&(net_buffer as usize)).copied().and_then(|l| s.packets.get_mut(&l)) {
-        Some(packet) if packet.retreated >= data_offset_delta => packet.retreated -= data_offset_delta,
-        _ => report(ViolationKind::ApiMisuse, "NdisAdvanceNetBufferDataStart past where the data started"),
+    let done = with(|s| {
+        let list = s.buffers.get(&(net_buffer as usize)).copied()?;
+        let packet = s.packets.get_mut(&list)?;
+        let offset = packet.offset.checked_add(data_offset_delta).filter(|&o| o as usize <= packet.data.len())?;
+        packet.offset = offset;
+        packet.sync_buffer();
+        Some(())
     });
+    if done.is_none() {
+        report(
+            ViolationKind::ApiMisuse,
+            "NdisAdvanceNetBufferDataStart past the end of the data (or unknown NET_BUFFER)",
+        );
+    }
+}
+
+/// `NdisGetDataBuffer`: a pointer to `bytes_needed` contiguous bytes from
+/// the data start, or NULL if the buffer holds fewer. Whether the data is
+/// contiguous is up to NDIS: when `storage` is given, the simulator copies
+/// into it and returns it or returns a pointer into the packet, chosen at
+/// random, so a caller must use the returned pointer either way.
+///
+/// # Safety
+/// `storage` must be NULL or writable for `bytes_needed` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn NdisGetDataBuffer(
+    net_buffer: *mut c_void,
+    bytes_needed: u32,
+    storage: *mut c_void,
+    align_multiple: u32,
+    _align_offset: u32,
+) -> *mut c_void {
+    if align_multiple == 0 || !align_multiple.is_power_of_two() {
+        report(ViolationKind::ApiMisuse, format!("NdisGetDataBuffer with AlignMultiple {align_multiple}"));
+    }
+    let copy_to_storage = !storage.is_null() && crate::choice::coin();
+    with(|s| {
+        let Some(packet) = s.buffers.get(&(net_buffer as usize)).copied().and_then(|l| s.packets.get_mut(&l)) else {
+            report(ViolationKind::ApiMisuse, "NdisGetDataBuffer on an unknown NET_BUFFER");
+            return std::ptr::null_mut();
+        };
+        let start = packet.offset as usize;
+        let Some(bytes) = packet.data.get(start..start.saturating_add(bytes_needed as usize)) else {
+            return std::ptr::null_mut();
+        };
+        if copy_to_storage {
+            // SAFETY: `storage` holds `bytes_needed` bytes (caller's contract);
+            // `bytes` is exactly that long and does not overlap it.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), storage.cast::<u8>(), bytes.len()) };
+            storage
+        } else {
+            packet.data.as_mut_ptr().wrapping_add(start).cast()
+        }
+    })
 }
 
 /// `FwpsAllocateCloneNetBufferList0`: the clone must be made with the data
@@ -199,18 +504,19 @@ pub unsafe extern "system" fn FwpsAllocateCloneNetBufferList0(
     }
     let made = with(|s| {
         let packet = s.packets.get(&(original as usize))?;
-        if packet.retreated != packet.headers {
+        if packet.offset != 0 {
             report(
                 ViolationKind::ApiMisuse,
                 format!(
                     "clone made {} bytes into the packet; the IP header starts {} bytes back",
-                    packet.retreated, packet.headers
+                    packet.headers.saturating_sub(packet.offset),
+                    packet.headers
                 ),
             );
         }
-        let connection = packet.connection.clone();
-        let headers = packet.headers;
-        Some(new_packet(s, &connection, true, headers))
+        let copy =
+            new_packet(packet.connection.clone(), Kind::Clone, packet.data.clone(), packet.offset, packet.headers);
+        Some(insert(s, copy))
     });
     match made {
         Some(address) => {
@@ -238,7 +544,7 @@ pub extern "system" fn FwpsFreeCloneNetBufferList0(clone: *mut c_void, free_clon
         );
     }
     let freed = with(|s| match s.packets.get(&(clone as usize)) {
-        Some(p) if p.is_clone => drop_packet(s, clone as usize).is_some(),
+        Some(p) if p.kind == Kind::Clone => drop_packet(s, clone as usize).is_some(),
         _ => false,
     });
     if !freed {
@@ -249,9 +555,246 @@ pub extern "system" fn FwpsFreeCloneNetBufferList0(clone: *mut c_void, free_clon
     }
 }
 
-/// Whether `net_buffer_list` is a live clone (for FwpsCompleteOperation0).
-pub(crate) fn is_live_clone(net_buffer_list: *mut c_void) -> bool {
-    with(|s| s.packets.get(&(net_buffer_list as usize)).is_some_and(|p| p.is_clone))
+/// `NdisAllocateNetBufferListPool`: a pool for
+/// `FwpsAllocateNetBufferAndNetBufferList0`, which needs
+/// `fAllocateNetBuffer` TRUE and `DataSize` 0. NULL on failure.
+///
+/// # Safety
+/// `parameters` must be NULL or readable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn NdisAllocateNetBufferListPool(
+    _ndis_handle: *mut c_void,
+    parameters: *const NetBufferListPoolParameters,
+) -> *mut c_void {
+    irql::require_at_most(DISPATCH_LEVEL, "NdisAllocateNetBufferListPool");
+    if parameters.is_null() {
+        report(ViolationKind::ApiMisuse, "NdisAllocateNetBufferListPool without parameters");
+        return std::ptr::null_mut();
+    }
+    // SAFETY: checked non-NULL; readable per the caller.
+    let p = unsafe { parameters.read_unaligned() };
+    if p.header_type != NDIS_OBJECT_TYPE_DEFAULT
+        || p.header_revision != NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1
+        || p.header_size < NDIS_SIZEOF_NET_BUFFER_LIST_POOL_PARAMETERS_REVISION_1
+    {
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "NdisAllocateNetBufferListPool: header type {:#x} revision {} size {}",
+                p.header_type, p.header_revision, p.header_size
+            ),
+        );
+        return std::ptr::null_mut();
+    }
+    if p.allocate_net_buffer != 1 || p.data_size != 0 {
+        report(
+            ViolationKind::ApiMisuse,
+            "NdisAllocateNetBufferListPool for FwpsAllocateNetBufferAndNetBufferList0 needs fAllocateNetBuffer TRUE \
+             and DataSize 0",
+        );
+    }
+    if p.pool_tag == 0 {
+        report(ViolationKind::ApiMisuse, "NdisAllocateNetBufferListPool with PoolTag 0");
+    }
+    if crate::faults::allocation_should_fail() {
+        return std::ptr::null_mut();
+    }
+    let pool = Box::new(u64::from(p.pool_tag));
+    let address = &*pool as *const u64 as usize;
+    with(|s| s.pools.insert(address, pool));
+    address as *mut c_void
+}
+
+/// `NdisFreeNetBufferListPool`: every list from it must be freed first.
+#[unsafe(no_mangle)]
+pub extern "system" fn NdisFreeNetBufferListPool(pool: *mut c_void) {
+    irql::require_at_most(DISPATCH_LEVEL, "NdisFreeNetBufferListPool");
+    let outcome = with(|s| {
+        let lists = s
+            .packets
+            .values()
+            .filter(|p| matches!(p.kind, Kind::Allocated { pool: q, .. } if q == pool as usize))
+            .count();
+        (s.pools.remove(&(pool as usize)).is_some(), lists)
+    });
+    match outcome {
+        (false, _) => report(ViolationKind::DoubleFree, "NdisFreeNetBufferListPool of a pool that is not live"),
+        (true, 0) => {}
+        (true, lists) => report(
+            ViolationKind::ApiMisuse,
+            format!("NdisFreeNetBufferListPool with {lists} NET_BUFFER_LIST(s) from it still allocated"),
+        ),
+    }
+}
+
+/// `FwpsAllocateNetBufferAndNetBufferList0`: a list with one NET_BUFFER
+/// over `data_length` bytes of `mdl_chain` from `data_offset` (the callout's
+/// own memory: a deep copy). Freed with `FwpsFreeNetBufferList0`.
+///
+/// # Safety
+/// `net_buffer_list` must be writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpsAllocateNetBufferAndNetBufferList0(
+    pool: *mut c_void,
+    context_size: u16,
+    context_back_fill: u16,
+    mdl_chain: *mut c_void,
+    data_offset: u32,
+    data_length: usize,
+    net_buffer_list: *mut *mut c_void,
+) -> NTSTATUS {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpsAllocateNetBufferAndNetBufferList0");
+    if net_buffer_list.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let misuse = |message: String| {
+        report(ViolationKind::ApiMisuse, format!("FwpsAllocateNetBufferAndNetBufferList0: {message}"));
+        STATUS_INVALID_PARAMETER
+    };
+    if !with(|s| s.pools.contains_key(&(pool as usize))) {
+        return misuse(format!("{:#x} is not a pool from NdisAllocateNetBufferListPool", pool as usize));
+    }
+    if !context_size.is_multiple_of(16) || !context_back_fill.is_multiple_of(16) {
+        return misuse("context sizes must be multiples of MEMORY_ALLOCATION_ALIGNMENT".into());
+    }
+    let Some(mdl) = crate::mdl::record(mdl_chain) else {
+        return misuse("mdlChain is not a live MDL".into());
+    };
+    if !mdl.built {
+        return misuse("the MDL was not built (MmBuildMdlForNonPagedPool)".into());
+    }
+    if (data_offset as usize).saturating_add(data_length) > mdl.length as usize {
+        return misuse(format!("{data_length} bytes from offset {data_offset} overrun the MDL's {}", mdl.length));
+    }
+    if crate::faults::call_should_fail("FwpsAllocateNetBufferAndNetBufferList0").is_some() {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let kind = Kind::Allocated { pool: pool as usize, mdl: mdl_chain as usize };
+    let mut packet = new_packet(None, kind, Box::new([]), 0, 0);
+    packet.buffer.data_length = data_length as u64;
+    packet.buffer.data_offset = data_offset;
+    packet.buffer.mdl_chain = mdl_chain as u64;
+    packet.buffer.current_mdl = mdl_chain as u64;
+    packet.buffer.current_mdl_offset = data_offset;
+    let address = with(|s| insert(s, packet));
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { net_buffer_list.write(address) };
+    STATUS_SUCCESS
+}
+
+/// `FwpsFreeNetBufferList0`: frees a list from
+/// `FwpsAllocateNetBufferAndNetBufferList0` (its MDL and memory stay the
+/// callout's).
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpsFreeNetBufferList0(net_buffer_list: *mut c_void) {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpsFreeNetBufferList0");
+    let freed = with(|s| match s.packets.get(&(net_buffer_list as usize)) {
+        Some(p) if matches!(p.kind, Kind::Allocated { .. }) => drop_packet(s, net_buffer_list as usize).is_some(),
+        _ => false,
+    });
+    if !freed {
+        report(
+            ViolationKind::DoubleFree,
+            format!(
+                "FwpsFreeNetBufferList0({:#x}): not a live list from FwpsAllocateNetBufferAndNetBufferList0",
+                net_buffer_list as usize
+            ),
+        );
+    }
+}
+
+/// Whether `net_buffer_list` is the callout's own live packet (a clone or
+/// an allocated list), as `FwpsCompleteOperation0` may take.
+pub(crate) fn is_callouts_packet(net_buffer_list: *mut c_void) -> bool {
+    with(|s| s.packets.get(&(net_buffer_list as usize)).is_some_and(|p| p.kind != Kind::Engine))
+}
+
+/// The bytes an allocated list describes, read from its MDL's memory, and
+/// the connection they belong to.
+fn parse_allocated(net_buffer_list: usize) -> Result<Connection, String> {
+    let (mdl, offset, length) = with(|s| match s.packets.get(&net_buffer_list) {
+        Some(Packet { kind: Kind::Allocated { mdl, .. }, buffer, .. }) => {
+            Some((*mdl, buffer.data_offset, buffer.data_length as usize))
+        }
+        _ => None,
+    })
+    .ok_or("not an allocated list")?;
+    let record = crate::mdl::record(mdl as *mut c_void).ok_or("its MDL was freed before the injection")?;
+    let start = record.address.saturating_add(offset as usize);
+    if crate::pool::live_range(start, length).is_none() {
+        return Err("the memory its MDL describes is not live pool any more".into());
+    }
+    // SAFETY: `length` bytes from `start` are inside a live pool block.
+    let bytes = unsafe { std::slice::from_raw_parts(start as *const u8, length) };
+    let parsed = packet_data::parse(bytes).ok_or("its data does not start with an IPv4/IPv6 + TCP/UDP header")?;
+    let tuple = (parsed.protocol, parsed.destination.0, parsed.destination.1, parsed.source.0, parsed.source.1);
+    let known = with(|s| s.inbound.get(&tuple).cloned());
+    let layer_id = if parsed.destination.0.is_ipv6() {
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6
+    } else {
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4
+    };
+    Ok(known.unwrap_or(Connection {
+        layer_id,
+        local_address: parsed.destination.0,
+        local_port: parsed.destination.1,
+        remote_address: parsed.source.0,
+        remote_port: parsed.source.1,
+        protocol: parsed.protocol,
+        process_id: 0,
+        flags: 0,
+        reauthorize_reason: 0,
+    }))
+}
+
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC` (fwpsk.h).
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC: u32 = 0x1;
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_FWP`.
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_FWP: u32 = 0x2;
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND`.
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND: u32 = 0x4;
+/// `FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND`.
+pub const FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND: u32 = 0x8;
+
+/// `FwpsGetPacketListSecurityInformation0`: for an inbound IPsec query,
+/// sets `ipsecInformation.inbound.isSecure` (bit 0 of the structure's
+/// first UINT32) when the packet's connection is IPsec-protected (its FLAGS
+/// carry `FWP_CONDITION_FLAG_IS_IPSEC_SECURED`), clears it otherwise. Only
+/// that word is written (tunnel mode is not modelled).
+///
+/// # Safety
+/// `information` must be NULL or writable for a UINT32.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpsGetPacketListSecurityInformation0(
+    packet_list: *mut c_void,
+    query_flags: u32,
+    information: *mut u32,
+) -> NTSTATUS {
+    irql::require_at_most(DISPATCH_LEVEL, "FwpsGetPacketListSecurityInformation0");
+    if information.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let direction =
+        query_flags & (FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND | FWPS_PACKET_LIST_INFORMATION_QUERY_OUTBOUND);
+    if query_flags & FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC != 0 && direction == 0 {
+        report(
+            ViolationKind::ApiMisuse,
+            "FwpsGetPacketListSecurityInformation0: QUERY_IPSEC must come with QUERY_INBOUND or QUERY_OUTBOUND",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
+    let Some(connection) = with(|s| s.packets.get(&(packet_list as usize)).map(|p| p.connection.clone())) else {
+        report(ViolationKind::ApiMisuse, "FwpsGetPacketListSecurityInformation0 on an unknown NET_BUFFER_LIST");
+        return STATUS_INVALID_PARAMETER;
+    };
+    let secure = connection.is_some_and(|c| c.flags & fwp::FWP_CONDITION_FLAG_IS_IPSEC_SECURED != 0);
+    if query_flags & FWPS_PACKET_LIST_INFORMATION_QUERY_IPSEC != 0
+        && direction == FWPS_PACKET_LIST_INFORMATION_QUERY_INBOUND
+    {
+        // SAFETY: checked non-NULL; writable per the caller.
+        unsafe { information.write_unaligned(u32::from(secure)) };
+    }
+    STATUS_SUCCESS
 }
 
 /// `FwpsInjectionHandleCreate0`.
@@ -320,7 +863,9 @@ pub type InjectComplete =
     Option<unsafe extern "system" fn(context: *mut c_void, net_buffer_list: *mut c_void, dispatch_level: u8)>;
 
 /// `FwpsInjectTransportReceiveAsync0`: the engine classifies the injected
-/// clone at ALE_AUTH_RECV_ACCEPT again, then calls the completion function.
+/// packet (a clone, or a list over the callout's copy, which the stack
+/// parses to find its connection) at ALE_AUTH_RECV_ACCEPT again, then calls
+/// the completion function.
 ///
 /// # Safety
 /// `completion` must be safe to call with `completion_context` and the list.
@@ -347,22 +892,31 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
         report(ViolationKind::ApiMisuse, "FwpsInjectTransportReceiveAsync0 without a completion function");
         return STATUS_INVALID_PARAMETER;
     };
-    let connection = with(|s| {
+    let checked = with(|s| {
         match s.handles.get(&(handle as usize)) {
-            None => return Err("FwpsInjectTransportReceiveAsync0 with an unknown injection handle"),
+            None => return Err("FwpsInjectTransportReceiveAsync0 with an unknown injection handle".to_string()),
             Some(&flags) if flags & FWPS_INJECTION_TYPE_TRANSPORT == 0 => {
                 return Err(
-                    "FwpsInjectTransportReceiveAsync0 with a handle not created for FWPS_INJECTION_TYPE_TRANSPORT",
+                    "FwpsInjectTransportReceiveAsync0 with a handle not created for FWPS_INJECTION_TYPE_TRANSPORT"
+                        .to_string(),
                 );
             }
             Some(_) => {}
         }
-        let Some(packet) = s.packets.get_mut(&(net_buffer_list as usize)).filter(|p| p.is_clone) else {
-            return Err("FwpsInjectTransportReceiveAsync0 of a NET_BUFFER_LIST that is not a live clone");
-        };
-        packet.injected_by = handle as usize;
-        Ok(packet.connection.clone())
+        match s.packets.get(&(net_buffer_list as usize)) {
+            Some(p) if p.kind == Kind::Clone => Ok(p.connection.clone()),
+            Some(p) if matches!(p.kind, Kind::Allocated { .. }) => Ok(None),
+            _ => Err("FwpsInjectTransportReceiveAsync0 of a NET_BUFFER_LIST that is not the callout's own live \
+                      packet (a clone or an allocated list)"
+                .to_string()),
+        }
     });
+    let connection = match checked {
+        Ok(Some(connection)) => Ok(connection),
+        Ok(None) => parse_allocated(net_buffer_list as usize)
+            .map_err(|why| format!("FwpsInjectTransportReceiveAsync0 of an allocated list: {why}")),
+        Err(message) => Err(message),
+    };
     let connection = match connection {
         Ok(connection) => connection,
         Err(message) => {
@@ -370,6 +924,12 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
             return STATUS_INVALID_PARAMETER;
         }
     };
+    with(|s| {
+        if let Some(p) = s.packets.get_mut(&(net_buffer_list as usize)) {
+            p.injected_by = handle as usize;
+            p.connection = Some(connection.clone());
+        }
+    });
     if connection.protocol == 6
         && let Some(callback) = super::callout_scope::current()
     {
@@ -380,6 +940,21 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
             format!(
                 "TCP packet injected with FwpsInjectTransportReceiveAsync0 from inside {callback}; TCP may be \
                  injected only out of band (a DPC or a worker)"
+            ),
+        );
+    }
+    if connection.flags & fwp::FWP_CONDITION_FLAG_IS_IPSEC_SECURED != 0 {
+        // The AH/ESP header stays in the decrypted packet: "such packets
+        // cannot be recv-injected back w/o removing the AH/ESP header"
+        // (inspect sample). The simulator does not model rebuilding it
+        // (FwpsConstructIpHeaderForTransportPacket0), so any such
+        // injection is reported.
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "IPsec-protected inbound packet of {}:{} injected as-is with FwpsInjectTransportReceiveAsync0; it \
+                 cannot be receive-injected without removing its AH/ESP header",
+                connection.remote_address, connection.remote_port
             ),
         );
     }
@@ -398,17 +973,173 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
     STATUS_SUCCESS
 }
 
+/// `FWPS_TRANSPORT_SEND_PARAMS1` (x64 layout).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TransportSendParams1 {
+    /// The remote address, network order (4 or 16 bytes).
+    pub remote_address: *const u8,
+    /// `SCOPE_ID` of the remote address.
+    pub remote_scope_id: u32,
+    /// Ancillary data (`WSACMSGHDR`), NULL for none.
+    pub control_data: *const c_void,
+    /// Its length.
+    pub control_data_length: u32,
+    /// Header-include header, NULL for none.
+    pub header_include_header: *const c_void,
+    /// Its length.
+    pub header_include_header_length: u32,
+}
+
+/// The bytes a callout's own list describes (a clone from its data start,
+/// an allocated list from its MDL), copied out.
+fn callouts_bytes(net_buffer_list: usize) -> Result<Vec<u8>, String> {
+    let found = with(|s| match s.packets.get(&net_buffer_list) {
+        Some(p) if p.kind == Kind::Clone => Some(Ok(p.data.get(p.offset as usize..).unwrap_or(&[]).to_vec())),
+        Some(Packet { kind: Kind::Allocated { mdl, .. }, buffer, .. }) => {
+            Some(Err((*mdl, buffer.data_offset, buffer.data_length as usize)))
+        }
+        _ => None,
+    });
+    match found {
+        None => Err("not the callout's own live packet (a clone or an allocated list)".into()),
+        Some(Ok(bytes)) => Ok(bytes),
+        Some(Err((mdl, offset, length))) => {
+            let record = crate::mdl::record(mdl as *mut c_void).ok_or("its MDL was freed before the injection")?;
+            let start = record.address.saturating_add(offset as usize);
+            if crate::pool::live_range(start, length).is_none() {
+                return Err("the memory its MDL describes is not live pool any more".into());
+            }
+            // SAFETY: `length` bytes from `start` are inside a live pool block.
+            Ok(unsafe { std::slice::from_raw_parts(start as *const u8, length) }.to_vec())
+        }
+    }
+}
+
+/// `FwpsInjectTransportSendAsync1`: sends a datagram of the socket
+/// `endpoint_handle` (the list starts at its transport header; `send_args`
+/// names the remote address). A connection already authorized sends it at
+/// once; otherwise the engine classifies it at ALE_AUTH_CONNECT first (the
+/// injector must recognise its own packet there). Then the completion runs.
+///
+/// # Safety
+/// `send_args` must be NULL or readable (with its remote address);
+/// `completion` must be safe to call with `completion_context` and the list.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "system" fn FwpsInjectTransportSendAsync1(
+    handle: *mut c_void,
+    _injection_context: *mut c_void,
+    endpoint_handle: u64,
+    flags: u32,
+    send_args: *const TransportSendParams1,
+    family: u16,
+    _compartment: u32,
+    net_buffer_list: *mut c_void,
+    completion: InjectComplete,
+    completion_context: *mut c_void,
+) -> NTSTATUS {
+    const API: &str = "FwpsInjectTransportSendAsync1";
+    irql::require_at_most(DISPATCH_LEVEL, API);
+    if let Some(status) = crate::faults::call_should_fail(API) {
+        return status;
+    }
+    let misuse = |message: String| {
+        report(ViolationKind::ApiMisuse, format!("{API}: {message}"));
+        STATUS_INVALID_PARAMETER
+    };
+    let Some(completion) = completion else { return misuse("no completion function".into()) };
+    if flags != 0 {
+        return misuse(format!("flags {flags:#x} (reserved, zero)"));
+    }
+    let (handle_flags, endpoint) =
+        with(|s| (s.handles.get(&(handle as usize)).copied(), s.endpoints.get(&endpoint_handle).cloned()));
+    match handle_flags {
+        None => return misuse("unknown injection handle".into()),
+        Some(f) if f & FWPS_INJECTION_TYPE_TRANSPORT == 0 => {
+            return misuse("handle not created for FWPS_INJECTION_TYPE_TRANSPORT".into());
+        }
+        Some(_) => {}
+    }
+    let Some(endpoint) = endpoint else {
+        return misuse(format!("endpoint handle {endpoint_handle:#x} is no socket the metadata named"));
+    };
+    if send_args.is_null() {
+        return misuse("no sendArgs: the list has no IP header, so the remote address must be given".into());
+    }
+    // SAFETY: checked non-NULL; readable per the caller.
+    let args = unsafe { send_args.read_unaligned() };
+    let v6 = endpoint.local_address.is_ipv6();
+    let address_len = if v6 { 16 } else { 4 };
+    if args.remote_address.is_null() {
+        return misuse("sendArgs without a remote address".into());
+    }
+    // SAFETY: the caller's remote address, 4 or 16 bytes for its family.
+    let address = unsafe { std::slice::from_raw_parts(args.remote_address, address_len) };
+    let remote = if v6 {
+        IpAddr::from(<[u8; 16]>::try_from(address).unwrap_or([0; 16]))
+    } else {
+        IpAddr::from(<[u8; 4]>::try_from(address).unwrap_or([0; 4]))
+    };
+    if family != if v6 { 23 } else { 2 } {
+        return misuse(format!("address family {family} for an IPv{} socket", if v6 { 6 } else { 4 }));
+    }
+    let bytes = match callouts_bytes(net_buffer_list as usize) {
+        Ok(bytes) => bytes,
+        Err(why) => return misuse(why),
+    };
+    let Some((source_port, remote_port)) = packet_data::transport_ports(&bytes, endpoint.protocol) else {
+        return misuse("the list does not start with a whole transport header".into());
+    };
+    if source_port != endpoint.local_port {
+        return misuse(format!("the datagram's source port {source_port} is not its socket's {}", endpoint.local_port));
+    }
+    let layer_id = if v6 { FWPS_LAYER_ALE_AUTH_CONNECT_V6 } else { FWPS_LAYER_ALE_AUTH_CONNECT_V4 };
+    let connection =
+        Connection { layer_id, remote_address: remote, remote_port, flags: 0, reauthorize_reason: 0, ..endpoint };
+    with(|s| {
+        if let Some(p) = s.packets.get_mut(&(net_buffer_list as usize)) {
+            p.injected_by = handle as usize;
+        }
+    });
+    let classified = (!super::reauthorization::is_live(&connection))
+        .then(|| super::client::classify_with_packet(&connection, net_buffer_list));
+    let delivered = classified.is_none_or(|result| result.permitted());
+    with(|s| {
+        if delivered && let Some(entry) = s.flushed.iter_mut().find(|(c, sent)| !sent && same_flow(c, &connection)) {
+            entry.1 = true;
+        }
+        if delivered {
+            s.sent.push((connection.clone(), classified));
+        }
+    });
+    // SAFETY: the callout's completion function, called once with its own
+    // context and the injected list, at DISPATCH_LEVEL as the stack would.
+    irql::at_dispatch(|| unsafe { completion(completion_context, net_buffer_list, 1) });
+    STATUS_SUCCESS
+}
+
 pub(crate) fn report_leaks() -> usize {
-    let (clones, handles) = with(|s| (s.packets.values().filter(|p| p.is_clone).count(), s.handles.len()));
+    let (clones, allocated, pools, handles) = with(|s| {
+        let count = |test: fn(&Kind) -> bool| s.packets.values().filter(|p| test(&p.kind)).count();
+        (count(|k| *k == Kind::Clone), count(|k| matches!(k, Kind::Allocated { .. })), s.pools.len(), s.handles.len())
+    });
     if clones > 0 {
         report(ViolationKind::Leak, format!("{clones} cloned NET_BUFFER_LIST(s) never freed"));
+    }
+    if allocated > 0 {
+        report(ViolationKind::Leak, format!("{allocated} allocated NET_BUFFER_LIST(s) never freed"));
+    }
+    if pools > 0 {
+        report(ViolationKind::Leak, format!("{pools} NET_BUFFER_LIST pool(s) never freed"));
     }
     if handles > 0 {
         report(ViolationKind::Leak, format!("{handles} injection handle(s) never destroyed"));
     }
-    clones + handles
+    clones + allocated + pools + handles
 }
 
 pub(crate) fn reset() {
     *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State::default());
+    CLONE_HOLD_LIMIT.store(DEFAULT_CLONE_HOLD_LIMIT, Ordering::Relaxed);
 }

@@ -26,6 +26,8 @@ struct InProgress {
     reauthorization: bool,
     pended: Option<usize>,
     filter_id: u64,
+    /// The classification carries a packet (layerData).
+    packet: bool,
 }
 
 /// A pended operation awaiting `FwpsCompleteOperation0`.
@@ -33,6 +35,9 @@ struct InProgress {
 struct Pended {
     connection: Connection,
     filter_id: u64,
+    /// It carried a packet (at connect: the first datagram, flushed when
+    /// the operation completes).
+    packet: bool,
 }
 
 /// One completed operation, as a test sees it.
@@ -77,8 +82,10 @@ pub(crate) fn begin(connection: &Connection, pendable: bool) -> *mut c_void {
     let handle = NEXT.fetch_add(0x10, Ordering::Relaxed);
     let reauthorization = connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0;
     with(|s| {
-        s.in_progress
-            .insert(handle, InProgress { connection: connection.clone(), reauthorization, pended: None, filter_id: 0 })
+        s.in_progress.insert(
+            handle,
+            InProgress { connection: connection.clone(), reauthorization, pended: None, filter_id: 0, packet: false },
+        )
     });
     handle as *mut c_void
 }
@@ -88,6 +95,15 @@ pub(crate) fn set_filter(handle: *mut c_void, filter_id: u64) {
     with(|s| {
         if let Some(p) = s.in_progress.get_mut(&(handle as usize)) {
             p.filter_id = filter_id;
+        }
+    });
+}
+
+/// Notes that the classification behind `handle` carries a packet.
+pub(crate) fn set_packet(handle: *mut c_void) {
+    with(|s| {
+        if let Some(p) = s.in_progress.get_mut(&(handle as usize)) {
+            p.packet = true;
         }
     });
 }
@@ -133,7 +149,8 @@ pub unsafe extern "system" fn FwpsPendOperation0(
         }
         let operation = NEXT.fetch_add(0x10, Ordering::Relaxed);
         progress.pended = Some(operation);
-        let pended = Pended { connection: progress.connection.clone(), filter_id: progress.filter_id };
+        let pended =
+            Pended { connection: progress.connection.clone(), filter_id: progress.filter_id, packet: progress.packet };
         s.pended.insert(operation, pended);
         Ok(Some(operation))
     });
@@ -160,6 +177,7 @@ pub unsafe extern "system" fn FwpsPendOperation0(
 pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, net_buffer_list: *mut c_void) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsCompleteOperation0");
     let operation = completion_context as usize;
+    super::packets::check_held_clones();
     let Some(pended) = with(|s| s.pended.remove(&operation)) else {
         report(
             ViolationKind::ApiMisuse,
@@ -169,8 +187,18 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
     };
     let reauthorize =
         matches!(pended.connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
-    if !net_buffer_list.is_null() && !super::packets::is_live_clone(net_buffer_list) {
-        report(ViolationKind::ApiMisuse, "FwpsCompleteOperation0 with a packet that is not a live clone");
+    if !net_buffer_list.is_null() && !super::packets::is_callouts_packet(net_buffer_list) {
+        report(
+            ViolationKind::ApiMisuse,
+            "FwpsCompleteOperation0 with a packet that is not the callout's own live clone or allocated list",
+        );
+    }
+    if reauthorize && pended.packet {
+        // "Any pended packet data is flushed from memory when the
+        // FwpsPendOperation0 function completes ... The callout could
+        // buffer such data and reinject the data on the application's
+        // behalf."
+        super::packets::datagram_flushed(&pended.connection);
     }
     let deferred = reauthorize
         && with(|s| {
@@ -219,6 +247,20 @@ pub fn deliver_deferred_reauthorizations() -> Vec<(Connection, ClassifyResult)> 
             (connection, result)
         })
         .collect()
+}
+
+/// Whether an operation pended for `connection` (its layer and 5-tuple)
+/// still waits for completion.
+pub(crate) fn has_pended(connection: &Connection) -> bool {
+    let same = |c: &Connection| {
+        c.layer_id == connection.layer_id
+            && c.protocol == connection.protocol
+            && c.local_address == connection.local_address
+            && c.local_port == connection.local_port
+            && c.remote_address == connection.remote_address
+            && c.remote_port == connection.remote_port
+    };
+    with(|s| s.pended.values().any(|p| same(&p.connection)))
 }
 
 /// Operations pended and not yet completed.

@@ -99,6 +99,16 @@ pub fn inject(handle: *mut c_void, clone: *mut c_void, v6: bool) -> NTSTATUS {
     }
 }
 
+/// What classifyFn calls with its layerData and metadata first (a test's
+/// own packet handling: copying, cloning), if set.
+pub type LayerDataHook = fn(*mut c_void, &FWPS_INCOMING_METADATA_VALUES0);
+static ON_LAYER_DATA: Mutex<Option<LayerDataHook>> = Mutex::new(None);
+
+/// Sets (or clears) the layerData hook.
+pub fn on_layer_data(hook: Option<LayerDataHook>) {
+    *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner()) = hook;
+}
+
 /// Whether the next classifyFn pends its classification.
 static PEND_NEXT: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn records the addresses of its parameters.
@@ -118,6 +128,7 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
     KEEP.store(0, Ordering::SeqCst);
     *INJECT.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
+    *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner()) = None;
     PEND_NEXT.store(0, Ordering::SeqCst);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
@@ -167,7 +178,7 @@ pub fn associate_flow_contexts(on: bool) {
 unsafe extern "system" fn probe_classify(
     values: *const FWPS_INCOMING_VALUES0,
     metadata: *const FWPS_INCOMING_METADATA_VALUES0,
-    _layer_data: *mut c_void,
+    layer_data: *mut c_void,
     _classify_context: *const c_void,
     filter: *const FWPS_FILTER2,
     _flow_context: u64,
@@ -180,6 +191,10 @@ unsafe extern "system" fn probe_classify(
     // SAFETY: as above; classifyOut is ours for the call.
     let out = unsafe { &mut *out };
     log(Event::Classify(filter.filterId));
+    let hook = *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(hook) = hook {
+        hook(layer_data, metadata);
+    }
     if KEEP.load(Ordering::SeqCst) != 0 {
         // SAFETY: the engine passes valid incoming values for the call.
         let values_ref = unsafe { &*values };

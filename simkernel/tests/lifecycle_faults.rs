@@ -1,0 +1,126 @@
+//! Conformance: lifecycle faults a callout driver must survive
+//! (simkernel/CONFORMANCE.md, rows L1-L4): a DELETE notification that never
+//! arrives, FwpmFilterDeleteById0 failing transiently, management objects
+//! that already exist with other settings, and the base filtering engine
+//! not running. Driven by probes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+mod probe;
+
+use fwps_types::fwp::FWPM_SUBLAYER0;
+use fwps_types::*;
+use probe::{Event, Probe};
+use std::ffi::c_void;
+use wfpcallout_simkernel::engine::{self, Connection, EPT_NT_NOT_REGISTERED};
+use wfpcallout_simkernel::faults;
+
+fn open_session() -> Result<*mut c_void, NTSTATUS> {
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: `handle` is writable.
+    let status = unsafe {
+        engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut handle)
+    };
+    if status == STATUS_SUCCESS { Ok(handle) } else { Err(status) }
+}
+
+/// L1: a lost DELETE: the filter is gone from the engine and classification
+/// no longer reaches the callout, but the callout is never told (its
+/// per-filter state is the driver's to reclaim at unload).
+#[test]
+fn a_lost_delete_notification_deletes_the_filter_silently() {
+    let mut kernel = probe::boot();
+    let probe = Probe::add(121, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
+    let lost = engine::add_filter(&probe.filter()).unwrap();
+    let told = engine::add_filter(&probe.filter()).unwrap();
+    engine::lose_delete_notifications(1);
+    engine::delete_filter(lost).unwrap();
+    engine::delete_filter(told).unwrap();
+    let events = probe::events();
+    assert!(!events.contains(&Event::Delete(lost)), "the first DELETE was lost");
+    assert!(events.contains(&Event::Delete(told)), "only one was lost");
+    assert!(!engine::filter_ids().contains(&lost));
+    probe::answer(fwp::FWP_ACTION_BLOCK);
+    assert!(engine::classify(&Connection::tcp_connect_v4(80)).permitted(), "no filter left to reach");
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+/// L2: FwpmFilterDeleteById0 fails transiently: nothing changes (no
+/// DELETE, the filter still classifies); a retry deletes it.
+#[test]
+fn a_failed_delete_changes_nothing_and_a_retry_works() {
+    let mut kernel = probe::boot();
+    let probe = Probe::add(122, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
+    let id = engine::add_filter(&probe.filter()).unwrap();
+    faults::fail_call("FwpmFilterDeleteById0", 0, STATUS_INSUFFICIENT_RESOURCES);
+    assert_eq!(engine::delete_filter(id), Err(STATUS_INSUFFICIENT_RESOURCES));
+    assert!(!probe::events().contains(&Event::Delete(id)));
+    probe::answer(fwp::FWP_ACTION_BLOCK);
+    assert!(!engine::classify(&Connection::tcp_connect_v4(80)).permitted(), "the filter still decides");
+    engine::delete_filter(id).unwrap();
+    assert!(probe::events().contains(&Event::Delete(id)));
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+/// L3: adding a management object whose key exists already returns
+/// STATUS_FWP_ALREADY_EXISTS and leaves the existing object as it was (its
+/// weight here), whatever the new one asked for.
+#[test]
+fn an_existing_object_is_kept_as_it_was() {
+    let kernel = probe::boot();
+    let key = GUID::from_u128(0x9B0B_5B00_0000_4000_8000_0000_0000_0123);
+    engine::add_sublayer(key, 7).unwrap();
+    let session = open_session().unwrap();
+    let sublayer = FWPM_SUBLAYER0 { subLayerKey: key, weight: 0x7000, ..Default::default() };
+    // SAFETY: valid session and sublayer.
+    let status = unsafe { engine::FwpmSubLayerAdd0(session, &sublayer, std::ptr::null()) };
+    assert_eq!(status, STATUS_FWP_ALREADY_EXISTS);
+    assert_eq!(engine::sublayer_weight(&key), Some(7), "not replaced");
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+/// L4: with the base filtering engine stopped no session opens
+/// (EPT_NT_NOT_REGISTERED), while callouts still register; once it runs,
+/// sessions open again.
+#[test]
+fn without_bfe_no_session_opens_but_callouts_register() {
+    let mut kernel = probe::boot();
+    engine::set_bfe_running(false);
+    assert_eq!(open_session().err(), Some(EPT_NT_NOT_REGISTERED));
+    let key = GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0124);
+    let callout = FWPS_CALLOUT2 {
+        calloutKey: key,
+        flags: 0,
+        classifyFn: Some(noop_classify),
+        notifyFn: Some(noop_notify),
+        flowDeleteFn: None,
+    };
+    let mut id = 0;
+    // SAFETY: valid device object, callout and out pointer.
+    let status = unsafe { engine::FwpsCalloutRegister2(kernel.device_object(), &callout, &mut id) };
+    assert_eq!(status, STATUS_SUCCESS);
+    engine::set_bfe_running(true);
+    let session = open_session().unwrap();
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+    assert_eq!(engine::FwpsCalloutUnregisterById0(id), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+unsafe extern "system" fn noop_classify(
+    _: *const FWPS_INCOMING_VALUES0,
+    _: *const FWPS_INCOMING_METADATA_VALUES0,
+    _: *mut c_void,
+    _: *const c_void,
+    _: *const FWPS_FILTER2,
+    _: u64,
+    _: *mut FWPS_CLASSIFY_OUT0,
+) {
+}
+
+unsafe extern "system" fn noop_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
+    STATUS_SUCCESS
+}

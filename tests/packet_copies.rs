@@ -1,0 +1,111 @@
+//! An inbound ask waits for a person: the packet it keeps must be a deep
+//! copy, never a shallow clone of the stack's buffers
+//! (FwpsAllocateCloneNetBufferList0 remarks: "must not hold cloned packets
+//! while ... waiting for user input"; simkernel/CONFORMANCE.md C1). The
+//! copies' memory is bounded and counted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::atomic::Ordering;
+use wfpcallout::driver_state::STATE;
+use wfpcallout::reinjection::{COPIES, MAX_COPY_BYTES_HELD, MAX_PACKET_COPY};
+use wfpcallout_scenario::{Harness, Layer, PolicySource};
+use wfpcallout_simkernel::engine::{packet_data, packets, pending};
+use wfpcallout_simkernel::{clock, verifier};
+use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
+
+const AGENT: u64 = 0xC0FE;
+
+fn load_with_ask(layer: Layer) -> (Harness, u64) {
+    let harness = Harness::load();
+    let ask = PolicyRepr {
+        action: PolicyAction::Ask { timeout_ms: 600_000, default_verdict: Verdict::Block },
+        log_level: LogLevel::Off,
+        label: Label::new("ask").unwrap(),
+    };
+    let id = harness.add_filter(layer, PolicySource::Policy(&ask)).unwrap();
+    harness.connect_agent(AGENT);
+    (harness, id)
+}
+
+fn held() -> u64 {
+    COPIES.bytes_held.load(Ordering::Relaxed)
+}
+
+/// The agent takes minutes; the packet waits as our own copy, and a permit
+/// injects exactly that packet, which classify recognises as ours.
+#[test]
+fn an_inbound_ask_waiting_for_a_person_holds_no_shallow_clone() {
+    for (layer, ip) in [(Layer::RecvAcceptV4, 20), (Layer::RecvAcceptV6, 40)] {
+        let (harness, filter) = load_with_ask(layer);
+        let first = harness.classify_layer(layer, 22);
+        assert!(first.pended.is_some(), "pended at {layer:?}");
+        assert_eq!(held(), ip + 20 + 32, "IP + TCP headers + payload copied");
+        // A person takes two minutes to answer.
+        clock::advance_ms(120_000);
+        let violations = verifier::take();
+        assert!(violations.is_empty(), "nothing held that may not wait: {violations:?}");
+        let request = STATE.pending.take_next().unwrap();
+        STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+        let completions = pending::take_completions();
+        assert!(completions[0].with_packet, "completed with the copy");
+        let reinjected = packets::take_reinjected();
+        assert_eq!(reinjected.len(), 1, "the copy was injected");
+        assert_eq!(reinjected[0].0.remote_port, 22, "and parsed as the same connection");
+        assert!(reinjected[0].1.permitted(), "and recognised as ours: {:?}", reinjected[0].1);
+        assert_eq!(held(), 0, "the injection's completion freed the copy");
+        harness.delete_filter(filter).unwrap();
+        // Leaked lists, MDLs, pools or pool blocks fail this.
+        harness.unload_and_check();
+    }
+}
+
+#[test]
+fn a_denied_or_timed_out_copy_is_freed() {
+    let (harness, filter) = load_with_ask(Layer::RecvAcceptV4);
+    // A process-wide counter: other tests in this binary count too.
+    let copied = COPIES.copied.load(Ordering::Relaxed);
+    harness.classify_layer(Layer::RecvAcceptV4, 1);
+    harness.classify_layer(Layer::RecvAcceptV4, 2);
+    assert_eq!(held(), 2 * 72);
+    let request = STATE.pending.take_next().unwrap();
+    STATE.pending.answer(request.request_id, Verdict::Block).unwrap();
+    assert_eq!(held(), 72, "the denied copy is freed at once");
+    clock::advance_ms(600_001);
+    wfpcallout::lifecycle::on_timer();
+    assert!(packets::take_reinjected().is_empty(), "default block: nothing injected");
+    assert_eq!(held(), 0, "the timed-out copy is freed");
+    assert_eq!(COPIES.copied.load(Ordering::Relaxed), copied + 2);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+/// Past either bound the ask does not pend: the filter's default applies
+/// at once, counted, and nothing is held for it.
+#[test]
+fn copies_are_bounded_and_counted() {
+    let (harness, filter) = load_with_ask(Layer::RecvAcceptV4);
+    let refused = COPIES.refused.load(Ordering::Relaxed);
+    // One packet larger than a copy may be.
+    packet_data::set_payload_len(MAX_PACKET_COPY);
+    let too_big = harness.classify_layer(Layer::RecvAcceptV4, 1);
+    assert!(too_big.pended.is_none() && !too_big.permitted(), "default verdict (block) at once");
+    assert_eq!(COPIES.refused.load(Ordering::Relaxed), refused + 1);
+    assert_eq!(held(), 0);
+    // Large packets until the budget is spent.
+    let size = 40 + 60_000;
+    packet_data::set_payload_len(60_000);
+    let fit = (MAX_COPY_BYTES_HELD / size) as u16;
+    for port in 0..fit {
+        assert!(harness.classify_layer(Layer::RecvAcceptV4, 100 + port).pended.is_some(), "copy {port} fits");
+    }
+    assert_eq!(held(), u64::from(fit) * size);
+    let over = harness.classify_layer(Layer::RecvAcceptV4, 9);
+    assert!(over.pended.is_none(), "over the budget: not pended");
+    assert_eq!(COPIES.refused.load(Ordering::Relaxed), refused + 2);
+    assert!(held() <= MAX_COPY_BYTES_HELD);
+    // Unload finishes every request with its default and frees every copy.
+    harness.delete_filter(filter).unwrap();
+    wfpcallout::lifecycle::on_timer();
+    assert_eq!(held(), 0);
+    harness.unload_and_check();
+}
