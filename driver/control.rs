@@ -12,9 +12,9 @@ use crate::status::{NtStatus, Result};
 use core::sync::atomic::{AtomicU64, Ordering};
 use wfpcallout_wire::{
     ASK_REQUEST_LEN, AskRequestRepr, CONTROL_ABI_VERSION, Direction, FilterCounters, FilterOrigin,
-    FilterStatsEntryRepr, GlobalStatsRepr, IOCTL_WFPCALLOUT_AGENT_GET_REQUEST, IOCTL_WFPCALLOUT_AGENT_SET_VERDICT,
-    IOCTL_WFPCALLOUT_GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION, STATS_MAX_ENTRIES, StatsHeaderRepr, StatsQueryRepr,
-    StatsReply, VERSION_FLAG_ADOPTION_COMPLETE, VERSION_FLAG_AGENT_CONNECTED, VERSION_FLAG_LOADED, VERSION_INFO_LEN,
+    FilterStatsEntryRepr, GlobalStatsRepr, IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS,
+    IOCTL_WFPCALLOUT_GET_VERSION, STATS_MAX_ENTRIES, StatsHeaderRepr, StatsQueryRepr, StatsReply,
+    VERSION_FLAG_ADOPTION_COMPLETE, VERSION_FLAG_AGENT_CONNECTED, VERSION_FLAG_LOADED, VERSION_INFO_LEN,
     VerdictMessageRepr, VersionInfoRepr, WireError, driver_version,
 };
 
@@ -29,31 +29,18 @@ pub const MAX_INPUT_LEN: usize = 256;
 /// This driver's version as the control interface reports it.
 pub const DRIVER_VERSION: u32 = driver_version(0, 1, 0);
 
-/// IOCTLs refused for their buffers (sizes or contents).
-pub static BAD_REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-/// Every malformed buffer is refused as an invalid parameter, and counted.
+/// Every malformed buffer is refused as an invalid parameter (the caller
+/// sees the status; nothing here would read a count of them).
 fn malformed(_: WireError) -> NtStatus {
-    BAD_REQUESTS.fetch_add(1, Ordering::Relaxed);
     NtStatus::INVALID_PARAMETER
 }
 
 fn require_empty(input: &[u8]) -> Result {
-    if input.is_empty() {
-        Ok(())
-    } else {
-        BAD_REQUESTS.fetch_add(1, Ordering::Relaxed);
-        Err(NtStatus::INVALID_BUFFER_SIZE)
-    }
+    if input.is_empty() { Ok(()) } else { Err(NtStatus::INVALID_BUFFER_SIZE) }
 }
 
 fn require_output(output: &[u8], len: usize) -> Result {
-    if output.len() >= len {
-        Ok(())
-    } else {
-        BAD_REQUESTS.fetch_add(1, Ordering::Relaxed);
-        Err(NtStatus::BUFFER_TOO_SMALL)
-    }
+    if output.len() >= len { Ok(()) } else { Err(NtStatus::BUFFER_TOO_SMALL) }
 }
 
 /// Answers one synchronous IOCTL; returns the number of bytes written to
@@ -62,12 +49,8 @@ pub fn dispatch_ioctl(code: u32, input: &[u8], output: &mut [u8]) -> Result<usiz
     match code {
         IOCTL_WFPCALLOUT_GET_VERSION => version(input, output),
         IOCTL_WFPCALLOUT_GET_STATS => stats(input, output),
-        IOCTL_WFPCALLOUT_AGENT_SET_VERDICT => set_verdict(input, output),
-        IOCTL_WFPCALLOUT_AGENT_GET_REQUEST => Err(NtStatus::INVALID_DEVICE_REQUEST),
-        _ => {
-            BAD_REQUESTS.fetch_add(1, Ordering::Relaxed);
-            Err(NtStatus::INVALID_DEVICE_REQUEST)
-        }
+        IOCTL_WFPCALLOUT_AGENT_SET_VERDICT => set_verdict(input),
+        _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
 }
 
@@ -175,7 +158,6 @@ fn stats(input: &[u8], output: &mut [u8]) -> Result<usize> {
     let query = StatsQueryRepr::parse(input).map_err(malformed)?;
     let capacity = StatsReply::entry_capacity(output.len()).min(query.max_entries);
     if StatsReply::reply_len(0).is_none_or(|header| output.len() < header) {
-        BAD_REQUESTS.fetch_add(1, Ordering::Relaxed);
         return Err(NtStatus::BUFFER_TOO_SMALL);
     }
     let mut page = Page { ids: [0; STATS_MAX_ENTRIES as usize], len: 0, capacity: capacity as usize, candidates: 0 };
@@ -198,8 +180,8 @@ fn stats(input: &[u8], output: &mut [u8]) -> Result<usize> {
     StatsReply::emit_header(&header, output).map_err(malformed)
 }
 
-fn set_verdict(input: &[u8], output: &mut [u8]) -> Result<usize> {
-    let _ = output;
+/// A verdict: input only, nothing written back.
+fn set_verdict(input: &[u8]) -> Result<usize> {
     let message = VerdictMessageRepr::parse(input).map_err(malformed)?;
     STATE.pending.answer(message.request_id, message.verdict)?;
     Ok(0)
