@@ -485,7 +485,12 @@ def main():
     w("(simulated pool, locks, `DbgPrintEx`, `FwpsFlowAssociateContext0`...), whose cost on")
     w("Windows differs. *locks* and *pool* are the driver's own calls to")
     w("`ExAcquireSpinLock*` and `ExAllocatePool2` per classify; *heap* counts `malloc`")
-    w("anywhere in the whole path (the simulator's included).")
+    w("anywhere in the whole path (the simulator's included). *Kernel exports* is inclusive:")
+    w("for the agent's answer it contains `FwpsCompleteOperation0`, and with it the")
+    w("reauthorization classify the engine runs inside it, which *driver's own* counts again.")
+    w("Flow-established allocates its flow context (one pool allocation per new flow, no lock")
+    w("held) and takes the flow table's lock twice: exclusive to insert it, shared to mark it")
+    w("associated once `FwpsFlowAssociateContext0` succeeded.")
     w("")
     rows = []
     for key, label in POLICIES:
@@ -545,7 +550,7 @@ def main():
                 "direct: instructions",
                 "direct: vs permit",
                 "driver's own",
-                "kernel exports (not `DbgPrintEx`)",
+                "kernel exports (not `DbgPrintEx`; inclusive)",
                 "simulated `DbgPrintEx`",
                 "whole simulated path",
                 "locks",
