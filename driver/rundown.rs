@@ -11,7 +11,10 @@
 use crate::per_cpu_counters::current_processor;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Counters kept; processors beyond this share them (modulo).
+/// Counters kept; processors beyond this (a second processor group and
+/// up: `KeGetCurrentProcessorNumberEx` numbers across groups) share them
+/// (modulo). Sharing only costs contention: a callback leaves on the
+/// counter it entered on, and unload sums them all.
 const SLOTS: usize = 64;
 
 #[repr(align(64))]
@@ -79,9 +82,14 @@ impl Rundown {
     /// until no callback is inside.
     pub fn close_and_wait(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        while self.lines.iter().map(|line| line.0.load(Ordering::SeqCst)).sum::<usize>() != 0 {
+        while self.inside() != 0 {
             crate::delay::sleep_100ns(10_000);
         }
+    }
+
+    /// Callbacks inside now, over every processor's counter.
+    fn inside(&self) -> usize {
+        self.lines.iter().map(|line| line.0.load(Ordering::SeqCst)).sum()
     }
 
     /// Opens the gate again (initialize).
@@ -101,5 +109,29 @@ impl Drop for RundownGuard<'_> {
         if let Some(line) = self.owner.line(self.slot) {
             line.fetch_sub(1, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processors_past_64_count_and_leave_on_shared_counters_and_close_stops_every_one() {
+        let rundown = Rundown::new();
+        let processors = [0usize, 5, 63, 64, 69, 127, 128, 200, 1_000];
+        let guards = processors.map(|p| rundown.enter_on(p));
+        assert!(guards.iter().all(Option::is_some));
+        assert_eq!(rundown.inside(), processors.len());
+        drop(guards);
+        assert_eq!(rundown.inside(), 0, "each left the counter it entered on");
+        // Nobody inside: returns at once.
+        rundown.close_and_wait();
+        for processor in processors {
+            assert!(rundown.enter_on(processor).is_none(), "processor {processor} entered a closed rundown");
+        }
+        assert_eq!(rundown.inside(), 0, "a refused entry leaves no count behind");
+        rundown.reopen();
+        assert!(rundown.enter_on(4_000).is_some());
     }
 }
