@@ -312,7 +312,10 @@ impl Pending {
             if table.live != 0 {
                 return;
             }
-            table.slots.take()
+            // The lists go with the slots they link (the sequence stays:
+            // ids are never reused, across loads either).
+            let sequence = table.sequence;
+            core::mem::replace(&mut *table, RequestTable { sequence, ..RequestTable::EMPTY }).slots
         };
         drop(old);
         self.verdicts.close();
