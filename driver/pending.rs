@@ -441,14 +441,21 @@ impl Pending {
     pub fn finish_where(&self, why: Finish, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
         let mut finished = 0;
         // One at a time: the lock must be released around each completion.
-        // The walk resumes where it stopped, so the slots are visited once.
+        // The walk resumes where it stopped, so the slots are visited once;
+        // a walk that finished something ends with one more pass from the
+        // start, for requests filed meanwhile behind it.
         let mut from = 0;
         loop {
             let taken = self.table.lock().take_first_unanswered(from, &which);
-            let Some((index, settled)) = taken else { return finished };
-            self.finish_operation(settled, why);
-            finished += 1;
-            from = index + 1;
+            match taken {
+                Some((index, settled)) => {
+                    self.finish_operation(settled, why);
+                    finished += 1;
+                    from = index + 1;
+                }
+                None if from != 0 => from = 0,
+                None => return finished,
+            }
         }
     }
 
