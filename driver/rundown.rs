@@ -39,10 +39,9 @@ const _: () = {
     assert!(core::mem::size_of::<Rundown>() == core::mem::offset_of!(Rundown, closed) + line);
 };
 
-/// Proof of entry; leaves the rundown on drop.
+/// Proof of entry; leaves the rundown on drop, on the counter it entered.
 pub struct RundownGuard<'a> {
-    owner: &'a Rundown,
-    slot: usize,
+    line: &'a AtomicUsize,
 }
 
 impl Rundown {
@@ -75,7 +74,7 @@ impl Rundown {
             line.fetch_sub(1, Ordering::Release);
             return None;
         }
-        Some(RundownGuard { owner: self, slot })
+        Some(RundownGuard { line })
     }
 
     /// Closes the gate and waits (PASSIVE_LEVEL, sleeping 1 ms at a time)
@@ -106,9 +105,7 @@ impl Default for Rundown {
 
 impl Drop for RundownGuard<'_> {
     fn drop(&mut self) {
-        if let Some(line) = self.owner.line(self.slot) {
-            line.fetch_sub(1, Ordering::Release);
-        }
+        self.line.fetch_sub(1, Ordering::Release);
     }
 }
 
