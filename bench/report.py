@@ -381,7 +381,9 @@ def main():
     w("    bash .ci/bench.sh")
     w("")
     w(f"(about {machine.get('minutes', '?')} minutes here; not part of `.ci/run`). Instruction counts are")
-    w("exact and repeatable, so nothing here depends on the machine's load. No time or")
+    w("exact and repeatable, so nothing here depends on the machine's load (the driver's figures")
+    w("repeat exactly; the whole simulated path moves by a few percent between runs, as the")
+    w("simulator's hash maps are seeded at random). No time or")
     w("throughput figure is given: the earlier two-thread scaling claim could not be")
     w("reproduced on this shared 2-core machine (an independent audit found 0 of 39 runs")
     w("meeting the bench's own on-CPU rule), so it is dropped rather than judged.")
@@ -485,7 +487,12 @@ def main():
     w("(simulated pool, locks, `DbgPrintEx`, `FwpsFlowAssociateContext0`...), whose cost on")
     w("Windows differs. *locks* and *pool* are the driver's own calls to")
     w("`ExAcquireSpinLock*` and `ExAllocatePool2` per classify; *heap* counts `malloc`")
-    w("anywhere in the whole path (the simulator's included).")
+    w("anywhere in the whole path (the simulator's included). *Kernel exports* is inclusive:")
+    w("for the agent's answer it contains `FwpsCompleteOperation0`, and with it the")
+    w("reauthorization classify the engine runs inside it, which *driver's own* counts again.")
+    w("Flow-established allocates its flow context (one pool allocation per new flow, no lock")
+    w("held) and takes the flow table's lock twice: exclusive to insert it, shared to mark it")
+    w("associated once `FwpsFlowAssociateContext0` succeeded.")
     w("")
     rows = []
     for key, label in POLICIES:
@@ -545,7 +552,7 @@ def main():
                 "direct: instructions",
                 "direct: vs permit",
                 "driver's own",
-                "kernel exports (not `DbgPrintEx`)",
+                "kernel exports (not `DbgPrintEx`; inclusive)",
                 "simulated `DbgPrintEx`",
                 "whole simulated path",
                 "locks",

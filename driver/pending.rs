@@ -312,7 +312,10 @@ impl Pending {
             if table.live != 0 {
                 return;
             }
-            table.slots.take()
+            // The lists go with the slots they link (the sequence stays:
+            // ids are never reused, across loads either).
+            let sequence = table.sequence;
+            core::mem::replace(&mut *table, RequestTable { sequence, ..RequestTable::EMPTY }).slots
         };
         drop(old);
         self.verdicts.close();
@@ -438,14 +441,21 @@ impl Pending {
     pub fn finish_where(&self, why: Finish, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
         let mut finished = 0;
         // One at a time: the lock must be released around each completion.
-        // The walk resumes where it stopped, so the slots are visited once.
+        // The walk resumes where it stopped, so the slots are visited once;
+        // a walk that finished something ends with one more pass from the
+        // start, for requests filed meanwhile behind it.
         let mut from = 0;
         loop {
             let taken = self.table.lock().take_first_unanswered(from, &which);
-            let Some((index, settled)) = taken else { return finished };
-            self.finish_operation(settled, why);
-            finished += 1;
-            from = index + 1;
+            match taken {
+                Some((index, settled)) => {
+                    self.finish_operation(settled, why);
+                    finished += 1;
+                    from = index + 1;
+                }
+                None if from != 0 => from = 0,
+                None => return finished,
+            }
         }
     }
 

@@ -78,7 +78,7 @@ struct Line([AtomicU64; SLOT_WORDS]);
 /// [`MAX_COUNTER_LINES`] lines.
 ///
 /// # Invariants
-/// `slots` is a power of two, at least 1, `words` holds `(slots + 1) * SLOT_WORDS`
+/// `slots` is a power of two, at least 1, `mask` is `slots - 1`, `words` holds `(slots + 1) * SLOT_WORDS`
 /// zero-initialised words, and
 /// `lines` is the first 64-byte aligned address inside it; `slots` whole
 /// lines start there (the spare line absorbs the alignment).
@@ -87,6 +87,8 @@ pub struct PerCpuCounters {
     _words: PoolSlice<AtomicU64>,
     lines: NonNull<Line>,
     slots: usize,
+    /// `slots - 1`: a processor's line is `processor & mask`.
+    mask: usize,
 }
 
 // SAFETY: `lines` points into `words`, which this value owns; only atomics
@@ -122,7 +124,7 @@ impl PerCpuCounters {
         // INVARIANT: `first` is 64-byte aligned by construction, and the
         // spare line leaves `slots` whole lines after it inside `words`.
         let lines = NonNull::from(first).cast::<Line>();
-        Ok(Self { _words: words, lines, slots })
+        Ok(Self { _words: words, lines, slots, mask: slots - 1 })
     }
 
     /// Bumps one counter in the current processor's slot. Relaxed: counters
@@ -145,7 +147,7 @@ impl PerCpuCounters {
     /// `slots` is a power of two (processors added later share lines too).
     #[inline(always)]
     fn line(&self, processor: usize) -> &[AtomicU64; SLOT_WORDS] {
-        let slot = processor & (self.slots - 1);
+        let slot = processor & self.mask;
         // SAFETY: slot < slots, and `slots` whole lines start at `lines`
         // inside `words` (invariant), so the offset stays in the allocation.
         let line = unsafe { self.lines.add(slot) };

@@ -11,7 +11,10 @@
 use crate::per_cpu_counters::current_processor;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Counters kept; processors beyond this share them (modulo).
+/// Counters kept; processors beyond this (a second processor group and
+/// up: `KeGetCurrentProcessorNumberEx` numbers across groups) share them
+/// (modulo). Sharing only costs contention: a callback leaves on the
+/// counter it entered on, and unload sums them all.
 const SLOTS: usize = 64;
 
 #[repr(align(64))]
@@ -36,10 +39,9 @@ const _: () = {
     assert!(core::mem::size_of::<Rundown>() == core::mem::offset_of!(Rundown, closed) + line);
 };
 
-/// Proof of entry; leaves the rundown on drop.
+/// Proof of entry; leaves the rundown on drop, on the counter it entered.
 pub struct RundownGuard<'a> {
-    owner: &'a Rundown,
-    slot: usize,
+    line: &'a AtomicUsize,
 }
 
 impl Rundown {
@@ -72,16 +74,21 @@ impl Rundown {
             line.fetch_sub(1, Ordering::Release);
             return None;
         }
-        Some(RundownGuard { owner: self, slot })
+        Some(RundownGuard { line })
     }
 
     /// Closes the gate and waits (PASSIVE_LEVEL, sleeping 1 ms at a time)
     /// until no callback is inside.
     pub fn close_and_wait(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        while self.lines.iter().map(|line| line.0.load(Ordering::SeqCst)).sum::<usize>() != 0 {
+        while self.inside() != 0 {
             crate::delay::sleep_100ns(10_000);
         }
+    }
+
+    /// Callbacks inside now, over every processor's counter.
+    fn inside(&self) -> usize {
+        self.lines.iter().map(|line| line.0.load(Ordering::SeqCst)).sum()
     }
 
     /// Opens the gate again (initialize).
@@ -98,8 +105,30 @@ impl Default for Rundown {
 
 impl Drop for RundownGuard<'_> {
     fn drop(&mut self) {
-        if let Some(line) = self.owner.line(self.slot) {
-            line.fetch_sub(1, Ordering::Release);
+        self.line.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processors_past_64_count_and_leave_on_shared_counters_and_close_stops_every_one() {
+        let rundown = Rundown::new();
+        let processors = [0usize, 5, 63, 64, 69, 127, 128, 200, 1_000];
+        let guards = processors.map(|p| rundown.enter_on(p));
+        assert!(guards.iter().all(Option::is_some));
+        assert_eq!(rundown.inside(), processors.len());
+        drop(guards);
+        assert_eq!(rundown.inside(), 0, "each left the counter it entered on");
+        // Nobody inside: returns at once.
+        rundown.close_and_wait();
+        for processor in processors {
+            assert!(rundown.enter_on(processor).is_none(), "processor {processor} entered a closed rundown");
         }
+        assert_eq!(rundown.inside(), 0, "a refused entry leaves no count behind");
+        rundown.reopen();
+        assert!(rundown.enter_on(4_000).is_some());
     }
 }
