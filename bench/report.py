@@ -54,7 +54,7 @@ VARIANT_LABEL = {
 }
 BASELINES = ["hash-sip", "hash-fib", "btree"]
 
-# Targets of issue 17: (key, limit, "le" or "ge").
+# The performance targets: (key, limit, "le" or "ge").
 TARGETS = [
     ("static_over_minimal", 1.5, "le"),
     ("lockedmap_over_static", 1.5, "ge"),
@@ -390,7 +390,7 @@ def main():
     w("")
 
     # ---------------- Targets.
-    w("## Targets (issue 17)")
+    w("## Targets")
     w("")
     descriptions = {
         "static_over_minimal": f"static permit {fmt(permit)} / minimal correct callout {fmt(minimal)}, "

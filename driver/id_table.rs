@@ -13,7 +13,10 @@
 //! allocated before the lock is taken (and the old one freed after it is
 //! released), and the entries move across a few at a time, [`MIGRATE_STEP`]
 //! old slots with every insert and remove, while lookups search both
-//! arrays. So every operation is O(1), not just O(1) amortized.
+//! arrays. So the work done under the lock is O(1) for every operation,
+//! not just amortized; the operation that starts a resize also pays,
+//! outside the lock, for allocating the new array (which the pool
+//! zero-fills: O(its size)).
 #![allow(unsafe_code)] // the TableEntry contract, and the two calls that rely on it
 
 use crate::pool::{PoolSlice, PoolTag, Zeroable};

@@ -36,10 +36,13 @@ function Assert-Windows64 {
 
 function Get-InfArchitecture {
     <# The INF decoration of this machine's architecture: amd64 or arm64. #>
-    switch ($env:PROCESSOR_ARCHITECTURE) {
-        'AMD64' { return 'amd64' }
-        'ARM64' { return 'arm64' }
-        default { throw "wfpcallout has no package for processor architecture $env:PROCESSOR_ARCHITECTURE." }
+    # The OS's architecture, not the process's: an x64 PowerShell emulated on
+    # ARM64 reports AMD64 in PROCESSOR_ARCHITECTURE.
+    $os = [System.Runtime.InteropServices.RuntimeInformation]::OSArchitecture
+    switch ($os.ToString()) {
+        'X64' { return 'amd64' }
+        'Arm64' { return 'arm64' }
+        default { throw "wfpcallout has no package for OS architecture $os." }
     }
 }
 

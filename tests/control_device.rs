@@ -9,7 +9,7 @@ use wfpcallout::control::{GET_REQUEST, GET_VERSION, MAX_INPUT_LEN, SET_VERDICT};
 use wfpcallout::driver_state::STATE;
 use wfpcallout::sim_framework;
 use wfpcallout::status::NtStatus;
-use wfpcallout_scenario::{Harness, Layer, PolicySource};
+use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, pending};
 use wfpcallout_simkernel::verifier;
 use wfpcallout_simkernel::wdf::{self, Device};
@@ -31,11 +31,9 @@ fn ask_policy() -> PolicyRepr {
 fn loaded_with_ask() -> (Kernel, u64) {
     let mut kernel = Kernel::boot();
     sim_framework::load(kernel.device_object()).unwrap();
-    let spec = Harness::filter_spec(Layer::ConnectV4);
-    let mut spec = spec;
+    let mut spec = Harness::filter_spec(Layer::ConnectV4);
     spec.provider_context = Some(engine::add_provider_context(&ask_policy().to_bytes()));
     let filter = engine::add_filter(&spec).unwrap();
-    let _ = PolicySource::None;
     (kernel, filter)
 }
 
@@ -183,7 +181,7 @@ fn closing_the_last_agent_cancels_its_parked_ioctls_and_ends_pending_requests() 
     assert!(pended.pended.is_some());
     assert_eq!(status(first), STATUS_SUCCESS);
     let parked = sim_framework::ioctl(agent, GET_REQUEST, &[], ASK_REQUEST_LEN);
-    let second = engine::classify(&Layer::ConnectV4.connection(444));
+    assert!(engine::classify(&Layer::ConnectV4.connection(444)).pended.is_some());
     let waiting = sim_framework::ioctl(bystander, GET_VERSION, &[], VERSION_INFO_LEN);
     assert_eq!(status(waiting), STATUS_SUCCESS);
     assert_eq!(status(parked), STATUS_SUCCESS, "paired with the second pend");
@@ -195,7 +193,6 @@ fn closing_the_last_agent_cancels_its_parked_ioctls_and_ends_pending_requests() 
     let ended = pending::take_completions();
     assert_eq!(ended.len(), 2, "both delivered requests got their default verdict");
     assert!(ended.iter().all(|c| !c.reauthorization.unwrap().permitted()));
-    let _ = second;
     sim_framework::close(bystander);
     unload_clean(kernel);
 }

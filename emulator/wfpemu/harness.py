@@ -268,12 +268,16 @@ class Harness:
         self.driver_object = k.alloc(L.DRIVER_OBJECT.size, "DRIVER_OBJECT")
         name = "\\Driver\\wfpcallout".encode("utf-16-le")
         registry = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\wfpcallout".encode("utf-16-le")
-        strings = k.alloc(len(name) + len(registry) + 64, "driver strings")
+        strings = k.alloc(len(name) + 64, "driver strings")
         k.write(strings, name + b"\0\0")
-        k.write(strings + len(name) + 2, registry + b"\0\0")
+        # The registry path is the I/O manager's, freed when the entry point
+        # returns: a driver that keeps the pointer faults on its next use.
+        registry_buffer = k.alloc(len(registry) + 2, "RegistryPath buffer")
+        k.write(registry_buffer, registry + b"\0\0")
         registry_path = k.alloc(L.UNICODE_STRING.size, "RegistryPath")
         k.write(registry_path, L.UNICODE_STRING.pack(Length=len(registry), MaximumLength=len(registry) + 2,
-                                                    Buffer=strings + len(name) + 2))
+                                                    Buffer=registry_buffer))
+        k.registry_path = registry_path
         k.write(self.driver_object, L.DRIVER_OBJECT.pack(
             Type=c.IO_TYPE_DRIVER, Size=L.DRIVER_OBJECT.size, DriverStart=self.base,
             DriverSize=self.image_end - self.base, DriverInit=self.entry,
@@ -281,6 +285,8 @@ class Harness:
                "DriverName.Buffer": strings}))
         k.driver_object = self.driver_object
         status = self.call(self.entry, [self.driver_object, registry_path], what="FxDriverEntry") & 0xFFFFFFFF
+        k.free(registry_path)
+        k.free(registry_buffer)
         if status != expected:
             raise ScenarioFailure(f"FxDriverEntry returned {status:#010x}, expected {expected:#010x}")
         if status != c.STATUS_SUCCESS:

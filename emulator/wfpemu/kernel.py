@@ -69,6 +69,7 @@ class Kernel:
         self.held = []  # (lock address, "exclusive"/"shared")
         # I/O manager
         self.driver_object = 0
+        self.registry_path = 0
         self.devices = {}
         self.deleted_devices = set()
         # set by the harness around a classify, for FwpsPendOperation0

@@ -575,6 +575,25 @@ def load_failure(h):
             "device deleted unopened, unbound, nothing leaked")
 
 
+def prepare_missing_method(h):
+    """The framework binds, but its table lacks WdfTimerStop."""
+    h.load_fails = True
+    h.kernel.wdf.unbound_entries.add(320)
+
+
+def missing_method(h):
+    """A framework without a method the glue calls: the loader stub refuses
+    to run DriverEntry (STATUS_PROCEDURE_NOT_FOUND) and unbinds, instead of
+    a NULL call later."""
+    h.driver_entry(expected=0xC000007A)
+    wdf = h.kernel.wdf
+    expect(wdf.events == ["bind", "unbind"], f"KMDF calls: {wdf.events}")
+    expect(not h.wfp.callouts and not h.wfp.unregistered, "callouts registered without DriverEntry")
+    h.check_clean()
+    h.unloaded = True
+    return "table entry 320 (WdfTimerStop) NULL: FxDriverEntry STATUS_PROCEDURE_NOT_FOUND, unbound, DriverEntry never ran"
+
+
 def ask_timeout_timer(h):
     """The KMDF timer ends a request nobody answers: EvtTimerFunc (DISPATCH
     level) completes it with its default verdict once its timeout passed,
@@ -665,6 +684,7 @@ SCENARIOS = [
     ("ask-recv-accept", ask_recv_accept, None),
     ("load-failure", load_failure, prepare_load_failure),
     ("ask-timeout-timer", ask_timeout_timer, None),
+    ("missing-method", missing_method, prepare_missing_method),
 ]
 
 

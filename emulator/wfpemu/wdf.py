@@ -60,6 +60,7 @@ class Wdf:
         self.timer = None  # {"handle", "function", "period", "running"}
         self.unload_ran = False
         self.events = []
+        self.unbound_entries = set()  # table indices a scenario leaves NULL
 
     def apis(self):
         methods = {name: (getattr(self, name), argc) for name, argc in (
@@ -139,7 +140,7 @@ class Wdf:
                 f"WdfVersionBind: FuncCount {info['FuncCount']}, KMDF 1.33 has {TABLE_ENTRIES}")
         self.table = k.alloc(8 * TABLE_ENTRIES, "WDF function table")
         names = {index: name for name, index in INDEX.items()}
-        entries = [self.k.emu.get_proc(MODULE, names.get(index, f"WdfFunction{index}"))
+        entries = [0 if index in self.unbound_entries else self.k.emu.get_proc(MODULE, names.get(index, f"WdfFunction{index}"))
                    for index in range(TABLE_ENTRIES)]
         k.write(self.table, struct.pack(f"<{TABLE_ENTRIES}Q", *entries))
         # Since 1.15 FuncTable points at the driver's WdfFunctions pointer,
@@ -147,7 +148,8 @@ class Wdf:
         k.write_u64(info["FuncTable"], self.table, "WDF_BIND_INFO.FuncTable")
         self.globals = k.alloc(0x100, "WDF_DRIVER_GLOBALS")
         k.write_u64(globals_out, self.globals, "WdfVersionBind globals out-pointer")
-        self.registry_path = registry_path
+        # WDFLDR keeps the service's path from the bind to the unbind.
+        self.registry_text = self._unicode(registry_path, "WdfVersionBind RegistryPath")
         self.bound = True
         self.events.append("bind")
         return c.STATUS_SUCCESS
@@ -156,7 +158,9 @@ class Wdf:
         k = self.k
         k.check(self.bound and not self.unbound, "WdfVersionUnbind without a bind")
         k.check(globals_value == self.globals, "WdfVersionUnbind: not the globals of the bind")
-        k.check(registry_path == self.registry_path, "WdfVersionUnbind: not the registry path of the bind")
+        text = self._unicode(registry_path, "WdfVersionUnbind RegistryPath")
+        k.check(text == self.registry_text, f"WdfVersionUnbind: registry path {text!r}, the bind's was "
+                                            f"{self.registry_text!r}")
         if self.driver is not None:
             if not self.unload_ran:
                 # Only after a failed DriverEntry (the stub unbinds at once):
@@ -229,7 +233,7 @@ class Wdf:
         k.require_irql(c.PASSIVE_LEVEL, "WdfDriverCreate")
         k.check(self.driver is None, "WdfDriverCreate called twice")
         k.check(driver == k.driver_object, "WdfDriverCreate: not our DRIVER_OBJECT")
-        k.check(registry_path == self.registry_path, "WdfDriverCreate: not DriverEntry's registry path")
+        k.check(registry_path == k.registry_path, "WdfDriverCreate: not DriverEntry's registry path")
         fields = L.WDF_DRIVER_CONFIG.unpack(k.read(config, L.WDF_DRIVER_CONFIG.size, "WDF_DRIVER_CONFIG"))
         k.check(fields["Size"] == L.WDF_DRIVER_CONFIG.size, f"WDF_DRIVER_CONFIG.Size {fields['Size']}")
         k.check(fields["DriverInitFlags"] & WDF_DRIVER_INIT_NON_PNP, "a control-device driver must be non-PnP")

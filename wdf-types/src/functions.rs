@@ -20,9 +20,12 @@ unsafe extern "C" {
     pub static mut WdfDriverGlobals: PWDF_DRIVER_GLOBALS;
 }
 
-/// A NULL entry for a method the driver calls: the framework broke its
-/// binding contract (it fails the bind instead), so nothing sensible can
-/// follow; this stops the driver where wdk-sys would.
+/// A NULL entry for a method the driver calls. Unreachable in the image
+/// the cross-check builds: its loader stub refuses to run `DriverEntry`
+/// unless every entry in [`USED_METHODS`] is bound; with the WDK's stub the
+/// framework fails the bind instead. Were it reached, nothing sensible
+/// could follow, so it stops the driver (the panic handler bugchecks),
+/// where wdk-sys would too.
 #[cold]
 pub fn missing_function(index: usize) -> ! {
     panic!("WDF function table entry {index} is NULL")
@@ -49,6 +52,9 @@ macro_rules! call_unsafe_wdf_function_binding {
 
 macro_rules! methods {
     ($($name:ident = $index:literal: fn($($parameter:ty),*) $(-> $ret:ty)?;)*) => {
+        /// The table index of every method declared here: the loader stub
+        /// checks each is bound before `DriverEntry` runs.
+        pub const USED_METHODS: &[usize] = &[$($index),*];
         $(
             #[doc = concat!("`", stringify!($name), "`.")]
             pub mod $name {
