@@ -317,6 +317,7 @@ impl Pending {
         };
         match filed {
             Ok(()) => {
+                crate::etw::pended(&info);
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
                 PendOutcome::Pended(request_id)
             }
@@ -431,6 +432,7 @@ impl Pending {
     }
 
     fn finish_operation(&self, settled: Settled, why: Finish) {
+        crate::etw::completed(settled.filter_id, &settled.connection, settled.verdict, why);
         if why == Finish::Timeout {
             self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         }

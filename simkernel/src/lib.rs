@@ -19,6 +19,7 @@ mod choice;
 pub mod clock;
 pub mod debug_print;
 pub mod engine;
+pub mod etw;
 pub mod faults;
 pub mod irql;
 pub mod pool;
@@ -56,6 +57,7 @@ impl Kernel {
         debug_print::reset();
         sync_points::reset();
         wdf::reset();
+        etw::reset();
         Kernel { _owner: owner, device_object: Box::new([0; 336]) }
     }
 
