@@ -85,15 +85,18 @@ fn audit_and_trace_level_verdicts_are_events_and_others_are_not() {
     let traced = harness
         .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Block, LogLevel::Trace, "no-smb")))
         .unwrap();
-    let quiet = harness
-        .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Block, LogLevel::Info, "quiet")))
-        .unwrap();
+    // Not audit, not trace-level, and on the full classify path (a plain
+    // permit or block never reaches the policy code at all).
+    let limit = PolicyAction::RateLimit { rate_per_sec: 100, burst: 10 };
+    let quiet =
+        harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(limit, LogLevel::Info, "quiet"))).unwrap();
     assert!(harness.classify(Layer::ConnectV4, audit, 53).permitted());
     assert!(!harness.classify(Layer::ConnectV4, traced, 445).permitted());
-    assert!(!harness.classify(Layer::ConnectV4, quiet, 80).permitted());
+    assert!(harness.classify(Layer::ConnectV4, quiet, 80).permitted());
+    assert_eq!(harness.counters(quiet).unwrap().permitted, 1, "the rate-limit policy ran");
 
     let verdicts = etw::events_named("Verdict");
-    assert_eq!(verdicts.len(), 2, "audit + trace-level, not the info-level block: {verdicts:?}");
+    assert_eq!(verdicts.len(), 2, "audit + trace-level, not the info-level rate limit: {verdicts:?}");
     for event in &verdicts {
         assert_eq!((event.level, event.keyword), (level::VERBOSE, keyword::VERDICTS));
         assert_eq!(event.provider, PROVIDER_NAME);
