@@ -303,6 +303,7 @@ impl Pending {
             Err(status) => {
                 self.stats.pend_failures.fetch_add(1, Ordering::Relaxed);
                 crate::log!(Level::Warning, "FwpsPendOperation0 failed: {}; default verdict", status);
+                crate::etw::error("FwpsPendOperation0 (the default verdict applied)", status);
                 discard(packet);
                 return default;
             }

@@ -213,6 +213,46 @@ fn a_failed_load_says_what_failed_and_leaves_no_registration() {
     assert!(verifier::violations().is_empty(), "{:?}", verifier::violations());
 }
 
+#[test]
+fn a_failed_pend_is_an_error_event_and_no_pended_event() {
+    let mut harness = load_listening();
+    let ask = policy(PolicyAction::Ask { timeout_ms: 5_000, default_verdict: Verdict::Permit }, LogLevel::Off, "ask");
+    let filter = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&ask)).unwrap();
+    harness.connect_agent(AGENT);
+    faults::fail_call("FwpsPendOperation0", 0, STATUS_FWP_NULL_POINTER);
+    let result = harness.classify_layer(Layer::ConnectV4, 443);
+    assert!(result.pended.is_none() && result.permitted(), "the default verdict at once");
+    let error = only("Error");
+    assert_eq!((error.level, error.keyword), (level::ERROR, keyword::LIFECYCLE));
+    assert_eq!(
+        fields(&error),
+        vec![
+            ("What", text("FwpsPendOperation0 (the default verdict applied)")),
+            ("Status", FieldValue::NtStatus(STATUS_FWP_NULL_POINTER as u32))
+        ]
+    );
+    assert!(etw::events_named("Pended").is_empty() && etw::events_named("Completed").is_empty());
+    harness.delete_filter(filter).unwrap();
+    unload(&mut harness);
+}
+
+/// The metadata bytes of one event, written out by hand from the
+/// TraceLogging format (TraceLoggingProvider.h): size, tag byte, name,
+/// then per field name, in-type (0x80: out-type follows), out-type.
+#[test]
+fn event_metadata_is_the_tracelogging_layout_byte_for_byte() {
+    let mut wanted = vec![0, 0, 0];
+    wanted.extend_from_slice(b"FilterVetoed\0");
+    wanted.extend_from_slice(b"FilterId\0\x0a"); // UINT64
+    wanted.extend_from_slice(b"Status\0\x88\x0e"); // UINT32 | chain, NTSTATUS
+    let len = wanted.len() as u16;
+    wanted[..2].copy_from_slice(&len.to_le_bytes());
+    assert_eq!(wfpcallout::etw::FILTER_VETOED.metadata, &wanted[..]);
+    let mut traits = vec![13, 0];
+    traits.extend_from_slice(b"wfpcallout\0");
+    assert_eq!(&wfpcallout::etw::PROVIDER_TRAITS[..], &traits[..]);
+}
+
 /// Runs load, an audit verdict, a veto and unload; the harness is kept
 /// so that the kernel's record stays until the caller has read it.
 fn busy_life() -> Harness {
