@@ -396,6 +396,7 @@ impl<'a> Text<'a> {
 /// Writes one event: provider traits, its metadata, then `fields` (in the
 /// metadata's order).
 fn write(handle: REGHANDLE, event: &Event, fields: &[EVENT_DATA_DESCRIPTOR]) {
+    // The largest event (Verdict) has 2 + 8 descriptors.
     const MAX: usize = 16;
     let mut all = [EVENT_DATA_DESCRIPTOR::default(); MAX];
     let header = [
@@ -562,9 +563,4 @@ pub fn error(what: &str, status: NtStatus) {
     let status = status.raw() as u32;
     let [what_len, what_bytes] = what.descriptors();
     write(handle, &ERROR, &[what_len, what_bytes, value(&status)]);
-}
-
-/// Whether the provider is registered (for tests and the emulator).
-pub fn is_registered() -> bool {
-    REGISTRATION.load(Ordering::Acquire) != 0
 }
