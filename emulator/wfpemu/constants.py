@@ -252,6 +252,11 @@ TLG_OUT_UTF8 = 35
 # The provider the driver documents (docs/ETW.md); its GUID is computed
 # from the name here, the way ETW tools do, not taken from the driver.
 ETW_PROVIDER_NAME = "wfpcallout"
+# Its keywords (docs/ETW.md).
+ETW_KEYWORD_VERDICTS = 0x1
+ETW_KEYWORD_ASKS = 0x2
+ETW_KEYWORD_FILTERS = 0x4
+ETW_KEYWORD_LIFECYCLE = 0x8
 ETW_NAME_HASH_NAMESPACE = bytes.fromhex("482C2DB2C39047C887F81A15BFC130FB")
 
 

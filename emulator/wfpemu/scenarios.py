@@ -570,9 +570,13 @@ def load_failure(h):
     expect(len(h.wfp.unregistered) == 2, f"{len(h.wfp.unregistered)} callouts unregistered, expected the 2 "
            "registered before the failure")
     h.check_clean()
+    # The ETW provider said what failed, then went: no registration left.
+    etw_event(h, "Error", c.TRACE_LEVEL_ERROR, c.ETW_KEYWORD_LIFECYCLE,
+              [("What", "FwpsCalloutRegister2"), ("Status", c.STATUS_UNSUCCESSFUL)])
+    expect(not h.kernel.etw_registrations, "the ETW provider is still registered after the failed DriverEntry")
     h.unloaded = True
     return ("third FwpsCalloutRegister2 failed: DriverEntry STATUS_UNSUCCESSFUL, 2 callouts unregistered, control "
-            "device deleted unopened, unbound, nothing leaked")
+            "device deleted unopened, unbound, ETW Error event and provider unregistered, nothing leaked")
 
 
 def ask_timeout_timer(h):
@@ -653,7 +657,8 @@ def etw_event(h, name, level, keyword, fields):
     expect(event["provider"] == c.ETW_PROVIDER_NAME and event["guid"] == c.tracelogging_guid(c.ETW_PROVIDER_NAME),
            f"ETW {name}: provider {event['provider']!r} {event['guid']}")
     expect((event["level"], event["keyword"], event["id"], event["opcode"]) == (level, keyword, 0, 0),
-           f"ETW {name}: level {event['level']} keyword {event['keyword']:#x} id {event['id']} opcode {event['opcode']}")
+           f"ETW {name}: level {event['level']} keyword {event['keyword']:#x} id {event['id']} "
+           f"opcode {event['opcode']}")
     expect(event["fields"] == fields, f"ETW {name}: fields {event['fields']}, expected {fields}")
     h.kernel.etw_events.remove(event)
     return event
@@ -668,7 +673,8 @@ def etw_events(h):
     expect(len(registrations) == 1 and registrations[0]["guid"] == guid
            and registrations[0]["name"] == c.ETW_PROVIDER_NAME and registrations[0]["callback"] == 0,
            f"ETW registrations {registrations}, expected {c.ETW_PROVIDER_NAME} {guid} with its traits")
-    lifecycle, verdicts, asks, filters = 0x8, 0x1, 0x2, 0x4
+    lifecycle, verdicts, asks, filters = (c.ETW_KEYWORD_LIFECYCLE, c.ETW_KEYWORD_VERDICTS, c.ETW_KEYWORD_ASKS,
+                                          c.ETW_KEYWORD_FILTERS)
     etw_event(h, "Loaded", c.TRACE_LEVEL_INFORMATION, lifecycle, [("CalloutsRegistered", 6), ("FiltersAdopted", 0)])
 
     audit = added(h, wire.audit("audit-dns"), "audit")
@@ -679,7 +685,8 @@ def etw_events(h):
 
     vetoed = h.make_filter(wire.policy_blob(wire.ACTION_BLOCK, magic=b"XXXX"))
     expect_status(h.add_filter(vetoed), c.STATUS_BAD_DATA, "notifyFn ADD of a bad blob")
-    etw_event(h, "FilterVetoed", c.TRACE_LEVEL_WARNING, filters, [("FilterId", vetoed.id), ("Status", c.STATUS_BAD_DATA)])
+    etw_event(h, "FilterVetoed", c.TRACE_LEVEL_WARNING, filters,
+              [("FilterId", vetoed.id), ("Status", c.STATUS_BAD_DATA)])
 
     agent = h.open_file()
     reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
