@@ -261,6 +261,7 @@ event!(
         u64_field("FilterId"),
         text_field("Direction"),
         u8_field("Protocol"),
+        port_field("LocalPort"),
         port_field("RemotePort"),
         text_field("Label"),
     ]
@@ -268,7 +269,14 @@ event!(
 event!(
     /// A pended classification completed.
     COMPLETED, "Completed", level::INFORMATION, keyword::ASKS,
-    [u64_field("FilterId"), u8_field("Protocol"), port_field("RemotePort"), text_field("Verdict"), text_field("Why")]
+    [
+        u64_field("FilterId"),
+        u8_field("Protocol"),
+        port_field("LocalPort"),
+        port_field("RemotePort"),
+        text_field("Verdict"),
+        text_field("Why"),
+    ]
 );
 event!(
     /// notifyFn refused a filter; the client's `FwpmFilterAdd0` got `Status`.
@@ -396,7 +404,7 @@ impl<'a> Text<'a> {
 /// Writes one event: provider traits, its metadata, then `fields` (in the
 /// metadata's order).
 fn write(handle: REGHANDLE, event: &Event, fields: &[EVENT_DATA_DESCRIPTOR]) {
-    // The largest event (Verdict) has 2 + 8 descriptors.
+    // The largest event (Pended) has 2 + 9 descriptors.
     const MAX: usize = 16;
     let mut all = [EVENT_DATA_DESCRIPTOR::default(); MAX];
     let header = [
@@ -494,6 +502,7 @@ pub fn pended(info: &AskInfo) {
     let Some(handle) = enabled(&PENDED) else { return };
     let direction = Text::new(if info.inbound { b"inbound".as_slice() } else { b"outbound".as_slice() });
     let label = Text::new(info.label.as_bytes());
+    let local_port = info.local_port.to_be();
     let remote_port = info.remote_port.to_be();
     let [direction_len, direction_bytes] = direction.descriptors();
     let [label_len, label_bytes] = label.descriptors();
@@ -506,6 +515,7 @@ pub fn pended(info: &AskInfo) {
             direction_len,
             direction_bytes,
             value(&info.protocol),
+            value(&local_port),
             value(&remote_port),
             label_len,
             label_bytes,
@@ -529,6 +539,7 @@ fn finish_name(why: Finish) -> &'static [u8] {
 pub fn completed(filter_id: u64, connection: &ConnectionKey, verdict: Verdict, why: Finish) {
     let Some(handle) = enabled(&COMPLETED) else { return };
     let protocol = connection.protocol;
+    let local_port = connection.local.1.to_be();
     let remote_port = connection.remote.1.to_be();
     let verdict = Text::new(verdict_name(verdict));
     let why = Text::new(finish_name(why));
@@ -537,7 +548,16 @@ pub fn completed(filter_id: u64, connection: &ConnectionKey, verdict: Verdict, w
     write(
         handle,
         &COMPLETED,
-        &[value(&filter_id), value(&protocol), value(&remote_port), verdict_len, verdict_bytes, why_len, why_bytes],
+        &[
+            value(&filter_id),
+            value(&protocol),
+            value(&local_port),
+            value(&remote_port),
+            verdict_len,
+            verdict_bytes,
+            why_len,
+            why_bytes,
+        ],
     );
 }
 

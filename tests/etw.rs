@@ -154,6 +154,7 @@ fn pends_and_their_completions_are_events() {
 
     assert!(harness.classify_layer(Layer::ConnectV4, 8443).pended.is_some());
     let request = STATE.pending.take_next().unwrap();
+    assert_eq!(request.local_port, 49_152, "the simulated engine's local port");
     let pended = only("Pended");
     assert_eq!((pended.level, pended.keyword), (level::INFORMATION, keyword::ASKS));
     assert_eq!(
@@ -163,6 +164,7 @@ fn pends_and_their_completions_are_events() {
             ("FilterId", FieldValue::U64(filter)),
             ("Direction", text("outbound")),
             ("Protocol", FieldValue::U8(6)),
+            ("LocalPort", FieldValue::Port(request.local_port)),
             ("RemotePort", FieldValue::Port(8443)),
             ("Label", text("ask-web")),
         ]
@@ -175,6 +177,7 @@ fn pends_and_their_completions_are_events() {
         vec![
             ("FilterId", FieldValue::U64(filter)),
             ("Protocol", FieldValue::U8(6)),
+            ("LocalPort", FieldValue::Port(request.local_port)),
             ("RemotePort", FieldValue::Port(8443)),
             ("Verdict", text("permit")),
             ("Why", text("agent")),

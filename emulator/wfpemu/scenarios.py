@@ -691,17 +691,18 @@ def etw_events(h):
     agent = h.open_file()
     reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
     ask = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-web"), "ask")
-    result = h.classify(ask, Connection(remote_port=8443))
+    result = h.classify(ask, Connection(local_port=50123, remote_port=8443))
     expect(result["pended"] is not None and reply["completed"], "ask with a parked agent did not pend")
     request = wire.decode_ask_request(reply["output"])
     etw_event(h, "Pended", c.TRACE_LEVEL_INFORMATION, asks,
               [("RequestId", request["request_id"]), ("FilterId", ask.id), ("Direction", "outbound"),
-               ("Protocol", 6), ("RemotePort", 8443), ("Label", "ask-web")])
+               ("Protocol", 6), ("LocalPort", 50123), ("RemotePort", 8443), ("Label", "ask-web")])
     answer = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                                wire.VERDICT_PERMIT))
     expect_status(answer["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
     etw_event(h, "Completed", c.TRACE_LEVEL_INFORMATION, asks,
-              [("FilterId", ask.id), ("Protocol", 6), ("RemotePort", 8443), ("Verdict", "permit"), ("Why", "agent")])
+              [("FilterId", ask.id), ("Protocol", 6), ("LocalPort", 50123), ("RemotePort", 8443),
+               ("Verdict", "permit"), ("Why", "agent")])
 
     # With no session listening the driver asks and writes nothing.
     writes = k.api_counts["EtwWriteTransfer"]
