@@ -496,9 +496,9 @@ fn verdict_event(filter_id: u64, layer_id: u16, policy: &PolicyRepr, permitted: 
     );
 }
 
-/// `Pended`: a classification waits for the agent (`info` carries the
-/// request id). Up to DISPATCH_LEVEL.
-pub fn pended(info: &AskInfo) {
+/// `Pended`: a classification waits for the agent as request
+/// `request_id` (the id the agent sees). Up to DISPATCH_LEVEL.
+pub fn pended(request_id: u64, info: &AskInfo) {
     let Some(handle) = enabled(&PENDED) else { return };
     let direction = Text::new(if info.inbound { b"inbound".as_slice() } else { b"outbound".as_slice() });
     let label = Text::new(info.label.as_bytes());
@@ -510,7 +510,7 @@ pub fn pended(info: &AskInfo) {
         handle,
         &PENDED,
         &[
-            value(&info.request_id),
+            value(&request_id),
             value(&info.filter_id),
             direction_len,
             direction_bytes,

@@ -318,8 +318,8 @@ impl Pending {
         };
         match filed {
             Ok(()) => {
-                crate::etw::pended(&info);
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
+                crate::etw::pended(request_id, &info);
                 PendOutcome::Pended(request_id)
             }
             Err(mut request) => {
