@@ -443,12 +443,14 @@ pub fn unloaded(requests_completed: u32) {
     write(handle, &UNLOADED, &[value(&requests_completed)]);
 }
 
-/// Whether a policy's verdicts are events: every audit verdict (auditing
-/// is the point of the policy), and every verdict of a trace-level policy.
-/// Other policies stay silent, so a busy box is not flooded.
+/// Whether a policy's verdicts are events: those the debugger output
+/// prints too — an audit policy logged at info level or more, and any
+/// policy logged at trace level. Other policies stay silent (an unlogged
+/// audit only counts), so a busy box is not flooded.
 #[inline]
 pub fn verdict_is_event(policy: &PolicyRepr) -> bool {
-    matches!(policy.action, PolicyAction::Audit) || policy.log_level >= LogLevel::Trace
+    let audited = matches!(policy.action, PolicyAction::Audit) && policy.log_level >= LogLevel::Info;
+    audited || policy.log_level >= LogLevel::Trace
 }
 
 /// The short name of a policy's action.

@@ -77,10 +77,10 @@ fn loaded_and_unloaded_bracket_a_registration_named_by_its_traits() {
 }
 
 #[test]
-fn audit_and_trace_level_verdicts_are_events_and_others_are_not() {
+fn logged_audit_and_trace_level_verdicts_are_events_and_others_are_not() {
     let mut harness = load_listening();
     let audit = harness
-        .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Audit, LogLevel::Off, "audit-dns")))
+        .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Audit, LogLevel::Info, "audit-dns")))
         .unwrap();
     let traced = harness
         .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Block, LogLevel::Trace, "no-smb")))
@@ -90,13 +90,19 @@ fn audit_and_trace_level_verdicts_are_events_and_others_are_not() {
     let limit = PolicyAction::RateLimit { rate_per_sec: 100, burst: 10 };
     let quiet =
         harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(limit, LogLevel::Info, "quiet"))).unwrap();
+    // An audit logged at no level only counts (as in the debugger output).
+    let unlogged = harness
+        .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Audit, LogLevel::Off, "silent")))
+        .unwrap();
     assert!(harness.classify(Layer::ConnectV4, audit, 53).permitted());
     assert!(!harness.classify(Layer::ConnectV4, traced, 445).permitted());
     assert!(harness.classify(Layer::ConnectV4, quiet, 80).permitted());
     assert_eq!(harness.counters(quiet).unwrap().permitted, 1, "the rate-limit policy ran");
+    assert!(harness.classify(Layer::ConnectV4, unlogged, 81).permitted());
+    assert_eq!(harness.counters(unlogged).unwrap().audited, 1, "the unlogged audit counted");
 
     let verdicts = etw::events_named("Verdict");
-    assert_eq!(verdicts.len(), 2, "audit + trace-level, not the info-level rate limit: {verdicts:?}");
+    assert_eq!(verdicts.len(), 2, "logged audit + trace-level only: {verdicts:?}");
     for event in &verdicts {
         assert_eq!((event.level, event.keyword), (level::VERBOSE, keyword::VERDICTS));
         assert_eq!(event.provider, PROVIDER_NAME);
@@ -122,7 +128,7 @@ fn audit_and_trace_level_verdicts_are_events_and_others_are_not() {
             ("Label", text("no-smb")),
         ]
     );
-    for id in [audit, traced, quiet] {
+    for id in [audit, traced, quiet, unlogged] {
         harness.delete_filter(id).unwrap();
     }
     unload(&mut harness);
@@ -291,7 +297,7 @@ fn a_session_gets_only_its_level_and_keywords() {
         etw::enable_session(session_level, session_keyword);
         harness.initialize().unwrap();
         let audit = harness
-            .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Audit, LogLevel::Off, "a")))
+            .add_filter(Layer::ConnectV4, PolicySource::Policy(&policy(PolicyAction::Audit, LogLevel::Info, "a")))
             .unwrap();
         harness.classify(Layer::ConnectV4, audit, 53);
         let _ = harness.add_filter(Layer::ConnectV4, PolicySource::Bytes(b"junk"));
