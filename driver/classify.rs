@@ -358,5 +358,6 @@ pub fn decide_on(context: &FilterContext, processor: usize) -> Decision {
     if policy.log_level >= LogLevel::Trace {
         crate::log!(Level::Trace, "filter {} ({}): {:?}", context.filter_id(), policy.label, decision);
     }
+    crate::etw::verdict(context.filter_id(), context.layer_id(), policy, decision == Decision::Permit);
     decision
 }

@@ -93,6 +93,7 @@ pub fn load<F: Framework>(framework: &F, hook: fn()) -> Result {
         // Pended requests then end only by verdict, disconnect, filter
         // deletion or unload: degraded, not fatal.
         crate::log!(Level::Error, "timeout timer not started: {:#010X}", status.raw());
+        crate::etw::error("starting the timeout timer", status);
     }
     crate::log!(Level::Info, "loaded");
     Ok(())

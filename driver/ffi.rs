@@ -247,3 +247,83 @@ unsafe extern "system" {
     /// Frees memory the engine returned; sets `*p` to NULL.
     pub fn FwpmFreeMemory0(p: *mut *mut c_void);
 }
+
+// ETW (ntoskrnl), for the TraceLogging provider in `etw`.
+#[cfg_attr(windows, link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
+unsafe extern "system" {
+    /// Registers an ETW provider (PASSIVE_LEVEL); `*RegHandle` is the handle.
+    pub fn EtwRegister(
+        ProviderId: *const GUID,
+        EnableCallback: ETWENABLECALLBACK,
+        CallbackContext: *mut c_void,
+        RegHandle: *mut REGHANDLE,
+    ) -> NTSTATUS;
+    /// Unregisters it (PASSIVE_LEVEL); required before the image unloads.
+    pub fn EtwUnregister(RegHandle: REGHANDLE) -> NTSTATUS;
+    /// Sets provider information, here the TraceLogging traits
+    /// (`EventProviderSetTraits`, PASSIVE_LEVEL).
+    pub fn EtwSetInformation(
+        RegHandle: REGHANDLE,
+        InformationClass: u32,
+        EventInformation: *const c_void,
+        InformationLength: u32,
+    ) -> NTSTATUS;
+    /// Whether any session wants events of this level and keyword (any IRQL).
+    pub fn EtwProviderEnabled(RegHandle: REGHANDLE, Level: u8, Keyword: u64) -> u8;
+    /// Writes one event (any IRQL; our data is on the stack or static).
+    pub fn EtwWriteTransfer(
+        RegHandle: REGHANDLE,
+        EventDescriptor: *const EVENT_DESCRIPTOR,
+        ActivityId: *const GUID,
+        RelatedActivityId: *const GUID,
+        UserDataCount: u32,
+        UserData: *const EVENT_DATA_DESCRIPTOR,
+    ) -> NTSTATUS;
+}
+
+/// `REGHANDLE`: an ETW provider registration (a `ULONGLONG` on every
+/// architecture; 0 is never a valid registration).
+pub type REGHANDLE = u64;
+
+/// `PETWENABLECALLBACK`; we pass none (we ask `EtwProviderEnabled` instead).
+pub type ETWENABLECALLBACK =
+    Option<unsafe extern "system" fn(*const GUID, u32, u8, u64, u64, *const c_void, *mut c_void)>;
+
+/// `EVENT_DESCRIPTOR` (evntprov.h): what identifies an event to ETW.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EVENT_DESCRIPTOR {
+    pub Id: u16,
+    pub Version: u8,
+    pub Channel: u8,
+    pub Level: u8,
+    pub Opcode: u8,
+    pub Task: u16,
+    pub Keyword: u64,
+}
+
+/// `EVENT_DATA_DESCRIPTOR` (evntprov.h): one block of an event's data;
+/// `Type` says whether it is provider traits, event metadata or field data.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EVENT_DATA_DESCRIPTOR {
+    pub Ptr: u64,
+    pub Size: u32,
+    pub Type: u8,
+    pub Reserved1: u8,
+    pub Reserved2: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<EVENT_DESCRIPTOR>() == 16);
+const _: () = assert!(core::mem::offset_of!(EVENT_DESCRIPTOR, Keyword) == 8);
+const _: () = assert!(core::mem::size_of::<EVENT_DATA_DESCRIPTOR>() == 16);
+const _: () = assert!(core::mem::offset_of!(EVENT_DATA_DESCRIPTOR, Type) == 12);
+
+/// `EVENT_DATA_DESCRIPTOR_TYPE_NONE`: field data.
+pub const EVENT_DATA_DESCRIPTOR_TYPE_NONE: u8 = 0;
+/// `EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA`: TraceLogging event metadata.
+pub const EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA: u8 = 1;
+/// `EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA`: the provider traits.
+pub const EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA: u8 = 2;
+/// `EventProviderSetTraits` (`EVENT_INFO_CLASS`).
+pub const EVENT_PROVIDER_SET_TRAITS: u32 = 2;

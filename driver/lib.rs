@@ -7,7 +7,7 @@
 //! portable: on Windows it links against ntoskrnl and fwpkclnt, elsewhere
 //! against the simulated kernel, which calls these very callbacks in tests.
 //!
-//! `unsafe` is confined to the FFI boundary (`ffi`, `pool`, `spin_lock`,
+//! `unsafe` is confined to the FFI boundary (`ffi`, `etw`, `pool`, `spin_lock`,
 //! `filter_view`, the counters and clock shims, the KMDF glue and the
 //! image's runtime) and to the callback trampolines; the policy logic above
 //! them denies it.
@@ -31,6 +31,7 @@ pub mod control;
 pub mod control_device;
 pub mod delay;
 pub mod driver_state;
+pub mod etw;
 pub mod fast_path;
 pub mod ffi;
 pub mod filter_context;

@@ -3,7 +3,7 @@
 //! object and calls these at PASSIVE_LEVEL.
 #![forbid(unsafe_code)]
 
-use crate::driver_state::STATE;
+use crate::driver_state::{CALLOUT_COUNT, STATE};
 use crate::log::Level;
 use crate::pending::Finish;
 use crate::status::{NtStatus, Result};
@@ -14,16 +14,36 @@ use core::sync::atomic::Ordering;
 /// Registers the callouts, adds the management objects and adopts filters
 /// that already name our callouts. On failure everything done so far is
 /// undone and the status is returned (the driver then fails to load).
+/// The ETW provider registers first, so the load's own failures are
+/// events, and is gone again when a load fails.
 pub fn initialize(device_object: *mut c_void) -> Result {
     if STATE.loaded.load(Ordering::Acquire) {
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
+    crate::etw::register();
+    match start(device_object) {
+        Ok(adopted) => {
+            let adopted = u32::try_from(adopted).unwrap_or(u32::MAX);
+            crate::etw::loaded(CALLOUT_COUNT as u32, adopted);
+            Ok(())
+        }
+        Err((what, status)) => {
+            crate::etw::error(what, status);
+            crate::etw::unregister();
+            Err(status)
+        }
+    }
+}
+
+/// [`initialize`] once the provider is registered: the filters adopted, or
+/// what failed and its status (everything undone).
+fn start(device_object: *mut c_void) -> core::result::Result<usize, (&'static str, NtStatus)> {
     STATE.reset_stats();
     STATE.rundown.reopen();
-    STATE.pending.open()?;
+    STATE.pending.open().map_err(|status| ("the pending-request table", status))?;
     if let Err(status) = crate::reinjection::open() {
         release_contexts();
-        return Err(status);
+        return Err(("the injection handles", status));
     }
     // Until adoption has finished, classify cannot know which filters'
     // `context` is ours: it must use the table (set before registering).
@@ -32,37 +52,40 @@ pub fn initialize(device_object: *mut c_void) -> Result {
     if let Err(status) = callouts::register_all(device_object) {
         unregister_callouts();
         release_contexts();
-        return Err(status);
+        return Err(("FwpsCalloutRegister2", status));
     }
     let engine = match management::open_engine() {
         Ok(engine) => engine,
         Err(status) => {
             unregister_callouts();
             release_contexts();
-            return Err(status);
+            return Err(("FwpmEngineOpen0", status));
         }
     };
     if let Err(status) = management::add_objects(engine) {
         unregister_callouts();
         management::close_engine(engine);
         release_contexts();
-        return Err(status);
+        return Err(("adding the provider, sublayer and callouts", status));
     }
     STATE.engine.store(engine.raw(), Ordering::Release);
 
-    match adoption::adopt_existing_filters(engine) {
+    let adopted = match adoption::adopt_existing_filters(engine) {
         Ok(adopted) => {
             STATE.set_adoption_in_progress(false);
             crate::log!(Level::Info, "loaded; adopted {} existing filters", adopted);
+            adopted
         }
         Err(status) => {
             // Not fatal: classify keeps finding contexts through the table,
             // and unknown filters get the default policy.
             crate::log!(Level::Warning, "adoption incomplete ({}): classify stays on table lookups", status);
+            crate::etw::error("adopting existing filters (not fatal)", status);
+            0
         }
-    }
+    };
     STATE.loaded.store(true, Ordering::Release);
-    Ok(())
+    Ok(adopted)
 }
 
 /// Unloads in the documented order: unregister the callouts (retrying on
@@ -93,6 +116,9 @@ pub fn unload() {
     }
     release_contexts();
     crate::log!(Level::Info, "unloaded");
+    crate::etw::unloaded(u32::try_from(finished).unwrap_or(u32::MAX));
+    // Last: no callback, timer or IOCTL can write an event any more.
+    crate::etw::unregister();
 }
 
 /// Unregisters every callout, however long it takes ("Unloading a Callout

@@ -60,6 +60,7 @@ pub unsafe extern "system" fn notify_fn(
             Ok(())
         }
     };
+    crate::etw::filter_vetoed_if(notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER, view.map(|v| v.id()), &result);
     NtStatus::from_result(result)
 }
 

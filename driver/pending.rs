@@ -366,6 +366,7 @@ impl Pending {
             Err(status) => {
                 self.stats.pend_failures.fetch_add(1, Ordering::Relaxed);
                 crate::log!(Level::Warning, "FwpsPendOperation0 failed: {}; default verdict", status);
+                crate::etw::error("FwpsPendOperation0 (the default verdict applied)", status);
                 discard(packet);
                 return default;
             }
@@ -381,6 +382,7 @@ impl Pending {
         match filed {
             Ok(request_id) => {
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
+                crate::etw::pended(request_id, &info);
                 PendOutcome::Pended(request_id)
             }
             Err(mut request) => {
@@ -505,6 +507,7 @@ impl Pending {
     }
 
     fn finish_operation(&self, settled: Settled, why: Finish) {
+        crate::etw::completed(settled.filter_id, &settled.connection, settled.verdict, why);
         if why == Finish::Timeout {
             self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         }

@@ -45,6 +45,52 @@ PASSIVE_LEVEL = 0
 APC_LEVEL = 1
 DISPATCH_LEVEL = 2
 
+# ---- ETW and TraceLogging (HDR: evntprov.h, wdm.h, TraceLoggingProvider.h;
+# DOC: "TraceLogging ETW Events", "Provider Traits", EVENT_INFO_CLASS) ------
+EVENT_PROVIDER_SET_TRAITS = 2  # EVENT_INFO_CLASS EventProviderSetTraits
+EVENT_DATA_DESCRIPTOR_TYPE_NONE = 0
+EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA = 1
+EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA = 2
+WINEVENT_CHANNEL_TRACELOGGING = 11  # what TraceLogging events carry in Channel
+TRACE_LEVEL_ERROR = 2
+TRACE_LEVEL_WARNING = 3
+TRACE_LEVEL_INFORMATION = 4
+TRACE_LEVEL_VERBOSE = 5
+# TlgIn* field input types (the low 5 bits; 0x80: an out-type byte follows)
+TLG_IN_CSTR8 = 2
+TLG_IN_UINT8 = 4
+TLG_IN_UINT16 = 6
+TLG_IN_UINT32 = 8
+TLG_IN_UINT64 = 10
+TLG_IN_COUNTED_STR8 = 23
+# TlgOut* output types
+TLG_OUT_DEFAULT = 0
+TLG_OUT_PORT = 7  # UINT16 in network byte order
+TLG_OUT_NTSTATUS = 14
+TLG_OUT_UTF8 = 35
+# The provider the driver documents (docs/ETW.md); its GUID is computed
+# from the name here, the way ETW tools do, not taken from the driver.
+ETW_PROVIDER_NAME = "wfpcallout"
+# Its keywords (docs/ETW.md).
+ETW_KEYWORD_VERDICTS = 0x1
+ETW_KEYWORD_ASKS = 0x2
+ETW_KEYWORD_FILTERS = 0x4
+ETW_KEYWORD_LIFECYCLE = 0x8
+ETW_NAME_HASH_NAMESPACE = bytes.fromhex("482C2DB2C39047C887F81A15BFC130FB")
+
+
+def tracelogging_guid(name):
+    """The TraceLogging/EventSource provider GUID of a name: SHA-1 over the
+    namespace and the upper-cased name in UTF-16BE, version nibble 5, the
+    first 16 bytes read as a little-endian GUID."""
+    import hashlib
+    import uuid
+
+    digest = bytearray(hashlib.sha1(ETW_NAME_HASH_NAMESPACE + name.upper().encode("utf-16-be")).digest())
+    digest[7] = (digest[7] & 0x0F) | 0x50
+    return str(uuid.UUID(bytes_le=bytes(digest[:16])))
+
+
 # ---- pool (DOC: "POOL_FLAGS" for ExAllocatePool2) --------------------------
 POOL_FLAG_USE_QUOTA = 0x1
 POOL_FLAG_UNINITIALIZED = 0x2

@@ -624,6 +624,8 @@ class Harness:
             problems.append("device object not deleted")
         if not k.wdf.unbound:
             problems.append("the driver is still bound to KMDF")
+        if k.etw_registrations:
+            problems.append(f"{len(k.etw_registrations)} ETW provider registration(s) still open")
         if k.held:
             problems.append(f"spin locks held: {k.held}")
         if problems:

@@ -74,6 +74,14 @@ class Kernel:
         self.deleted_devices = set()
         # set by the harness around a classify, for FwpsPendOperation0
         self.classify_in_progress = None
+        # ETW: provider registrations (handle -> {"guid", "name"}), the one
+        # trace session (level, keyword) or None, the events it recorded.
+        # A session wanting everything is on by default, so every scenario
+        # runs the driver's event writing and decodes what it wrote.
+        self.etw_registrations = {}
+        self.etw_next_handle = 0x45_5457_0000_0000
+        self.etw_session = (c.TRACE_LEVEL_VERBOSE, 0)
+        self.etw_events = []
         from .packets import Packets
         from .wdf import Wdf
         from .wfp import WfpEngine
@@ -95,6 +103,12 @@ class Kernel:
             "KeGetCurrentProcessorNumberEx": (self.KeGetCurrentProcessorNumberEx, 1),
             "KeQueryActiveProcessorCountEx": (self.KeQueryActiveProcessorCountEx, 1),
             "KeDelayExecutionThread": (self.KeDelayExecutionThread, 3),
+            # ETW
+            "EtwRegister": (self.EtwRegister, 4),
+            "EtwUnregister": (self.EtwUnregister, 1),
+            "EtwSetInformation": (self.EtwSetInformation, 4),
+            "EtwProviderEnabled": (self.EtwProviderEnabled, 3),
+            "EtwWriteTransfer": (self.EtwWriteTransfer, 6),
             # debug output, bugcheck
             "DbgPrintEx": (self.DbgPrintEx, 3),
             "KeBugCheckEx": (self.KeBugCheckEx, 5),
@@ -395,6 +409,140 @@ class Kernel:
             self.driver_lines.append((component, level, line))
             self.printer(line)
         return c.STATUS_SUCCESS
+
+    # ---- ETW ----------------------------------------------------------------
+
+    def _etw_registration(self, handle, api):
+        registration = self.etw_registrations.get(handle)
+        self.check(registration is not None, f"{api}: handle {handle:#x} is not a registered ETW provider")
+        return registration
+
+    def EtwRegister(self, provider_id, callback, context, handle_out):
+        self.require_irql(c.PASSIVE_LEVEL, "EtwRegister")
+        self.check(provider_id != 0 and handle_out != 0, "EtwRegister: NULL provider id or RegHandle")
+        guid = L.guid_str(self.read(provider_id, 16, "EtwRegister ProviderId"))
+        self.etw_next_handle += 1
+        handle = self.etw_next_handle
+        self.etw_registrations[handle] = {"guid": guid, "name": None, "callback": callback}
+        self.write_u64(handle_out, handle, "EtwRegister RegHandle")
+        return c.STATUS_SUCCESS
+
+    def EtwUnregister(self, handle):
+        self.require_irql(c.PASSIVE_LEVEL, "EtwUnregister")
+        self._etw_registration(handle, "EtwUnregister")
+        del self.etw_registrations[handle]
+        return c.STATUS_SUCCESS
+
+    def EtwSetInformation(self, handle, info_class, information, length):
+        self.require_irql(c.PASSIVE_LEVEL, "EtwSetInformation")
+        registration = self._etw_registration(handle, "EtwSetInformation")
+        info_class &= 0xFFFFFFFF
+        if info_class != c.EVENT_PROVIDER_SET_TRAITS:
+            return c.STATUS_INVALID_DEVICE_REQUEST
+        registration["name"] = self._etw_traits(self.read(information, length & 0xFFFFFFFF, "provider traits"),
+                                                "EtwSetInformation")
+        return c.STATUS_SUCCESS
+
+    def _etw_wants(self, level, keyword):
+        if self.etw_session is None:
+            return False
+        session_level, session_keyword = self.etw_session
+        level_ok = level == 0 or level <= session_level
+        keyword_ok = keyword == 0 or session_keyword == 0 or keyword & session_keyword != 0
+        return level_ok and keyword_ok
+
+    def EtwProviderEnabled(self, handle, level, keyword):
+        self._etw_registration(handle, "EtwProviderEnabled")
+        return 1 if self._etw_wants(level & 0xFF, keyword) else 0
+
+    def EtwWriteTransfer(self, handle, descriptor, activity_id, related_id, count, data):
+        self.require_irql(c.DISPATCH_LEVEL, "EtwWriteTransfer")
+        registration = self._etw_registration(handle, "EtwWriteTransfer")
+        count &= 0xFFFFFFFF
+        event_id, version, channel, level, opcode, task, keyword = struct.unpack(
+            "<HBBBBHQ", self.read(descriptor, 16, "EVENT_DESCRIPTOR"))
+        self.check(channel == c.WINEVENT_CHANNEL_TRACELOGGING,
+                   f"EtwWriteTransfer: Channel {channel}, TraceLogging events use 11")
+        self.check(count >= 2, f"EtwWriteTransfer: {count} data descriptors, TraceLogging needs traits + metadata")
+        blocks = []
+        for index in range(count):
+            ptr, size, kind, _r1, _r2 = struct.unpack("<QIBBH", self.read(data + 16 * index, 16,
+                                                                         "EVENT_DATA_DESCRIPTOR"))
+            blocks.append((kind, self.read(ptr, size, f"event data block {index}")))
+        wanted_kinds = [c.EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA, c.EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA]
+        kinds = [kind for kind, _ in blocks]
+        self.check(kinds[:2] == wanted_kinds and all(k == c.EVENT_DATA_DESCRIPTOR_TYPE_NONE for k in kinds[2:]),
+                   f"EtwWriteTransfer: data descriptor types {kinds}, expected [2, 1, 0...]")
+        provider = self._etw_traits(blocks[0][1], "EtwWriteTransfer")
+        self.check(provider == registration["name"],
+                   f"EtwWriteTransfer: traits name {provider!r}, registered as {registration['name']!r}")
+        name, fields = self._etw_decode(blocks[1][1], b"".join(block for _, block in blocks[2:]))
+        if self._etw_wants(level, keyword):
+            self.etw_events.append({"provider": provider, "guid": registration["guid"], "name": name, "id": event_id,
+                                    "version": version, "level": level, "opcode": opcode, "task": task,
+                                    "keyword": keyword, "fields": fields})
+        return c.STATUS_SUCCESS
+
+    def _etw_traits(self, blob, api):
+        """Provider traits: u16 size (= the blob's length), the UTF-8 name, NUL."""
+        self.check(len(blob) >= 3 and struct.unpack_from("<H", blob)[0] == len(blob),
+                   f"{api}: provider traits size field does not match its {len(blob)} bytes")
+        end = blob.find(b"\0", 2)
+        self.check(end >= 0, f"{api}: provider name not NUL-terminated")
+        return blob[2:end].decode("utf-8")
+
+    def _etw_decode(self, meta, payload):
+        """Decodes TraceLogging event metadata, then the payload field by
+        field: returns (event name, [(field name, value)])."""
+        self.check(len(meta) >= 4 and struct.unpack_from("<H", meta)[0] == len(meta),
+                   "TraceLogging event metadata: size field does not match")
+        at = 2
+        while meta[at] & 0x80:  # tag bytes
+            at += 1
+        at += 1
+
+        def cstr(buf, pos, what):
+            end = buf.find(b"\0", pos)
+            self.check(end >= 0, f"TraceLogging {what} not NUL-terminated")
+            return buf[pos:end].decode("utf-8"), end + 1
+
+        name, at = cstr(meta, at, "event name")
+        fields, offset = [], 0
+
+        def take(size, field):
+            nonlocal offset
+            self.check(offset + size <= len(payload), f"event {name}: data ends inside field {field}")
+            chunk = payload[offset:offset + size]
+            offset += size
+            return chunk
+
+        while at < len(meta):
+            field, at = cstr(meta, at, "field name")
+            in_type, out_type = meta[at], c.TLG_OUT_DEFAULT
+            at += 1
+            if in_type & 0x80:
+                out_type = meta[at] & 0x7F
+                at += 1
+            in_type &= 0x7F
+            kind = (in_type, out_type)
+            if kind == (c.TLG_IN_UINT8, c.TLG_OUT_DEFAULT):
+                value = take(1, field)[0]
+            elif kind == (c.TLG_IN_UINT16, c.TLG_OUT_DEFAULT):
+                value = struct.unpack("<H", take(2, field))[0]
+            elif kind == (c.TLG_IN_UINT16, c.TLG_OUT_PORT):
+                value = struct.unpack(">H", take(2, field))[0]
+            elif kind in ((c.TLG_IN_UINT32, c.TLG_OUT_DEFAULT), (c.TLG_IN_UINT32, c.TLG_OUT_NTSTATUS)):
+                value = struct.unpack("<I", take(4, field))[0]
+            elif kind == (c.TLG_IN_UINT64, c.TLG_OUT_DEFAULT):
+                value = struct.unpack("<Q", take(8, field))[0]
+            elif kind in ((c.TLG_IN_COUNTED_STR8, c.TLG_OUT_UTF8), (c.TLG_IN_COUNTED_STR8, c.TLG_OUT_DEFAULT)):
+                length = struct.unpack("<H", take(2, field))[0]
+                value = take(length, field).decode("utf-8")
+            else:
+                self.fail(f"event {name}: field {field} has in/out type {kind}, not decodable here")
+            fields.append((field, value))
+        self.check(offset == len(payload), f"event {name}: {len(payload) - offset} data bytes past its last field")
+        return name, fields
 
     def KeBugCheckEx(self, code, p1, p2, p3, p4):
         name = (code & 0xFFFFFFFF).to_bytes(4, "big").decode("latin-1")

@@ -570,9 +570,13 @@ def load_failure(h):
     expect(len(h.wfp.unregistered) == 2, f"{len(h.wfp.unregistered)} callouts unregistered, expected the 2 "
            "registered before the failure")
     h.check_clean()
+    # The ETW provider said what failed, then went: no registration left.
+    etw_event(h, "Error", c.TRACE_LEVEL_ERROR, c.ETW_KEYWORD_LIFECYCLE,
+              [("What", "FwpsCalloutRegister2"), ("Status", c.STATUS_UNSUCCESSFUL)])
+    expect(not h.kernel.etw_registrations, "the ETW provider is still registered after the failed DriverEntry")
     h.unloaded = True
     return ("third FwpsCalloutRegister2 failed: DriverEntry STATUS_UNSUCCESSFUL, 2 callouts unregistered, control "
-            "device deleted unopened, unbound, nothing leaked")
+            "device deleted unopened, unbound, ETW Error event and provider unregistered, nothing leaked")
 
 
 def prepare_missing_method(h):
@@ -663,6 +667,84 @@ def completed_once_with(h, count, pended, clone):
            f"{clone.nbl:#x}")
 
 
+def etw_event(h, name, level, keyword, fields):
+    """The one event called `name` since the last check, from our provider,
+    with exactly these fields in this order."""
+    found = [e for e in h.kernel.etw_events if e["name"] == name]
+    expect(len(found) == 1, f"ETW: {len(found)} {name} events, expected 1: {found}")
+    event = found[0]
+    expect(event["provider"] == c.ETW_PROVIDER_NAME and event["guid"] == c.tracelogging_guid(c.ETW_PROVIDER_NAME),
+           f"ETW {name}: provider {event['provider']!r} {event['guid']}")
+    expect((event["level"], event["keyword"], event["id"], event["opcode"]) == (level, keyword, 0, 0),
+           f"ETW {name}: level {event['level']} keyword {event['keyword']:#x} id {event['id']} "
+           f"opcode {event['opcode']}")
+    expect(event["fields"] == fields, f"ETW {name}: fields {event['fields']}, expected {fields}")
+    h.kernel.etw_events.remove(event)
+    return event
+
+
+def etw_events(h):
+    """The TraceLogging provider, from the machine code: registered under the
+    name's hash GUID with its traits, each event decoded from its metadata."""
+    k = h.kernel
+    guid = c.tracelogging_guid(c.ETW_PROVIDER_NAME)
+    registrations = list(k.etw_registrations.values())
+    expect(len(registrations) == 1 and registrations[0]["guid"] == guid
+           and registrations[0]["name"] == c.ETW_PROVIDER_NAME and registrations[0]["callback"] == 0,
+           f"ETW registrations {registrations}, expected {c.ETW_PROVIDER_NAME} {guid} with its traits")
+    lifecycle, verdicts, asks, filters = (c.ETW_KEYWORD_LIFECYCLE, c.ETW_KEYWORD_VERDICTS, c.ETW_KEYWORD_ASKS,
+                                          c.ETW_KEYWORD_FILTERS)
+    etw_event(h, "Loaded", c.TRACE_LEVEL_INFORMATION, lifecycle, [("CalloutsRegistered", 6), ("FiltersAdopted", 0)])
+
+    audit = added(h, wire.audit("audit-dns"), "audit")
+    expect_verdict(h.classify(audit, Connection(remote_port=53, protocol=17)), c.FWP_ACTION_PERMIT, True, "audit")
+    etw_event(h, "Verdict", c.TRACE_LEVEL_VERBOSE, verdicts,
+              [("FilterId", audit.id), ("LayerId", c.FWPS_LAYER_ALE_AUTH_CONNECT_V4), ("Action", "permit"),
+               ("Policy", "audit"), ("Label", "audit-dns")])
+
+    vetoed = h.make_filter(wire.policy_blob(wire.ACTION_BLOCK, magic=b"XXXX"))
+    expect_status(h.add_filter(vetoed), c.STATUS_BAD_DATA, "notifyFn ADD of a bad blob")
+    etw_event(h, "FilterVetoed", c.TRACE_LEVEL_WARNING, filters,
+              [("FilterId", vetoed.id), ("Status", c.STATUS_BAD_DATA)])
+
+    agent = h.open_file()
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    ask = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-web"), "ask")
+    result = h.classify(ask, Connection(local_port=50123, remote_port=8443))
+    expect(result["pended"] is not None and reply["completed"], "ask with a parked agent did not pend")
+    request = wire.decode_ask_request(reply["output"])
+    etw_event(h, "Pended", c.TRACE_LEVEL_INFORMATION, asks,
+              [("RequestId", request["request_id"]), ("FilterId", ask.id), ("Direction", "outbound"),
+               ("Protocol", 6), ("LocalPort", 50123), ("RemotePort", 8443), ("Label", "ask-web")])
+    answer = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
+                                                                               wire.VERDICT_PERMIT))
+    expect_status(answer["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
+    etw_event(h, "Completed", c.TRACE_LEVEL_INFORMATION, asks,
+              [("FilterId", ask.id), ("Protocol", 6), ("LocalPort", 50123), ("RemotePort", 8443),
+               ("Verdict", "permit"), ("Why", "agent")])
+
+    # With no session listening the driver asks and writes nothing.
+    writes = k.api_counts["EtwWriteTransfer"]
+    asked = k.api_counts["EtwProviderEnabled"]
+    k.etw_session = None
+    expect_verdict(h.classify(audit, Connection(remote_port=53, protocol=17)), c.FWP_ACTION_PERMIT, True, "audit")
+    expect(k.api_counts["EtwProviderEnabled"] == asked + 1 and k.api_counts["EtwWriteTransfer"] == writes,
+           "with no session: one EtwProviderEnabled, no EtwWriteTransfer")
+    k.etw_session = (c.TRACE_LEVEL_VERBOSE, 0)
+
+    deleted(h, audit, "audit")
+    deleted(h, ask, "ask")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    expect(not k.etw_events, f"ETW: unexpected events {k.etw_events}")
+    h.unload_and_check()
+    etw_event(h, "Unloaded", c.TRACE_LEVEL_INFORMATION, lifecycle, [("RequestsCompleted", 0)])
+    expect(not k.etw_registrations, "ETW provider still registered after unload")
+    return (f"provider {c.ETW_PROVIDER_NAME} {{{guid}}} with traits; Loaded, Verdict (audit), FilterVetoed "
+            "(STATUS_BAD_DATA), Pended, Completed (agent), Unloaded decoded field by field from the TraceLogging "
+            "metadata; no session: EtwProviderEnabled only")
+
+
 SCENARIOS = [
     ("load-unload", load_unload, None),
     ("permit", permit, None),
@@ -685,6 +767,7 @@ SCENARIOS = [
     ("load-failure", load_failure, prepare_load_failure),
     ("ask-timeout-timer", ask_timeout_timer, None),
     ("missing-method", missing_method, prepare_missing_method),
+    ("etw-events", etw_events, None),
 ]
 
 

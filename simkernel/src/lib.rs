@@ -19,6 +19,7 @@ mod choice;
 pub mod clock;
 pub mod debug_print;
 pub mod engine;
+pub mod etw;
 pub mod faults;
 pub mod inspect;
 pub mod irql;
@@ -59,6 +60,7 @@ impl Kernel {
         debug_print::reset();
         sync_points::reset();
         wdf::reset();
+        etw::reset();
         Kernel { _owner: owner, device_object: Box::new([0; 336]) }
     }
 
@@ -84,6 +86,7 @@ impl Kernel {
         pool::report_leaks();
         engine::report_leaks();
         mdl::report_leaks();
+        etw::report_leaks();
         self.assert_clean();
     }
 }
