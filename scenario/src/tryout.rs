@@ -293,14 +293,15 @@ impl Session {
                 for completion in pending::take_completions() {
                     let outcome = match completion.reauthorization {
                         Some(result) => format!("completed; the reauthorization got {}", verdict_word(&result)),
-                        None if completion.with_packet => match engine::packets::take_reinjected().first() {
+                        // At recv-accept completion does not reauthorize:
+                        // the driver completed with its clone of the packet.
+                        None => match engine::packets::take_reinjected().first() {
                             Some((_, result)) => format!(
                                 "completed with the cloned packet; the driver reinjected it: {}",
                                 verdict_word(result)
                             ),
                             None => "completed with the cloned packet; the driver dropped it: BLOCK".to_string(),
                         },
-                        None => "completed".to_string(),
                     };
                     let _ = writeln!(text, "connection {}: {outcome}", self.connections);
                 }
