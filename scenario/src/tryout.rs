@@ -280,13 +280,10 @@ impl Session {
                 ),
             };
             let protocol = wfpctl::filter_spec::protocol_name(connection.protocol);
-            let by = result.decided_by.map_or_else(|| "no filter matched".to_string(), |id| format!("filter {id}"));
             let verdict = if result.pended.is_some() {
                 "pended for the agent (BLOCK + ABSORB until it answers)".to_string()
-            } else if result.permitted() {
-                format!("PERMIT ({by})")
             } else {
-                format!("BLOCK ({by})")
+                verdict_word(&result)
             };
             let _ = writeln!(text, "connection {}: {direction} {protocol} {from} -> {to}: {verdict}", self.connections);
             if result.pended.is_some() {
@@ -295,17 +292,28 @@ impl Session {
                 text.extend_from_slice(&transcript.take());
                 for completion in pending::take_completions() {
                     let outcome = match completion.reauthorization {
-                        Some(result) if result.permitted() => "PERMIT".to_string(),
-                        Some(_) => "BLOCK".to_string(),
-                        None if completion.with_packet => "completed with the cloned packet".to_string(),
-                        None => "completed".to_string(),
+                        Some(result) => format!("completed; the reauthorization got {}", verdict_word(&result)),
+                        // At recv-accept completion does not reauthorize:
+                        // the driver completed with its clone of the packet.
+                        None => match engine::packets::take_reinjected().first() {
+                            Some((_, result)) => format!(
+                                "completed with the cloned packet; the driver reinjected it: {}",
+                                verdict_word(result)
+                            ),
+                            None => "completed with the cloned packet; the driver dropped it: BLOCK".to_string(),
+                        },
                     };
-                    let _ =
-                        writeln!(text, "connection {}: completed; the reauthorization got {outcome}", self.connections);
+                    let _ = writeln!(text, "connection {}: {outcome}", self.connections);
                 }
             }
         }
     }
+}
+
+/// `PERMIT (filter 70001)`, `BLOCK (no filter matched)`.
+fn verdict_word(result: &engine::ClassifyResult) -> String {
+    let by = result.decided_by.map_or_else(|| "no filter matched".to_string(), |id| format!("filter {id}"));
+    if result.permitted() { format!("PERMIT ({by})") } else { format!("BLOCK ({by})") }
 }
 
 /// Runs a script in a fresh session; the transcript goes to `out`.
@@ -390,6 +398,44 @@ mod tests {
     }
 
     #[test]
+    fn pended_connections_end_as_the_agent_says() {
+        let script = "filter add --layer recv-accept --ip v4 --local-port 3389 --action ask --default permit\n\
+                      filter add --layer connect --ip v4 --remote-port 22 --action ask --default block\n\
+                      agent --rule deny:udp:* --rule allow:tcp:22\n\
+                      traffic --layer recv-accept --ip v4 --local-port 3389 --protocol udp\n\
+                      traffic --layer connect --ip v4 --remote-port 22\n\
+                      traffic --layer connect --ip v4 --remote-port 22 --protocol udp\n";
+        let mut out = Vec::new();
+        assert!(run(script, &mut out).unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("connection 1: completed with the cloned packet; the driver dropped it: BLOCK"),
+            "{text}"
+        );
+        assert!(text.contains("connection 2: completed; the reauthorization got PERMIT (filter 70002)"), "{text}");
+        assert!(text.contains("connection 3: completed; the reauthorization got BLOCK (filter 70002)"), "{text}");
+    }
+
+    #[test]
+    fn every_bad_line_fails_the_session_and_says_why() {
+        for (line, says) in [
+            ("traffic --layer connect", "--ip"),
+            ("traffic --layer flow --ip v4", "the try-out sends IPv4 connections"),
+            ("traffic --layer connect --ip v6", "the try-out sends IPv4 connections"),
+            ("frobnicate", "unrecognized subcommand"),
+            ("agent --interactive", "--interactive needs a terminal"),
+            ("filter delete 12345", "FwpmFilterDeleteById0 failed"),
+            ("policy decode 5746", "the policy blob is malformed"),
+        ] {
+            let mut out = Vec::new();
+            assert!(!run(&format!("status\n{line}\nstats\n"), &mut out).unwrap(), "{line}");
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(says), "{line}: {text}");
+            assert!(text.contains("PS> wfpctl stats\nCOUNTER"), "the session goes on after {line}: {text}");
+        }
+    }
+
+    #[test]
     fn arguments() {
         let args = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
         assert_eq!(parse_args(&args(&[])), Ok(Source::Stdin));
@@ -432,6 +478,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("=> permit (rule 1 permit:tcp:3389)"), "{text}");
+        assert!(
+            text.contains(
+                "connection 5: completed with the cloned packet; the driver reinjected it: PERMIT (filter 70002)"
+            ),
+            "{text}"
+        );
         assert!(text.contains("remote-port=5000-5100: the simulated engine matches single ports"), "{text}");
         assert!(text.contains("(exit status 1)"), "{text}");
         assert!(text.ends_with("no verifier violation\n"), "{text}");
