@@ -3,7 +3,7 @@
     Installs the wfpcallout driver package on a test VM and starts it.
 
 .DESCRIPTION
-    1. Trusts the package's test certificate (wfpcallout.cer) in the local
+    1. Trusts the package's test certificate (WDRLocalTestCert.cer) in the local
        machine's Trusted Root Certification Authorities and Trusted
        Publishers stores.
     2. Installs the driver package through its INF.
