@@ -1,5 +1,6 @@
 //! Late registration: filters that name our callouts may exist before we
-//! register (persistent filters, a driver restart). The engine sends no ADD
+//! register (persistent filters after a reboot, which our persistent
+//! provider, sublayer and callouts let exist; a driver restart). The engine sends no ADD
 //! for them but will send DELETE, and their `context` holds whatever was
 //! there before (for a restart, a pointer into freed pool). We enumerate
 //! them and build their contexts in the table; classify finds them there.

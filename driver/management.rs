@@ -5,14 +5,18 @@
 
 use crate::callouts::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
 use crate::ffi::{
-    FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0, FwpmFreeMemory0,
+    FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0,
+    FwpmFilterCreateEnumHandle0, FwpmFilterDeleteById0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0,
     FwpmProviderAdd0, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0,
     FwpmTransactionBegin0, FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
 };
 use crate::log::Level;
 use crate::status::{NtStatus, Result};
 use core::ffi::c_void;
-use fwps_types::fwp::{FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_PROVIDER0, FWPM_SESSION0, FWPM_SUBLAYER0};
+use fwps_types::fwp::{
+    FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER0, FWPM_SESSION0,
+    FWPM_SUBLAYER0,
+};
 
 /// An open `FwpmEngineOpen0` session. Opaque: only passed back to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +133,11 @@ fn add_objects_in_transaction(engine: EngineHandle) -> Result {
     let provider = FWPM_PROVIDER0 {
         providerKey: PROVIDER_KEY,
         displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout callout driver")),
+        // Persistent, like the sublayer and the callouts: persistent filters
+        // may only name persistent objects (FWPM_CALLOUT0: a persistent
+        // callout "can be referenced by boot-time and other persistent
+        // filters"), and adoption promises to find them after a reboot.
+        flags: fwp::FWPM_PROVIDER_FLAG_PERSISTENT,
         ..FWPM_PROVIDER0::default()
     };
     #[allow(unsafe_code)]
@@ -140,6 +149,7 @@ fn add_objects_in_transaction(engine: EngineHandle) -> Result {
         displayData: display(crate::wide!("wfpcallout"), crate::wide!("Filters calling wfpcallout")),
         providerKey: key_ptr(&PROVIDER_KEY_STATIC),
         weight: SUBLAYER_WEIGHT,
+        flags: fwp::FWPM_SUBLAYER_FLAG_PERSISTENT,
         ..FWPM_SUBLAYER0::default()
     };
     #[allow(unsafe_code)]
@@ -150,9 +160,9 @@ fn add_objects_in_transaction(engine: EngineHandle) -> Result {
         let callout = FWPM_CALLOUT0 {
             calloutKey: spec.key,
             displayData: display(spec.name, spec.description),
-            // Without this flag notifyFn never sees the provider context
-            // that carries the filter's policy.
-            flags: fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT,
+            // Without USES_PROVIDER_CONTEXT notifyFn never sees the provider
+            // context that carries the filter's policy.
+            flags: fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT | fwp::FWPM_CALLOUT_FLAG_PERSISTENT,
             providerKey: key_ptr(&PROVIDER_KEY_STATIC),
             applicableLayer: spec.layer_key,
             ..FWPM_CALLOUT0::default()
@@ -190,9 +200,10 @@ fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Resu
         .inspect_err(|s| crate::log!(Level::Error, "reading the existing callout failed: {}", s))?;
     #[allow(unsafe_code)]
     // SAFETY: on success the engine returned a valid FWPM_CALLOUT0 (or NULL).
-    let matches = unsafe { existing.as_ref() }.is_some_and(|found| {
-        found.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0
-            && same_guid(&found.applicableLayer, &wanted.applicableLayer)
+    let (matches, persistent) = unsafe { existing.as_ref() }.map_or((false, false), |found| {
+        let matches = found.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0
+            && same_guid(&found.applicableLayer, &wanted.applicableLayer);
+        (matches, found.flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT != 0)
     });
     let mut memory = existing.cast::<c_void>();
     #[allow(unsafe_code)]
@@ -200,8 +211,26 @@ fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Resu
     unsafe {
         FwpmFreeMemory0(&mut memory)
     };
-    if matches {
+    if matches && persistent {
         return Ok(());
+    }
+    if matches {
+        // An earlier install's callout, right but not persistent: replaced
+        // if nothing names it; otherwise kept (its filters work, they just
+        // will not survive a reboot).
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle and key.
+        let deleted = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &wanted.calloutKey) };
+        if deleted == fwps_types::STATUS_FWP_IN_USE {
+            crate::log!(Level::Warning, "an existing callout is not persistent and filters name it: kept as it is");
+            return Ok(());
+        }
+        NtStatus::to_result(deleted)?;
+        #[allow(unsafe_code)]
+        // SAFETY: `wanted` and the key it points to are valid for the call.
+        return added("callout", unsafe {
+            FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut())
+        });
     }
     crate::log!(
         Level::Warning,
@@ -221,6 +250,99 @@ fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Resu
     #[allow(unsafe_code)]
     // SAFETY: `wanted` and the key it points to are valid for the call.
     added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut()) })
+}
+
+/// Filters fetched per `FwpmFilterEnum0` call during uninstall.
+const UNINSTALL_BATCH: u32 = 64;
+
+/// Uninstall: deletes every filter that names one of our callouts (each
+/// one's DELETE reaches our notifyFn if we are registered), then the
+/// callouts, the sublayer and the provider. Unload keeps objects that
+/// filters still use (a driver restart, and persistent filters across a
+/// reboot, need them); this is what removes them for good. Returns the
+/// number of filters deleted, or the first failure (what could be deleted
+/// is).
+pub fn uninstall(engine: EngineHandle) -> Result<usize> {
+    let mut deleted = 0;
+    let mut outcome = Ok(());
+    for spec in CALLOUTS.iter() {
+        match delete_filters_of(engine, spec) {
+            Ok(count) => deleted += count,
+            Err(status) => outcome = outcome.and(Err(status)),
+        }
+    }
+    delete_objects(engine);
+    outcome.map(|()| deleted)
+}
+
+fn delete_filters_of(engine: EngineHandle, spec: &crate::callouts::CalloutSpec) -> Result<usize> {
+    let template = FWPM_FILTER_ENUM_TEMPLATE0 {
+        layerKey: spec.layer_key,
+        enumType: fwp::FWP_FILTER_ENUM_OVERLAPPING,
+        actionMask: fwp::FWP_ACTION_FLAG_CALLOUT,
+        calloutKey: core::ptr::from_ref(&spec.key).cast_mut(),
+        ..FWPM_FILTER_ENUM_TEMPLATE0::default()
+    };
+    let mut enum_handle: HANDLE = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: template and out-pointer are valid for the call.
+    NtStatus::to_result(unsafe { FwpmFilterCreateEnumHandle0(engine.raw(), &template, &mut enum_handle) })?;
+    let mut deleted = 0;
+    let mut outcome = Ok(());
+    loop {
+        let mut entries: *mut *mut FWPM_FILTER0 = core::ptr::null_mut();
+        let mut returned = 0u32;
+        #[allow(unsafe_code)]
+        // SAFETY: out-pointers are valid; the engine allocates the array.
+        let status =
+            unsafe { FwpmFilterEnum0(engine.raw(), enum_handle, UNINSTALL_BATCH, &mut entries, &mut returned) };
+        if let Err(status) = NtStatus::to_result(status) {
+            outcome = outcome.and(Err(status));
+            break;
+        }
+        for index in 0..returned as usize {
+            let Some(id) = filter_id_at(entries, index) else { continue };
+            #[allow(unsafe_code)]
+            // SAFETY: valid engine handle; the id came from the enumeration
+            // (a snapshot: deleting while enumerating is fine).
+            let status = unsafe { FwpmFilterDeleteById0(engine.raw(), id) };
+            match NtStatus::to_result(status) {
+                Ok(()) => deleted += 1,
+                Err(status) => {
+                    crate::log!(Level::Error, "uninstall: deleting filter {} failed: {}", id, status);
+                    outcome = outcome.and(Err(status));
+                }
+            }
+        }
+        if !entries.is_null() {
+            let mut memory = entries.cast::<c_void>();
+            #[allow(unsafe_code)]
+            // SAFETY: the array FwpmFilterEnum0 returned, freed once.
+            unsafe {
+                FwpmFreeMemory0(&mut memory)
+            };
+        }
+        if returned < UNINSTALL_BATCH {
+            break;
+        }
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the handle came from FwpmFilterCreateEnumHandle0 above.
+    let _ = unsafe { FwpmFilterDestroyEnumHandle0(engine.raw(), enum_handle) };
+    outcome.map(|()| deleted)
+}
+
+#[allow(unsafe_code)]
+fn filter_id_at(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<u64> {
+    if entries.is_null() {
+        return None;
+    }
+    // SAFETY: FwpmFilterEnum0 returned `returned` pointers and index < returned.
+    let entry = unsafe { entries.add(index) };
+    // SAFETY: as above: the slot is readable.
+    let filter = unsafe { *entry };
+    // SAFETY: each entry points to a filter valid until the array is freed.
+    unsafe { filter.as_ref() }.map(|filter| filter.filterId)
 }
 
 /// Deletes what `add_objects` added. Objects still referenced by filters

@@ -505,3 +505,27 @@ fn our_reinjected_packet_passes_our_static_block_too() {
     harness.delete_filter(ask_filter).unwrap();
     harness.unload_and_check();
 }
+
+/// Reauthorization in either direction (CONFORMANCE Z8): after a policy
+/// change the next packet of an approved outbound connection is an inbound
+/// one; it is reauthorized at ALE_AUTH_CONNECT with packetDirection INBOUND
+/// and keeps the agent's verdict (verdicts are keyed by the host-relative
+/// connection, which both directions share).
+#[test]
+fn an_approved_connection_stays_approved_in_the_opposite_direction() {
+    use wfpcallout_simkernel::engine::reauthorization;
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 5_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    let connection = Layer::ConnectV4.connection(8443);
+    assert!(engine::classify(&connection).pended.is_some());
+    let request = STATE.pending.take_next().unwrap();
+    STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    let unrelated = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();
+    let again = reauthorization::next_packet_in_opposite_direction(&connection).unwrap();
+    assert!(again.permitted(), "kept the agent's verdict: {again:?}");
+    assert!(reauthorization::is_live(&connection));
+    let _ = pending::take_completions();
+    harness.delete_filter(unrelated).unwrap();
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}

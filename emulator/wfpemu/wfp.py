@@ -122,7 +122,7 @@ class WfpEngine:
         names = [("NdisAllocateNetBufferListPool", 2), ("NdisFreeNetBufferListPool", 1), ("NdisGetDataBuffer", 5),
                  ("IoAllocateMdl", 5), ("MmBuildMdlForNonPagedPool", 1), ("IoFreeMdl", 1),
                  ("FwpsAllocateNetBufferAndNetBufferList0", 7), ("FwpsFreeNetBufferList0", 1),
-                 ("FwpsInjectTransportSendAsync1", 10)]
+                 ("FwpsInjectTransportSendAsync1", 10), ("FwpmFilterDeleteById0", 2)]
         if not hasattr(self, "nbl_pools"):
             self.nbl_pools = {}  # handle -> tag
             self.mdls = {}  # MDL address -> {"va", "length", "built"}
@@ -231,6 +231,11 @@ class WfpEngine:
         packet = k.packets.owned_clone(net_buffer_list, api)
         del self.copies[net_buffer_list]
         k.packets.free_clone(packet)
+
+    def FwpmFilterDeleteById0(self, engine, filter_id):
+        # Only management::uninstall deletes filters, and no scenario
+        # uninstalls: a call is a failure.
+        self.k.fail(f"FwpmFilterDeleteById0({filter_id}): the harness models no uninstall")
 
     def FwpsInjectTransportSendAsync1(self, handle, context, endpoint, flags, send_args, family, compartment,
                                       net_buffer_list, completion_fn, completion_context):

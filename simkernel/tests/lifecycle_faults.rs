@@ -1,8 +1,8 @@
 //! Conformance: lifecycle faults a callout driver must survive
-//! (simkernel/CONFORMANCE.md, rows L1-L4): a DELETE notification that never
+//! (simkernel/CONFORMANCE.md, rows L1-L5): a DELETE notification that never
 //! arrives, FwpmFilterDeleteById0 failing transiently, management objects
 //! that already exist with other settings, and the base filtering engine
-//! not running. Driven by probes.
+//! not running, and persistence across a BFE restart. Driven by probes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 mod probe;
@@ -123,4 +123,55 @@ unsafe extern "system" fn noop_classify(
 
 unsafe extern "system" fn noop_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
     STATUS_SUCCESS
+}
+
+/// L5: a BFE restart keeps what was added persistent and loses the rest; a
+/// persistent filter naming a non-persistent callout is lost with it.
+#[test]
+fn a_bfe_restart_keeps_only_persistent_objects() {
+    let kernel = probe::boot();
+    let session = open_session().unwrap();
+    let sublayer_key = GUID::from_u128(0x9B0B_5B00_0000_4000_8000_0000_0000_0125);
+    let sublayer = FWPM_SUBLAYER0 {
+        subLayerKey: sublayer_key,
+        flags: fwp::FWPM_SUBLAYER_FLAG_PERSISTENT,
+        weight: 9,
+        ..Default::default()
+    };
+    // SAFETY: valid session and sublayer.
+    assert_eq!(unsafe { engine::FwpmSubLayerAdd0(session, &sublayer, std::ptr::null()) }, STATUS_SUCCESS);
+    let callout = |n: u128, flags: u32| {
+        let key = GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0000 | n);
+        let callout = fwp::FWPM_CALLOUT0 {
+            calloutKey: key,
+            applicableLayer: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4,
+            flags,
+            ..Default::default()
+        };
+        // SAFETY: valid session and callout.
+        let status = unsafe { engine::FwpmCalloutAdd0(session, &callout, std::ptr::null(), std::ptr::null_mut()) };
+        assert_eq!(status, STATUS_SUCCESS);
+        key
+    };
+    let kept_callout = callout(126, fwp::FWPM_CALLOUT_FLAG_PERSISTENT);
+    let lost_callout = callout(127, 0);
+    let filter = |callout_key: GUID, flags: u32| {
+        let spec = engine::FilterSpec {
+            flags,
+            ..engine::FilterSpec::callout(fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4, sublayer_key, callout_key)
+        };
+        engine::add_filter(&spec).unwrap()
+    };
+    let kept = filter(kept_callout, fwp::FWPM_FILTER_FLAG_PERSISTENT);
+    let lost_with_its_callout = filter(lost_callout, fwp::FWPM_FILTER_FLAG_PERSISTENT);
+    let not_persistent = filter(kept_callout, 0);
+    assert!(engine::restart_bfe().is_err(), "sessions still open");
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+    engine::restart_bfe().unwrap();
+    assert_eq!(engine::filter_ids(), vec![kept]);
+    assert!(!engine::filter_ids().contains(&lost_with_its_callout) && !engine::filter_ids().contains(&not_persistent));
+    assert!(engine::has_managed_callout(&kept_callout) && !engine::has_managed_callout(&lost_callout));
+    assert_eq!(engine::sublayer_weight(&sublayer_key), Some(9));
+    engine::delete_filter(kept).unwrap();
+    kernel.assert_unloaded_clean();
 }

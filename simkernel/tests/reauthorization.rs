@@ -165,3 +165,42 @@ fn completion_at_connect_may_carry_a_packet() {
     engine::packets::FwpsFreeCloneNetBufferList0(datagram, 0);
     kernel.assert_clean();
 }
+
+/// Z8: reauthorization in either direction: after a policy change, the
+/// next packet of a connection authorized at ALE_AUTH_CONNECT may be an
+/// inbound one; it is reauthorized at the connection's own layer, with
+/// IS_REAUTHORIZE and POLICY_CHANGE, and the metadata's packetDirection
+/// INBOUND (WDS inspect `inspect.c`, the three re-auth cases at
+/// ALE_AUTH_CONNECT); the initial classification said OUTBOUND. Likewise
+/// an outbound packet of a recv-accept connection says OUTBOUND there.
+#[test]
+fn reauthorization_in_the_opposite_direction_says_so() {
+    let (kernel, probe, id) = setup(131, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(PERMIT);
+    let connection = Connection::tcp_connect_v4(443);
+    assert!(engine::classify(&connection).permitted());
+    let _other = engine::add_filter(&probe.filter()).unwrap();
+    assert!(reauthorization::next_packet_in_opposite_direction(&connection).unwrap().permitted());
+    assert_eq!(
+        auth_fields(id),
+        vec![(0, 0), (FWP_CONDITION_FLAG_IS_REAUTHORIZE, fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE)]
+    );
+    let directions: Vec<i32> = probe::directions().iter().filter(|d| d.0 == id).map(|d| d.1).collect();
+    assert_eq!(directions, vec![fwp::FWP_DIRECTION_OUTBOUND, fwp::FWP_DIRECTION_INBOUND]);
+    assert!(reauthorization::next_packet_in_opposite_direction(&connection).is_none(), "nothing due any more");
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+    // One kernel at a time: the next boot waits for this one to go.
+    drop(kernel);
+
+    let (kernel, probe, id) = setup(132, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    probe::answer(PERMIT);
+    let connection = inbound(3389);
+    assert!(engine::classify(&connection).permitted());
+    let _other = engine::add_filter(&probe.filter()).unwrap();
+    assert!(reauthorization::next_packet_in_opposite_direction(&connection).is_some());
+    let directions: Vec<i32> = probe::directions().iter().filter(|d| d.0 == id).map(|d| d.1).collect();
+    assert_eq!(directions, vec![fwp::FWP_DIRECTION_INBOUND, fwp::FWP_DIRECTION_OUTBOUND]);
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}

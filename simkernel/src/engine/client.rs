@@ -49,6 +49,58 @@ pub fn add_provider_context_of_type(context_type: i32, data: &[u8]) -> GUID {
     key
 }
 
+/// Adds a persistent (`FWPM_PROVIDER_CONTEXT_FLAG_PERSISTENT`)
+/// `FWPM_GENERAL_CONTEXT` provider context carrying `data`.
+pub fn add_persistent_provider_context(data: &[u8]) -> GUID {
+    let key = add_provider_context(data);
+    lock().persistent.insert(key_of(&key));
+    key
+}
+
+/// Restarts the base filtering engine (a reboot, as far as WFP objects go):
+/// what was added persistent (`FWPM_*_FLAG_PERSISTENT`) survives, the rest
+/// is gone, and so is a persistent filter whose callout, sublayer or
+/// provider context was not persistent ("the callout is persistent across
+/// reboots. As a result, it can be referenced by boot-time and other
+/// persistent filters", FWPM_CALLOUT0; the model's reading: such a filter
+/// is accepted, and lost at the restart). Callouts must be unregistered
+/// and sessions closed first (the driver unloaded), or this fails.
+pub fn restart_bfe() -> Result<(), &'static str> {
+    let mut engine = lock();
+    if !engine.registered.is_empty() || !engine.sessions.is_empty() {
+        return Err("unload the driver first: callouts registered or sessions open");
+    }
+    let persistent = engine.persistent.clone();
+    engine.providers.retain(|key, _| persistent.contains(key));
+    let providers: std::collections::HashSet<u128> = engine.providers.keys().copied().collect();
+    let provider_ok = |p: &Option<u128>| p.is_none_or(|p| providers.contains(&p));
+    engine.sublayers.retain(|key, (_, provider)| persistent.contains(key) && provider_ok(provider));
+    engine.managed.retain(|_, c| c.flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT != 0 && provider_ok(&c.provider));
+    engine.provider_contexts.retain(|key, _| persistent.contains(key));
+    let managed_ids: std::collections::HashSet<u32> = engine.managed.values().map(|c| c.id).collect();
+    let kept: Vec<std::sync::Arc<FilterRecord>> = engine
+        .filters
+        .values()
+        .filter(|f| {
+            f.fwpm_flags & fwp::FWPM_FILTER_FLAG_PERSISTENT != 0
+                && engine.sublayers.contains_key(&key_of(&f.sublayer_key))
+                && (f.action.callout_key().is_none() || managed_ids.contains(&f.callout_id))
+                && f.provider_context_key.is_none_or(|k| engine.provider_contexts.contains_key(&key_of(&k)))
+        })
+        .cloned()
+        .collect();
+    engine.filters.clear();
+    engine.by_layer.clear();
+    for record in kept {
+        engine.publish(record);
+    }
+    let callouts: Vec<(u128, u32)> = engine.managed.iter().map(|(&k, c)| (k, c.id)).collect();
+    engine.callout_ids.retain(|key, id| callouts.contains(&(*key, *id)));
+    drop(engine);
+    super::reauthorization::reset();
+    Ok(())
+}
+
 /// Adds an `FWPM_GENERAL_CONTEXT` provider context carrying `data`.
 pub fn add_provider_context(data: &[u8]) -> GUID {
     add_provider_context_of_type(fwp::FWPM_GENERAL_CONTEXT, data)
@@ -243,6 +295,11 @@ pub fn callout_id(callout_key: &GUID) -> Option<u32> {
 /// Whether a management object exists.
 pub fn has_managed_callout(callout_key: &GUID) -> bool {
     lock().managed.contains_key(&key_of(callout_key))
+}
+
+/// The flags of a management callout, if it exists.
+pub fn managed_callout_flags(callout_key: &GUID) -> Option<u32> {
+    lock().managed.get(&key_of(callout_key)).map(|c| c.flags)
 }
 
 /// Whether a sublayer exists.

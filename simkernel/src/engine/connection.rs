@@ -29,6 +29,11 @@ pub struct Connection {
     /// `FWP_CONDITION_REAUTHORIZE_REASON_*` in the REAUTHORIZE_REASON field
     /// (0 on an initial authorization).
     pub reauthorize_reason: u32,
+    /// The packet being classified travels against the connection's own
+    /// direction (an inbound packet of a connection authorized at
+    /// ALE_AUTH_CONNECT, or an outbound one at ALE_AUTH_RECV_ACCEPT): the
+    /// metadata's `packetDirection` says so.
+    pub opposite_direction: bool,
 }
 
 impl Connection {
@@ -44,6 +49,7 @@ impl Connection {
             process_id: 4_242,
             flags: 0,
             reauthorize_reason: 0,
+            opposite_direction: false,
         }
     }
 }
@@ -126,6 +132,13 @@ impl ClassifyInput {
         metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_IP_HEADER_SIZE
             | fwp::FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE
             | fwp::FWPS_METADATA_FIELD_COMPARTMENT_ID;
+        let outbound_layer = matches!(layer.id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
+        if outbound_layer || matches!(layer.id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6)
+        {
+            metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_PACKET_DIRECTION;
+            let inbound = outbound_layer == connection.opposite_direction;
+            metadata.packetDirection = if inbound { fwp::FWP_DIRECTION_INBOUND } else { fwp::FWP_DIRECTION_OUTBOUND };
+        }
         metadata.ipHeaderSize = ip;
         metadata.transportHeaderSize = transport;
         metadata.compartmentId = 1;

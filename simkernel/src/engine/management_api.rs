@@ -181,6 +181,9 @@ pub unsafe extern "system" fn FwpmProviderAdd0(
         return STATUS_FWP_ALREADY_EXISTS;
     }
     engine.providers.insert(key, ());
+    if provider.flags & fwp::FWPM_PROVIDER_FLAG_PERSISTENT != 0 {
+        engine.persistent.insert(key);
+    }
     record_undo(&mut engine, id, Undo::Provider(key));
     STATUS_SUCCESS
 }
@@ -210,6 +213,9 @@ pub unsafe extern "system" fn FwpmSubLayerAdd0(
         return STATUS_FWP_ALREADY_EXISTS;
     }
     engine.sublayers.insert(key, (sublayer.weight, provider));
+    if sublayer.flags & fwp::FWPM_SUBLAYER_FLAG_PERSISTENT != 0 {
+        engine.persistent.insert(key);
+    }
     record_undo(&mut engine, id, Undo::SubLayer(key));
     STATUS_SUCCESS
 }
@@ -288,6 +294,24 @@ unsafe fn delete_by_key(engine_handle: *mut c_void, key: *const GUID, api: &'sta
         }
     }
     STATUS_SUCCESS
+}
+
+/// `FwpmFilterDeleteById0` from a kernel session: as a client's delete
+/// (`client::delete_filter`: DELETE to the callout, reauthorization). Not
+/// allowed inside the session's own explicit transaction here (the model
+/// deletes filters outside transactions).
+#[unsafe(no_mangle)]
+pub extern "system" fn FwpmFilterDeleteById0(engine_handle: *mut c_void, id: u64) -> NTSTATUS {
+    check!(passive("FwpmFilterDeleteById0"));
+    let session = check!(session_of(engine_handle, "FwpmFilterDeleteById0"));
+    if lock().transaction_owner == Some(session) {
+        report(ViolationKind::ApiMisuse, "FwpmFilterDeleteById0 inside the session's transaction: not modelled");
+        return STATUS_FWP_TXN_IN_PROGRESS;
+    }
+    match super::client::delete_filter(id) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status,
+    }
 }
 
 /// `FwpmCalloutDeleteByKey0`: `STATUS_FWP_IN_USE` while filters use it.

@@ -216,6 +216,9 @@ pub(crate) struct EngineState {
     pub lose_delete_notifications: u32,
     /// The base filtering engine service is stopped: sessions cannot open.
     pub bfe_stopped: bool,
+    /// Keys of providers, sublayers and provider contexts added persistent
+    /// (`FWPM_*_FLAG_PERSISTENT`); callouts and filters keep their flags.
+    pub persistent: std::collections::HashSet<u128>,
 }
 
 impl EngineState {
@@ -240,6 +243,7 @@ impl EngineState {
             notify_irql: None,
             lose_delete_notifications: 0,
             bfe_stopped: false,
+            persistent: std::collections::HashSet::new(),
         }
     }
 

@@ -744,6 +744,7 @@ fn parse_allocated(net_buffer_list: usize) -> Result<Connection, String> {
         process_id: 0,
         flags: 0,
         reauthorize_reason: 0,
+        opposite_direction: false,
     }))
 }
 

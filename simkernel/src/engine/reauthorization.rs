@@ -68,6 +68,7 @@ pub(crate) fn classified(connection: &Connection, result: &ClassifyResult) {
     let initial = Connection {
         flags: connection.flags & !FWP_CONDITION_FLAG_IS_REAUTHORIZE,
         reauthorize_reason: 0,
+        opposite_direction: false,
         ..connection.clone()
     };
     with(|live| {
@@ -95,6 +96,17 @@ pub(crate) fn policy_changed(layer_id: u16) {
 pub fn next_packet(connection: &Connection) -> Option<ClassifyResult> {
     let due = with(|live| live.get_mut(&key_of(connection)).map(|l| std::mem::take(&mut l.due)))?;
     (due != 0).then(|| reauthorize(connection, due))
+}
+
+/// The next packet of a live connection arrives in the opposite direction
+/// (an inbound packet of an outbound connection, ...): reauthorized first
+/// if a reason is due, at the connection's own layer, with the metadata's
+/// `packetDirection` the packet's (WDS inspect `inspect.c`: a re-auth at
+/// ALE_AUTH_CONNECT "triggered by an inbound packet received immediately
+/// after a policy change at ALE_AUTH_CONNECT layer").
+pub fn next_packet_in_opposite_direction(connection: &Connection) -> Option<ClassifyResult> {
+    let due = with(|live| live.get_mut(&key_of(connection)).map(|l| std::mem::take(&mut l.due)))?;
+    (due != 0).then(|| reauthorize(&Connection { opposite_direction: true, ..connection.clone() }, due))
 }
 
 /// Reauthorizes a connection now, for `reason` (`FWP_CONDITION_REAUTHORIZE_REASON_*`).

@@ -109,6 +109,14 @@ pub fn on_layer_data(hook: Option<LayerDataHook>) {
     *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner()) = hook;
 }
 
+/// `packetDirection` of each classification that carried one: (filter, direction).
+static DIRECTIONS: Mutex<Vec<(u64, i32)>> = Mutex::new(Vec::new());
+
+/// The packet directions classifyFn saw so far.
+pub fn directions() -> Vec<(u64, i32)> {
+    DIRECTIONS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
 /// Whether the next classifyFn pends its classification.
 static PEND_NEXT: AtomicU32 = AtomicU32::new(0);
 /// Whether classifyFn records the addresses of its parameters.
@@ -129,6 +137,7 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     KEEP.store(0, Ordering::SeqCst);
     *INJECT.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
     *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    DIRECTIONS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     PEND_NEXT.store(0, Ordering::SeqCst);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
@@ -191,6 +200,9 @@ unsafe extern "system" fn probe_classify(
     // SAFETY: as above; classifyOut is ours for the call.
     let out = unsafe { &mut *out };
     log(Event::Classify(filter.filterId));
+    if metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_PACKET_DIRECTION != 0 {
+        DIRECTIONS.lock().unwrap_or_else(|e| e.into_inner()).push((filter.filterId, metadata.packetDirection));
+    }
     let hook = *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(hook) = hook {
         hook(layer_data, metadata);
