@@ -117,13 +117,32 @@ fn back_off(spins: &mut u32) {
 
 impl<T> Drop for WriteGuard<'_, T> {
     fn drop(&mut self) {
-        self.owner.state.store(0, Ordering::Release);
+        // Only the writer bit: a reader that saw it may still be between
+        // its increment and its decrement, and storing 0 would lose the
+        // increment (the decrement then wraps the word and every later
+        // acquire spins for ever, which this lock's own test hit on a busy
+        // machine).
+        self.owner.state.fetch_sub(WRITER, Ordering::Release);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_backing_off_across_a_write_release_leaves_the_lock_free() {
+        let lock = NativeRwSpinLock::new(0u32);
+        let write = lock.write();
+        // A reader's optimistic increment lands while the writer holds it...
+        lock.state.fetch_add(1, Ordering::Acquire);
+        drop(write);
+        // ...and its decrement after the release.
+        lock.state.fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(lock.state.load(Ordering::Relaxed), 0, "free, not wrapped");
+        *lock.write() += 1;
+        assert_eq!(*lock.read(), 1);
+    }
 
     #[test]
     fn readers_share_and_a_writer_excludes_them() {
