@@ -6,21 +6,26 @@
 //!
 //! Normally these are `core::sync::atomic`'s, re-exported: the Windows build
 //! and the ordinary host build never see loom. Under `cfg(loom)` they are
-//! thin wrappers over loom's atomics that keep two properties of the real
-//! ones:
-//! - `const fn new`, so the structures that hold them can still be built in
-//!   a `static` (the driver's `STATE`). Loom's atomics belong to one model
-//!   execution and cannot be built in a const context, so each wrapper
-//!   creates its loom atomic on first use. A value must therefore be built
-//!   and used inside one execution: the loom tests build their own
-//!   `Pending`s and contexts and never touch `STATE`.
-//! - what freeing memory means: dropping an integer wrapper claims
-//!   exclusive access to its atomic (loom's `with_mut`), which loom checks happens after
-//!   every other access. A free not ordered after another thread's last use
-//!   of the memory (say, a reference count released without the `Acquire`
-//!   fence) is reported as a causality violation.
+//! thin wrappers over loom's atomics:
+//! - The integer ones also model what freeing memory means: dropping one
+//!   claims exclusive access to it (loom's `with_mut`), which loom checks
+//!   happens after every other access. A free not ordered after another
+//!   thread's last use of the memory (say, a reference count released
+//!   without the `Acquire` fence) is reported as a causality violation.
+//!   Their `new` is not const under loom (loom's atomics belong to one model
+//!   execution): they are for memory built at run time (the filter
+//!   context's).
+//! - [`AtomicBool`] keeps `const fn new` (the pending table's gate sits in
+//!   the driver's `static STATE`) by creating its loom atomic on first use,
+//!   which loom counts as a write by the thread that makes it: that first
+//!   use must come before the value is shared (`Pending::open` stores the
+//!   gate first), and a value must be built and used inside one execution
+//!   (the loom tests build their own and never touch `STATE`).
 //!
-//! The spin lock (`spin_lock.rs`) is switched the same way.
+//! Statistics counters keep `core`'s atomics: loom does not see them, and
+//! runs its threads one at a time, so they stay exact. The spin lock
+//! (`spin_lock.rs`) is switched too, keeping its `const fn new` the same
+//! way as [`AtomicBool`].
 
 #[cfg(not(loom))]
 pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
