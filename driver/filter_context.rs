@@ -8,8 +8,8 @@ use crate::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processo
 use crate::pool::{PoolBox, TAG_FILTER_CONTEXT};
 use crate::rate_limiter::RateLimiter;
 use crate::status::Result;
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
 
 /// How the context came to exist: told by notifyFn, or found by enumeration
@@ -242,7 +242,7 @@ impl Drop for ContextRef {
         if self.refs.fetch_sub(1, Ordering::Release) != 1 {
             return;
         }
-        core::sync::atomic::fence(Ordering::Acquire);
+        fence(Ordering::Acquire);
         // SAFETY: that was the last reference (invariant), so nobody else
         // can reach the context; ptr came from PoolBox::into_raw with
         // TAG_FILTER_CONTEXT.

@@ -52,6 +52,7 @@ pub mod rundown;
 pub mod sim_framework;
 pub mod spin_lock;
 pub mod status;
+pub mod sync;
 pub mod wide;
 
 #[cfg(all(windows, any(feature = "kmdf", feature = "wdf-declarations")))]

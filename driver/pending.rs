@@ -32,9 +32,9 @@ use crate::pool::{PoolBox, PoolSlice, PoolTag, Zeroable};
 use crate::reinjection::{self, PendedPacket};
 use crate::spin_lock::SpinLock;
 use crate::status::{NtStatus, Result};
-use core::ffi::c_void;
+use crate::sync::AtomicBool;
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use wfpcallout_wire::{Label, Verdict};
 
 /// Requests that may be pending at once; past this, ask filters answer
@@ -553,13 +553,47 @@ fn discard(packet: Option<PendedPacket>) {
 #[allow(unsafe_code)]
 fn complete_operation(settled: Settled) {
     let packet = settled.packet.as_ref().map_or(core::ptr::null_mut(), PendedPacket::net_buffer_list);
+    #[cfg(not(loom))]
     // SAFETY: the context came from FwpsPendOperation0 and its request left
     // the Queued/Delivered states exactly once (under the table lock), so
     // it is completed exactly once; no lock of ours is held here; the packet
     // is NULL or our live clone.
-    unsafe { crate::ffi::FwpsCompleteOperation0(settled.completion_context as *mut c_void, packet) };
+    unsafe {
+        crate::ffi::FwpsCompleteOperation0(settled.completion_context as *mut core::ffi::c_void, packet)
+    };
+    #[cfg(loom)]
+    loom_engine::complete(settled.completion_context, !packet.is_null());
     if let Some(packet) = settled.packet {
         reinjection::finish(packet, settled.verdict);
+    }
+}
+
+/// The engine's side of `FwpsCompleteOperation0` under `cfg(loom)`: the
+/// loom tests (`tests/loom_pending.rs`) run this table over loom's threads
+/// and lock (`sync.rs`, `spin_lock.rs`) and stand in for the engine here,
+/// the table's one call into it, to count completions and run the
+/// reauthorization that completing at ALE_AUTH_CONNECT starts.
+#[cfg(loom)]
+pub mod loom_engine {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    /// What completing an operation does: called with the completion
+    /// context and whether a packet was passed.
+    pub type Completion = Arc<dyn Fn(usize, bool) + Send + Sync>;
+
+    static ENGINE: Mutex<Option<Completion>> = Mutex::new(None);
+
+    /// Installs (or, with `None`, removes) the test's engine.
+    pub fn set(engine: Option<Completion>) {
+        *ENGINE.lock().unwrap_or_else(PoisonError::into_inner) = engine;
+    }
+
+    /// Completes one operation (called with no lock of the table held).
+    pub(super) fn complete(completion_context: usize, with_packet: bool) {
+        let engine = ENGINE.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(engine) = engine {
+            engine(completion_context, with_packet);
+        }
     }
 }
 
