@@ -278,6 +278,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let header = lines.iter().position(|line| line.trim_start().starts_with("FILTER")).expect("a table");
         let table = &lines[header..header + 6];
+        // Indented under the title, as every line of the report is.
+        assert!(table.iter().all(|line| line.starts_with("  ")), "{}", table.join("\n"));
         // Aligned: every column starts at the same place on every line.
         for column in ["LAYER", "LABEL", "POLICY", "4 CONNECTIONS", "WHY"] {
             let at = table[0].find(column).unwrap();
