@@ -2,10 +2,10 @@
 //! and a policy action in words, NTSTATUS codes by name, and aligned text
 //! tables.
 //!
-//! wfpctl and the scenario runner both print these, and their outputs are
-//! compared with each other (the scenario's filter table reads as
-//! `wfpctl filter list` does) and with exact text in tests, so each word
-//! and each layout rule is written here once. It lives in this crate, behind
+//! wfpctl and the scenario runner both print these (the scenario writes a
+//! policy as `wfpctl filter list` does, so an engineer reads one wording),
+//! and tests compare their output with exact text, so each word and each
+//! layout rule is written here once rather than kept in step by hand. It lives in this crate, behind
 //! `std`, because both tools already depend on it with `std` while the
 //! scenario does not depend on wfpctl (the fuzz targets and the benchmark
 //! use the scenario without wfpctl and its command-line parser): no other
