@@ -15,7 +15,9 @@ use std::io::{self, Write};
 use wfpcallout::driver_state::STATE;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
 
-use crate::names::{layer_name, policy_text, status_text, verdict_name};
+use wfpcallout_wire::text::{Table, verdict_name};
+
+use crate::names::{layer_name, policy_text, status_text};
 use crate::{Harness, Layer, PolicySource, simkernel};
 
 /// What `wfpcallout-scenario --help` prints.
@@ -58,35 +60,6 @@ fn verdict(permitted: bool) -> &'static str {
     if permitted { "PERMIT" } else { "BLOCK" }
 }
 
-/// Columns separated by two spaces, each as wide as its widest cell;
-/// numbers (`right`) right-aligned.
-fn render(headers: &[(&str, bool)], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|(name, _)| name.len()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let header: Vec<String> = headers.iter().map(|(name, _)| (*name).to_string()).collect();
-    let mut text = String::new();
-    for row in std::iter::once(&header).chain(rows) {
-        let mut line = String::from("  ");
-        for (index, ((cell, width), (_, right))) in row.iter().zip(&widths).zip(headers).enumerate() {
-            if index > 0 {
-                line.push_str("  ");
-            }
-            if *right {
-                line.push_str(&format!("{cell:>width$}"));
-            } else {
-                line.push_str(&format!("{cell:<width$}"));
-            }
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
-}
-
 /// The table's columns: (header, right-aligned).
 pub const COLUMNS: [(&str, bool); 9] = [
     ("FILTER", true),
@@ -127,7 +100,7 @@ pub fn run(out: &mut dyn Write) -> io::Result<bool> {
     ];
     let mut failures = 0;
     let mut filters = Vec::new();
-    let mut rows = Vec::new();
+    let mut rows = Table::new(&COLUMNS).indented("  ");
     for (layer, repr, port, expected) in &cases {
         let id = harness.add_filter(*layer, PolicySource::Policy(repr)).expect("filter add");
         filters.push(id);
@@ -156,7 +129,7 @@ pub fn run(out: &mut dyn Write) -> io::Result<bool> {
             if ok { why } else { format!("{why}  <-- UNEXPECTED") },
         ]);
     }
-    write!(out, "{}", render(&COLUMNS, &rows))?;
+    write!(out, "{}", rows.render())?;
 
     // Asynchronous verdict: an agent answers an ask filter's request.
     let ask = policy(PolicyAction::Ask { timeout_ms: 5_000, default_verdict: Verdict::Block }, "ask-ssh");
@@ -305,6 +278,8 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let header = lines.iter().position(|line| line.trim_start().starts_with("FILTER")).expect("a table");
         let table = &lines[header..header + 6];
+        // Indented under the title, as every line of the report is.
+        assert!(table.iter().all(|line| line.starts_with("  ")), "{}", table.join("\n"));
         // Aligned: every column starts at the same place on every line.
         for column in ["LAYER", "LABEL", "POLICY", "4 CONNECTIONS", "WHY"] {
             let at = table[0].find(column).unwrap();

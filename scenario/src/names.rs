@@ -1,9 +1,11 @@
 //! The names a WFP engineer knows things by: `FWPM_LAYER_*` for run-time
-//! layer ids, `STATUS_*` for NTSTATUS codes, and a policy in words.
+//! layer ids, `STATUS_*` for NTSTATUS codes, and a policy in words (the
+//! last two in the wire crate's words, shared with wfpctl).
 #![forbid(unsafe_code)]
 
 use fwps_types::*;
-use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};
+use wfpcallout_wire::text::{describe_action, log_level_name, ntstatus_name};
+use wfpcallout_wire::{LogLevel, PolicyRepr};
 
 /// The management-layer name of a run-time layer id
 /// (`FWPS_LAYER_ALE_AUTH_CONNECT_V4` is `FWPM_LAYER_ALE_AUTH_CONNECT_V4`).
@@ -20,97 +22,61 @@ pub fn layer_name(layer_id: u16) -> String {
     name.to_string()
 }
 
-/// The NTSTATUS codes the driver and the simulated engine return, by name.
-const STATUS_NAMES: [(NTSTATUS, &str); 18] = [
-    (STATUS_SUCCESS, "STATUS_SUCCESS"),
-    (STATUS_UNSUCCESSFUL, "STATUS_UNSUCCESSFUL"),
-    (STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER"),
-    (STATUS_INVALID_DEVICE_REQUEST, "STATUS_INVALID_DEVICE_REQUEST"),
-    (STATUS_BUFFER_TOO_SMALL, "STATUS_BUFFER_TOO_SMALL"),
-    (STATUS_NOT_FOUND, "STATUS_NOT_FOUND"),
-    (STATUS_INVALID_BUFFER_SIZE, "STATUS_INVALID_BUFFER_SIZE"),
-    (STATUS_INSUFFICIENT_RESOURCES, "STATUS_INSUFFICIENT_RESOURCES"),
-    (STATUS_INVALID_DEVICE_STATE, "STATUS_INVALID_DEVICE_STATE"),
-    (STATUS_BAD_DATA, "STATUS_BAD_DATA"),
-    (STATUS_FWP_CALLOUT_NOT_FOUND, "STATUS_FWP_CALLOUT_NOT_FOUND"),
-    (STATUS_FWP_FILTER_NOT_FOUND, "STATUS_FWP_FILTER_NOT_FOUND"),
-    (STATUS_FWP_LAYER_NOT_FOUND, "STATUS_FWP_LAYER_NOT_FOUND"),
-    (STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND, "STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND"),
-    (STATUS_FWP_SUBLAYER_NOT_FOUND, "STATUS_FWP_SUBLAYER_NOT_FOUND"),
-    (STATUS_FWP_ALREADY_EXISTS, "STATUS_FWP_ALREADY_EXISTS"),
-    (STATUS_FWP_IN_USE, "STATUS_FWP_IN_USE"),
-    (STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER, "STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER"),
-];
-
-/// `0xC000090B (STATUS_BAD_DATA)`, or the code alone when it has no name here.
+/// `0xC000090B (STATUS_BAD_DATA)`, or the code alone when it has no name
+/// (the names are the wire crate's, which wfpctl's errors use too).
 pub fn status_text(status: NTSTATUS) -> String {
     let code = u32::from_ne_bytes(status.to_ne_bytes());
-    match STATUS_NAMES.iter().find(|(value, _)| *value == status) {
-        Some((_, name)) => format!("{code:#010X} ({name})"),
+    match ntstatus_name(code) {
+        Some(name) => format!("{code:#010X} ({name})"),
         None => format!("{code:#010X}"),
     }
 }
 
-/// `permit` or `block`, as wfpctl writes a verdict.
-pub fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Permit => "permit",
-        Verdict::Block => "block",
-    }
-}
-
-/// An action as wfpctl writes it (`wfpctl filter list`'s POLICY):
-/// `rate-limit 1/s burst 2`, `ask 1000 ms, else block`. (The scenario
-/// does not depend on wfpctl; a test with the `tryout` feature checks the
-/// two agree.)
-pub fn action_text(action: &PolicyAction) -> String {
-    match action {
-        PolicyAction::Permit => "permit".to_string(),
-        PolicyAction::Block => "block".to_string(),
-        PolicyAction::Audit => "audit".to_string(),
-        PolicyAction::RateLimit { rate_per_sec, burst } => format!("rate-limit {rate_per_sec}/s burst {burst}"),
-        PolicyAction::Ask { timeout_ms, default_verdict } => {
-            format!("ask {timeout_ms} ms, else {}", verdict_name(*default_verdict))
-        }
-    }
-}
-
-/// A policy in words: the action, and the log level unless it is off
-/// (`audit, log info`).
+/// A policy in words, as wfpctl writes its action and log level: the
+/// action, and the log level unless it is off (`audit, log info`).
 pub fn policy_text(policy: &PolicyRepr) -> String {
-    let action = action_text(&policy.action);
-    let level = match policy.log_level {
-        LogLevel::Off => return action,
-        LogLevel::Error => "error",
-        LogLevel::Warning => "warning",
-        LogLevel::Info => "info",
-        LogLevel::Trace => "trace",
-    };
-    format!("{action}, log {level}")
+    let action = describe_action(&policy.action);
+    match policy.log_level {
+        LogLevel::Off => action,
+        level => format!("{action}, log {}", log_level_name(level)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wfpcallout_wire::Label;
+    use wfpcallout_wire::text::NTSTATUS_NAMES;
+    use wfpcallout_wire::{Label, PolicyAction, Verdict};
 
-    #[cfg(feature = "tryout")]
+    /// The shared table names each code as `fwps_types` does.
     #[test]
-    fn policies_read_as_wfpctl_writes_them() {
-        for action in [
-            PolicyAction::Permit,
-            PolicyAction::Block,
-            PolicyAction::Audit,
-            PolicyAction::RateLimit { rate_per_sec: 10, burst: 20 },
-            PolicyAction::Ask { timeout_ms: 5_000, default_verdict: Verdict::Permit },
-            PolicyAction::Ask { timeout_ms: 1, default_verdict: Verdict::Block },
-        ] {
-            assert_eq!(action_text(&action), wfpctl::policy::describe_action(&action));
+    fn ntstatus_names_match_the_constants() {
+        let constants = [
+            (STATUS_SUCCESS, "STATUS_SUCCESS"),
+            (STATUS_UNSUCCESSFUL, "STATUS_UNSUCCESSFUL"),
+            (STATUS_INVALID_PARAMETER, "STATUS_INVALID_PARAMETER"),
+            (STATUS_INVALID_DEVICE_REQUEST, "STATUS_INVALID_DEVICE_REQUEST"),
+            (STATUS_BUFFER_TOO_SMALL, "STATUS_BUFFER_TOO_SMALL"),
+            (STATUS_NOT_FOUND, "STATUS_NOT_FOUND"),
+            (STATUS_INVALID_BUFFER_SIZE, "STATUS_INVALID_BUFFER_SIZE"),
+            (STATUS_INSUFFICIENT_RESOURCES, "STATUS_INSUFFICIENT_RESOURCES"),
+            (STATUS_INVALID_DEVICE_STATE, "STATUS_INVALID_DEVICE_STATE"),
+            (STATUS_BAD_DATA, "STATUS_BAD_DATA"),
+            (STATUS_FWP_CALLOUT_NOT_FOUND, "STATUS_FWP_CALLOUT_NOT_FOUND"),
+            (STATUS_FWP_FILTER_NOT_FOUND, "STATUS_FWP_FILTER_NOT_FOUND"),
+            (STATUS_FWP_LAYER_NOT_FOUND, "STATUS_FWP_LAYER_NOT_FOUND"),
+            (STATUS_FWP_PROVIDER_NOT_FOUND, "STATUS_FWP_PROVIDER_NOT_FOUND"),
+            (STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND, "STATUS_FWP_PROVIDER_CONTEXT_NOT_FOUND"),
+            (STATUS_FWP_SUBLAYER_NOT_FOUND, "STATUS_FWP_SUBLAYER_NOT_FOUND"),
+            (STATUS_FWP_ALREADY_EXISTS, "STATUS_FWP_ALREADY_EXISTS"),
+            (STATUS_FWP_IN_USE, "STATUS_FWP_IN_USE"),
+            (STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER, "STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER"),
+        ];
+        for (status, name) in constants {
+            assert!(status_text(status).ends_with(&format!(" ({name})")), "{}", status_text(status));
         }
-        for level in [LogLevel::Error, LogLevel::Warning, LogLevel::Info, LogLevel::Trace] {
-            let policy = PolicyRepr { action: PolicyAction::Audit, log_level: level, label: Label::EMPTY };
-            assert_eq!(policy_text(&policy), format!("audit, log {}", wfpctl::policy::log_level_name(level)));
-        }
+        // Every entry of the table is one of these.
+        assert_eq!(NTSTATUS_NAMES.len(), constants.len());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 
 use core::fmt;
 
+use wfpcallout_wire::text::ntstatus_name;
+
 use crate::filter_spec::{CalloutTarget, Condition, FilterSpec};
 use crate::footprint::EngineObjects;
 
@@ -72,51 +74,68 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {}
 
+/// Names and meanings of the Win32 errors and `FWP_E_*` HRESULTs wfpctl
+/// users meet most. NTSTATUS codes are in [`NTSTATUS_MEANINGS`].
+const ERROR_MEANINGS: &[(u32, &str, &str)] = &[
+    (1, "ERROR_INVALID_FUNCTION", "the driver does not know this request: a driver of another build?"),
+    (2, "ERROR_FILE_NOT_FOUND", "the driver's control device does not exist: is the driver started?"),
+    (5, "ERROR_ACCESS_DENIED", "run wfpctl from an elevated (administrator) prompt"),
+    (31, "ERROR_GEN_FAILURE", "the driver refused the request"),
+    (87, "ERROR_INVALID_PARAMETER", "the driver refused the buffer"),
+    (122, "ERROR_INSUFFICIENT_BUFFER", "the reply did not fit"),
+    (995, "ERROR_OPERATION_ABORTED", "the driver cancelled the request (is it stopping?)"),
+    (1060, "ERROR_SERVICE_DOES_NOT_EXIST", "the service is not installed"),
+    (1168, "ERROR_NOT_FOUND", "no such request (answered already, or timed out)"),
+    (1784, "ERROR_INVALID_USER_BUFFER", "the driver refused the buffer size"),
+    (0x8032_0001, "FWP_E_CALLOUT_NOT_FOUND", "the wfpcallout callouts are not registered: start the driver"),
+    (0x8032_0002, "FWP_E_CONDITION_NOT_FOUND", "a condition field does not exist at this layer"),
+    (0x8032_0003, "FWP_E_FILTER_NOT_FOUND", "no filter with this id"),
+    (0x8032_0004, "FWP_E_LAYER_NOT_FOUND", "no such layer"),
+    (0x8032_0005, "FWP_E_PROVIDER_NOT_FOUND", "the wfpcallout provider is missing: start the driver once"),
+    (0x8032_0006, "FWP_E_PROVIDER_CONTEXT_NOT_FOUND", "the filter's provider context is missing"),
+    (0x8032_0007, "FWP_E_SUBLAYER_NOT_FOUND", "the wfpcallout sublayer is missing: start the driver once"),
+    (0x8032_0008, "FWP_E_NOT_FOUND", "the object does not exist"),
+    (0x8032_0009, "FWP_E_ALREADY_EXISTS", "the object exists already"),
+    (0x8032_000A, "FWP_E_IN_USE", "the object is still referenced by another object"),
+    (0x8032_000C, "FWP_E_WRONG_SESSION", "the object belongs to another session"),
+    (0x8032_0014, "FWP_E_INCOMPATIBLE_LAYER", "the callout does not belong to the filter's layer"),
+    (0x8032_0024, "FWP_E_INVALID_ACTION_TYPE", "the action is not valid at this layer"),
+    (0x8032_0025, "FWP_E_INVALID_WEIGHT", "the weight is not valid"),
+    (0x8032_0027, "FWP_E_TYPE_MISMATCH", "a condition value has the wrong type for its field"),
+    (0x8032_0028, "FWP_E_OUT_OF_BOUNDS", "a value is out of bounds"),
+    (0x8032_0029, "FWP_E_RESERVED", "a reserved field is not zero"),
+    (0x8032_0035, "FWP_E_INVALID_PARAMETER", "the engine refused a parameter"),
+];
+
+/// What the NTSTATUS codes wfpctl users meet most mean for them; their
+/// names are the wire crate's ([`ntstatus_name`]), which the scenario
+/// prints too.
+const NTSTATUS_MEANINGS: &[(u32, &str)] = &[
+    // STATUS_INVALID_PARAMETER
+    (0xC000_000D, "the driver refused the policy or the buffer"),
+    // STATUS_BAD_DATA
+    (0xC000_090B, "the driver's notifyFn refused the filter: its policy blob is malformed"),
+    // STATUS_FWP_CALLOUT_NOT_FOUND
+    (0xC022_0001, "the wfpcallout callouts do not exist: start the driver"),
+    // STATUS_FWP_FILTER_NOT_FOUND
+    (0xC022_0003, "no filter with this id"),
+    // STATUS_FWP_PROVIDER_NOT_FOUND
+    (0xC022_0005, "the wfpcallout provider is missing: start the driver once"),
+    // STATUS_FWP_SUBLAYER_NOT_FOUND
+    (0xC022_0007, "the wfpcallout sublayer is missing: start the driver once"),
+    // STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER
+    (0xC022_002C, "the driver's notifyFn refused the policy at this layer (a verdict at flow-established)"),
+    // STATUS_NOT_FOUND
+    (0xC000_0225, "no such request (answered already, or timed out)"),
+];
+
 /// Names and meanings of the codes wfpctl users meet most.
 pub fn known_code(code: u32) -> Option<(&'static str, &'static str)> {
-    let known: &[(u32, &str, &str)] = &[
-        (1, "ERROR_INVALID_FUNCTION", "the driver does not know this request: a driver of another build?"),
-        (2, "ERROR_FILE_NOT_FOUND", "the driver's control device does not exist: is the driver started?"),
-        (5, "ERROR_ACCESS_DENIED", "run wfpctl from an elevated (administrator) prompt"),
-        (31, "ERROR_GEN_FAILURE", "the driver refused the request"),
-        (87, "ERROR_INVALID_PARAMETER", "the driver refused the buffer"),
-        (122, "ERROR_INSUFFICIENT_BUFFER", "the reply did not fit"),
-        (995, "ERROR_OPERATION_ABORTED", "the driver cancelled the request (is it stopping?)"),
-        (1060, "ERROR_SERVICE_DOES_NOT_EXIST", "the service is not installed"),
-        (1168, "ERROR_NOT_FOUND", "no such request (answered already, or timed out)"),
-        (1784, "ERROR_INVALID_USER_BUFFER", "the driver refused the buffer size"),
-        (0x8032_0001, "FWP_E_CALLOUT_NOT_FOUND", "the wfpcallout callouts are not registered: start the driver"),
-        (0x8032_0002, "FWP_E_CONDITION_NOT_FOUND", "a condition field does not exist at this layer"),
-        (0x8032_0003, "FWP_E_FILTER_NOT_FOUND", "no filter with this id"),
-        (0x8032_0004, "FWP_E_LAYER_NOT_FOUND", "no such layer"),
-        (0x8032_0005, "FWP_E_PROVIDER_NOT_FOUND", "the wfpcallout provider is missing: start the driver once"),
-        (0x8032_0006, "FWP_E_PROVIDER_CONTEXT_NOT_FOUND", "the filter's provider context is missing"),
-        (0x8032_0007, "FWP_E_SUBLAYER_NOT_FOUND", "the wfpcallout sublayer is missing: start the driver once"),
-        (0x8032_0008, "FWP_E_NOT_FOUND", "the object does not exist"),
-        (0x8032_0009, "FWP_E_ALREADY_EXISTS", "the object exists already"),
-        (0x8032_000A, "FWP_E_IN_USE", "the object is still referenced by another object"),
-        (0x8032_000C, "FWP_E_WRONG_SESSION", "the object belongs to another session"),
-        (0x8032_0014, "FWP_E_INCOMPATIBLE_LAYER", "the callout does not belong to the filter's layer"),
-        (0x8032_0024, "FWP_E_INVALID_ACTION_TYPE", "the action is not valid at this layer"),
-        (0x8032_0025, "FWP_E_INVALID_WEIGHT", "the weight is not valid"),
-        (0x8032_0027, "FWP_E_TYPE_MISMATCH", "a condition value has the wrong type for its field"),
-        (0x8032_0028, "FWP_E_OUT_OF_BOUNDS", "a value is out of bounds"),
-        (0x8032_0029, "FWP_E_RESERVED", "a reserved field is not zero"),
-        (0x8032_0035, "FWP_E_INVALID_PARAMETER", "the engine refused a parameter"),
-        (0xC000_000D, "STATUS_INVALID_PARAMETER", "the driver refused the policy or the buffer"),
-        (0xC000_090B, "STATUS_BAD_DATA", "the driver's notifyFn refused the filter: its policy blob is malformed"),
-        (0xC022_0001, "STATUS_FWP_CALLOUT_NOT_FOUND", "the wfpcallout callouts do not exist: start the driver"),
-        (0xC022_0003, "STATUS_FWP_FILTER_NOT_FOUND", "no filter with this id"),
-        (0xC022_0005, "STATUS_FWP_PROVIDER_NOT_FOUND", "the wfpcallout provider is missing: start the driver once"),
-        (0xC022_0007, "STATUS_FWP_SUBLAYER_NOT_FOUND", "the wfpcallout sublayer is missing: start the driver once"),
-        (
-            0xC022_002C,
-            "STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER",
-            "the driver's notifyFn refused the policy at this layer (a verdict at flow-established)",
-        ),
-        (0xC000_0225, "STATUS_NOT_FOUND", "no such request (answered already, or timed out)"),
-    ];
-    known.iter().find(|(value, _, _)| *value == code).map(|(_, name, meaning)| (*name, *meaning))
+    if let Some((_, name, meaning)) = ERROR_MEANINGS.iter().find(|(value, _, _)| *value == code) {
+        return Some((*name, *meaning));
+    }
+    let (_, meaning) = NTSTATUS_MEANINGS.iter().find(|(value, _)| *value == code)?;
+    Some((ntstatus_name(code)?, *meaning))
 }
 
 /// The state of a Windows service.
@@ -286,6 +305,13 @@ mod tests {
         assert!(err.to_string().starts_with("GET_STATS: DeviceIoControl failed: 0x00000057 (ERROR_INVALID_PARAMETER"));
         let err = BackendError::message("x", "inner").with_detail("outer");
         assert_eq!(err.detail, "outer: inner");
+    }
+
+    #[test]
+    fn every_ntstatus_meaning_has_a_name() {
+        for (code, meaning) in NTSTATUS_MEANINGS {
+            assert_eq!(known_code(*code).map(|(_, known)| known), Some(*meaning), "{code:#010x}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 use core::fmt::Write as _;
 
 use wfpcallout_wire::PolicyRepr;
+use wfpcallout_wire::text::Table;
 
 use crate::filter_spec::{CalloutTarget, Condition, conditions_text};
 use crate::json::Json;
@@ -224,13 +225,8 @@ impl Footprint {
         // Writing to a String cannot fail.
         let _ = writeln!(text, "provider  {{{}}}  {}", keys::PROVIDER_KEY, object(&self.objects.provider));
         let _ = writeln!(text, "sublayer  {{{}}}  {}", keys::SUBLAYER_KEY, object(&self.objects.sublayer));
-        let mut callouts = vec![vec![
-            "CALLOUT".to_string(),
-            "KEY".to_string(),
-            "ID".to_string(),
-            "REGISTERED".to_string(),
-            "FILTERS".to_string(),
-        ]];
+        let mut callouts =
+            Table::new(&[("CALLOUT", false), ("KEY", false), ("ID", true), ("REGISTERED", false), ("FILTERS", true)]);
         for (target, callout) in &self.objects.callouts {
             let filters = self.objects.filters.iter().filter(|filter| filter.target == *target).count();
             let (id, registered) = match callout {
@@ -245,15 +241,20 @@ impl Footprint {
                 filters.to_string(),
             ]);
         }
-        text.push_str(&columns(&callouts, &[false, false, true, false, true]));
+        text.push_str(&callouts.render());
         if self.objects.filters.is_empty() {
             text.push_str("no filter names a wfpcallout callout\n");
         } else {
-            let mut rows = vec![
-                ["FILTER", "LAYER", "WEIGHT", "ACTION", "POLICY", "LABEL", "PROVIDER", "CONDITIONS"]
-                    .map(str::to_string)
-                    .to_vec(),
-            ];
+            let mut rows = Table::new(&[
+                ("FILTER", true),
+                ("LAYER", false),
+                ("WEIGHT", true),
+                ("ACTION", false),
+                ("POLICY", false),
+                ("LABEL", false),
+                ("PROVIDER", false),
+                ("CONDITIONS", false),
+            ]);
             for (filter, policy) in self.objects.filters.iter().zip(&self.policies) {
                 let (policy_text, label) = match policy {
                     FilterPolicy::Decoded(policy) => (
@@ -275,7 +276,7 @@ impl Footprint {
                     conditions_text(&filter.conditions),
                 ]);
             }
-            text.push_str(&columns(&rows, &[true, false, true, false, false, false, false, false]));
+            text.push_str(&rows.render());
         }
         if self.leftovers.is_empty() {
             text.push_str("leftovers: none\n");
@@ -350,29 +351,6 @@ impl Footprint {
             .with("filters", Json::Array(filters))
             .with("leftovers", Json::Array(leftovers))
     }
-}
-
-/// Columns separated by two spaces; `right[i]` right-aligns column `i`.
-fn columns(rows: &[Vec<String>], right: &[bool]) -> String {
-    let mut widths = vec![0usize; right.len()];
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for ((cell, width), right) in row.iter().zip(&widths).zip(right) {
-            if !line.is_empty() {
-                line.push_str("  ");
-            }
-            let _ = if *right { write!(line, "{cell:>width$}") } else { write!(line, "{cell:<width$}") };
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! ask requests, and decoded policies. Pure functions from data to text.
 #![forbid(unsafe_code)]
 
-use core::fmt::Write as _;
 use std::net::IpAddr;
 
 use wfpcallout_wire::{
@@ -14,47 +13,7 @@ use wfpcallout_wire::{
 use crate::backend::{BFE_SERVICE, DEVICE_PATH, DRIVER_SERVICE, EngineFilter, ServiceState};
 use crate::filter_spec::{conditions_text, protocol_name};
 use crate::policy::{describe_action, log_level_name, verdict_name};
-
-/// A plain text table: a header line, then one line per row, columns
-/// separated by two spaces, numbers right-aligned.
-struct Table {
-    headers: Vec<(&'static str, bool)>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(headers: &[(&'static str, bool)]) -> Table {
-        Table { headers: headers.to_vec(), rows: Vec::new() }
-    }
-
-    fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
-    }
-
-    fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.headers.iter().map(|(name, _)| name.chars().count()).collect();
-        for row in &self.rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
-        }
-        let mut text = String::new();
-        let header: Vec<String> = self.headers.iter().map(|(name, _)| (*name).to_string()).collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
-            let mut line = String::new();
-            for ((cell, width), (_, right)) in row.iter().zip(&widths).zip(&self.headers) {
-                if !line.is_empty() {
-                    line.push_str("  ");
-                }
-                // Writing to a String cannot fail.
-                let _ = if *right { write!(line, "{cell:>width$}") } else { write!(line, "{cell:<width$}") };
-            }
-            text.push_str(line.trim_end());
-            text.push('\n');
-        }
-        text
-    }
-}
+use wfpcallout_wire::text::Table;
 
 /// One line of `filter list`: what the engine says about a filter and what
 /// the driver counts for it; either may be missing.
@@ -208,7 +167,7 @@ pub fn status_report(report: &StatusReport) -> String {
         Ok(state) => state.to_string(),
         Err(error) => format!("unknown ({error})"),
     };
-    let mut table = Table::new(&[("", false), ("", false)]);
+    let mut table = Table::without_header(&[false, false]);
     table.push(vec![format!("{BFE_SERVICE} service"), service(&report.bfe)]);
     table.push(vec![format!("{DRIVER_SERVICE} service"), service(&report.driver_service)]);
     match &report.driver {
@@ -237,12 +196,7 @@ pub fn status_report(report: &StatusReport) -> String {
             table.push(vec!["callouts".to_string(), "unknown".to_string()]);
         }
     }
-    // The header row of this two-column table is empty: drop it.
-    table.render().lines().skip(1).fold(String::new(), |mut text, line| {
-        text.push_str(line);
-        text.push('\n');
-        text
-    })
+    table.render()
 }
 
 fn endpoint(address: IpAddr, port: u16) -> String {
@@ -282,16 +236,12 @@ pub fn describe_request(request: &AskRequestRepr) -> String {
 
 /// A decoded policy, one field per line (`policy decode`).
 pub fn policy_details(policy: &PolicyRepr, blob_len: usize) -> String {
-    let mut table = Table::new(&[("", false), ("", false)]);
+    let mut table = Table::without_header(&[false, false]);
     table.push(vec!["action".to_string(), describe_action(&policy.action)]);
     table.push(vec!["log".to_string(), log_level_name(policy.log_level).to_string()]);
     table.push(vec!["label".to_string(), label_cell(policy)]);
     table.push(vec!["length".to_string(), format!("{blob_len} bytes")]);
-    table.render().lines().skip(1).fold(String::new(), |mut text, line| {
-        text.push_str(line);
-        text.push('\n');
-        text
-    })
+    table.render()
 }
 
 #[cfg(test)]

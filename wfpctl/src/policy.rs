@@ -214,47 +214,9 @@ pub fn decode(blob: &[u8]) -> Result<PolicyRepr, WireError> {
     PolicyRepr::parse(blob)
 }
 
-/// The action's command-line name: `permit`, `rate-limit`, ...
-pub fn action_name(action: &PolicyAction) -> &'static str {
-    match action {
-        PolicyAction::Permit => "permit",
-        PolicyAction::Block => "block",
-        PolicyAction::Audit => "audit",
-        PolicyAction::RateLimit { .. } => "rate-limit",
-        PolicyAction::Ask { .. } => "ask",
-    }
-}
-
-/// A verdict's name: `permit` or `block`.
-pub fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Permit => "permit",
-        Verdict::Block => "block",
-    }
-}
-
-/// A log level's name: `off`, `error`, ...
-pub fn log_level_name(level: LogLevel) -> &'static str {
-    match level {
-        LogLevel::Off => "off",
-        LogLevel::Error => "error",
-        LogLevel::Warning => "warning",
-        LogLevel::Info => "info",
-        LogLevel::Trace => "trace",
-    }
-}
-
-/// The action with its parameters: `rate-limit 10/s burst 20`,
-/// `ask 5000 ms, else block`.
-pub fn describe_action(action: &PolicyAction) -> String {
-    match action {
-        PolicyAction::RateLimit { rate_per_sec, burst } => format!("rate-limit {rate_per_sec}/s burst {burst}"),
-        PolicyAction::Ask { timeout_ms, default_verdict } => {
-            format!("ask {timeout_ms} ms, else {}", verdict_name(*default_verdict))
-        }
-        other => action_name(other).to_string(),
-    }
-}
+// The words for actions, verdicts and log levels are the scenario's too:
+// one definition, in the wire crate, so the two cannot drift apart.
+pub use wfpcallout_wire::text::{action_name, describe_action, log_level_name, verdict_name};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

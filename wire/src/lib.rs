@@ -63,8 +63,8 @@
 //! # Features
 //!
 //! - `std`: adds `to_bytes` to every `Repr` (`PolicyRepr::to_bytes` and
-//!   the control formats') for user-mode tools. The driver builds without
-//!   it.
+//!   the control formats') for user-mode tools, and the `text` module:
+//!   the words and tables those tools print. The driver builds without it.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -86,6 +86,8 @@ pub mod stats;
 pub mod stats_query;
 #[cfg(test)]
 mod test_util;
+#[cfg(feature = "std")]
+pub mod text;
 pub mod verdict_message;
 pub mod version;
 
