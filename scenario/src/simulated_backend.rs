@@ -66,7 +66,7 @@ fn simulated_condition(condition: &Condition) -> Result<(usize, u32), BackendErr
                 "FwpmFilterAdd0",
                 format!(
                     "{condition}: the simulated engine matches single ports, protocols and IPv4 addresses only \
-                     (ranges, subnets and IPv6 addresses work on Windows)"
+                     (ranges, subnets and IPv6 addresses are for the Windows backend)"
                 ),
             ));
         }

@@ -47,7 +47,7 @@ One command per line, without the leading `wfpctl`:
   traffic --layer connect|recv-accept --ip v4 [--protocol tcp] [--remote-port P] [--local-port P] [--count N]
   # a comment
 Each command is echoed as `PS> wfpctl ...` with what it printed. The simulated engine matches
-single ports, protocols and IPv4 addresses (ranges, subnets and IPv6 addresses work on Windows).
+single ports, protocols and IPv4 addresses (ranges, subnets and IPv6 addresses are for the Windows backend).
 Exit status: 0 when every command succeeded and the driver unloaded clean, 1 otherwise,
 2 on a usage error.";
 
