@@ -13,14 +13,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use wfpcallout_wire::{
     ASK_REQUEST_LEN, AskRequestRepr, CONTROL_ABI_VERSION, Direction, FilterCounters, FilterOrigin,
     FilterStatsEntryRepr, GlobalStatsRepr, IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS,
-    IOCTL_WFPCALLOUT_GET_VERSION, STATS_MAX_ENTRIES, StatsHeaderRepr, StatsQueryRepr, StatsReply,
-    VERSION_FLAG_ADOPTION_COMPLETE, VERSION_FLAG_AGENT_CONNECTED, VERSION_FLAG_LOADED, VERSION_INFO_LEN,
-    VerdictMessageRepr, VersionInfoRepr, WireError, driver_version,
+    IOCTL_WFPCALLOUT_GET_VERSION, IOCTL_WFPCALLOUT_SET_LOG_LEVEL, LogGateRepr, LogLevel, STATS_MAX_ENTRIES,
+    StatsHeaderRepr, StatsQueryRepr, StatsReply, VERSION_FLAG_ADOPTION_COMPLETE, VERSION_FLAG_AGENT_CONNECTED,
+    VERSION_FLAG_LOADED, VERSION_INFO_LEN, VerdictMessageRepr, VersionInfoRepr, WireError, driver_version,
 };
 
 pub use wfpcallout_wire::{
     IOCTL_WFPCALLOUT_AGENT_GET_REQUEST as GET_REQUEST, IOCTL_WFPCALLOUT_AGENT_SET_VERDICT as SET_VERDICT,
     IOCTL_WFPCALLOUT_GET_STATS as GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION as GET_VERSION,
+    IOCTL_WFPCALLOUT_SET_LOG_LEVEL as SET_LOG_LEVEL,
 };
 
 /// The largest input any IOCTL takes (the glue copies at most this much).
@@ -50,8 +51,23 @@ pub fn dispatch_ioctl(code: u32, input: &[u8], output: &mut [u8]) -> Result<usiz
         IOCTL_WFPCALLOUT_GET_VERSION => version(input, output),
         IOCTL_WFPCALLOUT_GET_STATS => stats(input, output),
         IOCTL_WFPCALLOUT_AGENT_SET_VERDICT => set_verdict(input),
+        IOCTL_WFPCALLOUT_SET_LOG_LEVEL => set_log_level(input),
         _ => Err(NtStatus::INVALID_DEVICE_REQUEST),
     }
+}
+
+/// Sets the driver's log gate ([`crate::log::set_max_level`]): lines above
+/// the level are neither formatted nor printed from the next `log!` on.
+fn set_log_level(input: &[u8]) -> Result<usize> {
+    let repr = LogGateRepr::parse(input).map_err(malformed)?;
+    crate::log::set_max_level(match repr.max_level {
+        LogLevel::Off => None,
+        LogLevel::Error => Some(crate::log::Level::Error),
+        LogLevel::Warning => Some(crate::log::Level::Warning),
+        LogLevel::Info => Some(crate::log::Level::Info),
+        LogLevel::Trace => Some(crate::log::Level::Trace),
+    });
+    Ok(0)
 }
 
 fn version(input: &[u8], output: &mut [u8]) -> Result<usize> {

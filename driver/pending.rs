@@ -176,6 +176,9 @@ impl RequestState {
 // SAFETY: an all-zero slot is the empty slot, a valid value.
 unsafe impl Zeroable for RequestSlot {}
 
+/// Answered requests [`Pending::discard_answered`] takes off per lock hold.
+const DISCARD_BATCH: usize = 16;
+
 /// The deadline of a request whose filter was deleted: the timer finishes
 /// it first thing (see `Pending::finish_later_for_filter`).
 const DELETED_DEADLINE: u64 = 0;
@@ -484,12 +487,22 @@ impl Pending {
 
     /// Drops answered requests matching `which` (their operation is already
     /// completed; only the kept verdict goes).
+    ///
+    /// The walk tests each answered request once, O(answered) per call:
+    /// every lock hold takes up to [`DISCARD_BATCH`] matches off and notes
+    /// where it stopped, and the next one resumes there. The requests are
+    /// dropped with the lock released (dropping one releases its filter's
+    /// context). Only if the slot it would resume at left the answered
+    /// list meanwhile (its reauthorization took it) does the walk start
+    /// over from the head.
     pub fn discard_answered(&self, which: impl Fn(&AskInfo, u64) -> bool) {
+        let mut resume = None;
         loop {
-            let taken = self.table.lock().take_answered(&which);
-            match taken {
-                Some(request) => drop(request),
-                None => return,
+            let mut batch: [Option<PoolBox<PendedRequest>>; DISCARD_BATCH] = Default::default();
+            resume = self.table.lock().take_answered_batch(resume, &which, &mut batch);
+            drop(batch);
+            if resume.is_none() {
+                return;
             }
         }
     }
@@ -862,9 +875,40 @@ impl RequestTable {
         None
     }
 
-    fn take_answered(&mut self, which: &impl Fn(&AskInfo, u64) -> bool) -> Option<PoolBox<PendedRequest>> {
-        let index = self.find_answered(|r| which(&r.info, r.deadline))?;
-        self.remove(index)
+    /// Walks the answered list from the request `resume` names (from the
+    /// head if `None`, or if that request is no longer answered and in the
+    /// table), testing each request once and taking those matching `which`
+    /// into `batch`. Returns the request to resume at when the batch filled
+    /// before the list's end, `None` once the walk is over.
+    fn take_answered_batch(
+        &mut self,
+        resume: Option<u64>,
+        which: &impl Fn(&AskInfo, u64) -> bool,
+        batch: &mut [Option<PoolBox<PendedRequest>>],
+    ) -> Option<u64> {
+        let mut cursor = match resume.and_then(|request_id| self.index_of(request_id)) {
+            // Ids are never reused, and Answered is a request's last state:
+            // the same id, still answered, is still on the answered list.
+            Some(index) if self.request_at(index).is_some_and(|r| matches!(r.state, RequestState::Answered(_))) => {
+                link(index)
+            }
+            _ => self.answered.head,
+        };
+        let mut taken = 0;
+        while let Some(index) = unlink(cursor) {
+            let slot = *self.slots.as_ref()?.get(index)?;
+            if taken == batch.len() {
+                return Some(slot.request_id);
+            }
+            cursor = slot.next;
+            if request_ref(slot.request).is_some_and(|r| which(&r.info, r.deadline))
+                && let Some(place) = batch.get_mut(taken)
+            {
+                *place = self.remove(index);
+                taken += 1;
+            }
+        }
+        None
     }
 
     fn take_answered_for(&mut self, info: &AskInfo) -> Option<PoolBox<PendedRequest>> {

@@ -86,3 +86,40 @@ fn an_audit_filter_logs_only_through_an_open_gate() {
     harness.delete_filter(id).unwrap();
     harness.unload_and_check();
 }
+
+/// The gate as an administrator sets it: the control device's log-level
+/// IOCTL decodes its input strictly (a refused buffer leaves the gate as
+/// it was) and the level it sets is the one `log!` checks.
+#[test]
+fn the_log_level_ioctl_sets_the_gate() {
+    use wfpcallout::control::{SET_LOG_LEVEL, dispatch_ioctl};
+    use wfpcallout::status::NtStatus;
+    use wfpcallout_wire::LogGateRepr;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let set = |level: LogLevel| dispatch_ioctl(SET_LOG_LEVEL, &LogGateRepr { max_level: level }.to_bytes(), &mut []);
+    log::set_max_level(Some(Level::Trace));
+    for bad in [&[][..], &[1, 0, 0], &[1, 0, 0, 0, 0], &[1, 0, 1, 0], &[5, 0, 0, 0], &[0xFF, 0, 0, 0]] {
+        assert_eq!(dispatch_ioctl(SET_LOG_LEVEL, bad, &mut []), Err(NtStatus::INVALID_PARAMETER), "{bad:?}");
+        assert_eq!(log::max_level(), Some(Level::Trace), "refused: the gate is unchanged");
+    }
+
+    let formatted = AtomicUsize::new(0);
+    assert_eq!(set(LogLevel::Warning), Ok(0));
+    assert_eq!(log::max_level(), Some(Level::Warning));
+    wfpcallout::log!(Level::Info, "ioctl-gate-info {}", Probe(&formatted));
+    wfpcallout::log!(Level::Warning, "ioctl-gate-warning {}", Probe(&formatted));
+    assert_eq!(formatted.load(Ordering::Relaxed), 1, "the Info line was not formatted");
+    assert_eq!((lines_with("ioctl-gate-info"), lines_with("ioctl-gate-warning probe")), (0, 1));
+
+    assert_eq!(set(LogLevel::Off), Ok(0));
+    assert_eq!(log::max_level(), None);
+    wfpcallout::log!(Level::Error, "ioctl-gate-off {}", Probe(&formatted));
+    assert_eq!((formatted.load(Ordering::Relaxed), lines_with("ioctl-gate-off")), (1, 0));
+
+    for (level, expected) in
+        [(LogLevel::Error, Level::Error), (LogLevel::Info, Level::Info), (LogLevel::Trace, Level::Trace)]
+    {
+        assert_eq!(set(level), Ok(0));
+        assert_eq!(log::max_level(), Some(expected));
+    }
+}

@@ -99,3 +99,44 @@ fn every_slot_is_reused_and_an_old_id_never_answers_a_new_request() {
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }
+
+#[test]
+fn discarding_answered_requests_tests_each_one_once() {
+    let harness = Harness::load();
+    let filter = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&ask(600_000, "kept"))).unwrap();
+    harness.connect_agent(AGENT);
+    pending::defer_completion_reauthorizations(true);
+    // Answered outbound requests stay until their reauthorization comes:
+    // 64 of them, every other one to be discarded (more matches than one
+    // lock hold takes, so the walk resumes mid-list).
+    let count = 64;
+    for port in 100..100 + count {
+        assert!(harness.classify_layer(Layer::ConnectV4, port).pended.is_some());
+    }
+    for (_, id) in read_all() {
+        STATE.pending.answer(id, Verdict::Permit).unwrap();
+    }
+    assert_eq!(pending::take_completions().len(), usize::from(count));
+    assert_eq!(STATE.pending.live(), usize::from(count));
+    // A walk that started over after each removal would test the
+    // non-matching requests before it again and again (560 tests here).
+    let tests = std::cell::Cell::new(0);
+    STATE.pending.discard_answered(|info, _| {
+        tests.set(tests.get() + 1);
+        info.remote_port % 2 == 0
+    });
+    assert_eq!(tests.get(), count, "each answered request tested once");
+    assert_eq!(STATE.pending.live(), usize::from(count / 2), "the even ports went");
+    tests.set(0);
+    STATE.pending.discard_answered(|info, _| {
+        tests.set(tests.get() + 1);
+        assert_eq!(info.remote_port % 2, 1, "only the odd ports are left");
+        true
+    });
+    assert_eq!(tests.get(), count / 2);
+    assert_eq!(STATE.pending.live(), 0);
+    assert!(pending::deliver_deferred_reauthorizations().iter().all(|(_, result)| result.permitted()));
+    pending::defer_completion_reauthorizations(false);
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}

@@ -366,6 +366,8 @@ def ioctl_buffers(h):
          c.STATUS_NOT_FOUND),
         ("GET_REQUEST, 100-byte output", wire.IOCTL_AGENT_GET_REQUEST, b"", 100, c.STATUS_BUFFER_TOO_SMALL),
         ("unknown function", wire.ctl_code(0x12, 0x8FF, 0, 0), b"", 0, c.STATUS_INVALID_DEVICE_REQUEST),
+        ("SET_LOG_LEVEL, level 5", wire.IOCTL_SET_LOG_LEVEL, wire.log_gate(5), 0, c.STATUS_INVALID_PARAMETER),
+        ("SET_LOG_LEVEL trace", wire.IOCTL_SET_LOG_LEVEL, wire.log_gate(wire.LOG_TRACE), 0, c.STATUS_SUCCESS),
         ("METHOD_NEITHER", wire.ctl_code(0x12, 0x800, 3, 1), b"", 16, c.STATUS_INVALID_DEVICE_REQUEST),
     ]
     for what, code, data, out, status in checks:
@@ -374,7 +376,7 @@ def ioctl_buffers(h):
         expect(reply["information"] == 0, f"{what}: Information {reply['information']}")
     h.cleanup_file(handle)
     h.close_file(handle)
-    return f"{len(checks)} malformed IOCTLs refused with the documented statuses, Information 0"
+    return f"{len(checks)} IOCTLs (malformed ones refused, SET_LOG_LEVEL taken) answered with the documented statuses, Information 0"
 
 
 def pool_exhausted(h):

@@ -16,8 +16,15 @@ IOCTL_GET_VERSION = ctl_code(0x12, 0x800, 0, 1)
 IOCTL_GET_STATS = ctl_code(0x12, 0x801, 0, 1)
 IOCTL_AGENT_GET_REQUEST = ctl_code(0x12, 0x810, 0, 3)
 IOCTL_AGENT_SET_VERDICT = ctl_code(0x12, 0x811, 0, 3)
+IOCTL_SET_LOG_LEVEL = ctl_code(0x12, 0x802, 0, 3)
 assert (IOCTL_GET_VERSION, IOCTL_GET_STATS, IOCTL_AGENT_GET_REQUEST, IOCTL_AGENT_SET_VERDICT) == (
     0x00126000, 0x00126004, 0x0012E040, 0x0012E044)
+assert IOCTL_SET_LOG_LEVEL == 0x0012E008
+
+
+def log_gate(level, reserved=b"\0\0\0"):
+    """SET_LOG_LEVEL's input (log_gate.rs: the level code, 3 reserved zero bytes)."""
+    return bytes([level]) + reserved
 
 # ---- policy blob (policy.rs: 24-byte header, then the label) ----------------
 

@@ -68,6 +68,8 @@ enum TopCommand {
     Filter(FilterCommand),
     /// Show the driver's global counters
     Stats,
+    /// Set the most verbose level the driver's debug output prints (until it unloads)
+    LogLevel { level: crate::log_level::DriverLogLevel },
     /// Answer the driver's ask requests until stopped (Ctrl+C) or --max requests
     Agent(AgentArgs),
     /// Show whether BFE runs, the driver is loaded and its callouts are registered
@@ -279,6 +281,7 @@ impl TopCommand {
             })),
             TopCommand::Filter(FilterCommand::List) => Ok(Command::FilterList),
             TopCommand::Stats => Ok(Command::Stats),
+            TopCommand::LogLevel { level } => Ok(Command::LogLevel(level)),
             TopCommand::Agent(args) => {
                 Ok(Command::Agent(AgentOptions { rules: args.rules, interactive: args.interactive, max: args.max }))
             }

@@ -62,6 +62,8 @@ pub enum Command {
     FilterList,
     /// `stats`: the driver's global counters.
     Stats,
+    /// `log-level`: the most verbose level the driver prints.
+    LogLevel(crate::log_level::DriverLogLevel),
     /// `agent`: answer ask requests.
     Agent(AgentOptions),
     /// `status`: driver, callouts, BFE.

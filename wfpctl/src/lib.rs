@@ -26,6 +26,7 @@ pub mod hex;
 pub mod json;
 pub mod json_output;
 pub mod keys;
+pub mod log_level;
 pub mod output;
 pub mod policy;
 pub mod rules;

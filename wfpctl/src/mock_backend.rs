@@ -7,9 +7,9 @@ use std::collections::{HashMap, VecDeque};
 
 use wfpcallout_wire::{
     AskRequestRepr, FilterStatsEntryRepr, GlobalStatsRepr, IOCTL_WFPCALLOUT_AGENT_GET_REQUEST,
-    IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION, StatsHeaderRepr,
-    StatsQueryRepr, StatsReply, VERSION_FLAG_ADOPTION_COMPLETE, VERSION_FLAG_LOADED, VerdictMessageRepr,
-    VersionInfoRepr, driver_version,
+    IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION,
+    IOCTL_WFPCALLOUT_SET_LOG_LEVEL, StatsHeaderRepr, StatsQueryRepr, StatsReply, VERSION_FLAG_ADOPTION_COMPLETE,
+    VERSION_FLAG_LOADED, VerdictMessageRepr, VersionInfoRepr, driver_version,
 };
 
 use crate::backend::{Backend, BackendError, EngineFilter, ServiceState};
@@ -206,6 +206,7 @@ impl Backend for MockBackend {
                 driver.verdicts.push(verdict);
                 Ok(Vec::new())
             }
+            IOCTL_WFPCALLOUT_SET_LOG_LEVEL => Ok(Vec::new()),
             _ => Err(BackendError::code("DeviceIoControl", 1)),
         }
     }

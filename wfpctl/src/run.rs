@@ -113,6 +113,7 @@ pub fn run_as(
         Command::FilterDelete(target) => filter_delete(*target, format, backend, io),
         Command::FilterList => filter_list(format, backend, io),
         Command::Stats => stats(format, backend, io),
+        Command::LogLevel(level) => crate::log_level::run(*level, format, backend, io),
         Command::Agent(options) => agent(options, format, backend, io),
         Command::Status => status(format, backend, io),
         Command::PolicyEncode(policy) => policy_encode(policy, format, io),

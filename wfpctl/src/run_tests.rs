@@ -579,3 +579,17 @@ fn state_reports_the_footprint_and_exits_one_when_something_is_off() {
     );
     assert!(json.ends_with("}]}\n"), "{json}");
 }
+
+#[test]
+fn log_level_sends_the_level_after_the_version_check() {
+    for (word, code) in [("off", 0u8), ("error", 1), ("warning", 2), ("info", 3), ("trace", 4)] {
+        let mut backend = MockBackend::default();
+        let ran = run_line(&format!("log-level {word}"), &mut backend);
+        assert_eq!(ran.result.unwrap(), Outcome::Success);
+        let ioctls = backend.ioctls();
+        assert_eq!(ioctls.len(), 2);
+        assert_eq!(ioctls[0].0, IOCTL_WFPCALLOUT_GET_VERSION);
+        assert_eq!(ioctls[1], (wfpcallout_wire::IOCTL_WFPCALLOUT_SET_LOG_LEVEL, vec![code, 0, 0, 0]));
+        assert_eq!(ran.out, format!("driver log level: {word}\n"));
+    }
+}

@@ -61,6 +61,12 @@ pub const IOCTL_WFPCALLOUT_GET_VERSION: u32 = ctl_code(FILE_DEVICE_NETWORK, 0x80
 /// [`StatsReply`](crate::StatsReply) as output.
 pub const IOCTL_WFPCALLOUT_GET_STATS: u32 = ctl_code(FILE_DEVICE_NETWORK, 0x801, METHOD_BUFFERED, FILE_READ_ACCESS);
 
+/// Sets the most verbose level the driver's debug output prints: a
+/// [`LogGate`](crate::LogGate) as input, no output. Writing access, like
+/// every IOCTL that changes the driver's behaviour.
+pub const IOCTL_WFPCALLOUT_SET_LOG_LEVEL: u32 =
+    ctl_code(FILE_DEVICE_NETWORK, 0x802, METHOD_BUFFERED, FILE_READ_ACCESS | FILE_WRITE_ACCESS);
+
 /// Takes the next pended connection the agent must decide on: no input, an
 /// [`AskRequest`](crate::AskRequest) as output.
 pub const IOCTL_WFPCALLOUT_AGENT_GET_REQUEST: u32 =

@@ -80,6 +80,7 @@ pub mod error;
 pub mod filter_stats;
 pub mod label;
 mod label_slot;
+pub mod log_gate;
 pub mod log_level;
 pub mod policy;
 pub mod stats;
@@ -95,14 +96,15 @@ pub use action::{ASK_TIMEOUT_MS_MAX, PolicyAction, RATE_LIMIT_BURST_MAX, RATE_LI
 pub use ask_request::{ASK_REQUEST_LEN, AskRequest, AskRequestRepr, Direction};
 pub use control::{
     CONTROL_ABI_VERSION, FILE_DEVICE_NETWORK, FILE_READ_ACCESS, FILE_WRITE_ACCESS, IOCTL_WFPCALLOUT_AGENT_GET_REQUEST,
-    IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION, METHOD_BUFFERED,
-    ctl_code,
+    IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, IOCTL_WFPCALLOUT_GET_STATS, IOCTL_WFPCALLOUT_GET_VERSION,
+    IOCTL_WFPCALLOUT_SET_LOG_LEVEL, METHOD_BUFFERED, ctl_code,
 };
 pub use error::WireError;
 pub use filter_stats::{
     FILTER_COUNTER_COUNT, FILTER_STATS_ENTRY_LEN, FilterCounters, FilterOrigin, FilterStatsEntry, FilterStatsEntryRepr,
 };
 pub use label::{LABEL_MAX_LEN, Label};
+pub use log_gate::{LOG_GATE_LEN, LogGate, LogGateRepr};
 pub use log_level::LogLevel;
 pub use policy::{POLICY_HEADER_LEN, POLICY_MAGIC, POLICY_MAX_LEN, POLICY_VERSION, PolicyBlob, PolicyRepr};
 pub use stats::{
