@@ -34,6 +34,8 @@ pub enum Event {
     Associated(NTSTATUS),
     /// flowDeleteFn for a context.
     FlowDelete(u64),
+    /// FwpsPendOperation0 from classifyFn returned this status.
+    PendStatus(NTSTATUS),
     /// The test's own mark (e.g. "unregistered").
     Mark(&'static str),
 }
@@ -268,6 +270,7 @@ unsafe extern "system" fn probe_classify(
         let mut completion_context = std::ptr::null_mut();
         // SAFETY: the handle comes from this classification's metadata.
         let status = unsafe { engine::pending::FwpsPendOperation0(metadata.completionHandle, &mut completion_context) };
+        log(Event::PendStatus(status));
         if status == STATUS_SUCCESS {
             out.actionType = fwp::FWP_ACTION_BLOCK;
             out.flags |= FWPS_CLASSIFY_OUT_FLAG_ABSORB;

@@ -1,0 +1,67 @@
+//! Conformance: pending at the ALE authorization layers (simkernel/CONFORMANCE.md,
+//! rows Q1-Q2). Sources: WDD "Processing Classify Callouts Asynchronously";
+//! DDI `nf-fwpsk-fwpspendoperation0` (STATUS_FWP_CANNOT_PEND),
+//! `nf-fwpsk-fwpscompleteoperation0` (a completed ALE_AUTH_CONNECT is
+//! reauthorized; at ALE_AUTH_RECV_ACCEPT the callout reinjects instead).
+//! Driven by probes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+mod probe;
+
+use fwps_types::*;
+use probe::{Event, Probe};
+use wfpcallout_simkernel::engine::{self, Connection, FilterAction, reauthorization};
+
+fn setup(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, Probe, u64) {
+    let mut kernel = probe::boot();
+    let probe = Probe::add(n, layer);
+    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
+    let id = engine::add_filter(&probe.filter()).unwrap();
+    (kernel, probe, id)
+}
+
+fn classifications(filter: u64) -> usize {
+    probe::events().iter().filter(|e| **e == Event::Classify(filter)).count()
+}
+
+/// Q1: completing an operation pended at ALE_AUTH_RECV_ACCEPT does not
+/// reauthorize: no classification follows the completion.
+#[test]
+fn completion_at_recv_accept_does_not_reauthorize() {
+    let (kernel, _probe, id) = setup(91, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    probe::pend_next(true);
+    let inbound = Connection {
+        layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+        local_port: 8080,
+        ..Connection::tcp_connect_v4(50_000)
+    };
+    let first = engine::classify(&inbound);
+    let operation = first.pended.expect("pended");
+    assert!(first.absorbed && !first.permitted(), "a pended classification answers BLOCK + ABSORB");
+    let before = classifications(id);
+    engine::pending::FwpsCompleteOperation0(operation as *mut _, std::ptr::null_mut());
+    let completion = engine::pending::take_completions().pop().unwrap();
+    assert!(completion.reauthorization.is_none(), "recv-accept: no reauthorization");
+    assert_eq!(classifications(id), before, "no classification after the completion");
+    kernel.assert_clean();
+}
+
+/// Q2: a reauthorization cannot be pended: FwpsPendOperation0 answers
+/// STATUS_FWP_CANNOT_PEND, and the callout's own answer stands.
+#[test]
+fn a_reauthorization_cannot_pend() {
+    let (kernel, probe, _id) = setup(92, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(fwp::FWP_ACTION_PERMIT);
+    let connection = Connection::tcp_connect_v4(443);
+    assert!(engine::classify(&connection).permitted());
+    let other = engine::add_filter(&probe.static_filter(FilterAction::Permit, 0, 0)).unwrap();
+    probe::pend_next(true);
+    let result = reauthorization::next_packet(&connection).expect("due after the policy change");
+    assert_eq!(
+        probe::events().iter().filter(|e| matches!(e, Event::PendStatus(_))).last(),
+        Some(&Event::PendStatus(STATUS_FWP_CANNOT_PEND))
+    );
+    assert!(result.pended.is_none() && result.permitted(), "the probe's permit stands");
+    engine::delete_filter(other).unwrap();
+    kernel.assert_clean();
+}
