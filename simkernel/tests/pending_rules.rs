@@ -58,7 +58,7 @@ fn a_reauthorization_cannot_pend() {
     probe::pend_next(true);
     let result = reauthorization::next_packet(&connection).expect("due after the policy change");
     assert_eq!(
-        probe::events().iter().filter(|e| matches!(e, Event::PendStatus(_))).last(),
+        probe::events().iter().rfind(|e| matches!(e, Event::PendStatus(_))),
         Some(&Event::PendStatus(STATUS_FWP_CANNOT_PEND))
     );
     assert!(result.pended.is_none() && result.permitted(), "the probe's permit stands");
