@@ -9,22 +9,17 @@
 use crate::callouts::{CALLOUTS, CalloutSpec};
 use crate::driver_state::STATE;
 use crate::ffi::{
-    FwpmFilterCreateEnumHandle0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0,
-    FwpmProviderContextGetByKey2, FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, HANDLE, fwp,
+    FwpmProviderContextGetByKey2, FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, fwp,
 };
 use crate::filter_context::{ContextRef, Origin};
 use crate::filter_view::ProviderBlob;
 use crate::log::Level;
-use crate::management::EngineHandle;
+use crate::management::{self, EngineHandle, free_engine_memory};
 use crate::notify::policy_from_blob;
 use crate::status::{NtStatus, Result};
-use core::ffi::c_void;
 use core::sync::atomic::Ordering;
-use fwps_types::fwp::{FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2};
+use fwps_types::fwp::{FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2};
 use wfpcallout_wire::PolicyRepr;
-
-/// Filters fetched per `FwpmFilterEnum0` call.
-const ENUM_BATCH: u32 = 64;
 
 /// Adopts every filter naming one of our callouts. Runs inside a
 /// transaction so the snapshot is consistent and a concurrent delete waits
@@ -62,73 +57,7 @@ pub fn adopt_existing_filters(engine: EngineHandle) -> Result<usize> {
 }
 
 fn adopt_for_callout(engine: EngineHandle, spec: &'static CalloutSpec) -> Result<usize> {
-    let template = FWPM_FILTER_ENUM_TEMPLATE0 {
-        layerKey: spec.layer_key,
-        enumType: fwp::FWP_FILTER_ENUM_OVERLAPPING,
-        actionMask: fwp::FWP_ACTION_FLAG_CALLOUT,
-        calloutKey: core::ptr::from_ref(&spec.key).cast_mut(),
-        ..FWPM_FILTER_ENUM_TEMPLATE0::default()
-    };
-    let mut enum_handle: HANDLE = core::ptr::null_mut();
-    #[allow(unsafe_code)]
-    // SAFETY: template and out-pointer are valid for the call.
-    NtStatus::to_result(unsafe { FwpmFilterCreateEnumHandle0(engine.raw(), &template, &mut enum_handle) })?;
-    let result = enumerate(engine, enum_handle, spec.layer_id);
-    #[allow(unsafe_code)]
-    // SAFETY: the handle came from FwpmFilterCreateEnumHandle0 above.
-    let _ = unsafe { FwpmFilterDestroyEnumHandle0(engine.raw(), enum_handle) };
-    result
-}
-
-fn enumerate(engine: EngineHandle, enum_handle: HANDLE, layer_id: u16) -> Result<usize> {
-    let mut adopted = 0;
-    let mut outcome = Ok(());
-    loop {
-        let mut entries: *mut *mut FWPM_FILTER0 = core::ptr::null_mut();
-        let mut returned = 0u32;
-        #[allow(unsafe_code)]
-        // SAFETY: out-pointers are valid; the engine allocates the array.
-        let status = unsafe { FwpmFilterEnum0(engine.raw(), enum_handle, ENUM_BATCH, &mut entries, &mut returned) };
-        NtStatus::to_result(status)?;
-        for index in 0..returned as usize {
-            match engine_filter(entries, index).map(|filter| adopt_one(engine, filter, layer_id)) {
-                Some(Ok(true)) => adopted += 1,
-                Some(Ok(false)) => {}
-                Some(Err(status)) => outcome = outcome.and(Err(status)),
-                None => outcome = outcome.and(Err(NtStatus::INVALID_PARAMETER)),
-            }
-        }
-        free_engine_memory(entries.cast());
-        if returned < ENUM_BATCH {
-            return outcome.map(|()| adopted);
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn engine_filter<'a>(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<&'a FWPM_FILTER0> {
-    if entries.is_null() {
-        return None;
-    }
-    // SAFETY: FwpmFilterEnum0 returned an array of `returned` pointers and
-    // index < returned; it stays valid until freed after this batch.
-    let entry = unsafe { entries.add(index) };
-    // SAFETY: as above: the slot is readable.
-    let filter = unsafe { *entry };
-    // SAFETY: each entry points to a filter valid until the array is freed.
-    unsafe { filter.as_ref() }
-}
-
-fn free_engine_memory(memory: *mut c_void) {
-    if memory.is_null() {
-        return;
-    }
-    let mut memory = memory;
-    #[allow(unsafe_code)]
-    // SAFETY: memory came from the engine (enum array or provider context).
-    unsafe {
-        FwpmFreeMemory0(&mut memory)
-    };
+    management::for_each_filter_of(engine, spec, |filter| adopt_one(engine, filter, spec.layer_id))
 }
 
 /// The policy of an adopted filter: from its provider context if it has

@@ -3,7 +3,7 @@
 //! filters naming our callouts. All of it runs at PASSIVE_LEVEL.
 #![deny(unsafe_code)]
 
-use crate::callouts::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
+use crate::callouts::{CALLOUTS, CalloutSpec, PROVIDER_KEY, SUBLAYER_KEY};
 use crate::ffi::{
     FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0,
     FwpmFilterCreateEnumHandle0, FwpmFilterDeleteById0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0,
@@ -252,8 +252,8 @@ fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Resu
     added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut()) })
 }
 
-/// Filters fetched per `FwpmFilterEnum0` call during uninstall.
-const UNINSTALL_BATCH: u32 = 64;
+/// Filters fetched per `FwpmFilterEnum0` call.
+const ENUM_BATCH: u32 = 64;
 
 /// Uninstall: deletes every filter that names one of our callouts (each
 /// one's DELETE reaches our notifyFn if we are registered), then the
@@ -266,7 +266,16 @@ pub fn uninstall(engine: EngineHandle) -> Result<usize> {
     let mut deleted = 0;
     let mut outcome = Ok(());
     for spec in CALLOUTS.iter() {
-        match delete_filters_of(engine, spec) {
+        let walked = for_each_filter_of(engine, spec, |filter| {
+            #[allow(unsafe_code)]
+            // SAFETY: valid engine handle; the id came from the enumeration
+            // (a snapshot: deleting while enumerating is fine).
+            let status = unsafe { FwpmFilterDeleteById0(engine.raw(), filter.filterId) };
+            NtStatus::to_result(status).map(|()| true).inspect_err(|status| {
+                crate::log!(Level::Error, "uninstall: deleting filter {} failed: {}", filter.filterId, status);
+            })
+        });
+        match walked {
             Ok(count) => deleted += count,
             Err(status) => outcome = outcome.and(Err(status)),
         }
@@ -275,7 +284,16 @@ pub fn uninstall(engine: EngineHandle) -> Result<usize> {
     outcome.map(|()| deleted)
 }
 
-fn delete_filters_of(engine: EngineHandle, spec: &crate::callouts::CalloutSpec) -> Result<usize> {
+/// Calls `visit` for every filter (an enumeration snapshot) whose action
+/// names callout `spec`, a batch at a time, freeing each batch after its
+/// visits: the one walk adoption and uninstall share. A failing visit does
+/// not stop the walk; the first failure is returned after it, else how
+/// many visits answered `true`.
+pub fn for_each_filter_of(
+    engine: EngineHandle,
+    spec: &CalloutSpec,
+    mut visit: impl FnMut(&FWPM_FILTER0) -> Result<bool>,
+) -> Result<usize> {
     let template = FWPM_FILTER_ENUM_TEMPLATE0 {
         layerKey: spec.layer_key,
         enumType: fwp::FWP_FILTER_ENUM_OVERLAPPING,
@@ -287,62 +305,65 @@ fn delete_filters_of(engine: EngineHandle, spec: &crate::callouts::CalloutSpec) 
     #[allow(unsafe_code)]
     // SAFETY: template and out-pointer are valid for the call.
     NtStatus::to_result(unsafe { FwpmFilterCreateEnumHandle0(engine.raw(), &template, &mut enum_handle) })?;
-    let mut deleted = 0;
+    let mut counted = 0;
     let mut outcome = Ok(());
     loop {
         let mut entries: *mut *mut FWPM_FILTER0 = core::ptr::null_mut();
         let mut returned = 0u32;
         #[allow(unsafe_code)]
         // SAFETY: out-pointers are valid; the engine allocates the array.
-        let status =
-            unsafe { FwpmFilterEnum0(engine.raw(), enum_handle, UNINSTALL_BATCH, &mut entries, &mut returned) };
+        let status = unsafe { FwpmFilterEnum0(engine.raw(), enum_handle, ENUM_BATCH, &mut entries, &mut returned) };
         if let Err(status) = NtStatus::to_result(status) {
             outcome = outcome.and(Err(status));
             break;
         }
         for index in 0..returned as usize {
-            let Some(id) = filter_id_at(entries, index) else { continue };
-            #[allow(unsafe_code)]
-            // SAFETY: valid engine handle; the id came from the enumeration
-            // (a snapshot: deleting while enumerating is fine).
-            let status = unsafe { FwpmFilterDeleteById0(engine.raw(), id) };
-            match NtStatus::to_result(status) {
-                Ok(()) => deleted += 1,
-                Err(status) => {
-                    crate::log!(Level::Error, "uninstall: deleting filter {} failed: {}", id, status);
-                    outcome = outcome.and(Err(status));
-                }
+            match filter_at(entries, index).map(&mut visit) {
+                Some(Ok(true)) => counted += 1,
+                Some(Ok(false)) => {}
+                Some(Err(status)) => outcome = outcome.and(Err(status)),
+                None => outcome = outcome.and(Err(NtStatus::INVALID_PARAMETER)),
             }
         }
-        if !entries.is_null() {
-            let mut memory = entries.cast::<c_void>();
-            #[allow(unsafe_code)]
-            // SAFETY: the array FwpmFilterEnum0 returned, freed once.
-            unsafe {
-                FwpmFreeMemory0(&mut memory)
-            };
-        }
-        if returned < UNINSTALL_BATCH {
+        free_engine_memory(entries.cast());
+        if returned < ENUM_BATCH {
             break;
         }
     }
     #[allow(unsafe_code)]
     // SAFETY: the handle came from FwpmFilterCreateEnumHandle0 above.
     let _ = unsafe { FwpmFilterDestroyEnumHandle0(engine.raw(), enum_handle) };
-    outcome.map(|()| deleted)
+    outcome.map(|()| counted)
 }
 
+/// Entry `index` of an array `FwpmFilterEnum0` returned with more than
+/// `index` entries (NULL array or entry: `None`).
 #[allow(unsafe_code)]
-fn filter_id_at(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<u64> {
+fn filter_at<'a>(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<&'a FWPM_FILTER0> {
     if entries.is_null() {
         return None;
     }
-    // SAFETY: FwpmFilterEnum0 returned `returned` pointers and index < returned.
+    // SAFETY: FwpmFilterEnum0 returned an array of `returned` pointers and
+    // index < returned; it stays valid until freed after this batch.
     let entry = unsafe { entries.add(index) };
     // SAFETY: as above: the slot is readable.
     let filter = unsafe { *entry };
     // SAFETY: each entry points to a filter valid until the array is freed.
-    unsafe { filter.as_ref() }.map(|filter| filter.filterId)
+    unsafe { filter.as_ref() }
+}
+
+/// Frees memory the engine allocated (an enumeration array, a provider
+/// context); NULL is nothing to free.
+pub fn free_engine_memory(memory: *mut c_void) {
+    if memory.is_null() {
+        return;
+    }
+    let mut memory = memory;
+    #[allow(unsafe_code)]
+    // SAFETY: memory came from the engine and is freed once, here.
+    unsafe {
+        FwpmFreeMemory0(&mut memory)
+    };
 }
 
 /// Deletes what `add_objects` added. Objects still referenced by filters
