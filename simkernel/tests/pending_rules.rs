@@ -9,16 +9,8 @@
 mod probe;
 
 use fwps_types::*;
-use probe::{Event, Probe};
+use probe::Event;
 use wfpcallout_simkernel::engine::{self, Connection, FilterAction, reauthorization};
-
-fn setup(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, Probe, u64) {
-    let mut kernel = probe::boot();
-    let probe = Probe::add(n, layer);
-    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
-    let id = engine::add_filter(&probe.filter()).unwrap();
-    (kernel, probe, id)
-}
 
 fn classifications(filter: u64) -> usize {
     probe::events().iter().filter(|e| **e == Event::Classify(filter)).count()
@@ -28,7 +20,7 @@ fn classifications(filter: u64) -> usize {
 /// reauthorize: no classification follows the completion.
 #[test]
 fn completion_at_recv_accept_does_not_reauthorize() {
-    let (kernel, _probe, id) = setup(91, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    let (kernel, _probe, id) = probe::boot_with_filter(91, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     probe::pend_next(true);
     let inbound = Connection {
         layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
@@ -50,7 +42,7 @@ fn completion_at_recv_accept_does_not_reauthorize() {
 /// STATUS_FWP_CANNOT_PEND, and the callout's own answer stands.
 #[test]
 fn a_reauthorization_cannot_pend() {
-    let (kernel, probe, _id) = setup(92, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, probe, _id) = probe::boot_with_filter(92, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::answer(fwp::FWP_ACTION_PERMIT);
     let connection = Connection::tcp_connect_v4(443);
     assert!(engine::classify(&connection).permitted());

@@ -7,7 +7,7 @@
 mod probe;
 
 use fwps_types::*;
-use probe::{Event, Probe};
+use probe::Event;
 use wfpcallout_simkernel::engine::{self, Connection, FilterAction, reauthorization};
 
 const PERMIT: u32 = fwp::FWP_ACTION_PERMIT;
@@ -26,14 +26,6 @@ fn auth_fields(filter: u64) -> Vec<(u32, u32)> {
         .collect()
 }
 
-fn setup(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, Probe, u64) {
-    let mut kernel = probe::boot();
-    let probe = Probe::add(n, layer);
-    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
-    let id = engine::add_filter(&probe.filter()).unwrap();
-    (kernel, probe, id)
-}
-
 fn inbound(port: u16) -> Connection {
     Connection { layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, local_port: port, ..Connection::tcp_connect_v4(50_000) }
 }
@@ -42,7 +34,7 @@ fn inbound(port: u16) -> Connection {
 /// neither IS_REAUTHORIZE nor a reason.
 #[test]
 fn a_permitted_connection_is_live_and_its_first_classify_is_initial() {
-    let (kernel, _probe, id) = setup(71, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, _probe, id) = probe::boot_with_filter(71, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::answer(PERMIT);
     let connection = Connection::tcp_connect_v4(443);
     assert!(engine::classify(&connection).permitted());
@@ -56,7 +48,7 @@ fn a_permitted_connection_is_live_and_its_first_classify_is_initial() {
 /// POLICY_CHANGE; nothing is due at another layer, nor twice.
 #[test]
 fn a_policy_change_reauthorizes_live_connections_on_their_next_packet() {
-    let (kernel, probe, id) = setup(72, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, probe, id) = probe::boot_with_filter(72, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::answer(PERMIT);
     let connection = Connection::tcp_connect_v4(443);
     assert!(engine::classify(&connection).permitted());
@@ -78,7 +70,7 @@ fn a_policy_change_reauthorizes_live_connections_on_their_next_packet() {
 /// Z3: a reauthorization that blocks tears the connection down.
 #[test]
 fn a_blocking_reauthorization_tears_the_connection_down() {
-    let (kernel, probe, _id) = setup(73, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    let (kernel, probe, _id) = probe::boot_with_filter(73, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     probe::answer(PERMIT);
     let connection = inbound(8080);
     assert!(engine::classify(&connection).permitted());
@@ -95,7 +87,7 @@ fn a_blocking_reauthorization_tears_the_connection_down() {
 /// interface) at recv-accept too.
 #[test]
 fn other_reasons_are_delivered_with_their_value() {
-    let (kernel, _probe, id) = setup(74, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    let (kernel, _probe, id) = probe::boot_with_filter(74, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     probe::answer(PERMIT);
     let connection = inbound(8081);
     assert!(engine::classify(&connection).permitted());
@@ -108,7 +100,7 @@ fn other_reasons_are_delivered_with_their_value() {
 /// Z5: completing a pended connect reauthorizes it with CLASSIFY_COMPLETION.
 #[test]
 fn completion_reauthorizes_with_classify_completion() {
-    let (kernel, _probe, id) = setup(75, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, _probe, id) = probe::boot_with_filter(75, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::pend_next(true);
     let first = engine::classify(&Connection::tcp_connect_v4(443));
     let operation = first.pended.expect("pended");
@@ -128,7 +120,7 @@ fn completion_reauthorizes_with_classify_completion() {
 /// thread (the documentation does not say which; a test chooses).
 #[test]
 fn completion_reauthorization_can_come_later_from_another_thread() {
-    let (kernel, _probe, id) = setup(76, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, _probe, id) = probe::boot_with_filter(76, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::pend_next(true);
     let operation = engine::classify(&Connection::tcp_connect_v4(443)).pended.expect("pended");
     probe::answer(PERMIT);
@@ -152,7 +144,7 @@ fn completion_reauthorization_can_come_later_from_another_thread() {
 /// clone stays the callout's to free.
 #[test]
 fn completion_at_connect_may_carry_a_packet() {
-    let (kernel, _probe, _id) = setup(77, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, _probe, _id) = probe::boot_with_filter(77, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::pend_next(true);
     let connection = Connection { protocol: 17, ..Connection::tcp_connect_v4(53) };
     let operation = engine::classify(&connection).pended.expect("pended");
@@ -175,7 +167,7 @@ fn completion_at_connect_may_carry_a_packet() {
 /// an outbound packet of a recv-accept connection says OUTBOUND there.
 #[test]
 fn reauthorization_in_the_opposite_direction_says_so() {
-    let (kernel, probe, id) = setup(131, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    let (kernel, probe, id) = probe::boot_with_filter(131, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::answer(PERMIT);
     let connection = Connection::tcp_connect_v4(443);
     assert!(engine::classify(&connection).permitted());
@@ -193,7 +185,7 @@ fn reauthorization_in_the_opposite_direction_says_so() {
     // One kernel at a time: the next boot waits for this one to go.
     drop(kernel);
 
-    let (kernel, probe, id) = setup(132, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    let (kernel, probe, id) = probe::boot_with_filter(132, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     probe::answer(PERMIT);
     let connection = inbound(3389);
     assert!(engine::classify(&connection).permitted());

@@ -129,6 +129,16 @@ static ADD_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
 static DELETE_STATUS: AtomicI32 = AtomicI32::new(STATUS_SUCCESS);
 
 /// Boots a kernel and clears the log and probe settings.
+/// A booted kernel with probe `n` registered at `layer` and one filter
+/// calling it: (kernel, probe, filter id).
+pub fn boot_with_filter(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, Probe, u64) {
+    let mut kernel = boot();
+    let probe = Probe::add(n, layer);
+    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
+    let id = engine::add_filter(&probe.filter()).unwrap();
+    (kernel, probe, id)
+}
+
 pub fn boot() -> wfpcallout_simkernel::Kernel {
     let kernel = wfpcallout_simkernel::Kernel::boot();
     LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
