@@ -77,6 +77,9 @@ struct RequestState {
     /// [`Request`] holds it while the driver owns the request).
     output: Vec<u8>,
     place: Place,
+    /// Handed to the driver by the manual queue (only such a request may
+    /// be requeued).
+    from_manual_queue: bool,
 }
 
 /// The control device's state.
@@ -264,7 +267,16 @@ pub fn present_ioctl(file: u64, input: &[u8], output_length: usize) -> Request {
         // Stale bytes, as a reused system buffer holds: the driver must
         // not let them reach the caller.
         let output = vec![0xCD; output_length];
-        s.requests.insert(id, RequestState { file, input: input.to_vec(), output: Vec::new(), place: Place::Driver });
+        s.requests.insert(
+            id,
+            RequestState {
+                file,
+                input: input.to_vec(),
+                output: Vec::new(),
+                place: Place::Driver,
+                from_manual_queue: false,
+            },
+        );
         Request { id, output }
     })
 }
@@ -371,6 +383,12 @@ pub fn requeue(request: Request) -> Result<(), (Request, i32)> {
             return Err((request, fwps_types::STATUS_INSUFFICIENT_RESOURCES));
         }
         let Some(state) = owned(s, &request, "WdfRequestRequeue") else { return Ok(()) };
+        if !state.from_manual_queue {
+            // WdfRequestRequeue: only a request the driver got from a
+            // manual queue goes back to its head.
+            misuse(format!("WdfRequestRequeue on request {}, which no manual queue handed out", request.id));
+            return Err((request, fwps_types::STATUS_INVALID_DEVICE_REQUEST));
+        }
         state.place = Place::Parked;
         state.output = request.output;
         s.parked.push_front(request.id);
@@ -392,6 +410,7 @@ fn hand_out(s: &mut State, id: u64) -> Request {
     let output = match s.requests.get_mut(&id) {
         Some(state) => {
             state.place = Place::Driver;
+            state.from_manual_queue = true;
             std::mem::take(&mut state.output)
         }
         None => Vec::new(),
