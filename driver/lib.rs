@@ -20,43 +20,15 @@ extern crate std;
 #[cfg(not(windows))]
 extern crate wfpcallout_simkernel as _;
 
-pub mod adoption;
-pub mod agent;
-pub mod ask;
-pub mod callouts;
-pub mod classify;
-pub mod clock;
-pub mod connection_verdicts;
+pub mod callbacks;
+pub mod connections;
 pub mod control;
-pub mod control_device;
-pub mod delay;
-pub mod driver_state;
-pub mod etw;
-pub mod fast_path;
-pub mod ffi;
-pub mod filter_context;
-pub mod filter_view;
-pub mod flows;
-pub mod id_table;
-pub mod lifecycle;
-pub mod log;
-pub mod management;
-pub mod notify;
-pub mod pending;
-pub mod per_cpu_counters;
-pub mod pool;
-pub mod rate_limiter;
-pub mod reinjection;
-pub mod rundown;
-#[cfg(not(windows))]
-pub mod sim_framework;
-pub mod spin_lock;
-pub mod status;
-pub mod sync;
-pub mod wide;
+pub mod filters;
+pub mod glue;
+pub mod platform;
+pub mod verdicts;
+pub mod wfp;
 
-#[cfg(all(windows, any(feature = "kmdf", feature = "wdf-declarations")))]
-mod kmdf;
 // The WDF names the KMDF glue uses: wdk-sys's, generated from the WDK's
 // headers, on a Windows build host; else the project's own declarations,
 // asserted against Microsoft's KMDF headers (the cross-check).
@@ -64,10 +36,3 @@ mod kmdf;
 use wdf_types as wdf_api;
 #[cfg(all(windows, feature = "kmdf"))]
 use wdk_sys as wdf_api;
-
-#[cfg(all(windows, feature = "kmdf", feature = "fwpsk-bindgen-check"))]
-mod fwpsk_layout_check;
-#[cfg(all(windows, feature = "wdf-declarations", not(feature = "kmdf")))]
-mod fx_driver_entry;
-#[cfg(windows)]
-mod kernel_runtime;

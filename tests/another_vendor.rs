@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use fwps_types::*;
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{self, FilterAction, pending, reauthorization};
 use wfpcallout_simkernel::vendor::Vendor;

@@ -9,9 +9,9 @@ use fwps_types::*;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::pending::MAX_PENDING_REQUESTS;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::platform::status::NtStatus;
+use wfpcallout::verdicts::pending::MAX_PENDING_REQUESTS;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{self, packets, pending};
 use wfpcallout_simkernel::{clock, faults};
@@ -146,10 +146,10 @@ fn timeout_completes_with_the_default_verdict() {
     harness.connect_agent(AGENT);
     assert!(harness.classify_layer(Layer::ConnectV4, 80).pended.is_some());
     clock::advance_ms(200);
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(pending::pended_count(), 1, "not yet");
     clock::advance_ms(60);
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     let completions = pending::take_completions();
     assert_eq!(completions.len(), 1);
     assert!(completions[0].reauthorization.unwrap().permitted(), "default verdict: permit");
@@ -187,7 +187,7 @@ fn full_queue_means_the_default_verdict_at_once() {
     // at the next timer tick (not from inside notifyFn).
     harness.delete_filter(filter).unwrap();
     assert_eq!(pending::pended_count(), MAX_PENDING_REQUESTS, "nothing completed inside notifyFn DELETE");
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(pending::pended_count(), 0);
     assert_eq!(pending::take_completions().len(), MAX_PENDING_REQUESTS);
     harness.unload_and_check();
@@ -209,7 +209,7 @@ fn unknown_duplicate_and_undelivered_verdicts_are_refused() {
     assert_eq!(pending::take_completions().len(), 1);
     assert_eq!(pending::pended_count(), 1);
     harness.delete_filter(filter).unwrap();
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(pending::pended_count(), 0);
     harness.unload_and_check();
 }
@@ -227,7 +227,7 @@ fn filter_deleted_mid_wait_completes_and_releases() {
     let delivered = STATE.pending.take_next().unwrap();
     harness.delete_filter(filter).unwrap();
     assert!(pending::take_completions().is_empty(), "not completed from inside notifyFn");
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     let completions = pending::take_completions();
     assert_eq!(completions.len(), 10, "completed by the next timer tick");
     assert_eq!(stat(&STATE.pending.stats.timed_out), 0, "counted as deleted, not timed out");
@@ -336,7 +336,7 @@ fn recv_accept_clone_and_injection_failures_are_clean() {
     harness.classify_layer(Layer::RecvAcceptV4, 3);
     harness.delete_filter(filter).unwrap();
     assert!(packets::take_reinjected().is_empty(), "nothing injected inside notifyFn DELETE");
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(packets::take_reinjected().len(), 1);
     harness.unload_and_check();
 }
@@ -443,7 +443,7 @@ fn a_late_completion_reauthorization_still_gets_the_agents_verdict() {
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
     assert!(pending::take_completions()[0].reauthorization.is_none(), "deferred");
     clock::advance_ms(100);
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(STATE.pending.live(), 0, "the answered request was dropped at its deadline");
     let delivered = pending::deliver_deferred_reauthorizations();
     assert_eq!(delivered.len(), 1);
@@ -468,7 +468,7 @@ fn has_queued_tracks_requests_waiting_for_an_agent() {
     let first = STATE.pending.take_next().unwrap();
     assert!(STATE.pending.has_queued(), "one still waits");
     clock::advance_ms(2_000);
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert!(!STATE.pending.has_queued(), "the queued one timed out");
     assert_eq!(STATE.pending.answer(first.request_id, Verdict::Permit), Err(NtStatus::NOT_FOUND), "timed out too");
     let _ = pending::take_completions();

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use wfpcallout::connection_verdicts::{CAPACITY, ConnectionKey, ConnectionVerdicts, IDLE_LIMIT_TICKS};
+use wfpcallout::connections::connection_verdicts::{CAPACITY, ConnectionKey, ConnectionVerdicts, IDLE_LIMIT_TICKS};
 use wfpcallout_simkernel::{Kernel, pool};
 use wfpcallout_wire::Verdict;
 

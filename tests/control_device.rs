@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use fwps_types::*;
-use wfpcallout::control::{GET_REQUEST, GET_VERSION, MAX_INPUT_LEN, SET_VERDICT};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::sim_framework;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::control::ioctls::{GET_REQUEST, GET_VERSION, MAX_INPUT_LEN, SET_VERDICT};
+use wfpcallout::glue::sim_framework;
+use wfpcallout::platform::status::NtStatus;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, pending};
 use wfpcallout_simkernel::verifier;

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use fwps_types::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, GUID, STATUS_BAD_DATA};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::etw::{PROVIDER_GUID, PROVIDER_NAME, keyword, level};
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::platform::etw::{PROVIDER_GUID, PROVIDER_NAME, keyword, level};
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::etw::{self, EtwEvent, FieldValue};
 use wfpcallout_simkernel::{faults, verifier};
@@ -256,10 +256,10 @@ fn event_metadata_is_the_tracelogging_layout_byte_for_byte() {
     wanted.extend_from_slice(b"Status\0\x88\x0e"); // UINT32 | chain, NTSTATUS
     let len = wanted.len() as u16;
     wanted[..2].copy_from_slice(&len.to_le_bytes());
-    assert_eq!(wfpcallout::etw::FILTER_VETOED.metadata, &wanted[..]);
+    assert_eq!(wfpcallout::platform::etw::FILTER_VETOED.metadata, &wanted[..]);
     let mut traits = vec![13, 0];
     traits.extend_from_slice(b"wfpcallout\0");
-    assert_eq!(&wfpcallout::etw::PROVIDER_TRAITS[..], &traits[..]);
+    assert_eq!(&wfpcallout::platform::etw::PROVIDER_TRAITS[..], &traits[..]);
 }
 
 /// Runs load, an audit verdict, a veto and unload; the harness is kept

@@ -23,9 +23,9 @@
 use fwps_types::*;
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use wfpcallout::callouts::CALLOUTS;
-use wfpcallout::control::{self, GET_STATS, GET_VERSION, SET_VERDICT};
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::control::ioctls::{self, GET_STATS, GET_VERSION, SET_VERDICT};
+use wfpcallout::wfp::callout_table::CALLOUTS;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{self, ClassifyResult, flows, packets, pending};
 use wfpcallout_simkernel::{clock, faults};
@@ -156,11 +156,11 @@ fn classify(run: &mut Run, layer: Layer, filter: u64, port: u16) -> ClassifyResu
 /// The agent reads the next request (IOCTL) and answers it (IOCTL).
 fn agent_answers(run: &mut Run, verdict: Verdict) {
     let mut out = [0u8; ASK_REQUEST_LEN];
-    match control::agent_get_request(AGENT_FILE, &[], &mut out) {
+    match ioctls::agent_get_request(AGENT_FILE, &[], &mut out) {
         Ok(Some(len)) => {
             let request = AskRequestRepr::parse(&out[..len]).expect("request decodes");
             let message = VerdictMessageRepr { request_id: request.request_id, verdict }.to_bytes();
-            match control::dispatch_ioctl(SET_VERDICT, &message, &mut []) {
+            match ioctls::dispatch_ioctl(SET_VERDICT, &message, &mut []) {
                 Ok(0) => run.answered.push((request.remote_port, verdict)),
                 other => run.insane.push(format!("SET_VERDICT: {other:?}")),
             }
@@ -171,7 +171,7 @@ fn agent_answers(run: &mut Run, verdict: Verdict) {
 
 fn connect_agent(run: &mut Run) {
     let mut out = [0u8; ASK_REQUEST_LEN];
-    if let Err(status) = control::agent_get_request(AGENT_FILE, &[], &mut out) {
+    if let Err(status) = ioctls::agent_get_request(AGENT_FILE, &[], &mut out) {
         run.insane.push(format!("agent attach: {status:?}"));
     }
 }
@@ -219,11 +219,11 @@ fn lifecycle(harness: &mut Harness, existing: &Existing) -> Run {
         // Timed out: the default.
         if classify(&mut run, Layer::ConnectV4, id, 1001).pended.is_some() {
             clock::advance_ms(u64::from(ASK_TIMEOUT_MS) + 100);
-            wfpcallout::lifecycle::on_timer();
+            wfpcallout::control::lifecycle::on_timer();
         }
         // The agent goes away: the default; then it comes back.
         if classify(&mut run, Layer::ConnectV4, id, 1002).pended.is_some() {
-            control::file_cleanup(AGENT_FILE);
+            ioctls::file_cleanup(AGENT_FILE);
             connect_agent(&mut run);
         }
     }
@@ -271,7 +271,7 @@ fn lifecycle(harness: &mut Harness, existing: &Existing) -> Run {
     // The control device's read side.
     let mut out = vec![0u8; STATS_REPLY_MAX_LEN];
     let query = StatsQueryRepr { after_filter_id: 0, max_entries: 16 };
-    match control::dispatch_ioctl(GET_STATS, &query.to_bytes(), &mut out) {
+    match ioctls::dispatch_ioctl(GET_STATS, &query.to_bytes(), &mut out) {
         Ok(len) => {
             if StatsReply::parse_for_query(&out[..len], &query).is_err() {
                 run.insane.push("stats reply does not decode".into());
@@ -279,7 +279,7 @@ fn lifecycle(harness: &mut Harness, existing: &Existing) -> Run {
         }
         Err(status) => run.insane.push(format!("GET_STATS: {status:?}")),
     }
-    if control::dispatch_ioctl(GET_VERSION, &[], &mut out).is_err() {
+    if ioctls::dispatch_ioctl(GET_VERSION, &[], &mut out).is_err() {
         run.insane.push("GET_VERSION failed".into());
     }
 
@@ -539,7 +539,8 @@ fn the_sweep_notices_a_broken_run() {
     let run = lifecycle(&mut harness, &existing);
     // Held across the check (a leak as far as the run can tell), freed after
     // it so LeakSanitizer has nothing to report for the process.
-    let leaked = wfpcallout::pool::PoolBox::try_new(0u64, wfpcallout::pool::TAG_FILTER_CONTEXT).unwrap();
+    let leaked =
+        wfpcallout::platform::pool::PoolBox::try_new(0u64, wfpcallout::platform::pool::TAG_FILTER_CONTEXT).unwrap();
     let result = finish(&harness, run);
     drop(leaked);
     assert!(result.as_ref().is_err_and(|e| e.contains("pool leak")), "{result:?}");

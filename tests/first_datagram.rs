@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::atomic::Ordering;
-use wfpcallout::driver_state::STATE;
-use wfpcallout::reinjection::COPIES;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::wfp::injection::COPIES;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{self, Connection, packets, pending, reauthorization};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};

@@ -7,7 +7,7 @@
 
 use fwps_types::*;
 use std::sync::atomic::Ordering;
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{self, flows};
 use wfpcallout_simkernel::{faults, pool};
@@ -58,8 +58,8 @@ fn ten_thousand_flows_across_filters_are_counted_and_freed_once() {
         assert_eq!(live_and_total(*filter), (0, 0), "one context per flow and callout");
     }
     assert_eq!(STATE.flows.len(), 10_000);
-    assert_eq!(STATE.flow_stats.already_tracked.load(Ordering::Relaxed), 50_000);
-    assert_eq!(STATE.flow_stats.associate_failures.load(Ordering::Relaxed), 0);
+    assert_eq!(STATE.flows.stats.already_tracked.load(Ordering::Relaxed), 50_000);
+    assert_eq!(STATE.flows.stats.associate_failures.load(Ordering::Relaxed), 0);
     // Flows end on two other threads, at DISPATCH_LEVEL.
     let (a, b) = handles.split_at(5_000);
     let (a, b) = (a.to_vec(), b.to_vec());
@@ -186,7 +186,7 @@ fn association_failure_leaves_the_flow_untracked() {
     assert!(result.permitted());
     faults::fail_allocation(0);
     let (second, _) = flows::establish_flow(&Layer::FlowV4.connection(2));
-    assert_eq!(STATE.flow_stats.associate_failures.load(Ordering::Relaxed), 2);
+    assert_eq!(STATE.flows.stats.associate_failures.load(Ordering::Relaxed), 2);
     assert_eq!(
         live_and_total(filter),
         (0, 0),
@@ -203,8 +203,8 @@ fn association_failure_leaves_the_flow_untracked() {
 #[test]
 fn flow_delete_for_a_context_we_do_not_hold_is_ignored() {
     let harness = Harness::load();
-    wfpcallout_simkernel::irql::at_dispatch(|| wfpcallout::flows::flow_delete_fn(52, 1, 0xDEAD_BEEF));
-    assert_eq!(STATE.flow_stats.delete_unknown.load(Ordering::Relaxed), 1);
+    wfpcallout_simkernel::irql::at_dispatch(|| wfpcallout::callbacks::flow_delete::flow_delete_fn(52, 1, 0xDEAD_BEEF));
+    assert_eq!(STATE.flows.stats.delete_unknown.load(Ordering::Relaxed), 1);
     harness.unload_and_check();
 }
 
@@ -225,7 +225,7 @@ fn unload_racing_an_association_still_removes_the_context() {
         pause.wait_reached();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let unloader = scope.spawn(move || {
-            wfpcallout::lifecycle::unload();
+            wfpcallout::control::lifecycle::unload();
             let _ = done_tx.send(());
         });
         // Unload's removal pass finds the entry; its unregistration then

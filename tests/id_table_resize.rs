@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
-use wfpcallout::id_table::{IdTable, MIGRATE_STEP, TableEntry};
-use wfpcallout::pool::PoolTag;
+use wfpcallout::platform::id_table::{IdTable, MIGRATE_STEP, TableEntry};
+use wfpcallout::platform::pool::PoolTag;
 use wfpcallout_scenario::Harness;
 use wfpcallout_simkernel::pool;
 

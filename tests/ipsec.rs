@@ -8,8 +8,8 @@
 
 use fwps_types::fwp;
 use std::sync::atomic::Ordering;
-use wfpcallout::driver_state::STATE;
-use wfpcallout::reinjection::COPIES;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::wfp::injection::COPIES;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{self, Connection, packets};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};

@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fwps_types::*;
-use wfpcallout::callouts::{CALLOUTS, SUBLAYER_KEY};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::platform::status::NtStatus;
+use wfpcallout::wfp::callout_table::{CALLOUTS, SUBLAYER_KEY};
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::{debug_print, engine, faults};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
@@ -39,7 +39,7 @@ fn load_registers_everything_and_unload_removes_it() {
 fn load_twice_is_refused_and_reload_works() {
     let mut harness = Harness::load();
     let device = harness.kernel.device_object();
-    assert_eq!(wfpcallout::lifecycle::initialize(device), Err(NtStatus::INVALID_DEVICE_STATE));
+    assert_eq!(wfpcallout::control::lifecycle::initialize(device), Err(NtStatus::INVALID_DEVICE_STATE));
     harness.unload();
     harness.initialize().unwrap();
     let id = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();

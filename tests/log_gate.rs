@@ -7,7 +7,7 @@
 use core::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use wfpcallout::log::{self, Level};
+use wfpcallout::platform::log::{self, Level};
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::debug_print;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
@@ -92,8 +92,8 @@ fn an_audit_filter_logs_only_through_an_open_gate() {
 /// it was) and the level it sets is the one `log!` checks.
 #[test]
 fn the_log_level_ioctl_sets_the_gate() {
-    use wfpcallout::control::{SET_LOG_LEVEL, dispatch_ioctl};
-    use wfpcallout::status::NtStatus;
+    use wfpcallout::control::ioctls::{SET_LOG_LEVEL, dispatch_ioctl};
+    use wfpcallout::platform::status::NtStatus;
     use wfpcallout_wire::LogGateRepr;
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let set = |level: LogLevel| dispatch_ioctl(SET_LOG_LEVEL, &LogGateRepr { max_level: level }.to_bytes(), &mut []);

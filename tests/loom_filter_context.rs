@@ -23,8 +23,8 @@
 use loom::thread;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use wfpcallout::filter_context::{ContextRef, ContextTable, Origin};
-use wfpcallout::pool::TAG_CONTEXT_TABLE;
+use wfpcallout::filters::filter_context::{ContextRef, ContextTable, Origin};
+use wfpcallout::platform::pool::TAG_CONTEXT_TABLE;
 use wfpcallout_simkernel::{pool, verifier};
 use wfpcallout_wire::PolicyRepr;
 

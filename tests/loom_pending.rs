@@ -30,9 +30,9 @@ use core::net::{IpAddr, Ipv4Addr};
 use loom::thread;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use wfpcallout::filter_context::{ContextRef, ContextTable, Origin};
-use wfpcallout::pending::{AskInfo, Finish, PendOutcome, Pending, loom_engine};
-use wfpcallout::pool::TAG_CONTEXT_TABLE;
+use wfpcallout::filters::filter_context::{ContextRef, ContextTable, Origin};
+use wfpcallout::platform::pool::TAG_CONTEXT_TABLE;
+use wfpcallout::verdicts::pending::{AskInfo, Finish, PendOutcome, Pending, loom_engine};
 use wfpcallout_simkernel::{pool, verifier};
 use wfpcallout_wire::{Label, PolicyRepr, Verdict};
 

@@ -5,7 +5,7 @@
 //! counting on any processor index loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use wfpcallout::per_cpu_counters::{Counter, PerCpuCounters, processor_count};
+use wfpcallout::platform::per_cpu_counters::{Counter, PerCpuCounters, processor_count};
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::pool;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};

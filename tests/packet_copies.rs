@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::atomic::Ordering;
-use wfpcallout::driver_state::STATE;
-use wfpcallout::reinjection::{COPIES, MAX_COPY_BYTES_HELD, MAX_PACKET_COPY};
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::wfp::injection::{COPIES, MAX_COPY_BYTES_HELD, MAX_PACKET_COPY};
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine::{packet_data, packets, pending};
 use wfpcallout_simkernel::{clock, verifier};
@@ -71,7 +71,7 @@ fn a_denied_or_timed_out_copy_is_freed() {
     STATE.pending.answer(request.request_id, Verdict::Block).unwrap();
     assert_eq!(held(), 72, "the denied copy is freed at once");
     clock::advance_ms(600_001);
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert!(packets::take_reinjected().is_empty(), "default block: nothing injected");
     assert_eq!(held(), 0, "the timed-out copy is freed");
     assert_eq!(COPIES.copied.load(Ordering::Relaxed), copied + 2);
@@ -105,7 +105,7 @@ fn copies_are_bounded_and_counted() {
     assert!(held() <= MAX_COPY_BYTES_HELD);
     // Unload finishes every request with its default and frees every copy.
     harness.delete_filter(filter).unwrap();
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(held(), 0);
     harness.unload_and_check();
 }

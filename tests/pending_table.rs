@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::HashSet;
-use wfpcallout::driver_state::STATE;
-use wfpcallout::pending::MAX_PENDING_REQUESTS;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::platform::status::NtStatus;
+use wfpcallout::verdicts::pending::MAX_PENDING_REQUESTS;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::clock;
 use wfpcallout_simkernel::engine::pending;
@@ -48,7 +48,7 @@ fn requests_are_read_oldest_first_whatever_leaves_the_table_in_between() {
     let first_two: Vec<u16> = (0..2).map(|_| STATE.pending.take_next().unwrap().remote_port).collect();
     assert_eq!(first_two, [100, 101]);
     clock::advance(20_000_000);
-    wfpcallout::lifecycle::on_timer();
+    wfpcallout::control::lifecycle::on_timer();
     assert_eq!(pending::take_completions().len(), 10, "the deleted filter's ten, read or not");
     let rest = read_all();
     assert_eq!(rest.iter().map(|r| r.0).collect::<Vec<_>>(), (200..210).collect::<Vec<_>>(), "oldest first");

@@ -8,8 +8,8 @@
 use fwps_types::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::platform::status::NtStatus;
 use wfpcallout_scenario::{CLEAR_ACTION_RIGHT, Harness, Layer, PolicySource};
 use wfpcallout_simkernel::{clock, engine, faults, pool};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
@@ -419,10 +419,10 @@ fn add_failure_for_duplicate_id_is_impossible_but_reported() {
     let harness = Harness::load();
     let id = harness.add_filter(Layer::ConnectV4, PolicySource::None).unwrap();
     let context = STATE.table.get(id).unwrap();
-    let duplicate = wfpcallout::filter_context::ContextRef::try_new(
+    let duplicate = wfpcallout::filters::filter_context::ContextRef::try_new(
         id,
         0,
-        wfpcallout::filter_context::Origin::Notified,
+        wfpcallout::filters::filter_context::Origin::Notified,
         PolicyRepr::DEFAULT,
     )
     .unwrap();

@@ -8,9 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fwps_types::*;
-use wfpcallout::callouts::{CALLOUTS, SUBLAYER_KEY};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::management;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::wfp::callout_table::{CALLOUTS, SUBLAYER_KEY};
+use wfpcallout::wfp::management;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};

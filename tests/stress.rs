@@ -37,9 +37,9 @@ use fwps_types::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6,
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use wfpcallout::control::{self, GET_STATS, GET_VERSION, SET_VERDICT};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::control::ioctls::{self, GET_STATS, GET_VERSION, SET_VERDICT};
+use wfpcallout::platform::status::NtStatus;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, ClassifyResult, FilterAction, flows, packets, pending, reauthorization};
 use wfpcallout_simkernel::vendor::Vendor;
@@ -263,10 +263,10 @@ fn ioctl_agent(shared: &Shared, seed: u64, ops: u64) {
     while keep_going(shared, &mut done, ops) {
         if rng.below(200) == 0 {
             // The agent's handle closes: everything pending gets its default.
-            control::file_cleanup(AGENT_FILE);
+            ioctls::file_cleanup(AGENT_FILE);
             bump(&shared.figures.agent_disconnects);
         }
-        match control::agent_get_request(AGENT_FILE, &[], &mut out) {
+        match ioctls::agent_get_request(AGENT_FILE, &[], &mut out) {
             Ok(Some(len)) => {
                 let request = AskRequestRepr::parse(&out[..len]).expect("the driver's request decodes");
                 bump(&shared.figures.agent_requests_read);
@@ -280,7 +280,7 @@ fn ioctl_agent(shared: &Shared, seed: u64, ops: u64) {
                 let message = VerdictMessageRepr { request_id: request.request_id, verdict }.to_bytes();
                 let answers = if rng.below(10) == 0 { 2 } else { 1 };
                 for _ in 0..answers {
-                    match control::dispatch_ioctl(SET_VERDICT, &message, &mut []) {
+                    match ioctls::dispatch_ioctl(SET_VERDICT, &message, &mut []) {
                         Ok(0) => bump(&shared.figures.verdicts_accepted),
                         // Finished meanwhile (timeout, delete, disconnect,
                         // unload), or the duplicate: refused, nothing changes.
@@ -293,7 +293,7 @@ fn ioctl_agent(shared: &Shared, seed: u64, ops: u64) {
             Err(status) => panic!("GET_REQUEST: unexpected {status:?}"),
         }
     }
-    control::file_cleanup(AGENT_FILE);
+    ioctls::file_cleanup(AGENT_FILE);
 }
 
 /// A second agent that reads the request table directly (the glue's
@@ -320,7 +320,7 @@ fn timer(shared: &Shared, seed: u64, ops: u64) {
     let mut done = 0;
     while keep_going(shared, &mut done, ops) {
         clock::advance_ms(rng.below(20));
-        wfpcallout::lifecycle::on_timer();
+        wfpcallout::control::lifecycle::on_timer();
         bump(&shared.figures.timer_ticks);
         std::thread::yield_now();
     }
@@ -333,7 +333,7 @@ fn stats_reader(shared: &Shared, ops: u64) {
         let mut after = 0;
         loop {
             let query = StatsQueryRepr { after_filter_id: after, max_entries: STATS_MAX_ENTRIES / 16 };
-            let len = control::dispatch_ioctl(GET_STATS, &query.to_bytes(), &mut out).expect("stats");
+            let len = ioctls::dispatch_ioctl(GET_STATS, &query.to_bytes(), &mut out).expect("stats");
             bump(&shared.figures.stats_queries);
             let reply = StatsReply::parse_for_query(&out[..len], &query).expect("the driver's reply decodes");
             let mut last = after;
@@ -346,7 +346,7 @@ fn stats_reader(shared: &Shared, ops: u64) {
             after = last;
         }
         let mut version = [0u8; 16];
-        let len = control::dispatch_ioctl(GET_VERSION, &[], &mut version).expect("version");
+        let len = ioctls::dispatch_ioctl(GET_VERSION, &[], &mut version).expect("version");
         VersionInfoRepr::parse(&version[..len]).expect("version decodes");
         bump(&shared.figures.version_queries);
     }
@@ -576,7 +576,7 @@ fn everything_at_once_then_unload_and_reconcile() {
         get(&f.filters_deleted),
         reinjected.len(),
         get(&f.flows_established),
-        STATE.flow_stats.associated.load(Ordering::Relaxed),
+        STATE.flows.stats.associated.load(Ordering::Relaxed),
         get(&f.flows_ended),
         get(&f.reauthorizations),
         Vendor::inspected(),
@@ -586,7 +586,7 @@ fn everything_at_once_then_unload_and_reconcile() {
     );
     assert!(get(&f.pended) > 0 && get(&f.verdicts_accepted) > 0, "the asynchronous path was exercised");
     assert_eq!(reinjected_blocked, 0, "a reinjected packet was not recognised as ours");
-    assert!(STATE.flow_stats.associated.load(Ordering::Relaxed) > 0, "flows were tracked");
+    assert!(STATE.flows.stats.associated.load(Ordering::Relaxed) > 0, "flows were tracked");
     // Every context, request and flow freed: the pool is empty, and the
     // engine holds nothing of ours.
     harness.kernel.assert_unloaded_clean();

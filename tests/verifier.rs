@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, unsafe_code)]
 
 use fwps_types::{DISPATCH_LEVEL, POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED};
-use wfpcallout::pool::{PoolBox, TAG_FILTER_CONTEXT};
+use wfpcallout::platform::pool::{PoolBox, TAG_FILTER_CONTEXT};
 use wfpcallout_simkernel::pool::{ExAllocatePool2, ExFreePoolWithTag};
 use wfpcallout_simkernel::verifier::ViolationKind;
 use wfpcallout_simkernel::{Kernel, irql, verifier};
@@ -83,7 +83,7 @@ fn passive_only_call_at_dispatch_fails() {
     irql::at_dispatch(|| {
         // SAFETY: valid out-pointer; the IRQL is wrong on purpose.
         unsafe {
-            wfpcallout::ffi::FwpmEngineOpen0(
+            wfpcallout::wfp::ffi::FwpmEngineOpen0(
                 std::ptr::null(),
                 fwps_types::RPC_C_AUTHN_WINNT,
                 std::ptr::null(),
@@ -102,7 +102,7 @@ fn engine_session_left_open_is_a_leak() {
     let mut handle = std::ptr::null_mut();
     // SAFETY: valid out-pointer at PASSIVE_LEVEL.
     let status = unsafe {
-        wfpcallout::ffi::FwpmEngineOpen0(
+        wfpcallout::wfp::ffi::FwpmEngineOpen0(
             std::ptr::null(),
             fwps_types::RPC_C_AUTHN_WINNT,
             std::ptr::null(),
@@ -117,7 +117,7 @@ fn engine_session_left_open_is_a_leak() {
 #[test]
 fn spin_lock_raises_to_dispatch_and_restores() {
     let kernel = Kernel::boot();
-    let lock = wfpcallout::spin_lock::SpinLock::new(5u32);
+    let lock = wfpcallout::platform::spin_lock::SpinLock::new(5u32);
     {
         let mut guard = lock.lock();
         assert_eq!(irql::current(), DISPATCH_LEVEL);

@@ -7,7 +7,7 @@
 //! own instructions from the simulator's (see `bench/report.py`).
 
 use crate::{Policy, World};
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
 use wfpcallout_simkernel::engine::pending;
 use wfpcallout_wire::Verdict;
 

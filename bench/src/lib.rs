@@ -5,7 +5,7 @@
 //! one and two threads, memory per context). Everything here drives the
 //! driver's real `classify_fn` and `notify_fn`:
 //!
-//! - **driver**: `wfpcallout::classify::classify_fn` called the way the
+//! - **driver**: `wfpcallout::callbacks::classify::classify_fn` called the way the
 //!   engine calls it, with prebuilt incoming values, metadata, classify
 //!   output and an `FWPS_FILTER2` whose `context` is the one the driver's
 //!   ADD notify wrote into the engine's filter;
@@ -17,7 +17,7 @@
 //! - **minimal**: the minimal correct callout (checks the write right,
 //!   reads `filter->context`, writes the verdict);
 //! - **hash-sip / hash-fib / btree**: the same decision
-//!   (`wfpcallout::classify::decide_fast`, else `decide_on`) with the context found on every
+//!   (`wfpcallout::filters::policy::decide_static`, else `decide_now`) with the context found on every
 //!   classify in a map keyed by filter id under a native atomic
 //!   reader/writer spin lock ([`native_lock`]): `std` `HashMap` with its
 //!   default SipHash hasher, `HashMap` with a multiplicative (Fibonacci)
@@ -43,11 +43,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wfpcallout::classify::{Decision, decide_fast, decide_on};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::filter_context::{ContextRef, FilterContext};
-use wfpcallout::log::Level;
-use wfpcallout::per_cpu_counters::current_processor;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::filters::filter_context::{ContextRef, FilterContext};
+use wfpcallout::filters::policy::{Decision, decide_now, decide_static};
+use wfpcallout::platform::log::Level;
+use wfpcallout::platform::per_cpu_counters::current_processor;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, Connection};
 use wfpcallout_simkernel::{clock, irql, pool, verifier};
@@ -250,7 +250,7 @@ impl Variant {
         match self {
             Variant::Empty => empty_classify,
             Variant::Minimal => minimal_classify,
-            Variant::Driver => wfpcallout::classify::classify_fn,
+            Variant::Driver => wfpcallout::callbacks::classify::classify_fn,
             Variant::HashSip => hash_sip_classify,
             Variant::HashFib => hash_fib_classify,
             Variant::BTree => btree_classify,
@@ -423,7 +423,7 @@ unsafe fn locked_classify<M: ContextMap>(
     let clear_right = filter.flags & FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0;
     let decision = map.read().find(filter.filterId).map_or(Decision::Permit, |context| {
         let processor = current_processor();
-        decide_fast(context, processor).unwrap_or_else(|| decide_on(context, processor))
+        decide_static(context, processor).unwrap_or_else(|| decide_now(context, processor).unwrap_or(Decision::Block))
     });
     write_verdict(decision, clear_right, out);
 }
@@ -629,7 +629,7 @@ pub fn wfpbench_notify_add(filter: &mut FWPS_FILTER2) -> NTSTATUS {
     static KEY: GUID = GUID::from_u128(0x0bec_4000_0000_4000_8000_0000_0000_0001);
     // SAFETY: the filter and its provider context live in the caller and
     // the World for the call; notify may write `context`.
-    unsafe { wfpcallout::notify::notify_fn(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &KEY, filter) }
+    unsafe { wfpcallout::callbacks::notify::notify_fn(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &KEY, filter) }
 }
 
 /// notifyFn DELETE for one filter (filterKey NULL, as the engine passes).
@@ -637,7 +637,7 @@ pub fn wfpbench_notify_add(filter: &mut FWPS_FILTER2) -> NTSTATUS {
 #[inline(never)]
 pub fn wfpbench_notify_delete(filter: &mut FWPS_FILTER2) -> NTSTATUS {
     // SAFETY: the filter lives in the caller for the call.
-    unsafe { wfpcallout::notify::notify_fn(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, core::ptr::null(), filter) }
+    unsafe { wfpcallout::callbacks::notify::notify_fn(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, core::ptr::null(), filter) }
 }
 
 /// `FwpmFilterAdd0` in the simulated engine (which calls notifyFn ADD).
@@ -775,7 +775,7 @@ impl World {
         match policy {
             // An adopted filter alive: classify looks every context up.
             Policy::Lookup => STATE.adopted_added(),
-            Policy::AuditLogGated => wfpcallout::log::set_max_level(Some(Level::Warning)),
+            Policy::AuditLogGated => wfpcallout::platform::log::set_max_level(Some(Level::Warning)),
             _ => {}
         }
         let connection = layer.connection(443);
@@ -924,7 +924,7 @@ impl World {
         let Some(mut harness) = self.harness.take() else { return Vec::new() };
         match self.policy {
             Policy::Lookup => STATE.adopted_removed(),
-            Policy::AuditLogGated => wfpcallout::log::set_max_level(Some(Level::Trace)),
+            Policy::AuditLogGated => wfpcallout::platform::log::set_max_level(Some(Level::Trace)),
             _ => {}
         }
         clear_baselines();

@@ -11,8 +11,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
-use wfpcallout::control;
-use wfpcallout::driver_state::STATE;
+use wfpcallout::control::ioctls;
+use wfpcallout::callbacks::state::STATE;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use fwps_types::STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER;
 use wfpcallout_simkernel::clock;
@@ -188,25 +188,25 @@ fn step(harness: &mut Harness, world: &mut World, input: &mut Input<'_>) {
         7 => {
             if input.byte() & 1 == 0 {
                 let mut out = [0u8; ASK_REQUEST_LEN];
-                let _ = control::agent_get_request(AGENT_FILE, &[], &mut out);
+                let _ = ioctls::agent_get_request(AGENT_FILE, &[], &mut out);
             } else {
-                control::file_cleanup(AGENT_FILE);
+                ioctls::file_cleanup(AGENT_FILE);
             }
         }
         // The agent answers the next request, or sends a guess.
         8 | 9 => {
             let mut out = [0u8; ASK_REQUEST_LEN];
             let verdict = if input.byte() & 1 == 0 { Verdict::Permit } else { Verdict::Block };
-            let request_id = match control::agent_get_request(AGENT_FILE, &[], &mut out) {
+            let request_id = match ioctls::agent_get_request(AGENT_FILE, &[], &mut out) {
                 Ok(Some(len)) => AskRequestRepr::parse(&out[..len]).expect("the driver's request decodes").request_id,
                 _ => u64::from(input.byte()),
             };
             let message = VerdictMessageRepr { request_id, verdict }.to_bytes();
-            let _ = control::dispatch_ioctl(control::SET_VERDICT, &message, &mut []);
+            let _ = ioctls::dispatch_ioctl(ioctls::SET_VERDICT, &message, &mut []);
         }
         10 => {
             clock::advance_ms(u64::from(input.u16()));
-            wfpcallout::lifecycle::on_timer();
+            wfpcallout::control::lifecycle::on_timer();
         }
         11 => {
             let Some(layer) = pick(&[Layer::FlowV4, Layer::FlowV6], input) else { return };
@@ -223,16 +223,16 @@ fn step(harness: &mut Harness, world: &mut World, input: &mut Input<'_>) {
         // Any IOCTL code with any buffers.
         13 => {
             let code = match input.byte() % 5 {
-                0 => control::GET_VERSION,
-                1 => control::GET_STATS,
-                2 => control::SET_VERDICT,
-                3 => control::GET_REQUEST,
+                0 => ioctls::GET_VERSION,
+                1 => ioctls::GET_STATS,
+                2 => ioctls::SET_VERDICT,
+                3 => ioctls::GET_REQUEST,
                 _ => input.u32(),
             };
             let len = usize::from(input.byte());
             let buffer = input.bytes(len).to_vec();
             let mut out = vec![0u8; usize::from(input.u16() % 4096)];
-            match control::dispatch_ioctl(code, &buffer, &mut out) {
+            match ioctls::dispatch_ioctl(code, &buffer, &mut out) {
                 Ok(written) => assert!(written <= out.len()),
                 Err(status) => assert!(!status.is_success()),
             }

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wfpcallout::filter_view::ProviderBlob;
-use wfpcallout::notify::policy_from_blob;
+use wfpcallout::wfp::filter_view::ProviderBlob;
+use wfpcallout::callbacks::notify::policy_from_blob;
 use wfpcallout_wire::{POLICY_MAX_LEN, PolicyBlob, PolicyRepr};
 
 fuzz_target!(|data: &[u8]| {

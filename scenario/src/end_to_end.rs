@@ -12,7 +12,7 @@
 
 use std::io::{self, Write};
 
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr, Verdict};
 
 use wfpcallout_wire::text::{Table, verdict_name};

@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use fwps_types::NTSTATUS;
-use wfpcallout::callouts::{CALLOUTS, SUBLAYER_KEY};
-use wfpcallout::driver_state::STATE;
-use wfpcallout::per_cpu_counters::CounterSnapshot;
-use wfpcallout::status::NtStatus;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::platform::per_cpu_counters::CounterSnapshot;
+use wfpcallout::platform::status::NtStatus;
+use wfpcallout::wfp::callout_table::{CALLOUTS, SUBLAYER_KEY};
 use wfpcallout_simkernel::Kernel;
 use wfpcallout_simkernel::engine::{self, ClassifyResult, Connection, FilterSpec};
 use wfpcallout_wire::PolicyRepr;
@@ -46,7 +46,7 @@ impl Layer {
     pub const FLOWS: [Layer; 2] = [Layer::FlowV4, Layer::FlowV6];
 
     /// The driver's callout spec for this layer.
-    pub fn spec(self) -> &'static wfpcallout::callouts::CalloutSpec {
+    pub fn spec(self) -> &'static wfpcallout::wfp::callout_table::CalloutSpec {
         &CALLOUTS[self as usize]
     }
 
@@ -97,14 +97,14 @@ impl Harness {
     /// Runs the driver's initialize (DriverEntry's portable part).
     pub fn initialize(&mut self) -> Result<(), NtStatus> {
         let device = self.kernel.device_object();
-        wfpcallout::lifecycle::initialize(device)?;
+        wfpcallout::control::lifecycle::initialize(device)?;
         self.loaded = true;
         Ok(())
     }
 
     /// Runs the driver's unload.
     pub fn unload(&mut self) {
-        wfpcallout::lifecycle::unload();
+        wfpcallout::control::lifecycle::unload();
         self.loaded = false;
     }
 
@@ -183,7 +183,7 @@ impl Drop for Harness {
         // A test that panicked mid-way must not leave the driver loaded for
         // the next one.
         if self.loaded {
-            wfpcallout::lifecycle::unload();
+            wfpcallout::control::lifecycle::unload();
         }
     }
 }

@@ -108,7 +108,7 @@ impl SimulatedBackend {
     /// number of pool allocations when everything was freed and no rule
     /// was broken, the problems otherwise.
     pub fn unload(mut self) -> Result<u64, Vec<String>> {
-        wfpcallout::control::file_cleanup(HANDLE_TOKEN);
+        wfpcallout::control::ioctls::file_cleanup(HANDLE_TOKEN);
         for filter in std::mem::take(&mut self.filters) {
             // Filters outlive a driver on Windows; here the engine goes away
             // with the session, so delete them while the driver is loaded.
@@ -188,13 +188,13 @@ impl Backend for SimulatedBackend {
     fn ioctl(&mut self, code: u32, input: &[u8], output_len: usize) -> Result<Vec<u8>, BackendError> {
         let mut output = vec![0u8; output_len];
         let written = if code == IOCTL_WFPCALLOUT_AGENT_GET_REQUEST {
-            wfpcallout::control::agent_get_request(HANDLE_TOKEN, input, &mut output)
+            wfpcallout::control::ioctls::agent_get_request(HANDLE_TOKEN, input, &mut output)
                 .map_err(|status| status_error("DeviceIoControl", status.raw()))?
                 // The real driver parks the IOCTL until a connection is
                 // pended; in the simulation nothing else runs meanwhile.
                 .ok_or_else(|| BackendError::message("DeviceIoControl", "no ask request is waiting"))?
         } else {
-            wfpcallout::control::dispatch_ioctl(code, input, &mut output)
+            wfpcallout::control::ioctls::dispatch_ioctl(code, input, &mut output)
                 .map_err(|status| status_error("DeviceIoControl", status.raw()))?
         };
         output.truncate(written);

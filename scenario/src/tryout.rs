@@ -25,7 +25,7 @@ use std::io::{self, Cursor, Write};
 use std::rc::Rc;
 
 use clap::Parser;
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
 use wfpcallout_simkernel::engine::{self, pending};
 use wfpctl::command::{AgentOptions, Command, Format};
 use wfpctl::filter_spec::{IpVersion, Layer as CtlLayer, parse_protocol};

@@ -13,8 +13,8 @@
 use std::io::Cursor;
 
 use fwps_types::*;
-use wfpcallout::callouts::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
-use wfpcallout::driver_state::STATE;
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::wfp::callout_table::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
 use wfpcallout_scenario::Layer as SimLayer;
 use wfpcallout_scenario::simulated_backend::{HANDLE_TOKEN, SimulatedBackend, portable_key};
 use wfpcallout_simkernel::engine::pending;

@@ -325,7 +325,7 @@ fn native() {
     let _ = writeln!(
         out,
         r#""sizes":{{"FilterContext":{},"FWPS_FILTER2":{}}},"#,
-        size_of::<wfpcallout::filter_context::FilterContext>(),
+        size_of::<wfpcallout::filters::filter_context::FilterContext>(),
         size_of::<fwps_types::FWPS_FILTER2>()
     );
 
@@ -361,7 +361,7 @@ fn native() {
     for processors in [2usize, 64, 128] {
         let _world = World::new(0, Policy::Permit);
         let before = World::memory().counters;
-        let counters = wfpcallout::per_cpu_counters::PerCpuCounters::try_new(processors).expect("pool");
+        let counters = wfpcallout::platform::per_cpu_counters::PerCpuCounters::try_new(processors).expect("pool");
         let after = World::memory().counters;
         drop(counters);
         rows.push(format!(r#"{{"processors":{processors},"counter_bytes":{}}}"#, after.1 - before.1));

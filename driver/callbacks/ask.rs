@@ -1,0 +1,176 @@
+//! The `ask` policy on the classify path: pend the connection and queue a
+//! request for the agent, or answer a reauthorization from the verdict kept
+//! for it, or fall back to the filter's default verdict.
+//!
+//! At ALE_AUTH_RECV_ACCEPT completion does not reauthorize: the first
+//! packet is deep-copied when the connection is pended (a shallow clone
+//! must not wait for a person), and permitting injects the copy (see
+//! `reinjection`). IPsec-protected inbound connections are not pended: the
+//! copy could not be injected as it is (it keeps its AH/ESP header), so
+//! the filter's default applies at once (counted in
+//! `reinjection::COPIES.ipsec`).
+#![forbid(unsafe_code)]
+
+use crate::callbacks::state::STATE;
+use crate::filters::filter_context::FilterContext;
+use crate::filters::policy::AskTerms;
+use crate::platform::per_cpu_counters::Counter;
+use crate::verdicts::pending::{AskInfo, PendOutcome};
+use crate::wfp::callout_table;
+use crate::wfp::ffi::{
+    FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON, FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS,
+    FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL, FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS,
+    FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON,
+    FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, fwp,
+};
+use crate::wfp::filter_view::{IncomingValues, Metadata};
+use core::net::{IpAddr, Ipv4Addr};
+use core::sync::atomic::Ordering;
+use wfpcallout_wire::Verdict;
+
+/// What classify answers for an ask filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AskDecision {
+    /// Answer now with this verdict.
+    Now(Verdict),
+    /// Pended: answer BLOCK + ABSORB; the verdict comes later.
+    Pended,
+}
+
+/// The connection as the agent will see it.
+fn describe(
+    context: &FilterContext,
+    values: &IncomingValues<'_>,
+    metadata: Option<&Metadata<'_>>,
+    timeout_ms: u32,
+    default_verdict: Verdict,
+) -> AskInfo {
+    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let layer_id = values.layer_id();
+    AskInfo {
+        request_id: 0,
+        filter_id: context.filter_id(),
+        process_id: metadata.and_then(Metadata::process_id).unwrap_or(0),
+        layer_id,
+        inbound: matches!(layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6),
+        protocol: values.uint8(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL).unwrap_or(0),
+        local_address: values.address(FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS).unwrap_or(unspecified),
+        local_port: values.uint16(FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT).unwrap_or(0),
+        remote_address: values.address(FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
+        remote_port: values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
+        timeout_ms,
+        default_verdict,
+        label: context.policy().label,
+    }
+}
+
+fn defaulted(context: &FilterContext, verdict: Verdict) -> AskDecision {
+    context.count(Counter::Defaulted);
+    STATE.pending.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+    AskDecision::Now(verdict)
+}
+
+/// Whether the FLAGS value says IPsec protects the traffic
+/// (`FWP_CONDITION_FLAG_IS_IPSEC_SECURED`, as the inspect sample's
+/// `IsSecureConnection` reads it).
+fn is_ipsec_secured(flags: u32) -> bool {
+    flags & fwp::FWP_CONDITION_FLAG_IS_IPSEC_SECURED != 0
+}
+
+/// The REAUTHORIZE_REASON field at an ALE authorization layer.
+fn reauthorize_reason_field(layer_id: u16) -> Option<usize> {
+    match layer_id {
+        FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6 => {
+            Some(FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON)
+        }
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => {
+            Some(FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON)
+        }
+        _ => None,
+    }
+}
+
+/// A reauthorization (only the initial authorization can be pended). The
+/// one that completing a pended connect triggers
+/// (`FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION`) takes the
+/// verdict kept for its request (so does one without a reason field);
+/// every other reason (a policy change at the layer, a new arrival
+/// interface, the opposite direction, ...) gets the verdict the connection
+/// already has, which it keeps. A connection we never decided gets the
+/// default.
+fn reauthorization(
+    context: &FilterContext,
+    values: &IncomingValues<'_>,
+    info: &AskInfo,
+    default_verdict: Verdict,
+) -> AskDecision {
+    let reason = reauthorize_reason_field(info.layer_id).and_then(|field| values.uint32(field)).unwrap_or(0);
+    // No reason (a field set without REAUTHORIZE_REASON) may be a completion.
+    let completion = reason == 0 || reason & fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION != 0;
+    if completion && let Some(verdict) = STATE.pending.take_reauthorization(info) {
+        return AskDecision::Now(verdict);
+    }
+    match STATE.pending.verdicts.recall(&info.connection_key(), crate::platform::clock::now_ticks()) {
+        Some(verdict) => AskDecision::Now(verdict),
+        None => defaulted(context, default_verdict),
+    }
+}
+
+/// Decides an ask classification. `pend` wraps `FwpsPendOperation0` with the
+/// classification's completion handle and returns the completion context.
+pub fn classify_ask(
+    context: &FilterContext,
+    values: Option<&IncomingValues<'_>>,
+    metadata: Option<&Metadata<'_>>,
+    terms: AskTerms,
+    layer_data: *mut core::ffi::c_void,
+    pend: impl FnOnce(*mut core::ffi::c_void) -> crate::platform::status::Result<usize>,
+) -> AskDecision {
+    let AskTerms { timeout_ms, default_verdict } = terms;
+    let Some(values) = values else {
+        return defaulted(context, default_verdict);
+    };
+    let info = describe(context, values, metadata, timeout_ms, default_verdict);
+    let flags_field = callout_table::flags_field(info.layer_id);
+    if flags_field.is_some_and(|field| values.is_reauthorization(field)) {
+        return reauthorization(context, values, &info, default_verdict);
+    }
+    if !STATE.agents.connected() {
+        return defaulted(context, default_verdict);
+    }
+    let Some(handle) = metadata.and_then(Metadata::completion_handle) else {
+        return defaulted(context, default_verdict);
+    };
+    if info.inbound && flags_field.and_then(|field| values.uint32(field)).is_some_and(is_ipsec_secured) {
+        // Its copy could not be receive-injected as it is (the AH/ESP
+        // header stays in it): not pended, the default applies, counted.
+        crate::wfp::injection::COPIES.ipsec.fetch_add(1, Ordering::Relaxed);
+        return defaulted(context, default_verdict);
+    }
+    let packet = if info.inbound {
+        match crate::wfp::injection::copy_packet(layer_data, values, metadata, true, info.remote_address) {
+            Ok(packet) => Some(packet),
+            Err(_) => return defaulted(context, default_verdict),
+        }
+    } else if !layer_data.is_null() {
+        // The first datagram of a UDP/ICMP connection: completing flushes
+        // it, so a copy is sent on a permit. Without a copy the connection
+        // is still pended (the application retransmits, as Windows allows).
+        crate::wfp::injection::copy_packet(layer_data, values, metadata, false, info.remote_address).ok()
+    } else {
+        None
+    };
+    let filter = context.acquire();
+    match STATE.pending.pend(info, &filter, crate::platform::clock::now_ticks(), packet, || pend(handle)) {
+        PendOutcome::Pended(_) => {
+            context.count(Counter::Pended);
+            STATE.agents.request_available();
+            AskDecision::Pended
+        }
+        PendOutcome::Immediate(verdict) => {
+            context.count(Counter::Defaulted);
+            AskDecision::Now(verdict)
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! classifyFn: apply the filter's policy at up to DISPATCH_LEVEL.
+//!
+//! Fast path: the context comes straight from `filter->context` (written by
+//! our ADD notify): no allocation, no lock, no lookup; for a static permit,
+//! block or unlogged audit the word itself carries the verdict (`fast_path.rs`). Only while
+//! filters exist that we did not see added (adoption in progress, or
+//! adopted filters alive) does classify look the filter id up in the table,
+//! and a filter found nowhere gets the default policy; a stale `context` is
+//! never read.
+#![deny(unsafe_code)]
+
+use crate::callbacks::ask::{AskDecision, classify_ask};
+use crate::callbacks::state::STATE;
+use crate::filters::fast_path::ContextWord;
+use crate::filters::filter_context::{ContextRef, FilterContext};
+use crate::filters::policy::{Decision, decide_now};
+use crate::platform::per_cpu_counters::{Counter, current_processor};
+use crate::wfp::callout_table::is_flow_layer;
+use crate::wfp::ffi::{
+    FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
+    FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
+};
+use crate::wfp::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata, Unwritable};
+use core::ffi::c_void;
+use core::sync::atomic::Ordering;
+use wfpcallout_wire::{PolicyAction, PolicyRepr};
+
+/// How a classification is answered. At ALE_FLOW_ESTABLISHED "a filter
+/// should not return Block or Permit" (ALE Layers; FWPS_ACTION0), so there
+/// the policy only decides whether the flow is tracked and classify
+/// answers CONTINUE; everywhere else it writes the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Write the verdict; a PERMIT clears the write right if the filter
+    /// says so (a hard permit).
+    Verdict {
+        /// `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` on the filter.
+        clear_right: bool,
+    },
+    /// Write CONTINUE, whatever the policy decided.
+    Continue,
+}
+
+/// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`).
+///
+/// The hot path (a permit or block filter we added, at a plain layer, see
+/// [`FastPath`]) is here and takes no lock, makes no allocation and no
+/// lookup: the verdict comes from the low bits of `filter->context`, the
+/// context it points to is touched only to count, and the processor index
+/// is read once for the rundown and the counters. Everything else is in
+/// `classify_full`.
+///
+/// # Safety
+/// Called by the filter engine with every pointer NULL or valid for the
+/// call, at IRQL <= DISPATCH_LEVEL.
+#[allow(unsafe_code)]
+pub unsafe extern "system" fn classify_fn(
+    in_fixed_values: *const FWPS_INCOMING_VALUES0,
+    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
+    layer_data: *mut c_void,
+    _classify_context: *const c_void,
+    filter: *const FWPS_FILTER2,
+    _flow_context: u64,
+    classify_out: *mut FWPS_CLASSIFY_OUT0,
+) {
+    // SAFETY: the engine passes NULL or its classify output, ours alone for
+    // the duration of the call.
+    let out = match unsafe { ClassifyOut::from_raw(classify_out) } {
+        Ok(out) => out,
+        Err(Unwritable::Null) => {
+            STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // Someone with higher priority decided; we may not write anything.
+        Err(Unwritable::NoWriteRight) => return,
+    };
+    // SAFETY: the engine passes NULL or the matched filter, valid for the call.
+    let Some(view) = (unsafe { FilterView::from_raw(filter) }) else {
+        STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    // Outside lookup mode every live filter naming our callouts was added
+    // through our notifyFn, so its context word is the one we stored.
+    let word = ContextWord::from_raw(view.raw_context());
+    if word.is_static() && !STATE.classify_needs_lookup() {
+        return classify_static(word, out);
+    }
+    // SAFETY: forwarded from the engine, as above.
+    unsafe { classify_full(in_fixed_values, in_meta_values, layer_data, view, out) }
+}
+
+/// The hot path's second half: count the static verdict the context word
+/// carries and write it, with the filter's hard-permit flag from the same
+/// word (so only the word and the output live across the processor
+/// lookup). Inlined into [`classify_fn`].
+#[allow(unsafe_code)]
+#[inline(always)]
+fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
+    let processor = current_processor();
+    // Unload waits for callbacks inside the rundown before freeing contexts.
+    let Some(inside) = STATE.rundown.enter_on(processor) else {
+        classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
+        return;
+    };
+    // SAFETY: not in lookup mode (checked by the caller), so this is the
+    // pointer our ADD notify stored, while the table holds the filter's
+    // reference until DELETE; the engine does not call classify for a
+    // filter once its DELETE notify has returned, and unload frees
+    // contexts only after the rundown we are in.
+    let Some(context) = (unsafe { ContextRef::borrow(word.context()) }) else {
+        // Never for a word our ADD stored; answered as a filter we do not
+        // know (after leaving the rundown: nothing of ours is touched).
+        drop(inside);
+        classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
+        return;
+    };
+    if word.is_block() {
+        context.count_on(processor, Counter::Blocked);
+        out.block();
+    } else {
+        if word.is_audit() {
+            context.count_on(processor, Counter::Audited);
+        }
+        context.count_on(processor, Counter::Permitted);
+        out.permit(word.clears_right());
+    }
+    drop(inside);
+}
+
+/// Everything the hot path does not decide: our own injected packets,
+/// lookup mode, and every policy that needs the traffic, the clock or the
+/// log.
+///
+/// # Safety
+/// As [`classify_fn`]'s pointers.
+#[allow(unsafe_code)]
+#[inline(never)]
+unsafe fn classify_full(
+    in_fixed_values: *const FWPS_INCOMING_VALUES0,
+    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
+    layer_data: *mut c_void,
+    view: FilterView<'_>,
+    out: ClassifyOut<'_>,
+) {
+    // SAFETY: the engine passes NULL or its incoming values, valid for the call.
+    let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
+    let answer = if values.as_ref().is_some_and(|v| is_flow_layer(v.layer_id())) {
+        Answer::Continue
+    } else {
+        Answer::Verdict { clear_right: view.clears_action_right() }
+    };
+    let processor = current_processor();
+    // Unload waits for callbacks inside the rundown before freeing contexts.
+    let Some(_inside) = STATE.rundown.enter_on(processor) else {
+        classify_without_context(answer, out);
+        return;
+    };
+    // SAFETY: the engine passes NULL or its metadata, valid for the call.
+    let metadata = unsafe { Metadata::from_raw(in_meta_values) };
+    let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data };
+    // A packet we injected after an agent permitted its connection goes
+    // through (recv-accept: the first packet; connect: the first datagram,
+    // when it is sent before the connection's reauthorization).
+    if values.as_ref().is_some_and(|v| {
+        matches!(
+            v.layer_id(),
+            FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4
+                | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6
+                | FWPS_LAYER_ALE_AUTH_CONNECT_V4
+                | FWPS_LAYER_ALE_AUTH_CONNECT_V6
+        )
+    }) && crate::wfp::injection::is_our_injection(layer_data)
+    {
+        out.permit(view.clears_action_right());
+        return;
+    }
+    if STATE.classify_needs_lookup() {
+        match STATE.table.get(view.id()) {
+            Some(context) => classify_with_context(&context, &view, &traffic, answer, processor, out),
+            None => classify_without_context(answer, out),
+        }
+        return;
+    }
+    // SAFETY: not in lookup mode, so `context` is the word our ADD notify
+    // stored, whose pointer stays alive until the filter's DELETE (and
+    // unload frees contexts only after the rundown we are in).
+    match unsafe { ContextRef::borrow(ContextWord::from_raw(view.raw_context()).context()) } {
+        Some(context) => classify_with_context(context, &view, &traffic, answer, processor, out),
+        None => classify_without_context(answer, out),
+    }
+}
+
+fn classify_with_context(
+    context: &FilterContext,
+    view: &FilterView<'_>,
+    traffic: &Traffic<'_>,
+    answer: Answer,
+    processor: usize,
+    out: ClassifyOut<'_>,
+) {
+    let decision = decide(context, traffic, processor);
+    // At ALE_FLOW_ESTABLISHED, connections our permit and audit policies let
+    // through are tracked with a flow context (the answer is CONTINUE).
+    // (Not while unloading: unload removes flow contexts and must not see
+    // new ones.)
+    if let (Decision::Permit, Some(values), Answer::Continue) = (decision, traffic.values, answer)
+        && matches!(context.policy().action, PolicyAction::Permit | PolicyAction::Audit)
+        && STATE.loaded.load(Ordering::Acquire)
+    {
+        STATE.flows.track(context, view.callout_id(), values, traffic.metadata);
+    }
+    write(decision, answer, out);
+}
+
+/// What the engine told classify about the traffic (the ask policy needs it).
+pub struct Traffic<'a> {
+    /// The incoming values.
+    pub values: Option<&'a IncomingValues<'a>>,
+    /// The metadata.
+    pub metadata: Option<&'a Metadata<'a>>,
+    /// `layerData`: the first packet at recv-accept, NULL elsewhere.
+    pub layer_data: *mut c_void,
+}
+
+/// Wraps `FwpsPendOperation0`: the completion context, or the failure.
+#[allow(unsafe_code)]
+fn pend_operation(completion_handle: *mut c_void) -> crate::platform::status::Result<usize> {
+    let mut completion_context: *mut c_void = core::ptr::null_mut();
+    // SAFETY: the handle comes from this classification's metadata (its
+    // presence bit set) and the out-pointer is valid for the call.
+    let status = unsafe { crate::wfp::ffi::FwpsPendOperation0(completion_handle, &mut completion_context) };
+    crate::platform::status::NtStatus::to_result(status)?;
+    Ok(completion_context as usize)
+}
+
+/// Decides any policy, ask included (which needs the traffic); counters
+/// go to `processor`'s line.
+fn decide(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> Decision {
+    let terms = match decide_now(context, processor) {
+        Ok(decision) => return decision,
+        Err(terms) => terms,
+    };
+    let decision =
+        match classify_ask(context, traffic.values, traffic.metadata, terms, traffic.layer_data, pend_operation) {
+            AskDecision::Now(verdict) => Decision::from(verdict),
+            AskDecision::Pended => return Decision::Pended,
+        };
+    context.count_verdict_on(processor, decision);
+    decision
+}
+
+#[cold]
+#[inline(never)]
+fn classify_without_context(answer: Answer, out: ClassifyOut<'_>) {
+    STATE.stats.classify_without_context.fetch_add(1, Ordering::Relaxed);
+    let decision = match PolicyRepr::DEFAULT.action {
+        PolicyAction::Block => Decision::Block,
+        _ => Decision::Permit,
+    };
+    write(decision, answer, out);
+}
+
+#[inline(always)]
+fn write(decision: Decision, answer: Answer, out: ClassifyOut<'_>) {
+    match (answer, decision) {
+        (Answer::Continue, _) => out.continue_(),
+        (Answer::Verdict { clear_right }, Decision::Permit) => out.permit(clear_right),
+        (Answer::Verdict { .. }, Decision::Block) => out.block(),
+        (Answer::Verdict { .. }, Decision::Pended) => out.block_absorb(),
+    }
+}

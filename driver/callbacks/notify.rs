@@ -1,0 +1,180 @@
+//! notifyFn: attach a context on ADD, release it on DELETE.
+//!
+//! ADD builds the context from the filter's policy blob (or the default
+//! policy), registers it in the table and stores it in `filter->context`.
+//! A failure vetoes the filter, so the client's `FwpmFilterAdd0` fails with
+//! our status. DELETE finds the context by filter id in the table, never
+//! through `filter->context`, so a filter we never saw is harmless.
+#![deny(unsafe_code)]
+
+use crate::callbacks::state::STATE;
+use crate::filters::fast_path::ContextWord;
+use crate::filters::filter_context::{ContextRef, Origin};
+use crate::platform::log::Level;
+use crate::platform::status::{NtStatus, Result};
+use crate::wfp::ffi::{
+    FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, FWPS_CALLOUT_NOTIFY_TYPE, FWPS_FILTER2, GUID,
+    NTSTATUS,
+};
+use crate::wfp::filter_view::{FilterView, ProviderBlob, set_filter_context};
+use core::sync::atomic::Ordering;
+use wfpcallout_wire::{POLICY_MAX_LEN, PolicyAction, PolicyRepr, WireError};
+
+/// The notifyFn we register (`FWPS_CALLOUT_NOTIFY_FN2`).
+///
+/// # Safety
+/// Called by the filter engine with `filter` NULL or valid and writable
+/// for the call, at IRQL <= DISPATCH_LEVEL.
+#[allow(unsafe_code)]
+pub unsafe extern "system" fn notify_fn(
+    notify_type: FWPS_CALLOUT_NOTIFY_TYPE,
+    _filter_key: *const GUID,
+    filter: *mut FWPS_FILTER2,
+) -> NTSTATUS {
+    // Unload waits for callbacks inside the rundown; once it has closed it,
+    // an ADD is refused and anything else has nothing left to touch.
+    let Some(_inside) = STATE.rundown.enter() else {
+        return if notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER {
+            NtStatus::INVALID_DEVICE_STATE.raw()
+        } else {
+            NtStatus::SUCCESS.raw()
+        };
+    };
+    // SAFETY: the engine passes NULL or a filter valid for this call.
+    let view = unsafe { FilterView::from_raw(filter) };
+    let result = match (notify_type, view) {
+        (FWPS_CALLOUT_NOTIFY_ADD_FILTER, Some(view)) => on_add(&view).map(|raw| {
+            // SAFETY: the engine's filter is writable during its ADD notify.
+            unsafe { set_filter_context(filter, raw) }
+        }),
+        (FWPS_CALLOUT_NOTIFY_DELETE_FILTER, Some(view)) => {
+            on_delete(view.id());
+            Ok(())
+        }
+        (FWPS_CALLOUT_NOTIFY_ADD_FILTER | FWPS_CALLOUT_NOTIFY_DELETE_FILTER, None) => Err(NtStatus::INVALID_PARAMETER),
+        (other, _) => {
+            // Unknown types (and POST_COMMIT, which we do not ask for) are
+            // ignored with success, as the WFP documentation requires.
+            STATE.stats.notify_unknown_type.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Trace, "ignoring notify type {}", other);
+            Ok(())
+        }
+    };
+    crate::platform::etw::filter_vetoed_if(
+        notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER,
+        view.map(|v| v.id()),
+        &result,
+    );
+    NtStatus::from_result(result)
+}
+
+/// Decodes a policy from a filter's provider context. The blob is copied
+/// into a kernel-owned buffer before it is parsed.
+pub fn policy_from_blob(blob: &ProviderBlob<'_>) -> core::result::Result<PolicyRepr, WireError> {
+    match blob {
+        ProviderBlob::Absent => Ok(PolicyRepr::DEFAULT),
+        ProviderBlob::WrongType(_) => Err(WireError::BadMagic),
+        ProviderBlob::General(bytes) => {
+            if bytes.len() > POLICY_MAX_LEN {
+                return Err(WireError::LengthMismatch);
+            }
+            let mut copy = [0u8; POLICY_MAX_LEN];
+            let copy = copy.get_mut(..bytes.len()).ok_or(WireError::LengthMismatch)?;
+            copy.copy_from_slice(bytes);
+            PolicyRepr::parse(copy)
+        }
+    }
+}
+
+/// ADD: returns the context word to store in `filter->context`.
+fn on_add(view: &FilterView<'_>) -> Result<u64> {
+    let filter_id = view.id();
+    let policy = match policy_from_blob(&view.provider_blob()) {
+        Ok(policy) => policy,
+        Err(error) => {
+            STATE.stats.policies_rejected.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Warning, "filter {} vetoed: bad policy blob: {}", filter_id, error);
+            return Err(NtStatus::BAD_DATA);
+        }
+    };
+    let layer_id = crate::callbacks::registration::layer_of_callout(view.callout_id()).unwrap_or(0);
+    if crate::wfp::callout_table::is_flow_layer(layer_id) {
+        check_flow_filter(view, &policy)?;
+    }
+    let context = ContextRef::try_new(filter_id, layer_id, Origin::Notified, policy).inspect_err(|_| {
+        STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
+        crate::log!(Level::Error, "filter {} vetoed: no pool for its context", filter_id);
+    })?;
+    // The filter's own reference lives in the table; filter->context is a
+    // borrowed pointer that stays valid until DELETE removes that entry,
+    // with the fast path in its low bits.
+    let word = ContextWord::new(context.as_raw(), context.fast_path(), view.clears_action_right()).raw();
+    if let Err((status, _context)) = STATE.table.insert(filter_id, context) {
+        if status == NtStatus::INSUFFICIENT_RESOURCES {
+            STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        crate::log!(Level::Error, "filter {} vetoed: table insert failed: {}", filter_id, status);
+        return Err(status);
+    }
+    STATE.stats.filters_added.fetch_add(1, Ordering::Relaxed);
+    crate::log!(Level::Trace, "filter {} added: {:?}", filter_id, policy.action);
+    Ok(word)
+}
+
+/// At ALE_FLOW_ESTABLISHED a filter must not return PERMIT or BLOCK ("ALE
+/// Layers"), so our classify answers CONTINUE there and the policy only
+/// decides what is tracked. A TERMINATING action would turn every CONTINUE
+/// into a BLOCK (FWPM_ACTION0: such a callout "always returns block or
+/// permit"), and a block, rate-limit or ask policy could not be carried
+/// out: both are refused with `STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER`,
+/// so the client's `FwpmFilterAdd0` says why.
+fn check_flow_filter(view: &FilterView<'_>, policy: &PolicyRepr) -> Result {
+    let filter_id = view.id();
+    if view.action_type() == fwps_types::fwp::FWP_ACTION_CALLOUT_TERMINATING {
+        STATE.stats.policies_rejected.fetch_add(1, Ordering::Relaxed);
+        crate::log!(
+            Level::Warning,
+            "filter {} vetoed: ALE_FLOW_ESTABLISHED needs an INSPECTION or UNKNOWN callout action, not TERMINATING",
+            filter_id
+        );
+        return Err(NtStatus::ACTION_INCOMPATIBLE_WITH_LAYER);
+    }
+    if !matches!(policy.action, PolicyAction::Permit | PolicyAction::Audit) {
+        STATE.stats.policies_rejected.fetch_add(1, Ordering::Relaxed);
+        crate::log!(
+            Level::Warning,
+            "filter {} vetoed: ALE_FLOW_ESTABLISHED only tracks flows (permit or audit), it cannot {:?}",
+            filter_id,
+            policy.action
+        );
+        return Err(NtStatus::ACTION_INCOMPATIBLE_WITH_LAYER);
+    }
+    Ok(())
+}
+
+/// DELETE: drops the table's reference (freeing the context unless a
+/// pended request or flow still holds one).
+fn on_delete(filter_id: u64) {
+    // Requests pended through this filter get its default verdict at the
+    // next timer tick (not from inside notifyFn); the verdicts kept for
+    // reauthorizations that can no longer reach it go.
+    // (Skipped when nothing is pending: the scans would cost every DELETE.)
+    if STATE.pending.live() != 0 {
+        STATE.pending.finish_later_for_filter(filter_id);
+        STATE.pending.discard_answered(|info, _| info.filter_id == filter_id);
+    }
+    match STATE.table.remove(filter_id) {
+        Some(context) => {
+            if context.origin() == Origin::Adopted {
+                STATE.adopted_removed();
+            }
+            STATE.stats.filters_deleted.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Trace, "filter {} deleted", filter_id);
+            drop(context);
+        }
+        None => {
+            STATE.stats.deletes_unknown.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Trace, "DELETE for unknown filter {} ignored", filter_id);
+        }
+    }
+}

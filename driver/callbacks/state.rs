@@ -1,0 +1,200 @@
+//! The driver's one piece of global state. WFP callbacks carry no driver
+//! context argument, so notifyFn and classifyFn find everything here.
+#![forbid(unsafe_code)]
+
+use crate::connections::flows::Flows;
+use crate::filters::filter_context::ContextTable;
+use crate::platform::pool::TAG_CONTEXT_TABLE;
+use crate::platform::rundown::Rundown;
+use crate::verdicts::agent::Agents;
+use crate::verdicts::pending::Pending;
+use crate::wfp::callout_table::CALLOUT_COUNT;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Global counters that are not per filter: things that went wrong or
+/// happened outside any context. Rarely written, so plain shared atomics.
+#[derive(Default)]
+pub struct GlobalStats {
+    /// ADD notifications accepted.
+    pub filters_added: AtomicU64,
+    /// DELETE notifications that released a context.
+    pub filters_deleted: AtomicU64,
+    /// DELETE notifications for filters we never saw (harmless).
+    pub deletes_unknown: AtomicU64,
+    /// ADDs vetoed because the policy blob was malformed.
+    pub policies_rejected: AtomicU64,
+    /// ADDs vetoed because the pool was exhausted.
+    pub allocation_failures: AtomicU64,
+    /// Notify calls of a type we do not handle.
+    pub notify_unknown_type: AtomicU64,
+    /// Filters adopted at registration.
+    pub filters_adopted: AtomicU64,
+    /// Adopted filters whose policy was malformed (given the default policy).
+    pub adopted_policies_rejected: AtomicU64,
+    /// Classifications for a filter with no context (default policy used).
+    pub classify_without_context: AtomicU64,
+    /// Classifications that arrived with malformed arguments.
+    pub classify_bad_arguments: AtomicU64,
+}
+
+/// Bytes in a cache line (x64).
+pub const CACHE_LINE: usize = 64;
+
+/// A value alone on its cache line(s): nothing else is placed on the line
+/// it starts on. For words every classify reads and almost nothing writes,
+/// so that writes to their neighbours (a lock word, a counter) do not
+/// invalidate them in every processor's cache.
+#[repr(C, align(64))]
+pub struct CacheLine<T>(T);
+
+impl<T> CacheLine<T> {
+    /// Wraps `value` (const for the driver's static state).
+    pub const fn new(value: T) -> Self {
+        Self(value)
+    }
+}
+
+impl<T> core::ops::Deref for CacheLine<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+const _: () = assert!(core::mem::align_of::<CacheLine<u8>>() == CACHE_LINE);
+
+/// `lookup_mode` bit: adoption has not finished.
+const ADOPTION_IN_PROGRESS: usize = 1;
+/// `lookup_mode` increment per adopted filter alive.
+const ONE_ADOPTED: usize = 2;
+
+/// Everything the callbacks share.
+pub struct DriverState {
+    /// Every live filter context by filter id.
+    pub table: ContextTable,
+    /// Run-time ids of our registered callouts (0 = not registered).
+    pub callout_ids: [AtomicU32; CALLOUT_COUNT],
+    /// The `FwpmEngineOpen0` session handle (NULL when closed).
+    pub engine: AtomicPtr<c_void>,
+    /// Why classify cannot trust `filter->context`, in one word so the hot
+    /// path reads it once: bit 0 is set from before registration until
+    /// adoption has finished, the rest counts adopted filters still alive
+    /// (whose `context` is not ours). See [`DriverState::classify_needs_lookup`].
+    /// Read by every classify, written only as adoption changes: alone on
+    /// its cache line (checked below).
+    pub lookup_mode: CacheLine<AtomicUsize>,
+    /// Set between a successful initialize and unload.
+    pub loaded: AtomicBool,
+    /// Global counters.
+    pub stats: GlobalStats,
+    /// Classifications pended for ask filters.
+    pub pending: Pending,
+    /// The user-mode agents answering them.
+    pub agents: Agents,
+    /// Live flow contexts and their counters.
+    pub flows: Flows,
+    /// Callbacks running now; unload waits for them.
+    pub rundown: Rundown,
+}
+
+impl DriverState {
+    const fn new() -> Self {
+        Self {
+            table: ContextTable::new(TAG_CONTEXT_TABLE),
+            callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
+            engine: AtomicPtr::new(core::ptr::null_mut()),
+            lookup_mode: CacheLine::new(AtomicUsize::new(0)),
+            loaded: AtomicBool::new(false),
+            stats: GlobalStats {
+                filters_added: AtomicU64::new(0),
+                filters_deleted: AtomicU64::new(0),
+                deletes_unknown: AtomicU64::new(0),
+                policies_rejected: AtomicU64::new(0),
+                allocation_failures: AtomicU64::new(0),
+                notify_unknown_type: AtomicU64::new(0),
+                filters_adopted: AtomicU64::new(0),
+                adopted_policies_rejected: AtomicU64::new(0),
+                classify_without_context: AtomicU64::new(0),
+                classify_bad_arguments: AtomicU64::new(0),
+            },
+            pending: Pending::new(),
+            agents: Agents::new(),
+            flows: Flows::new(),
+            rundown: Rundown::new(),
+        }
+    }
+
+    /// Whether classify must find contexts through the table: only while
+    /// filters exist whose `filter->context` we did not write. In the
+    /// common case this is false and classify does no lookup at all.
+    #[inline]
+    pub fn classify_needs_lookup(&self) -> bool {
+        self.lookup_mode.load(Ordering::Acquire) != 0
+    }
+
+    /// Adoption starts (before registration) or ends (it finished).
+    pub fn set_adoption_in_progress(&self, in_progress: bool) {
+        if in_progress {
+            self.lookup_mode.fetch_or(ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        } else {
+            self.lookup_mode.fetch_and(!ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether adoption has not finished (it failed or is running).
+    pub fn adoption_in_progress(&self) -> bool {
+        self.lookup_mode.load(Ordering::Acquire) & ADOPTION_IN_PROGRESS != 0
+    }
+
+    /// An adopted filter's context entered the table.
+    pub fn adopted_added(&self) {
+        self.lookup_mode.fetch_add(ONE_ADOPTED, Ordering::AcqRel);
+    }
+
+    /// An adopted filter was deleted.
+    pub fn adopted_removed(&self) {
+        self.lookup_mode.fetch_sub(ONE_ADOPTED, Ordering::AcqRel);
+    }
+
+    /// Adopted filters still alive.
+    pub fn adopted_alive(&self) -> usize {
+        self.lookup_mode.load(Ordering::Acquire) / ONE_ADOPTED
+    }
+
+    /// Clears counters for a fresh load (the static outlives a load/unload
+    /// cycle in tests and across `initialize` retries).
+    pub fn reset_stats(&self) {
+        let s = &self.stats;
+        for counter in [
+            &s.filters_added,
+            &s.filters_deleted,
+            &s.deletes_unknown,
+            &s.policies_rejected,
+            &s.allocation_failures,
+            &s.notify_unknown_type,
+            &s.filters_adopted,
+            &s.adopted_policies_rejected,
+            &s.classify_without_context,
+            &s.classify_bad_arguments,
+            &self.flows.stats.associated,
+            &self.flows.stats.associate_failures,
+            &self.flows.stats.already_tracked,
+            &self.flows.stats.delete_unknown,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+// The read-mostly words of the classify hot path share no cache line with
+// anything written: `lookup_mode` fills its own line, and the rundown's
+// gate is alone on the last line of `Rundown` (asserted in rundown.rs).
+const _: () = {
+    assert!(core::mem::offset_of!(DriverState, lookup_mode) % CACHE_LINE == 0);
+    assert!(core::mem::size_of::<CacheLine<AtomicUsize>>() == CACHE_LINE);
+    assert!(core::mem::offset_of!(DriverState, rundown) % CACHE_LINE == 0);
+};
+
+/// The driver's state.
+pub static STATE: DriverState = DriverState::new();

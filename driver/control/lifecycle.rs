@@ -1,0 +1,173 @@
+//! Load and unload: the portable part of DriverEntry and EvtDriverUnload.
+//! The KMDF glue (or the simulated kernel's loader) creates the device
+//! object and calls these at PASSIVE_LEVEL.
+#![forbid(unsafe_code)]
+
+use crate::callbacks::adoption;
+use crate::callbacks::registration;
+use crate::callbacks::state::STATE;
+use crate::platform::log::Level;
+use crate::platform::status::{NtStatus, Result};
+use crate::verdicts::pending::Finish;
+use crate::wfp::callout_table::CALLOUT_COUNT;
+use crate::wfp::management;
+use core::ffi::c_void;
+use core::sync::atomic::Ordering;
+
+/// Registers the callouts, adds the management objects and adopts filters
+/// that already name our callouts. On failure everything done so far is
+/// undone and the status is returned (the driver then fails to load).
+/// The ETW provider registers first, so the load's own failures are
+/// events, and is gone again when a load fails.
+pub fn initialize(device_object: *mut c_void) -> Result {
+    if STATE.loaded.load(Ordering::Acquire) {
+        return Err(NtStatus::INVALID_DEVICE_STATE);
+    }
+    crate::platform::etw::register();
+    match start(device_object) {
+        Ok(adopted) => {
+            let adopted = u32::try_from(adopted).unwrap_or(u32::MAX);
+            crate::platform::etw::loaded(CALLOUT_COUNT as u32, adopted);
+            Ok(())
+        }
+        Err((what, status)) => {
+            crate::platform::etw::error(what, status);
+            crate::platform::etw::unregister();
+            Err(status)
+        }
+    }
+}
+
+/// [`initialize`] once the provider is registered: the filters adopted, or
+/// what failed and its status (everything undone).
+fn start(device_object: *mut c_void) -> core::result::Result<usize, (&'static str, NtStatus)> {
+    STATE.reset_stats();
+    STATE.rundown.reopen();
+    STATE.pending.open().map_err(|status| ("the pending-request table", status))?;
+    if let Err(status) = crate::wfp::injection::open() {
+        release_contexts();
+        return Err(("the injection handles", status));
+    }
+    // Until adoption has finished, classify cannot know which filters'
+    // `context` is ours: it must use the table (set before registering).
+    STATE.set_adoption_in_progress(true);
+
+    if let Err(status) = registration::register_all(device_object) {
+        unregister_callouts();
+        release_contexts();
+        return Err(("FwpsCalloutRegister2", status));
+    }
+    let engine = match management::open_engine() {
+        Ok(engine) => engine,
+        Err(status) => {
+            unregister_callouts();
+            release_contexts();
+            return Err(("FwpmEngineOpen0", status));
+        }
+    };
+    if let Err(status) = management::add_objects(engine) {
+        unregister_callouts();
+        management::close_engine(engine);
+        release_contexts();
+        return Err(("adding the provider, sublayer and callouts", status));
+    }
+    STATE.engine.store(engine.raw(), Ordering::Release);
+
+    let adopted = match adoption::adopt_existing_filters(engine) {
+        Ok(adopted) => {
+            STATE.set_adoption_in_progress(false);
+            crate::log!(Level::Info, "loaded; adopted {} existing filters", adopted);
+            adopted
+        }
+        Err(status) => {
+            // Not fatal: classify keeps finding contexts through the table,
+            // and unknown filters get the default policy.
+            crate::log!(Level::Warning, "adoption incomplete ({}): classify stays on table lookups", status);
+            crate::platform::etw::error("adopting existing filters (not fatal)", status);
+            0
+        }
+    };
+    STATE.loaded.store(true, Ordering::Release);
+    Ok(adopted)
+}
+
+/// Unloads in the documented order: unregister the callouts (retrying on
+/// `STATUS_DEVICE_BUSY` until done: an unload cannot fail), delete the management objects, close the session,
+/// then free every context still held (DELETE notifications can be lost, so
+/// nothing waits for them). Afterwards the driver owns no pool.
+pub fn unload() {
+    STATE.loaded.store(false, Ordering::Release);
+    // Stop accepting new pends, then complete every pended operation with
+    // its filter's default verdict (their reauthorizations still reach us).
+    STATE.pending.stop_accepting();
+    let finished = STATE.pending.finish_where(Finish::Unload, |_, _| true);
+    STATE.pending.discard_answered(|_, _| true);
+    STATE.agents.reset();
+    if finished != 0 {
+        crate::log!(Level::Info, "unload: completed {} pending requests with their default verdict", finished);
+    }
+    // Flow contexts go next (a PENDING removal frees in flowDeleteFn), then
+    // the callouts, which the engine refuses while flow contexts remain.
+    unregister_callouts();
+    // No new callback can start; wait for the ones already running (they
+    // may hold borrowed contexts) before anything is freed.
+    STATE.rundown.close_and_wait();
+    if let Some(engine) = management::EngineHandle::from_raw(STATE.engine.swap(core::ptr::null_mut(), Ordering::AcqRel))
+    {
+        management::delete_objects(engine);
+        management::close_engine(engine);
+    }
+    release_contexts();
+    crate::log!(Level::Info, "unloaded");
+    crate::platform::etw::unloaded(u32::try_from(finished).unwrap_or(u32::MAX));
+    // Last: no callback, timer or IOCTL can write an event any more.
+    crate::platform::etw::unregister();
+}
+
+/// Unregisters every callout, however long it takes ("Unloading a Callout
+/// Driver": unload must not return while a callout is registered, or the
+/// engine calls into an unloaded image; on `STATUS_DEVICE_BUSY` remove the
+/// flow contexts and call again). An unload cannot fail, so there is no
+/// bound: each round removes the flow contexts associated meanwhile (by
+/// classifications that started before `loaded` was cleared) and waits
+/// 10 ms at PASSIVE_LEVEL for flowDeleteFn calls still to come.
+fn unregister_callouts() {
+    let mut attempts: u32 = 0;
+    loop {
+        STATE.flows.remove_all();
+        let Err(status) = registration::unregister_all() else { return };
+        attempts = attempts.saturating_add(1);
+        if attempts.is_power_of_two() {
+            crate::log!(
+                Level::Warning,
+                "unload: callouts still registered ({}) after {} attempts: removing flow contexts and asking again",
+                status,
+                attempts
+            );
+        }
+        crate::platform::delay::sleep_100ns(registration::UNREGISTER_RETRY_INTERVAL);
+    }
+}
+
+/// Drops every context the table still holds (no callout can reach them
+/// once unregistered) and frees the table itself.
+fn release_contexts() {
+    STATE.flows.release_all();
+    crate::wfp::injection::close();
+    while let Some(context) = STATE.table.pop_any() {
+        drop(context);
+    }
+    STATE.table.release_storage();
+    STATE.pending.stop_accepting();
+    STATE.pending.close();
+    STATE.lookup_mode.store(0, Ordering::Release);
+}
+
+/// Periodic work, from a timer the glue runs (every 100 ms on Windows):
+/// times out pending requests whose deadline passed. Up to DISPATCH_LEVEL.
+pub fn on_timer() {
+    let expired = STATE.pending.expire(crate::platform::clock::now_ticks());
+    if expired != 0 {
+        crate::log!(Level::Info, "{} pending requests timed out", expired);
+    }
+}

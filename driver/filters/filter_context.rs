@@ -1,0 +1,283 @@
+//! The per-filter context: the policy notifyFn decoded, the rate limiter and
+//! the counters, shared by reference count between the filter itself and
+//! anything that outlives a classify (pended requests, flow contexts).
+#![allow(unsafe_code)]
+
+use crate::filters::fast_path::FastPath;
+use crate::filters::rate_limiter::RateLimiter;
+use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
+use crate::platform::pool::{PoolBox, TAG_FILTER_CONTEXT};
+use crate::platform::status::Result;
+use crate::platform::sync::{AtomicU32, AtomicU64, Ordering, fence};
+use core::ptr::NonNull;
+use wfpcallout_wire::{PolicyAction, PolicyRepr};
+
+/// How the context came to exist: told by notifyFn, or found by enumeration
+/// at registration (a filter that predates the callout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Built on `FWPS_CALLOUT_NOTIFY_ADD_FILTER`; `filter->context` points here.
+    Notified,
+    /// Adopted from `FwpmFilterEnum0`; the filter's `context` is not ours.
+    Adopted,
+}
+
+/// Everything classify needs about one filter.
+///
+/// # Invariants
+/// `refs` counts the live `ContextRef`s; it is at least one while any exists,
+/// and the context is freed when the last one drops.
+///
+/// Aligned to 16 (the pool's guarantee) so the context word has four free
+/// low bits for the fast path (`fast_path.rs`).
+#[repr(align(16))]
+pub struct FilterContext {
+    refs: AtomicU32,
+    filter_id: u64,
+    layer_id: u16,
+    origin: Origin,
+    policy: PolicyRepr,
+    fast_path: FastPath,
+    rate_limiter: RateLimiter,
+    counters: PerCpuCounters,
+    live_flows: AtomicU64,
+    flows_total: AtomicU64,
+}
+
+impl FilterContext {
+    /// The run-time filter id this context belongs to.
+    pub fn filter_id(&self) -> u64 {
+        self.filter_id
+    }
+
+    /// The run-time layer id of the filter.
+    pub fn layer_id(&self) -> u16 {
+        self.layer_id
+    }
+
+    /// Whether notifyFn or enumeration created it.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The decoded policy.
+    pub fn policy(&self) -> &PolicyRepr {
+        &self.policy
+    }
+
+    /// What classify can decide from this context alone, worked out once at
+    /// ADD: notifyFn folds it into the context word, and code that found the
+    /// context another way (the locked-map benchmark baselines) reads it here.
+    #[inline]
+    pub fn fast_path(&self) -> FastPath {
+        self.fast_path
+    }
+
+    /// The rate-limit policy's bucket (unused by other policies).
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.rate_limiter
+    }
+
+    /// Bumps a counter on the current processor's cache line.
+    #[inline]
+    pub fn count(&self, counter: Counter) {
+        self.counters.add(counter);
+    }
+
+    /// Bumps a counter on `processor`'s line (the caller looked it up).
+    #[inline(always)]
+    pub fn count_on(&self, processor: usize, counter: Counter) {
+        self.counters.add_on(processor, counter);
+    }
+
+    /// Counts a classification's verdict on `processor`'s line (which also
+    /// counts it as matched, see [`CounterSnapshot::matched`]).
+    #[inline(always)]
+    pub fn count_verdict_on(&self, processor: usize, decision: crate::filters::policy::Decision) {
+        let verdict = match decision {
+            crate::filters::policy::Decision::Block => Counter::Blocked,
+            _ => Counter::Permitted,
+        };
+        self.counters.add_on(processor, verdict);
+    }
+
+    /// The counters summed over processors.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// A flow context now holds a reference to this filter.
+    pub fn flow_started(&self) {
+        self.live_flows.fetch_add(1, Ordering::Relaxed);
+        self.flows_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A flow context of this filter was freed.
+    pub fn flow_ended(&self) {
+        self.live_flows.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A flow counted by [`Self::flow_started`] was not tracked after all
+    /// (the association failed): it does not count as tracked ever.
+    pub fn flow_not_tracked(&self) {
+        self.flows_total.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections tracked now, and ever.
+    pub fn flows(&self) -> (u64, u64) {
+        (self.live_flows.load(Ordering::Relaxed), self.flows_total.load(Ordering::Relaxed))
+    }
+
+    /// Takes a new counted reference to this context. Sound because a
+    /// `FilterContext` only ever exists inside a `ContextRef` allocation and
+    /// a `&FilterContext` means some reference keeps it alive.
+    pub fn acquire(&self) -> ContextRef {
+        // INVARIANT: one more reference exists; the caller's borrow proves
+        // the count is at least one.
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        ContextRef { ptr: NonNull::from(self) }
+    }
+
+    /// Current number of references (for statistics and tests).
+    pub fn reference_count(&self) -> u32 {
+        self.refs.load(Ordering::Relaxed)
+    }
+}
+
+/// A counted reference to a [`FilterContext`]; the last one frees it, at
+/// whatever IRQL (<= DISPATCH_LEVEL) that happens.
+///
+/// # Invariants
+/// `ptr` came from `PoolBox::<FilterContext>::into_raw` with tag
+/// `TAG_FILTER_CONTEXT`, and this value owns one of its `refs`.
+pub struct ContextRef {
+    ptr: NonNull<FilterContext>,
+}
+
+// SAFETY: FilterContext is shared only through &, and every field of it is
+// safe to use from several threads (atomics or immutable data).
+unsafe impl Send for ContextRef {}
+// SAFETY: as above.
+unsafe impl Sync for ContextRef {}
+
+impl ContextRef {
+    /// Builds a context with one reference.
+    pub fn try_new(filter_id: u64, layer_id: u16, origin: Origin, policy: PolicyRepr) -> Result<Self> {
+        let (rate, burst) = match policy.action {
+            PolicyAction::RateLimit { rate_per_sec, burst } => (rate_per_sec, burst),
+            _ => (1, 1),
+        };
+        let counters = PerCpuCounters::try_new(processor_count())?;
+        let context = FilterContext {
+            // INVARIANT: the ContextRef returned below owns this one reference.
+            refs: AtomicU32::new(1),
+            filter_id,
+            layer_id,
+            origin,
+            fast_path: FastPath::for_filter(&policy, layer_id),
+            policy,
+            rate_limiter: RateLimiter::new(rate, burst),
+            counters,
+            live_flows: AtomicU64::new(0),
+            flows_total: AtomicU64::new(0),
+        };
+        let ptr = PoolBox::try_new(context, TAG_FILTER_CONTEXT)?.into_raw();
+        Ok(Self { ptr })
+    }
+
+    /// Gives this reference away as the integer stored in `filter->context`
+    /// or a table slot.
+    pub fn into_raw(self) -> u64 {
+        let raw = self.ptr.as_ptr() as u64;
+        core::mem::forget(self);
+        raw
+    }
+
+    /// The raw pointer value without giving the reference away: what
+    /// `filter->context` holds while the table owns the filter's reference.
+    pub fn as_raw(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
+    /// Takes a reference given away by [`ContextRef::into_raw`] back.
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw` and that reference must not be used or
+    /// taken back again.
+    pub unsafe fn from_raw(raw: u64) -> Option<Self> {
+        // INVARIANT: the caller hands us the reference into_raw gave away.
+        NonNull::new(raw as *mut FilterContext).map(|ptr| Self { ptr })
+    }
+
+    /// Borrows the context behind a raw reference without taking it.
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw`, and that reference must stay alive
+    /// for `'a`.
+    pub unsafe fn borrow<'a>(raw: u64) -> Option<&'a FilterContext> {
+        // SAFETY: the caller guarantees a live reference for 'a.
+        NonNull::new(raw as *mut FilterContext).map(|ptr| unsafe { ptr.as_ref() })
+    }
+}
+
+impl core::ops::Deref for ContextRef {
+    type Target = FilterContext;
+    fn deref(&self) -> &FilterContext {
+        // SAFETY: we own a reference, so the context is alive (invariant).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Clone for ContextRef {
+    fn clone(&self) -> Self {
+        // INVARIANT: one more reference exists; Relaxed suffices because the
+        // caller already holds one (as in Arc::clone).
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        Self { ptr: self.ptr }
+    }
+}
+
+impl Drop for ContextRef {
+    fn drop(&mut self) {
+        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        // SAFETY: that was the last reference (invariant), so nobody else
+        // can reach the context; ptr came from PoolBox::into_raw with
+        // TAG_FILTER_CONTEXT.
+        drop(unsafe { PoolBox::from_raw(self.ptr, TAG_FILTER_CONTEXT) });
+    }
+}
+
+#[allow(unsafe_code)]
+// SAFETY: into_raw/from_raw/borrow are ContextRef's audited trio: a raw
+// value is a pointer from PoolBox::into_raw (16-byte aligned, so never 0
+// or 1) carrying one reference.
+unsafe impl crate::platform::id_table::TableEntry for ContextRef {
+    type Target = FilterContext;
+
+    fn into_raw(self) -> u64 {
+        ContextRef::into_raw(self)
+    }
+
+    unsafe fn from_raw(raw: u64) -> Option<Self> {
+        // SAFETY: forwarded contract.
+        unsafe { ContextRef::from_raw(raw) }
+    }
+
+    unsafe fn borrow<'a>(raw: u64) -> Option<&'a FilterContext> {
+        // SAFETY: forwarded contract.
+        unsafe { ContextRef::borrow(raw) }
+    }
+}
+
+/// Every live filter context by filter id (the filter's own reference).
+pub type ContextTable = crate::platform::id_table::IdTable<ContextRef>;
+
+impl ContextTable {
+    /// A new reference to the context of `filter_id`, if any.
+    pub fn get(&self, filter_id: u64) -> Option<ContextRef> {
+        self.with(filter_id, FilterContext::acquire)
+    }
+}

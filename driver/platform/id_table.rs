@@ -1,0 +1,478 @@
+//! A table of owned entries keyed by a 64-bit id (filter ids, flow
+//! handles), usable up to DISPATCH_LEVEL.
+//!
+//! Used where a pointer from the engine cannot be trusted or is not at hand:
+//! filter DELETE (we never dereference a context we did not create),
+//! adopted filters, flows at unload, statistics. Not used by classify's
+//! fast path.
+//!
+//! An open-addressing hash table (linear probing, backward-shift deletion)
+//! in tagged non-paged pool under an `EX_SPIN_LOCK`. It doubles at half
+//! load and halves below an eighth, and never allocates, frees or
+//! rehashes everything while its lock is held: the new slot array is
+//! allocated before the lock is taken (and the old one freed after it is
+//! released), and the entries move across a few at a time, [`MIGRATE_STEP`]
+//! old slots with every insert and remove, while lookups search both
+//! arrays. So the work done under the lock is O(1) for every operation,
+//! not just amortized; the operation that starts a resize also pays,
+//! outside the lock, for allocating the new array (which the pool
+//! zero-fills: O(its size)).
+#![allow(unsafe_code)] // the TableEntry contract, and the two calls that rely on it
+
+use crate::platform::pool::{PoolSlice, PoolTag, Zeroable};
+use crate::platform::spin_lock::SpinLock;
+use crate::platform::status::NtStatus;
+use core::marker::PhantomData;
+
+/// Something a table slot can own as a `u64` (a pointer given away).
+///
+/// # Safety
+/// `from_raw(into_raw(v))` must give `v` back, `into_raw` never returns 0
+/// or 1 (the table's empty and moved-out markers), and `borrow(raw)` must
+/// be valid for as long as the entry is in a table (the table lock is held
+/// by whoever borrows).
+pub unsafe trait TableEntry: Sized {
+    /// What a borrowed entry reads as.
+    type Target;
+    /// Gives the entry away as an integer other than 0 and 1.
+    fn into_raw(self) -> u64;
+    /// Takes it back.
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw` and not be taken back twice.
+    unsafe fn from_raw(raw: u64) -> Option<Self>;
+    /// Borrows it without taking it.
+    ///
+    /// # Safety
+    /// `raw` must come from `into_raw` and still be owned for `'a`.
+    unsafe fn borrow<'a>(raw: u64) -> Option<&'a Self::Target>;
+}
+
+/// One slot: an id and the raw entry the table owns (0 = empty; in the
+/// array being drained, [`MOVED`] = its entry left, keep probing).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    id: u64,
+    entry: u64,
+}
+
+impl Slot {
+    fn occupied(&self) -> bool {
+        self.entry > MOVED
+    }
+}
+
+#[allow(unsafe_code)]
+// SAFETY: an all-zero Slot is the empty slot, a valid value.
+unsafe impl Zeroable for Slot {}
+
+/// The marker an entry leaves in the array being drained (never a raw
+/// entry: see [`TableEntry`]).
+const MOVED: u64 = 1;
+/// The smallest slot array.
+const MIN_CAPACITY: usize = 16;
+/// Old slots moved to the new array with every insert and remove while a
+/// resize is under way. Growth starts at half load of C slots into 2C and
+/// is done after C/16 operations, long before the next growth is due (C/2
+/// inserts later). A shrink starts below an eighth of C, into C/2 (a
+/// quarter full at most), and is done after C/16 operations: before the
+/// new array could reach half load (C/8 inserts) or the next shrink be due
+/// (C/16 removes). So a resize always finishes before the next one is
+/// wanted, however inserts and removes mix.
+pub const MIGRATE_STEP: usize = 16;
+
+/// The unlocked table.
+///
+/// # Invariants
+/// `slots` and `old` are empty or have a power-of-two length. `len`
+/// entries are in the table, each owned by exactly one occupied slot of
+/// `slots` or `old` (`TableEntry::into_raw`). `slots` holds at most half
+/// its length of entries. In each array every occupied slot is reachable
+/// by probing from its hash without crossing an empty slot (`old` has no
+/// empty slot inside a probe run: its entries leave [`MOVED`] behind).
+/// `old` is only set while a resize is under way; its slots before
+/// `cursor` hold no entry.
+struct RawTable<V> {
+    slots: Option<PoolSlice<Slot>>,
+    /// The array being drained into `slots` (a resize under way).
+    old: Option<PoolSlice<Slot>>,
+    /// The next slot of `old` to move.
+    cursor: usize,
+    /// A drained array, freed by the caller after releasing the lock.
+    retired: Option<PoolSlice<Slot>>,
+    /// Where `pop_any` looks first (it found an entry there last time), so
+    /// draining the table visits each slot about once.
+    pop_hint: usize,
+    len: usize,
+    _owns: PhantomData<V>,
+}
+
+fn hash(id: u64, mask: usize) -> usize {
+    // Fibonacci hashing: ids are dense and sequential.
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+}
+
+/// Puts `slot` in the first empty slot of its probe run (the array has one).
+fn place(slots: &mut PoolSlice<Slot>, slot: Slot) {
+    let mask = slots.len() - 1;
+    let mut index = hash(slot.id, mask);
+    while let Some(existing) = slots.get_mut(index) {
+        if existing.entry == 0 {
+            *existing = slot;
+            return;
+        }
+        index = (index + 1) & mask;
+    }
+}
+
+/// Where `id` is in `slots`.
+fn find_in(slots: &PoolSlice<Slot>, id: u64) -> Option<usize> {
+    let mask = slots.len().checked_sub(1)?;
+    let mut index = hash(id, mask);
+    for _ in 0..slots.len() {
+        let slot = slots.get(index)?;
+        if slot.entry == 0 {
+            return None;
+        }
+        if slot.occupied() && slot.id == id {
+            return Some(index);
+        }
+        index = (index + 1) & mask;
+    }
+    None
+}
+
+/// Removes the entry at `hole` from an array that is not being drained,
+/// pulling later members of its probe run back (backward-shift deletion).
+fn remove_at(slots: &mut PoolSlice<Slot>, mut hole: usize) -> Option<Slot> {
+    let mask = slots.len() - 1;
+    let taken = core::mem::take(slots.get_mut(hole)?);
+    let mut index = (hole + 1) & mask;
+    while let Some(&candidate) = slots.get(index) {
+        if candidate.entry == 0 {
+            break;
+        }
+        let home = hash(candidate.id, mask);
+        // Move it if its home is not cyclically within (hole, index].
+        if (index.wrapping_sub(home) & mask) >= (index.wrapping_sub(hole) & mask) {
+            if let Some(dst) = slots.get_mut(hole) {
+                *dst = candidate;
+            }
+            if let Some(src) = slots.get_mut(index) {
+                *src = Slot::default();
+            }
+            hole = index;
+        }
+        index = (index + 1) & mask;
+    }
+    Some(taken)
+}
+
+/// Which array an entry was found in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum In {
+    Slots,
+    Old,
+}
+
+impl<V: TableEntry> RawTable<V> {
+    const fn new() -> Self {
+        Self { slots: None, old: None, cursor: 0, retired: None, pop_hint: 0, len: 0, _owns: PhantomData }
+    }
+
+    fn capacity(&self) -> usize {
+        self.slots.as_ref().map_or(0, |s| s.len())
+    }
+
+    fn find(&self, id: u64) -> Option<(In, usize)> {
+        if let Some(index) = self.slots.as_ref().and_then(|s| find_in(s, id)) {
+            return Some((In::Slots, index));
+        }
+        self.old.as_ref().and_then(|s| find_in(s, id)).map(|index| (In::Old, index))
+    }
+
+    fn raw(&self, id: u64) -> Option<u64> {
+        let (array, index) = self.find(id)?;
+        let slots = if array == In::Slots { self.slots.as_ref() } else { self.old.as_ref() };
+        Some(slots?.get(index)?.entry)
+    }
+
+    /// The id of some entry: the first one at or after `pop_hint` in
+    /// `slots` (cyclically), else any in `old`.
+    fn any_id(&mut self) -> Option<u64> {
+        if let Some(slots) = self.slots.as_ref() {
+            let count = slots.len();
+            let start = self.pop_hint.min(count);
+            let found = (start..count).chain(0..start).find(|&i| slots.get(i).is_some_and(Slot::occupied));
+            if let Some(index) = found {
+                self.pop_hint = index;
+                return slots.get(index).map(|slot| slot.id);
+            }
+        }
+        let old = self.old.as_ref()?;
+        old.iter().skip(self.cursor).find(|slot| slot.occupied()).map(|slot| slot.id)
+    }
+
+    /// Every occupied slot of both arrays.
+    fn occupied(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().chain(self.old.iter()).flat_map(|s| s.iter()).filter(|s| s.occupied())
+    }
+
+    /// The slot count a resize should move to now, with `more` entries
+    /// about to be added; `None` when the size is right or a resize is
+    /// already under way.
+    fn resize_wanted(&self, more: usize) -> Option<usize> {
+        if self.old.is_some() {
+            return None;
+        }
+        let capacity = self.capacity();
+        if (self.len + more) * 2 > capacity {
+            return capacity.max(MIN_CAPACITY / 2).checked_mul(2);
+        }
+        if capacity > MIN_CAPACITY && self.len * 8 < capacity {
+            return Some(capacity / 2);
+        }
+        None
+    }
+
+    /// Starts a resize into `fresh` (zeroed, allocated by the caller before
+    /// taking the lock) if it is still wanted and fits; otherwise hands it
+    /// back (to be freed after the lock is released).
+    fn start_resize(&mut self, fresh: PoolSlice<Slot>) -> Option<PoolSlice<Slot>> {
+        let capacity = self.capacity();
+        let useful = if fresh.len() > capacity {
+            (self.len + 1) * 2 > capacity
+        } else {
+            capacity > MIN_CAPACITY && self.len * 8 < capacity
+        };
+        if self.old.is_some() || !useful || (self.len + 1) * 2 > fresh.len() {
+            return Some(fresh);
+        }
+        // INVARIANT: `fresh` is empty with room for every entry; they stay
+        // in `old` (where lookups also probe) until moved.
+        self.old = self.slots.replace(fresh);
+        self.cursor = 0;
+        self.migrate(MIGRATE_STEP);
+        None
+    }
+
+    /// Moves up to `step` old slots' entries into `slots`; when `old` is
+    /// drained it is retired (the caller frees it outside the lock).
+    fn migrate(&mut self, step: usize) {
+        let (Some(old), Some(slots)) = (self.old.as_mut(), self.slots.as_mut()) else { return };
+        let end = (self.cursor + step).min(old.len());
+        for index in self.cursor..end {
+            if let Some(slot) = old.get_mut(index)
+                && slot.occupied()
+            {
+                // INVARIANT: the entry changes arrays; `slots` stays at
+                // most half full since it holds no more than `len`. MOVED
+                // keeps the probe runs of `old` through this slot intact
+                // (an empty slot stays empty: no run crosses it).
+                place(slots, *slot);
+                slot.entry = MOVED;
+            }
+        }
+        self.cursor = end;
+        if end == old.len() {
+            self.retired = self.old.take();
+        }
+    }
+
+    fn insert(&mut self, id: u64, entry: V) -> core::result::Result<(), (NtStatus, V)> {
+        if self.find(id).is_some() {
+            return Err((NtStatus::ALREADY_EXISTS, entry));
+        }
+        if (self.len + 1) * 2 > self.capacity() && self.old.is_some() {
+            // A resize is due before the last one finished (not reachable
+            // with MIGRATE_STEP as chosen): finish that one now.
+            self.migrate(usize::MAX / 2);
+        }
+        if (self.len + 1) * 2 > self.capacity() {
+            // No room: the caller allocates a larger array and retries.
+            return Err((NtStatus::INSUFFICIENT_RESOURCES, entry));
+        }
+        match self.slots.as_mut() {
+            Some(slots) => {
+                // INVARIANT: the slot takes over the entry.
+                place(slots, Slot { id, entry: entry.into_raw() });
+                self.len += 1;
+                self.migrate(MIGRATE_STEP);
+                Ok(())
+            }
+            None => Err((NtStatus::INSUFFICIENT_RESOURCES, entry)),
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<V> {
+        let (array, index) = self.find(id)?;
+        let taken = match array {
+            In::Slots => remove_at(self.slots.as_mut()?, index)?,
+            In::Old => {
+                let slot = self.old.as_mut()?.get_mut(index)?;
+                let taken = *slot;
+                // INVARIANT: MOVED, not empty: the probe run goes on.
+                slot.entry = MOVED;
+                taken
+            }
+        };
+        self.len -= 1;
+        self.migrate(MIGRATE_STEP);
+        take_entry(taken.entry)
+    }
+}
+
+#[allow(unsafe_code)]
+fn take_entry<V: TableEntry>(raw: u64) -> Option<V> {
+    // SAFETY: occupied slots own one entry from into_raw (RawTable
+    // invariant), and the slot was just emptied.
+    unsafe { V::from_raw(raw) }
+}
+
+#[allow(unsafe_code)]
+fn borrow_entry<'a, V: TableEntry>(raw: u64) -> Option<&'a V::Target> {
+    // SAFETY: the slot owns the entry while the table lock is held; callers
+    // only use the borrow under that lock.
+    unsafe { V::borrow(raw) }
+}
+
+/// The lock-protected table.
+pub struct IdTable<V> {
+    inner: SpinLock<RawTable<V>>,
+    tag: PoolTag,
+}
+
+impl<V: TableEntry> IdTable<V> {
+    /// An empty table whose slot arrays carry `tag`; const for statics.
+    pub const fn new(tag: PoolTag) -> Self {
+        Self { inner: SpinLock::new(RawTable::new()), tag }
+    }
+
+    /// Adds the entry for `id`. On failure the entry comes back so the
+    /// caller decides what to drop. When the table must grow, the larger
+    /// array is allocated between two holds of the lock, and a drained one
+    /// is freed after the lock is released.
+    pub fn insert(&self, id: u64, entry: V) -> core::result::Result<(), (NtStatus, V)> {
+        let mut entry = entry;
+        let mut fresh: Option<PoolSlice<Slot>> = None;
+        // Another inserter can fill the room we made between our two holds
+        // of the lock; a few rounds settle it.
+        for _ in 0..4 {
+            let (result, wanted, unused, retired) = {
+                let mut guard = self.inner.lock();
+                let unused = fresh.take().and_then(|fresh| guard.start_resize(fresh));
+                let result = guard.insert(id, entry);
+                let wanted = match result {
+                    Err((NtStatus::INSUFFICIENT_RESOURCES, _)) => guard.resize_wanted(1),
+                    _ => None,
+                };
+                (result, wanted, unused, guard.retired.take())
+            };
+            drop((unused, retired));
+            match (result, wanted) {
+                (Err((NtStatus::INSUFFICIENT_RESOURCES, back)), Some(capacity)) => {
+                    entry = back;
+                    match PoolSlice::try_zeroed(capacity, self.tag) {
+                        Ok(slots) => fresh = Some(slots),
+                        Err(status) => return Err((status, entry)),
+                    }
+                }
+                (result, _) => return result,
+            }
+        }
+        drop(fresh);
+        Err((NtStatus::INSUFFICIENT_RESOURCES, entry))
+    }
+
+    /// Removes and returns the entry for `id` (dropped by the caller,
+    /// outside the lock). After mass deletes the table shrinks, with the
+    /// same care as it grows.
+    pub fn remove(&self, id: u64) -> Option<V> {
+        let (removed, wanted, retired) = {
+            let mut guard = self.inner.lock();
+            let removed = guard.remove(id);
+            let wanted = if removed.is_some() { guard.resize_wanted(0) } else { None };
+            (removed, wanted, guard.retired.take())
+        };
+        drop(retired);
+        // A failed allocation only leaves the table larger than it needs.
+        if let Some(fresh) = wanted.and_then(|capacity| PoolSlice::try_zeroed(capacity, self.tag).ok()) {
+            let (unused, retired) = {
+                let mut guard = self.inner.lock();
+                let unused = guard.start_resize(fresh);
+                (unused, guard.retired.take())
+            };
+            drop((unused, retired));
+        }
+        removed
+    }
+
+    /// Runs `f` on the entry for `id` under the shared lock (keep it short:
+    /// DISPATCH_LEVEL).
+    pub fn with<R>(&self, id: u64, f: impl FnOnce(&V::Target) -> R) -> Option<R> {
+        let guard = self.inner.read();
+        guard.raw(id).and_then(borrow_entry::<V>).map(f)
+    }
+
+    /// Calls `visit` for every entry under the shared lock.
+    pub fn for_each(&self, mut visit: impl FnMut(u64, &V::Target)) {
+        let guard = self.inner.read();
+        for slot in guard.occupied() {
+            if let Some(entry) = borrow_entry::<V>(slot.entry) {
+                visit(slot.id, entry);
+            }
+        }
+    }
+
+    /// The first id whose entry satisfies `test` (under the shared lock).
+    pub fn find_id(&self, mut test: impl FnMut(&V::Target) -> bool) -> Option<u64> {
+        let guard = self.inner.read();
+        guard.occupied().find(|s| borrow_entry::<V>(s.entry).is_some_and(&mut test)).map(|s| s.id)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.inner.read().len
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Slots in the array inserts go to (statistics and tests).
+    pub fn capacity(&self) -> usize {
+        self.inner.read().capacity()
+    }
+
+    /// Whether a resize is under way (entries still in the old array).
+    pub fn is_resizing(&self) -> bool {
+        self.inner.read().old.is_some()
+    }
+
+    /// Removes one arbitrary entry (unload drains tables with this, one
+    /// entry at a time, so no drop runs under the lock).
+    pub fn pop_any(&self) -> Option<V> {
+        let (removed, retired) = {
+            let mut guard = self.inner.lock();
+            let id = guard.any_id();
+            (id.and_then(|id| guard.remove(id)), guard.retired.take())
+        };
+        drop(retired);
+        removed
+    }
+
+    /// Frees the slot arrays once the table is empty (end of unload).
+    pub fn release_storage(&self) {
+        let old = {
+            let mut guard = self.inner.lock();
+            if guard.len != 0 {
+                return;
+            }
+            guard.cursor = 0;
+            (guard.slots.take(), guard.old.take(), guard.retired.take())
+        };
+        drop(old);
+    }
+}

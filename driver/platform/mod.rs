@@ -1,0 +1,18 @@
+//! Layer 0, the platform: kernel services with no knowledge of WFP or of
+//! policy (ntoskrnl's declarations, pool, locks, per-processor counters,
+//! unload rundown, clock, logging, status codes, the ETW provider, a
+//! generic id table). Imports nothing from the layers above.
+
+pub mod clock;
+pub mod delay;
+pub mod etw;
+pub mod id_table;
+pub mod kernel;
+pub mod log;
+pub mod per_cpu_counters;
+pub mod pool;
+pub mod rundown;
+pub mod spin_lock;
+pub mod status;
+pub mod sync;
+pub mod wide;

@@ -1,0 +1,923 @@
+//! Asynchronous verdicts: classifications pended for an `ask` filter, each
+//! with its own request id (the user context that tells completions apart),
+//! finished exactly once by the agent's verdict, a timeout, the filter's
+//! deletion, the agent's disconnection or unload.
+//!
+//! At ALE_AUTH_CONNECT, completing an operation makes the engine classify
+//! the connection again with `FWP_CONDITION_FLAG_IS_REAUTHORIZE`; that
+//! reauthorization is answered from the verdict kept here for the request.
+//!
+//! # The table
+//! A fixed array of `MAX_PENDING_REQUESTS` slots. A request id carries its
+//! slot index in its low bits (above them a sequence number, so ids are
+//! never reused and still order requests by age), and every slot is on
+//! one intrusive list: free, queued (oldest first) or answered. Filing,
+//! reading the next queued request, answering by id and taking a
+//! reauthorization's verdict are O(1) in the number pending (the last one
+//! walks only the answered list, which the reauthorization empties). Only
+//! the timer and unload paths (timeouts, a deleted filter, a gone agent)
+//! walk the slots, once per call.
+//!
+//! # Locking
+//! One spin lock guards the request table. `FwpsCompleteOperation0` is only
+//! ever called with it released, because at ALE_AUTH_CONNECT the engine may
+//! run the reauthorization classify (which takes the lock) before it
+//! returns.
+#![deny(unsafe_code)]
+
+use crate::connections::connection_verdicts::{ConnectionKey, ConnectionVerdicts};
+use crate::filters::filter_context::ContextRef;
+use crate::platform::log::Level;
+use crate::platform::pool::{PoolBox, PoolSlice, PoolTag, Zeroable};
+use crate::platform::spin_lock::SpinLock;
+use crate::platform::status::{NtStatus, Result};
+use crate::platform::sync::AtomicBool;
+use crate::wfp::injection::{self, PendedPacket};
+use core::net::IpAddr;
+use core::sync::atomic::{AtomicU64, Ordering};
+use wfpcallout_wire::{Label, Verdict};
+
+/// Requests that may be pending at once; past this, ask filters answer
+/// with their default verdict at once (counted as defaulted).
+pub const MAX_PENDING_REQUESTS: usize = 1 << INDEX_BITS;
+/// Low bits of a request id: its slot index.
+const INDEX_BITS: u32 = 10;
+/// The slot index in a request id.
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// Pended requests (`PendedRequest`).
+pub const TAG_PENDED_REQUEST: PoolTag = PoolTag::new(*b"WfPr");
+/// The request table's slot array.
+pub const TAG_REQUEST_TABLE: PoolTag = PoolTag::new(*b"WfPq");
+
+/// What the agent is told about one pended connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AskInfo {
+    /// The request id: what the verdict must name.
+    pub request_id: u64,
+    /// The filter whose policy asked.
+    pub filter_id: u64,
+    /// Owning process, 0 if unknown.
+    pub process_id: u64,
+    /// Run-time layer id.
+    pub layer_id: u16,
+    /// True at recv-accept (inbound).
+    pub inbound: bool,
+    /// IP protocol.
+    pub protocol: u8,
+    /// Local address.
+    pub local_address: IpAddr,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote address.
+    pub remote_address: IpAddr,
+    /// Remote port.
+    pub remote_port: u16,
+    /// How long the agent has.
+    pub timeout_ms: u32,
+    /// What applies if it does not answer.
+    pub default_verdict: Verdict,
+    /// The filter's label.
+    pub label: Label,
+}
+
+impl AskInfo {
+    /// The connection, as both directions see it from this host.
+    pub fn connection_key(&self) -> ConnectionKey {
+        ConnectionKey {
+            protocol: self.protocol,
+            local: (self.local_address, self.local_port),
+            remote: (self.remote_address, self.remote_port),
+        }
+    }
+
+    fn same_connection(&self, other: &AskInfo) -> bool {
+        self.filter_id == other.filter_id
+            && self.layer_id == other.layer_id
+            && self.protocol == other.protocol
+            && self.local_address == other.local_address
+            && self.local_port == other.local_port
+            && self.remote_address == other.remote_address
+            && self.remote_port == other.remote_port
+    }
+}
+
+/// Where a request is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RequestState {
+    /// Waiting for an agent to read it.
+    Queued,
+    /// Read by an agent; waiting for its verdict.
+    Delivered,
+    /// Completed with this verdict; kept until the reauthorization takes it.
+    Answered(Verdict),
+}
+
+/// One pended classification.
+///
+/// # Invariants
+/// While `state` is `Queued` or `Delivered`, `completion_context` is an
+/// operation pended with `FwpsPendOperation0` and not yet completed.
+struct PendedRequest {
+    info: AskInfo,
+    completion_context: usize,
+    /// At recv-accept: the cloned packet to inject (permit) or free (deny).
+    packet: Option<PendedPacket>,
+    /// The filter's context, kept alive while the request exists.
+    _filter: ContextRef,
+    deadline: u64,
+    state: RequestState,
+}
+
+/// One slot: the request it owns (0 = free) and its links on the list it
+/// is on (see [`RequestTable`]).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct RequestSlot {
+    request_id: u64,
+    request: u64,
+    /// The previous slot on its list, as index + 1 (0: none).
+    prev: u32,
+    /// The next slot on its list, as index + 1 (0: none).
+    next: u32,
+}
+
+/// An intrusive doubly linked list of slots (indices + 1; 0 = none).
+#[derive(Clone, Copy, Default)]
+struct SlotList {
+    head: u32,
+    tail: u32,
+}
+
+/// Which list a slot is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    /// Free slots.
+    Free,
+    /// Requests waiting for an agent to read them, oldest first.
+    Queued,
+    /// Requests read by an agent: on no list (found by id).
+    Delivered,
+    /// Requests completed and waiting for their reauthorization.
+    Answered,
+}
+
+impl RequestState {
+    fn list(self) -> Which {
+        match self {
+            RequestState::Queued => Which::Queued,
+            RequestState::Delivered => Which::Delivered,
+            RequestState::Answered(_) => Which::Answered,
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+// SAFETY: an all-zero slot is the empty slot, a valid value.
+unsafe impl Zeroable for RequestSlot {}
+
+/// Answered requests [`Pending::discard_answered`] takes off per lock hold.
+const DISCARD_BATCH: usize = 16;
+
+/// The deadline of a request whose filter was deleted: the timer finishes
+/// it first thing (see `Pending::finish_later_for_filter`).
+const DELETED_DEADLINE: u64 = 0;
+
+/// Why a request was finished, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// The agent answered.
+    Verdict,
+    /// The request's timeout passed.
+    Timeout,
+    /// Its filter was deleted.
+    FilterDeleted,
+    /// The agent went away.
+    AgentGone,
+    /// The driver is unloading.
+    Unload,
+}
+
+/// The request table.
+///
+/// # Invariants
+/// Every non-empty slot owns one `PoolBox<PendedRequest>` (tag
+/// `TAG_PENDED_REQUEST`) given away with `into_raw`; `live` counts them.
+/// An occupied slot at index `i` has `request_id & INDEX_MASK == i`, and
+/// its request's `info.request_id` is the same id. Every empty slot is on
+/// the `free` list, every Queued request on `queued` (in filing order),
+/// every Answered one on `answered`, a Delivered one on none; `queued`
+/// counts the Queued list's length.
+struct RequestTable {
+    slots: Option<PoolSlice<RequestSlot>>,
+    live: usize,
+    /// Requests in the Queued state (waiting for an agent to read them).
+    queued: usize,
+    free: SlotList,
+    queue: SlotList,
+    answered: SlotList,
+    /// The next request id's sequence number (its bits above the index).
+    sequence: u64,
+}
+
+/// Counters of the asynchronous path.
+#[derive(Default)]
+pub struct PendingStats {
+    /// Classifications pended.
+    pub pended: AtomicU64,
+    /// `FwpsPendOperation0` failures (default verdict applied).
+    pub pend_failures: AtomicU64,
+    /// Operations completed (each exactly once).
+    pub completed: AtomicU64,
+    /// Completed because the timeout passed.
+    pub timed_out: AtomicU64,
+    /// Ask classifications answered at once with the default verdict (no
+    /// agent, queue full, no completion handle, reauthorization unknown).
+    pub defaulted: AtomicU64,
+    /// Verdicts refused (unknown, late or duplicate request id).
+    pub verdicts_rejected: AtomicU64,
+}
+
+/// The pending machinery: the table, whether new pends are accepted, and
+/// the counters.
+pub struct Pending {
+    table: SpinLock<RequestTable>,
+    /// The verdict each settled connection got, for its later
+    /// reauthorizations (policy change, new interface, either direction).
+    pub verdicts: ConnectionVerdicts,
+    accepting: AtomicBool,
+    /// Counters.
+    pub stats: PendingStats,
+}
+
+/// What to do with a classification the table could not take.
+pub enum PendOutcome {
+    /// Pended: answer BLOCK + ABSORB now; the request id.
+    Pended(u64),
+    /// Not pended: answer with this verdict now.
+    Immediate(Verdict),
+}
+
+impl Pending {
+    /// An empty, closed table (const for the driver's static state).
+    pub const fn new() -> Self {
+        Self {
+            table: SpinLock::new(RequestTable::EMPTY),
+            verdicts: ConnectionVerdicts::new(),
+            accepting: AtomicBool::new(false),
+            stats: PendingStats {
+                pended: AtomicU64::new(0),
+                pend_failures: AtomicU64::new(0),
+                completed: AtomicU64::new(0),
+                timed_out: AtomicU64::new(0),
+                defaulted: AtomicU64::new(0),
+                verdicts_rejected: AtomicU64::new(0),
+            },
+        }
+    }
+
+    /// Allocates the table and starts accepting (initialize, PASSIVE_LEVEL).
+    pub fn open(&self) -> Result {
+        let slots = PoolSlice::<RequestSlot>::try_zeroed(MAX_PENDING_REQUESTS, TAG_REQUEST_TABLE)?;
+        self.verdicts.open()?;
+        let slots = RequestTable::all_free(slots);
+        let old = {
+            let mut table = self.table.lock();
+            let sequence = table.sequence;
+            let old = core::mem::replace(&mut *table, RequestTable::EMPTY);
+            *table = RequestTable { sequence, ..RequestTable::with_free_slots(slots) };
+            old.slots
+        };
+        drop(old);
+        for counter in [
+            &self.stats.pended,
+            &self.stats.pend_failures,
+            &self.stats.completed,
+            &self.stats.timed_out,
+            &self.stats.defaulted,
+            &self.stats.verdicts_rejected,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        self.accepting.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops accepting new pends (first step of unload).
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
+
+    /// Frees the table once every request is gone (end of unload).
+    pub fn close(&self) {
+        let old = {
+            let mut table = self.table.lock();
+            if table.live != 0 {
+                return;
+            }
+            // The lists go with the slots they link (the sequence stays:
+            // ids are never reused, across loads either).
+            let sequence = table.sequence;
+            core::mem::replace(&mut *table, RequestTable { sequence, ..RequestTable::EMPTY }).slots
+        };
+        drop(old);
+        self.verdicts.close();
+    }
+
+    /// Requests in the table (queued, delivered or answered).
+    pub fn live(&self) -> usize {
+        self.table.read().live
+    }
+
+    /// Pends a classification: allocates the request, pends the operation
+    /// through `pend` (which wraps `FwpsPendOperation0` and returns the
+    /// completion context), and files it. Anything that fails gives the
+    /// default verdict at once.
+    pub fn pend(
+        &self,
+        info: AskInfo,
+        filter: &ContextRef,
+        now: u64,
+        packet: Option<PendedPacket>,
+        pend: impl FnOnce() -> Result<usize>,
+    ) -> PendOutcome {
+        let default = PendOutcome::Immediate(info.default_verdict);
+        if !self.accepting.load(Ordering::Acquire) || self.live() >= MAX_PENDING_REQUESTS {
+            self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+            discard(packet);
+            return default;
+        }
+        // The id is given when the request is filed (it names the slot).
+        let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
+        let Ok(request) = PoolBox::try_new_with(
+            || PendedRequest {
+                info,
+                completion_context: 0,
+                packet: None,
+                _filter: filter.clone(),
+                deadline,
+                state: RequestState::Queued,
+            },
+            TAG_PENDED_REQUEST,
+        ) else {
+            self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+            discard(packet);
+            return default;
+        };
+        let completion_context = match pend() {
+            Ok(context) => context,
+            Err(status) => {
+                self.stats.pend_failures.fetch_add(1, Ordering::Relaxed);
+                crate::log!(Level::Warning, "FwpsPendOperation0 failed: {}; default verdict", status);
+                crate::platform::etw::error("FwpsPendOperation0 (the default verdict applied)", status);
+                discard(packet);
+                return default;
+            }
+        };
+        let mut request = request;
+        request.completion_context = completion_context;
+        request.packet = packet;
+        // INVARIANT: the operation is pended and not completed: Queued.
+        let filed = {
+            let mut table = self.table.lock();
+            if self.accepting.load(Ordering::Acquire) { table.file(request) } else { Err(request) }
+        };
+        match filed {
+            Ok(request_id) => {
+                self.stats.pended.fetch_add(1, Ordering::Relaxed);
+                crate::platform::etw::pended(request_id, &info);
+                PendOutcome::Pended(request_id)
+            }
+            Err(mut request) => {
+                // Unload began, or the table filled up, between our checks and
+                // now: the operation is pended, so it must be completed here,
+                // inside classifyFn. A clone is not injected from here (TCP
+                // only out of band): it is freed, so the connection attempt
+                // is dropped and retried by its sender.
+                self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
+                discard(request.packet.take());
+                let settled = Settled {
+                    completion_context: request.completion_context,
+                    packet: None,
+                    verdict: request.info.default_verdict,
+                    connection: request.info.connection_key(),
+                    filter_id: request.info.filter_id,
+                };
+                drop(request);
+                self.complete_operation(settled);
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                // Never filed, so it has no id an agent could name.
+                PendOutcome::Pended(0)
+            }
+        }
+    }
+
+    /// Whether a request is waiting for an agent to read it. The glue asks
+    /// again after putting a parked "get request" back: a request queued
+    /// while it held the parked one found nothing to pair with.
+    pub fn has_queued(&self) -> bool {
+        self.table.read().queued != 0
+    }
+
+    /// Hands the oldest queued request to an agent.
+    pub fn take_next(&self) -> Option<AskInfo> {
+        let mut table = self.table.lock();
+        table.next_queued()
+    }
+
+    /// Finishes one request with `verdict`. Errors with `NOT_FOUND`-style
+    /// statuses for an unknown, already answered or never delivered id.
+    pub fn answer(&self, request_id: u64, verdict: Verdict) -> Result {
+        let taken = self.table.lock().take_for_answer(request_id, verdict, true);
+        match taken {
+            Some(settled) => {
+                self.finish_operation(settled, Finish::Verdict);
+                Ok(())
+            }
+            None => {
+                self.stats.verdicts_rejected.fetch_add(1, Ordering::Relaxed);
+                Err(NtStatus::NOT_FOUND)
+            }
+        }
+    }
+
+    /// Finishes, with their default verdict, every request matching `which`
+    /// (timeouts, a deleted filter, a gone agent, unload). Returns how many.
+    pub fn finish_where(&self, why: Finish, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
+        let mut finished = 0;
+        // One at a time: the lock must be released around each completion.
+        // The walk resumes where it stopped, so the slots are visited once;
+        // a walk that finished something ends with one more pass from the
+        // start, for requests filed meanwhile behind it.
+        let mut from = 0;
+        loop {
+            let taken = self.table.lock().take_first_unanswered(from, &which);
+            match taken {
+                Some((index, settled)) => {
+                    self.finish_operation(settled, why);
+                    finished += 1;
+                    from = index + 1;
+                }
+                None if from != 0 => from = 0,
+                None => return finished,
+            }
+        }
+    }
+
+    /// Times out every request whose deadline is at or before `now`, and
+    /// drops answered requests whose reauthorization never came.
+    pub fn expire(&self, now: u64) -> usize {
+        // First those whose filter was deleted (deadline moved to
+        // DELETED_DEADLINE by `finish_later_for_filter`), then the timeouts.
+        self.finish_where(Finish::FilterDeleted, |_, deadline| deadline == DELETED_DEADLINE);
+        let expired = self.finish_where(Finish::Timeout, |_, deadline| deadline <= now);
+        self.discard_answered(|_, deadline| deadline <= now);
+        expired
+    }
+
+    /// The filter of these requests was deleted: they get its default
+    /// verdict at the next timer tick (a DPC), not now. Its DELETE runs
+    /// inside notifyFn, and completing there would inject permitted TCP
+    /// packets from inside a callout callback, which Windows allows only
+    /// out of band (FwpsInjectTransportReceiveAsync0; neither Microsoft
+    /// sample completes from notifyFn). Returns how many were marked.
+    pub fn finish_later_for_filter(&self, filter_id: u64) -> usize {
+        self.table.lock().mark_unanswered(|info| info.filter_id == filter_id, DELETED_DEADLINE)
+    }
+
+    /// Drops answered requests matching `which` (their operation is already
+    /// completed; only the kept verdict goes).
+    ///
+    /// The walk tests each answered request once, O(answered) per call:
+    /// every lock hold takes up to [`DISCARD_BATCH`] matches off and notes
+    /// where it stopped, and the next one resumes there. The requests are
+    /// dropped with the lock released (dropping one releases its filter's
+    /// context). Only if the slot it would resume at left the answered
+    /// list meanwhile (its reauthorization took it) does the walk start
+    /// over from the head.
+    pub fn discard_answered(&self, which: impl Fn(&AskInfo, u64) -> bool) {
+        let mut resume = None;
+        loop {
+            let mut batch: [Option<PoolBox<PendedRequest>>; DISCARD_BATCH] = Default::default();
+            resume = self.table.lock().take_answered_batch(resume, &which, &mut batch);
+            drop(batch);
+            if resume.is_none() {
+                return;
+            }
+        }
+    }
+
+    /// The verdict kept for a reauthorization of a connection we pended,
+    /// taken (each reauthorization consumes its request).
+    pub fn take_reauthorization(&self, info: &AskInfo) -> Option<Verdict> {
+        let request = self.table.lock().take_answered_for(info)?;
+        let verdict = match request.state {
+            RequestState::Answered(verdict) => Some(verdict),
+            RequestState::Queued | RequestState::Delivered => None,
+        };
+        drop(request);
+        verdict
+    }
+
+    fn finish_operation(&self, settled: Settled, why: Finish) {
+        crate::platform::etw::completed(settled.filter_id, &settled.connection, settled.verdict, why);
+        if why == Finish::Timeout {
+            self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
+        self.complete_operation(settled);
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Remembers the connection's verdict (for its later reauthorizations),
+    /// completes the operation (with the clone at recv-accept), then
+    /// injects the clone to permit or frees it to deny.
+    fn complete_operation(&self, settled: Settled) {
+        self.verdicts.remember(
+            &settled.connection,
+            settled.filter_id,
+            settled.verdict,
+            crate::platform::clock::now_ticks(),
+        );
+        complete_operation(settled);
+    }
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What completing one request needs, taken out of the table under its lock
+/// and used after releasing it.
+struct Settled {
+    completion_context: usize,
+    packet: Option<PendedPacket>,
+    verdict: Verdict,
+    /// The connection and the filter that judged it.
+    connection: ConnectionKey,
+    filter_id: u64,
+}
+
+/// A clone that will not be needed after all is freed.
+fn discard(packet: Option<PendedPacket>) {
+    if let Some(packet) = packet {
+        injection::finish(packet, Verdict::Block);
+    }
+}
+
+/// Completes the operation (with the clone at recv-accept), then injects the
+/// clone to permit or frees it to deny.
+#[allow(unsafe_code)]
+fn complete_operation(settled: Settled) {
+    let packet = settled.packet.as_ref().map_or(core::ptr::null_mut(), PendedPacket::net_buffer_list);
+    #[cfg(not(loom))]
+    // SAFETY: the context came from FwpsPendOperation0 and its request left
+    // the Queued/Delivered states exactly once (under the table lock), so
+    // it is completed exactly once; no lock of ours is held here; the packet
+    // is NULL or our live clone.
+    unsafe {
+        crate::wfp::ffi::FwpsCompleteOperation0(settled.completion_context as *mut core::ffi::c_void, packet)
+    };
+    #[cfg(loom)]
+    loom_engine::complete(settled.completion_context, !packet.is_null());
+    if let Some(packet) = settled.packet {
+        injection::finish(packet, settled.verdict);
+    }
+}
+
+/// The engine's side of `FwpsCompleteOperation0` under `cfg(loom)`: the
+/// loom tests (`tests/loom_pending.rs`) run this table over loom's threads
+/// and lock (`sync.rs`, `spin_lock.rs`) and stand in for the engine here,
+/// the table's one call into it, to count completions and run the
+/// reauthorization that completing at ALE_AUTH_CONNECT starts.
+#[cfg(loom)]
+pub mod loom_engine {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    /// What completing an operation does: called with the completion
+    /// context and whether a packet was passed.
+    pub type Completion = Arc<dyn Fn(usize, bool) + Send + Sync>;
+
+    static ENGINE: Mutex<Option<Completion>> = Mutex::new(None);
+
+    /// Installs (or, with `None`, removes) the test's engine.
+    pub fn set(engine: Option<Completion>) {
+        *ENGINE.lock().unwrap_or_else(PoisonError::into_inner) = engine;
+    }
+
+    /// Completes one operation (called with no lock of the table held).
+    pub(super) fn complete(completion_context: usize, with_packet: bool) {
+        let engine = ENGINE.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(engine) = engine {
+            engine(completion_context, with_packet);
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn request_ref<'a>(raw: u64) -> Option<&'a mut PendedRequest> {
+    // SAFETY: non-empty slots own a live PoolBox<PendedRequest> (table
+    // invariant); callers use the borrow only under the table lock.
+    unsafe { (raw as *mut PendedRequest).as_mut() }
+}
+
+#[allow(unsafe_code)]
+fn take_request(raw: u64) -> Option<PoolBox<PendedRequest>> {
+    let ptr = core::ptr::NonNull::new(raw as *mut PendedRequest)?;
+    // SAFETY: the slot owned this box (table invariant) and was just emptied.
+    Some(unsafe { PoolBox::from_raw(ptr, TAG_PENDED_REQUEST) })
+}
+
+/// A slot index as stored in the links (index + 1).
+fn link(index: usize) -> u32 {
+    index as u32 + 1
+}
+
+/// The index a link names, if any.
+fn unlink(link: u32) -> Option<usize> {
+    (link as usize).checked_sub(1)
+}
+
+impl RequestTable {
+    const EMPTY: Self = Self {
+        slots: None,
+        live: 0,
+        queued: 0,
+        free: SlotList { head: 0, tail: 0 },
+        queue: SlotList { head: 0, tail: 0 },
+        answered: SlotList { head: 0, tail: 0 },
+        sequence: 1,
+    };
+
+    /// Links every slot of a fresh (zeroed) array onto one free chain, in
+    /// order (done before the lock is taken).
+    fn all_free(mut slots: PoolSlice<RequestSlot>) -> PoolSlice<RequestSlot> {
+        let count = slots.len();
+        for (index, slot) in slots.iter_mut().enumerate() {
+            slot.prev = if index == 0 { 0 } else { link(index - 1) };
+            slot.next = if index + 1 == count { 0 } else { link(index + 1) };
+        }
+        slots
+    }
+
+    /// A table over slots prepared by [`Self::all_free`].
+    fn with_free_slots(slots: PoolSlice<RequestSlot>) -> Self {
+        let count = slots.len();
+        let free = if count == 0 { SlotList::default() } else { SlotList { head: link(0), tail: link(count - 1) } };
+        // INVARIANT: every slot is empty and on the free list.
+        Self { slots: Some(slots), free, ..Self::EMPTY }
+    }
+
+    fn list_mut(&mut self, which: Which) -> Option<&mut SlotList> {
+        match which {
+            Which::Free => Some(&mut self.free),
+            Which::Queued => Some(&mut self.queue),
+            Which::Answered => Some(&mut self.answered),
+            Which::Delivered => None,
+        }
+    }
+
+    fn slot_mut(&mut self, index: usize) -> Option<&mut RequestSlot> {
+        self.slots.as_mut()?.get_mut(index)
+    }
+
+    /// Appends slot `index` to list `which` (nothing for Delivered).
+    fn push(&mut self, which: Which, index: usize) {
+        let Some(list) = self.list_mut(which) else { return };
+        let tail = list.tail;
+        list.tail = link(index);
+        if tail == 0 {
+            list.head = link(index);
+        }
+        if let Some(slot) = self.slot_mut(index) {
+            slot.prev = tail;
+            slot.next = 0;
+        }
+        if let Some(before) = unlink(tail).and_then(|t| self.slot_mut(t)) {
+            before.next = link(index);
+        }
+    }
+
+    /// Takes slot `index` off list `which` (nothing for Delivered).
+    fn take_off(&mut self, which: Which, index: usize) {
+        let Some((prev, next)) = self.slot_mut(index).map(|slot| (slot.prev, slot.next)) else { return };
+        if which == Which::Delivered {
+            return;
+        }
+        match unlink(prev).and_then(|p| self.slot_mut(p)) {
+            Some(before) => before.next = next,
+            None => {
+                if let Some(list) = self.list_mut(which) {
+                    list.head = next;
+                }
+            }
+        }
+        match unlink(next).and_then(|n| self.slot_mut(n)) {
+            Some(after) => after.prev = prev,
+            None => {
+                if let Some(list) = self.list_mut(which) {
+                    list.tail = prev;
+                }
+            }
+        }
+        if let Some(slot) = self.slot_mut(index) {
+            slot.prev = 0;
+            slot.next = 0;
+        }
+    }
+
+    /// The request in slot `index`, if occupied.
+    fn request_at(&mut self, index: usize) -> Option<&mut PendedRequest> {
+        request_ref(self.slots.as_ref()?.get(index)?.request)
+    }
+
+    /// Files a request in a free slot and gives it its id (O(1)); the
+    /// request comes back when no slot is free.
+    fn file(&mut self, mut request: PoolBox<PendedRequest>) -> core::result::Result<u64, PoolBox<PendedRequest>> {
+        let Some(index) = unlink(self.free.head) else {
+            return Err(request);
+        };
+        self.take_off(Which::Free, index);
+        let request_id = (self.sequence << INDEX_BITS) | index as u64;
+        self.sequence += 1;
+        request.info.request_id = request_id;
+        let Some(slot) = self.slot_mut(index) else {
+            return Err(request);
+        };
+        // INVARIANT: the slot takes over the box; the id names the slot;
+        // requests are filed Queued, at the end of the queue.
+        slot.request_id = request_id;
+        slot.request = request.into_raw().as_ptr() as u64;
+        self.push(Which::Queued, index);
+        self.live += 1;
+        self.queued += 1;
+        Ok(request_id)
+    }
+
+    /// Empties slot `index` (back on the free list) and returns its request.
+    fn remove(&mut self, index: usize) -> Option<PoolBox<PendedRequest>> {
+        let state = self.request_at(index)?.state;
+        self.take_off(state.list(), index);
+        if state == RequestState::Queued {
+            self.queued = self.queued.saturating_sub(1);
+        }
+        let slot = self.slot_mut(index)?;
+        let raw = core::mem::take(slot).request;
+        let request = take_request(raw)?;
+        // INVARIANT: the slot is empty again, and free.
+        self.push(Which::Free, index);
+        self.live -= 1;
+        Some(request)
+    }
+
+    /// The slot of `request_id`, if that request is still in the table.
+    fn index_of(&self, request_id: u64) -> Option<usize> {
+        let index = (request_id & INDEX_MASK) as usize;
+        let slot = self.slots.as_ref()?.get(index)?;
+        (slot.request != 0 && slot.request_id == request_id).then_some(index)
+    }
+
+    /// Hands the oldest queued request to an agent (O(1)).
+    fn next_queued(&mut self) -> Option<AskInfo> {
+        let index = unlink(self.queue.head)?;
+        self.take_off(Which::Queued, index);
+        self.queued = self.queued.saturating_sub(1);
+        let request = self.request_at(index)?;
+        // INVARIANT: Delivered requests are on no list.
+        request.state = RequestState::Delivered;
+        Some(request.info)
+    }
+
+    /// Marks a request answered and returns its completion context. With
+    /// `must_be_delivered`, only a request an agent has read qualifies.
+    fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<Settled> {
+        let index = self.index_of(request_id)?;
+        let qualifies = match self.request_at(index)?.state {
+            RequestState::Delivered => true,
+            RequestState::Queued => !must_be_delivered,
+            RequestState::Answered(_) => false,
+        };
+        if !qualifies {
+            return None;
+        }
+        self.settle(index, verdict)
+    }
+
+    /// The first unanswered request at or after slot `from` matching
+    /// `which`, settled with its default verdict, and its slot.
+    fn take_first_unanswered(
+        &mut self,
+        from: usize,
+        which: &impl Fn(&AskInfo, u64) -> bool,
+    ) -> Option<(usize, Settled)> {
+        let slots = self.slots.as_ref()?;
+        let index = slots.iter().enumerate().skip(from).find_map(|(index, slot)| {
+            let request = request_ref(slot.request)?;
+            (!matches!(request.state, RequestState::Answered(_)) && which(&request.info, request.deadline))
+                .then_some(index)
+        })?;
+        let verdict = self.request_at(index)?.info.default_verdict;
+        Some((index, self.settle(index, verdict)?))
+    }
+
+    /// Moves the request at `index` to Answered; at recv-accept, where no
+    /// reauthorization follows, removes it. Returns what completing needs.
+    fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Settled> {
+        let request = self.request_at(index)?;
+        let settled = Settled {
+            completion_context: request.completion_context,
+            packet: request.packet.take(),
+            verdict,
+            connection: request.info.connection_key(),
+            filter_id: request.info.filter_id,
+        };
+        let (before, inbound) = (request.state, request.info.inbound);
+        if inbound {
+            // No reauthorization follows: the request goes now.
+            drop(self.remove(index));
+            return Some(settled);
+        }
+        self.take_off(before.list(), index);
+        if before == RequestState::Queued {
+            self.queued = self.queued.saturating_sub(1);
+        }
+        // INVARIANT: from here the operation counts as completed (the caller
+        // completes it once, outside the lock); Answered requests are on
+        // the answered list.
+        self.request_at(index)?.state = RequestState::Answered(verdict);
+        self.push(Which::Answered, index);
+        Some(settled)
+    }
+
+    /// Moves the deadline of every unanswered request matching `which`.
+    fn mark_unanswered(&mut self, which: impl Fn(&AskInfo) -> bool, deadline: u64) -> usize {
+        let mut marked = 0;
+        for slot in self.slots.iter().flat_map(|slots| slots.iter()) {
+            if let Some(request) = request_ref(slot.request)
+                && !matches!(request.state, RequestState::Answered(_))
+                && which(&request.info)
+            {
+                request.deadline = deadline;
+                marked += 1;
+            }
+        }
+        marked
+    }
+
+    /// The first answered request satisfying `test`, walking the answered
+    /// list only.
+    fn find_answered(&self, mut test: impl FnMut(&PendedRequest) -> bool) -> Option<usize> {
+        let slots = self.slots.as_ref()?;
+        let mut cursor = self.answered.head;
+        while let Some(index) = unlink(cursor) {
+            let slot = slots.get(index)?;
+            if request_ref(slot.request).is_some_and(|r| test(r)) {
+                return Some(index);
+            }
+            cursor = slot.next;
+        }
+        None
+    }
+
+    /// Walks the answered list from the request `resume` names (from the
+    /// head if `None`, or if that request is no longer answered and in the
+    /// table), testing each request once and taking those matching `which`
+    /// into `batch`. Returns the request to resume at when the batch filled
+    /// before the list's end, `None` once the walk is over.
+    fn take_answered_batch(
+        &mut self,
+        resume: Option<u64>,
+        which: &impl Fn(&AskInfo, u64) -> bool,
+        batch: &mut [Option<PoolBox<PendedRequest>>],
+    ) -> Option<u64> {
+        let mut cursor = match resume.and_then(|request_id| self.index_of(request_id)) {
+            // Ids are never reused, and Answered is a request's last state:
+            // the same id, still answered, is still on the answered list.
+            Some(index) if self.request_at(index).is_some_and(|r| matches!(r.state, RequestState::Answered(_))) => {
+                link(index)
+            }
+            _ => self.answered.head,
+        };
+        let mut taken = 0;
+        while let Some(index) = unlink(cursor) {
+            let slot = *self.slots.as_ref()?.get(index)?;
+            if taken == batch.len() {
+                return Some(slot.request_id);
+            }
+            cursor = slot.next;
+            if request_ref(slot.request).is_some_and(|r| which(&r.info, r.deadline))
+                && let Some(place) = batch.get_mut(taken)
+            {
+                *place = self.remove(index);
+                taken += 1;
+            }
+        }
+        None
+    }
+
+    fn take_answered_for(&mut self, info: &AskInfo) -> Option<PoolBox<PendedRequest>> {
+        let index = self.find_answered(|r| r.info.same_connection(info))?;
+        self.remove(index)
+    }
+}

@@ -1,0 +1,306 @@
+//! Safe views over what the filter engine hands the callbacks: the run-time
+//! filter (with its provider context) and the classify output. These are
+//! the only places that read or write those structures.
+#![allow(unsafe_code)]
+
+use crate::wfp::ffi::{
+    FWP_CONDITION_FLAG_IS_REAUTHORIZE, FWPS_CLASSIFY_OUT0, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_FILTER2,
+    FWPS_INCOMING_VALUES0, FWPS_RIGHT_ACTION_WRITE, fwp,
+};
+
+/// What a filter's provider context holds, as far as we care.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProviderBlob<'a> {
+    /// No provider context: the default policy applies.
+    Absent,
+    /// A general context with this data buffer (engine-owned; copy it).
+    General(&'a [u8]),
+    /// A provider context of another type (`FWPM_PROVIDER_CONTEXT_TYPE`).
+    WrongType(i32),
+}
+
+/// A borrowed run-time filter.
+#[derive(Clone, Copy)]
+pub struct FilterView<'a> {
+    filter: &'a FWPS_FILTER2,
+}
+
+impl<'a> FilterView<'a> {
+    /// Wraps the engine's filter.
+    ///
+    /// # Safety
+    /// `filter` must be NULL or point to an `FWPS_FILTER2` that the engine
+    /// keeps valid for `'a`, whose `providerContext` is NULL or valid for
+    /// `'a` with a data buffer of `size` readable bytes.
+    pub unsafe fn from_raw(filter: *const FWPS_FILTER2) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or a filter valid for 'a.
+        unsafe { filter.as_ref() }.map(|filter| Self { filter })
+    }
+
+    /// Run-time filter id.
+    pub fn id(&self) -> u64 {
+        self.filter.filterId
+    }
+
+    /// The filter's action type (`FWP_ACTION_CALLOUT_TERMINATING`,
+    /// `_INSPECTION` or `_UNKNOWN` for filters that call us).
+    pub fn action_type(&self) -> u32 {
+        self.filter.action.r#type
+    }
+
+    /// Run-time id of the callout the filter's action calls.
+    pub fn callout_id(&self) -> u32 {
+        self.filter.action.calloutId
+    }
+
+    /// The `context` member: ours only if we wrote it on ADD.
+    pub fn raw_context(&self) -> u64 {
+        self.filter.context
+    }
+
+    /// Whether a PERMIT from this filter must clear the write right.
+    pub fn clears_action_right(&self) -> bool {
+        self.filter.flags & FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0
+    }
+
+    /// The filter's provider context, classified.
+    pub fn provider_blob(&self) -> ProviderBlob<'a> {
+        // SAFETY: from_raw's contract: NULL or valid for 'a.
+        let Some(context) = (unsafe { self.filter.providerContext.as_ref() }) else {
+            return ProviderBlob::Absent;
+        };
+        if context.r#type != fwp::FWPM_GENERAL_CONTEXT {
+            return ProviderBlob::WrongType(context.r#type);
+        }
+        // SAFETY: for FWPM_GENERAL_CONTEXT the union holds `dataBuffer`.
+        let buffer = unsafe { context.Anonymous.dataBuffer };
+        // SAFETY: from_raw's contract: NULL or a blob valid for 'a.
+        let Some(blob) = (unsafe { buffer.as_ref() }) else {
+            return ProviderBlob::General(&[]);
+        };
+        if blob.data.is_null() || blob.size == 0 {
+            return ProviderBlob::General(&[]);
+        }
+        // SAFETY: from_raw's contract: `data` holds `size` readable bytes for 'a.
+        ProviderBlob::General(unsafe { core::slice::from_raw_parts(blob.data, blob.size as usize) })
+    }
+}
+
+/// Stores our context pointer in a filter on ADD.
+///
+/// # Safety
+/// `filter` must point to the engine's filter being added, writable for the
+/// duration of the notify call.
+pub unsafe fn set_filter_context(filter: *mut FWPS_FILTER2, context: u64) {
+    // SAFETY: the caller guarantees a writable filter.
+    unsafe { (*filter).context = context };
+}
+
+/// Why classify cannot write a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unwritable {
+    /// The engine passed no classify output.
+    Null,
+    /// The write right is not ours: someone with higher priority decided.
+    NoWriteRight,
+}
+
+/// The classify output while its write right is held: the type makes it
+/// impossible to forget that check, and each verdict method consumes it, so
+/// a classification is answered at most once.
+pub struct ClassifyOut<'a> {
+    out: &'a mut FWPS_CLASSIFY_OUT0,
+}
+
+impl<'a> ClassifyOut<'a> {
+    /// Wraps classify's output if a verdict may be written to it.
+    ///
+    /// # Safety
+    /// `out` must be NULL or point to the engine's classify output, valid
+    /// and unaliased for `'a`.
+    #[inline(always)]
+    pub unsafe fn from_raw(out: *mut FWPS_CLASSIFY_OUT0) -> Result<Self, Unwritable> {
+        // SAFETY: the caller guarantees NULL or a valid, unaliased pointer.
+        let out = unsafe { out.as_mut() }.ok_or(Unwritable::Null)?;
+        if out.rights & FWPS_RIGHT_ACTION_WRITE == 0 {
+            return Err(Unwritable::NoWriteRight);
+        }
+        Ok(Self { out })
+    }
+
+    /// PERMIT; clears the write right if the filter demands it (hard permit).
+    #[inline(always)]
+    pub fn permit(self, clear_right: bool) {
+        self.out.actionType = fwp::FWP_ACTION_PERMIT;
+        if clear_right {
+            self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+        }
+    }
+
+    /// BLOCK + ABSORB with the write right cleared: what a pended
+    /// classification answers.
+    pub fn block_absorb(self) {
+        self.out.actionType = fwp::FWP_ACTION_BLOCK;
+        self.out.flags |= crate::wfp::ffi::FWPS_CLASSIFY_OUT_FLAG_ABSORB;
+        self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+
+    /// CONTINUE: the decision passes to the next filter (what a filter at
+    /// ALE_FLOW_ESTABLISHED, or an inspection callout, answers).
+    #[inline(always)]
+    pub fn continue_(self) {
+        self.out.actionType = fwp::FWP_ACTION_CONTINUE;
+    }
+
+    /// BLOCK, which always clears the write right.
+    #[inline(always)]
+    pub fn block(self) {
+        self.out.actionType = fwp::FWP_ACTION_BLOCK;
+        self.out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+}
+
+/// Classify's metadata: each field read only when its presence bit is set,
+/// and only from the Vista-stable prefix of the structure.
+pub struct Metadata<'a> {
+    metadata: &'a crate::wfp::ffi::FWPS_INCOMING_METADATA_VALUES0,
+}
+
+impl<'a> Metadata<'a> {
+    /// Wraps classify's metadata.
+    ///
+    /// # Safety
+    /// `metadata` must be NULL or valid for `'a`.
+    pub unsafe fn from_raw(metadata: *const crate::wfp::ffi::FWPS_INCOMING_METADATA_VALUES0) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or valid for 'a.
+        unsafe { metadata.as_ref() }.map(|metadata| Self { metadata })
+    }
+
+    fn has(&self, field: u32) -> bool {
+        self.metadata.currentMetadataValues & field != 0
+    }
+
+    /// The completion handle for `FwpsPendOperation0`, if present.
+    pub fn completion_handle(&self) -> Option<*mut core::ffi::c_void> {
+        (self.has(fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE) && !self.metadata.completionHandle.is_null())
+            .then_some(self.metadata.completionHandle)
+    }
+
+    /// The flow handle, for `FwpsFlowAssociateContext0`, if present.
+    pub fn flow_handle(&self) -> Option<u64> {
+        self.has(fwp::FWPS_METADATA_FIELD_FLOW_HANDLE).then_some(self.metadata.flowHandle)
+    }
+
+    /// IP + transport header sizes, if both are present.
+    pub fn header_sizes(&self) -> Option<u32> {
+        let both = fwp::FWPS_METADATA_FIELD_IP_HEADER_SIZE | fwp::FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE;
+        (self.metadata.currentMetadataValues & both == both)
+            .then(|| self.metadata.ipHeaderSize.saturating_add(self.metadata.transportHeaderSize))
+    }
+
+    /// The compartment id, if present.
+    pub fn compartment_id(&self) -> Option<u32> {
+        self.has(fwp::FWPS_METADATA_FIELD_COMPARTMENT_ID).then_some(self.metadata.compartmentId)
+    }
+
+    /// The owning process id, if present.
+    pub fn process_id(&self) -> Option<u64> {
+        self.has(fwp::FWPS_METADATA_FIELD_PROCESS_ID).then_some(self.metadata.processId)
+    }
+
+    /// The sending socket, for send injection, if present.
+    pub fn transport_endpoint_handle(&self) -> Option<u64> {
+        self.has(fwp::FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE).then_some(self.metadata.transportEndpointHandle)
+    }
+
+    /// The remote address's scope id, if present.
+    pub fn remote_scope_id(&self) -> Option<u32> {
+        self.has(fwp::FWPS_METADATA_FIELD_REMOTE_SCOPE_ID).then_some(self.metadata.remoteScopeId)
+    }
+}
+
+/// The incoming values at an ALE auth layer, read with index and type checks.
+pub struct IncomingValues<'a> {
+    values: &'a FWPS_INCOMING_VALUES0,
+}
+
+impl<'a> IncomingValues<'a> {
+    /// Wraps classify's fixed values.
+    ///
+    /// # Safety
+    /// `values` must be NULL or point to incoming values whose array holds
+    /// `valueCount` entries, all valid for `'a`.
+    pub unsafe fn from_raw(values: *const FWPS_INCOMING_VALUES0) -> Option<Self> {
+        // SAFETY: the caller guarantees NULL or valid for 'a.
+        unsafe { values.as_ref() }.map(|values| Self { values })
+    }
+
+    /// Run-time layer id.
+    pub fn layer_id(&self) -> u16 {
+        self.values.layerId
+    }
+
+    fn value(&self, index: usize) -> Option<&'a fwp::FWP_VALUE0> {
+        if index >= self.values.valueCount as usize || self.values.incomingValue.is_null() {
+            return None;
+        }
+        // SAFETY: index < valueCount and the array holds valueCount entries
+        // (from_raw's contract), so the offset stays inside it.
+        let entry = unsafe { self.values.incomingValue.add(index) };
+        // SAFETY: as above, the entry is valid for 'a.
+        Some(unsafe { &(*entry).value })
+    }
+
+    /// The `FWP_UINT32` at `index`, if present and of that type.
+    pub fn uint32(&self, index: usize) -> Option<u32> {
+        let value = self.value(index)?;
+        if value.r#type != fwp::FWP_UINT32 {
+            return None;
+        }
+        // SAFETY: the tag says the union holds uint32.
+        Some(unsafe { value.Anonymous.uint32 })
+    }
+
+    /// The `FWP_UINT16` at `index`, if present and of that type.
+    pub fn uint16(&self, index: usize) -> Option<u16> {
+        let value = self.value(index)?;
+        if value.r#type != fwp::FWP_UINT16 {
+            return None;
+        }
+        // SAFETY: the tag says the union holds uint16.
+        Some(unsafe { value.Anonymous.uint16 })
+    }
+
+    /// The `FWP_UINT8` at `index`, if present and of that type.
+    pub fn uint8(&self, index: usize) -> Option<u8> {
+        let value = self.value(index)?;
+        if value.r#type != fwp::FWP_UINT8 {
+            return None;
+        }
+        // SAFETY: the tag says the union holds uint8.
+        Some(unsafe { value.Anonymous.uint8 })
+    }
+
+    /// An address field: IPv4 (`FWP_UINT32`, host order) or IPv6
+    /// (`FWP_BYTE_ARRAY16_TYPE`).
+    pub fn address(&self, index: usize) -> Option<core::net::IpAddr> {
+        let value = self.value(index)?;
+        match value.r#type {
+            // SAFETY: the tag says the union holds uint32.
+            fwp::FWP_UINT32 => Some(core::net::Ipv4Addr::from(unsafe { value.Anonymous.uint32 }).into()),
+            fwp::FWP_BYTE_ARRAY16_TYPE => {
+                // SAFETY: the tag says the union holds byteArray16.
+                let array = unsafe { value.Anonymous.byteArray16 };
+                // SAFETY: the engine's pointer is NULL or valid for 'a.
+                let bytes = unsafe { array.as_ref() }?.byteArray16;
+                Some(core::net::Ipv6Addr::from(bytes).into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this classification is a reauthorization (FLAGS field).
+    pub fn is_reauthorization(&self, flags_index: usize) -> bool {
+        self.uint32(flags_index).is_some_and(|flags| flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0)
+    }
+}

@@ -1,0 +1,519 @@
+//! Permitting a pended connection at ALE_AUTH_RECV_ACCEPT: completion does
+//! not reauthorize there, so at pend time the first packet is copied, the
+//! operation is completed with the copy, and to permit the copy is injected
+//! back into the receive path; the engine classifies it again and classify
+//! recognises it as our own injection. To deny, the copy is freed.
+//!
+//! At ALE_AUTH_CONNECT a UDP (or ICMP) connection's first datagram comes as
+//! layerData, and completing the operation flushes it ("Any pended packet
+//! data is flushed ... The callout could buffer such data and reinject the
+//! data on the application's behalf", FwpsCompleteOperation0; the inspect
+//! sample send-injects it once the reauthorization permitted). So it is
+//! copied the same way (from its transport header) and, to permit, sent
+//! with `FwpsInjectTransportSendAsync1` on its socket
+//! (`transportEndpointHandle`) to its remote address.
+//!
+//! The copy is deep: the bytes from the IP header go into our own non-paged
+//! buffer, described by an MDL and wrapped with
+//! `FwpsAllocateNetBufferAndNetBufferList0`. A shallow clone
+//! (`FwpsAllocateCloneNetBufferList0`) would keep the stack's buffers while
+//! a person decides, which its remarks forbid ("must not hold cloned
+//! packets while ... waiting for user input ... it makes a deep copy of
+//! the packet using FwpsAllocateNetBufferAndNetBufferList0, and it blocks
+//! and absorbs the original packet"). The memory copies hold is bounded
+//! ([`MAX_PACKET_COPY`] each, [`MAX_COPY_BYTES_HELD`] in all) and counted
+//! ([`COPIES`]); past the bound the ask gets its default verdict at once.
+#![deny(unsafe_code)]
+
+use crate::platform::kernel::HANDLE;
+use crate::platform::log::Level;
+use crate::platform::pool::{PoolBox, PoolSlice, PoolTag};
+use crate::platform::status::{NtStatus, Result};
+use crate::wfp::filter_view::{IncomingValues, Metadata};
+use core::ffi::c_void;
+use core::net::IpAddr;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use wfpcallout_wire::Verdict;
+
+/// `FWPS_INJECTION_TYPE_TRANSPORT` (fwpsk.h: STREAM 0x1, TRANSPORT 0x2,
+/// NETWORK 0x4, FORWARD 0x8): the handle type `FwpsInjectTransport*` needs.
+const FWPS_INJECTION_TYPE_TRANSPORT: u32 = 0x2;
+/// `AF_UNSPEC`: the handle injects both families.
+const AF_UNSPEC: u16 = 0;
+/// `AF_INET`.
+const AF_INET: u16 = 2;
+/// `AF_INET6`.
+const AF_INET6: u16 = 23;
+/// `FWPS_PACKET_INJECTED_BY_SELF` and `FWPS_PACKET_PREVIOUSLY_INJECTED_BY_SELF`.
+const INJECTED_BY_SELF: i32 = 1;
+const PREVIOUSLY_INJECTED_BY_SELF: i32 = 3;
+/// `NET_BUFFER_LIST.FirstNetBuffer` (after `Next`) on x64: offset 8.
+const NBL_FIRST_NET_BUFFER_OFFSET: usize = 8;
+/// `NET_BUFFER.DataLength` (after `Next`, `CurrentMdl`, `CurrentMdlOffset`) on x64: offset 24.
+const NB_DATA_LENGTH_OFFSET: usize = 24;
+/// FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_V{4,6}_INTERFACE_INDEX / SUB_INTERFACE_INDEX.
+const RECV_ACCEPT_INTERFACE_INDEX: usize = 16;
+const RECV_ACCEPT_SUB_INTERFACE_INDEX: usize = 17;
+
+/// The largest packet copied (bytes from the IP header); larger ones are
+/// not pended (default verdict).
+pub const MAX_PACKET_COPY: usize = 64 * 1024;
+/// Bytes all copies may hold at once (1,024 pended SYNs of 60 bytes take
+/// 60 KiB; this leaves room for large first datagrams).
+pub const MAX_COPY_BYTES_HELD: u64 = 2 * 1024 * 1024;
+
+/// The copied packet bytes.
+pub const TAG_PACKET_COPY: PoolTag = PoolTag::new(*b"WfPk");
+/// A copy's bookkeeping (the injection's completion context).
+pub const TAG_PACKET_COPY_RECORD: PoolTag = PoolTag::new(*b"WfPc");
+/// Our NET_BUFFER_LIST pool.
+const TAG_NBL_POOL: u32 = u32::from_le_bytes(*b"WfNb");
+
+/// `NET_BUFFER_LIST_POOL_PARAMETERS`, revision 1 (ndis/nblapi.h).
+#[repr(C)]
+struct NetBufferListPoolParameters {
+    /// `NDIS_OBJECT_HEADER`: Type, Revision, Size.
+    header_type: u8,
+    header_revision: u8,
+    header_size: u16,
+    protocol_id: u8,
+    allocate_net_buffer: u8,
+    context_size: u16,
+    pool_tag: u32,
+    data_size: u32,
+}
+
+/// Counters of the packet copies (the memory pended inbound asks hold).
+pub struct CopyStats {
+    /// Bytes copies hold now.
+    pub bytes_held: AtomicU64,
+    /// Packets copied.
+    pub copied: AtomicU64,
+    /// Packets not copied because of the bounds (the ask got its default).
+    pub refused: AtomicU64,
+    /// Inbound asks not pended because IPsec protects the packet (its
+    /// copy could not be injected as it is): the default applied.
+    pub ipsec: AtomicU64,
+}
+
+/// The copy counters.
+pub static COPIES: CopyStats = CopyStats {
+    bytes_held: AtomicU64::new(0),
+    copied: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    ipsec: AtomicU64::new(0),
+};
+
+/// The packet injection handle (NULL when closed).
+static INJECTION_HANDLE: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+/// Our NET_BUFFER_LIST pool (NULL when closed).
+static NBL_POOL: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+
+/// `FWPS_TRANSPORT_SEND_PARAMS1` (x64).
+#[repr(C)]
+struct TransportSendParams1 {
+    remote_address: *const u8,
+    remote_scope_id: u32,
+    control_data: *const c_void,
+    control_data_length: u32,
+    header_include_header: *const c_void,
+    header_include_header_length: u32,
+}
+
+/// A deep copy of a packet: our bytes, the MDL over them and the list
+/// `FwpsAllocateNetBufferAndNetBufferList0` made over that. Dropping it
+/// frees all three (in that order reversed) and returns its bytes to the
+/// budget.
+///
+/// # Invariants
+/// `nbl` and `mdl` are 0 or live objects we allocated over `data`, which
+/// outlives them; `len` bytes of the budget are reserved for this copy.
+struct PacketCopy {
+    nbl: usize,
+    mdl: usize,
+    len: usize,
+    data: PoolSlice<u64>,
+    /// A datagram's remote address (network order) and the send
+    /// parameters pointing at it: both must stay valid until the send
+    /// injection completes, so they live here.
+    remote: [u8; 16],
+    send_args: TransportSendParams1,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: the raw pointers in `send_args` point into this same value (or
+// are NULL); nothing else shares them.
+unsafe impl Send for PacketCopy {}
+
+impl PacketCopy {
+    fn bytes(&mut self) -> *mut u8 {
+        self.data.as_mut_ptr().cast::<u8>()
+    }
+}
+
+impl Drop for PacketCopy {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        if self.nbl != 0 {
+            // SAFETY: our live list (invariant), freed once here.
+            unsafe { crate::wfp::ffi::FwpsFreeNetBufferList0(self.nbl as *mut c_void) };
+        }
+        if self.mdl != 0 {
+            // SAFETY: our live MDL (invariant), no list uses it any more.
+            unsafe { crate::platform::kernel::IoFreeMdl(self.mdl as *mut c_void) };
+        }
+        COPIES.bytes_held.fetch_sub(self.len as u64, Ordering::Relaxed);
+    }
+}
+
+/// Where a copied packet goes back to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Receive path, on the interface it came from (ALE_AUTH_RECV_ACCEPT).
+    Inbound {
+        /// `IF_INDEX` it arrived on.
+        interface_index: u32,
+        /// Its sub-interface.
+        sub_interface_index: u32,
+    },
+    /// Send path of its socket (the first datagram at ALE_AUTH_CONNECT).
+    Outbound {
+        /// `transportEndpointHandle` of the sending socket.
+        endpoint: u64,
+        /// The remote address.
+        remote: IpAddr,
+        /// Its scope id.
+        scope_id: u32,
+    },
+}
+
+/// A copied packet, waiting for the verdict on its connection.
+pub struct PendedPacket {
+    copy: PoolBox<PacketCopy>,
+    family: u16,
+    compartment: u32,
+    direction: Direction,
+}
+
+impl PendedPacket {
+    /// The copy's list, as `FwpsCompleteOperation0` takes it.
+    pub fn net_buffer_list(&self) -> *mut c_void {
+        self.copy.nbl as *mut c_void
+    }
+}
+
+fn handle() -> Option<HANDLE> {
+    let handle = INJECTION_HANDLE.load(Ordering::Acquire);
+    (!handle.is_null()).then_some(handle)
+}
+
+/// Creates the injection handle (initialize, PASSIVE_LEVEL).
+pub fn open() -> Result {
+    let mut handle: HANDLE = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: the out-pointer is valid; PASSIVE_LEVEL.
+    let status =
+        unsafe { crate::wfp::ffi::FwpsInjectionHandleCreate0(AF_UNSPEC, FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
+    NtStatus::to_result(status)
+        .inspect_err(|s| crate::log!(Level::Error, "FwpsInjectionHandleCreate0 failed: {}", s))?;
+    INJECTION_HANDLE.store(handle, Ordering::Release);
+    let parameters = NetBufferListPoolParameters {
+        header_type: 0x80, // NDIS_OBJECT_TYPE_DEFAULT
+        header_revision: 1,
+        header_size: size_of::<NetBufferListPoolParameters>() as u16,
+        protocol_id: 0,
+        allocate_net_buffer: 1,
+        context_size: 0,
+        pool_tag: TAG_NBL_POOL,
+        data_size: 0,
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: valid parameters for the call; no NDIS handle (optional).
+    let pool = unsafe {
+        crate::wfp::ffi::NdisAllocateNetBufferListPool(core::ptr::null_mut(), (&raw const parameters).cast::<c_void>())
+    };
+    if pool.is_null() {
+        crate::log!(Level::Error, "NdisAllocateNetBufferListPool failed");
+        close();
+        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    }
+    NBL_POOL.store(pool, Ordering::Release);
+    Ok(())
+}
+
+/// Destroys it (unload, after the callouts are unregistered), then the
+/// list pool: destroying the handle waits for our injections' completions,
+/// which free the last lists.
+pub fn close() {
+    let handle = INJECTION_HANDLE.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !handle.is_null() {
+        close_handle(handle);
+    }
+    let pool = NBL_POOL.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !pool.is_null() {
+        #[allow(unsafe_code)]
+        // SAFETY: our pool, freed once; every list from it is freed (the
+        // requests are gone and the injections completed).
+        unsafe {
+            crate::wfp::ffi::NdisFreeNetBufferListPool(pool)
+        };
+    }
+}
+
+fn close_handle(handle: HANDLE) {
+    // A failed destroy leaves the handle alive: retried, like the session.
+    let _ = crate::platform::status::retry_teardown("FwpsInjectionHandleDestroy0", 3, || {
+        #[allow(unsafe_code)]
+        // SAFETY: our handle, destroyed at most once successfully; PASSIVE_LEVEL.
+        unsafe {
+            crate::wfp::ffi::FwpsInjectionHandleDestroy0(handle)
+        }
+    });
+}
+
+/// Whether `layer_data` is a packet we injected (classify permits it).
+pub(crate) fn is_our_injection(layer_data: *mut c_void) -> bool {
+    let Some(handle) = handle() else { return false };
+    if layer_data.is_null() {
+        return false;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: `layer_data` is classify's packet, valid for the call.
+    let state = unsafe { crate::wfp::ffi::FwpsQueryPacketInjectionState0(handle, layer_data, core::ptr::null_mut()) };
+    matches!(state, INJECTED_BY_SELF | PREVIOUSLY_INJECTED_BY_SELF)
+}
+
+#[allow(unsafe_code)]
+fn first_net_buffer(list: *mut c_void) -> *mut c_void {
+    // SAFETY: `list` is classify's NET_BUFFER_LIST, valid for the call, and
+    // at least FirstNetBuffer's end long.
+    let field = unsafe { list.cast::<u8>().add(NBL_FIRST_NET_BUFFER_OFFSET) };
+    // SAFETY: FirstNetBuffer is a pointer at offset 8 of the structure on x64.
+    unsafe { field.cast::<*mut c_void>().read_unaligned() }
+}
+
+#[allow(unsafe_code)]
+fn data_length(buffer: *mut c_void) -> usize {
+    // SAFETY: `buffer` is classify's NET_BUFFER, valid for the call; on
+    // x64 DataLength is a ULONG at offset 24.
+    let field = unsafe { buffer.cast::<u8>().add(NB_DATA_LENGTH_OFFSET) };
+    // SAFETY: as above.
+    unsafe { field.cast::<u32>().read_unaligned() as usize }
+}
+
+/// Reserves `len` bytes of the copy budget; false when it would overflow.
+fn reserve(len: usize) -> bool {
+    let len = len as u64;
+    let held = COPIES.bytes_held.fetch_add(len, Ordering::Relaxed);
+    if held.saturating_add(len) > MAX_COPY_BYTES_HELD {
+        COPIES.bytes_held.fetch_sub(len, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// Deep-copies classify's packet for a pended connection: inbound from its
+/// IP header (the receive path takes it so), outbound from its transport
+/// header, where the datagram starts (the send path adds the IP header).
+pub(crate) fn copy_packet(
+    layer_data: *mut c_void,
+    values: &IncomingValues<'_>,
+    metadata: Option<&Metadata<'_>>,
+    inbound: bool,
+    remote: IpAddr,
+) -> Result<PendedPacket> {
+    let pool = NBL_POOL.load(Ordering::Acquire);
+    if layer_data.is_null() || handle().is_none() || pool.is_null() {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let direction = if inbound {
+        Direction::Inbound {
+            interface_index: values.uint32(RECV_ACCEPT_INTERFACE_INDEX).unwrap_or(0),
+            sub_interface_index: values.uint32(RECV_ACCEPT_SUB_INTERFACE_INDEX).unwrap_or(0),
+        }
+    } else {
+        Direction::Outbound {
+            endpoint: metadata.and_then(Metadata::transport_endpoint_handle).ok_or(NtStatus::INVALID_PARAMETER)?,
+            remote,
+            scope_id: metadata.and_then(Metadata::remote_scope_id).unwrap_or(0),
+        }
+    };
+    let headers =
+        if inbound { metadata.and_then(Metadata::header_sizes).ok_or(NtStatus::INVALID_PARAMETER)? } else { 0 };
+    let buffer = first_net_buffer(layer_data);
+    if buffer.is_null() {
+        return Err(NtStatus::INVALID_PARAMETER);
+    }
+    let len = data_length(buffer).saturating_add(headers as usize);
+    if len > MAX_PACKET_COPY || !reserve(len) {
+        COPIES.refused.fetch_add(1, Ordering::Relaxed);
+        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    }
+    // INVARIANT: `len` bytes reserved; nothing allocated yet.
+    let data = match PoolSlice::<u64>::try_zeroed(len.div_ceil(8), TAG_PACKET_COPY) {
+        Ok(data) => data,
+        Err(status) => {
+            COPIES.bytes_held.fetch_sub(len as u64, Ordering::Relaxed);
+            return Err(status);
+        }
+    };
+    let send_args = TransportSendParams1 {
+        remote_address: core::ptr::null(),
+        remote_scope_id: 0,
+        control_data: core::ptr::null(),
+        control_data_length: 0,
+        header_include_header: core::ptr::null(),
+        header_include_header_length: 0,
+    };
+    let copy = PacketCopy { nbl: 0, mdl: 0, len, data, remote: [0; 16], send_args };
+    let mut copy = PoolBox::try_new(copy, TAG_PACKET_COPY_RECORD)?;
+    read_packet(buffer, headers, len, copy.bytes())?;
+    let bytes = copy.bytes();
+    #[allow(unsafe_code)]
+    // SAFETY: `len` bytes of our non-paged buffer, which outlives the MDL
+    // (both belong to `copy`).
+    let mdl = unsafe { crate::platform::kernel::IoAllocateMdl(bytes.cast(), len as u32, 0, 0, core::ptr::null_mut()) };
+    if mdl.is_null() {
+        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    }
+    copy.mdl = mdl as usize;
+    #[allow(unsafe_code)]
+    // SAFETY: our MDL over non-paged pool.
+    unsafe {
+        crate::platform::kernel::MmBuildMdlForNonPagedPool(mdl)
+    };
+    let mut nbl: *mut c_void = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: our pool and built MDL; `len` bytes from offset 0 are in it;
+    // the out-pointer is valid.
+    let status = unsafe { crate::wfp::ffi::FwpsAllocateNetBufferAndNetBufferList0(pool, 0, 0, mdl, 0, len, &mut nbl) };
+    NtStatus::to_result(status)?;
+    if nbl.is_null() {
+        return Err(NtStatus::INSUFFICIENT_RESOURCES);
+    }
+    // INVARIANT: a live list over our MDL, owned by the copy.
+    copy.nbl = nbl as usize;
+    COPIES.copied.fetch_add(1, Ordering::Relaxed);
+    Ok(PendedPacket {
+        copy,
+        family: if remote.is_ipv6() { AF_INET6 } else { AF_INET },
+        compartment: metadata.and_then(Metadata::compartment_id).unwrap_or(0),
+        direction,
+    })
+}
+
+/// Copies `len` bytes from the IP header of classify's packet (its data
+/// starts `headers` bytes later) into `into`, leaving the packet where the
+/// engine put it.
+#[allow(unsafe_code)]
+fn read_packet(buffer: *mut c_void, headers: u32, len: usize, into: *mut u8) -> Result {
+    if headers != 0 {
+        // SAFETY: the packet's first NET_BUFFER, valid during classify; the
+        // headers it is retreated over are in the buffer (the metadata says so).
+        let status =
+            unsafe { crate::wfp::ffi::NdisRetreatNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+        if status != 0 {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+    }
+    // SAFETY: `into` has room for `len` bytes (the copy's buffer).
+    let data = unsafe { crate::wfp::ffi::NdisGetDataBuffer(buffer, len as u32, into.cast(), 1, 0) };
+    if !data.is_null() && data.cast::<u8>() != into {
+        // Contiguous: NDIS returned its own pointer and left `into` alone.
+        // SAFETY: NDIS says `len` bytes are readable there; `into` is ours
+        // and does not overlap the packet.
+        unsafe { core::ptr::copy_nonoverlapping(data.cast::<u8>(), into, len) };
+    }
+    if headers != 0 {
+        // SAFETY: undoes the retreat above before the engine sees the packet.
+        unsafe { crate::wfp::ffi::NdisAdvanceNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+    }
+    if data.is_null() { Err(NtStatus::INVALID_PARAMETER) } else { Ok(()) }
+}
+
+/// After `FwpsCompleteOperation0(context, copy)`: injects the copy to
+/// permit (inbound into the receive path, a first datagram into its
+/// socket's send path), frees it to deny.
+pub fn finish(packet: PendedPacket, verdict: Verdict) {
+    let PendedPacket { copy, family, compartment, direction } = packet;
+    let Some(handle) = handle().filter(|_| verdict == Verdict::Permit) else {
+        drop(copy);
+        return;
+    };
+    let nbl = copy.nbl as *mut c_void;
+    // The copy travels as the completion context; the completion frees it.
+    let raw = copy.into_raw();
+    let status = match direction {
+        Direction::Inbound { interface_index, sub_interface_index } => {
+            #[allow(unsafe_code)]
+            // SAFETY: our handle and our live list; on success the completion
+            // function takes the copy back and frees it.
+            unsafe {
+                crate::wfp::ffi::FwpsInjectTransportReceiveAsync0(
+                    handle,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    0,
+                    family,
+                    compartment,
+                    interface_index,
+                    sub_interface_index,
+                    nbl,
+                    Some(injection_complete),
+                    raw.as_ptr().cast(),
+                )
+            }
+        }
+        Direction::Outbound { endpoint, remote, scope_id } => {
+            let copy = raw.as_ptr();
+            #[allow(unsafe_code)]
+            // SAFETY: `raw` is our live copy, given away but not yet to
+            // anyone: we are its only user until the injection below.
+            let copy = unsafe { &mut *copy };
+            match remote {
+                IpAddr::V4(v4) => copy.remote[..4].copy_from_slice(&v4.octets()),
+                IpAddr::V6(v6) => copy.remote.copy_from_slice(&v6.octets()),
+            }
+            copy.send_args.remote_address = copy.remote.as_ptr();
+            copy.send_args.remote_scope_id = scope_id;
+            #[allow(unsafe_code)]
+            // SAFETY: our handle, the socket classify named, our live list,
+            // and send parameters that live in the copy until the completion
+            // function takes the copy back and frees it.
+            unsafe {
+                crate::wfp::ffi::FwpsInjectTransportSendAsync1(
+                    handle,
+                    core::ptr::null_mut(),
+                    endpoint,
+                    0,
+                    (&raw const copy.send_args).cast(),
+                    family,
+                    compartment,
+                    nbl,
+                    Some(injection_complete),
+                    raw.as_ptr().cast(),
+                )
+            }
+        }
+    };
+    if NtStatus::to_result(status).is_ok() {
+        return;
+    }
+    crate::log!(Level::Warning, "packet injection failed: {:#010X}", status as u32);
+    #[allow(unsafe_code)]
+    // SAFETY: from `into_raw` above with the same tag; the failed injection
+    // did not take it.
+    drop(unsafe { PoolBox::from_raw(raw, TAG_PACKET_COPY_RECORD) });
+}
+
+/// The injection's completion: the stack is done with the copy.
+#[allow(unsafe_code)]
+unsafe extern "system" fn injection_complete(context: *mut c_void, _net_buffer_list: *mut c_void, _dispatch_level: u8) {
+    // `dispatchLevel` only says at which IRQL we run; freeing works at either.
+    if let Some(raw) = NonNull::new(context.cast::<PacketCopy>()) {
+        // SAFETY: the context is the copy `finish` gave away with `into_raw`
+        // (same tag); the stack calls this once.
+        drop(unsafe { PoolBox::from_raw(raw, TAG_PACKET_COPY_RECORD) });
+    }
+}

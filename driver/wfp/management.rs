@@ -1,0 +1,390 @@
+//! The management side: a session with the filter engine, and the
+//! provider, sublayer and `FWPM_CALLOUT0`s that let any WFP client add
+//! filters naming our callouts. All of it runs at PASSIVE_LEVEL.
+#![deny(unsafe_code)]
+
+use crate::platform::log::Level;
+use crate::platform::status::{NtStatus, Result};
+use crate::wfp::callout_table::{CALLOUTS, CalloutSpec, PROVIDER_KEY, SUBLAYER_KEY};
+use crate::wfp::ffi::{
+    FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0,
+    FwpmFilterCreateEnumHandle0, FwpmFilterDeleteById0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0,
+    FwpmProviderAdd0, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0,
+    FwpmTransactionBegin0, FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
+};
+use core::ffi::c_void;
+use fwps_types::fwp::{
+    FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER0, FWPM_SESSION0,
+    FWPM_SUBLAYER0,
+};
+
+/// An open `FwpmEngineOpen0` session. Opaque: only passed back to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineHandle(HANDLE);
+
+impl EngineHandle {
+    /// The raw handle, for the FFI calls.
+    pub fn raw(self) -> HANDLE {
+        self.0
+    }
+
+    /// Wraps a raw handle kept elsewhere (the driver state), if not NULL.
+    pub fn from_raw(raw: HANDLE) -> Option<Self> {
+        (!raw.is_null()).then_some(Self(raw))
+    }
+}
+
+/// Our sublayer's weight: in the upper half, below the system's own.
+pub const SUBLAYER_WEIGHT: u16 = 0x8000;
+
+fn display(name: &'static [u16], description: &'static [u16]) -> FWPM_DISPLAY_DATA0 {
+    // The engine only reads display strings; the casts drop a const the
+    // windows-sys type does not carry.
+    FWPM_DISPLAY_DATA0 { name: name.as_ptr().cast_mut(), description: description.as_ptr().cast_mut() }
+}
+
+fn key_ptr(key: &'static GUID) -> *mut GUID {
+    core::ptr::from_ref(key).cast_mut()
+}
+
+static PROVIDER_KEY_STATIC: GUID = PROVIDER_KEY;
+
+/// `EPT_NT_NOT_REGISTERED` and `RPC_NT_SERVER_UNAVAILABLE`: what opening a
+/// session returns when BFE is not running (no RPC endpoint).
+const EPT_NT_NOT_REGISTERED: i32 = 0xC002_0036_u32 as i32;
+const RPC_NT_SERVER_UNAVAILABLE: i32 = 0xC002_0017_u32 as i32;
+
+/// Opens a (non-dynamic) session: the objects we add outlive it, so filters
+/// that name our callouts survive a driver restart.
+pub fn open_engine() -> Result<EngineHandle> {
+    let session = FWPM_SESSION0 {
+        displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout driver session")),
+        ..FWPM_SESSION0::default()
+    };
+    let mut handle: HANDLE = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: every pointer is valid for the call; PASSIVE_LEVEL.
+    let status =
+        unsafe { FwpmEngineOpen0(core::ptr::null(), RPC_C_AUTHN_WINNT, core::ptr::null(), &session, &mut handle) };
+    NtStatus::to_result(status).inspect_err(|s| {
+        if matches!(s.raw(), EPT_NT_NOT_REGISTERED | RPC_NT_SERVER_UNAVAILABLE) {
+            // No session without BFE (FwpmBfeStateGet0 remarks). The load
+            // fails rather than waiting for it: start BFE and load again.
+            crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}: the base filtering engine (BFE) is not running", s);
+        } else {
+            crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s);
+        }
+    })?;
+    EngineHandle::from_raw(handle).ok_or(NtStatus::INVALID_DEVICE_STATE)
+}
+
+/// Closes the session, retrying a failure a few times (a session left open
+/// leaks until BFE restarts).
+pub fn close_engine(engine: EngineHandle) {
+    let _ = crate::platform::status::retry_teardown("FwpmEngineClose0", 3, || {
+        #[allow(unsafe_code)]
+        // SAFETY: `engine` came from open_engine; it is closed at most once
+        // successfully (a failed close leaves it open).
+        unsafe {
+            FwpmEngineClose0(engine.raw())
+        }
+    });
+}
+
+/// An object that exists already (left by an earlier load) is fine.
+fn added(what: &str, status: i32) -> Result {
+    if status == STATUS_FWP_ALREADY_EXISTS {
+        return Ok(());
+    }
+    NtStatus::to_result(status).inspect_err(|s| crate::log!(Level::Error, "adding the {} failed: {}", what, s))
+}
+
+/// Adds provider, sublayer and callouts in one transaction: all or nothing.
+pub fn add_objects(engine: EngineHandle) -> Result {
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle; PASSIVE_LEVEL.
+    NtStatus::to_result(unsafe { FwpmTransactionBegin0(engine.raw(), 0) })?;
+    let result = add_objects_in_transaction(engine);
+    let end = if result.is_ok() {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle with a transaction in progress.
+        unsafe {
+            FwpmTransactionCommit0(engine.raw())
+        }
+    } else {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle with a transaction in progress.
+        unsafe {
+            FwpmTransactionAbort0(engine.raw())
+        }
+    };
+    result?;
+    NtStatus::to_result(end).inspect_err(|s| {
+        crate::log!(Level::Error, "committing the objects failed: {}", s);
+        // Whether a failed commit leaves the transaction open is not
+        // documented: abort it (harmless NO_TXN_IN_PROGRESS if it is gone).
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle.
+        let _ = unsafe { FwpmTransactionAbort0(engine.raw()) };
+    })
+}
+
+fn add_objects_in_transaction(engine: EngineHandle) -> Result {
+    let provider = FWPM_PROVIDER0 {
+        providerKey: PROVIDER_KEY,
+        displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout callout driver")),
+        // Persistent, like the sublayer and the callouts: persistent filters
+        // may only name persistent objects (FWPM_CALLOUT0: a persistent
+        // callout "can be referenced by boot-time and other persistent
+        // filters"), and adoption promises to find them after a reboot.
+        flags: fwp::FWPM_PROVIDER_FLAG_PERSISTENT,
+        ..FWPM_PROVIDER0::default()
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `provider` is valid for the call; no security descriptor.
+    added("provider", unsafe { FwpmProviderAdd0(engine.raw(), &provider, core::ptr::null()) })?;
+
+    let sublayer = FWPM_SUBLAYER0 {
+        subLayerKey: SUBLAYER_KEY,
+        displayData: display(crate::wide!("wfpcallout"), crate::wide!("Filters calling wfpcallout")),
+        providerKey: key_ptr(&PROVIDER_KEY_STATIC),
+        weight: SUBLAYER_WEIGHT,
+        flags: fwp::FWPM_SUBLAYER_FLAG_PERSISTENT,
+        ..FWPM_SUBLAYER0::default()
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `sublayer` and the key it points to are valid for the call.
+    added("sublayer", unsafe { FwpmSubLayerAdd0(engine.raw(), &sublayer, core::ptr::null()) })?;
+
+    for spec in CALLOUTS.iter() {
+        let callout = FWPM_CALLOUT0 {
+            calloutKey: spec.key,
+            displayData: display(spec.name, spec.description),
+            // Without USES_PROVIDER_CONTEXT notifyFn never sees the provider
+            // context that carries the filter's policy.
+            flags: fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT | fwp::FWPM_CALLOUT_FLAG_PERSISTENT,
+            providerKey: key_ptr(&PROVIDER_KEY_STATIC),
+            applicableLayer: spec.layer_key,
+            ..FWPM_CALLOUT0::default()
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `callout` and the key it points to are valid for the call.
+        let status = unsafe { FwpmCalloutAdd0(engine.raw(), &callout, core::ptr::null(), core::ptr::null_mut()) };
+        if status == STATUS_FWP_ALREADY_EXISTS {
+            keep_or_replace_callout(engine, &callout)?;
+        } else {
+            added("callout", status)?;
+        }
+    }
+    Ok(())
+}
+
+fn same_guid(a: &GUID, b: &GUID) -> bool {
+    (a.data1, a.data2, a.data3, a.data4) == (b.data1, b.data2, b.data3, b.data4)
+}
+
+/// A management callout with our key exists already (an earlier install
+/// left it). It is kept only if it is what we would add: the same layer
+/// and `FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT`, without which the engine
+/// hands notifyFn no provider context and every filter silently gets the
+/// default policy (a block filter would permit). Otherwise it is replaced
+/// (deleted and added again, in the same transaction); if filters still
+/// name it, it cannot be, and the load fails with `STATUS_FWP_IN_USE`
+/// and a log line saying what to do.
+fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Result {
+    let mut existing: *mut FWPM_CALLOUT0 = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+    let status = unsafe { FwpmCalloutGetByKey0(engine.raw(), &wanted.calloutKey, &mut existing) };
+    NtStatus::to_result(status)
+        .inspect_err(|s| crate::log!(Level::Error, "reading the existing callout failed: {}", s))?;
+    #[allow(unsafe_code)]
+    // SAFETY: on success the engine returned a valid FWPM_CALLOUT0 (or NULL).
+    let (matches, persistent) = unsafe { existing.as_ref() }.map_or((false, false), |found| {
+        let matches = found.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0
+            && same_guid(&found.applicableLayer, &wanted.applicableLayer);
+        (matches, found.flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT != 0)
+    });
+    let mut memory = existing.cast::<c_void>();
+    #[allow(unsafe_code)]
+    // SAFETY: engine memory returned by FwpmCalloutGetByKey0, freed once.
+    unsafe {
+        FwpmFreeMemory0(&mut memory)
+    };
+    if matches && persistent {
+        return Ok(());
+    }
+    if matches {
+        // An earlier install's callout, right but not persistent: replaced
+        // if nothing names it; otherwise kept (its filters work, they just
+        // will not survive a reboot).
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle and key.
+        let deleted = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &wanted.calloutKey) };
+        if deleted == fwps_types::STATUS_FWP_IN_USE {
+            crate::log!(Level::Warning, "an existing callout is not persistent and filters name it: kept as it is");
+            return Ok(());
+        }
+        NtStatus::to_result(deleted)?;
+        #[allow(unsafe_code)]
+        // SAFETY: `wanted` and the key it points to are valid for the call.
+        return added("callout", unsafe {
+            FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut())
+        });
+    }
+    crate::log!(
+        Level::Warning,
+        "an existing callout lacks FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT or has another layer: replacing it"
+    );
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    let deleted = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &wanted.calloutKey) };
+    if deleted == fwps_types::STATUS_FWP_IN_USE {
+        crate::log!(
+            Level::Error,
+            "an existing callout without provider contexts is still named by filters: policies would be lost; delete those filters (or uninstall) and load again"
+        );
+        return Err(NtStatus::from_raw(deleted));
+    }
+    NtStatus::to_result(deleted)?;
+    #[allow(unsafe_code)]
+    // SAFETY: `wanted` and the key it points to are valid for the call.
+    added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut()) })
+}
+
+/// Filters fetched per `FwpmFilterEnum0` call.
+const ENUM_BATCH: u32 = 64;
+
+/// Uninstall: deletes every filter that names one of our callouts (each
+/// one's DELETE reaches our notifyFn if we are registered), then the
+/// callouts, the sublayer and the provider. Unload keeps objects that
+/// filters still use (a driver restart, and persistent filters across a
+/// reboot, need them); this is what removes them for good. Returns the
+/// number of filters deleted, or the first failure (what could be deleted
+/// is).
+pub fn uninstall(engine: EngineHandle) -> Result<usize> {
+    let mut deleted = 0;
+    let mut outcome = Ok(());
+    for spec in CALLOUTS.iter() {
+        let walked = for_each_filter_of(engine, spec, |filter| {
+            #[allow(unsafe_code)]
+            // SAFETY: valid engine handle; the id came from the enumeration
+            // (a snapshot: deleting while enumerating is fine).
+            let status = unsafe { FwpmFilterDeleteById0(engine.raw(), filter.filterId) };
+            NtStatus::to_result(status).map(|()| true).inspect_err(|status| {
+                crate::log!(Level::Error, "uninstall: deleting filter {} failed: {}", filter.filterId, status);
+            })
+        });
+        match walked {
+            Ok(count) => deleted += count,
+            Err(status) => outcome = outcome.and(Err(status)),
+        }
+    }
+    delete_objects(engine);
+    outcome.map(|()| deleted)
+}
+
+/// Calls `visit` for every filter (an enumeration snapshot) whose action
+/// names callout `spec`, a batch at a time, freeing each batch after its
+/// visits: the one walk adoption and uninstall share. A failing visit does
+/// not stop the walk; the first failure is returned after it, else how
+/// many visits answered `true`.
+pub fn for_each_filter_of(
+    engine: EngineHandle,
+    spec: &CalloutSpec,
+    mut visit: impl FnMut(&FWPM_FILTER0) -> Result<bool>,
+) -> Result<usize> {
+    let template = FWPM_FILTER_ENUM_TEMPLATE0 {
+        layerKey: spec.layer_key,
+        enumType: fwp::FWP_FILTER_ENUM_OVERLAPPING,
+        actionMask: fwp::FWP_ACTION_FLAG_CALLOUT,
+        calloutKey: core::ptr::from_ref(&spec.key).cast_mut(),
+        ..FWPM_FILTER_ENUM_TEMPLATE0::default()
+    };
+    let mut enum_handle: HANDLE = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: template and out-pointer are valid for the call.
+    NtStatus::to_result(unsafe { FwpmFilterCreateEnumHandle0(engine.raw(), &template, &mut enum_handle) })?;
+    let mut counted = 0;
+    let mut outcome = Ok(());
+    loop {
+        let mut entries: *mut *mut FWPM_FILTER0 = core::ptr::null_mut();
+        let mut returned = 0u32;
+        #[allow(unsafe_code)]
+        // SAFETY: out-pointers are valid; the engine allocates the array.
+        let status = unsafe { FwpmFilterEnum0(engine.raw(), enum_handle, ENUM_BATCH, &mut entries, &mut returned) };
+        if let Err(status) = NtStatus::to_result(status) {
+            outcome = outcome.and(Err(status));
+            break;
+        }
+        for index in 0..returned as usize {
+            match filter_at(entries, index).map(&mut visit) {
+                Some(Ok(true)) => counted += 1,
+                Some(Ok(false)) => {}
+                Some(Err(status)) => outcome = outcome.and(Err(status)),
+                None => outcome = outcome.and(Err(NtStatus::INVALID_PARAMETER)),
+            }
+        }
+        free_engine_memory(entries.cast());
+        if returned < ENUM_BATCH {
+            break;
+        }
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the handle came from FwpmFilterCreateEnumHandle0 above.
+    let _ = unsafe { FwpmFilterDestroyEnumHandle0(engine.raw(), enum_handle) };
+    outcome.map(|()| counted)
+}
+
+/// Entry `index` of an array `FwpmFilterEnum0` returned with more than
+/// `index` entries (NULL array or entry: `None`).
+#[allow(unsafe_code)]
+fn filter_at<'a>(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<&'a FWPM_FILTER0> {
+    if entries.is_null() {
+        return None;
+    }
+    // SAFETY: FwpmFilterEnum0 returned an array of `returned` pointers and
+    // index < returned; it stays valid until freed after this batch.
+    let entry = unsafe { entries.add(index) };
+    // SAFETY: as above: the slot is readable.
+    let filter = unsafe { *entry };
+    // SAFETY: each entry points to a filter valid until the array is freed.
+    unsafe { filter.as_ref() }
+}
+
+/// Frees memory the engine allocated (an enumeration array, a provider
+/// context); NULL is nothing to free.
+pub fn free_engine_memory(memory: *mut c_void) {
+    if memory.is_null() {
+        return;
+    }
+    let mut memory = memory;
+    #[allow(unsafe_code)]
+    // SAFETY: memory came from the engine and is freed once, here.
+    unsafe {
+        FwpmFreeMemory0(&mut memory)
+    };
+}
+
+/// Deletes what `add_objects` added. Objects still referenced by filters
+/// (`STATUS_FWP_IN_USE`) stay, and are reused at the next load.
+pub fn delete_objects(engine: EngineHandle) {
+    for spec in CALLOUTS.iter() {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle and key.
+        let status = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &spec.key) };
+        log_delete("callout", status);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    log_delete("sublayer", unsafe { FwpmSubLayerDeleteByKey0(engine.raw(), &SUBLAYER_KEY) });
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    log_delete("provider", unsafe { FwpmProviderDeleteByKey0(engine.raw(), &PROVIDER_KEY) });
+}
+
+fn log_delete(what: &str, status: i32) {
+    if let Err(status) = NtStatus::to_result(status) {
+        crate::log!(Level::Info, "kept the {} (delete returned {}): filters may still use it", what, status);
+    }
+}
