@@ -11,7 +11,7 @@
 //!   `driver_model__driver_type` cfg the wdk crates key on; this script adds
 //!   the WFP import library. With feature `fwpsk-bindgen-check` it also
 //!   generates bindings to the WDK's `fwpsk.h` into `$OUT_DIR/fwpsk.rs`, which
-//!   `driver/fwpsk_layout_check.rs` compares with the hand-written layouts of
+//!   `driver/glue/fwpsk_layout_check.rs` compares with the hand-written layouts of
 //!   the `fwps-types` crate at compile time.
 //!
 //! The script itself is compiled for the *host*, so `cfg(windows)` below is

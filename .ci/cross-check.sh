@@ -8,7 +8,7 @@
 #   b. meanwhile builds it as a release staticlib;
 #   c. links that into a KMDF kernel image (wfpcallout.sys) with lld-link;
 #      its entry point is `FxDriverEntry`, the stand-in for the WDK's loader
-#      stub (driver/fx_driver_entry.rs), which binds through WDFLDR and calls
+#      stub (driver/glue/fx_driver_entry.rs), which binds through WDFLDR and calls
 #      the glue's `DriverEntry`;
 #   d. inspects the image: imports only from the kernel modules a WFP
 #      callout driver may use, some from fwpkclnt.sys and wdfldr.sys,
@@ -90,7 +90,7 @@ check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features --features w
 # No -Zbuild-std-features=compiler-builtins-mem: memcpy/memset/memmove/
 # memcmp, which LLVM calls and compiler-builtins leaves to the C runtime on
 # MSVC targets, are imported from ntoskrnl.exe, which exports them
-# (raw-dylib declarations in driver/kernel_runtime.rs). The image then carries
+# (raw-dylib declarations in driver/glue/kernel_runtime.rs). The image then carries
 # no second copy of them, and the link needs no import library.
 build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features --features wdf-declarations "${cargo_args[@]}")
 mkdir -p "$TARGET_DIR"

@@ -73,7 +73,7 @@ step "ThreadSanitizer: stress (${tsan_stress_ops} operations per worker), fault 
 # one stack is suppressed here.
 if rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src; then
     suppressions="$logs/tsan-suppressions.txt"
-    echo 'race:wfpcallout::filter_context::ContextRef as core::ops::drop::Drop' >"$suppressions"
+    echo 'race:wfpcallout::filters::filter_context::ContextRef as core::ops::drop::Drop' >"$suppressions"
     TSAN_OPTIONS="suppressions=$suppressions" RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" \
         CARGO_PROFILE_DEV_PANIC=unwind CARGO_TARGET_DIR="$target_root/tsan" \
         WFPCALLOUT_STRESS_OPS=$tsan_stress_ops WFPCALLOUT_PROBE_ROUNDS=$tsan_probe_rounds \
@@ -87,7 +87,7 @@ fi
 
 step "loom tests"
 # The driver's own reference count and pended-request table, built with
-# --cfg loom (driver/sync.rs switches its atomics and spin lock to loom's)
+# --cfg loom (driver/platform/sync.rs switches its atomics and spin lock to loom's)
 # in a tree of their own, since the flag changes every crate's build. One
 # test at a time: the engine stand-in and the simulated kernel's violation
 # record are global.

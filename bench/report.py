@@ -23,10 +23,10 @@ LOCK_FUNCTIONS = {"ExAcquireSpinLockShared", "ExAcquireSpinLockExclusive"}
 # The driver's entry points: where the engine (or the agent's IOCTL, for
 # the read and the answer) hands control to the driver.
 DRIVER_ENTRIES = {
-    "wfpcallout::classify::classify_fn",
-    "wfpcallout::notify::notify_fn",
-    "wfpcallout::pending::Pending::take_next",
-    "wfpcallout::pending::Pending::answer",
+    "wfpcallout::callbacks::classify::classify_fn",
+    "wfpcallout::callbacks::notify::notify_fn",
+    "wfpcallout::verdicts::pending::Pending::take_next",
+    "wfpcallout::verdicts::pending::Pending::answer",
 }
 POLICIES = [
     ("permit", "permit"),
@@ -565,7 +565,7 @@ def main():
     w("")
     w("Permit, block and an audit whose policy logs nothing take the *static path*: notifyFn")
     w("decided the verdict at ADD and stored it, with the hard-permit flag and the audit bit,")
-    w("in the low bits of `filter->context` (`driver/fast_path.rs`). An audit whose policy")
+    w("in the low bits of `filter->context` (`driver/filters/fast_path.rs`). An audit whose policy")
     w("logs at Info takes the full path; with the driver's log gate closed below Info")
     w("(`log::set_max_level`) `log!` returns before anything is formatted, so that row")
     w("differs from the logged one by the formatting and the `DbgPrintEx` call.")

@@ -1,11 +1,11 @@
-//! The driver's own filter context reference count (`driver/filter_context.rs`)
-//! and context table (`driver/id_table.rs`) under every interleaving of
+//! The driver's own filter context reference count (`driver/filters/filter_context.rs`)
+//! and context table (`driver/platform/id_table.rs`) under every interleaving of
 //! loom: the last release frees the context exactly once, and after every
 //! use of every reference (the `Release` decrement plus the `Acquire`
 //! fence before the free).
 //!
 //! Built only with `--cfg loom`, which switches the driver's atomics and
-//! spin lock to loom's (`driver/sync.rs`); the pool is the simulated
+//! spin lock to loom's (`driver/platform/sync.rs`); the pool is the simulated
 //! kernel's. Run it optimised, one test at a time (the simulated kernel's
 //! violation record is global):
 //!

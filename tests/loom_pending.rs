@@ -1,4 +1,4 @@
-//! The driver's own pended-request table (`driver/pending.rs`) under the
+//! The driver's own pended-request table (`driver/verdicts/pending.rs`) under the
 //! interleavings of loom, with every path that finishes a request racing
 //! the others: the agent's verdict, a duplicate verdict, the timer's
 //! expiry, the filter's deletion, the agent going away, unload, and a pend
@@ -10,7 +10,7 @@
 //! it.
 //!
 //! Built only with `--cfg loom`, which switches the driver's reference
-//! count and spin lock to loom's (`driver/sync.rs`, `driver/spin_lock.rs`)
+//! count and spin lock to loom's (`driver/platform/sync.rs`, `driver/platform/spin_lock.rs`)
 //! and puts this test's engine behind `FwpsCompleteOperation0`
 //! (`pending::loom_engine`); the pool and clock are the simulated
 //! kernel's. What calls the table (notifyFn's DELETE, the agent's

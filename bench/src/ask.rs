@@ -70,7 +70,7 @@ impl AskWorld {
     /// Disconnects the agent (its requests get their default verdict),
     /// unloads and checks for leaks and violations.
     pub fn finish(self) {
-        STATE.agents.detach(AGENT);
+        STATE.agents.detach(AGENT, &STATE.pending);
         pending::take_completions();
         self.world.finish();
     }

@@ -97,7 +97,7 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
             return Err(NtStatus::BAD_DATA);
         }
     };
-    let layer_id = crate::callbacks::registration::layer_of_callout(view.callout_id()).unwrap_or(0);
+    let layer_id = STATE.layer_of_callout(view.callout_id()).unwrap_or(0);
     if crate::wfp::callout_table::is_flow_layer(layer_id) {
         check_flow_filter(view, &policy)?;
     }

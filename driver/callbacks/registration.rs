@@ -13,19 +13,6 @@ use crate::wfp::ffi::{FWPS_CALLOUT2, FwpsCalloutRegister2, FwpsCalloutUnregister
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
-/// The run-time layer of one of our callouts, by its run-time id.
-pub fn layer_of_callout(callout_id: u32) -> Option<u16> {
-    if callout_id == 0 {
-        return None;
-    }
-    STATE
-        .callout_ids
-        .iter()
-        .zip(CALLOUTS.iter())
-        .find(|(id, _)| id.load(Ordering::Relaxed) == callout_id)
-        .map(|(_, spec)| spec.layer_id)
-}
-
 /// Registers every callout; on a failure part way returns it, and the
 /// caller unregisters the ones already registered.
 #[allow(clippy::not_unsafe_ptr_arg_deref)] // the device object is opaque: passed through, never dereferenced

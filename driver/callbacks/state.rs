@@ -8,7 +8,7 @@ use crate::platform::pool::TAG_CONTEXT_TABLE;
 use crate::platform::rundown::Rundown;
 use crate::verdicts::agent::Agents;
 use crate::verdicts::pending::Pending;
-use crate::wfp::callout_table::CALLOUT_COUNT;
+use crate::wfp::callout_table::{CALLOUT_COUNT, CALLOUTS};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -123,6 +123,19 @@ impl DriverState {
             flows: Flows::new(),
             rundown: Rundown::new(),
         }
+    }
+
+    /// The run-time layer of one of our callouts, by its run-time id
+    /// (`None` for 0, or before `FwpsCalloutRegister2` returned it).
+    pub fn layer_of_callout(&self, callout_id: u32) -> Option<u16> {
+        if callout_id == 0 {
+            return None;
+        }
+        self.callout_ids
+            .iter()
+            .zip(CALLOUTS.iter())
+            .find(|(id, _)| id.load(Ordering::Relaxed) == callout_id)
+            .map(|(_, spec)| spec.layer_id)
     }
 
     /// Whether classify must find contexts through the table: only while

@@ -250,5 +250,5 @@ pub fn agent_get_request(file: u64, input: &[u8], output: &mut [u8]) -> Result<O
 
 /// A handle was cleaned up (its IOCTLs are cancelled by the framework).
 pub fn file_cleanup(file: u64) {
-    STATE.agents.detach(file);
+    STATE.agents.detach(file, &STATE.pending);
 }

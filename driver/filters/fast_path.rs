@@ -13,7 +13,6 @@
 //! `FilterContext*`.
 #![forbid(unsafe_code)]
 
-use crate::filters::filter_context::FilterContext;
 use crate::wfp::ffi::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6};
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr};
 
@@ -26,10 +25,9 @@ const CLEAR_RIGHT: u64 = 0b100;
 /// Bit 3: the static PERMIT is an audit without a log line.
 const AUDIT: u64 = 0b1000;
 /// Every bit that is not the context's address.
-const LOW_BITS: u64 = STATIC | BLOCK | CLEAR_RIGHT | AUDIT;
-
-// The low bits are free only because every context address is a multiple of 16.
-const _: () = assert!(core::mem::align_of::<FilterContext>() > LOW_BITS as usize);
+/// The bits of the word that are not the context address (checked
+/// against `FilterContext`'s alignment where it is defined).
+pub const LOW_BITS: u64 = STATIC | BLOCK | CLEAR_RIGHT | AUDIT;
 
 /// What classify can decide from the filter alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

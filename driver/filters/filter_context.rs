@@ -3,7 +3,7 @@
 //! anything that outlives a classify (pended requests, flow contexts).
 #![allow(unsafe_code)]
 
-use crate::filters::fast_path::FastPath;
+use crate::filters::fast_path::{FastPath, LOW_BITS};
 use crate::filters::rate_limiter::RateLimiter;
 use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
 use crate::platform::pool::{PoolBox, TAG_FILTER_CONTEXT};
@@ -43,6 +43,10 @@ pub struct FilterContext {
     live_flows: AtomicU64,
     flows_total: AtomicU64,
 }
+
+// The context word's low bits (`fast_path.rs`) are free only because every
+// context address is a multiple of 16.
+const _: () = assert!(core::mem::align_of::<FilterContext>() > LOW_BITS as usize);
 
 impl FilterContext {
     /// The run-time filter id this context belongs to.
@@ -93,9 +97,9 @@ impl FilterContext {
     /// Counts a classification's verdict on `processor`'s line (which also
     /// counts it as matched, see [`CounterSnapshot::matched`]).
     #[inline(always)]
-    pub fn count_verdict_on(&self, processor: usize, decision: crate::filters::policy::Decision) {
+    pub fn count_verdict_on(&self, processor: usize, decision: crate::filters::decision::Decision) {
         let verdict = match decision {
-            crate::filters::policy::Decision::Block => Counter::Blocked,
+            crate::filters::decision::Decision::Block => Counter::Blocked,
             _ => Counter::Permitted,
         };
         self.counters.add_on(processor, verdict);

@@ -3,31 +3,12 @@
 //! the `ask` policy, which needs the traffic, is decided in `callbacks::ask`.
 #![forbid(unsafe_code)]
 
+pub use crate::filters::decision::Decision;
 use crate::filters::fast_path::FastPath;
 use crate::filters::filter_context::FilterContext;
 use crate::platform::log::Level;
 use crate::platform::per_cpu_counters::Counter;
 use wfpcallout_wire::{LogLevel, PolicyAction, Verdict};
-
-/// The verdict a policy reached, before it is written out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Let the connection through.
-    Permit,
-    /// Refuse it.
-    Block,
-    /// Pended: BLOCK + ABSORB now, the real verdict at completion.
-    Pended,
-}
-
-impl From<Verdict> for Decision {
-    fn from(verdict: Verdict) -> Self {
-        match verdict {
-            Verdict::Permit => Decision::Permit,
-            Verdict::Block => Decision::Block,
-        }
-    }
-}
 
 /// The static verdict of a context whose [`FastPath`] allows it, counted on
 /// `processor`'s line; `None` when the full policy must run. The locked-map

@@ -62,22 +62,22 @@ pub unsafe extern "system" fn driver_entry(driver: PDRIVER_OBJECT, registry_path
     let status = unsafe { wdf!(WdfDriverCreate, driver, registry_path, attributes, &raw mut config, &raw mut handle) };
     let loaded = check("WdfDriverCreate", status).and_then(|()| {
         DRIVER.store(handle.cast(), Ordering::Release);
-        control_device::load(&Kmdf, || control_device::pair_parked_requests(&Kmdf))
+        device::load(&Kmdf, || device::pair_parked_requests(&Kmdf))
     });
     NtStatus::from_result(loaded)
 }
 
 extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
-    control_device::unload(&Kmdf);
+    device::unload(&Kmdf);
 }
 extern "C" fn evt_timer(_timer: WDFTIMER) {
-    control_device::on_timer();
+    device::on_timer();
 }
 extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
-    control_device::file_cleanup(&Kmdf, file as u64);
+    device::file_cleanup(&Kmdf, file as u64);
 }
 extern "C" fn evt_io_device_control(_: WDFQUEUE, request: WDFREQUEST, output: usize, input: usize, code: ULONG) {
-    control_device::device_control(&Kmdf, Request(request), output, input, code);
+    device::device_control(&Kmdf, Request(request), output, input, code);
 }
 
 impl Framework for Kmdf {

@@ -21,7 +21,6 @@
 //! `Finish`) to describe them; it owns no state but the registration.
 #![allow(unsafe_code)]
 
-use crate::connections::connection_verdicts::ConnectionKey;
 use crate::platform::kernel::{
     EVENT_DATA_DESCRIPTOR, EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA, EVENT_DATA_DESCRIPTOR_TYPE_NONE,
     EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA, EVENT_DESCRIPTOR, EVENT_PROVIDER_SET_TRAITS, EtwProviderEnabled,
@@ -29,7 +28,6 @@ use crate::platform::kernel::{
 };
 use crate::platform::log::Level;
 use crate::platform::status::NtStatus;
-use crate::verdicts::pending::{AskInfo, Finish};
 use core::sync::atomic::{AtomicU64, Ordering};
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};
 
@@ -498,14 +496,28 @@ fn verdict_event(filter_id: u64, layer_id: u16, policy: &PolicyRepr, permitted: 
     );
 }
 
-/// `Pended`: a classification waits for the agent as request
-/// `request_id` (the id the agent sees). Up to DISPATCH_LEVEL.
-pub fn pended(request_id: u64, info: &AskInfo) {
+/// A connection as the request events name it: its protocol and ports
+/// (host order) and direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionFields {
+    /// IP protocol.
+    pub protocol: u8,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote port.
+    pub remote_port: u16,
+    /// Whether it came in (ALE_AUTH_RECV_ACCEPT).
+    pub inbound: bool,
+}
+
+/// `Pended`: a classification of `filter_id`'s waits for the agent as
+/// request `request_id` (the id the agent sees). Up to DISPATCH_LEVEL.
+pub fn pended(request_id: u64, filter_id: u64, connection: ConnectionFields, label: &[u8]) {
     let Some(handle) = enabled(&PENDED) else { return };
-    let direction = Text::new(if info.inbound { b"inbound".as_slice() } else { b"outbound".as_slice() });
-    let label = Text::new(info.label.as_bytes());
-    let local_port = info.local_port.to_be();
-    let remote_port = info.remote_port.to_be();
+    let direction = Text::new(if connection.inbound { b"inbound".as_slice() } else { b"outbound".as_slice() });
+    let label = Text::new(label);
+    let local_port = connection.local_port.to_be();
+    let remote_port = connection.remote_port.to_be();
     let [direction_len, direction_bytes] = direction.descriptors();
     let [label_len, label_bytes] = label.descriptors();
     write(
@@ -513,10 +525,10 @@ pub fn pended(request_id: u64, info: &AskInfo) {
         &PENDED,
         &[
             value(&request_id),
-            value(&info.filter_id),
+            value(&filter_id),
             direction_len,
             direction_bytes,
-            value(&info.protocol),
+            value(&connection.protocol),
             value(&local_port),
             value(&remote_port),
             label_len,
@@ -525,26 +537,15 @@ pub fn pended(request_id: u64, info: &AskInfo) {
     );
 }
 
-/// Why a request completed, as the event says it.
-fn finish_name(why: Finish) -> &'static [u8] {
-    match why {
-        Finish::Verdict => b"agent",
-        Finish::Timeout => b"timeout",
-        Finish::FilterDeleted => b"filter deleted",
-        Finish::AgentGone => b"agent gone",
-        Finish::Unload => b"unload",
-    }
-}
-
-/// `Completed`: a pended classification got `verdict` because of `why`.
-/// Up to DISPATCH_LEVEL.
-pub fn completed(filter_id: u64, connection: &ConnectionKey, verdict: Verdict, why: Finish) {
+/// `Completed`: a pended classification of a connection (`protocol`, local
+/// and remote ports) got `verdict`, for the reason `why` names ("agent",
+/// "timeout", ...). Up to DISPATCH_LEVEL.
+pub fn completed(filter_id: u64, protocol: u8, (local_port, remote_port): (u16, u16), verdict: Verdict, why: &str) {
     let Some(handle) = enabled(&COMPLETED) else { return };
-    let protocol = connection.protocol;
-    let local_port = connection.local.1.to_be();
-    let remote_port = connection.remote.1.to_be();
+    let local_port = local_port.to_be();
+    let remote_port = remote_port.to_be();
     let verdict = Text::new(verdict_name(verdict));
-    let why = Text::new(finish_name(why));
+    let why = Text::new(why.as_bytes());
     let [verdict_len, verdict_bytes] = verdict.descriptors();
     let [why_len, why_bytes] = why.descriptors();
     write(

@@ -10,11 +10,10 @@
 //! verdict.
 #![forbid(unsafe_code)]
 
-use crate::callbacks::state::STATE;
 use crate::platform::log::Level;
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::{NtStatus, Result};
-use crate::verdicts::pending::Finish;
+use crate::verdicts::pending::{Finish, Pending};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Agent handles at most (each a file object that issued a get-request).
@@ -56,8 +55,8 @@ impl Agents {
     }
 
     /// A handle was cleaned up (closed). If it was the last agent, every
-    /// pending request is finished with its default verdict.
-    pub fn detach(&self, file: u64) {
+    /// request in `pending` is finished with its default verdict.
+    pub fn detach(&self, file: u64, pending: &Pending) {
         let was_agent = {
             let mut files = self.files.lock();
             match files.iter_mut().find(|f| **f == file && file != 0) {
@@ -72,7 +71,7 @@ impl Agents {
             return;
         }
         if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let finished = STATE.pending.finish_where(Finish::AgentGone, |_, _| true);
+            let finished = pending.finish_where(Finish::AgentGone, |_, _| true);
             crate::log!(Level::Info, "last agent gone: {} pending requests got their default verdict", finished);
         }
     }

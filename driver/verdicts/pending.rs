@@ -82,6 +82,16 @@ pub struct AskInfo {
 }
 
 impl AskInfo {
+    /// The connection as the `Pended` event names it.
+    pub fn event_fields(&self) -> crate::platform::etw::ConnectionFields {
+        crate::platform::etw::ConnectionFields {
+            protocol: self.protocol,
+            local_port: self.local_port,
+            remote_port: self.remote_port,
+            inbound: self.inbound,
+        }
+    }
+
     /// The connection, as both directions see it from this host.
     pub fn connection_key(&self) -> ConnectionKey {
         ConnectionKey {
@@ -196,6 +206,19 @@ pub enum Finish {
     AgentGone,
     /// The driver is unloading.
     Unload,
+}
+
+impl Finish {
+    /// The reason as the `Completed` event says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Verdict => "agent",
+            Finish::Timeout => "timeout",
+            Finish::FilterDeleted => "filter deleted",
+            Finish::AgentGone => "agent gone",
+            Finish::Unload => "unload",
+        }
+    }
 }
 
 /// The request table.
@@ -385,7 +408,7 @@ impl Pending {
         match filed {
             Ok(request_id) => {
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
-                crate::platform::etw::pended(request_id, &info);
+                crate::platform::etw::pended(request_id, info.filter_id, info.event_fields(), info.label.as_bytes());
                 PendOutcome::Pended(request_id)
             }
             Err(mut request) => {
@@ -520,7 +543,9 @@ impl Pending {
     }
 
     fn finish_operation(&self, settled: Settled, why: Finish) {
-        crate::platform::etw::completed(settled.filter_id, &settled.connection, settled.verdict, why);
+        let connection = &settled.connection;
+        let ports = (connection.local.1, connection.remote.1);
+        crate::platform::etw::completed(settled.filter_id, connection.protocol, ports, settled.verdict, why.as_str());
         if why == Finish::Timeout {
             self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         }

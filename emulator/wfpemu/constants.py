@@ -249,7 +249,7 @@ LAYER_NAMES = {
     FWPM_LAYER_ALE_FLOW_ESTABLISHED_V6: "ALE_FLOW_ESTABLISHED_V6",
 }
 
-# ---- the driver's published interface (README, driver/callouts.rs) ---------
+# ---- the driver's published interface (README, driver/callbacks/registration.rs) ---------
 # What a WFP client names: the provider, the sublayer and the six callouts
 # with the layer each serves. The harness checks the image registers and
 # adds exactly these.

@@ -164,7 +164,7 @@ impl Harness {
 
     /// The agent's handle is closed.
     pub fn disconnect_agent(&self, file: u64) {
-        STATE.agents.detach(file);
+        STATE.agents.detach(file, &STATE.pending);
     }
 
     /// Classifies through the whole layer (pending allowed).

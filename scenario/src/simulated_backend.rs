@@ -211,7 +211,7 @@ impl Backend for SimulatedBackend {
     /// counts as ours, as every context a wfpctl session adds is.
     fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
         // The simulated engine keeps no display names: these are the ones
-        // the driver gives its provider and sublayer (driver/management.rs).
+        // the driver gives its provider and sublayer (driver/wfp/management.rs).
         let present = |name: &str, weight| ManagementObject { name: name.to_string(), persistent: false, weight };
         let provider = inspect::has_provider(&windows_guid(keys::PROVIDER_KEY)).then(|| present("wfpcallout", None));
         let sublayer = inspect::sublayer_weight(&windows_guid(keys::SUBLAYER_KEY))

@@ -1,4 +1,4 @@
-//! The KMDF declarations wfpcallout's glue (`driver/kmdf.rs`) uses, spelled
+//! The KMDF declarations wfpcallout's glue (`driver/glue/kmdf.rs`) uses, spelled
 //! as wdk-sys spells them, so the same glue builds against wdk-sys on a
 //! Windows build host (bindings generated from the WDK) and against these
 //! everywhere else: the cross-check compiles the glue that ships.

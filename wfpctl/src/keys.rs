@@ -4,7 +4,7 @@
 //!
 //! They are kept here as plain numbers so that everything above the
 //! Windows module stays portable. The driver's own values are the
-//! reference: the host tests compare these with `driver/callouts.rs`, and
+//! reference: the host tests compare these with `driver/callbacks/registration.rs`, and
 //! the Windows module asserts at compile time that the layer and condition
 //! keys equal windows-sys's `FWPM_LAYER_*` and `FWPM_CONDITION_*`.
 #![forbid(unsafe_code)]
@@ -65,7 +65,7 @@ pub const PROVIDER_KEY: Guid = Guid(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0001);
 /// The driver's sublayer, where wfpctl puts its filters.
 pub const SUBLAYER_KEY: Guid = Guid(0x5c0f_1e7a_2b3d_4e8f_9a61_7d2c_4b8e_0002);
 
-/// The driver's callout keys, one per layer (`driver/callouts.rs`).
+/// The driver's callout keys, one per layer (`driver/callbacks/registration.rs`).
 pub mod callout {
     use super::Guid;
 
