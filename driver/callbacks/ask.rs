@@ -5,16 +5,17 @@
 //! At ALE_AUTH_RECV_ACCEPT completion does not reauthorize: the first
 //! packet is deep-copied when the connection is pended (a shallow clone
 //! must not wait for a person), and permitting injects the copy (see
-//! `reinjection`). IPsec-protected inbound connections are not pended: the
+//! `wfp::injection`). IPsec-protected inbound connections are not pended: the
 //! copy could not be injected as it is (it keeps its AH/ESP header), so
 //! the filter's default applies at once (counted in
-//! `reinjection::COPIES.ipsec`).
+//! `wfp::injection::COPIES.ipsec`).
 #![forbid(unsafe_code)]
 
 use crate::callbacks::state::STATE;
 use crate::filters::filter_context::FilterContext;
 use crate::filters::policy::AskTerms;
 use crate::platform::per_cpu_counters::Counter;
+use crate::platform::status::NtStatus;
 use crate::verdicts::pending::{AskInfo, PendOutcome};
 use crate::wfp::callout_table;
 use crate::wfp::ffi::{
@@ -24,7 +25,7 @@ use crate::wfp::ffi::{
     FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, fwp,
 };
-use crate::wfp::filter_view::{IncomingValues, Metadata};
+use crate::wfp::filter_view::{IncomingValues, LayerData, Metadata};
 use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::Verdict;
@@ -124,7 +125,7 @@ pub fn classify_ask(
     values: Option<&IncomingValues<'_>>,
     metadata: Option<&Metadata<'_>>,
     terms: AskTerms,
-    layer_data: *mut core::ffi::c_void,
+    layer_data: Option<&LayerData<'_>>,
     pend: impl FnOnce(*mut core::ffi::c_void) -> crate::platform::status::Result<usize>,
 ) -> AskDecision {
     let AskTerms { timeout_ms, default_verdict } = terms;
@@ -149,11 +150,14 @@ pub fn classify_ask(
         return defaulted(context, default_verdict);
     }
     let packet = if info.inbound {
-        match crate::wfp::injection::copy_packet(layer_data, values, metadata, true, info.remote_address) {
+        let copied = layer_data.ok_or(NtStatus::INVALID_PARAMETER).and_then(|layer_data| {
+            crate::wfp::injection::copy_packet(layer_data, values, metadata, true, info.remote_address)
+        });
+        match copied {
             Ok(packet) => Some(packet),
             Err(_) => return defaulted(context, default_verdict),
         }
-    } else if !layer_data.is_null() {
+    } else if let Some(layer_data) = layer_data {
         // The first datagram of a UDP/ICMP connection: completing flushes
         // it, so a copy is sent on a permit. Without a copy the connection
         // is still pended (the application retransmits, as Windows allows).

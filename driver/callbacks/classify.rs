@@ -16,12 +16,8 @@ use crate::filters::filter_context::{ContextRef, FilterContext};
 use crate::filters::policy::{Decision, decide_now};
 use crate::platform::per_cpu_counters::{Counter, current_processor};
 use crate::wfp::callout_table::is_flow_layer;
-use crate::wfp::ffi::{
-    FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
-    FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
-    FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
-};
-use crate::wfp::filter_view::{ClassifyOut, FilterView, IncomingValues, Metadata, Unwritable};
+use crate::wfp::ffi::{FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0};
+use crate::wfp::filter_view::{ClassifyOut, FilterView, IncomingValues, LayerData, Metadata, Unwritable};
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
@@ -128,8 +124,7 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
     drop(inside);
 }
 
-/// Everything the hot path does not decide: our own injected packets,
-/// lookup mode, and every policy that needs the traffic, the clock or the
+/// Everything the hot path does not decide: lookup mode, and every policy that needs the traffic, the clock or the
 /// log.
 ///
 /// # Safety
@@ -158,23 +153,9 @@ unsafe fn classify_full(
     };
     // SAFETY: the engine passes NULL or its metadata, valid for the call.
     let metadata = unsafe { Metadata::from_raw(in_meta_values) };
-    let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data };
-    // A packet we injected after an agent permitted its connection goes
-    // through (recv-accept: the first packet; connect: the first datagram,
-    // when it is sent before the connection's reauthorization).
-    if values.as_ref().is_some_and(|v| {
-        matches!(
-            v.layer_id(),
-            FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4
-                | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6
-                | FWPS_LAYER_ALE_AUTH_CONNECT_V4
-                | FWPS_LAYER_ALE_AUTH_CONNECT_V6
-        )
-    }) && crate::wfp::injection::is_our_injection(layer_data)
-    {
-        out.permit(view.clears_action_right());
-        return;
-    }
+    // SAFETY: the engine passes NULL or this classification's packet, valid for the call.
+    let layer_data = unsafe { LayerData::from_raw(layer_data) };
+    let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {
             Some(context) => classify_with_context(&context, &view, &traffic, answer, processor, out),
@@ -199,6 +180,18 @@ fn classify_with_context(
     processor: usize,
     out: ClassifyOut<'_>,
 ) {
+    // A packet we injected after an agent permitted its connection
+    // (recv-accept: the first packet; connect: the first datagram, sent
+    // before the connection's reauthorization) passes our ask filters, one
+    // of which pended it. Every other filter of ours judges it by its
+    // policy, as it judges the connection: a block of ours in another
+    // sublayer blocks both (README, "Our own injected packets").
+    if let PolicyAction::Ask { .. } = context.policy().action
+        && traffic.layer_data.is_some_and(crate::wfp::injection::is_our_injection)
+    {
+        out.permit(view.clears_action_right());
+        return;
+    }
     let decision = decide(context, traffic, processor);
     // At ALE_FLOW_ESTABLISHED, connections our permit and audit policies let
     // through are tracked with a flow context (the answer is CONTINUE).
@@ -219,8 +212,9 @@ pub struct Traffic<'a> {
     pub values: Option<&'a IncomingValues<'a>>,
     /// The metadata.
     pub metadata: Option<&'a Metadata<'a>>,
-    /// `layerData`: the first packet at recv-accept, NULL elsewhere.
-    pub layer_data: *mut c_void,
+    /// `layerData`: the first packet at recv-accept, a UDP connection's
+    /// first datagram at connect, else none.
+    pub layer_data: Option<&'a LayerData<'a>>,
 }
 
 /// Wraps `FwpsPendOperation0`: the completion context, or the failure.

@@ -149,6 +149,8 @@ pub struct PoolSlice<T: Zeroable> {
 pub unsafe trait Zeroable {}
 
 // SAFETY: zero is a valid value of every integer and atomic integer type.
+unsafe impl Zeroable for u8 {}
+// SAFETY: all-zero bits are the integer 0.
 unsafe impl Zeroable for u64 {}
 // SAFETY: as above.
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}

@@ -3,6 +3,7 @@
 //! the only places that read or write those structures.
 #![allow(unsafe_code)]
 
+use crate::platform::status::NtStatus;
 use crate::wfp::ffi::{
     FWP_CONDITION_FLAG_IS_REAUTHORIZE, FWPS_CLASSIFY_OUT0, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_FILTER2,
     FWPS_INCOMING_VALUES0, FWPS_RIGHT_ACTION_WRITE, fwp,
@@ -302,5 +303,96 @@ impl<'a> IncomingValues<'a> {
     /// Whether this classification is a reauthorization (FLAGS field).
     pub fn is_reauthorization(&self, flags_index: usize) -> bool {
         self.uint32(flags_index).is_some_and(|flags| flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0)
+    }
+}
+
+/// `NET_BUFFER_LIST.FirstNetBuffer` (after `Next`) on x64: offset 8.
+const NBL_FIRST_NET_BUFFER_OFFSET: usize = 8;
+/// `NET_BUFFER.DataLength` (after `Next`, `CurrentMdl`, `CurrentMdlOffset`) on x64: offset 24.
+const NB_DATA_LENGTH_OFFSET: usize = 24;
+
+/// classifyFn's `layerData` at the ALE authorization layers: the packet
+/// (a `NET_BUFFER_LIST`) that triggered the classification, lent for the
+/// call (the first packet at recv-accept, a UDP connection's first
+/// datagram at connect).
+#[derive(Clone, Copy)]
+pub struct LayerData<'a> {
+    list: core::ptr::NonNull<core::ffi::c_void>,
+    _call: core::marker::PhantomData<&'a ()>,
+}
+
+impl LayerData<'_> {
+    /// # Safety
+    /// `layer_data` is NULL or the `NET_BUFFER_LIST` the engine passed to
+    /// this classifyFn call, whose first `NET_BUFFER` it does not change
+    /// while the view lives (the call).
+    pub unsafe fn from_raw(layer_data: *mut core::ffi::c_void) -> Option<Self> {
+        core::ptr::NonNull::new(layer_data).map(|list| Self { list, _call: core::marker::PhantomData })
+    }
+
+    /// The list, to hand back to the engine (`FwpsQueryPacketInjectionState0`).
+    pub fn as_raw(&self) -> *mut core::ffi::c_void {
+        self.list.as_ptr()
+    }
+
+    /// The first `NET_BUFFER`, or NULL.
+    fn first_buffer(&self) -> *mut core::ffi::c_void {
+        // SAFETY: the list is valid for the call (constructor) and at least
+        // FirstNetBuffer's end long; on x64 that is a pointer at offset 8.
+        let field = unsafe { self.list.as_ptr().cast::<u8>().add(NBL_FIRST_NET_BUFFER_OFFSET) };
+        // SAFETY: as above: the field is readable.
+        unsafe { field.cast::<*mut core::ffi::c_void>().read_unaligned() }
+    }
+
+    /// Bytes of the first packet from where its data starts now (the IP
+    /// header at recv-accept's IP layer, the transport header at connect);
+    /// `None` without a `NET_BUFFER`.
+    pub fn data_length(&self) -> Option<usize> {
+        let buffer = self.first_buffer();
+        if buffer.is_null() {
+            return None;
+        }
+        // SAFETY: the list's first NET_BUFFER, valid for the call; on x64
+        // DataLength is a ULONG at offset 24.
+        let field = unsafe { buffer.cast::<u8>().add(NB_DATA_LENGTH_OFFSET) };
+        // SAFETY: as above: the field is readable.
+        Some(unsafe { field.cast::<u32>().read_unaligned() } as usize)
+    }
+
+    /// Copies the first packet into `into` (all of it: its data plus the
+    /// `headers` bytes before its data start, which the metadata says are
+    /// there), leaving the packet where the engine put it. Fails without a
+    /// `NET_BUFFER` or when NDIS cannot provide the bytes.
+    pub fn copy_packet(&self, headers: u32, into: &mut [u8]) -> crate::platform::status::Result {
+        let buffer = self.first_buffer();
+        let unusable = Err(NtStatus::INVALID_PARAMETER);
+        let Ok(len) = u32::try_from(into.len()) else { return unusable };
+        if buffer.is_null() {
+            return unusable;
+        }
+        if headers != 0 {
+            // SAFETY: the packet's first NET_BUFFER, valid during classify;
+            // the headers it is retreated over are in the buffer (the
+            // caller read their size from the metadata).
+            let status =
+                unsafe { crate::wfp::ffi::NdisRetreatNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+            if status != 0 {
+                return Err(NtStatus::INSUFFICIENT_RESOURCES);
+            }
+        }
+        let target = into.as_mut_ptr();
+        // SAFETY: `target` has room for `len` bytes (it is `into`).
+        let data = unsafe { crate::wfp::ffi::NdisGetDataBuffer(buffer, len, target.cast(), 1, 0) };
+        if !data.is_null() && data.cast::<u8>() != target {
+            // Contiguous: NDIS returned its own pointer and left `into` alone.
+            // SAFETY: NDIS says `len` bytes are readable there; `into` is
+            // ours and does not overlap the packet.
+            unsafe { core::ptr::copy_nonoverlapping(data.cast::<u8>(), target, into.len()) };
+        }
+        if headers != 0 {
+            // SAFETY: undoes the retreat above before the engine sees the packet.
+            unsafe { crate::wfp::ffi::NdisAdvanceNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
+        }
+        if data.is_null() { unusable } else { Ok(()) }
     }
 }

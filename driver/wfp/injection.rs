@@ -29,7 +29,7 @@ use crate::platform::kernel::HANDLE;
 use crate::platform::log::Level;
 use crate::platform::pool::{PoolBox, PoolSlice, PoolTag};
 use crate::platform::status::{NtStatus, Result};
-use crate::wfp::filter_view::{IncomingValues, Metadata};
+use crate::wfp::filter_view::{IncomingValues, LayerData, Metadata};
 use core::ffi::c_void;
 use core::net::IpAddr;
 use core::ptr::NonNull;
@@ -48,10 +48,6 @@ const AF_INET6: u16 = 23;
 /// `FWPS_PACKET_INJECTED_BY_SELF` and `FWPS_PACKET_PREVIOUSLY_INJECTED_BY_SELF`.
 const INJECTED_BY_SELF: i32 = 1;
 const PREVIOUSLY_INJECTED_BY_SELF: i32 = 3;
-/// `NET_BUFFER_LIST.FirstNetBuffer` (after `Next`) on x64: offset 8.
-const NBL_FIRST_NET_BUFFER_OFFSET: usize = 8;
-/// `NET_BUFFER.DataLength` (after `Next`, `CurrentMdl`, `CurrentMdlOffset`) on x64: offset 24.
-const NB_DATA_LENGTH_OFFSET: usize = 24;
 /// FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_V{4,6}_INTERFACE_INDEX / SUB_INTERFACE_INDEX.
 const RECV_ACCEPT_INTERFACE_INDEX: usize = 16;
 const RECV_ACCEPT_SUB_INTERFACE_INDEX: usize = 17;
@@ -133,7 +129,7 @@ struct PacketCopy {
     nbl: usize,
     mdl: usize,
     len: usize,
-    data: PoolSlice<u64>,
+    data: PoolSlice<u8>,
     /// A datagram's remote address (network order) and the send
     /// parameters pointing at it: both must stay valid until the send
     /// injection completes, so they live here.
@@ -145,12 +141,6 @@ struct PacketCopy {
 // SAFETY: the raw pointers in `send_args` point into this same value (or
 // are NULL); nothing else shares them.
 unsafe impl Send for PacketCopy {}
-
-impl PacketCopy {
-    fn bytes(&mut self) -> *mut u8 {
-        self.data.as_mut_ptr().cast::<u8>()
-    }
-}
 
 impl Drop for PacketCopy {
     #[allow(unsafe_code)]
@@ -272,34 +262,15 @@ fn close_handle(handle: HANDLE) {
     });
 }
 
-/// Whether `layer_data` is a packet we injected (classify permits it).
-pub(crate) fn is_our_injection(layer_data: *mut c_void) -> bool {
+/// Whether classify's packet is one we injected (the ask filter that
+/// pended its connection permits it).
+pub(crate) fn is_our_injection(layer_data: &LayerData<'_>) -> bool {
     let Some(handle) = handle() else { return false };
-    if layer_data.is_null() {
-        return false;
-    }
     #[allow(unsafe_code)]
-    // SAFETY: `layer_data` is classify's packet, valid for the call.
-    let state = unsafe { crate::wfp::ffi::FwpsQueryPacketInjectionState0(handle, layer_data, core::ptr::null_mut()) };
+    // SAFETY: our injection handle, and classify's packet, valid for the call (`LayerData`).
+    let state =
+        unsafe { crate::wfp::ffi::FwpsQueryPacketInjectionState0(handle, layer_data.as_raw(), core::ptr::null_mut()) };
     matches!(state, INJECTED_BY_SELF | PREVIOUSLY_INJECTED_BY_SELF)
-}
-
-#[allow(unsafe_code)]
-fn first_net_buffer(list: *mut c_void) -> *mut c_void {
-    // SAFETY: `list` is classify's NET_BUFFER_LIST, valid for the call, and
-    // at least FirstNetBuffer's end long.
-    let field = unsafe { list.cast::<u8>().add(NBL_FIRST_NET_BUFFER_OFFSET) };
-    // SAFETY: FirstNetBuffer is a pointer at offset 8 of the structure on x64.
-    unsafe { field.cast::<*mut c_void>().read_unaligned() }
-}
-
-#[allow(unsafe_code)]
-fn data_length(buffer: *mut c_void) -> usize {
-    // SAFETY: `buffer` is classify's NET_BUFFER, valid for the call; on
-    // x64 DataLength is a ULONG at offset 24.
-    let field = unsafe { buffer.cast::<u8>().add(NB_DATA_LENGTH_OFFSET) };
-    // SAFETY: as above.
-    unsafe { field.cast::<u32>().read_unaligned() as usize }
 }
 
 /// Reserves `len` bytes of the copy budget; false when it would overflow.
@@ -317,14 +288,14 @@ fn reserve(len: usize) -> bool {
 /// IP header (the receive path takes it so), outbound from its transport
 /// header, where the datagram starts (the send path adds the IP header).
 pub(crate) fn copy_packet(
-    layer_data: *mut c_void,
+    layer_data: &LayerData<'_>,
     values: &IncomingValues<'_>,
     metadata: Option<&Metadata<'_>>,
     inbound: bool,
     remote: IpAddr,
 ) -> Result<PendedPacket> {
     let pool = NBL_POOL.load(Ordering::Acquire);
-    if layer_data.is_null() || handle().is_none() || pool.is_null() {
+    if handle().is_none() || pool.is_null() {
         return Err(NtStatus::INVALID_PARAMETER);
     }
     let direction = if inbound {
@@ -341,17 +312,13 @@ pub(crate) fn copy_packet(
     };
     let headers =
         if inbound { metadata.and_then(Metadata::header_sizes).ok_or(NtStatus::INVALID_PARAMETER)? } else { 0 };
-    let buffer = first_net_buffer(layer_data);
-    if buffer.is_null() {
-        return Err(NtStatus::INVALID_PARAMETER);
-    }
-    let len = data_length(buffer).saturating_add(headers as usize);
+    let len = layer_data.data_length().ok_or(NtStatus::INVALID_PARAMETER)?.saturating_add(headers as usize);
     if len > MAX_PACKET_COPY || !reserve(len) {
         COPIES.refused.fetch_add(1, Ordering::Relaxed);
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
     }
     // INVARIANT: `len` bytes reserved; nothing allocated yet.
-    let data = match PoolSlice::<u64>::try_zeroed(len.div_ceil(8), TAG_PACKET_COPY) {
+    let data = match PoolSlice::<u8>::try_zeroed(len, TAG_PACKET_COPY) {
         Ok(data) => data,
         Err(status) => {
             COPIES.bytes_held.fetch_sub(len as u64, Ordering::Relaxed);
@@ -368,8 +335,8 @@ pub(crate) fn copy_packet(
     };
     let copy = PacketCopy { nbl: 0, mdl: 0, len, data, remote: [0; 16], send_args };
     let mut copy = PoolBox::try_new(copy, TAG_PACKET_COPY_RECORD)?;
-    read_packet(buffer, headers, len, copy.bytes())?;
-    let bytes = copy.bytes();
+    layer_data.copy_packet(headers, &mut copy.data)?;
+    let bytes = copy.data.as_mut_ptr();
     #[allow(unsafe_code)]
     // SAFETY: `len` bytes of our non-paged buffer, which outlives the MDL
     // (both belong to `copy`).
@@ -401,35 +368,6 @@ pub(crate) fn copy_packet(
         compartment: metadata.and_then(Metadata::compartment_id).unwrap_or(0),
         direction,
     })
-}
-
-/// Copies `len` bytes from the IP header of classify's packet (its data
-/// starts `headers` bytes later) into `into`, leaving the packet where the
-/// engine put it.
-#[allow(unsafe_code)]
-fn read_packet(buffer: *mut c_void, headers: u32, len: usize, into: *mut u8) -> Result {
-    if headers != 0 {
-        // SAFETY: the packet's first NET_BUFFER, valid during classify; the
-        // headers it is retreated over are in the buffer (the metadata says so).
-        let status =
-            unsafe { crate::wfp::ffi::NdisRetreatNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
-        if status != 0 {
-            return Err(NtStatus::INSUFFICIENT_RESOURCES);
-        }
-    }
-    // SAFETY: `into` has room for `len` bytes (the copy's buffer).
-    let data = unsafe { crate::wfp::ffi::NdisGetDataBuffer(buffer, len as u32, into.cast(), 1, 0) };
-    if !data.is_null() && data.cast::<u8>() != into {
-        // Contiguous: NDIS returned its own pointer and left `into` alone.
-        // SAFETY: NDIS says `len` bytes are readable there; `into` is ours
-        // and does not overlap the packet.
-        unsafe { core::ptr::copy_nonoverlapping(data.cast::<u8>(), into, len) };
-    }
-    if headers != 0 {
-        // SAFETY: undoes the retreat above before the engine sees the packet.
-        unsafe { crate::wfp::ffi::NdisAdvanceNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
-    }
-    if data.is_null() { Err(NtStatus::INVALID_PARAMETER) } else { Ok(()) }
 }
 
 /// After `FwpsCompleteOperation0(context, copy)`: injects the copy to

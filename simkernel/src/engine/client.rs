@@ -390,6 +390,9 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     let out_ptr = lent.as_mut_ptr();
     let classify_context = record.id as usize as *const core::ffi::c_void;
     pending::set_filter(input.metadata.completionHandle, record.id);
+    // The rule binds the callout that pends (FwpsPendOperation0 remarks);
+    // a callout of another sublayer that runs after it answers as usual.
+    let pended_before = pending::is_pended(input.metadata.completionHandle);
     // SAFETY: the record is published and protected by in_flight; notifyFn
     // wrote it before publication and nothing writes it now.
     let scope = ClassifyScope::lend(input, unsafe { &*record.fwps.get() });
@@ -414,7 +417,8 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     record.in_flight.fetch_sub(1, Ordering::SeqCst);
     let out = lent.finish();
     let hard = out.rights & FWPS_RIGHT_ACTION_WRITE == 0;
-    if pending::is_pended(input.metadata.completionHandle)
+    if !pended_before
+        && pending::is_pended(input.metadata.completionHandle)
         && !(out.actionType == fwp::FWP_ACTION_BLOCK && hard && out.flags & FWPS_CLASSIFY_OUT_FLAG_ABSORB != 0)
     {
         report(
