@@ -477,19 +477,16 @@ fn has_queued_tracks_requests_waiting_for_an_agent() {
 }
 
 /// A packet we reinjected after our agent permitted its connection passes
-/// every filter of ours at ALE_AUTH_RECV_ACCEPT, a static block among them
-/// (recv-accept filters never take the static fast path: each
-/// classification there first asks FwpsQueryPacketInjectionState0). The
-/// agent's answer is the decision for that connection; other vendors'
-/// filters still judge the packet as they like.
+/// our ask filter only: a static block of ours (here added while the agent
+/// decides, heavier, so the engine reaches it first) judges it by its
+/// policy and blocks it, as it blocks the connection's other packets
+/// (README, "Our own injected packets"; tests/our_injections.rs).
 #[test]
-fn our_reinjected_packet_passes_our_static_block_too() {
+fn our_reinjected_packet_is_judged_by_our_static_block() {
     let (harness, ask_filter) = load_with_ask(Layer::RecvAcceptV4, 5_000, Verdict::Block);
     harness.connect_agent(AGENT);
     let connection = Layer::RecvAcceptV4.connection(3389);
     assert!(engine::classify(&connection).pended.is_some());
-    // A static block of ours arrives at the layer while the agent decides,
-    // heavier than the ask filter: the engine reaches it first.
     let mut heavier = Harness::filter_spec(Layer::RecvAcceptV4);
     heavier.weight = 100;
     let block = harness.add_filter_with(heavier, PolicySource::Policy(&policy(PolicyAction::Block))).unwrap();
@@ -497,9 +494,9 @@ fn our_reinjected_packet_passes_our_static_block_too() {
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
     let reinjected = packets::take_reinjected();
     assert_eq!(reinjected.len(), 1);
-    assert!(reinjected[0].1.permitted(), "our own injection passes our block: {:?}", reinjected[0].1);
-    assert_eq!(reinjected[0].1.decided_by, Some(block), "the block filter itself let it through");
-    assert_eq!(harness.counters(block).unwrap().blocked, 0);
+    assert!(!reinjected[0].1.permitted(), "our block judged our own injection: {:?}", reinjected[0].1);
+    assert_eq!(reinjected[0].1.decided_by, Some(block));
+    assert_eq!(harness.counters(block).unwrap().blocked, 1);
     let _ = pending::take_completions();
     harness.delete_filter(block).unwrap();
     harness.delete_filter(ask_filter).unwrap();

@@ -1,5 +1,5 @@
 //! Conformance: pending at the ALE authorization layers (simkernel/CONFORMANCE.md,
-//! rows Q1-Q2). Sources: WDD "Processing Classify Callouts Asynchronously";
+//! rows Q1-Q3). Sources: WDD "Processing Classify Callouts Asynchronously";
 //! DDI `nf-fwpsk-fwpspendoperation0` (STATUS_FWP_CANNOT_PEND),
 //! `nf-fwpsk-fwpscompleteoperation0` (a completed ALE_AUTH_CONNECT is
 //! reauthorized; at ALE_AUTH_RECV_ACCEPT the callout reinjects instead).
@@ -55,5 +55,35 @@ fn a_reauthorization_cannot_pend() {
     );
     assert!(result.pended.is_none() && result.permitted(), "the probe's permit stands");
     engine::delete_filter(other).unwrap();
+    kernel.assert_clean();
+}
+
+/// Q3: the BLOCK + ABSORB answer binds the callout that pended (DDI
+/// `nf-fwpsk-fwpspendoperation0`: "the callout driver must ... set the
+/// action to FWP_ACTION_BLOCK" and absorb). A callout of a lower sublayer
+/// that runs after it in the same classification answers as usual (here a
+/// permit, which the pended hard block overrides), and no violation is
+/// reported for it. Red when the rule is checked for every callout that
+/// runs after the pend.
+#[test]
+fn a_callout_after_the_pending_one_answers_as_usual() {
+    let mut kernel = probe::boot();
+    let high = probe::Probe::add_weighted(93, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4, 0x8000);
+    let low = probe::Probe::add_weighted(94, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4, 0x10);
+    assert_eq!(high.register(kernel.device_object()), STATUS_SUCCESS);
+    assert_eq!(low.register(kernel.device_object()), STATUS_SUCCESS);
+    let pending_filter = engine::add_filter(&high.filter()).unwrap();
+    let later_filter = engine::add_filter(&low.filter()).unwrap();
+    low.answer(fwp::FWP_ACTION_PERMIT, false);
+    probe::pend_next(true);
+    let result = engine::classify(&Connection::tcp_connect_v4(443));
+    let operation = result.pended.expect("the high probe pended");
+    assert!(classifications(later_filter) == 1, "the low probe ran after the pend");
+    assert!(result.absorbed && !result.permitted(), "the pended hard BLOCK + ABSORB wins");
+    assert_eq!(result.decided_by, Some(pending_filter));
+    engine::pending::FwpsCompleteOperation0(operation as *mut _, std::ptr::null_mut());
+    let _ = engine::pending::take_completions();
+    engine::delete_filter(later_filter).unwrap();
+    engine::delete_filter(pending_filter).unwrap();
     kernel.assert_clean();
 }
