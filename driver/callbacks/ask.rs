@@ -40,7 +40,7 @@ pub enum AskDecision {
 }
 
 /// The connection as the agent will see it.
-fn describe(
+fn connection_info(
     context: &FilterContext,
     values: &IncomingValues<'_>,
     metadata: Option<&Metadata<'_>>,
@@ -66,7 +66,7 @@ fn describe(
     }
 }
 
-fn defaulted(context: &FilterContext, verdict: Verdict) -> AskDecision {
+fn answer_default(context: &FilterContext, verdict: Verdict) -> AskDecision {
     context.count(Counter::Defaulted);
     STATE.pending.stats.defaulted.fetch_add(1, Ordering::Relaxed);
     AskDecision::Now(verdict)
@@ -114,7 +114,7 @@ fn reauthorization(
     }
     match STATE.pending.verdicts.recall(&info.connection_key(), crate::platform::clock::now_ticks()) {
         Some(verdict) => AskDecision::Now(verdict),
-        None => defaulted(context, default_verdict),
+        None => answer_default(context, default_verdict),
     }
 }
 
@@ -130,24 +130,24 @@ pub fn classify_ask(
 ) -> AskDecision {
     let AskTerms { timeout_ms, default_verdict } = terms;
     let Some(values) = values else {
-        return defaulted(context, default_verdict);
+        return answer_default(context, default_verdict);
     };
-    let info = describe(context, values, metadata, timeout_ms, default_verdict);
+    let info = connection_info(context, values, metadata, timeout_ms, default_verdict);
     let flags_field = callout_table::flags_field(info.layer_id);
     if flags_field.is_some_and(|field| values.is_reauthorization(field)) {
         return reauthorization(context, values, &info, default_verdict);
     }
     if !STATE.agents.connected() {
-        return defaulted(context, default_verdict);
+        return answer_default(context, default_verdict);
     }
     let Some(handle) = metadata.and_then(Metadata::completion_handle) else {
-        return defaulted(context, default_verdict);
+        return answer_default(context, default_verdict);
     };
     if info.inbound && flags_field.and_then(|field| values.uint32(field)).is_some_and(is_ipsec_secured) {
         // Its copy could not be receive-injected as it is (the AH/ESP
         // header stays in it): not pended, the default applies, counted.
         crate::wfp::injection::COPIES.ipsec.fetch_add(1, Ordering::Relaxed);
-        return defaulted(context, default_verdict);
+        return answer_default(context, default_verdict);
     }
     let packet = if info.inbound {
         let copied = layer_data.ok_or(NtStatus::INVALID_PARAMETER).and_then(|layer_data| {
@@ -155,7 +155,7 @@ pub fn classify_ask(
         });
         match copied {
             Ok(packet) => Some(packet),
-            Err(_) => return defaulted(context, default_verdict),
+            Err(_) => return answer_default(context, default_verdict),
         }
     } else if let Some(layer_data) = layer_data {
         // The first datagram of a UDP/ICMP connection: completing flushes

@@ -10,32 +10,33 @@ use crate::verdicts::agent::Agents;
 use crate::verdicts::pending::Pending;
 use crate::wfp::callout_table::{CALLOUT_COUNT, CALLOUTS};
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
-/// Global counters that are not per filter: things that went wrong or
-/// happened outside any context. Rarely written, so plain shared atomics.
-#[derive(Default)]
-pub struct GlobalStats {
-    /// ADD notifications accepted.
-    pub filters_added: AtomicU64,
-    /// DELETE notifications that released a context.
-    pub filters_deleted: AtomicU64,
-    /// DELETE notifications for filters we never saw (harmless).
-    pub deletes_unknown: AtomicU64,
-    /// ADDs vetoed because the policy blob was malformed.
-    pub policies_rejected: AtomicU64,
-    /// ADDs vetoed because the pool was exhausted.
-    pub allocation_failures: AtomicU64,
-    /// Notify calls of a type we do not handle.
-    pub notify_unknown_type: AtomicU64,
-    /// Filters adopted at registration.
-    pub filters_adopted: AtomicU64,
-    /// Adopted filters whose policy was malformed (given the default policy).
-    pub adopted_policies_rejected: AtomicU64,
-    /// Classifications for a filter with no context (default policy used).
-    pub classify_without_context: AtomicU64,
-    /// Classifications that arrived with malformed arguments.
-    pub classify_bad_arguments: AtomicU64,
+crate::counter_set! {
+    /// Global counters that are not per filter: things that went wrong or
+    /// happened outside any context. Rarely written, so plain shared atomics.
+    pub struct GlobalStats {
+        /// ADD notifications accepted.
+        filters_added,
+        /// DELETE notifications that released a context.
+        filters_deleted,
+        /// DELETE notifications for filters we never saw (harmless).
+        deletes_unknown,
+        /// ADDs vetoed because the policy blob was malformed.
+        policies_rejected,
+        /// ADDs vetoed because the pool was exhausted.
+        allocation_failures,
+        /// Notify calls of a type we do not handle.
+        notify_unknown_type,
+        /// Filters adopted at registration.
+        filters_adopted,
+        /// Adopted filters whose policy was malformed (given the default policy).
+        adopted_policies_rejected,
+        /// Classifications for a filter with no context (default policy used).
+        classify_without_context,
+        /// Classifications that arrived with malformed arguments.
+        classify_bad_arguments,
+    }
 }
 
 /// Bytes in a cache line (x64).
@@ -106,18 +107,7 @@ impl DriverState {
             engine: AtomicPtr::new(core::ptr::null_mut()),
             lookup_mode: CacheLine::new(AtomicUsize::new(0)),
             loaded: AtomicBool::new(false),
-            stats: GlobalStats {
-                filters_added: AtomicU64::new(0),
-                filters_deleted: AtomicU64::new(0),
-                deletes_unknown: AtomicU64::new(0),
-                policies_rejected: AtomicU64::new(0),
-                allocation_failures: AtomicU64::new(0),
-                notify_unknown_type: AtomicU64::new(0),
-                filters_adopted: AtomicU64::new(0),
-                adopted_policies_rejected: AtomicU64::new(0),
-                classify_without_context: AtomicU64::new(0),
-                classify_bad_arguments: AtomicU64::new(0),
-            },
+            stats: GlobalStats::new(),
             pending: Pending::new(),
             agents: Agents::new(),
             flows: Flows::new(),
@@ -178,25 +168,8 @@ impl DriverState {
     /// Clears counters for a fresh load (the static outlives a load/unload
     /// cycle in tests and across `initialize` retries).
     pub fn reset_stats(&self) {
-        let s = &self.stats;
-        for counter in [
-            &s.filters_added,
-            &s.filters_deleted,
-            &s.deletes_unknown,
-            &s.policies_rejected,
-            &s.allocation_failures,
-            &s.notify_unknown_type,
-            &s.filters_adopted,
-            &s.adopted_policies_rejected,
-            &s.classify_without_context,
-            &s.classify_bad_arguments,
-            &self.flows.stats.associated,
-            &self.flows.stats.associate_failures,
-            &self.flows.stats.already_tracked,
-            &self.flows.stats.delete_unknown,
-        ] {
-            counter.store(0, Ordering::Relaxed);
-        }
+        self.stats.reset();
+        self.flows.stats.reset();
     }
 }
 

@@ -21,7 +21,7 @@ use crate::wfp::ffi::{
 };
 use crate::wfp::filter_view::{IncomingValues, Metadata};
 use core::net::{IpAddr, Ipv4Addr};
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Flow contexts (`FlowContext`).
 pub const TAG_FLOW_CONTEXT: PoolTag = PoolTag::new(*b"WfFl");
@@ -90,18 +90,19 @@ unsafe impl TableEntry for FlowBox {
 /// Live flow contexts, keyed by their own address.
 pub type FlowTable = IdTable<FlowBox>;
 
-/// Flow counters that are not per filter.
-#[derive(Default)]
-pub struct FlowStats {
-    /// Flow contexts associated.
-    pub associated: AtomicU64,
-    /// Associations the engine refused, or that had no flow handle.
-    pub associate_failures: AtomicU64,
-    /// Flows another of our filters at the layer tracks already (one
-    /// context per flow and callout).
-    pub already_tracked: AtomicU64,
-    /// flowDeleteFn calls for a context we do not hold (ignored).
-    pub delete_unknown: AtomicU64,
+crate::counter_set! {
+    /// Flow counters that are not per filter.
+    pub struct FlowStats {
+        /// Flow contexts associated.
+        associated,
+        /// Associations the engine refused, or that had no flow handle.
+        associate_failures,
+        /// Flows another of our filters at the layer tracks already (one
+        /// context per flow and callout).
+        already_tracked,
+        /// flowDeleteFn calls for a context we do not hold (ignored).
+        delete_unknown,
+    }
 }
 
 /// The driver's flow contexts and their counters.
@@ -115,15 +116,7 @@ pub struct Flows {
 impl Flows {
     /// An empty set (const: it lives in the driver's static state).
     pub const fn new() -> Self {
-        Self {
-            table: FlowTable::new(TAG_FLOW_TABLE),
-            stats: FlowStats {
-                associated: AtomicU64::new(0),
-                associate_failures: AtomicU64::new(0),
-                already_tracked: AtomicU64::new(0),
-                delete_unknown: AtomicU64::new(0),
-            },
-        }
+        Self { table: FlowTable::new(TAG_FLOW_TABLE), stats: FlowStats::new() }
     }
 
     /// Flow contexts alive.

@@ -140,7 +140,7 @@ pub fn filter_entry(context: &FilterContext) -> FilterStatsEntryRepr {
 }
 
 /// The smallest ids above a cursor, kept sorted in a fixed array.
-struct Page {
+struct NextIds {
     ids: [u64; STATS_MAX_ENTRIES as usize],
     len: usize,
     capacity: usize,
@@ -148,7 +148,7 @@ struct Page {
     candidates: usize,
 }
 
-impl Page {
+impl NextIds {
     fn offer(&mut self, id: u64) {
         self.candidates += 1;
         let position = self.ids.get(..self.len).map_or(0, |ids| ids.partition_point(|&x| x < id));
@@ -176,7 +176,7 @@ fn stats(input: &[u8], output: &mut [u8]) -> Result<usize> {
     if StatsReply::reply_len(0).is_none_or(|header| output.len() < header) {
         return Err(NtStatus::BUFFER_TOO_SMALL);
     }
-    let mut page = Page { ids: [0; STATS_MAX_ENTRIES as usize], len: 0, capacity: capacity as usize, candidates: 0 };
+    let mut page = NextIds { ids: [0; STATS_MAX_ENTRIES as usize], len: 0, capacity: capacity as usize, candidates: 0 };
     let mut total = 0u32;
     STATE.table.for_each(|id, _| {
         total = total.saturating_add(1);

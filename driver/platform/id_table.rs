@@ -114,7 +114,7 @@ fn hash(id: u64, mask: usize) -> usize {
 }
 
 /// Puts `slot` in the first empty slot of its probe run (the array has one).
-fn place(slots: &mut PoolSlice<Slot>, slot: Slot) {
+fn insert_into_probe_run(slots: &mut PoolSlice<Slot>, slot: Slot) {
     let mask = slots.len() - 1;
     let mut index = hash(slot.id, mask);
     while let Some(existing) = slots.get_mut(index) {
@@ -270,7 +270,7 @@ impl<V: TableEntry> RawTable<V> {
                 // most half full since it holds no more than `len`. MOVED
                 // keeps the probe runs of `old` through this slot intact
                 // (an empty slot stays empty: no run crosses it).
-                place(slots, *slot);
+                insert_into_probe_run(slots, *slot);
                 slot.entry = MOVED;
             }
         }
@@ -296,7 +296,7 @@ impl<V: TableEntry> RawTable<V> {
         match self.slots.as_mut() {
             Some(slots) => {
                 // INVARIANT: the slot takes over the entry.
-                place(slots, Slot { id, entry: entry.into_raw() });
+                insert_into_probe_run(slots, Slot { id, entry: entry.into_raw() });
                 self.len += 1;
                 self.migrate(MIGRATE_STEP);
                 Ok(())

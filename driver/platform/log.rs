@@ -75,12 +75,14 @@ pub fn enabled(level: Level) -> bool {
 
 const LINE_CAPACITY: usize = 256;
 
-struct Line {
+/// One formatted debug-output line, NUL-terminated, truncated at
+/// [`LINE_CAPACITY`] - 1 bytes.
+struct LineBuffer {
     bytes: [u8; LINE_CAPACITY],
     len: usize,
 }
 
-impl Write for Line {
+impl Write for LineBuffer {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Keep one byte for the terminating NUL; truncate silently.
         let room = LINE_CAPACITY - 1 - self.len;
@@ -98,7 +100,7 @@ impl Write for Line {
 #[cold]
 #[inline(never)]
 pub fn print(level: Level, args: fmt::Arguments<'_>) {
-    let mut line = Line { bytes: [0; LINE_CAPACITY], len: 0 };
+    let mut line = LineBuffer { bytes: [0; LINE_CAPACITY], len: 0 };
     let _ = line.write_str("wfpcallout: ");
     let _ = line.write_fmt(args);
     let _ = line.write_str("\n");
@@ -106,7 +108,7 @@ pub fn print(level: Level, args: fmt::Arguments<'_>) {
 }
 
 #[cfg(windows)]
-fn emit(level: u32, line: &Line) {
+fn emit(level: u32, line: &LineBuffer) {
     // SAFETY: "%s" consumes exactly one NUL-terminated string argument, and
     // line.bytes is NUL-terminated (write_str always leaves the last byte 0).
     unsafe {
@@ -115,7 +117,7 @@ fn emit(level: u32, line: &Line) {
 }
 
 #[cfg(not(windows))]
-fn emit(level: u32, line: &Line) {
+fn emit(level: u32, line: &LineBuffer) {
     // SAFETY: the pointer and length describe initialized bytes of `line`.
     unsafe { crate::platform::kernel::WfpSimDbgPrint(DPFLTR_IHVNETWORK_ID, level, line.bytes.as_ptr(), line.len) };
 }

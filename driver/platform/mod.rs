@@ -4,6 +4,7 @@
 //! generic id table). Imports nothing from the layers above.
 
 pub mod clock;
+pub mod counter_set;
 pub mod delay;
 pub mod etw;
 pub mod id_table;

@@ -72,7 +72,7 @@ const _: () = assert!(MAX_COUNTER_LINES.is_power_of_two());
 
 /// One processor's counters, alone on their cache line.
 #[repr(C, align(64))]
-struct Line([AtomicU64; SLOT_WORDS]);
+struct CounterLine([AtomicU64; SLOT_WORDS]);
 
 /// Counters with one cache line per processor, up to
 /// [`MAX_COUNTER_LINES`] lines.
@@ -85,7 +85,7 @@ struct Line([AtomicU64; SLOT_WORDS]);
 pub struct PerCpuCounters {
     /// Owns the storage `lines` points into (freed with it).
     _words: PoolSlice<AtomicU64>,
-    lines: NonNull<Line>,
+    lines: NonNull<CounterLine>,
     slots: usize,
     /// `slots - 1`: a processor's line is `processor & mask`.
     mask: usize,
@@ -123,7 +123,7 @@ impl PerCpuCounters {
         let first = words.get(offset).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
         // INVARIANT: `first` is 64-byte aligned by construction, and the
         // spare line leaves `slots` whole lines after it inside `words`.
-        let lines = NonNull::from(first).cast::<Line>();
+        let lines = NonNull::from(first).cast::<CounterLine>();
         Ok(Self { _words: words, lines, slots, mask: slots - 1 })
     }
 

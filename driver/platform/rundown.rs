@@ -17,8 +17,10 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// counter it entered on, and unload sums them all.
 const SLOTS: usize = 64;
 
+/// How many callbacks are inside the rundown on the processors that share
+/// one slot, alone on its cache line.
 #[repr(align(64))]
-struct Line(AtomicUsize);
+struct InsideCount(AtomicUsize);
 
 /// The gate and its per-processor counters.
 ///
@@ -27,12 +29,12 @@ struct Line(AtomicUsize);
 /// (checked at compile time below).
 #[repr(C)]
 pub struct Rundown {
-    lines: [Line; SLOTS],
+    lines: [InsideCount; SLOTS],
     closed: AtomicBool,
 }
 
 const _: () = {
-    let line = core::mem::align_of::<Line>();
+    let line = core::mem::align_of::<InsideCount>();
     assert!(line == 64);
     // `closed` starts a line and nothing follows it on that line.
     assert!(core::mem::offset_of!(Rundown, closed) % line == 0);
@@ -47,7 +49,7 @@ pub struct RundownGuard<'a> {
 impl Rundown {
     /// Open, nobody inside (const for the driver's static state).
     pub const fn new() -> Self {
-        Self { lines: [const { Line(AtomicUsize::new(0)) }; SLOTS], closed: AtomicBool::new(false) }
+        Self { lines: [const { InsideCount(AtomicUsize::new(0)) }; SLOTS], closed: AtomicBool::new(false) }
     }
 
     fn line(&self, slot: usize) -> Option<&AtomicUsize> {

@@ -33,7 +33,7 @@ use crate::wfp::filter_view::{IncomingValues, LayerData, Metadata};
 use core::ffi::c_void;
 use core::net::IpAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 use wfpcallout_wire::Verdict;
 
 /// `FWPS_INJECTION_TYPE_TRANSPORT` (fwpsk.h: STREAM 0x1, TRANSPORT 0x2,
@@ -80,26 +80,23 @@ struct NetBufferListPoolParameters {
     data_size: u32,
 }
 
-/// Counters of the packet copies (the memory pended inbound asks hold).
-pub struct CopyStats {
-    /// Bytes copies hold now.
-    pub bytes_held: AtomicU64,
-    /// Packets copied.
-    pub copied: AtomicU64,
-    /// Packets not copied because of the bounds (the ask got its default).
-    pub refused: AtomicU64,
-    /// Inbound asks not pended because IPsec protects the packet (its
-    /// copy could not be injected as it is): the default applied.
-    pub ipsec: AtomicU64,
+crate::counter_set! {
+    /// Counters of the packet copies (the memory pended asks hold).
+    pub struct CopyStats {
+        /// Bytes copies hold now.
+        bytes_held,
+        /// Packets copied.
+        copied,
+        /// Packets not copied because of the bounds (the ask got its default).
+        refused,
+        /// Inbound asks not pended because IPsec protects the packet (its
+        /// copy could not be injected as it is): the default applied.
+        ipsec,
+    }
 }
 
 /// The copy counters.
-pub static COPIES: CopyStats = CopyStats {
-    bytes_held: AtomicU64::new(0),
-    copied: AtomicU64::new(0),
-    refused: AtomicU64::new(0),
-    ipsec: AtomicU64::new(0),
-};
+pub static COPIES: CopyStats = CopyStats::new();
 
 /// The packet injection handle (NULL when closed).
 static INJECTION_HANDLE: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
