@@ -190,3 +190,188 @@ impl Drop for Harness {
 
 /// Hard-permit flag for filters (FWPM value), re-exported for tests.
 pub const CLEAR_ACTION_RIGHT: u32 = fwps_types::fwp::FWPM_FILTER_FLAG_CLEAR_ACTION_RIGHT;
+
+/// What the scenario's second pass did: the driver's verdicts with another
+/// vendor's filters around ours, and again under every reauthorization a
+/// live connection can get (issue "WFP conformance", item 3).
+#[derive(Debug, Default)]
+pub struct BesideAnotherVendor {
+    /// Initial classifications whose verdict was not the expected one.
+    pub unexpected: Vec<String>,
+    /// Reauthorizations delivered to live connections.
+    pub reauthorizations: usize,
+    /// Reauthorizations that changed an approved connection's verdict.
+    pub changed: Vec<String>,
+    /// Classifications the vendor's inspection callouts saw.
+    pub inspected: u64,
+    /// Pool blocks still allocated after unload.
+    pub live_blocks: usize,
+    /// Every verifier violation, in order.
+    pub violations: Vec<String>,
+}
+
+impl BesideAnotherVendor {
+    /// Whether everything was as expected and the verifier saw nothing.
+    pub fn passed(&self) -> bool {
+        self.unexpected.is_empty() && self.changed.is_empty() && self.live_blocks == 0 && self.violations.is_empty()
+    }
+}
+
+/// Runs the driver with another vendor's callouts and filters installed
+/// (inspection callouts in a sublayer above ours at the four ALE auth
+/// layers, a hard permit above our block, a block below our permit), then
+/// delivers every reauthorization reason to the connections that were
+/// approved: a policy change (the vendor adds and later deletes a filter at
+/// each layer) on the next packet in either direction, and a new arrival
+/// interface. An approved connection must stay approved; unload must be
+/// clean. Writes what happened to `out`.
+pub fn run_beside_another_vendor(out: &mut dyn std::io::Write) -> std::io::Result<BesideAnotherVendor> {
+    use fwps_types::fwp;
+    use wfpcallout_simkernel::engine::{FilterAction, reauthorization};
+    use wfpcallout_simkernel::vendor::Vendor;
+    use wfpcallout_wire::{Label, LogLevel, PolicyAction};
+
+    let mut report = BesideAnotherVendor::default();
+    writeln!(out, "beside another vendor, with reauthorizations arriving")?;
+    let mut harness = Harness::boot();
+    if let Err(status) = harness.initialize() {
+        report.unexpected.push(format!("the driver did not load: {status}"));
+        return Ok(report);
+    }
+    let mut vendor = match Vendor::install(harness.kernel.device_object()) {
+        Ok(vendor) => vendor,
+        Err(status) => {
+            report.unexpected.push(format!("the vendor did not install: {status:#x}"));
+            harness.unload();
+            return Ok(report);
+        }
+    };
+    let connect = Layer::ConnectV4.spec().layer_key;
+    let recv_accept = Layer::RecvAcceptV4.spec().layer_key;
+    let vendor_filters = [
+        vendor.add_static_filter(connect, true, FilterAction::Permit, true, 7),
+        vendor.add_static_filter(recv_accept, false, FilterAction::Block, true, 9),
+    ];
+    let policy = |action, label: &str| PolicyRepr {
+        action,
+        log_level: LogLevel::Off,
+        label: Label::new(label).unwrap_or_else(|_| Label::new("scenario").expect("a valid label")),
+    };
+    let ours = [
+        (Layer::ConnectV4, policy(PolicyAction::Block, "deny-out")),
+        (Layer::ConnectV6, policy(PolicyAction::Permit, "allow-out6")),
+        (Layer::RecvAcceptV4, policy(PolicyAction::Permit, "allow-in")),
+        (Layer::RecvAcceptV6, policy(PolicyAction::Block, "deny-in6")),
+    ];
+    let mut filters = Vec::new();
+    for (layer, repr) in &ours {
+        match harness.add_filter(*layer, PolicySource::Policy(repr)) {
+            Ok(id) => filters.push(id),
+            Err(status) => report.unexpected.push(format!("adding our filter at {layer:?} failed: {status:#x}")),
+        }
+    }
+    // (layer, remote port, expected verdict, who decides)
+    let cases = [
+        (Layer::ConnectV4, 7, true, "the vendor's hard permit above our block"),
+        (Layer::ConnectV4, 80, false, "our block"),
+        (Layer::ConnectV6, 443, true, "our permit"),
+        (Layer::RecvAcceptV4, 22, true, "our permit"),
+        (Layer::RecvAcceptV4, 9, false, "the vendor's block below our soft permit"),
+        (Layer::RecvAcceptV6, 22, false, "our block"),
+    ];
+    let mut approved = Vec::new();
+    for (layer, port, expected, why) in cases {
+        let connection = layer.connection(port);
+        let result = engine::classify(&connection);
+        let verdict = if result.permitted() { "PERMIT" } else { "BLOCK" };
+        let ok = result.permitted() == expected && vendor_filters.iter().all(Result::is_ok);
+        writeln!(out, "  {layer:?} port {port}: {verdict} ({why}){}", if ok { "" } else { "  <-- UNEXPECTED" })?;
+        if !ok {
+            report.unexpected.push(format!("{layer:?} port {port}: {verdict}, expected {why}"));
+        }
+        if result.permitted() {
+            approved.push(connection);
+        }
+    }
+    // Every reason, in either direction: an approved connection stays approved.
+    let deliver = |report: &mut BesideAnotherVendor, how: &str, result: Option<ClassifyResult>, c: &Connection| {
+        if let Some(result) = result {
+            report.reauthorizations += 1;
+            if !result.permitted() {
+                report.changed.push(format!("{how}: port {} blocked after it was approved", c.remote_port));
+            }
+        }
+    };
+    let changes: Vec<Result<u64, NTSTATUS>> =
+        [connect, Layer::ConnectV6.spec().layer_key, recv_accept, Layer::RecvAcceptV6.spec().layer_key]
+            .into_iter()
+            .map(|layer| vendor.add_static_filter(layer, false, FilterAction::Permit, false, 1))
+            .collect();
+    for connection in &approved {
+        deliver(&mut report, "policy change (filter added)", reauthorization::next_packet(connection), connection);
+    }
+    for connection in &approved {
+        let result =
+            reauthorization::reauthorize(connection, fwp::FWP_CONDITION_REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE);
+        deliver(&mut report, "new arrival interface", Some(result), connection);
+    }
+    // The vendor deletes its policy-change filters (its permit and block
+    // stay, so the approved connections' deciders are unchanged).
+    for id in changes.iter().flatten() {
+        let _ = engine::delete_filter(*id);
+    }
+    for connection in &approved {
+        let result = reauthorization::next_packet_in_opposite_direction(connection);
+        deliver(&mut report, "policy change (filters deleted), opposite direction", result, connection);
+    }
+    if changes.iter().any(Result::is_err) {
+        report.unexpected.push("the vendor's policy-change filters were not added".to_string());
+    }
+    vendor.uninstall();
+    report.inspected = Vendor::inspected();
+    writeln!(
+        out,
+        "  {} reauthorizations (policy change both ways, new arrival interface) to {} approved connections: {} changed \
+         a verdict; the vendor inspected {} classifications",
+        report.reauthorizations,
+        approved.len(),
+        report.changed.len(),
+        report.inspected
+    )?;
+    for changed in &report.changed {
+        writeln!(out, "    {changed}  <-- UNEXPECTED")?;
+    }
+    for id in filters {
+        if let Err(status) = harness.delete_filter(id) {
+            report.unexpected.push(format!("deleting our filter {id} failed: {status:#x}"));
+        }
+    }
+    harness.unload();
+    report.live_blocks = wfpcallout_simkernel::pool::live_blocks();
+    report.violations = wfpcallout_simkernel::verifier::violations().iter().map(ToString::to_string).collect();
+    writeln!(out, "  unloaded: {} pool blocks still allocated", report.live_blocks)?;
+    writeln!(out, "  verifier violations: {}", report.violations.len())?;
+    for violation in &report.violations {
+        writeln!(out, "    {violation}")?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The second pass passes with today's driver, and its report says
+    /// what it did: reauthorizations delivered, the vendor inspecting.
+    #[test]
+    fn beside_another_vendor_every_approved_connection_stays_approved() {
+        let mut out = Vec::new();
+        let report = run_beside_another_vendor(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(report.passed(), "{report:?}\n{text}");
+        assert!(report.reauthorizations >= 9, "three reasons for each approved connection: {report:?}");
+        assert!(report.inspected > 0);
+        assert!(text.contains("ConnectV4 port 7: PERMIT (the vendor's hard permit above our block)"), "{text}");
+        assert!(text.contains("verifier violations: 0"), "{text}");
+    }
+}

@@ -1,5 +1,8 @@
 //! The end-to-end scenario in the simulated kernel (see
-//! [`wfpcallout_scenario::end_to_end`]). Exits non-zero if anything is off.
+//! [`wfpcallout_scenario::end_to_end`]), then the same driver beside another
+//! vendor with reauthorizations arriving
+//! ([`wfpcallout_scenario::run_beside_another_vendor`]). Exits non-zero if
+//! anything is off.
 
 use std::process::ExitCode;
 
@@ -19,7 +22,25 @@ fn main() -> ExitCode {
         }
     }
     let mut stdout = std::io::stdout().lock();
-    match end_to_end::run(&mut stdout) {
+    // The scenario, then a second pass with another vendor's filters
+    // around ours and reauthorizations arriving: both must pass.
+    let passed = end_to_end::run(&mut stdout).and_then(|first| {
+        let second = wfpcallout_scenario::run_beside_another_vendor(&mut stdout)?;
+        use std::io::Write;
+        if second.passed() {
+            writeln!(stdout, "second pass passed")?;
+        } else {
+            writeln!(
+                stdout,
+                "second pass FAILED: {} unexpected result(s), {} changed verdict(s), {} violation(s)",
+                second.unexpected.len(),
+                second.changed.len(),
+                second.violations.len()
+            )?;
+        }
+        Ok(first && second.passed())
+    });
+    match passed {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {

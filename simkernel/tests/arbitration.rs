@@ -1,5 +1,5 @@
 //! Conformance: filter arbitration and callout action types
-//! (simkernel/CONFORMANCE.md, rows B1-B12). Source: SDK "Filter
+//! (simkernel/CONFORMANCE.md, rows B1-B14). Source: SDK "Filter
 //! Arbitration" (sublayers by weight, all evaluated; filters by weight,
 //! first PERMIT/BLOCK wins in a sublayer; soft and hard permit and block;
 //! veto), FWPM_ACTION0 / FWPS_ACTION0 (callout action types). Driven by
@@ -200,4 +200,80 @@ fn a_hard_block_is_final() {
     let result = classify();
     assert_eq!((result.action, result.decided_by, result.hard), (BLOCK, Some(block), true));
     kernel.assert_clean();
+}
+
+/// B13: a static BLOCK filter is hard: it clears the write right, so the
+/// callouts of lower sublayers run without it and the result is hard (the
+/// model's reading: callouts must clear the right when they block, and a
+/// static block is taken to do the same).
+#[test]
+fn a_static_block_is_hard() {
+    let (kernel, high, low) = two_sublayers();
+    let block = add(&high.static_filter(FilterAction::Block, 0, 0));
+    let callout = add(&low.filter_with(FilterAction::CalloutUnknown));
+    low.answer(0, false);
+    let result = classify();
+    assert_eq!((result.action, result.decided_by, result.hard), (BLOCK, Some(block), true));
+    assert!(probe::events().contains(&Event::ClassifyRights(callout, 0)), "{:?}", probe::events());
+    kernel.assert_clean();
+}
+
+unsafe extern "system" fn absorbing_classify(
+    _: *const FWPS_INCOMING_VALUES0,
+    _: *const FWPS_INCOMING_METADATA_VALUES0,
+    _: *mut core::ffi::c_void,
+    _: *const core::ffi::c_void,
+    _: *const FWPS_FILTER2,
+    _: u64,
+    out: *mut FWPS_CLASSIFY_OUT0,
+) {
+    // SAFETY: classifyOut is the callout's for the call.
+    let out = unsafe { &mut *out };
+    if out.rights & FWPS_RIGHT_ACTION_WRITE != 0 {
+        out.actionType = BLOCK;
+        out.flags |= FWPS_CLASSIFY_OUT_FLAG_ABSORB;
+        out.rights &= !FWPS_RIGHT_ACTION_WRITE;
+    }
+}
+
+unsafe extern "system" fn quiet_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
+    STATUS_SUCCESS
+}
+
+/// B14: at ALE_AUTH_CONNECT and ALE_AUTH_RECV_ACCEPT a callout's BLOCK may
+/// carry FWPS_CLASSIFY_OUT_FLAG_ABSORB (dropped silently): the result is a
+/// hard, absorbed BLOCK; a static block is not absorbed.
+#[test]
+fn a_block_may_be_absorbed_at_the_ale_auth_layers() {
+    for (n, layer_key, layer_id) in [
+        (43, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V4),
+        (44, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4),
+    ] {
+        let mut kernel = probe::boot();
+        let probe = Probe::add(n, layer_key);
+        let callout = FWPS_CALLOUT2 {
+            calloutKey: probe.key,
+            flags: 0,
+            classifyFn: Some(absorbing_classify),
+            notifyFn: Some(quiet_notify),
+            flowDeleteFn: None,
+        };
+        let mut id = 0;
+        // SAFETY: valid device object, callout and out pointer.
+        let status = unsafe { engine::FwpsCalloutRegister2(kernel.device_object(), &callout, &mut id) };
+        assert_eq!(status, STATUS_SUCCESS);
+        let absorber = add(&probe.filter());
+        let connection = Connection { layer_id, ..Connection::tcp_connect_v4(443) };
+        let result = engine::classify(&connection);
+        assert_eq!(
+            (result.action, result.decided_by, result.hard, result.absorbed),
+            (BLOCK, Some(absorber), true, true)
+        );
+        engine::delete_filter(absorber).unwrap();
+        add(&probe.static_filter(FilterAction::Block, 0, 0));
+        let result = engine::classify(&connection);
+        assert_eq!((result.action, result.absorbed), (BLOCK, false));
+        assert_eq!(engine::FwpsCalloutUnregisterById0(id), STATUS_SUCCESS);
+        kernel.assert_unloaded_clean();
+    }
 }

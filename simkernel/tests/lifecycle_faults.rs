@@ -1,5 +1,5 @@
 //! Conformance: lifecycle faults a callout driver must survive
-//! (simkernel/CONFORMANCE.md, rows L1-L5): a DELETE notification that never
+//! (simkernel/CONFORMANCE.md, rows L1-L6): a DELETE notification that never
 //! arrives, FwpmFilterDeleteById0 failing transiently, management objects
 //! that already exist with other settings, and the base filtering engine
 //! not running, and persistence across a BFE restart. Driven by probes.
@@ -173,5 +173,23 @@ fn a_bfe_restart_keeps_only_persistent_objects() {
     assert!(engine::has_managed_callout(&kept_callout) && !engine::has_managed_callout(&lost_callout));
     assert_eq!(engine::sublayer_weight(&sublayer_key), Some(9));
     engine::delete_filter(kept).unwrap();
+    kernel.assert_unloaded_clean();
+}
+
+/// L6: unload must not return while a callout is still registered: a
+/// callout left registered when the driver is gone is reported as a leak
+/// (the engine would call into an unloaded image).
+#[test]
+fn a_callout_left_registered_at_unload_is_reported() {
+    let mut kernel = probe::boot();
+    let probe = Probe::add(128, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kernel.assert_unloaded_clean()));
+    assert!(result.is_err(), "the registered callout is reported");
+    let violations = wfpcallout_simkernel::verifier::take();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].kind, wfpcallout_simkernel::verifier::ViolationKind::Leak);
+    assert!(violations[0].message.contains("still registered after unload"), "{}", violations[0].message);
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
 }

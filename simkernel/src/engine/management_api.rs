@@ -344,7 +344,7 @@ pub unsafe extern "system" fn FwpmProviderDeleteByKey0(engine_handle: *mut c_voi
     unsafe { delete_by_key(engine_handle, key, "FwpmProviderDeleteByKey0", Undo::Provider(0)) }
 }
 
-/// `FwpmFilterCreateEnumHandle0`: snapshots the matching filter ids.
+/// `FwpmFilterCreateEnumHandle0`: snapshots the matching filters.
 ///
 /// # Safety
 /// `template` NULL or valid; `enum_handle` writable.
@@ -363,12 +363,18 @@ pub unsafe extern "system" fn FwpmFilterCreateEnumHandle0(
     let template = unsafe { template.as_ref() };
     let mut layer_id = None;
     let mut callout = None;
+    // "Only filters whose action type contains at least one of the bits in
+    // actionMask will be returned"; 0xFFFFFFFF ignores the action type;
+    // FWP_ACTION_FLAG_CALLOUT: "calloutKey must not be NULL"
+    // (FWPM_FILTER_ENUM_TEMPLATE0). No template returns every filter.
+    let mut action_mask = u32::MAX;
     if let Some(t) = template {
+        action_mask = t.actionMask;
         let Some(layer) = layer_by_key(&t.layerKey) else { return STATUS_FWP_LAYER_NOT_FOUND };
         layer_id = Some(layer.id);
         // SAFETY: NULL or valid, per the caller.
         callout = unsafe { t.calloutKey.as_ref() }.map(key_of);
-        if t.actionMask & fwp::FWP_ACTION_FLAG_CALLOUT != 0 && callout.is_none() {
+        if t.actionMask != u32::MAX && t.actionMask & fwp::FWP_ACTION_FLAG_CALLOUT != 0 && callout.is_none() {
             return STATUS_FWP_INVALID_PARAMETER;
         }
     }
@@ -378,7 +384,8 @@ pub unsafe extern "system" fn FwpmFilterCreateEnumHandle0(
         .values()
         .filter(|f| layer_id.is_none_or(|l| f.layer_id == l))
         .filter(|f| callout.is_none_or(|c| f.action.callout_key().is_some_and(|k| key_of(&k) == c)))
-        .map(|f| f.id)
+        .filter(|f| f.action.action_type() & action_mask != 0)
+        .cloned()
         .collect();
     engine.next_handle += 0x10;
     let handle = engine.next_handle;
@@ -411,8 +418,7 @@ pub unsafe extern "system" fn FwpmFilterEnum0(
         return STATUS_INVALID_PARAMETER;
     };
     let take = (requested as usize).min(state.remaining.len());
-    let ids: Vec<u64> = state.remaining.drain(..take).collect();
-    let records: Vec<_> = ids.iter().filter_map(|id| engine.filters.get(id).cloned()).collect();
+    let records: Vec<_> = state.remaining.drain(..take).collect();
     let (pointer, count) = if records.is_empty() {
         (std::ptr::null_mut(), 0)
     } else {

@@ -183,8 +183,12 @@ pub(crate) struct Session {
     pub transaction: Option<Vec<Undo>>,
 }
 
+/// An enumeration: a snapshot of the matching filters taken when its handle
+/// was created ("FwpmFilterEnum0 works on a snapshot of the filters taken at
+/// the time the enumeration handle was created"), so a filter deleted since
+/// is still returned and one added since is not.
 pub(crate) struct EnumState {
-    pub remaining: std::collections::VecDeque<u64>,
+    pub remaining: std::collections::VecDeque<Arc<FilterRecord>>,
 }
 
 /// Everything the engine holds.
