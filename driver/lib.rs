@@ -3,14 +3,25 @@
 //! notifyFn attaches a per-filter context when a filter naming one of our
 //! callouts is added and releases it when the filter is deleted; classifyFn
 //! uses that context directly at DISPATCH_LEVEL. Everything here except the
-//! KMDF glue (`kmdf`, which only calls: `control_device` decides) is
+//! KMDF glue (`glue::kmdf`, which only calls: `control::device` decides) is
 //! portable: on Windows it links against ntoskrnl and fwpkclnt, elsewhere
 //! against the simulated kernel, which calls these very callbacks in tests.
 //!
-//! `unsafe` is confined to the FFI boundary (`ffi`, `etw`, `pool`, `spin_lock`,
-//! `filter_view`, the counters and clock shims, the KMDF glue and the
-//! image's runtime) and to the callback trampolines; the policy logic above
-//! them denies it.
+//! The modules are layers, lowest first, and a module imports only from its
+//! own layer and those below (`tests/layering.rs` fails on an upward import
+//! or a cycle): `platform` (kernel services), `wfp` (the engine's boundary),
+//! `filters` (per-filter state and policy), `connections` (flows, kept
+//! verdicts), `verdicts` (pended classifications, agents), `callbacks`
+//! (what the engine calls, and the one global state they share), `control`
+//! (load/unload, IOCTLs, the control device's decisions), `glue` (KMDF and
+//! the simulated framework).
+//!
+//! `unsafe` is confined to the boundaries: the kernel and engine
+//! declarations and the views over what the engine lends (`platform::kernel`,
+//! `wfp::ffi`, `wfp::filter_view`, `wfp::injection`, `wfp::management`), the
+//! ownership primitives (pool, spin lock, per-processor counters, id table,
+//! the filter context's reference count), the callback trampolines, the ETW
+//! provider and the glue; the policy logic denies or forbids it.
 #![no_std]
 #![deny(unsafe_code)]
 

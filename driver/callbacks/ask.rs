@@ -112,7 +112,7 @@ fn reauthorization(
     if completion && let Some(verdict) = STATE.pending.take_reauthorization(info) {
         return AskDecision::Now(verdict);
     }
-    match STATE.pending.verdicts.recall(&info.connection_key(), crate::platform::clock::now_ticks()) {
+    match STATE.pending.verdicts.recall(&info.connection_key(), crate::platform::kernel::now_ticks()) {
         Some(verdict) => AskDecision::Now(verdict),
         None => answer_default(context, default_verdict),
     }
@@ -166,7 +166,7 @@ pub fn classify_ask(
         None
     };
     let filter = context.acquire();
-    match STATE.pending.pend(info, &filter, crate::platform::clock::now_ticks(), packet, || pend(handle)) {
+    match STATE.pending.pend(info, &filter, crate::platform::kernel::now_ticks(), packet, || pend(handle)) {
         PendOutcome::Pended(_) => {
             context.count(Counter::Pended);
             STATE.agents.request_available();

@@ -162,7 +162,7 @@ impl Flows {
                     values.address(FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
                     values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
                 ),
-                started: crate::platform::clock::now_ticks(),
+                started: crate::platform::kernel::now_ticks(),
                 removal: AtomicU8::new(ASSOCIATING),
             }
         };
@@ -264,7 +264,7 @@ impl Flows {
             if self.table.is_empty() || waits >= REMOVAL_WAITS {
                 break;
             }
-            crate::platform::delay::sleep_100ns(REMOVAL_WAIT_INTERVAL);
+            crate::platform::kernel::sleep_100ns(REMOVAL_WAIT_INTERVAL);
             waits += 1;
             self.table.for_each(|_, flow| {
                 let _ = flow.removal.compare_exchange(FAILED, NOT_ASKED, Ordering::AcqRel, Ordering::Acquire);

@@ -145,7 +145,7 @@ fn unregister_callouts() {
                 attempts
             );
         }
-        crate::platform::delay::sleep_100ns(registration::UNREGISTER_RETRY_INTERVAL);
+        crate::platform::kernel::sleep_100ns(registration::UNREGISTER_RETRY_INTERVAL);
     }
 }
 
@@ -166,7 +166,7 @@ fn release_contexts() {
 /// Periodic work, from a timer the glue runs (every 100 ms on Windows):
 /// times out pending requests whose deadline passed. Up to DISPATCH_LEVEL.
 pub fn on_timer() {
-    let expired = STATE.pending.expire(crate::platform::clock::now_ticks());
+    let expired = STATE.pending.expire(crate::platform::kernel::now_ticks());
     if expired != 0 {
         crate::log!(Level::Info, "{} pending requests timed out", expired);
     }

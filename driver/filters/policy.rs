@@ -49,7 +49,7 @@ pub fn decide_now(context: &FilterContext, processor: usize) -> Result<Decision,
             Decision::Permit
         }
         PolicyAction::RateLimit { .. } => {
-            if context.rate_limiter().try_acquire(crate::platform::clock::now_ticks()) {
+            if context.rate_limiter().try_acquire(crate::platform::kernel::now_ticks()) {
                 Decision::Permit
             } else {
                 context.count(Counter::RateLimited);

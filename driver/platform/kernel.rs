@@ -153,3 +153,39 @@ pub const EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA: u8 = 1;
 pub const EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA: u8 = 2;
 /// `EventProviderSetTraits` (`EVENT_INFO_CLASS`).
 pub const EVENT_PROVIDER_SET_TRAITS: u32 = 2;
+
+/// Now, in 100-ns ticks since boot (excluding sleep): the one clock the
+/// driver reads (monotonic, callable at any IRQL).
+#[inline]
+pub fn now_ticks() -> u64 {
+    // SAFETY: no preconditions; callable at any IRQL.
+    unsafe { KeQueryUnbiasedInterruptTime() }
+}
+
+/// Sleeps for `interval` 100-ns units. PASSIVE_LEVEL only (unload's waits).
+pub fn sleep_100ns(interval: i64) {
+    // A negative interval is relative time.
+    let relative = -interval.abs();
+    // SAFETY: `relative` is valid for the call; KernelMode (0), not
+    // alertable; callers run at PASSIVE_LEVEL (unload).
+    let _ = unsafe { KeDelayExecutionThread(0, 0, &relative) };
+}
+
+/// Prints `line` (NUL-terminated; its bytes before the NUL are the text)
+/// to the debugger through `DbgPrintEx(component, level, "%s", line)`.
+/// A line without a NUL is not printed.
+pub fn debug_print(component: u32, level: u32, line: &[u8]) {
+    let Some(len) = line.iter().position(|&b| b == 0) else { return };
+    #[cfg(windows)]
+    {
+        let _ = len;
+        // SAFETY: "%s" consumes exactly one NUL-terminated string argument,
+        // and `line` holds a NUL (checked above).
+        unsafe { DbgPrintEx(component, level, c"%s".as_ptr().cast(), line.as_ptr()) };
+    }
+    #[cfg(not(windows))]
+    // SAFETY: the pointer and length describe initialized bytes of `line`.
+    unsafe {
+        WfpSimDbgPrint(component, level, line.as_ptr(), len)
+    };
+}

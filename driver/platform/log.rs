@@ -8,7 +8,7 @@
 //! compare, never the formatting or the `DbgPrintEx` call (which would
 //! only drop it after the line was built). The gate starts fully open, so
 //! what reaches `DbgPrintEx` is unchanged until someone lowers it.
-#![allow(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use crate::platform::kernel::{
     DPFLTR_ERROR_LEVEL, DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL, DPFLTR_TRACE_LEVEL, DPFLTR_WARNING_LEVEL,
@@ -107,19 +107,8 @@ pub fn print(level: Level, args: fmt::Arguments<'_>) {
     emit(level.dpfltr(), &line);
 }
 
-#[cfg(windows)]
 fn emit(level: u32, line: &LineBuffer) {
-    // SAFETY: "%s" consumes exactly one NUL-terminated string argument, and
-    // line.bytes is NUL-terminated (write_str always leaves the last byte 0).
-    unsafe {
-        crate::platform::kernel::DbgPrintEx(DPFLTR_IHVNETWORK_ID, level, c"%s".as_ptr().cast(), line.bytes.as_ptr())
-    };
-}
-
-#[cfg(not(windows))]
-fn emit(level: u32, line: &LineBuffer) {
-    // SAFETY: the pointer and length describe initialized bytes of `line`.
-    unsafe { crate::platform::kernel::WfpSimDbgPrint(DPFLTR_IHVNETWORK_ID, level, line.bytes.as_ptr(), line.len) };
+    crate::platform::kernel::debug_print(DPFLTR_IHVNETWORK_ID, level, &line.bytes);
 }
 
 /// `log!(Level::Info, "registered {} callouts", n)`. The arguments are

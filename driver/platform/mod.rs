@@ -3,9 +3,7 @@
 //! unload rundown, clock, logging, status codes, the ETW provider, a
 //! generic id table). Imports nothing from the layers above.
 
-pub mod clock;
 pub mod counter_set;
-pub mod delay;
 pub mod etw;
 pub mod id_table;
 pub mod kernel;

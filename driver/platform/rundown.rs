@@ -84,7 +84,7 @@ impl Rundown {
     pub fn close_and_wait(&self) {
         self.closed.store(true, Ordering::SeqCst);
         while self.inside() != 0 {
-            crate::platform::delay::sleep_100ns(10_000);
+            crate::platform::kernel::sleep_100ns(10_000);
         }
     }
 

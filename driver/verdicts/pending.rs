@@ -561,7 +561,7 @@ impl Pending {
             &settled.connection,
             settled.filter_id,
             settled.verdict,
-            crate::platform::clock::now_ticks(),
+            crate::platform::kernel::now_ticks(),
         );
         complete_operation(settled);
     }
