@@ -96,7 +96,7 @@ pub(crate) struct EngineState {
 }
 
 impl EngineState {
-    pub(crate) fn new() -> Self {
+    fn new() -> Self {
         Self {
             next_filter_id: 70_000,
             next_callout_id: 300,
