@@ -1,353 +1,88 @@
 //! The filter engine model: registered callouts, management objects
 //! (providers, sublayers, FWPM callouts, provider contexts, filters),
 //! sessions, transactions and enumeration, and classification.
+//!
+//! Its modules depend one way, from the top of this list to the bottom,
+//! and the folders are the layers (`tests/engine_layering.rs` fails on an
+//! import cycle or a reference against this order):
+//!
+//! - this file: the public surface (what the driver's tests, `scenario`
+//!   and `wfpctl` see as `engine::…`), and reset and leak reporting over
+//!   every part;
+//! - `api/`: entry points that drive the layers below: `callout_api.rs`
+//!   (`FwpsCallout*`), `management_api.rs` (`Fwpm*`), `flows.rs` (flow
+//!   contexts, `FwpsFlow*`, flowDeleteFn), `completion.rs`
+//!   (`FwpsCompleteOperation0`), `injection.rs` (`FwpsInjectTransport*`)
+//!   and `reauthorize.rs`; the last four classify again;
+//! - `classification/`: `client.rs` (filter add and delete with their
+//!   notifyFn calls, other client operations, and the classification of a
+//!   connection through the filters of its layer), `classify_input.rs`,
+//!   `classify_scope.rs` and `classify_out.rs` (what one classifyFn call is
+//!   given and what it writes);
+//! - `state/`: the engine's state, one concern per file, which never
+//!   classifies: `engine_state.rs` (object tables behind the engine lock),
+//!   `registration_gate.rs`, `callout_scope.rs`, `packets.rs`
+//!   (NET_BUFFER_LISTs, clones, NDIS calls, the injection rules),
+//!   `pending.rs` (completion handles, pended operations, the completion
+//!   rules) and `reauthorization.rs` (live connections, what is due). A rule
+//!   that needs a classification gets it as a parameter from the layer
+//!   above (`pending::complete_operation`, `packets::inject_transport_*`);
+//! - `model/`: plain data: `layers.rs`, `records.rs`, `connection.rs`,
+//!   `classify_result.rs`, `packet_data.rs`.
+//!
+//! Inside a folder a file may use another of the same layer as long as no
+//! cycle forms (`pending` uses `packets`, `packets` uses `reauthorization`).
 
-mod callout_api;
-mod callout_scope;
-mod classify_out;
-pub mod classify_scope;
-mod client;
-mod connection;
-pub mod flows;
-mod management_api;
-pub mod packet_data;
-pub mod packets;
-pub mod pending;
-pub mod reauthorization;
-mod records;
-mod registration_gate;
+mod api;
+mod classification;
+mod model;
+mod state;
 
-pub use callout_api::{FwpsCalloutRegister2, FwpsCalloutUnregisterById0};
-pub use classify_out::{ClassifyOutTrace, take_classify_out_trace, trace_classify_out};
-pub use client::*;
-pub use connection::*;
-pub use management_api::*;
-pub use records::{FilterAction, FilterSpec};
+pub use api::callout_api::{FwpsCalloutRegister2, FwpsCalloutUnregisterById0};
+pub use api::flows;
+pub use api::management_api::*;
+pub use classification::classify_out::{ClassifyOutTrace, take_classify_out_trace, trace_classify_out};
+pub use classification::classify_scope;
+pub use classification::client::*;
+pub use model::classify_result::ClassifyResult;
+pub use model::connection::Connection;
+pub use model::layers::LayerInfo;
+pub(crate) use model::layers::key_of;
+pub use model::packet_data;
+pub use model::records::{FilterAction, FilterSpec};
+pub(crate) use state::engine_state::lock;
 
 use crate::verifier::{ViolationKind, report};
-use fwps_types::*;
-use records::{EngineAllocation, FilterRecord};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use state::engine_state;
 
-/// A GUID as a map key.
-pub(crate) fn key_of(guid: &GUID) -> u128 {
-    (u128::from(guid.data1) << 96)
-        | (u128::from(guid.data2) << 80)
-        | (u128::from(guid.data3) << 64)
-        | u128::from(u64::from_be_bytes(guid.data4))
+/// Packets at ALE_AUTH_RECV_ACCEPT and ALE_AUTH_CONNECT, their clones and
+/// copies, and their injection: `state/packets.rs`, with the injection
+/// entry points from `api/injection.rs`.
+pub mod packets {
+    pub use super::api::injection::{FwpsInjectTransportReceiveAsync0, FwpsInjectTransportSendAsync1};
+    pub use super::state::packets::*;
+    pub use super::state::pending::check_held_clones;
 }
 
-/// The layers the engine models: (FWPM key, FWPS run-time id, FLAGS index,
-/// value count).
-pub(crate) fn layer_by_key(layer: &GUID) -> Option<LayerInfo> {
-    LAYERS.iter().copied().find(|l| key_of(&l.key) == key_of(layer))
+/// Pending at the ALE auth layers: `state/pending.rs`, with completion
+/// from `api/completion.rs`.
+pub mod pending {
+    pub use super::api::completion::{FwpsCompleteOperation0, deliver_deferred_reauthorizations};
+    pub use super::state::pending::*;
 }
 
-pub(crate) fn layer_by_id(layer_id: u16) -> Option<LayerInfo> {
-    LAYERS.iter().copied().find(|l| l.id == layer_id)
-}
-
-/// What the engine knows about a layer.
-#[derive(Clone, Copy)]
-pub struct LayerInfo {
-    /// FWPM layer key.
-    pub key: GUID,
-    /// FWPS run-time layer id.
-    pub id: u16,
-    /// Index of its FLAGS field.
-    pub flags_field: usize,
-    /// Number of incoming values.
-    pub value_count: usize,
-    /// IPv6 addresses.
-    pub v6: bool,
-    /// Whether classify at this layer can be pended (ALE auth layers).
-    pub pendable: bool,
-    /// Index of its REAUTHORIZE_REASON field (ALE auth layers).
-    pub reauthorize_reason_field: Option<usize>,
-}
-
-const LAYERS: [LayerInfo; 6] = [
-    LayerInfo {
-        key: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4,
-        id: FWPS_LAYER_ALE_AUTH_CONNECT_V4,
-        flags_field: FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
-        value_count: FWPS_FIELD_ALE_AUTH_CONNECT_MAX,
-        v6: false,
-        pendable: true,
-        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON),
-    },
-    LayerInfo {
-        key: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V6,
-        id: FWPS_LAYER_ALE_AUTH_CONNECT_V6,
-        flags_field: FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
-        value_count: FWPS_FIELD_ALE_AUTH_CONNECT_MAX,
-        v6: true,
-        pendable: true,
-        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON),
-    },
-    LayerInfo {
-        key: fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
-        id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
-        flags_field: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
-        value_count: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX,
-        v6: false,
-        pendable: true,
-        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON),
-    },
-    LayerInfo {
-        key: fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
-        id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6,
-        flags_field: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
-        value_count: FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_MAX,
-        v6: true,
-        pendable: true,
-        reauthorize_reason_field: Some(FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON),
-    },
-    LayerInfo {
-        key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V4,
-        id: FWPS_LAYER_ALE_FLOW_ESTABLISHED_V4,
-        flags_field: FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS,
-        value_count: FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX,
-        v6: false,
-        pendable: false,
-        reauthorize_reason_field: None,
-    },
-    LayerInfo {
-        key: fwp::FWPM_LAYER_ALE_FLOW_ESTABLISHED_V6,
-        id: FWPS_LAYER_ALE_FLOW_ESTABLISHED_V6,
-        flags_field: FWPS_FIELD_ALE_FLOW_ESTABLISHED_FLAGS,
-        value_count: FWPS_FIELD_ALE_FLOW_ESTABLISHED_MAX,
-        v6: true,
-        pendable: false,
-        reauthorize_reason_field: None,
-    },
-];
-
-/// A callout registered with `FwpsCalloutRegister2`.
-#[derive(Clone, Copy)]
-pub(crate) struct RegisteredCallout {
-    pub id: u32,
-    pub classify: unsafe extern "system" fn(
-        *const FWPS_INCOMING_VALUES0,
-        *const FWPS_INCOMING_METADATA_VALUES0,
-        *mut core::ffi::c_void,
-        *const core::ffi::c_void,
-        *const FWPS_FILTER2,
-        u64,
-        *mut FWPS_CLASSIFY_OUT0,
-    ),
-    pub notify: unsafe extern "system" fn(FWPS_CALLOUT_NOTIFY_TYPE, *const GUID, *mut FWPS_FILTER2) -> NTSTATUS,
-    pub flow_delete: FWPS_CALLOUT_FLOW_DELETE_NOTIFY_FN0,
-}
-
-/// A management callout (`FwpmCalloutAdd0`).
-#[derive(Clone, Copy)]
-pub(crate) struct ManagedCallout {
-    pub id: u32,
-    pub layer_id: u16,
-    pub flags: u32,
-    pub provider: Option<u128>,
-}
-
-/// A provider context's contents.
-#[derive(Clone)]
-pub(crate) struct ProviderContextRecord {
-    pub key: GUID,
-    pub id: u64,
-    pub context_type: i32,
-    pub data: Vec<u8>,
-}
-
-/// Sort key of a filter within its layer: higher sublayer weight first,
-/// then higher filter weight, then older filters.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct EvaluationOrder(std::cmp::Reverse<u16>, std::cmp::Reverse<u64>, u64);
-
-impl EvaluationOrder {
-    fn of(record: &FilterRecord) -> Self {
-        Self(std::cmp::Reverse(record.sublayer_weight), std::cmp::Reverse(record.weight), record.id)
-    }
-}
-
-/// Objects added in the open transaction, to undo on abort.
-#[derive(Clone, Copy)]
-pub(crate) enum Undo {
-    Provider(u128),
-    SubLayer(u128),
-    Callout(u128),
-}
-
-#[derive(Default)]
-pub(crate) struct Session {
-    pub transaction: Option<Vec<Undo>>,
-}
-
-/// An enumeration: a snapshot of the matching filters taken when its handle
-/// was created ("FwpmFilterEnum0 works on a snapshot of the filters taken at
-/// the time the enumeration handle was created"), so a filter deleted since
-/// is still returned and one added since is not.
-pub(crate) struct EnumState {
-    pub remaining: std::collections::VecDeque<Arc<FilterRecord>>,
-}
-
-/// Everything the engine holds.
-pub(crate) struct EngineState {
-    pub next_filter_id: u64,
-    pub next_callout_id: u32,
-    pub next_handle: usize,
-    pub next_provider_context_id: u64,
-    /// Run-time ids by callout key: shared by FWPS registration and FWPM add.
-    pub callout_ids: HashMap<u128, u32>,
-    pub registered: HashMap<u128, RegisteredCallout>,
-    pub managed: HashMap<u128, ManagedCallout>,
-    pub providers: HashMap<u128, ()>,
-    pub sublayers: HashMap<u128, (u16, Option<u128>)>,
-    pub provider_contexts: HashMap<u128, ProviderContextRecord>,
-    pub filters: BTreeMap<u64, Arc<FilterRecord>>,
-    /// Per layer id: filters in evaluation order (sublayer weight, then
-    /// filter weight, both descending; then id).
-    pub by_layer: HashMap<u16, BTreeMap<EvaluationOrder, Arc<FilterRecord>>>,
-    pub sessions: HashMap<usize, Session>,
-    pub enums: HashMap<usize, (usize, EnumState)>,
-    pub allocations: HashMap<usize, EngineAllocation>,
-    /// The session whose explicit transaction holds the engine.
-    pub transaction_owner: Option<usize>,
-    /// IRQL at which notifyFn is called; `None`: PASSIVE_LEVEL or
-    /// DISPATCH_LEVEL chosen at random per call (the docs allow both).
-    pub notify_irql: Option<u8>,
-    /// DELETE notifications to drop (models lost notifications).
-    pub lose_delete_notifications: u32,
-    /// The base filtering engine service is stopped: sessions cannot open.
-    pub bfe_stopped: bool,
-    /// Keys of providers, sublayers and provider contexts added persistent
-    /// (`FWPM_*_FLAG_PERSISTENT`); callouts and filters keep their flags.
-    pub persistent: std::collections::HashSet<u128>,
-}
-
-impl EngineState {
-    fn new() -> Self {
-        Self {
-            next_filter_id: 70_000,
-            next_callout_id: 300,
-            next_handle: 0x1000,
-            next_provider_context_id: 9_000,
-            callout_ids: HashMap::new(),
-            registered: HashMap::new(),
-            managed: HashMap::new(),
-            providers: HashMap::new(),
-            sublayers: HashMap::new(),
-            provider_contexts: HashMap::new(),
-            filters: BTreeMap::new(),
-            by_layer: HashMap::new(),
-            sessions: HashMap::new(),
-            enums: HashMap::new(),
-            allocations: HashMap::new(),
-            transaction_owner: None,
-            notify_irql: None,
-            lose_delete_notifications: 0,
-            bfe_stopped: false,
-            persistent: std::collections::HashSet::new(),
-        }
-    }
-
-    pub fn callout_id_for(&mut self, key: u128) -> u32 {
-        if let Some(&id) = self.callout_ids.get(&key) {
-            return id;
-        }
-        self.next_callout_id += 1;
-        let id = self.next_callout_id;
-        self.callout_ids.insert(key, id);
-        id
-    }
-
-    /// Publishes a filter: classification can reach it from now on.
-    pub fn publish(&mut self, record: Arc<FilterRecord>) {
-        self.by_layer.entry(record.layer_id).or_default().insert(EvaluationOrder::of(&record), record.clone());
-        self.filters.insert(record.id, record);
-    }
-
-    /// Unpublishes a filter; returns it.
-    pub fn unpublish(&mut self, filter_id: u64) -> Option<Arc<FilterRecord>> {
-        let record = self.filters.remove(&filter_id)?;
-        if let Some(layer) = self.by_layer.get_mut(&record.layer_id) {
-            layer.remove(&EvaluationOrder::of(&record));
-        }
-        Some(record)
-    }
-
-    /// The IRQL for the next notifyFn call.
-    pub fn next_notify_irql(&self) -> u8 {
-        self.notify_irql.unwrap_or_else(|| if crate::choice::coin() { DISPATCH_LEVEL } else { PASSIVE_LEVEL })
-    }
-
-    pub fn registered_by_id(&self, callout_id: u32) -> Option<RegisteredCallout> {
-        self.registered.values().copied().find(|c| c.id == callout_id)
-    }
-}
-
-struct Engine {
-    state: Mutex<Option<EngineState>>,
-    transaction_ended: Condvar,
-}
-
-static ENGINE: Engine = Engine { state: Mutex::new(None), transaction_ended: Condvar::new() };
-
-/// Locks the engine state. A thread that has to wait is marked blocked
-/// meanwhile, so a race test can tell "waits for the stopped operation"
-/// from "ran in the gap" (`sync_points`).
-pub(crate) fn lock() -> EngineGuard {
-    let mut guard = match ENGINE.state.try_lock() {
-        Ok(guard) => guard,
-        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            let _blocked = crate::sync_points::BlockedWait::begin();
-            ENGINE.state.lock().unwrap_or_else(|e| e.into_inner())
-        }
-    };
-    if guard.is_none() {
-        *guard = Some(EngineState::new());
-    }
-    EngineGuard { guard }
-}
-
-/// Locks the engine for a management call by `session` (0 = the test's
-/// client): waits while another session's transaction holds the engine.
-pub(crate) fn lock_for(session: usize) -> EngineGuard {
-    let mut engine = lock();
-    while engine.transaction_owner.is_some_and(|owner| owner != session) {
-        let _blocked = crate::sync_points::BlockedWait::begin();
-        engine.guard = ENGINE.transaction_ended.wait(engine.guard).unwrap_or_else(|e| e.into_inner());
-    }
-    engine
-}
-
-pub(crate) fn transaction_ended() {
-    ENGINE.transaction_ended.notify_all();
-}
-
-/// The locked engine.
-pub(crate) struct EngineGuard {
-    guard: MutexGuard<'static, Option<EngineState>>,
-}
-
-impl std::ops::Deref for EngineGuard {
-    type Target = EngineState;
-    fn deref(&self) -> &EngineState {
-        self.guard.as_ref().unwrap_or_else(|| unreachable!("initialized by lock()"))
-    }
-}
-
-impl std::ops::DerefMut for EngineGuard {
-    fn deref_mut(&mut self) -> &mut EngineState {
-        self.guard.as_mut().unwrap_or_else(|| unreachable!("initialized by lock()"))
-    }
+/// Reauthorization of live ALE connections: which are live and what is due
+/// (`state/reauthorization.rs`), and the reauthorizing classifications
+/// (`api/reauthorize.rs`).
+pub mod reauthorization {
+    pub use super::api::reauthorize::{next_packet, next_packet_in_opposite_direction, reauthorize};
+    pub use super::state::reauthorization::*;
 }
 
 /// Reports what the driver left behind in the engine: open sessions,
 /// enumerations, transactions and engine memory not freed.
 pub(crate) fn report_leaks() -> usize {
-    let engine = lock();
+    let engine = engine_state::lock();
     let mut leaks = 0;
     if !engine.sessions.is_empty() {
         report(
@@ -367,9 +102,9 @@ pub(crate) fn report_leaks() -> usize {
         );
         leaks += engine.allocations.len();
     }
-    leaks += pending::report_leaks();
-    leaks += flows::report_leaks();
-    leaks += packets::report_leaks();
+    leaks += state::pending::report_leaks();
+    leaks += api::flows::report_leaks();
+    leaks += state::packets::report_leaks();
     if !engine.registered.is_empty() {
         report(ViolationKind::Leak, format!("{} callout(s) still registered after unload", engine.registered.len()));
         leaks += engine.registered.len();
@@ -377,15 +112,13 @@ pub(crate) fn report_leaks() -> usize {
     leaks
 }
 
+/// Resets every part of the engine (a boot).
 pub(crate) fn reset() {
-    registration_gate::reset();
-    reauthorization::reset();
-    pending::reset();
-    flows::reset();
-    packets::reset();
-    packet_data::reset();
-    let mut guard = ENGINE.state.lock().unwrap_or_else(|e| e.into_inner());
-    *guard = Some(EngineState::new());
-    drop(guard);
-    transaction_ended();
+    state::registration_gate::reset();
+    state::reauthorization::reset();
+    state::pending::reset();
+    api::flows::reset();
+    state::packets::reset();
+    model::packet_data::reset();
+    engine_state::reset();
 }

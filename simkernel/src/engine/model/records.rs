@@ -2,7 +2,6 @@
 //! (the `FWPS_FILTER2` notify and classify receive, the `FWPM_FILTER0`s and
 //! provider contexts enumeration returns).
 
-use super::ProviderContextRecord;
 use fwps_types::fwp::{
     FWP_BYTE_BLOB, FWP_CONDITION_VALUE0, FWP_CONDITION_VALUE0_0, FWP_VALUE0, FWP_VALUE0_0, FWPM_ACTION0,
     FWPM_ACTION0_0, FWPM_CALLOUT0, FWPM_FILTER0, FWPM_FILTER0_0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER_CONTEXT2_0,
@@ -296,4 +295,13 @@ impl FilterBatch {
         let pointers = filters.iter_mut().map(|f| f as *mut FWPM_FILTER0).collect();
         Box::new(Self { pointers, _filters: filters, _weights: weights })
     }
+}
+
+/// A provider context's contents.
+#[derive(Clone)]
+pub(crate) struct ProviderContextRecord {
+    pub key: GUID,
+    pub id: u64,
+    pub context_type: i32,
+    pub data: Vec<u8>,
 }

@@ -8,7 +8,7 @@
 //! "inMetaValues", "filter" are inputs of the call; data to be used after
 //! it must be copied, "Processing Classify Callouts Asynchronously").
 
-use super::connection::ClassifyInput;
+use super::classify_input::ClassifyInput;
 use fwps_types::fwp::FWP_BYTE_ARRAY16;
 use fwps_types::*;
 

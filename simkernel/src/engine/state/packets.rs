@@ -25,9 +25,11 @@
 //! `NdisRetreatNetBufferDataStart`/`NdisAdvanceNetBufferDataStart`. The
 //! bytes are a real IP packet (`packet_data.rs`).
 
-use super::Connection;
-use super::client::{ClassifyResult, classify_with_packet};
-use super::packet_data::{self, Direction};
+use super::callout_scope;
+use super::reauthorization;
+use crate::engine::model::classify_result::ClassifyResult;
+use crate::engine::model::connection::Connection;
+use crate::engine::model::packet_data::{self, Direction};
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
@@ -319,7 +321,7 @@ fn same_flow(a: &Connection, b: &Connection) -> bool {
 pub fn lost_datagrams() -> Vec<Connection> {
     let flushed: Vec<Connection> =
         with(|s| s.flushed.iter().filter(|(_, sent)| !sent).map(|(c, _)| c.clone()).collect());
-    flushed.into_iter().filter(super::reauthorization::is_live).collect()
+    flushed.into_iter().filter(reauthorization::is_live).collect()
 }
 
 /// Datagrams sent by `FwpsInjectTransportSendAsync1` so far, taken.
@@ -349,9 +351,11 @@ pub fn set_clone_hold_limit_ms(ms: u64) {
 }
 
 /// Reports every shallow clone held past the limit while a pended
-/// operation of its connection waits (each clone once). Runs whenever the
-/// clock moves and before each completion.
-pub fn check_held_clones() {
+/// operation of its connection waits (`has_pended`: the pending table's
+/// answer, passed in because pending sits above packets), each clone once.
+/// `pending::check_held_clones` runs it whenever the clock moves and
+/// before each completion.
+pub(crate) fn check_held_clones_with(has_pended: impl Fn(&Connection) -> bool) {
     let now = crate::clock::now();
     let limit = CLONE_HOLD_LIMIT.load(Ordering::Relaxed);
     let old: Vec<(usize, Connection, u64)> = with(|s| {
@@ -362,7 +366,7 @@ pub fn check_held_clones() {
             .collect()
     });
     for (address, connection, age) in old {
-        if !super::pending::has_pended(&connection) {
+        if !has_pended(&connection) {
             continue;
         }
         with(|s| {
@@ -863,16 +867,17 @@ pub extern "system" fn FwpsQueryPacketInjectionState0(
 pub type InjectComplete =
     Option<unsafe extern "system" fn(context: *mut c_void, net_buffer_list: *mut c_void, dispatch_level: u8)>;
 
-/// `FwpsInjectTransportReceiveAsync0`: the engine classifies the injected
-/// packet (a clone, or a list over the callout's copy, which the stack
-/// parses to find its connection) at ALE_AUTH_RECV_ACCEPT again, then calls
-/// the completion function.
+/// The work of `FwpsInjectTransportReceiveAsync0` (its entry point is in
+/// `api/injection.rs`): the engine classifies the injected packet (a
+/// clone, or a list over the callout's copy, which the stack parses to find
+/// its connection) at ALE_AUTH_RECV_ACCEPT again with `classify`, then
+/// calls the completion function.
 ///
 /// # Safety
 /// `completion` must be safe to call with `completion_context` and the list.
-#[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
+pub(crate) unsafe fn inject_transport_receive(
+    classify: impl FnOnce(&Connection, *mut c_void) -> ClassifyResult,
     handle: *mut c_void,
     _injection_context: *mut c_void,
     _reserved: *mut c_void,
@@ -932,7 +937,7 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
         }
     });
     if connection.protocol == 6
-        && let Some(callback) = super::callout_scope::current()
+        && let Some(callback) = callout_scope::current()
     {
         // "TCP packets ... must be injected out of band": from a DPC or a
         // worker, never from inside a callout's own callback.
@@ -966,7 +971,7 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
             format!("injection with address family {family}, packet is {expected_family}"),
         );
     }
-    let result = classify_with_packet(&connection, net_buffer_list);
+    let result = classify(&connection, net_buffer_list);
     with(|s| s.reinjected.push((connection, result)));
     // SAFETY: the callout's completion function, called once with its own
     // context and the injected list, at DISPATCH_LEVEL as the stack would.
@@ -1017,18 +1022,19 @@ fn callouts_bytes(net_buffer_list: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// `FwpsInjectTransportSendAsync1`: sends a datagram of the socket
-/// `endpoint_handle` (the list starts at its transport header; `send_args`
-/// names the remote address). A connection already authorized sends it at
-/// once; otherwise the engine classifies it at ALE_AUTH_CONNECT first (the
+/// The work of `FwpsInjectTransportSendAsync1` (its entry point is in
+/// `api/injection.rs`): sends a datagram of the socket `endpoint_handle`
+/// (the list starts at its transport header; `send_args` names the remote
+/// address). A connection already authorized sends it at once; otherwise
+/// the engine classifies it at ALE_AUTH_CONNECT first with `classify` (the
 /// injector must recognise its own packet there). Then the completion runs.
 ///
 /// # Safety
 /// `send_args` must be NULL or readable (with its remote address);
 /// `completion` must be safe to call with `completion_context` and the list.
-#[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
-pub unsafe extern "system" fn FwpsInjectTransportSendAsync1(
+pub(crate) unsafe fn inject_transport_send(
+    classify: impl FnOnce(&Connection, *mut c_void) -> ClassifyResult,
     handle: *mut c_void,
     _injection_context: *mut c_void,
     endpoint_handle: u64,
@@ -1103,8 +1109,7 @@ pub unsafe extern "system" fn FwpsInjectTransportSendAsync1(
             p.injected_by = handle as usize;
         }
     });
-    let classified = (!super::reauthorization::is_live(&connection))
-        .then(|| super::client::classify_with_packet(&connection, net_buffer_list));
+    let classified = (!reauthorization::is_live(&connection)).then(|| classify(&connection, net_buffer_list));
     let delivered = classified.is_none_or(|result| result.permitted());
     with(|s| {
         if delivered && let Some(entry) = s.flushed.iter_mut().find(|(c, sent)| !sent && same_flow(c, &connection)) {

@@ -10,8 +10,9 @@
 //! `FWP_CONDITION_FLAG_IS_REAUTHORIZE`; at ALE_AUTH_RECV_ACCEPT it does not.
 //! An operation never completed is reported at unload.
 
-use super::Connection;
-use super::client::ClassifyResult;
+use super::packets;
+use crate::engine::model::classify_result::ClassifyResult;
+use crate::engine::model::connection::Connection;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
@@ -168,16 +169,21 @@ pub unsafe extern "system" fn FwpsPendOperation0(
     }
 }
 
-/// `FwpsCompleteOperation0`: completes a pended operation exactly once; at
-/// ALE_AUTH_CONNECT the reauthorization classify runs before this returns.
+/// The work of `FwpsCompleteOperation0` (its entry point is in
+/// `api/completion.rs`): completes a pended operation exactly once; at
+/// ALE_AUTH_CONNECT the reauthorization classify (`reauthorize_with`, passed in
+/// because classification sits above this table) runs before this returns.
 /// The NET_BUFFER_LIST is optional at every ALE layer ("describes the packet
 /// data for which processing has been suspended"); when given it must be a
 /// live clone, and it stays the callout's.
-#[unsafe(no_mangle)]
-pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, net_buffer_list: *mut c_void) {
+pub(crate) fn complete_operation(
+    reauthorize_with: impl FnOnce(&Connection, u32) -> ClassifyResult,
+    completion_context: *mut c_void,
+    net_buffer_list: *mut c_void,
+) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsCompleteOperation0");
     let operation = completion_context as usize;
-    super::packets::check_held_clones();
+    check_held_clones();
     let Some(pended) = with(|s| s.pended.remove(&operation)) else {
         report(
             ViolationKind::ApiMisuse,
@@ -187,7 +193,7 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
     };
     let reauthorize =
         matches!(pended.connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
-    if !net_buffer_list.is_null() && !super::packets::is_callouts_packet(net_buffer_list) {
+    if !net_buffer_list.is_null() && !packets::is_callouts_packet(net_buffer_list) {
         report(
             ViolationKind::ApiMisuse,
             "FwpsCompleteOperation0 with a packet that is not the callout's own live clone or allocated list",
@@ -198,7 +204,7 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
         // FwpsPendOperation0 function completes ... The callout could
         // buffer such data and reinject the data on the application's
         // behalf."
-        super::packets::datagram_flushed(&pended.connection);
+        packets::datagram_flushed(&pended.connection);
     }
     let deferred = reauthorize
         && with(|s| {
@@ -207,12 +213,8 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
             }
             s.defer_reauthorizations
         });
-    let reauthorization = (reauthorize && !deferred).then(|| {
-        super::reauthorization::reauthorize(
-            &pended.connection,
-            fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION,
-        )
-    });
+    let reauthorization = (reauthorize && !deferred)
+        .then(|| reauthorize_with(&pended.connection, fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION));
     with(|s| {
         s.completions.push(Completion {
             operation,
@@ -228,22 +230,22 @@ pub extern "system" fn FwpsCompleteOperation0(completion_context: *mut c_void, n
 /// whether the engine reauthorizes a completed connect before
 /// `FwpsCompleteOperation0` returns or later from another thread; by
 /// default it runs at once on the completing thread, and a test that
-/// defers them delivers them itself with [`deliver_deferred_reauthorizations`]
+/// defers them delivers them itself with `deliver_deferred_reauthorizations`
 /// (on any thread, at any time: e.g. after the driver's timer ran).
 pub fn defer_completion_reauthorizations(on: bool) {
     with(|s| s.defer_reauthorizations = on);
 }
 
-/// Runs the deferred completion reauthorizations, in completion order.
-pub fn deliver_deferred_reauthorizations() -> Vec<(Connection, ClassifyResult)> {
+/// Runs the deferred completion reauthorizations with `reauthorize`, in
+/// completion order (the public entry point is in `api/completion.rs`).
+pub(crate) fn deliver_deferred_reauthorizations_with(
+    reauthorize: impl Fn(&Connection, u32) -> ClassifyResult,
+) -> Vec<(Connection, ClassifyResult)> {
     let deferred = with(|s| std::mem::take(&mut s.deferred));
     deferred
         .into_iter()
         .map(|connection| {
-            let result = super::reauthorization::reauthorize(
-                &connection,
-                fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION,
-            );
+            let result = reauthorize(&connection, fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION);
             (connection, result)
         })
         .collect()
@@ -261,6 +263,14 @@ pub(crate) fn has_pended(connection: &Connection) -> bool {
             && c.remote_port == connection.remote_port
     };
     with(|s| s.pended.values().any(|p| same(&p.connection)))
+}
+
+/// Reports every shallow clone held past its limit while a pended
+/// operation of its connection waits (each clone once). Runs whenever the
+/// clock moves and before each completion; public as
+/// `engine::packets::check_held_clones`.
+pub fn check_held_clones() {
+    packets::check_held_clones_with(has_pended);
 }
 
 /// Operations pended and not yet completed.

@@ -1,6 +1,9 @@
 //! `FwpsCalloutRegister2` and `FwpsCalloutUnregisterById0`.
 
-use super::{RegisteredCallout, key_of, lock, registration_gate};
+use super::flows;
+use crate::engine::model::layers::key_of;
+use crate::engine::state::engine_state::{RegisteredCallout, lock};
+use crate::engine::state::registration_gate;
 use crate::faults;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
@@ -74,7 +77,7 @@ pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
     let Some(key) = engine.registered.iter().find(|(_, c)| c.id == callout_id).map(|(k, _)| *k) else {
         return STATUS_FWP_CALLOUT_NOT_FOUND;
     };
-    if super::flows::contexts_of(callout_id) > 0 {
+    if flows::contexts_of(callout_id) > 0 {
         return STATUS_DEVICE_BUSY;
     }
     engine.registered.remove(&key);

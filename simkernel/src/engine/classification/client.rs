@@ -3,15 +3,15 @@
 //! drivers of the driver: `FwpmFilterAdd0` calling notifyFn ADD, deletion
 //! calling DELETE, and classification calling classifyFn at DISPATCH_LEVEL.
 
+use super::classify_input::ClassifyInput;
 use super::classify_out::LentClassifyOut;
 use super::classify_scope::ClassifyScope;
-use super::connection::ClassifyInput;
-use super::pending;
-use super::records::{FilterRecord, NewFilter};
-use super::{
-    Connection, FilterAction, FilterSpec, ProviderContextRecord, callout_scope, key_of, layer_by_id, layer_by_key,
-    lock, lock_for, registration_gate,
-};
+use crate::engine::model::classify_result::ClassifyResult;
+use crate::engine::model::connection::Connection;
+use crate::engine::model::layers::{key_of, layer_by_id, layer_by_key};
+use crate::engine::model::records::{FilterAction, FilterRecord, FilterSpec, NewFilter, ProviderContextRecord};
+use crate::engine::state::engine_state::{RegisteredCallout, lock, lock_for};
+use crate::engine::state::{callout_scope, packets, pending, reauthorization, registration_gate};
 use crate::irql;
 use crate::sync_points;
 use crate::verifier::{ViolationKind, report};
@@ -97,7 +97,7 @@ pub fn restart_bfe() -> Result<(), &'static str> {
     let callouts: Vec<(u128, u32)> = engine.managed.iter().map(|(&k, c)| (k, c.id)).collect();
     engine.callout_ids.retain(|key, id| callouts.contains(&(*key, *id)));
     drop(engine);
-    super::reauthorization::reset();
+    reauthorization::reset();
     Ok(())
 }
 
@@ -199,7 +199,7 @@ pub fn add_filter(spec: &FilterSpec) -> Result<u64, NTSTATUS> {
     }
     let (id, layer_id) = (record.id, record.layer_id);
     lock_for(CLIENT_SESSION).publish(Arc::new(record));
-    super::reauthorization::policy_changed(layer_id);
+    reauthorization::policy_changed(layer_id);
     Ok(id)
 }
 
@@ -235,7 +235,7 @@ pub fn delete_filter(filter_id: u64) -> Result<(), NTSTATUS> {
         // record outlives the call.
         unsafe { call_notify(&callout, notify_irql, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, std::ptr::null(), filter) };
     }
-    super::reauthorization::policy_changed(record.layer_id);
+    reauthorization::policy_changed(record.layer_id);
     Ok(())
 }
 
@@ -261,7 +261,7 @@ pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Res
 /// `filter` must be valid, and writable by notifyFn for the call; `key` NULL
 /// or valid.
 unsafe fn call_notify(
-    callout: &super::RegisteredCallout,
+    callout: &RegisteredCallout,
     irql: u8,
     notify_type: FWPS_CALLOUT_NOTIFY_TYPE,
     key: *const GUID,
@@ -305,44 +305,6 @@ pub fn managed_callout_flags(callout_key: &GUID) -> Option<u32> {
 /// Whether a sublayer exists.
 pub fn has_sublayer(key: &GUID) -> bool {
     lock().sublayers.contains_key(&key_of(key))
-}
-
-/// The outcome of one classification.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClassifyResult {
-    /// `FWP_ACTION_PERMIT` or `FWP_ACTION_BLOCK`.
-    pub action: u32,
-    /// Whether the write right ended cleared (a hard decision).
-    pub hard: bool,
-    /// Whether ABSORB was set with the BLOCK.
-    pub absorbed: bool,
-    /// The filter that decided, if any matched.
-    pub decided_by: Option<u64>,
-    /// How many callouts were invoked.
-    pub callouts_invoked: u32,
-    /// The pended operation, if a callout pended this classification.
-    pub pended: Option<usize>,
-    /// Whether a callout vetoed a hard permit (BLOCK written without the
-    /// write right, "Filter Arbitration").
-    pub vetoed: bool,
-}
-
-impl ClassifyResult {
-    /// What no matching filter gives: PERMIT.
-    pub const NO_MATCH: Self = Self {
-        action: fwp::FWP_ACTION_PERMIT,
-        hard: false,
-        absorbed: false,
-        decided_by: None,
-        callouts_invoked: 0,
-        pended: None,
-        vetoed: false,
-    };
-
-    /// True for PERMIT.
-    pub fn permitted(&self) -> bool {
-        self.action == fwp::FWP_ACTION_PERMIT
-    }
 }
 
 fn matches(record: &FilterRecord, input: &ClassifyInput) -> bool {
@@ -492,10 +454,9 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
 pub(crate) fn classify_with_flow(connection: &Connection, flow_handle: u64) -> ClassifyResult {
     let inbound =
         matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
-    let packet =
-        if inbound { super::packets::incoming(connection) } else { super::packets::first_datagram(connection) };
+    let packet = if inbound { packets::incoming(connection) } else { packets::first_datagram(connection) };
     let result = classify_input(connection, flow_handle, packet);
-    super::packets::release_incoming(packet);
+    packets::release_incoming(packet);
     result
 }
 
@@ -544,7 +505,7 @@ fn classify_input(connection: &Connection, flow_handle: u64, packet: *mut core::
         }
     }
     result.pended = pending::end(handle);
-    super::reauthorization::classified(connection, &result);
+    reauthorization::classified(connection, &result);
     result
 }
 
@@ -557,9 +518,9 @@ pub fn classify_filter(filter_id: u64, connection: &Connection) -> Result<Classi
     let mut input = ClassifyInput::new(&layer, connection, handle);
     // At recv-accept the engine always passes the packet, as in `classify`.
     let inbound = matches!(record.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
-    input.layer_data = if inbound { super::packets::incoming(connection) } else { std::ptr::null_mut() };
+    input.layer_data = if inbound { packets::incoming(connection) } else { std::ptr::null_mut() };
     let outcome = run_filter(&record, &input, FWPS_RIGHT_ACTION_WRITE);
-    super::packets::release_incoming(input.layer_data);
+    packets::release_incoming(input.layer_data);
     let pended = pending::end(handle);
     Ok(match outcome {
         Some(o) => ClassifyResult {

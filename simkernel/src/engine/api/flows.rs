@@ -13,8 +13,10 @@
 //! returned, so the callout cannot be unregistered (and its flowDeleteFn
 //! become unreachable) between the two.
 
-use super::client::ClassifyResult;
-use super::{Connection, lock};
+use crate::engine::classification::client;
+use crate::engine::model::classify_result::ClassifyResult;
+use crate::engine::model::connection::Connection;
+use crate::engine::state::engine_state::lock;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
 use fwps_types::*;
@@ -136,7 +138,7 @@ fn call_flow_delete(layer_id: u16, callout_id: u32, context: u64) {
 pub fn establish_flow(connection: &Connection) -> (u64, ClassifyResult) {
     let handle = new_flow(connection.layer_id);
     classify_started(handle);
-    let result = super::client::classify_with_flow(connection, handle);
+    let result = client::classify_with_flow(connection, handle);
     classify_finished(handle);
     (handle, result)
 }

@@ -5,7 +5,7 @@
 //! connection it belongs to, as the stack would: a copy taken from the
 //! wrong offset does not parse.
 
-use super::Connection;
+use super::connection::Connection;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use std::sync::atomic::{AtomicUsize, Ordering};

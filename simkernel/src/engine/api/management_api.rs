@@ -2,8 +2,12 @@
 //! transactions, providers, sublayers, callouts, enumeration, provider
 //! contexts and engine memory. All PASSIVE_LEVEL except `FwpmFreeMemory0`.
 
-use super::records::{EngineAllocation, FilterBatch, ProviderContextCopy};
-use super::{EnumState, ManagedCallout, Session, Undo, key_of, layer_by_key, lock, lock_for, transaction_ended};
+use crate::engine::classification::client;
+use crate::engine::model::layers::{key_of, layer_by_id, layer_by_key};
+use crate::engine::model::records::{EngineAllocation, FilterBatch, ProviderContextCopy};
+use crate::engine::state::engine_state::{
+    EngineState, EnumState, ManagedCallout, Session, Undo, lock, lock_for, transaction_ended,
+};
 use crate::faults;
 use crate::irql;
 use crate::verifier::{ViolationKind, report};
@@ -96,7 +100,7 @@ pub extern "system" fn FwpmEngineClose0(engine_handle: *mut c_void) -> NTSTATUS 
     STATUS_SUCCESS
 }
 
-pub(crate) fn undo_all(engine: &mut super::EngineState, undo: &[Undo]) {
+pub(crate) fn undo_all(engine: &mut EngineState, undo: &[Undo]) {
     for step in undo.iter().rev() {
         match *step {
             Undo::Provider(k) => {
@@ -155,7 +159,7 @@ pub extern "system" fn FwpmTransactionAbort0(engine_handle: *mut c_void) -> NTST
     end_transaction(engine_handle, "FwpmTransactionAbort0", false)
 }
 
-fn record_undo(engine: &mut super::EngineState, session: usize, step: Undo) {
+fn record_undo(engine: &mut EngineState, session: usize, step: Undo) {
     if let Some(Some(undo)) = engine.sessions.get_mut(&session).map(|s| s.transaction.as_mut()) {
         undo.push(step);
     }
@@ -308,7 +312,7 @@ pub extern "system" fn FwpmFilterDeleteById0(engine_handle: *mut c_void, id: u64
         report(ViolationKind::ApiMisuse, "FwpmFilterDeleteById0 inside the session's transaction: not modelled");
         return STATUS_FWP_TXN_IN_PROGRESS;
     }
-    match super::client::delete_filter(id) {
+    match client::delete_filter(id) {
         Ok(()) => STATUS_SUCCESS,
         Err(status) => status,
     }
@@ -497,7 +501,7 @@ pub unsafe extern "system" fn FwpmCalloutGetByKey0(
     let Some(managed) = engine.managed.get(&key_of(&wanted)).copied() else {
         return STATUS_FWP_CALLOUT_NOT_FOUND;
     };
-    let Some(layer) = super::layer_by_id(managed.layer_id) else { return STATUS_FWP_LAYER_NOT_FOUND };
+    let Some(layer) = layer_by_id(managed.layer_id) else { return STATUS_FWP_LAYER_NOT_FOUND };
     let mut copy = Box::new(FWPM_CALLOUT0 {
         calloutKey: wanted,
         flags: managed.flags,

@@ -11,10 +11,11 @@
 //!   (`..._CLASSIFY_COMPLETION`, `pending.rs`).
 //!
 //! A reauthorization that blocks tears the connection down: it is no longer
-//! live and gets no more packets.
+//! live and gets no more packets. This file keeps the live connections and
+//! what is due; the classifications themselves run in `api/reauthorize.rs`.
 
-use super::Connection;
-use super::client::{ClassifyResult, classify};
+use crate::engine::model::classify_result::ClassifyResult;
+use crate::engine::model::connection::Connection;
 use fwps_types::*;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -90,33 +91,10 @@ pub(crate) fn policy_changed(layer_id: u16) {
     });
 }
 
-/// The next packet of a live connection: reauthorized first if a reason is
-/// due (the result is returned; a BLOCK tears the connection down).
-/// `None`: nothing was due (or the connection is not live).
-pub fn next_packet(connection: &Connection) -> Option<ClassifyResult> {
-    let due = with(|live| live.get_mut(&key_of(connection)).map(|l| std::mem::take(&mut l.due)))?;
-    (due != 0).then(|| reauthorize(connection, due))
-}
-
-/// The next packet of a live connection arrives in the opposite direction
-/// (an inbound packet of an outbound connection, ...): reauthorized first
-/// if a reason is due, at the connection's own layer, with the metadata's
-/// `packetDirection` the packet's (WDS inspect `inspect.c`: a re-auth at
-/// ALE_AUTH_CONNECT "triggered by an inbound packet received immediately
-/// after a policy change at ALE_AUTH_CONNECT layer").
-pub fn next_packet_in_opposite_direction(connection: &Connection) -> Option<ClassifyResult> {
-    let due = with(|live| live.get_mut(&key_of(connection)).map(|l| std::mem::take(&mut l.due)))?;
-    (due != 0).then(|| reauthorize(&Connection { opposite_direction: true, ..connection.clone() }, due))
-}
-
-/// Reauthorizes a connection now, for `reason` (`FWP_CONDITION_REAUTHORIZE_REASON_*`).
-pub fn reauthorize(connection: &Connection, reason: u32) -> ClassifyResult {
-    let again = Connection {
-        flags: connection.flags | FWP_CONDITION_FLAG_IS_REAUTHORIZE,
-        reauthorize_reason: reason,
-        ..connection.clone()
-    };
-    classify(&again)
+/// Takes the reasons a live connection is due to be reauthorized for (0:
+/// none); `None` if it is not live. `api/reauthorize.rs` reauthorizes it.
+pub(crate) fn take_due(connection: &Connection) -> Option<u32> {
+    with(|live| live.get_mut(&key_of(connection)).map(|l| std::mem::take(&mut l.due)))
 }
 
 /// Whether the engine holds `connection` as authorized and not torn down.
