@@ -7,11 +7,18 @@
 //!
 //! `wfpctl-sim` (the try-out) drives it, and so do wfpctl's tests that
 //! keep wfpctl and the driver in step.
-#![forbid(unsafe_code)]
+//!
+//! `uninstall` deletes the provider, sublayer and callouts through the
+//! simulated engine's management functions (`Fwpm*DeleteByKey0`) on a
+//! session of its own, as the Windows backend does: the only `unsafe`
+//! here, at that FFI boundary.
+#![deny(unsafe_code)]
 
 use fwps_types::{
     FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
-    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, GUID, NTSTATUS, fwp,
+    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, GUID, NTSTATUS, RPC_C_AUTHN_WINNT,
+    STATUS_FWP_CALLOUT_NOT_FOUND, STATUS_FWP_IN_USE, STATUS_FWP_PROVIDER_NOT_FOUND, STATUS_FWP_SUBLAYER_NOT_FOUND,
+    STATUS_SUCCESS, fwp,
 };
 use wfpcallout_simkernel::engine;
 use wfpcallout_simkernel::inspect;
@@ -22,6 +29,7 @@ use wfpctl::filter_spec::{
 };
 use wfpctl::footprint::{CalloutFilter, CalloutObject, EngineObjects, ManagementObject, ProviderContextObject};
 use wfpctl::keys::{self, Guid};
+use wfpctl::uninstall::{Fate, Removal};
 
 use crate::Harness;
 
@@ -74,6 +82,92 @@ fn simulated_condition(condition: &Condition) -> Result<(usize, u32), BackendErr
     Ok((field, value))
 }
 
+/// A management session of wfpctl's own with the simulated engine (the
+/// driver has its own): opened on creation, closed on drop.
+///
+/// # Invariants
+/// `handle` is a session `FwpmEngineOpen0` opened, closed once, on drop.
+struct ManagementSession {
+    handle: *mut core::ffi::c_void,
+}
+
+#[allow(unsafe_code)]
+impl ManagementSession {
+    fn open() -> Result<ManagementSession, BackendError> {
+        let mut handle = core::ptr::null_mut();
+        // SAFETY: `handle` is writable for the call; NULL server, identity
+        // and session are allowed.
+        let status = unsafe {
+            engine::FwpmEngineOpen0(
+                core::ptr::null(),
+                RPC_C_AUTHN_WINNT,
+                core::ptr::null(),
+                core::ptr::null(),
+                &mut handle,
+            )
+        };
+        if status != STATUS_SUCCESS {
+            return Err(status_error("FwpmEngineOpen0", status));
+        }
+        Ok(ManagementSession { handle })
+    }
+
+    fn call(&self, operation: &str, status: NTSTATUS) -> Result<(), BackendError> {
+        if status == STATUS_SUCCESS { Ok(()) } else { Err(status_error(operation, status)) }
+    }
+
+    fn begin(&self) -> Result<(), BackendError> {
+        self.call("FwpmTransactionBegin0", engine::FwpmTransactionBegin0(self.handle, 0))
+    }
+
+    fn commit(&self) -> Result<(), BackendError> {
+        self.call("FwpmTransactionCommit0", engine::FwpmTransactionCommit0(self.handle))
+    }
+
+    fn abort(&self) {
+        let _ = engine::FwpmTransactionAbort0(self.handle);
+    }
+
+    /// `Fwpm*DeleteByKey0` as wfpctl's Windows backend reads its status.
+    fn delete(&self, what: Deletable, key: Guid) -> Result<Fate, BackendError> {
+        let key = windows_guid(key);
+        let (operation, not_found, status) = match what {
+            // SAFETY: the session is open (invariant); `key` is valid for the call.
+            Deletable::Callout => ("FwpmCalloutDeleteByKey0", STATUS_FWP_CALLOUT_NOT_FOUND, unsafe {
+                engine::FwpmCalloutDeleteByKey0(self.handle, &key)
+            }),
+            // SAFETY: as above.
+            Deletable::SubLayer => ("FwpmSubLayerDeleteByKey0", STATUS_FWP_SUBLAYER_NOT_FOUND, unsafe {
+                engine::FwpmSubLayerDeleteByKey0(self.handle, &key)
+            }),
+            // SAFETY: as above.
+            Deletable::Provider => ("FwpmProviderDeleteByKey0", STATUS_FWP_PROVIDER_NOT_FOUND, unsafe {
+                engine::FwpmProviderDeleteByKey0(self.handle, &key)
+            }),
+        };
+        match status {
+            STATUS_SUCCESS => Ok(Fate::Deleted),
+            status if status == not_found => Ok(Fate::Absent),
+            STATUS_FWP_IN_USE => Ok(Fate::Kept(status_error(operation, status).to_string())),
+            status => Err(status_error(operation, status)),
+        }
+    }
+}
+
+impl Drop for ManagementSession {
+    fn drop(&mut self) {
+        let _ = engine::FwpmEngineClose0(self.handle);
+    }
+}
+
+/// What [`ManagementSession::delete`] deletes.
+#[derive(Clone, Copy)]
+enum Deletable {
+    Callout,
+    SubLayer,
+    Provider,
+}
+
 /// The simulated system: a booted simulated kernel with the driver loaded,
 /// the filters wfpctl added to its engine, and wfpctl's control-device
 /// handle.
@@ -100,6 +194,14 @@ impl SimulatedBackend {
     /// The harness, to run traffic and look at the driver.
     pub fn harness(&self) -> &Harness {
         &self.harness
+    }
+
+    /// Stops the driver as `sc.exe stop` would: wfpctl's handle closed,
+    /// the driver unloaded; the engine keeps everything else (the filters
+    /// wfpctl added, and the persistent objects they name), as BFE does.
+    pub fn stop_driver(&mut self) {
+        wfpcallout::control::file_cleanup(HANDLE_TOKEN);
+        self.harness.unload();
     }
 
     /// Closes wfpctl's handle (the driver's file cleanup completes what
@@ -259,6 +361,59 @@ impl Backend for SimulatedBackend {
             })
             .collect();
         Ok(EngineObjects { provider, sublayer, callouts, filters, provider_contexts })
+    }
+
+    /// As the Windows backend, with one difference the model imposes: the
+    /// filters go through the engine's client deletion (the DELETE reaches
+    /// the driver if it is registered) before the management transaction
+    /// that deletes the objects, as the simulated engine does not delete
+    /// filters inside a transaction. Every provider context no remaining
+    /// filter uses counts as ours (see [`Backend::engine_objects`] here).
+    fn delete_our_objects(&mut self) -> Result<Removal, BackendError> {
+        let session = ManagementSession::open()?;
+        let registered = CalloutTarget::ALL.iter().any(|target| {
+            let key = windows_guid(target.callout_key());
+            engine::has_managed_callout(&key) && engine::is_registered(&key)
+        });
+        let mut filters = Vec::new();
+        for view in inspect::filters() {
+            let Some(target) =
+                CalloutTarget::ALL.into_iter().find(|target| Some(target.callout_key().to_u128()) == view.callout_key)
+            else {
+                continue;
+            };
+            engine::delete_filter(view.id).map_err(|status| status_error("FwpmFilterDeleteById0", status))?;
+            self.filters.retain(|filter| filter.id != view.id);
+            filters.push((view.id, target));
+        }
+        let used: Vec<u128> = inspect::filters().iter().filter_map(|view| view.provider_context_key).collect();
+        let mut provider_contexts = 0;
+        for context in inspect::provider_contexts() {
+            if !used.contains(&context.key) && inspect::delete_provider_context(&GUID::from_u128(context.key)) {
+                provider_contexts += 1;
+            }
+        }
+        session.begin()?;
+        let objects = (|| {
+            let callouts = CalloutTarget::ALL
+                .iter()
+                .map(|target| Ok((*target, session.delete(Deletable::Callout, target.callout_key())?)))
+                .collect::<Result<Vec<_>, BackendError>>()?;
+            let sublayer = session.delete(Deletable::SubLayer, keys::SUBLAYER_KEY)?;
+            let provider = session.delete(Deletable::Provider, keys::PROVIDER_KEY)?;
+            Ok((callouts, sublayer, provider))
+        })();
+        let (callouts, sublayer, provider) = match objects {
+            Ok(objects) => objects,
+            Err(error) => {
+                // The model undoes additions only: what was deleted stays
+                // deleted here (on Windows the abort restores it).
+                session.abort();
+                return Err(error);
+            }
+        };
+        session.commit()?;
+        Ok(Removal { filters, provider_contexts, callouts, sublayer, provider, registered })
     }
 }
 
