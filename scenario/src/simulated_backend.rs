@@ -615,4 +615,25 @@ mod tests {
         assert!(backend.unload().is_ok(), "unload clean");
         assert!(!debug_print::contains("kept the"), "no noise about objects wfpctl deleted");
     }
+
+    /// BFE stopped: no session, nothing deleted, and the error says what
+    /// to do.
+    #[test]
+    fn uninstall_without_bfe_says_to_start_it() {
+        let mut backend = SimulatedBackend::load().unwrap();
+        let (added, _, _) = wfpctl(&mut backend, "filter add --layer connect --ip v4 --remote-port 443 --action audit");
+        assert_eq!(added.unwrap(), Outcome::Success);
+        engine::set_bfe_running(false);
+        let (result, out, _) = wfpctl(&mut backend, "uninstall");
+        let error = result.unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "FwpmEngineOpen0 failed: 0xc0020036 (EPT_NT_NOT_REGISTERED: the base filtering engine (BFE) is not \
+             running: start it (sc.exe start BFE))"
+        );
+        assert_eq!(out, "");
+        assert_eq!(inspect::filters().len(), 1, "nothing deleted");
+        engine::set_bfe_running(true);
+        assert!(backend.unload().is_ok());
+    }
 }
