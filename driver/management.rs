@@ -257,9 +257,9 @@ const ENUM_BATCH: u32 = 64;
 
 /// Calls `visit` for every filter (an enumeration snapshot) whose action
 /// names callout `spec`, a batch at a time, freeing each batch after its
-/// visits (adoption's walk). A failing visit does
-/// not stop the walk; the first failure is returned after it, else how
-/// many visits answered `true`.
+/// visits (adoption's walk). A failing visit does not stop the walk; the
+/// first failure is returned after it, else how many visits answered
+/// `true`.
 pub fn for_each_filter_of(
     engine: EngineHandle,
     spec: &CalloutSpec,

@@ -3,8 +3,9 @@
 //! It adds filters whose action calls one of the driver's callouts, each
 //! with a provider context carrying a policy blob (`filter add`), deletes
 //! and lists them with the driver's per-filter counters, shows the global
-//! counters and the driver's state, and answers the driver's ask requests
-//! (`agent`).
+//! counters and the driver's state, answers the driver's ask requests
+//! (`agent`), and removes the driver's persistent objects from the engine
+//! for good (`uninstall`).
 //!
 //! Everything but the [`windows`] module is portable and forbids `unsafe`:
 //! the command line ([`cli`]) is parsed into a checked [`command::Command`],
