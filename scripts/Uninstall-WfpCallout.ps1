@@ -3,10 +3,19 @@
     Removes the wfpcallout driver from a test VM.
 
 .DESCRIPTION
-    1. Optionally deletes every wfpcallout filter first (`wfpctl filter
-       delete --all-ours`), so that no filter keeps naming the callouts.
-    2. Stops the WfpCallout service (the driver's unload completes pended
-       connections and unregisters the callouts).
+    1. Stops the WfpCallout service (the driver's unload completes pended
+       connections, unregisters the callouts and deletes the provider,
+       sublayer and callouts no filter names; it keeps those filters still
+       name).
+    2. With -Wfpctl: `wfpctl uninstall` deletes, in one transaction, every
+       filter naming a wfpcallout callout and then the callouts, sublayer
+       and provider. They are persistent (they survive reboots, so that
+       persistent filters can name them): without this step they stay in
+       the filter engine after the driver is gone. It runs after the stop,
+       so that no driver runs on without its objects; run with the driver
+       loaded it would still delete them (FwpmCalloutDeleteByKey0 refuses
+       a callout only while filters name it) but the callouts would stay
+       registered until the driver stops.
     3. Removes the driver package from the driver store:
        `pnputil /delete-driver <oemN.inf> /uninstall` (DiUninstallDriver),
        which also deletes the service and the installed .sys. The INF's
@@ -20,8 +29,9 @@
        TrustedPublisher stores.
 
 .PARAMETER Wfpctl
-    Path to wfpctl.exe; when given, the script deletes all wfpcallout
-    filters before stopping the driver.
+    Path to wfpctl.exe; when given, the script runs `wfpctl uninstall`
+    after stopping the driver. Without it the persistent wfpcallout
+    objects (and the filters naming them) stay in the filter engine.
 
 .PARAMETER RemoveCertificate
     Also remove the package's test certificate from LocalMachine\Root and
@@ -47,16 +57,24 @@ $ErrorActionPreference = 'Stop'
 
 Assert-Administrator
 
-if ($Wfpctl) {
-    if (-not (Test-Path -LiteralPath $Wfpctl)) { throw "wfpctl not found at $Wfpctl." }
-    if ($PSCmdlet.ShouldProcess('wfpcallout filters', 'wfpctl filter delete --all-ours')) {
-        # Exit 1 means some filter could not be deleted: reported, not fatal.
-        Invoke-Native -FilePath $Wfpctl -ArgumentList @('filter', 'delete', '--all-ours') -AcceptExitCode @(0, 1) | Out-Null
-    }
-}
+if ($Wfpctl -and -not (Test-Path -LiteralPath $Wfpctl)) { throw "wfpctl not found at $Wfpctl." }
 
 if ($PSCmdlet.ShouldProcess($script:ServiceName, 'stop')) {
     Stop-WfpCalloutService
+}
+
+if ($Wfpctl) {
+    if ($PSCmdlet.ShouldProcess('wfpcallout filters, callouts, sublayer and provider', 'wfpctl uninstall')) {
+        # 1: an object is still referenced (FWP_E_IN_USE) and was kept, or
+        # the uninstall failed; 4: the driver is still loaded. Both are
+        # reported by wfpctl, neither stops the package removal.
+        $code = Invoke-Native -FilePath $Wfpctl -ArgumentList @('uninstall') -AcceptExitCode @(0, 1, 4)
+        if ($code -ne 0) {
+            Write-Warning "wfpctl uninstall exited with $code (see above): run it again once the cause is gone."
+        }
+    }
+} else {
+    Write-Warning 'No -Wfpctl: the persistent wfpcallout provider, sublayer and callouts (and filters naming them) stay in the filter engine; run `wfpctl uninstall` to remove them.'
 }
 
 # The published name (oemN.inf) of our package in the driver store.

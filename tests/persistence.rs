@@ -3,16 +3,17 @@
 //! objects it names are persistent too (FWPM_CALLOUT0: a persistent callout
 //! "can be referenced by boot-time and other persistent filters";
 //! CONFORMANCE.md L5). The driver adds its provider, sublayer and callouts
-//! persistent, so such filters are there to adopt after a reboot, and
-//! `management::uninstall` removes them and the objects for good.
+//! persistent, so such filters are there to adopt after a reboot; `wfpctl
+//! uninstall` removes them and the objects for good (its end-to-end tests
+//! are the simulated backend's, in the scenario crate), even while the
+//! driver is loaded, whose unload then finds the objects gone.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fwps_types::*;
 use wfpcallout::callbacks::state::STATE;
-use wfpcallout::wfp::callout_table::{CALLOUTS, SUBLAYER_KEY};
-use wfpcallout::wfp::management;
+use wfpcallout::wfp::callout_table::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
 use wfpcallout_scenario::{Harness, Layer};
-use wfpcallout_simkernel::engine;
+use wfpcallout_simkernel::{debug_print, engine};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
 
 fn block() -> PolicyRepr {
@@ -44,36 +45,52 @@ fn persistent_filters_survive_a_reboot_and_are_adopted() {
     harness.unload_and_check();
 }
 
-#[test]
-fn uninstall_removes_our_filters_and_objects() {
-    let mut harness = Harness::load();
-    let persistent = add_persistent_block();
-    let plain = harness.add_filter(Layer::RecvAcceptV4, wfpcallout_scenario::PolicySource::None).unwrap();
-    let engine_handle = management::open_engine().unwrap();
-    assert_eq!(management::uninstall(engine_handle), Ok(2));
-    management::close_engine(engine_handle);
-    let ids = engine::filter_ids();
-    assert!(!ids.contains(&persistent) && !ids.contains(&plain));
-    assert_eq!(harness.context_count(), 0, "their DELETEs freed our contexts");
-    harness.unload();
+/// Deletes our callouts, sublayer and provider from a management session
+/// of its own, as `wfpctl uninstall` does while the driver is loaded.
+fn delete_objects_from_user_mode() {
+    let session = open_session();
     for spec in CALLOUTS.iter() {
-        assert!(!engine::has_managed_callout(&spec.key), "callout left after uninstall");
+        // SAFETY: valid session and key.
+        assert_eq!(unsafe { engine::FwpmCalloutDeleteByKey0(session, &spec.key) }, STATUS_SUCCESS);
     }
-    assert!(!engine::has_sublayer(&SUBLAYER_KEY));
-    engine::restart_bfe().unwrap();
-    assert!(engine::filter_ids().is_empty());
-    harness.kernel.assert_unloaded_clean();
+    // SAFETY: valid session and key.
+    assert_eq!(unsafe { engine::FwpmSubLayerDeleteByKey0(session, &SUBLAYER_KEY) }, STATUS_SUCCESS);
+    // SAFETY: valid session and key.
+    assert_eq!(unsafe { engine::FwpmProviderDeleteByKey0(session, &PROVIDER_KEY) }, STATUS_SUCCESS);
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
 }
 
-/// Adds our FWPM callout for `layer` as an install from before persistence
-/// left it: right (USES_PROVIDER_CONTEXT, same layer) but not persistent.
-fn leave_non_persistent_callout(layer: Layer) {
+/// Objects a management client deleted while the driver was loaded are
+/// what its unload wanted gone: no failure, nothing logged about keeping
+/// them; the next load adds them back.
+#[test]
+fn unload_finds_objects_deleted_by_wfpctl_uninstall_without_complaint() {
+    let mut harness = Harness::load();
+    delete_objects_from_user_mode();
+    harness.unload();
+    assert!(!debug_print::contains("kept the"), "not-found is not worth a line");
+    assert!(!debug_print::contains("failed"));
+    harness.kernel.assert_unloaded_clean();
+    harness.initialize().unwrap();
+    assert!(CALLOUTS.iter().all(|spec| engine::has_managed_callout(&spec.key)), "added back");
+    assert!(engine::has_sublayer(&SUBLAYER_KEY));
+    harness.unload_and_check();
+}
+
+fn open_session() -> *mut core::ffi::c_void {
     let mut session = std::ptr::null_mut();
     // SAFETY: `session` is writable.
     let status = unsafe {
         engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut session)
     };
     assert_eq!(status, STATUS_SUCCESS);
+    session
+}
+
+/// Adds our FWPM callout for `layer` as an install from before persistence
+/// left it: right (USES_PROVIDER_CONTEXT, same layer) but not persistent.
+fn leave_non_persistent_callout(layer: Layer) {
+    let session = open_session();
     let spec = layer.spec();
     let old = fwp::FWPM_CALLOUT0 {
         calloutKey: spec.key,

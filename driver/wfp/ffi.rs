@@ -180,8 +180,6 @@ unsafe extern "system" {
     ) -> NTSTATUS;
     /// Ends an enumeration.
     pub fn FwpmFilterDestroyEnumHandle0(engineHandle: HANDLE, enumHandle: HANDLE) -> NTSTATUS;
-    /// Deletes a filter (uninstall: the filters naming our callouts).
-    pub fn FwpmFilterDeleteById0(engineHandle: HANDLE, id: u64) -> NTSTATUS;
     /// Fetches a provider context by key (for adopted filters).
     pub fn FwpmProviderContextGetByKey2(
         engineHandle: HANDLE,

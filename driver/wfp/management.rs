@@ -8,9 +8,9 @@ use crate::platform::status::{NtStatus, Result};
 use crate::wfp::callout_table::{CALLOUTS, CalloutSpec, PROVIDER_KEY, SUBLAYER_KEY};
 use crate::wfp::ffi::{
     FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0,
-    FwpmFilterCreateEnumHandle0, FwpmFilterDeleteById0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0,
-    FwpmProviderAdd0, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0,
-    FwpmTransactionBegin0, FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
+    FwpmFilterCreateEnumHandle0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0, FwpmProviderAdd0,
+    FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0, FwpmTransactionBegin0,
+    FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
 };
 use core::ffi::c_void;
 use fwps_types::fwp::{
@@ -242,7 +242,7 @@ fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Resu
     if deleted == fwps_types::STATUS_FWP_IN_USE {
         crate::log!(
             Level::Error,
-            "an existing callout without provider contexts is still named by filters: policies would be lost; delete those filters (or uninstall) and load again"
+            "an existing callout without provider contexts is still named by filters: policies would be lost; delete those filters (or run wfpctl uninstall) and load again"
         );
         return Err(NtStatus::from_raw(deleted));
     }
@@ -255,40 +255,11 @@ fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Resu
 /// Filters fetched per `FwpmFilterEnum0` call.
 const ENUM_BATCH: u32 = 64;
 
-/// Uninstall: deletes every filter that names one of our callouts (each
-/// one's DELETE reaches our notifyFn if we are registered), then the
-/// callouts, the sublayer and the provider. Unload keeps objects that
-/// filters still use (a driver restart, and persistent filters across a
-/// reboot, need them); this is what removes them for good. Returns the
-/// number of filters deleted, or the first failure (what could be deleted
-/// is).
-pub fn uninstall(engine: EngineHandle) -> Result<usize> {
-    let mut deleted = 0;
-    let mut outcome = Ok(());
-    for spec in CALLOUTS.iter() {
-        let walked = for_each_filter_of(engine, spec, |filter| {
-            #[allow(unsafe_code)]
-            // SAFETY: valid engine handle; the id came from the enumeration
-            // (a snapshot: deleting while enumerating is fine).
-            let status = unsafe { FwpmFilterDeleteById0(engine.raw(), filter.filterId) };
-            NtStatus::to_result(status).map(|()| true).inspect_err(|status| {
-                crate::log!(Level::Error, "uninstall: deleting filter {} failed: {}", filter.filterId, status);
-            })
-        });
-        match walked {
-            Ok(count) => deleted += count,
-            Err(status) => outcome = outcome.and(Err(status)),
-        }
-    }
-    delete_objects(engine);
-    outcome.map(|()| deleted)
-}
-
 /// Calls `visit` for every filter (an enumeration snapshot) whose action
 /// names callout `spec`, a batch at a time, freeing each batch after its
-/// visits: the one walk adoption and uninstall share. A failing visit does
-/// not stop the walk; the first failure is returned after it, else how
-/// many visits answered `true`.
+/// visits (adoption's walk). A failing visit does not stop the walk; the
+/// first failure is returned after it, else how many visits answered
+/// `true`.
 pub fn for_each_filter_of(
     engine: EngineHandle,
     spec: &CalloutSpec,
@@ -367,7 +338,10 @@ pub fn free_engine_memory(memory: *mut c_void) {
 }
 
 /// Deletes what `add_objects` added. Objects still referenced by filters
-/// (`STATUS_FWP_IN_USE`) stay, and are reused at the next load.
+/// (`STATUS_FWP_IN_USE`) stay, and are reused at the next load; they are
+/// persistent, so only a management client removes them for good
+/// (`wfpctl uninstall`), perhaps while we are loaded: objects already
+/// gone are what we wanted, not an error.
 pub fn delete_objects(engine: EngineHandle) {
     for spec in CALLOUTS.iter() {
         #[allow(unsafe_code)]
@@ -383,8 +357,21 @@ pub fn delete_objects(engine: EngineHandle) {
     log_delete("provider", unsafe { FwpmProviderDeleteByKey0(engine.raw(), &PROVIDER_KEY) });
 }
 
+/// The `*_NOT_FOUND` statuses of the three deletions: the object was
+/// deleted already (`wfpctl uninstall`).
+const NOT_FOUND: [i32; 3] = [
+    fwps_types::STATUS_FWP_CALLOUT_NOT_FOUND,
+    fwps_types::STATUS_FWP_SUBLAYER_NOT_FOUND,
+    fwps_types::STATUS_FWP_PROVIDER_NOT_FOUND,
+];
+
 fn log_delete(what: &str, status: i32) {
-    if let Err(status) = NtStatus::to_result(status) {
-        crate::log!(Level::Info, "kept the {} (delete returned {}): filters may still use it", what, status);
+    if NOT_FOUND.contains(&status) {
+        return;
+    }
+    if status == fwps_types::STATUS_FWP_IN_USE {
+        crate::log!(Level::Info, "kept the {}: filters still use it", what);
+    } else if let Err(status) = NtStatus::to_result(status) {
+        crate::log!(Level::Warning, "kept the {} (delete returned {})", what, status);
     }
 }

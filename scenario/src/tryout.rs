@@ -13,7 +13,9 @@
 //! - `agent …` starts the agent: it answers what is waiting, and from then
 //!   on every request the traffic causes, as a running `wfpctl agent`
 //!   would (`--interactive` is not available here: the script is the
-//!   input).
+//!   input);
+//! - `stop-driver` stops the driver as `sc.exe stop WfpCallout` would (its
+//!   unload keeps the objects filters still name), for `uninstall`.
 //!
 //! Lines starting with `#` are comments. Each command is echoed as
 //! `PS> wfpctl …` followed by what it printed (standard output and
@@ -45,6 +47,7 @@ One command per line, without the leading `wfpctl`:
   filter list [--json]    stats [--json]    status    filter delete ID | --all-ours
   agent --rule permit:tcp:443 --rule block:any:*    (answers the ask requests of the traffic that follows)
   traffic --layer connect|recv-accept --ip v4 [--protocol tcp] [--remote-port P] [--local-port P] [--count N]
+  stop-driver    (as sc.exe stop WfpCallout)    uninstall
   # a comment
 Each command is echoed as `PS> wfpctl ...` with what it printed. The simulated engine matches
 single ports, protocols and IPv4 addresses (ranges, subnets and IPv6 addresses are for the Windows backend).
@@ -170,6 +173,11 @@ impl Session {
     /// One line: its transcript.
     fn line(&mut self, line: &str) -> Vec<u8> {
         let words: Vec<&str> = line.split_whitespace().collect();
+        if words == ["stop-driver"] {
+            self.backend.stop_driver();
+            self.agent = None;
+            return b"-- the driver unloaded (sc.exe stop WfpCallout); the engine keeps what filters name\n".to_vec();
+        }
         if words.first() == Some(&"traffic") {
             let mut text = Vec::new();
             match TrafficArgs::try_parse_from(words.iter().skip(1)) {

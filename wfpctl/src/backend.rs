@@ -10,6 +10,7 @@ use wfpcallout_wire::text::ntstatus_name;
 
 use crate::filter_spec::{CalloutTarget, Condition, FilterSpec};
 use crate::footprint::EngineObjects;
+use crate::uninstall::Removal;
 
 /// The driver's service name (the INF's `AddService`).
 pub const DRIVER_SERVICE: &str = "WfpCallout";
@@ -86,6 +87,8 @@ const ERROR_MEANINGS: &[(u32, &str, &str)] = &[
     (995, "ERROR_OPERATION_ABORTED", "the driver cancelled the request (is it stopping?)"),
     (1060, "ERROR_SERVICE_DOES_NOT_EXIST", "the service is not installed"),
     (1168, "ERROR_NOT_FOUND", "no such request (answered already, or timed out)"),
+    (1722, "RPC_S_SERVER_UNAVAILABLE", "the base filtering engine (BFE) is not running: start it (sc.exe start BFE)"),
+    (1753, "EPT_S_NOT_REGISTERED", "the base filtering engine (BFE) is not running: start it (sc.exe start BFE)"),
     (1784, "ERROR_INVALID_USER_BUFFER", "the driver refused the buffer size"),
     (0x8032_0001, "FWP_E_CALLOUT_NOT_FOUND", "the wfpcallout callouts are not registered: start the driver"),
     (0x8032_0002, "FWP_E_CONDITION_NOT_FOUND", "a condition field does not exist at this layer"),
@@ -105,6 +108,18 @@ const ERROR_MEANINGS: &[(u32, &str, &str)] = &[
     (0x8032_0028, "FWP_E_OUT_OF_BOUNDS", "a value is out of bounds"),
     (0x8032_0029, "FWP_E_RESERVED", "a reserved field is not zero"),
     (0x8032_0035, "FWP_E_INVALID_PARAMETER", "the engine refused a parameter"),
+    // As an HRESULT (FACILITY_WIN32), and as the NTSTATUS the simulated
+    // (and kernel-mode) engine returns.
+    (
+        0x8007_06D9,
+        "EPT_S_NOT_REGISTERED",
+        "the base filtering engine (BFE) is not running: start it (sc.exe start BFE)",
+    ),
+    (
+        0xC002_0036,
+        "EPT_NT_NOT_REGISTERED",
+        "the base filtering engine (BFE) is not running: start it (sc.exe start BFE)",
+    ),
 ];
 
 /// What the NTSTATUS codes wfpctl users meet most mean for them; their
@@ -123,6 +138,8 @@ const NTSTATUS_MEANINGS: &[(u32, &str)] = &[
     (0xC022_0005, "the wfpcallout provider is missing: start the driver once"),
     // STATUS_FWP_SUBLAYER_NOT_FOUND
     (0xC022_0007, "the wfpcallout sublayer is missing: start the driver once"),
+    // STATUS_FWP_IN_USE
+    (0xC022_000A, "the object is still referenced by another object"),
     // STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER
     (0xC022_002C, "the driver's notifyFn refused the policy at this layer (a verdict at flow-established)"),
     // STATUS_NOT_FOUND
@@ -241,6 +258,14 @@ pub trait Backend {
     /// Our provider, sublayer and callouts, every filter naming our
     /// callouts and every provider context of our provider (`wfpctl state`).
     fn engine_objects(&mut self) -> Result<EngineObjects, BackendError>;
+
+    /// `wfpctl uninstall`: in one transaction, deletes every filter naming
+    /// one of our callouts, every provider context of our provider, then
+    /// our callouts, sublayer and provider. Objects already absent are
+    /// reported as such, objects the engine refuses to delete
+    /// (`FWP_E_IN_USE`) as kept; any other failure aborts the transaction
+    /// and is returned.
+    fn delete_our_objects(&mut self) -> Result<Removal, BackendError>;
 }
 
 /// The backend of a host that is not Windows: every call fails. (Only the
@@ -282,6 +307,10 @@ impl Backend for Unavailable {
 
     fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
         Unavailable::fail("FwpmCalloutGetByKey0")
+    }
+
+    fn delete_our_objects(&mut self) -> Result<Removal, BackendError> {
+        Unavailable::fail("FwpmCalloutDeleteByKey0")
     }
 }
 

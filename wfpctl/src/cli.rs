@@ -29,6 +29,7 @@ Examples (elevated prompt, driver started):
   wfpctl filter list --json
   wfpctl stats
   wfpctl filter delete --all-ours
+  wfpctl uninstall          (after stopping the driver: removes its persistent objects for good)
   wfpctl policy encode --action rate-limit --rate 10 --burst 20   (any host)
 
 The same words everywhere: verdicts permit (allow) and block (deny); ports 0-65535 and
@@ -38,7 +39,8 @@ ranges LOW-HIGH; addresses and subnets ADDRESS/PREFIX.
 listed in docs/WALKTHROUGH.md.
 
 Exit status: 0 success; 1 failed, or found the driver not ready, or left something undone;
-2 usage error (bad or contradictory options, no input); 3 needs Windows, this host is not.";
+2 usage error (bad or contradictory options, no input); 3 needs Windows, this host is not;
+4 uninstall left nothing in the filter engine, but the driver is still loaded (stop it).";
 
 /// wfpctl: drive the wfpcallout WFP callout driver.
 #[derive(Debug, Parser)]
@@ -77,6 +79,17 @@ enum TopCommand {
     /// Show the driver's footprint in the filter engine: provider, sublayer, callouts (registered?), every filter
     /// naming them, leftovers of an earlier install
     State,
+    /// Delete every filter naming the wfpcallout callouts, then the callouts, sublayer and provider (persistent:
+    /// they stay until deleted); works with the driver stopped or removed
+    #[command(
+        long_about = "Delete, in one transaction, every filter naming a wfpcallout callout (whoever added it), the \
+                      wfpcallout provider contexts, then the six callouts, the sublayer and the provider. The \
+                      driver adds them persistent, and its unload keeps those filters still name: this removes \
+                      them for good, with the driver stopped (the usual order: stop it, then uninstall) or \
+                      loaded (its callouts then stay registered until it stops: exit status 4). Objects already \
+                      gone are fine: a second run says nothing was left."
+    )]
+    Uninstall,
     /// Encode or decode a policy blob (works on any host)
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -287,6 +300,7 @@ impl TopCommand {
             }
             TopCommand::Status => Ok(Command::Status),
             TopCommand::State => Ok(Command::State),
+            TopCommand::Uninstall => Ok(Command::Uninstall),
             TopCommand::Policy(PolicyCommand::Encode(args)) => {
                 let policy = args.options().build().map_err(|e| policy_error(&["policy", "encode"], e))?;
                 Ok(Command::PolicyEncode(policy))

@@ -74,6 +74,8 @@ pub enum Command {
     PolicyDecode(BlobSource),
     /// `state`: our footprint in the filter engine.
     State,
+    /// `uninstall`: delete our filters, callouts, sublayer and provider.
+    Uninstall,
 }
 
 /// A command and how to print its results.

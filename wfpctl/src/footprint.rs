@@ -27,7 +27,8 @@ pub struct ManagementObject {
     /// Display name.
     pub name: String,
     /// `FWPM_*_FLAG_PERSISTENT`: it survives reboots (the driver adds
-    /// its objects without it).
+    /// its objects persistent, so that persistent filters can name them;
+    /// `wfpctl uninstall` removes them).
     pub persistent: bool,
     /// The sublayer's weight (`None` for a provider).
     pub weight: Option<u16>,
@@ -177,17 +178,7 @@ impl Footprint {
                 leftovers.push(Leftover {
                     object: format!("filter {}", filter.id),
                     why: "names a wfpcallout callout, and none is registered: the driver is not running (the \
-                          filter permits, or is ignored, until it is)"
-                        .to_string(),
-                });
-            }
-        }
-        for (what, object) in [("provider", &objects.provider), ("sublayer", &objects.sublayer)] {
-            if object.as_ref().is_some_and(|object| object.persistent) {
-                leftovers.push(Leftover {
-                    object: format!("the wfpcallout {what}"),
-                    why: "is persistent, which the driver never makes it: added by another tool or an older \
-                          version"
+                          filter permits, or is ignored, until it is; `wfpctl uninstall` removes it)"
                         .to_string(),
                 });
             }

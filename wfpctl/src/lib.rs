@@ -3,8 +3,9 @@
 //! It adds filters whose action calls one of the driver's callouts, each
 //! with a provider context carrying a policy blob (`filter add`), deletes
 //! and lists them with the driver's per-filter counters, shows the global
-//! counters and the driver's state, and answers the driver's ask requests
-//! (`agent`).
+//! counters and the driver's state, answers the driver's ask requests
+//! (`agent`), and removes the driver's persistent objects from the engine
+//! for good (`uninstall`).
 //!
 //! Everything but the [`windows`] module is portable and forbids `unsafe`:
 //! the command line ([`cli`]) is parsed into a checked [`command::Command`],
@@ -31,6 +32,7 @@ pub mod output;
 pub mod policy;
 pub mod rules;
 pub mod run;
+pub mod uninstall;
 pub mod vocabulary;
 #[cfg(windows)]
 pub mod windows;
@@ -58,12 +60,18 @@ pub const EXIT_USAGE: u8 = 2;
 /// driver) run on another host.
 pub const EXIT_NOT_WINDOWS: u8 = 3;
 
+/// Exit status of `uninstall` that removed everything from the filter
+/// engine while the driver is still loaded: its callouts stay registered
+/// until it stops.
+pub const EXIT_DRIVER_LOADED: u8 = 4;
+
 /// Every exit status with what it means, as `--help` and the docs list them.
-pub const EXIT_STATUSES: [(u8, &str); 4] = [
+pub const EXIT_STATUSES: [(u8, &str); 5] = [
     (EXIT_SUCCESS, "success"),
     (EXIT_FAILURE, "the command failed, or found the driver not ready (status), or left something undone"),
     (EXIT_USAGE, "usage error: bad or contradictory options, or no input"),
     (EXIT_NOT_WINDOWS, "the command needs Windows and this host is not Windows"),
+    (EXIT_DRIVER_LOADED, "uninstall: nothing is left in the filter engine, but the driver is still loaded: stop it"),
 ];
 
 /// The exit status of a command's result.
@@ -71,6 +79,7 @@ pub fn exit_status(result: &Result<Outcome, RunError>) -> u8 {
     match result {
         Ok(Outcome::Success) => EXIT_SUCCESS,
         Ok(Outcome::Degraded) => EXIT_FAILURE,
+        Ok(Outcome::DriverLoaded) => EXIT_DRIVER_LOADED,
         Err(RunError::NoInput(_)) => EXIT_USAGE,
         Err(_) => EXIT_FAILURE,
     }

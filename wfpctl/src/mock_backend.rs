@@ -16,6 +16,7 @@ use crate::backend::{Backend, BackendError, EngineFilter, ServiceState};
 use crate::filter_spec::{CalloutTarget, FilterSpec};
 use crate::footprint::{CalloutFilter, CalloutObject, EngineObjects, ManagementObject, ProviderContextObject};
 use crate::keys::Guid;
+use crate::uninstall::{Fate, Removal};
 
 /// One call the code under test made.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub enum Call {
     Ioctl { code: u32, input: Vec<u8>, output_len: usize },
     ServiceState(String),
     EngineObjects,
+    DeleteOurObjects,
 }
 
 /// The scripted driver behind the control device.
@@ -76,6 +78,11 @@ pub struct MockBackend {
     /// The policy blob of each filter's provider context, by filter id
     /// (the context key is the filter id).
     pub blobs: Vec<(u64, Vec<u8>)>,
+    /// Whether the driver's provider, sublayer and callouts exist.
+    pub objects_present: bool,
+    /// The sublayer cannot be deleted (`FWP_E_IN_USE`: a filter at another
+    /// layer is in it).
+    pub sublayer_in_use: bool,
 }
 
 impl Default for MockBackend {
@@ -91,6 +98,8 @@ impl Default for MockBackend {
             ]),
             undeletable: Vec::new(),
             blobs: Vec::new(),
+            objects_present: true,
+            sublayer_in_use: false,
         }
     }
 }
@@ -221,13 +230,18 @@ impl Backend for MockBackend {
     fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
         self.calls.push(Call::EngineObjects);
         let registered = self.driver.as_ref().is_some_and(|driver| driver.version.flags & VERSION_FLAG_LOADED != 0);
+        let present = self.objects_present;
         Ok(EngineObjects {
-            provider: Some(ManagementObject { name: "wfpcallout".into(), persistent: false, weight: None }),
-            sublayer: Some(ManagementObject { name: "wfpcallout".into(), persistent: false, weight: Some(0x7000) }),
+            provider: present.then(|| ManagementObject { name: "wfpcallout".into(), persistent: false, weight: None }),
+            sublayer: (present || self.sublayer_in_use).then(|| ManagementObject {
+                name: "wfpcallout".into(),
+                persistent: false,
+                weight: Some(0x7000),
+            }),
             callouts: CalloutTarget::ALL
                 .iter()
                 .zip(301..)
-                .map(|(target, id)| (*target, Some(CalloutObject { id, registered, persistent: false })))
+                .map(|(target, id)| (*target, present.then_some(CalloutObject { id, registered, persistent: false })))
                 .collect(),
             filters: self
                 .filters
@@ -257,5 +271,38 @@ impl Backend for MockBackend {
                 })
                 .collect(),
         })
+    }
+
+    /// As the Windows backend's transaction: a filter that cannot be
+    /// deleted fails the whole uninstall, nothing deleted.
+    fn delete_our_objects(&mut self) -> Result<Removal, BackendError> {
+        self.calls.push(Call::DeleteOurObjects);
+        if let Some(id) = self.filters.iter().map(|filter| filter.id).find(|id| self.undeletable.contains(id)) {
+            return Err(BackendError::code("FwpmFilterDeleteById0", 0x8032_000A).with_detail(format!("filter {id}")));
+        }
+        let registered = self.objects_present
+            && self.driver.as_ref().is_some_and(|driver| driver.version.flags & VERSION_FLAG_LOADED != 0);
+        let filters = std::mem::take(&mut self.filters)
+            .into_iter()
+            .filter_map(|filter| Some((filter.id, filter.target?)))
+            .collect();
+        let provider_contexts = std::mem::take(&mut self.blobs).len();
+        let fate = |present: bool| if present { Fate::Deleted } else { Fate::Absent };
+        let in_use = "FwpmSubLayerDeleteByKey0 failed: 0x8032000a (FWP_E_IN_USE: the object is still referenced by \
+                      another object)";
+        let removal = Removal {
+            filters,
+            provider_contexts,
+            callouts: CalloutTarget::ALL.iter().map(|target| (*target, fate(self.objects_present))).collect(),
+            sublayer: if self.sublayer_in_use { Fate::Kept(in_use.to_string()) } else { fate(self.objects_present) },
+            provider: if self.sublayer_in_use {
+                Fate::Kept(in_use.replace("SubLayer", "Provider"))
+            } else {
+                fate(self.objects_present)
+            },
+            registered,
+        };
+        self.objects_present = false;
+        Ok(removal)
     }
 }

@@ -92,8 +92,11 @@ pub enum Outcome {
     Success,
     /// It ran, but found or left something wrong (exit status 1): `status`
     /// of a driver that is not ready, `filter delete --all-ours` that could
-    /// not delete everything.
+    /// not delete everything, `uninstall` that had to keep an object.
     Degraded,
+    /// `uninstall` removed everything from the engine, but the driver is
+    /// still loaded (exit status [`crate::EXIT_DRIVER_LOADED`]).
+    DriverLoaded,
 }
 
 /// Runs one command, printing text.
@@ -119,6 +122,7 @@ pub fn run_as(
         Command::PolicyEncode(policy) => policy_encode(policy, format, io),
         Command::PolicyDecode(source) => policy_decode(source, format, io),
         Command::State => state(format, backend, io),
+        Command::Uninstall => crate::uninstall::run(format, backend, io),
     }
 }
 

@@ -593,3 +593,159 @@ fn log_level_sends_the_level_after_the_version_check() {
         assert_eq!(ran.out, format!("driver log level: {word}\n"));
     }
 }
+
+/// The driver stopped: no control device, callouts unregistered.
+fn stopped_driver() -> MockBackend {
+    MockBackend { driver: None, ..MockBackend::default() }
+}
+
+#[test]
+fn uninstall_deletes_filters_then_objects_and_a_second_run_finds_nothing() {
+    let mut backend = stopped_driver();
+    run_line("filter add --layer connect --ip v4 --remote-port 443 --action audit", &mut backend);
+    run_line("filter add --layer recv-accept --ip v4 --local-port 80 --action block", &mut backend);
+    let ran = run_line("uninstall", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Success, "{}", ran.err);
+    assert!(backend.calls.contains(&Call::DeleteOurObjects));
+    assert_eq!(
+        ran.out,
+        "deleted filter 66017 at connect-v4\n\
+         deleted filter 66018 at recv-accept-v4\n\
+         deleted 2 provider contexts\n\
+         deleted callout connect-v4 {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010}\n\
+         deleted callout connect-v6 {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0011}\n\
+         deleted callout recv-accept-v4 {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0012}\n\
+         deleted callout recv-accept-v6 {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0013}\n\
+         deleted callout flow-v4 {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0014}\n\
+         deleted callout flow-v6 {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0015}\n\
+         deleted the sublayer {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002}\n\
+         deleted the provider {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}\n\
+         wfpcallout is gone from the filter engine\n"
+    );
+    assert_eq!(ran.err, "");
+    assert!(backend.filters.is_empty() && backend.blobs.is_empty() && !backend.objects_present);
+
+    let again = run_line("uninstall", &mut backend);
+    assert_eq!(again.result.unwrap(), Outcome::Success);
+    assert_eq!(again.out, "nothing of wfpcallout was left in the filter engine\n");
+    let state = run_line("state", &mut backend);
+    assert!(state.out.starts_with("provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  missing"), "{}", state.out);
+}
+
+#[test]
+fn uninstall_with_the_driver_loaded_says_to_stop_it_and_exits_four() {
+    let mut backend = MockBackend::default();
+    run_line("filter add --layer connect --ip v4 --remote-port 443 --action audit", &mut backend);
+    let ran = run_line("uninstall", &mut backend);
+    let outcome = ran.result.unwrap();
+    assert_eq!(outcome, Outcome::DriverLoaded);
+    assert_eq!(crate::exit_status(&Ok(outcome)), crate::EXIT_DRIVER_LOADED);
+    assert!(ran.out.ends_with("wfpcallout is gone from the filter engine\n"), "{}", ran.out);
+    assert_eq!(
+        ran.err,
+        "wfpctl: the driver is still loaded: its callouts stay registered until it stops (sc.exe stop WfpCallout); \
+         started again, it adds its provider, sublayer and callouts back\n"
+    );
+    // Run again, the objects are gone but the driver still answers: the
+    // same advice.
+    let again = run_line("uninstall", &mut backend);
+    assert_eq!(again.result.unwrap(), Outcome::DriverLoaded);
+    assert_eq!(again.out, "nothing of wfpcallout was left in the filter engine\n");
+    assert!(backend.ioctls().iter().all(|(code, _)| *code == IOCTL_WFPCALLOUT_GET_VERSION));
+}
+
+#[test]
+fn json_uninstall() {
+    let mut backend = MockBackend::default();
+    run_line("filter add --layer connect --ip v4 --remote-port 443 --action audit", &mut backend);
+    let ran = run_line("uninstall --json", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::DriverLoaded);
+    let callout = |name: &str, last: char| {
+        format!(
+            r#"{{"callout":"{name}","key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e001{last}","result":"deleted","error":null}}"#
+        )
+    };
+    let callouts = [
+        ("connect-v4", '0'),
+        ("connect-v6", '1'),
+        ("recv-accept-v4", '2'),
+        ("recv-accept-v6", '3'),
+        ("flow-v4", '4'),
+        ("flow-v6", '5'),
+    ]
+    .map(|(name, last)| callout(name, last))
+    .join(",");
+    assert_eq!(
+        ran.out,
+        format!(
+            concat!(
+                r#"{{"filters_deleted":[66017],"provider_contexts_deleted":1,"callouts":[{}],"#,
+                r#""sublayer":{{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002","result":"deleted","error":null}},"#,
+                r#""provider":{{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001","result":"deleted","error":null}},"#,
+                r#""complete":true,"driver_loaded":true}}"#,
+                "\n"
+            ),
+            callouts
+        )
+    );
+    let mut stopped = stopped_driver();
+    stopped.objects_present = false;
+    let ran = run_line("uninstall --json", &mut stopped);
+    assert_eq!(ran.result.unwrap(), Outcome::Success);
+    assert!(ran.out.starts_with(r#"{"filters_deleted":[],"provider_contexts_deleted":0,"callouts":[{"callout":"connect-v4","key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010","result":"absent","error":null},"#), "{}", ran.out);
+    assert!(ran.out.ends_with("\"complete\":true,\"driver_loaded\":false}\n"), "{}", ran.out);
+}
+
+#[test]
+fn uninstall_says_what_the_engine_kept_and_exits_one() {
+    let mut backend = stopped_driver();
+    backend.sublayer_in_use = true;
+    let ran = run_line("uninstall", &mut backend);
+    assert_eq!(ran.result.unwrap(), Outcome::Degraded);
+    assert!(
+        ran.out.contains(
+            "kept the sublayer {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002}: FwpmSubLayerDeleteByKey0 failed: 0x8032000a \
+             (FWP_E_IN_USE: the object is still referenced by another object)\n"
+        ),
+        "{}",
+        ran.out
+    );
+    assert!(
+        ran.out.ends_with("some wfpcallout objects are still referenced and were kept (see above)\n"),
+        "{}",
+        ran.out
+    );
+    let ran = run_line("uninstall --json", &mut backend);
+    assert!(ran.out.contains(r#""sublayer":{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002","result":"kept","error":"FwpmSubLayerDeleteByKey0 failed"#), "{}", ran.out);
+    assert!(ran.out.contains(r#""complete":false,"driver_loaded":false}"#), "{}", ran.out);
+}
+
+#[test]
+fn uninstall_failures_are_errors_that_say_what_to_do() {
+    let mut backend = stopped_driver();
+    let id = run_line("filter add --layer connect --ip v4 --remote-port 443 --action audit", &mut backend).out;
+    backend.undeletable.push(id.trim().parse().unwrap());
+    let ran = run_line("uninstall", &mut backend);
+    let error = ran.result.unwrap_err().to_string();
+    assert!(error.starts_with("FwpmFilterDeleteById0 failed: 0x8032000a (FWP_E_IN_USE"), "{error}");
+    assert_eq!(ran.out, "", "nothing deleted, nothing printed");
+    assert!(backend.objects_present && backend.filters.len() == 1, "the transaction aborted");
+    // The errors the engine session itself meets.
+    let denied = crate::backend::BackendError::code("FwpmEngineOpen0", 5).to_string();
+    assert!(denied.contains("run wfpctl from an elevated (administrator) prompt"), "{denied}");
+    for code in [1753, 1722, 0x8007_06D9, 0xC002_0036] {
+        let stopped = crate::backend::BackendError::code("FwpmEngineOpen0", code).to_string();
+        assert!(stopped.contains("the base filtering engine (BFE) is not running: start it"), "{stopped}");
+    }
+}
+
+#[test]
+fn uninstall_is_a_command_with_help() {
+    assert_eq!(command("uninstall"), Command::Uninstall);
+    assert!(command("uninstall").needs_windows());
+    let help = cli::parse_from(["wfpctl", "uninstall", "--help"]).unwrap_err().to_string();
+    assert!(help.contains("exit status 4"), "{help}");
+    let top = cli::parse_from(["wfpctl", "--help"]).unwrap_err().to_string();
+    assert!(top.contains("wfpctl uninstall"), "{top}");
+    assert!(top.contains("4 uninstall left nothing in the filter engine"), "{top}");
+}

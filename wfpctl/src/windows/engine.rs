@@ -569,13 +569,13 @@ fn read_condition(raw: &FWPM_FILTER_CONDITION0) -> Option<Condition> {
 /// # Invariants
 /// A transaction is in progress on `engine`'s session until `commit` or
 /// drop ends it.
-struct Transaction<'a> {
+pub(super) struct Transaction<'a> {
     engine: &'a Engine,
     open: bool,
 }
 
 impl<'a> Transaction<'a> {
-    fn begin(engine: &'a Engine) -> Result<Transaction<'a>, BackendError> {
+    pub(super) fn begin(engine: &'a Engine) -> Result<Transaction<'a>, BackendError> {
         // SAFETY: the engine handle is open.
         let status = unsafe { FwpmTransactionBegin0(engine.handle, 0) };
         check("FwpmTransactionBegin0", status)?;
@@ -583,7 +583,7 @@ impl<'a> Transaction<'a> {
         Ok(Transaction { engine, open: true })
     }
 
-    fn commit(mut self) -> Result<(), BackendError> {
+    pub(super) fn commit(mut self) -> Result<(), BackendError> {
         // SAFETY: the engine handle is open, with our transaction in progress.
         let status = unsafe { FwpmTransactionCommit0(self.engine.handle) };
         // INVARIANT: a successful commit ends the transaction. Whether a

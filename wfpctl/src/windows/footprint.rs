@@ -96,7 +96,7 @@ impl Engine {
         Ok(Some(object))
     }
 
-    fn callout(&self, target: CalloutTarget) -> Result<Option<CalloutObject>, BackendError> {
+    pub(super) fn callout(&self, target: CalloutTarget) -> Result<Option<CalloutObject>, BackendError> {
         let key = guid(target.callout_key());
         let mut raw: *mut FWPM_CALLOUT0 = ptr::null_mut();
         // SAFETY: as in `provider`.
@@ -117,7 +117,7 @@ impl Engine {
 
     /// Every filter, of any provider, at our callouts' layers whose action
     /// is a callout action naming one of our callouts.
-    fn callout_filters(&self) -> Result<Vec<CalloutFilter>, BackendError> {
+    pub(super) fn callout_filters(&self) -> Result<Vec<CalloutFilter>, BackendError> {
         let mut filters = Vec::new();
         for target in CalloutTarget::ALL {
             let template = FWPM_FILTER_ENUM_TEMPLATE0 {
@@ -149,7 +149,7 @@ impl Engine {
     }
 
     /// Our provider's `FWPM_GENERAL_CONTEXT`s (wfpctl adds no other kind).
-    fn provider_contexts(&self) -> Result<Vec<ProviderContextObject>, BackendError> {
+    pub(super) fn provider_contexts(&self) -> Result<Vec<ProviderContextObject>, BackendError> {
         let mut provider_key = guid(keys::PROVIDER_KEY);
         let template = FWPM_PROVIDER_CONTEXT_ENUM_TEMPLATE0 {
             providerKey: ptr::from_mut(&mut provider_key),

@@ -10,6 +10,7 @@ mod device;
 mod engine;
 mod footprint;
 mod service;
+mod uninstall;
 mod wide;
 
 use windows_sys::Win32::NetworkManagement::WindowsFilteringPlatform::{
@@ -26,6 +27,7 @@ use crate::backend::{Backend, BackendError, EngineFilter, ServiceState};
 use crate::filter_spec::FilterSpec;
 use crate::footprint::EngineObjects;
 use crate::keys::{condition, layer};
+use crate::uninstall::Removal;
 
 // The portable keys are Microsoft's: checked here, where windows-sys is.
 const _: () = assert!(same(FWPM_LAYER_ALE_AUTH_CONNECT_V4, layer::ALE_AUTH_CONNECT_V4));
@@ -97,5 +99,9 @@ impl Backend for WindowsBackend {
 
     fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
         self.engine()?.engine_objects()
+    }
+
+    fn delete_our_objects(&mut self) -> Result<Removal, BackendError> {
+        self.engine()?.delete_our_objects()
     }
 }
