@@ -4,7 +4,7 @@
 //! for them but will send DELETE, and their `context` holds whatever was
 //! there before (for a restart, a pointer into freed pool). We enumerate
 //! them and build their contexts in the table; classify finds them there.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use crate::callbacks::notify::policy_from_blob;
 use crate::callbacks::state::STATE;
@@ -12,13 +12,9 @@ use crate::filters::filter_context::{ContextRef, Origin};
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
 use crate::wfp::callout_table::{CALLOUTS, CalloutSpec};
-use crate::wfp::ffi::{
-    FwpmProviderContextGetByKey2, FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, fwp,
-};
-use crate::wfp::filter_view::ProviderBlob;
-use crate::wfp::management::{self, EngineHandle, free_engine_memory};
+use crate::wfp::management::{self, EngineHandle};
 use core::sync::atomic::Ordering;
-use fwps_types::fwp::{FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2};
+use fwps_types::fwp::FWPM_FILTER0;
 use wfpcallout_wire::PolicyRepr;
 
 /// Adopts every filter naming one of our callouts. Runs inside a
@@ -26,10 +22,8 @@ use wfpcallout_wire::PolicyRepr;
 /// until our context is in the table (its DELETE then finds it).
 /// Returns how many filters were adopted, or the first failure: then some
 /// filter may be unknown to us, and classify must keep using the table.
-pub fn adopt_existing_filters(engine: EngineHandle) -> Result<usize> {
-    #[allow(unsafe_code)]
-    // SAFETY: valid engine handle; PASSIVE_LEVEL.
-    NtStatus::to_result(unsafe { FwpmTransactionBegin0(engine.raw(), 0) })?;
+pub fn adopt_existing_filters(engine: &EngineHandle) -> Result<usize> {
+    management::begin_transaction(engine)?;
     let mut adopted = 0;
     let mut outcome = Ok(());
     for spec in CALLOUTS.iter() {
@@ -41,76 +35,37 @@ pub fn adopt_existing_filters(engine: EngineHandle) -> Result<usize> {
     // Nothing was written: abort is the cheapest way to end the transaction.
     // If abort fails, commit (of nothing) ends it instead: a transaction left
     // open would hold up every other management client.
-    #[allow(unsafe_code)]
-    // SAFETY: valid engine handle with our transaction in progress.
-    let aborted = NtStatus::to_result(unsafe { FwpmTransactionAbort0(engine.raw()) });
-    if let Err(status) = aborted {
+    if let Err(status) = management::abort_transaction(engine) {
         crate::log!(Level::Warning, "FwpmTransactionAbort0 failed ({}): committing the empty transaction", status);
-        #[allow(unsafe_code)]
-        // SAFETY: valid engine handle; our transaction is still in progress.
-        let committed = NtStatus::to_result(unsafe { FwpmTransactionCommit0(engine.raw()) });
-        if let Err(status) = committed {
+        if let Err(status) = management::commit_transaction(engine) {
             crate::log!(Level::Error, "ending the adoption transaction failed: {}", status);
         }
     }
     outcome.map(|()| adopted)
 }
 
-fn adopt_for_callout(engine: EngineHandle, spec: &'static CalloutSpec) -> Result<usize> {
+fn adopt_for_callout(engine: &EngineHandle, spec: &'static CalloutSpec) -> Result<usize> {
     management::for_each_filter_of(engine, spec, |filter| adopt_one(engine, filter, spec.layer_id))
 }
 
 /// The policy of an adopted filter: from its provider context if it has
 /// one. A malformed policy cannot be vetoed any more: the filter gets the
 /// default policy and the event is counted and logged.
-fn adopted_policy(engine: EngineHandle, filter: &FWPM_FILTER0) -> PolicyRepr {
-    if filter.flags & fwp::FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT == 0 {
-        return PolicyRepr::DEFAULT;
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: with HAS_PROVIDER_CONTEXT the union holds providerContextKey.
-    let key = unsafe { filter.Anonymous.providerContextKey };
-    let mut context: *mut FWPM_PROVIDER_CONTEXT2 = core::ptr::null_mut();
-    #[allow(unsafe_code)]
-    // SAFETY: key and out-pointer are valid for the call.
-    let status = unsafe { FwpmProviderContextGetByKey2(engine.raw(), &key, &mut context) };
-    let decoded = match NtStatus::to_result(status) {
-        Ok(()) => policy_from_blob(&provider_blob(context)).map_err(|_| ()),
-        Err(_) => Err(()),
-    };
-    free_engine_memory(context.cast());
-    decoded.unwrap_or_else(|()| {
-        STATE.stats.adopted_policies_rejected.fetch_add(1, Ordering::Relaxed);
-        crate::log!(Level::Warning, "adopted filter {}: unusable policy, default applied", filter.filterId);
-        PolicyRepr::DEFAULT
-    })
-}
-
-#[allow(unsafe_code)]
-fn provider_blob<'a>(context: *const FWPM_PROVIDER_CONTEXT2) -> ProviderBlob<'a> {
-    // SAFETY: NULL or the engine's provider context, valid until freed
-    // (callers copy the blob before freeing).
-    let Some(context) = (unsafe { context.as_ref() }) else {
-        return ProviderBlob::Absent;
-    };
-    if context.r#type != fwp::FWPM_GENERAL_CONTEXT {
-        return ProviderBlob::WrongType(context.r#type);
-    }
-    // SAFETY: for FWPM_GENERAL_CONTEXT the union holds dataBuffer.
-    let buffer = unsafe { context.Anonymous.dataBuffer };
-    // SAFETY: NULL or a blob valid as long as the context.
-    match unsafe { buffer.as_ref() } {
-        Some(blob) if !blob.data.is_null() && blob.size != 0 => {
-            // SAFETY: data holds size readable bytes.
-            ProviderBlob::General(unsafe { core::slice::from_raw_parts(blob.data, blob.size as usize) })
+fn adopted_policy(engine: &EngineHandle, filter: &FWPM_FILTER0) -> PolicyRepr {
+    match management::read_provider_context(engine, filter, policy_from_blob) {
+        Ok(None) => PolicyRepr::DEFAULT,
+        Ok(Some(Ok(policy))) => policy,
+        Ok(Some(Err(_))) | Err(_) => {
+            STATE.stats.adopted_policies_rejected.fetch_add(1, Ordering::Relaxed);
+            crate::log!(Level::Warning, "adopted filter {}: unusable policy, default applied", filter.filterId);
+            PolicyRepr::DEFAULT
         }
-        _ => ProviderBlob::General(&[]),
     }
 }
 
 /// Builds and inserts one adopted context: `Ok(false)` if notifyFn already
 /// gave it one, an error if the filter stays unknown to us.
-fn adopt_one(engine: EngineHandle, filter: &FWPM_FILTER0, layer_id: u16) -> Result<bool> {
+fn adopt_one(engine: &EngineHandle, filter: &FWPM_FILTER0, layer_id: u16) -> Result<bool> {
     let filter_id = filter.filterId;
     if STATE.table.get(filter_id).is_some() {
         // Added through notifyFn while we were enumerating.

@@ -9,8 +9,8 @@ use crate::platform::rundown::Rundown;
 use crate::verdicts::agent::Agents;
 use crate::verdicts::pending::Pending;
 use crate::wfp::callout_table::{CALLOUT_COUNT, CALLOUTS};
-use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::wfp::management::EngineSlot;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 crate::counter_set! {
     /// Global counters that are not per filter: things that went wrong or
@@ -77,7 +77,7 @@ pub struct DriverState {
     /// Run-time ids of our registered callouts (0 = not registered).
     pub callout_ids: [AtomicU32; CALLOUT_COUNT],
     /// The `FwpmEngineOpen0` session handle (NULL when closed).
-    pub engine: AtomicPtr<c_void>,
+    pub engine: EngineSlot,
     /// Why classify cannot trust `filter->context`, in one word so the hot
     /// path reads it once: bit 0 is set from before registration until
     /// adoption has finished, the rest counts adopted filters still alive
@@ -104,7 +104,7 @@ impl DriverState {
         Self {
             table: ContextTable::new(TAG_CONTEXT_TABLE),
             callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
-            engine: AtomicPtr::new(core::ptr::null_mut()),
+            engine: EngineSlot::new(),
             lookup_mode: CacheLine::new(AtomicUsize::new(0)),
             loaded: AtomicBool::new(false),
             stats: GlobalStats::new(),

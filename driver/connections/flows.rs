@@ -8,12 +8,12 @@
 //! The table is keyed by the flow context's own address: flowDeleteFn finds
 //! the entry by the value the engine hands back, without dereferencing it,
 //! so a context we do not own is never touched.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use crate::filters::filter_context::{ContextRef, FilterContext};
-use crate::platform::id_table::{IdTable, TableEntry};
+use crate::platform::id_table::IdTable;
 use crate::platform::log::Level;
-use crate::platform::pool::{PoolBox, PoolTag};
+use crate::platform::pool::{PoolTag, Tagged, TaggedBox};
 use crate::platform::status::NtStatus;
 use crate::wfp::ffi::{
     FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
@@ -61,31 +61,12 @@ impl Drop for FlowContext {
     }
 }
 
-/// A flow context owned by the flow table.
-pub struct FlowBox(PoolBox<FlowContext>);
-
-#[allow(unsafe_code)]
-// SAFETY: the raw value is the PoolBox pointer (aligned, so never 0 or 1),
-// given away once and taken back once; borrows are valid while the table
-// owns the box.
-unsafe impl TableEntry for FlowBox {
-    type Target = FlowContext;
-
-    fn into_raw(self) -> u64 {
-        self.0.into_raw().as_ptr() as u64
-    }
-
-    unsafe fn from_raw(raw: u64) -> Option<Self> {
-        let ptr = core::ptr::NonNull::new(raw as *mut FlowContext)?;
-        // SAFETY: forwarded contract: raw came from into_raw.
-        Some(FlowBox(unsafe { PoolBox::from_raw(ptr, TAG_FLOW_CONTEXT) }))
-    }
-
-    unsafe fn borrow<'a>(raw: u64) -> Option<&'a FlowContext> {
-        // SAFETY: forwarded contract: owned by the table for 'a.
-        unsafe { (raw as *const FlowContext).as_ref() }
-    }
+impl Tagged for FlowContext {
+    const TAG: PoolTag = TAG_FLOW_CONTEXT;
 }
+
+/// A flow context owned by the flow table.
+pub type FlowBox = TaggedBox<FlowContext>;
 
 /// Live flow contexts, keyed by their own address.
 pub type FlowTable = IdTable<FlowBox>;
@@ -166,13 +147,12 @@ impl Flows {
                 removal: AtomicU8::new(ASSOCIATING),
             }
         };
-        let Ok(boxed) = PoolBox::try_new_with(build, TAG_FLOW_CONTEXT) else {
+        let Ok(entry) = FlowBox::try_new_with(build) else {
             self.stats.associate_failures.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let entry = FlowBox(boxed);
-        let key = core::ptr::from_ref::<FlowContext>(&*entry.0).addr() as u64;
-        let layer_id = entry.0.layer_id;
+        let key = core::ptr::from_ref::<FlowContext>(&*entry).addr() as u64;
+        let layer_id = entry.layer_id;
         if let Err((_, entry)) = self.table.insert(key, entry) {
             self.stats.associate_failures.fetch_add(1, Ordering::Relaxed);
             drop(entry);
@@ -214,10 +194,8 @@ impl Flows {
 /// carries a context of this callout already, e.g. from another of our
 /// filters at the layer) is a success code by severity, but nothing was
 /// associated: it is a failure here.
-#[allow(unsafe_code)]
 fn associate(flow_handle: u64, layer_id: u16, callout_id: u32, context: u64) -> crate::platform::status::Result {
-    // SAFETY: plain values; the engine only stores the context.
-    let status = unsafe { crate::wfp::ffi::FwpsFlowAssociateContext0(flow_handle, layer_id, callout_id, context) };
+    let status = crate::wfp::ffi::flow_associate_context(flow_handle, layer_id, callout_id, context);
     if status == fwps_types::STATUS_OBJECT_NAME_EXISTS {
         return Err(NtStatus::from_raw(status));
     }
@@ -300,11 +278,9 @@ impl Flows {
     }
 }
 
-#[allow(unsafe_code)]
 fn remove_context(handle: u64, layer_id: u16, callout_id: u32) -> NtStatus {
-    // SAFETY: plain values; flowDeleteFn may run inside this call, so no
-    // lock of ours is held here.
-    NtStatus::from_raw(unsafe { crate::wfp::ffi::FwpsFlowRemoveContext0(handle, layer_id, callout_id) })
+    // flowDeleteFn may run inside this call: no lock of ours is held here.
+    NtStatus::from_raw(crate::wfp::ffi::flow_remove_context(handle, layer_id, callout_id))
 }
 
 impl Flows {

@@ -65,15 +65,16 @@ fn start(device_object: *mut c_void) -> core::result::Result<usize, (&'static st
             return Err(("FwpmEngineOpen0", status));
         }
     };
-    if let Err(status) = management::add_objects(engine) {
+    if let Err(status) = management::add_objects(&engine) {
         unregister_callouts();
         management::close_engine(engine);
         release_contexts();
         return Err(("adding the provider, sublayer and callouts", status));
     }
-    STATE.engine.store(engine.raw(), Ordering::Release);
-
-    let adopted = match adoption::adopt_existing_filters(engine) {
+    let adoption = adoption::adopt_existing_filters(&engine);
+    // Kept until unload, which deletes the objects and closes it.
+    STATE.engine.store(engine);
+    let adopted = match adoption {
         Ok(adopted) => {
             STATE.set_adoption_in_progress(false);
             crate::log!(Level::Info, "loaded; adopted {} existing filters", adopted);
@@ -112,9 +113,8 @@ pub fn unload() {
     // No new callback can start; wait for the ones already running (they
     // may hold borrowed contexts) before anything is freed.
     STATE.rundown.close_and_wait();
-    if let Some(engine) = management::EngineHandle::from_raw(STATE.engine.swap(core::ptr::null_mut(), Ordering::AcqRel))
-    {
-        management::delete_objects(engine);
+    if let Some(engine) = STATE.engine.take() {
+        management::delete_objects(&engine);
         management::close_engine(engine);
     }
     release_contexts();

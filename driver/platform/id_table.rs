@@ -19,7 +19,7 @@
 //! zero-fills: O(its size)).
 #![allow(unsafe_code)] // the TableEntry contract, and the two calls that rely on it
 
-use crate::platform::pool::{PoolSlice, PoolTag, Zeroable};
+use crate::platform::pool::{PoolSlice, PoolTag, Tagged, TaggedBox, Zeroable};
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::NtStatus;
 use core::marker::PhantomData;
@@ -46,6 +46,28 @@ pub unsafe trait TableEntry: Sized {
     /// # Safety
     /// `raw` must come from `into_raw` and still be owned for `'a`.
     unsafe fn borrow<'a>(raw: u64) -> Option<&'a Self::Target>;
+}
+
+// SAFETY: the raw value is the box's pointer (pool blocks are 16-byte
+// aligned, so never 0 or 1), given away once by `into_raw` and taken back
+// once by `from_raw`; a borrow is valid while the table owns the box.
+unsafe impl<T: Tagged> TableEntry for TaggedBox<T> {
+    type Target = T;
+
+    fn into_raw(self) -> u64 {
+        TaggedBox::into_raw(self).as_ptr() as u64
+    }
+
+    unsafe fn from_raw(raw: u64) -> Option<Self> {
+        let ptr = core::ptr::NonNull::new(raw as *mut T)?;
+        // SAFETY: forwarded contract: raw came from into_raw.
+        Some(unsafe { TaggedBox::from_raw(ptr) })
+    }
+
+    unsafe fn borrow<'a>(raw: u64) -> Option<&'a T> {
+        // SAFETY: forwarded contract: owned by the table for 'a.
+        unsafe { (raw as *const T).as_ref() }
+    }
 }
 
 /// One slot: an id and the raw entry the table owns (0 = empty; in the

@@ -132,6 +132,47 @@ impl<T> Drop for PoolBox<T> {
     }
 }
 
+/// A type that always lives in pool under one tag: what lets a
+/// [`TaggedBox`] give itself away and be taken back without the tag
+/// travelling with it.
+pub trait Tagged {
+    /// The pool tag every block of this type carries.
+    const TAG: PoolTag;
+}
+
+/// A [`PoolBox`] whose tag is its type's [`Tagged::TAG`], always: the owned
+/// entry of a table (`id_table::TableEntry`).
+pub struct TaggedBox<T: Tagged>(PoolBox<T>);
+
+impl<T: Tagged> TaggedBox<T> {
+    /// Allocates and only then builds the value (see [`PoolBox::try_new_with`]).
+    pub fn try_new_with(build: impl FnOnce() -> T) -> Result<Self> {
+        PoolBox::try_new_with(build, T::TAG).map(Self)
+    }
+
+    /// Gives ownership away as a raw pointer.
+    pub fn into_raw(self) -> NonNull<T> {
+        self.0.into_raw()
+    }
+
+    /// Takes ownership back.
+    ///
+    /// # Safety
+    /// `ptr` must come from `TaggedBox::<T>::into_raw` and must not be used
+    /// again by whoever held it.
+    pub unsafe fn from_raw(ptr: NonNull<T>) -> Self {
+        // SAFETY: forwarded; every TaggedBox<T> was allocated with T::TAG.
+        Self(unsafe { PoolBox::from_raw(ptr, T::TAG) })
+    }
+}
+
+impl<T: Tagged> Deref for TaggedBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// A fixed-length array of zero-initialized `T` in non-paged pool.
 ///
 /// # Invariants

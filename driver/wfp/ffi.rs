@@ -189,3 +189,17 @@ unsafe extern "system" {
     /// Frees memory the engine returned; sets `*p` to NULL.
     pub fn FwpmFreeMemory0(p: *mut *mut c_void);
 }
+
+/// `FwpsFlowAssociateContext0`: plain values only (the engine stores the
+/// context and hands it back to flowDeleteFn; nothing of ours is lent).
+pub fn flow_associate_context(flow_id: u64, layer_id: u16, callout_id: u32, context: u64) -> NTSTATUS {
+    // SAFETY: no pointers; the engine validates the ids.
+    unsafe { FwpsFlowAssociateContext0(flow_id, layer_id, callout_id, context) }
+}
+
+/// `FwpsFlowRemoveContext0`: plain values only. flowDeleteFn may run
+/// inside the call, so the caller holds no lock flowDeleteFn takes.
+pub fn flow_remove_context(flow_id: u64, layer_id: u16, callout_id: u32) -> NTSTATUS {
+    // SAFETY: no pointers; the engine validates the ids.
+    unsafe { FwpsFlowRemoveContext0(flow_id, layer_id, callout_id) }
+}

@@ -9,28 +9,66 @@ use crate::wfp::callout_table::{CALLOUTS, CalloutSpec, PROVIDER_KEY, SUBLAYER_KE
 use crate::wfp::ffi::{
     FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0,
     FwpmFilterCreateEnumHandle0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0, FwpmProviderAdd0,
-    FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0, FwpmTransactionAbort0, FwpmTransactionBegin0,
-    FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
+    FwpmProviderContextGetByKey2, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0,
+    FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT,
+    STATUS_FWP_ALREADY_EXISTS, fwp,
 };
+use crate::wfp::filter_view::ProviderBlob;
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use fwps_types::fwp::{
-    FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER0, FWPM_SESSION0,
-    FWPM_SUBLAYER0,
+    FWPM_CALLOUT0, FWPM_DISPLAY_DATA0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2,
+    FWPM_PROVIDER0, FWPM_SESSION0, FWPM_SUBLAYER0,
 };
 
-/// An open `FwpmEngineOpen0` session. Opaque: only passed back to the engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An open `FwpmEngineOpen0` session, owned: only [`open_engine`] makes
+/// one, [`close_engine`] consumes it, and it cannot be copied, so a handle
+/// cannot outlive its close or be forged from an integer.
+#[derive(Debug, PartialEq, Eq)]
 pub struct EngineHandle(HANDLE);
 
 impl EngineHandle {
     /// The raw handle, for the FFI calls.
-    pub fn raw(self) -> HANDLE {
+    fn raw(&self) -> HANDLE {
         self.0
     }
+}
 
-    /// Wraps a raw handle kept elsewhere (the driver state), if not NULL.
-    pub fn from_raw(raw: HANDLE) -> Option<Self> {
-        (!raw.is_null()).then_some(Self(raw))
+/// Where the driver keeps its session between load and unload (the global
+/// state holds one): it only ever holds a handle [`open_engine`] made, so
+/// what [`EngineSlot::take`] returns is one.
+pub struct EngineSlot(AtomicPtr<c_void>);
+
+impl EngineSlot {
+    /// Empty (const: it lives in the driver's static state).
+    pub const fn new() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Keeps `engine` until [`EngineSlot::take`]; a session kept already is
+    /// closed (never leaked).
+    pub fn store(&self, engine: EngineHandle) {
+        let old = self.0.swap(engine.raw(), Ordering::AcqRel);
+        if !old.is_null() {
+            close_engine(EngineHandle(old));
+        }
+    }
+
+    /// The session kept, if any, leaving the slot empty.
+    pub fn take(&self) -> Option<EngineHandle> {
+        let raw = self.0.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        (!raw.is_null()).then_some(EngineHandle(raw))
+    }
+
+    /// Whether a session is kept.
+    pub fn is_open(&self) -> bool {
+        !self.0.load(Ordering::Acquire).is_null()
+    }
+}
+
+impl Default for EngineSlot {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -75,7 +113,10 @@ pub fn open_engine() -> Result<EngineHandle> {
             crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s);
         }
     })?;
-    EngineHandle::from_raw(handle).ok_or(NtStatus::INVALID_DEVICE_STATE)
+    if handle.is_null() {
+        return Err(NtStatus::INVALID_DEVICE_STATE);
+    }
+    Ok(EngineHandle(handle))
 }
 
 /// Closes the session, retrying a failure a few times (a session left open
@@ -99,37 +140,42 @@ fn added(what: &str, status: i32) -> Result {
     NtStatus::to_result(status).inspect_err(|s| crate::log!(Level::Error, "adding the {} failed: {}", what, s))
 }
 
-/// Adds provider, sublayer and callouts in one transaction: all or nothing.
-pub fn add_objects(engine: EngineHandle) -> Result {
+/// `FwpmTransactionBegin0`: a read-write transaction on the session.
+pub fn begin_transaction(engine: &EngineHandle) -> Result {
     #[allow(unsafe_code)]
-    // SAFETY: valid engine handle; PASSIVE_LEVEL.
-    NtStatus::to_result(unsafe { FwpmTransactionBegin0(engine.raw(), 0) })?;
+    // SAFETY: an open session (the type's invariant); PASSIVE_LEVEL.
+    NtStatus::to_result(unsafe { FwpmTransactionBegin0(engine.raw(), 0) })
+}
+
+/// `FwpmTransactionCommit0` of the session's transaction.
+pub fn commit_transaction(engine: &EngineHandle) -> Result {
+    #[allow(unsafe_code)]
+    // SAFETY: an open session; with no transaction the engine says so.
+    NtStatus::to_result(unsafe { FwpmTransactionCommit0(engine.raw()) })
+}
+
+/// `FwpmTransactionAbort0` of the session's transaction.
+pub fn abort_transaction(engine: &EngineHandle) -> Result {
+    #[allow(unsafe_code)]
+    // SAFETY: an open session; with no transaction the engine says so.
+    NtStatus::to_result(unsafe { FwpmTransactionAbort0(engine.raw()) })
+}
+
+/// Adds provider, sublayer and callouts in one transaction: all or nothing.
+pub fn add_objects(engine: &EngineHandle) -> Result {
+    begin_transaction(engine)?;
     let result = add_objects_in_transaction(engine);
-    let end = if result.is_ok() {
-        #[allow(unsafe_code)]
-        // SAFETY: valid engine handle with a transaction in progress.
-        unsafe {
-            FwpmTransactionCommit0(engine.raw())
-        }
-    } else {
-        #[allow(unsafe_code)]
-        // SAFETY: valid engine handle with a transaction in progress.
-        unsafe {
-            FwpmTransactionAbort0(engine.raw())
-        }
-    };
+    let end = if result.is_ok() { commit_transaction(engine) } else { abort_transaction(engine) };
     result?;
-    NtStatus::to_result(end).inspect_err(|s| {
+    end.inspect_err(|s| {
         crate::log!(Level::Error, "committing the objects failed: {}", s);
         // Whether a failed commit leaves the transaction open is not
         // documented: abort it (harmless NO_TXN_IN_PROGRESS if it is gone).
-        #[allow(unsafe_code)]
-        // SAFETY: valid engine handle.
-        let _ = unsafe { FwpmTransactionAbort0(engine.raw()) };
+        let _ = abort_transaction(engine);
     })
 }
 
-fn add_objects_in_transaction(engine: EngineHandle) -> Result {
+fn add_objects_in_transaction(engine: &EngineHandle) -> Result {
     let provider = FWPM_PROVIDER0 {
         providerKey: PROVIDER_KEY,
         displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout callout driver")),
@@ -191,7 +237,7 @@ fn same_guid(a: &GUID, b: &GUID) -> bool {
 /// (deleted and added again, in the same transaction); if filters still
 /// name it, it cannot be, and the load fails with `STATUS_FWP_IN_USE`
 /// and a log line saying what to do.
-fn keep_or_replace_callout(engine: EngineHandle, wanted: &FWPM_CALLOUT0) -> Result {
+fn keep_or_replace_callout(engine: &EngineHandle, wanted: &FWPM_CALLOUT0) -> Result {
     let mut existing: *mut FWPM_CALLOUT0 = core::ptr::null_mut();
     #[allow(unsafe_code)]
     // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
@@ -261,7 +307,7 @@ const ENUM_BATCH: u32 = 64;
 /// first failure is returned after it, else how many visits answered
 /// `true`.
 pub fn for_each_filter_of(
-    engine: EngineHandle,
+    engine: &EngineHandle,
     spec: &CalloutSpec,
     mut visit: impl FnMut(&FWPM_FILTER0) -> Result<bool>,
 ) -> Result<usize> {
@@ -296,7 +342,12 @@ pub fn for_each_filter_of(
                 None => outcome = outcome.and(Err(NtStatus::INVALID_PARAMETER)),
             }
         }
-        free_engine_memory(entries.cast());
+        #[allow(unsafe_code)]
+        // SAFETY: the array FwpmFilterEnum0 allocated for this batch; its
+        // visits are done.
+        unsafe {
+            free_engine_memory(entries.cast())
+        };
         if returned < ENUM_BATCH {
             break;
         }
@@ -325,7 +376,12 @@ fn filter_at<'a>(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<&'a FW
 
 /// Frees memory the engine allocated (an enumeration array, a provider
 /// context); NULL is nothing to free.
-pub fn free_engine_memory(memory: *mut c_void) {
+///
+/// # Safety
+/// `memory` is NULL or memory the engine allocated for us, not freed yet
+/// and not used afterwards.
+#[allow(unsafe_code)]
+unsafe fn free_engine_memory(memory: *mut c_void) {
     if memory.is_null() {
         return;
     }
@@ -342,7 +398,7 @@ pub fn free_engine_memory(memory: *mut c_void) {
 /// persistent, so only a management client removes them for good
 /// (`wfpctl uninstall`), perhaps while we are loaded: objects already
 /// gone are what we wanted, not an error.
-pub fn delete_objects(engine: EngineHandle) {
+pub fn delete_objects(engine: &EngineHandle) {
     for spec in CALLOUTS.iter() {
         #[allow(unsafe_code)]
         // SAFETY: valid engine handle and key.
@@ -373,5 +429,58 @@ fn log_delete(what: &str, status: i32) {
         crate::log!(Level::Info, "kept the {}: filters still use it", what);
     } else if let Err(status) = NtStatus::to_result(status) {
         crate::log!(Level::Warning, "kept the {} (delete returned {})", what, status);
+    }
+}
+
+/// What an existing filter's provider context says, read through `read`
+/// while the engine's copy is alive (adoption: a filter added before we
+/// registered got no ADD, so its policy is fetched). `Ok(None)` when the
+/// filter has no provider context; an error when it cannot be fetched.
+pub fn read_provider_context<R>(
+    engine: &EngineHandle,
+    filter: &FWPM_FILTER0,
+    read: impl FnOnce(&ProviderBlob<'_>) -> R,
+) -> Result<Option<R>> {
+    if filter.flags & fwp::FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT == 0 {
+        return Ok(None);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: with HAS_PROVIDER_CONTEXT the union holds providerContextKey.
+    let key = unsafe { filter.Anonymous.providerContextKey };
+    let mut context: *mut FWPM_PROVIDER_CONTEXT2 = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: an open session; key and out-pointer are valid for the call.
+    let status = unsafe { FwpmProviderContextGetByKey2(engine.raw(), &key, &mut context) };
+    NtStatus::to_result(status)?;
+    let value = read(&provider_blob(context));
+    #[allow(unsafe_code)]
+    // SAFETY: the engine allocated `context` for this call; `read` is done
+    // with the blob it points into.
+    unsafe {
+        free_engine_memory(context.cast())
+    };
+    Ok(Some(value))
+}
+
+/// The blob of a provider context the engine returned.
+#[allow(unsafe_code)]
+fn provider_blob<'a>(context: *const FWPM_PROVIDER_CONTEXT2) -> ProviderBlob<'a> {
+    // SAFETY: NULL or the engine's provider context, valid until freed
+    // (the one caller reads the blob before freeing).
+    let Some(context) = (unsafe { context.as_ref() }) else {
+        return ProviderBlob::Absent;
+    };
+    if context.r#type != fwp::FWPM_GENERAL_CONTEXT {
+        return ProviderBlob::WrongType(context.r#type);
+    }
+    // SAFETY: for FWPM_GENERAL_CONTEXT the union holds dataBuffer.
+    let buffer = unsafe { context.Anonymous.dataBuffer };
+    // SAFETY: NULL or a blob valid as long as the context.
+    match unsafe { buffer.as_ref() } {
+        Some(blob) if !blob.data.is_null() && blob.size != 0 => {
+            // SAFETY: data holds size readable bytes.
+            ProviderBlob::General(unsafe { core::slice::from_raw_parts(blob.data, blob.size as usize) })
+        }
+        _ => ProviderBlob::General(&[]),
     }
 }
