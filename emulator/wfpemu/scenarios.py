@@ -72,7 +72,7 @@ def load_unload(h):
            f"registered callouts {sorted(registered)} are not the published six")
     classify_fn = h.symbol("classify", "classify_fn")
     notify_fn = h.symbol("notify", "notify_fn")
-    flow_delete_fn = h.symbol("flows", "flow_delete_fn")
+    flow_delete_fn = h.symbol("flow_delete", "flow_delete_fn")
     for key, callout in registered.items():
         layer, tracks_flows = c.CALLOUTS[key]
         expect(callout.classify_fn == classify_fn,
