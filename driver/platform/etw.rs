@@ -17,8 +17,9 @@
 //! [`register`] and [`unregister`] run at PASSIVE_LEVEL, in load and
 //! unload, when no callback can be writing.
 //!
-//! This module names a few of its callers' types (the pending machinery's
-//! `Finish`) to describe them; it owns no state but the registration.
+//! Its events take plain values (it sits in the platform layer, below the
+//! requests and connections it describes); it owns no state but the
+//! registration.
 #![allow(unsafe_code)]
 
 use crate::platform::kernel::{
