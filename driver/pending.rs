@@ -11,12 +11,15 @@
 //! A fixed array of `MAX_PENDING_REQUESTS` slots. A request id carries its
 //! slot index in its low bits (above them a sequence number, so ids are
 //! never reused and still order requests by age), and every slot is on
-//! one intrusive list: free, queued (oldest first) or answered. Filing,
-//! reading the next queued request, answering by id and taking a
-//! reauthorization's verdict are O(1) in the number pending (the last one
-//! walks only the answered list, which the reauthorization empties). Only
-//! the timer and unload paths (timeouts, a deleted filter, a gone agent)
-//! walk the slots, once per call.
+//! one intrusive list: free, queued (oldest first) or answered, except a
+//! slot a pend has reserved, which is on none until the pend files its
+//! request there (after `FwpsPendOperation0`, so filing cannot fail and a
+//! pended operation is never completed inside classifyFn) or gives it
+//! back. Reserving, filing, reading the next queued request, answering by
+//! id and taking a reauthorization's verdict are O(1) in the number
+//! pending (the last one walks only the answered list, which the
+//! reauthorization empties). Only the timer and unload paths (timeouts, a
+//! deleted filter, a gone agent) walk the slots, once per call.
 //!
 //! # Locking
 //! One spin lock guards the request table. `FwpsCompleteOperation0` is only
