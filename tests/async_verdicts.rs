@@ -526,3 +526,80 @@ fn an_approved_connection_stays_approved_in_the_opposite_direction() {
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }
+
+/// Unload begins while a classification is between pending its operation
+/// and filing its request (stopped inside `FwpsPendOperation0`). The request
+/// is still filed, and unload's own finish-all completes it: once, with the
+/// default verdict, from the unloading thread, never from inside
+/// classifyFn (where completing at ALE_AUTH_CONNECT reauthorizes inside
+/// the classification, and a permitted inbound TCP copy would be injected
+/// in band).
+#[test]
+fn unload_while_a_pend_files_its_request_completes_it_out_of_band_once() {
+    use wfpcallout_simkernel::sync_points;
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    let pause = sync_points::arm(sync_points::PEND_OPERATION_PENDED);
+    let classified = std::thread::scope(|scope| {
+        let classify = scope.spawn(|| engine::classify(&Layer::ConnectV4.connection(443)));
+        pause.wait_reached();
+        let unloader = scope.spawn(wfpcallout::control::lifecycle::unload);
+        // Unload has closed the table to new pends: the stopped one goes on.
+        while STATE.pending.is_accepting() {
+            std::thread::yield_now();
+        }
+        pause.resume();
+        let classified = classify.join().unwrap();
+        unloader.join().unwrap();
+        classified
+    });
+    let operation = classified.pended.expect("pended: BLOCK + ABSORB");
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), 1, "completed exactly once: {completions:?}");
+    assert_eq!(completions[0].operation, operation);
+    assert_eq!(completions[0].inside, None, "completed out of band");
+    assert!(!completions[0].reauthorization.unwrap().permitted(), "the default verdict: block");
+    assert_eq!(stat(&STATE.pending.stats.pended), 1, "the request was filed");
+    assert_eq!(pending::pended_count(), 0);
+    harness.delete_filter(filter).unwrap();
+    harness.kernel.assert_unloaded_clean();
+}
+
+/// A classification reserves the last slot, then pends (stopped inside
+/// `FwpsPendOperation0`); another one arriving meanwhile finds the table
+/// full and gets the default at once, without pending. The first files its
+/// request (a reserved slot cannot be lost), so nothing is completed
+/// inside classifyFn.
+#[test]
+fn a_table_full_at_reservation_gives_the_default_without_pending() {
+    use wfpcallout_simkernel::sync_points;
+    let (harness, filter) = load_with_ask(Layer::ConnectV4, 60_000, Verdict::Permit);
+    harness.connect_agent(AGENT);
+    for port in 0..MAX_PENDING_REQUESTS as u16 - 1 {
+        assert!(harness.classify_layer(Layer::ConnectV4, port).pended.is_some());
+    }
+    let pause = sync_points::arm(sync_points::PEND_OPERATION_PENDED);
+    let (last, overflow) = std::thread::scope(|scope| {
+        let last = scope.spawn(|| engine::classify(&Layer::ConnectV4.connection(60_000)));
+        pause.wait_reached();
+        let overflow = harness.classify_layer(Layer::ConnectV4, 60_001);
+        pause.resume();
+        (last.join().unwrap(), overflow)
+    });
+    assert!(overflow.pended.is_none() && overflow.permitted(), "table full: the default permit, not pended");
+    assert!(last.pended.is_some(), "the reserved slot's classification pended");
+    assert!(pending::take_completions().is_empty(), "nothing completed inside classifyFn");
+    assert_eq!(STATE.pending.live(), MAX_PENDING_REQUESTS);
+    let mut ports = Vec::new();
+    while let Some(request) = STATE.pending.take_next() {
+        ports.push(request.remote_port);
+        STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    }
+    assert_eq!(ports.len(), MAX_PENDING_REQUESTS);
+    assert_eq!(ports.last(), Some(&60_000), "filed last");
+    let completions = pending::take_completions();
+    assert_eq!(completions.len(), MAX_PENDING_REQUESTS);
+    assert!(completions.iter().all(|c| c.inside.is_none()), "every completion out of band");
+    harness.delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}

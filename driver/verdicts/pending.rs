@@ -11,12 +11,15 @@
 //! A fixed array of `MAX_PENDING_REQUESTS` slots. A request id carries its
 //! slot index in its low bits (above them a sequence number, so ids are
 //! never reused and still order requests by age), and every slot is on
-//! one intrusive list: free, queued (oldest first) or answered. Filing,
-//! reading the next queued request, answering by id and taking a
-//! reauthorization's verdict are O(1) in the number pending (the last one
-//! walks only the answered list, which the reauthorization empties). Only
-//! the timer and unload paths (timeouts, a deleted filter, a gone agent)
-//! walk the slots, once per call.
+//! one intrusive list: free, queued (oldest first) or answered, except a
+//! slot a pend has reserved, which is on none until the pend files its
+//! request there (after `FwpsPendOperation0`, so filing cannot fail and a
+//! pended operation is never completed inside classifyFn) or gives it
+//! back. Reserving, filing, reading the next queued request, answering by
+//! id and taking a reauthorization's verdict are O(1) in the number
+//! pending (the last one walks only the answered list, which the
+//! reauthorization empties). Only the timer and unload paths (timeouts, a
+//! deleted filter, a gone agent) walk the slots, once per call.
 //!
 //! # Locking
 //! One spin lock guards the request table. `FwpsCompleteOperation0` is only
@@ -228,12 +231,18 @@ impl Finish {
 /// `TAG_PENDED_REQUEST`) given away with `into_raw`; `live` counts them.
 /// An occupied slot at index `i` has `request_id & INDEX_MASK == i`, and
 /// its request's `info.request_id` is the same id. Every empty slot is on
-/// the `free` list, every Queued request on `queued` (in filing order),
-/// every Answered one on `answered`, a Delivered one on none; `queued`
-/// counts the Queued list's length.
+/// the `free` list except the `reserved` ones, which are on no list; every
+/// Queued request is on `queued` (in filing order), every Answered one on
+/// `answered`, a Delivered one on none; `queued` counts the Queued list's
+/// length. The slot array is freed only with no request and no
+/// reservation left.
 struct RequestTable {
     slots: Option<PoolSlice<RequestSlot>>,
     live: usize,
+    /// Slots reserved by a pend in progress: taken off the free list, on
+    /// no list, empty until the pend files its request or gives the slot
+    /// back.
+    reserved: usize,
     /// Requests in the Queued state (waiting for an agent to read them).
     queued: usize,
     free: SlotList,
@@ -326,16 +335,35 @@ impl Pending {
         Ok(())
     }
 
-    /// Stops accepting new pends (first step of unload).
+    /// Stops accepting new pends, then waits until every pend that had
+    /// already reserved its slot has filed its request or given the slot
+    /// back (first step of unload, PASSIVE_LEVEL). Once it returns, every
+    /// pended operation is in the table, so unload's finish-all completes
+    /// them all, out of band. The wait is as short as one
+    /// `FwpsPendOperation0` call: no new reservation can start.
     pub fn stop_accepting(&self) {
-        self.accepting.store(false, Ordering::Release);
+        {
+            // Under the lock: a reservation either came before (and is
+            // counted) or sees the table closed.
+            let _table = self.table.lock();
+            self.accepting.store(false, Ordering::Release);
+        }
+        while self.table.read().reserved != 0 {
+            wait_for_reservations();
+        }
+    }
+
+    /// Whether new pends are accepted (false from the start of unload
+    /// until the next load).
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
     }
 
     /// Frees the table once every request is gone (end of unload).
     pub fn close(&self) {
         let old = {
             let mut table = self.table.lock();
-            if table.live != 0 {
+            if table.live != 0 || table.reserved != 0 {
                 return;
             }
             // The lists go with the slots they link (the sequence stays:
@@ -352,10 +380,15 @@ impl Pending {
         self.table.read().live
     }
 
-    /// Pends a classification: allocates the request, pends the operation
-    /// through `pend` (which wraps `FwpsPendOperation0` and returns the
-    /// completion context), and files it. Anything that fails gives the
-    /// default verdict at once.
+    /// Pends a classification: reserves a slot for its request (none
+    /// free, or unload began: the default verdict, nothing pended),
+    /// allocates the request, pends the operation through `pend` (which
+    /// wraps `FwpsPendOperation0` and returns the completion context), and
+    /// files the request in the reserved slot. Once the operation is
+    /// pended nothing can fail: it is never completed here, inside
+    /// classifyFn. If unload began meanwhile, the request is filed all
+    /// the same and unload completes it (`stop_accepting` waits for it).
+    /// Anything that fails before gives the default verdict at once.
     pub fn pend(
         &self,
         info: AskInfo,
@@ -365,14 +398,18 @@ impl Pending {
         pend: impl FnOnce() -> Result<usize>,
     ) -> PendOutcome {
         let default = PendOutcome::Immediate(info.default_verdict);
-        if !self.accepting.load(Ordering::Acquire) || self.live() >= MAX_PENDING_REQUESTS {
+        let reserved = {
+            let mut table = self.table.lock();
+            if self.accepting.load(Ordering::Acquire) { table.reserve() } else { None }
+        };
+        let Some(index) = reserved else {
             self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
             discard(packet);
             return default;
-        }
+        };
         // The id is given when the request is filed (it names the slot).
         let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
-        let Ok(request) = PoolBox::try_new_with(
+        let Ok(mut request) = PoolBox::try_new_with(
             || PendedRequest {
                 info,
                 completion_context: 0,
@@ -383,6 +420,7 @@ impl Pending {
             },
             TAG_PENDED_REQUEST,
         ) else {
+            self.table.lock().release(index);
             self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
             discard(packet);
             return default;
@@ -390,6 +428,8 @@ impl Pending {
         let completion_context = match pend() {
             Ok(context) => context,
             Err(status) => {
+                self.table.lock().release(index);
+                drop(request);
                 self.stats.pend_failures.fetch_add(1, Ordering::Relaxed);
                 crate::log!(Level::Warning, "FwpsPendOperation0 failed: {}; default verdict", status);
                 crate::platform::etw::error("FwpsPendOperation0 (the default verdict applied)", status);
@@ -397,14 +437,10 @@ impl Pending {
                 return default;
             }
         };
-        let mut request = request;
         request.completion_context = completion_context;
         request.packet = packet;
         // INVARIANT: the operation is pended and not completed: Queued.
-        let filed = {
-            let mut table = self.table.lock();
-            if self.accepting.load(Ordering::Acquire) { table.file(request) } else { Err(request) }
-        };
+        let filed = self.table.lock().file(index, request);
         match filed {
             Ok(request_id) => {
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
@@ -412,11 +448,10 @@ impl Pending {
                 PendOutcome::Pended(request_id)
             }
             Err(mut request) => {
-                // Unload began, or the table filled up, between our checks and
-                // now: the operation is pended, so it must be completed here,
-                // inside classifyFn. A clone is not injected from here (TCP
-                // only out of band): it is freed, so the connection attempt
-                // is dropped and retried by its sender.
+                // Unreachable: a reserved slot keeps the slot array (`close`
+                // refuses while a reservation is out) and is in it. Should
+                // it happen, completing now is the one way left not to
+                // strand the operation.
                 self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
                 discard(request.packet.take());
                 let settled = Settled {
@@ -429,7 +464,6 @@ impl Pending {
                 drop(request);
                 self.complete_operation(settled);
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
-                // Never filed, so it has no id an agent could name.
                 PendOutcome::Pended(0)
             }
         }
@@ -584,6 +618,20 @@ struct Settled {
     filter_id: u64,
 }
 
+/// How long `stop_accepting` sleeps between looks at the reservations
+/// (100-ns units: 1 ms).
+#[cfg(not(loom))]
+const RESERVATION_POLL: i64 = 10_000;
+
+/// Lets a pend between its reservation and its filing go on (unload,
+/// PASSIVE_LEVEL, no lock held).
+fn wait_for_reservations() {
+    #[cfg(not(loom))]
+    crate::platform::kernel::sleep_100ns(RESERVATION_POLL);
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
 /// A clone that will not be needed after all is freed.
 fn discard(packet: Option<PendedPacket>) {
     if let Some(packet) = packet {
@@ -668,6 +716,7 @@ impl RequestTable {
     const EMPTY: Self = Self {
         slots: None,
         live: 0,
+        reserved: 0,
         queued: 0,
         free: SlotList { head: 0, tail: 0 },
         queue: SlotList { head: 0, tail: 0 },
@@ -757,23 +806,43 @@ impl RequestTable {
         request_ref(self.slots.as_ref()?.get(index)?.request)
     }
 
-    /// Files a request in a free slot and gives it its id (O(1)); the
-    /// request comes back when no slot is free.
-    fn file(&mut self, mut request: PoolBox<PendedRequest>) -> core::result::Result<u64, PoolBox<PendedRequest>> {
-        let Some(index) = unlink(self.free.head) else {
-            return Err(request);
-        };
+    /// Takes a free slot for a pend about to start (O(1)); `None` when
+    /// every slot is taken.
+    fn reserve(&mut self) -> Option<usize> {
+        let index = unlink(self.free.head)?;
         self.take_off(Which::Free, index);
+        // INVARIANT: off the free list, on none, counted until filed or
+        // released.
+        self.reserved += 1;
+        Some(index)
+    }
+
+    /// Gives back a reserved slot whose pend did not happen.
+    fn release(&mut self, index: usize) {
+        self.reserved = self.reserved.saturating_sub(1);
+        self.push(Which::Free, index);
+    }
+
+    /// Files a request in the slot reserved for it and gives it its id
+    /// (O(1)). The request only comes back if the slot does not exist,
+    /// which a reservation rules out.
+    fn file(
+        &mut self,
+        index: usize,
+        mut request: PoolBox<PendedRequest>,
+    ) -> core::result::Result<u64, PoolBox<PendedRequest>> {
         let request_id = (self.sequence << INDEX_BITS) | index as u64;
-        self.sequence += 1;
-        request.info.request_id = request_id;
         let Some(slot) = self.slot_mut(index) else {
             return Err(request);
         };
+        request.info.request_id = request_id;
         // INVARIANT: the slot takes over the box; the id names the slot;
-        // requests are filed Queued, at the end of the queue.
+        // requests are filed Queued, at the end of the queue; the
+        // reservation is used up.
         slot.request_id = request_id;
         slot.request = request.into_raw().as_ptr() as u64;
+        self.sequence += 1;
+        self.reserved = self.reserved.saturating_sub(1);
         self.push(Which::Queued, index);
         self.live += 1;
         self.queued += 1;

@@ -120,6 +120,7 @@ class Harness:
         self.unload_routine = 0
         self.calls = 0
         self.open_files = set()
+        self.running_deferred = False
 
     # ---- calling into the image ---------------------------------------------
 
@@ -153,10 +154,13 @@ class Harness:
             self.se.emu.reg_write(name, value)
         for reg, value in xmm_sentinels.items():
             uc.reg_write(reg, value)
+        outer_call, k.current_call = k.current_call, what
         try:
             self.se.call(address, registers + stack)
         except HarnessStop:
             pass
+        finally:
+            k.current_call = outer_call
         run = self.se.emu.curr_run
         if k.failures:
             raise ScenarioFailure(f"{what}: {k.failures[0]}")
@@ -205,7 +209,19 @@ class Harness:
     def run_deferred(self):
         """What the engine does once the driver's call has returned: the
         reauthorization classify a completion at ALE_AUTH_CONNECT triggers,
-        and flowDeleteFn for contexts removed with STATUS_PENDING."""
+        and flowDeleteFn for contexts removed with STATUS_PENDING. In order:
+        a call made here (a reauthorization classify) does not start the
+        next item itself, so each item finishes before the next begins (a
+        datagram sent after its completion finds the reauthorization done)."""
+        if self.running_deferred:
+            return
+        self.running_deferred = True
+        try:
+            self._run_deferred()
+        finally:
+            self.running_deferred = False
+
+    def _run_deferred(self):
         while self.wfp.deferred:
             kind, item = self.wfp.deferred.pop(0)
             if kind == "reauthorize":
@@ -223,6 +239,8 @@ class Harness:
                           what="flowDeleteFn")
             elif kind == "inject":
                 self.deliver_injection(item)
+            elif kind == "send":
+                self.deliver_send(item)
 
     def deliver_injection(self, injection):
         """What the stack does with a clone FwpsInjectTransportReceiveAsync0
@@ -245,6 +263,27 @@ class Harness:
         injection["completed"] = True
         self.call(injection["completion_fn"], [injection["completion_context"], packet.nbl, 1],
                   irql=c.DISPATCH_LEVEL, what="injection completionFn")
+        injection["freed_by_completion"] = packet.state == "freed"
+
+    def deliver_send(self, injection):
+        """What the stack does with a datagram FwpsInjectTransportSendAsync1
+        took: the completion's reauthorization ran first (deferred before
+        it), so the connection is authorized and the datagram goes out
+        without another classification (the simulated kernel's D3; sent
+        before the reauthorization, the engine would classify it at
+        ALE_AUTH_CONNECT, which the harness does not model and reports);
+        then the completion function runs at DISPATCH_LEVEL with the list."""
+        packet = injection["packet"]
+        completion = next((x for x in self.wfp.completions if x["context"] == packet.completed_with), None)
+        reauthorization = completion["reauthorization"] if completion else None
+        if not (isinstance(reauthorization, dict) and reauthorization["actionType"] == c.FWP_ACTION_PERMIT):
+            raise ScenarioFailure(f"a datagram was sent on a connection not authorized (its completion's "
+                                  f"reauthorization: {reauthorization})")
+        injection["sent"] = self.kernel.read(packet.frame + packet.data_offset, packet.data_length)
+        packet.state = "driver"
+        injection["completed"] = True
+        self.call(injection["completion_fn"], [injection["completion_context"], packet.nbl, 1],
+                  irql=c.DISPATCH_LEVEL, what="send completionFn")
         injection["freed_by_completion"] = packet.state == "freed"
 
     def end_flow(self, flow_id):
@@ -303,13 +342,16 @@ class Harness:
         self.device = wdf.device["wdm"]
         return status
 
-    def unload(self):
+    def unload(self, handles_open=False):
         """The I/O manager calls DriverUnload: the stub's, which runs the
         framework's (EvtDriverUnload, then the framework's objects go) and
-        then unbinds."""
+        then unbinds. ``handles_open`` skips the I/O manager's rule that
+        every handle is closed first: single-threaded, it is how a scenario
+        reaches the state a race leaves at DriverUnload (a request filed
+        after the last agent's cleanup)."""
         if not self.unload_routine:
             raise ScenarioFailure("DriverEntry set no DriverUnload")
-        if self.open_files:
+        if self.open_files and not handles_open:
             # The I/O manager defers DriverUnload until every handle is closed.
             raise ScenarioFailure(f"harness: unload with {len(self.open_files)} handle(s) still open")
         self.call(self.unload_routine, [self.driver_object], what="DriverUnload")
@@ -527,11 +569,16 @@ class Harness:
                                                                                 uint32=conn["sub_interface_index"])
             if packet is None:
                 packet = k.packets.incoming(conn, conn["payload"])
+        elif conn["layer_id"] in c.DATAGRAM_LAYERS and conn["protocol"] == 17 and not reauthorization \
+                and packet is None:
+            # A UDP connect's initial classification carries its first datagram.
+            packet = k.packets.outgoing(conn, conn["payload"])
         k.write(array, b"".join(entries))
         k.write(values, L.FWPS_INCOMING_VALUES0.pack(layerId=conn["layer_id"], valueCount=count,
                                                      incomingValue=array))
         handle = 0xFFFF_D000_0000_0000 + 0x10 * next(self.connection_handles) if completion_handle else 0
-        k.write(metadata, self._metadata(conn, handle, flow_handle, packet))
+        endpoint = self.wfp.endpoint_of(conn) if conn["layer_id"] in c.DATAGRAM_LAYERS else 0
+        k.write(metadata, self._metadata(conn, handle, flow_handle, packet, endpoint))
         k.write(out, L.FWPS_CLASSIFY_OUT0.pack(actionType=0, rights=rights, flags=0))
         before = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
         progress = {"completion_handle": handle, "has_completion_handle": bool(handle),
@@ -563,20 +610,25 @@ class Harness:
         return result
 
     @staticmethod
-    def _metadata(conn, completion_handle, flow_handle, packet):
+    def _metadata(conn, completion_handle, flow_handle, packet, endpoint=0):
         """FWPS_INCOMING_METADATA_VALUES0 as the engine fills it at the
-        connection's layer: at ALE_AUTH_RECV_ACCEPT also the header sizes
-        (what lies before layerData's data offset), the compartment and the
-        inbound direction."""
+        connection's layer: with a packet also the header sizes (at
+        ALE_AUTH_RECV_ACCEPT what lies before layerData's data offset), the
+        compartment and the packet's direction; at ALE_AUTH_CONNECT the
+        sending socket (what send injection names) and the remote scope."""
         present = c.FWPS_METADATA_FIELD_PROCESS_ID
         present |= c.FWPS_METADATA_FIELD_COMPLETION_HANDLE if completion_handle else 0
         present |= c.FWPS_METADATA_FIELD_FLOW_HANDLE if flow_handle else 0
         fields = {"processId": conn["process_id"], "completionHandle": completion_handle, "flowHandle": flow_handle}
+        if endpoint:
+            present |= c.FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE | c.FWPS_METADATA_FIELD_REMOTE_SCOPE_ID
+            fields.update(transportEndpointHandle=endpoint, remoteScopeId=0)
         if packet is not None:
             present |= (c.FWPS_METADATA_FIELD_IP_HEADER_SIZE | c.FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE
                         | c.FWPS_METADATA_FIELD_COMPARTMENT_ID | c.FWPS_METADATA_FIELD_PACKET_DIRECTION)
+            direction = c.FWP_DIRECTION_OUTBOUND if packet.outbound else c.FWP_DIRECTION_INBOUND
             fields.update(ipHeaderSize=packet.ip_header, transportHeaderSize=packet.transport_header,
-                          compartmentId=conn["compartment_id"], packetDirection=c.FWP_DIRECTION_INBOUND)
+                          compartmentId=conn["compartment_id"], packetDirection=direction)
         return L.FWPS_INCOMING_METADATA_VALUES0.pack(currentMetadataValues=present, **fields)
 
     def _packet_back(self, packet):

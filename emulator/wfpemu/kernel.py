@@ -25,6 +25,10 @@ class HarnessStop(Exception):
     """Raised inside a hook after a failure is recorded: stops emulation."""
 
 
+# The callout's callbacks the filter engine calls (FWPS_CALLOUT2).
+CALLOUT_CALLBACKS = ("classifyFn", "notifyFn", "flowDeleteFn")
+
+
 def _round_up(value, to):
     return (value + to - 1) // to * to
 
@@ -74,6 +78,9 @@ class Kernel:
         self.deleted_devices = set()
         # set by the harness around a classify, for FwpsPendOperation0
         self.classify_in_progress = None
+        # what the harness is running now ("classifyFn", "notifyFn",
+        # "DriverUnload", ...), for the calls allowed only out of band
+        self.current_call = None
         # ETW: provider registrations (handle -> {"guid", "name"}), the one
         # trace session (level, keyword) or None, the events it recorded.
         # A session wanting everything is on by default, so every scenario
@@ -213,6 +220,14 @@ class Kernel:
     def require_irql(self, at_most, api):
         if self.irql > at_most:
             self.fail(f"{api} called at IRQL {self.irql} (allowed: <= {at_most})")
+
+    def require_out_of_band(self, api):
+        """Not from inside a callout callback: completing a pended operation
+        and injecting go to a DPC, a worker, an IOCTL or unload (DDI
+        FwpsInjectTransportReceiveAsync0 remarks: TCP only out of band;
+        neither Microsoft sample completes from classifyFn or notifyFn)."""
+        self.check(self.current_call not in CALLOUT_CALLBACKS,
+                   f"{api} from inside {self.current_call}: only out of band (a DPC, worker, IOCTL or unload)")
 
     def require_no_lock(self, api):
         if self.held:

@@ -130,7 +130,21 @@ FWPS_INCOMING_METADATA_VALUES0 = Layout("FWPS_INCOMING_METADATA_VALUES0", 280, {
     "compartmentId": (80, "I"),
     "completionHandle": (104, "Q"),
     "transportEndpointHandle": (112, "Q"),
+    "remoteScopeId": (120, "I"),
     "packetDirection": (140, "I"),
+})
+
+# FWPS_TRANSPORT_SEND_PARAMS1: 48/8 (DDI ns-fwpsk-fwps_transport_send_params1:
+# UCHAR* remoteAddress, SCOPE_ID remoteScopeId (a ULONG union), WSACMSGHDR*
+# controlData, ULONG controlDataLength, UCHAR* headerIncludeHeader, ULONG
+# headerIncludeHeaderLength; x64 natural alignment).
+FWPS_TRANSPORT_SEND_PARAMS1 = Layout("FWPS_TRANSPORT_SEND_PARAMS1", 48, {
+    "remoteAddress": (0, "Q"),
+    "remoteScopeId": (8, "I"),
+    "controlData": (16, "Q"),
+    "controlDataLength": (24, "I"),
+    "headerIncludeHeader": (32, "Q"),
+    "headerIncludeHeaderLength": (40, "I"),
 })
 
 # FWPS_CLASSIFY_OUT0: 40/8.

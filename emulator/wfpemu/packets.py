@@ -40,18 +40,20 @@ def _checksum(data):
     return ~total & 0xFFFF
 
 
-def frame_for(conn, payload):
-    """An inbound IPv4 frame of ``conn`` (the remote end sends to us):
-    bytes and the IP and transport header sizes. TCP gets a bare SYN."""
+def frame_for(conn, payload, outbound=False):
+    """An IPv4 frame of ``conn``: inbound (the remote end sends to us) or
+    ``outbound`` (we send to the remote end); bytes and the IP and
+    transport header sizes. TCP gets a bare SYN."""
     remote, local = ipaddress.IPv4Address(conn["remote"]), ipaddress.IPv4Address(conn["local"])
+    source, destination = (local, remote) if outbound else (remote, local)
+    ports = (conn["local_port"], conn["remote_port"]) if outbound else (conn["remote_port"], conn["local_port"])
     if conn["protocol"] == 6:
-        transport = struct.pack("!HHIIBBHHH", conn["remote_port"], conn["local_port"], 0x1000, 0, 5 << 4, 0x02,
-                                64240, 0, 0)
+        transport = struct.pack("!HHIIBBHHH", *ports, 0x1000, 0, 5 << 4, 0x02, 64240, 0, 0)
     else:
-        transport = struct.pack("!HHHH", conn["remote_port"], conn["local_port"], 8 + len(payload), 0)
+        transport = struct.pack("!HHHH", *ports, 8 + len(payload), 0)
     total = 20 + len(transport) + len(payload)
     ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 0x1234, 0x4000, 128, conn["protocol"], 0,
-                               remote.packed, local.packed))
+                               source.packed, destination.packed))
     struct.pack_into("!H", ip, 10, _checksum(bytes(ip)))
     mac = bytes.fromhex("02000000000a" "02000000000b") + struct.pack("!H", 0x0800)
     return mac + bytes(ip) + transport + payload, len(ip), len(transport)
@@ -80,6 +82,7 @@ class Packet:
         self.injection_context = 0
         self.completed_with = None  # the completion context FwpsCompleteOperation0 took it with
         self.classify_offset = None  # where classify passed it, while one runs
+        self.outbound = False  # a datagram we send (ALE_AUTH_CONNECT), not one arriving
 
     @property
     def is_clone(self):
@@ -119,6 +122,20 @@ class Packets:
         self.k.write(frame, data)
         packet = Packet(self.k.alloc(MDL_AT + L.MDL.size + 16, "packet.NET_BUFFER_LIST"), frame, len(data), conn,
                         (ip_header, transport_header))
+        return self._track(packet)
+
+    def outgoing(self, conn, payload):
+        """The first datagram of an outbound UDP connection as the engine
+        passes it at ALE_AUTH_CONNECT: data offset at the transport header
+        (WDD data-offset-positions.md, outbound transport layers; the
+        simulated kernel's rule D1)."""
+        data, ip_header, transport_header = frame_for(conn, payload, outbound=True)
+        frame = self.k.alloc(len(data), "packet.frame")
+        self.k.write(frame, data)
+        packet = Packet(self.k.alloc(MDL_AT + L.MDL.size + 16, "packet.NET_BUFFER_LIST"), frame, len(data), conn,
+                        (ip_header, transport_header))
+        packet.data_offset = MAC_HEADER + ip_header
+        packet.outbound = True
         return self._track(packet)
 
     def clone(self, original):

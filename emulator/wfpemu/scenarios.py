@@ -551,6 +551,121 @@ def ask_recv_accept(h):
             "with the clone, freed, not injected")
 
 
+def ask_pend_during_unload(h):
+    """Pended operations still in the table when DriverUnload runs are
+    completed exactly once, out of band, by unload (issue 15 item 5): never
+    from inside classifyFn or notifyFn (FwpsCompleteOperation0 fails the run
+    if called from a callout callback).
+
+    The I/O manager calls DriverUnload only once every handle is closed, and
+    the last agent's cleanup completes every request; a request is still in
+    the table at DriverUnload when a classification raced that cleanup (it
+    saw the agent, then filed after the cleanup emptied the table), or a
+    pend raced unload itself (the simulated kernel's tests stop a thread
+    between the slot's reservation and the filing). The emulator is
+    single-threaded, so it reaches that state by unloading with the agent's
+    handle still open: one request delivered to the agent, one still
+    queued, and one whose filter was deleted (its DELETE, inside notifyFn,
+    must leave it for the timer or unload)."""
+    agent = h.open_file()
+    reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+    expect(reply["state"] == "parked", "GET_REQUEST with nothing queued is not parked")
+    kept = added(h, wire.ask(60_000, wire.VERDICT_PERMIT, "ask-unload"), "ask, default permit")
+    gone = added(h, wire.ask(60_000, wire.VERDICT_BLOCK, "ask-deleted"), "ask, default block")
+    pended = []
+    for f, port in ((kept, 41100), (kept, 41101), (gone, 41102)):
+        result = h.classify(f, Connection(local_port=port))
+        expect(result["pended"] is not None, f"ask with an agent did not pend: {describe(result)}")
+        pended.append(result["pended"])
+    expect_status(reply["status"], c.STATUS_SUCCESS, "the parked GET_REQUEST once the first classify pended")
+    # Its pended request keeps the filter's context until it is completed.
+    expect_status(h.delete_filter(gone), c.STATUS_SUCCESS, "notifyFn DELETE (ask with a pended request)")
+    expect(not h.wfp.completions, f"{len(h.wfp.completions)} operation(s) completed before unload (the DELETE "
+           "must leave its request to the timer or unload)")
+    h.unload(handles_open=True)
+    h.close_file(agent)
+    h.check_clean()
+    h.unloaded = True
+    completions = h.wfp.completions
+    expect(sorted(x["context"] for x in completions) == sorted(pended),
+           f"completed {[hex(x['context']) for x in completions]}, pended {[hex(p) for p in pended]}: each must be "
+           "completed exactly once")
+    expect(all(x["during"] == "DriverUnload" for x in completions),
+           f"completed during {[x['during'] for x in completions]}, expected DriverUnload (out of band)")
+    etw_event(h, "Unloaded", c.TRACE_LEVEL_INFORMATION, c.ETW_KEYWORD_LIFECYCLE, [("RequestsCompleted", 3)])
+    return ("3 pended (delivered, queued, filter deleted: nothing completed inside notifyFn DELETE); DriverUnload "
+            "completed each exactly once, out of band; ETW Unloaded RequestsCompleted 3; nothing left")
+
+
+def ask_first_datagram(h):
+    """An ask at ALE_AUTH_CONNECT_V4 for UDP (issue 15 item 7): the engine
+    presents the first datagram as layerData (at its transport header, the
+    socket's transportEndpointHandle in the metadata). The driver pends and
+    keeps a deep copy from the transport header, the engine's packet back
+    where it was passed. On the agent's permit it completes the operation
+    once with the copy, the reauthorization answers PERMIT, and it sends
+    the copy exactly once with FwpsInjectTransportSendAsync1 on the
+    datagram's socket (sendArgs: the remote address; the datagram's source
+    port is the socket's), whose completion frees it; on a block the copy
+    is freed and nothing is sent."""
+    packets, wfp = h.kernel.packets, h.wfp
+    agent = h.open_file()
+    f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-dns"), "ask")
+    outcomes = []
+    for port, answer, payload in ((53001, wire.VERDICT_PERMIT, b"\x12\x34 first datagram: a query"),
+                                  (53002, wire.VERDICT_BLOCK, b"\x56\x78 blocked datagram")):
+        conn = Connection(local="10.0.0.2", local_port=port, remote="192.0.2.53", remote_port=53, protocol=17,
+                          process_id=5353, payload=payload)
+        reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
+        expect(reply["state"] == "parked", "GET_REQUEST with nothing queued is not parked")
+        before = set(packets.live_clones())
+        result = h.classify(f, conn, processor=2)
+        expect(result["pended"] is not None, f"UDP ask did not pend: {describe(result)}")
+        datagram = result["packet"]
+        expect(datagram is not None and datagram.outbound, "the engine presented no first datagram")
+        copies = [p for p in packets.live_clones() if p not in before]
+        expect(len(copies) == 1 and copies[0].parent is datagram,
+               f"{len(copies)} copies of the first datagram, expected 1")
+        copy = copies[0]
+        udp = 8 + len(payload)
+        expect(copy.data_length == udp and h.kernel.read(copy.frame + copy.data_offset, udp)[8:] == payload,
+               f"the copy holds {copy.data_length} bytes, not the {udp}-byte datagram from its UDP header")
+        expect_status(reply["status"], c.STATUS_SUCCESS, "the parked GET_REQUEST once classify pended")
+        request = wire.decode_ask_request(reply["output"])
+        expect((request["protocol"], request["direction"], request["local_port"], request["remote_port"]) ==
+               (17, 0, port, 53), f"ask request {request}")
+        sends_before = [i for i in wfp.injections if i.get("kind") == "send"]
+        verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"], answer))
+        expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT")
+        completion = wfp.completions[-1]
+        expect(len(wfp.completions) == len(outcomes) + 1 and completion["context"] == result["pended"],
+               f"{len(wfp.completions)} completions, expected {len(outcomes) + 1}")
+        expect(completion["net_buffer_list"] == copy.nbl, "FwpsCompleteOperation0 did not take the copy")
+        sends = [i for i in wfp.injections if i.get("kind") == "send" and i not in sends_before]
+        if answer == wire.VERDICT_PERMIT:
+            expect_verdict(completion["reauthorization"], c.FWP_ACTION_PERMIT, True, "reauthorization (permit)")
+            expect(len(sends) == 1, f"FwpsInjectTransportSendAsync1 called {len(sends)} times, expected once")
+            send = sends[0]
+            expect(send["packet"] is copy and send["endpoint"] == wfp.endpoint_of(conn.as_dict()),
+                   "another list or another socket than the datagram's was sent")
+            expect(send["sent"][8:] == payload, "the datagram sent is not the one the application wrote")
+            expect(send["freed_by_completion"], f"the send's completion did not free the copy: {copy.describe()}")
+            outcomes.append(f"permit: sent once on endpoint {send['endpoint']:#x} to {send['remote']}:53, "
+                            "freed by its completion")
+        else:
+            expect_verdict(completion["reauthorization"], c.FWP_ACTION_BLOCK, False, "reauthorization (block)")
+            expect(not sends, "a blocked connection's datagram was sent")
+            outcomes.append("block: nothing sent")
+        expect(copy.state == "freed" and datagram.state == "freed",
+               f"left: {copy.describe()}, {datagram.describe()}")
+    deleted(h, f, "ask")
+    h.cleanup_file(agent)
+    h.close_file(agent)
+    expect(not packets.by_nbl, f"packets left: {[p.describe() for p in packets.by_nbl.values()]}")
+    return ("UDP at connect: first datagram as layerData, pended with a copy from its UDP header, completed "
+            "with the copy; " + "; ".join(outcomes))
+
+
 def prepare_load_failure(h):
     """The third FwpsCalloutRegister2 fails: DriverEntry fails."""
     h.load_fails = True
@@ -770,6 +885,8 @@ SCENARIOS = [
     ("ask-timeout-timer", ask_timeout_timer, None),
     ("missing-method", missing_method, prepare_missing_method),
     ("etw-events", etw_events, None),
+    ("ask-pend-during-unload", ask_pend_during_unload, None),
+    ("ask-first-datagram", ask_first_datagram, None),
 ]
 
 

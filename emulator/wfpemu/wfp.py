@@ -8,6 +8,7 @@ Semantics follow the project's WFP-SEMANTICS notes (Microsoft's docs);
 structures follow :mod:`layouts`.
 """
 
+import ipaddress
 import itertools
 import struct
 
@@ -87,7 +88,9 @@ class WfpEngine:
         self.deferred = []  # work the engine does once the current call returns
         self.drop_reauthorizations = False  # the connections went away first
         self.injection_handles = {}  # handle -> {"family", "flags"}
-        self.injections = []  # FwpsInjectTransportReceiveAsync0 calls, in order
+        self.injections = []  # FwpsInjectTransport{Receive,Send}Async* calls, in order
+        self.endpoints = {}  # transportEndpointHandle -> the connection whose metadata named it
+        self.next_endpoint = 0xFFFF_E000_0000_0000
         self.stats = {"transactions_committed": 0, "transactions_aborted": 0, "enum_batches": 0}
 
     def apis(self):
@@ -207,14 +210,20 @@ class WfpEngine:
         # The harness models copies of classify's packet only.
         k.check(original is not None, f"{api} outside a classify with a packet: the harness models copies of "
                 "layerData only")
-        start = original.frame + MAC_HEADER
-        k.check(data_length == original.frame_length - MAC_HEADER and
+        # An inbound packet is copied from its IP header (the receive path
+        # takes it so), a first datagram from its transport header (the
+        # send path adds the IP header).
+        before = MAC_HEADER + (original.ip_header if original.outbound else 0)
+        start = original.frame + before
+        where = "transport" if original.outbound else "IP"
+        k.check(data_length == original.frame_length - before and
                 k.read(record["va"] + data_offset, data_length, f"{api} data") == k.read(start, data_length),
-                f"{api}: the list's bytes are not the packet from its IP header")
-        packet = Packet(k.alloc(MDL_AT + L.MDL.size + 16, "packet.copy"), record["va"] + data_offset - MAC_HEADER,
-                        data_length + MAC_HEADER, original.connection,
+                f"{api}: the list's bytes are not the packet from its {where} header")
+        packet = Packet(k.alloc(MDL_AT + L.MDL.size + 16, "packet.copy"), record["va"] + data_offset - before,
+                        data_length + before, original.connection,
                         (original.ip_header, original.transport_header), parent=original)
-        packet.data_offset = MAC_HEADER
+        packet.data_offset = before
+        packet.outbound = original.outbound
         packet.mdl_chain = mdl
         original.children += 1
         k.packets._track(packet)
@@ -237,11 +246,77 @@ class WfpEngine:
         # uninstalls: a call is a failure.
         self.k.fail(f"FwpmFilterDeleteById0({filter_id}): the harness models no uninstall")
 
+    def endpoint_of(self, conn):
+        """The transportEndpointHandle of ``conn``'s socket (its local
+        address, port and protocol), as the metadata at ALE_AUTH_CONNECT
+        names it."""
+        socket = (conn["local"], conn["local_port"], conn["protocol"])
+        for handle, known in self.endpoints.items():
+            if (known["local"], known["local_port"], known["protocol"]) == socket:
+                return handle
+        handle = self.next_endpoint
+        self.next_endpoint += 0x10
+        self.endpoints[handle] = conn
+        return handle
+
     def FwpsInjectTransportSendAsync1(self, handle, context, endpoint, flags, send_args, family, compartment,
                                       net_buffer_list, completion_fn, completion_context):
-        # The harness presents no datagram at ALE_AUTH_CONNECT, so the driver
-        # has nothing to send: a call is a failure.
-        self.k.fail("FwpsInjectTransportSendAsync1: the harness presents no first datagram at ALE_AUTH_CONNECT")
+        """Sends a first datagram the callout kept (the simulated kernel's
+        rules D3/D4; DDI nf-fwpsk-fwpsinjecttransportsendasync1): out of
+        band, a live transport injection handle of the family, flags zero,
+        an endpoint a classification's metadata named (the datagram's own
+        socket), ``sendArgs`` with the remote address (the list has no IP
+        header) and nothing else, the list the callout's copy of the
+        datagram starting at its transport header with the socket's source
+        port, a completion function; the stack then owns the copy until the
+        completion runs."""
+        api = "FwpsInjectTransportSendAsync1"
+        k = self.k
+        k.require_irql(c.DISPATCH_LEVEL, api)
+        k.require_out_of_band(api)
+        family &= 0xFFFF
+        self._check_handle_injects(handle, family, api)
+        k.check(flags & 0xFFFFFFFF == 0, f"{api}: flags {flags & 0xFFFFFFFF:#x} (reserved, zero)")
+        socket = self.endpoints.get(endpoint)
+        k.check(socket is not None, f"{api}: endpoint {endpoint:#x} is no socket a classification's metadata named")
+        packet = k.packets.owned_clone(net_buffer_list, api)
+        k.check(packet.outbound, f"{api}: {packet.describe()} is not a copy of a first datagram")
+        conn = packet.connection
+        k.check((socket["local"], socket["local_port"], socket["protocol"]) ==
+                (conn["local"], conn["local_port"], conn["protocol"]),
+                f"{api}: endpoint {endpoint:#x} is another socket than the datagram's")
+        k.check(send_args != 0, f"{api}: no sendArgs: the list has no IP header, so the remote address must be given")
+        args = L.FWPS_TRANSPORT_SEND_PARAMS1.unpack(k.read(send_args, L.FWPS_TRANSPORT_SEND_PARAMS1.size,
+                                                          f"{api} sendArgs"))
+        k.check(args["remoteAddress"] != 0, f"{api}: sendArgs without a remote address")
+        remote = ipaddress.IPv4Address(k.read(args["remoteAddress"], 4, f"{api} sendArgs remoteAddress"))
+        k.check(remote == conn["remote"], f"{api}: remote address {remote}, the connection's is {conn['remote']}")
+        k.check(args["remoteScopeId"] == 0, f"{api}: remote scope {args['remoteScopeId']}, the metadata gave 0")
+        k.check(not (args["controlData"] or args["controlDataLength"] or args["headerIncludeHeader"]
+                     or args["headerIncludeHeaderLength"]),
+                f"{api}: control data or a header-include header the classification never gave: {args}")
+        k.check(family == c.AF_INET, f"{api}: address family {family} for an IPv4 socket")
+        k.check(compartment & 0xFFFFFFFF == conn["compartment_id"],
+                f"{api}: compartment {compartment & 0xFFFFFFFF}, the classification reported {conn['compartment_id']}")
+        data = k.read(packet.frame + packet.data_offset, packet.data_length, f"{api} packet data")
+        k.check(len(data) >= 8, f"{api}: {len(data)} bytes do not hold a UDP header")
+        source, destination, length = struct.unpack("!HHH", data[:6])
+        k.check(source == conn["local_port"], f"{api}: the datagram's source port {source} is not its socket's "
+                f"{conn['local_port']}")
+        k.check(destination == conn["remote_port"] and length == len(data),
+                f"{api}: the list does not start with the datagram's UDP header (port {destination}, length "
+                f"{length} of {len(data)} bytes)")
+        k.check(completion_fn != 0, f"{api} without a completion function (it frees the copy)")
+        packet.state = "stack"
+        packet.injected_by = handle
+        packet.injection_context = context
+        injection = {"kind": "send", "packet": packet, "handle": handle, "endpoint": endpoint, "remote": remote,
+                     "data": data, "completion_fn": completion_fn, "completion_context": completion_context,
+                     "completed": False}
+        self.injections.append(injection)
+        # The stack takes the datagram once this call has returned.
+        self.deferred.append(("send", injection))
+        return c.STATUS_SUCCESS
 
     def _handle(self):
         return _HANDLE_BASE + 0x10 * next(self.handles)
@@ -323,6 +398,7 @@ class WfpEngine:
         # The engine may classify again (reauthorization) before this
         # returns: a driver lock held here would deadlock on Windows.
         k.require_no_lock("FwpsCompleteOperation0")
+        k.require_out_of_band("FwpsCompleteOperation0")
         record = self.pended.get(context)
         if record is None:
             k.fail(f"FwpsCompleteOperation0({context:#x}): not a pended operation")
@@ -334,7 +410,7 @@ class WfpEngine:
         record["completed"] = True
         completion = {"context": context, "filter": progress["filter"], "connection": progress["connection"],
                       "with_packet": net_buffer_list != 0, "net_buffer_list": net_buffer_list,
-                      "reauthorization": None}
+                      "reauthorization": None, "during": k.current_call}
         self.completions.append(completion)
         if progress["connection"]["layer_id"] in (c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, c.FWPS_LAYER_ALE_AUTH_CONNECT_V6):
             if self.drop_reauthorizations:
@@ -348,8 +424,11 @@ class WfpEngine:
         a live clone of the pended classification's packet, owned by the
         callout."""
         api = "FwpsCompleteOperation0"
-        self.k.check(progress["connection"]["layer_id"] in c.PACKET_LAYERS,
-                     f"{api}: a NET_BUFFER_LIST at layer {progress['connection']['layer_id']}, which carries no packet")
+        layer = progress["connection"]["layer_id"]
+        # At ALE_AUTH_CONNECT the pended first datagram may go with it (DDI:
+        # "[in, optional] netBufferList"; the simulated kernel's rule Z7).
+        self.k.check(layer in c.PACKET_LAYERS or (layer in c.DATAGRAM_LAYERS and progress.get("packet") is not None),
+                     f"{api}: a NET_BUFFER_LIST at layer {layer}, whose classification carried no packet")
         packet = self.k.packets.owned_clone(net_buffer_list, api)
         self.k.check(packet.parent is progress.get("packet"), f"{api}({context:#x}): {packet.describe()} is not a "
                      "clone of the pended classification's packet")
@@ -466,6 +545,7 @@ class WfpEngine:
         # TCP is injected only out of band (queued, e.g. to a DPC), and at
         # ALE_AUTH_RECV_ACCEPT only after FwpsCompleteOperation0 (DDI remarks).
         k.check(k.classify_in_progress is None, f"{api} from inside classifyFn (TCP is injected only out of band)")
+        k.require_out_of_band(api)
         self._check_handle_injects(handle, family & 0xFFFF, api)
         k.check(reserved == 0 and flags & 0xFFFFFFFF == 0, f"{api}: reserved {reserved:#x} / flags {flags:#x} "
                 "must be zero")

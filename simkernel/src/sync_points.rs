@@ -32,6 +32,11 @@ pub const FLOW_ASSOCIATE_CALLOUT_CHECKED: &str = "FwpsFlowAssociateContext0: cal
 /// A flow's context has been detached (flow end, or a removal), before its
 /// flowDeleteFn is called.
 pub const FLOW_CONTEXT_DETACHED: &str = "flowDeleteFn: context detached";
+/// Inside `FwpsPendOperation0`: the operation is pended, before the call
+/// returns to the classifyFn that pends it (a race test runs unload, or
+/// another classification, while a callout is between pending an
+/// operation and recording it).
+pub const PEND_OPERATION_PENDED: &str = "FwpsPendOperation0: operation pended";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {

@@ -54,6 +54,10 @@ pub struct Completion {
     pub reauthorization: Option<ClassifyResult>,
     /// Whether a net buffer list was passed to the completion.
     pub with_packet: bool,
+    /// The callout callback the completing thread was inside of
+    /// (`"classifyFn"`, `"notifyFn"`), `None` out of band: a test checks
+    /// completions come from a worker, DPC or IOCTL, not from a callback.
+    pub inside: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -159,6 +163,7 @@ pub unsafe extern "system" fn FwpsPendOperation0(
         Ok(Some(operation)) => {
             // SAFETY: checked non-NULL; writable per the caller.
             unsafe { completion_context.write(operation as *mut c_void) };
+            crate::sync_points::reached(crate::sync_points::PEND_OPERATION_PENDED);
             STATUS_SUCCESS
         }
         Ok(None) => STATUS_FWP_CANNOT_PEND,
@@ -183,6 +188,7 @@ pub(crate) fn complete_operation(
 ) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsCompleteOperation0");
     let operation = completion_context as usize;
+    let inside = super::callout_scope::current();
     check_held_clones();
     let Some(pended) = with(|s| s.pended.remove(&operation)) else {
         report(
@@ -222,6 +228,7 @@ pub(crate) fn complete_operation(
             filter_id: pended.filter_id,
             reauthorization,
             with_packet: !net_buffer_list.is_null(),
+            inside,
         })
     });
 }
