@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use wfpcallout::filters::filter_context::{ContextRef, ContextTable, Origin};
 use wfpcallout::platform::pool::TAG_CONTEXT_TABLE;
-use wfpcallout::verdicts::pending::{AskInfo, Finish, PendOutcome, Pending, loom_engine};
+use wfpcallout::verdicts::pending::{AskInfo, EndReason, PendOutcome, Pending, loom_engine};
 use wfpcallout_simkernel::{pool, verifier};
 use wfpcallout_wire::{Label, PolicyRepr, Verdict};
 
@@ -121,7 +121,7 @@ impl Driver {
     fn unload_and_check(self) {
         let Driver { pending, table, context_address, completions, .. } = self;
         pending.stop_accepting();
-        pending.finish_where(Finish::Unload, |_, _| true);
+        pending.finish_where(EndReason::Unload, |_, _| true);
         pending.discard_answered(|_, _| true);
         assert_eq!(pending.live(), 0, "a request survived unload");
         pending.close();
@@ -212,12 +212,12 @@ fn verdicts_at_connect_and_recv_accept_race_agent_gone_and_unload() {
             let pending = driver.pending.clone();
             // agent::Agents::detach, the last agent.
             thread::spawn(move || {
-                pending.finish_where(Finish::AgentGone, |_, _| true);
+                pending.finish_where(EndReason::AgentGone, |_, _| true);
             })
         };
         // lifecycle::unload, while they run.
         driver.pending.stop_accepting();
-        driver.pending.finish_where(Finish::Unload, |_, _| true);
+        driver.pending.finish_where(EndReason::Unload, |_, _| true);
         driver.pending.discard_answered(|_, _| true);
         agent_thread.join().unwrap();
         gone.join().unwrap();
@@ -268,7 +268,7 @@ fn pends_race_unload() {
         };
         // lifecycle::unload's first steps, while classify runs.
         driver.pending.stop_accepting();
-        driver.pending.finish_where(Finish::Unload, |_, _| true);
+        driver.pending.finish_where(EndReason::Unload, |_, _| true);
         classify.join().unwrap();
         // Whatever classify pended was finished by unload, or refused.
         assert_eq!(driver.pending.live(), 0, "a request was filed after unload finished the table");

@@ -19,14 +19,11 @@ use crate::platform::status::NtStatus;
 use crate::verdicts::pending::{AskInfo, PendOutcome};
 use crate::wfp::callout_table;
 use crate::wfp::ffi::{
-    FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON, FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS,
-    FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL, FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS,
-    FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON,
+    FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON,
     FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, fwp,
 };
 use crate::wfp::filter_view::{IncomingValues, LayerData, Metadata};
-use core::net::{IpAddr, Ipv4Addr};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::Verdict;
 
@@ -47,19 +44,19 @@ fn connection_info(
     timeout_ms: u32,
     default_verdict: Verdict,
 ) -> AskInfo {
-    let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let layer_id = values.layer_id();
+    let connection = values.connection();
     AskInfo {
         request_id: 0,
         filter_id: context.filter_id(),
         process_id: metadata.and_then(Metadata::process_id).unwrap_or(0),
         layer_id,
         inbound: matches!(layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6),
-        protocol: values.uint8(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL).unwrap_or(0),
-        local_address: values.address(FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS).unwrap_or(unspecified),
-        local_port: values.uint16(FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT).unwrap_or(0),
-        remote_address: values.address(FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
-        remote_port: values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
+        protocol: connection.protocol,
+        local_address: connection.local.0,
+        local_port: connection.local.1,
+        remote_address: connection.remote.0,
+        remote_port: connection.remote.1,
         timeout_ms,
         default_verdict,
         label: context.policy().label,

@@ -15,12 +15,8 @@ use crate::platform::id_table::IdTable;
 use crate::platform::log::Level;
 use crate::platform::pool::{PoolTag, Tagged, TaggedBox};
 use crate::platform::status::NtStatus;
-use crate::wfp::ffi::{
-    FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT, FWPS_FIELD_ALE_AUTH_IP_PROTOCOL,
-    FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS, FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT,
-};
 use crate::wfp::filter_view::{IncomingValues, Metadata};
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::IpAddr;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Flow contexts (`FlowContext`).
@@ -125,7 +121,7 @@ impl Flows {
             self.stats.associate_failures.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let connection = values.connection();
         let build = || {
             // Counted here, uncounted in FlowContext's drop: always balanced.
             context.flow_started();
@@ -134,15 +130,9 @@ impl Flows {
                 layer_id: values.layer_id(),
                 callout_id,
                 filter: context.acquire(),
-                protocol: values.uint8(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL).unwrap_or(0),
-                local: (
-                    values.address(FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS).unwrap_or(unspecified),
-                    values.uint16(FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT).unwrap_or(0),
-                ),
-                remote: (
-                    values.address(FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
-                    values.uint16(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
-                ),
+                protocol: connection.protocol,
+                local: connection.local,
+                remote: connection.remote,
                 started: crate::platform::kernel::now_ticks(),
                 removal: AtomicU8::new(ASSOCIATING),
             }

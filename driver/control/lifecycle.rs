@@ -8,7 +8,7 @@ use crate::callbacks::registration;
 use crate::callbacks::state::STATE;
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
-use crate::verdicts::pending::Finish;
+use crate::verdicts::pending::EndReason;
 use crate::wfp::callout_table::CALLOUT_COUNT;
 use crate::wfp::management;
 use core::ffi::c_void;
@@ -101,7 +101,7 @@ pub fn unload() {
     // Stop accepting new pends, then complete every pended operation with
     // its filter's default verdict (their reauthorizations still reach us).
     STATE.pending.stop_accepting();
-    let finished = STATE.pending.finish_where(Finish::Unload, |_, _| true);
+    let finished = STATE.pending.finish_where(EndReason::Unload, |_, _| true);
     STATE.pending.discard_answered(|_, _| true);
     STATE.agents.reset();
     if finished != 0 {

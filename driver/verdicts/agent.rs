@@ -13,7 +13,7 @@
 use crate::platform::log::Level;
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::{NtStatus, Result};
-use crate::verdicts::pending::{Finish, Pending};
+use crate::verdicts::pending::{EndReason, Pending};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Agent handles at most (each a file object that issued a get-request).
@@ -71,7 +71,7 @@ impl Agents {
             return;
         }
         if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let finished = pending.finish_where(Finish::AgentGone, |_, _| true);
+            let finished = pending.finish_where(EndReason::AgentGone, |_, _| true);
             crate::log!(Level::Info, "last agent gone: {} pending requests got their default verdict", finished);
         }
     }

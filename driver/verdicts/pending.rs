@@ -198,7 +198,7 @@ const DELETED_DEADLINE: u64 = 0;
 
 /// Why a request was finished, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Finish {
+pub enum EndReason {
     /// The agent answered.
     Verdict,
     /// The request's timeout passed.
@@ -211,15 +211,15 @@ pub enum Finish {
     Unload,
 }
 
-impl Finish {
+impl EndReason {
     /// The reason as the `Completed` event says it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Finish::Verdict => "agent",
-            Finish::Timeout => "timeout",
-            Finish::FilterDeleted => "filter deleted",
-            Finish::AgentGone => "agent gone",
-            Finish::Unload => "unload",
+            EndReason::Verdict => "agent",
+            EndReason::Timeout => "timeout",
+            EndReason::FilterDeleted => "filter deleted",
+            EndReason::AgentGone => "agent gone",
+            EndReason::Unload => "unload",
         }
     }
 }
@@ -274,7 +274,7 @@ pub struct PendingStats {
 /// the counters.
 pub struct Pending {
     table: SpinLock<RequestTable>,
-    /// The verdict each settled connection got, for its later
+    /// The verdict each completion connection got, for its later
     /// reauthorizations (policy change, new interface, either direction).
     pub verdicts: ConnectionVerdicts,
     accepting: AtomicBool,
@@ -454,7 +454,7 @@ impl Pending {
                 // strand the operation.
                 self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
                 discard(request.packet.take());
-                let settled = Settled {
+                let completion = Completion {
                     completion_context: request.completion_context,
                     packet: None,
                     verdict: request.info.default_verdict,
@@ -462,7 +462,7 @@ impl Pending {
                     filter_id: request.info.filter_id,
                 };
                 drop(request);
-                self.complete_operation(settled);
+                self.complete_operation(completion);
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 PendOutcome::Pended(0)
             }
@@ -487,8 +487,8 @@ impl Pending {
     pub fn answer(&self, request_id: u64, verdict: Verdict) -> Result {
         let taken = self.table.lock().take_for_answer(request_id, verdict, true);
         match taken {
-            Some(settled) => {
-                self.finish_operation(settled, Finish::Verdict);
+            Some(completion) => {
+                self.finish_operation(completion, EndReason::Verdict);
                 Ok(())
             }
             None => {
@@ -500,7 +500,7 @@ impl Pending {
 
     /// Finishes, with their default verdict, every request matching `which`
     /// (timeouts, a deleted filter, a gone agent, unload). Returns how many.
-    pub fn finish_where(&self, why: Finish, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
+    pub fn finish_where(&self, why: EndReason, which: impl Fn(&AskInfo, u64) -> bool) -> usize {
         let mut finished = 0;
         // One at a time: the lock must be released around each completion.
         // The walk resumes where it stopped, so the slots are visited once;
@@ -510,8 +510,8 @@ impl Pending {
         loop {
             let taken = self.table.lock().take_first_unanswered(from, &which);
             match taken {
-                Some((index, settled)) => {
-                    self.finish_operation(settled, why);
+                Some((index, completion)) => {
+                    self.finish_operation(completion, why);
                     finished += 1;
                     from = index + 1;
                 }
@@ -526,8 +526,8 @@ impl Pending {
     pub fn expire(&self, now: u64) -> usize {
         // First those whose filter was deleted (deadline moved to
         // DELETED_DEADLINE by `finish_later_for_filter`), then the timeouts.
-        self.finish_where(Finish::FilterDeleted, |_, deadline| deadline == DELETED_DEADLINE);
-        let expired = self.finish_where(Finish::Timeout, |_, deadline| deadline <= now);
+        self.finish_where(EndReason::FilterDeleted, |_, deadline| deadline == DELETED_DEADLINE);
+        let expired = self.finish_where(EndReason::Timeout, |_, deadline| deadline <= now);
         self.discard_answered(|_, deadline| deadline <= now);
         expired
     }
@@ -576,28 +576,34 @@ impl Pending {
         verdict
     }
 
-    fn finish_operation(&self, settled: Settled, why: Finish) {
-        let connection = &settled.connection;
+    fn finish_operation(&self, completion: Completion, why: EndReason) {
+        let connection = &completion.connection;
         let ports = (connection.local.1, connection.remote.1);
-        crate::platform::etw::completed(settled.filter_id, connection.protocol, ports, settled.verdict, why.as_str());
-        if why == Finish::Timeout {
+        crate::platform::etw::completed(
+            completion.filter_id,
+            connection.protocol,
+            ports,
+            completion.verdict,
+            why.as_str(),
+        );
+        if why == EndReason::Timeout {
             self.stats.timed_out.fetch_add(1, Ordering::Relaxed);
         }
-        self.complete_operation(settled);
+        self.complete_operation(completion);
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Remembers the connection's verdict (for its later reauthorizations),
     /// completes the operation (with the clone at recv-accept), then
     /// injects the clone to permit or frees it to deny.
-    fn complete_operation(&self, settled: Settled) {
+    fn complete_operation(&self, completion: Completion) {
         self.verdicts.remember(
-            &settled.connection,
-            settled.filter_id,
-            settled.verdict,
+            &completion.connection,
+            completion.filter_id,
+            completion.verdict,
             crate::platform::kernel::now_ticks(),
         );
-        complete_operation(settled);
+        complete_operation(completion);
     }
 }
 
@@ -609,7 +615,7 @@ impl Default for Pending {
 
 /// What completing one request needs, taken out of the table under its lock
 /// and used after releasing it.
-struct Settled {
+struct Completion {
     completion_context: usize,
     packet: Option<PendedPacket>,
     verdict: Verdict,
@@ -642,20 +648,20 @@ fn discard(packet: Option<PendedPacket>) {
 /// Completes the operation (with the clone at recv-accept), then injects the
 /// clone to permit or frees it to deny.
 #[allow(unsafe_code)]
-fn complete_operation(settled: Settled) {
-    let packet = settled.packet.as_ref().map_or(core::ptr::null_mut(), PendedPacket::net_buffer_list);
+fn complete_operation(completion: Completion) {
+    let packet = completion.packet.as_ref().map_or(core::ptr::null_mut(), PendedPacket::net_buffer_list);
     #[cfg(not(loom))]
     // SAFETY: the context came from FwpsPendOperation0 and its request left
     // the Queued/Delivered states exactly once (under the table lock), so
     // it is completed exactly once; no lock of ours is held here; the packet
     // is NULL or our live clone.
     unsafe {
-        crate::wfp::ffi::FwpsCompleteOperation0(settled.completion_context as *mut core::ffi::c_void, packet)
+        crate::wfp::ffi::FwpsCompleteOperation0(completion.completion_context as *mut core::ffi::c_void, packet)
     };
     #[cfg(loom)]
-    loom_engine::complete(settled.completion_context, !packet.is_null());
-    if let Some(packet) = settled.packet {
-        injection::finish(packet, settled.verdict);
+    loom_engine::complete(completion.completion_context, !packet.is_null());
+    if let Some(packet) = completion.packet {
+        injection::finish(packet, completion.verdict);
     }
 }
 
@@ -688,17 +694,27 @@ pub mod loom_engine {
     }
 }
 
+/// The request a slot's raw value owns, borrowed.
+///
+/// # Safety
+/// `raw` is 0 or the value of a filed slot, which owns a live
+/// `PoolBox<PendedRequest>` (the table's invariant), and the borrow ends
+/// before the table lock is released or the slot changes.
 #[allow(unsafe_code)]
-fn request_ref<'a>(raw: u64) -> Option<&'a mut PendedRequest> {
-    // SAFETY: non-empty slots own a live PoolBox<PendedRequest> (table
-    // invariant); callers use the borrow only under the table lock.
+unsafe fn request_ref<'a>(raw: u64) -> Option<&'a mut PendedRequest> {
+    // SAFETY: forwarded contract: NULL or a live request the slot owns.
     unsafe { (raw as *mut PendedRequest).as_mut() }
 }
 
+/// The request a slot's raw value owns, taken back.
+///
+/// # Safety
+/// `raw` is 0 or the value of a slot that owned a `PoolBox<PendedRequest>`
+/// and was just emptied, so nothing else takes it back.
 #[allow(unsafe_code)]
-fn take_request(raw: u64) -> Option<PoolBox<PendedRequest>> {
+unsafe fn take_request(raw: u64) -> Option<PoolBox<PendedRequest>> {
     let ptr = core::ptr::NonNull::new(raw as *mut PendedRequest)?;
-    // SAFETY: the slot owned this box (table invariant) and was just emptied.
+    // SAFETY: forwarded contract: from into_raw with this tag, taken once.
     Some(unsafe { PoolBox::from_raw(ptr, TAG_PENDED_REQUEST) })
 }
 
@@ -803,7 +819,13 @@ impl RequestTable {
 
     /// The request in slot `index`, if occupied.
     fn request_at(&mut self, index: usize) -> Option<&mut PendedRequest> {
-        request_ref(self.slots.as_ref()?.get(index)?.request)
+        let raw = self.slots.as_ref()?.get(index)?.request;
+        #[allow(unsafe_code)]
+        // SAFETY: a slot's value (table invariant); the borrow lives in
+        // `&mut self`, under the table lock.
+        unsafe {
+            request_ref(raw)
+        }
     }
 
     /// Takes a free slot for a pend about to start (O(1)); `None` when
@@ -858,7 +880,9 @@ impl RequestTable {
         }
         let slot = self.slot_mut(index)?;
         let raw = core::mem::take(slot).request;
-        let request = take_request(raw)?;
+        #[allow(unsafe_code)]
+        // SAFETY: the slot owned `raw` and was just emptied.
+        let request = unsafe { take_request(raw) }?;
         // INVARIANT: the slot is empty again, and free.
         self.push(Which::Free, index);
         self.live -= 1;
@@ -885,7 +909,7 @@ impl RequestTable {
 
     /// Marks a request answered and returns its completion context. With
     /// `must_be_delivered`, only a request an agent has read qualifies.
-    fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<Settled> {
+    fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<Completion> {
         let index = self.index_of(request_id)?;
         let qualifies = match self.request_at(index)?.state {
             RequestState::Delivered => true,
@@ -899,15 +923,17 @@ impl RequestTable {
     }
 
     /// The first unanswered request at or after slot `from` matching
-    /// `which`, settled with its default verdict, and its slot.
+    /// `which`, completion with its default verdict, and its slot.
     fn take_first_unanswered(
         &mut self,
         from: usize,
         which: &impl Fn(&AskInfo, u64) -> bool,
-    ) -> Option<(usize, Settled)> {
+    ) -> Option<(usize, Completion)> {
         let slots = self.slots.as_ref()?;
         let index = slots.iter().enumerate().skip(from).find_map(|(index, slot)| {
-            let request = request_ref(slot.request)?;
+            #[allow(unsafe_code)]
+            // SAFETY: a slot's value, borrowed under the table lock (`&mut self`).
+            let request = unsafe { request_ref(slot.request) }?;
             (!matches!(request.state, RequestState::Answered(_)) && which(&request.info, request.deadline))
                 .then_some(index)
         })?;
@@ -917,9 +943,9 @@ impl RequestTable {
 
     /// Moves the request at `index` to Answered; at recv-accept, where no
     /// reauthorization follows, removes it. Returns what completing needs.
-    fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Settled> {
+    fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Completion> {
         let request = self.request_at(index)?;
-        let settled = Settled {
+        let completion = Completion {
             completion_context: request.completion_context,
             packet: request.packet.take(),
             verdict,
@@ -930,7 +956,7 @@ impl RequestTable {
         if inbound {
             // No reauthorization follows: the request goes now.
             drop(self.remove(index));
-            return Some(settled);
+            return Some(completion);
         }
         self.take_off(before.list(), index);
         if before == RequestState::Queued {
@@ -941,14 +967,17 @@ impl RequestTable {
         // the answered list.
         self.request_at(index)?.state = RequestState::Answered(verdict);
         self.push(Which::Answered, index);
-        Some(settled)
+        Some(completion)
     }
 
     /// Moves the deadline of every unanswered request matching `which`.
     fn mark_unanswered(&mut self, which: impl Fn(&AskInfo) -> bool, deadline: u64) -> usize {
         let mut marked = 0;
         for slot in self.slots.iter().flat_map(|slots| slots.iter()) {
-            if let Some(request) = request_ref(slot.request)
+            #[allow(unsafe_code)]
+            // SAFETY: a slot's value, borrowed under the table lock (`&mut self`).
+            let request = unsafe { request_ref(slot.request) };
+            if let Some(request) = request
                 && !matches!(request.state, RequestState::Answered(_))
                 && which(&request.info)
             {
@@ -966,7 +995,10 @@ impl RequestTable {
         let mut cursor = self.answered.head;
         while let Some(index) = unlink(cursor) {
             let slot = slots.get(index)?;
-            if request_ref(slot.request).is_some_and(|r| test(r)) {
+            #[allow(unsafe_code)]
+            // SAFETY: a slot's value, borrowed under the table lock (`&self`).
+            let request = unsafe { request_ref(slot.request) };
+            if request.is_some_and(|r| test(r)) {
                 return Some(index);
             }
             cursor = slot.next;
@@ -1000,7 +1032,10 @@ impl RequestTable {
                 return Some(slot.request_id);
             }
             cursor = slot.next;
-            if request_ref(slot.request).is_some_and(|r| which(&r.info, r.deadline))
+            #[allow(unsafe_code)]
+            // SAFETY: a slot's value, borrowed under the table lock (`&mut self`).
+            let request = unsafe { request_ref(slot.request) };
+            if request.is_some_and(|r| which(&r.info, r.deadline))
                 && let Some(place) = batch.get_mut(taken)
             {
                 *place = self.remove(index);

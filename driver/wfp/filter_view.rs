@@ -300,10 +300,39 @@ impl<'a> IncomingValues<'a> {
         }
     }
 
+    /// The connection's protocol, local and remote address and port, as
+    /// every ALE layer we serve gives them (unspecified and 0 where absent).
+    pub fn connection(&self) -> ConnectionTuple {
+        let unspecified = core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+        ConnectionTuple {
+            protocol: self.uint8(crate::wfp::ffi::FWPS_FIELD_ALE_AUTH_IP_PROTOCOL).unwrap_or(0),
+            local: (
+                self.address(crate::wfp::ffi::FWPS_FIELD_ALE_AUTH_IP_LOCAL_ADDRESS).unwrap_or(unspecified),
+                self.uint16(crate::wfp::ffi::FWPS_FIELD_ALE_AUTH_IP_LOCAL_PORT).unwrap_or(0),
+            ),
+            remote: (
+                self.address(crate::wfp::ffi::FWPS_FIELD_ALE_AUTH_IP_REMOTE_ADDRESS).unwrap_or(unspecified),
+                self.uint16(crate::wfp::ffi::FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT).unwrap_or(0),
+            ),
+        }
+    }
+
     /// Whether this classification is a reauthorization (FLAGS field).
     pub fn is_reauthorization(&self, flags_index: usize) -> bool {
         self.uint32(flags_index).is_some_and(|flags| flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0)
     }
+}
+
+/// A connection as the ALE layers describe it: what an agent is asked
+/// about and what a flow context records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionTuple {
+    /// IP protocol.
+    pub protocol: u8,
+    /// Local address and port.
+    pub local: (core::net::IpAddr, u16),
+    /// Remote address and port.
+    pub remote: (core::net::IpAddr, u16),
 }
 
 /// `NET_BUFFER_LIST.FirstNetBuffer` (after `Next`) on x64: offset 8.
