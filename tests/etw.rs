@@ -181,6 +181,7 @@ fn pends_and_their_completions_are_events() {
     assert_eq!(
         fields(&completed),
         vec![
+            ("RequestId", FieldValue::U64(request.request_id)),
             ("FilterId", FieldValue::U64(filter)),
             ("Protocol", FieldValue::U8(6)),
             ("LocalPort", FieldValue::Port(request.local_port)),
@@ -201,6 +202,40 @@ fn pends_and_their_completions_are_events() {
     assert_eq!(only("Unloaded").field("RequestsCompleted"), Some(&FieldValue::U32(1)));
     etw::report_leaks();
     assert!(verifier::violations().is_empty(), "{:?}", verifier::violations());
+}
+
+/// Whether a request was already visible to agents when `Pended` was written.
+static VISIBLE_AT_PENDED: std::sync::Mutex<Vec<bool>> = std::sync::Mutex::new(Vec::new());
+
+/// A request's `Pended` is written before the request is filed, so no agent
+/// can read and answer it (and its `Completed` be written) first: at the
+/// moment the event is written, nothing is queued for the agent yet. Red
+/// when the event is written after filing.
+#[test]
+fn pended_is_written_before_an_agent_can_see_the_request() {
+    let mut harness = load_listening();
+    let ask = policy(PolicyAction::Ask { timeout_ms: 30_000, default_verdict: Verdict::Block }, LogLevel::Off, "ask");
+    let filter = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&ask)).unwrap();
+    harness.connect_agent(AGENT);
+    VISIBLE_AT_PENDED.lock().unwrap().clear();
+    etw::on_write(Some(|event| {
+        if event.name == "Pended" {
+            VISIBLE_AT_PENDED.lock().unwrap().push(STATE.pending.has_queued());
+        }
+    }));
+    for port in [8001, 8002, 8003] {
+        assert!(harness.classify_layer(Layer::ConnectV4, port).pended.is_some());
+        let request = STATE.pending.take_next().unwrap();
+        STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    }
+    etw::on_write(None);
+    assert_eq!(*VISIBLE_AT_PENDED.lock().unwrap(), [false, false, false]);
+    let names: Vec<String> = etw::events().into_iter().map(|e| e.name).filter(|n| n != "Verdict").collect();
+    let asks: Vec<&str> = names.iter().map(String::as_str).filter(|n| *n == "Pended" || *n == "Completed").collect();
+    assert_eq!(asks, ["Pended", "Completed", "Pended", "Completed", "Pended", "Completed"]);
+    harness.disconnect_agent(AGENT);
+    harness.delete_filter(filter).unwrap();
+    unload(&mut harness);
 }
 
 #[test]

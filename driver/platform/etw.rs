@@ -269,6 +269,7 @@ event!(
     /// A pended classification completed.
     COMPLETED, "Completed", level::INFORMATION, keyword::ASKS,
     [
+        u64_field("RequestId"),
         u64_field("FilterId"),
         u8_field("Protocol"),
         port_field("LocalPort"),
@@ -538,10 +539,17 @@ pub fn pended(request_id: u64, filter_id: u64, connection: ConnectionFields, lab
     );
 }
 
-/// `Completed`: a pended classification of a connection (`protocol`, local
-/// and remote ports) got `verdict`, for the reason `why` names ("agent",
-/// "timeout", ...). Up to DISPATCH_LEVEL.
-pub fn completed(filter_id: u64, protocol: u8, (local_port, remote_port): (u16, u16), verdict: Verdict, why: &str) {
+/// `Completed`: request `request_id`, a pended classification of a
+/// connection (`protocol`, local and remote ports), got `verdict`, for the
+/// reason `why` names ("agent", "timeout", ...). Up to DISPATCH_LEVEL.
+pub fn completed(
+    request_id: u64,
+    filter_id: u64,
+    protocol: u8,
+    (local_port, remote_port): (u16, u16),
+    verdict: Verdict,
+    why: &str,
+) {
     let Some(handle) = enabled(&COMPLETED) else { return };
     let local_port = local_port.to_be();
     let remote_port = remote_port.to_be();
@@ -553,6 +561,7 @@ pub fn completed(filter_id: u64, protocol: u8, (local_port, remote_port): (u16, 
         handle,
         &COMPLETED,
         &[
+            value(&request_id),
             value(&filter_id),
             value(&protocol),
             value(&local_port),

@@ -402,12 +402,11 @@ impl Pending {
             let mut table = self.table.lock();
             if self.accepting.load(Ordering::Acquire) { table.reserve() } else { None }
         };
-        let Some(index) = reserved else {
+        let Some((index, request_id)) = reserved else {
             self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
             discard(packet);
             return default;
         };
-        // The id is given when the request is filed (it names the slot).
         let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
         let Ok(mut request) = PoolBox::try_new_with(
             || PendedRequest {
@@ -439,12 +438,14 @@ impl Pending {
         };
         request.completion_context = completion_context;
         request.packet = packet;
+        // Written before the request is filed: no agent can answer it (and
+        // its `Completed` be written) before its `Pended` is.
+        crate::platform::etw::pended(request_id, info.filter_id, info.event_fields(), info.label.as_bytes());
         // INVARIANT: the operation is pended and not completed: Queued.
-        let filed = self.table.lock().file(index, request);
+        let filed = self.table.lock().file((index, request_id), request);
         match filed {
             Ok(request_id) => {
                 self.stats.pended.fetch_add(1, Ordering::Relaxed);
-                crate::platform::etw::pended(request_id, info.filter_id, info.event_fields(), info.label.as_bytes());
                 PendOutcome::Pended(request_id)
             }
             Err(mut request) => {
@@ -455,6 +456,7 @@ impl Pending {
                 self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
                 discard(request.packet.take());
                 let completion = Completion {
+                    request_id,
                     completion_context: request.completion_context,
                     packet: None,
                     verdict: request.info.default_verdict,
@@ -580,6 +582,7 @@ impl Pending {
         let connection = &completion.connection;
         let ports = (connection.local.1, connection.remote.1);
         crate::platform::etw::completed(
+            completion.request_id,
             completion.filter_id,
             connection.protocol,
             ports,
@@ -616,6 +619,8 @@ impl Default for Pending {
 /// What completing one request needs, taken out of the table under its lock
 /// and used after releasing it.
 struct Completion {
+    /// The request's id (the `Completed` event names it).
+    request_id: u64,
     completion_context: usize,
     packet: Option<PendedPacket>,
     verdict: Verdict,
@@ -828,15 +833,18 @@ impl RequestTable {
         }
     }
 
-    /// Takes a free slot for a pend about to start (O(1)); `None` when
-    /// every slot is taken.
-    fn reserve(&mut self) -> Option<usize> {
+    /// Takes a free slot for a pend about to start, and the request id
+    /// it will carry (O(1)); `None` when every slot is taken. An id whose
+    /// pend does not happen is never used (ids are never reused anyway).
+    fn reserve(&mut self) -> Option<(usize, u64)> {
         let index = unlink(self.free.head)?;
         self.take_off(Which::Free, index);
         // INVARIANT: off the free list, on none, counted until filed or
         // released.
         self.reserved += 1;
-        Some(index)
+        let request_id = (self.sequence << INDEX_BITS) | index as u64;
+        self.sequence += 1;
+        Some((index, request_id))
     }
 
     /// Gives back a reserved slot whose pend did not happen.
@@ -845,15 +853,14 @@ impl RequestTable {
         self.push(Which::Free, index);
     }
 
-    /// Files a request in the slot reserved for it and gives it its id
-    /// (O(1)). The request only comes back if the slot does not exist,
-    /// which a reservation rules out.
+    /// Files a request in the slot reserved for it under the id reserved
+    /// with it (O(1)). The request only comes back if the slot does not
+    /// exist, which a reservation rules out.
     fn file(
         &mut self,
-        index: usize,
+        (index, request_id): (usize, u64),
         mut request: PoolBox<PendedRequest>,
     ) -> core::result::Result<u64, PoolBox<PendedRequest>> {
-        let request_id = (self.sequence << INDEX_BITS) | index as u64;
         let Some(slot) = self.slot_mut(index) else {
             return Err(request);
         };
@@ -863,7 +870,6 @@ impl RequestTable {
         // reservation is used up.
         slot.request_id = request_id;
         slot.request = request.into_raw().as_ptr() as u64;
-        self.sequence += 1;
         self.reserved = self.reserved.saturating_sub(1);
         self.push(Which::Queued, index);
         self.live += 1;
@@ -946,6 +952,7 @@ impl RequestTable {
     fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Completion> {
         let request = self.request_at(index)?;
         let completion = Completion {
+            request_id: request.info.request_id,
             completion_context: request.completion_context,
             packet: request.packet.take(),
             verdict,

@@ -837,7 +837,7 @@ def etw_events(h):
                                                                                wire.VERDICT_PERMIT))
     expect_status(answer["status"], c.STATUS_SUCCESS, "SET_VERDICT permit")
     etw_event(h, "Completed", c.TRACE_LEVEL_INFORMATION, asks,
-              [("FilterId", ask.id), ("Protocol", 6), ("LocalPort", 50123), ("RemotePort", 8443),
+              [("RequestId", request["request_id"]), ("FilterId", ask.id), ("Protocol", 6), ("LocalPort", 50123), ("RemotePort", 8443),
                ("Verdict", "permit"), ("Why", "agent")])
 
     # With no session listening the driver asks and writes nothing.

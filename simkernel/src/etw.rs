@@ -153,6 +153,7 @@ pub fn report_leaks() {
 
 pub(crate) fn reset() {
     *ETW.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *ON_WRITE.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 fn require_passive(api: &str) -> bool {
@@ -341,24 +342,40 @@ pub unsafe extern "system" fn EtwWriteTransfer(
             (d.kind, bytes)
         })
         .collect();
-    with(|etw| {
+    let (status, written) = with(|etw| {
         etw.writes += 1;
         if !known(etw, handle, "EtwWriteTransfer") {
-            return STATUS_INVALID_HANDLE;
+            return (STATUS_INVALID_HANDLE, None);
         }
         match decode_event(&descriptor, &blocks) {
             Ok(event) => {
                 if wants(etw.session.as_ref(), descriptor.level, descriptor.keyword) {
-                    etw.events.push(event);
+                    etw.events.push(event.clone());
+                    return (0, Some(event));
                 }
-                0
+                (0, None)
             }
             Err(problem) => {
                 report(ViolationKind::ApiMisuse, format!("EtwWriteTransfer: {problem}"));
-                STATUS_INVALID_PARAMETER
+                (STATUS_INVALID_PARAMETER, None)
             }
         }
-    })
+    });
+    let hook = *ON_WRITE.lock().unwrap_or_else(|e| e.into_inner());
+    if let (Some(hook), Some(event)) = (hook, written) {
+        hook(&event);
+    }
+    status
+}
+
+/// Called with each event recorded, on the writing thread, inside its
+/// `EtwWriteTransfer` (after the recording lock is released): lets a test
+/// look at the driver's state at the moment an event is written.
+static ON_WRITE: Mutex<Option<fn(&EtwEvent)>> = Mutex::new(None);
+
+/// Installs (or removes) the write hook; `reset` (a boot) removes it.
+pub fn on_write(hook: Option<fn(&EtwEvent)>) {
+    *ON_WRITE.lock().unwrap_or_else(|e| e.into_inner()) = hook;
 }
 
 /// Decodes provider traits: `u16` size (= the blob's length), NUL-terminated
