@@ -236,10 +236,6 @@ unsafe extern "system" fn absorbing_classify(
     }
 }
 
-unsafe extern "system" fn quiet_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
-    STATUS_SUCCESS
-}
-
 /// B14: at ALE_AUTH_CONNECT and ALE_AUTH_RECV_ACCEPT a callout's BLOCK may
 /// carry FWPS_CLASSIFY_OUT_FLAG_ABSORB (dropped silently): the result is a
 /// hard, absorbed BLOCK; a static block is not absorbed.
@@ -255,7 +251,7 @@ fn a_block_may_be_absorbed_at_the_ale_auth_layers() {
             calloutKey: probe.key,
             flags: 0,
             classifyFn: Some(absorbing_classify),
-            notifyFn: Some(quiet_notify),
+            notifyFn: Some(probe::noop_notify),
             flowDeleteFn: None,
         };
         let mut id = 0;

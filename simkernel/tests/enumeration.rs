@@ -16,16 +16,6 @@ use std::ffi::c_void;
 use wfpcallout_simkernel::engine::{self, FilterAction};
 use wfpcallout_simkernel::verifier::{self, ViolationKind};
 
-fn open_session() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable.
-    let status = unsafe {
-        engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut handle)
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 /// `FwpmFilterCreateEnumHandle0` with `template` (None = NULL).
 fn create(session: *mut c_void, template: Option<&FWPM_FILTER_ENUM_TEMPLATE0>) -> Result<*mut c_void, NTSTATUS> {
     let mut handle = std::ptr::null_mut();
@@ -105,7 +95,7 @@ fn a_template_selects_by_layer_callout_key_and_action_mask() {
     let b_terminating = add(&b.filter());
     let static_block = add(&a.static_filter(FilterAction::Block, 1, 0));
     let c_terminating = add(&c.filter());
-    let session = open_session();
+    let session = probe::session();
     assert_eq!(
         enumerate(session, None),
         sorted(vec![a_terminating, a_inspection, a_unknown, b_terminating, static_block, c_terminating]),
@@ -158,7 +148,7 @@ fn the_enumeration_is_a_snapshot_taken_at_handle_creation() {
     assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
     let kept = engine::add_filter(&probe.filter()).unwrap();
     let deleted = engine::add_filter(&probe.filter()).unwrap();
-    let session = open_session();
+    let session = probe::session();
     let handle = create(session, None).unwrap();
     let added = engine::add_filter(&probe.filter()).unwrap();
     engine::delete_filter(deleted).unwrap();
@@ -182,7 +172,7 @@ fn pages_end_short_and_each_is_freed_once_as_an_array() {
     let probe = Probe::add(135, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
     let ids: Vec<u64> = (0..5).map(|_| engine::add_filter(&probe.filter()).unwrap()).collect();
-    let session = open_session();
+    let session = probe::session();
     let handle = create(session, None).unwrap();
     let mut seen = Vec::new();
     let mut sizes = Vec::new();

@@ -13,7 +13,6 @@ mod probe;
 
 use fwps_types::*;
 use probe::{Event, Probe};
-use std::ffi::c_void;
 use wfpcallout_simkernel::engine::{self, Connection, FilterAction, flows};
 use wfpcallout_simkernel::verifier::{self, ViolationKind};
 
@@ -33,21 +32,6 @@ fn flow(n: u128) -> (wfpcallout_simkernel::Kernel, Probe, u64) {
     (kernel, probe, handle)
 }
 
-unsafe extern "system" fn noop_classify(
-    _: *const FWPS_INCOMING_VALUES0,
-    _: *const FWPS_INCOMING_METADATA_VALUES0,
-    _: *mut c_void,
-    _: *const c_void,
-    _: *const FWPS_FILTER2,
-    _: u64,
-    _: *mut FWPS_CLASSIFY_OUT0,
-) {
-}
-
-unsafe extern "system" fn noop_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
-    STATUS_SUCCESS
-}
-
 fn flow_deletes() -> Vec<u64> {
     probe::events().iter().filter_map(|e| if let Event::FlowDelete(c) = e { Some(*c) } else { None }).collect()
 }
@@ -64,8 +48,8 @@ fn association_needs_a_context_and_a_flow_delete_function_and_is_unique() {
     let without_delete = FWPS_CALLOUT2 {
         calloutKey: GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0152),
         flags: 0,
-        classifyFn: Some(noop_classify),
-        notifyFn: Some(noop_notify),
+        classifyFn: Some(probe::noop_classify),
+        notifyFn: Some(probe::noop_notify),
         flowDeleteFn: None,
     };
     let mut bare = 0;

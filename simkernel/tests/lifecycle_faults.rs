@@ -10,18 +10,8 @@ mod probe;
 use fwps_types::fwp::FWPM_SUBLAYER0;
 use fwps_types::*;
 use probe::{Event, Probe};
-use std::ffi::c_void;
 use wfpcallout_simkernel::engine::{self, Connection, EPT_NT_NOT_REGISTERED};
 use wfpcallout_simkernel::faults;
-
-fn open_session() -> Result<*mut c_void, NTSTATUS> {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable.
-    let status = unsafe {
-        engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut handle)
-    };
-    if status == STATUS_SUCCESS { Ok(handle) } else { Err(status) }
-}
 
 /// L1: a lost DELETE: the filter is gone from the engine and classification
 /// no longer reaches the callout, but the callout is never told (its
@@ -73,7 +63,7 @@ fn an_existing_object_is_kept_as_it_was() {
     let kernel = probe::boot();
     let key = GUID::from_u128(0x9B0B_5B00_0000_4000_8000_0000_0000_0123);
     engine::add_sublayer(key, 7).unwrap();
-    let session = open_session().unwrap();
+    let session = probe::try_session().unwrap();
     let sublayer = FWPM_SUBLAYER0 { subLayerKey: key, weight: 0x7000, ..Default::default() };
     // SAFETY: valid session and sublayer.
     let status = unsafe { engine::FwpmSubLayerAdd0(session, &sublayer, std::ptr::null()) };
@@ -90,13 +80,13 @@ fn an_existing_object_is_kept_as_it_was() {
 fn without_bfe_no_session_opens_but_callouts_register() {
     let mut kernel = probe::boot();
     engine::set_bfe_running(false);
-    assert_eq!(open_session().err(), Some(EPT_NT_NOT_REGISTERED));
+    assert_eq!(probe::try_session().err(), Some(EPT_NT_NOT_REGISTERED));
     let key = GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0124);
     let callout = FWPS_CALLOUT2 {
         calloutKey: key,
         flags: 0,
-        classifyFn: Some(noop_classify),
-        notifyFn: Some(noop_notify),
+        classifyFn: Some(probe::noop_classify),
+        notifyFn: Some(probe::noop_notify),
         flowDeleteFn: None,
     };
     let mut id = 0;
@@ -104,25 +94,10 @@ fn without_bfe_no_session_opens_but_callouts_register() {
     let status = unsafe { engine::FwpsCalloutRegister2(kernel.device_object(), &callout, &mut id) };
     assert_eq!(status, STATUS_SUCCESS);
     engine::set_bfe_running(true);
-    let session = open_session().unwrap();
+    let session = probe::try_session().unwrap();
     assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
     assert_eq!(engine::FwpsCalloutUnregisterById0(id), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
-}
-
-unsafe extern "system" fn noop_classify(
-    _: *const FWPS_INCOMING_VALUES0,
-    _: *const FWPS_INCOMING_METADATA_VALUES0,
-    _: *mut c_void,
-    _: *const c_void,
-    _: *const FWPS_FILTER2,
-    _: u64,
-    _: *mut FWPS_CLASSIFY_OUT0,
-) {
-}
-
-unsafe extern "system" fn noop_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
-    STATUS_SUCCESS
 }
 
 /// L5: a BFE restart keeps what was added persistent and loses the rest; a
@@ -130,7 +105,7 @@ unsafe extern "system" fn noop_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUI
 #[test]
 fn a_bfe_restart_keeps_only_persistent_objects() {
     let kernel = probe::boot();
-    let session = open_session().unwrap();
+    let session = probe::try_session().unwrap();
     let sublayer_key = GUID::from_u128(0x9B0B_5B00_0000_4000_8000_0000_0000_0125);
     let sublayer = FWPM_SUBLAYER0 {
         subLayerKey: sublayer_key,

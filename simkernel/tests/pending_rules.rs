@@ -85,10 +85,6 @@ unsafe extern "system" fn pend_and_permit(
     out.actionType = fwp::FWP_ACTION_PERMIT;
 }
 
-unsafe extern "system" fn quiet_notify(_: FWPS_CALLOUT_NOTIFY_TYPE, _: *const GUID, _: *mut FWPS_FILTER2) -> NTSTATUS {
-    STATUS_SUCCESS
-}
-
 /// Q3: pending is offered at the ALE authorization layers only: their
 /// metadata carries a completion handle, ALE_FLOW_ESTABLISHED's does not;
 /// and a pended classification that answers anything but BLOCK + ABSORB
@@ -112,7 +108,7 @@ fn pending_is_offered_at_the_ale_auth_layers_and_must_block_and_absorb() {
         calloutKey: connect.key,
         flags: 0,
         classifyFn: Some(pend_and_permit),
-        notifyFn: Some(quiet_notify),
+        notifyFn: Some(probe::noop_notify),
         flowDeleteFn: None,
     };
     let mut id = 0;

@@ -75,21 +75,11 @@ unsafe extern "system" fn notify(
     STATUS_SUCCESS
 }
 
-fn session() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable.
-    let status = unsafe {
-        engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut handle)
-    };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 /// Adds an FWPM callout `n` at ALE_AUTH_CONNECT_V4 with `flags` and
 /// registers it; returns its key.
 fn callout(kernel: &mut wfpcallout_simkernel::Kernel, n: u128, flags: u32) -> GUID {
     let key = GUID::from_u128(0x9B0B_0000_0000_4000_8000_0000_0000_0000 | n);
-    let session = session();
+    let session = probe::session();
     let managed = FWPM_CALLOUT0 {
         calloutKey: key,
         applicableLayer: fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4,
@@ -179,7 +169,7 @@ fn the_context_starts_from_the_provider_context_or_raw_context_and_keeps_what_no
     let key = callout(&mut kernel, 143, fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT);
     let context_key = engine::add_provider_context(b"x");
     let context_id = {
-        let session = session();
+        let session = probe::session();
         let mut copy = std::ptr::null_mut();
         // SAFETY: valid session, key and out pointer.
         let status = unsafe { engine::FwpmProviderContextGetByKey2(session, &context_key, &mut copy) };

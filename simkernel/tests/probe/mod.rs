@@ -346,15 +346,40 @@ pub struct Probe {
     pub id: u32,
 }
 
-/// Opens a management session as a kernel client would.
-fn session() -> *mut c_void {
+/// Opens a management session as a kernel client would, or says why not.
+pub fn try_session() -> Result<*mut c_void, NTSTATUS> {
     let mut handle = std::ptr::null_mut();
     // SAFETY: `handle` is writable.
     let status = unsafe {
         engine::FwpmEngineOpen0(std::ptr::null(), RPC_C_AUTHN_WINNT, std::ptr::null(), std::ptr::null(), &mut handle)
     };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
+    if status == STATUS_SUCCESS { Ok(handle) } else { Err(status) }
+}
+
+/// Opens a management session as a kernel client would.
+pub fn session() -> *mut c_void {
+    try_session().expect("FwpmEngineOpen0")
+}
+
+/// A classifyFn that writes nothing (for callouts a test only registers).
+pub unsafe extern "system" fn noop_classify(
+    _: *const FWPS_INCOMING_VALUES0,
+    _: *const FWPS_INCOMING_METADATA_VALUES0,
+    _: *mut c_void,
+    _: *const c_void,
+    _: *const FWPS_FILTER2,
+    _: u64,
+    _: *mut FWPS_CLASSIFY_OUT0,
+) {
+}
+
+/// A notifyFn that accepts everything.
+pub unsafe extern "system" fn noop_notify(
+    _: FWPS_CALLOUT_NOTIFY_TYPE,
+    _: *const GUID,
+    _: *mut FWPS_FILTER2,
+) -> NTSTATUS {
+    STATUS_SUCCESS
 }
 
 impl Probe {
