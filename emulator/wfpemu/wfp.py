@@ -242,9 +242,9 @@ class WfpEngine:
         k.packets.free_clone(packet)
 
     def FwpmFilterDeleteById0(self, engine, filter_id):
-        # Only management::uninstall deletes filters, and no scenario
-        # uninstalls: a call is a failure.
-        self.k.fail(f"FwpmFilterDeleteById0({filter_id}): the harness models no uninstall")
+        # The driver never deletes filters (wfpctl uninstall does, from
+        # user mode): a call is a failure.
+        self.k.fail(f"FwpmFilterDeleteById0({filter_id}): the driver deletes no filters")
 
     def endpoint_of(self, conn):
         """The transportEndpointHandle of ``conn``'s socket (its local
