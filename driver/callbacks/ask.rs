@@ -23,7 +23,7 @@ use crate::wfp::ffi::{
     FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, fwp,
 };
-use crate::wfp::filter_view::{IncomingValues, LayerData, Metadata};
+use crate::wfp::filter_view::{CompletionHandle, IncomingValues, LayerData, Metadata};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::Verdict;
 
@@ -123,7 +123,7 @@ pub fn classify_ask(
     metadata: Option<&Metadata<'_>>,
     terms: AskTerms,
     layer_data: Option<&LayerData<'_>>,
-    pend: impl FnOnce(*mut core::ffi::c_void) -> crate::platform::status::Result<usize>,
+    pend: impl FnOnce(CompletionHandle<'_>) -> crate::platform::status::Result<usize>,
 ) -> AskDecision {
     let AskTerms { timeout_ms, default_verdict } = terms;
     let Some(values) = values else {

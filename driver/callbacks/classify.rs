@@ -217,17 +217,6 @@ pub struct Traffic<'a> {
     pub layer_data: Option<&'a LayerData<'a>>,
 }
 
-/// Wraps `FwpsPendOperation0`: the completion context, or the failure.
-#[allow(unsafe_code)]
-fn pend_operation(completion_handle: *mut c_void) -> crate::platform::status::Result<usize> {
-    let mut completion_context: *mut c_void = core::ptr::null_mut();
-    // SAFETY: the handle comes from this classification's metadata (its
-    // presence bit set) and the out-pointer is valid for the call.
-    let status = unsafe { crate::wfp::ffi::FwpsPendOperation0(completion_handle, &mut completion_context) };
-    crate::platform::status::NtStatus::to_result(status)?;
-    Ok(completion_context as usize)
-}
-
 /// Decides any policy, ask included (which needs the traffic); counters
 /// go to `processor`'s line.
 fn decide(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> Decision {
@@ -235,11 +224,12 @@ fn decide(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> D
         Ok(decision) => return decision,
         Err(terms) => terms,
     };
-    let decision =
-        match classify_ask(context, traffic.values, traffic.metadata, terms, traffic.layer_data, pend_operation) {
-            AskDecision::Now(verdict) => Decision::from(verdict),
-            AskDecision::Pended => return Decision::Pended,
-        };
+    let decision = match classify_ask(context, traffic.values, traffic.metadata, terms, traffic.layer_data, |handle| {
+        handle.pend()
+    }) {
+        AskDecision::Now(verdict) => Decision::from(verdict),
+        AskDecision::Pended => return Decision::Pended,
+    };
     context.count_verdict_on(processor, decision);
     decision
 }

@@ -115,7 +115,9 @@ pub unsafe extern "system" fn FxDriverEntry(driver: PDRIVER_OBJECT, original_pat
     }
     // SAFETY: a table pointer set by a successful bind, read once.
     let bound = unsafe { WdfFunctions_01033 };
-    if !every_method_bound(bound) {
+    // SAFETY: NULL or the table a successful bind returned, with the
+    // entry count the bind info asked for.
+    if !unsafe { every_method_bound(bound) } {
         // SAFETY: the globals the successful bind set, read once.
         let globals = unsafe { WdfDriverGlobals };
         // SAFETY: the bind succeeded; nothing of the framework is in use.
@@ -192,7 +194,11 @@ unsafe fn copy_registry_path(path: PCUNICODE_STRING) -> Option<PCUNICODE_STRING>
 /// Whether the table the bind returned has every method the glue calls (a
 /// NULL entry would stop the driver at its first call; refusing to load is
 /// the clear failure).
-fn every_method_bound(table: *const WDFFUNC) -> bool {
+///
+/// # Safety
+/// `table` is NULL or the function table the bind returned, at least
+/// `WDF_FUNCTION_TABLE_ENTRIES` entries long.
+unsafe fn every_method_bound(table: *const WDFFUNC) -> bool {
     if table.is_null() {
         return false;
     }

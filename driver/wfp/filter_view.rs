@@ -182,9 +182,12 @@ impl<'a> Metadata<'a> {
     }
 
     /// The completion handle for `FwpsPendOperation0`, if present.
-    pub fn completion_handle(&self) -> Option<*mut core::ffi::c_void> {
-        (self.has(fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE) && !self.metadata.completionHandle.is_null())
-            .then_some(self.metadata.completionHandle)
+    pub fn completion_handle(&self) -> Option<CompletionHandle<'a>> {
+        if !self.has(fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE) {
+            return None;
+        }
+        let raw = core::ptr::NonNull::new(self.metadata.completionHandle)?;
+        Some(CompletionHandle { raw, _call: core::marker::PhantomData })
     }
 
     /// The flow handle, for `FwpsFlowAssociateContext0`, if present.
@@ -320,6 +323,28 @@ impl<'a> IncomingValues<'a> {
     /// Whether this classification is a reauthorization (FLAGS field).
     pub fn is_reauthorization(&self, flags_index: usize) -> bool {
         self.uint32(flags_index).is_some_and(|flags| flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0)
+    }
+}
+
+/// The completion handle a classification's metadata carries, valid for
+/// the call: only [`Metadata::completion_handle`] makes one.
+#[derive(Clone, Copy)]
+pub struct CompletionHandle<'a> {
+    raw: core::ptr::NonNull<core::ffi::c_void>,
+    _call: core::marker::PhantomData<&'a ()>,
+}
+
+impl CompletionHandle<'_> {
+    /// `FwpsPendOperation0`: pends the classification; the completion
+    /// context `FwpsCompleteOperation0` takes later.
+    pub fn pend(self) -> crate::platform::status::Result<usize> {
+        let mut completion_context: *mut core::ffi::c_void = core::ptr::null_mut();
+        // SAFETY: the handle came from this classification's metadata (its
+        // presence bit set) and is used during the call; the out-pointer is
+        // valid for the call.
+        let status = unsafe { crate::wfp::ffi::FwpsPendOperation0(self.raw.as_ptr(), &mut completion_context) };
+        NtStatus::to_result(status)?;
+        Ok(completion_context as usize)
     }
 }
 

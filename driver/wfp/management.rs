@@ -335,7 +335,11 @@ pub fn for_each_filter_of(
             break;
         }
         for index in 0..returned as usize {
-            match filter_at(entries, index).map(&mut visit) {
+            #[allow(unsafe_code)]
+            // SAFETY: the batch FwpmFilterEnum0 returned `returned` entries
+            // of; it is freed only after this loop.
+            let filter = unsafe { filter_at(entries, index) };
+            match filter.map(&mut visit) {
                 Some(Ok(true)) => counted += 1,
                 Some(Ok(false)) => {}
                 Some(Err(status)) => outcome = outcome.and(Err(status)),
@@ -360,8 +364,12 @@ pub fn for_each_filter_of(
 
 /// Entry `index` of an array `FwpmFilterEnum0` returned with more than
 /// `index` entries (NULL array or entry: `None`).
+///
+/// # Safety
+/// `entries` is NULL or an array `FwpmFilterEnum0` returned with more than
+/// `index` entries, not freed while the result is used.
 #[allow(unsafe_code)]
-fn filter_at<'a>(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<&'a FWPM_FILTER0> {
+unsafe fn filter_at<'a>(entries: *mut *mut FWPM_FILTER0, index: usize) -> Option<&'a FWPM_FILTER0> {
     if entries.is_null() {
         return None;
     }
@@ -452,7 +460,10 @@ pub fn read_provider_context<R>(
     // SAFETY: an open session; key and out-pointer are valid for the call.
     let status = unsafe { FwpmProviderContextGetByKey2(engine.raw(), &key, &mut context) };
     NtStatus::to_result(status)?;
-    let value = read(&provider_blob(context));
+    #[allow(unsafe_code)]
+    // SAFETY: the engine's provider context, freed only after `read`.
+    let blob = unsafe { provider_blob(context) };
+    let value = read(&blob);
     #[allow(unsafe_code)]
     // SAFETY: the engine allocated `context` for this call; `read` is done
     // with the blob it points into.
@@ -463,8 +474,12 @@ pub fn read_provider_context<R>(
 }
 
 /// The blob of a provider context the engine returned.
+///
+/// # Safety
+/// `context` is NULL or a provider context the engine returned, not freed
+/// while the blob is used.
 #[allow(unsafe_code)]
-fn provider_blob<'a>(context: *const FWPM_PROVIDER_CONTEXT2) -> ProviderBlob<'a> {
+unsafe fn provider_blob<'a>(context: *const FWPM_PROVIDER_CONTEXT2) -> ProviderBlob<'a> {
     // SAFETY: NULL or the engine's provider context, valid until freed
     // (the one caller reads the blob before freeing).
     let Some(context) = (unsafe { context.as_ref() }) else {
