@@ -208,8 +208,14 @@ fn handle() -> Option<HANDLE> {
     (!handle.is_null()).then_some(handle)
 }
 
-/// Creates the injection handle (initialize, PASSIVE_LEVEL).
+/// Creates the injection handle (initialize, PASSIVE_LEVEL). The copy
+/// counts start again here, as the other counters do at load (a static
+/// outlives a load only in the simulated kernel); `bytes_held` is a level
+/// that live copies give back, so it is left alone (zero at load).
 pub fn open() -> Result {
+    for count in [&COPIES.copied, &COPIES.refused, &COPIES.ipsec] {
+        count.store(0, Ordering::Relaxed);
+    }
     let mut handle: HANDLE = core::ptr::null_mut();
     #[allow(unsafe_code)]
     // SAFETY: the out-pointer is valid; PASSIVE_LEVEL.
