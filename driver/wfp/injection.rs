@@ -16,7 +16,10 @@
 //! source address: metadata `controlData`, valid only during classify) is
 //! copied with it and passed in `FWPS_TRANSPORT_SEND_PARAMS1.controlData`,
 //! as the inspect sample does, so the datagram leaves as the application
-//! sent it; it counts in the copy budget and is bounded by
+//! sent it (FWPS_TRANSPORT_SEND_PARAMS1: control data "must be deep-copied
+//! in the callout driver's implementation of the classifyFn function, and
+//! the controlData buffer must remain valid until the injection completion
+//! function is called"); it counts in the copy budget and is bounded by
 //! [`MAX_CONTROL_DATA`].
 //!
 //! The copy is deep: the bytes from the IP header go into our own non-paged
@@ -123,6 +126,14 @@ struct TransportSendParams1 {
     header_include_header: *const c_void,
     header_include_header_length: u32,
 }
+
+// x64 offsets of FWPS_TRANSPORT_SEND_PARAMS1 (fwpsk.h: pointer, SCOPE_ID
+// (a ULONG), pointer, ULONG, pointer, ULONG).
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, remote_scope_id) == 8);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, control_data) == 16);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, control_data_length) == 24);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, header_include_header) == 32);
+const _: () = assert!(size_of::<TransportSendParams1>() == 48);
 
 /// A deep copy of a packet: our bytes, the MDL over them and the list
 /// `FwpsAllocateNetBufferAndNetBufferList0` made over that. Dropping it
