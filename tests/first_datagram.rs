@@ -104,3 +104,49 @@ fn answer_tcp(verdict: Verdict) {
     let request = STATE.pending.take_next().unwrap();
     STATE.pending.answer(request.request_id, verdict).unwrap();
 }
+
+/// The datagram's socket control data (the application's ancillary data,
+/// e.g. IP_PKTINFO choosing the source address; metadata `controlData`,
+/// valid only during classify) is copied with it, counted in the copy
+/// budget, and sent with it in `sendArgs.controlData`, as the inspect
+/// sample does (CONFORMANCE.md D4 reports a send without it). More than
+/// `MAX_CONTROL_DATA` is not copied: the connection is still asked about.
+#[test]
+fn a_first_datagrams_control_data_goes_with_it() {
+    use wfpcallout::wfp::injection::MAX_CONTROL_DATA;
+    let held = || COPIES.bytes_held.load(Ordering::Relaxed);
+    for layer in [Layer::ConnectV4, Layer::ConnectV6] {
+        let (harness, filter) = load_with_ask(layer);
+        let connection = udp(layer, 53);
+        // The same socket without control data first: what the datagram holds.
+        assert!(engine::classify(&connection).pended.is_some());
+        let datagram = held();
+        answer(Verdict::Block);
+        assert_eq!(held(), 0);
+        let _ = pending::take_completions();
+
+        let ancillary: Vec<u8> = (0..40).collect();
+        packets::set_control_data(&connection, &ancillary);
+        assert!(engine::classify(&connection).pended.is_some(), "pended at {layer:?}");
+        assert_eq!(held(), datagram + 40, "the control data is copied and counted");
+        answer(Verdict::Permit);
+        let _ = pending::take_completions();
+        assert_eq!(packets::take_sent().len(), 1);
+        assert_eq!(packets::take_sent_control_data(), [ancillary], "sent with the datagram");
+        let violations = wfpcallout_simkernel::verifier::take();
+        assert!(violations.is_empty(), "{violations:?}");
+        assert_eq!(held(), 0, "freed with the copy");
+
+        // Too much control data: no copy (counted), still asked about.
+        let refused = COPIES.refused.load(Ordering::Relaxed);
+        packets::set_control_data(&connection, &vec![7; MAX_CONTROL_DATA + 1]);
+        assert!(engine::classify(&connection).pended.is_some(), "asked about without a copy");
+        assert_eq!(COPIES.refused.load(Ordering::Relaxed), refused + 1);
+        assert_eq!(held(), 0);
+        answer(Verdict::Block);
+        let _ = pending::take_completions();
+        packets::set_control_data(&connection, &[]);
+        harness.delete_filter(filter).unwrap();
+        harness.unload_and_check();
+    }
+}

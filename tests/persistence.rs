@@ -12,6 +12,7 @@
 use fwps_types::*;
 use wfpcallout::callbacks::state::STATE;
 use wfpcallout::wfp::callout_table::{CALLOUTS, PROVIDER_KEY, SUBLAYER_KEY};
+use wfpcallout::wfp::management::{self, KeptNonPersistent};
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::{debug_print, engine};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
@@ -126,7 +127,113 @@ fn an_earlier_non_persistent_callout_is_made_persistent_when_unused() {
     let filter = engine::add_filter(&Harness::filter_spec(Layer::ConnectV4)).unwrap();
     harness.initialize().unwrap();
     assert_eq!(engine::managed_callout_flags(&key), Some(fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT), "kept");
-    assert!(wfpcallout_simkernel::debug_print::contains("not persistent and filters name it"));
+    assert!(wfpcallout_simkernel::debug_print::contains(
+        "the existing callout is not persistent and is in use: kept as it is"
+    ));
+    engine::delete_filter(filter).unwrap();
+    harness.unload_and_check();
+}
+
+/// Leaves what an install from before persistence left: our provider, our
+/// sublayer (naming the provider) and the connect-v4 callout (right, naming
+/// the provider), none of them persistent.
+fn leave_non_persistent_objects() {
+    let session = open_session();
+    let provider = fwp::FWPM_PROVIDER0 { providerKey: PROVIDER_KEY, ..Default::default() };
+    // SAFETY: valid session and provider.
+    assert_eq!(unsafe { engine::FwpmProviderAdd0(session, &provider, std::ptr::null()) }, STATUS_SUCCESS);
+    let mut provider_key = PROVIDER_KEY;
+    let sublayer = fwp::FWPM_SUBLAYER0 {
+        subLayerKey: SUBLAYER_KEY,
+        providerKey: &mut provider_key,
+        weight: 0x100,
+        ..Default::default()
+    };
+    // SAFETY: valid session and sublayer.
+    assert_eq!(unsafe { engine::FwpmSubLayerAdd0(session, &sublayer, std::ptr::null()) }, STATUS_SUCCESS);
+    let spec = Layer::ConnectV4.spec();
+    let callout = fwp::FWPM_CALLOUT0 {
+        calloutKey: spec.key,
+        applicableLayer: spec.layer_key,
+        providerKey: &mut provider_key,
+        flags: fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT,
+        ..Default::default()
+    };
+    // SAFETY: valid session and callout.
+    let status = unsafe { engine::FwpmCalloutAdd0(session, &callout, std::ptr::null(), std::ptr::null_mut()) };
+    assert_eq!(status, STATUS_SUCCESS);
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+}
+
+/// Whether our provider and sublayer are persistent, as a management client
+/// reads them (FwpmProviderGetByKey0, FwpmSubLayerGetByKey0).
+fn provider_and_sublayer_persistent() -> (bool, bool) {
+    let session = open_session();
+    let mut provider: *mut fwp::FWPM_PROVIDER0 = std::ptr::null_mut();
+    let mut sublayer: *mut fwp::FWPM_SUBLAYER0 = std::ptr::null_mut();
+    // SAFETY: valid session, key and out-pointer.
+    let status = unsafe { engine::FwpmProviderGetByKey0(session, &PROVIDER_KEY, &mut provider) };
+    assert_eq!(status, STATUS_SUCCESS);
+    // SAFETY: valid session, key and out-pointer.
+    let status = unsafe { engine::FwpmSubLayerGetByKey0(session, &SUBLAYER_KEY, &mut sublayer) };
+    assert_eq!(status, STATUS_SUCCESS);
+    // SAFETY: the engine returned a valid provider, freed below.
+    let provider_flags = unsafe { (*provider).flags };
+    // SAFETY: the engine returned a valid sublayer, freed below.
+    let flags = (provider_flags, unsafe { (*sublayer).flags });
+    for memory in [provider.cast::<core::ffi::c_void>(), sublayer.cast()] {
+        let mut memory = memory;
+        // SAFETY: engine memory, freed once.
+        unsafe { engine::FwpmFreeMemory0(&mut memory) };
+    }
+    assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
+    (flags.0 & fwp::FWPM_PROVIDER_FLAG_PERSISTENT != 0, flags.1 & fwp::FWPM_SUBLAYER_FLAG_PERSISTENT != 0)
+}
+
+/// An older install's provider and sublayer that nothing uses are replaced
+/// by persistent ones (the callout naming the provider too), so a
+/// persistent filter added afterwards outlives a reboot. Accepted as they
+/// were, the provider would vanish at the reboot and take the sublayer and
+/// callouts with it (CONFORMANCE.md L5).
+#[test]
+fn an_earlier_non_persistent_provider_and_sublayer_are_replaced_when_unused() {
+    let mut harness = Harness::boot();
+    leave_non_persistent_objects();
+    harness.initialize().unwrap();
+    assert_eq!(provider_and_sublayer_persistent(), (true, true), "replaced by persistent ones");
+    let callout_flags = engine::managed_callout_flags(&Layer::ConnectV4.spec().key).unwrap();
+    assert_ne!(callout_flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT, 0);
+    assert!(debug_print::contains("replaced the existing non-persistent provider by a persistent one"));
+    let id = add_persistent_block();
+    harness.unload();
+    engine::restart_bfe().unwrap();
+    assert!(engine::filter_ids().contains(&id), "the persistent filter outlived the reboot");
+    harness.initialize().unwrap();
+    assert!(!harness.classify(Layer::ConnectV4, id, 80).permitted(), "adopted, with its policy");
+    harness.delete_filter(id).unwrap();
+    harness.unload_and_check();
+}
+
+/// Still used by a filter, they are kept as they are (the filter works; it
+/// just will not outlive a reboot), the load goes on, a warning names each
+/// kept object, and `add_objects` reports what it kept.
+#[test]
+fn earlier_non_persistent_objects_in_use_are_kept_and_reported() {
+    let mut harness = Harness::boot();
+    leave_non_persistent_objects();
+    let filter = engine::add_filter(&Harness::filter_spec(Layer::ConnectV4)).unwrap();
+    harness.initialize().unwrap();
+    assert_eq!(provider_and_sublayer_persistent(), (false, false), "kept as they were");
+    for what in ["provider", "sublayer", "callout"] {
+        let line = format!("the existing {what} is not persistent and is in use: kept as it is");
+        assert!(debug_print::contains(&line), "{line}");
+    }
+    // The outcome, as a second pass over the objects sees it.
+    let session = management::open_engine().unwrap();
+    let kept = management::add_objects(&session).unwrap();
+    management::close_engine(session);
+    assert_eq!(kept, KeptNonPersistent { provider: true, sublayer: true, callouts: 1 });
+    assert!(kept.any());
     engine::delete_filter(filter).unwrap();
     harness.unload_and_check();
 }

@@ -9,6 +9,7 @@ use crate::callbacks::state::STATE;
 use crate::filters::filter_context::{FilterContext, Origin};
 use crate::platform::status::{NtStatus, Result};
 use crate::verdicts::pending::AskInfo;
+use crate::wfp::injection::COPIES;
 use core::sync::atomic::{AtomicU64, Ordering};
 use wfpcallout_wire::{
     ASK_REQUEST_LEN, AskRequestRepr, CONTROL_ABI_VERSION, Direction, FilterCounters, FilterOrigin,
@@ -92,6 +93,8 @@ pub fn global_stats() -> GlobalStatsRepr {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let s = &STATE.stats;
     let p = &STATE.pending.stats;
+    let f = &STATE.flows.stats;
+    let c = &COPIES;
     GlobalStatsRepr {
         filters_added: load(&s.filters_added),
         filters_deleted: load(&s.filters_deleted),
@@ -109,6 +112,14 @@ pub fn global_stats() -> GlobalStatsRepr {
         requests_timed_out: load(&p.timed_out),
         requests_defaulted: load(&p.defaulted),
         verdicts_rejected: load(&p.verdicts_rejected),
+        flows_associated: load(&f.associated),
+        flow_associate_failures: load(&f.associate_failures),
+        flows_already_tracked: load(&f.already_tracked),
+        flow_deletes_unknown: load(&f.delete_unknown),
+        copy_bytes_held: load(&c.bytes_held),
+        packets_copied: load(&c.copied),
+        copies_refused: load(&c.refused),
+        ipsec_not_pended: load(&c.ipsec),
     }
 }
 

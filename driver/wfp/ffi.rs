@@ -149,10 +149,24 @@ unsafe extern "system" {
     pub fn FwpmProviderAdd0(engineHandle: HANDLE, provider: *const FWPM_PROVIDER0, sd: *const c_void) -> NTSTATUS;
     /// Deletes it.
     pub fn FwpmProviderDeleteByKey0(engineHandle: HANDLE, key: *const GUID) -> NTSTATUS;
+    /// Reads a provider (an older install's: is it persistent?); free
+    /// `*provider` with `FwpmFreeMemory0`.
+    pub fn FwpmProviderGetByKey0(
+        engineHandle: HANDLE,
+        key: *const GUID,
+        provider: *mut *mut FWPM_PROVIDER0,
+    ) -> NTSTATUS;
     /// Adds our sublayer.
     pub fn FwpmSubLayerAdd0(engineHandle: HANDLE, subLayer: *const FWPM_SUBLAYER0, sd: *const c_void) -> NTSTATUS;
     /// Deletes it.
     pub fn FwpmSubLayerDeleteByKey0(engineHandle: HANDLE, key: *const GUID) -> NTSTATUS;
+    /// Reads a sublayer (an older install's: is it persistent?); free
+    /// `*subLayer` with `FwpmFreeMemory0`.
+    pub fn FwpmSubLayerGetByKey0(
+        engineHandle: HANDLE,
+        key: *const GUID,
+        subLayer: *mut *mut FWPM_SUBLAYER0,
+    ) -> NTSTATUS;
     /// Adds a management callout so filters can name ours.
     pub fn FwpmCalloutAdd0(
         engineHandle: HANDLE,

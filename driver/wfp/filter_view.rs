@@ -221,6 +221,22 @@ impl<'a> Metadata<'a> {
     pub fn remote_scope_id(&self) -> Option<u32> {
         self.has(fwp::FWPS_METADATA_FIELD_REMOTE_SCOPE_ID).then_some(self.metadata.remoteScopeId)
     }
+
+    /// The socket control data (`WSACMSGHDR`s: ancillary data such as
+    /// `IP_PKTINFO`) the sending application gave with its datagram, if
+    /// present and non-empty. Valid only during classify: a callout that
+    /// sends the datagram later copies it.
+    pub fn control_data(&self) -> Option<&'a [u8]> {
+        let present = self.has(fwp::FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA);
+        let (data, len) = (self.metadata.controlData, self.metadata.controlDataLength);
+        if !present || data.is_null() || len == 0 {
+            return None;
+        }
+        // SAFETY: with its presence bit set, the engine gives
+        // `controlDataLength` readable bytes at `controlData`, valid for
+        // the classification ('a, the metadata's lifetime).
+        Some(unsafe { core::slice::from_raw_parts(data.cast::<u8>(), len as usize) })
+    }
 }
 
 /// The incoming values at an ALE auth layer, read with index and type checks.

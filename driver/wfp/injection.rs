@@ -11,7 +11,16 @@
 //! sample send-injects it once the reauthorization permitted). So it is
 //! copied the same way (from its transport header) and, to permit, sent
 //! with `FwpsInjectTransportSendAsync1` on its socket
-//! (`transportEndpointHandle`) to its remote address.
+//! (`transportEndpointHandle`) to its remote address. Its socket control
+//! data (the application's ancillary data, e.g. `IP_PKTINFO` choosing the
+//! source address: metadata `controlData`, valid only during classify) is
+//! copied with it and passed in `FWPS_TRANSPORT_SEND_PARAMS1.controlData`,
+//! as the inspect sample does, so the datagram leaves as the application
+//! sent it (FWPS_TRANSPORT_SEND_PARAMS1: control data "must be deep-copied
+//! in the callout driver's implementation of the classifyFn function, and
+//! the controlData buffer must remain valid until the injection completion
+//! function is called"); it counts in the copy budget and is bounded by
+//! [`MAX_CONTROL_DATA`].
 //!
 //! The copy is deep: the bytes from the IP header go into our own non-paged
 //! buffer, described by an MDL and wrapped with
@@ -55,11 +64,15 @@ const RECV_ACCEPT_SUB_INTERFACE_INDEX: usize = 17;
 /// The largest packet copied (bytes from the IP header); larger ones are
 /// not pended (default verdict).
 pub const MAX_PACKET_COPY: usize = 64 * 1024;
+/// The largest socket control data copied with a first datagram; with
+/// more, the datagram is not copied (the connection is still pended; the
+/// application retransmits).
+pub const MAX_CONTROL_DATA: usize = 4 * 1024;
 /// Bytes all copies may hold at once (1,024 pended SYNs of 60 bytes take
 /// 60 KiB; this leaves room for large first datagrams).
 pub const MAX_COPY_BYTES_HELD: u64 = 2 * 1024 * 1024;
 
-/// The copied packet bytes.
+/// The copied packet bytes (and a first datagram's control data).
 pub const TAG_PACKET_COPY: PoolTag = PoolTag::new(*b"WfPk");
 /// A copy's bookkeeping (the injection's completion context).
 pub const TAG_PACKET_COPY_RECORD: PoolTag = PoolTag::new(*b"WfPc");
@@ -114,6 +127,14 @@ struct TransportSendParams1 {
     header_include_header_length: u32,
 }
 
+// x64 offsets of FWPS_TRANSPORT_SEND_PARAMS1 (fwpsk.h: pointer, SCOPE_ID
+// (a ULONG), pointer, ULONG, pointer, ULONG).
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, remote_scope_id) == 8);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, control_data) == 16);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, control_data_length) == 24);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, header_include_header) == 32);
+const _: () = assert!(size_of::<TransportSendParams1>() == 48);
+
 /// A deep copy of a packet: our bytes, the MDL over them and the list
 /// `FwpsAllocateNetBufferAndNetBufferList0` made over that. Dropping it
 /// frees all three (in that order reversed) and returns its bytes to the
@@ -121,12 +142,15 @@ struct TransportSendParams1 {
 ///
 /// # Invariants
 /// `nbl` and `mdl` are 0 or live objects we allocated over `data`, which
-/// outlives them; `len` bytes of the budget are reserved for this copy.
+/// outlives them; `len` bytes of the budget are reserved for this copy
+/// (the packet's and its control data's).
 struct PacketCopy {
     nbl: usize,
     mdl: usize,
     len: usize,
     data: PoolSlice<u8>,
+    /// A first datagram's socket control data, copied at classify.
+    control: Option<PoolSlice<u8>>,
     /// A datagram's remote address (network order) and the send
     /// parameters pointing at it: both must stay valid until the send
     /// injection completes, so they live here.
@@ -195,8 +219,14 @@ fn handle() -> Option<HANDLE> {
     (!handle.is_null()).then_some(handle)
 }
 
-/// Creates the injection handle (initialize, PASSIVE_LEVEL).
+/// Creates the injection handle (initialize, PASSIVE_LEVEL). The copy
+/// counts start again here, as the other counters do at load (a static
+/// outlives a load only in the simulated kernel); `bytes_held` is a level
+/// that live copies give back, so it is left alone (zero at load).
 pub fn open() -> Result {
+    for count in [&COPIES.copied, &COPIES.refused, &COPIES.ipsec] {
+        count.store(0, Ordering::Relaxed);
+    }
     let mut handle: HANDLE = core::ptr::null_mut();
     #[allow(unsafe_code)]
     // SAFETY: the out-pointer is valid; PASSIVE_LEVEL.
@@ -309,18 +339,28 @@ pub(crate) fn copy_packet(
     };
     let headers =
         if inbound { metadata.and_then(Metadata::header_sizes).ok_or(NtStatus::INVALID_PARAMETER)? } else { 0 };
-    let len = layer_data.data_length().ok_or(NtStatus::INVALID_PARAMETER)?.saturating_add(headers as usize);
-    if len > MAX_PACKET_COPY || !reserve(len) {
+    let packet_len = layer_data.data_length().ok_or(NtStatus::INVALID_PARAMETER)?.saturating_add(headers as usize);
+    // Only an outbound datagram is sent with its control data.
+    let control_data = if inbound { None } else { metadata.and_then(Metadata::control_data) };
+    let control_len = control_data.map_or(0, <[u8]>::len);
+    let len = packet_len.saturating_add(control_len);
+    if packet_len > MAX_PACKET_COPY || control_len > MAX_CONTROL_DATA || !reserve(len) {
         COPIES.refused.fetch_add(1, Ordering::Relaxed);
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
     }
     // INVARIANT: `len` bytes reserved; nothing allocated yet.
-    let data = match PoolSlice::<u8>::try_zeroed(len, TAG_PACKET_COPY) {
-        Ok(data) => data,
-        Err(status) => {
-            COPIES.bytes_held.fetch_sub(len as u64, Ordering::Relaxed);
-            return Err(status);
+    let unreserve = |status| {
+        COPIES.bytes_held.fetch_sub(len as u64, Ordering::Relaxed);
+        status
+    };
+    let data = PoolSlice::<u8>::try_zeroed(packet_len, TAG_PACKET_COPY).map_err(unreserve)?;
+    let control = match control_data {
+        Some(source) => {
+            let mut copy = PoolSlice::<u8>::try_zeroed(source.len(), TAG_PACKET_COPY).map_err(unreserve)?;
+            copy.copy_from_slice(source);
+            Some(copy)
         }
+        None => None,
     };
     let send_args = TransportSendParams1 {
         remote_address: core::ptr::null(),
@@ -330,14 +370,15 @@ pub(crate) fn copy_packet(
         header_include_header: core::ptr::null(),
         header_include_header_length: 0,
     };
-    let copy = PacketCopy { nbl: 0, mdl: 0, len, data, remote: [0; 16], send_args };
+    let copy = PacketCopy { nbl: 0, mdl: 0, len, data, control, remote: [0; 16], send_args };
     let mut copy = PoolBox::try_new(copy, TAG_PACKET_COPY_RECORD)?;
     layer_data.copy_packet(headers, &mut copy.data)?;
     let bytes = copy.data.as_mut_ptr();
     #[allow(unsafe_code)]
-    // SAFETY: `len` bytes of our non-paged buffer, which outlives the MDL
-    // (both belong to `copy`).
-    let mdl = unsafe { crate::platform::kernel::IoAllocateMdl(bytes.cast(), len as u32, 0, 0, core::ptr::null_mut()) };
+    // SAFETY: `packet_len` bytes of our non-paged buffer, which outlives
+    // the MDL (both belong to `copy`).
+    let mdl =
+        unsafe { crate::platform::kernel::IoAllocateMdl(bytes.cast(), packet_len as u32, 0, 0, core::ptr::null_mut()) };
     if mdl.is_null() {
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
     }
@@ -349,9 +390,10 @@ pub(crate) fn copy_packet(
     };
     let mut nbl: *mut c_void = core::ptr::null_mut();
     #[allow(unsafe_code)]
-    // SAFETY: our pool and built MDL; `len` bytes from offset 0 are in it;
-    // the out-pointer is valid.
-    let status = unsafe { crate::wfp::ffi::FwpsAllocateNetBufferAndNetBufferList0(pool, 0, 0, mdl, 0, len, &mut nbl) };
+    // SAFETY: our pool and built MDL; `packet_len` bytes from offset 0 are
+    // in it; the out-pointer is valid.
+    let status =
+        unsafe { crate::wfp::ffi::FwpsAllocateNetBufferAndNetBufferList0(pool, 0, 0, mdl, 0, packet_len, &mut nbl) };
     NtStatus::to_result(status)?;
     if nbl.is_null() {
         return Err(NtStatus::INSUFFICIENT_RESOURCES);
@@ -412,6 +454,12 @@ pub fn finish(packet: PendedPacket, verdict: Verdict) {
             }
             copy.send_args.remote_address = copy.remote.as_ptr();
             copy.send_args.remote_scope_id = scope_id;
+            if let Some(control) = &copy.control {
+                // Our copy of classify's control data, which lives in the
+                // copy until the completion frees it.
+                copy.send_args.control_data = control.as_ptr().cast();
+                copy.send_args.control_data_length = control.len() as u32;
+            }
             #[allow(unsafe_code)]
             // SAFETY: our handle, the socket classify named, our live list,
             // and send parameters that live in the copy until the completion

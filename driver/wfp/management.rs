@@ -9,9 +9,9 @@ use crate::wfp::callout_table::{CALLOUTS, CalloutSpec, PROVIDER_KEY, SUBLAYER_KE
 use crate::wfp::ffi::{
     FwpmCalloutAdd0, FwpmCalloutDeleteByKey0, FwpmCalloutGetByKey0, FwpmEngineClose0, FwpmEngineOpen0,
     FwpmFilterCreateEnumHandle0, FwpmFilterDestroyEnumHandle0, FwpmFilterEnum0, FwpmFreeMemory0, FwpmProviderAdd0,
-    FwpmProviderContextGetByKey2, FwpmProviderDeleteByKey0, FwpmSubLayerAdd0, FwpmSubLayerDeleteByKey0,
-    FwpmTransactionAbort0, FwpmTransactionBegin0, FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT,
-    STATUS_FWP_ALREADY_EXISTS, fwp,
+    FwpmProviderContextGetByKey2, FwpmProviderDeleteByKey0, FwpmProviderGetByKey0, FwpmSubLayerAdd0,
+    FwpmSubLayerDeleteByKey0, FwpmSubLayerGetByKey0, FwpmTransactionAbort0, FwpmTransactionBegin0,
+    FwpmTransactionCommit0, GUID, HANDLE, RPC_C_AUTHN_WINNT, STATUS_FWP_ALREADY_EXISTS, fwp,
 };
 use crate::wfp::filter_view::ProviderBlob;
 use core::ffi::c_void;
@@ -161,13 +161,45 @@ pub fn abort_transaction(engine: &EngineHandle) -> Result {
     NtStatus::to_result(unsafe { FwpmTransactionAbort0(engine.raw()) })
 }
 
+/// Objects of an older install that are not persistent and that
+/// [`add_objects`] kept because filters use them: they and those filters
+/// work, but are gone when the filter engine stops or the system shuts
+/// down (a persistent filter in a non-persistent sublayer, or naming a
+/// non-persistent callout, does not outlive a reboot). All `false`/`0`:
+/// every object is persistent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[must_use]
+pub struct KeptNonPersistent {
+    /// The provider (our sublayer, callouts or other objects name it).
+    pub provider: bool,
+    /// The sublayer (filters are in it).
+    pub sublayer: bool,
+    /// Callouts (filters name them).
+    pub callouts: u32,
+}
+
+impl KeptNonPersistent {
+    /// Whether anything was kept non-persistent.
+    pub fn any(&self) -> bool {
+        self.provider || self.sublayer || self.callouts != 0
+    }
+}
+
 /// Adds provider, sublayer and callouts in one transaction: all or nothing.
-pub fn add_objects(engine: &EngineHandle) -> Result {
+///
+/// Objects an earlier load left are reused if persistent; if not (an
+/// install from before persistence), each is replaced by a persistent one
+/// when nothing uses it, and kept otherwise: the load goes on, with a
+/// warning naming the object, and what was kept is returned. The driver
+/// never deletes others' filters to make room. A callout without
+/// provider contexts or with another layer is another matter: its filters
+/// would lose their policies, so one in use fails the load.
+pub fn add_objects(engine: &EngineHandle) -> Result<KeptNonPersistent> {
     begin_transaction(engine)?;
     let result = add_objects_in_transaction(engine);
     let end = if result.is_ok() { commit_transaction(engine) } else { abort_transaction(engine) };
-    result?;
-    end.inspect_err(|s| {
+    let kept = result?;
+    end.map(|()| kept).inspect_err(|s| {
         crate::log!(Level::Error, "committing the objects failed: {}", s);
         // Whether a failed commit leaves the transaction open is not
         // documented: abort it (harmless NO_TXN_IN_PROGRESS if it is gone).
@@ -175,7 +207,8 @@ pub fn add_objects(engine: &EngineHandle) -> Result {
     })
 }
 
-fn add_objects_in_transaction(engine: &EngineHandle) -> Result {
+fn add_objects_in_transaction(engine: &EngineHandle) -> Result<KeptNonPersistent> {
+    let mut kept = KeptNonPersistent::default();
     let provider = FWPM_PROVIDER0 {
         providerKey: PROVIDER_KEY,
         displayData: display(crate::wide!("wfpcallout"), crate::wide!("wfpcallout callout driver")),
@@ -186,9 +219,33 @@ fn add_objects_in_transaction(engine: &EngineHandle) -> Result {
         flags: fwp::FWPM_PROVIDER_FLAG_PERSISTENT,
         ..FWPM_PROVIDER0::default()
     };
-    #[allow(unsafe_code)]
-    // SAFETY: `provider` is valid for the call; no security descriptor.
-    added("provider", unsafe { FwpmProviderAdd0(engine.raw(), &provider, core::ptr::null()) })?;
+    let add_provider = || {
+        #[allow(unsafe_code)]
+        // SAFETY: `provider` is valid for the call; no security descriptor.
+        unsafe {
+            FwpmProviderAdd0(engine.raw(), &provider, core::ptr::null())
+        }
+    };
+    let status = add_provider();
+    if status == STATUS_FWP_ALREADY_EXISTS && !provider_is_persistent(engine)? {
+        // Our sublayer and callouts name the provider: those nothing uses
+        // go first (they are added again below, persistent), so that the
+        // provider can go too unless something still needs it.
+        remove_unused_objects_naming_the_provider(engine)?;
+        kept.provider = replace_non_persistent(
+            "provider",
+            || {
+                #[allow(unsafe_code)]
+                // SAFETY: valid engine handle and key.
+                unsafe {
+                    FwpmProviderDeleteByKey0(engine.raw(), &PROVIDER_KEY)
+                }
+            },
+            add_provider,
+        )?;
+    } else {
+        added("provider", status)?;
+    }
 
     let sublayer = FWPM_SUBLAYER0 {
         subLayerKey: SUBLAYER_KEY,
@@ -198,9 +255,29 @@ fn add_objects_in_transaction(engine: &EngineHandle) -> Result {
         flags: fwp::FWPM_SUBLAYER_FLAG_PERSISTENT,
         ..FWPM_SUBLAYER0::default()
     };
-    #[allow(unsafe_code)]
-    // SAFETY: `sublayer` and the key it points to are valid for the call.
-    added("sublayer", unsafe { FwpmSubLayerAdd0(engine.raw(), &sublayer, core::ptr::null()) })?;
+    let add_sublayer = || {
+        #[allow(unsafe_code)]
+        // SAFETY: `sublayer` and the key it points to are valid for the call.
+        unsafe {
+            FwpmSubLayerAdd0(engine.raw(), &sublayer, core::ptr::null())
+        }
+    };
+    let status = add_sublayer();
+    if status == STATUS_FWP_ALREADY_EXISTS && !sublayer_is_persistent(engine)? {
+        kept.sublayer = replace_non_persistent(
+            "sublayer",
+            || {
+                #[allow(unsafe_code)]
+                // SAFETY: valid engine handle and key.
+                unsafe {
+                    FwpmSubLayerDeleteByKey0(engine.raw(), &SUBLAYER_KEY)
+                }
+            },
+            add_sublayer,
+        )?;
+    } else {
+        added("sublayer", status)?;
+    }
 
     for spec in CALLOUTS.iter() {
         let callout = FWPM_CALLOUT0 {
@@ -217,12 +294,98 @@ fn add_objects_in_transaction(engine: &EngineHandle) -> Result {
         // SAFETY: `callout` and the key it points to are valid for the call.
         let status = unsafe { FwpmCalloutAdd0(engine.raw(), &callout, core::ptr::null(), core::ptr::null_mut()) };
         if status == STATUS_FWP_ALREADY_EXISTS {
-            keep_or_replace_callout(engine, &callout)?;
+            if keep_or_replace_callout(engine, &callout)? {
+                kept.callouts += 1;
+            }
         } else {
             added("callout", status)?;
         }
     }
-    Ok(())
+    Ok(kept)
+}
+
+/// Whether the provider with our key is persistent.
+fn provider_is_persistent(engine: &EngineHandle) -> Result<bool> {
+    let mut existing: *mut FWPM_PROVIDER0 = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+    let status = unsafe { FwpmProviderGetByKey0(engine.raw(), &PROVIDER_KEY, &mut existing) };
+    NtStatus::to_result(status)
+        .inspect_err(|s| crate::log!(Level::Error, "reading the existing provider failed: {}", s))?;
+    #[allow(unsafe_code)]
+    // SAFETY: on success the engine returned a valid FWPM_PROVIDER0 (or NULL).
+    let persistent = unsafe { existing.as_ref() }.is_some_and(|p| p.flags & fwp::FWPM_PROVIDER_FLAG_PERSISTENT != 0);
+    #[allow(unsafe_code)]
+    // SAFETY: engine memory returned above, not used after this.
+    unsafe {
+        free_engine_memory(existing.cast())
+    };
+    Ok(persistent)
+}
+
+/// Whether the sublayer with our key is persistent.
+fn sublayer_is_persistent(engine: &EngineHandle) -> Result<bool> {
+    let mut existing: *mut FWPM_SUBLAYER0 = core::ptr::null_mut();
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+    let status = unsafe { FwpmSubLayerGetByKey0(engine.raw(), &SUBLAYER_KEY, &mut existing) };
+    NtStatus::to_result(status)
+        .inspect_err(|s| crate::log!(Level::Error, "reading the existing sublayer failed: {}", s))?;
+    #[allow(unsafe_code)]
+    // SAFETY: on success the engine returned a valid FWPM_SUBLAYER0 (or NULL).
+    let persistent = unsafe { existing.as_ref() }.is_some_and(|l| l.flags & fwp::FWPM_SUBLAYER_FLAG_PERSISTENT != 0);
+    #[allow(unsafe_code)]
+    // SAFETY: engine memory returned above, not used after this.
+    unsafe {
+        free_engine_memory(existing.cast())
+    };
+    Ok(persistent)
+}
+
+/// Deletes our callouts and sublayer where nothing uses them (an object in
+/// use, or already gone, stays as it is), so that a non-persistent
+/// provider they name can be replaced.
+fn remove_unused_objects_naming_the_provider(engine: &EngineHandle) -> Result {
+    let tolerated = |status: i32, not_found: i32| {
+        if status == fwps_types::STATUS_FWP_IN_USE || status == not_found {
+            Ok(())
+        } else {
+            NtStatus::to_result(status)
+        }
+    };
+    for spec in CALLOUTS.iter() {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle and key.
+        let status = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &spec.key) };
+        tolerated(status, fwps_types::STATUS_FWP_CALLOUT_NOT_FOUND)?;
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: valid engine handle and key.
+    let status = unsafe { FwpmSubLayerDeleteByKey0(engine.raw(), &SUBLAYER_KEY) };
+    tolerated(status, fwps_types::STATUS_FWP_SUBLAYER_NOT_FOUND)
+}
+
+/// An object of ours exists but is not persistent (an install from before
+/// persistence): deleted and added again, persistent, when nothing uses it
+/// (`Ok(false)`); kept as it is when something does (`Ok(true)`): deleting
+/// others' filters is not ours to do, and the filters work until the
+/// filter engine stops or the system shuts down. Provider, sublayer and
+/// callouts all go through here, with the same warning.
+fn replace_non_persistent(what: &str, delete: impl FnOnce() -> i32, add: impl FnOnce() -> i32) -> Result<bool> {
+    let deleted = delete();
+    if deleted == fwps_types::STATUS_FWP_IN_USE {
+        crate::log!(
+            Level::Warning,
+            "the existing {} is not persistent and is in use: kept as it is; it and the filters using it are lost when the filter engine stops or the system restarts (wfpctl uninstall, then load again and add the filters again, makes them persistent)",
+            what
+        );
+        return Ok(true);
+    }
+    NtStatus::to_result(deleted)
+        .inspect_err(|s| crate::log!(Level::Error, "deleting the non-persistent {} failed: {}", what, s))?;
+    added(what, add())?;
+    crate::log!(Level::Info, "replaced the existing non-persistent {} by a persistent one", what);
+    Ok(false)
 }
 
 fn same_guid(a: &GUID, b: &GUID) -> bool {
@@ -236,8 +399,10 @@ fn same_guid(a: &GUID, b: &GUID) -> bool {
 /// default policy (a block filter would permit). Otherwise it is replaced
 /// (deleted and added again, in the same transaction); if filters still
 /// name it, it cannot be, and the load fails with `STATUS_FWP_IN_USE`
-/// and a log line saying what to do.
-fn keep_or_replace_callout(engine: &EngineHandle, wanted: &FWPM_CALLOUT0) -> Result {
+/// and a log line saying what to do. One that is right but not persistent
+/// is handled as the provider and sublayer are ([`replace_non_persistent`]):
+/// `Ok(true)` when it was kept because filters name it.
+fn keep_or_replace_callout(engine: &EngineHandle, wanted: &FWPM_CALLOUT0) -> Result<bool> {
     let mut existing: *mut FWPM_CALLOUT0 = core::ptr::null_mut();
     #[allow(unsafe_code)]
     // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
@@ -257,26 +422,28 @@ fn keep_or_replace_callout(engine: &EngineHandle, wanted: &FWPM_CALLOUT0) -> Res
     unsafe {
         FwpmFreeMemory0(&mut memory)
     };
-    if matches && persistent {
-        return Ok(());
-    }
-    if matches {
-        // An earlier install's callout, right but not persistent: replaced
-        // if nothing names it; otherwise kept (its filters work, they just
-        // will not survive a reboot).
-        #[allow(unsafe_code)]
-        // SAFETY: valid engine handle and key.
-        let deleted = unsafe { FwpmCalloutDeleteByKey0(engine.raw(), &wanted.calloutKey) };
-        if deleted == fwps_types::STATUS_FWP_IN_USE {
-            crate::log!(Level::Warning, "an existing callout is not persistent and filters name it: kept as it is");
-            return Ok(());
-        }
-        NtStatus::to_result(deleted)?;
+    let add = || {
         #[allow(unsafe_code)]
         // SAFETY: `wanted` and the key it points to are valid for the call.
-        return added("callout", unsafe {
+        unsafe {
             FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut())
-        });
+        }
+    };
+    if matches && persistent {
+        return Ok(false);
+    }
+    if matches {
+        return replace_non_persistent(
+            "callout",
+            || {
+                #[allow(unsafe_code)]
+                // SAFETY: valid engine handle and key.
+                unsafe {
+                    FwpmCalloutDeleteByKey0(engine.raw(), &wanted.calloutKey)
+                }
+            },
+            add,
+        );
     }
     crate::log!(
         Level::Warning,
@@ -293,9 +460,7 @@ fn keep_or_replace_callout(engine: &EngineHandle, wanted: &FWPM_CALLOUT0) -> Res
         return Err(NtStatus::from_raw(deleted));
     }
     NtStatus::to_result(deleted)?;
-    #[allow(unsafe_code)]
-    // SAFETY: `wanted` and the key it points to are valid for the call.
-    added("callout", unsafe { FwpmCalloutAdd0(engine.raw(), wanted, core::ptr::null(), core::ptr::null_mut()) })
+    added("callout", add()).map(|()| false)
 }
 
 /// Filters fetched per `FwpmFilterEnum0` call.

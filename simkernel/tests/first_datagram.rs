@@ -261,3 +261,96 @@ fn send_injection_checks_its_arguments() {
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
 }
+
+/// The datagram's control data as classify saw it: (the metadata's
+/// `controlData`, the hook's pool copy, length).
+static CONTROL: Mutex<Option<(usize, usize, u32)>> = Mutex::new(None);
+
+fn copy_datagram_and_control(layer_data: *mut c_void, metadata: &FWPS_INCOMING_METADATA_VALUES0) {
+    copy_datagram(layer_data, metadata);
+    assert_ne!(metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA, 0);
+    let length = metadata.controlDataLength;
+    let memory = pool::ExAllocatePool2(POOL_FLAG_NON_PAGED, length as usize, TAG).cast::<u8>();
+    // SAFETY: the metadata's `length` bytes, valid during classify; `memory` holds as many.
+    unsafe { std::ptr::copy_nonoverlapping(metadata.controlData.cast::<u8>(), memory, length as usize) };
+    *CONTROL.lock().unwrap() = Some((metadata.controlData as usize, memory as usize, length));
+}
+
+fn send_with_control(handle: *mut c_void, endpoint: u64, list: usize, control: Option<(usize, u32)>) -> NTSTATUS {
+    let remote = [192u8, 0, 2, 10];
+    let (control_data, control_data_length) =
+        control.map_or((std::ptr::null(), 0), |(at, len)| (at as *const c_void, len));
+    let args = TransportSendParams1 {
+        remote_address: remote.as_ptr(),
+        remote_scope_id: 0,
+        control_data,
+        control_data_length,
+        header_include_header: std::ptr::null(),
+        header_include_header_length: 0,
+    };
+    // SAFETY: valid arguments; the completion frees the copy once.
+    unsafe {
+        packets::FwpsInjectTransportSendAsync1(
+            handle,
+            std::ptr::null_mut(),
+            endpoint,
+            0,
+            &args,
+            2,
+            1,
+            list as *mut c_void,
+            Some(free_copy),
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// D4: the socket control data the datagram carried at classify
+/// (FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA) must go with the send, in
+/// the callout's own copy: none, or classify's buffer (valid only during
+/// classifyFn), is reported; the copy arrives with the datagram.
+#[test]
+fn send_injection_carries_the_datagrams_control_data() {
+    let (kernel, probe) = setup(105);
+    *LIST_POOL.lock().unwrap() = list_pool() as usize;
+    let handle = injection_handle();
+    // IP_PKTINFO-like ancillary data: a WSACMSGHDR and its payload.
+    let ancillary: Vec<u8> = (1..=28).collect();
+    packets::set_control_data(&udp(53), &ancillary);
+    probe::answer(fwp::FWP_ACTION_PERMIT);
+    for round in ["none", "classify's buffer", "a copy"] {
+        probe::on_layer_data(Some(copy_datagram_and_control));
+        let _ = engine::classify(&udp(53));
+        probe::on_layer_data(None);
+        let (list, _, _) = COPY.lock().unwrap().unwrap();
+        let endpoint = *ENDPOINT.lock().unwrap();
+        let (engine_buffer, copy, length) = CONTROL.lock().unwrap().take().unwrap();
+        assert_eq!(length, 28);
+        let control = match round {
+            "none" => None,
+            "classify's buffer" => Some((engine_buffer, length)),
+            _ => Some((copy, length)),
+        };
+        // The send goes through either way (Windows sends it without).
+        assert_eq!(send_with_control(handle, endpoint, list, control), STATUS_SUCCESS, "{round}");
+        let violations = verifier::take();
+        let sent = packets::take_sent_control_data();
+        match round {
+            "none" => assert!(violations[0].message.contains("passes none in sendArgs.controlData"), "{violations:?}"),
+            "classify's buffer" => {
+                assert!(violations[0].message.contains("valid only during classifyFn"), "{violations:?}");
+            }
+            _ => {
+                assert!(violations.is_empty(), "{violations:?}");
+                assert_eq!(sent, std::slice::from_ref(&ancillary), "the control data arrived with the datagram");
+            }
+        }
+        // SAFETY: the block the hook allocated with TAG.
+        unsafe { pool::ExFreePoolWithTag(copy as *mut c_void, TAG) };
+    }
+    packets::set_control_data(&udp(53), &[]);
+    assert_eq!(packets::FwpsInjectionHandleDestroy0(handle), STATUS_SUCCESS);
+    packets::NdisFreeNetBufferListPool(*LIST_POOL.lock().unwrap() as *mut c_void);
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}

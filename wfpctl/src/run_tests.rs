@@ -196,7 +196,14 @@ fn filter_delete_by_id_and_all_ours() {
 #[test]
 fn stats_reads_the_version_then_one_page() {
     let mut backend = MockBackend::default();
-    backend.driver().global = GlobalStatsRepr { filters_added: 3, policies_rejected: 1, ..GlobalStatsRepr::default() };
+    backend.driver().global = GlobalStatsRepr {
+        filters_added: 3,
+        policies_rejected: 1,
+        flows_associated: 7,
+        copy_bytes_held: 72,
+        ipsec_not_pended: 2,
+        ..GlobalStatsRepr::default()
+    };
     backend.driver().stats = vec![entry(1, 1), entry(2, 2)];
     let ran = run_line("stats", &mut backend);
     assert_eq!(ran.result.unwrap(), Outcome::Success);
@@ -208,15 +215,24 @@ fn stats_reads_the_version_then_one_page() {
     assert!(lines.contains(&vec!["filter_contexts_alive", "2"]), "{}", ran.out);
     assert!(lines.contains(&vec!["filters_added", "3"]), "{}", ran.out);
     assert!(lines.contains(&vec!["policies_rejected", "1"]), "{}", ran.out);
+    assert!(lines.contains(&vec!["flows_associated", "7"]), "{}", ran.out);
+    assert!(lines.contains(&vec!["copy_bytes_held", "72"]), "{}", ran.out);
+    assert!(lines.contains(&vec!["ipsec_not_pended", "2"]), "{}", ran.out);
 }
 
 #[test]
 fn a_driver_of_another_protocol_version_is_named() {
-    let mut backend = MockBackend::default();
-    backend.driver().version.abi_version = 2;
-    let err = run_line("stats", &mut backend).result.unwrap_err().to_string();
-    assert!(err.contains("control protocol version 2, this wfpctl speaks version 1"), "{err}");
-    assert_eq!(backend.ioctls().len(), 1);
+    // Version 1 is the driver before the flow and copy counters (a 176-byte
+    // statistics header); 3 stands for any later one. Either is named, and
+    // no statistics are read from it.
+    for driver in [1, 3] {
+        let mut backend = MockBackend::default();
+        backend.driver().version.abi_version = driver;
+        let err = run_line("stats", &mut backend).result.unwrap_err().to_string();
+        assert!(err.contains(&format!("control protocol version {driver}, this wfpctl speaks version 2")), "{err}");
+        assert!(err.contains("use the wfpctl built with the driver"), "{err}");
+        assert_eq!(backend.ioctls().len(), 1);
+    }
 }
 
 #[test]
@@ -443,7 +459,8 @@ fn json_filter_list() {
 #[test]
 fn json_stats() {
     let mut backend = MockBackend::default();
-    backend.driver().global = GlobalStatsRepr { filters_added: 2, requests_pended: 4, ..GlobalStatsRepr::default() };
+    backend.driver().global =
+        GlobalStatsRepr { filters_added: 2, requests_pended: 4, packets_copied: 3, ..GlobalStatsRepr::default() };
     backend.driver().stats = vec![entry(1, 0)];
     let ran = run_line("stats --json", &mut backend);
     assert_eq!(ran.result.unwrap(), Outcome::Success);
@@ -454,7 +471,9 @@ fn json_stats() {
             r#""policies_rejected":0,"allocation_failures":0,"notify_unknown_type":0,"filters_adopted":0,"#,
             r#""adopted_policies_rejected":0,"classify_without_context":0,"classify_bad_arguments":0,"#,
             r#""requests_pended":4,"pend_failures":0,"requests_completed":0,"requests_timed_out":0,"#,
-            r#""requests_defaulted":0,"verdicts_rejected":0}}"#,
+            r#""requests_defaulted":0,"verdicts_rejected":0,"flows_associated":0,"flow_associate_failures":0,"#,
+            r#""flows_already_tracked":0,"flow_deletes_unknown":0,"copy_bytes_held":0,"packets_copied":3,"#,
+            r#""copies_refused":0,"ipsec_not_pended":0}}"#,
             "\n"
         )
     );
@@ -470,7 +489,7 @@ fn json_status() {
         concat!(
             r#"{"healthy":true,"bfe_service":{"state":"running","error":null},"#,
             r#""driver_service":{"state":"running","error":null},"control_device":{"path":"\\\\.\\WfpCallout","#,
-            r#""error":null,"driver_version":"0.1.0","control_protocol":1,"callouts_registered":true,"#,
+            r#""error":null,"driver_version":"0.1.0","control_protocol":2,"callouts_registered":true,"#,
             r#""adoption_complete":true,"agent_connected":false}}"#,
             "\n"
         )

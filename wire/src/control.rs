@@ -9,7 +9,7 @@
 //! | IOCTL                                  | Value         | Function | Access      | Input                          | Output                                 |
 //! |----------------------------------------|---------------|---------:|-------------|--------------------------------|----------------------------------------|
 //! | [`IOCTL_WFPCALLOUT_GET_VERSION`]       | `0x0012_6000` | `0x800`  | read        | none                           | [`VersionInfo`], 16 bytes              |
-//! | [`IOCTL_WFPCALLOUT_GET_STATS`]         | `0x0012_6004` | `0x801`  | read        | [`StatsQuery`], 16 bytes       | [`StatsReply`], `176 + returned × 168` |
+//! | [`IOCTL_WFPCALLOUT_GET_STATS`]         | `0x0012_6004` | `0x801`  | read        | [`StatsQuery`], 16 bytes       | [`StatsReply`], `240 + returned × 168` |
 //! | [`IOCTL_WFPCALLOUT_AGENT_GET_REQUEST`] | `0x0012_E040` | `0x810`  | read, write | none                           | [`AskRequest`], 136 bytes              |
 //! | [`IOCTL_WFPCALLOUT_AGENT_SET_VERDICT`] | `0x0012_E044` | `0x811`  | read, write | [`VerdictMessage`], 16 bytes   | none                                   |
 //!
@@ -44,7 +44,7 @@ pub const FILE_WRITE_ACCESS: u32 = 2;
 
 /// The version of the control protocol as a whole (codes and buffer
 /// layouts), reported by [`IOCTL_WFPCALLOUT_GET_VERSION`].
-pub const CONTROL_ABI_VERSION: u32 = 1;
+pub const CONTROL_ABI_VERSION: u32 = 2;
 
 /// Builds an I/O control code, as the Windows `CTL_CODE` macro does:
 /// `(device_type << 16) | (access << 14) | (function << 2) | method`.
@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(IOCTL_WFPCALLOUT_GET_STATS, 0x0012_6004);
         assert_eq!(IOCTL_WFPCALLOUT_AGENT_GET_REQUEST, 0x0012_E040);
         assert_eq!(IOCTL_WFPCALLOUT_AGENT_SET_VERDICT, 0x0012_E044);
-        assert_eq!(CONTROL_ABI_VERSION, 1);
+        assert_eq!(CONTROL_ABI_VERSION, 2);
     }
 
     #[test]

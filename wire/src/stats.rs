@@ -13,7 +13,7 @@
 //!
 //! All integers are little-endian. A reply is exactly
 //! `STATS_HEADER_LEN + returned × FILTER_STATS_ENTRY_LEN` bytes, that is
-//! `176 + returned × 168`, at most [`STATS_REPLY_MAX_LEN`] (43 184).
+//! `240 + returned × 168`, at most [`STATS_REPLY_MAX_LEN`] (43 248).
 //!
 //! | Offset | Size | Field                       | Contents                                                              |
 //! |-------:|-----:|-----------------------------|-----------------------------------------------------------------------|
@@ -33,12 +33,23 @@
 //! | 104    | 8    | `requests_timed_out`        | `u64`: pended connections the agent did not answer in time            |
 //! | 112    | 8    | `requests_defaulted`        | `u64`: pended connections decided by their default verdict            |
 //! | 120    | 8    | `verdicts_rejected`         | `u64`: verdict messages refused                                       |
-//! | 128    | 32   | reserved                    | four `u64`, must be `0` (room for more global counters)               |
-//! | 160    | 4    | `total_filters`             | `u32`: filter contexts alive when the reply was built                 |
-//! | 164    | 4    | `returned`                  | `u32`: entries that follow, `0..=` the query's `max_entries`          |
-//! | 168    | 4    | `more`                      | `u32`: `1` if filters after the last entry were left out, else `0`    |
-//! | 172    | 4    | reserved                    | must be `0`                                                           |
-//! | 176    | 168 × `returned` | entries         | [`FilterStatsEntry`] after entry, in strictly ascending `filter_id` order |
+//! | 128    | 8    | `flows_associated`          | `u64`: flow contexts associated with a flow                           |
+//! | 136    | 8    | `flow_associate_failures`   | `u64`: associations the engine refused, or without a flow handle      |
+//! | 144    | 8    | `flows_already_tracked`     | `u64`: flows another of our filters at the layer tracks already       |
+//! | 152    | 8    | `flow_deletes_unknown`      | `u64`: flowDeleteFn calls for a context the driver does not hold      |
+//! | 160    | 8    | `copy_bytes_held`           | `u64`: bytes the packet copies of pended asks hold now (not a count)  |
+//! | 168    | 8    | `packets_copied`            | `u64`: packets copied for a pended ask                                |
+//! | 176    | 8    | `copies_refused`            | `u64`: packets not copied for the copy bounds (default verdict)       |
+//! | 184    | 8    | `ipsec_not_pended`          | `u64`: inbound asks not pended because IPsec protects the packet      |
+//! | 192    | 32   | reserved                    | four `u64`, must be `0` (room for more global counters)               |
+//! | 224    | 4    | `total_filters`             | `u32`: filter contexts alive when the reply was built                 |
+//! | 228    | 4    | `returned`                  | `u32`: entries that follow, `0..=` the query's `max_entries`          |
+//! | 232    | 4    | `more`                      | `u32`: `1` if filters after the last entry were left out, else `0`    |
+//! | 236    | 4    | reserved                    | must be `0`                                                           |
+//! | 240    | 168 × `returned` | entries         | [`FilterStatsEntry`] after entry, in strictly ascending `filter_id` order |
+//!
+//! Control protocol version 1 had 16 counters and a 176-byte header; the
+//! eight at 128–191 came with version 2.
 //!
 //! Checks run in this order, and the first failure is reported: the buffer
 //! holds the header ([`WireError::Truncated`]), the buffer length against
@@ -58,7 +69,7 @@ use crate::{
 };
 
 /// Number of `u64` counters in [`GlobalStatsRepr`].
-pub const GLOBAL_COUNTER_COUNT: usize = 16;
+pub const GLOBAL_COUNTER_COUNT: usize = 24;
 
 /// Number of reserved `u64` slots after the global counters.
 pub const GLOBAL_RESERVED_COUNT: usize = 4;
@@ -70,7 +81,7 @@ pub const STATS_HEADER_LEN: usize = field::RESERVED_1.end;
 /// [`STATS_MAX_ENTRIES`] entries.
 pub const STATS_REPLY_MAX_LEN: usize = STATS_HEADER_LEN + STATS_MAX_ENTRIES as usize * FILTER_STATS_ENTRY_LEN;
 
-const _: () = assert!(STATS_HEADER_LEN == 176);
+const _: () = assert!(STATS_HEADER_LEN == 240);
 const _: () = assert!(STATS_HEADER_LEN.is_multiple_of(8));
 
 /// Byte positions of the header fields (see the module documentation).
@@ -78,11 +89,11 @@ mod field {
     use core::ops::Range;
 
     pub(super) const COUNTERS: usize = 0;
-    pub(super) const RESERVED_0: Range<usize> = 128..160;
-    pub(super) const TOTAL_FILTERS: Range<usize> = 160..164;
-    pub(super) const RETURNED: Range<usize> = 164..168;
-    pub(super) const MORE: Range<usize> = 168..172;
-    pub(super) const RESERVED_1: Range<usize> = 172..176;
+    pub(super) const RESERVED_0: Range<usize> = 192..224;
+    pub(super) const TOTAL_FILTERS: Range<usize> = 224..228;
+    pub(super) const RETURNED: Range<usize> = 228..232;
+    pub(super) const MORE: Range<usize> = 232..236;
+    pub(super) const RESERVED_1: Range<usize> = 236..240;
 }
 
 const _: () = assert!(field::COUNTERS + 8 * GLOBAL_COUNTER_COUNT == field::RESERVED_0.start);
@@ -125,6 +136,26 @@ pub struct GlobalStatsRepr {
     pub requests_defaulted: u64,
     /// Verdict messages refused.
     pub verdicts_rejected: u64,
+    /// Flow contexts associated with a flow.
+    pub flows_associated: u64,
+    /// Flow associations the engine refused, or that had no flow handle.
+    pub flow_associate_failures: u64,
+    /// Flows another of our filters at the layer tracks already (one
+    /// context per flow and callout).
+    pub flows_already_tracked: u64,
+    /// flowDeleteFn calls for a context the driver does not hold.
+    pub flow_deletes_unknown: u64,
+    /// Bytes the packet copies of pended asks hold now: a level, not a
+    /// count, bounded by the copy budget.
+    pub copy_bytes_held: u64,
+    /// Packets copied for a pended ask (to be injected on a permit).
+    pub packets_copied: u64,
+    /// Packets not copied because of the copy bounds: the ask got its
+    /// default verdict at once.
+    pub copies_refused: u64,
+    /// Inbound asks not pended because IPsec protects the packet (its
+    /// copy could not be injected as it is): the default applied.
+    pub ipsec_not_pended: u64,
 }
 
 impl GlobalStatsRepr {
@@ -146,6 +177,14 @@ impl GlobalStatsRepr {
         "requests_timed_out",
         "requests_defaulted",
         "verdicts_rejected",
+        "flows_associated",
+        "flow_associate_failures",
+        "flows_already_tracked",
+        "flow_deletes_unknown",
+        "copy_bytes_held",
+        "packets_copied",
+        "copies_refused",
+        "ipsec_not_pended",
     ];
 
     /// The counters in wire order.
@@ -167,6 +206,14 @@ impl GlobalStatsRepr {
             self.requests_timed_out,
             self.requests_defaulted,
             self.verdicts_rejected,
+            self.flows_associated,
+            self.flow_associate_failures,
+            self.flows_already_tracked,
+            self.flow_deletes_unknown,
+            self.copy_bytes_held,
+            self.packets_copied,
+            self.copies_refused,
+            self.ipsec_not_pended,
         ]
     }
 
@@ -189,6 +236,14 @@ impl GlobalStatsRepr {
             requests_timed_out,
             requests_defaulted,
             verdicts_rejected,
+            flows_associated,
+            flow_associate_failures,
+            flows_already_tracked,
+            flow_deletes_unknown,
+            copy_bytes_held,
+            packets_copied,
+            copies_refused,
+            ipsec_not_pended,
         ] = values;
         GlobalStatsRepr {
             filters_added,
@@ -207,6 +262,14 @@ impl GlobalStatsRepr {
             requests_timed_out,
             requests_defaulted,
             verdicts_rejected,
+            flows_associated,
+            flow_associate_failures,
+            flows_already_tracked,
+            flow_deletes_unknown,
+            copy_bytes_held,
+            packets_copied,
+            copies_refused,
+            ipsec_not_pended,
         }
     }
 }
@@ -598,6 +661,14 @@ mod tests {
         0x0e, 0, 0, 0, 0, 0, 0, 0, // requests_timed_out = 14
         0x0f, 0, 0, 0, 0, 0, 0, 0, // requests_defaulted = 15
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // verdicts_rejected = u64::MAX
+        0x11, 0, 0, 0, 0, 0, 0, 0, // flows_associated = 17
+        0x12, 0, 0, 0, 0, 0, 0, 0, // flow_associate_failures = 18
+        0x13, 0, 0, 0, 0, 0, 0, 0, // flows_already_tracked = 19
+        0x14, 0, 0, 0, 0, 0, 0, 0, // flow_deletes_unknown = 20
+        0x15, 0, 0, 0, 0, 0, 0, 0, // copy_bytes_held = 21
+        0x16, 0, 0, 0, 0, 0, 0, 0, // packets_copied = 22
+        0x17, 0, 0, 0, 0, 0, 0, 0, // copies_refused = 23
+        0x18, 0, 0, 0, 0, 0, 0, 0, // ipsec_not_pended = 24
         0, 0, 0, 0, 0, 0, 0, 0, // reserved
         0, 0, 0, 0, 0, 0, 0, 0, // reserved
         0, 0, 0, 0, 0, 0, 0, 0, // reserved
@@ -634,23 +705,23 @@ mod tests {
     }
 
     /// The two-entry reply: `HEADER_BYTES`, the Block entry (filter 0x1234)
-    /// and the Ask entry (filter 0x0102_0304_0506_0708). 512 bytes.
+    /// and the Ask entry (filter 0x0102_0304_0506_0708). 576 bytes.
     fn two_entry_reply() -> [u8; FUZZ_MAX_LEN] {
         let mut reply = [0u8; FUZZ_MAX_LEN];
-        reply[..176].copy_from_slice(&HEADER_BYTES);
-        reply[176..344].copy_from_slice(&BLOCK_ENTRY_BYTES);
-        reply[344..512].copy_from_slice(&ASK_ENTRY_BYTES);
+        reply[..240].copy_from_slice(&HEADER_BYTES);
+        reply[240..408].copy_from_slice(&BLOCK_ENTRY_BYTES);
+        reply[408..576].copy_from_slice(&ASK_ENTRY_BYTES);
         reply
     }
 
-    /// A one-entry reply (returned = 1, more = 0) and its length, 344.
+    /// A one-entry reply (returned = 1, more = 0) and its length, 408.
     fn one_entry_reply() -> ([u8; FUZZ_MAX_LEN], usize) {
         let mut reply = [0u8; FUZZ_MAX_LEN];
-        reply[..176].copy_from_slice(&HEADER_BYTES);
-        reply[164] = 1;
-        reply[168] = 0;
-        reply[176..344].copy_from_slice(&ASK_ENTRY_BYTES);
-        (reply, 344)
+        reply[..240].copy_from_slice(&HEADER_BYTES);
+        reply[228] = 1;
+        reply[232] = 0;
+        reply[240..408].copy_from_slice(&ASK_ENTRY_BYTES);
+        (reply, 408)
     }
 
     /// Re-emits a reply from its decoded parts into a buffer of `len` bytes.
@@ -694,12 +765,14 @@ mod tests {
 
     #[test]
     fn layout_constants() {
-        assert_eq!(STATS_HEADER_LEN, 176);
-        assert_eq!(GLOBAL_COUNTER_COUNT, 16);
+        assert_eq!(STATS_HEADER_LEN, 240);
+        assert_eq!(GLOBAL_COUNTER_COUNT, 24);
         assert_eq!(GLOBAL_RESERVED_COUNT, 4);
-        assert_eq!(STATS_REPLY_MAX_LEN, 43_184);
+        assert_eq!(STATS_REPLY_MAX_LEN, 43_248);
         assert_eq!(GlobalStatsRepr::NAMES[0], "filters_added");
         assert_eq!(GlobalStatsRepr::NAMES[15], "verdicts_rejected");
+        assert_eq!(GlobalStatsRepr::NAMES[16], "flows_associated");
+        assert_eq!(GlobalStatsRepr::NAMES[23], "ipsec_not_pended");
     }
 
     #[test]
@@ -711,6 +784,10 @@ mod tests {
         assert_eq!(global.requests_pended, 11);
         assert_eq!(global.requests_defaulted, 15);
         assert_eq!(global.verdicts_rejected, u64::MAX);
+        assert_eq!(global.flows_associated, 17);
+        assert_eq!(global.flow_deletes_unknown, 20);
+        assert_eq!(global.copy_bytes_held, 21);
+        assert_eq!(global.ipsec_not_pended, 24);
         assert_eq!(GlobalStatsRepr::from_array(global.to_array()), global);
     }
 
@@ -759,20 +836,23 @@ mod tests {
     #[test]
     fn header_errors() {
         let parse_mutated = |mutate: fn(&mut [u8])| test_util::parse_mutated::<StatsHeaderRepr>(&HEADER_BYTES, mutate);
-        assert_eq!(StatsHeaderRepr::parse(&HEADER_BYTES[..175]), Err(WireError::Truncated));
-        assert_eq!(StatsHeaderRepr::parse(&[0u8; 177]), Err(WireError::LengthMismatch));
-        for at in [128usize, 140, 159, 172, 175] {
+        assert_eq!(StatsHeaderRepr::parse(&HEADER_BYTES[..239]), Err(WireError::Truncated));
+        assert_eq!(StatsHeaderRepr::parse(&[0u8; 241]), Err(WireError::LengthMismatch));
+        // The new counters are counters, not reserved bytes.
+        assert_eq!(parse_mutated(|b| b[128] = 0x7f).map(|h| h.global.flows_associated), Ok(0x7f));
+        assert_eq!(parse_mutated(|b| b[191] = 1).map(|h| h.global.ipsec_not_pended), Ok(24 | 1 << 56));
+        for at in [192usize, 204, 223, 236, 239] {
             let mut bytes = HEADER_BYTES;
             bytes[at] = 1;
             assert_eq!(StatsHeaderRepr::parse(&bytes), Err(WireError::ReservedNotZero), "byte {at}");
         }
-        assert_eq!(parse_mutated(|b| b[168] = 2), Err(WireError::ValueOutOfRange));
-        assert_eq!(parse_mutated(|b| b[171] = 1), Err(WireError::ValueOutOfRange));
+        assert_eq!(parse_mutated(|b| b[232] = 2), Err(WireError::ValueOutOfRange));
+        assert_eq!(parse_mutated(|b| b[235] = 1), Err(WireError::ValueOutOfRange));
         assert_eq!(
-            parse_mutated(|b| b[164..168].copy_from_slice(&257u32.to_le_bytes())),
+            parse_mutated(|b| b[228..232].copy_from_slice(&257u32.to_le_bytes())),
             Err(WireError::ValueOutOfRange)
         );
-        assert_eq!(parse_mutated(|b| b[164..168].copy_from_slice(&256u32.to_le_bytes())).map(|h| h.returned), Ok(256));
+        assert_eq!(parse_mutated(|b| b[228..232].copy_from_slice(&256u32.to_le_bytes())).map(|h| h.returned), Ok(256));
         let too_many = StatsHeaderRepr { returned: 257, ..StatsHeaderRepr::default() };
         let mut out = [0xa5u8; STATS_HEADER_LEN];
         assert_eq!(too_many.emit(&mut out), Err(WireError::ValueOutOfRange));
@@ -795,7 +875,7 @@ mod tests {
         let bytes = two_entry_reply();
         let reply = StatsReply::parse(&bytes).unwrap();
         assert_eq!(*reply.header(), header_repr());
-        assert_eq!(reply.buffer_len(), 512);
+        assert_eq!(reply.buffer_len(), 576);
         let mut entries = reply.entries();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries.next(), Some(Ok(block_entry())));
@@ -824,15 +904,15 @@ mod tests {
         let mut out = [0xa5u8; FUZZ_MAX_LEN + 8];
         assert_eq!(StatsReply::emit_entry(0, &block_entry(), &mut out), Ok(FILTER_STATS_ENTRY_LEN));
         assert_eq!(StatsReply::emit_entry(1, &ask_entry(), &mut out), Ok(FILTER_STATS_ENTRY_LEN));
-        assert_eq!(StatsReply::emit_header(&header_repr(), &mut out), Ok(512));
-        assert_eq!(out[..512], two_entry_reply());
-        assert!(out[512..].iter().all(|&b| b == 0xa5));
+        assert_eq!(StatsReply::emit_header(&header_repr(), &mut out), Ok(576));
+        assert_eq!(out[..576], two_entry_reply());
+        assert!(out[576..].iter().all(|&b| b == 0xa5));
     }
 
     #[test]
     fn emit_header_needs_room_for_the_entries() {
         let header = header_repr();
-        for len in 0..512 {
+        for len in 0..576 {
             let mut out = [0xa5u8; FUZZ_MAX_LEN];
             assert_eq!(StatsReply::emit_header(&header, &mut out[..len]), Err(WireError::BufferTooSmall), "len {len}");
             assert!(out.iter().all(|&b| b == 0xa5));
@@ -850,9 +930,9 @@ mod tests {
             Err(WireError::ValueOutOfRange)
         );
         assert_eq!(StatsReply::emit_entry(u32::MAX, &block_entry(), &mut out), Err(WireError::ValueOutOfRange));
-        // Entry 2 would end at 680.
+        // Entry 2 would end at 744.
         assert_eq!(StatsReply::emit_entry(2, &block_entry(), &mut out), Err(WireError::BufferTooSmall));
-        assert_eq!(StatsReply::emit_entry(1, &block_entry(), &mut out[..511]), Err(WireError::BufferTooSmall));
+        assert_eq!(StatsReply::emit_entry(1, &block_entry(), &mut out[..575]), Err(WireError::BufferTooSmall));
         let mut bad = block_entry();
         bad.policy.action = crate::PolicyAction::Ask { timeout_ms: 0, default_verdict: crate::Verdict::Block };
         assert_eq!(StatsReply::emit_entry(0, &bad, &mut out), Err(WireError::BadActionParameters));
@@ -861,17 +941,17 @@ mod tests {
 
     #[test]
     fn lengths_and_capacity() {
-        assert_eq!(StatsReply::reply_len(0), Some(176));
-        assert_eq!(StatsReply::reply_len(2), Some(512));
+        assert_eq!(StatsReply::reply_len(0), Some(240));
+        assert_eq!(StatsReply::reply_len(2), Some(576));
         assert_eq!(StatsReply::reply_len(STATS_MAX_ENTRIES), Some(STATS_REPLY_MAX_LEN));
         assert_eq!(StatsReply::reply_len(STATS_MAX_ENTRIES + 1), None);
         assert_eq!(StatsReply::reply_len(u32::MAX), None);
         assert_eq!(StatsReply::entry_capacity(0), 0);
-        assert_eq!(StatsReply::entry_capacity(175), 0);
-        assert_eq!(StatsReply::entry_capacity(176), 0);
-        assert_eq!(StatsReply::entry_capacity(343), 0);
-        assert_eq!(StatsReply::entry_capacity(344), 1);
-        assert_eq!(StatsReply::entry_capacity(512), 2);
+        assert_eq!(StatsReply::entry_capacity(239), 0);
+        assert_eq!(StatsReply::entry_capacity(240), 0);
+        assert_eq!(StatsReply::entry_capacity(407), 0);
+        assert_eq!(StatsReply::entry_capacity(408), 1);
+        assert_eq!(StatsReply::entry_capacity(576), 2);
         assert_eq!(StatsReply::entry_capacity(STATS_REPLY_MAX_LEN), STATS_MAX_ENTRIES);
         assert_eq!(StatsReply::entry_capacity(usize::MAX), STATS_MAX_ENTRIES);
     }
@@ -880,27 +960,27 @@ mod tests {
     fn reply_length_errors() {
         let bytes = two_entry_reply();
         assert_eq!(StatsReply::parse(&[]).err(), Some(WireError::Truncated));
-        assert_eq!(StatsReply::parse(&bytes[..175]).err(), Some(WireError::Truncated));
+        assert_eq!(StatsReply::parse(&bytes[..239]).err(), Some(WireError::Truncated));
         // Header whole, entries cut.
-        assert_eq!(StatsReply::parse(&bytes[..176]).err(), Some(WireError::Truncated));
-        assert_eq!(StatsReply::parse(&bytes[..511]).err(), Some(WireError::Truncated));
+        assert_eq!(StatsReply::parse(&bytes[..240]).err(), Some(WireError::Truncated));
+        assert_eq!(StatsReply::parse(&bytes[..575]).err(), Some(WireError::Truncated));
         // One entry too many.
         let (one, len) = one_entry_reply();
         assert_eq!(StatsReply::parse(&one[..len + 168]).err(), Some(WireError::LengthMismatch));
         assert_eq!(StatsReply::parse(&one[..len + 1]).err(), Some(WireError::LengthMismatch));
         // A huge `returned` is a length problem, not an overflow.
         let mut huge = bytes;
-        huge[164..168].fill(0xff);
+        huge[228..232].fill(0xff);
         assert_eq!(StatsReply::parse(&huge).err(), Some(WireError::Truncated));
     }
 
     #[test]
     fn reply_header_errors() {
         let mut bytes = two_entry_reply();
-        bytes[130] = 1;
+        bytes[200] = 1;
         assert_eq!(StatsReply::parse(&bytes).err(), Some(WireError::ReservedNotZero));
         let mut bytes = two_entry_reply();
-        bytes[168] = 3;
+        bytes[232] = 3;
         assert_eq!(StatsReply::parse(&bytes).err(), Some(WireError::ValueOutOfRange));
     }
 
@@ -924,15 +1004,15 @@ mod tests {
     fn entries_out_of_order() {
         // Swap the two entries.
         let mut bytes = two_entry_reply();
-        bytes[176..344].copy_from_slice(&ASK_ENTRY_BYTES);
-        bytes[344..512].copy_from_slice(&BLOCK_ENTRY_BYTES);
+        bytes[240..408].copy_from_slice(&ASK_ENTRY_BYTES);
+        bytes[408..576].copy_from_slice(&BLOCK_ENTRY_BYTES);
         let reply = StatsReply::parse(&bytes).unwrap();
         let mut entries = reply.entries();
         assert_eq!(entries.next(), Some(Ok(ask_entry())));
         assert_eq!(entries.next(), Some(Err(WireError::EntriesOutOfOrder)));
         // The same id twice is out of order too.
         let mut bytes = two_entry_reply();
-        bytes[344..512].copy_from_slice(&BLOCK_ENTRY_BYTES);
+        bytes[408..576].copy_from_slice(&BLOCK_ENTRY_BYTES);
         let results: [_; 2] = core::array::from_fn({
             let mut entries = StatsReply::parse(&bytes).unwrap().into_parts().1;
             move |_| entries.next()
@@ -944,7 +1024,7 @@ mod tests {
     #[test]
     fn invalid_entry_does_not_stop_iteration() {
         let mut bytes = two_entry_reply();
-        bytes[176 + 10] = 7; // first entry: unknown origin
+        bytes[240 + 10] = 7; // first entry: unknown origin
         let reply = StatsReply::parse(&bytes).unwrap();
         let mut entries = reply.entries();
         assert_eq!(entries.next(), Some(Err(WireError::UnknownOrigin(7))));

@@ -9,7 +9,7 @@ use core::fmt::Debug;
 use crate::WireError;
 
 /// Longest buffer the exhaustive length tests try.
-pub(crate) const FUZZ_MAX_LEN: usize = 512;
+pub(crate) const FUZZ_MAX_LEN: usize = 576;
 
 /// A tiny xorshift64 generator: deterministic, no dependencies.
 pub(crate) struct XorShift(pub(crate) u64);

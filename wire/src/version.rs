@@ -267,26 +267,26 @@ mod tests {
         }
     }
 
-    /// ABI 1, driver 1.2.3, loaded and adoption complete.
+    /// ABI 2, driver 1.2.3, loaded and adoption complete.
     static LOADED_BYTES: [u8; 16] = [
         b'W', b'F', b'P', b'V', // magic
-        0x01, 0x00, 0x00, 0x00, // abi_version = 1
+        0x02, 0x00, 0x00, 0x00, // abi_version = 2
         0x03, 0x02, 0x01, 0x00, // driver_version = 1.2.3
         0x03, 0x00, 0x00, 0x00, // flags = LOADED | ADOPTION_COMPLETE
     ];
 
-    /// ABI 1, driver 258.255.0, every flag.
+    /// ABI 2, driver 258.255.0, every flag.
     static ALL_FLAGS_BYTES: [u8; 16] = [
         b'W', b'F', b'P', b'V', // magic
-        0x01, 0x00, 0x00, 0x00, // abi_version = 1
+        0x02, 0x00, 0x00, 0x00, // abi_version = 2
         0x00, 0xff, 0x02, 0x01, // driver_version = 258.255.0
         0x07, 0x00, 0x00, 0x00, // flags = all three
     ];
 
-    /// Unloaded: ABI 1, driver 0.1.0, no flags.
+    /// Unloaded: ABI 2, driver 0.1.0, no flags.
     static UNLOADED_BYTES: [u8; 16] = [
         b'W', b'F', b'P', b'V', // magic
-        0x01, 0x00, 0x00, 0x00, // abi_version = 1
+        0x02, 0x00, 0x00, 0x00, // abi_version = 2
         0x00, 0x01, 0x00, 0x00, // driver_version = 0.1.0
         0x00, 0x00, 0x00, 0x00, // flags
     ];
@@ -332,7 +332,7 @@ mod tests {
     fn deconstruct() {
         let info = VersionInfo::new_checked(&LOADED_BYTES[..]).unwrap();
         assert_eq!(info.magic(), VERSION_INFO_MAGIC);
-        assert_eq!(info.abi_version(), 1);
+        assert_eq!(info.abi_version(), 2);
         assert_eq!(info.driver_version(), 0x0001_0203);
         assert_eq!(info.flags(), 3);
         assert_eq!(info.into_inner(), &LOADED_BYTES[..]);
@@ -343,7 +343,7 @@ mod tests {
         let mut buf = [0xa5u8; 16];
         let mut info = VersionInfo::new_unchecked(&mut buf[..]);
         info.set_magic(VERSION_INFO_MAGIC);
-        info.set_abi_version(1);
+        info.set_abi_version(2);
         info.set_driver_version(0x0102_ff00);
         info.set_flags(7);
         assert_eq!(buf, ALL_FLAGS_BYTES);

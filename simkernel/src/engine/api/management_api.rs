@@ -4,7 +4,7 @@
 
 use crate::engine::classification::client;
 use crate::engine::model::layers::{key_of, layer_by_id, layer_by_key};
-use crate::engine::model::records::{EngineAllocation, FilterBatch, ProviderContextCopy};
+use crate::engine::model::records::{EngineAllocation, FilterBatch, ProviderContextCopy, SubLayerCopy};
 use crate::engine::state::engine_state::{
     EngineState, EnumState, ManagedCallout, Session, Undo, lock, lock_for, transaction_ended,
 };
@@ -513,6 +513,77 @@ pub unsafe extern "system" fn FwpmCalloutGetByKey0(
     engine.allocations.insert(pointer as usize, EngineAllocation::Callout(copy));
     // SAFETY: checked non-NULL; writable per the caller.
     unsafe { callout.write(pointer) };
+    STATUS_SUCCESS
+}
+
+/// `FwpmProviderGetByKey0`: a copy of the provider (key, and
+/// `FWPM_PROVIDER_FLAG_PERSISTENT` if it was added persistent), freed with
+/// `FwpmFreeMemory0`; `STATUS_FWP_PROVIDER_NOT_FOUND` for an unknown key.
+///
+/// # Safety
+/// `key` NULL or valid; `provider` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmProviderGetByKey0(
+    engine_handle: *mut c_void,
+    key: *const GUID,
+    provider: *mut *mut FWPM_PROVIDER0,
+) -> NTSTATUS {
+    check!(passive("FwpmProviderGetByKey0"));
+    check!(session_of(engine_handle, "FwpmProviderGetByKey0"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(wanted) = (unsafe { key.as_ref() }).copied() else { return STATUS_FWP_NULL_POINTER };
+    if provider.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let mut engine = lock();
+    let key = key_of(&wanted);
+    if !engine.providers.contains_key(&key) {
+        return STATUS_FWP_PROVIDER_NOT_FOUND;
+    }
+    let flags = if engine.persistent.contains(&key) { fwp::FWPM_PROVIDER_FLAG_PERSISTENT } else { 0 };
+    let mut copy = Box::new(FWPM_PROVIDER0 { providerKey: wanted, flags, ..FWPM_PROVIDER0::default() });
+    let pointer = &mut *copy as *mut FWPM_PROVIDER0;
+    engine.allocations.insert(pointer as usize, EngineAllocation::Provider(copy));
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { provider.write(pointer) };
+    STATUS_SUCCESS
+}
+
+/// `FwpmSubLayerGetByKey0`: a copy of the sublayer (key, weight, provider
+/// key, and `FWPM_SUBLAYER_FLAG_PERSISTENT` if it was added persistent),
+/// freed with `FwpmFreeMemory0`; `STATUS_FWP_SUBLAYER_NOT_FOUND` for an
+/// unknown key.
+///
+/// # Safety
+/// `key` NULL or valid; `sublayer` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn FwpmSubLayerGetByKey0(
+    engine_handle: *mut c_void,
+    key: *const GUID,
+    sublayer: *mut *mut FWPM_SUBLAYER0,
+) -> NTSTATUS {
+    check!(passive("FwpmSubLayerGetByKey0"));
+    check!(session_of(engine_handle, "FwpmSubLayerGetByKey0"));
+    // SAFETY: NULL or valid, per the caller.
+    let Some(wanted) = (unsafe { key.as_ref() }).copied() else { return STATUS_FWP_NULL_POINTER };
+    if sublayer.is_null() {
+        return STATUS_FWP_NULL_POINTER;
+    }
+    let mut engine = lock();
+    let key = key_of(&wanted);
+    let Some(&(weight, provider)) = engine.sublayers.get(&key) else { return STATUS_FWP_SUBLAYER_NOT_FOUND };
+    let flags = if engine.persistent.contains(&key) { fwp::FWPM_SUBLAYER_FLAG_PERSISTENT } else { 0 };
+    let mut copy = Box::new(SubLayerCopy {
+        sublayer: FWPM_SUBLAYER0 { subLayerKey: wanted, flags, weight, ..FWPM_SUBLAYER0::default() },
+        provider: GUID::from_u128(provider.unwrap_or(0)),
+    });
+    if provider.is_some() {
+        copy.sublayer.providerKey = &mut copy.provider;
+    }
+    let pointer = &mut copy.sublayer as *mut FWPM_SUBLAYER0;
+    engine.allocations.insert(pointer as usize, EngineAllocation::SubLayer(copy));
+    // SAFETY: checked non-NULL; writable per the caller.
+    unsafe { sublayer.write(pointer) };
     STATUS_SUCCESS
 }
 

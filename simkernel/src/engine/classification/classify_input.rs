@@ -102,6 +102,11 @@ impl ClassifyInput {
                 fwp::FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE | fwp::FWPS_METADATA_FIELD_REMOTE_SCOPE_ID;
             metadata.transportEndpointHandle = packets::endpoint_of(connection);
             metadata.remoteScopeId = 0;
+            if let Some((data, len)) = packets::control_data_of(metadata.transportEndpointHandle) {
+                metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA;
+                metadata.controlData = data;
+                metadata.controlDataLength = len;
+            }
         }
         if !completion_handle.is_null() {
             metadata.currentMetadataValues |= fwp::FWPS_METADATA_FIELD_COMPLETION_HANDLE;

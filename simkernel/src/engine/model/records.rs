@@ -5,6 +5,7 @@
 use fwps_types::fwp::{
     FWP_BYTE_BLOB, FWP_CONDITION_VALUE0, FWP_CONDITION_VALUE0_0, FWP_VALUE0, FWP_VALUE0_0, FWPM_ACTION0,
     FWPM_ACTION0_0, FWPM_CALLOUT0, FWPM_FILTER0, FWPM_FILTER0_0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER_CONTEXT2_0,
+    FWPM_PROVIDER0, FWPM_SUBLAYER0,
 };
 use fwps_types::*;
 use std::cell::UnsafeCell;
@@ -253,6 +254,17 @@ pub(crate) enum EngineAllocation {
     ProviderContext(#[allow(dead_code)] Box<ProviderContextCopy>),
     /// A management callout.
     Callout(#[allow(dead_code)] Box<FWPM_CALLOUT0>),
+    /// A provider.
+    Provider(#[allow(dead_code)] Box<FWPM_PROVIDER0>),
+    /// A sublayer and the provider key it points to.
+    SubLayer(#[allow(dead_code)] Box<SubLayerCopy>),
+}
+
+/// A sublayer as `FwpmSubLayerGetByKey0` returns it: `sublayer.providerKey`
+/// is NULL or points to `provider`, in the same allocation.
+pub(crate) struct SubLayerCopy {
+    pub sublayer: FWPM_SUBLAYER0,
+    pub provider: GUID,
 }
 
 /// An array of `FWPM_FILTER0*` and what they point to.

@@ -178,6 +178,13 @@ struct State {
     /// Datagrams sent by send injection: (connection, the classification
     /// the injected packet got if its connection was not authorized yet).
     sent: Vec<(Connection, Option<ClassifyResult>)>,
+    /// Socket control data (ancillary data such as `IP_PKTINFO`) the
+    /// application gives with its datagrams, by endpoint handle: the
+    /// metadata's `controlData` at ALE_AUTH_CONNECT points here.
+    control_data: HashMap<u64, Box<[u8]>>,
+    /// The control data each sent datagram carried (`sendArgs.controlData`),
+    /// in the order of `sent`.
+    sent_control_data: Vec<Vec<u8>>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -300,6 +307,34 @@ pub(crate) fn endpoint_of(connection: &Connection) -> u64 {
         s.endpoints.insert(handle, connection.clone());
         handle
     })
+}
+
+/// The application sends its datagrams on `connection`'s socket with this
+/// socket control data (`WSASendMsg` ancillary data, e.g. `IP_PKTINFO`):
+/// the metadata at ALE_AUTH_CONNECT carries it
+/// (`FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA`), valid during classify
+/// only, and a callout sending the datagram for it must pass the same
+/// bytes in `sendArgs.controlData` (CONFORMANCE.md D4). Empty: none.
+pub fn set_control_data(connection: &Connection, data: &[u8]) {
+    let endpoint = endpoint_of(connection);
+    with(|s| {
+        if data.is_empty() {
+            s.control_data.remove(&endpoint);
+        } else {
+            s.control_data.insert(endpoint, data.into());
+        }
+    });
+}
+
+/// The control data of the socket `endpoint`, for the metadata.
+pub(crate) fn control_data_of(endpoint: u64) -> Option<(*mut c_void, u32)> {
+    with(|s| s.control_data.get(&endpoint).map(|data| (data.as_ptr().cast_mut().cast(), data.len() as u32)))
+}
+
+/// The control data the datagrams sent by `FwpsInjectTransportSendAsync1`
+/// carried so far (empty: none), taken.
+pub fn take_sent_control_data() -> Vec<Vec<u8>> {
+    with(|s| std::mem::take(&mut s.sent_control_data))
 }
 
 /// A completion at ALE_AUTH_CONNECT flushed the first datagram it pended.
@@ -1101,6 +1136,15 @@ pub(crate) unsafe fn inject_transport_send(
     if source_port != endpoint.local_port {
         return misuse(format!("the datagram's source port {source_port} is not its socket's {}", endpoint.local_port));
     }
+    let control_data = match checked_control_data(endpoint_handle, &args) {
+        Ok(data) => data,
+        Err(why) => {
+            // The send itself goes through (Windows sends it without the
+            // ancillary data), but the application's intent is lost.
+            report(ViolationKind::ApiMisuse, format!("{API}: {why}"));
+            Vec::new()
+        }
+    };
     let layer_id = if v6 { FWPS_LAYER_ALE_AUTH_CONNECT_V6 } else { FWPS_LAYER_ALE_AUTH_CONNECT_V4 };
     let connection =
         Connection { layer_id, remote_address: remote, remote_port, flags: 0, reauthorize_reason: 0, ..endpoint };
@@ -1117,12 +1161,53 @@ pub(crate) unsafe fn inject_transport_send(
         }
         if delivered {
             s.sent.push((connection.clone(), classified));
+            s.sent_control_data.push(control_data);
         }
     });
     // SAFETY: the callout's completion function, called once with its own
     // context and the injected list, at DISPATCH_LEVEL as the stack would.
     irql::at_dispatch(|| unsafe { completion(completion_context, net_buffer_list, 1) });
     STATUS_SUCCESS
+}
+
+/// The control data a send passes, checked against what the socket's
+/// datagram carried at classify: the same bytes, in the callout's own copy
+/// (classify's `controlData` is valid only during classifyFn).
+fn checked_control_data(endpoint: u64, args: &TransportSendParams1) -> Result<Vec<u8>, String> {
+    let expected = with(|s| s.control_data.get(&endpoint).map(|d| (d.as_ptr() as usize, d.to_vec())));
+    let given = if args.control_data.is_null() || args.control_data_length == 0 {
+        None
+    } else {
+        let (start, len) = (args.control_data as usize, args.control_data_length as usize);
+        // Only memory the driver owns (live pool) or the engine's own buffer
+        // is read; anything else is reported, not dereferenced.
+        let engine_buffer = expected.as_ref().is_some_and(|(at, _)| *at == start);
+        if !engine_buffer && crate::pool::live_range(start, len).is_none() {
+            return Err(format!("sendArgs.controlData ({len} bytes at {start:#x}) is not live pool"));
+        }
+        // SAFETY: `len` bytes from `start` are live pool or the engine's
+        // control-data buffer (checked above).
+        Some((start, unsafe { std::slice::from_raw_parts(start as *const u8, len) }.to_vec()))
+    };
+    match (expected, given) {
+        (None, None) => Ok(Vec::new()),
+        (None, Some((_, bytes))) => Ok(bytes),
+        (Some((_, bytes)), None) => Err(format!(
+            "the datagram carried {} bytes of socket control data at classify (FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA) \
+             and the send passes none in sendArgs.controlData: its ancillary data (e.g. IP_PKTINFO) is lost",
+            bytes.len()
+        )),
+        (Some((at, _)), Some((start, _))) if at == start => {
+            Err("sendArgs.controlData points at classify's metadata buffer, valid only during classifyFn: send a copy"
+                .to_string())
+        }
+        (Some((_, expected)), Some((_, given))) if expected != given => Err(format!(
+            "sendArgs.controlData ({} bytes) differs from the control data the datagram carried at classify ({} bytes)",
+            given.len(),
+            expected.len()
+        )),
+        (Some(_), Some((_, given))) => Ok(given),
+    }
 }
 
 pub(crate) fn report_leaks() -> usize {
