@@ -255,7 +255,7 @@ def ask_pend_permit(h):
     expect_status(version["status"], c.STATUS_SUCCESS, "GET_VERSION")
     info = wire.decode_version(version["output"])
     wanted = wire.VERSION_FLAG_LOADED | wire.VERSION_FLAG_ADOPTION_COMPLETE | wire.VERSION_FLAG_AGENT_CONNECTED
-    expect(info["abi_version"] == 1 and info["flags"] == wanted, f"GET_VERSION: {info}")
+    expect(info["abi_version"] == 2 and info["flags"] == wanted, f"GET_VERSION: {info}")
 
     f = added(h, wire.ask(30_000, wire.VERDICT_BLOCK, "ask-web"), "ask")
     result = h.classify(f, conn, processor=3)

@@ -101,7 +101,7 @@ class WfpEngine:
             ("FwpmTransactionCommit0", 1), ("FwpmTransactionAbort0", 1), ("FwpmProviderAdd0", 3),
             ("FwpmProviderDeleteByKey0", 2), ("FwpmSubLayerAdd0", 3), ("FwpmSubLayerDeleteByKey0", 2),
             ("FwpmCalloutAdd0", 4), ("FwpmCalloutDeleteByKey0", 2), ("FwpmCalloutGetByKey0", 3),
-            ("FwpmFilterCreateEnumHandle0", 3),
+            ("FwpmProviderGetByKey0", 3), ("FwpmSubLayerGetByKey0", 3), ("FwpmFilterCreateEnumHandle0", 3),
             ("FwpmFilterEnum0", 5), ("FwpmFilterDestroyEnumHandle0", 2), ("FwpmProviderContextGetByKey2", 3),
             ("FwpmFreeMemory0", 1), ("FwpsInjectionHandleCreate0", 3), ("FwpsInjectionHandleDestroy0", 1),
             ("FwpsQueryPacketInjectionState0", 3), ("FwpsAllocateCloneNetBufferList0", 5),
@@ -683,7 +683,8 @@ class WfpEngine:
             return 0xC0220005  # STATUS_FWP_PROVIDER_NOT_FOUND
         if key in self.sublayers:
             return c.STATUS_FWP_ALREADY_EXISTS
-        self._added(session, self.sublayers, key, {"provider": provider, "weight": fields["weight"]})
+        self._added(session, self.sublayers, key,
+                    {"provider": provider, "weight": fields["weight"], "flags": fields["flags"]})
         return c.STATUS_SUCCESS
 
     def FwpmCalloutAdd0(self, handle, callout, sd, out_id):
@@ -848,6 +849,35 @@ class WfpEngine:
         k.write(address, L.FWPM_CALLOUT0.pack(calloutKey=guid_bytes(key), flags=callout["flags"],
                                               applicableLayer=guid_bytes(callout["layer"]), calloutId=callout["id"]))
         k.write_u64(out, address, "FwpmCalloutGetByKey0 callout")
+        return c.STATUS_SUCCESS
+
+    def FwpmProviderGetByKey0(self, handle, key, out):
+        """The provider as engine memory (FWPM_PROVIDER0: key and the flags
+        it was added with), freed with FwpmFreeMemory0."""
+        k = self.k
+        self._session(handle, "FwpmProviderGetByKey0")
+        key = self._key_at(key, "FwpmProviderGetByKey0 key")
+        provider = self.providers.get(key)
+        if provider is None:
+            return 0xC0220005  # STATUS_FWP_PROVIDER_NOT_FOUND
+        address = self._engine_alloc(L.FWPM_PROVIDER0.size, "FWPM_PROVIDER0")
+        k.write(address, L.FWPM_PROVIDER0.pack(providerKey=guid_bytes(key), flags=provider["flags"]))
+        k.write_u64(out, address, "FwpmProviderGetByKey0 provider")
+        return c.STATUS_SUCCESS
+
+    def FwpmSubLayerGetByKey0(self, handle, key, out):
+        """The sublayer as engine memory (FWPM_SUBLAYER0: key, flags and
+        weight as added; no provider key pointer), freed with FwpmFreeMemory0."""
+        k = self.k
+        self._session(handle, "FwpmSubLayerGetByKey0")
+        key = self._key_at(key, "FwpmSubLayerGetByKey0 key")
+        sublayer = self.sublayers.get(key)
+        if sublayer is None:
+            return 0xC0220007  # STATUS_FWP_SUBLAYER_NOT_FOUND
+        address = self._engine_alloc(L.FWPM_SUBLAYER0.size, "FWPM_SUBLAYER0")
+        k.write(address, L.FWPM_SUBLAYER0.pack(subLayerKey=guid_bytes(key), flags=sublayer.get("flags", 0),
+                                               weight=sublayer["weight"]))
+        k.write_u64(out, address, "FwpmSubLayerGetByKey0 sublayer")
         return c.STATUS_SUCCESS
 
     def FwpmProviderContextGetByKey2(self, handle, key, out):
