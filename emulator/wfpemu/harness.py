@@ -39,7 +39,7 @@ class Connection:
 
     def __init__(self, local="10.0.0.2", local_port=50000, remote="192.0.2.10", remote_port=443, protocol=6,
                  process_id=4242, layer_id=c.FWPS_LAYER_ALE_AUTH_CONNECT_V4, interface_index=7,
-                 sub_interface_index=1, compartment_id=c.DEFAULT_COMPARTMENT_ID, payload=b""):
+                 sub_interface_index=1, compartment_id=c.DEFAULT_COMPARTMENT_ID, payload=b"", control_data=b""):
         self.local = ipaddress.IPv4Address(local)
         self.local_port = local_port
         self.remote = ipaddress.IPv4Address(remote)
@@ -51,13 +51,16 @@ class Connection:
         self.sub_interface_index = sub_interface_index
         self.compartment_id = compartment_id
         self.payload = payload
+        # The socket's control data for its first datagram (WSACMSGHDRs, as
+        # the metadata's controlData gives them at ALE_AUTH_CONNECT).
+        self.control_data = control_data
 
     def as_dict(self):
         return {"layer_id": self.layer_id, "local": self.local, "local_port": self.local_port,
                 "remote": self.remote, "remote_port": self.remote_port, "protocol": self.protocol,
                 "process_id": self.process_id, "interface_index": self.interface_index,
                 "sub_interface_index": self.sub_interface_index, "compartment_id": self.compartment_id,
-                "payload": self.payload}
+                "payload": self.payload, "control_data": self.control_data}
 
 
 def link_map_symbols(path):
@@ -578,7 +581,14 @@ class Harness:
                                                      incomingValue=array))
         handle = 0xFFFF_D000_0000_0000 + 0x10 * next(self.connection_handles) if completion_handle else 0
         endpoint = self.wfp.endpoint_of(conn) if conn["layer_id"] in c.DATAGRAM_LAYERS else 0
-        k.write(metadata, self._metadata(conn, handle, flow_handle, packet, endpoint))
+        control = 0
+        if endpoint and packet is not None and conn.get("control_data"):
+            # Lent for the call only: freed when classify returns, so a
+            # callout that sends it later must have copied it.
+            control = k.alloc(len(conn["control_data"]), "classify control data")
+            k.write(control, conn["control_data"])
+            conn["classify_control_data"] = control
+        k.write(metadata, self._metadata(conn, handle, flow_handle, packet, endpoint, control))
         k.write(out, L.FWPS_CLASSIFY_OUT0.pack(actionType=0, rights=rights, flags=0))
         before = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
         progress = {"completion_handle": handle, "has_completion_handle": bool(handle),
@@ -594,6 +604,9 @@ class Harness:
         finally:
             k.classify_in_progress = None
         after = k.read(values, out - values) + k.read(f.fwps, L.FWPS_FILTER2.size)
+        if control:
+            k.write(control, b"\xcd" * len(conn["control_data"]))
+            k.free(control)
         if after != before:
             raise ScenarioFailure("classifyFn wrote to its const inputs (incoming values, metadata or filter)")
         self._packet_back(packet)
@@ -610,7 +623,7 @@ class Harness:
         return result
 
     @staticmethod
-    def _metadata(conn, completion_handle, flow_handle, packet, endpoint=0):
+    def _metadata(conn, completion_handle, flow_handle, packet, endpoint=0, control=0):
         """FWPS_INCOMING_METADATA_VALUES0 as the engine fills it at the
         connection's layer: with a packet also the header sizes (at
         ALE_AUTH_RECV_ACCEPT what lies before layerData's data offset), the
@@ -623,6 +636,9 @@ class Harness:
         if endpoint:
             present |= c.FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE | c.FWPS_METADATA_FIELD_REMOTE_SCOPE_ID
             fields.update(transportEndpointHandle=endpoint, remoteScopeId=0)
+        if control:
+            present |= c.FWPS_METADATA_FIELD_TRANSPORT_CONTROL_DATA
+            fields.update(controlData=control, controlDataLength=len(conn["control_data"]))
         if packet is not None:
             present |= (c.FWPS_METADATA_FIELD_IP_HEADER_SIZE | c.FWPS_METADATA_FIELD_TRANSPORT_HEADER_SIZE
                         | c.FWPS_METADATA_FIELD_COMPARTMENT_ID | c.FWPS_METADATA_FIELD_PACKET_DIRECTION)

@@ -131,6 +131,8 @@ FWPS_INCOMING_METADATA_VALUES0 = Layout("FWPS_INCOMING_METADATA_VALUES0", 280, {
     "completionHandle": (104, "Q"),
     "transportEndpointHandle": (112, "Q"),
     "remoteScopeId": (120, "I"),
+    "controlData": (128, "Q"),
+    "controlDataLength": (136, "I"),
     "packetDirection": (140, "I"),
 })
 

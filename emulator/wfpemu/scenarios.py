@@ -614,8 +614,11 @@ def ask_first_datagram(h):
     outcomes = []
     for port, answer, payload in ((53001, wire.VERDICT_PERMIT, b"\x12\x34 first datagram: a query"),
                                   (53002, wire.VERDICT_BLOCK, b"\x56\x78 blocked datagram")):
+        # IP_PKTINFO-like control data (a 28-byte WSACMSGHDR record) with
+        # the permitted datagram: the send must carry a copy of it.
+        control = b"\x1c" + b"\x00" * 7 + b"\x13\x00\x00\x00" + bytes(range(16)) if answer == wire.VERDICT_PERMIT else b""
         conn = Connection(local="10.0.0.2", local_port=port, remote="192.0.2.53", remote_port=53, protocol=17,
-                          process_id=5353, payload=payload)
+                          process_id=5353, payload=payload, control_data=control)
         reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
         expect(reply["state"] == "parked", "GET_REQUEST with nothing queued is not parked")
         before = set(packets.live_clones())

@@ -292,9 +292,23 @@ class WfpEngine:
         remote = ipaddress.IPv4Address(k.read(args["remoteAddress"], 4, f"{api} sendArgs remoteAddress"))
         k.check(remote == conn["remote"], f"{api}: remote address {remote}, the connection's is {conn['remote']}")
         k.check(args["remoteScopeId"] == 0, f"{api}: remote scope {args['remoteScopeId']}, the metadata gave 0")
-        k.check(not (args["controlData"] or args["controlDataLength"] or args["headerIncludeHeader"]
-                     or args["headerIncludeHeaderLength"]),
-                f"{api}: control data or a header-include header the classification never gave: {args}")
+        k.check(not (args["headerIncludeHeader"] or args["headerIncludeHeaderLength"]),
+                f"{api}: a header-include header the classification never gave: {args}")
+        control = conn.get("control_data") or b""
+        if control:
+            # FWPS_TRANSPORT_SEND_PARAMS1: the callout deep-copies the
+            # control data in classifyFn and keeps it valid until the
+            # injection completes.
+            k.check(args["controlDataLength"] == len(control) and args["controlData"] != 0,
+                    f"{api}: controlData {args['controlData']:#x}/{args['controlDataLength']}, the classification "
+                    f"gave {len(control)} bytes of control data")
+            k.check(args["controlData"] != conn.get("classify_control_data"),
+                    f"{api}: controlData is classify's own buffer (lent for the call only), not a copy")
+            k.check(k.read(args["controlData"], len(control), f"{api} controlData") == control,
+                    f"{api}: the control data sent differs from the classification's")
+        else:
+            k.check(not (args["controlData"] or args["controlDataLength"]),
+                    f"{api}: control data the classification never gave: {args}")
         k.check(family == c.AF_INET, f"{api}: address family {family} for an IPv4 socket")
         k.check(compartment & 0xFFFFFFFF == conn["compartment_id"],
                 f"{api}: compartment {compartment & 0xFFFFFFFF}, the classification reported {conn['compartment_id']}")
