@@ -21,9 +21,10 @@
 //!
 //! Generations: odd while the slot holds a context, even while free; a
 //! release bumps it, so every word of a deleted filter stops matching. A
-//! new segment's generations start from the clock, so words left by an
-//! earlier load of the driver do not match the slots of this one (short
-//! of a 1 in 2^31 coincidence; lookup mode covers such filters anyway).
+//! new segment's generations start from the clock and a sequence that is
+//! never reset, so words left by an earlier load of the driver do not match
+//! the slots of this one (short of a 1 in 2^31 coincidence; lookup mode
+//! covers such filters anyway).
 #![allow(unsafe_code)] // the directory's pointers into the segments it owns
 
 use crate::platform::pool::{PoolSlice, PoolTag, Zeroable};
@@ -93,6 +94,10 @@ struct Owned {
 pub struct ContextSlots {
     directory: [AtomicPtr<Slot>; SEGMENTS],
     owned: SpinLock<Owned>,
+    /// Moves on with every segment allocated, never reset: segments of one
+    /// image never start their generations alike (a reload of the image
+    /// starts it again, and the clock tells the loads apart).
+    seeds: AtomicU32,
     tag: PoolTag,
 }
 
@@ -107,6 +112,7 @@ impl ContextSlots {
                 free_head: NO_SLOT,
                 free: 0,
             }),
+            seeds: AtomicU32::new(0),
             tag,
         }
     }
@@ -147,7 +153,8 @@ impl ContextSlots {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
         let segment = PoolSlice::<Slot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
-        let seed = (crate::platform::kernel::now_ticks() as u32) & !1;
+        let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
+        let seed = ((crate::platform::kernel::now_ticks() as u32) ^ step) & !1;
         for (offset, slot) in segment.iter().enumerate() {
             slot.generation.store(seed.wrapping_add((offset as u32) << 1), Ordering::Relaxed);
         }
