@@ -207,7 +207,7 @@ fn add_delete_churn_reuses_slots_and_every_live_word_finds_its_own_context() {
         // Delete every other one (and, in later rounds, older ones too).
         let mut kept = Vec::new();
         for (n, (id, word)) in live.drain(..).enumerate() {
-            if (n as u64 + round) % 2 == 0 {
+            if (n as u64 + round).is_multiple_of(2) {
                 harness.delete_filter(id).unwrap();
                 retired.push(word);
             } else {

@@ -35,20 +35,27 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Slots per segment (a power of two): 16 KiB of pool a segment.
 pub const SEGMENT_SLOTS: usize = 1024;
-/// `index >> SEGMENT_SHIFT` is the segment, `index & SEGMENT_MASK` the slot in it.
+/// `index >> SEGMENT_SHIFT` is the segment.
 const SEGMENT_SHIFT: u32 = SEGMENT_SLOTS.trailing_zeros();
-const SEGMENT_MASK: usize = SEGMENT_SLOTS - 1;
 /// Segments in the directory: at most `SEGMENTS * SEGMENT_SLOTS` filters
 /// (524,288) have a context at once.
 pub const SEGMENTS: usize = 512;
 /// Every valid slot index is below this.
 pub const CAPACITY: usize = SEGMENTS * SEGMENT_SLOTS;
+/// Where the index starts in a key (and in the context word).
+pub const INDEX_SHIFT: u32 = 4;
+/// Where the generation starts in a key (and in the context word).
+pub const GENERATION_SHIFT: u32 = 32;
+/// A key's bits that are the slot's byte offset in its segment (the
+/// index's low bits times the slot's 16 bytes).
+const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
 /// The end of the free list.
 const NO_SLOT: u32 = u32::MAX;
 
 const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
-// Indexes fit the word's 28 index bits (`fast_path.rs`).
-const _: () = assert!(CAPACITY <= 1 << 28);
+const _: () = assert!(core::mem::size_of::<Slot>() == 1 << INDEX_SHIFT);
+// Indexes fit the bits between the fast-path bits and the generation.
+const _: () = assert!(CAPACITY <= 1 << (GENERATION_SHIFT - INDEX_SHIFT));
 
 /// Where a context lives: what the context word carries besides the fast path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,13 +66,29 @@ pub struct SlotHandle {
     pub generation: u32,
 }
 
+impl SlotHandle {
+    /// The handle as the slot's key: the generation above the index, in
+    /// the context word's layout without its fast-path bits.
+    #[inline(always)]
+    pub fn key(self) -> u64 {
+        (u64::from(self.generation) << GENERATION_SHIFT) | (u64::from(self.index) << INDEX_SHIFT)
+    }
+
+    /// The handle in `key` (any value gives one).
+    #[inline(always)]
+    pub fn from_key(key: u64) -> Self {
+        Self { index: (key as u32) >> INDEX_SHIFT, generation: (key >> GENERATION_SHIFT) as u32 }
+    }
+}
+
 /// One slot: 16 bytes.
 #[repr(C, align(16))]
 struct Slot {
-    /// Odd while `context` is a live context, even while free.
-    generation: AtomicU32,
-    /// The next free slot's index while this one is free (under the lock).
-    next_free: AtomicU32,
+    /// While the slot holds a context, its handle's key (generation odd);
+    /// while free, an even generation above the next free slot's index
+    /// (the free list, changed under the lock), which no handle we issue
+    /// equals.
+    key: AtomicU64,
     /// The context's address (`ContextRef::as_raw`), 0 while free. The
     /// table holds the reference; the slot only borrows it.
     context: AtomicU64,
@@ -73,6 +96,22 @@ struct Slot {
 
 // SAFETY: an all-zero Slot (atomics at 0) is a valid value.
 unsafe impl Zeroable for Slot {}
+
+/// A free slot's key: an even generation above the next free index.
+fn free_key(generation: u32, next_free: u32) -> u64 {
+    (u64::from(generation & !1) << GENERATION_SHIFT) | u64::from(next_free)
+}
+
+/// What every directory entry without a segment points at: slots that
+/// are never written, whose key 0 no handle we issue has (its generation
+/// is odd) and whose context is 0. So classify needs no null test.
+static NO_SEGMENT: [Slot; SEGMENT_SLOTS] =
+    [const { Slot { key: AtomicU64::new(0), context: AtomicU64::new(0) } }; SEGMENT_SLOTS];
+
+/// The address [`NO_SEGMENT`]'s slots start at.
+const fn no_segment() -> *mut Slot {
+    (&raw const NO_SEGMENT).cast::<Slot>().cast_mut()
+}
 
 /// The free list and the owned segments (under the lock).
 struct Owned {
@@ -87,10 +126,11 @@ struct Owned {
 /// ownership and free list notifyFn changes.
 ///
 /// # Invariants
-/// `directory[s]` is null or the address of `owned.segments[s]`'s
-/// `SEGMENT_SLOTS` slots, set once before any index in segment `s` is
-/// handed out and cleared only by `release_storage`, after which no caller
-/// holds a rundown guard of the current load (unload's order).
+/// `directory[s]` is [`NO_SEGMENT`]'s address or that of
+/// `owned.segments[s]`'s `SEGMENT_SLOTS` slots, set once before any index
+/// in segment `s` is handed out and reset only by `release_storage`, after
+/// which no caller holds a rundown guard of the current load (unload's
+/// order). Only slots of owned segments are ever written.
 pub struct ContextSlots {
     directory: [AtomicPtr<Slot>; SEGMENTS],
     owned: SpinLock<Owned>,
@@ -105,7 +145,7 @@ impl ContextSlots {
     /// No segment yet; const for the driver's static state.
     pub const fn new(tag: PoolTag) -> Self {
         Self {
-            directory: [const { AtomicPtr::new(core::ptr::null_mut()) }; SEGMENTS],
+            directory: [const { AtomicPtr::new(no_segment()) }; SEGMENTS],
             owned: SpinLock::new(Owned {
                 segments: [const { None }; SEGMENTS],
                 allocated: 0,
@@ -132,20 +172,23 @@ impl ContextSlots {
     }
 
     fn try_claim(&self, raw: u64) -> Option<SlotHandle> {
-        let mut owned = self.owned.lock();
+        let mut guard = self.owned.lock();
+        let owned = &mut *guard;
         let index = owned.free_head;
-        let slot = self.slot(index)?;
-        owned.free_head = slot.next_free.load(Ordering::Relaxed);
+        let slot = owned_slot(&owned.segments, index)?;
+        let free_key = slot.key.load(Ordering::Relaxed);
+        owned.free_head = free_key as u32;
         owned.free = owned.free.saturating_sub(1);
         slot.context.store(raw, Ordering::Relaxed);
-        // Odd: the context is published with the generation (Release pairs
-        // with classify's Acquire load of it).
-        let generation = slot.generation.load(Ordering::Relaxed).wrapping_add(1) | 1;
-        slot.generation.store(generation, Ordering::Release);
-        Some(SlotHandle { index, generation })
+        // Odd: the context is published with the key (Release pairs with
+        // classify's Acquire load of it).
+        let generation = ((free_key >> GENERATION_SHIFT) as u32).wrapping_add(1) | 1;
+        let handle = SlotHandle { index, generation };
+        slot.key.store(handle.key(), Ordering::Release);
+        Some(handle)
     }
 
-    /// Adds a segment: allocated and initialised outside the lock, then
+    /// Adds a segment: allocated outside the lock, then initialised,
     /// published and threaded onto the free list under it.
     fn grow(&self) -> Result {
         let next = self.owned.lock().allocated;
@@ -155,9 +198,6 @@ impl ContextSlots {
         let segment = PoolSlice::<Slot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
         let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
         let seed = ((crate::platform::kernel::now_ticks() as u32) ^ step) & !1;
-        for (offset, slot) in segment.iter().enumerate() {
-            slot.generation.store(seed.wrapping_add((offset as u32) << 1), Ordering::Relaxed);
-        }
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
         if owned.allocated != next {
@@ -171,7 +211,8 @@ impl ContextSlots {
         let segment = entry.insert(segment);
         let first = (next * SEGMENT_SLOTS) as u32;
         for (offset, slot) in segment.iter().enumerate().rev() {
-            slot.next_free.store(owned.free_head, Ordering::Relaxed);
+            let generation = seed.wrapping_add((offset as u32) << 1);
+            slot.key.store(free_key(generation, owned.free_head), Ordering::Relaxed);
             owned.free_head = first + offset as u32;
         }
         owned.free += SEGMENT_SLOTS;
@@ -183,47 +224,40 @@ impl ContextSlots {
         Ok(())
     }
 
-    /// Releases the slot of a context leaving the table: its generation
-    /// moves on (every word naming it stops matching) before the address
-    /// is cleared, and the slot goes back on the free list.
+    /// Releases the slot of a context leaving the table: its key moves on
+    /// (every word naming it stops matching) before the address is
+    /// cleared, and the slot goes back on the free list.
     pub fn release(&self, handle: SlotHandle) {
-        let mut owned = self.owned.lock();
-        let Some(slot) = self.slot(handle.index) else { return };
-        if slot.generation.load(Ordering::Relaxed) != handle.generation {
+        let mut guard = self.owned.lock();
+        let owned = &mut *guard;
+        let Some(slot) = owned_slot(&owned.segments, handle.index) else { return };
+        if slot.key.load(Ordering::Relaxed) != handle.key() {
             return;
         }
-        slot.generation.store(handle.generation.wrapping_add(1), Ordering::Release);
+        slot.key.store(free_key(handle.generation.wrapping_add(1), owned.free_head), Ordering::Release);
         slot.context.store(0, Ordering::Release);
-        slot.next_free.store(owned.free_head, Ordering::Relaxed);
         owned.free_head = handle.index;
         owned.free += 1;
     }
 
-    /// The slot at `index`, if its segment exists.
+    /// The context address the handle in `key` (a context word without
+    /// its fast-path bits) names, if the index is inside the slots and the
+    /// slot's key is the word's; `None` for anything else, without reading
+    /// memory outside the slots. The guard proves the slots are not freed
+    /// meanwhile.
     #[inline(always)]
-    fn slot(&self, index: u32) -> Option<&Slot> {
-        let index = index as usize;
+    pub fn lookup(&self, key: u64, _inside: &RundownGuard<'_>) -> Option<u64> {
+        let index = ((key as u32) >> INDEX_SHIFT) as usize;
+        // The bounds check: the directory has SEGMENTS entries.
         let segment = self.directory.get(index >> SEGMENT_SHIFT)?.load(Ordering::Acquire);
-        if segment.is_null() {
-            return None;
-        }
-        // SAFETY: a non-null directory entry is the address of a live
-        // segment of SEGMENT_SLOTS slots (invariant), and the mask keeps the
-        // offset inside it.
-        let slot = unsafe { segment.add(index & SEGMENT_MASK) };
+        // SAFETY: every directory entry is the address of SEGMENT_SLOTS
+        // live slots (invariant: a segment, or NO_SEGMENT), and the offset
+        // is below SEGMENT_SLOTS slots' bytes.
+        let slot = unsafe { segment.byte_add((key & OFFSET_BITS) as usize) };
         // SAFETY: that slot is initialised, lives until release_storage
         // (invariant), and is only accessed through atomics.
-        Some(unsafe { &*slot })
-    }
-
-    /// The context address a word's handle names, if the index is inside
-    /// the slots and the slot's generation is the word's; `None` for
-    /// anything else, without reading memory outside the slots. The guard
-    /// proves the slots are not freed meanwhile.
-    #[inline(always)]
-    pub fn lookup(&self, handle: SlotHandle, _inside: &RundownGuard<'_>) -> Option<u64> {
-        let slot = self.slot(handle.index)?;
-        if slot.generation.load(Ordering::Acquire) != handle.generation {
+        let slot = unsafe { &*slot };
+        if slot.key.load(Ordering::Acquire) != key {
             return None;
         }
         Some(slot.context.load(Ordering::Acquire))
@@ -239,7 +273,7 @@ impl ContextSlots {
     /// rundown, and every context has left the table).
     pub fn release_storage(&self) {
         for pointer in &self.directory {
-            pointer.store(core::ptr::null_mut(), Ordering::Release);
+            pointer.store(no_segment(), Ordering::Release);
         }
         {
             let mut owned = self.owned.lock();
@@ -253,4 +287,11 @@ impl ContextSlots {
             drop(segment);
         }
     }
+}
+
+/// The slot at `index` of a segment we own (the lock held, so the segment
+/// cannot go).
+fn owned_slot(segments: &[Option<PoolSlice<Slot>>], index: u32) -> Option<&Slot> {
+    let index = index as usize;
+    segments.get(index >> SEGMENT_SHIFT)?.as_ref()?.get(index & (SEGMENT_SLOTS - 1))
 }

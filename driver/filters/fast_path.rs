@@ -15,7 +15,7 @@
 //! `filter->context >> 32` (docs/WINDBG.md).
 #![forbid(unsafe_code)]
 
-use crate::filters::context_slots::SlotHandle;
+use crate::filters::context_slots::{INDEX_SHIFT, SlotHandle};
 use crate::wfp::ffi::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6};
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr};
 
@@ -76,10 +76,7 @@ impl FastPath {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextWord(u64);
 
-/// Where the slot index starts in the word.
-const INDEX_SHIFT: u32 = 4;
-/// Where the generation starts in the word.
-const GENERATION_SHIFT: u32 = 32;
+const _: () = assert!(LOW_BITS < 1 << INDEX_SHIFT);
 
 impl ContextWord {
     /// The word for the context in slot `handle`, with `fast` and the
@@ -87,8 +84,8 @@ impl ContextWord {
     /// slots issue does).
     pub fn new(handle: SlotHandle, fast: FastPath, clear_right: bool) -> Self {
         let hard = if clear_right { CLEAR_RIGHT } else { 0 };
-        let index = u64::from(handle.index << INDEX_SHIFT >> INDEX_SHIFT) << INDEX_SHIFT;
-        Self((u64::from(handle.generation) << GENERATION_SHIFT) | index | fast as u64 | hard)
+        let handle = SlotHandle { index: handle.index << INDEX_SHIFT >> INDEX_SHIFT, ..handle };
+        Self(handle.key() | fast as u64 | hard)
     }
 
     /// A word read back from `filter->context`. Any value is accepted;
@@ -107,7 +104,13 @@ impl ContextWord {
     /// gives one; the slots decide whether it names a context).
     #[inline(always)]
     pub fn handle(self) -> SlotHandle {
-        SlotHandle { index: (self.0 as u32) >> INDEX_SHIFT, generation: (self.0 >> GENERATION_SHIFT) as u32 }
+        SlotHandle::from_key(self.key())
+    }
+
+    /// The handle as a slot key: the word without its fast-path bits.
+    #[inline(always)]
+    pub fn key(self) -> u64 {
+        self.0 & !LOW_BITS
     }
 
     /// The fast path the word carries (BLOCK wins over an audit bit no

@@ -355,7 +355,8 @@ impl ContextTable {
         &self.slots
     }
 
-    /// The context the checked handle from a context word names: `None`
+    /// The context the checked handle from a context word (its `key`: the
+    /// word without the fast-path bits) names: `None`
     /// unless the index is inside the slots and the slot's generation
     /// matches (a garbage or stale word is never dereferenced).
     ///
@@ -367,10 +368,10 @@ impl ContextTable {
     #[inline(always)]
     pub unsafe fn borrow_checked<'a>(
         &'a self,
-        handle: SlotHandle,
+        key: u64,
         inside: &'a crate::platform::rundown::RundownGuard<'_>,
     ) -> Option<&'a FilterContext> {
-        let raw = self.slots.lookup(handle, inside)?;
+        let raw = self.slots.lookup(key, inside)?;
         // SAFETY: the generation matched, so `raw` is the address of the
         // live context the table holds for this filter (caller's contract).
         unsafe { ContextRef::borrow(raw) }
