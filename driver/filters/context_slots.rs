@@ -19,12 +19,14 @@
 //! releasing a slot is O(1) under a spin lock (a free list threaded
 //! through the slots); classify takes no lock and reads two atomics.
 //!
-//! Generations: odd while the slot holds a context, even while free; a
+//! Generations: odd while the slot holds a context, even once released; a
 //! release bumps it, so every word of a deleted filter stops matching. A
-//! new segment's generations start from the clock and a sequence that is
-//! never reset, so words left by an earlier load of the driver do not match
-//! the slots of this one (short of a 1 in 2^31 coincidence; lookup mode
-//! covers such filters anyway).
+//! slot's first generation mixes its index with a seed drawn from the clock
+//! and a sequence never reset when the first segment is allocated, so words
+//! left by an earlier load of the driver do not match the slots of this one
+//! (short of a 1 in 2^31 coincidence; lookup mode covers such filters
+//! anyway). A new segment needs no initialisation (the pool zeroes it, and
+//! a zero key is a slot never claimed), so growing holds the lock for O(1).
 #![allow(unsafe_code)] // the directory's pointers into the segments it owns
 
 use crate::platform::pool::{PoolSlice, PoolTag, Zeroable};
@@ -85,9 +87,9 @@ impl SlotHandle {
 #[repr(C, align(16))]
 struct Slot {
     /// While the slot holds a context, its handle's key (generation odd);
-    /// while free, an even generation above the next free slot's index
-    /// (the free list, changed under the lock), which no handle we issue
-    /// equals.
+    /// once released, an even generation above the next free slot's index
+    /// (the free list, changed under the lock); 0 if never claimed. No
+    /// handle we issue equals a free slot's key.
     key: AtomicU64,
     /// The context's address (`ContextRef::as_raw`), 0 while free. The
     /// table holds the reference; the slot only borrows it.
@@ -118,8 +120,18 @@ struct Owned {
     segments: [Option<PoolSlice<Slot>>; SEGMENTS],
     /// Segments allocated so far (the directory's first `allocated` entries).
     allocated: usize,
+    /// The first released slot (each free slot's key holds the next), or
+    /// [`NO_SLOT`].
     free_head: u32,
+    /// Slots never claimed start here and run to the end of the last
+    /// segment (their key is still the pool's 0, so a new segment needs no
+    /// initialisation).
+    fresh: u32,
+    /// Slots free: released ones and fresh ones.
     free: usize,
+    /// Mixed into the first generation of each fresh slot; drawn when the
+    /// first segment is allocated.
+    seed: u32,
 }
 
 /// The slots: a lock-free directory classify reads, and the lock-held
@@ -150,7 +162,9 @@ impl ContextSlots {
                 segments: [const { None }; SEGMENTS],
                 allocated: 0,
                 free_head: NO_SLOT,
+                fresh: 0,
                 free: 0,
+                seed: 0,
             }),
             seeds: AtomicU32::new(0),
             tag,
@@ -174,22 +188,34 @@ impl ContextSlots {
     fn try_claim(&self, raw: u64) -> Option<SlotHandle> {
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
-        let index = owned.free_head;
+        let (index, generation) = if owned.free_head != NO_SLOT {
+            // A released slot: its key holds the next one and its
+            // (even) generation, which moves on to the next odd one.
+            let index = owned.free_head;
+            let free_key = owned_slot(&owned.segments, index)?.key.load(Ordering::Relaxed);
+            owned.free_head = free_key as u32;
+            (index, ((free_key >> GENERATION_SHIFT) as u32).wrapping_add(1) | 1)
+        } else if (owned.fresh as usize) < owned.allocated * SEGMENT_SLOTS {
+            // A slot never used: its first generation from the seed.
+            let index = owned.fresh;
+            owned.fresh += 1;
+            (index, (owned.seed ^ index.wrapping_mul(0x9E37_79B9)) | 1)
+        } else {
+            return None;
+        };
         let slot = owned_slot(&owned.segments, index)?;
-        let free_key = slot.key.load(Ordering::Relaxed);
-        owned.free_head = free_key as u32;
         owned.free = owned.free.saturating_sub(1);
         slot.context.store(raw, Ordering::Relaxed);
         // Odd: the context is published with the key (Release pairs with
         // classify's Acquire load of it).
-        let generation = ((free_key >> GENERATION_SHIFT) as u32).wrapping_add(1) | 1;
         let handle = SlotHandle { index, generation };
         slot.key.store(handle.key(), Ordering::Release);
         Some(handle)
     }
 
-    /// Adds a segment: allocated outside the lock, then initialised,
-    /// published and threaded onto the free list under it.
+    /// Adds a segment: allocated (zeroed, by the pool) outside the lock,
+    /// then published under it in O(1): its slots are fresh, they need no
+    /// initialisation and join no list.
     fn grow(&self) -> Result {
         let next = self.owned.lock().allocated;
         if next >= SEGMENTS {
@@ -197,7 +223,8 @@ impl ContextSlots {
         }
         let segment = PoolSlice::<Slot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
         let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
-        let seed = ((crate::platform::kernel::now_ticks() as u32) ^ step) & !1;
+        let seed = (crate::platform::kernel::now_ticks() as u32) ^ step;
+        let base = segment.as_ptr().cast_mut();
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
         if owned.allocated != next {
@@ -207,13 +234,9 @@ impl ContextSlots {
         let Some(entry) = owned.segments.get_mut(next) else {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         };
-        let base = segment.as_ptr().cast_mut();
-        let segment = entry.insert(segment);
-        let first = (next * SEGMENT_SLOTS) as u32;
-        for (offset, slot) in segment.iter().enumerate().rev() {
-            let generation = seed.wrapping_add((offset as u32) << 1);
-            slot.key.store(free_key(generation, owned.free_head), Ordering::Relaxed);
-            owned.free_head = first + offset as u32;
+        *entry = Some(segment);
+        if next == 0 {
+            owned.seed = seed;
         }
         owned.free += SEGMENT_SLOTS;
         owned.allocated += 1;
@@ -279,6 +302,7 @@ impl ContextSlots {
             let mut owned = self.owned.lock();
             owned.allocated = 0;
             owned.free_head = NO_SLOT;
+            owned.fresh = 0;
             owned.free = 0;
         }
         // One segment at a time, each freed outside the lock.
