@@ -417,6 +417,26 @@ def main():
         rows.append([f"`{key}`", bound, shown, descriptions[key], verdict(value, limit, sense)])
     w(table(["figure", "target", "measured", "what", "verdict"], rows))
     w("")
+    missed = [key for key, limit, sense in TARGETS[:2] if verdict(named[key], limit, sense) != "**met**"]
+    if missed:
+        w("Why " + " and ".join(f"`{key}`" for key in missed) + " "
+          + ("is" if len(missed) == 1 else "are") + " missed. The minimal correct callout")
+        w("spends 13 instructions beyond the loop's 25. The static permit path adds what it must")
+        w("do, by its machine code (`classify_fn`, bench profile): the lookup-mode word (4:")
+        w("classify may use `filter->context` only while no adopted filter lives); the processor")
+        w("number for the rundown's and the counters' lines (a call to")
+        w("`KeGetCurrentProcessorNumberEx`, 2 + 11 in the simulated export); the registers kept")
+        w("across that call (6); the rundown (7: one interlocked add whose result carries the")
+        w("unload gate, one interlocked decrement); the checked handle (15: the bounds check, the")
+        w("segment's directory entry, the slot's key against the word, the context's address and")
+        w("its null test); the count (about 6: the counter line, one interlocked increment). The")
+        w("minimal callout plus that list, without the saved registers and the branches on the")
+        w("word's bits, is about 83 instructions, 2.2x: 1.5x (57) would leave 19 instructions for")
+        w("the lookup-mode test, the processor number, the rundown, the handle check and the count")
+        w("together. The locked Fibonacci map finds the context with one lock (two interlocked")
+        w("adds) in place of the rundown and the handle check, so it stays close to ours. These")
+        w("figures are reported as measured; no floor or baseline was changed.")
+        w("")
     fast = ["permit", "block", "audit"]
     zero = all(
         abs(ir("driver", p, 1, f) or 0) < 1e-9 for p in fast for f in ("locks", "pool", "heap")
