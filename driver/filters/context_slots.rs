@@ -115,9 +115,8 @@ const fn no_segment() -> *mut Slot {
     (&raw const NO_SEGMENT).cast::<Slot>().cast_mut()
 }
 
-/// The free list and the owned segments (under the lock).
+/// The free list and the segment count (under the lock).
 struct Owned {
-    segments: [Option<PoolSlice<Slot>>; SEGMENTS],
     /// Segments allocated so far (the directory's first `allocated` entries).
     allocated: usize,
     /// The first released slot (each free slot's key holds the next), or
@@ -138,11 +137,14 @@ struct Owned {
 /// ownership and free list notifyFn changes.
 ///
 /// # Invariants
-/// `directory[s]` is [`NO_SEGMENT`]'s address or that of
-/// `owned.segments[s]`'s `SEGMENT_SLOTS` slots, set once before any index
-/// in segment `s` is handed out and reset only by `release_storage`, after
-/// which no caller holds a rundown guard of the current load (unload's
-/// order). Only slots of owned segments are ever written.
+/// `directory[s]` is [`NO_SEGMENT`]'s address, or for `s <
+/// owned.allocated` that of a segment this value owns: a pool block of
+/// `SEGMENT_SLOTS` zero-initialised slots with tag `tag`, allocated by
+/// `PoolSlice::try_zeroed` and given up to the directory. An entry is set
+/// once before any index in segment `s` is handed out and reset (the block
+/// freed) only by `release_storage`, after which no caller holds a rundown
+/// guard of the current load (unload's order). Only slots of owned
+/// segments are ever written.
 pub struct ContextSlots {
     directory: [AtomicPtr<Slot>; SEGMENTS],
     owned: SpinLock<Owned>,
@@ -158,14 +160,7 @@ impl ContextSlots {
     pub const fn new(tag: PoolTag) -> Self {
         Self {
             directory: [const { AtomicPtr::new(no_segment()) }; SEGMENTS],
-            owned: SpinLock::new(Owned {
-                segments: [const { None }; SEGMENTS],
-                allocated: 0,
-                free_head: NO_SLOT,
-                fresh: 0,
-                free: 0,
-                seed: 0,
-            }),
+            owned: SpinLock::new(Owned { allocated: 0, free_head: NO_SLOT, fresh: 0, free: 0, seed: 0 }),
             seeds: AtomicU32::new(0),
             tag,
         }
@@ -192,7 +187,7 @@ impl ContextSlots {
             // A released slot: its key holds the next one and its
             // (even) generation, which moves on to the next odd one.
             let index = owned.free_head;
-            let free_key = owned_slot(&owned.segments, index)?.key.load(Ordering::Relaxed);
+            let free_key = self.owned_slot(owned, index)?.key.load(Ordering::Relaxed);
             owned.free_head = free_key as u32;
             (index, ((free_key >> GENERATION_SHIFT) as u32).wrapping_add(1) | 1)
         } else if (owned.fresh as usize) < owned.allocated * SEGMENT_SLOTS {
@@ -203,7 +198,7 @@ impl ContextSlots {
         } else {
             return None;
         };
-        let slot = owned_slot(&owned.segments, index)?;
+        let slot = self.owned_slot(owned, index)?;
         owned.free = owned.free.saturating_sub(1);
         slot.context.store(raw, Ordering::Relaxed);
         // Odd: the context is published with the key (Release pairs with
@@ -227,23 +222,23 @@ impl ContextSlots {
         let base = segment.as_ptr().cast_mut();
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
-        if owned.allocated != next {
-            // Another ADD grew meanwhile: use its segment (ours is freed).
-            return Ok(());
-        }
-        let Some(entry) = owned.segments.get_mut(next) else {
+        let Some(pointer) = self.directory.get(next) else {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         };
-        *entry = Some(segment);
+        if owned.allocated != next {
+            // Another ADD grew meanwhile: use its segment (ours is freed
+            // when `segment` drops).
+            return Ok(());
+        }
+        // INVARIANT: the directory owns the block from here (freed by
+        // release_storage); the slice gives it up without freeing it.
+        core::mem::forget(segment);
+        pointer.store(base, Ordering::Release);
         if next == 0 {
             owned.seed = seed;
         }
         owned.free += SEGMENT_SLOTS;
         owned.allocated += 1;
-        if let Some(pointer) = self.directory.get(next) {
-            // INVARIANT: set once, to the segment `segments[next]` now owns.
-            pointer.store(base, Ordering::Release);
-        }
         Ok(())
     }
 
@@ -253,7 +248,7 @@ impl ContextSlots {
     pub fn release(&self, handle: SlotHandle) {
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
-        let Some(slot) = owned_slot(&owned.segments, handle.index) else { return };
+        let Some(slot) = self.owned_slot(owned, handle.index) else { return };
         if slot.key.load(Ordering::Relaxed) != handle.key() {
             return;
         }
@@ -295,27 +290,49 @@ impl ContextSlots {
     /// Frees every segment (end of unload: no callback can be inside the
     /// rundown, and every context has left the table).
     pub fn release_storage(&self) {
-        for pointer in &self.directory {
-            pointer.store(no_segment(), Ordering::Release);
-        }
-        {
+        let allocated = {
             let mut owned = self.owned.lock();
+            let allocated = owned.allocated;
             owned.allocated = 0;
             owned.free_head = NO_SLOT;
             owned.fresh = 0;
             owned.free = 0;
+            allocated
+        };
+        for pointer in self.directory.iter().take(allocated) {
+            let segment = pointer.swap(no_segment(), Ordering::AcqRel);
+            if segment != no_segment() {
+                // SAFETY: a segment this value owned (invariant): a block
+                // from ExAllocatePool2 with `tag`, no longer reachable from
+                // the directory, and no classify is inside the rundown
+                // (unload's order); slots need no drop.
+                unsafe { crate::platform::kernel::ExFreePoolWithTag(segment.cast(), self.tag.raw()) };
+            }
         }
-        // One segment at a time, each freed outside the lock.
-        for index in 0..SEGMENTS {
-            let segment = self.owned.lock().segments.get_mut(index).and_then(Option::take);
-            drop(segment);
+    }
+
+    /// The slot at `index` of a segment we own (the lock held: segments
+    /// come and go only with it).
+    fn owned_slot<'a>(&'a self, owned: &Owned, index: u32) -> Option<&'a Slot> {
+        let index = index as usize;
+        if index >= owned.allocated * SEGMENT_SLOTS {
+            return None;
         }
+        let segment = self.directory.get(index >> SEGMENT_SHIFT)?.load(Ordering::Acquire);
+        let offset = index & (SEGMENT_SLOTS - 1);
+        // SAFETY: the segment is allocated (index below `allocated`
+        // segments' slots), so the entry is a live segment of
+        // SEGMENT_SLOTS slots (invariant), and the offset is inside it.
+        let slot = unsafe { segment.add(offset) };
+        // SAFETY: initialised, alive while owned, only accessed through atomics.
+        Some(unsafe { &*slot })
     }
 }
 
-/// The slot at `index` of a segment we own (the lock held, so the segment
-/// cannot go).
-fn owned_slot(segments: &[Option<PoolSlice<Slot>>], index: u32) -> Option<&Slot> {
-    let index = index as usize;
-    segments.get(index >> SEGMENT_SHIFT)?.as_ref()?.get(index & (SEGMENT_SLOTS - 1))
+impl Drop for ContextSlots {
+    /// A table that is not the driver's static one (tests) frees its
+    /// segments when it goes.
+    fn drop(&mut self) {
+        self.release_storage();
+    }
 }
