@@ -9,6 +9,7 @@ use fwps_types::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use wfpcallout::callbacks::state::STATE;
+use wfpcallout::filters::fast_path::ContextWord;
 use wfpcallout::platform::status::NtStatus;
 use wfpcallout_scenario::{CLEAR_ACTION_RIGHT, Harness, Layer, PolicySource};
 use wfpcallout_simkernel::{clock, engine, faults, pool};
@@ -82,9 +83,9 @@ fn the_context_word_carries_the_fast_path_and_both_paths_count_alike() {
                 let word = engine::filter_context(id).unwrap();
                 let context = STATE.table.get(id).unwrap();
                 assert_eq!(
-                    word & !0xf,
-                    context.as_raw(),
-                    "{repr:?} at {layer:?}: the word points at the table's context"
+                    Some(ContextWord::from_raw(word).handle()),
+                    context.slot(),
+                    "{repr:?} at {layer:?}: the word's handle names the table's context's slot"
                 );
                 assert_eq!(word & 3, tag, "{repr:?} at {layer:?}: fast-path bits");
                 assert_eq!(word & 4 != 0, flags == CLEAR_ACTION_RIGHT, "{repr:?} at {layer:?}: hard-permit bit");
@@ -324,8 +325,8 @@ fn allocation_failure_at_every_site_of_add_vetoes_cleanly() {
             }
         }
     }
-    assert_eq!(nth, 3, "ADD allocates the counters, the context and the table");
-    assert_eq!(stat(&STATE.stats.allocation_failures), 3);
+    assert_eq!(nth, 4, "ADD allocates the counters, the context, a segment of slots and the table");
+    assert_eq!(stat(&STATE.stats.allocation_failures), 4);
     harness.unload_and_check();
 }
 

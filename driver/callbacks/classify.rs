@@ -1,18 +1,20 @@
 //! classifyFn: apply the filter's policy at up to DISPATCH_LEVEL.
 //!
-//! Fast path: the context comes straight from `filter->context` (written by
-//! our ADD notify): no allocation, no lock, no lookup; for a static permit,
-//! block or unlogged audit the word itself carries the verdict (`fast_path.rs`). Only while
-//! filters exist that we did not see added (adoption in progress, or
-//! adopted filters alive) does classify look the filter id up in the table,
-//! and a filter found nowhere gets the default policy; a stale `context` is
-//! never read.
+//! Fast path: the context comes from the checked handle in
+//! `filter->context` (written by our ADD notify): an index into the
+//! driver's slots, used only if it is in bounds and the slot's generation
+//! matches (`context_slots.rs`); no allocation, no lock, no hash lookup.
+//! For a static permit, block or unlogged audit the word itself carries
+//! the verdict (`fast_path.rs`). Only while filters exist that we did not
+//! see added (adoption in progress, or adopted filters alive) does classify
+//! look the filter id up in the table, and a filter found nowhere, or a
+//! word that names no live slot, gets the default policy.
 #![deny(unsafe_code)]
 
 use crate::callbacks::ask::{AskDecision, classify_ask};
 use crate::callbacks::state::STATE;
 use crate::filters::fast_path::ContextWord;
-use crate::filters::filter_context::{ContextRef, FilterContext};
+use crate::filters::filter_context::FilterContext;
 use crate::filters::policy::{Decision, decide_now};
 use crate::platform::per_cpu_counters::{Counter, current_processor};
 use crate::wfp::callout_table::is_flow_layer;
@@ -42,8 +44,9 @@ enum Answer {
 ///
 /// The hot path (a permit or block filter we added, at a plain layer, see
 /// [`FastPath`]) is here and takes no lock, makes no allocation and no
-/// lookup: the verdict comes from the low bits of `filter->context`, the
-/// context it points to is touched only to count, and the processor index
+/// hash lookup: the verdict comes from the low bits of `filter->context`,
+/// the context its checked handle names is touched only to count, and the
+/// processor index
 /// is read once for the rundown and the counters. Everything else is in
 /// `classify_full`.
 ///
@@ -99,14 +102,14 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
         classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
         return;
     };
-    // SAFETY: not in lookup mode (checked by the caller), so this is the
-    // pointer our ADD notify stored, while the table holds the filter's
-    // reference until DELETE; the engine does not call classify for a
-    // filter once its DELETE notify has returned, and unload frees
-    // contexts only after the rundown we are in.
-    let Some(context) = (unsafe { ContextRef::borrow(word.context()) }) else {
-        // Never for a word our ADD stored; answered as a filter we do not
-        // know (after leaving the rundown: nothing of ours is touched).
+    // SAFETY: not in lookup mode (checked by the caller), so the filter
+    // was added through our notifyFn and is not deleted (the engine does
+    // not call classify for a filter once its DELETE notify has returned);
+    // the handle is checked against the slots, which unload frees only
+    // after the rundown we are in.
+    let Some(context) = (unsafe { STATE.table.borrow_checked(word.key(), &inside) }) else {
+        // Not a handle to a live slot (garbage, or stale): answered as a
+        // filter we do not know, after leaving the rundown.
         drop(inside);
         classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
         return;
@@ -147,7 +150,7 @@ unsafe fn classify_full(
     };
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
-    let Some(_inside) = STATE.rundown.enter_on(processor) else {
+    let Some(inside) = STATE.rundown.enter_on(processor) else {
         classify_without_context(answer, out);
         return;
     };
@@ -163,10 +166,10 @@ unsafe fn classify_full(
         }
         return;
     }
-    // SAFETY: not in lookup mode, so `context` is the word our ADD notify
-    // stored, whose pointer stays alive until the filter's DELETE (and
-    // unload frees contexts only after the rundown we are in).
-    match unsafe { ContextRef::borrow(ContextWord::from_raw(view.raw_context()).context()) } {
+    // SAFETY: not in lookup mode, so the filter was added through our
+    // notifyFn and not deleted yet; the handle is checked against the
+    // slots, which unload frees only after the rundown we are in.
+    match unsafe { STATE.table.borrow_checked(ContextWord::from_raw(view.raw_context()).key(), &inside) } {
         Some(context) => classify_with_context(context, &view, &traffic, answer, processor, out),
         None => classify_without_context(answer, out),
     }

@@ -106,16 +106,20 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
         crate::log!(Level::Error, "filter {} vetoed: no pool for its context", filter_id);
     })?;
     // The filter's own reference lives in the table; filter->context is a
-    // borrowed pointer that stays valid until DELETE removes that entry,
-    // with the fast path in its low bits.
-    let word = ContextWord::new(context.as_raw(), context.fast_path(), view.clears_action_right()).raw();
-    if let Err((status, _context)) = STATE.table.insert(filter_id, context) {
-        if status == NtStatus::INSUFFICIENT_RESOURCES {
-            STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
+    // checked handle to the slot that borrows it until DELETE releases the
+    // slot, with the fast path in its low bits.
+    let (fast, clear_right) = (context.fast_path(), view.clears_action_right());
+    let handle = match STATE.table.insert_with_slot(filter_id, context) {
+        Ok(handle) => handle,
+        Err((status, _context)) => {
+            if status == NtStatus::INSUFFICIENT_RESOURCES {
+                STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            crate::log!(Level::Error, "filter {} vetoed: table insert failed: {}", filter_id, status);
+            return Err(status);
         }
-        crate::log!(Level::Error, "filter {} vetoed: table insert failed: {}", filter_id, status);
-        return Err(status);
-    }
+    };
+    let word = ContextWord::new(handle, fast, clear_right).raw();
     STATE.stats.filters_added.fetch_add(1, Ordering::Relaxed);
     crate::log!(Level::Trace, "filter {} added: {:?}", filter_id, policy.action);
     Ok(word)
@@ -152,8 +156,9 @@ fn check_flow_filter(view: &FilterView<'_>, policy: &PolicyRepr) -> Result {
     Ok(())
 }
 
-/// DELETE: drops the table's reference (freeing the context unless a
-/// pended request or flow still holds one).
+/// DELETE: releases the filter's slot (its context word stops matching)
+/// and drops the table's reference (freeing the context unless a pended
+/// request or flow still holds one).
 fn on_delete(filter_id: u64) {
     // Requests pended through this filter get its default verdict at the
     // next timer tick (not from inside notifyFn); the verdicts kept for

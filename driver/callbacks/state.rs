@@ -174,8 +174,8 @@ impl DriverState {
 }
 
 // The read-mostly words of the classify hot path share no cache line with
-// anything written: `lookup_mode` fills its own line, and the rundown's
-// gate is alone on the last line of `Rundown` (asserted in rundown.rs).
+// anything written: `lookup_mode` fills its own line (the rundown's gate
+// is a bit in each processor's own counter, rundown.rs).
 const _: () = {
     assert!(core::mem::offset_of!(DriverState, lookup_mode) % CACHE_LINE == 0);
     assert!(core::mem::size_of::<CacheLine<AtomicUsize>>() == CACHE_LINE);

@@ -1,18 +1,21 @@
 //! The classify fast path, decided once per filter by notifyFn ADD and
-//! carried in the low bits of the word it stores in `filter->context` (the
-//! context's address is 16-byte aligned, so four bits are free). classifyFn
-//! reads a static policy's whole answer from the filter itself, before it
-//! enters the rundown, and touches the context only to count.
+//! carried in the low bits of the word it stores in `filter->context`.
+//! classifyFn reads a static policy's whole answer from the filter itself,
+//! and finds the context (to count) through the checked handle in the same
+//! word (`context_slots.rs`).
 //!
-//! The word: bits 63..4 the `FilterContext` address; bit 0 the verdict is
-//! static; bit 1 that verdict is BLOCK; bit 2 the filter has
-//! `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT clears the write
-//! right); bit 3 the static PERMIT is an audit (counted as audited too).
-//! Filters cannot be modified in WFP, so the flag read at ADD holds
-//! for the filter's life. In a debugger, `filter->context & ~0xf` is the
-//! `FilterContext*`.
+//! The word: bits 63..32 the slot's generation; bits 31..4 the slot's
+//! index; bit 0 the verdict is static; bit 1 that verdict is BLOCK; bit 2
+//! the filter has `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT
+//! clears the write right); bit 3 the static PERMIT is an audit (counted
+//! as audited too). Filters cannot be modified in WFP, so the flag read at
+//! ADD holds for the filter's life. The word is not an address: in a
+//! debugger, slot `(filter->context >> 4) & 0xfffffff` of the context
+//! table's slots holds the `FilterContext*` if its generation equals
+//! `filter->context >> 32` (docs/WINDBG.md).
 #![forbid(unsafe_code)]
 
+use crate::filters::context_slots::{INDEX_SHIFT, SlotHandle};
 use crate::wfp::ffi::{FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6};
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr};
 
@@ -24,9 +27,7 @@ const BLOCK: u64 = 0b010;
 const CLEAR_RIGHT: u64 = 0b100;
 /// Bit 3: the static PERMIT is an audit without a log line.
 const AUDIT: u64 = 0b1000;
-/// Every bit that is not the context's address.
-/// The bits of the word that are not the context address (checked
-/// against `FilterContext`'s alignment where it is defined).
+/// The fast-path bits (below the slot index).
 pub const LOW_BITS: u64 = STATIC | BLOCK | CLEAR_RIGHT | AUDIT;
 
 /// What classify can decide from the filter alone.
@@ -69,18 +70,22 @@ impl FastPath {
     }
 }
 
-/// What notifyFn ADD stores in `filter->context`: the context's address
-/// with the filter's fast path and hard-permit flag in its low bits (see
-/// the module documentation).
+/// What notifyFn ADD stores in `filter->context`: the context's checked
+/// handle (slot index and generation) with the filter's fast path and
+/// hard-permit flag in its low bits (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextWord(u64);
 
+const _: () = assert!(LOW_BITS < 1 << INDEX_SHIFT);
+
 impl ContextWord {
-    /// The word for the context whose raw reference is `context` (a
-    /// `ContextRef::as_raw` value), with `fast` and the filter's flag.
-    pub fn new(context: u64, fast: FastPath, clear_right: bool) -> Self {
+    /// The word for the context in slot `handle`, with `fast` and the
+    /// filter's flag. Only the index's low 28 bits fit (every index the
+    /// slots issue does).
+    pub fn new(handle: SlotHandle, fast: FastPath, clear_right: bool) -> Self {
         let hard = if clear_right { CLEAR_RIGHT } else { 0 };
-        Self((context & !LOW_BITS) | fast as u64 | hard)
+        let handle = SlotHandle { index: handle.index << INDEX_SHIFT >> INDEX_SHIFT, ..handle };
+        Self(handle.key() | fast as u64 | hard)
     }
 
     /// A word read back from `filter->context`. Any value is accepted;
@@ -95,9 +100,16 @@ impl ContextWord {
         self.0
     }
 
-    /// The raw context reference (what `ContextRef::borrow` takes).
+    /// The checked handle the word carries (not checked yet: any word
+    /// gives one; the slots decide whether it names a context).
     #[inline(always)]
-    pub fn context(self) -> u64 {
+    pub fn handle(self) -> SlotHandle {
+        SlotHandle::from_key(self.key())
+    }
+
+    /// The handle as a slot key: the word without its fast-path bits.
+    #[inline(always)]
+    pub fn key(self) -> u64 {
         self.0 & !LOW_BITS
     }
 
@@ -176,11 +188,11 @@ mod tests {
 
     #[test]
     fn context_words_round_trip_and_every_value_means_something() {
-        let context = 0xffff_a50c_1234_e010;
+        let handle = SlotHandle { index: 0x0abc_def1, generation: 0xa50c_1235 };
         for fast in [FastPath::Full, FastPath::Permit, FastPath::Block, FastPath::Audit] {
             for clear in [false, true] {
-                let word = ContextWord::from_raw(ContextWord::new(context, fast, clear).raw());
-                assert_eq!((word.context(), word.fast_path(), word.clears_right()), (context, fast, clear));
+                let word = ContextWord::from_raw(ContextWord::new(handle, fast, clear).raw());
+                assert_eq!((word.handle(), word.fast_path(), word.clears_right()), (handle, fast, clear));
                 assert_eq!(word.is_static(), fast != FastPath::Full);
             }
         }
@@ -188,7 +200,7 @@ mod tests {
         assert_eq!(ContextWord::from_raw(0x13).fast_path(), FastPath::Block);
         assert_eq!(ContextWord::from_raw(0x19).fast_path(), FastPath::Audit);
         assert_eq!(ContextWord::from_raw(0x1b).fast_path(), FastPath::Block);
-        assert_eq!(ContextWord::from_raw(0x1f).context(), 0x10);
+        assert_eq!(ContextWord::from_raw(0x7_0000_001f).handle(), SlotHandle { index: 1, generation: 7 });
         assert!(!ContextWord::from_raw(0).is_static());
     }
 }

@@ -3,11 +3,12 @@
 //! anything that outlives a classify (pended requests, flow contexts).
 #![allow(unsafe_code)]
 
-use crate::filters::fast_path::{FastPath, LOW_BITS};
+use crate::filters::context_slots::{ContextSlots, SlotHandle};
+use crate::filters::fast_path::FastPath;
 use crate::filters::rate_limiter::RateLimiter;
 use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
 use crate::platform::pool::{PoolBox, TAG_FILTER_CONTEXT};
-use crate::platform::status::Result;
+use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::{AtomicU32, AtomicU64, Ordering, fence};
 use core::ptr::NonNull;
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
@@ -16,7 +17,8 @@ use wfpcallout_wire::{PolicyAction, PolicyRepr};
 /// at registration (a filter that predates the callout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
-    /// Built on `FWPS_CALLOUT_NOTIFY_ADD_FILTER`; `filter->context` points here.
+    /// Built on `FWPS_CALLOUT_NOTIFY_ADD_FILTER`; `filter->context` holds
+    /// the handle of its slot.
     Notified,
     /// Adopted from `FwpmFilterEnum0`; the filter's `context` is not ours.
     Adopted,
@@ -27,12 +29,13 @@ pub enum Origin {
 /// # Invariants
 /// `refs` counts the live `ContextRef`s; it is at least one while any exists,
 /// and the context is freed when the last one drops.
-///
-/// Aligned to 16 (the pool's guarantee) so the context word has four free
-/// low bits for the fast path (`fast_path.rs`).
 #[repr(align(16))]
 pub struct FilterContext {
     refs: AtomicU32,
+    /// The packed [`SlotHandle`] of its slot (generation << 32 | index), 0
+    /// without one (adopted, or not in the table yet). Set once by the
+    /// table before the handle is given out.
+    slot: AtomicU64,
     filter_id: u64,
     layer_id: u16,
     origin: Origin,
@@ -44,11 +47,13 @@ pub struct FilterContext {
     flows_total: AtomicU64,
 }
 
-// The context word's low bits (`fast_path.rs`) are free only because every
-// context address is a multiple of 16.
-const _: () = assert!(core::mem::align_of::<FilterContext>() > LOW_BITS as usize);
-
 impl FilterContext {
+    /// The slot the context word's handle names, if it has one.
+    pub fn slot(&self) -> Option<SlotHandle> {
+        let packed = self.slot.load(Ordering::Relaxed);
+        (packed != 0).then_some(SlotHandle { index: packed as u32, generation: (packed >> 32) as u32 })
+    }
+
     /// The run-time filter id this context belongs to.
     pub fn filter_id(&self) -> u64 {
         self.filter_id
@@ -175,6 +180,7 @@ impl ContextRef {
         let context = FilterContext {
             // INVARIANT: the ContextRef returned below owns this one reference.
             refs: AtomicU32::new(1),
+            slot: AtomicU64::new(0),
             filter_id,
             layer_id,
             origin,
@@ -276,12 +282,128 @@ unsafe impl crate::platform::id_table::TableEntry for ContextRef {
     }
 }
 
-/// Every live filter context by filter id (the filter's own reference).
-pub type ContextTable = crate::platform::id_table::IdTable<ContextRef>;
+/// Every live filter context by filter id (the filter's own reference),
+/// and the slots that the handles in `filter->context` name.
+pub struct ContextTable {
+    entries: crate::platform::id_table::IdTable<ContextRef>,
+    slots: ContextSlots,
+}
 
 impl ContextTable {
+    /// An empty table; const for the driver's static state.
+    pub const fn new(tag: crate::platform::pool::PoolTag) -> Self {
+        Self { entries: crate::platform::id_table::IdTable::new(tag), slots: ContextSlots::new(tag) }
+    }
+
+    /// Adds the context of `filter_id` without a slot (an adopted filter,
+    /// whose `filter->context` is not ours). On failure the context comes
+    /// back.
+    pub fn insert(&self, filter_id: u64, context: ContextRef) -> core::result::Result<(), (NtStatus, ContextRef)> {
+        self.entries.insert(filter_id, context)
+    }
+
+    /// Adds the context of `filter_id` and claims its slot: the handle
+    /// notifyFn ADD puts in the context word. On failure nothing is kept
+    /// and the context comes back.
+    pub fn insert_with_slot(
+        &self,
+        filter_id: u64,
+        context: ContextRef,
+    ) -> core::result::Result<SlotHandle, (NtStatus, ContextRef)> {
+        let handle = match self.slots.claim(context.as_raw()) {
+            Ok(handle) => handle,
+            Err(status) => return Err((status, context)),
+        };
+        context.slot.store(u64::from(handle.generation) << 32 | u64::from(handle.index), Ordering::Relaxed);
+        match self.entries.insert(filter_id, context) {
+            Ok(()) => Ok(handle),
+            Err((status, context)) => {
+                self.slots.release(handle);
+                context.slot.store(0, Ordering::Relaxed);
+                Err((status, context))
+            }
+        }
+    }
+
+    /// Removes the context of `filter_id`, releasing its slot (every word
+    /// naming it stops matching) before the reference is handed back.
+    pub fn remove(&self, filter_id: u64) -> Option<ContextRef> {
+        self.entries.remove(filter_id).inspect(|context| self.release_slot(context))
+    }
+
+    /// Removes one arbitrary context (unload), releasing its slot.
+    pub fn pop_any(&self) -> Option<ContextRef> {
+        self.entries.pop_any().inspect(|context| self.release_slot(context))
+    }
+
+    fn release_slot(&self, context: &ContextRef) {
+        if let Some(handle) = context.slot() {
+            self.slots.release(handle);
+        }
+    }
+
+    /// Frees the table's and the slots' storage once empty (end of unload).
+    pub fn release_storage(&self) {
+        self.entries.release_storage();
+        if self.entries.is_empty() {
+            self.slots.release_storage();
+        }
+    }
+
+    /// The slots (statistics and tests).
+    pub fn slots(&self) -> &ContextSlots {
+        &self.slots
+    }
+
+    /// The context the checked handle from a context word (its `key`: the
+    /// word without the fast-path bits) names: `None`
+    /// unless the index is inside the slots and the slot's generation
+    /// matches (a garbage or stale word is never dereferenced).
+    ///
+    /// # Safety
+    /// The filter that carries the handle must not have been deleted (its
+    /// DELETE notify has not returned): then a matching slot holds the
+    /// table's reference for the whole call. (A handle of a deleted filter
+    /// is rejected, except while its DELETE runs concurrently.)
+    #[inline(always)]
+    pub unsafe fn borrow_checked<'a>(
+        &'a self,
+        key: u64,
+        inside: &'a crate::platform::rundown::RundownGuard<'_>,
+    ) -> Option<&'a FilterContext> {
+        let raw = self.slots.lookup(key, inside)?;
+        // SAFETY: the generation matched, so `raw` is the address of the
+        // live context the table holds for this filter (caller's contract).
+        unsafe { ContextRef::borrow(raw) }
+    }
+
     /// A new reference to the context of `filter_id`, if any.
     pub fn get(&self, filter_id: u64) -> Option<ContextRef> {
-        self.with(filter_id, FilterContext::acquire)
+        self.entries.with(filter_id, FilterContext::acquire)
+    }
+
+    /// Runs `f` on the context of `filter_id` under the table's shared lock.
+    pub fn with<R>(&self, filter_id: u64, f: impl FnOnce(&FilterContext) -> R) -> Option<R> {
+        self.entries.with(filter_id, f)
+    }
+
+    /// Calls `visit` for every context under the shared lock.
+    pub fn for_each(&self, visit: impl FnMut(u64, &FilterContext)) {
+        self.entries.for_each(visit);
+    }
+
+    /// Number of contexts.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The id table's slot capacity (statistics and tests).
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 }

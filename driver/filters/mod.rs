@@ -2,6 +2,7 @@
 //! each filter, the fast-path word stored in `filter->context`, the rate
 //! limiter, and the policies that decide from a context alone.
 
+pub mod context_slots;
 pub mod decision;
 pub mod fast_path;
 pub mod filter_context;

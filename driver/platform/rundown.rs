@@ -6,10 +6,13 @@
 //! Each callback enters on its processor's own counter (one cache line per
 //! processor, so the classify path shares no written line) and leaves on the
 //! same one; unload closes the gate and waits until every counter is zero.
+//! The gate is a bit in every counter, not a separate word: entering is one
+//! interlocked add whose result says whether the gate was closed, so the
+//! hot path reads no other line.
 #![forbid(unsafe_code)]
 
 use crate::platform::per_cpu_counters::current_processor;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Counters kept; processors beyond this (a second processor group and
 /// up: `KeGetCurrentProcessorNumberEx` numbers across groups) share them
@@ -17,29 +20,21 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// counter it entered on, and unload sums them all.
 const SLOTS: usize = 64;
 
+/// The gate's bit in each counter (set: closed). Counts stay far below it.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
 /// How many callbacks are inside the rundown on the processors that share
-/// one slot, alone on its cache line.
+/// one slot, and the gate bit ([`CLOSED`]), alone on its cache line.
 #[repr(align(64))]
 struct InsideCount(AtomicUsize);
 
-/// The gate and its per-processor counters.
-///
-/// `closed` is read by every callback and written twice per load: it sits
-/// alone on the last cache line, after the counters each processor writes
-/// (checked at compile time below).
+/// The per-processor counters, each carrying the gate.
 #[repr(C)]
 pub struct Rundown {
     lines: [InsideCount; SLOTS],
-    closed: AtomicBool,
 }
 
-const _: () = {
-    let line = core::mem::align_of::<InsideCount>();
-    assert!(line == 64);
-    // `closed` starts a line and nothing follows it on that line.
-    assert!(core::mem::offset_of!(Rundown, closed) % line == 0);
-    assert!(core::mem::size_of::<Rundown>() == core::mem::offset_of!(Rundown, closed) + line);
-};
+const _: () = assert!(core::mem::align_of::<InsideCount>() == 64);
 
 /// Proof of entry; leaves the rundown on drop, on the counter it entered.
 pub struct RundownGuard<'a> {
@@ -49,7 +44,7 @@ pub struct RundownGuard<'a> {
 impl Rundown {
     /// Open, nobody inside (const for the driver's static state).
     pub const fn new() -> Self {
-        Self { lines: [const { InsideCount(AtomicUsize::new(0)) }; SLOTS], closed: AtomicBool::new(false) }
+        Self { lines: [const { InsideCount(AtomicUsize::new(0)) }; SLOTS] }
     }
 
     fn line(&self, slot: usize) -> Option<&AtomicUsize> {
@@ -69,10 +64,9 @@ impl Rundown {
     pub fn enter_on(&self, processor: usize) -> Option<RundownGuard<'_>> {
         let slot = processor % SLOTS;
         let line = self.line(slot)?;
-        // SeqCst pairs with `close_and_wait`: either it sees our count, or we
-        // see the gate closed.
-        line.fetch_add(1, Ordering::SeqCst);
-        if self.closed.load(Ordering::SeqCst) {
+        // One word: either `close_and_wait`'s fetch_or on this counter comes
+        // after our add (it sees our count), or before (we see its bit).
+        if line.fetch_add(1, Ordering::Acquire) & CLOSED != 0 {
             line.fetch_sub(1, Ordering::Release);
             return None;
         }
@@ -82,7 +76,9 @@ impl Rundown {
     /// Closes the gate and waits (PASSIVE_LEVEL, sleeping 1 ms at a time)
     /// until no callback is inside.
     pub fn close_and_wait(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        for line in &self.lines {
+            line.0.fetch_or(CLOSED, Ordering::AcqRel);
+        }
         while self.inside() != 0 {
             crate::platform::kernel::sleep_100ns(10_000);
         }
@@ -90,12 +86,14 @@ impl Rundown {
 
     /// Callbacks inside now, over every processor's counter.
     fn inside(&self) -> usize {
-        self.lines.iter().map(|line| line.0.load(Ordering::SeqCst)).sum()
+        self.lines.iter().map(|line| line.0.load(Ordering::Acquire) & !CLOSED).sum()
     }
 
     /// Opens the gate again (initialize).
     pub fn reopen(&self) {
-        self.closed.store(false, Ordering::SeqCst);
+        for line in &self.lines {
+            line.0.fetch_and(!CLOSED, Ordering::AcqRel);
+        }
     }
 }
 

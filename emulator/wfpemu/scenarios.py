@@ -41,16 +41,36 @@ def pool_counts(h):
     return {tag: count for tag, (count, _) in h.kernel.pool_in_use().items()}
 
 
+def context_behind(h, word):
+    """The context address a filter->context handle names, or None. The word
+    is not a pointer (driver/filters/context_slots.rs): bits 4-31 are a slot
+    index below 2^19, and the slot is at byte offset word & 0x3ff0 of one of
+    the driver's WfTb segments (1,024 slots of 16 bytes: the key, which is
+    word & ~0xf while the handle is live, then the context's address)."""
+    if (word >> 4) & 0xFFFFFFF >= 1 << 19:
+        return None
+    key = word & 0xFFFFFFFFFFFFFFF0
+    found = []
+    for block in h.kernel.pool.values():
+        if tag_name(block.tag) == "WfTb" and block.size == 1024 * 16:
+            slot = block.address + (word & 0x3FF0)
+            if h.kernel.read_u64(slot, "handle slot") == key:
+                found.append(h.kernel.read_u64(slot + 8, "handle slot"))
+    return found[0] if len(found) == 1 else None
+
+
 def added(h, policy, what, **kwargs):
     """A filter added through notifyFn ADD, checked: success, and
-    filter->context now points into a live WfFc pool block."""
+    filter->context now a handle whose slot holds the address of a live
+    WfFc pool block."""
     f = h.make_filter(policy, **kwargs)
     status = h.add_filter(f)
     expect_status(status, c.STATUS_SUCCESS, f"notifyFn ADD ({what})")
-    context = h.filter_context(f)
-    block = h.kernel.pool_block_at(context)
-    expect(block is not None and tag_name(block.tag) == "WfFc",
-           f"notifyFn ADD ({what}): filter->context {context:#x} does not point into a live WfFc block")
+    word = h.filter_context(f)
+    context = context_behind(h, word)
+    block = h.kernel.pool_block_at(context) if context is not None else None
+    expect(block is not None and tag_name(block.tag) == "WfFc" and block.address == context,
+           f"notifyFn ADD ({what}): filter->context {word:#x} is not a handle to a live WfFc block")
     return f
 
 
