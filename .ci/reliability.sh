@@ -86,13 +86,13 @@ else
 fi
 
 step "loom tests"
-# The driver's own reference count and pended-request table, built with
+# The driver's own reference count, pended-request table and unload rundown, built with
 # --cfg loom (driver/platform/sync.rs switches its atomics and spin lock to loom's)
 # in a tree of their own, since the flag changes every crate's build. One
 # test at a time: the engine stand-in and the simulated kernel's violation
 # record are global.
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$target_root/loom" \
-    cargo test -p wfpcallout --release --test loom_filter_context --test loom_pending \
+    cargo test -p wfpcallout --release --test loom_filter_context --test loom_pending --test loom_rundown \
     -- --nocapture --test-threads 1 2>&1 | tee "$logs/loom.log"
 
 step "fuzzing (${fuzz_seconds}s per target)"

@@ -12,13 +12,18 @@
 #![forbid(unsafe_code)]
 
 use crate::platform::per_cpu_counters::current_processor;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::platform::sync::{AtomicUsize, Ordering};
 
 /// Counters kept; processors beyond this (a second processor group and
 /// up: `KeGetCurrentProcessorNumberEx` numbers across groups) share them
 /// (modulo). Sharing only costs contention: a callback leaves on the
 /// counter it entered on, and unload sums them all.
+#[cfg(not(loom))]
 const SLOTS: usize = 64;
+/// Under loom, few enough that its model stays small (each wait reads
+/// every counter).
+#[cfg(loom)]
+const SLOTS: usize = 4;
 
 /// The gate's bit in each counter (set: closed). Counts stay far below it.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -80,7 +85,10 @@ impl Rundown {
             line.0.fetch_or(CLOSED, Ordering::AcqRel);
         }
         while self.inside() != 0 {
+            #[cfg(not(loom))]
             crate::platform::kernel::sleep_100ns(10_000);
+            #[cfg(loom)]
+            loom::thread::yield_now();
         }
     }
 

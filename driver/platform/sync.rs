@@ -15,8 +15,9 @@
 //!   Their `new` is not const under loom (loom's atomics belong to one model
 //!   execution): they are for memory built at run time (the filter
 //!   context's).
-//! - [`AtomicBool`] keeps `const fn new` (the pending table's gate sits in
-//!   the driver's `static STATE`) by creating its loom atomic on first use,
+//! - [`AtomicBool`] and [`AtomicUsize`] keep `const fn new` (the pending
+//!   table's gate and the rundown's counters sit in the driver's
+//!   `static STATE`) by creating their loom atomic on first use,
 //!   which loom counts as a write by the thread that makes it: that first
 //!   use must come before the value is shared (`Pending::open` stores the
 //!   gate first), and a value must be built and used inside one execution
@@ -28,12 +29,12 @@
 //! way as [`AtomicBool`].
 
 #[cfg(not(loom))]
-pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(loom)]
 pub use loom::sync::atomic::fence;
 #[cfg(loom)]
-pub use loom_atomics::{AtomicBool, AtomicU32, AtomicU64};
+pub use loom_atomics::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(loom)]
 pub use std::sync::atomic::Ordering;
 
@@ -123,6 +124,54 @@ mod loom_atomics {
         #[track_caller]
         pub fn store(&self, value: bool, order: Ordering) {
             self.atomic().store(value, order)
+        }
+    }
+
+    /// Loom's `AtomicUsize`, created on first use so that `new` stays const
+    /// (the rundown's per-processor counters; see the module documentation).
+    pub struct AtomicUsize {
+        initial: usize,
+        atomic: std::sync::OnceLock<loom::sync::atomic::AtomicUsize>,
+    }
+
+    impl AtomicUsize {
+        /// An atomic holding `initial`.
+        pub const fn new(initial: usize) -> Self {
+            Self { initial, atomic: std::sync::OnceLock::new() }
+        }
+
+        fn atomic(&self) -> &loom::sync::atomic::AtomicUsize {
+            self.atomic.get_or_init(|| loom::sync::atomic::AtomicUsize::new(self.initial))
+        }
+
+        /// As `core`'s `load`.
+        #[track_caller]
+        pub fn load(&self, order: Ordering) -> usize {
+            self.atomic().load(order)
+        }
+
+        /// As `core`'s `fetch_add`.
+        #[track_caller]
+        pub fn fetch_add(&self, value: usize, order: Ordering) -> usize {
+            self.atomic().fetch_add(value, order)
+        }
+
+        /// As `core`'s `fetch_sub`.
+        #[track_caller]
+        pub fn fetch_sub(&self, value: usize, order: Ordering) -> usize {
+            self.atomic().fetch_sub(value, order)
+        }
+
+        /// As `core`'s `fetch_or`.
+        #[track_caller]
+        pub fn fetch_or(&self, value: usize, order: Ordering) -> usize {
+            self.atomic().fetch_or(value, order)
+        }
+
+        /// As `core`'s `fetch_and`.
+        #[track_caller]
+        pub fn fetch_and(&self, value: usize, order: Ordering) -> usize {
+            self.atomic().fetch_and(value, order)
         }
     }
 }
