@@ -25,6 +25,9 @@ impl fmt::Display for Probe<'_> {
 /// The gate and the debug output are global: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Lines containing `needle`. Each test uses its own markers, none a part
+/// of another's (the lines are one record for the whole binary, and the
+/// tests run in any order).
 fn lines_with(needle: &str) -> usize {
     debug_print::lines().iter().filter(|l| l.text.contains(needle)).count()
 }
@@ -106,15 +109,15 @@ fn the_log_level_ioctl_sets_the_gate() {
     let formatted = AtomicUsize::new(0);
     assert_eq!(set(LogLevel::Warning), Ok(0));
     assert_eq!(log::max_level(), Some(Level::Warning));
-    wfpcallout::log!(Level::Info, "ioctl-gate-info {}", Probe(&formatted));
-    wfpcallout::log!(Level::Warning, "ioctl-gate-warning {}", Probe(&formatted));
+    wfpcallout::log!(Level::Info, "ioctl-level-info {}", Probe(&formatted));
+    wfpcallout::log!(Level::Warning, "ioctl-level-warning {}", Probe(&formatted));
     assert_eq!(formatted.load(Ordering::Relaxed), 1, "the Info line was not formatted");
-    assert_eq!((lines_with("ioctl-gate-info"), lines_with("ioctl-gate-warning probe")), (0, 1));
+    assert_eq!((lines_with("ioctl-level-info"), lines_with("ioctl-level-warning probe")), (0, 1));
 
     assert_eq!(set(LogLevel::Off), Ok(0));
     assert_eq!(log::max_level(), None);
-    wfpcallout::log!(Level::Error, "ioctl-gate-off {}", Probe(&formatted));
-    assert_eq!((formatted.load(Ordering::Relaxed), lines_with("ioctl-gate-off")), (1, 0));
+    wfpcallout::log!(Level::Error, "ioctl-level-off {}", Probe(&formatted));
+    assert_eq!((formatted.load(Ordering::Relaxed), lines_with("ioctl-level-off")), (1, 0));
 
     for (level, expected) in
         [(LogLevel::Error, Level::Error), (LogLevel::Info, Level::Info), (LogLevel::Trace, Level::Trace)]
