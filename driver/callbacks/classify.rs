@@ -127,8 +127,8 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
     drop(inside);
 }
 
-/// Everything the hot path does not decide: lookup mode, and every policy that needs the traffic, the clock or the
-/// log.
+/// Everything the hot path does not decide: lookup mode, and every policy
+/// that needs the traffic, the clock or the log.
 ///
 /// # Safety
 /// As [`classify_fn`]'s pointers.

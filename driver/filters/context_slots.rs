@@ -11,8 +11,9 @@
 //!
 //! The slots are driver-owned memory: segments of [`SEGMENT_SLOTS`] slots
 //! in non-paged pool, found through a fixed directory of [`SEGMENTS`]
-//! pointers. A segment is allocated outside any lock (at ADD, which runs
-//! at PASSIVE_LEVEL when a client adds a filter) when no slot is free, and
+//! pointers. A segment is allocated outside any lock (at ADD, which the
+//! engine may call at PASSIVE or DISPATCH_LEVEL: non-paged pool may be
+//! allocated at either) when no slot is free, and
 //! published with one atomic store; segments are freed only by
 //! [`ContextSlots::release_storage`] at the end of unload, after the
 //! rundown, so a classify never reads freed slot memory. Claiming and

@@ -99,179 +99,90 @@ mod field {
 const _: () = assert!(field::COUNTERS + 8 * GLOBAL_COUNTER_COUNT == field::RESERVED_0.start);
 const _: () = assert!(field::RESERVED_0.end - field::RESERVED_0.start == 8 * GLOBAL_RESERVED_COUNT);
 
-/// The driver's global counters: events that happened outside any filter
-/// context, or to the context table as a whole.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct GlobalStatsRepr {
-    /// ADD notifications that attached a filter context.
-    pub filters_added: u64,
-    /// DELETE notifications that released a filter context.
-    pub filters_deleted: u64,
-    /// DELETE notifications for filters without a context.
-    pub deletes_unknown: u64,
-    /// ADD notifications refused for an invalid policy blob.
-    pub policies_rejected: u64,
-    /// ADD notifications refused for lack of memory.
-    pub allocation_failures: u64,
-    /// Notifications of a type the driver does not handle.
-    pub notify_unknown_type: u64,
-    /// Filters that existed at load and were given a context.
-    pub filters_adopted: u64,
-    /// Adopted filters with an invalid policy blob, given the default
-    /// policy.
-    pub adopted_policies_rejected: u64,
-    /// Classifications for a filter without a context.
-    pub classify_without_context: u64,
-    /// Classifications with malformed arguments.
-    pub classify_bad_arguments: u64,
-    /// Connections pended for the agent.
-    pub requests_pended: u64,
-    /// Ask connections that could not be pended.
-    pub pend_failures: u64,
-    /// Pended connections completed with the agent's verdict.
-    pub requests_completed: u64,
-    /// Pended connections the agent did not answer in time.
-    pub requests_timed_out: u64,
-    /// Pended connections decided by their default verdict.
-    pub requests_defaulted: u64,
-    /// Verdict messages refused.
-    pub verdicts_rejected: u64,
-    /// Flow contexts associated with a flow.
-    pub flows_associated: u64,
-    /// Flow associations the engine refused, or that had no flow handle.
-    pub flow_associate_failures: u64,
-    /// Flows another of our filters at the layer tracks already (one
-    /// context per flow and callout).
-    pub flows_already_tracked: u64,
-    /// flowDeleteFn calls for a context the driver does not hold.
-    pub flow_deletes_unknown: u64,
-    /// Bytes the packet copies of pended asks hold now: a level, not a
-    /// count, bounded by the copy budget.
-    pub copy_bytes_held: u64,
-    /// Packets copied for a pended ask (to be injected on a permit).
-    pub packets_copied: u64,
-    /// Packets not copied because of the copy bounds: the ask got its
-    /// default verdict at once.
-    pub copies_refused: u64,
-    /// Inbound asks not pended because IPsec protects the packet (its
-    /// copy could not be injected as it is): the default applied.
-    pub ipsec_not_pended: u64,
+/// Declares [`GlobalStatsRepr`] from one list of counters, in wire order:
+/// the struct, its names, and the array the reply carries, so a counter
+/// cannot be added to one and missed in another.
+macro_rules! global_counters {
+    ($($(#[$doc:meta])* $field:ident,)*) => {
+        /// The driver's global counters: events that happened outside any
+        /// filter context, or to the context table as a whole.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        pub struct GlobalStatsRepr {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl GlobalStatsRepr {
+            /// The counters' names, in wire order, for tools that print them.
+            pub const NAMES: [&'static str; GLOBAL_COUNTER_COUNT] = [$(stringify!($field)),*];
+
+            /// The counters in wire order.
+            pub const fn to_array(&self) -> [u64; GLOBAL_COUNTER_COUNT] {
+                [$(self.$field),*]
+            }
+
+            /// The counters from an array in wire order.
+            pub const fn from_array(values: [u64; GLOBAL_COUNTER_COUNT]) -> GlobalStatsRepr {
+                let [$($field),*] = values;
+                GlobalStatsRepr { $($field),* }
+            }
+        }
+    };
 }
 
-impl GlobalStatsRepr {
-    /// The counters' names, in wire order, for tools that print them.
-    pub const NAMES: [&'static str; GLOBAL_COUNTER_COUNT] = [
-        "filters_added",
-        "filters_deleted",
-        "deletes_unknown",
-        "policies_rejected",
-        "allocation_failures",
-        "notify_unknown_type",
-        "filters_adopted",
-        "adopted_policies_rejected",
-        "classify_without_context",
-        "classify_bad_arguments",
-        "requests_pended",
-        "pend_failures",
-        "requests_completed",
-        "requests_timed_out",
-        "requests_defaulted",
-        "verdicts_rejected",
-        "flows_associated",
-        "flow_associate_failures",
-        "flows_already_tracked",
-        "flow_deletes_unknown",
-        "copy_bytes_held",
-        "packets_copied",
-        "copies_refused",
-        "ipsec_not_pended",
-    ];
-
-    /// The counters in wire order.
-    pub const fn to_array(&self) -> [u64; GLOBAL_COUNTER_COUNT] {
-        [
-            self.filters_added,
-            self.filters_deleted,
-            self.deletes_unknown,
-            self.policies_rejected,
-            self.allocation_failures,
-            self.notify_unknown_type,
-            self.filters_adopted,
-            self.adopted_policies_rejected,
-            self.classify_without_context,
-            self.classify_bad_arguments,
-            self.requests_pended,
-            self.pend_failures,
-            self.requests_completed,
-            self.requests_timed_out,
-            self.requests_defaulted,
-            self.verdicts_rejected,
-            self.flows_associated,
-            self.flow_associate_failures,
-            self.flows_already_tracked,
-            self.flow_deletes_unknown,
-            self.copy_bytes_held,
-            self.packets_copied,
-            self.copies_refused,
-            self.ipsec_not_pended,
-        ]
-    }
-
-    /// The counters from an array in wire order.
-    pub const fn from_array(values: [u64; GLOBAL_COUNTER_COUNT]) -> GlobalStatsRepr {
-        let [
-            filters_added,
-            filters_deleted,
-            deletes_unknown,
-            policies_rejected,
-            allocation_failures,
-            notify_unknown_type,
-            filters_adopted,
-            adopted_policies_rejected,
-            classify_without_context,
-            classify_bad_arguments,
-            requests_pended,
-            pend_failures,
-            requests_completed,
-            requests_timed_out,
-            requests_defaulted,
-            verdicts_rejected,
-            flows_associated,
-            flow_associate_failures,
-            flows_already_tracked,
-            flow_deletes_unknown,
-            copy_bytes_held,
-            packets_copied,
-            copies_refused,
-            ipsec_not_pended,
-        ] = values;
-        GlobalStatsRepr {
-            filters_added,
-            filters_deleted,
-            deletes_unknown,
-            policies_rejected,
-            allocation_failures,
-            notify_unknown_type,
-            filters_adopted,
-            adopted_policies_rejected,
-            classify_without_context,
-            classify_bad_arguments,
-            requests_pended,
-            pend_failures,
-            requests_completed,
-            requests_timed_out,
-            requests_defaulted,
-            verdicts_rejected,
-            flows_associated,
-            flow_associate_failures,
-            flows_already_tracked,
-            flow_deletes_unknown,
-            copy_bytes_held,
-            packets_copied,
-            copies_refused,
-            ipsec_not_pended,
-        }
-    }
+global_counters! {
+        /// ADD notifications that attached a filter context.
+        filters_added,
+        /// DELETE notifications that released a filter context.
+        filters_deleted,
+        /// DELETE notifications for filters without a context.
+        deletes_unknown,
+        /// ADD notifications refused for an invalid policy blob.
+        policies_rejected,
+        /// ADD notifications refused for lack of memory.
+        allocation_failures,
+        /// Notifications of a type the driver does not handle.
+        notify_unknown_type,
+        /// Filters that existed at load and were given a context.
+        filters_adopted,
+        /// Adopted filters with an invalid policy blob, given the default
+        /// policy.
+        adopted_policies_rejected,
+        /// Classifications for a filter without a context.
+        classify_without_context,
+        /// Classifications with malformed arguments.
+        classify_bad_arguments,
+        /// Connections pended for the agent.
+        requests_pended,
+        /// Ask connections that could not be pended.
+        pend_failures,
+        /// Pended connections completed with the agent's verdict.
+        requests_completed,
+        /// Pended connections the agent did not answer in time.
+        requests_timed_out,
+        /// Pended connections decided by their default verdict.
+        requests_defaulted,
+        /// Verdict messages refused.
+        verdicts_rejected,
+        /// Flow contexts associated with a flow.
+        flows_associated,
+        /// Flow associations the engine refused, or that had no flow handle.
+        flow_associate_failures,
+        /// Flows another of our filters at the layer tracks already (one
+        /// context per flow and callout).
+        flows_already_tracked,
+        /// flowDeleteFn calls for a context the driver does not hold.
+        flow_deletes_unknown,
+        /// Bytes the packet copies of pended asks hold now: a level, not a
+        /// count, bounded by the copy budget.
+        copy_bytes_held,
+        /// Packets copied for a pended ask (to be injected on a permit).
+        packets_copied,
+        /// Packets not copied because of the copy bounds: the ask got its
+        /// default verdict at once.
+        copies_refused,
+        /// Inbound asks not pended because IPsec protects the packet (its
+        /// copy could not be injected as it is): the default applied.
+        ipsec_not_pended,
 }
 
 /// A view over the bytes of a statistics reply header.
