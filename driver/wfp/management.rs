@@ -304,42 +304,55 @@ fn add_objects_in_transaction(engine: &EngineHandle) -> Result<KeptNonPersistent
     Ok(kept)
 }
 
-/// Whether the provider with our key is persistent.
-fn provider_is_persistent(engine: &EngineHandle) -> Result<bool> {
-    let mut existing: *mut FWPM_PROVIDER0 = core::ptr::null_mut();
+/// Reads an object the engine returns by key: `get` makes the
+/// `Fwpm*GetByKey0` call into the out-pointer it is given, `read` looks at
+/// the object (NULL: `None`), and the engine's copy is freed after it.
+fn read_by_key<T, R>(
+    what: &str,
+    get: impl FnOnce(*mut *mut T) -> i32,
+    read: impl FnOnce(Option<&T>) -> R,
+) -> Result<R> {
+    let mut existing: *mut T = core::ptr::null_mut();
+    NtStatus::to_result(get(&mut existing))
+        .inspect_err(|s| crate::log!(Level::Error, "reading the existing {} failed: {}", what, s))?;
     #[allow(unsafe_code)]
-    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
-    let status = unsafe { FwpmProviderGetByKey0(engine.raw(), &PROVIDER_KEY, &mut existing) };
-    NtStatus::to_result(status)
-        .inspect_err(|s| crate::log!(Level::Error, "reading the existing provider failed: {}", s))?;
-    #[allow(unsafe_code)]
-    // SAFETY: on success the engine returned a valid FWPM_PROVIDER0 (or NULL).
-    let persistent = unsafe { existing.as_ref() }.is_some_and(|p| p.flags & fwp::FWPM_PROVIDER_FLAG_PERSISTENT != 0);
+    // SAFETY: on success the engine returned NULL or a valid object of the
+    // type the call fills, alive until freed below.
+    let value = read(unsafe { existing.as_ref() });
     #[allow(unsafe_code)]
     // SAFETY: engine memory returned above, not used after this.
     unsafe {
         free_engine_memory(existing.cast())
     };
-    Ok(persistent)
+    Ok(value)
+}
+
+/// Whether the provider with our key is persistent.
+fn provider_is_persistent(engine: &EngineHandle) -> Result<bool> {
+    let get = |out| {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+        unsafe {
+            FwpmProviderGetByKey0(engine.raw(), &PROVIDER_KEY, out)
+        }
+    };
+    read_by_key("provider", get, |p: Option<&FWPM_PROVIDER0>| {
+        p.is_some_and(|p| p.flags & fwp::FWPM_PROVIDER_FLAG_PERSISTENT != 0)
+    })
 }
 
 /// Whether the sublayer with our key is persistent.
 fn sublayer_is_persistent(engine: &EngineHandle) -> Result<bool> {
-    let mut existing: *mut FWPM_SUBLAYER0 = core::ptr::null_mut();
-    #[allow(unsafe_code)]
-    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
-    let status = unsafe { FwpmSubLayerGetByKey0(engine.raw(), &SUBLAYER_KEY, &mut existing) };
-    NtStatus::to_result(status)
-        .inspect_err(|s| crate::log!(Level::Error, "reading the existing sublayer failed: {}", s))?;
-    #[allow(unsafe_code)]
-    // SAFETY: on success the engine returned a valid FWPM_SUBLAYER0 (or NULL).
-    let persistent = unsafe { existing.as_ref() }.is_some_and(|l| l.flags & fwp::FWPM_SUBLAYER_FLAG_PERSISTENT != 0);
-    #[allow(unsafe_code)]
-    // SAFETY: engine memory returned above, not used after this.
-    unsafe {
-        free_engine_memory(existing.cast())
+    let get = |out| {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+        unsafe {
+            FwpmSubLayerGetByKey0(engine.raw(), &SUBLAYER_KEY, out)
+        }
     };
-    Ok(persistent)
+    read_by_key("sublayer", get, |l: Option<&FWPM_SUBLAYER0>| {
+        l.is_some_and(|l| l.flags & fwp::FWPM_SUBLAYER_FLAG_PERSISTENT != 0)
+    })
 }
 
 /// Deletes our callouts and sublayer where nothing uses them (an object in
@@ -403,25 +416,20 @@ fn same_guid(a: &GUID, b: &GUID) -> bool {
 /// is handled as the provider and sublayer are ([`replace_non_persistent`]):
 /// `Ok(true)` when it was kept because filters name it.
 fn keep_or_replace_callout(engine: &EngineHandle, wanted: &FWPM_CALLOUT0) -> Result<bool> {
-    let mut existing: *mut FWPM_CALLOUT0 = core::ptr::null_mut();
-    #[allow(unsafe_code)]
-    // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
-    let status = unsafe { FwpmCalloutGetByKey0(engine.raw(), &wanted.calloutKey, &mut existing) };
-    NtStatus::to_result(status)
-        .inspect_err(|s| crate::log!(Level::Error, "reading the existing callout failed: {}", s))?;
-    #[allow(unsafe_code)]
-    // SAFETY: on success the engine returned a valid FWPM_CALLOUT0 (or NULL).
-    let (matches, persistent) = unsafe { existing.as_ref() }.map_or((false, false), |found| {
-        let matches = found.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0
-            && same_guid(&found.applicableLayer, &wanted.applicableLayer);
-        (matches, found.flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT != 0)
-    });
-    let mut memory = existing.cast::<c_void>();
-    #[allow(unsafe_code)]
-    // SAFETY: engine memory returned by FwpmCalloutGetByKey0, freed once.
-    unsafe {
-        FwpmFreeMemory0(&mut memory)
+    let get = |out| {
+        #[allow(unsafe_code)]
+        // SAFETY: valid engine handle, key and out-pointer; PASSIVE_LEVEL.
+        unsafe {
+            FwpmCalloutGetByKey0(engine.raw(), &wanted.calloutKey, out)
+        }
     };
+    let (matches, persistent) = read_by_key("callout", get, |found: Option<&FWPM_CALLOUT0>| {
+        found.map_or((false, false), |found| {
+            let matches = found.flags & fwp::FWPM_CALLOUT_FLAG_USES_PROVIDER_CONTEXT != 0
+                && same_guid(&found.applicableLayer, &wanted.applicableLayer);
+            (matches, found.flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT != 0)
+        })
+    })?;
     let add = || {
         #[allow(unsafe_code)]
         // SAFETY: `wanted` and the key it points to are valid for the call.
