@@ -6,7 +6,7 @@ use crate::engine::classification::client;
 use crate::engine::model::layers::{key_of, layer_by_id, layer_by_key};
 use crate::engine::model::records::{EngineAllocation, FilterBatch, ProviderContextCopy, SubLayerCopy};
 use crate::engine::state::engine_state::{
-    EngineState, EnumState, ManagedCallout, Session, Undo, lock, lock_for, transaction_ended,
+    Deleted, EngineState, EnumState, ManagedCallout, ObjectKind, Session, Undo, lock, lock_for, transaction_ended,
 };
 use crate::faults;
 use crate::irql;
@@ -103,14 +103,29 @@ pub extern "system" fn FwpmEngineClose0(engine_handle: *mut c_void) -> NTSTATUS 
 pub(crate) fn undo_all(engine: &mut EngineState, undo: &[Undo]) {
     for step in undo.iter().rev() {
         match *step {
-            Undo::Provider(k) => {
-                engine.providers.remove(&k);
+            Undo::Added(kind, key) => {
+                match kind {
+                    ObjectKind::Provider => engine.providers.remove(&key).map(drop),
+                    ObjectKind::SubLayer => engine.sublayers.remove(&key).map(drop),
+                    ObjectKind::Callout => engine.managed.remove(&key).map(drop),
+                };
+                engine.persistent.remove(&key);
             }
-            Undo::SubLayer(k) => {
-                engine.sublayers.remove(&k);
-            }
-            Undo::Callout(k) => {
-                engine.managed.remove(&k);
+            Undo::Deleted { key, object, persistent } => {
+                match object {
+                    Deleted::Provider => {
+                        engine.providers.insert(key, ());
+                    }
+                    Deleted::SubLayer(weight, provider) => {
+                        engine.sublayers.insert(key, (weight, provider));
+                    }
+                    Deleted::Callout(callout) => {
+                        engine.managed.insert(key, callout);
+                    }
+                }
+                if persistent {
+                    engine.persistent.insert(key);
+                }
             }
         }
     }
@@ -153,7 +168,8 @@ pub extern "system" fn FwpmTransactionCommit0(engine_handle: *mut c_void) -> NTS
     end_transaction(engine_handle, "FwpmTransactionCommit0", true)
 }
 
-/// `FwpmTransactionAbort0`: everything added in the transaction is undone.
+/// `FwpmTransactionAbort0`: everything the transaction added or deleted is
+/// rolled back.
 #[unsafe(no_mangle)]
 pub extern "system" fn FwpmTransactionAbort0(engine_handle: *mut c_void) -> NTSTATUS {
     end_transaction(engine_handle, "FwpmTransactionAbort0", false)
@@ -188,7 +204,7 @@ pub unsafe extern "system" fn FwpmProviderAdd0(
     if provider.flags & fwp::FWPM_PROVIDER_FLAG_PERSISTENT != 0 {
         engine.persistent.insert(key);
     }
-    record_undo(&mut engine, id, Undo::Provider(key));
+    record_undo(&mut engine, id, Undo::Added(ObjectKind::Provider, key));
     STATUS_SUCCESS
 }
 
@@ -220,7 +236,7 @@ pub unsafe extern "system" fn FwpmSubLayerAdd0(
     if sublayer.flags & fwp::FWPM_SUBLAYER_FLAG_PERSISTENT != 0 {
         engine.persistent.insert(key);
     }
-    record_undo(&mut engine, id, Undo::SubLayer(key));
+    record_undo(&mut engine, id, Undo::Added(ObjectKind::SubLayer, key));
     STATUS_SUCCESS
 }
 
@@ -252,7 +268,7 @@ pub unsafe extern "system" fn FwpmCalloutAdd0(
     }
     let callout_id = engine.callout_id_for(key);
     engine.managed.insert(key, ManagedCallout { id: callout_id, layer_id: layer.id, flags: callout.flags, provider });
-    record_undo(&mut engine, session, Undo::Callout(key));
+    record_undo(&mut engine, session, Undo::Added(ObjectKind::Callout, key));
     if !id.is_null() {
         // SAFETY: non-NULL and writable, per the caller.
         unsafe { id.write(callout_id) };
@@ -260,32 +276,35 @@ pub unsafe extern "system" fn FwpmCalloutAdd0(
     STATUS_SUCCESS
 }
 
+/// A delete by key: refused while something uses the object; inside a
+/// transaction, recorded so an abort puts the object back.
+///
 /// # Safety
 /// `key` must be NULL or valid.
-unsafe fn delete_by_key(engine_handle: *mut c_void, key: *const GUID, api: &'static str, kind: Undo) -> NTSTATUS {
+unsafe fn delete_by_key(engine_handle: *mut c_void, key: *const GUID, api: &'static str, kind: ObjectKind) -> NTSTATUS {
     check!(passive(api));
     let session = check!(session_of(engine_handle, api));
     // SAFETY: NULL or valid, per the caller.
     let Some(key) = (unsafe { key.as_ref() }).map(key_of) else { return STATUS_FWP_NULL_POINTER };
     let mut engine = lock_for(session);
-    match kind {
-        Undo::Callout(_) => {
+    let object = match kind {
+        ObjectKind::Callout => {
             let Some(managed) = engine.managed.get(&key).copied() else { return STATUS_FWP_CALLOUT_NOT_FOUND };
             if engine.filters.values().any(|f| f.callout_id == managed.id && f.action.callout_key().is_some()) {
                 return STATUS_FWP_IN_USE;
             }
             engine.managed.remove(&key);
+            Deleted::Callout(managed)
         }
-        Undo::SubLayer(_) => {
-            if !engine.sublayers.contains_key(&key) {
-                return STATUS_FWP_SUBLAYER_NOT_FOUND;
-            }
+        ObjectKind::SubLayer => {
+            let Some(&(weight, provider)) = engine.sublayers.get(&key) else { return STATUS_FWP_SUBLAYER_NOT_FOUND };
             if engine.filters.values().any(|f| key_of(&f.sublayer_key) == key) {
                 return STATUS_FWP_IN_USE;
             }
             engine.sublayers.remove(&key);
+            Deleted::SubLayer(weight, provider)
         }
-        Undo::Provider(_) => {
+        ObjectKind::Provider => {
             if !engine.providers.contains_key(&key) {
                 return STATUS_FWP_PROVIDER_NOT_FOUND;
             }
@@ -295,8 +314,13 @@ unsafe fn delete_by_key(engine_handle: *mut c_void, key: *const GUID, api: &'sta
                 return STATUS_FWP_IN_USE;
             }
             engine.providers.remove(&key);
+            Deleted::Provider
         }
-    }
+    };
+    // A deleted object is gone with its flags: one added again with the
+    // same key is persistent only if added so.
+    let persistent = engine.persistent.remove(&key);
+    record_undo(&mut engine, session, Undo::Deleted { key, object, persistent });
     STATUS_SUCCESS
 }
 
@@ -325,7 +349,7 @@ pub extern "system" fn FwpmFilterDeleteById0(engine_handle: *mut c_void, id: u64
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FwpmCalloutDeleteByKey0(engine_handle: *mut c_void, key: *const GUID) -> NTSTATUS {
     // SAFETY: forwarded.
-    unsafe { delete_by_key(engine_handle, key, "FwpmCalloutDeleteByKey0", Undo::Callout(0)) }
+    unsafe { delete_by_key(engine_handle, key, "FwpmCalloutDeleteByKey0", ObjectKind::Callout) }
 }
 
 /// `FwpmSubLayerDeleteByKey0`.
@@ -335,7 +359,7 @@ pub unsafe extern "system" fn FwpmCalloutDeleteByKey0(engine_handle: *mut c_void
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FwpmSubLayerDeleteByKey0(engine_handle: *mut c_void, key: *const GUID) -> NTSTATUS {
     // SAFETY: forwarded.
-    unsafe { delete_by_key(engine_handle, key, "FwpmSubLayerDeleteByKey0", Undo::SubLayer(0)) }
+    unsafe { delete_by_key(engine_handle, key, "FwpmSubLayerDeleteByKey0", ObjectKind::SubLayer) }
 }
 
 /// `FwpmProviderDeleteByKey0`.
@@ -345,7 +369,7 @@ pub unsafe extern "system" fn FwpmSubLayerDeleteByKey0(engine_handle: *mut c_voi
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn FwpmProviderDeleteByKey0(engine_handle: *mut c_void, key: *const GUID) -> NTSTATUS {
     // SAFETY: forwarded.
-    unsafe { delete_by_key(engine_handle, key, "FwpmProviderDeleteByKey0", Undo::Provider(0)) }
+    unsafe { delete_by_key(engine_handle, key, "FwpmProviderDeleteByKey0", ObjectKind::Provider) }
 }
 
 /// `FwpmFilterCreateEnumHandle0`: snapshots the matching filters.

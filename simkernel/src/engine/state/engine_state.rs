@@ -44,12 +44,32 @@ impl EvaluationOrder {
     }
 }
 
-/// Objects added in the open transaction, to undo on abort.
+/// A kind of management object a transaction changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ObjectKind {
+    Provider,
+    SubLayer,
+    Callout,
+}
+
+/// A management object as it was before a delete, to put back on abort.
+#[derive(Clone, Copy)]
+pub(crate) enum Deleted {
+    Provider,
+    SubLayer(u16, Option<u128>),
+    Callout(ManagedCallout),
+}
+
+/// What the open transaction changed, to roll back on abort
+/// ("FwpmTransactionAbort0 causes the current transaction ... to abort and
+/// rollback": adds and deletes alike).
 #[derive(Clone, Copy)]
 pub(crate) enum Undo {
-    Provider(u128),
-    SubLayer(u128),
-    Callout(u128),
+    /// An object the transaction added, by kind and key: removed again.
+    Added(ObjectKind, u128),
+    /// An object the transaction deleted, with whether it was persistent:
+    /// put back as it was.
+    Deleted { key: u128, object: Deleted, persistent: bool },
 }
 
 #[derive(Default)]
