@@ -324,10 +324,15 @@ impl Backend for SimulatedBackend {
     fn engine_objects(&mut self) -> Result<EngineObjects, BackendError> {
         // The simulated engine keeps no display names: these are the ones
         // the driver gives its provider and sublayer (driver/wfp/management.rs).
-        let present = |name: &str, weight| ManagementObject { name: name.to_string(), persistent: false, weight };
-        let provider = inspect::has_provider(&windows_guid(keys::PROVIDER_KEY)).then(|| present("wfpcallout", None));
+        let present = |key, weight| ManagementObject {
+            name: "wfpcallout".to_string(),
+            persistent: inspect::is_persistent(&windows_guid(key)),
+            weight,
+        };
+        let provider =
+            inspect::has_provider(&windows_guid(keys::PROVIDER_KEY)).then(|| present(keys::PROVIDER_KEY, None));
         let sublayer = inspect::sublayer_weight(&windows_guid(keys::SUBLAYER_KEY))
-            .map(|weight| present("wfpcallout", Some(weight)));
+            .map(|weight| present(keys::SUBLAYER_KEY, Some(weight)));
         let callouts = CalloutTarget::ALL
             .iter()
             .map(|target| {
@@ -335,7 +340,8 @@ impl Backend for SimulatedBackend {
                 let object = engine::has_managed_callout(&key).then(|| CalloutObject {
                     id: engine::callout_id(&key).unwrap_or(0),
                     registered: engine::is_registered(&key),
-                    persistent: false,
+                    persistent: engine::managed_callout_flags(&key)
+                        .is_some_and(|flags| flags & fwp::FWPM_CALLOUT_FLAG_PERSISTENT != 0),
                 });
                 (*target, object)
             })
@@ -367,7 +373,7 @@ impl Backend for SimulatedBackend {
                 key: Guid(context.key),
                 id: context.id,
                 data: Some(context.data),
-                persistent: false,
+                persistent: inspect::is_persistent(&GUID::from_u128(context.key)),
             })
             .collect();
         Ok(EngineObjects { provider, sublayer, callouts, filters, provider_contexts })

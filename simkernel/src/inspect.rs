@@ -48,6 +48,12 @@ pub fn sublayer_weight(key: &GUID) -> Option<u16> {
     engine::lock().sublayers.get(&key_of(key)).map(|(weight, _)| *weight)
 }
 
+/// Whether a provider, sublayer or provider context was added with its
+/// `FWPM_*_FLAG_PERSISTENT` (what `GetByKey` reports in its flags).
+pub fn is_persistent(key: &GUID) -> bool {
+    engine::lock().persistent.contains(&key_of(key))
+}
+
 /// Every filter, by id.
 pub fn filters() -> Vec<FilterView> {
     engine::lock()

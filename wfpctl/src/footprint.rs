@@ -172,6 +172,25 @@ impl Footprint {
                 });
             }
         }
+        // The driver adds its provider, sublayer and callouts persistent; a
+        // plain one is an older install's, which the driver keeps (with a
+        // warning in its log) while filters use it.
+        let plain = [("provider", objects.provider.as_ref()), ("sublayer", objects.sublayer.as_ref())]
+            .into_iter()
+            .filter(|(_, object)| object.is_some_and(|object| !object.persistent))
+            .map(|(what, _)| what.to_string())
+            .chain(objects.callouts.iter().filter_map(|(target, callout)| {
+                callout.as_ref().filter(|callout| !callout.persistent).map(|_| format!("callout {target}"))
+            }));
+        for object in plain {
+            leftovers.push(Leftover {
+                object,
+                why: "is not persistent, as an older install added it (this driver adds its objects persistent): \
+                      it is gone after a reboot and persistent filters cannot name it; the driver replaces it when \
+                      it loads with no filter using it"
+                    .to_string(),
+            });
+        }
         let any_registered = objects.callouts.iter().any(|(_, callout)| callout.as_ref().is_some_and(|c| c.registered));
         if !any_registered {
             for filter in &objects.filters {
@@ -357,13 +376,13 @@ mod tests {
         let web =
             PolicyRepr { action: PolicyAction::Audit, log_level: LogLevel::Off, label: Label::new("web").unwrap() };
         EngineObjects {
-            provider: Some(ManagementObject { name: "wfpcallout".into(), persistent: false, weight: None }),
-            sublayer: Some(ManagementObject { name: "wfpcallout".into(), persistent: false, weight: Some(0x100) }),
+            provider: Some(ManagementObject { name: "wfpcallout".into(), persistent: true, weight: None }),
+            sublayer: Some(ManagementObject { name: "wfpcallout".into(), persistent: true, weight: Some(0x100) }),
             callouts: CalloutTarget::ALL
                 .iter()
                 .enumerate()
                 .map(|(index, target)| {
-                    (*target, Some(CalloutObject { id: 300 + index as u32, registered: true, persistent: false }))
+                    (*target, Some(CalloutObject { id: 300 + index as u32, registered: true, persistent: true }))
                 })
                 .collect(),
             filters: vec![
@@ -443,5 +462,27 @@ mod tests {
         );
         assert!(missing.text().contains("no filter names a wfpcallout callout"));
         assert!(missing.text().ends_with("leftovers: none\n"));
+    }
+
+    /// The driver adds its provider, sublayer and callouts persistent: a
+    /// plain one is an older install's, kept while filters use it.
+    #[test]
+    fn objects_an_older_install_added_plain_are_left_over() {
+        let mut older = objects();
+        if let Some(sublayer) = older.sublayer.as_mut() {
+            sublayer.persistent = false;
+        }
+        if let Some((_, Some(callout))) = older.callouts.get_mut(2) {
+            callout.persistent = false;
+        }
+        let footprint = Footprint::analyze(older);
+        let plain: Vec<&str> = footprint
+            .leftovers
+            .iter()
+            .filter(|l| l.why.contains("not persistent"))
+            .map(|l| l.object.as_str())
+            .collect();
+        assert_eq!(plain, ["sublayer", "callout recv-accept-v4"]);
+        assert!(footprint.text().contains("sublayer: is not persistent"), "{}", footprint.text());
     }
 }

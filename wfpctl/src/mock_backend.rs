@@ -232,16 +232,16 @@ impl Backend for MockBackend {
         let registered = self.driver.as_ref().is_some_and(|driver| driver.version.flags & VERSION_FLAG_LOADED != 0);
         let present = self.objects_present;
         Ok(EngineObjects {
-            provider: present.then(|| ManagementObject { name: "wfpcallout".into(), persistent: false, weight: None }),
+            provider: present.then(|| ManagementObject { name: "wfpcallout".into(), persistent: true, weight: None }),
             sublayer: (present || self.sublayer_in_use).then(|| ManagementObject {
                 name: "wfpcallout".into(),
-                persistent: false,
+                persistent: true,
                 weight: Some(0x7000),
             }),
             callouts: CalloutTarget::ALL
                 .iter()
                 .zip(301..)
-                .map(|(target, id)| (*target, present.then_some(CalloutObject { id, registered, persistent: false })))
+                .map(|(target, id)| (*target, present.then_some(CalloutObject { id, registered, persistent: true })))
                 .collect(),
             filters: self
                 .filters

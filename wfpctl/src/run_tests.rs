@@ -558,8 +558,11 @@ fn state_reports_the_footprint_and_exits_one_when_something_is_off() {
     assert_eq!(ran.result.unwrap(), Outcome::Success, "{}", ran.out);
     assert!(backend.calls.contains(&Call::EngineObjects));
     let lines: Vec<&str> = ran.out.lines().collect();
-    assert_eq!(lines[0], "provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  present \"wfpcallout\"");
-    assert_eq!(lines[1], "sublayer  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002}  present \"wfpcallout\", weight 28672");
+    assert_eq!(lines[0], "provider  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001}  present \"wfpcallout\", persistent");
+    assert_eq!(
+        lines[1],
+        "sublayer  {5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0002}  present \"wfpcallout\", weight 28672, persistent"
+    );
     assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["CALLOUT", "KEY", "ID", "REGISTERED", "FILTERS"]);
     assert_eq!(
         lines[3].split_whitespace().collect::<Vec<_>>(),
@@ -577,7 +580,7 @@ fn state_reports_the_footprint_and_exits_one_when_something_is_off() {
     let ran = run_line("state --json", &mut backend);
     assert_eq!(ran.result.unwrap(), Outcome::Degraded);
     let json = ran.out;
-    assert!(json.starts_with(r#"{"complete":false,"provider":{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001","name":"wfpcallout","weight":null,"persistent":false},"#), "{json}");
+    assert!(json.starts_with(r#"{"complete":false,"provider":{"key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0001","name":"wfpcallout","weight":null,"persistent":true},"#), "{json}");
     assert!(
         json.contains(r#"{"callout":"connect-v4","key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010","present":true,"id":301,"registered":false}"#),
         "{json}"
