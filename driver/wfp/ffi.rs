@@ -217,3 +217,58 @@ pub fn flow_remove_context(flow_id: u64, layer_id: u16, callout_id: u32) -> NTST
     // SAFETY: no pointers; the engine validates the ids.
     unsafe { FwpsFlowRemoveContext0(flow_id, layer_id, callout_id) }
 }
+
+/// The WDM device object our callouts are registered with: opaque to us,
+/// passed through to the engine and never dereferenced here.
+///
+/// # Invariants
+/// A non-NULL `DEVICE_OBJECT` of this driver's that stays alive while the
+/// driver is loaded (the control device's, deleted only after the callouts
+/// are unregistered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceObject(core::ptr::NonNull<c_void>);
+
+// SAFETY: an opaque address we only pass to the engine; any thread may
+// pass it, and nothing of ours reads through it.
+unsafe impl Send for DeviceObject {}
+// SAFETY: as above: shared, it is only copied.
+unsafe impl Sync for DeviceObject {}
+
+impl DeviceObject {
+    /// Wraps the framework's device object; `None` for NULL.
+    ///
+    /// # Safety
+    /// `device` is NULL or a `DEVICE_OBJECT` of this driver that stays
+    /// alive while the driver is loaded (until after its callouts are
+    /// unregistered).
+    pub unsafe fn from_raw(device: *mut c_void) -> Option<Self> {
+        // INVARIANT: non-NULL, and alive as long as the caller promised.
+        core::ptr::NonNull::new(device).map(Self)
+    }
+
+    /// The address, for the engine.
+    pub fn as_raw(self) -> *mut c_void {
+        self.0.as_ptr()
+    }
+}
+
+/// `FwpsCalloutRegister2`: registers `callout` with the device object
+/// (PASSIVE_LEVEL); its run-time id on success. The engine copies the
+/// structure; the callbacks it names are called by the engine under their
+/// own contracts.
+pub fn callout_register(device: DeviceObject, callout: &FWPS_CALLOUT2) -> crate::platform::status::Result<u32> {
+    let mut id = 0u32;
+    // SAFETY: a live device object (`DeviceObject`'s invariant); `callout`
+    // and `id` are valid for the call, and FWPS_CALLOUT2 holds no pointer
+    // but the callbacks' (called by the engine, not by us).
+    let status = unsafe { FwpsCalloutRegister2(device.as_raw(), callout, &mut id) };
+    crate::platform::status::NtStatus::to_result(status).map(|()| id)
+}
+
+/// `FwpsCalloutUnregisterById0`: plain values only (PASSIVE_LEVEL);
+/// `STATUS_DEVICE_BUSY` while flow contexts remain, `CALLOUT_NOT_FOUND`
+/// for an id not registered.
+pub fn callout_unregister_by_id(id: u32) -> NTSTATUS {
+    // SAFETY: no pointers; the engine validates the id.
+    unsafe { FwpsCalloutUnregisterById0(id) }
+}

@@ -87,14 +87,55 @@ impl<'a> FilterView<'a> {
     }
 }
 
-/// Stores our context pointer in a filter on ADD.
+/// The filter a notifyFn call is about: read through [`NotifiedFilter::view`]
+/// and, during an ADD only, written once ([`NotifiedFilter::set_context`],
+/// which consumes it, so no view of it is alive when it is written).
 ///
-/// # Safety
-/// `filter` must point to the engine's filter being added, writable for the
-/// duration of the notify call.
-pub unsafe fn set_filter_context(filter: *mut FWPS_FILTER2, context: u64) {
-    // SAFETY: the caller guarantees a writable filter.
-    unsafe { (*filter).context = context };
+/// # Invariants
+/// `filter` is valid for `'a`; when `adding`, it is writable and nobody
+/// else reads it during `'a` (classify does not see a filter being added).
+pub struct NotifiedFilter<'a> {
+    filter: core::ptr::NonNull<FWPS_FILTER2>,
+    adding: bool,
+    _call: core::marker::PhantomData<&'a mut FWPS_FILTER2>,
+}
+
+impl<'a> NotifiedFilter<'a> {
+    /// Wraps the engine's filter for a notification of `notify_type`.
+    ///
+    /// # Safety
+    /// `filter` must be NULL or point to the `FWPS_FILTER2` the engine passed
+    /// to this notifyFn call, valid for `'a` with its provider context (as
+    /// [`FilterView::from_raw`] needs), and, when `notify_type` is
+    /// `FWPS_CALLOUT_NOTIFY_ADD_FILTER`, writable and read by nobody else
+    /// during `'a`.
+    pub unsafe fn from_raw(
+        filter: *mut FWPS_FILTER2,
+        notify_type: crate::wfp::ffi::FWPS_CALLOUT_NOTIFY_TYPE,
+    ) -> Option<Self> {
+        let adding = notify_type == crate::wfp::ffi::FWPS_CALLOUT_NOTIFY_ADD_FILTER;
+        // INVARIANT: the caller's promise, for the notification type given.
+        core::ptr::NonNull::new(filter).map(|filter| Self { filter, adding, _call: core::marker::PhantomData })
+    }
+
+    /// A read-only view, for as long as this borrow.
+    pub fn view(&self) -> FilterView<'_> {
+        // SAFETY: valid for 'a (the type's invariant), which outlives this
+        // borrow; no write happens while the view lives (`set_context`
+        // takes `self`).
+        FilterView { filter: unsafe { self.filter.as_ref() } }
+    }
+
+    /// Stores `context` in `filter->context` if this is an ADD notification
+    /// (the only time the filter is ours to write); otherwise nothing.
+    pub fn set_context(self, context: u64) {
+        if self.adding {
+            // SAFETY: during ADD the filter is writable and nobody else
+            // reads it (the type's invariant); no view of it is alive (this
+            // consumes `self`, which every view borrows).
+            unsafe { (*self.filter.as_ptr()).context = context };
+        }
+    }
 }
 
 /// Why classify cannot write a verdict.
