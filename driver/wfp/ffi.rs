@@ -11,7 +11,14 @@
 pub use crate::platform::kernel::HANDLE;
 pub use fwps_types::*;
 
+use crate::platform::kernel::{IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool};
+use crate::platform::pool::{PoolBox, PoolSlice, PoolTag};
+use crate::platform::status::{NtStatus, Result};
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::net::IpAddr;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
 use fwps_types::fwp::{
     FWPM_CALLOUT0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER0, FWPM_SESSION0,
     FWPM_SUBLAYER0,
@@ -226,7 +233,7 @@ pub fn flow_remove_context(flow_id: u64, layer_id: u16, callout_id: u32) -> NTST
 /// driver is loaded (the control device's, deleted only after the callouts
 /// are unregistered).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceObject(core::ptr::NonNull<c_void>);
+pub struct DeviceObject(NonNull<c_void>);
 
 // SAFETY: an opaque address we only pass to the engine; any thread may
 // pass it, and nothing of ours reads through it.
@@ -243,7 +250,7 @@ impl DeviceObject {
     /// unregistered).
     pub unsafe fn from_raw(device: *mut c_void) -> Option<Self> {
         // INVARIANT: non-NULL, and alive as long as the caller promised.
-        core::ptr::NonNull::new(device).map(Self)
+        NonNull::new(device).map(Self)
     }
 
     /// The address, for the engine.
@@ -256,13 +263,13 @@ impl DeviceObject {
 /// (PASSIVE_LEVEL); its run-time id on success. The engine copies the
 /// structure; the callbacks it names are called by the engine under their
 /// own contracts.
-pub fn callout_register(device: DeviceObject, callout: &FWPS_CALLOUT2) -> crate::platform::status::Result<u32> {
+pub fn callout_register(device: DeviceObject, callout: &FWPS_CALLOUT2) -> Result<u32> {
     let mut id = 0u32;
     // SAFETY: a live device object (`DeviceObject`'s invariant); `callout`
     // and `id` are valid for the call, and FWPS_CALLOUT2 holds no pointer
     // but the callbacks' (called by the engine, not by us).
     let status = unsafe { FwpsCalloutRegister2(device.as_raw(), callout, &mut id) };
-    crate::platform::status::NtStatus::to_result(status).map(|()| id)
+    NtStatus::to_result(status).map(|()| id)
 }
 
 /// `FwpsCalloutUnregisterById0`: plain values only (PASSIVE_LEVEL);
@@ -271,4 +278,383 @@ pub fn callout_register(device: DeviceObject, callout: &FWPS_CALLOUT2) -> crate:
 pub fn callout_unregister_by_id(id: u32) -> NTSTATUS {
     // SAFETY: no pointers; the engine validates the id.
     unsafe { FwpsCalloutUnregisterById0(id) }
+}
+
+/// `NET_BUFFER_LIST_POOL_PARAMETERS`, revision 1 (ndis/nblapi.h).
+#[repr(C)]
+struct NetBufferListPoolParameters {
+    /// `NDIS_OBJECT_HEADER`: Type, Revision, Size.
+    header_type: u8,
+    header_revision: u8,
+    header_size: u16,
+    protocol_id: u8,
+    allocate_net_buffer: u8,
+    context_size: u16,
+    pool_tag: u32,
+    data_size: u32,
+}
+
+/// Our packet injection handle and `NET_BUFFER_LIST` pool, where classify,
+/// the packet copies and the injections reach them.
+///
+/// # Invariants
+/// `handle` is NULL or a live handle from `FwpsInjectionHandleCreate0`, and
+/// `pool` NULL or a live pool from `NdisAllocateNetBufferListPool`; each is
+/// taken out (swapped to NULL) before it is destroyed or freed. The driver
+/// opens them in load before its callouts are registered and closes them
+/// in unload after they are unregistered and every pended request is
+/// completed (destroying the handle waits for our injections' completions,
+/// which free the last lists), so nothing uses one while it goes.
+pub struct Injection {
+    handle: AtomicPtr<c_void>,
+    pool: AtomicPtr<c_void>,
+}
+
+/// A live injection handle, borrowed from [`Injection`]: only
+/// [`Injection::handle`] makes one.
+#[derive(Clone, Copy)]
+pub struct InjectionHandle<'a> {
+    raw: NonNull<c_void>,
+    _injection: PhantomData<&'a Injection>,
+}
+
+impl InjectionHandle<'_> {
+    /// The handle, for the engine.
+    pub fn as_raw(self) -> HANDLE {
+        self.raw.as_ptr()
+    }
+}
+
+impl Injection {
+    /// Closed (const: it lives in a static).
+    pub const fn new() -> Self {
+        Self { handle: AtomicPtr::new(core::ptr::null_mut()), pool: AtomicPtr::new(core::ptr::null_mut()) }
+    }
+
+    /// `FwpsInjectionHandleCreate0` for `address_family` and `injection_type`
+    /// (`FWPS_INJECTION_TYPE_*`), kept until [`Injection::close`].
+    /// PASSIVE_LEVEL.
+    pub fn create_handle(&self, address_family: u16, injection_type: u32) -> Result {
+        let mut handle: HANDLE = core::ptr::null_mut();
+        // SAFETY: plain values and an out-pointer valid for the call; PASSIVE_LEVEL.
+        let status = unsafe { FwpsInjectionHandleCreate0(address_family, injection_type, &mut handle) };
+        NtStatus::to_result(status)?;
+        // INVARIANT: a live handle the engine just created.
+        self.handle.store(handle, Ordering::Release);
+        Ok(())
+    }
+
+    /// `NdisAllocateNetBufferListPool` of lists with a `NET_BUFFER` each and
+    /// no context, under `tag`, kept until [`Injection::close`];
+    /// `STATUS_INSUFFICIENT_RESOURCES` when NDIS has none.
+    pub fn allocate_list_pool(&self, tag: u32) -> Result {
+        let parameters = NetBufferListPoolParameters {
+            header_type: 0x80, // NDIS_OBJECT_TYPE_DEFAULT
+            header_revision: 1,
+            header_size: size_of::<NetBufferListPoolParameters>() as u16,
+            protocol_id: 0,
+            allocate_net_buffer: 1,
+            context_size: 0,
+            pool_tag: tag,
+            data_size: 0,
+        };
+        // SAFETY: parameters valid for the call; no NDIS handle (optional).
+        let pool =
+            unsafe { NdisAllocateNetBufferListPool(core::ptr::null_mut(), (&raw const parameters).cast::<c_void>()) };
+        if pool.is_null() {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        // INVARIANT: a live pool NDIS just allocated.
+        self.pool.store(pool, Ordering::Release);
+        Ok(())
+    }
+
+    /// Destroys the handle (a failed destroy is retried a few times, like
+    /// the session's close), then frees the pool. Unload, after the
+    /// callouts are unregistered and every request is completed.
+    pub fn close(&self) {
+        // INVARIANT: taken out before it is destroyed.
+        let handle = self.handle.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !handle.is_null() {
+            let _ = crate::platform::status::retry_teardown("FwpsInjectionHandleDestroy0", 3, || {
+                // SAFETY: our live handle (the type's invariant), destroyed
+                // at most once successfully (a failed destroy leaves it
+                // alive); PASSIVE_LEVEL.
+                unsafe { FwpsInjectionHandleDestroy0(handle) }
+            });
+        }
+        // INVARIANT: taken out before it is freed.
+        let pool = self.pool.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !pool.is_null() {
+            // SAFETY: our live pool (the type's invariant), freed once; every
+            // list from it is freed (the requests are gone and destroying
+            // the handle waited for the injections' completions).
+            unsafe { NdisFreeNetBufferListPool(pool) };
+        }
+    }
+
+    /// The handle, while open.
+    pub fn handle(&self) -> Option<InjectionHandle<'_>> {
+        let raw = NonNull::new(self.handle.load(Ordering::Acquire))?;
+        Some(InjectionHandle { raw, _injection: PhantomData })
+    }
+
+    /// Whether both the handle and the pool are open.
+    pub fn is_open(&self) -> bool {
+        self.handle().is_some() && !self.pool.load(Ordering::Acquire).is_null()
+    }
+}
+
+impl Default for Injection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `FWPS_TRANSPORT_SEND_PARAMS1` (x64).
+#[repr(C)]
+struct TransportSendParams1 {
+    remote_address: *const u8,
+    remote_scope_id: u32,
+    control_data: *const c_void,
+    control_data_length: u32,
+    header_include_header: *const c_void,
+    header_include_header_length: u32,
+}
+
+// x64 offsets of FWPS_TRANSPORT_SEND_PARAMS1 (fwpsk.h: pointer, SCOPE_ID
+// (a ULONG), pointer, ULONG, pointer, ULONG).
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, remote_scope_id) == 8);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, control_data) == 16);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, control_data_length) == 24);
+const _: () = assert!(core::mem::offset_of!(TransportSendParams1, header_include_header) == 32);
+const _: () = assert!(size_of::<TransportSendParams1>() == 48);
+
+/// A packet copy's record (the injection's completion context).
+pub const TAG_PACKET_COPY_RECORD: PoolTag = PoolTag::new(*b"WfPc");
+
+/// A deep copy of a packet: our bytes, the MDL over them and the list
+/// `FwpsAllocateNetBufferAndNetBufferList0` made over that, with what a
+/// send injection needs kept alive until it completes (a datagram's socket
+/// control data, its remote address and the send parameters pointing at
+/// them), and `held`, which the copy keeps until it is freed (the copy
+/// budget's reservation). Dropping it frees the list, then the MDL, then
+/// the rest. It lives in pool ([`PacketCopy::try_new`]); an injection gives
+/// it to the engine and the completion takes it back and frees it.
+///
+/// # Invariants
+/// `mdl` is `None` or our MDL over all of `data`, built for non-paged pool;
+/// `nbl` is `None` or our list over `mdl` from [`Injection`]'s pool (which
+/// outlives it: that type's invariant); `send_args` points at nothing
+/// (NULL) except while an injection of this very value, in its pool block,
+/// is in flight.
+pub struct PacketCopy<H> {
+    nbl: Option<NonNull<c_void>>,
+    mdl: Option<NonNull<c_void>>,
+    data: PoolSlice<u8>,
+    control: Option<PoolSlice<u8>>,
+    remote: [u8; 16],
+    send_args: TransportSendParams1,
+    _held: H,
+}
+
+// SAFETY: the MDL and list are ours alone (no other value names them), and
+// `send_args`' pointers are NULL or point into this same value; sending it
+// sends all of it.
+unsafe impl<H: Send> Send for PacketCopy<H> {}
+
+impl<H> PacketCopy<H> {
+    /// A copy of `data` (to be filled through [`PacketCopy::bytes_mut`]) and
+    /// `control` in pool, without its MDL and list yet.
+    pub fn try_new(data: PoolSlice<u8>, control: Option<PoolSlice<u8>>, held: H) -> Result<PoolBox<Self>> {
+        let send_args = TransportSendParams1 {
+            remote_address: core::ptr::null(),
+            remote_scope_id: 0,
+            control_data: core::ptr::null(),
+            control_data_length: 0,
+            header_include_header: core::ptr::null(),
+            header_include_header_length: 0,
+        };
+        // INVARIANT: no MDL, no list, no pointers.
+        let copy = Self { nbl: None, mdl: None, data, control, remote: [0; 16], send_args, _held: held };
+        PoolBox::try_new(copy, TAG_PACKET_COPY_RECORD)
+    }
+
+    /// The packet's bytes, to copy the packet into.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.data
+    }
+
+    /// Describes the bytes with an MDL (`IoAllocateMdl`,
+    /// `MmBuildMdlForNonPagedPool`) and a list over it from `injection`'s
+    /// pool (`FwpsAllocateNetBufferAndNetBufferList0`). Once only; fails
+    /// when the pool is closed or either allocation fails (what was
+    /// allocated goes with the copy).
+    pub fn build_list(&mut self, injection: &Injection) -> Result {
+        let pool = injection.pool.load(Ordering::Acquire);
+        let Ok(len) = u32::try_from(self.data.len()) else { return Err(NtStatus::INVALID_PARAMETER) };
+        if pool.is_null() || self.mdl.is_some() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        // SAFETY: `len` bytes of our non-paged buffer, which outlives the
+        // MDL (both belong to this copy; the MDL is freed first).
+        let mdl = unsafe { IoAllocateMdl(self.data.as_mut_ptr().cast(), len, 0, 0, core::ptr::null_mut()) };
+        let mdl = NonNull::new(mdl).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        // INVARIANT: our MDL over all of `data`, built next.
+        self.mdl = Some(mdl);
+        // SAFETY: our MDL over non-paged pool, just allocated.
+        unsafe { MmBuildMdlForNonPagedPool(mdl.as_ptr()) };
+        let mut nbl: *mut c_void = core::ptr::null_mut();
+        // SAFETY: a live pool (`Injection`'s invariant) and our built MDL;
+        // `len` bytes from offset 0 are in it; the out-pointer is valid.
+        let status =
+            unsafe { FwpsAllocateNetBufferAndNetBufferList0(pool, 0, 0, mdl.as_ptr(), 0, len as usize, &mut nbl) };
+        NtStatus::to_result(status)?;
+        let nbl = NonNull::new(nbl).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        // INVARIANT: a live list over our MDL, owned by the copy.
+        self.nbl = Some(nbl);
+        Ok(())
+    }
+
+    /// The copy's list (NULL before [`PacketCopy::build_list`]), as
+    /// `FwpsCompleteOperation0` takes it.
+    pub fn net_buffer_list(&self) -> *mut c_void {
+        self.nbl.map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    /// `FwpsInjectTransportReceiveAsync0`: injects the copy into the receive
+    /// path on `interface_index`/`sub_interface_index`. On success the
+    /// completion frees it; otherwise it is freed here. The status.
+    pub fn inject_receive(
+        this: PoolBox<Self>,
+        handle: InjectionHandle<'_>,
+        (family, compartment): (u16, u32),
+        interface_index: u32,
+        sub_interface_index: u32,
+    ) -> NTSTATUS {
+        let Some(nbl) = this.nbl else { return NtStatus::INVALID_PARAMETER.raw() };
+        // The copy travels as the completion context; the completion frees it.
+        let raw = this.into_raw();
+        // SAFETY: a live handle (`InjectionHandle`) and our live list; the
+        // copy, given away above, is taken back by `injection_complete`
+        // (same type and tag) once the injection is done, or below if the
+        // injection fails.
+        let status = unsafe {
+            FwpsInjectTransportReceiveAsync0(
+                handle.as_raw(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                0,
+                family,
+                compartment,
+                interface_index,
+                sub_interface_index,
+                nbl.as_ptr(),
+                Some(injection_complete::<H>),
+                raw.as_ptr().cast(),
+            )
+        };
+        Self::failed(raw, status)
+    }
+
+    /// `FwpsInjectTransportSendAsync1`: injects the copy (a datagram from
+    /// its transport header) into the send path of socket `endpoint`
+    /// towards `remote`, with the control data copied at classify. On
+    /// success the completion frees it; otherwise it is freed here. The
+    /// status.
+    pub fn inject_send(
+        mut this: PoolBox<Self>,
+        handle: InjectionHandle<'_>,
+        (family, compartment): (u16, u32),
+        endpoint: u64,
+        (remote, scope_id): (IpAddr, u32),
+    ) -> NTSTATUS {
+        let Some(nbl) = this.nbl else { return NtStatus::INVALID_PARAMETER.raw() };
+        let copy = &mut *this;
+        match remote {
+            IpAddr::V4(v4) => {
+                if let Some(bytes) = copy.remote.get_mut(..4) {
+                    bytes.copy_from_slice(&v4.octets());
+                }
+            }
+            IpAddr::V6(v6) => copy.remote = v6.octets(),
+        }
+        // INVARIANT: the pointers name this value's own fields, in its pool
+        // block, which does not move until the completion frees it.
+        copy.send_args.remote_address = copy.remote.as_ptr();
+        copy.send_args.remote_scope_id = scope_id;
+        if let Some(control) = &copy.control {
+            copy.send_args.control_data = control.as_ptr().cast();
+            copy.send_args.control_data_length = u32::try_from(control.len()).unwrap_or(0);
+        }
+        let send_args = (&raw const copy.send_args).cast::<c_void>();
+        // The copy travels as the completion context; the completion frees it.
+        let raw = this.into_raw();
+        // SAFETY: a live handle (`InjectionHandle`), the socket classify
+        // named, our live list, and send parameters (with the remote
+        // address and control data they point to) that live in the copy
+        // until the completion, `injection_complete` (same type and tag),
+        // takes it back and frees it, or below if the injection fails.
+        let status = unsafe {
+            FwpsInjectTransportSendAsync1(
+                handle.as_raw(),
+                core::ptr::null_mut(),
+                endpoint,
+                0,
+                send_args,
+                family,
+                compartment,
+                nbl.as_ptr(),
+                Some(injection_complete::<H>),
+                raw.as_ptr().cast(),
+            )
+        };
+        Self::failed(raw, status)
+    }
+
+    /// After an injection call: on failure the engine did not take the
+    /// copy, so it is freed here. The status, either way.
+    fn failed(raw: NonNull<Self>, status: NTSTATUS) -> NTSTATUS {
+        if status < 0 {
+            // SAFETY: from `into_raw` with this type's tag just before the
+            // failed injection, which did not take it (no completion runs).
+            drop(unsafe { PoolBox::from_raw(raw, TAG_PACKET_COPY_RECORD) });
+        }
+        status
+    }
+}
+
+impl<H> Drop for PacketCopy<H> {
+    fn drop(&mut self) {
+        if let Some(nbl) = self.nbl.take() {
+            // SAFETY: our live list (the type's invariant), freed once here.
+            unsafe { FwpsFreeNetBufferList0(nbl.as_ptr()) };
+        }
+        if let Some(mdl) = self.mdl.take() {
+            // SAFETY: our live MDL (the type's invariant); no list uses it
+            // any more.
+            unsafe { IoFreeMdl(mdl.as_ptr()) };
+        }
+    }
+}
+
+/// An injection's completion (`FWPS_INJECT_COMPLETE0`): the stack is done
+/// with the copy, which is freed.
+///
+/// # Safety
+/// Called by the stack once per successful injection with `context`, the
+/// `PacketCopy<H>` that [`PacketCopy::inject_receive`] or
+/// [`PacketCopy::inject_send`] gave away.
+unsafe extern "system" fn injection_complete<H>(
+    context: *mut c_void,
+    _net_buffer_list: *mut c_void,
+    _dispatch_level: u8,
+) {
+    // `dispatchLevel` only says at which IRQL we run; freeing works at either.
+    if let Some(raw) = NonNull::new(context.cast::<PacketCopy<H>>()) {
+        // SAFETY: the context is the copy an injection gave away with
+        // `into_raw` (same type, tag TAG_PACKET_COPY_RECORD); the stack calls
+        // this once (this function's contract).
+        drop(unsafe { PoolBox::from_raw(raw, TAG_PACKET_COPY_RECORD) });
+    }
 }

@@ -441,9 +441,15 @@ impl LayerData<'_> {
         core::ptr::NonNull::new(layer_data).map(|list| Self { list, _call: core::marker::PhantomData })
     }
 
-    /// The list, to hand back to the engine (`FwpsQueryPacketInjectionState0`).
-    pub fn as_raw(&self) -> *mut core::ffi::c_void {
-        self.list.as_ptr()
+    /// `FwpsQueryPacketInjectionState0`: whether (and how) `handle`
+    /// injected this packet (`FWPS_PACKET_INJECTION_STATE`).
+    pub fn injection_state(&self, handle: crate::wfp::ffi::InjectionHandle<'_>) -> i32 {
+        // SAFETY: a live injection handle (`InjectionHandle`), and
+        // classify's packet, valid for the call (the constructor); no
+        // injection context is asked for.
+        unsafe {
+            crate::wfp::ffi::FwpsQueryPacketInjectionState0(handle.as_raw(), self.list.as_ptr(), core::ptr::null_mut())
+        }
     }
 
     /// The first `NET_BUFFER`, or NULL.
