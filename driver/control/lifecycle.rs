@@ -73,7 +73,10 @@ fn start(device_object: DeviceObject) -> core::result::Result<usize, (&'static s
     }
     let adoption = adoption::adopt_existing_filters(&engine);
     // Kept until unload, which deletes the objects and closes it.
-    STATE.engine.store(engine);
+    // A session kept already is closed, not leaked.
+    if let Some(old) = STATE.engine.replace(engine) {
+        management::close_engine(old);
+    }
     let adopted = match adoption {
         Ok(adopted) => {
             STATE.set_adoption_in_progress(false);

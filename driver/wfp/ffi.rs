@@ -658,3 +658,241 @@ unsafe extern "system" fn injection_complete<H>(
         drop(unsafe { PoolBox::from_raw(raw, TAG_PACKET_COPY_RECORD) });
     }
 }
+
+/// A management object's display name and description: static,
+/// NUL-terminated UTF-16 (what `crate::wide!` makes), so the engine reads
+/// them in bounds.
+///
+/// # Invariants
+/// Both slices end with a NUL.
+#[derive(Clone, Copy, Debug)]
+pub struct DisplayStrings {
+    name: &'static [u16],
+    description: &'static [u16],
+}
+
+impl DisplayStrings {
+    /// The strings given; one without its NUL is replaced by the empty
+    /// string (never read past its end).
+    pub fn new(name: &'static [u16], description: &'static [u16]) -> Self {
+        const EMPTY: &[u16] = &[0];
+        let terminated = |text: &'static [u16]| if text.last() == Some(&0) { text } else { EMPTY };
+        // INVARIANT: each slice ends with a NUL (checked, or EMPTY).
+        Self { name: terminated(name), description: terminated(description) }
+    }
+
+    /// `FWPM_DISPLAY_DATA0` over them: the engine only reads display
+    /// strings; the casts drop a const the windows-sys type does not carry.
+    fn raw(self) -> fwp::FWPM_DISPLAY_DATA0 {
+        fwp::FWPM_DISPLAY_DATA0 {
+            name: self.name.as_ptr().cast_mut(),
+            description: self.description.as_ptr().cast_mut(),
+        }
+    }
+}
+
+/// A provider to add (`FWPM_PROVIDER0` without provider data or service).
+pub struct ProviderObject {
+    /// Its key.
+    pub key: GUID,
+    /// Its name and description.
+    pub display: DisplayStrings,
+    /// `FWPM_PROVIDER_FLAG_*`.
+    pub flags: u32,
+}
+
+/// A sublayer to add (`FWPM_SUBLAYER0` without provider data).
+pub struct SublayerObject {
+    /// Its key.
+    pub key: GUID,
+    /// Its name and description.
+    pub display: DisplayStrings,
+    /// `FWPM_SUBLAYER_FLAG_*`.
+    pub flags: u32,
+    /// The provider it belongs to.
+    pub provider: &'static GUID,
+    /// Its weight among sublayers.
+    pub weight: u16,
+}
+
+/// A management callout to add (`FWPM_CALLOUT0` without provider data).
+pub struct CalloutObject {
+    /// Its key (the one our `FWPS_CALLOUT2` registers).
+    pub key: GUID,
+    /// Its name and description.
+    pub display: DisplayStrings,
+    /// `FWPM_CALLOUT_FLAG_*`.
+    pub flags: u32,
+    /// The provider it belongs to.
+    pub provider: &'static GUID,
+    /// The layer its filters are in.
+    pub layer: GUID,
+}
+
+/// An open `FwpmEngineOpen0` session, owned: only [`EngineHandle::open`]
+/// makes one and [`EngineHandle::close`] consumes it (giving it back if the
+/// close fails), and it cannot be copied, so a handle cannot outlive its
+/// close or be forged from an integer. All its calls run at PASSIVE_LEVEL.
+///
+/// # Invariants
+/// `0` is a session handle from `FwpmEngineOpen0`, not closed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EngineHandle(NonNull<c_void>);
+
+impl EngineHandle {
+    /// `FwpmEngineOpen0` of a (non-dynamic) local session named by
+    /// `display`, authenticated with `RPC_C_AUTHN_WINNT`;
+    /// `STATUS_INVALID_DEVICE_STATE` if the engine gives no handle.
+    pub fn open(display: DisplayStrings) -> Result<Self> {
+        let session = fwp::FWPM_SESSION0 { displayData: display.raw(), ..fwp::FWPM_SESSION0::default() };
+        let mut handle: HANDLE = core::ptr::null_mut();
+        // SAFETY: the session (its display strings NUL-terminated statics,
+        // `DisplayStrings`' invariant) and the out-pointer are valid for the
+        // call; no server name or identity.
+        let status =
+            unsafe { FwpmEngineOpen0(core::ptr::null(), RPC_C_AUTHN_WINNT, core::ptr::null(), &session, &mut handle) };
+        NtStatus::to_result(status)?;
+        // INVARIANT: a session the engine just opened.
+        NonNull::new(handle).map(Self).ok_or(NtStatus::INVALID_DEVICE_STATE)
+    }
+
+    /// `FwpmEngineClose0`; on failure the session stays open and is given
+    /// back (to retry).
+    pub fn close(self) -> core::result::Result<(), (Self, NtStatus)> {
+        // SAFETY: an open session (the type's invariant), closed once: it is
+        // consumed here, and given back only if it stayed open.
+        let status = unsafe { FwpmEngineClose0(self.raw()) };
+        NtStatus::to_result(status).map_err(|status| (self, status))
+    }
+
+    /// The handle, for the engine's calls.
+    pub(crate) fn raw(&self) -> HANDLE {
+        self.0.as_ptr()
+    }
+
+    /// `FwpmTransactionBegin0`: a read-write transaction on the session.
+    pub fn begin_transaction(&self) -> Result {
+        // SAFETY: an open session (the type's invariant); plain flags.
+        NtStatus::to_result(unsafe { FwpmTransactionBegin0(self.raw(), 0) })
+    }
+
+    /// `FwpmTransactionCommit0` (with no transaction the engine says so).
+    pub fn commit_transaction(&self) -> Result {
+        // SAFETY: an open session (the type's invariant).
+        NtStatus::to_result(unsafe { FwpmTransactionCommit0(self.raw()) })
+    }
+
+    /// `FwpmTransactionAbort0` (with no transaction the engine says so).
+    pub fn abort_transaction(&self) -> Result {
+        // SAFETY: an open session (the type's invariant).
+        NtStatus::to_result(unsafe { FwpmTransactionAbort0(self.raw()) })
+    }
+
+    /// `FwpmProviderAdd0` (no security descriptor): its status.
+    pub fn add_provider(&self, provider: &ProviderObject) -> NTSTATUS {
+        let raw = fwp::FWPM_PROVIDER0 {
+            providerKey: provider.key,
+            displayData: provider.display.raw(),
+            flags: provider.flags,
+            ..fwp::FWPM_PROVIDER0::default()
+        };
+        // SAFETY: an open session; `raw` and the display strings it points
+        // to (NUL-terminated statics) are valid for the call.
+        unsafe { FwpmProviderAdd0(self.raw(), &raw, core::ptr::null()) }
+    }
+
+    /// `FwpmProviderDeleteByKey0`: its status.
+    pub fn delete_provider(&self, key: &GUID) -> NTSTATUS {
+        // SAFETY: an open session; the key is valid for the call.
+        unsafe { FwpmProviderDeleteByKey0(self.raw(), key) }
+    }
+
+    /// `FwpmSubLayerAdd0` (no security descriptor): its status.
+    pub fn add_sublayer(&self, sublayer: &SublayerObject) -> NTSTATUS {
+        let raw = fwp::FWPM_SUBLAYER0 {
+            subLayerKey: sublayer.key,
+            displayData: sublayer.display.raw(),
+            providerKey: core::ptr::from_ref(sublayer.provider).cast_mut(),
+            weight: sublayer.weight,
+            flags: sublayer.flags,
+            ..fwp::FWPM_SUBLAYER0::default()
+        };
+        // SAFETY: an open session; `raw`, its display strings and the
+        // provider key it points to (statics) are valid for the call, which
+        // only reads them.
+        unsafe { FwpmSubLayerAdd0(self.raw(), &raw, core::ptr::null()) }
+    }
+
+    /// `FwpmSubLayerDeleteByKey0`: its status.
+    pub fn delete_sublayer(&self, key: &GUID) -> NTSTATUS {
+        // SAFETY: an open session; the key is valid for the call.
+        unsafe { FwpmSubLayerDeleteByKey0(self.raw(), key) }
+    }
+
+    /// `FwpmCalloutAdd0` (no security descriptor, id not asked for): its
+    /// status.
+    pub fn add_callout(&self, callout: &CalloutObject) -> NTSTATUS {
+        let raw = fwp::FWPM_CALLOUT0 {
+            calloutKey: callout.key,
+            displayData: callout.display.raw(),
+            flags: callout.flags,
+            providerKey: core::ptr::from_ref(callout.provider).cast_mut(),
+            applicableLayer: callout.layer,
+            ..fwp::FWPM_CALLOUT0::default()
+        };
+        // SAFETY: an open session; `raw`, its display strings and the
+        // provider key it points to (statics) are valid for the call, which
+        // only reads them.
+        unsafe { FwpmCalloutAdd0(self.raw(), &raw, core::ptr::null(), core::ptr::null_mut()) }
+    }
+
+    /// `FwpmCalloutDeleteByKey0`: its status (IN_USE while filters name it).
+    pub fn delete_callout(&self, key: &GUID) -> NTSTATUS {
+        // SAFETY: an open session; the key is valid for the call.
+        unsafe { FwpmCalloutDeleteByKey0(self.raw(), key) }
+    }
+}
+
+/// Where the driver keeps its session between load and unload (the global
+/// state holds one).
+///
+/// # Invariants
+/// Holds NULL or the handle of an open session it owns (only
+/// [`EngineSlot::store`] puts one in, from an [`EngineHandle`]), so what
+/// [`EngineSlot::take`] returns is one.
+pub struct EngineSlot(AtomicPtr<c_void>);
+
+impl EngineSlot {
+    /// Empty (const: it lives in the driver's static state).
+    pub const fn new() -> Self {
+        Self(AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Keeps `engine` until [`EngineSlot::take`]; a session kept already is
+    /// given back to be closed (`Some`).
+    #[must_use]
+    pub fn replace(&self, engine: EngineHandle) -> Option<EngineHandle> {
+        let EngineHandle(raw) = engine;
+        let raw = raw.as_ptr();
+        // INVARIANT: an open session's handle, owned by the slot from here.
+        let old = self.0.swap(raw, Ordering::AcqRel);
+        NonNull::new(old).map(EngineHandle)
+    }
+
+    /// The session kept, if any, leaving the slot empty.
+    pub fn take(&self) -> Option<EngineHandle> {
+        // INVARIANT: the slot gives its session away, keeping none.
+        NonNull::new(self.0.swap(core::ptr::null_mut(), Ordering::AcqRel)).map(EngineHandle)
+    }
+
+    /// Whether a session is kept.
+    pub fn is_open(&self) -> bool {
+        !self.0.load(Ordering::Acquire).is_null()
+    }
+}
+
+impl Default for EngineSlot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
