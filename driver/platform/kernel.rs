@@ -1,5 +1,9 @@
 //! Every ntoskrnl function the driver calls (pool, spin locks, clock,
-//! processors, MDLs, debug output, ETW), declared once.
+//! processors, MDLs, debug output, ETW), declared once, with the safe
+//! wrappers the rest of the driver uses where no other module owns the
+//! call: the clock, debug output, an ETW provider's registration and
+//! writes (`EtwRegistration`, `EventData`), and, in the image built without
+//! the WDK, the C memory functions it imports and `bugcheck`.
 //!
 //! On Windows these resolve to ntoskrnl.exe through `raw-dylib` imports (no
 //! import libraries needed, which is also what lets the Linux cross-check

@@ -1,5 +1,12 @@
 //! Every filter-engine (fwpkclnt.sys) and NDIS function the driver calls,
-//! declared once, with the engine's types (`fwps-types`).
+//! declared once, with the engine's types (`fwps-types`), and the safe
+//! types the rest of the driver calls them through, so no code above this
+//! layer passes the engine a pointer: the device object callouts register
+//! with (`DeviceObject`), the injection handle and list pool (`Injection`),
+//! a packet's deep copy with its injections and their completion
+//! (`PacketCopy`), and a management session with its transactions, adds
+//! and deletes (`EngineHandle`, `EngineSlot`). What the engine lends or
+//! returns is read through `filter_view`.
 //!
 //! On Windows these resolve to fwpkclnt.sys and ndis.sys through
 //! `raw-dylib` imports (no import libraries needed, which is also what lets

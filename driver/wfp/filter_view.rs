@@ -1,6 +1,9 @@
 //! Safe views over what the filter engine hands the callbacks: the run-time
-//! filter (with its provider context) and the classify output. These are
-//! the only places that read or write those structures.
+//! filter (with its provider context), the classify output, values,
+//! metadata and packet; and over what it returns to a management session,
+//! freed with `FwpmFreeMemory0` when dropped (`EngineMemory`: objects read
+//! by key, provider contexts; `FilterEnumeration` and its `FilterPage`s).
+//! These are the only places that read or write those structures.
 #![allow(unsafe_code)]
 
 use crate::platform::status::NtStatus;
