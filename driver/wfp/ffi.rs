@@ -748,9 +748,9 @@ pub struct EngineHandle(NonNull<c_void>);
 
 impl EngineHandle {
     /// `FwpmEngineOpen0` of a (non-dynamic) local session named by
-    /// `display`, authenticated with `RPC_C_AUTHN_WINNT`;
-    /// `STATUS_INVALID_DEVICE_STATE` if the engine gives no handle.
-    pub fn open(display: DisplayStrings) -> Result<Self> {
+    /// `display`, authenticated with `RPC_C_AUTHN_WINNT`; `None` if the
+    /// engine succeeds without a handle.
+    pub fn open(display: DisplayStrings) -> Result<Option<Self>> {
         let session = fwp::FWPM_SESSION0 { displayData: display.raw(), ..fwp::FWPM_SESSION0::default() };
         let mut handle: HANDLE = core::ptr::null_mut();
         // SAFETY: the session (its display strings NUL-terminated statics,
@@ -760,7 +760,7 @@ impl EngineHandle {
             unsafe { FwpmEngineOpen0(core::ptr::null(), RPC_C_AUTHN_WINNT, core::ptr::null(), &session, &mut handle) };
         NtStatus::to_result(status)?;
         // INVARIANT: a session the engine just opened.
-        NonNull::new(handle).map(Self).ok_or(NtStatus::INVALID_DEVICE_STATE)
+        Ok(NonNull::new(handle).map(Self))
     }
 
     /// `FwpmEngineClose0`; on failure the session stays open and is given

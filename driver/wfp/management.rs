@@ -26,15 +26,21 @@ const RPC_NT_SERVER_UNAVAILABLE: i32 = 0xC002_0017_u32 as i32;
 /// that name our callouts survive a driver restart.
 pub fn open_engine() -> Result<EngineHandle> {
     let display = DisplayStrings::new(crate::wide!("wfpcallout"), crate::wide!("wfpcallout driver session"));
-    EngineHandle::open(display).inspect_err(|s| {
-        if matches!(s.raw(), EPT_NT_NOT_REGISTERED | RPC_NT_SERVER_UNAVAILABLE) {
-            // No session without BFE (FwpmBfeStateGet0 remarks). The load
-            // fails rather than waiting for it: start BFE and load again.
-            crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}: the base filtering engine (BFE) is not running", s);
-        } else {
-            crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s);
-        }
-    })
+    EngineHandle::open(display)
+        .inspect_err(|s| {
+            if matches!(s.raw(), EPT_NT_NOT_REGISTERED | RPC_NT_SERVER_UNAVAILABLE) {
+                // No session without BFE (FwpmBfeStateGet0 remarks). The load
+                // fails rather than waiting for it: start BFE and load again.
+                crate::log!(
+                    Level::Error,
+                    "FwpmEngineOpen0 failed: {}: the base filtering engine (BFE) is not running",
+                    s
+                );
+            } else {
+                crate::log!(Level::Error, "FwpmEngineOpen0 failed: {}", s);
+            }
+        })?
+        .ok_or(NtStatus::INVALID_DEVICE_STATE)
 }
 
 /// Closes the session, retrying a failure a few times (a session left open

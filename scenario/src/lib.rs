@@ -19,8 +19,8 @@ pub use wfpcallout_simkernel as simkernel;
 /// the KMDF glue gets it from `WdfDeviceWdmGetDeviceObject`).
 pub fn device_object(kernel: &mut Kernel) -> Option<wfpcallout::wfp::ffi::DeviceObject> {
     // SAFETY: NULL or `kernel`'s DEVICE_OBJECT, which lives as long as the
-    // kernel, and a test's driver is gone with its kernel (the kernel's
-    // drop resets the driver's global state); nothing dereferences it (the
+    // kernel; the engine that keeps it is reset by the next boot, which
+    // waits for this kernel to be dropped; and nothing dereferences it (the
     // simulated engine only checks it is not NULL).
     unsafe { wfpcallout::wfp::ffi::DeviceObject::from_raw(kernel.device_object()) }
 }
