@@ -903,3 +903,19 @@ impl Default for EngineSlot {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DisplayStrings;
+
+    #[test]
+    fn display_strings_without_their_nul_are_empty() {
+        let named = DisplayStrings::new(crate::wide!("name"), crate::wide!("description"));
+        assert_eq!(named.name, crate::wide!("name"));
+        assert_eq!(named.description, crate::wide!("description"));
+        static UNTERMINATED: [u16; 2] = [0x61, 0x62];
+        let unterminated = DisplayStrings::new(&UNTERMINATED, &[]);
+        assert_eq!(unterminated.name, &[0]);
+        assert_eq!(unterminated.description, &[0]);
+    }
+}

@@ -773,3 +773,51 @@ impl FilterEntry<'_> {
         Some(unsafe { self.filter.Anonymous.providerContextKey })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wfp::ffi::{FWPS_ACTION0, FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER};
+
+    fn filter(context: u64) -> FWPS_FILTER2 {
+        FWPS_FILTER2 {
+            filterId: 5,
+            weight: fwp::FWP_VALUE0 { r#type: fwp::FWP_EMPTY, Anonymous: fwp::FWP_VALUE0_0 { uint8: 0 } },
+            subLayerWeight: 0,
+            flags: 0,
+            numFilterConditions: 0,
+            filterCondition: core::ptr::null_mut(),
+            action: FWPS_ACTION0 { r#type: fwp::FWP_ACTION_CALLOUT_TERMINATING, calloutId: 0 },
+            context,
+            providerContext: core::ptr::null_mut(),
+        }
+    }
+
+    /// Stores `word` through a `NotifiedFilter` for `notify_type`; the
+    /// context the filter has afterwards.
+    fn store(notify_type: crate::wfp::ffi::FWPS_CALLOUT_NOTIFY_TYPE, word: u64) -> u64 {
+        let mut raw = filter(1);
+        // SAFETY: a local filter, valid, writable and ours alone while the
+        // view lives.
+        let notified = unsafe { NotifiedFilter::from_raw(&mut raw, notify_type) };
+        if let Some(notified) = notified {
+            assert_eq!(notified.view().id(), 5);
+            notified.set_context(word);
+        }
+        raw.context
+    }
+
+    #[test]
+    fn a_notified_filter_is_written_only_during_add() {
+        assert_eq!(store(FWPS_CALLOUT_NOTIFY_ADD_FILTER, 7), 7);
+        assert_eq!(store(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, 7), 1);
+        assert_eq!(store(99, 7), 1);
+    }
+
+    #[test]
+    fn no_filter_is_no_view() {
+        // SAFETY: NULL is allowed.
+        let notified = unsafe { NotifiedFilter::from_raw(core::ptr::null_mut(), FWPS_CALLOUT_NOTIFY_ADD_FILTER) };
+        assert!(notified.is_none());
+    }
+}
