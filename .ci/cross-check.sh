@@ -90,7 +90,7 @@ check_cmd=("$CARGO" check -p wfpcallout --lib --no-default-features --features w
 # No -Zbuild-std-features=compiler-builtins-mem: memcpy/memset/memmove/
 # memcmp, which LLVM calls and compiler-builtins leaves to the C runtime on
 # MSVC targets, are imported from ntoskrnl.exe, which exports them
-# (raw-dylib declarations in driver/glue/kernel_runtime.rs). The image then carries
+# (raw-dylib declarations in driver/platform/kernel.rs). The image then carries
 # no second copy of them, and the link needs no import library.
 build_cmd=("$CARGO" rustc -p wfpcallout --lib --crate-type staticlib --release --no-default-features --features wdf-declarations "${cargo_args[@]}")
 mkdir -p "$TARGET_DIR"

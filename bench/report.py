@@ -23,8 +23,8 @@ LOCK_FUNCTIONS = {"ExAcquireSpinLockShared", "ExAcquireSpinLockExclusive"}
 # The driver's entry points: where the engine (or the agent's IOCTL, for
 # the read and the answer) hands control to the driver.
 DRIVER_ENTRIES = {
-    "wfpcallout::callbacks::classify::classify_fn",
-    "wfpcallout::callbacks::notify::notify_fn",
+    "wfpcallout::callbacks::trampolines::classify_fn",
+    "wfpcallout::callbacks::trampolines::notify_fn",
     "wfpcallout::verdicts::pending::Pending::take_next",
     "wfpcallout::verdicts::pending::Pending::answer",
 }

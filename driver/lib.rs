@@ -17,11 +17,12 @@
 //! the simulated framework).
 //!
 //! `unsafe` is confined to the boundaries: the kernel and engine
-//! declarations and the views over what the engine lends (`platform::kernel`,
-//! `wfp::ffi`, `wfp::filter_view`, `wfp::injection`, `wfp::management`), the
+//! declarations with their safe wrappers and the views over what the engine
+//! lends or returns (`platform::kernel`, `wfp::ffi`, `wfp::filter_view`), the
 //! ownership primitives (pool, spin lock, per-processor counters, id table,
-//! the filter context's reference count), the callback trampolines, the ETW
-//! provider and the glue; the policy logic denies or forbids it.
+//! the filter context's reference count), the engine's entry points
+//! (`callbacks::trampolines`) and the KMDF glue; the logic above them,
+//! injection, management and ETW included, denies or forbids it.
 #![no_std]
 #![deny(unsafe_code)]
 

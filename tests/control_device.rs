@@ -30,7 +30,7 @@ fn ask_policy() -> PolicyRepr {
 /// Boots, loads through the framework, and adds an ask filter at connect.
 fn loaded_with_ask() -> (Kernel, u64) {
     let mut kernel = Kernel::boot();
-    sim_framework::load(kernel.device_object()).unwrap();
+    sim_framework::load(wfpcallout_scenario::device_object(&mut kernel)).unwrap();
     let mut spec = Harness::filter_spec(Layer::ConnectV4);
     spec.provider_context = Some(engine::add_provider_context(&ask_policy().to_bytes()));
     let filter = engine::add_filter(&spec).unwrap();
@@ -49,7 +49,7 @@ fn status(id: u64) -> i32 {
 #[test]
 fn load_opens_the_device_only_after_the_callouts_and_the_hook_then_starts_the_timer() {
     let mut kernel = Kernel::boot();
-    sim_framework::load(kernel.device_object()).unwrap();
+    sim_framework::load(wfpcallout_scenario::device_object(&mut kernel)).unwrap();
     // (The adapter reports a device opened before every callout is
     // registered or before the hook is installed; assert_clean sees it.)
     assert_eq!(wdf::events(), ["WdfDeviceCreate", "WdfControlFinishInitializing", "WdfTimerStart"]);
@@ -71,7 +71,10 @@ fn load_opens_the_device_only_after_the_callouts_and_the_hook_then_starts_the_ti
 fn a_failed_callout_registration_deletes_the_device_unopened_and_leaks_nothing() {
     let mut kernel = Kernel::boot();
     faults::fail_call("FwpsCalloutRegister2", 1, STATUS_UNSUCCESSFUL);
-    assert_eq!(sim_framework::load(kernel.device_object()), Err(NtStatus::from_raw(STATUS_UNSUCCESSFUL)));
+    assert_eq!(
+        sim_framework::load(wfpcallout_scenario::device_object(&mut kernel)),
+        Err(NtStatus::from_raw(STATUS_UNSUCCESSFUL))
+    );
     assert_eq!(wdf::events(), ["WdfDeviceCreate", "WdfObjectDelete"]);
     assert_eq!(wdf::device(), Device::Absent);
     assert!(!wdf::timer_running());
@@ -82,7 +85,10 @@ fn a_failed_callout_registration_deletes_the_device_unopened_and_leaks_nothing()
 fn a_failed_device_creation_fails_the_load_before_any_callout_exists() {
     let mut kernel = Kernel::boot();
     wdf::fail_next("WdfDeviceCreate");
-    assert_eq!(sim_framework::load(kernel.device_object()), Err(NtStatus::INSUFFICIENT_RESOURCES));
+    assert_eq!(
+        sim_framework::load(wfpcallout_scenario::device_object(&mut kernel)),
+        Err(NtStatus::INSUFFICIENT_RESOURCES)
+    );
     assert_eq!(wdf::events(), ["WdfDeviceCreate"]);
     assert!(!STATE.loaded.load(std::sync::atomic::Ordering::Acquire));
     kernel.assert_unloaded_clean();
@@ -92,7 +98,7 @@ fn a_failed_device_creation_fails_the_load_before_any_callout_exists() {
 fn no_timer_degrades_the_driver_but_it_loads() {
     let mut kernel = Kernel::boot();
     wdf::fail_next("WdfTimerCreate");
-    sim_framework::load(kernel.device_object()).unwrap();
+    sim_framework::load(wfpcallout_scenario::device_object(&mut kernel)).unwrap();
     assert_eq!(wdf::device(), Device::Open);
     assert!(!wdf::timer_running());
     unload_clean(kernel);

@@ -38,7 +38,7 @@ fn load_registers_everything_and_unload_removes_it() {
 #[test]
 fn load_twice_is_refused_and_reload_works() {
     let mut harness = Harness::load();
-    let device = harness.kernel.device_object();
+    let device = wfpcallout_scenario::device_object(&mut harness.kernel).unwrap();
     assert_eq!(wfpcallout::control::lifecycle::initialize(device), Err(NtStatus::INVALID_DEVICE_STATE));
     harness.unload();
     harness.initialize().unwrap();

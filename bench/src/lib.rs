@@ -5,7 +5,7 @@
 //! one and two threads, memory per context). Everything here drives the
 //! driver's real `classify_fn` and `notify_fn`:
 //!
-//! - **driver**: `wfpcallout::callbacks::classify::classify_fn` called the way the
+//! - **driver**: `wfpcallout::callbacks::trampolines::classify_fn` called the way the
 //!   engine calls it, with prebuilt incoming values, metadata, classify
 //!   output and an `FWPS_FILTER2` whose `context` is the one the driver's
 //!   ADD notify wrote into the engine's filter;
@@ -250,7 +250,7 @@ impl Variant {
         match self {
             Variant::Empty => empty_classify,
             Variant::Minimal => minimal_classify,
-            Variant::Driver => wfpcallout::callbacks::classify::classify_fn,
+            Variant::Driver => wfpcallout::callbacks::trampolines::classify_fn,
             Variant::HashSip => hash_sip_classify,
             Variant::HashFib => hash_fib_classify,
             Variant::BTree => btree_classify,
@@ -629,7 +629,7 @@ pub fn wfpbench_notify_add(filter: &mut FWPS_FILTER2) -> NTSTATUS {
     static KEY: GUID = GUID::from_u128(0x0bec_4000_0000_4000_8000_0000_0000_0001);
     // SAFETY: the filter and its provider context live in the caller and
     // the World for the call; notify may write `context`.
-    unsafe { wfpcallout::callbacks::notify::notify_fn(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &KEY, filter) }
+    unsafe { wfpcallout::callbacks::trampolines::notify_fn(FWPS_CALLOUT_NOTIFY_ADD_FILTER, &KEY, filter) }
 }
 
 /// notifyFn DELETE for one filter (filterKey NULL, as the engine passes).
@@ -637,7 +637,9 @@ pub fn wfpbench_notify_add(filter: &mut FWPS_FILTER2) -> NTSTATUS {
 #[inline(never)]
 pub fn wfpbench_notify_delete(filter: &mut FWPS_FILTER2) -> NTSTATUS {
     // SAFETY: the filter lives in the caller for the call.
-    unsafe { wfpcallout::callbacks::notify::notify_fn(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, core::ptr::null(), filter) }
+    unsafe {
+        wfpcallout::callbacks::trampolines::notify_fn(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, core::ptr::null(), filter)
+    }
 }
 
 /// `FwpmFilterAdd0` in the simulated engine (which calls notifyFn ADD).

@@ -12,9 +12,9 @@ use crate::filters::filter_context::{ContextRef, Origin};
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
 use crate::wfp::callout_table::{CALLOUTS, CalloutSpec};
+use crate::wfp::filter_view::FilterEntry;
 use crate::wfp::management::{self, EngineHandle};
 use core::sync::atomic::Ordering;
-use fwps_types::fwp::FWPM_FILTER0;
 use wfpcallout_wire::PolicyRepr;
 
 /// Adopts every filter naming one of our callouts. Runs inside a
@@ -51,13 +51,13 @@ fn adopt_for_callout(engine: &EngineHandle, spec: &'static CalloutSpec) -> Resul
 /// The policy of an adopted filter: from its provider context if it has
 /// one. A malformed policy cannot be vetoed any more: the filter gets the
 /// default policy and the event is counted and logged.
-fn adopted_policy(engine: &EngineHandle, filter: &FWPM_FILTER0) -> PolicyRepr {
+fn adopted_policy(engine: &EngineHandle, filter: &FilterEntry<'_>) -> PolicyRepr {
     match management::read_provider_context(engine, filter, policy_from_blob) {
         Ok(None) => PolicyRepr::DEFAULT,
         Ok(Some(Ok(policy))) => policy,
         Ok(Some(Err(_))) | Err(_) => {
             STATE.stats.adopted_policies_rejected.fetch_add(1, Ordering::Relaxed);
-            crate::log!(Level::Warning, "adopted filter {}: unusable policy, default applied", filter.filterId);
+            crate::log!(Level::Warning, "adopted filter {}: unusable policy, default applied", filter.id());
             PolicyRepr::DEFAULT
         }
     }
@@ -65,8 +65,8 @@ fn adopted_policy(engine: &EngineHandle, filter: &FWPM_FILTER0) -> PolicyRepr {
 
 /// Builds and inserts one adopted context: `Ok(false)` if notifyFn already
 /// gave it one, an error if the filter stays unknown to us.
-fn adopt_one(engine: &EngineHandle, filter: &FWPM_FILTER0, layer_id: u16) -> Result<bool> {
-    let filter_id = filter.filterId;
+fn adopt_one(engine: &EngineHandle, filter: &FilterEntry<'_>, layer_id: u16) -> Result<bool> {
+    let filter_id = filter.id();
     if STATE.table.get(filter_id).is_some() {
         // Added through notifyFn while we were enumerating.
         return Ok(false);

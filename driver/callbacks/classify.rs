@@ -18,9 +18,7 @@ use crate::filters::filter_context::FilterContext;
 use crate::filters::policy::{Decision, decide_now};
 use crate::platform::per_cpu_counters::{Counter, current_processor};
 use crate::wfp::callout_table::is_flow_layer;
-use crate::wfp::ffi::{FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0};
 use crate::wfp::filter_view::{ClassifyOut, FilterView, IncomingValues, LayerData, Metadata, Unwritable};
-use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
 
@@ -40,7 +38,8 @@ enum Answer {
     Continue,
 }
 
-/// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`).
+/// classifyFn's logic (the engine calls `trampolines::classify_fn`, which
+/// builds the views).
 ///
 /// The hot path (a permit or block filter we added, at a plain layer, see
 /// [`FastPath`]) is here and takes no lock, makes no allocation and no
@@ -48,24 +47,17 @@ enum Answer {
 /// the context its checked handle names is touched only to count, and the
 /// processor index
 /// is read once for the rundown and the counters. Everything else is in
-/// `classify_full`.
-///
-/// # Safety
-/// Called by the filter engine with every pointer NULL or valid for the
-/// call, at IRQL <= DISPATCH_LEVEL.
-#[allow(unsafe_code)]
-pub unsafe extern "system" fn classify_fn(
-    in_fixed_values: *const FWPS_INCOMING_VALUES0,
-    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
-    layer_data: *mut c_void,
-    _classify_context: *const c_void,
-    filter: *const FWPS_FILTER2,
-    _flow_context: u64,
-    classify_out: *mut FWPS_CLASSIFY_OUT0,
+/// `classify_full`, which alone reads the values, the metadata and the
+/// packet (passed one by one, in registers, as the engine passed them).
+#[inline(always)]
+pub fn classify(
+    out: Result<ClassifyOut<'_>, Unwritable>,
+    view: Option<FilterView<'_>>,
+    values: Option<IncomingValues<'_>>,
+    metadata: Option<Metadata<'_>>,
+    layer_data: Option<LayerData<'_>>,
 ) {
-    // SAFETY: the engine passes NULL or its classify output, ours alone for
-    // the duration of the call.
-    let out = match unsafe { ClassifyOut::from_raw(classify_out) } {
+    let out = match out {
         Ok(out) => out,
         Err(Unwritable::Null) => {
             STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
@@ -74,8 +66,7 @@ pub unsafe extern "system" fn classify_fn(
         // Someone with higher priority decided; we may not write anything.
         Err(Unwritable::NoWriteRight) => return,
     };
-    // SAFETY: the engine passes NULL or the matched filter, valid for the call.
-    let Some(view) = (unsafe { FilterView::from_raw(filter) }) else {
+    let Some(view) = view else {
         STATE.stats.classify_bad_arguments.fetch_add(1, Ordering::Relaxed);
         return;
     };
@@ -85,14 +76,13 @@ pub unsafe extern "system" fn classify_fn(
     if word.is_static() && !STATE.classify_needs_lookup() {
         return classify_static(word, out);
     }
-    // SAFETY: forwarded from the engine, as above.
-    unsafe { classify_full(in_fixed_values, in_meta_values, layer_data, view, out) }
+    classify_full(values, metadata, layer_data, view, out)
 }
 
 /// The hot path's second half: count the static verdict the context word
 /// carries and write it, with the filter's hard-permit flag from the same
 /// word (so only the word and the output live across the processor
-/// lookup). Inlined into [`classify_fn`].
+/// lookup). Inlined into [`classify`].
 #[allow(unsafe_code)]
 #[inline(always)]
 fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
@@ -129,20 +119,15 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
 
 /// Everything the hot path does not decide: lookup mode, and every policy
 /// that needs the traffic, the clock or the log.
-///
-/// # Safety
-/// As [`classify_fn`]'s pointers.
 #[allow(unsafe_code)]
 #[inline(never)]
-unsafe fn classify_full(
-    in_fixed_values: *const FWPS_INCOMING_VALUES0,
-    in_meta_values: *const FWPS_INCOMING_METADATA_VALUES0,
-    layer_data: *mut c_void,
+fn classify_full(
+    values: Option<IncomingValues<'_>>,
+    metadata: Option<Metadata<'_>>,
+    layer_data: Option<LayerData<'_>>,
     view: FilterView<'_>,
     out: ClassifyOut<'_>,
 ) {
-    // SAFETY: the engine passes NULL or its incoming values, valid for the call.
-    let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
     let answer = if values.as_ref().is_some_and(|v| is_flow_layer(v.layer_id())) {
         Answer::Continue
     } else {
@@ -154,10 +139,6 @@ unsafe fn classify_full(
         classify_without_context(answer, out);
         return;
     };
-    // SAFETY: the engine passes NULL or its metadata, valid for the call.
-    let metadata = unsafe { Metadata::from_raw(in_meta_values) };
-    // SAFETY: the engine passes NULL or this classification's packet, valid for the call.
-    let layer_data = unsafe { LayerData::from_raw(layer_data) };
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
     if STATE.classify_needs_lookup() {
         match STATE.table.get(view.id()) {

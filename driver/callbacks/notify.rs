@@ -5,7 +5,7 @@
 //! A failure vetoes the filter, so the client's `FwpmFilterAdd0` fails with
 //! our status. DELETE finds the context by filter id in the table, never
 //! through `filter->context`, so a filter we never saw is harmless.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use crate::callbacks::state::STATE;
 use crate::filters::fast_path::ContextWord;
@@ -13,24 +13,16 @@ use crate::filters::filter_context::{ContextRef, Origin};
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
 use crate::wfp::ffi::{
-    FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, FWPS_CALLOUT_NOTIFY_TYPE, FWPS_FILTER2, GUID,
-    NTSTATUS,
+    FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, FWPS_CALLOUT_NOTIFY_TYPE, NTSTATUS,
 };
-use crate::wfp::filter_view::{FilterView, ProviderBlob, set_filter_context};
+use crate::wfp::filter_view::{FilterView, NotifiedFilter, ProviderBlob};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{POLICY_MAX_LEN, PolicyAction, PolicyRepr, WireError};
 
-/// The notifyFn we register (`FWPS_CALLOUT_NOTIFY_FN2`).
-///
-/// # Safety
-/// Called by the filter engine with `filter` NULL or valid and writable
-/// for the call, at IRQL <= DISPATCH_LEVEL.
-#[allow(unsafe_code)]
-pub unsafe extern "system" fn notify_fn(
-    notify_type: FWPS_CALLOUT_NOTIFY_TYPE,
-    _filter_key: *const GUID,
-    filter: *mut FWPS_FILTER2,
-) -> NTSTATUS {
+/// notifyFn's logic (the engine calls `trampolines::notify_fn`, which
+/// builds the view): ADD attaches a context and stores its word in
+/// `filter->context`, DELETE releases it; other types are ignored.
+pub fn notify(notify_type: FWPS_CALLOUT_NOTIFY_TYPE, filter: Option<NotifiedFilter<'_>>) -> NTSTATUS {
     // Unload waits for callbacks inside the rundown; once it has closed it,
     // an ADD is refused and anything else has nothing left to touch.
     let Some(_inside) = STATE.rundown.enter() else {
@@ -40,15 +32,15 @@ pub unsafe extern "system" fn notify_fn(
             NtStatus::SUCCESS.raw()
         };
     };
-    // SAFETY: the engine passes NULL or a filter valid for this call.
-    let view = unsafe { FilterView::from_raw(filter) };
-    let result = match (notify_type, view) {
-        (FWPS_CALLOUT_NOTIFY_ADD_FILTER, Some(view)) => on_add(&view).map(|raw| {
-            // SAFETY: the engine's filter is writable during its ADD notify.
-            unsafe { set_filter_context(filter, raw) }
-        }),
-        (FWPS_CALLOUT_NOTIFY_DELETE_FILTER, Some(view)) => {
-            on_delete(view.id());
+    let filter_id = filter.as_ref().map(|filter| filter.view().id());
+    let result = match (notify_type, filter) {
+        (FWPS_CALLOUT_NOTIFY_ADD_FILTER, Some(filter)) => {
+            let word = on_add(&filter.view());
+            // The engine's filter is writable during its ADD notify.
+            word.map(|word| filter.set_context(word))
+        }
+        (FWPS_CALLOUT_NOTIFY_DELETE_FILTER, Some(filter)) => {
+            on_delete(filter.view().id());
             Ok(())
         }
         (FWPS_CALLOUT_NOTIFY_ADD_FILTER | FWPS_CALLOUT_NOTIFY_DELETE_FILTER, None) => Err(NtStatus::INVALID_PARAMETER),
@@ -60,11 +52,7 @@ pub unsafe extern "system" fn notify_fn(
             Ok(())
         }
     };
-    crate::platform::etw::filter_vetoed_if(
-        notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER,
-        view.map(|v| v.id()),
-        &result,
-    );
+    crate::platform::etw::filter_vetoed_if(notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER, filter_id, &result);
     NtStatus::from_result(result)
 }
 

@@ -22,7 +22,7 @@ use crate::callbacks::state::STATE;
 use crate::control::ioctls::{GET_REQUEST, MAX_INPUT_LEN, agent_get_request, agent_take_request, dispatch_ioctl};
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
-use core::ffi::c_void;
+use crate::wfp::ffi::DeviceObject;
 use wfpcallout_wire::ASK_REQUEST_LEN;
 
 /// What the driver needs from the framework, one framework call each.
@@ -35,8 +35,8 @@ pub trait Framework {
     /// not yet open to I/O.
     fn create_control_device(&self) -> Result;
     /// The control device's WDM device object, which `FwpsCalloutRegister`
-    /// needs (NULL if the framework has none to give).
-    fn wdm_device_object(&self) -> *mut c_void;
+    /// needs (`None` if the framework has none to give).
+    fn wdm_device_object(&self) -> Option<DeviceObject>;
     /// Deletes the control device after a failed load (never opened).
     fn delete_control_device(&self);
     /// Opens the control device to I/O.
@@ -75,12 +75,12 @@ pub trait Framework {
 /// deleted and the status returned: the driver does not load.
 pub fn load<F: Framework>(framework: &F, hook: fn()) -> Result {
     framework.create_control_device()?;
-    let device_object = framework.wdm_device_object();
-    let started = if device_object.is_null() {
-        crate::log!(Level::Error, "the control device has no WDM device object");
-        Err(NtStatus::INTERNAL_ERROR)
-    } else {
-        crate::control::lifecycle::initialize(device_object)
+    let started = match framework.wdm_device_object() {
+        Some(device_object) => crate::control::lifecycle::initialize(device_object),
+        None => {
+            crate::log!(Level::Error, "the control device has no WDM device object");
+            Err(NtStatus::INTERNAL_ERROR)
+        }
     };
     if let Err(status) = started {
         crate::log!(Level::Error, "load failed: {:#010X}", status.raw());

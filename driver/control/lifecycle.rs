@@ -10,8 +10,8 @@ use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
 use crate::verdicts::pending::EndReason;
 use crate::wfp::callout_table::CALLOUT_COUNT;
+use crate::wfp::ffi::DeviceObject;
 use crate::wfp::management;
-use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
 /// Registers the callouts, adds the management objects and adopts filters
@@ -19,7 +19,7 @@ use core::sync::atomic::Ordering;
 /// undone and the status is returned (the driver then fails to load).
 /// The ETW provider registers first, so the load's own failures are
 /// events, and is gone again when a load fails.
-pub fn initialize(device_object: *mut c_void) -> Result {
+pub fn initialize(device_object: DeviceObject) -> Result {
     if STATE.loaded.load(Ordering::Acquire) {
         return Err(NtStatus::INVALID_DEVICE_STATE);
     }
@@ -40,7 +40,7 @@ pub fn initialize(device_object: *mut c_void) -> Result {
 
 /// [`initialize`] once the provider is registered: the filters adopted, or
 /// what failed and its status (everything undone).
-fn start(device_object: *mut c_void) -> core::result::Result<usize, (&'static str, NtStatus)> {
+fn start(device_object: DeviceObject) -> core::result::Result<usize, (&'static str, NtStatus)> {
     STATE.reset_stats();
     STATE.rundown.reopen();
     STATE.pending.open().map_err(|status| ("the pending-request table", status))?;
@@ -73,7 +73,10 @@ fn start(device_object: *mut c_void) -> core::result::Result<usize, (&'static st
     }
     let adoption = adoption::adopt_existing_filters(&engine);
     // Kept until unload, which deletes the objects and closes it.
-    STATE.engine.store(engine);
+    // A session kept already is closed, not leaked.
+    if let Some(old) = STATE.engine.replace(engine) {
+        management::close_engine(old);
+    }
     let adopted = match adoption {
         Ok(adopted) => {
             STATE.set_adoption_in_progress(false);

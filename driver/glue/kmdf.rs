@@ -20,6 +20,7 @@ use crate::wdf_api::{
     WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDF_TIMER_CONFIG,
     WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE, WDFREQUEST, WDFTIMER,
 };
+use crate::wfp::ffi::DeviceObject;
 use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -117,9 +118,14 @@ impl Framework for Kmdf {
         add_link_and_queues(device).inspect_err(|_| self.delete_control_device())
     }
 
-    fn wdm_device_object(&self) -> *mut c_void {
+    fn wdm_device_object(&self) -> Option<DeviceObject> {
         // SAFETY: the control device exists (created before this is asked).
-        unsafe { wdf!(WdfDeviceWdmGetDeviceObject, control_device()) }.cast()
+        let device = unsafe { wdf!(WdfDeviceWdmGetDeviceObject, control_device()) };
+        // SAFETY: NULL or the control device's WDM device object, which
+        // lives until the control device is deleted: after the callouts are
+        // unregistered (unload), or at once on a failed load, which
+        // unregisters them first.
+        unsafe { DeviceObject::from_raw(device.cast()) }
     }
 
     fn delete_control_device(&self) {

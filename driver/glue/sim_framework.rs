@@ -9,22 +9,22 @@ use crate::callbacks::state::STATE;
 use crate::control::device::{self, Framework};
 use crate::platform::status::{NtStatus, Result};
 use crate::wfp::callout_table::CALLOUTS;
-use core::ffi::c_void;
+use crate::wfp::ffi::DeviceObject;
 use std::format;
 use wfpcallout_simkernel::verifier::{self, ViolationKind};
 use wfpcallout_simkernel::wdf;
 
 /// The simulated framework (stateless: the model is global, like KMDF).
 pub struct SimFramework {
-    device_object: *mut c_void,
+    device_object: Option<DeviceObject>,
 }
 
 /// The device object the simulated kernel gave the test; set by [`load`].
-static DEVICE_OBJECT: std::sync::atomic::AtomicPtr<c_void> = std::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+static DEVICE_OBJECT: std::sync::Mutex<Option<DeviceObject>> = std::sync::Mutex::new(None);
 
 impl SimFramework {
     fn current() -> Self {
-        Self { device_object: DEVICE_OBJECT.load(std::sync::atomic::Ordering::Acquire) }
+        Self { device_object: DEVICE_OBJECT.lock().map_or(None, |device| *device) }
     }
 }
 
@@ -33,9 +33,11 @@ fn hook() {
 }
 
 /// DriverEntry on the simulated kernel, with `device_object` from
-/// `Kernel::device_object`.
-pub fn load(device_object: *mut c_void) -> Result {
-    DEVICE_OBJECT.store(device_object, std::sync::atomic::Ordering::Release);
+/// `Kernel::device_object` (`None`: the framework has none to give).
+pub fn load(device_object: Option<DeviceObject>) -> Result {
+    if let Ok(mut slot) = DEVICE_OBJECT.lock() {
+        *slot = device_object;
+    }
     device::load(&SimFramework::current(), hook)
 }
 
@@ -75,7 +77,7 @@ impl Framework for SimFramework {
         wdf::create_control_device().map_err(NtStatus::from_raw)
     }
 
-    fn wdm_device_object(&self) -> *mut c_void {
+    fn wdm_device_object(&self) -> Option<DeviceObject> {
         self.device_object
     }
 

@@ -20,16 +20,14 @@
 //! Its events take plain values (it sits in the platform layer, below the
 //! requests and connections it describes); it owns no state but the
 //! registration.
-#![allow(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use crate::platform::kernel::{
-    EVENT_DATA_DESCRIPTOR, EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA, EVENT_DATA_DESCRIPTOR_TYPE_NONE,
-    EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA, EVENT_DESCRIPTOR, EVENT_PROVIDER_SET_TRAITS, EtwProviderEnabled,
-    EtwRegister, EtwSetInformation, EtwUnregister, EtwWriteTransfer, GUID, REGHANDLE,
+    EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA, EVENT_DATA_DESCRIPTOR_TYPE_NONE,
+    EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA, EVENT_DESCRIPTOR, EtwRegistration, EventData, EventScalar, GUID,
 };
 use crate::platform::log::Level;
 use crate::platform::status::NtStatus;
-use core::sync::atomic::{AtomicU64, Ordering};
 use wfpcallout_wire::{LogLevel, PolicyAction, PolicyRepr, Verdict};
 
 /// The provider's name, as sessions and WPA show it.
@@ -289,100 +287,53 @@ event!(
     [text_field("What"), status_field("Status")]
 );
 
-/// The registration handle; 0 while not registered.
-///
-/// # Invariants
-/// Non-zero only between a successful `EtwRegister` and the matching
-/// `EtwUnregister`, both in [`register`]/[`unregister`] at PASSIVE_LEVEL
-/// while no callback of ours runs.
-static REGISTRATION: AtomicU64 = AtomicU64::new(0);
+/// The provider's registration (none while the driver is not loaded):
+/// registered and unregistered at PASSIVE_LEVEL in load and unload, while
+/// no callback of ours runs (`EtwRegistration`'s invariant).
+static REGISTRATION: EtwRegistration = EtwRegistration::new();
 
 /// Registers the provider and sets its TraceLogging traits. A failure is
 /// logged and otherwise ignored: the driver works without events.
 /// PASSIVE_LEVEL, from load, before anything that may write an event.
 pub fn register() {
-    if REGISTRATION.load(Ordering::Acquire) != 0 {
+    if REGISTRATION.is_registered() {
         return;
     }
-    let mut handle: REGHANDLE = 0;
-    // SAFETY: the GUID is a static, no callback is given, and `handle` is
-    // a writable REGHANDLE on our stack.
-    let status = unsafe { EtwRegister(&PROVIDER_GUID, None, core::ptr::null_mut(), &mut handle) };
-    if let Err(status) = NtStatus::to_result(status) {
+    if let Err(status) = NtStatus::to_result(REGISTRATION.register(&PROVIDER_GUID)) {
         crate::log!(Level::Warning, "EtwRegister failed ({}): no ETW events", status);
         return;
     }
-    // SAFETY: `handle` was just registered; the traits are a static blob
-    // of the length given.
-    let status = unsafe {
-        EtwSetInformation(handle, EVENT_PROVIDER_SET_TRAITS, PROVIDER_TRAITS.as_ptr().cast(), TRAITS_LEN as u32)
-    };
-    if let Err(status) = NtStatus::to_result(status) {
+    if let Err(status) = NtStatus::to_result(REGISTRATION.set_traits(&PROVIDER_TRAITS)) {
         // Events still carry the traits in each write; only the provider's
         // name in the session's registration record is missing.
         crate::log!(Level::Warning, "EtwSetInformation(traits) failed: {}", status);
     }
-    // INVARIANT: registered just now, at PASSIVE_LEVEL in load.
-    REGISTRATION.store(handle, Ordering::Release);
 }
 
 /// Unregisters the provider. PASSIVE_LEVEL, last in unload (and on a
 /// failed load), when nothing can write an event any more.
 pub fn unregister() {
-    // INVARIANT: cleared before the handle is given back.
-    let handle = REGISTRATION.swap(0, Ordering::AcqRel);
-    if handle == 0 {
-        return;
-    }
-    // SAFETY: `handle` came from EtwRegister and is unregistered once (the
-    // swap above took it).
-    let status = unsafe { EtwUnregister(handle) };
-    if let Err(status) = NtStatus::to_result(status) {
+    if let Some(Err(status)) = REGISTRATION.unregister().map(NtStatus::to_result) {
         crate::log!(Level::Warning, "EtwUnregister failed: {}", status);
     }
 }
 
-/// The registration handle if a session wants `event`; nothing else is
-/// read or built when it does not.
+/// Whether a session wants `event`; nothing else is read or built when it
+/// does not.
 #[inline]
-fn enabled(event: &Event) -> Option<REGHANDLE> {
-    let handle = REGISTRATION.load(Ordering::Acquire);
-    if handle == 0 {
-        return None;
-    }
-    // SAFETY: a registered handle (non-zero only while registered); any IRQL.
-    let on = unsafe { EtwProviderEnabled(handle, event.level, event.keyword) };
-    (on != 0).then_some(handle)
+fn enabled(event: &Event) -> bool {
+    REGISTRATION.enabled(event.level, event.keyword)
 }
 
 /// A data descriptor over `bytes` of the given type.
-fn data(bytes: &[u8], kind: u8) -> EVENT_DATA_DESCRIPTOR {
-    EVENT_DATA_DESCRIPTOR {
-        Ptr: bytes.as_ptr() as usize as u64,
-        Size: bytes.len() as u32,
-        Type: kind,
-        Reserved1: 0,
-        Reserved2: 0,
-    }
+fn data(bytes: &[u8], kind: u8) -> EventData<'_> {
+    EventData::bytes(bytes, kind)
 }
 
 /// A field value: its bytes in place (little-endian, as ETW records them).
-fn value<T: Scalar>(value: &T) -> EVENT_DATA_DESCRIPTOR {
-    EVENT_DATA_DESCRIPTOR {
-        Ptr: core::ptr::from_ref(value) as usize as u64,
-        Size: core::mem::size_of::<T>() as u32,
-        Type: EVENT_DATA_DESCRIPTOR_TYPE_NONE,
-        Reserved1: 0,
-        Reserved2: 0,
-    }
+fn value<T: EventScalar>(value: &T) -> EventData<'_> {
+    EventData::scalar(value)
 }
-
-/// Integer types whose every byte is data (no padding).
-trait Scalar: Copy {}
-impl Scalar for u8 {}
-impl Scalar for u16 {}
-impl Scalar for u32 {}
-impl Scalar for u64 {}
 
 /// A counted string: its `u16` length (kept by the caller) and its bytes.
 struct Text<'a> {
@@ -396,22 +347,22 @@ impl<'a> Text<'a> {
         Text { len: bytes.len() as u16, bytes }
     }
 
-    fn descriptors(&self) -> [EVENT_DATA_DESCRIPTOR; 2] {
+    fn descriptors(&self) -> [EventData<'_>; 2] {
         [value(&self.len), data(self.bytes, EVENT_DATA_DESCRIPTOR_TYPE_NONE)]
     }
 }
 
 /// Writes one event: provider traits, its metadata, then `fields` (in the
 /// metadata's order).
-fn write(handle: REGHANDLE, event: &Event, fields: &[EVENT_DATA_DESCRIPTOR]) {
+fn write(event: &Event, fields: &[EventData<'_>]) {
     // The largest event (Pended) has 2 + 9 descriptors.
     const MAX: usize = 16;
-    let mut all = [EVENT_DATA_DESCRIPTOR::default(); MAX];
+    let mut all = [EventData::default(); MAX];
     let header = [
         data(&PROVIDER_TRAITS, EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA),
         data(event.metadata, EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA),
     ];
-    let mut count = 0u32;
+    let mut count = 0;
     for (slot, descriptor) in all.iter_mut().zip(header.iter().chain(fields)) {
         *slot = *descriptor;
         count += 1;
@@ -425,22 +376,23 @@ fn write(handle: REGHANDLE, event: &Event, fields: &[EVENT_DATA_DESCRIPTOR]) {
         Task: 0,
         Keyword: event.keyword,
     };
-    // SAFETY: `handle` is registered; the descriptor and the `count` data
-    // descriptors, and every block they point to, live on this stack frame
-    // or in statics until the call returns; no activity ids.
-    let _ = unsafe { EtwWriteTransfer(handle, &descriptor, core::ptr::null(), core::ptr::null(), count, all.as_ptr()) };
+    let _ = REGISTRATION.write(&descriptor, all.get(..count).unwrap_or(&all));
 }
 
 /// `Loaded`: the driver is up.
 pub fn loaded(callouts_registered: u32, filters_adopted: u32) {
-    let Some(handle) = enabled(&LOADED) else { return };
-    write(handle, &LOADED, &[value(&callouts_registered), value(&filters_adopted)]);
+    if !enabled(&LOADED) {
+        return;
+    }
+    write(&LOADED, &[value(&callouts_registered), value(&filters_adopted)]);
 }
 
 /// `Unloaded`: the driver is going (pended requests it completed on the way).
 pub fn unloaded(requests_completed: u32) {
-    let Some(handle) = enabled(&UNLOADED) else { return };
-    write(handle, &UNLOADED, &[value(&requests_completed)]);
+    if !enabled(&UNLOADED) {
+        return;
+    }
+    write(&UNLOADED, &[value(&requests_completed)]);
 }
 
 /// Whether a policy's verdicts are events: those the debugger output
@@ -484,7 +436,9 @@ pub fn verdict(filter_id: u64, layer_id: u16, policy: &PolicyRepr, permitted: bo
 #[cold]
 #[inline(never)]
 fn verdict_event(filter_id: u64, layer_id: u16, policy: &PolicyRepr, permitted: bool) {
-    let Some(handle) = enabled(&VERDICT) else { return };
+    if !enabled(&VERDICT) {
+        return;
+    }
     let action = Text::new(verdict_name(if permitted { Verdict::Permit } else { Verdict::Block }));
     let kind = Text::new(action_name(&policy.action));
     let label = Text::new(policy.label.as_bytes());
@@ -492,7 +446,6 @@ fn verdict_event(filter_id: u64, layer_id: u16, policy: &PolicyRepr, permitted: 
     let [kind_len, kind_bytes] = kind.descriptors();
     let [label_len, label_bytes] = label.descriptors();
     write(
-        handle,
         &VERDICT,
         &[value(&filter_id), value(&layer_id), action_len, action_bytes, kind_len, kind_bytes, label_len, label_bytes],
     );
@@ -515,7 +468,9 @@ pub struct ConnectionFields {
 /// `Pended`: a classification of `filter_id`'s waits for the agent as
 /// request `request_id` (the id the agent sees). Up to DISPATCH_LEVEL.
 pub fn pended(request_id: u64, filter_id: u64, connection: ConnectionFields, label: &[u8]) {
-    let Some(handle) = enabled(&PENDED) else { return };
+    if !enabled(&PENDED) {
+        return;
+    }
     let direction = Text::new(if connection.inbound { b"inbound".as_slice() } else { b"outbound".as_slice() });
     let label = Text::new(label);
     let local_port = connection.local_port.to_be();
@@ -523,7 +478,6 @@ pub fn pended(request_id: u64, filter_id: u64, connection: ConnectionFields, lab
     let [direction_len, direction_bytes] = direction.descriptors();
     let [label_len, label_bytes] = label.descriptors();
     write(
-        handle,
         &PENDED,
         &[
             value(&request_id),
@@ -550,7 +504,9 @@ pub fn completed(
     verdict: Verdict,
     why: &str,
 ) {
-    let Some(handle) = enabled(&COMPLETED) else { return };
+    if !enabled(&COMPLETED) {
+        return;
+    }
     let local_port = local_port.to_be();
     let remote_port = remote_port.to_be();
     let verdict = Text::new(verdict_name(verdict));
@@ -558,7 +514,6 @@ pub fn completed(
     let [verdict_len, verdict_bytes] = verdict.descriptors();
     let [why_len, why_bytes] = why.descriptors();
     write(
-        handle,
         &COMPLETED,
         &[
             value(&request_id),
@@ -576,9 +531,11 @@ pub fn completed(
 
 /// `FilterVetoed`: notifyFn refused filter `filter_id` with `status`.
 pub fn filter_vetoed(filter_id: u64, status: NtStatus) {
-    let Some(handle) = enabled(&FILTER_VETOED) else { return };
+    if !enabled(&FILTER_VETOED) {
+        return;
+    }
     let status = status.raw() as u32;
-    write(handle, &FILTER_VETOED, &[value(&filter_id), value(&status)]);
+    write(&FILTER_VETOED, &[value(&filter_id), value(&status)]);
 }
 
 /// `FilterVetoed` for a notifyFn ADD whose `result` is a failure;
@@ -591,9 +548,11 @@ pub fn filter_vetoed_if(is_add: bool, filter_id: Option<u64>, result: &crate::pl
 
 /// `Error`: `what` failed with `status`.
 pub fn error(what: &str, status: NtStatus) {
-    let Some(handle) = enabled(&ERROR) else { return };
+    if !enabled(&ERROR) {
+        return;
+    }
     let what = Text::new(what.as_bytes());
     let status = status.raw() as u32;
     let [what_len, what_bytes] = what.descriptors();
-    write(handle, &ERROR, &[what_len, what_bytes, value(&status)]);
+    write(&ERROR, &[what_len, what_bytes, value(&status)]);
 }

@@ -1,5 +1,9 @@
 //! Every ntoskrnl function the driver calls (pool, spin locks, clock,
-//! processors, MDLs, debug output, ETW), declared once.
+//! processors, MDLs, debug output, ETW), declared once, with the safe
+//! wrappers the rest of the driver uses where no other module owns the
+//! call: the clock, debug output, an ETW provider's registration and
+//! writes (`EtwRegistration`, `EventData`), and, in the image built without
+//! the WDK, the C memory functions it imports and `bugcheck`.
 //!
 //! On Windows these resolve to ntoskrnl.exe through `raw-dylib` imports (no
 //! import libraries needed, which is also what lets the Linux cross-check
@@ -9,6 +13,8 @@
 #![allow(unsafe_code, non_snake_case, non_camel_case_types, missing_docs)]
 
 use core::ffi::c_void;
+use core::marker::PhantomData;
+use core::sync::atomic::{AtomicU64, Ordering};
 pub use fwps_types::{
     DPFLTR_ERROR_LEVEL, DPFLTR_IHVNETWORK_ID, DPFLTR_INFO_LEVEL, DPFLTR_TRACE_LEVEL, DPFLTR_WARNING_LEVEL, GUID,
     NTSTATUS, POOL_FLAG_NON_PAGED,
@@ -153,6 +159,234 @@ pub const EVENT_DATA_DESCRIPTOR_TYPE_EVENT_METADATA: u8 = 1;
 pub const EVENT_DATA_DESCRIPTOR_TYPE_PROVIDER_METADATA: u8 = 2;
 /// `EventProviderSetTraits` (`EVENT_INFO_CLASS`).
 pub const EVENT_PROVIDER_SET_TRAITS: u32 = 2;
+
+/// An ETW provider's registration, kept where every IRQL can read it: the
+/// one way the driver calls `EtwRegister`, `EtwSetInformation`,
+/// `EtwProviderEnabled`, `EtwWriteTransfer` and `EtwUnregister`, so no
+/// other code holds a `REGHANDLE`.
+///
+/// # Invariants
+/// The handle is 0 or a registration `EtwRegister` returned and
+/// `EtwUnregister` has not been given: only [`EtwRegistration::register`]
+/// stores one, and [`EtwRegistration::unregister`] clears it before it
+/// unregisters it. Register and unregister run at PASSIVE_LEVEL in load and
+/// unload, when no event can be written (the driver's lifecycle: nothing
+/// that writes runs before load registers or after unload's rundown).
+pub struct EtwRegistration(AtomicU64);
+
+impl EtwRegistration {
+    /// Not registered (const: it lives in a static).
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Whether a registration is held.
+    pub fn is_registered(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+
+    /// `EtwRegister` for `provider`, without an enable callback (writers
+    /// ask [`EtwRegistration::enabled`] instead), keeping the handle. A
+    /// registration held already is kept: success, nothing called.
+    /// PASSIVE_LEVEL.
+    pub fn register(&self, provider: &'static GUID) -> NTSTATUS {
+        if self.is_registered() {
+            return 0;
+        }
+        let mut handle: REGHANDLE = 0;
+        // SAFETY: `provider` is a static GUID, no callback is given (so no
+        // context either), and `handle` is a writable REGHANDLE on this
+        // stack frame for the call.
+        let status = unsafe { EtwRegister(provider, None, core::ptr::null_mut(), &mut handle) };
+        if status >= 0 && handle != 0 {
+            // INVARIANT: a registration EtwRegister just returned.
+            self.0.store(handle, Ordering::Release);
+        }
+        status
+    }
+
+    /// `EtwSetInformation(EventProviderSetTraits)`: the TraceLogging traits
+    /// (`traits`, a static blob) for the registration held; `STATUS_INVALID_HANDLE`
+    /// without one. PASSIVE_LEVEL.
+    pub fn set_traits(&self, traits: &'static [u8]) -> NTSTATUS {
+        let handle = self.0.load(Ordering::Acquire);
+        if handle == 0 {
+            return STATUS_INVALID_HANDLE;
+        }
+        let Ok(len) = u32::try_from(traits.len()) else { return STATUS_INVALID_PARAMETER };
+        // SAFETY: `handle` is registered (the type's invariant); `len`
+        // readable bytes at `traits`, a static.
+        unsafe { EtwSetInformation(handle, EVENT_PROVIDER_SET_TRAITS, traits.as_ptr().cast(), len) }
+    }
+
+    /// `EtwUnregister` of the registration held, if any (its status); the
+    /// handle is dropped first, so nothing uses it afterwards. PASSIVE_LEVEL,
+    /// last in unload (and on a failed load).
+    pub fn unregister(&self) -> Option<NTSTATUS> {
+        // INVARIANT: cleared before the handle is given back.
+        let handle = self.0.swap(0, Ordering::AcqRel);
+        if handle == 0 {
+            return None;
+        }
+        // SAFETY: a registration EtwRegister returned (the type's
+        // invariant), unregistered once: the swap above took it.
+        Some(unsafe { EtwUnregister(handle) })
+    }
+
+    /// `EtwProviderEnabled`: whether a session wants events of `level` and
+    /// `keyword` (false when not registered). Any IRQL.
+    #[inline]
+    pub fn enabled(&self, level: u8, keyword: u64) -> bool {
+        let handle = self.0.load(Ordering::Acquire);
+        if handle == 0 {
+            return false;
+        }
+        // SAFETY: a registered handle (the type's invariant); plain values;
+        // callable at any IRQL.
+        unsafe { EtwProviderEnabled(handle, level, keyword) != 0 }
+    }
+
+    /// `EtwWriteTransfer` of one event: `descriptor` and the blocks of
+    /// `data`, all borrowed for the call (no activity ids). Nothing is
+    /// written when not registered. Any IRQL.
+    pub fn write(&self, descriptor: &EVENT_DESCRIPTOR, data: &[EventData<'_>]) -> NTSTATUS {
+        let handle = self.0.load(Ordering::Acquire);
+        if handle == 0 {
+            return STATUS_INVALID_HANDLE;
+        }
+        let Ok(count) = u32::try_from(data.len()) else { return STATUS_INVALID_PARAMETER };
+        // SAFETY: a registered handle (the type's invariant); `descriptor`
+        // and the `count` data descriptors are borrowed for the call, and
+        // each descriptor describes bytes borrowed for as long as it lives
+        // (`EventData`'s invariant), so for the call; `EventData` is
+        // `repr(transparent)` over `EVENT_DATA_DESCRIPTOR`.
+        unsafe {
+            EtwWriteTransfer(
+                handle,
+                descriptor,
+                core::ptr::null(),
+                core::ptr::null(),
+                count,
+                data.as_ptr().cast::<EVENT_DATA_DESCRIPTOR>(),
+            )
+        }
+    }
+}
+
+impl Default for EtwRegistration {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `STATUS_INVALID_HANDLE`: no registration.
+const STATUS_INVALID_HANDLE: NTSTATUS = 0xC000_0008_u32 as i32;
+/// `STATUS_INVALID_PARAMETER`: a length past a `ULONG`.
+const STATUS_INVALID_PARAMETER: NTSTATUS = 0xC000_000D_u32 as i32;
+
+/// One block of an event's data: an `EVENT_DATA_DESCRIPTOR` that can only be
+/// built over bytes borrowed for `'a`, so what [`EtwRegistration::write`]
+/// hands ETW is readable for the call, and safe code never passes a pointer.
+///
+/// # Invariants
+/// `raw.Ptr` and `raw.Size` describe bytes readable for `'a` (or are 0).
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventData<'a> {
+    raw: EVENT_DATA_DESCRIPTOR,
+    _bytes: PhantomData<&'a [u8]>,
+}
+
+impl<'a> EventData<'a> {
+    /// `bytes` as a block of `kind` (`EVENT_DATA_DESCRIPTOR_TYPE_*`); past
+    /// 4 GiB only the first 4 GiB (ETW's limit is far lower).
+    pub fn bytes(bytes: &'a [u8], kind: u8) -> Self {
+        let size = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        // INVARIANT: `size` bytes of `bytes`, borrowed for 'a.
+        Self {
+            raw: EVENT_DATA_DESCRIPTOR {
+                Ptr: bytes.as_ptr() as usize as u64,
+                Size: size,
+                Type: kind,
+                Reserved1: 0,
+                Reserved2: 0,
+            },
+            _bytes: PhantomData,
+        }
+    }
+
+    /// A field value: its bytes in place (little-endian, as ETW records
+    /// them).
+    pub fn scalar<T: EventScalar>(value: &'a T) -> Self {
+        // INVARIANT: the value's bytes, borrowed for 'a (`EventScalar`
+        // types have no padding, so all of them are initialized).
+        Self {
+            raw: EVENT_DATA_DESCRIPTOR {
+                Ptr: core::ptr::from_ref(value) as usize as u64,
+                Size: size_of::<T>() as u32,
+                Type: EVENT_DATA_DESCRIPTOR_TYPE_NONE,
+                Reserved1: 0,
+                Reserved2: 0,
+            },
+            _bytes: PhantomData,
+        }
+    }
+}
+
+/// Integer types whose every byte is data (no padding), the only values
+/// [`EventData::scalar`] describes; sealed, so no other type can claim it.
+pub trait EventScalar: Copy + sealed::Scalar {}
+impl EventScalar for u8 {}
+impl EventScalar for u16 {}
+impl EventScalar for u32 {}
+impl EventScalar for u64 {}
+
+mod sealed {
+    /// Implemented here only.
+    pub trait Scalar {}
+    impl Scalar for u8 {}
+    impl Scalar for u16 {}
+    impl Scalar for u32 {}
+    impl Scalar for u64 {}
+}
+
+// The C memory functions that LLVM emits calls to (struct copies, zeroing,
+// `copy_from_slice`) in the image built without the WDK. compiler-builtins
+// does not define them for MSVC targets, where the C runtime is expected
+// to; for a kernel driver that is ntoskrnl.exe, which exports all four.
+// Declaring them here puts them in the raw-dylib import library rustc
+// generates, so the image imports them from the kernel and the link needs
+// no import library. `+verbatim`: the DLL name goes into the import table
+// as written (without it rustc appends ".dll").
+#[cfg(all(windows, not(feature = "kmdf")))]
+#[allow(dead_code, reason = "called by LLVM-generated code, never by name")]
+#[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
+unsafe extern "C" {
+    fn memcpy(dest: *mut c_void, src: *const c_void, count: usize) -> *mut c_void;
+    fn memmove(dest: *mut c_void, src: *const c_void, count: usize) -> *mut c_void;
+    fn memset(dest: *mut c_void, c: i32, count: usize) -> *mut c_void;
+    fn memcmp(lhs: *const c_void, rhs: *const c_void, count: usize) -> i32;
+}
+
+#[cfg(all(windows, not(feature = "kmdf")))]
+#[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
+unsafe extern "system" {
+    /// Stops the system with a bugcheck; never returns.
+    fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3: usize, P4: usize);
+}
+
+/// Stops the system with bugcheck `code` (no parameters): what a panic in
+/// the image built without the WDK does (with it, wdk-panic does the same).
+#[cfg(all(windows, not(feature = "kmdf")))]
+pub fn bugcheck(code: u32) -> ! {
+    // SAFETY: KeBugCheckEx may be called at any IRQL and takes no pointers.
+    unsafe { KeBugCheckEx(code, 0, 0, 0, 0) };
+    // KeBugCheckEx does not return; the loop gives the `!` without relying
+    // on the foreign declaration.
+    loop {
+        core::hint::spin_loop();
+    }
+}
 
 /// Now, in 100-ns ticks since boot (excluding sleep): the one clock the
 /// driver reads (monotonic, callable at any IRQL).

@@ -1,12 +1,15 @@
 //! Safe views over what the filter engine hands the callbacks: the run-time
-//! filter (with its provider context) and the classify output. These are
-//! the only places that read or write those structures.
+//! filter (with its provider context), the classify output, values,
+//! metadata and packet; and over what it returns to a management session,
+//! freed with `FwpmFreeMemory0` when dropped (`EngineMemory`: objects read
+//! by key, provider contexts; `FilterEnumeration` and its `FilterPage`s).
+//! These are the only places that read or write those structures.
 #![allow(unsafe_code)]
 
 use crate::platform::status::NtStatus;
 use crate::wfp::ffi::{
     FWP_CONDITION_FLAG_IS_REAUTHORIZE, FWPS_CLASSIFY_OUT0, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_FILTER2,
-    FWPS_INCOMING_VALUES0, FWPS_RIGHT_ACTION_WRITE, fwp,
+    FWPS_INCOMING_VALUES0, FWPS_RIGHT_ACTION_WRITE, GUID, NTSTATUS, fwp,
 };
 
 /// What a filter's provider context holds, as far as we care.
@@ -70,31 +73,61 @@ impl<'a> FilterView<'a> {
         let Some(context) = (unsafe { self.filter.providerContext.as_ref() }) else {
             return ProviderBlob::Absent;
         };
-        if context.r#type != fwp::FWPM_GENERAL_CONTEXT {
-            return ProviderBlob::WrongType(context.r#type);
-        }
-        // SAFETY: for FWPM_GENERAL_CONTEXT the union holds `dataBuffer`.
-        let buffer = unsafe { context.Anonymous.dataBuffer };
-        // SAFETY: from_raw's contract: NULL or a blob valid for 'a.
-        let Some(blob) = (unsafe { buffer.as_ref() }) else {
-            return ProviderBlob::General(&[]);
-        };
-        if blob.data.is_null() || blob.size == 0 {
-            return ProviderBlob::General(&[]);
-        }
-        // SAFETY: from_raw's contract: `data` holds `size` readable bytes for 'a.
-        ProviderBlob::General(unsafe { core::slice::from_raw_parts(blob.data, blob.size as usize) })
+        // SAFETY: from_raw's contract: the provider context and the blob it
+        // points to are valid for 'a, as the engine fills them.
+        unsafe { blob_of(context) }
     }
 }
 
-/// Stores our context pointer in a filter on ADD.
+/// The filter a notifyFn call is about: read through [`NotifiedFilter::view`]
+/// and, during an ADD only, written once ([`NotifiedFilter::set_context`],
+/// which consumes it, so no view of it is alive when it is written).
 ///
-/// # Safety
-/// `filter` must point to the engine's filter being added, writable for the
-/// duration of the notify call.
-pub unsafe fn set_filter_context(filter: *mut FWPS_FILTER2, context: u64) {
-    // SAFETY: the caller guarantees a writable filter.
-    unsafe { (*filter).context = context };
+/// # Invariants
+/// `filter` is valid for `'a`; when `adding`, it is writable and nobody
+/// else reads it during `'a` (classify does not see a filter being added).
+pub struct NotifiedFilter<'a> {
+    filter: core::ptr::NonNull<FWPS_FILTER2>,
+    adding: bool,
+    _call: core::marker::PhantomData<&'a mut FWPS_FILTER2>,
+}
+
+impl<'a> NotifiedFilter<'a> {
+    /// Wraps the engine's filter for a notification of `notify_type`.
+    ///
+    /// # Safety
+    /// `filter` must be NULL or point to the `FWPS_FILTER2` the engine passed
+    /// to this notifyFn call, valid for `'a` with its provider context (as
+    /// [`FilterView::from_raw`] needs), and, when `notify_type` is
+    /// `FWPS_CALLOUT_NOTIFY_ADD_FILTER`, writable and read by nobody else
+    /// during `'a`.
+    pub unsafe fn from_raw(
+        filter: *mut FWPS_FILTER2,
+        notify_type: crate::wfp::ffi::FWPS_CALLOUT_NOTIFY_TYPE,
+    ) -> Option<Self> {
+        let adding = notify_type == crate::wfp::ffi::FWPS_CALLOUT_NOTIFY_ADD_FILTER;
+        // INVARIANT: the caller's promise, for the notification type given.
+        core::ptr::NonNull::new(filter).map(|filter| Self { filter, adding, _call: core::marker::PhantomData })
+    }
+
+    /// A read-only view, for as long as this borrow.
+    pub fn view(&self) -> FilterView<'_> {
+        // SAFETY: valid for 'a (the type's invariant), which outlives this
+        // borrow; no write happens while the view lives (`set_context`
+        // takes `self`).
+        FilterView { filter: unsafe { self.filter.as_ref() } }
+    }
+
+    /// Stores `context` in `filter->context` if this is an ADD notification
+    /// (the only time the filter is ours to write); otherwise nothing.
+    pub fn set_context(self, context: u64) {
+        if self.adding {
+            // SAFETY: during ADD the filter is writable and nobody else
+            // reads it (the type's invariant); no view of it is alive (this
+            // consumes `self`, which every view borrows).
+            unsafe { (*self.filter.as_ptr()).context = context };
+        }
+    }
 }
 
 /// Why classify cannot write a verdict.
@@ -400,9 +433,15 @@ impl LayerData<'_> {
         core::ptr::NonNull::new(layer_data).map(|list| Self { list, _call: core::marker::PhantomData })
     }
 
-    /// The list, to hand back to the engine (`FwpsQueryPacketInjectionState0`).
-    pub fn as_raw(&self) -> *mut core::ffi::c_void {
-        self.list.as_ptr()
+    /// `FwpsQueryPacketInjectionState0`: whether (and how) `handle`
+    /// injected this packet (`FWPS_PACKET_INJECTION_STATE`).
+    pub fn injection_state(&self, handle: crate::wfp::ffi::InjectionHandle<'_>) -> i32 {
+        // SAFETY: a live injection handle (`InjectionHandle`), and
+        // classify's packet, valid for the call (the constructor); no
+        // injection context is asked for.
+        unsafe {
+            crate::wfp::ffi::FwpsQueryPacketInjectionState0(handle.as_raw(), self.list.as_ptr(), core::ptr::null_mut())
+        }
     }
 
     /// The first `NET_BUFFER`, or NULL.
@@ -464,5 +503,321 @@ impl LayerData<'_> {
             unsafe { crate::wfp::ffi::NdisAdvanceNetBufferDataStart(buffer, headers, 0, core::ptr::null_mut()) };
         }
         if data.is_null() { unusable } else { Ok(()) }
+    }
+}
+
+/// The policy blob a provider context holds.
+///
+/// # Safety
+/// `context` is a provider context as the engine fills it, valid for `'a`
+/// together with what it points to: its union as its `type` says, and a
+/// `dataBuffer` NULL or holding `size` readable bytes.
+unsafe fn blob_of<'a>(context: &'a fwp::FWPM_PROVIDER_CONTEXT2) -> ProviderBlob<'a> {
+    if context.r#type != fwp::FWPM_GENERAL_CONTEXT {
+        return ProviderBlob::WrongType(context.r#type);
+    }
+    // SAFETY: for FWPM_GENERAL_CONTEXT the union holds `dataBuffer` (this
+    // function's contract).
+    let buffer = unsafe { context.Anonymous.dataBuffer };
+    // SAFETY: NULL or a blob valid for 'a (this function's contract).
+    let Some(blob) = (unsafe { buffer.as_ref() }) else {
+        return ProviderBlob::General(&[]);
+    };
+    if blob.data.is_null() || blob.size == 0 {
+        return ProviderBlob::General(&[]);
+    }
+    // SAFETY: `data` holds `size` readable bytes for 'a (this function's contract).
+    ProviderBlob::General(unsafe { core::slice::from_raw_parts(blob.data, blob.size as usize) })
+}
+
+/// Memory the filter engine allocated for us (an object read by key, an
+/// enumeration page), freed with `FwpmFreeMemory0` when dropped; derefs to
+/// what it holds. Only the engine reads in this file make one.
+///
+/// # Invariants
+/// `ptr` is memory an `Fwpm*` call returned to be freed with
+/// `FwpmFreeMemory0`, holding a valid `T` (with everything it points to,
+/// in the same allocation), freed only by this value's drop.
+pub struct EngineMemory<T> {
+    ptr: core::ptr::NonNull<T>,
+}
+
+impl<T> EngineMemory<T> {
+    /// Makes the `Fwpm*` call `get` into an out-pointer and owns what it
+    /// returned (`None` for success with NULL).
+    ///
+    /// # Safety
+    /// On success `get` leaves NULL or memory the engine allocated for us,
+    /// to be freed with `FwpmFreeMemory0`, holding a valid `T`.
+    unsafe fn get(get: impl FnOnce(*mut *mut T) -> NTSTATUS) -> crate::platform::status::Result<Option<Self>> {
+        let mut raw: *mut T = core::ptr::null_mut();
+        NtStatus::to_result(get(&mut raw))?;
+        // INVARIANT: what the call returned (this function's contract).
+        Ok(core::ptr::NonNull::new(raw).map(|ptr| Self { ptr }))
+    }
+}
+
+impl<T> core::ops::Deref for EngineMemory<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a valid T until this value drops (the type's invariant).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> Drop for EngineMemory<T> {
+    fn drop(&mut self) {
+        let mut raw = self.ptr.as_ptr().cast::<core::ffi::c_void>();
+        // SAFETY: engine memory for us, freed once, here (the type's
+        // invariant); no reference into it outlives `self`.
+        unsafe { crate::wfp::ffi::FwpmFreeMemory0(&mut raw) };
+    }
+}
+
+impl EngineMemory<fwp::FWPM_PROVIDER_CONTEXT2> {
+    /// The policy blob this provider context holds (as the engine keeps it).
+    pub fn blob(&self) -> ProviderBlob<'_> {
+        // SAFETY: the engine's provider context with everything it points
+        // to, alive while `self` is (the type's invariant).
+        unsafe { blob_of(self) }
+    }
+}
+
+impl crate::wfp::ffi::EngineHandle {
+    /// `FwpmProviderGetByKey0`: the provider with `key`, if the engine
+    /// returns one (an error when there is none).
+    pub fn provider_by_key(
+        &self,
+        key: &GUID,
+    ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_PROVIDER0>>> {
+        let get = |out| {
+            // SAFETY: an open session (`EngineHandle`); the key and the
+            // out-pointer are valid for the call.
+            unsafe { crate::wfp::ffi::FwpmProviderGetByKey0(self.raw(), key, out) }
+        };
+        // SAFETY: on success `FwpmProviderGetByKey0` leaves NULL or a
+        // provider allocated for us, to be freed with FwpmFreeMemory0.
+        unsafe { EngineMemory::get(get) }
+    }
+
+    /// `FwpmSubLayerGetByKey0`: the sublayer with `key`.
+    pub fn sublayer_by_key(
+        &self,
+        key: &GUID,
+    ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_SUBLAYER0>>> {
+        let get = |out| {
+            // SAFETY: an open session (`EngineHandle`); the key and the
+            // out-pointer are valid for the call.
+            unsafe { crate::wfp::ffi::FwpmSubLayerGetByKey0(self.raw(), key, out) }
+        };
+        // SAFETY: on success `FwpmSubLayerGetByKey0` leaves NULL or a
+        // sublayer allocated for us, to be freed with FwpmFreeMemory0.
+        unsafe { EngineMemory::get(get) }
+    }
+
+    /// `FwpmCalloutGetByKey0`: the management callout with `key`.
+    pub fn callout_by_key(
+        &self,
+        key: &GUID,
+    ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_CALLOUT0>>> {
+        let get = |out| {
+            // SAFETY: an open session (`EngineHandle`); the key and the
+            // out-pointer are valid for the call.
+            unsafe { crate::wfp::ffi::FwpmCalloutGetByKey0(self.raw(), key, out) }
+        };
+        // SAFETY: on success `FwpmCalloutGetByKey0` leaves NULL or a
+        // callout allocated for us, to be freed with FwpmFreeMemory0.
+        unsafe { EngineMemory::get(get) }
+    }
+
+    /// `FwpmProviderContextGetByKey2`: the provider context with `key`.
+    pub fn provider_context_by_key(
+        &self,
+        key: &GUID,
+    ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_PROVIDER_CONTEXT2>>> {
+        let get = |out| {
+            // SAFETY: an open session (`EngineHandle`); the key and the
+            // out-pointer are valid for the call.
+            unsafe { crate::wfp::ffi::FwpmProviderContextGetByKey2(self.raw(), key, out) }
+        };
+        // SAFETY: on success `FwpmProviderContextGetByKey2` leaves NULL or a
+        // provider context allocated for us (its blob in the same
+        // allocation), to be freed with FwpmFreeMemory0.
+        unsafe { EngineMemory::get(get) }
+    }
+
+    /// `FwpmFilterCreateEnumHandle0`: an enumeration of the filters at
+    /// `layer` whose action calls callout `callout` (overlapping
+    /// enumeration), read a page at a time.
+    pub fn enumerate_filters_calling(
+        &self,
+        layer: &GUID,
+        callout: &GUID,
+    ) -> crate::platform::status::Result<FilterEnumeration<'_>> {
+        let template = fwp::FWPM_FILTER_ENUM_TEMPLATE0 {
+            layerKey: *layer,
+            enumType: fwp::FWP_FILTER_ENUM_OVERLAPPING,
+            actionMask: fwp::FWP_ACTION_FLAG_CALLOUT,
+            calloutKey: core::ptr::from_ref(callout).cast_mut(),
+            ..fwp::FWPM_FILTER_ENUM_TEMPLATE0::default()
+        };
+        let mut handle: crate::wfp::ffi::HANDLE = core::ptr::null_mut();
+        // SAFETY: an open session; the template (and the callout key it
+        // points to) and the out-pointer are valid for the call, which only
+        // reads the template.
+        let status = unsafe { crate::wfp::ffi::FwpmFilterCreateEnumHandle0(self.raw(), &template, &mut handle) };
+        NtStatus::to_result(status)?;
+        // INVARIANT: an enumeration the engine just created on `self`.
+        Ok(FilterEnumeration { engine: self, handle })
+    }
+}
+
+/// A filter enumeration on a session, destroyed when dropped.
+///
+/// # Invariants
+/// `handle` is an enumeration handle `FwpmFilterCreateEnumHandle0` created
+/// on `engine`, not destroyed yet.
+pub struct FilterEnumeration<'a> {
+    engine: &'a crate::wfp::ffi::EngineHandle,
+    handle: crate::wfp::ffi::HANDLE,
+}
+
+impl FilterEnumeration<'_> {
+    /// `FwpmFilterEnum0`: the next page of at most `count` filters (fewer:
+    /// the enumeration is done).
+    pub fn next_page(&mut self, count: u32) -> crate::platform::status::Result<FilterPage> {
+        let mut entries: *mut *mut fwp::FWPM_FILTER0 = core::ptr::null_mut();
+        let mut returned = 0u32;
+        // SAFETY: an open session and its live enumeration (the type's
+        // invariant); the out-pointers are valid for the call.
+        let status = unsafe {
+            crate::wfp::ffi::FwpmFilterEnum0(self.engine.raw(), self.handle, count, &mut entries, &mut returned)
+        };
+        NtStatus::to_result(status)?;
+        // INVARIANT: an array of `returned` filter pointers the engine
+        // allocated for us (NULL when none).
+        let entries = core::ptr::NonNull::new(entries).map(|ptr| EngineMemory { ptr });
+        Ok(FilterPage { entries, returned: returned as usize })
+    }
+}
+
+impl Drop for FilterEnumeration<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the enumeration's handle on its session, destroyed once,
+        // here (the type's invariant); its pages own their own memory.
+        let _ = unsafe { crate::wfp::ffi::FwpmFilterDestroyEnumHandle0(self.engine.raw(), self.handle) };
+    }
+}
+
+/// One page of a filter enumeration: the engine's array of filters, freed
+/// when dropped.
+///
+/// # Invariants
+/// `entries` is `None` (then `returned` is 0 as far as reads go) or an
+/// array of `returned` pointers, each NULL or to a filter valid as long as
+/// the array.
+pub struct FilterPage {
+    entries: Option<EngineMemory<*mut fwp::FWPM_FILTER0>>,
+    returned: usize,
+}
+
+impl FilterPage {
+    /// How many entries the engine returned.
+    pub fn len(&self) -> usize {
+        self.returned
+    }
+
+    /// Whether it returned none.
+    pub fn is_empty(&self) -> bool {
+        self.returned == 0
+    }
+
+    /// The page's filters in order; `None` for an entry the engine left
+    /// NULL (or every entry, for a page without an array).
+    pub fn filters(&self) -> impl Iterator<Item = Option<FilterEntry<'_>>> {
+        (0..self.returned).map(move |index| {
+            let array = self.entries.as_ref()?;
+            // SAFETY: index < returned, the array's length (the type's
+            // invariant), so the slot is inside it.
+            let slot = unsafe { array.ptr.as_ptr().add(index) };
+            // SAFETY: as above, the slot is readable while the page lives.
+            let filter = unsafe { slot.read() };
+            // SAFETY: NULL or a filter valid as long as the array, which
+            // the returned view borrows (through `self`).
+            unsafe { filter.as_ref() }.map(|filter| FilterEntry { filter })
+        })
+    }
+}
+
+/// A filter of an enumeration page, as the engine returned it.
+#[derive(Clone, Copy)]
+pub struct FilterEntry<'a> {
+    filter: &'a fwp::FWPM_FILTER0,
+}
+
+impl FilterEntry<'_> {
+    /// Its run-time id.
+    pub fn id(&self) -> u64 {
+        self.filter.filterId
+    }
+
+    /// The key of its provider context, if it has one
+    /// (`FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT`).
+    pub fn provider_context_key(&self) -> Option<GUID> {
+        if self.filter.flags & fwp::FWPM_FILTER_FLAG_HAS_PROVIDER_CONTEXT == 0 {
+            return None;
+        }
+        // SAFETY: the engine's filter (only an enumeration page makes an
+        // entry) with HAS_PROVIDER_CONTEXT: the union holds
+        // providerContextKey.
+        Some(unsafe { self.filter.Anonymous.providerContextKey })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wfp::ffi::{FWPS_ACTION0, FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER};
+
+    fn filter(context: u64) -> FWPS_FILTER2 {
+        FWPS_FILTER2 {
+            filterId: 5,
+            weight: fwp::FWP_VALUE0 { r#type: fwp::FWP_EMPTY, Anonymous: fwp::FWP_VALUE0_0 { uint8: 0 } },
+            subLayerWeight: 0,
+            flags: 0,
+            numFilterConditions: 0,
+            filterCondition: core::ptr::null_mut(),
+            action: FWPS_ACTION0 { r#type: fwp::FWP_ACTION_CALLOUT_TERMINATING, calloutId: 0 },
+            context,
+            providerContext: core::ptr::null_mut(),
+        }
+    }
+
+    /// Stores `word` through a `NotifiedFilter` for `notify_type`; the
+    /// context the filter has afterwards.
+    fn store(notify_type: crate::wfp::ffi::FWPS_CALLOUT_NOTIFY_TYPE, word: u64) -> u64 {
+        let mut raw = filter(1);
+        // SAFETY: a local filter, valid, writable and ours alone while the
+        // view lives.
+        let notified = unsafe { NotifiedFilter::from_raw(&mut raw, notify_type) };
+        if let Some(notified) = notified {
+            assert_eq!(notified.view().id(), 5);
+            notified.set_context(word);
+        }
+        raw.context
+    }
+
+    #[test]
+    fn a_notified_filter_is_written_only_during_add() {
+        assert_eq!(store(FWPS_CALLOUT_NOTIFY_ADD_FILTER, 7), 7);
+        assert_eq!(store(FWPS_CALLOUT_NOTIFY_DELETE_FILTER, 7), 1);
+        assert_eq!(store(99, 7), 1);
+    }
+
+    #[test]
+    fn no_filter_is_no_view() {
+        // SAFETY: NULL is allowed.
+        let notified = unsafe { NotifiedFilter::from_raw(core::ptr::null_mut(), FWPS_CALLOUT_NOTIFY_ADD_FILTER) };
+        assert!(notified.is_none());
     }
 }

@@ -90,8 +90,8 @@ def load_unload(h):
     registered = h.registered()
     expect(set(registered) == set(c.CALLOUTS),
            f"registered callouts {sorted(registered)} are not the published six")
-    classify_fn = h.symbol("classify", "classify_fn")
-    notify_fn = h.symbol("notify", "notify_fn")
+    classify_fn = h.symbol("trampolines", "classify_fn")
+    notify_fn = h.symbol("trampolines", "notify_fn")
     flow_delete_fn = h.symbol("flow_delete", "flow_delete_fn")
     for key, callout in registered.items():
         layer, tracks_flows = c.CALLOUTS[key]

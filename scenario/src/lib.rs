@@ -15,6 +15,16 @@ use wfpcallout_wire::PolicyRepr;
 
 pub use wfpcallout_simkernel as simkernel;
 
+/// The simulated kernel's device object as the driver takes it (on Windows
+/// the KMDF glue gets it from `WdfDeviceWdmGetDeviceObject`).
+pub fn device_object(kernel: &mut Kernel) -> Option<wfpcallout::wfp::ffi::DeviceObject> {
+    // SAFETY: NULL or `kernel`'s DEVICE_OBJECT, which lives as long as the
+    // kernel; the engine that keeps it is reset by the next boot, which
+    // waits for this kernel to be dropped; and nothing dereferences it (the
+    // simulated engine only checks it is not NULL).
+    unsafe { wfpcallout::wfp::ffi::DeviceObject::from_raw(kernel.device_object()) }
+}
+
 pub mod end_to_end;
 pub mod names;
 #[cfg(feature = "tryout")]
@@ -96,7 +106,7 @@ impl Harness {
 
     /// Runs the driver's initialize (DriverEntry's portable part).
     pub fn initialize(&mut self) -> Result<(), NtStatus> {
-        let device = self.kernel.device_object();
+        let device = device_object(&mut self.kernel).ok_or(NtStatus::INTERNAL_ERROR)?;
         wfpcallout::control::lifecycle::initialize(device)?;
         self.loaded = true;
         Ok(())
