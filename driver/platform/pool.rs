@@ -315,9 +315,8 @@ impl<T> PoolRing<T> {
             return Err(NtStatus::INVALID_PARAMETER);
         }
         let slack = align_of::<T>().saturating_sub(POOL_ALIGNMENT);
-        let bytes = array_bytes::<T>(len)
-            .and_then(|bytes| bytes.checked_add(slack))
-            .ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        let bytes =
+            array_bytes::<T>(len).and_then(|bytes| bytes.checked_add(slack)).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
         let block = allocate_raw(bytes, tag)?;
         let offset = block.as_ptr().align_offset(align_of::<T>());
         if offset > slack {
@@ -392,7 +391,14 @@ impl<T> Drop for PoolRing<T> {
 pub struct Counted<T> {
     refs: AtomicU32,
     value: T,
+    /// Not `Sync` by itself: see the impl below.
+    _shared: PhantomData<*const T>,
 }
+
+// SAFETY: a `&Counted<T>` on another thread can read the T and take a
+// reference that frees it there: as for Arc, T must be Send and Sync. (A
+// Counted is never moved, so it needs no Send.)
+unsafe impl<T: Send + Sync> Sync for Counted<T> {}
 
 impl<T> Deref for Counted<T> {
     type Target = T;
@@ -442,7 +448,10 @@ impl<T: Tagged> PoolArc<T> {
     pub fn try_new_with(build: impl FnOnce() -> T) -> Result<Self> {
         // INVARIANT: refs starts at one, owned by the PoolArc returned; the
         // block is given away to it.
-        let block = PoolBox::try_new_with(|| Counted { refs: AtomicU32::new(1), value: build() }, T::TAG)?;
+        let block = PoolBox::try_new_with(
+            || Counted { refs: AtomicU32::new(1), value: build(), _shared: PhantomData },
+            T::TAG,
+        )?;
         Ok(Self { ptr: block.into_raw() })
     }
 
@@ -546,7 +555,10 @@ struct HandleSlot {
 impl HandleSlot {
     /// A slot never claimed (key 0, no target).
     const fn fresh() -> Self {
-        Self { key: core::sync::atomic::AtomicU64::new(0), target: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()) }
+        Self {
+            key: core::sync::atomic::AtomicU64::new(0),
+            target: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+        }
     }
 }
 
@@ -755,7 +767,7 @@ impl<T: Tagged> HandleSlots<T> {
         _inside: &'a crate::platform::rundown::RundownGuard<'_>,
     ) -> Option<&'a Counted<T>>
     where
-        T: Sync,
+        T: Send + Sync,
     {
         let index = ((key as u32) >> INDEX_SHIFT) as usize;
         // The bounds check: the directory has SEGMENTS entries.
