@@ -8,12 +8,16 @@
 
 use std::collections::HashMap;
 use wfpcallout::platform::id_table::{IdTable, MIGRATE_STEP};
-use wfpcallout::platform::pool::PoolTag;
+use wfpcallout::platform::pool::{NonNullOwner, PoolTag};
 use wfpcallout_scenario::Harness;
 use wfpcallout_simkernel::pool;
 
 /// A test entry: a heap box holding its own id.
+#[repr(transparent)]
 struct Entry(Box<u64>);
+
+// SAFETY: repr(transparent) over a Box: `None` is the null pointer.
+unsafe impl NonNullOwner for Entry {}
 
 impl std::ops::Deref for Entry {
     type Target = u64;

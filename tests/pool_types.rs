@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wfpcallout::platform::pool::{
-    HANDLE_CAPACITY, HandleSlots, INDEX_SHIFT, PoolArc, PoolRing, PoolSlice, PoolTag, SEGMENT_SLOTS, SlotHandle, Tagged,
+    HANDLE_CAPACITY, HandleSlots, INDEX_SHIFT, PoolArc, PoolRing, PoolSlice, PoolTag, SEGMENT_SLOTS, SlotHandle,
+    Tagged, TaggedBox,
 };
 use wfpcallout::platform::rundown::Rundown;
 use wfpcallout_scenario::Harness;
@@ -111,7 +112,7 @@ fn handle_slots_lend_a_block_only_to_the_key_of_its_live_claim() {
         SlotHandle { generation: handle.generation ^ 2, ..handle }.key(),
         SlotHandle { index: handle.index + 1, ..handle }.key(),
         SlotHandle { index: (HANDLE_CAPACITY - 1) as u32, ..handle }.key(),
-        u64::MAX & !((1 << INDEX_SHIFT) - 1),
+        !((1 << INDEX_SHIFT) - 1),
         0,
     ];
     for key in rejected {
@@ -173,4 +174,10 @@ fn a_pool_slice_built_by_index_drops_each_element_once() {
     assert_eq!(drops.load(Ordering::SeqCst), 100);
     assert_eq!(bytes("WfT4"), 0);
     assert!(verifier::take().is_empty());
+}
+
+#[test]
+fn an_owned_entry_is_one_pointer_so_a_table_slot_stays_16_bytes() {
+    assert_eq!(size_of::<Option<TaggedBox<Probe>>>(), 8);
+    assert_eq!(size_of::<Option<PoolArc<Probe>>>(), 8);
 }

@@ -16,47 +16,38 @@
 //! arrays. So the work done under the lock is O(1) for every operation,
 //! not just amortized; the operation that starts a resize also pays,
 //! outside the lock, for allocating the new array (which the pool
-//! builds as empty slots: O(its size)).
+//! zero-fills: O(its size); a zeroed slot is empty, so the driver writes
+//! none of it).
 //!
-//! Entries are owned values (`ContextRef`, `FlowBox`: anything that
-//! dereferences to what lookups lend), kept in the slots themselves: no
+//! Entries are owned values one pointer wide (`ContextRef`, `FlowBox`:
+//! the pool layer's `NonNullOwner`s, which dereference to what lookups
+//! lend), kept in the slots themselves: no
 //! entry crosses an integer, and one still in a slot array that is freed is
 //! dropped with it.
 #![forbid(unsafe_code)]
 
-use crate::platform::pool::{PoolSlice, PoolTag};
+use crate::platform::pool::{KeyedSlot, NonNullOwner, PoolSlice, PoolTag};
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::NtStatus;
 use core::ops::Deref;
 
-/// One slot: an id and the entry the table owns (`None` and id 0: empty;
-/// in the array being drained, `None` and id [`MOVED`]: its entry left,
-/// keep probing).
-struct Slot<V> {
-    id: u64,
-    entry: Option<V>,
+/// One slot: an id (the pool type's `key`) and the entry the table owns
+/// (`None` and id 0: empty, as a zeroed array holds it; in the array being
+/// drained, `None` and id [`MOVED`]: its entry left, keep probing).
+type Slot<V> = KeyedSlot<V>;
+
+/// What an entry leaves behind in the array being drained.
+fn moved<V>() -> Slot<V> {
+    KeyedSlot { key: MOVED, entry: None }
 }
 
-impl<V> Default for Slot<V> {
-    fn default() -> Self {
-        Self { id: 0, entry: None }
-    }
+fn occupied<V>(slot: &Slot<V>) -> bool {
+    slot.entry.is_some()
 }
 
-impl<V> Slot<V> {
-    /// What an entry leaves behind in the array being drained.
-    fn moved() -> Self {
-        Self { id: MOVED, entry: None }
-    }
-
-    fn occupied(&self) -> bool {
-        self.entry.is_some()
-    }
-
-    /// Ends a probe run (a moved slot does not).
-    fn is_empty(&self) -> bool {
-        self.entry.is_none() && self.id != MOVED
-    }
+/// Ends a probe run (a moved slot does not).
+fn is_empty<V>(slot: &Slot<V>) -> bool {
+    slot.entry.is_none() && slot.key != MOVED
 }
 
 /// The id of a slot whose entry left the array being drained (with no entry).
@@ -109,7 +100,7 @@ fn vacancy<V>(slots: &mut PoolSlice<Slot<V>>, id: u64) -> Option<&mut Slot<V>> {
     let mask = slots.len().checked_sub(1)?;
     let mut index = hash(id, mask);
     for _ in 0..slots.len() {
-        if slots.get(index)?.is_empty() {
+        if is_empty(slots.get(index)?) {
             return slots.get_mut(index);
         }
         index = (index + 1) & mask;
@@ -123,10 +114,10 @@ fn find_in<V>(slots: &PoolSlice<Slot<V>>, id: u64) -> Option<usize> {
     let mut index = hash(id, mask);
     for _ in 0..slots.len() {
         let slot = slots.get(index)?;
-        if slot.is_empty() {
+        if is_empty(slot) {
             return None;
         }
-        if slot.occupied() && slot.id == id {
+        if occupied(slot) && slot.key == id {
             return Some(index);
         }
         index = (index + 1) & mask;
@@ -141,10 +132,10 @@ fn remove_at<V>(slots: &mut PoolSlice<Slot<V>>, mut hole: usize) -> Option<V> {
     let taken = core::mem::take(slots.get_mut(hole)?);
     let mut index = (hole + 1) & mask;
     while let Some(candidate) = slots.get(index) {
-        if candidate.is_empty() {
+        if is_empty(candidate) {
             break;
         }
-        let home = hash(candidate.id, mask);
+        let home = hash(candidate.key, mask);
         // Move it if its home is not cyclically within (hole, index].
         if (index.wrapping_sub(home) & mask) >= (index.wrapping_sub(hole) & mask) {
             let moving = slots.get_mut(index).map(core::mem::take).unwrap_or_default();
@@ -193,19 +184,19 @@ impl<V> RawTable<V> {
         if let Some(slots) = self.slots.as_ref() {
             let count = slots.len();
             let start = self.pop_hint.min(count);
-            let found = (start..count).chain(0..start).find(|&i| slots.get(i).is_some_and(Slot::occupied));
+            let found = (start..count).chain(0..start).find(|&i| slots.get(i).is_some_and(occupied));
             if let Some(index) = found {
                 self.pop_hint = index;
-                return slots.get(index).map(|slot| slot.id);
+                return slots.get(index).map(|slot| slot.key);
             }
         }
         let old = self.old.as_ref()?;
-        old.iter().skip(self.cursor).find(|slot| slot.occupied()).map(|slot| slot.id)
+        old.iter().skip(self.cursor).find(|slot| occupied(slot)).map(|slot| slot.key)
     }
 
     /// Every occupied slot of both arrays.
     fn occupied(&self) -> impl Iterator<Item = &Slot<V>> {
-        self.slots.iter().chain(self.old.iter()).flat_map(|s| s.iter()).filter(|s| s.occupied())
+        self.slots.iter().chain(self.old.iter()).flat_map(|s| s.iter()).filter(|s| occupied(s))
     }
 
     /// The slot count a resize should move to now, with `more` entries
@@ -253,9 +244,9 @@ impl<V> RawTable<V> {
         let end = (self.cursor + step).min(old.len());
         for index in self.cursor..end {
             if let Some(slot) = old.get_mut(index)
-                && slot.occupied()
+                && occupied(slot)
             {
-                let Some(place) = vacancy(slots, slot.id) else {
+                let Some(place) = vacancy(slots, slot.key) else {
                     // Not reachable (`slots` is at most half full); the
                     // entry stays in `old`, and so does the resize.
                     self.cursor = index;
@@ -265,7 +256,7 @@ impl<V> RawTable<V> {
                 // most half full since it holds no more than `len`. MOVED
                 // keeps the probe runs of `old` through this slot intact
                 // (an empty slot stays empty: no run crosses it).
-                *place = core::mem::replace(slot, Slot::moved());
+                *place = core::mem::replace(slot, moved());
             }
         }
         self.cursor = end;
@@ -290,7 +281,7 @@ impl<V> RawTable<V> {
         match self.slots.as_mut().and_then(|slots| vacancy(slots, id)) {
             Some(place) => {
                 // INVARIANT: the slot takes over the entry.
-                *place = Slot { id, entry: Some(entry) };
+                *place = KeyedSlot { key: id, entry: Some(entry) };
                 self.len += 1;
                 self.migrate(MIGRATE_STEP);
                 Ok(())
@@ -306,7 +297,7 @@ impl<V> RawTable<V> {
             In::Old => {
                 let slot = self.old.as_mut()?.get_mut(index)?;
                 // INVARIANT: MOVED, not empty: the probe run goes on.
-                core::mem::replace(slot, Slot::moved()).entry?
+                core::mem::replace(slot, moved()).entry?
             }
         };
         self.len -= 1;
@@ -322,7 +313,7 @@ pub struct IdTable<V> {
     tag: PoolTag,
 }
 
-impl<V: Deref> IdTable<V> {
+impl<V: Deref + NonNullOwner> IdTable<V> {
     /// An empty table whose slot arrays carry `tag`; const for statics.
     pub const fn new(tag: PoolTag) -> Self {
         Self { inner: SpinLock::new(RawTable::new()), tag }
@@ -352,7 +343,7 @@ impl<V: Deref> IdTable<V> {
             match (result, wanted) {
                 (Err((NtStatus::INSUFFICIENT_RESOURCES, back)), Some(capacity)) => {
                     entry = back;
-                    match PoolSlice::try_new_with(capacity, self.tag, |_| Slot::default()) {
+                    match PoolSlice::try_zeroed(capacity, self.tag) {
                         Ok(slots) => fresh = Some(slots),
                         Err(status) => return Err((status, entry)),
                     }
@@ -376,9 +367,7 @@ impl<V: Deref> IdTable<V> {
         };
         drop(retired);
         // A failed allocation only leaves the table larger than it needs.
-        if let Some(fresh) =
-            wanted.and_then(|capacity| PoolSlice::try_new_with(capacity, self.tag, |_| Slot::default()).ok())
-        {
+        if let Some(fresh) = wanted.and_then(|capacity| PoolSlice::try_zeroed(capacity, self.tag).ok()) {
             let (unused, retired) = {
                 let mut guard = self.inner.lock();
                 let unused = guard.start_resize(fresh);
@@ -401,7 +390,7 @@ impl<V: Deref> IdTable<V> {
         let guard = self.inner.read();
         for slot in guard.occupied() {
             if let Some(entry) = slot.entry.as_ref() {
-                visit(slot.id, entry);
+                visit(slot.key, entry);
             }
         }
     }
@@ -409,7 +398,7 @@ impl<V: Deref> IdTable<V> {
     /// The first id whose entry satisfies `test` (under the shared lock).
     pub fn find_id(&self, mut test: impl FnMut(&V::Target) -> bool) -> Option<u64> {
         let guard = self.inner.read();
-        guard.occupied().find(|s| s.entry.as_deref().is_some_and(&mut test)).map(|s| s.id)
+        guard.occupied().find(|s| s.entry.as_deref().is_some_and(&mut test)).map(|s| s.key)
     }
 
     /// Number of entries.

@@ -143,34 +143,59 @@ impl<T> Drop for PoolBox<T> {
 }
 
 /// A type that always lives in pool under one tag: what lets a
-/// [`TaggedBox`] give itself away and be taken back without the tag
-/// travelling with it.
+/// [`TaggedBox`] or a [`PoolArc`] free it without the tag travelling with
+/// it (one pointer: a table slot holding one stays 16 bytes).
 pub trait Tagged {
     /// The pool tag every block of this type carries.
     const TAG: PoolTag;
 }
 
-/// A [`PoolBox`] whose tag is its type's [`Tagged::TAG`], always: the owned
-/// entry of a table (`id_table::TableEntry`).
-pub struct TaggedBox<T: Tagged>(PoolBox<T>);
+/// A single `T` in non-paged pool under its type's [`Tagged::TAG`]: a
+/// [`PoolBox`] one pointer wide (the owned entry of a table slot).
+///
+/// # Invariants
+/// `ptr` points to an initialized `T` in a block from `ExAllocatePool2`
+/// with tag `T::TAG` (a `PoolBox` given away with `into_raw`), owned by
+/// this value.
+#[repr(transparent)]
+pub struct TaggedBox<T: Tagged> {
+    ptr: NonNull<T>,
+}
+
+// SAFETY: TaggedBox owns its T like Box does; sending it sends the T.
+unsafe impl<T: Tagged + Send> Send for TaggedBox<T> {}
+// SAFETY: sharing a TaggedBox only shares &T.
+unsafe impl<T: Tagged + Sync> Sync for TaggedBox<T> {}
 
 impl<T: Tagged> TaggedBox<T> {
     /// Allocates and only then builds the value (see [`PoolBox::try_new_with`]).
     pub fn try_new_with(build: impl FnOnce() -> T) -> Result<Self> {
-        PoolBox::try_new_with(build, T::TAG).map(Self)
+        // INVARIANT: the PoolBox (tag T::TAG) gives its block to us.
+        Ok(Self { ptr: PoolBox::try_new_with(build, T::TAG)?.into_raw() })
     }
 }
 
 impl<T: Tagged> Deref for TaggedBox<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.0
+        // SAFETY: by the type invariant ptr holds an initialized T we own.
+        unsafe { self.ptr.as_ref() }
     }
 }
 
 impl<T: Tagged> DerefMut for TaggedBox<T> {
     fn deref_mut(&mut self) -> &mut T {
-        &mut self.0
+        // SAFETY: by the type invariant ptr holds an initialized T we own
+        // uniquely (&mut self).
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: Tagged> Drop for TaggedBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: the block came from PoolBox::into_raw with T::TAG and is
+        // ours alone (invariant); it is not used after this.
+        drop(unsafe { PoolBox::from_raw(self.ptr, T::TAG) });
     }
 }
 
@@ -200,6 +225,40 @@ unsafe impl Zeroable for u8 {}
 unsafe impl Zeroable for u64 {}
 // SAFETY: as above.
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}
+
+/// An owner one non-null pointer wide whose `Option` is therefore all
+/// zeros when `None`: what lets a zeroed [`KeyedSlot`] array hold no entry.
+///
+/// # Safety
+/// `Option<Self>`'s `None` must be the all-zero bit pattern: implement only
+/// for `#[repr(transparent)]` wrappers of a `NonNull` or `Box` (Rust
+/// guarantees the null-pointer optimisation for those).
+pub unsafe trait NonNullOwner {}
+
+// SAFETY: repr(transparent) over NonNull<T>.
+unsafe impl<T: Tagged> NonNullOwner for TaggedBox<T> {}
+
+/// A `u64` key and an optional owned entry, `repr(C)`: the slot of a table
+/// that owns its entries (`id_table`), empty (key 0, `None`) as the pool's
+/// zeroed block already holds it, so a new slot array costs the driver no
+/// initialisation ([`PoolSlice::try_zeroed`]).
+#[repr(C)]
+pub struct KeyedSlot<V> {
+    /// The entry's key (meaningful while `entry` is `Some`).
+    pub key: u64,
+    /// The entry the slot owns.
+    pub entry: Option<V>,
+}
+
+impl<V> Default for KeyedSlot<V> {
+    fn default() -> Self {
+        Self { key: 0, entry: None }
+    }
+}
+
+// SAFETY: zero bytes are key 0 and, for a NonNullOwner, entry None (padding,
+// if any, may hold anything).
+unsafe impl<V: NonNullOwner> Zeroable for KeyedSlot<V> {}
 
 // SAFETY: PoolSlice owns its elements like a Box<[T]>.
 unsafe impl<T: Send> Send for PoolSlice<T> {}
@@ -431,9 +490,13 @@ impl<T: Tagged> Counted<T> {
 /// `ptr` points to a [`Counted<T>`] in a block from `ExAllocatePool2` with
 /// tag `T::TAG` (a `PoolBox` given away with `into_raw`), and this value
 /// owns one of its `refs`.
+#[repr(transparent)]
 pub struct PoolArc<T: Tagged> {
     ptr: NonNull<Counted<T>>,
 }
+
+// SAFETY: repr(transparent) over NonNull<Counted<T>>.
+unsafe impl<T: Tagged> NonNullOwner for PoolArc<T> {}
 
 // SAFETY: a PoolArc shares its T between threads (every clone reads it), and
 // the last one, on whichever thread, drops it: as for Arc, T must be Send
@@ -551,6 +614,9 @@ struct HandleSlot {
     /// slot holds no reference: whoever claimed it keeps one until release.
     target: core::sync::atomic::AtomicPtr<u8>,
 }
+
+// SAFETY: all-zero bytes are key 0 and a NULL target: a slot never claimed.
+unsafe impl Zeroable for HandleSlot {}
 
 impl HandleSlot {
     /// A slot never claimed (key 0, no target).
@@ -695,14 +761,15 @@ impl<T: Tagged> HandleSlots<T> {
         Some(handle)
     }
 
-    /// Adds a segment: allocated and built outside the lock, then
-    /// published under it in O(1): its slots are fresh, they join no list.
+    /// Adds a segment: allocated (zeroed, by the pool: slots never claimed)
+    /// outside the lock, then published under it in O(1): its slots need
+    /// no initialisation and join no list.
     fn grow(&self) -> Result {
         let next = self.owned.lock().allocated;
         if next >= SEGMENTS {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
-        let segment = PoolSlice::try_new_with(SEGMENT_SLOTS, self.tag, |_| HandleSlot::fresh())?;
+        let segment = PoolSlice::<HandleSlot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
         let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
         let seed = (crate::platform::kernel::now_ticks() as u32) ^ step;
         let mut guard = self.owned.lock();
