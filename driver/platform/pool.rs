@@ -447,6 +447,8 @@ impl<T> Drop for PoolRing<T> {
 /// one while any `&Counted<T>` exists (every such borrow comes from a
 /// `PoolArc` or from [`HandleSlots::borrow_checked`], whose contract says a
 /// reference outlives it), and the block is freed when it drops to zero.
+/// A count past [`SATURATION`] (more references than could exist without
+/// `mem::forget`) stays there: the block is leaked, never freed early.
 pub struct Counted<T> {
     refs: AtomicU32,
     value: T,
@@ -466,13 +468,21 @@ impl<T> Deref for Counted<T> {
     }
 }
 
+/// Where a reference count stops counting (as the Linux kernel's
+/// `refcount_t` saturates): no count this high is honest, and a count that
+/// wrapped around would free a block still in use.
+const SATURATION: u32 = u32::MAX / 2;
+
 impl<T: Tagged> Counted<T> {
     /// Takes a new counted reference (an object that outlives the borrow:
     /// a flow context, a pended request).
     pub fn acquire(&self) -> PoolArc<T> {
         // INVARIANT: one more reference exists; Relaxed suffices because the
         // borrow proves a reference is held meanwhile (as in Arc::clone).
-        self.refs.fetch_add(1, Ordering::Relaxed);
+        if self.refs.fetch_add(1, Ordering::Relaxed) >= SATURATION {
+            // INVARIANT: saturated for good (the block is leaked).
+            self.refs.store(SATURATION, Ordering::Relaxed);
+        }
         PoolArc { ptr: NonNull::from(self) }
     }
 
@@ -543,7 +553,13 @@ impl<T: Tagged> Drop for PoolArc<T> {
     fn drop(&mut self) {
         // Release: this reference's uses happen before the free, whichever
         // thread frees (paired with the Acquire fence below).
-        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+        let before = self.refs.fetch_sub(1, Ordering::Release);
+        if before >= SATURATION {
+            // INVARIANT: a saturated count stays saturated (never freed).
+            self.refs.store(SATURATION, Ordering::Relaxed);
+            return;
+        }
+        if before != 1 {
             return;
         }
         fence(Ordering::Acquire);
