@@ -447,7 +447,7 @@ impl<T> Drop for PoolRing<T> {
 /// one while any `&Counted<T>` exists (every such borrow comes from a
 /// `PoolArc` or from [`HandleSlots::borrow_checked`], whose contract says a
 /// reference outlives it), and the block is freed when it drops to zero.
-/// A count past [`SATURATION`] (more references than could exist without
+/// A count past `SATURATION` (more references than could exist without
 /// `mem::forget`) stays there: the block is leaked, never freed early.
 pub struct Counted<T> {
     refs: AtomicU32,
@@ -699,7 +699,7 @@ struct HandleOwned {
 /// (short of a 1 in 2^31 coincidence).
 ///
 /// # Invariants
-/// `directory[s]` is [`NO_SEGMENT`]'s address, or for `s <
+/// `directory[s]` is `NO_SEGMENT`'s address, or for `s <
 /// owned.allocated` that of a segment this value owns: a pool block of
 /// `SEGMENT_SLOTS` initialized slots with tag `tag` (a `PoolSlice` given up
 /// to the directory). An entry is set once, under the lock, before any
