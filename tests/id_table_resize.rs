@@ -7,32 +7,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
-use wfpcallout::platform::id_table::{IdTable, MIGRATE_STEP, TableEntry};
-use wfpcallout::platform::pool::PoolTag;
+use wfpcallout::platform::id_table::{IdTable, MIGRATE_STEP};
+use wfpcallout::platform::pool::{NonNullOwner, PoolTag};
 use wfpcallout_scenario::Harness;
 use wfpcallout_simkernel::pool;
 
 /// A test entry: a heap box holding its own id.
+#[repr(transparent)]
 struct Entry(Box<u64>);
 
-// SAFETY: the raw value is the box's pointer (8-byte aligned: never 0 or
-// 1), given away once and taken back once; borrows last while the table
-// owns the box.
-unsafe impl TableEntry for Entry {
+// SAFETY: repr(transparent) over a Box: `None` is the null pointer.
+unsafe impl NonNullOwner for Entry {}
+
+impl std::ops::Deref for Entry {
     type Target = u64;
 
-    fn into_raw(self) -> u64 {
-        Box::into_raw(self.0) as u64
-    }
-
-    unsafe fn from_raw(raw: u64) -> Option<Self> {
-        // SAFETY: forwarded contract: raw came from into_raw.
-        (raw != 0).then(|| Entry(unsafe { Box::from_raw(raw as *mut u64) }))
-    }
-
-    unsafe fn borrow<'a>(raw: u64) -> Option<&'a u64> {
-        // SAFETY: forwarded contract: owned by the table for 'a.
-        unsafe { (raw as *const u64).as_ref() }
+    fn deref(&self) -> &u64 {
+        &self.0
     }
 }
 

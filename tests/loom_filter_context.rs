@@ -1,4 +1,5 @@
-//! The driver's own filter context reference count (`driver/filters/filter_context.rs`)
+//! The driver's own filter context reference count (`PoolArc` in
+//! `driver/platform/pool.rs`, which `driver/filters/filter_context.rs` uses)
 //! and context table (`driver/platform/id_table.rs`) under every interleaving of
 //! loom: the last release frees the context exactly once, and after every
 //! use of every reference (the `Release` decrement plus the `Acquire`
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wfpcallout::filters::filter_context::{ContextRef, ContextTable, Origin};
 use wfpcallout::platform::pool::TAG_CONTEXT_TABLE;
+use wfpcallout::platform::rundown::Rundown;
 use wfpcallout_simkernel::{pool, verifier};
 use wfpcallout_wire::PolicyRepr;
 
@@ -115,26 +117,35 @@ fn concurrent_releases_free_once_after_both_uses() {
     report("filter_context::concurrent_releases_free_once_after_both_uses", &ITERATIONS);
 }
 
-/// Negative control: a use of the context through a borrowed pointer that
-/// holds no reference (what classify does with `filter->context`, safe only
-/// because the engine does not send DELETE while a classify of the filter
-/// runs, and unload waits on the driver's rundown) is not ordered before
-/// the free, and loom must say so.
+/// Negative control: a use of the context through a borrow its slot lends,
+/// holding no reference (what classify does with the handle in
+/// `filter->context`, safe only because the engine does not send DELETE
+/// while a classify of the filter runs, and unload waits on the driver's
+/// rundown), is not ordered before the free, and loom must say so.
 #[test]
 #[should_panic(expected = "Causality violation")]
 fn a_use_without_a_reference_is_caught() {
     loom::model(|| {
+        let table = Arc::new(ContextTable::new(TAG_CONTEXT_TABLE));
         let context = ContextRef::try_new(FILTER, LAYER, Origin::Notified, PolicyRepr::DEFAULT).unwrap();
-        let raw = context.as_raw();
-        // DELETE on another thread, with no rundown to wait for.
-        let delete = thread::spawn(move || drop(context));
-        // SAFETY: deliberately not upheld (nothing keeps the reference
-        // alive for the borrow): the point of the test. Loom runs this
-        // thread first, so the use precedes the free in the first
+        let handle = table.insert_with_slot(FILTER, context).map_err(|(status, _)| status).unwrap();
+        let rundown = Rundown::new();
+        let inside = rundown.enter_on(0).unwrap();
+        // SAFETY: deliberately not upheld (DELETE below drops the reference
+        // the slot lends while the borrow is used): the point of the test.
+        // The borrow is taken before DELETE's thread exists, and loom runs
+        // this thread first, so the use precedes the free in the first
         // execution, which loom fails when the free is not ordered after
         // it; freed memory is never read.
-        let borrowed = unsafe { ContextRef::borrow(raw) }.unwrap();
+        let borrowed = unsafe { table.slots().borrow_checked(handle.key(), &inside) }.unwrap();
+        // DELETE on another thread.
+        let delete = {
+            let table = table.clone();
+            thread::spawn(move || drop(table.remove(FILTER)))
+        };
         borrowed.flow_started();
         delete.join().unwrap();
+        drop(inside);
+        table.release_storage();
     });
 }

@@ -97,7 +97,7 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
     // not call classify for a filter once its DELETE notify has returned);
     // the handle is checked against the slots, which unload frees only
     // after the rundown we are in.
-    let Some(context) = (unsafe { STATE.table.borrow_checked(word.key(), &inside) }) else {
+    let Some(context) = (unsafe { STATE.table.slots().borrow_checked(word.key(), &inside) }) else {
         // Not a handle to a live slot (garbage, or stale): answered as a
         // filter we do not know, after leaving the rundown.
         drop(inside);
@@ -150,7 +150,7 @@ fn classify_full(
     // SAFETY: not in lookup mode, so the filter was added through our
     // notifyFn and not deleted yet; the handle is checked against the
     // slots, which unload frees only after the rundown we are in.
-    match unsafe { STATE.table.borrow_checked(ContextWord::from_raw(view.raw_context()).key(), &inside) } {
+    match unsafe { STATE.table.slots().borrow_checked(ContextWord::from_raw(view.raw_context()).key(), &inside) } {
         Some(context) => classify_with_context(context, &view, &traffic, answer, processor, out),
         None => classify_without_context(answer, out),
     }

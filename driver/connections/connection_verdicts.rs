@@ -20,9 +20,9 @@
 //! slots is evicted, and counted). It outlives the filter that decided it:
 //! the decision is about the connection, and another of our ask filters
 //! reauthorizing it gets the same answer.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-use crate::platform::pool::{PoolSlice, PoolTag, Zeroable};
+use crate::platform::pool::{PoolSlice, PoolTag};
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::Result;
 use core::net::IpAddr;
@@ -66,10 +66,6 @@ struct Slot {
     filter_id: u64,
     last_used: u64,
 }
-
-#[allow(unsafe_code)]
-// SAFETY: an all-zero slot is the empty slot, a valid value.
-unsafe impl Zeroable for Slot {}
 
 fn octets(address: IpAddr) -> (u8, [u8; 16]) {
     match address {
@@ -167,7 +163,7 @@ impl ConnectionVerdicts {
 
     /// Allocates the table (initialize, PASSIVE_LEVEL).
     pub fn open(&self) -> Result {
-        let slots = PoolSlice::<Slot>::try_zeroed(CAPACITY, TAG_CONNECTION_VERDICTS)?;
+        let slots = PoolSlice::try_new_with(CAPACITY, TAG_CONNECTION_VERDICTS, |_| Slot::default())?;
         let old = self.slots.lock().replace(slots);
         drop(old);
         for counter in [&self.stats.remembered, &self.stats.recalled, &self.stats.evicted] {

@@ -1,16 +1,19 @@
 //! The per-filter context: the policy notifyFn decoded, the rate limiter and
 //! the counters, shared by reference count between the filter itself and
 //! anything that outlives a classify (pended requests, flow contexts).
-#![allow(unsafe_code)]
+//!
+//! The count and the freeing are the pool layer's [`PoolArc`]: a
+//! [`ContextRef`] is one counted reference, and a borrowed
+//! [`&FilterContext`](FilterContext) can take a new one.
+#![forbid(unsafe_code)]
 
-use crate::filters::context_slots::{ContextSlots, SlotHandle};
+use crate::filters::context_slots::{HandleSlots, SlotHandle};
 use crate::filters::fast_path::FastPath;
 use crate::filters::rate_limiter::RateLimiter;
 use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
-use crate::platform::pool::{PoolBox, TAG_FILTER_CONTEXT};
+use crate::platform::pool::{Counted, PoolArc, PoolTag, TAG_FILTER_CONTEXT, Tagged};
 use crate::platform::status::{NtStatus, Result};
-use crate::platform::sync::{AtomicU32, AtomicU64, Ordering, fence};
-use core::ptr::NonNull;
+use crate::platform::sync::{AtomicU64, Ordering};
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
 
 /// How the context came to exist: told by notifyFn, or found by enumeration
@@ -24,14 +27,22 @@ pub enum Origin {
     Adopted,
 }
 
+/// A filter's context as code borrows it: its data ([`FilterContextData`],
+/// reached through `Deref`) and its reference count, so a borrow can take
+/// a counted reference ([`Counted::acquire`]) for whatever outlives it.
+pub type FilterContext = Counted<FilterContextData>;
+
+/// A counted reference to a filter's context; the last one frees it, at
+/// whatever IRQL (<= DISPATCH_LEVEL) that happens.
+pub type ContextRef = PoolArc<FilterContextData>;
+
+/// The slots whose handles `filter->context` carries, lending the contexts
+/// the table holds.
+pub type ContextSlots = HandleSlots<FilterContextData>;
+
 /// Everything classify needs about one filter.
-///
-/// # Invariants
-/// `refs` counts the live `ContextRef`s; it is at least one while any exists,
-/// and the context is freed when the last one drops.
 #[repr(align(16))]
-pub struct FilterContext {
-    refs: AtomicU32,
+pub struct FilterContextData {
     /// The packed [`SlotHandle`] of its slot (generation << 32 | index), 0
     /// without one (adopted, or not in the table yet). Set once by the
     /// table before the handle is given out.
@@ -47,7 +58,11 @@ pub struct FilterContext {
     flows_total: AtomicU64,
 }
 
-impl FilterContext {
+impl Tagged for FilterContextData {
+    const TAG: PoolTag = TAG_FILTER_CONTEXT;
+}
+
+impl FilterContextData {
     /// The slot the context word's handle names, if it has one.
     pub fn slot(&self) -> Option<SlotHandle> {
         let packed = self.slot.load(Ordering::Relaxed);
@@ -136,38 +151,7 @@ impl FilterContext {
     pub fn flows(&self) -> (u64, u64) {
         (self.live_flows.load(Ordering::Relaxed), self.flows_total.load(Ordering::Relaxed))
     }
-
-    /// Takes a new counted reference to this context. Sound because a
-    /// `FilterContext` only ever exists inside a `ContextRef` allocation and
-    /// a `&FilterContext` means some reference keeps it alive.
-    pub fn acquire(&self) -> ContextRef {
-        // INVARIANT: one more reference exists; the caller's borrow proves
-        // the count is at least one.
-        self.refs.fetch_add(1, Ordering::Relaxed);
-        ContextRef { ptr: NonNull::from(self) }
-    }
-
-    /// Current number of references (for statistics and tests).
-    pub fn reference_count(&self) -> u32 {
-        self.refs.load(Ordering::Relaxed)
-    }
 }
-
-/// A counted reference to a [`FilterContext`]; the last one frees it, at
-/// whatever IRQL (<= DISPATCH_LEVEL) that happens.
-///
-/// # Invariants
-/// `ptr` came from `PoolBox::<FilterContext>::into_raw` with tag
-/// `TAG_FILTER_CONTEXT`, and this value owns one of its `refs`.
-pub struct ContextRef {
-    ptr: NonNull<FilterContext>,
-}
-
-// SAFETY: FilterContext is shared only through &, and every field of it is
-// safe to use from several threads (atomics or immutable data).
-unsafe impl Send for ContextRef {}
-// SAFETY: as above.
-unsafe impl Sync for ContextRef {}
 
 impl ContextRef {
     /// Builds a context with one reference.
@@ -177,9 +161,7 @@ impl ContextRef {
             _ => (1, 1),
         };
         let counters = PerCpuCounters::try_new(processor_count())?;
-        let context = FilterContext {
-            // INVARIANT: the ContextRef returned below owns this one reference.
-            refs: AtomicU32::new(1),
+        let context = FilterContextData {
             slot: AtomicU64::new(0),
             filter_id,
             layer_id,
@@ -191,94 +173,7 @@ impl ContextRef {
             live_flows: AtomicU64::new(0),
             flows_total: AtomicU64::new(0),
         };
-        let ptr = PoolBox::try_new(context, TAG_FILTER_CONTEXT)?.into_raw();
-        Ok(Self { ptr })
-    }
-
-    /// Gives this reference away as the integer stored in `filter->context`
-    /// or a table slot.
-    pub fn into_raw(self) -> u64 {
-        let raw = self.ptr.as_ptr() as u64;
-        core::mem::forget(self);
-        raw
-    }
-
-    /// The raw pointer value without giving the reference away: what
-    /// `filter->context` holds while the table owns the filter's reference.
-    pub fn as_raw(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-
-    /// Takes a reference given away by [`ContextRef::into_raw`] back.
-    ///
-    /// # Safety
-    /// `raw` must come from `into_raw` and that reference must not be used or
-    /// taken back again.
-    pub unsafe fn from_raw(raw: u64) -> Option<Self> {
-        // INVARIANT: the caller hands us the reference into_raw gave away.
-        NonNull::new(raw as *mut FilterContext).map(|ptr| Self { ptr })
-    }
-
-    /// Borrows the context behind a raw reference without taking it.
-    ///
-    /// # Safety
-    /// `raw` must come from `into_raw`, and that reference must stay alive
-    /// for `'a`.
-    pub unsafe fn borrow<'a>(raw: u64) -> Option<&'a FilterContext> {
-        // SAFETY: the caller guarantees a live reference for 'a.
-        NonNull::new(raw as *mut FilterContext).map(|ptr| unsafe { ptr.as_ref() })
-    }
-}
-
-impl core::ops::Deref for ContextRef {
-    type Target = FilterContext;
-    fn deref(&self) -> &FilterContext {
-        // SAFETY: we own a reference, so the context is alive (invariant).
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl Clone for ContextRef {
-    fn clone(&self) -> Self {
-        // INVARIANT: one more reference exists; Relaxed suffices because the
-        // caller already holds one (as in Arc::clone).
-        self.refs.fetch_add(1, Ordering::Relaxed);
-        Self { ptr: self.ptr }
-    }
-}
-
-impl Drop for ContextRef {
-    fn drop(&mut self) {
-        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
-            return;
-        }
-        fence(Ordering::Acquire);
-        // SAFETY: that was the last reference (invariant), so nobody else
-        // can reach the context; ptr came from PoolBox::into_raw with
-        // TAG_FILTER_CONTEXT.
-        drop(unsafe { PoolBox::from_raw(self.ptr, TAG_FILTER_CONTEXT) });
-    }
-}
-
-#[allow(unsafe_code)]
-// SAFETY: into_raw/from_raw/borrow are ContextRef's audited trio: a raw
-// value is a pointer from PoolBox::into_raw (16-byte aligned, so never 0
-// or 1) carrying one reference.
-unsafe impl crate::platform::id_table::TableEntry for ContextRef {
-    type Target = FilterContext;
-
-    fn into_raw(self) -> u64 {
-        ContextRef::into_raw(self)
-    }
-
-    unsafe fn from_raw(raw: u64) -> Option<Self> {
-        // SAFETY: forwarded contract.
-        unsafe { ContextRef::from_raw(raw) }
-    }
-
-    unsafe fn borrow<'a>(raw: u64) -> Option<&'a FilterContext> {
-        // SAFETY: forwarded contract.
-        unsafe { ContextRef::borrow(raw) }
+        PoolArc::try_new_with(|| context)
     }
 }
 
@@ -291,7 +186,7 @@ pub struct ContextTable {
 
 impl ContextTable {
     /// An empty table; const for the driver's static state.
-    pub const fn new(tag: crate::platform::pool::PoolTag) -> Self {
+    pub const fn new(tag: PoolTag) -> Self {
         Self { entries: crate::platform::id_table::IdTable::new(tag), slots: ContextSlots::new(tag) }
     }
 
@@ -310,7 +205,7 @@ impl ContextTable {
         filter_id: u64,
         context: ContextRef,
     ) -> core::result::Result<SlotHandle, (NtStatus, ContextRef)> {
-        let handle = match self.slots.claim(context.as_raw()) {
+        let handle = match self.slots.claim(&context) {
             Ok(handle) => handle,
             Err(status) => return Err((status, context)),
         };
@@ -350,31 +245,12 @@ impl ContextTable {
         }
     }
 
-    /// The slots (statistics and tests).
+    /// The slots: statistics, tests, and classify, which borrows the
+    /// context a context word's handle names with
+    /// [`HandleSlots::borrow_checked`] (a garbage or stale word is never
+    /// dereferenced).
     pub fn slots(&self) -> &ContextSlots {
         &self.slots
-    }
-
-    /// The context the checked handle from a context word (its `key`: the
-    /// word without the fast-path bits) names: `None`
-    /// unless the index is inside the slots and the slot's generation
-    /// matches (a garbage or stale word is never dereferenced).
-    ///
-    /// # Safety
-    /// The filter that carries the handle must not have been deleted (its
-    /// DELETE notify has not returned): then a matching slot holds the
-    /// table's reference for the whole call. (A handle of a deleted filter
-    /// is rejected, except while its DELETE runs concurrently.)
-    #[inline(always)]
-    pub unsafe fn borrow_checked<'a>(
-        &'a self,
-        key: u64,
-        inside: &'a crate::platform::rundown::RundownGuard<'_>,
-    ) -> Option<&'a FilterContext> {
-        let raw = self.slots.lookup(key, inside)?;
-        // SAFETY: the generation matched, so `raw` is the address of the
-        // live context the table holds for this filter (caller's contract).
-        unsafe { ContextRef::borrow(raw) }
     }
 
     /// A new reference to the context of `filter_id`, if any.

@@ -16,81 +16,41 @@
 //! arrays. So the work done under the lock is O(1) for every operation,
 //! not just amortized; the operation that starts a resize also pays,
 //! outside the lock, for allocating the new array (which the pool
-//! zero-fills: O(its size)).
-#![allow(unsafe_code)] // the TableEntry contract, and the two calls that rely on it
+//! zero-fills: O(its size); a zeroed slot is empty, so the driver writes
+//! none of it).
+//!
+//! Entries are owned values one pointer wide (`ContextRef`, `FlowBox`:
+//! the pool layer's `NonNullOwner`s, which dereference to what lookups
+//! lend), kept in the slots themselves: no
+//! entry crosses an integer, and one still in a slot array that is freed is
+//! dropped with it.
+#![forbid(unsafe_code)]
 
-use crate::platform::pool::{PoolSlice, PoolTag, Tagged, TaggedBox, Zeroable};
+use crate::platform::pool::{KeyedSlot, NonNullOwner, PoolSlice, PoolTag};
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::NtStatus;
-use core::marker::PhantomData;
+use core::ops::Deref;
 
-/// Something a table slot can own as a `u64` (a pointer given away).
-///
-/// # Safety
-/// `from_raw(into_raw(v))` must give `v` back, `into_raw` never returns 0
-/// or 1 (the table's empty and moved-out markers), and `borrow(raw)` must
-/// be valid for as long as the entry is in a table (the table lock is held
-/// by whoever borrows).
-pub unsafe trait TableEntry: Sized {
-    /// What a borrowed entry reads as.
-    type Target;
-    /// Gives the entry away as an integer other than 0 and 1.
-    fn into_raw(self) -> u64;
-    /// Takes it back.
-    ///
-    /// # Safety
-    /// `raw` must come from `into_raw` and not be taken back twice.
-    unsafe fn from_raw(raw: u64) -> Option<Self>;
-    /// Borrows it without taking it.
-    ///
-    /// # Safety
-    /// `raw` must come from `into_raw` and still be owned for `'a`.
-    unsafe fn borrow<'a>(raw: u64) -> Option<&'a Self::Target>;
+/// One slot: an id (the pool type's `key`) and the entry the table owns
+/// (`None` and id 0: empty, as a zeroed array holds it; in the array being
+/// drained, `None` and id [`MOVED`]: its entry left, keep probing).
+type Slot<V> = KeyedSlot<V>;
+
+/// What an entry leaves behind in the array being drained.
+fn moved<V>() -> Slot<V> {
+    KeyedSlot { key: MOVED, entry: None }
 }
 
-// SAFETY: the raw value is the box's pointer (pool blocks are 16-byte
-// aligned, so never 0 or 1), given away once by `into_raw` and taken back
-// once by `from_raw`; a borrow is valid while the table owns the box.
-unsafe impl<T: Tagged> TableEntry for TaggedBox<T> {
-    type Target = T;
-
-    fn into_raw(self) -> u64 {
-        TaggedBox::into_raw(self).as_ptr() as u64
-    }
-
-    unsafe fn from_raw(raw: u64) -> Option<Self> {
-        let ptr = core::ptr::NonNull::new(raw as *mut T)?;
-        // SAFETY: forwarded contract: raw came from into_raw.
-        Some(unsafe { TaggedBox::from_raw(ptr) })
-    }
-
-    unsafe fn borrow<'a>(raw: u64) -> Option<&'a T> {
-        // SAFETY: forwarded contract: owned by the table for 'a.
-        unsafe { (raw as *const T).as_ref() }
-    }
+fn occupied<V>(slot: &Slot<V>) -> bool {
+    slot.entry.is_some()
 }
 
-/// One slot: an id and the raw entry the table owns (0 = empty; in the
-/// array being drained, [`MOVED`] = its entry left, keep probing).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Slot {
-    id: u64,
-    entry: u64,
+/// Ends a probe run (a moved slot does not).
+fn is_empty<V>(slot: &Slot<V>) -> bool {
+    slot.entry.is_none() && slot.key != MOVED
 }
 
-impl Slot {
-    fn occupied(&self) -> bool {
-        self.entry > MOVED
-    }
-}
-
-#[allow(unsafe_code)]
-// SAFETY: an all-zero Slot is the empty slot, a valid value.
-unsafe impl Zeroable for Slot {}
-
-/// The marker an entry leaves in the array being drained (never a raw
-/// entry: see [`TableEntry`]).
+/// The id of a slot whose entry left the array being drained (with no entry).
 const MOVED: u64 = 1;
 /// The smallest slot array.
 const MIN_CAPACITY: usize = 16;
@@ -109,25 +69,24 @@ pub const MIGRATE_STEP: usize = 16;
 /// # Invariants
 /// `slots` and `old` are empty or have a power-of-two length. `len`
 /// entries are in the table, each owned by exactly one occupied slot of
-/// `slots` or `old` (`TableEntry::into_raw`). `slots` holds at most half
+/// `slots` or `old`. `slots` holds at most half
 /// its length of entries. In each array every occupied slot is reachable
 /// by probing from its hash without crossing an empty slot (`old` has no
 /// empty slot inside a probe run: its entries leave [`MOVED`] behind).
 /// `old` is only set while a resize is under way; its slots before
 /// `cursor` hold no entry.
 struct RawTable<V> {
-    slots: Option<PoolSlice<Slot>>,
+    slots: Option<PoolSlice<Slot<V>>>,
     /// The array being drained into `slots` (a resize under way).
-    old: Option<PoolSlice<Slot>>,
+    old: Option<PoolSlice<Slot<V>>>,
     /// The next slot of `old` to move.
     cursor: usize,
     /// A drained array, freed by the caller after releasing the lock.
-    retired: Option<PoolSlice<Slot>>,
+    retired: Option<PoolSlice<Slot<V>>>,
     /// Where `pop_any` looks first (it found an entry there last time), so
     /// draining the table visits each slot about once.
     pop_hint: usize,
     len: usize,
-    _owns: PhantomData<V>,
 }
 
 fn hash(id: u64, mask: usize) -> usize {
@@ -135,29 +94,30 @@ fn hash(id: u64, mask: usize) -> usize {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
 }
 
-/// Puts `slot` in the first empty slot of its probe run (the array has one).
-fn insert_into_probe_run(slots: &mut PoolSlice<Slot>, slot: Slot) {
-    let mask = slots.len() - 1;
-    let mut index = hash(slot.id, mask);
-    while let Some(existing) = slots.get_mut(index) {
-        if existing.entry == 0 {
-            *existing = slot;
-            return;
+/// The first empty slot of `id`'s probe run (the array has one: it is at
+/// most half full).
+fn vacancy<V>(slots: &mut PoolSlice<Slot<V>>, id: u64) -> Option<&mut Slot<V>> {
+    let mask = slots.len().checked_sub(1)?;
+    let mut index = hash(id, mask);
+    for _ in 0..slots.len() {
+        if is_empty(slots.get(index)?) {
+            return slots.get_mut(index);
         }
         index = (index + 1) & mask;
     }
+    None
 }
 
 /// Where `id` is in `slots`.
-fn find_in(slots: &PoolSlice<Slot>, id: u64) -> Option<usize> {
+fn find_in<V>(slots: &PoolSlice<Slot<V>>, id: u64) -> Option<usize> {
     let mask = slots.len().checked_sub(1)?;
     let mut index = hash(id, mask);
     for _ in 0..slots.len() {
         let slot = slots.get(index)?;
-        if slot.entry == 0 {
+        if is_empty(slot) {
             return None;
         }
-        if slot.occupied() && slot.id == id {
+        if occupied(slot) && slot.key == id {
             return Some(index);
         }
         index = (index + 1) & mask;
@@ -167,28 +127,26 @@ fn find_in(slots: &PoolSlice<Slot>, id: u64) -> Option<usize> {
 
 /// Removes the entry at `hole` from an array that is not being drained,
 /// pulling later members of its probe run back (backward-shift deletion).
-fn remove_at(slots: &mut PoolSlice<Slot>, mut hole: usize) -> Option<Slot> {
-    let mask = slots.len() - 1;
+fn remove_at<V>(slots: &mut PoolSlice<Slot<V>>, mut hole: usize) -> Option<V> {
+    let mask = slots.len().checked_sub(1)?;
     let taken = core::mem::take(slots.get_mut(hole)?);
     let mut index = (hole + 1) & mask;
-    while let Some(&candidate) = slots.get(index) {
-        if candidate.entry == 0 {
+    while let Some(candidate) = slots.get(index) {
+        if is_empty(candidate) {
             break;
         }
-        let home = hash(candidate.id, mask);
+        let home = hash(candidate.key, mask);
         // Move it if its home is not cyclically within (hole, index].
         if (index.wrapping_sub(home) & mask) >= (index.wrapping_sub(hole) & mask) {
+            let moving = slots.get_mut(index).map(core::mem::take).unwrap_or_default();
             if let Some(dst) = slots.get_mut(hole) {
-                *dst = candidate;
-            }
-            if let Some(src) = slots.get_mut(index) {
-                *src = Slot::default();
+                *dst = moving;
             }
             hole = index;
         }
         index = (index + 1) & mask;
     }
-    Some(taken)
+    taken.entry
 }
 
 /// Which array an entry was found in.
@@ -198,9 +156,9 @@ enum In {
     Old,
 }
 
-impl<V: TableEntry> RawTable<V> {
+impl<V> RawTable<V> {
     const fn new() -> Self {
-        Self { slots: None, old: None, cursor: 0, retired: None, pop_hint: 0, len: 0, _owns: PhantomData }
+        Self { slots: None, old: None, cursor: 0, retired: None, pop_hint: 0, len: 0 }
     }
 
     fn capacity(&self) -> usize {
@@ -214,10 +172,10 @@ impl<V: TableEntry> RawTable<V> {
         self.old.as_ref().and_then(|s| find_in(s, id)).map(|index| (In::Old, index))
     }
 
-    fn raw(&self, id: u64) -> Option<u64> {
+    fn entry(&self, id: u64) -> Option<&V> {
         let (array, index) = self.find(id)?;
         let slots = if array == In::Slots { self.slots.as_ref() } else { self.old.as_ref() };
-        Some(slots?.get(index)?.entry)
+        slots?.get(index)?.entry.as_ref()
     }
 
     /// The id of some entry: the first one at or after `pop_hint` in
@@ -226,19 +184,19 @@ impl<V: TableEntry> RawTable<V> {
         if let Some(slots) = self.slots.as_ref() {
             let count = slots.len();
             let start = self.pop_hint.min(count);
-            let found = (start..count).chain(0..start).find(|&i| slots.get(i).is_some_and(Slot::occupied));
+            let found = (start..count).chain(0..start).find(|&i| slots.get(i).is_some_and(occupied));
             if let Some(index) = found {
                 self.pop_hint = index;
-                return slots.get(index).map(|slot| slot.id);
+                return slots.get(index).map(|slot| slot.key);
             }
         }
         let old = self.old.as_ref()?;
-        old.iter().skip(self.cursor).find(|slot| slot.occupied()).map(|slot| slot.id)
+        old.iter().skip(self.cursor).find(|slot| occupied(slot)).map(|slot| slot.key)
     }
 
     /// Every occupied slot of both arrays.
-    fn occupied(&self) -> impl Iterator<Item = &Slot> {
-        self.slots.iter().chain(self.old.iter()).flat_map(|s| s.iter()).filter(|s| s.occupied())
+    fn occupied(&self) -> impl Iterator<Item = &Slot<V>> {
+        self.slots.iter().chain(self.old.iter()).flat_map(|s| s.iter()).filter(|s| occupied(s))
     }
 
     /// The slot count a resize should move to now, with `more` entries
@@ -261,7 +219,7 @@ impl<V: TableEntry> RawTable<V> {
     /// Starts a resize into `fresh` (zeroed, allocated by the caller before
     /// taking the lock) if it is still wanted and fits; otherwise hands it
     /// back (to be freed after the lock is released).
-    fn start_resize(&mut self, fresh: PoolSlice<Slot>) -> Option<PoolSlice<Slot>> {
+    fn start_resize(&mut self, fresh: PoolSlice<Slot<V>>) -> Option<PoolSlice<Slot<V>>> {
         let capacity = self.capacity();
         let useful = if fresh.len() > capacity {
             (self.len + 1) * 2 > capacity
@@ -286,14 +244,19 @@ impl<V: TableEntry> RawTable<V> {
         let end = (self.cursor + step).min(old.len());
         for index in self.cursor..end {
             if let Some(slot) = old.get_mut(index)
-                && slot.occupied()
+                && occupied(slot)
             {
+                let Some(place) = vacancy(slots, slot.key) else {
+                    // Not reachable (`slots` is at most half full); the
+                    // entry stays in `old`, and so does the resize.
+                    self.cursor = index;
+                    return;
+                };
                 // INVARIANT: the entry changes arrays; `slots` stays at
                 // most half full since it holds no more than `len`. MOVED
                 // keeps the probe runs of `old` through this slot intact
                 // (an empty slot stays empty: no run crosses it).
-                insert_into_probe_run(slots, *slot);
-                slot.entry = MOVED;
+                *place = core::mem::replace(slot, moved());
             }
         }
         self.cursor = end;
@@ -315,10 +278,10 @@ impl<V: TableEntry> RawTable<V> {
             // No room: the caller allocates a larger array and retries.
             return Err((NtStatus::INSUFFICIENT_RESOURCES, entry));
         }
-        match self.slots.as_mut() {
-            Some(slots) => {
+        match self.slots.as_mut().and_then(|slots| vacancy(slots, id)) {
+            Some(place) => {
                 // INVARIANT: the slot takes over the entry.
-                insert_into_probe_run(slots, Slot { id, entry: entry.into_raw() });
+                *place = KeyedSlot { key: id, entry: Some(entry) };
                 self.len += 1;
                 self.migrate(MIGRATE_STEP);
                 Ok(())
@@ -333,39 +296,24 @@ impl<V: TableEntry> RawTable<V> {
             In::Slots => remove_at(self.slots.as_mut()?, index)?,
             In::Old => {
                 let slot = self.old.as_mut()?.get_mut(index)?;
-                let taken = *slot;
                 // INVARIANT: MOVED, not empty: the probe run goes on.
-                slot.entry = MOVED;
-                taken
+                core::mem::replace(slot, moved()).entry?
             }
         };
         self.len -= 1;
         self.migrate(MIGRATE_STEP);
-        take_entry(taken.entry)
+        Some(taken)
     }
 }
 
-#[allow(unsafe_code)]
-fn take_entry<V: TableEntry>(raw: u64) -> Option<V> {
-    // SAFETY: occupied slots own one entry from into_raw (RawTable
-    // invariant), and the slot was just emptied.
-    unsafe { V::from_raw(raw) }
-}
-
-#[allow(unsafe_code)]
-fn borrow_entry<'a, V: TableEntry>(raw: u64) -> Option<&'a V::Target> {
-    // SAFETY: the slot owns the entry while the table lock is held; callers
-    // only use the borrow under that lock.
-    unsafe { V::borrow(raw) }
-}
-
-/// The lock-protected table.
+/// The lock-protected table. Lookups lend what an entry dereferences to,
+/// under the lock.
 pub struct IdTable<V> {
     inner: SpinLock<RawTable<V>>,
     tag: PoolTag,
 }
 
-impl<V: TableEntry> IdTable<V> {
+impl<V: Deref + NonNullOwner> IdTable<V> {
     /// An empty table whose slot arrays carry `tag`; const for statics.
     pub const fn new(tag: PoolTag) -> Self {
         Self { inner: SpinLock::new(RawTable::new()), tag }
@@ -377,7 +325,7 @@ impl<V: TableEntry> IdTable<V> {
     /// is freed after the lock is released.
     pub fn insert(&self, id: u64, entry: V) -> core::result::Result<(), (NtStatus, V)> {
         let mut entry = entry;
-        let mut fresh: Option<PoolSlice<Slot>> = None;
+        let mut fresh: Option<PoolSlice<Slot<V>>> = None;
         // Another inserter can fill the room we made between our two holds
         // of the lock; a few rounds settle it.
         for _ in 0..4 {
@@ -434,15 +382,15 @@ impl<V: TableEntry> IdTable<V> {
     /// DISPATCH_LEVEL).
     pub fn with<R>(&self, id: u64, f: impl FnOnce(&V::Target) -> R) -> Option<R> {
         let guard = self.inner.read();
-        guard.raw(id).and_then(borrow_entry::<V>).map(f)
+        guard.entry(id).map(|entry| f(entry))
     }
 
     /// Calls `visit` for every entry under the shared lock.
     pub fn for_each(&self, mut visit: impl FnMut(u64, &V::Target)) {
         let guard = self.inner.read();
         for slot in guard.occupied() {
-            if let Some(entry) = borrow_entry::<V>(slot.entry) {
-                visit(slot.id, entry);
+            if let Some(entry) = slot.entry.as_ref() {
+                visit(slot.key, entry);
             }
         }
     }
@@ -450,7 +398,7 @@ impl<V: TableEntry> IdTable<V> {
     /// The first id whose entry satisfies `test` (under the shared lock).
     pub fn find_id(&self, mut test: impl FnMut(&V::Target) -> bool) -> Option<u64> {
         let guard = self.inner.read();
-        guard.occupied().find(|s| borrow_entry::<V>(s.entry).is_some_and(&mut test)).map(|s| s.id)
+        guard.occupied().find(|s| s.entry.as_deref().is_some_and(&mut test)).map(|s| s.key)
     }
 
     /// Number of entries.

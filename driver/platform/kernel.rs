@@ -423,3 +423,19 @@ pub fn debug_print(component: u32, level: u32, line: &[u8]) {
         WfpSimDbgPrint(component, level, line.as_ptr(), len)
     };
 }
+
+/// Every active processor, across all groups (`KeQueryActiveProcessorCountEx`
+/// with `ALL_PROCESSOR_GROUPS`); callable at any IRQL.
+pub fn active_processor_count() -> u32 {
+    // SAFETY: no preconditions; callable at any IRQL.
+    unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS) }
+}
+
+/// The current processor's system-wide index (`KeGetCurrentProcessorNumberEx`
+/// without the `PROCESSOR_NUMBER` out-parameter); callable at any IRQL. The
+/// classify hot path reads it once per call.
+#[inline]
+pub fn current_processor_number() -> u32 {
+    // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed; callable at any IRQL.
+    unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) }
+}

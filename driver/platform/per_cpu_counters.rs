@@ -7,13 +7,11 @@
 //! writes; beyond, processors share lines by index (`processor mod
 //! lines`), which bounds memory at the price of some contention on a filter
 //! that is hot on many processors at once. Readers add the lines up.
-#![allow(unsafe_code)]
+#![forbid(unsafe_code)]
 
-use crate::platform::kernel::{ALL_PROCESSOR_GROUPS, KeGetCurrentProcessorNumberEx, KeQueryActiveProcessorCountEx};
-use crate::platform::pool::{PoolSlice, TAG_COUNTERS};
-use crate::platform::status::NtStatus;
+use crate::platform::kernel::{active_processor_count, current_processor_number};
+use crate::platform::pool::{PoolRing, TAG_COUNTERS};
 use crate::platform::status::Result;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// What classify counts per filter.
@@ -57,8 +55,8 @@ pub enum Counter {
 /// Words per processor slot: one 64-byte cache line.
 const SLOT_WORDS: usize = 8;
 
-/// The most counter lines a filter gets (a power of two): with the spare
-/// line for alignment, 192 bytes a filter on any machine.
+/// The most counter lines a filter gets (a power of two): with the room
+/// the pool block needs to align them, 176 bytes a filter on any machine.
 pub const MAX_COUNTER_LINES: usize = 2;
 
 /// How many counter lines a filter gets on a machine with `processors`
@@ -72,59 +70,38 @@ const _: () = assert!(MAX_COUNTER_LINES.is_power_of_two());
 
 /// One processor's counters, alone on their cache line.
 #[repr(C, align(64))]
+#[derive(Default)]
 struct CounterLine([AtomicU64; SLOT_WORDS]);
 
 /// Counters with one cache line per processor, up to
 /// [`MAX_COUNTER_LINES`] lines.
 ///
 /// # Invariants
-/// `slots` is a power of two, at least 1, `mask` is `slots - 1`, `words` holds `(slots + 1) * SLOT_WORDS`
-/// zero-initialised words, and
-/// `lines` is the first 64-byte aligned address inside it; `slots` whole
-/// lines start there (the spare line absorbs the alignment).
+/// `lines` has a power-of-two number of lines ([`counter_lines`]), each
+/// 64-byte aligned (the pool ring aligns them); processor `p` counts on
+/// line `p mod lines` (the ring's index).
 pub struct PerCpuCounters {
-    /// Owns the storage `lines` points into (freed with it).
-    _words: PoolSlice<AtomicU64>,
-    lines: NonNull<CounterLine>,
-    slots: usize,
-    /// `slots - 1`: a processor's line is `processor & mask`.
-    mask: usize,
+    lines: PoolRing<CounterLine>,
 }
-
-// SAFETY: `lines` points into `words`, which this value owns; only atomics
-// are reached through it, so sharing and sending are as safe as for the slice.
-unsafe impl Send for PerCpuCounters {}
-// SAFETY: as above.
-unsafe impl Sync for PerCpuCounters {}
 
 /// Every active processor (across all groups), at least one: what
 /// [`PerCpuCounters::try_new`] is told.
 pub fn processor_count() -> usize {
-    // SAFETY: no preconditions; callable at any IRQL.
-    let count = unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS) };
-    (count as usize).max(1)
+    (active_processor_count() as usize).max(1)
 }
 
 /// The current processor's index (the slot of every per-processor array).
 #[inline]
 pub fn current_processor() -> usize {
-    // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed; callable at any IRQL.
-    unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) as usize }
+    current_processor_number() as usize
 }
 
 impl PerCpuCounters {
     /// Allocates zeroed counters for a machine with `processors`
     /// processors ([`counter_lines`] of them).
     pub fn try_new(processors: usize) -> Result<Self> {
-        let slots = counter_lines(processors);
-        let words = PoolSlice::try_zeroed((slots + 1) * SLOT_WORDS, TAG_COUNTERS)?;
-        let misalign = (words.as_ptr() as usize % 64) / 8;
-        let offset = (SLOT_WORDS - misalign) % SLOT_WORDS;
-        let first = words.get(offset).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-        // INVARIANT: `first` is 64-byte aligned by construction, and the
-        // spare line leaves `slots` whole lines after it inside `words`.
-        let lines = NonNull::from(first).cast::<CounterLine>();
-        Ok(Self { _words: words, lines, slots, mask: slots - 1 })
+        let lines = PoolRing::try_new_with(counter_lines(processors), TAG_COUNTERS, |_| CounterLine::default())?;
+        Ok(Self { lines })
     }
 
     /// Bumps one counter in the current processor's slot. Relaxed: counters
@@ -143,24 +120,19 @@ impl PerCpuCounters {
         }
     }
 
-    /// `processor`'s cache line: `processor mod slots`, a mask since
-    /// `slots` is a power of two (processors added later share lines too).
+    /// `processor`'s cache line: `processor mod lines`, a mask since
+    /// the line count is a power of two (processors added later share
+    /// lines too).
     #[inline(always)]
     fn line(&self, processor: usize) -> &[AtomicU64; SLOT_WORDS] {
-        let slot = processor & self.mask;
-        // SAFETY: slot < slots, and `slots` whole lines start at `lines`
-        // inside `words` (invariant), so the offset stays in the allocation.
-        let line = unsafe { self.lines.add(slot) };
-        // SAFETY: that line is aligned, zero-initialised, only ever accessed
-        // through atomics, and lives as long as `self` (invariant).
-        unsafe { &line.as_ref().0 }
+        &self.lines.get(processor).0
     }
 
     /// Sums every processor's slot.
     pub fn snapshot(&self) -> CounterSnapshot {
         let mut total = [0u64; 6];
-        for slot in 0..self.slots {
-            for (sum, word) in total.iter_mut().zip(self.line(slot)) {
+        for line in self.lines.as_slice() {
+            for (sum, word) in total.iter_mut().zip(&line.0) {
                 *sum += word.load(Ordering::Relaxed);
             }
         }

@@ -3,12 +3,22 @@
 //! kernel's leak report both say what leaked.
 //!
 //! The trio `PoolBox::into_raw` / `PoolBox::from_raw` / a borrowed `&T` is the
-//! only way ownership crosses an integer or `void*` (`filter->context`,
-//! completion contexts, flow contexts).
+//! only way ownership crosses an integer or `void*` (packet copies handed
+//! to the engine). Everything else the driver keeps in pool is owned by a
+//! type of this module, so the rest of the driver holds no raw pointer:
+//! - [`PoolBox`] / [`TaggedBox`]: one value;
+//! - [`PoolSlice`]: a fixed-length array (table slots, packet copies);
+//! - [`PoolRing`]: a power-of-two array of over-aligned elements indexed
+//!   modulo its length (per-processor cache lines);
+//! - [`PoolArc`] / [`Counted`]: a reference-counted value (filter contexts),
+//!   whose `&Counted<T>` borrow can take a new reference;
+//! - [`HandleSlots`]: generation-checked handles to [`PoolArc`]s, read
+//!   lock-free by classify (the slots behind `filter->context`).
 #![allow(unsafe_code)]
 
 use crate::platform::kernel::{ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED};
 use crate::platform::status::{NtStatus, Result};
+use crate::platform::sync::{AtomicU32, Ordering, fence};
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ops::{Deref, DerefMut};
@@ -133,57 +143,77 @@ impl<T> Drop for PoolBox<T> {
 }
 
 /// A type that always lives in pool under one tag: what lets a
-/// [`TaggedBox`] give itself away and be taken back without the tag
-/// travelling with it.
+/// [`TaggedBox`] or a [`PoolArc`] free it without the tag travelling with
+/// it (one pointer: a table slot holding one stays 16 bytes).
 pub trait Tagged {
     /// The pool tag every block of this type carries.
     const TAG: PoolTag;
 }
 
-/// A [`PoolBox`] whose tag is its type's [`Tagged::TAG`], always: the owned
-/// entry of a table (`id_table::TableEntry`).
-pub struct TaggedBox<T: Tagged>(PoolBox<T>);
+/// A single `T` in non-paged pool under its type's [`Tagged::TAG`]: a
+/// [`PoolBox`] one pointer wide (the owned entry of a table slot).
+///
+/// # Invariants
+/// `ptr` points to an initialized `T` in a block from `ExAllocatePool2`
+/// with tag `T::TAG` (a `PoolBox` given away with `into_raw`), owned by
+/// this value.
+#[repr(transparent)]
+pub struct TaggedBox<T: Tagged> {
+    ptr: NonNull<T>,
+}
+
+// SAFETY: TaggedBox owns its T like Box does; sending it sends the T.
+unsafe impl<T: Tagged + Send> Send for TaggedBox<T> {}
+// SAFETY: sharing a TaggedBox only shares &T.
+unsafe impl<T: Tagged + Sync> Sync for TaggedBox<T> {}
 
 impl<T: Tagged> TaggedBox<T> {
     /// Allocates and only then builds the value (see [`PoolBox::try_new_with`]).
     pub fn try_new_with(build: impl FnOnce() -> T) -> Result<Self> {
-        PoolBox::try_new_with(build, T::TAG).map(Self)
-    }
-
-    /// Gives ownership away as a raw pointer.
-    pub fn into_raw(self) -> NonNull<T> {
-        self.0.into_raw()
-    }
-
-    /// Takes ownership back.
-    ///
-    /// # Safety
-    /// `ptr` must come from `TaggedBox::<T>::into_raw` and must not be used
-    /// again by whoever held it.
-    pub unsafe fn from_raw(ptr: NonNull<T>) -> Self {
-        // SAFETY: forwarded; every TaggedBox<T> was allocated with T::TAG.
-        Self(unsafe { PoolBox::from_raw(ptr, T::TAG) })
+        // INVARIANT: the PoolBox (tag T::TAG) gives its block to us.
+        Ok(Self { ptr: PoolBox::try_new_with(build, T::TAG)?.into_raw() })
     }
 }
 
 impl<T: Tagged> Deref for TaggedBox<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.0
+        // SAFETY: by the type invariant ptr holds an initialized T we own.
+        unsafe { self.ptr.as_ref() }
     }
 }
 
-/// A fixed-length array of zero-initialized `T` in non-paged pool.
+impl<T: Tagged> DerefMut for TaggedBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: by the type invariant ptr holds an initialized T we own
+        // uniquely (&mut self).
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: Tagged> Drop for TaggedBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: the block came from PoolBox::into_raw with T::TAG and is
+        // ours alone (invariant); it is not used after this.
+        drop(unsafe { PoolBox::from_raw(self.ptr, T::TAG) });
+    }
+}
+
+/// A fixed-length array of `T` in non-paged pool, every element initialized.
 ///
 /// # Invariants
-/// `ptr` points to `len` initialized `T`s in one pool block tagged `tag`.
-pub struct PoolSlice<T: Zeroable> {
+/// `ptr` points to `len` initialized `T`s in one pool block tagged `tag`,
+/// owned by this value.
+pub struct PoolSlice<T> {
     ptr: NonNull<T>,
     len: usize,
     tag: PoolTag,
 }
 
-/// Types for which all-zero bytes are a valid value (what the pool returns).
+/// Types for which all-zero bytes are a valid value (what the pool returns),
+/// so an array of them needs no initialisation: [`PoolSlice::try_zeroed`].
+/// Composite types use [`PoolSlice::try_new_with`] instead, which needs no
+/// such promise.
 ///
 /// # Safety
 /// Implement only for types whose all-zero bit pattern is a valid value.
@@ -196,21 +226,84 @@ unsafe impl Zeroable for u64 {}
 // SAFETY: as above.
 unsafe impl Zeroable for core::sync::atomic::AtomicU64 {}
 
-// SAFETY: PoolSlice owns its elements like a Box<[T]>.
-unsafe impl<T: Zeroable + Send> Send for PoolSlice<T> {}
-// SAFETY: sharing a PoolSlice only shares &[T].
-unsafe impl<T: Zeroable + Sync> Sync for PoolSlice<T> {}
+/// An owner one non-null pointer wide whose `Option` is therefore all
+/// zeros when `None`: what lets a zeroed [`KeyedSlot`] array hold no entry.
+///
+/// # Safety
+/// `Option<Self>`'s `None` must be the all-zero bit pattern: implement only
+/// for `#[repr(transparent)]` wrappers of a `NonNull` or `Box` (Rust
+/// guarantees the null-pointer optimisation for those).
+pub unsafe trait NonNullOwner {}
 
-impl<T: Zeroable> PoolSlice<T> {
+// SAFETY: repr(transparent) over NonNull<T>.
+unsafe impl<T: Tagged> NonNullOwner for TaggedBox<T> {}
+
+/// A `u64` key and an optional owned entry, `repr(C)`: the slot of a table
+/// that owns its entries (`id_table`), empty (key 0, `None`) as the pool's
+/// zeroed block already holds it, so a new slot array costs the driver no
+/// initialisation ([`PoolSlice::try_zeroed`]).
+#[repr(C)]
+pub struct KeyedSlot<V> {
+    /// The entry's key (meaningful while `entry` is `Some`).
+    pub key: u64,
+    /// The entry the slot owns.
+    pub entry: Option<V>,
+}
+
+impl<V> Default for KeyedSlot<V> {
+    fn default() -> Self {
+        Self { key: 0, entry: None }
+    }
+}
+
+// SAFETY: zero bytes are key 0 and, for a NonNullOwner, entry None (padding,
+// if any, may hold anything).
+unsafe impl<V: NonNullOwner> Zeroable for KeyedSlot<V> {}
+
+// SAFETY: PoolSlice owns its elements like a Box<[T]>.
+unsafe impl<T: Send> Send for PoolSlice<T> {}
+// SAFETY: sharing a PoolSlice only shares &[T].
+unsafe impl<T: Sync> Sync for PoolSlice<T> {}
+
+/// Number of bytes for `len` elements of `T` (at least 1), or `None` on
+/// overflow.
+fn array_bytes<T>(len: usize) -> Option<usize> {
+    size_of::<T>().checked_mul(len).map(|bytes| bytes.max(1))
+}
+
+impl<T> PoolSlice<T> {
     const ALIGN_OK: () = assert!(align_of::<T>() <= POOL_ALIGNMENT);
 
     /// Allocates `len` zeroed elements. Fails on exhaustion or overflow.
-    pub fn try_zeroed(len: usize, tag: PoolTag) -> Result<Self> {
+    pub fn try_zeroed(len: usize, tag: PoolTag) -> Result<Self>
+    where
+        T: Zeroable,
+    {
         let () = Self::ALIGN_OK;
-        let bytes = size_of::<T>().checked_mul(len).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?.max(1);
+        let bytes = array_bytes::<T>(len).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
         // INVARIANT: ExAllocatePool2 zeroes the block (no UNINITIALIZED flag)
         // and zero is a valid T (Zeroable).
         let ptr = allocate_raw(bytes, tag)?.cast::<T>();
+        Ok(Self { ptr, len, tag })
+    }
+
+    /// Allocates `len` elements and only then builds each, `init(index)` in
+    /// index order (outside any lock the caller holds: O(len)). Fails on
+    /// exhaustion or overflow, before anything is built.
+    pub fn try_new_with(len: usize, tag: PoolTag, mut init: impl FnMut(usize) -> T) -> Result<Self> {
+        let () = Self::ALIGN_OK;
+        let bytes = array_bytes::<T>(len).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        let ptr = allocate_raw(bytes, tag)?.cast::<T>();
+        for index in 0..len {
+            let value = init(index);
+            // SAFETY: index < len, and the block holds len Ts (bytes above).
+            let element = unsafe { ptr.add(index) };
+            // SAFETY: inside the block, aligned for T (ALIGN_OK), written
+            // once. (Should `init` panic, the block leaks; nothing
+            // uninitialized is dropped.)
+            unsafe { element.write(value) };
+        }
+        // INVARIANT: all len elements were written above.
         Ok(Self { ptr, len, tag })
     }
 
@@ -225,7 +318,7 @@ impl<T: Zeroable> PoolSlice<T> {
     }
 }
 
-impl<T: Zeroable> Deref for PoolSlice<T> {
+impl<T> Deref for PoolSlice<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         // SAFETY: by the type invariant ptr holds len initialized Ts.
@@ -233,7 +326,7 @@ impl<T: Zeroable> Deref for PoolSlice<T> {
     }
 }
 
-impl<T: Zeroable> DerefMut for PoolSlice<T> {
+impl<T> DerefMut for PoolSlice<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: by the type invariant ptr holds len initialized Ts, and
         // &mut self makes this the only access.
@@ -241,11 +334,609 @@ impl<T: Zeroable> DerefMut for PoolSlice<T> {
     }
 }
 
-impl<T: Zeroable> Drop for PoolSlice<T> {
+impl<T> Drop for PoolSlice<T> {
     fn drop(&mut self) {
         // SAFETY: the elements are initialized and dropped exactly once here.
         unsafe { core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len)) };
         // SAFETY: the block came from ExAllocatePool2 with self.tag.
         unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), self.tag.raw()) };
+    }
+}
+
+/// A power-of-two number of `T`s in non-paged pool, each at `T`'s own
+/// alignment even beyond the pool's [`POOL_ALIGNMENT`] (per-processor
+/// cache lines), indexed modulo their number: [`PoolRing::get`] is total
+/// and costs a mask, no bounds check.
+///
+/// # Invariants
+/// `block` is a pool block tagged `tag`, owned by this value; `first` is
+/// the first `align_of::<T>()`-aligned address in it, and `mask + 1`
+/// initialized `T`s start there, inside the block.
+pub struct PoolRing<T> {
+    block: NonNull<u8>,
+    first: NonNull<T>,
+    mask: usize,
+    tag: PoolTag,
+}
+
+// SAFETY: PoolRing owns its elements like a Box<[T]>.
+unsafe impl<T: Send> Send for PoolRing<T> {}
+// SAFETY: sharing a PoolRing only shares &T.
+unsafe impl<T: Sync> Sync for PoolRing<T> {}
+
+impl<T> PoolRing<T> {
+    /// Allocates `len` elements (a power of two, else `INVALID_PARAMETER`)
+    /// and builds each, `init(index)` in index order. The block has room
+    /// for the alignment: `len * size_of::<T>()` plus what `T`'s alignment
+    /// needs beyond the pool's.
+    pub fn try_new_with(len: usize, tag: PoolTag, mut init: impl FnMut(usize) -> T) -> Result<Self> {
+        if !len.is_power_of_two() {
+            return Err(NtStatus::INVALID_PARAMETER);
+        }
+        let slack = align_of::<T>().saturating_sub(POOL_ALIGNMENT);
+        let bytes =
+            array_bytes::<T>(len).and_then(|bytes| bytes.checked_add(slack)).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
+        let block = allocate_raw(bytes, tag)?;
+        let offset = block.as_ptr().align_offset(align_of::<T>());
+        if offset > slack {
+            // Not reachable: pool blocks are POOL_ALIGNMENT-aligned, so the
+            // aligned start is at most `slack` bytes in.
+            // SAFETY: the block came from ExAllocatePool2 with `tag` and
+            // holds nothing yet.
+            unsafe { ExFreePoolWithTag(block.as_ptr().cast(), tag.raw()) };
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        // SAFETY: offset <= slack, inside the block (bytes > slack).
+        let first = unsafe { block.add(offset) }.cast::<T>();
+        for index in 0..len {
+            let value = init(index);
+            // SAFETY: first + len Ts ends at most at block + slack + len *
+            // size_of::<T>() = the block's end.
+            let element = unsafe { first.add(index) };
+            // SAFETY: inside the block, aligned (first is), written once.
+            unsafe { element.write(value) };
+        }
+        // INVARIANT: len = mask + 1 initialized Ts at the aligned `first`.
+        Ok(Self { block, first, mask: len - 1, tag })
+    }
+
+    /// The element at `index` modulo the number of elements.
+    #[inline(always)]
+    pub fn get(&self, index: usize) -> &T {
+        // SAFETY: index & mask <= mask, so the element is one of the mask + 1
+        // Ts at `first` (invariant), inside the block.
+        let element = unsafe { self.first.add(index & self.mask) };
+        // SAFETY: initialized (invariant), alive as long as `self`, shared.
+        unsafe { element.as_ref() }
+    }
+
+    /// Number of elements (a power of two).
+    pub fn len(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Never empty (at least one element); for clippy's `len` convention.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Every element, in index order.
+    pub fn as_slice(&self) -> &[T] {
+        // SAFETY: mask + 1 initialized Ts at `first` (invariant).
+        unsafe { core::slice::from_raw_parts(self.first.as_ptr(), self.mask + 1) }
+    }
+}
+
+impl<T> Drop for PoolRing<T> {
+    fn drop(&mut self) {
+        // SAFETY: the elements are initialized and dropped exactly once here.
+        unsafe { core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(self.first.as_ptr(), self.mask + 1)) };
+        // SAFETY: the block came from ExAllocatePool2 with self.tag.
+        unsafe { ExFreePoolWithTag(self.block.as_ptr().cast(), self.tag.raw()) };
+    }
+}
+
+/// A value and its reference count in one pool block: what a [`PoolArc`]
+/// points to. It exists only inside such a block (no constructor, never
+/// handed out by value or by `&mut`), so a `&Counted<T>` always borrows
+/// from a live reference and can take a new one ([`Counted::acquire`]):
+/// the role of Rust-for-Linux's `ArcBorrow`.
+///
+/// # Invariants
+/// `refs` is the number of live [`PoolArc`]s to this block; it is at least
+/// one while any `&Counted<T>` exists (every such borrow comes from a
+/// `PoolArc` or from [`HandleSlots::borrow_checked`], whose contract says a
+/// reference outlives it), and the block is freed when it drops to zero.
+/// A count past `SATURATION` (more references than could exist without
+/// `mem::forget`) stays there: the block is leaked, never freed early.
+pub struct Counted<T> {
+    refs: AtomicU32,
+    value: T,
+    /// Not `Sync` by itself: see the impl below.
+    _shared: PhantomData<*const T>,
+}
+
+// SAFETY: a `&Counted<T>` on another thread can read the T and take a
+// reference that frees it there: as for Arc, T must be Send and Sync. (A
+// Counted is never moved, so it needs no Send.)
+unsafe impl<T: Send + Sync> Sync for Counted<T> {}
+
+impl<T> Deref for Counted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+/// Where a reference count stops counting (as the Linux kernel's
+/// `refcount_t` saturates): no count this high is honest, and a count that
+/// wrapped around would free a block still in use.
+const SATURATION: u32 = u32::MAX / 2;
+
+impl<T: Tagged> Counted<T> {
+    /// Takes a new counted reference (an object that outlives the borrow:
+    /// a flow context, a pended request).
+    pub fn acquire(&self) -> PoolArc<T> {
+        // INVARIANT: one more reference exists; Relaxed suffices because the
+        // borrow proves a reference is held meanwhile (as in Arc::clone).
+        if self.refs.fetch_add(1, Ordering::Relaxed) >= SATURATION {
+            // INVARIANT: saturated for good (the block is leaked).
+            self.refs.store(SATURATION, Ordering::Relaxed);
+        }
+        PoolArc { ptr: NonNull::from(self) }
+    }
+
+    /// Current number of references (statistics and tests).
+    pub fn reference_count(&self) -> u32 {
+        self.refs.load(Ordering::Relaxed)
+    }
+}
+
+/// A counted reference to a `T` in non-paged pool (tag `T::TAG`), shared
+/// between threads like `Arc`; the last one frees it, at whatever IRQL
+/// (<= DISPATCH_LEVEL) that happens.
+///
+/// # Invariants
+/// `ptr` points to a [`Counted<T>`] in a block from `ExAllocatePool2` with
+/// tag `T::TAG` (a `PoolBox` given away with `into_raw`), and this value
+/// owns one of its `refs`.
+#[repr(transparent)]
+pub struct PoolArc<T: Tagged> {
+    ptr: NonNull<Counted<T>>,
+}
+
+// SAFETY: repr(transparent) over NonNull<Counted<T>>.
+unsafe impl<T: Tagged> NonNullOwner for PoolArc<T> {}
+
+// SAFETY: a PoolArc shares its T between threads (every clone reads it), and
+// the last one, on whichever thread, drops it: as for Arc, T must be Send
+// and Sync.
+unsafe impl<T: Tagged + Send + Sync> Send for PoolArc<T> {}
+// SAFETY: as above.
+unsafe impl<T: Tagged + Send + Sync> Sync for PoolArc<T> {}
+
+impl<T: Tagged> PoolArc<T> {
+    /// Allocates and only then builds the value (see
+    /// [`PoolBox::try_new_with`]); the result is its one reference.
+    pub fn try_new_with(build: impl FnOnce() -> T) -> Result<Self> {
+        // INVARIANT: refs starts at one, owned by the PoolArc returned; the
+        // block is given away to it.
+        let block = PoolBox::try_new_with(
+            || Counted { refs: AtomicU32::new(1), value: build(), _shared: PhantomData },
+            T::TAG,
+        )?;
+        Ok(Self { ptr: block.into_raw() })
+    }
+
+    /// The block's address, without giving the reference away (what a
+    /// handle slot lends, and what tests ask the pool about).
+    pub fn as_raw(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+}
+
+impl<T: Tagged> Deref for PoolArc<T> {
+    type Target = Counted<T>;
+    fn deref(&self) -> &Counted<T> {
+        // SAFETY: we own a reference, so the block is alive (invariant).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: Tagged> Clone for PoolArc<T> {
+    fn clone(&self) -> Self {
+        Counted::acquire(self)
+    }
+}
+
+impl<T: Tagged> Drop for PoolArc<T> {
+    fn drop(&mut self) {
+        // Release: this reference's uses happen before the free, whichever
+        // thread frees (paired with the Acquire fence below).
+        let before = self.refs.fetch_sub(1, Ordering::Release);
+        if before >= SATURATION {
+            // INVARIANT: a saturated count stays saturated (never freed).
+            self.refs.store(SATURATION, Ordering::Relaxed);
+            return;
+        }
+        if before != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        // SAFETY: that was the last reference (invariant), so nothing else
+        // reaches the block; it came from PoolBox::into_raw with T::TAG.
+        drop(unsafe { PoolBox::from_raw(self.ptr, T::TAG) });
+    }
+}
+
+/// Slots per segment of [`HandleSlots`] (a power of two): 16 KiB of pool a
+/// segment.
+pub const SEGMENT_SLOTS: usize = 1024;
+/// `index >> SEGMENT_SHIFT` is the segment.
+const SEGMENT_SHIFT: u32 = SEGMENT_SLOTS.trailing_zeros();
+/// Segments in the directory: at most `SEGMENTS * SEGMENT_SLOTS` handles
+/// (524,288) are live at once.
+pub const SEGMENTS: usize = 512;
+/// Every valid slot index is below this.
+pub const HANDLE_CAPACITY: usize = SEGMENTS * SEGMENT_SLOTS;
+/// Where the index starts in a key (and in the context word).
+pub const INDEX_SHIFT: u32 = 4;
+/// Where the generation starts in a key (and in the context word).
+pub const GENERATION_SHIFT: u32 = 32;
+/// A key's bits that are the slot's byte offset in its segment (the
+/// index's low bits times the slot's 16 bytes).
+const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
+/// The end of the free list.
+const NO_SLOT: u32 = u32::MAX;
+
+const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
+const _: () = assert!(size_of::<HandleSlot>() == 1 << INDEX_SHIFT);
+// Indexes fit the bits between the fast-path bits and the generation.
+const _: () = assert!(HANDLE_CAPACITY <= 1 << (GENERATION_SHIFT - INDEX_SHIFT));
+
+/// Where a [`HandleSlots`] entry lives: a slot index and its generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotHandle {
+    /// The slot's index (below [`HANDLE_CAPACITY`] for a handle we issued).
+    pub index: u32,
+    /// The slot's generation when it was claimed (odd).
+    pub generation: u32,
+}
+
+impl SlotHandle {
+    /// The handle as the slot's key: the generation above the index, in
+    /// the context word's layout without its fast-path bits.
+    #[inline(always)]
+    pub fn key(self) -> u64 {
+        (u64::from(self.generation) << GENERATION_SHIFT) | (u64::from(self.index) << INDEX_SHIFT)
+    }
+
+    /// The handle in `key` (any value gives one).
+    #[inline(always)]
+    pub fn from_key(key: u64) -> Self {
+        Self { index: (key as u32) >> INDEX_SHIFT, generation: (key >> GENERATION_SHIFT) as u32 }
+    }
+}
+
+/// One slot: 16 bytes.
+#[repr(C, align(16))]
+struct HandleSlot {
+    /// While the slot lends a reference, its handle's key (generation
+    /// odd); once released, an even generation above the next free slot's
+    /// index (the free list, changed under the lock); 0 if never claimed.
+    /// No handle we issue equals a free slot's key.
+    key: core::sync::atomic::AtomicU64,
+    /// The [`Counted`] block lent (`PoolArc::as_raw`), NULL while free. The
+    /// slot holds no reference: whoever claimed it keeps one until release.
+    target: core::sync::atomic::AtomicPtr<u8>,
+}
+
+// SAFETY: all-zero bytes are key 0 and a NULL target: a slot never claimed.
+unsafe impl Zeroable for HandleSlot {}
+
+impl HandleSlot {
+    /// A slot never claimed (key 0, no target).
+    const fn fresh() -> Self {
+        Self {
+            key: core::sync::atomic::AtomicU64::new(0),
+            target: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+}
+
+/// A free slot's key: an even generation above the next free index.
+fn free_key(generation: u32, next_free: u32) -> u64 {
+    (u64::from(generation & !1) << GENERATION_SHIFT) | u64::from(next_free)
+}
+
+/// What every directory entry without a segment points at: slots that
+/// are never written, whose key 0 no handle we issue has (its generation
+/// is odd) and whose target is NULL. So a lookup needs no null test.
+static NO_SEGMENT: [HandleSlot; SEGMENT_SLOTS] = [const { HandleSlot::fresh() }; SEGMENT_SLOTS];
+
+/// The address [`NO_SEGMENT`]'s slots start at.
+const fn no_segment() -> *mut HandleSlot {
+    (&raw const NO_SEGMENT).cast::<HandleSlot>().cast_mut()
+}
+
+/// The free list and the segment count (under the lock).
+struct HandleOwned {
+    /// Segments allocated so far (the directory's first `allocated` entries).
+    allocated: usize,
+    /// The first released slot (each free slot's key holds the next), or
+    /// [`NO_SLOT`].
+    free_head: u32,
+    /// Slots never claimed start here and run to the end of the last
+    /// segment (their key is still 0).
+    fresh: u32,
+    /// Slots free: released ones and fresh ones.
+    free: usize,
+    /// Mixed into the first generation of each fresh slot; drawn when the
+    /// first segment is allocated.
+    seed: u32,
+}
+
+/// Generation-checked handles to [`PoolArc<T>`] blocks: a slot index and
+/// the slot's generation, which a word from anywhere (`filter->context`)
+/// can carry. A lookup uses the word only if its index is inside the slots
+/// and the slot's key equals the word's, so a garbage or stale word (its
+/// slot released, or reused) is rejected by a bounds check and a compare,
+/// never dereferenced. The slots lend the blocks; they hold no reference.
+///
+/// Storage: segments of [`SEGMENT_SLOTS`] slots in pool, found through a
+/// fixed directory of [`SEGMENTS`] pointers. A segment is allocated
+/// outside any lock (non-paged pool: PASSIVE or DISPATCH_LEVEL) when no
+/// slot is free, and published with one atomic store; segments are freed
+/// only by [`HandleSlots::release_storage`]. Claiming and releasing is O(1)
+/// under a spin lock (a free list threaded through the slots); a lookup
+/// takes no lock and reads two atomics.
+///
+/// Generations: odd while the slot lends a block, even once released; a
+/// release bumps it, so every word naming the old claim stops matching. A
+/// slot's first generation mixes its index with a seed drawn from the clock
+/// and a sequence never reset when the first segment is allocated, so words
+/// left by an earlier load of the driver do not match this one's slots
+/// (short of a 1 in 2^31 coincidence).
+///
+/// # Invariants
+/// `directory[s]` is `NO_SEGMENT`'s address, or for `s <
+/// owned.allocated` that of a segment this value owns: a pool block of
+/// `SEGMENT_SLOTS` initialized slots with tag `tag` (a `PoolSlice` given up
+/// to the directory). An entry is set once, under the lock, before any
+/// index in segment `s` is handed out, and reset (the block freed) only by
+/// `release_storage`. Only slots of owned segments are ever written. A
+/// slot's `target` is NULL or the address of a `Counted<T>` block.
+pub struct HandleSlots<T> {
+    directory: [core::sync::atomic::AtomicPtr<HandleSlot>; SEGMENTS],
+    owned: crate::platform::spin_lock::SpinLock<HandleOwned>,
+    /// Moves on with every segment allocated, never reset: segments of one
+    /// image never start their generations alike (a reload of the image
+    /// starts it again, and the clock tells the loads apart).
+    seeds: core::sync::atomic::AtomicU32,
+    tag: PoolTag,
+    _lends: PhantomData<fn() -> T>,
+}
+
+impl<T: Tagged> HandleSlots<T> {
+    /// No segment yet; const for the driver's static state.
+    pub const fn new(tag: PoolTag) -> Self {
+        Self {
+            directory: [const { core::sync::atomic::AtomicPtr::new(no_segment()) }; SEGMENTS],
+            owned: crate::platform::spin_lock::SpinLock::new(HandleOwned {
+                allocated: 0,
+                free_head: NO_SLOT,
+                fresh: 0,
+                free: 0,
+                seed: 0,
+            }),
+            seeds: core::sync::atomic::AtomicU32::new(0),
+            tag,
+            _lends: PhantomData,
+        }
+    }
+
+    /// Claims a free slot lending `target` (whose reference the caller
+    /// keeps alive until [`Self::release`]). Allocates a segment, outside
+    /// the lock, when none is free.
+    pub fn claim(&self, target: &PoolArc<T>) -> Result<SlotHandle> {
+        let target = target.ptr.as_ptr().cast::<u8>();
+        for _ in 0..4 {
+            if let Some(handle) = self.try_claim(target) {
+                return Ok(handle);
+            }
+            self.grow()?;
+        }
+        Err(NtStatus::INSUFFICIENT_RESOURCES)
+    }
+
+    fn try_claim(&self, target: *mut u8) -> Option<SlotHandle> {
+        let mut guard = self.owned.lock();
+        let owned = &mut *guard;
+        let (index, generation) = if owned.free_head != NO_SLOT {
+            // A released slot: its key holds the next one and its
+            // (even) generation, which moves on to the next odd one.
+            let index = owned.free_head;
+            let free_key = self.owned_slot(owned, index)?.key.load(Ordering::Relaxed);
+            owned.free_head = free_key as u32;
+            (index, ((free_key >> GENERATION_SHIFT) as u32).wrapping_add(1) | 1)
+        } else if (owned.fresh as usize) < owned.allocated * SEGMENT_SLOTS {
+            // A slot never used: its first generation from the seed.
+            let index = owned.fresh;
+            owned.fresh += 1;
+            (index, (owned.seed ^ index.wrapping_mul(0x9E37_79B9)) | 1)
+        } else {
+            return None;
+        };
+        owned.free = owned.free.saturating_sub(1);
+        let slot = self.owned_slot(owned, index)?;
+        slot.target.store(target, Ordering::Relaxed);
+        // Odd: the target is published with the key (Release pairs with
+        // the lookup's Acquire load of it).
+        let handle = SlotHandle { index, generation };
+        slot.key.store(handle.key(), Ordering::Release);
+        Some(handle)
+    }
+
+    /// Adds a segment: allocated (zeroed, by the pool: slots never claimed)
+    /// outside the lock, then published under it in O(1): its slots need
+    /// no initialisation and join no list.
+    fn grow(&self) -> Result {
+        let next = self.owned.lock().allocated;
+        if next >= SEGMENTS {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        }
+        let segment = PoolSlice::<HandleSlot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
+        let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
+        let seed = (crate::platform::kernel::now_ticks() as u32) ^ step;
+        let mut guard = self.owned.lock();
+        let owned = &mut *guard;
+        let Some(pointer) = self.directory.get(next) else {
+            return Err(NtStatus::INSUFFICIENT_RESOURCES);
+        };
+        if owned.allocated != next {
+            // Another claim grew meanwhile: use its segment (ours is freed
+            // when `segment` drops).
+            return Ok(());
+        }
+        // INVARIANT: the directory owns the block from here (freed by
+        // release_storage); the slice gives it up without freeing it.
+        let base = segment.ptr.as_ptr();
+        core::mem::forget(segment);
+        pointer.store(base, Ordering::Release);
+        if next == 0 {
+            owned.seed = seed;
+        }
+        owned.free += SEGMENT_SLOTS;
+        owned.allocated += 1;
+        Ok(())
+    }
+
+    /// Releases the slot of `handle`: its key moves on (every word naming
+    /// it stops matching) before the target is cleared, and the slot goes
+    /// back on the free list. A handle that is not live does nothing.
+    pub fn release(&self, handle: SlotHandle) {
+        let mut guard = self.owned.lock();
+        let owned = &mut *guard;
+        let Some(slot) = self.owned_slot(owned, handle.index) else { return };
+        if slot.key.load(Ordering::Relaxed) != handle.key() {
+            return;
+        }
+        slot.key.store(free_key(handle.generation.wrapping_add(1), owned.free_head), Ordering::Release);
+        slot.target.store(core::ptr::null_mut(), Ordering::Release);
+        owned.free_head = handle.index;
+        owned.free += 1;
+    }
+
+    /// The block the handle in `key` (a context word without its fast-path
+    /// bits) names, if the index is inside the slots and the slot's key is
+    /// the word's; `None` for anything else, without reading memory
+    /// outside the slots.
+    ///
+    /// # Safety
+    /// For all of `'a`: [`Self::release_storage`] is not called (unload
+    /// calls it only after the rundown that `_inside` is a guard of has
+    /// drained), and if `key` names a live claim, the reference whose
+    /// block that claim lends is not dropped: its claimer releases the
+    /// slot and drops it only once no lookup of this key can run
+    /// (for `filter->context`: the engine does not call classifyFn for a
+    /// filter once its DELETE notify, which releases the slot, has
+    /// returned). A stale key is rejected whatever the timing, except
+    /// while its release runs concurrently, which the second condition
+    /// rules out.
+    #[inline(always)]
+    pub unsafe fn borrow_checked<'a>(
+        &'a self,
+        key: u64,
+        _inside: &'a crate::platform::rundown::RundownGuard<'_>,
+    ) -> Option<&'a Counted<T>>
+    where
+        T: Send + Sync,
+    {
+        let index = ((key as u32) >> INDEX_SHIFT) as usize;
+        // The bounds check: the directory has SEGMENTS entries.
+        let segment = self.directory.get(index >> SEGMENT_SHIFT)?.load(Ordering::Acquire);
+        // SAFETY: every directory entry is the address of SEGMENT_SLOTS
+        // live slots (invariant: a segment, or NO_SEGMENT; no
+        // release_storage during 'a by the caller's contract), and the
+        // offset is below SEGMENT_SLOTS slots' bytes.
+        let slot = unsafe { segment.byte_add((key & OFFSET_BITS) as usize) };
+        // SAFETY: that slot is initialised, lives for 'a (as above), and is
+        // only accessed through atomics.
+        let slot = unsafe { &*slot };
+        if slot.key.load(Ordering::Acquire) != key {
+            return None;
+        }
+        let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
+        // SAFETY: the key matched, so `target` is NULL or the block of a
+        // live claim (published before the key, Acquire above), whose
+        // reference outlives 'a (caller's contract).
+        unsafe { target.as_ref() }
+    }
+
+    /// Slots free now, and slots allocated (statistics and tests).
+    pub fn counts(&self) -> (usize, usize) {
+        let owned = self.owned.lock();
+        (owned.free, owned.allocated * SEGMENT_SLOTS)
+    }
+
+    /// Frees every segment (end of unload: no lookup can be running, see
+    /// [`Self::borrow_checked`]). Every handle stops matching. The
+    /// segments are unpublished and freed under the lock (non-paged pool
+    /// may be freed at DISPATCH_LEVEL), so a claim growing meanwhile
+    /// publishes its segment before or after, never into a freed one.
+    pub fn release_storage(&self) {
+        let mut owned = self.owned.lock();
+        for pointer in self.directory.iter().take(owned.allocated) {
+            let segment = pointer.swap(no_segment(), Ordering::AcqRel);
+            if let Some(ptr) = NonNull::new(segment)
+                && segment != no_segment()
+            {
+                // The directory owned this segment (invariant): the block of
+                // a PoolSlice of SEGMENT_SLOTS slots with `tag`, now
+                // unreachable from it; no lookup runs (borrow_checked's
+                // contract) and lock-held readers wait for the lock.
+                drop(PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag });
+            }
+        }
+        // INVARIANT: no segment left, every handle gone.
+        owned.allocated = 0;
+        owned.free_head = NO_SLOT;
+        owned.fresh = 0;
+        owned.free = 0;
+    }
+
+    /// The slot at `index` of a segment we own (the lock held: segments
+    /// come and go only with it; the borrow ends with the guard's).
+    fn owned_slot<'g>(&'g self, owned: &'g HandleOwned, index: u32) -> Option<&'g HandleSlot> {
+        let index = index as usize;
+        if index >= owned.allocated * SEGMENT_SLOTS {
+            return None;
+        }
+        let segment = self.directory.get(index >> SEGMENT_SHIFT)?.load(Ordering::Acquire);
+        let offset = index & (SEGMENT_SLOTS - 1);
+        // SAFETY: the segment is allocated (index below `allocated`
+        // segments' slots, read under the lock that release_storage takes
+        // before freeing), so the entry is a live segment of SEGMENT_SLOTS
+        // slots (invariant), and the offset is inside it.
+        let slot = unsafe { segment.add(offset) };
+        // SAFETY: initialised, alive while the lock is held (the borrow
+        // ends with `owned`'s), only accessed through atomics.
+        Some(unsafe { &*slot })
+    }
+}
+
+impl<T> Drop for HandleSlots<T> {
+    /// A table that is not the driver's static one (tests) frees its
+    /// segments when it goes.
+    fn drop(&mut self) {
+        for pointer in &self.directory {
+            let segment = pointer.swap(no_segment(), Ordering::AcqRel);
+            if let Some(ptr) = NonNull::new(segment)
+                && segment != no_segment()
+            {
+                // As in release_storage; `&mut self` rules out every lookup.
+                drop(PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag });
+            }
+        }
     }
 }

@@ -11,7 +11,7 @@
 //! hot path reads no other line.
 #![forbid(unsafe_code)]
 
-use crate::platform::per_cpu_counters::current_processor;
+use crate::platform::kernel::current_processor_number;
 use crate::platform::sync::{AtomicUsize, Ordering};
 
 /// Counters kept; processors beyond this (a second processor group and
@@ -59,7 +59,7 @@ impl Rundown {
     /// Enters, unless unload has closed the gate.
     #[inline]
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
-        self.enter_on(current_processor())
+        self.enter_on(current_processor_number() as usize)
     }
 
     /// Enters on `processor`'s counter (classify looks its processor up once

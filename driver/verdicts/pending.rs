@@ -31,7 +31,7 @@
 use crate::connections::connection_verdicts::{ConnectionKey, ConnectionVerdicts};
 use crate::filters::filter_context::ContextRef;
 use crate::platform::log::Level;
-use crate::platform::pool::{PoolBox, PoolSlice, PoolTag, Zeroable};
+use crate::platform::pool::{PoolSlice, PoolTag, Tagged, TaggedBox};
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::AtomicBool;
@@ -142,13 +142,20 @@ struct PendedRequest {
     state: RequestState,
 }
 
-/// One slot: the request it owns (0 = free) and its links on the list it
-/// is on (see [`RequestTable`]).
+impl Tagged for PendedRequest {
+    const TAG: PoolTag = TAG_PENDED_REQUEST;
+}
+
+/// A pended request in pool, owned by its slot (or by whoever took it out).
+type RequestBox = TaggedBox<PendedRequest>;
+
+/// One slot: the request it owns (`None` = free) and its links on the
+/// list it is on (see [`RequestTable`]).
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Default)]
 struct RequestSlot {
     request_id: u64,
-    request: u64,
+    request: Option<RequestBox>,
     /// The previous slot on its list, as index + 1 (0: none).
     prev: u32,
     /// The next slot on its list, as index + 1 (0: none).
@@ -184,10 +191,6 @@ impl RequestState {
         }
     }
 }
-
-#[allow(unsafe_code)]
-// SAFETY: an all-zero slot is the empty slot, a valid value.
-unsafe impl Zeroable for RequestSlot {}
 
 /// Answered requests [`Pending::discard_answered`] takes off per lock hold.
 const DISCARD_BATCH: usize = 16;
@@ -227,8 +230,7 @@ impl EndReason {
 /// The request table.
 ///
 /// # Invariants
-/// Every non-empty slot owns one `PoolBox<PendedRequest>` (tag
-/// `TAG_PENDED_REQUEST`) given away with `into_raw`; `live` counts them.
+/// `live` counts the occupied slots (each owns its request).
 /// An occupied slot at index `i` has `request_id & INDEX_MASK == i`, and
 /// its request's `info.request_id` is the same id. Every empty slot is on
 /// the `free` list except the `reserved` ones, which are on no list; every
@@ -310,9 +312,8 @@ impl Pending {
 
     /// Allocates the table and starts accepting (initialize, PASSIVE_LEVEL).
     pub fn open(&self) -> Result {
-        let slots = PoolSlice::<RequestSlot>::try_zeroed(MAX_PENDING_REQUESTS, TAG_REQUEST_TABLE)?;
+        let slots = RequestTable::all_free()?;
         self.verdicts.open()?;
-        let slots = RequestTable::all_free(slots);
         let old = {
             let mut table = self.table.lock();
             let sequence = table.sequence;
@@ -408,17 +409,14 @@ impl Pending {
             return default;
         };
         let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
-        let Ok(mut request) = PoolBox::try_new_with(
-            || PendedRequest {
-                info,
-                completion_context: 0,
-                packet: None,
-                _filter: filter.clone(),
-                deadline,
-                state: RequestState::Queued,
-            },
-            TAG_PENDED_REQUEST,
-        ) else {
+        let Ok(mut request) = RequestBox::try_new_with(|| PendedRequest {
+            info,
+            completion_context: 0,
+            packet: None,
+            _filter: filter.clone(),
+            deadline,
+            state: RequestState::Queued,
+        }) else {
             self.table.lock().release(index);
             self.stats.defaulted.fetch_add(1, Ordering::Relaxed);
             discard(packet);
@@ -557,7 +555,7 @@ impl Pending {
     pub fn discard_answered(&self, which: impl Fn(&AskInfo, u64) -> bool) {
         let mut resume = None;
         loop {
-            let mut batch: [Option<PoolBox<PendedRequest>>; DISCARD_BATCH] = Default::default();
+            let mut batch: [Option<RequestBox>; DISCARD_BATCH] = Default::default();
             resume = self.table.lock().take_answered_batch(resume, &which, &mut batch);
             drop(batch);
             if resume.is_none() {
@@ -699,30 +697,6 @@ pub mod loom_engine {
     }
 }
 
-/// The request a slot's raw value owns, borrowed.
-///
-/// # Safety
-/// `raw` is 0 or the value of a filed slot, which owns a live
-/// `PoolBox<PendedRequest>` (the table's invariant), and the borrow ends
-/// before the table lock is released or the slot changes.
-#[allow(unsafe_code)]
-unsafe fn request_ref<'a>(raw: u64) -> Option<&'a mut PendedRequest> {
-    // SAFETY: forwarded contract: NULL or a live request the slot owns.
-    unsafe { (raw as *mut PendedRequest).as_mut() }
-}
-
-/// The request a slot's raw value owns, taken back.
-///
-/// # Safety
-/// `raw` is 0 or the value of a slot that owned a `PoolBox<PendedRequest>`
-/// and was just emptied, so nothing else takes it back.
-#[allow(unsafe_code)]
-unsafe fn take_request(raw: u64) -> Option<PoolBox<PendedRequest>> {
-    let ptr = core::ptr::NonNull::new(raw as *mut PendedRequest)?;
-    // SAFETY: forwarded contract: from into_raw with this tag, taken once.
-    Some(unsafe { PoolBox::from_raw(ptr, TAG_PENDED_REQUEST) })
-}
-
 /// A slot index as stored in the links (index + 1).
 fn link(index: usize) -> u32 {
     index as u32 + 1
@@ -745,15 +719,15 @@ impl RequestTable {
         sequence: 1,
     };
 
-    /// Links every slot of a fresh (zeroed) array onto one free chain, in
-    /// order (done before the lock is taken).
-    fn all_free(mut slots: PoolSlice<RequestSlot>) -> PoolSlice<RequestSlot> {
-        let count = slots.len();
-        for (index, slot) in slots.iter_mut().enumerate() {
-            slot.prev = if index == 0 { 0 } else { link(index - 1) };
-            slot.next = if index + 1 == count { 0 } else { link(index + 1) };
-        }
-        slots
+    /// A new array of empty slots, linked onto one free chain in order
+    /// (done before the lock is taken).
+    fn all_free() -> Result<PoolSlice<RequestSlot>> {
+        let count = MAX_PENDING_REQUESTS;
+        PoolSlice::try_new_with(count, TAG_REQUEST_TABLE, |index| RequestSlot {
+            prev: if index == 0 { 0 } else { link(index - 1) },
+            next: if index + 1 == count { 0 } else { link(index + 1) },
+            ..RequestSlot::default()
+        })
     }
 
     /// A table over slots prepared by [`Self::all_free`].
@@ -824,13 +798,7 @@ impl RequestTable {
 
     /// The request in slot `index`, if occupied.
     fn request_at(&mut self, index: usize) -> Option<&mut PendedRequest> {
-        let raw = self.slots.as_ref()?.get(index)?.request;
-        #[allow(unsafe_code)]
-        // SAFETY: a slot's value (table invariant); the borrow lives in
-        // `&mut self`, under the table lock.
-        unsafe {
-            request_ref(raw)
-        }
+        self.slot_mut(index)?.request.as_deref_mut()
     }
 
     /// Takes a free slot for a pend about to start, and the request id
@@ -859,8 +827,8 @@ impl RequestTable {
     fn file(
         &mut self,
         (index, request_id): (usize, u64),
-        mut request: PoolBox<PendedRequest>,
-    ) -> core::result::Result<u64, PoolBox<PendedRequest>> {
+        mut request: RequestBox,
+    ) -> core::result::Result<u64, RequestBox> {
         let Some(slot) = self.slot_mut(index) else {
             return Err(request);
         };
@@ -869,7 +837,7 @@ impl RequestTable {
         // requests are filed Queued, at the end of the queue; the
         // reservation is used up.
         slot.request_id = request_id;
-        slot.request = request.into_raw().as_ptr() as u64;
+        slot.request = Some(request);
         self.reserved = self.reserved.saturating_sub(1);
         self.push(Which::Queued, index);
         self.live += 1;
@@ -878,17 +846,14 @@ impl RequestTable {
     }
 
     /// Empties slot `index` (back on the free list) and returns its request.
-    fn remove(&mut self, index: usize) -> Option<PoolBox<PendedRequest>> {
+    fn remove(&mut self, index: usize) -> Option<RequestBox> {
         let state = self.request_at(index)?.state;
         self.take_off(state.list(), index);
         if state == RequestState::Queued {
             self.queued = self.queued.saturating_sub(1);
         }
         let slot = self.slot_mut(index)?;
-        let raw = core::mem::take(slot).request;
-        #[allow(unsafe_code)]
-        // SAFETY: the slot owned `raw` and was just emptied.
-        let request = unsafe { take_request(raw) }?;
+        let request = core::mem::take(slot).request?;
         // INVARIANT: the slot is empty again, and free.
         self.push(Which::Free, index);
         self.live -= 1;
@@ -899,7 +864,7 @@ impl RequestTable {
     fn index_of(&self, request_id: u64) -> Option<usize> {
         let index = (request_id & INDEX_MASK) as usize;
         let slot = self.slots.as_ref()?.get(index)?;
-        (slot.request != 0 && slot.request_id == request_id).then_some(index)
+        (slot.request.is_some() && slot.request_id == request_id).then_some(index)
     }
 
     /// Hands the oldest queued request to an agent (O(1)).
@@ -937,9 +902,7 @@ impl RequestTable {
     ) -> Option<(usize, Completion)> {
         let slots = self.slots.as_ref()?;
         let index = slots.iter().enumerate().skip(from).find_map(|(index, slot)| {
-            #[allow(unsafe_code)]
-            // SAFETY: a slot's value, borrowed under the table lock (`&mut self`).
-            let request = unsafe { request_ref(slot.request) }?;
+            let request = slot.request.as_deref()?;
             (!matches!(request.state, RequestState::Answered(_)) && which(&request.info, request.deadline))
                 .then_some(index)
         })?;
@@ -980,11 +943,8 @@ impl RequestTable {
     /// Moves the deadline of every unanswered request matching `which`.
     fn mark_unanswered(&mut self, which: impl Fn(&AskInfo) -> bool, deadline: u64) -> usize {
         let mut marked = 0;
-        for slot in self.slots.iter().flat_map(|slots| slots.iter()) {
-            #[allow(unsafe_code)]
-            // SAFETY: a slot's value, borrowed under the table lock (`&mut self`).
-            let request = unsafe { request_ref(slot.request) };
-            if let Some(request) = request
+        for slot in self.slots.iter_mut().flat_map(|slots| slots.iter_mut()) {
+            if let Some(request) = slot.request.as_deref_mut()
                 && !matches!(request.state, RequestState::Answered(_))
                 && which(&request.info)
             {
@@ -1002,10 +962,7 @@ impl RequestTable {
         let mut cursor = self.answered.head;
         while let Some(index) = unlink(cursor) {
             let slot = slots.get(index)?;
-            #[allow(unsafe_code)]
-            // SAFETY: a slot's value, borrowed under the table lock (`&self`).
-            let request = unsafe { request_ref(slot.request) };
-            if request.is_some_and(|r| test(r)) {
+            if slot.request.as_deref().is_some_and(&mut test) {
                 return Some(index);
             }
             cursor = slot.next;
@@ -1022,7 +979,7 @@ impl RequestTable {
         &mut self,
         resume: Option<u64>,
         which: &impl Fn(&AskInfo, u64) -> bool,
-        batch: &mut [Option<PoolBox<PendedRequest>>],
+        batch: &mut [Option<RequestBox>],
     ) -> Option<u64> {
         let mut cursor = match resume.and_then(|request_id| self.index_of(request_id)) {
             // Ids are never reused, and Answered is a request's last state:
@@ -1034,15 +991,12 @@ impl RequestTable {
         };
         let mut taken = 0;
         while let Some(index) = unlink(cursor) {
-            let slot = *self.slots.as_ref()?.get(index)?;
+            let slot = self.slots.as_ref()?.get(index)?;
             if taken == batch.len() {
                 return Some(slot.request_id);
             }
             cursor = slot.next;
-            #[allow(unsafe_code)]
-            // SAFETY: a slot's value, borrowed under the table lock (`&mut self`).
-            let request = unsafe { request_ref(slot.request) };
-            if request.is_some_and(|r| which(&r.info, r.deadline))
+            if slot.request.as_deref().is_some_and(|r| which(&r.info, r.deadline))
                 && let Some(place) = batch.get_mut(taken)
             {
                 *place = self.remove(index);
@@ -1052,7 +1006,7 @@ impl RequestTable {
         None
     }
 
-    fn take_answered_for(&mut self, info: &AskInfo) -> Option<PoolBox<PendedRequest>> {
+    fn take_answered_for(&mut self, info: &AskInfo) -> Option<RequestBox> {
         let index = self.find_answered(|r| r.info.same_connection(info))?;
         self.remove(index)
     }

@@ -1,0 +1,183 @@
+//! The pool layer's owning types keep their invariants: a `PoolArc` frees
+//! its block exactly once, when the last reference (however it was taken:
+//! clone, or `acquire` from a borrow) goes, and never before; the handle
+//! slots lend a block only to a word naming its live claim; a `PoolRing`
+//! aligns every element and indexes modulo its length; a `PoolSlice`
+//! built element by element drops each element once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use wfpcallout::platform::pool::{
+    HANDLE_CAPACITY, HandleSlots, INDEX_SHIFT, PoolArc, PoolRing, PoolSlice, PoolTag, SEGMENT_SLOTS, SlotHandle,
+    Tagged, TaggedBox,
+};
+use wfpcallout::platform::rundown::Rundown;
+use wfpcallout_scenario::Harness;
+use wfpcallout_simkernel::{pool, verifier};
+
+/// A value that counts its drops.
+struct Probe {
+    value: u64,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Tagged for Probe {
+    const TAG: PoolTag = PoolTag::new(*b"WfT1");
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn probe(value: u64) -> (PoolArc<Probe>, Arc<AtomicUsize>) {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let counter = drops.clone();
+    (PoolArc::try_new_with(move || Probe { value, drops: counter }).unwrap(), drops)
+}
+
+fn live(address: u64) -> bool {
+    pool::live_range(address as usize, 1).is_some()
+}
+
+fn bytes(tag: &str) -> usize {
+    pool::usage_by_tag().get(tag).map_or(0, |u| u.bytes)
+}
+
+#[test]
+fn a_pool_arc_frees_once_when_its_last_reference_goes_and_not_before() {
+    let _kernel = Harness::boot();
+    let (first, drops) = probe(7);
+    let address = first.as_raw();
+    assert_eq!(first.reference_count(), 1);
+    let cloned = first.clone();
+    // A borrow (what classify gets from a handle) takes a reference too.
+    let borrowed: &wfpcallout::platform::pool::Counted<Probe> = &cloned;
+    let acquired = borrowed.acquire();
+    assert_eq!(first.reference_count(), 3, "clone and acquire each count one");
+    assert_eq!(acquired.value, 7);
+    drop(first);
+    drop(cloned);
+    assert!(live(address), "one reference left: still allocated");
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "not dropped while referenced");
+    assert_eq!(acquired.reference_count(), 1);
+    drop(acquired);
+    assert!(!live(address), "the last reference freed the block");
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the value dropped exactly once");
+    assert!(verifier::take().is_empty(), "no double free");
+}
+
+#[test]
+fn pool_arc_references_taken_and_dropped_on_many_threads_balance() {
+    let _kernel = Harness::boot();
+    let (arc, drops) = probe(1);
+    let address = arc.as_raw();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let mine = arc.clone();
+            scope.spawn(move || {
+                for _ in 0..2_000 {
+                    let again = mine.acquire();
+                    let twice = again.clone();
+                    drop(again);
+                    drop(twice);
+                }
+            });
+        }
+    });
+    assert_eq!(arc.reference_count(), 1, "every reference taken was given back");
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    drop(arc);
+    assert!(!live(address));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert!(verifier::take().is_empty());
+}
+
+#[test]
+fn handle_slots_lend_a_block_only_to_the_key_of_its_live_claim() {
+    let _kernel = Harness::boot();
+    let slots: HandleSlots<Probe> = HandleSlots::new(PoolTag::new(*b"WfT2"));
+    let (arc, _drops) = probe(3);
+    let handle = slots.claim(&arc).unwrap();
+    assert_eq!(handle.generation & 1, 1, "live claims have odd generations");
+    let rundown = Rundown::new();
+    let inside = rundown.enter_on(0).unwrap();
+    // SAFETY: `arc` is alive and the storage is released only after every
+    // lookup below (and the guard) is done.
+    let found = unsafe { slots.borrow_checked(handle.key(), &inside) }.map(|c| c.value);
+    assert_eq!(found, Some(3));
+    let rejected = [
+        SlotHandle { generation: handle.generation ^ 2, ..handle }.key(),
+        SlotHandle { index: handle.index + 1, ..handle }.key(),
+        SlotHandle { index: (HANDLE_CAPACITY - 1) as u32, ..handle }.key(),
+        !((1 << INDEX_SHIFT) - 1),
+        0,
+    ];
+    for key in rejected {
+        // SAFETY: as above.
+        assert!(unsafe { slots.borrow_checked(key, &inside) }.is_none(), "key {key:#x} must not match");
+    }
+    slots.release(handle);
+    // SAFETY: as above (the block is alive, the slot no longer lends it).
+    assert!(unsafe { slots.borrow_checked(handle.key(), &inside) }.is_none(), "a released claim stops matching");
+    let again = slots.claim(&arc).unwrap();
+    assert_eq!(again.index, handle.index, "the slot is reused");
+    assert_ne!(again.generation, handle.generation, "under a new generation");
+    // SAFETY: as above.
+    assert!(unsafe { slots.borrow_checked(handle.key(), &inside) }.is_none(), "the old key stays stale");
+    assert_eq!(slots.counts(), (SEGMENT_SLOTS - 1, SEGMENT_SLOTS));
+    drop(inside);
+    assert_eq!(bytes("WfT2"), SEGMENT_SLOTS * 16, "one segment");
+    slots.release_storage();
+    assert_eq!(bytes("WfT2"), 0, "release_storage frees the segments");
+    assert_eq!(slots.counts(), (0, 0));
+    assert!(verifier::take().is_empty());
+}
+
+/// One cache line.
+#[repr(align(64))]
+struct Line(usize);
+
+#[test]
+fn a_pool_ring_aligns_every_element_and_indexes_modulo_its_length() {
+    let _kernel = Harness::boot();
+    let tag = PoolTag::new(*b"WfT3");
+    let ring = PoolRing::try_new_with(4, tag, Line).unwrap();
+    assert_eq!(ring.len(), 4);
+    for index in 0..4 {
+        let line = ring.get(index);
+        assert_eq!(line.0, index, "built in index order");
+        assert_eq!(core::ptr::from_ref(line).addr() % 64, 0, "aligned beyond the pool's 16 bytes");
+        assert!(core::ptr::eq(ring.get(index + 4), line), "index {} wraps to {index}", index + 4);
+    }
+    assert_eq!(ring.as_slice().len(), 4);
+    assert_eq!(bytes("WfT3"), 4 * 64 + 48, "the lines and the room to align them");
+    drop(ring);
+    assert_eq!(bytes("WfT3"), 0);
+    assert!(PoolRing::try_new_with(3, tag, Line).is_err(), "not a power of two");
+    assert!(verifier::take().is_empty());
+}
+
+#[test]
+fn a_pool_slice_built_by_index_drops_each_element_once() {
+    let _kernel = Harness::boot();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let slice = PoolSlice::try_new_with(100, PoolTag::new(*b"WfT4"), |index| Probe {
+        value: index as u64,
+        drops: drops.clone(),
+    })
+    .unwrap();
+    assert!(slice.iter().enumerate().all(|(index, probe)| probe.value == index as u64));
+    drop(slice);
+    assert_eq!(drops.load(Ordering::SeqCst), 100);
+    assert_eq!(bytes("WfT4"), 0);
+    assert!(verifier::take().is_empty());
+}
+
+#[test]
+fn an_owned_entry_is_one_pointer_so_a_table_slot_stays_16_bytes() {
+    assert_eq!(size_of::<Option<TaggedBox<Probe>>>(), 8);
+    assert_eq!(size_of::<Option<PoolArc<Probe>>>(), 8);
+}
