@@ -24,9 +24,11 @@ pub struct SpinLock<T> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: the lock serializes all access to `data` (type invariant), so
-// sharing the lock across threads is sound when T may be sent between them.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
+// SAFETY: writers are serialized with everyone (type invariant), so an
+// exclusive guard hands `&mut T` to one thread at a time (T: Send); shared
+// guards hand `&T` to several threads at once, which needs T: Sync (as
+// std's RwLock).
+unsafe impl<T: Send + Sync> Sync for SpinLock<T> {}
 // SAFETY: moving the lock moves the T.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 

@@ -469,6 +469,10 @@ pub struct PacketCopy<H> {
 // `send_args`' pointers are NULL or point into this same value; sending it
 // sends all of it.
 unsafe impl<H: Send> Send for PacketCopy<H> {}
+// SAFETY: through `&PacketCopy` nothing is written and no pointer is
+// dereferenced: the one `&self` method returns the list's address, so
+// threads sharing a reference only read plain fields.
+unsafe impl<H: Sync> Sync for PacketCopy<H> {}
 
 impl<H> PacketCopy<H> {
     /// A copy of `data` (to be filled through [`PacketCopy::bytes_mut`]) and
