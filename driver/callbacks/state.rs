@@ -56,6 +56,13 @@ impl<T> CacheLine<T> {
     }
 }
 
+impl<T> CacheLine<T> {
+    /// The value (const, for statics that point into the driver's state).
+    pub const fn get(&self) -> &T {
+        &self.0
+    }
+}
+
 impl<T> core::ops::Deref for CacheLine<T> {
     type Target = T;
     fn deref(&self) -> &T {

@@ -249,7 +249,7 @@ impl ContextTable {
     /// context a context word's handle names with
     /// [`HandleSlots::borrow_checked`] (a garbage or stale word is never
     /// dereferenced).
-    pub fn slots(&self) -> &ContextSlots {
+    pub const fn slots(&self) -> &ContextSlots {
         &self.slots
     }
 
