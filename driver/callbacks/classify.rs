@@ -50,17 +50,17 @@ enum Answer {
 }
 
 /// classifyFn's logic (the engine calls `trampolines::classify_fn`, which
-/// builds the views, and `words`, which says outside lookup mode that the
-/// filter's context word is ours).
+/// builds the views and passes `words`: the driver's promise that outside
+/// lookup mode the filter's context word is the one our ADD stored).
 ///
 /// The hot path (a permit or block filter we added, at a plain layer, see
 /// [`FastPath`]) is here and takes no lock, makes no allocation and no
 /// hash lookup: the verdict comes from the low bits of `filter->context`,
 /// the context its checked handle names is touched only to count, and the
-/// processor index
-/// is read once for the rundown and the counters. Everything else is in
-/// `classify_full`, which alone reads the values, the metadata and the
-/// packet (passed one by one, in registers, as the engine passed them).
+/// processor index is read once for the rundown and the counters.
+/// Everything else is in `classify_full`, which alone reads the values,
+/// the metadata and the packet (passed one by one, in registers, as the
+/// engine passed them; `words` last, a constant address).
 #[inline(always)]
 pub fn classify(
     out: Result<ClassifyOut<'_>, Unwritable>,
@@ -84,7 +84,8 @@ pub fn classify(
         return;
     };
     // Outside lookup mode every live filter naming our callouts was added
-    // through our notifyFn, so its context word is the one we stored.
+    // through our notifyFn, so its context word is the one we stored:
+    // `own` is the evidence (read after the word, which it reuses).
     let word = ContextWord::from_raw(view.raw_context());
     if word.is_static()
         && let Some(own) = words.own(&view)
@@ -145,10 +146,11 @@ fn classify_full(
     };
     let processor = current_processor();
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
-    // Unload waits for callbacks inside the rundown before freeing contexts.
     let Some(own) = words.own(&view) else {
         // Lookup mode: the word may not be ours, so the filter id is looked
         // up in the table (a counted reference, taken under its lock).
+        // Unload waits for callbacks inside the rundown before freeing
+        // contexts.
         let Some(_inside) = STATE.rundown.enter_on(processor) else {
             classify_without_context(answer, out);
             return;
@@ -159,6 +161,7 @@ fn classify_full(
         }
         return;
     };
+    // The same rundown, entered through the evidence the word is ours.
     let Some(inside) = own.enter_on(processor) else {
         classify_without_context(answer, out);
         return;

@@ -54,10 +54,9 @@ impl<T> CacheLine<T> {
     pub const fn new(value: T) -> Self {
         Self(value)
     }
-}
 
-impl<T> CacheLine<T> {
-    /// The value (const, for statics that point into the driver's state).
+    /// The value (const, for statics that point into the driver's state:
+    /// the classifyFn entry point's `ContextWords`).
     pub const fn get(&self) -> &T {
         &self.0
     }
@@ -91,6 +90,18 @@ pub struct DriverState {
     /// (whose `context` is not ours). See [`DriverState::classify_needs_lookup`].
     /// Read by every classify, written only as adoption changes: alone on
     /// its cache line (checked below).
+    ///
+    /// # Invariants
+    /// While it is 0, every live filter that calls our callouts was added
+    /// through our notifyFn, whose ADD stored in its `context` a handle to
+    /// the claim of `table`'s slots that lends its context. Bit 0 is set
+    /// before the callouts are registered (so before any filter that
+    /// predates them can be classified) and cleared only once every such
+    /// filter is adopted, each adopted filter alive counts, and the word is
+    /// reset only when no callout is registered and the table is empty (the
+    /// end of unload, or of a failed load). The classifyFn entry point relies on this
+    /// (`trampolines::CONTEXT_WORDS`): a 0 read while a filter is
+    /// classified lets classify borrow the context its word names.
     pub lookup_mode: CacheLine<AtomicUsize>,
     /// Set between a successful initialize and unload.
     pub loaded: AtomicBool,

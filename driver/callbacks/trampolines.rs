@@ -28,11 +28,12 @@ use core::ffi::c_void;
 // SAFETY: `STATE.lookup_mode` reads 0 only while every live filter that
 // calls our callouts was added through our notifyFn, whose ADD stored in
 // its `context` a handle to a claim of `STATE.table`'s slots lending its
-// context (`DriverState::lookup_mode`'s invariant). A claim is released,
-// and its context dropped, only by its filter's DELETE notify
-// (`ContextTable::remove`) or, at unload, once `STATE.rundown` has drained
-// (`ContextTable::pop_any`), and the slots' storage is released only
-// after that (`lifecycle::unload`).
+// context (`DriverState::lookup_mode`'s invariant). Such a claim is
+// released, and its context dropped, only by its filter's DELETE notify
+// (`notify::on_delete`, `ContextTable::remove`) or once `STATE.rundown`
+// has drained (`lifecycle::release_contexts` closes and drains it before
+// `ContextTable::pop_any`), and the slots' storage is released only there
+// too (`ContextTable::release_storage`).
 static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
     unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown, STATE.lookup_mode.get()) };
 
@@ -43,7 +44,8 @@ static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
 /// # Safety
 /// Called by the filter engine at IRQL <= DISPATCH_LEVEL with every pointer
 /// NULL or valid for the call: `classify_out` ours alone, `filter` the
-/// matched filter, `in_fixed_values` holding `valueCount` values,
+/// matched filter (whose DELETE notify the engine does not return from
+/// while the call runs), `in_fixed_values` holding `valueCount` values,
 /// `layer_data` the classification's packet (a `NET_BUFFER_LIST`).
 pub unsafe extern "system" fn classify_fn(
     in_fixed_values: *const FWPS_INCOMING_VALUES0,
@@ -58,8 +60,9 @@ pub unsafe extern "system" fn classify_fn(
     // the duration of the call (this function's contract).
     let out = unsafe { ClassifyOut::from_raw(classify_out) };
     // SAFETY: the engine passes NULL or the matched filter of this call,
-    // whose provider context it keeps valid for the call (this function's
-    // contract).
+    // valid with its provider context for the call, and not deleted before
+    // the call returns (this function's contract); the view's lifetime is
+    // classify's, which ends with the call.
     let view = unsafe { ClassifiedFilter::from_raw(filter) };
     // SAFETY: the engine passes NULL or its incoming values, with
     // `valueCount` entries, valid for the call (this function's contract).

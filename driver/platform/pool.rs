@@ -851,8 +851,8 @@ impl<T: Tagged> HandleSlots<T> {
     /// returned). A stale key is rejected whatever the timing, except
     /// while its release runs concurrently, which the second condition
     /// rules out. The driver's one caller is
-    /// `wfp::filter_view::ClassifiedFilter::own_context`, whose argument
-    /// types carry both conditions.
+    /// `wfp::filter_view::OwnWordGuard::context`, whose type carries both
+    /// conditions (built only from the classifyFn entry point's promise).
     #[inline(always)]
     pub unsafe fn borrow_checked<'a>(
         &'a self,

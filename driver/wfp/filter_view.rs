@@ -1,8 +1,12 @@
 //! Safe views over what the filter engine hands the callbacks: the run-time
 //! filter (with its provider context), the classify output, values,
-//! metadata and packet; and over what it returns to a management session,
-//! freed with `FwpmFreeMemory0` when dropped (`EngineMemory`: objects read
-//! by key, provider contexts; `FilterEnumeration` and its `FilterPage`s).
+//! metadata and packet; the context word of the filter a classifyFn call
+//! matched, turned into the context it names only with evidence that the
+//! word is ours (`ClassifiedFilter`, `ContextWords`, `OwnContextWord`, the
+//! one caller of `HandleSlots::borrow_checked`); and over what it returns
+//! to a management session, freed with `FwpmFreeMemory0` when dropped
+//! (`EngineMemory`: objects read by key, provider contexts;
+//! `FilterEnumeration` and its `FilterPage`s).
 //! These are the only places that read or write those structures.
 #![allow(unsafe_code)]
 
