@@ -101,8 +101,10 @@ pub struct DriverState {
     /// reset only when no callout is registered and the table is empty (the
     /// end of unload, or of a failed load). The classifyFn entry point relies on this
     /// (`trampolines::CONTEXT_WORDS`): a 0 read while a filter is
-    /// classified lets classify borrow the context its word names.
-    pub lookup_mode: CacheLine<AtomicUsize>,
+    /// classified lets classify borrow the context its word names. So only
+    /// this layer sees the word; the rest of the driver changes it through
+    /// the methods below.
+    pub(in crate::callbacks) lookup_mode: CacheLine<AtomicUsize>,
     /// Set between a successful initialize and unload.
     pub loaded: AtomicBool,
     /// Global counters.
@@ -176,6 +178,13 @@ impl DriverState {
     /// An adopted filter was deleted.
     pub fn adopted_removed(&self) {
         self.lookup_mode.fetch_sub(ONE_ADOPTED, Ordering::AcqRel);
+    }
+
+    /// Leaves lookup mode for good: only once no callout is registered and
+    /// the table is empty (the end of unload, or of a failed load), when
+    /// no filter can be classified.
+    pub fn clear_lookup_mode(&self) {
+        self.lookup_mode.store(0, Ordering::Release);
     }
 
     /// Adopted filters still alive.

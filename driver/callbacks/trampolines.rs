@@ -45,7 +45,8 @@ static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
 /// Called by the filter engine at IRQL <= DISPATCH_LEVEL with every pointer
 /// NULL or valid for the call: `classify_out` ours alone, `filter` the
 /// matched filter (whose DELETE notify the engine does not return from
-/// while the call runs), `in_fixed_values` holding `valueCount` values,
+/// while the call runs, and whose `context` nobody writes meanwhile),
+/// `in_fixed_values` holding `valueCount` values,
 /// `layer_data` the classification's packet (a `NET_BUFFER_LIST`).
 pub unsafe extern "system" fn classify_fn(
     in_fixed_values: *const FWPS_INCOMING_VALUES0,
@@ -60,9 +61,9 @@ pub unsafe extern "system" fn classify_fn(
     // the duration of the call (this function's contract).
     let out = unsafe { ClassifyOut::from_raw(classify_out) };
     // SAFETY: the engine passes NULL or the matched filter of this call,
-    // valid with its provider context for the call, and not deleted before
-    // the call returns (this function's contract); the view's lifetime is
-    // classify's, which ends with the call.
+    // valid with its provider context for the call, not deleted before the
+    // call returns, its `context` unchanged (this function's contract); the
+    // view's lifetime is classify's, which ends with the call.
     let view = unsafe { ClassifiedFilter::from_raw(filter) };
     // SAFETY: the engine passes NULL or its incoming values, with
     // `valueCount` entries, valid for the call (this function's contract).

@@ -168,7 +168,7 @@ fn release_contexts() {
     STATE.table.release_storage();
     STATE.pending.stop_accepting();
     STATE.pending.close();
-    STATE.lookup_mode.store(0, Ordering::Release);
+    STATE.clear_lookup_mode();
 }
 
 /// Periodic work, from a timer the glue runs (every 100 ms on Windows):

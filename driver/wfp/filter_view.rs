@@ -109,14 +109,15 @@ impl<'a> ClassifiedFilter<'a> {
     /// # Safety
     /// As [`FilterView::from_raw`], and `filter` is NULL or the filter the
     /// engine passed to the classifyFn call running now, which lasts at
-    /// least `'a`.
+    /// least `'a` and during which nobody writes the filter's `context`.
     #[inline(always)]
     pub unsafe fn from_raw(filter: *const FWPS_FILTER2) -> Option<Self> {
         // SAFETY: NULL or valid for 'a (the caller's promise, as
         // FilterView::from_raw needs).
         let view = unsafe { FilterView::from_raw(filter) };
-        // INVARIANT: the matched filter of a call lasting 'a (the caller's
-        // promise).
+        // INVARIANT: the matched filter of a call lasting 'a, its context
+        // unchanged (the caller's promise); the engine does not return from
+        // a filter's DELETE notify while classifying with it.
         view.map(|view| Self { view })
     }
 }
