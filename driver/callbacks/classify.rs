@@ -10,19 +10,20 @@
 //! look the filter id up in the table, and a filter found nowhere, or a
 //! word that names no live slot, gets the default policy.
 //!
-//! No `unsafe` here: the borrow of the context a word names is
-//! `ClassifiedFilter::own_context` (`wfp::filter_view`), whose arguments
-//! carry its contract: the filter is this call's (not deleted during it),
-//! the guard was entered through the evidence that the word is ours
-//! (`OwnContextWords`, made by the entry point only outside lookup mode)
-//! and keeps the slots' storage alive.
+//! No `unsafe` here: the borrow of the context a word names goes through
+//! types of `wfp::filter_view` that carry its contract. The entry point
+//! passes the matched filter as a `ClassifiedFilter` (not deleted during
+//! the call) and the driver's promise about its words, `ContextWords`;
+//! `ContextWords::own` gives the evidence that this filter's word is ours
+//! (`OwnContextWord`) only outside lookup mode; entering the rundown
+//! through it gives the guard (`OwnWordGuard`) whose `context()` is the
+//! checked borrow, valid while the guard keeps unload from freeing.
 #![forbid(unsafe_code)]
 
 use crate::callbacks::ask::{AskDecision, classify_ask};
 use crate::callbacks::state::STATE;
 use crate::filters::fast_path::ContextWord;
-use crate::filters::filter_context::FilterContext;
-use crate::filters::filter_context::FilterContextData;
+use crate::filters::filter_context::{FilterContext, FilterContextData};
 use crate::filters::policy::{Decision, decide_now};
 use crate::platform::per_cpu_counters::{Counter, current_processor};
 use crate::wfp::callout_table::is_flow_layer;
