@@ -23,6 +23,11 @@
 //! the filter context's reference count), the engine's entry points
 //! (`callbacks::trampolines`) and the KMDF glue; the logic above them,
 //! injection, management and ETW included, denies or forbids it.
+//! classify borrows the context a `filter->context` word names without
+//! `unsafe`: the entry point's promises travel as types
+//! (`wfp::filter_view`: the matched filter is not deleted during the call,
+//! outside lookup mode its word is the one our ADD stored, and the borrow
+//! happens inside the rundown that unload drains before freeing).
 #![no_std]
 #![deny(unsafe_code)]
 

@@ -1,7 +1,9 @@
 //! The pool layer's owning types keep their invariants: a `PoolArc` frees
 //! its block exactly once, when the last reference (however it was taken:
 //! clone, or `acquire` from a borrow) goes, and never before; the handle
-//! slots lend a block only to a word naming its live claim; a `PoolRing`
+//! slots lend a block only to a word naming its live claim, and through
+//! classify's `ContextWords` only outside lookup mode and inside the
+//! rundown; a `PoolRing`
 //! aligns every element and indexes modulo its length; a `PoolSlice`
 //! built element by element drops each element once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -180,4 +182,67 @@ fn a_pool_slice_built_by_index_drops_each_element_once() {
 fn an_owned_entry_is_one_pointer_so_a_table_slot_stays_16_bytes() {
     assert_eq!(size_of::<Option<TaggedBox<Probe>>>(), 8);
     assert_eq!(size_of::<Option<PoolArc<Probe>>>(), 8);
+}
+
+/// A run-time filter whose `context` is `word` (what classifyFn is given).
+fn filter_with_context(word: u64) -> fwps_types::FWPS_FILTER2 {
+    use fwps_types::fwp::{FWP_VALUE0, FWP_VALUE0_0};
+    fwps_types::FWPS_FILTER2 {
+        filterId: 9,
+        weight: FWP_VALUE0 { r#type: fwps_types::fwp::FWP_EMPTY, Anonymous: FWP_VALUE0_0 { uint8: 0 } },
+        subLayerWeight: 0,
+        flags: 0,
+        numFilterConditions: 0,
+        filterCondition: core::ptr::null_mut(),
+        action: fwps_types::FWPS_ACTION0 { r#type: fwps_types::fwp::FWP_ACTION_CALLOUT_TERMINATING, calloutId: 0 },
+        context: word,
+        providerContext: core::ptr::null_mut(),
+    }
+}
+
+#[test]
+fn context_words_lend_the_classified_filters_claim_only_outside_lookup_mode_and_inside_the_rundown() {
+    use wfpcallout::wfp::filter_view::{ClassifiedFilter, ContextWords};
+    let _kernel = Harness::boot();
+    let slots: HandleSlots<Probe> = HandleSlots::new(PoolTag::new(*b"WfT3"));
+    let rundown = Rundown::new();
+    let lookup = AtomicUsize::new(0);
+    let (arc, _drops) = probe(4);
+    let handle = slots.claim(&arc).unwrap();
+    // SAFETY: the test's own slots, rundown and lookup word: the one claim
+    // is released, and `arc` dropped, and the storage released only after
+    // every borrow below is over.
+    let words = unsafe { ContextWords::new(&slots, &rundown, &lookup) };
+    // The context word keeps its fast path in the bits below the index.
+    let own_word = filter_with_context(handle.key() | 0b1001);
+    let garbage = filter_with_context(SlotHandle { generation: handle.generation ^ 2, ..handle }.key());
+    // SAFETY: a local filter, valid and unchanged (never deleted) while its
+    // view lives.
+    let own_word = unsafe { ClassifiedFilter::from_raw(&own_word) }.unwrap();
+    // SAFETY: as above.
+    let garbage = unsafe { ClassifiedFilter::from_raw(&garbage) }.unwrap();
+
+    let inside = words.own(&own_word).unwrap().enter_on(0).unwrap();
+    assert_eq!(inside.context().map(|c| c.value), Some(4), "the filter's own claim");
+    drop(inside);
+    let inside = words.own(&garbage).unwrap().enter_on(0).unwrap();
+    assert!(inside.context().is_none(), "a word naming no live claim is rejected, not dereferenced");
+    drop(inside);
+
+    lookup.store(2, Ordering::SeqCst);
+    assert!(words.own(&own_word).is_none(), "in lookup mode no word is taken for ours");
+    lookup.store(0, Ordering::SeqCst);
+
+    rundown.close_and_wait();
+    assert!(words.own(&own_word).unwrap().enter_on(0).is_none(), "no borrow once unload closed the rundown");
+    rundown.reopen();
+
+    slots.release(handle);
+    let inside = words.own(&own_word).unwrap().enter_on(0).unwrap();
+    assert!(inside.context().is_none(), "a released claim stops matching");
+    drop(inside);
+    slots.release_storage();
+    assert_eq!(bytes("WfT3"), 0);
+    drop(arc);
+    assert!(verifier::take().is_empty());
 }

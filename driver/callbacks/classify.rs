@@ -9,16 +9,28 @@
 //! see added (adoption in progress, or adopted filters alive) does classify
 //! look the filter id up in the table, and a filter found nowhere, or a
 //! word that names no live slot, gets the default policy.
-#![deny(unsafe_code)]
+//!
+//! No `unsafe` here: the borrow of the context a word names goes through
+//! types of `wfp::filter_view` that carry its contract. The entry point
+//! passes the matched filter as a `ClassifiedFilter` (not deleted during
+//! the call) and the driver's promise about its words, `ContextWords`;
+//! `ContextWords::own` gives the evidence that this filter's word is ours
+//! (`OwnContextWord`) only outside lookup mode; entering the rundown
+//! through it gives the guard (`OwnWordGuard`) whose `context()` is the
+//! checked borrow, valid while the guard keeps unload from freeing.
+#![forbid(unsafe_code)]
 
 use crate::callbacks::ask::{AskDecision, classify_ask};
 use crate::callbacks::state::STATE;
 use crate::filters::fast_path::ContextWord;
-use crate::filters::filter_context::FilterContext;
+use crate::filters::filter_context::{FilterContext, FilterContextData};
 use crate::filters::policy::{Decision, decide_now};
 use crate::platform::per_cpu_counters::{Counter, current_processor};
 use crate::wfp::callout_table::is_flow_layer;
-use crate::wfp::filter_view::{ClassifyOut, FilterView, IncomingValues, LayerData, Metadata, Unwritable};
+use crate::wfp::filter_view::{
+    ClassifiedFilter, ClassifyOut, ContextWords, FilterView, IncomingValues, LayerData, Metadata, OwnContextWord,
+    Unwritable,
+};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
 
@@ -39,20 +51,22 @@ enum Answer {
 }
 
 /// classifyFn's logic (the engine calls `trampolines::classify_fn`, which
-/// builds the views).
+/// builds the views and passes `words`: the driver's promise that outside
+/// lookup mode the filter's context word is the one our ADD stored).
 ///
 /// The hot path (a permit or block filter we added, at a plain layer, see
 /// [`FastPath`]) is here and takes no lock, makes no allocation and no
 /// hash lookup: the verdict comes from the low bits of `filter->context`,
 /// the context its checked handle names is touched only to count, and the
-/// processor index
-/// is read once for the rundown and the counters. Everything else is in
-/// `classify_full`, which alone reads the values, the metadata and the
-/// packet (passed one by one, in registers, as the engine passed them).
+/// processor index is read once for the rundown and the counters.
+/// Everything else is in `classify_full`, which alone reads the values,
+/// the metadata and the packet (passed one by one, in registers, as the
+/// engine passed them; `words` last, a constant address).
 #[inline(always)]
 pub fn classify(
     out: Result<ClassifyOut<'_>, Unwritable>,
-    view: Option<FilterView<'_>>,
+    view: Option<ClassifiedFilter<'_>>,
+    words: &ContextWords<'_, FilterContextData>,
     values: Option<IncomingValues<'_>>,
     metadata: Option<Metadata<'_>>,
     layer_data: Option<LayerData<'_>>,
@@ -71,33 +85,31 @@ pub fn classify(
         return;
     };
     // Outside lookup mode every live filter naming our callouts was added
-    // through our notifyFn, so its context word is the one we stored.
+    // through our notifyFn, so its context word is the one we stored:
+    // `own` is the evidence (read after the word, which it reuses).
     let word = ContextWord::from_raw(view.raw_context());
-    if word.is_static() && !STATE.classify_needs_lookup() {
-        return classify_static(word, out);
+    if word.is_static()
+        && let Some(own) = words.own(&view)
+    {
+        return classify_static(own, word, out);
     }
-    classify_full(values, metadata, layer_data, view, out)
+    classify_full(values, metadata, layer_data, view, out, words)
 }
 
 /// The hot path's second half: count the static verdict the context word
 /// carries and write it, with the filter's hard-permit flag from the same
 /// word (so only the word and the output live across the processor
 /// lookup). Inlined into [`classify`].
-#[allow(unsafe_code)]
 #[inline(always)]
-fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
+fn classify_static(own: OwnContextWord<'_, FilterContextData>, word: ContextWord, out: ClassifyOut<'_>) {
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing contexts.
-    let Some(inside) = STATE.rundown.enter_on(processor) else {
+    let Some(inside) = own.enter_on(processor) else {
         classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
         return;
     };
-    // SAFETY: not in lookup mode (checked by the caller), so the filter
-    // was added through our notifyFn and is not deleted (the engine does
-    // not call classify for a filter once its DELETE notify has returned);
-    // the handle is checked against the slots, which unload frees only
-    // after the rundown we are in.
-    let Some(context) = (unsafe { STATE.table.slots().borrow_checked(word.key(), &inside) }) else {
+    // The handle in the word is checked against the slots.
+    let Some(context) = inside.context() else {
         // Not a handle to a live slot (garbage, or stale): answered as a
         // filter we do not know, after leaving the rundown.
         drop(inside);
@@ -119,14 +131,14 @@ fn classify_static(word: ContextWord, out: ClassifyOut<'_>) {
 
 /// Everything the hot path does not decide: lookup mode, and every policy
 /// that needs the traffic, the clock or the log.
-#[allow(unsafe_code)]
 #[inline(never)]
 fn classify_full(
     values: Option<IncomingValues<'_>>,
     metadata: Option<Metadata<'_>>,
     layer_data: Option<LayerData<'_>>,
-    view: FilterView<'_>,
+    view: ClassifiedFilter<'_>,
     out: ClassifyOut<'_>,
+    words: &ContextWords<'_, FilterContextData>,
 ) {
     let answer = if values.as_ref().is_some_and(|v| is_flow_layer(v.layer_id())) {
         Answer::Continue
@@ -134,23 +146,29 @@ fn classify_full(
         Answer::Verdict { clear_right: view.clears_action_right() }
     };
     let processor = current_processor();
-    // Unload waits for callbacks inside the rundown before freeing contexts.
-    let Some(inside) = STATE.rundown.enter_on(processor) else {
-        classify_without_context(answer, out);
-        return;
-    };
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
-    if STATE.classify_needs_lookup() {
+    let Some(own) = words.own(&view) else {
+        // Lookup mode: the word may not be ours, so the filter id is looked
+        // up in the table (a counted reference, taken under its lock).
+        // Unload waits for callbacks inside the rundown before freeing
+        // contexts.
+        let Some(_inside) = STATE.rundown.enter_on(processor) else {
+            classify_without_context(answer, out);
+            return;
+        };
         match STATE.table.get(view.id()) {
             Some(context) => classify_with_context(&context, &view, &traffic, answer, processor, out),
             None => classify_without_context(answer, out),
         }
         return;
-    }
-    // SAFETY: not in lookup mode, so the filter was added through our
-    // notifyFn and not deleted yet; the handle is checked against the
-    // slots, which unload frees only after the rundown we are in.
-    match unsafe { STATE.table.slots().borrow_checked(ContextWord::from_raw(view.raw_context()).key(), &inside) } {
+    };
+    // The same rundown, entered through the evidence the word is ours.
+    let Some(inside) = own.enter_on(processor) else {
+        classify_without_context(answer, out);
+        return;
+    };
+    // The handle in the word is checked against the slots.
+    match inside.context() {
         Some(context) => classify_with_context(context, &view, &traffic, answer, processor, out),
         None => classify_without_context(answer, out),
     }

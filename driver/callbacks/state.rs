@@ -54,6 +54,12 @@ impl<T> CacheLine<T> {
     pub const fn new(value: T) -> Self {
         Self(value)
     }
+
+    /// The value (const, for statics that point into the driver's state:
+    /// the classifyFn entry point's `ContextWords`).
+    pub const fn get(&self) -> &T {
+        &self.0
+    }
 }
 
 impl<T> core::ops::Deref for CacheLine<T> {
@@ -84,7 +90,21 @@ pub struct DriverState {
     /// (whose `context` is not ours). See [`DriverState::classify_needs_lookup`].
     /// Read by every classify, written only as adoption changes: alone on
     /// its cache line (checked below).
-    pub lookup_mode: CacheLine<AtomicUsize>,
+    ///
+    /// # Invariants
+    /// While it is 0, every live filter that calls our callouts was added
+    /// through our notifyFn, whose ADD stored in its `context` a handle to
+    /// the claim of `table`'s slots that lends its context. Bit 0 is set
+    /// before the callouts are registered (so before any filter that
+    /// predates them can be classified) and cleared only once every such
+    /// filter is adopted, each adopted filter alive counts, and the word is
+    /// reset only when no callout is registered and the table is empty (the
+    /// end of unload, or of a failed load). The classifyFn entry point relies on this
+    /// (`trampolines::CONTEXT_WORDS`): a 0 read while a filter is
+    /// classified lets classify borrow the context its word names. So only
+    /// this layer sees the word; the rest of the driver changes it through
+    /// the methods below.
+    pub(in crate::callbacks) lookup_mode: CacheLine<AtomicUsize>,
     /// Set between a successful initialize and unload.
     pub loaded: AtomicBool,
     /// Global counters.
@@ -158,6 +178,13 @@ impl DriverState {
     /// An adopted filter was deleted.
     pub fn adopted_removed(&self) {
         self.lookup_mode.fetch_sub(ONE_ADOPTED, Ordering::AcqRel);
+    }
+
+    /// Leaves lookup mode for good: only once no callout is registered and
+    /// the table is empty (the end of unload, or of a failed load), when
+    /// no filter can be classified.
+    pub fn clear_lookup_mode(&self) {
+        self.lookup_mode.store(0, Ordering::Release);
     }
 
     /// Adopted filters still alive.

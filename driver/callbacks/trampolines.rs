@@ -1,19 +1,41 @@
 //! The entry points the filter engine calls with raw pointers: classifyFn
 //! and notifyFn. Each turns the engine's pointers into the views of
 //! `wfp::filter_view` (whose unsafe constructors state what the engine
-//! promises) and calls the safe logic in `classify` and `notify`; nothing
-//! else happens here. flowDeleteFn takes plain values and needs no
-//! trampoline (`flow_delete`).
+//! promises) and calls the safe logic in `classify` and `notify`. The one
+//! thing classifyFn adds is the driver's own promise: outside lookup mode
+//! the filter's context word is ours (`ContextWords`), which is what
+//! lets classify borrow the context the word names without `unsafe`.
+//! flowDeleteFn takes plain values and needs no trampoline
+//! (`flow_delete`).
 #![allow(unsafe_code)]
 
 use crate::callbacks::classify;
 use crate::callbacks::notify;
+use crate::callbacks::state::STATE;
+use crate::filters::filter_context::FilterContextData;
 use crate::wfp::ffi::{
     FWPS_CALLOUT_NOTIFY_TYPE, FWPS_CLASSIFY_OUT0, FWPS_FILTER2, FWPS_INCOMING_METADATA_VALUES0, FWPS_INCOMING_VALUES0,
     GUID, NTSTATUS,
 };
-use crate::wfp::filter_view::{ClassifyOut, FilterView, IncomingValues, LayerData, Metadata, NotifiedFilter};
+use crate::wfp::filter_view::{
+    ClassifiedFilter, ClassifyOut, ContextWords, IncomingValues, LayerData, Metadata, NotifiedFilter,
+};
 use core::ffi::c_void;
+
+/// What classify may assume about `filter->context`: outside lookup mode,
+/// the word our ADD stored (see [`ContextWords`]). A static, so classify
+/// gets it as one constant address.
+// SAFETY: `STATE.lookup_mode` reads 0 only while every live filter that
+// calls our callouts was added through our notifyFn, whose ADD stored in
+// its `context` a handle to a claim of `STATE.table`'s slots lending its
+// context (`DriverState::lookup_mode`'s invariant). Such a claim is
+// released, and its context dropped, only by its filter's DELETE notify
+// (`notify::on_delete`, `ContextTable::remove`) or once `STATE.rundown`
+// has drained (`lifecycle::release_contexts` closes and drains it before
+// `ContextTable::pop_any`), and the slots' storage is released only there
+// too (`ContextTable::release_storage`).
+static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
+    unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown, STATE.lookup_mode.get()) };
 
 /// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`): see
 /// [`classify::classify`]. Each view is its pointer (`Option<&T>` or
@@ -22,7 +44,9 @@ use core::ffi::c_void;
 /// # Safety
 /// Called by the filter engine at IRQL <= DISPATCH_LEVEL with every pointer
 /// NULL or valid for the call: `classify_out` ours alone, `filter` the
-/// matched filter, `in_fixed_values` holding `valueCount` values,
+/// matched filter (whose DELETE notify the engine does not return from
+/// while the call runs, and whose `context` nobody writes meanwhile),
+/// `in_fixed_values` holding `valueCount` values,
 /// `layer_data` the classification's packet (a `NET_BUFFER_LIST`).
 pub unsafe extern "system" fn classify_fn(
     in_fixed_values: *const FWPS_INCOMING_VALUES0,
@@ -36,9 +60,11 @@ pub unsafe extern "system" fn classify_fn(
     // SAFETY: the engine passes NULL or its classify output, ours alone for
     // the duration of the call (this function's contract).
     let out = unsafe { ClassifyOut::from_raw(classify_out) };
-    // SAFETY: the engine passes NULL or the matched filter, whose provider
-    // context it keeps valid for the call (this function's contract).
-    let view = unsafe { FilterView::from_raw(filter) };
+    // SAFETY: the engine passes NULL or the matched filter of this call,
+    // valid with its provider context for the call, not deleted before the
+    // call returns, its `context` unchanged (this function's contract); the
+    // view's lifetime is classify's, which ends with the call.
+    let view = unsafe { ClassifiedFilter::from_raw(filter) };
     // SAFETY: the engine passes NULL or its incoming values, with
     // `valueCount` entries, valid for the call (this function's contract).
     let values = unsafe { IncomingValues::from_raw(in_fixed_values) };
@@ -47,7 +73,7 @@ pub unsafe extern "system" fn classify_fn(
     // SAFETY: the engine passes NULL or this classification's packet, which
     // it does not change during the call.
     let layer_data = unsafe { LayerData::from_raw(layer_data) };
-    classify::classify(out, view, values, metadata, layer_data)
+    classify::classify(out, view, &CONTEXT_WORDS, values, metadata, layer_data)
 }
 
 /// The notifyFn we register (`FWPS_CALLOUT_NOTIFY_FN2`): see

@@ -153,8 +153,13 @@ fn unregister_callouts() {
 }
 
 /// Drops every context the table still holds (no callout can reach them
-/// once unregistered) and frees the table itself.
+/// once unregistered) and frees the table itself. First closes the
+/// rundown and waits for the callbacks inside it (unload has done so
+/// already; a failed initialize has not), since classify may borrow a
+/// context or read the slots only inside it (`wfp::filter_view`'s
+/// `ContextWords`); the next initialize reopens it.
 fn release_contexts() {
+    STATE.rundown.close_and_wait();
     STATE.flows.release_all();
     crate::wfp::injection::close();
     while let Some(context) = STATE.table.pop_any() {
@@ -163,7 +168,7 @@ fn release_contexts() {
     STATE.table.release_storage();
     STATE.pending.stop_accepting();
     STATE.pending.close();
-    STATE.lookup_mode.store(0, Ordering::Release);
+    STATE.clear_lookup_mode();
 }
 
 /// Periodic work, from a timer the glue runs (every 100 ms on Windows):

@@ -110,7 +110,7 @@ impl ContextWord {
     /// The handle as a slot key: the word without its fast-path bits.
     #[inline(always)]
     pub fn key(self) -> u64 {
-        self.0 & !LOW_BITS
+        SlotHandle::key_in_word(self.0)
     }
 
     /// The fast path the word carries (BLOCK wins over an audit bit no

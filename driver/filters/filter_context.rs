@@ -245,11 +245,11 @@ impl ContextTable {
         }
     }
 
-    /// The slots: statistics, tests, and classify, which borrows the
-    /// context a context word's handle names with
-    /// [`HandleSlots::borrow_checked`] (a garbage or stale word is never
-    /// dereferenced).
-    pub fn slots(&self) -> &ContextSlots {
+    /// The slots: statistics, tests, and the classifyFn entry point, whose
+    /// `wfp::filter_view::ContextWords` lets classify borrow the context a
+    /// context word's handle names (a garbage or stale word is never
+    /// dereferenced). Const, for that static.
+    pub const fn slots(&self) -> &ContextSlots {
         &self.slots
     }
 

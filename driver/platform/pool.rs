@@ -616,6 +616,14 @@ impl SlotHandle {
     pub fn from_key(key: u64) -> Self {
         Self { index: (key as u32) >> INDEX_SHIFT, generation: (key >> GENERATION_SHIFT) as u32 }
     }
+
+    /// The key a word carries: the word without the bits below the index
+    /// (where the context word keeps its fast path). A word that is no
+    /// handle gives a key that matches no slot, or one it does not own.
+    #[inline(always)]
+    pub fn key_in_word(word: u64) -> u64 {
+        word & !((1 << INDEX_SHIFT) - 1)
+    }
 }
 
 /// One slot: 16 bytes.
@@ -842,7 +850,9 @@ impl<T: Tagged> HandleSlots<T> {
     /// filter once its DELETE notify, which releases the slot, has
     /// returned). A stale key is rejected whatever the timing, except
     /// while its release runs concurrently, which the second condition
-    /// rules out.
+    /// rules out. The driver's one caller is
+    /// `wfp::filter_view::OwnWordGuard::context`, whose type carries both
+    /// conditions (built only from the classifyFn entry point's promise).
     #[inline(always)]
     pub unsafe fn borrow_checked<'a>(
         &'a self,

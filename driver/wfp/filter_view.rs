@@ -1,11 +1,17 @@
 //! Safe views over what the filter engine hands the callbacks: the run-time
 //! filter (with its provider context), the classify output, values,
-//! metadata and packet; and over what it returns to a management session,
-//! freed with `FwpmFreeMemory0` when dropped (`EngineMemory`: objects read
-//! by key, provider contexts; `FilterEnumeration` and its `FilterPage`s).
+//! metadata and packet; the context word of the filter a classifyFn call
+//! matched, turned into the context it names only with evidence that the
+//! word is ours (`ClassifiedFilter`, `ContextWords`, `OwnContextWord`, the
+//! one caller of `HandleSlots::borrow_checked`); and over what it returns
+//! to a management session, freed with `FwpmFreeMemory0` when dropped
+//! (`EngineMemory`: objects read by key, provider contexts;
+//! `FilterEnumeration` and its `FilterPage`s).
 //! These are the only places that read or write those structures.
 #![allow(unsafe_code)]
 
+use crate::platform::pool::{Counted, HandleSlots, SlotHandle, Tagged};
+use crate::platform::rundown::{Rundown, RundownGuard};
 use crate::platform::status::NtStatus;
 use crate::wfp::ffi::{
     FWP_CONDITION_FLAG_IS_REAUTHORIZE, FWPS_CLASSIFY_OUT0, FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT, FWPS_FILTER2,
@@ -76,6 +82,174 @@ impl<'a> FilterView<'a> {
         // SAFETY: from_raw's contract: the provider context and the blob it
         // points to are valid for 'a, as the engine fills them.
         unsafe { blob_of(context) }
+    }
+}
+
+/// The filter a classifyFn call matched: a [`FilterView`] (through
+/// `Deref`) that also knows the filter is not deleted while the call runs,
+/// which is what lets classify borrow the context its own word names
+/// ([`ContextWords::own`]). notifyFn's views are plain [`FilterView`]s: a
+/// DELETE notify is the deletion.
+///
+/// # Invariants
+/// `view`'s filter is the filter the running classifyFn call matched, and
+/// the call lasts at least `'a`: the engine does not return from the
+/// filter's DELETE notify during `'a` (it calls classifyFn for a filter
+/// only until its DELETE notify has returned). Nobody writes the filter's
+/// `context` member during the call (our ADD notify wrote it before
+/// classify could see the filter).
+#[derive(Clone, Copy)]
+pub struct ClassifiedFilter<'a> {
+    view: FilterView<'a>,
+}
+
+impl<'a> ClassifiedFilter<'a> {
+    /// Wraps the filter a classifyFn call matched.
+    ///
+    /// # Safety
+    /// As [`FilterView::from_raw`], and `filter` is NULL or the filter the
+    /// engine passed to the classifyFn call running now, which lasts at
+    /// least `'a` and during which nobody writes the filter's `context`.
+    #[inline(always)]
+    pub unsafe fn from_raw(filter: *const FWPS_FILTER2) -> Option<Self> {
+        // SAFETY: NULL or valid for 'a (the caller's promise, as
+        // FilterView::from_raw needs).
+        let view = unsafe { FilterView::from_raw(filter) };
+        // INVARIANT: the matched filter of a call lasting 'a, its context
+        // unchanged (the caller's promise); the engine does not return from
+        // a filter's DELETE notify while classifying with it.
+        view.map(|view| Self { view })
+    }
+}
+
+impl<'a> core::ops::Deref for ClassifiedFilter<'a> {
+    type Target = FilterView<'a>;
+    #[inline(always)]
+    fn deref(&self) -> &FilterView<'a> {
+        &self.view
+    }
+}
+
+/// What the driver promises classify about context words: whether a
+/// matched filter's `context` is the word our notifyFn ADD stored there (a
+/// handle to `slots`) is decided by the driver's lookup-mode word, read
+/// only when classify asks ([`ContextWords::own`]). The driver has one, a
+/// static the classifyFn entry point passes by reference.
+///
+/// # Invariants
+/// Whenever `lookup` reads 0, every live filter that calls our callouts
+/// holds in its `context` the word our notifyFn ADD stored, a handle to a
+/// claim of `slots` that lends the filter's context; such a claim is
+/// released, and the block it lends dropped, only by that filter's DELETE
+/// notify or once `rundown` has drained; `slots`' storage is released only
+/// once `rundown` has drained.
+pub struct ContextWords<'a, T> {
+    slots: &'a HandleSlots<T>,
+    rundown: &'a Rundown,
+    lookup: &'a core::sync::atomic::AtomicUsize,
+}
+
+impl<'a, T: Tagged + Send + Sync> ContextWords<'a, T> {
+    /// The driver's promise about its context words (const, for a static).
+    ///
+    /// # Safety
+    /// For all of `'a`, whenever `lookup` reads 0: every live filter that
+    /// calls our callouts holds in its `context` the word our notifyFn ADD
+    /// stored (a handle to a claim of `slots` lending its context); such a
+    /// claim is released, and its block dropped, only by that filter's
+    /// DELETE notify or once `rundown` has drained; and `slots`' storage is
+    /// released only once `rundown` has drained.
+    pub const unsafe fn new(
+        slots: &'a HandleSlots<T>,
+        rundown: &'a Rundown,
+        lookup: &'a core::sync::atomic::AtomicUsize,
+    ) -> Self {
+        // INVARIANT: the caller's promise.
+        Self { slots, rundown, lookup }
+    }
+
+    /// The evidence that `filter`'s context word is ours, unless the driver
+    /// is in lookup mode (then the word may be a provider-context id, an
+    /// earlier load's handle or random bits, and classify must look the
+    /// filter up by id).
+    #[inline(always)]
+    pub fn own<'f>(&self, filter: &ClassifiedFilter<'f>) -> Option<OwnContextWord<'f, T>>
+    where
+        'a: 'f,
+    {
+        // Read first, so that it is the very load of the word the caller
+        // made (nothing written between them): the hot path reads it once.
+        // The word stays as it is for the call (ClassifiedFilter's
+        // invariant), so the order does not matter otherwise.
+        let word = filter.raw_context();
+        if self.lookup.load(core::sync::atomic::Ordering::Acquire) != 0 {
+            return None;
+        }
+        // INVARIANT: `lookup` read 0 while `filter` was live (its call
+        // lasts 'f), so its word is the one our ADD stored (our invariant),
+        // and the filter is not deleted during 'f (ClassifiedFilter's).
+        Some(OwnContextWord { slots: self.slots, rundown: self.rundown, word })
+    }
+}
+
+/// Evidence, for one classifyFn call, that its matched filter's `context`
+/// is the word our notifyFn ADD stored there, made by [`ContextWords::own`]
+/// outside lookup mode. Its one use is to enter the rundown
+/// ([`OwnContextWord::enter_on`]) and borrow the context the word names
+/// ([`OwnWordGuard::context`]).
+///
+/// # Invariants
+/// `word` is the `context` our notifyFn ADD stored in a filter that is not
+/// deleted during `'f`: a handle to a claim of `slots` lending the filter's
+/// context, released, and the block dropped, only by that filter's DELETE
+/// notify (not during `'f`) or once `rundown` has drained; `slots`'
+/// storage is released only once `rundown` has drained.
+pub struct OwnContextWord<'f, T> {
+    slots: &'f HandleSlots<T>,
+    rundown: &'f Rundown,
+    word: u64,
+}
+
+impl<'f, T: Tagged + Send + Sync> OwnContextWord<'f, T> {
+    /// Enters the rundown that guards the slots (on `processor`'s
+    /// counter, see [`Rundown::enter_on`]), unless unload has closed it.
+    #[inline(always)]
+    pub fn enter_on(self, processor: usize) -> Option<OwnWordGuard<'f, T>> {
+        let guard = self.rundown.enter_on(processor)?;
+        // INVARIANT: a guard of the word's rundown.
+        Some(OwnWordGuard { guard, slots: self.slots, word: self.word })
+    }
+}
+
+/// Inside the rundown that guards the slots our context word names,
+/// entered through [`OwnContextWord`]: what [`OwnWordGuard::context`]
+/// borrows against. Leaves on drop.
+///
+/// # Invariants
+/// `guard` is a guard of the rundown of an [`OwnContextWord`] for `slots`
+/// and `word`, whose invariant holds for `'f`.
+pub struct OwnWordGuard<'f, T> {
+    guard: RundownGuard<'f>,
+    slots: &'f HandleSlots<T>,
+    word: u64,
+}
+
+impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
+    /// The context the filter's own word names, if the word names a live
+    /// slot (`None` otherwise: the index is bounds-checked and the key
+    /// compared, nothing is dereferenced).
+    #[inline(always)]
+    pub fn context(&self) -> Option<&Counted<T>> {
+        // SAFETY: borrow_checked's contract, for this borrow of `self`
+        // (within 'f):
+        // - the slots' storage is not released: only once the rundown has
+        //   drained, and `self.guard` holds it entered (our invariant);
+        // - if the key names a live claim, it is the claim our notifyFn ADD
+        //   made for the call's filter (the word is the one it stored),
+        //   whose block is dropped only by that filter's DELETE notify,
+        //   which does not return during 'f, or once the rundown we are in
+        //   has drained (OwnContextWord's invariant).
+        unsafe { self.slots.borrow_checked(SlotHandle::key_in_word(self.word), &self.guard) }
     }
 }
 
