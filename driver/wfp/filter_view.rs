@@ -409,7 +409,15 @@ static DROPPED_UNCOMPLETED: core::sync::atomic::AtomicU64 = core::sync::atomic::
 /// Only [`CompletionHandle::pend`] makes one (and, under `cfg(loom)`,
 /// [`PendedOperation::from_test_value`]); it is neither `Copy` nor `Clone`
 /// and [`PendedOperation::complete`] consumes it, so completing twice does
-/// not compile.
+/// not compile:
+///
+/// ```compile_fail,E0382
+/// # use wfpcallout::wfp::filter_view::PendedOperation;
+/// fn complete_twice(operation: PendedOperation) {
+///     operation.complete::<()>(None);
+///     operation.complete::<()>(None);
+/// }
+/// ```
 ///
 /// Dropping one that was never completed completes it without a packet,
 /// so the engine never keeps a classification forever, and says so (an
