@@ -603,3 +603,69 @@ fn a_table_full_at_reservation_gives_the_default_without_pending() {
     harness.delete_filter(filter).unwrap();
     harness.unload_and_check();
 }
+
+/// How a pended request ends, for the exactly-once check.
+#[derive(Clone, Copy, Debug)]
+enum End {
+    Verdict,
+    Timeout,
+    FilterDeleted,
+    AgentGone,
+    Unload,
+}
+
+/// Every way a request ends completes its operation exactly once, through
+/// its request (`PendedOperation::complete`, with the packet copy at
+/// recv-accept), never by dropping it: the simulated kernel records one
+/// completion of the operation it pended (a second is a violation, none a
+/// leak at unload) and no operation was dropped uncompleted.
+#[test]
+fn every_end_completes_the_pended_operation_exactly_once_through_its_request() {
+    use wfpcallout::wfp::filter_view::PendedOperation;
+    let dropped_before = PendedOperation::dropped_uncompleted();
+    for layer in [Layer::ConnectV4, Layer::RecvAcceptV6] {
+        for end in [End::Verdict, End::Timeout, End::FilterDeleted, End::AgentGone, End::Unload] {
+            let (mut harness, filter) = load_with_ask(layer, 1_000, Verdict::Block);
+            harness.connect_agent(AGENT);
+            let pended = harness.classify_layer(layer, 8080).pended.expect("pended");
+            match end {
+                End::Verdict => {
+                    let request = STATE.pending.take_next().unwrap();
+                    STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+                }
+                End::Timeout => {
+                    clock::advance_ms(1_100);
+                    wfpcallout::control::lifecycle::on_timer();
+                }
+                End::FilterDeleted => {
+                    harness.delete_filter(filter).unwrap();
+                    wfpcallout::control::lifecycle::on_timer();
+                }
+                End::AgentGone => harness.disconnect_agent(AGENT),
+                End::Unload => harness.unload(),
+            }
+            let completions = pending::take_completions();
+            assert_eq!(completions.len(), 1, "{layer:?}, {end:?}: one completion");
+            assert_eq!(completions[0].operation, pended, "{layer:?}, {end:?}: of the operation pended");
+            let inbound = matches!(layer, Layer::RecvAcceptV6);
+            assert_eq!(completions[0].with_packet, inbound, "{layer:?}, {end:?}: with the copy at recv-accept");
+            assert_eq!(pending::pended_count(), 0, "{layer:?}, {end:?}: nothing left pended");
+            assert_eq!(
+                PendedOperation::dropped_uncompleted(),
+                dropped_before,
+                "{layer:?}, {end:?}: completed by its request, not by a drop"
+            );
+            match end {
+                End::FilterDeleted => harness.unload_and_check(),
+                End::Unload => {
+                    harness.delete_filter(filter).unwrap();
+                    harness.kernel.assert_unloaded_clean();
+                }
+                _ => {
+                    harness.delete_filter(filter).unwrap();
+                    harness.unload_and_check();
+                }
+            }
+        }
+    }
+}

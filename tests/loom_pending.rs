@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use wfpcallout::filters::filter_context::{ContextRef, ContextTable, Origin};
 use wfpcallout::platform::pool::TAG_CONTEXT_TABLE;
 use wfpcallout::verdicts::pending::{AskInfo, EndReason, PendOutcome, Pending, loom_engine};
+use wfpcallout::wfp::filter_view::PendedOperation;
 use wfpcallout_simkernel::{pool, verifier};
 use wfpcallout_wire::{Label, PolicyRepr, Verdict};
 
@@ -111,7 +112,9 @@ impl Driver {
     fn classify(&self, operation: usize) {
         let filter = self.table.get(FILTER).expect("the filter exists while classify runs");
         let info = self.connections[operation - 1];
-        if let PendOutcome::Immediate(_) = self.pending.pend(info, &filter, 0, None, || Ok(operation)) {
+        if let PendOutcome::Immediate(_) =
+            self.pending.pend(info, &filter, 0, None, || Ok(PendedOperation::from_test_value(operation)))
+        {
             self.completions.lock().unwrap()[operation - 1] += 1;
         }
     }
@@ -276,4 +279,23 @@ fn pends_race_unload() {
         driver.unload_and_check();
     });
     report("pending::pends_race_unload", &ITERATIONS);
+}
+
+#[test]
+fn a_pended_operation_completes_once_by_complete_or_else_by_its_drop() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let engine: loom_engine::Completion = {
+        let seen = seen.clone();
+        Arc::new(move |operation: usize, with_packet| seen.lock().unwrap().push((operation, with_packet)))
+    };
+    loom_engine::set(Some(engine));
+    let dropped_before = PendedOperation::dropped_uncompleted();
+    PendedOperation::from_test_value(1).complete::<()>(None);
+    assert_eq!(PendedOperation::dropped_uncompleted(), dropped_before, "completed, not dropped");
+    // A value dropped uncompleted (a bug) still completes once, without
+    // a packet, and is counted.
+    drop(PendedOperation::from_test_value(2));
+    assert_eq!(PendedOperation::dropped_uncompleted(), dropped_before + 1);
+    loom_engine::set(None);
+    assert_eq!(*seen.lock().unwrap(), [(1, false), (2, false)], "each operation completed once");
 }

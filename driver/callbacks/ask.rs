@@ -23,7 +23,7 @@ use crate::wfp::ffi::{
     FWPS_LAYER_ALE_AUTH_CONNECT_V4, FWPS_LAYER_ALE_AUTH_CONNECT_V6, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
     FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6, fwp,
 };
-use crate::wfp::filter_view::{CompletionHandle, IncomingValues, LayerData, Metadata};
+use crate::wfp::filter_view::{CompletionHandle, IncomingValues, LayerData, Metadata, PendedOperation};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::Verdict;
 
@@ -116,14 +116,15 @@ fn reauthorization(
 }
 
 /// Decides an ask classification. `pend` wraps `FwpsPendOperation0` with the
-/// classification's completion handle and returns the completion context.
+/// classification's completion handle and returns the pended operation
+/// (`CompletionHandle::pend`).
 pub fn classify_ask(
     context: &FilterContext,
     values: Option<&IncomingValues<'_>>,
     metadata: Option<&Metadata<'_>>,
     terms: AskTerms,
     layer_data: Option<&LayerData<'_>>,
-    pend: impl FnOnce(CompletionHandle<'_>) -> crate::platform::status::Result<usize>,
+    pend: impl FnOnce(CompletionHandle<'_>) -> crate::platform::status::Result<PendedOperation>,
 ) -> AskDecision {
     let AskTerms { timeout_ms, default_verdict } = terms;
     let Some(values) = values else {

@@ -26,7 +26,7 @@
 //! ever called with it released, because at ALE_AUTH_CONNECT the engine may
 //! run the reauthorization classify (which takes the lock) before it
 //! returns.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 use crate::connections::connection_verdicts::{ConnectionKey, ConnectionVerdicts};
 use crate::filters::filter_context::ContextRef;
@@ -35,6 +35,7 @@ use crate::platform::pool::{PoolSlice, PoolTag, Tagged, TaggedBox};
 use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::AtomicBool;
+use crate::wfp::filter_view::PendedOperation;
 use crate::wfp::injection::{self, PendedPacket};
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -129,11 +130,14 @@ enum RequestState {
 /// One pended classification.
 ///
 /// # Invariants
-/// While `state` is `Queued` or `Delivered`, `completion_context` is an
-/// operation pended with `FwpsPendOperation0` and not yet completed.
+/// While `state` is `Queued` or `Delivered`, `operation` holds the pended
+/// operation; it is taken (to be completed) when the request leaves those
+/// states, so an Answered request holds none.
 struct PendedRequest {
     info: AskInfo,
-    completion_context: usize,
+    /// The engine's pended operation, completed exactly once: the type
+    /// cannot be copied and completing consumes it.
+    operation: Option<PendedOperation>,
     /// At recv-accept: the cloned packet to inject (permit) or free (deny).
     packet: Option<PendedPacket>,
     /// The filter's context, kept alive while the request exists.
@@ -384,7 +388,7 @@ impl Pending {
     /// Pends a classification: reserves a slot for its request (none
     /// free, or unload began: the default verdict, nothing pended),
     /// allocates the request, pends the operation through `pend` (which
-    /// wraps `FwpsPendOperation0` and returns the completion context), and
+    /// wraps `FwpsPendOperation0`: `CompletionHandle::pend`), and
     /// files the request in the reserved slot. Once the operation is
     /// pended nothing can fail: it is never completed here, inside
     /// classifyFn. If unload began meanwhile, the request is filed all
@@ -396,7 +400,7 @@ impl Pending {
         filter: &ContextRef,
         now: u64,
         packet: Option<PendedPacket>,
-        pend: impl FnOnce() -> Result<usize>,
+        pend: impl FnOnce() -> Result<PendedOperation>,
     ) -> PendOutcome {
         let default = PendOutcome::Immediate(info.default_verdict);
         let reserved = {
@@ -411,7 +415,7 @@ impl Pending {
         let deadline = now.saturating_add(u64::from(info.timeout_ms).saturating_mul(10_000));
         let Ok(mut request) = RequestBox::try_new_with(|| PendedRequest {
             info,
-            completion_context: 0,
+            operation: None,
             packet: None,
             _filter: filter.clone(),
             deadline,
@@ -422,8 +426,8 @@ impl Pending {
             discard(packet);
             return default;
         };
-        let completion_context = match pend() {
-            Ok(context) => context,
+        let operation = match pend() {
+            Ok(operation) => operation,
             Err(status) => {
                 self.table.lock().release(index);
                 drop(request);
@@ -434,7 +438,9 @@ impl Pending {
                 return default;
             }
         };
-        request.completion_context = completion_context;
+        // INVARIANT: the request holds its operation before it is filed
+        // Queued.
+        request.operation = Some(operation);
         request.packet = packet;
         // Written before the request is filed: no agent can answer it (and
         // its `Completed` be written) before its `Pended` is.
@@ -455,7 +461,7 @@ impl Pending {
                 discard(request.packet.take());
                 let completion = Completion {
                     request_id,
-                    completion_context: request.completion_context,
+                    operation: request.operation.take(),
                     packet: None,
                     verdict: request.info.default_verdict,
                     connection: request.info.connection_key(),
@@ -619,7 +625,9 @@ impl Default for Pending {
 struct Completion {
     /// The request's id (the `Completed` event names it).
     request_id: u64,
-    completion_context: usize,
+    /// The operation to complete: `None` only if the request had lost it
+    /// (its invariant broken), and then nothing is completed.
+    operation: Option<PendedOperation>,
     packet: Option<PendedPacket>,
     verdict: Verdict,
     /// The connection and the filter that judged it.
@@ -648,54 +656,27 @@ fn discard(packet: Option<PendedPacket>) {
     }
 }
 
-/// Completes the operation (with the clone at recv-accept), then injects the
-/// clone to permit or frees it to deny.
-#[allow(unsafe_code)]
+/// Completes the operation (with the copy at recv-accept, or of a first
+/// datagram at connect), then injects the copy to permit or frees it to
+/// deny. Without an operation to complete (a request that lost it), the
+/// copy is only freed.
 fn complete_operation(completion: Completion) {
-    let packet = completion.packet.as_ref().map_or(core::ptr::null_mut(), PendedPacket::net_buffer_list);
-    #[cfg(not(loom))]
-    // SAFETY: the context came from FwpsPendOperation0 and its request left
-    // the Queued/Delivered states exactly once (under the table lock), so
-    // it is completed exactly once; no lock of ours is held here; the packet
-    // is NULL or our live clone.
-    unsafe {
-        crate::wfp::ffi::FwpsCompleteOperation0(completion.completion_context as *mut core::ffi::c_void, packet)
+    let Completion { request_id, operation, packet, verdict, .. } = completion;
+    let Some(operation) = operation else {
+        crate::log!(Level::Error, "request {} had no pended operation to complete", request_id);
+        discard(packet);
+        return;
     };
-    #[cfg(loom)]
-    loom_engine::complete(completion.completion_context, !packet.is_null());
-    if let Some(packet) = completion.packet {
-        injection::finish(packet, completion.verdict);
+    operation.complete(packet.as_ref().map(PendedPacket::copy));
+    if let Some(packet) = packet {
+        injection::finish(packet, verdict);
     }
 }
 
-/// The engine's side of `FwpsCompleteOperation0` under `cfg(loom)`: the
-/// loom tests (`tests/loom_pending.rs`) run this table over loom's threads
-/// and lock (`sync.rs`, `spin_lock.rs`) and stand in for the engine here,
-/// the table's one call into it, to count completions and run the
-/// reauthorization that completing at ALE_AUTH_CONNECT starts.
+/// The stand-in engine of the loom models (`tests/loom_pending.rs`), which
+/// sits where every [`PendedOperation`] is completed.
 #[cfg(loom)]
-pub mod loom_engine {
-    use std::sync::{Arc, Mutex, PoisonError};
-
-    /// What completing an operation does: called with the completion
-    /// context and whether a packet was passed.
-    pub type Completion = Arc<dyn Fn(usize, bool) + Send + Sync>;
-
-    static ENGINE: Mutex<Option<Completion>> = Mutex::new(None);
-
-    /// Installs (or, with `None`, removes) the test's engine.
-    pub fn set(engine: Option<Completion>) {
-        *ENGINE.lock().unwrap_or_else(PoisonError::into_inner) = engine;
-    }
-
-    /// Completes one operation (called with no lock of the table held).
-    pub(super) fn complete(completion_context: usize, with_packet: bool) {
-        let engine = ENGINE.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        if let Some(engine) = engine {
-            engine(completion_context, with_packet);
-        }
-    }
-}
+pub use crate::wfp::filter_view::loom_engine;
 
 /// A slot index as stored in the links (index + 1).
 fn link(index: usize) -> u32 {
@@ -878,7 +859,7 @@ impl RequestTable {
         Some(request.info)
     }
 
-    /// Marks a request answered and returns its completion context. With
+    /// Marks a request answered and returns what completing it needs. With
     /// `must_be_delivered`, only a request an agent has read qualifies.
     fn take_for_answer(&mut self, request_id: u64, verdict: Verdict, must_be_delivered: bool) -> Option<Completion> {
         let index = self.index_of(request_id)?;
@@ -914,9 +895,11 @@ impl RequestTable {
     /// reauthorization follows, removes it. Returns what completing needs.
     fn settle(&mut self, index: usize, verdict: Verdict) -> Option<Completion> {
         let request = self.request_at(index)?;
+        // INVARIANT: the operation leaves with the request's last
+        // Queued/Delivered state; Answered requests hold none.
         let completion = Completion {
             request_id: request.info.request_id,
-            completion_context: request.completion_context,
+            operation: request.operation.take(),
             packet: request.packet.take(),
             verdict,
             connection: request.info.connection_key(),

@@ -528,8 +528,9 @@ impl<H> PacketCopy<H> {
     }
 
     /// The copy's list (NULL before [`PacketCopy::build_list`]), as
-    /// `FwpsCompleteOperation0` takes it.
-    pub fn net_buffer_list(&self) -> *mut c_void {
+    /// `FwpsCompleteOperation0` takes it (only `PendedOperation::complete`
+    /// passes it on, while it borrows the copy).
+    pub(crate) fn net_buffer_list(&self) -> *mut c_void {
         self.nbl.map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 

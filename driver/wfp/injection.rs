@@ -100,7 +100,7 @@ static INJECTION: Injection = Injection::new();
 
 /// Bytes of the copy budget ([`MAX_COPY_BYTES_HELD`]) a copy holds: given
 /// back when it is dropped, with the copy.
-struct Reservation(usize);
+pub(crate) struct Reservation(usize);
 
 impl Reservation {
     /// Reserves `len` bytes; `None` when the budget would overflow.
@@ -151,9 +151,10 @@ pub struct PendedPacket {
 }
 
 impl PendedPacket {
-    /// The copy's list, as `FwpsCompleteOperation0` takes it.
-    pub fn net_buffer_list(&self) -> *mut core::ffi::c_void {
-        self.copy.net_buffer_list()
+    /// The copy, for `PendedOperation::complete` to complete the operation
+    /// with (borrowed: it stays ours, to inject or free after).
+    pub(crate) fn copy(&self) -> &PacketCopy<Reservation> {
+        &self.copy
     }
 }
 
@@ -252,7 +253,8 @@ pub(crate) fn copy_packet(
     })
 }
 
-/// After `FwpsCompleteOperation0(context, copy)`: injects the copy to
+/// After the operation is completed with the copy
+/// (`PendedOperation::complete`): injects the copy to
 /// permit (inbound into the receive path, a first datagram into its
 /// socket's send path), frees it to deny.
 pub fn finish(packet: PendedPacket, verdict: Verdict) {
