@@ -616,6 +616,10 @@ pub struct PendedOperation {
 // the engine takes it back from any thread at <= DISPATCH_LEVEL (a worker,
 // a DPC, an IOCTL), which is what sending the owner allows.
 unsafe impl Send for PendedOperation {}
+// SAFETY: a shared `&PendedOperation` can do nothing: every method takes
+// it by value (`complete`) or is associated, so threads sharing one never
+// touch the context.
+unsafe impl Sync for PendedOperation {}
 
 impl PendedOperation {
     /// `FwpsCompleteOperation0`: completes the operation, with `packet` (our

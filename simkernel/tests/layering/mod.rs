@@ -200,7 +200,7 @@ fn is_ident(token: &str) -> bool {
 /// The source as identifiers (raw identifiers without `r#`), `::` and
 /// single punctuation characters; comments dropped, each literal one `"`
 /// or `'` token, each number one `0` token.
-fn tokens(source: &str) -> Vec<String> {
+pub fn tokens(source: &str) -> Vec<String> {
     let c: Vec<char> = source.chars().collect();
     let at = |i: usize| c.get(i).copied().unwrap_or('\0');
     let mut out = Vec::new();
