@@ -16,18 +16,27 @@
 //! (load/unload, IOCTLs, the control device's decisions), `glue` (KMDF and
 //! the simulated framework).
 //!
-//! `unsafe` is confined to the boundaries: the kernel and engine
-//! declarations with their safe wrappers and the views over what the engine
-//! lends or returns (`platform::kernel`, `wfp::ffi`, `wfp::filter_view`), the
-//! ownership primitives (pool, spin lock, per-processor counters, id table,
-//! the filter context's reference count), the engine's entry points
-//! (`callbacks::trampolines`) and the KMDF glue; the logic above them,
-//! injection, management and ETW included, denies or forbids it.
-//! classify borrows the context a `filter->context` word names without
-//! `unsafe`: the entry point's promises travel as types
-//! (`wfp::filter_view`: the matched filter is not deleted during the call,
-//! outside lookup mode its word is the one our ADD stored, and the borrow
-//! happens inside the rundown that unload drains before freeing).
+//! `unsafe` is confined to eight boundary files (`tests/unsafe_boundary.rs`
+//! fails on any other; the crate denies `unsafe_code` and only they allow
+//! it): the kernel's exports and their safe wrappers (`platform::kernel`),
+//! every block of pool the driver owns behind safe types (`platform::pool`:
+//! boxes, arrays, per-processor lines, reference-counted blocks, the
+//! generation-checked handle slots), the spin lock (`platform::spin_lock`),
+//! the filter engine's functions and the owned types over them
+//! (`wfp::ffi`: device object, injection handle, packet copies, management
+//! session), the views over what the engine lends or returns
+//! (`wfp::filter_view`: classify-scoped filter, output, values, metadata
+//! and packet; the pended operation, completed once by value; objects read
+//! by key), the entry points the engine calls (`callbacks::trampolines`),
+//! and the KMDF glue with the image's loader stub (`glue::kmdf`,
+//! `glue::fx_driver_entry`). Each `unsafe` constructor states its
+//! invariant once; every other file is under the crate's
+//! `deny(unsafe_code)`, most `forbid` it. classify borrows the
+//! context a `filter->context` word names without `unsafe`: the entry
+//! point's promises travel as types (`wfp::filter_view`: the matched filter
+//! is not deleted during the call, outside lookup mode its word is the one
+//! our ADD stored, and the borrow happens inside the rundown that unload
+//! drains before freeing).
 #![no_std]
 #![deny(unsafe_code)]
 
