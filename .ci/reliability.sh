@@ -64,17 +64,12 @@ step "ThreadSanitizer: stress (${tsan_stress_ops} operations per worker), fault 
 # -Zsanitizer=thread needs a standard library built with it (-Zbuild-std),
 # which needs the rust-src component; without it the step is skipped (and
 # says so). panic=abort (the dev profile's) cannot be combined with
-# -Zbuild-std for a test harness: unwind is used here. ThreadSanitizer does
-# not model stand-alone fences, so it reports ContextRef's release (Release
-# decrement, then an Acquire fence, then the free: the pattern of std's Arc,
-# which avoids the fence when built for ThreadSanitizer) as a race; that
-# protocol is checked instead by the loom test
-# filter_context::last_release_frees_exactly_once_after_every_use, and its
-# one stack is suppressed here.
+# -Zbuild-std for a test harness: unwind is used here. Nothing is
+# suppressed: the pool's reference count (PoolArc) acquires with a load on
+# its last release, which ThreadSanitizer sees (it does not model
+# stand-alone fences).
 if rustup component list --installed 2>/dev/null | grep -q '^rust-src' || rustup component add rust-src; then
-    suppressions="$logs/tsan-suppressions.txt"
-    echo 'race:wfpcallout::filters::filter_context::ContextRef as core::ops::drop::Drop' >"$suppressions"
-    TSAN_OPTIONS="suppressions=$suppressions" RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" \
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=thread" \
         CARGO_PROFILE_DEV_PANIC=unwind CARGO_TARGET_DIR="$target_root/tsan" \
         WFPCALLOUT_STRESS_OPS=$tsan_stress_ops WFPCALLOUT_PROBE_ROUNDS=$tsan_probe_rounds \
         cargo test -Zbuild-std --target x86_64-unknown-linux-gnu -p wfpcallout --test stress --test fault_sweep \

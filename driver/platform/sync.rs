@@ -11,7 +11,7 @@
 //!   claims exclusive access to it (loom's `with_mut`), which loom checks
 //!   happens after every other access. A free not ordered after another
 //!   thread's last use of the memory (say, a reference count released
-//!   without the `Acquire` fence) is reported as a causality violation.
+//!   without its final `Acquire`) is reported as a causality violation.
 //!   Their `new` is not const under loom (loom's atomics belong to one model
 //!   execution): they are for memory built at run time (the filter
 //!   context's).
