@@ -21,12 +21,13 @@
 //! dropped); a use after the free in the order loom ran the threads, by
 //! the classify's check that its block is still a live pool block.
 //!
-//! What loom cannot see: the slots' keys are `core` atomics (their slot
-//! arrays are zeroed pool and a `static`), so loom runs their accesses in
-//! its schedule's order, as if sequentially consistent, which is what the
-//! driver's SeqCst key load asks for; and loom models SeqCst accesses as
-//! AcqRel, so under loom the rundown's entry adds the SeqCst fence that
-//! its SeqCst `fetch_add` stands for (`driver/platform/rundown.rs`).
+//! The slots' keys are loom atomics too under `--cfg loom`
+//! (`ConstAtomicU64`), so loom orders the classify's key load against the
+//! release's store. Loom models SeqCst accesses as AcqRel (its documented
+//! limit) but SeqCst fences fully, so under loom the rundown's entry adds
+//! the SeqCst fence that its SeqCst `fetch_add` stands for
+//! (`driver/platform/rundown.rs`); the slot's target pointer stays a
+//! `core` atomic, published with the key.
 #![cfg(loom)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 

@@ -594,6 +594,8 @@ const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
 const NO_SLOT: u32 = u32::MAX;
 
 const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
+// (Under loom a slot's key is loom's atomic, larger: lookups index by slot.)
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<HandleSlot>() == 1 << INDEX_SHIFT);
 // Indexes fit the bits between the fast-path bits and the generation.
 const _: () = assert!(HANDLE_CAPACITY <= 1 << (GENERATION_SHIFT - INDEX_SHIFT));
@@ -638,7 +640,7 @@ struct HandleSlot {
     /// slot is on (free, retired or draining: changed under the lock, or by
     /// the one reclaim that detached the slot's batch); 0 if never claimed.
     /// No handle we issue equals a released slot's key.
-    key: core::sync::atomic::AtomicU64,
+    key: crate::platform::sync::ConstAtomicU64,
     /// The [`Counted`] block the slot keeps a reference to (a [`PoolArc`]
     /// given up to the slot at claim), from the claim until the grace
     /// period after its release has passed ([`HandleSlots::reclaim`]);
@@ -647,13 +649,15 @@ struct HandleSlot {
 }
 
 // SAFETY: all-zero bytes are key 0 and a NULL target: a slot never claimed.
+// (Not under loom, whose key is no plain integer: segments are built.)
+#[cfg(not(loom))]
 unsafe impl Zeroable for HandleSlot {}
 
 impl HandleSlot {
     /// A slot never claimed (key 0, no target).
     const fn fresh() -> Self {
         Self {
-            key: core::sync::atomic::AtomicU64::new(0),
+            key: crate::platform::sync::ConstAtomicU64::new(0),
             target: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         }
     }
@@ -848,7 +852,10 @@ impl<T: Tagged> HandleSlots<T> {
         if next >= SEGMENTS {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
+        #[cfg(not(loom))]
         let segment = PoolSlice::<HandleSlot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
+        #[cfg(loom)]
+        let segment = PoolSlice::try_new_with(SEGMENT_SLOTS, self.tag, |_| HandleSlot::fresh())?;
         let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
         let seed = (crate::platform::kernel::now_ticks() as u32) ^ step;
         let mut guard = self.owned.lock();
@@ -1035,7 +1042,11 @@ impl<T: Tagged> HandleSlots<T> {
         // live slots (invariant: a segment, or NO_SEGMENT; no
         // release_storage during 'a by the caller's contract), and the
         // offset is below SEGMENT_SLOTS slots' bytes.
+        #[cfg(not(loom))]
         let slot = unsafe { segment.byte_add((key & OFFSET_BITS) as usize) };
+        // SAFETY: as above, by index (under loom a slot is larger).
+        #[cfg(loom)]
+        let slot = unsafe { segment.add(((key & OFFSET_BITS) >> INDEX_SHIFT) as usize) };
         // SAFETY: that slot is initialised, lives for 'a (as above), and is
         // only accessed through atomics.
         let slot = unsafe { &*slot };
