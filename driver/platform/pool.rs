@@ -533,7 +533,7 @@ impl<T: Tagged> PoolArc<T> {
     }
 
     /// The block's address, without giving the reference away (what a
-    /// handle slot lends, and what tests ask the pool about).
+    /// handle slot's claim records, and what tests ask the pool about).
     pub fn as_raw(&self) -> u64 {
         self.ptr.as_ptr() as u64
     }
