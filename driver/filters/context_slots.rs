@@ -29,7 +29,7 @@
 //! classify that matched the word before the release never sees the
 //! context freed, whenever the engine delivers DELETE.
 //!
-//! Generations: odd while the slot holds a context, even once released; a
+//! Generations: odd while the slot is claimed, even once released; a
 //! release bumps it, so every word of a deleted filter stops matching. A
 //! slot's first generation mixes its index with a seed drawn from the clock
 //! and a sequence never reset when the first segment is allocated, so words
