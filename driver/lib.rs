@@ -33,10 +33,16 @@
 //! invariant once; every other file is under the crate's
 //! `deny(unsafe_code)`, most `forbid` it. classify borrows the
 //! context a `filter->context` word names without `unsafe`: the entry
-//! point's promises travel as types (`wfp::filter_view`: the matched filter
-//! is not deleted during the call, outside lookup mode its word is the one
-//! our ADD stored, and the borrow happens inside the rundown that unload
-//! drains before freeing).
+//! point's promises travel as types (`wfp::filter_view`: the matched
+//! filter's word does not change during the call, outside lookup mode it is
+//! the one our ADD stored, and the borrow happens inside the rundown). The
+//! borrow does not depend on when the engine delivers DELETE (undocumented
+//! relative to classifies in flight): DELETE makes the word stop matching
+//! at once, but the handle's slot keeps its reference to the context until
+//! every rundown line has been seen idle since (`HandleSlots::reclaim`,
+//! after each DELETE, from the timer, and at unload once the rundown has
+//! drained), so a classify that matched before the DELETE never sees it
+//! freed.
 #![no_std]
 #![deny(unsafe_code)]
 

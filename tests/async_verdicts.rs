@@ -222,7 +222,8 @@ fn filter_deleted_mid_wait_completes_and_releases() {
         harness.classify_layer(Layer::ConnectV4, port);
     }
     let context = STATE.table.get(filter).unwrap();
-    assert_eq!(context.reference_count(), 12, "table + 10 requests + ours");
+    assert_eq!(context.reference_count(), 13, "table + its slot + 10 requests + ours");
+    assert_eq!(context.references(), 12, "as reported: table + 10 requests + ours");
     drop(context);
     let delivered = STATE.pending.take_next().unwrap();
     harness.delete_filter(filter).unwrap();

@@ -118,10 +118,13 @@ fn concurrent_releases_free_once_after_both_uses() {
 }
 
 /// Negative control: a use of the context through a borrow its slot lends,
-/// holding no reference (what classify does with the handle in
-/// `filter->context`, safe only because the engine does not send DELETE
-/// while a classify of the filter runs, and unload waits on the driver's
-/// rundown), is not ordered before the free, and loom must say so.
+/// holding no reference of its own (what classify does with the handle in
+/// `filter->context`, safe because the slot keeps its reference until a
+/// reclaim has seen every rundown line idle, and unload frees the slots
+/// only once the rundown has drained), is not ordered before a free that
+/// skips the rundown (DELETE, then the slots' storage released at once),
+/// and loom must say so. `loom_deferred_reclaim.rs` checks the real
+/// protocol.
 #[test]
 #[should_panic(expected = "Causality violation")]
 fn a_use_without_a_reference_is_caught() {
@@ -131,17 +134,21 @@ fn a_use_without_a_reference_is_caught() {
         let handle = table.insert_with_slot(FILTER, context).map_err(|(status, _)| status).unwrap();
         let rundown = Rundown::new();
         let inside = rundown.enter_on(0).unwrap();
-        // SAFETY: deliberately not upheld (DELETE below drops the reference
-        // the slot lends while the borrow is used): the point of the test.
+        // SAFETY: deliberately not upheld (the thread below drops the
+        // slot's reference while the borrow is used): the point of the test.
         // The borrow is taken before DELETE's thread exists, and loom runs
         // this thread first, so the use precedes the free in the first
         // execution, which loom fails when the free is not ordered after
         // it; freed memory is never read.
         let borrowed = unsafe { table.slots().borrow_checked(handle.key(), &inside) }.unwrap();
-        // DELETE on another thread.
+        // DELETE on another thread, then the slots' storage (and the
+        // slot's reference) released without waiting for the rundown.
         let delete = {
             let table = table.clone();
-            thread::spawn(move || drop(table.remove(FILTER)))
+            thread::spawn(move || {
+                drop(table.remove(FILTER));
+                table.release_storage();
+            })
         };
         borrowed.flow_started();
         delete.join().unwrap();

@@ -434,7 +434,7 @@ fn add_failure_for_duplicate_id_is_impossible_but_reported() {
         }
         Ok(()) => panic!("duplicate filter id accepted"),
     }
-    assert_eq!(context.reference_count(), 2, "the table's and ours");
+    assert_eq!(context.reference_count(), 3, "the table's, its slot's and ours");
     drop(context);
     harness.delete_filter(id).unwrap();
     harness.unload_and_check();

@@ -121,9 +121,15 @@ fn handle_slots_lend_a_block_only_to_the_key_of_its_live_claim() {
         // SAFETY: as above.
         assert!(unsafe { slots.borrow_checked(key, &inside) }.is_none(), "key {key:#x} must not match");
     }
+    assert_eq!(arc.reference_count(), 2, "ours and the slot's own");
     slots.release(handle);
-    // SAFETY: as above (the block is alive, the slot no longer lends it).
+    // SAFETY: as above (the block is alive, the slot no longer matches).
     assert!(unsafe { slots.borrow_checked(handle.key(), &inside) }.is_none(), "a released claim stops matching");
+    assert_eq!((slots.retired(), arc.reference_count()), (1, 2), "released, the slot keeps its reference");
+    let elsewhere = Rundown::new();
+    assert_eq!(slots.reclaim(&elsewhere, &inside), 0, "a guard of another rundown reclaims nothing");
+    assert_eq!(slots.reclaim(&rundown, &inside), 1, "nobody else inside: the grace period has passed");
+    assert_eq!((slots.retired(), arc.reference_count()), (0, 1), "the slot's reference went");
     let again = slots.claim(&arc).unwrap();
     assert_eq!(again.index, handle.index, "the slot is reused");
     assert_ne!(again.generation, handle.generation, "under a new generation");

@@ -12,12 +12,14 @@
 //!
 //! No `unsafe` here: the borrow of the context a word names goes through
 //! types of `wfp::filter_view` that carry its contract. The entry point
-//! passes the matched filter as a `ClassifiedFilter` (not deleted during
-//! the call) and the driver's promise about its words, `ContextWords`;
-//! `ContextWords::own` gives the evidence that this filter's word is ours
-//! (`OwnContextWord`) only outside lookup mode; entering the rundown
-//! through it gives the guard (`OwnWordGuard`) whose `context()` is the
-//! checked borrow, valid while the guard keeps unload from freeing.
+//! passes the matched filter as a `ClassifiedFilter` (its word unchanged
+//! during the call) and the driver's promise about its words,
+//! `ContextWords`; `ContextWords::own` gives the evidence that this
+//! filter's word is ours (`OwnContextWord`) only outside lookup mode;
+//! entering the rundown through it gives the guard (`OwnWordGuard`) whose
+//! `context()` is the checked borrow, valid while the guard is held: unload
+//! frees nothing before the rundown drains, and a DELETE delivered
+//! meanwhile leaves the context to its slot until the classify has left.
 #![forbid(unsafe_code)]
 
 use crate::callbacks::ask::{AskDecision, classify_ask};

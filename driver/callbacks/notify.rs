@@ -4,13 +4,17 @@
 //! policy), registers it in the table and stores it in `filter->context`.
 //! A failure vetoes the filter, so the client's `FwpmFilterAdd0` fails with
 //! our status. DELETE finds the context by filter id in the table, never
-//! through `filter->context`, so a filter we never saw is harmless.
+//! through `filter->context`, so a filter we never saw is harmless. DELETE
+//! never waits: the released slot keeps the context until no classify can
+//! still hold it (`HandleSlots::reclaim`), which, with none in flight, is
+//! at once.
 #![forbid(unsafe_code)]
 
 use crate::callbacks::state::STATE;
 use crate::filters::fast_path::ContextWord;
 use crate::filters::filter_context::{ContextRef, Origin};
 use crate::platform::log::Level;
+use crate::platform::rundown::RundownGuard;
 use crate::platform::status::{NtStatus, Result};
 use crate::wfp::ffi::{
     FWPS_CALLOUT_NOTIFY_ADD_FILTER, FWPS_CALLOUT_NOTIFY_DELETE_FILTER, FWPS_CALLOUT_NOTIFY_TYPE, NTSTATUS,
@@ -25,7 +29,7 @@ use wfpcallout_wire::{POLICY_MAX_LEN, PolicyAction, PolicyRepr, WireError};
 pub fn notify(notify_type: FWPS_CALLOUT_NOTIFY_TYPE, filter: Option<NotifiedFilter<'_>>) -> NTSTATUS {
     // Unload waits for callbacks inside the rundown; once it has closed it,
     // an ADD is refused and anything else has nothing left to touch.
-    let Some(_inside) = STATE.rundown.enter() else {
+    let Some(inside) = STATE.rundown.enter() else {
         return if notify_type == FWPS_CALLOUT_NOTIFY_ADD_FILTER {
             NtStatus::INVALID_DEVICE_STATE.raw()
         } else {
@@ -35,12 +39,12 @@ pub fn notify(notify_type: FWPS_CALLOUT_NOTIFY_TYPE, filter: Option<NotifiedFilt
     let filter_id = filter.as_ref().map(|filter| filter.view().id());
     let result = match (notify_type, filter) {
         (FWPS_CALLOUT_NOTIFY_ADD_FILTER, Some(filter)) => {
-            let word = on_add(&filter.view());
+            let word = on_add(&filter.view(), &inside);
             // The engine's filter is writable during its ADD notify.
             word.map(|word| filter.set_context(word))
         }
         (FWPS_CALLOUT_NOTIFY_DELETE_FILTER, Some(filter)) => {
-            on_delete(filter.view().id());
+            on_delete(filter.view().id(), &inside);
             Ok(())
         }
         (FWPS_CALLOUT_NOTIFY_ADD_FILTER | FWPS_CALLOUT_NOTIFY_DELETE_FILTER, None) => Err(NtStatus::INVALID_PARAMETER),
@@ -75,7 +79,7 @@ pub fn policy_from_blob(blob: &ProviderBlob<'_>) -> core::result::Result<PolicyR
 }
 
 /// ADD: returns the context word to store in `filter->context`.
-fn on_add(view: &FilterView<'_>) -> Result<u64> {
+fn on_add(view: &FilterView<'_>, inside: &RundownGuard<'_>) -> Result<u64> {
     let filter_id = view.id();
     let policy = match policy_from_blob(&view.provider_blob()) {
         Ok(policy) => policy,
@@ -99,7 +103,11 @@ fn on_add(view: &FilterView<'_>) -> Result<u64> {
     let (fast, clear_right) = (context.fast_path(), view.clears_action_right());
     let handle = match STATE.table.insert_with_slot(filter_id, context) {
         Ok(handle) => handle,
-        Err((status, _context)) => {
+        Err((status, context)) => {
+            // A slot claimed and released again keeps a reference until
+            // reclaimed (its handle was never given out: at once).
+            drop(context);
+            STATE.table.reclaim(&STATE.rundown, inside);
             if status == NtStatus::INSUFFICIENT_RESOURCES {
                 STATE.stats.allocation_failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -145,9 +153,14 @@ fn check_flow_filter(view: &FilterView<'_>, policy: &PolicyRepr) -> Result {
 }
 
 /// DELETE: releases the filter's slot (its context word stops matching)
-/// and drops the table's reference (freeing the context unless a pended
-/// request or flow still holds one).
-fn on_delete(filter_id: u64) {
+/// and drops the table's reference, then reclaims: the slot's own
+/// reference goes once every rundown line has been seen idle since the
+/// release, at once when no classify is in flight (else at a later DELETE
+/// or timer tick), so a classify of this filter still running (whether the
+/// engine allows one after DELETE is undocumented) never sees it freed.
+/// The context is freed with the last reference (a pended request or a
+/// flow may still hold one). Never waits (<= DISPATCH_LEVEL).
+fn on_delete(filter_id: u64, inside: &RundownGuard<'_>) {
     // Requests pended through this filter get its default verdict at the
     // next timer tick (not from inside notifyFn); the verdicts kept for
     // reauthorizations that can no longer reach it go.
@@ -164,6 +177,7 @@ fn on_delete(filter_id: u64) {
             STATE.stats.filters_deleted.fetch_add(1, Ordering::Relaxed);
             crate::log!(Level::Trace, "filter {} deleted", filter_id);
             drop(context);
+            STATE.table.reclaim(&STATE.rundown, inside);
         }
         None => {
             STATE.stats.deletes_unknown.fetch_add(1, Ordering::Relaxed);

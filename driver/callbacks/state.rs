@@ -94,7 +94,7 @@ pub struct DriverState {
     /// # Invariants
     /// While it is 0, every live filter that calls our callouts was added
     /// through our notifyFn, whose ADD stored in its `context` a handle to
-    /// the claim of `table`'s slots that lends its context. Bit 0 is set
+    /// the claim of `table`'s slots that keeps its context. Bit 0 is set
     /// before the callouts are registered (so before any filter that
     /// predates them can be classified) and cleared only once every such
     /// filter is adopted, each adopted filter alive counts, and the word is

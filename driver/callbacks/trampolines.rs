@@ -27,13 +27,13 @@ use core::ffi::c_void;
 /// gets it as one constant address.
 // SAFETY: `STATE.lookup_mode` reads 0 only while every live filter that
 // calls our callouts was added through our notifyFn, whose ADD stored in
-// its `context` a handle to a claim of `STATE.table`'s slots lending its
-// context (`DriverState::lookup_mode`'s invariant). Such a claim is
-// released, and its context dropped, only by its filter's DELETE notify
-// (`notify::on_delete`, `ContextTable::remove`) or once `STATE.rundown`
-// has drained (`lifecycle::release_contexts` closes and drains it before
-// `ContextTable::pop_any`), and the slots' storage is released only there
-// too (`ContextTable::release_storage`).
+// its `context` a handle to a claim of `STATE.table`'s slots, whose slot
+// keeps a reference to its context (`DriverState::lookup_mode`'s
+// invariant). Every reclaim of those slots is given `STATE.rundown` (the
+// DELETE notify's `notify::on_delete` and `lifecycle::on_timer`, through
+// `ContextTable::reclaim`), and the slots' storage is released only once
+// `STATE.rundown` has drained (`lifecycle::release_contexts` closes and
+// drains it before `ContextTable::release_storage`).
 static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
     unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown, STATE.lookup_mode.get()) };
 
@@ -44,8 +44,8 @@ static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
 /// # Safety
 /// Called by the filter engine at IRQL <= DISPATCH_LEVEL with every pointer
 /// NULL or valid for the call: `classify_out` ours alone, `filter` the
-/// matched filter (whose DELETE notify the engine does not return from
-/// while the call runs, and whose `context` nobody writes meanwhile),
+/// matched filter (whose `context` nobody writes meanwhile; a DELETE
+/// notify delivered meanwhile frees nothing the call uses),
 /// `in_fixed_values` holding `valueCount` values,
 /// `layer_data` the classification's packet (a `NET_BUFFER_LIST`).
 pub unsafe extern "system" fn classify_fn(

@@ -135,7 +135,7 @@ pub fn filter_entry(context: &FilterContext) -> FilterStatsEntryRepr {
             Origin::Adopted => FilterOrigin::Adopted,
         },
         policy: *context.policy(),
-        references: context.reference_count(),
+        references: context.references(),
         counters: FilterCounters {
             matched: counters.matched,
             permitted: counters.permitted,

@@ -153,7 +153,9 @@ fn unregister_callouts() {
 }
 
 /// Drops every context the table still holds (no callout can reach them
-/// once unregistered) and frees the table itself. First closes the
+/// once unregistered) and frees the table itself, with the contexts of
+/// deleted filters still waiting for their grace period (the rundown has
+/// drained: none can be in use). First closes the
 /// rundown and waits for the callbacks inside it (unload has done so
 /// already; a failed initialize has not), since classify may borrow a
 /// context or read the slots only inside it (`wfp::filter_view`'s
@@ -172,10 +174,18 @@ fn release_contexts() {
 }
 
 /// Periodic work, from a timer the glue runs (every 100 ms on Windows):
-/// times out pending requests whose deadline passed. Up to DISPATCH_LEVEL.
+/// times out pending requests whose deadline passed, and frees the
+/// contexts of deleted filters whose grace period has passed since (no
+/// classify still in flight that could hold them: a DELETE frees at once
+/// when none is). Up to DISPATCH_LEVEL; never waits.
 pub fn on_timer() {
     let expired = STATE.pending.expire(crate::platform::kernel::now_ticks());
     if expired != 0 {
         crate::log!(Level::Info, "{} pending requests timed out", expired);
+    }
+    // Inside the rundown, as reclaiming must be (unload frees the slots'
+    // storage only once it has drained); closed: unload frees them all.
+    if let Some(inside) = STATE.rundown.enter() {
+        STATE.table.reclaim(&STATE.rundown, &inside);
     }
 }

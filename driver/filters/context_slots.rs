@@ -18,10 +18,18 @@
 //! published with one atomic store; segments are freed only by
 //! [`HandleSlots::release_storage`] at the end of unload, after the
 //! rundown, so a classify never reads freed slot memory. Claiming and
-//! releasing a slot is O(1) under a spin lock (a free list threaded
-//! through the slots); classify takes no lock and reads two atomics.
+//! releasing a slot is O(1) under a spin lock (lists threaded through the
+//! slots); classify takes no lock and reads two atomics.
 //!
-//! Generations: odd while the slot holds a context, even once released; a
+//! Lifetime: a claimed slot keeps a reference to its context. DELETE's
+//! release makes the key stop matching at once, but the slot keeps the
+//! reference (on a retired list) until every rundown line has been seen
+//! idle since (`HandleSlots::reclaim`: after each DELETE, from the timer;
+//! at unload, after the rundown has drained, `release_storage`), so a
+//! classify that matched the word before the release never sees the
+//! context freed, whenever the engine delivers DELETE.
+//!
+//! Generations: odd while the slot is claimed, even once released; a
 //! release bumps it, so every word of a deleted filter stops matching. A
 //! slot's first generation mixes its index with a seed drawn from the clock
 //! and a sequence never reset when the first segment is allocated, so words
@@ -31,7 +39,7 @@
 //! never claimed), so growing holds the lock for O(1).
 //!
 //! This file names the handle's layout for the context word
-//! (`fast_path.rs`); the table that lends contexts through it is
+//! (`fast_path.rs`); the table that keeps contexts through it is
 //! `filter_context::ContextSlots`.
 #![forbid(unsafe_code)]
 

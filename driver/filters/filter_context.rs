@@ -12,6 +12,7 @@ use crate::filters::fast_path::FastPath;
 use crate::filters::rate_limiter::RateLimiter;
 use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
 use crate::platform::pool::{Counted, PoolArc, PoolTag, TAG_FILTER_CONTEXT, Tagged};
+use crate::platform::rundown::{Rundown, RundownGuard};
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::{AtomicU64, Ordering};
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
@@ -36,8 +37,9 @@ pub type FilterContext = Counted<FilterContextData>;
 /// whatever IRQL (<= DISPATCH_LEVEL) that happens.
 pub type ContextRef = PoolArc<FilterContextData>;
 
-/// The slots whose handles `filter->context` carries, lending the contexts
-/// the table holds.
+/// The slots whose handles `filter->context` carries, each keeping a
+/// reference to its context until the grace period after DELETE released
+/// it (`HandleSlots::reclaim`).
 pub type ContextSlots = HandleSlots<FilterContextData>;
 
 /// Everything classify needs about one filter.
@@ -153,6 +155,16 @@ impl FilterContextData {
     }
 }
 
+impl FilterContext {
+    /// References held on the context as the statistics report them: the
+    /// table's and those of whatever outlives a classify (pended requests,
+    /// flows). The one its handle slot keeps (until the grace period after
+    /// DELETE) is not counted, so the number means what it always did.
+    pub fn references(&self) -> u32 {
+        self.reference_count().saturating_sub(u32::from(self.slot().is_some()))
+    }
+}
+
 impl ContextRef {
     /// Builds a context with one reference.
     pub fn try_new(filter_id: u64, layer_id: u16, origin: Origin, policy: PolicyRepr) -> Result<Self> {
@@ -221,7 +233,10 @@ impl ContextTable {
     }
 
     /// Removes the context of `filter_id`, releasing its slot (every word
-    /// naming it stops matching) before the reference is handed back.
+    /// naming it stops matching) before the table's reference is handed
+    /// back. The slot keeps its own reference until [`Self::reclaim`] sees
+    /// the grace period pass: a classify that matched the word before the
+    /// release may still be using the context.
     pub fn remove(&self, filter_id: u64) -> Option<ContextRef> {
         self.entries.remove(filter_id).inspect(|context| self.release_slot(context))
     }
@@ -237,7 +252,25 @@ impl ContextTable {
         }
     }
 
-    /// Frees the table's and the slots' storage once empty (end of unload).
+    /// Drops the slots' references to contexts whose slot was released
+    /// before every rundown line was seen idle (the grace period: no
+    /// classify can still be borrowing them), freeing those nothing else
+    /// holds. Never waits. `rundown` is the one classify borrows inside,
+    /// `inside` the caller's guard of it (see `HandleSlots::reclaim`).
+    /// Returns the references dropped.
+    pub fn reclaim(&self, rundown: &Rundown, inside: &RundownGuard<'_>) -> usize {
+        self.slots.reclaim(rundown, inside)
+    }
+
+    /// Contexts of deleted filters whose grace period has not passed yet
+    /// (kept by their slots; not counted by [`Self::len`]).
+    pub fn retired(&self) -> usize {
+        self.slots.retired()
+    }
+
+    /// Frees the table's and the slots' storage once empty (end of unload,
+    /// after the rundown has drained: the references of released slots
+    /// still waiting for their grace period go too).
     pub fn release_storage(&self) {
         self.entries.release_storage();
         if self.entries.is_empty() {

@@ -13,10 +13,13 @@
 //! - [`PoolArc`] / [`Counted`]: a reference-counted value (filter contexts),
 //!   whose `&Counted<T>` borrow can take a new reference;
 //! - [`HandleSlots`]: generation-checked handles to [`PoolArc`]s, read
-//!   lock-free by classify (the slots behind `filter->context`).
+//!   lock-free by classify (the slots behind `filter->context`), each
+//!   slot keeping its reference until a grace period after its release
+//!   (every rundown line seen idle: [`HandleSlots::reclaim`]).
 #![allow(unsafe_code)]
 
 use crate::platform::kernel::{ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED};
+use crate::platform::rundown::{ALL_LINES_IDLE, Rundown, RundownGuard};
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::{AtomicU32, Ordering};
 use core::marker::PhantomData;
@@ -443,10 +446,11 @@ impl<T> Drop for PoolRing<T> {
 /// the role of Rust-for-Linux's `ArcBorrow`.
 ///
 /// # Invariants
-/// `refs` is the number of live [`PoolArc`]s to this block; it is at least
-/// one while any `&Counted<T>` exists (every such borrow comes from a
-/// `PoolArc` or from [`HandleSlots::borrow_checked`], whose contract says a
-/// reference outlives it), and the block is freed when it drops to zero.
+/// `refs` is the number of live [`PoolArc`]s to this block (a handle
+/// slot's own reference counts as one); it is at least one while any
+/// `&Counted<T>` exists (every such borrow comes from a `PoolArc` or from
+/// [`HandleSlots::borrow_checked`], whose contract makes the slot's
+/// reference outlive it), and the block is freed when it drops to zero.
 /// A count past `SATURATION` (more references than could exist without
 /// `mem::forget`) stays there: the block is leaked, never freed early.
 pub struct Counted<T> {
@@ -529,7 +533,7 @@ impl<T: Tagged> PoolArc<T> {
     }
 
     /// The block's address, without giving the reference away (what a
-    /// handle slot lends, and what tests ask the pool about).
+    /// handle slot's claim records, and what tests ask the pool about).
     pub fn as_raw(&self) -> u64 {
         self.ptr.as_ptr() as u64
     }
@@ -594,6 +598,8 @@ const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
 const NO_SLOT: u32 = u32::MAX;
 
 const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
+// (Under loom a slot's key is loom's atomic, larger: lookups index by slot.)
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<HandleSlot>() == 1 << INDEX_SHIFT);
 // Indexes fit the bits between the fast-path bits and the generation.
 const _: () = assert!(HANDLE_CAPACITY <= 1 << (GENERATION_SHIFT - INDEX_SHIFT));
@@ -633,24 +639,29 @@ impl SlotHandle {
 /// One slot: 16 bytes.
 #[repr(C, align(16))]
 struct HandleSlot {
-    /// While the slot lends a reference, its handle's key (generation
-    /// odd); once released, an even generation above the next free slot's
-    /// index (the free list, changed under the lock); 0 if never claimed.
-    /// No handle we issue equals a free slot's key.
-    key: core::sync::atomic::AtomicU64,
-    /// The [`Counted`] block lent (`PoolArc::as_raw`), NULL while free. The
-    /// slot holds no reference: whoever claimed it keeps one until release.
+    /// While claimed, its handle's key (generation odd); once released, an
+    /// even generation above the index of the next slot on the list the
+    /// slot is on (free, retired or draining: changed under the lock, or by
+    /// the one reclaim that detached the slot's batch); 0 if never claimed.
+    /// No handle we issue equals a released slot's key.
+    key: crate::platform::sync::ConstAtomicU64,
+    /// The [`Counted`] block the slot keeps a reference to (a [`PoolArc`]
+    /// given up to the slot at claim), from the claim until the grace
+    /// period after its release has passed ([`HandleSlots::reclaim`]);
+    /// NULL while free.
     target: core::sync::atomic::AtomicPtr<u8>,
 }
 
 // SAFETY: all-zero bytes are key 0 and a NULL target: a slot never claimed.
+// (Not under loom, whose key is no plain integer: segments are built.)
+#[cfg(not(loom))]
 unsafe impl Zeroable for HandleSlot {}
 
 impl HandleSlot {
     /// A slot never claimed (key 0, no target).
     const fn fresh() -> Self {
         Self {
-            key: core::sync::atomic::AtomicU64::new(0),
+            key: crate::platform::sync::ConstAtomicU64::new(0),
             target: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
         }
     }
@@ -671,21 +682,46 @@ const fn no_segment() -> *mut HandleSlot {
     (&raw const NO_SEGMENT).cast::<HandleSlot>().cast_mut()
 }
 
-/// The free list and the segment count (under the lock).
+/// Released slots linked through their keys (each key's low 32 bits name
+/// the next slot, the last one's [`NO_SLOT`]), first and last known so a
+/// whole list joins another in O(1).
+#[derive(Clone, Copy)]
+struct SlotList {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl SlotList {
+    const EMPTY: Self = Self { head: NO_SLOT, tail: NO_SLOT, len: 0 };
+}
+
+/// The lists and the segment count (under the lock).
 struct HandleOwned {
     /// Segments allocated so far (the directory's first `allocated` entries).
     allocated: usize,
-    /// The first released slot (each free slot's key holds the next), or
-    /// [`NO_SLOT`].
+    /// The first free slot (each free slot's key holds the next), or
+    /// [`NO_SLOT`]. Free slots own no reference.
     free_head: u32,
     /// Slots never claimed start here and run to the end of the last
     /// segment (their key is still 0).
     fresh: u32,
-    /// Slots free: released ones and fresh ones.
+    /// Slots free: released ones past their grace period and fresh ones.
     free: usize,
     /// Mixed into the first generation of each fresh slot; drawn when the
     /// first segment is allocated.
     seed: u32,
+    /// Slots released since `draining` was formed, each still owning its
+    /// reference.
+    retired: SlotList,
+    /// Released slots waiting for their grace period: every rundown line
+    /// seen idle after their release (`seen`), then their references go.
+    draining: SlotList,
+    /// Lines seen idle since `draining` was formed (bit per line).
+    seen: u64,
+    /// Moves on whenever `draining` is formed, so that a reclaim adds to
+    /// `seen` only lines it read after the batch it read them for formed.
+    batch: u64,
 }
 
 /// Generation-checked handles to [`PoolArc<T>`] blocks: a slot index and
@@ -693,17 +729,27 @@ struct HandleOwned {
 /// can carry. A lookup uses the word only if its index is inside the slots
 /// and the slot's key equals the word's, so a garbage or stale word (its
 /// slot released, or reused) is rejected by a bounds check and a compare,
-/// never dereferenced. The slots lend the blocks; they hold no reference.
+/// never dereferenced.
+///
+/// Lifetime: each claimed slot owns a reference to its block (taken at
+/// [`Self::claim`]). A release makes the key stop matching at once, but
+/// the slot keeps its reference, on a retired list, until a grace period
+/// has passed: every line of the rundown lookups are made in has been seen
+/// idle after the release ([`Self::reclaim`]). A lookup that matched the
+/// key entered that rundown before the release (see
+/// [`Rundown::idle_lines`](crate::platform::rundown::Rundown::idle_lines)),
+/// so what it borrowed is never freed under it, whether or not the engine
+/// can still classify a filter whose DELETE it has delivered.
 ///
 /// Storage: segments of [`SEGMENT_SLOTS`] slots in pool, found through a
 /// fixed directory of [`SEGMENTS`] pointers. A segment is allocated
 /// outside any lock (non-paged pool: PASSIVE or DISPATCH_LEVEL) when no
 /// slot is free, and published with one atomic store; segments are freed
 /// only by [`HandleSlots::release_storage`]. Claiming and releasing is O(1)
-/// under a spin lock (a free list threaded through the slots); a lookup
-/// takes no lock and reads two atomics.
+/// under a spin lock (lists threaded through the slots); a lookup takes no
+/// lock and reads two atomics.
 ///
-/// Generations: odd while the slot lends a block, even once released; a
+/// Generations: odd while the slot is claimed, even once released; a
 /// release bumps it, so every word naming the old claim stops matching. A
 /// slot's first generation mixes its index with a seed drawn from the clock
 /// and a sequence never reset when the first segment is allocated, so words
@@ -717,8 +763,12 @@ struct HandleOwned {
 /// to the directory). An entry is set once, under the lock, before any
 /// index in segment `s` is handed out, and reset (the block freed) only by
 /// `release_storage`. Only slots of owned segments are ever written. A
-/// slot's `target` is NULL or the address of a `Counted<T>` block.
-pub struct HandleSlots<T> {
+/// slot's `target` is NULL or the address of a `Counted<T>` block of which
+/// the slot owns one reference: from its claim until a reclaim that saw
+/// every rundown line idle after its release (or `release_storage`) takes
+/// it. Every released slot is on exactly one of the free list (target
+/// NULL), `retired`, `draining`, or a batch one reclaim has detached.
+pub struct HandleSlots<T: Tagged> {
     directory: [core::sync::atomic::AtomicPtr<HandleSlot>; SEGMENTS],
     owned: crate::platform::spin_lock::SpinLock<HandleOwned>,
     /// Moves on with every segment allocated, never reset: segments of one
@@ -726,7 +776,7 @@ pub struct HandleSlots<T> {
     /// starts it again, and the clock tells the loads apart).
     seeds: core::sync::atomic::AtomicU32,
     tag: PoolTag,
-    _lends: PhantomData<fn() -> T>,
+    _owns: PhantomData<PoolArc<T>>,
 }
 
 impl<T: Tagged> HandleSlots<T> {
@@ -740,20 +790,29 @@ impl<T: Tagged> HandleSlots<T> {
                 fresh: 0,
                 free: 0,
                 seed: 0,
+                retired: SlotList::EMPTY,
+                draining: SlotList::EMPTY,
+                seen: 0,
+                batch: 0,
             }),
             seeds: core::sync::atomic::AtomicU32::new(0),
             tag,
-            _lends: PhantomData,
+            _owns: PhantomData,
         }
     }
 
-    /// Claims a free slot lending `target` (whose reference the caller
-    /// keeps alive until [`Self::release`]). Allocates a segment, outside
-    /// the lock, when none is free.
+    /// Claims a free slot for `target`, taking a reference to it that the
+    /// slot keeps until the grace period after [`Self::release`] (so a
+    /// lookup never borrows a block nobody holds). Allocates a segment,
+    /// outside the lock, when none is free.
     pub fn claim(&self, target: &PoolArc<T>) -> Result<SlotHandle> {
-        let target = target.ptr.as_ptr().cast::<u8>();
+        let reference = target.clone();
+        let raw = reference.ptr.as_ptr().cast::<u8>();
         for _ in 0..4 {
-            if let Some(handle) = self.try_claim(target) {
+            if let Some(handle) = self.try_claim(raw) {
+                // INVARIANT: the slot holds the reference's address from
+                // here and owns it (dropped by reclaim or release_storage).
+                core::mem::forget(reference);
                 return Ok(handle);
             }
             self.grow()?;
@@ -783,7 +842,7 @@ impl<T: Tagged> HandleSlots<T> {
         let slot = self.owned_slot(owned, index)?;
         slot.target.store(target, Ordering::Relaxed);
         // Odd: the target is published with the key (Release pairs with
-        // the lookup's Acquire load of it).
+        // the lookup's load of it).
         let handle = SlotHandle { index, generation };
         slot.key.store(handle.key(), Ordering::Release);
         Some(handle)
@@ -797,7 +856,10 @@ impl<T: Tagged> HandleSlots<T> {
         if next >= SEGMENTS {
             return Err(NtStatus::INSUFFICIENT_RESOURCES);
         }
+        #[cfg(not(loom))]
         let segment = PoolSlice::<HandleSlot>::try_zeroed(SEGMENT_SLOTS, self.tag)?;
+        #[cfg(loom)]
+        let segment = PoolSlice::try_new_with(SEGMENT_SLOTS, self.tag, |_| HandleSlot::fresh())?;
         let step = self.seeds.fetch_add(0x9E37_79B9, Ordering::Relaxed);
         let seed = (crate::platform::kernel::now_ticks() as u32) ^ step;
         let mut guard = self.owned.lock();
@@ -823,9 +885,12 @@ impl<T: Tagged> HandleSlots<T> {
         Ok(())
     }
 
-    /// Releases the slot of `handle`: its key moves on (every word naming
-    /// it stops matching) before the target is cleared, and the slot goes
-    /// back on the free list. A handle that is not live does nothing.
+    /// Releases the slot of `handle`: its key moves on at once (every word
+    /// naming it stops matching), and the slot, still owning its reference,
+    /// joins the retired list, O(1) under the lock, never waiting: the
+    /// reference goes, and the slot is free again, only once
+    /// [`Self::reclaim`] has seen the grace period pass. A handle that is
+    /// not live does nothing.
     pub fn release(&self, handle: SlotHandle) {
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
@@ -833,10 +898,118 @@ impl<T: Tagged> HandleSlots<T> {
         if slot.key.load(Ordering::Relaxed) != handle.key() {
             return;
         }
-        slot.key.store(free_key(handle.generation.wrapping_add(1), owned.free_head), Ordering::Release);
-        slot.target.store(core::ptr::null_mut(), Ordering::Release);
-        owned.free_head = handle.index;
-        owned.free += 1;
+        // INVARIANT: the slot keeps its target (the reference it owns) and
+        // goes on `retired`, at its head (its key names the old head).
+        // This store is the release the grace period is counted from: the
+        // lock orders it before the reclaim that forms the batch.
+        slot.key.store(free_key(handle.generation.wrapping_add(1), owned.retired.head), Ordering::Release);
+        if owned.retired.len == 0 {
+            owned.retired.tail = handle.index;
+        }
+        owned.retired.head = handle.index;
+        owned.retired.len += 1;
+    }
+
+    /// Frees what the grace period allows: the references of released
+    /// slots once every line of `rundown` has been seen idle after their
+    /// release (lines need not be idle at the same moment), and puts those
+    /// slots back on the free list. Never waits: lines not yet seen idle
+    /// are read again by the next call. Returns the references dropped.
+    ///
+    /// `rundown` must be the rundown every lookup ([`Self::borrow_checked`])
+    /// is made in, and `inside` the caller's own guard of it (the caller's
+    /// own entry is not counted against its line; and while it is inside,
+    /// [`Self::release_storage`] does not run, so the slots it walks
+    /// outside the lock stay). A guard of another rundown does nothing.
+    /// The driver calls it after each DELETE notify's release (no classify
+    /// in flight: the context goes at once) and from its periodic timer.
+    ///
+    /// Works in batches: the slots released so far move from `retired` to
+    /// `draining` (O(1) under the lock), the lines are read without it, and
+    /// a batch whose lines have all been seen idle is detached under the
+    /// lock; its references are dropped outside it, and it joins the free
+    /// list in O(1). Two rounds at most: the batch already draining, then
+    /// one formed from what was retired meanwhile.
+    pub fn reclaim(&self, rundown: &Rundown, inside: &RundownGuard<'_>) -> usize {
+        if !rundown.guards(inside) {
+            return 0;
+        }
+        let mut dropped = 0;
+        for _ in 0..2 {
+            let batch = {
+                let mut owned = self.owned.lock();
+                if owned.draining.len == 0 {
+                    if owned.retired.len == 0 {
+                        break;
+                    }
+                    owned.draining = core::mem::replace(&mut owned.retired, SlotList::EMPTY);
+                    owned.seen = 0;
+                    owned.batch = owned.batch.wrapping_add(1);
+                }
+                owned.batch
+            };
+            // Read after the batch formed (under the lock, after each of its
+            // releases): idle_lines proves, for a line it sets, that every
+            // lookup which matched one of these keys on it has left.
+            let idle = rundown.idle_lines(Some(inside));
+            let detached = {
+                let mut owned = self.owned.lock();
+                if owned.batch != batch || owned.draining.len == 0 {
+                    // Another reclaim finished this batch meanwhile.
+                    break;
+                }
+                owned.seen |= idle;
+                if owned.seen != ALL_LINES_IDLE {
+                    break;
+                }
+                core::mem::replace(&mut owned.draining, SlotList::EMPTY)
+            };
+            dropped += self.free_batch(detached, inside);
+        }
+        dropped
+    }
+
+    /// Drops the references of a batch whose grace period has passed,
+    /// which the caller detached (so no one else touches its slots), then
+    /// gives its slots to the free list in O(1).
+    fn free_batch(&self, batch: SlotList, inside: &RundownGuard<'_>) -> usize {
+        let mut index = batch.head;
+        let mut dropped = 0;
+        for _ in 0..batch.len {
+            let Some(slot) = self.slot_inside(index, inside) else { break };
+            // SAFETY: a slot of ours on a detached batch: its reference is
+            // ours to take, and its grace period has passed (every line seen
+            // idle after its release), so no lookup borrows its block.
+            if let Some(reference) = unsafe { self.take_reference(slot) } {
+                drop(reference);
+                dropped += 1;
+            }
+            index = slot.key.load(Ordering::Relaxed) as u32;
+        }
+        let mut guard = self.owned.lock();
+        let owned = &mut *guard;
+        let Some(tail) = self.owned_slot(owned, batch.tail) else { return dropped };
+        // INVARIANT: the batch, its references gone, joins the free list:
+        // its last slot's key now names the old head (its generation kept).
+        let key = tail.key.load(Ordering::Relaxed);
+        tail.key.store((key & !u64::from(u32::MAX)) | u64::from(owned.free_head), Ordering::Release);
+        owned.free_head = batch.head;
+        owned.free += batch.len;
+        dropped
+    }
+
+    /// Takes the reference `slot` owns, if any (its target becomes NULL).
+    ///
+    /// # Safety
+    /// `slot` is one of an owned segment of this value, and no lookup can
+    /// still be borrowing its block through it: it was released and its
+    /// grace period has passed, or no lookup can run at all.
+    unsafe fn take_reference(&self, slot: &HandleSlot) -> Option<PoolArc<T>> {
+        let target = NonNull::new(slot.target.swap(core::ptr::null_mut(), Ordering::Acquire))?;
+        // INVARIANT: the reference the slot owned (a `PoolArc` given up at
+        // claim, its target the block's address) moves to the PoolArc
+        // returned; the swap leaves none behind, so it is taken once.
+        Some(PoolArc { ptr: target.cast::<Counted<T>>() })
     }
 
     /// The block the handle in `key` (a context word without its fast-path
@@ -845,18 +1018,18 @@ impl<T: Tagged> HandleSlots<T> {
     /// outside the slots.
     ///
     /// # Safety
-    /// For all of `'a`: [`Self::release_storage`] is not called (unload
-    /// calls it only after the rundown that `_inside` is a guard of has
-    /// drained), and if `key` names a live claim, the reference whose
-    /// block that claim lends is not dropped: its claimer releases the
-    /// slot and drops it only once no lookup of this key can run
-    /// (for `filter->context`: the engine does not call classifyFn for a
-    /// filter once its DELETE notify, which releases the slot, has
-    /// returned). A stale key is rejected whatever the timing, except
-    /// while its release runs concurrently, which the second condition
-    /// rules out. The driver's one caller is
-    /// `wfp::filter_view::OwnWordGuard::context`, whose type carries both
-    /// conditions (built only from the classifyFn entry point's promise).
+    /// For all of `'a`: `_inside` is a guard of the rundown that every
+    /// [`Self::reclaim`] of these slots is given, and
+    /// [`Self::release_storage`] is not called (unload calls it only after
+    /// that rundown has drained). Then a key that matches names a claim
+    /// whose slot owns a reference to the block; released during `'a`, it
+    /// keeps it until a reclaim has seen every line idle after the release,
+    /// which cannot happen while `_inside`, entered before this lookup,
+    /// stays (`Rundown::idle_lines`: the lookup's entry and key load, both
+    /// SeqCst, against the release and the reclaim's fence and line loads).
+    /// A stale key is rejected whatever the timing. The driver's one caller
+    /// is `wfp::filter_view::OwnWordGuard::context`, whose type carries the
+    /// conditions.
     #[inline(always)]
     pub unsafe fn borrow_checked<'a>(
         &'a self,
@@ -873,17 +1046,23 @@ impl<T: Tagged> HandleSlots<T> {
         // live slots (invariant: a segment, or NO_SEGMENT; no
         // release_storage during 'a by the caller's contract), and the
         // offset is below SEGMENT_SLOTS slots' bytes.
+        #[cfg(not(loom))]
         let slot = unsafe { segment.byte_add((key & OFFSET_BITS) as usize) };
+        // SAFETY: as above, by index (under loom a slot is larger).
+        #[cfg(loom)]
+        let slot = unsafe { segment.add(((key & OFFSET_BITS) >> INDEX_SHIFT) as usize) };
         // SAFETY: that slot is initialised, lives for 'a (as above), and is
         // only accessed through atomics.
         let slot = unsafe { &*slot };
-        if slot.key.load(Ordering::Acquire) != key {
+        // SeqCst (a plain `mov` on x86-64, as Acquire): the second half of
+        // the Dekker pattern with the rundown entry (Rundown::idle_lines).
+        if slot.key.load(Ordering::SeqCst) != key {
             return None;
         }
         let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
         // SAFETY: the key matched, so `target` is NULL or the block of a
-        // live claim (published before the key, Acquire above), whose
-        // reference outlives 'a (caller's contract).
+        // claim whose slot owns a reference (published before the key,
+        // read after it), kept past 'a (caller's contract, see above).
         unsafe { target.as_ref() }
     }
 
@@ -893,11 +1072,22 @@ impl<T: Tagged> HandleSlots<T> {
         (owned.free, owned.allocated * SEGMENT_SLOTS)
     }
 
-    /// Frees every segment (end of unload: no lookup can be running, see
-    /// [`Self::borrow_checked`]). Every handle stops matching. The
-    /// segments are unpublished and freed under the lock (non-paged pool
-    /// may be freed at DISPATCH_LEVEL), so a claim growing meanwhile
-    /// publishes its segment before or after, never into a freed one.
+    /// Released slots still waiting for their grace period (their blocks
+    /// kept alive by the slots' references): statistics and tests.
+    pub fn retired(&self) -> usize {
+        let owned = self.owned.lock();
+        owned.retired.len + owned.draining.len
+    }
+
+    /// Frees every segment, first dropping every reference a slot still
+    /// owns (released slots waiting for their grace period, or claims not
+    /// released). Only at the end of unload, once the rundown that lookups
+    /// and reclaims are made in has drained: no lookup can be running (see
+    /// [`Self::borrow_checked`]) nor any reclaim. Every handle stops
+    /// matching. The segments are unpublished and freed under the lock
+    /// (non-paged pool may be freed at DISPATCH_LEVEL), so a claim growing
+    /// meanwhile publishes its segment before or after, never into a freed
+    /// one.
     pub fn release_storage(&self) {
         let mut owned = self.owned.lock();
         for pointer in self.directory.iter().take(owned.allocated) {
@@ -907,16 +1097,31 @@ impl<T: Tagged> HandleSlots<T> {
             {
                 // The directory owned this segment (invariant): the block of
                 // a PoolSlice of SEGMENT_SLOTS slots with `tag`, now
-                // unreachable from it; no lookup runs (borrow_checked's
-                // contract) and lock-held readers wait for the lock.
-                drop(PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag });
+                // unreachable from it; no lookup or reclaim runs (the
+                // contract above) and lock-held users wait for the lock.
+                let segment = PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag };
+                self.drop_references(&segment);
+                drop(segment);
             }
         }
-        // INVARIANT: no segment left, every handle gone.
+        // INVARIANT: no segment left, every handle gone, no reference kept.
         owned.allocated = 0;
         owned.free_head = NO_SLOT;
         owned.fresh = 0;
         owned.free = 0;
+        owned.retired = SlotList::EMPTY;
+        owned.draining = SlotList::EMPTY;
+        owned.seen = 0;
+    }
+
+    /// Drops every reference the slots of `segment` (one of ours, being
+    /// freed while no lookup or reclaim can run) still own.
+    fn drop_references(&self, segment: &[HandleSlot]) {
+        for slot in segment {
+            // SAFETY: a slot of an owned segment; no lookup can borrow its
+            // block (release_storage's and Drop's callers: none runs).
+            drop(unsafe { self.take_reference(slot) });
+        }
     }
 
     /// The slot at `index` of a segment we own (the lock held: segments
@@ -937,19 +1142,42 @@ impl<T: Tagged> HandleSlots<T> {
         // ends with `owned`'s), only accessed through atomics.
         Some(unsafe { &*slot })
     }
+
+    /// The slot at `index` of a segment we own, without the lock: inside
+    /// the rundown, where `release_storage` does not run. `None` for an
+    /// index in no owned segment (never a slot of `NO_SEGMENT`, which is
+    /// not written).
+    fn slot_inside<'g>(&'g self, index: u32, _inside: &'g RundownGuard<'_>) -> Option<&'g HandleSlot> {
+        let index = index as usize;
+        let segment = self.directory.get(index >> SEGMENT_SHIFT)?.load(Ordering::Acquire);
+        if segment == no_segment() {
+            return None;
+        }
+        // SAFETY: the entry is a segment we own (invariant: not NO_SEGMENT),
+        // of SEGMENT_SLOTS slots, freed only by release_storage, which does
+        // not run while `_inside` is entered (reclaim's contract); the
+        // offset is inside it.
+        let slot = unsafe { segment.add(index & (SEGMENT_SLOTS - 1)) };
+        // SAFETY: initialised, alive while `_inside` is (as above), only
+        // accessed through atomics.
+        Some(unsafe { &*slot })
+    }
 }
 
-impl<T> Drop for HandleSlots<T> {
+impl<T: Tagged> Drop for HandleSlots<T> {
     /// A table that is not the driver's static one (tests) frees its
-    /// segments when it goes.
+    /// segments, and the references its slots still own, when it goes.
     fn drop(&mut self) {
         for pointer in &self.directory {
             let segment = pointer.swap(no_segment(), Ordering::AcqRel);
             if let Some(ptr) = NonNull::new(segment)
                 && segment != no_segment()
             {
-                // As in release_storage; `&mut self` rules out every lookup.
-                drop(PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag });
+                // As in release_storage; `&mut self` rules out every lookup
+                // and reclaim.
+                let segment = PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag };
+                self.drop_references(&segment);
+                drop(segment);
             }
         }
     }

@@ -12,7 +12,7 @@
 #![forbid(unsafe_code)]
 
 use crate::platform::kernel::current_processor_number;
-use crate::platform::sync::{AtomicUsize, Ordering};
+use crate::platform::sync::{AtomicUsize, Ordering, fence};
 
 /// Counters kept; processors beyond this (a second processor group and
 /// up: `KeGetCurrentProcessorNumberEx` numbers across groups) share them
@@ -27,6 +27,12 @@ const SLOTS: usize = 4;
 
 /// The gate's bit in each counter (set: closed). Counts stay far below it.
 const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// Counter lines: [`Rundown::idle_lines`] answers with one bit per line.
+pub const LINES: usize = SLOTS;
+/// [`Rundown::idle_lines`] when every line was idle.
+pub const ALL_LINES_IDLE: u64 = u64::MAX >> (64 - SLOTS);
+const _: () = assert!(SLOTS <= 64);
 
 /// How many callbacks are inside the rundown on the processors that share
 /// one slot, and the gate bit ([`CLOSED`]), alone on its cache line.
@@ -71,10 +77,17 @@ impl Rundown {
         let line = self.line(slot)?;
         // One word: either `close_and_wait`'s fetch_or on this counter comes
         // after our add (it sees our count), or before (we see its bit).
-        if line.fetch_add(1, Ordering::Acquire) & CLOSED != 0 {
+        // SeqCst (on x86-64 the same `lock xadd` as Acquire): the first half
+        // of the Dekker pattern `idle_lines` completes, see there.
+        if line.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
             line.fetch_sub(1, Ordering::Release);
             return None;
         }
+        // Loom treats SeqCst accesses as AcqRel (its documented limit) but
+        // models SeqCst fences: the fence the SeqCst add stands for, so
+        // that the loom tests check the same Dekker pattern.
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
         Some(RundownGuard { line })
     }
 
@@ -95,6 +108,46 @@ impl Rundown {
     /// Callbacks inside now, over every processor's counter.
     fn inside(&self) -> usize {
         self.lines.iter().map(|line| line.0.load(Ordering::Acquire) & !CLOSED).sum()
+    }
+
+    /// The lines on which nobody but the caller (`own`, a guard of this
+    /// rundown, if it is inside) is inside now, one bit per line (bit `i`:
+    /// line `i`; [`ALL_LINES_IDLE`] when all are). What a grace period is
+    /// made of ([`crate::platform::pool::HandleSlots::reclaim`]): lines need
+    /// not be idle at the same moment. The gate bit is ignored.
+    ///
+    /// Why a bit set here proves that a callback which entered on that
+    /// line before some write W (a slot's key moving on) has left, if W
+    /// happens before this call: a Dekker pattern. The callback does
+    /// `fetch_add` on its line, then loads the key, both SeqCst; this call
+    /// does a SeqCst fence, then SeqCst loads of the lines. If the
+    /// callback's key load read the value before W, it precedes W's
+    /// happens-after fence in the single total order S (C++20
+    /// [atomics.order] p4.2), its `fetch_add` precedes the load (sequenced
+    /// before), and the fence precedes the line load: so the line load
+    /// follows the `fetch_add` in S and reads it or a later value (p4.1):
+    /// a count without the callback's entry is one written by its leaving
+    /// `fetch_sub` (Release) or later in the line's chain of read-modify-
+    /// writes, which this Acquire-or-stronger load synchronizes with, so
+    /// every use the callback made happens before what the caller does
+    /// next. Otherwise the callback read W's key, which no handle matches.
+    pub fn idle_lines(&self, own: Option<&RundownGuard<'_>>) -> u64 {
+        fence(Ordering::SeqCst);
+        let mut idle = 0u64;
+        for (index, line) in self.lines.iter().enumerate() {
+            let mine = usize::from(own.is_some_and(|own| core::ptr::eq(own.line, &line.0)));
+            // The caller's own entry (if on this line) happened before, in
+            // its own thread: a count of exactly it means nobody else.
+            if line.0.load(Ordering::SeqCst) & !CLOSED == mine {
+                idle |= 1 << index;
+            }
+        }
+        idle
+    }
+
+    /// Whether `guard` was entered on one of this rundown's lines.
+    pub fn guards(&self, guard: &RundownGuard<'_>) -> bool {
+        self.lines.iter().any(|line| core::ptr::eq(guard.line, &line.0))
     }
 
     /// Opens the gate again (initialize).

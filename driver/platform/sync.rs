@@ -28,13 +28,19 @@
 //! (`spin_lock.rs`) is switched too, keeping its `const fn new` the same
 //! way as [`AtomicBool`].
 
+/// An `AtomicU64` whose `new` is const under loom too (created on first
+/// use, as [`AtomicUsize`]): the handle slots' keys, which a `static`
+/// holds and which the loom tests must see (the lookup's key load against
+/// the release's store). Normally `core`'s.
+#[cfg(not(loom))]
+pub use core::sync::atomic::AtomicU64 as ConstAtomicU64;
 #[cfg(not(loom))]
 pub use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
 
 #[cfg(loom)]
 pub use loom::sync::atomic::fence;
 #[cfg(loom)]
-pub use loom_atomics::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+pub use loom_atomics::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, ConstAtomicU64};
 #[cfg(loom)]
 pub use std::sync::atomic::Ordering;
 
@@ -123,6 +129,36 @@ mod loom_atomics {
         /// As `core`'s `store`.
         #[track_caller]
         pub fn store(&self, value: bool, order: Ordering) {
+            self.atomic().store(value, order)
+        }
+    }
+
+    /// Loom's `AtomicU64`, created on first use so that `new` stays const
+    /// (the handle slots' keys; see the module documentation).
+    pub struct ConstAtomicU64 {
+        initial: u64,
+        atomic: std::sync::OnceLock<loom::sync::atomic::AtomicU64>,
+    }
+
+    impl ConstAtomicU64 {
+        /// An atomic holding `initial`.
+        pub const fn new(initial: u64) -> Self {
+            Self { initial, atomic: std::sync::OnceLock::new() }
+        }
+
+        fn atomic(&self) -> &loom::sync::atomic::AtomicU64 {
+            self.atomic.get_or_init(|| loom::sync::atomic::AtomicU64::new(self.initial))
+        }
+
+        /// As `core`'s `load`.
+        #[track_caller]
+        pub fn load(&self, order: Ordering) -> u64 {
+            self.atomic().load(order)
+        }
+
+        /// As `core`'s `store`.
+        #[track_caller]
+        pub fn store(&self, value: u64, order: Ordering) {
             self.atomic().store(value, order)
         }
     }

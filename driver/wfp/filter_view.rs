@@ -86,18 +86,22 @@ impl<'a> FilterView<'a> {
 }
 
 /// The filter a classifyFn call matched: a [`FilterView`] (through
-/// `Deref`) that also knows the filter is not deleted while the call runs,
-/// which is what lets classify borrow the context its own word names
-/// ([`ContextWords::own`]). notifyFn's views are plain [`FilterView`]s: a
-/// DELETE notify is the deletion.
+/// `Deref`) that also knows the word in its `context` stays as it is while
+/// the call runs, which is what lets classify borrow the context its own
+/// word names ([`ContextWords::own`]). notifyFn's views are plain
+/// [`FilterView`]s.
+///
+/// Whether the engine can still run a classify of the filter once its
+/// DELETE notify has been delivered is not documented, so nothing here
+/// relies on it: the context the word names stays alive for the call
+/// because the handle's slot keeps a reference until a grace period after
+/// DELETE has passed (`HandleSlots::reclaim`), not because DELETE waits.
 ///
 /// # Invariants
 /// `view`'s filter is the filter the running classifyFn call matched, and
-/// the call lasts at least `'a`: the engine does not return from the
-/// filter's DELETE notify during `'a` (it calls classifyFn for a filter
-/// only until its DELETE notify has returned). Nobody writes the filter's
-/// `context` member during the call (our ADD notify wrote it before
-/// classify could see the filter).
+/// the call lasts at least `'a` (the engine keeps the filter structure
+/// valid for it). Nobody writes the filter's `context` member during the
+/// call (our ADD notify wrote it before classify could see the filter).
 #[derive(Clone, Copy)]
 pub struct ClassifiedFilter<'a> {
     view: FilterView<'a>,
@@ -116,8 +120,7 @@ impl<'a> ClassifiedFilter<'a> {
         // FilterView::from_raw needs).
         let view = unsafe { FilterView::from_raw(filter) };
         // INVARIANT: the matched filter of a call lasting 'a, its context
-        // unchanged (the caller's promise); the engine does not return from
-        // a filter's DELETE notify while classifying with it.
+        // unchanged (the caller's promise).
         view.map(|view| Self { view })
     }
 }
@@ -139,11 +142,12 @@ impl<'a> core::ops::Deref for ClassifiedFilter<'a> {
 /// # Invariants
 /// Whenever `lookup` reads 0, every live filter that calls our callouts
 /// holds in its `context` the word our notifyFn ADD stored, a handle to a
-/// claim of `slots` that lends the filter's context; such a claim is
-/// released, and the block it lends dropped, only by that filter's DELETE
-/// notify or once `rundown` has drained; `slots`' storage is released only
-/// once `rundown` has drained.
-pub struct ContextWords<'a, T> {
+/// claim of `slots` whose slot keeps a reference to the filter's context;
+/// `rundown` is the rundown every `HandleSlots::reclaim` of `slots` is
+/// given (so a released claim's reference outlives every lookup that
+/// matched it inside `rundown`, whenever the engine delivers DELETE);
+/// `slots`' storage is released only once `rundown` has drained.
+pub struct ContextWords<'a, T: Tagged> {
     slots: &'a HandleSlots<T>,
     rundown: &'a Rundown,
     lookup: &'a core::sync::atomic::AtomicUsize,
@@ -155,10 +159,10 @@ impl<'a, T: Tagged + Send + Sync> ContextWords<'a, T> {
     /// # Safety
     /// For all of `'a`, whenever `lookup` reads 0: every live filter that
     /// calls our callouts holds in its `context` the word our notifyFn ADD
-    /// stored (a handle to a claim of `slots` lending its context); such a
-    /// claim is released, and its block dropped, only by that filter's
-    /// DELETE notify or once `rundown` has drained; and `slots`' storage is
-    /// released only once `rundown` has drained.
+    /// stored (a handle to a claim of `slots`, whose slot keeps a reference
+    /// to its context); every `HandleSlots::reclaim` of `slots` is given
+    /// `rundown`; and `slots`' storage is released only once `rundown` has
+    /// drained.
     pub const unsafe fn new(
         slots: &'a HandleSlots<T>,
         rundown: &'a Rundown,
@@ -186,8 +190,8 @@ impl<'a, T: Tagged + Send + Sync> ContextWords<'a, T> {
             return None;
         }
         // INVARIANT: `lookup` read 0 while `filter` was live (its call
-        // lasts 'f), so its word is the one our ADD stored (our invariant),
-        // and the filter is not deleted during 'f (ClassifiedFilter's).
+        // lasts 'f), so its word is the one our ADD stored (our invariant,
+        // which also gives the rundown and storage conditions).
         Some(OwnContextWord { slots: self.slots, rundown: self.rundown, word })
     }
 }
@@ -199,12 +203,13 @@ impl<'a, T: Tagged + Send + Sync> ContextWords<'a, T> {
 /// ([`OwnWordGuard::context`]).
 ///
 /// # Invariants
-/// `word` is the `context` our notifyFn ADD stored in a filter that is not
-/// deleted during `'f`: a handle to a claim of `slots` lending the filter's
-/// context, released, and the block dropped, only by that filter's DELETE
-/// notify (not during `'f`) or once `rundown` has drained; `slots`'
-/// storage is released only once `rundown` has drained.
-pub struct OwnContextWord<'f, T> {
+/// `word` is the `context` our notifyFn ADD stored in the call's filter: a
+/// handle to a claim of `slots` whose slot keeps a reference to the
+/// filter's context until every line of `rundown` has been seen idle after
+/// the claim's release (every `HandleSlots::reclaim` of `slots` is given
+/// `rundown`); `slots`' storage is released only once `rundown` has
+/// drained.
+pub struct OwnContextWord<'f, T: Tagged> {
     slots: &'f HandleSlots<T>,
     rundown: &'f Rundown,
     word: u64,
@@ -228,7 +233,7 @@ impl<'f, T: Tagged + Send + Sync> OwnContextWord<'f, T> {
 /// # Invariants
 /// `guard` is a guard of the rundown of an [`OwnContextWord`] for `slots`
 /// and `word`, whose invariant holds for `'f`.
-pub struct OwnWordGuard<'f, T> {
+pub struct OwnWordGuard<'f, T: Tagged> {
     guard: RundownGuard<'f>,
     slots: &'f HandleSlots<T>,
     word: u64,
@@ -242,13 +247,13 @@ impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
     pub fn context(&self) -> Option<&Counted<T>> {
         // SAFETY: borrow_checked's contract, for this borrow of `self`
         // (within 'f):
-        // - the slots' storage is not released: only once the rundown has
-        //   drained, and `self.guard` holds it entered (our invariant);
-        // - if the key names a live claim, it is the claim our notifyFn ADD
-        //   made for the call's filter (the word is the one it stored),
-        //   whose block is dropped only by that filter's DELETE notify,
-        //   which does not return during 'f, or once the rundown we are in
-        //   has drained (OwnContextWord's invariant).
+        // - `self.guard` is a guard of the rundown every reclaim of
+        //   `slots` is given (OwnContextWord's invariant), entered before
+        //   this lookup and held for the borrow, so a claim released
+        //   meanwhile (DELETE, even while this call runs) keeps its
+        //   reference until after the borrow;
+        // - the slots' storage is not released: only once that rundown has
+        //   drained, and `self.guard` holds it entered.
         unsafe { self.slots.borrow_checked(SlotHandle::key_in_word(self.word), &self.guard) }
     }
 }
