@@ -110,6 +110,10 @@ pub(crate) struct EngineState {
     /// IRQL at which notifyFn is called; `None`: PASSIVE_LEVEL or
     /// DISPATCH_LEVEL chosen at random per call (the docs allow both).
     pub notify_irql: Option<u8>,
+    /// Whether a filter's DELETE waits for the classifications still using
+    /// it (`None`: chosen at random per delete; WFP-SEMANTICS §3 leaves it
+    /// UNCONFIRMED, so both readings happen).
+    pub delete_waits_for_classifies: Option<bool>,
     /// DELETE notifications to drop (models lost notifications).
     pub lose_delete_notifications: u32,
     /// The base filtering engine service is stopped: sessions cannot open.
@@ -139,6 +143,7 @@ impl EngineState {
             allocations: HashMap::new(),
             transaction_owner: None,
             notify_irql: None,
+            delete_waits_for_classifies: None,
             lose_delete_notifications: 0,
             bfe_stopped: false,
             persistent: std::collections::HashSet::new(),
@@ -173,6 +178,12 @@ impl EngineState {
     /// The IRQL for the next notifyFn call.
     pub fn next_notify_irql(&self) -> u8 {
         self.notify_irql.unwrap_or_else(|| if crate::choice::coin() { DISPATCH_LEVEL } else { PASSIVE_LEVEL })
+    }
+
+    /// Whether this DELETE waits for the filter's classifications in
+    /// flight (fixed by a test, or a coin).
+    pub fn next_delete_waits(&self) -> bool {
+        self.delete_waits_for_classifies.unwrap_or_else(crate::choice::coin)
     }
 
     pub fn registered_by_id(&self, callout_id: u32) -> Option<RegisteredCallout> {
