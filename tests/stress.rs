@@ -204,6 +204,19 @@ fn classifier(shared: &Shared, seed: u64, ops: u64) {
                 record_pended(shared, &result);
                 bump(&shared.figures.classify_raced_delete);
             }
+            // Deleted while the classification ran (the engine may deliver
+            // DELETE to a classification in flight, CONFORMANCE N7): the
+            // driver no longer knows the filter and answers as for one it
+            // does not know (the default policy, permit), never from freed
+            // memory.
+            Ok(result)
+                if !verdict_is_sane(action, &result)
+                    && result.permitted()
+                    && result.pended.is_none()
+                    && !engine::filter_ids().contains(&id) =>
+            {
+                bump(&shared.figures.classify_raced_delete);
+            }
             Ok(result) => {
                 record_pended(shared, &result);
                 if !verdict_is_sane(action, &result) {
