@@ -87,7 +87,7 @@ step "loom tests"
 # test at a time: the engine stand-in and the simulated kernel's violation
 # record are global.
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$target_root/loom" \
-    cargo test -p wfpcallout --release --test loom_filter_context --test loom_pending --test loom_rundown \
+    cargo test -p wfpcallout --release --test loom_filter_context --test loom_pending --test loom_rundown --test loom_deferred_reclaim \
     -- --nocapture --test-threads 1 2>&1 | tee "$logs/loom.log"
 
 step "fuzzing (${fuzz_seconds}s per target)"
