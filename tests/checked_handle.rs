@@ -9,12 +9,10 @@
 //! as the check lets it be).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use fwps_types::fwp::{FWP_VALUE0, FWP_VALUE0_0};
 use fwps_types::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use wfpcallout::callbacks::state::STATE;
-use wfpcallout::callbacks::trampolines::classify_fn;
 use wfpcallout::filters::context_slots::{CAPACITY, SEGMENT_SLOTS, SlotHandle};
 use wfpcallout::filters::fast_path::{ContextWord, FastPath};
 use wfpcallout::platform::per_cpu_counters::CounterSnapshot;
@@ -28,36 +26,6 @@ fn policy(action: PolicyAction) -> PolicyRepr {
 
 fn without_context() -> u64 {
     STATE.stats.classify_without_context.load(Ordering::Relaxed)
-}
-
-/// What classifyFn answered: (action, write right kept).
-fn classify_word(filter_id: u64, word: u64) -> (u32, bool) {
-    let filter = FWPS_FILTER2 {
-        filterId: filter_id,
-        weight: FWP_VALUE0 { r#type: fwp::FWP_EMPTY, Anonymous: FWP_VALUE0_0 { uint64: core::ptr::null_mut() } },
-        subLayerWeight: 0,
-        flags: 0,
-        numFilterConditions: 0,
-        filterCondition: core::ptr::null_mut(),
-        action: FWPS_ACTION0 { r#type: fwp::FWP_ACTION_CALLOUT_TERMINATING, calloutId: 0 },
-        context: word,
-        providerContext: core::ptr::null_mut(),
-    };
-    let mut out = FWPS_CLASSIFY_OUT0 { rights: FWPS_RIGHT_ACTION_WRITE, ..FWPS_CLASSIFY_OUT0::default() };
-    // SAFETY: the filter and the output live for the call; the other
-    // pointers are NULL, which classifyFn accepts.
-    unsafe {
-        classify_fn(
-            core::ptr::null(),
-            core::ptr::null(),
-            core::ptr::null_mut(),
-            core::ptr::null(),
-            &filter,
-            0,
-            &mut out,
-        )
-    };
-    (out.actionType, out.rights & FWPS_RIGHT_ACTION_WRITE != 0)
 }
 
 fn word_of(filter_id: u64) -> ContextWord {
@@ -80,6 +48,13 @@ fn assert_rejected(harness: &Harness, live: u64, word: u64, what: &str) {
     assert_eq!(action, fwp::FWP_ACTION_PERMIT, "{what}: the default policy (permit), not the word's verdict");
     assert_eq!(without_context(), before.0 + 1, "{what}: counted as a classification without context");
     assert_eq!(counters(harness, live), before.1, "{what}: no live context was touched");
+}
+
+/// What classifyFn answered for a filter whose `context` is `word`:
+/// (action, write right kept).
+fn classify_word(filter_id: u64, word: u64) -> (u32, bool) {
+    let out = wfpcallout_scenario::classify_context_word(filter_id, word);
+    (out.actionType, out.rights & FWPS_RIGHT_ACTION_WRITE != 0)
 }
 
 #[test]

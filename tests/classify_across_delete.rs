@@ -13,11 +13,9 @@
 //! as classifyFn's hot path holds it (`OwnWordGuard::context`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use fwps_types::fwp::{FWP_VALUE0, FWP_VALUE0_0};
 use fwps_types::*;
 use std::sync::atomic::Ordering;
 use wfpcallout::callbacks::state::STATE;
-use wfpcallout::callbacks::trampolines::classify_fn;
 use wfpcallout::filters::context_slots::SlotHandle;
 use wfpcallout::filters::fast_path::ContextWord;
 use wfpcallout::platform::per_cpu_counters::Counter;
@@ -49,32 +47,7 @@ fn without_context() -> u64 {
 /// What the registered classifyFn answers for a filter whose `context` is
 /// `word`.
 fn classify_word(filter_id: u64, word: u64) -> u32 {
-    let filter = FWPS_FILTER2 {
-        filterId: filter_id,
-        weight: FWP_VALUE0 { r#type: fwp::FWP_EMPTY, Anonymous: FWP_VALUE0_0 { uint64: core::ptr::null_mut() } },
-        subLayerWeight: 0,
-        flags: 0,
-        numFilterConditions: 0,
-        filterCondition: core::ptr::null_mut(),
-        action: FWPS_ACTION0 { r#type: fwp::FWP_ACTION_CALLOUT_TERMINATING, calloutId: 0 },
-        context: word,
-        providerContext: core::ptr::null_mut(),
-    };
-    let mut out = FWPS_CLASSIFY_OUT0 { rights: FWPS_RIGHT_ACTION_WRITE, ..FWPS_CLASSIFY_OUT0::default() };
-    // SAFETY: the filter and the output live for the call; the other
-    // pointers are NULL, which classifyFn accepts.
-    unsafe {
-        classify_fn(
-            core::ptr::null(),
-            core::ptr::null(),
-            core::ptr::null_mut(),
-            core::ptr::null(),
-            &filter,
-            0,
-            &mut out,
-        )
-    };
-    out.actionType
+    wfpcallout_scenario::classify_context_word(filter_id, word).actionType
 }
 
 #[test]

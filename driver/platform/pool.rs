@@ -1090,20 +1090,9 @@ impl<T: Tagged> HandleSlots<T> {
     /// one.
     pub fn release_storage(&self) {
         let mut owned = self.owned.lock();
-        for pointer in self.directory.iter().take(owned.allocated) {
-            let segment = pointer.swap(no_segment(), Ordering::AcqRel);
-            if let Some(ptr) = NonNull::new(segment)
-                && segment != no_segment()
-            {
-                // The directory owned this segment (invariant): the block of
-                // a PoolSlice of SEGMENT_SLOTS slots with `tag`, now
-                // unreachable from it; no lookup or reclaim runs (the
-                // contract above) and lock-held users wait for the lock.
-                let segment = PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag };
-                self.drop_references(&segment);
-                drop(segment);
-            }
-        }
+        // No lookup or reclaim runs (the contract above) and lock-held
+        // users wait for the lock.
+        self.free_segments(owned.allocated);
         // INVARIANT: no segment left, every handle gone, no reference kept.
         owned.allocated = 0;
         owned.free_head = NO_SLOT;
@@ -1112,6 +1101,26 @@ impl<T: Tagged> HandleSlots<T> {
         owned.retired = SlotList::EMPTY;
         owned.draining = SlotList::EMPTY;
         owned.seen = 0;
+    }
+
+    /// Unpublishes the first `count` directory entries and frees their
+    /// segments, with every reference their slots still own. Only while no
+    /// lookup or reclaim can run (`release_storage`'s contract, or drop).
+    fn free_segments(&self, count: usize) {
+        for pointer in self.directory.iter().take(count) {
+            let segment = pointer.swap(no_segment(), Ordering::AcqRel);
+            if let Some(ptr) = NonNull::new(segment)
+                && segment != no_segment()
+            {
+                // The directory owned this segment (invariant): the block of
+                // a PoolSlice of SEGMENT_SLOTS slots with `tag`, now
+                // unreachable from it; nothing else uses it (this
+                // function's condition).
+                let segment = PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag };
+                self.drop_references(&segment);
+                drop(segment);
+            }
+        }
     }
 
     /// Drops every reference the slots of `segment` (one of ours, being
@@ -1168,17 +1177,7 @@ impl<T: Tagged> Drop for HandleSlots<T> {
     /// A table that is not the driver's static one (tests) frees its
     /// segments, and the references its slots still own, when it goes.
     fn drop(&mut self) {
-        for pointer in &self.directory {
-            let segment = pointer.swap(no_segment(), Ordering::AcqRel);
-            if let Some(ptr) = NonNull::new(segment)
-                && segment != no_segment()
-            {
-                // As in release_storage; `&mut self` rules out every lookup
-                // and reclaim.
-                let segment = PoolSlice { ptr, len: SEGMENT_SLOTS, tag: self.tag };
-                self.drop_references(&segment);
-                drop(segment);
-            }
-        }
+        // `&mut self` rules out every lookup and reclaim.
+        self.free_segments(SEGMENTS);
     }
 }

@@ -25,6 +25,41 @@ pub fn device_object(kernel: &mut Kernel) -> Option<wfpcallout::wfp::ffi::Device
     unsafe { wfpcallout::wfp::ffi::DeviceObject::from_raw(kernel.device_object()) }
 }
 
+/// Calls the registered classifyFn directly for a filter `filter_id` whose
+/// `context` is `word` (no values, metadata or packet), as the engine
+/// would for a filter the driver may or may not know: what the driver
+/// answers for a garbage, stale or live context word. Returns the output.
+pub fn classify_context_word(filter_id: u64, word: u64) -> fwps_types::FWPS_CLASSIFY_OUT0 {
+    use fwps_types::fwp::{FWP_VALUE0, FWP_VALUE0_0};
+    use fwps_types::*;
+    let filter = FWPS_FILTER2 {
+        filterId: filter_id,
+        weight: FWP_VALUE0 { r#type: fwp::FWP_EMPTY, Anonymous: FWP_VALUE0_0 { uint64: core::ptr::null_mut() } },
+        subLayerWeight: 0,
+        flags: 0,
+        numFilterConditions: 0,
+        filterCondition: core::ptr::null_mut(),
+        action: FWPS_ACTION0 { r#type: fwp::FWP_ACTION_CALLOUT_TERMINATING, calloutId: 0 },
+        context: word,
+        providerContext: core::ptr::null_mut(),
+    };
+    let mut out = FWPS_CLASSIFY_OUT0 { rights: FWPS_RIGHT_ACTION_WRITE, ..FWPS_CLASSIFY_OUT0::default() };
+    // SAFETY: the filter and the output live for the call; the other
+    // pointers are NULL, which classifyFn accepts.
+    unsafe {
+        wfpcallout::callbacks::trampolines::classify_fn(
+            core::ptr::null(),
+            core::ptr::null(),
+            core::ptr::null_mut(),
+            core::ptr::null(),
+            &filter,
+            0,
+            &mut out,
+        )
+    };
+    out
+}
+
 pub mod end_to_end;
 pub mod names;
 #[cfg(feature = "tryout")]
