@@ -9,12 +9,12 @@
 //! exactly once, and every verdict one its filter's policy allows.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use std::collections::HashSet;
-use wfpcallout::control::ioctls;
-use wfpcallout::callbacks::state::STATE;
-use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use fwps_types::STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER;
+use libfuzzer_sys::fuzz_target;
+use std::collections::{HashMap, HashSet};
+use wfpcallout::callbacks::state::STATE;
+use wfpcallout::control::ioctls;
+use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::clock;
 use wfpcallout_simkernel::engine::{self, flows, packets, pending};
 use wfpcallout_wire::{
@@ -91,6 +91,8 @@ fn policy(input: &mut Input<'_>) -> PolicyRepr {
 struct World {
     /// Live filters: id, layer.
     filters: Vec<(u64, Layer)>,
+    /// Every filter added with a well-formed policy, by id: its action.
+    actions: HashMap<u64, PolicyAction>,
     /// Flows established and not ended.
     flows: Vec<u64>,
     /// Operations classifications pended.
@@ -138,9 +140,8 @@ fn step(harness: &mut Harness, world: &mut World, input: &mut Input<'_>) {
                     // cannot work at ALE_FLOW_ESTABLISHED (block, rate-limit,
                     // ask: a filter there must not return a verdict).
                     let refused_at_flow = matches!(layer, Layer::FlowV4 | Layer::FlowV6)
-                        && PolicyRepr::parse(&blob).is_ok_and(|p| {
-                            !matches!(p.action, PolicyAction::Permit | PolicyAction::Audit)
-                        })
+                        && PolicyRepr::parse(&blob)
+                            .is_ok_and(|p| !matches!(p.action, PolicyAction::Permit | PolicyAction::Audit))
                         && status == STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER;
                     assert!(
                         PolicyRepr::parse(&blob).is_err() || refused_at_flow,
@@ -154,7 +155,11 @@ fn step(harness: &mut Harness, world: &mut World, input: &mut Input<'_>) {
             let Some(layer) = pick(&LAYERS, input) else { return };
             let repr = policy(input);
             let source = if input.byte().is_multiple_of(8) { PolicySource::None } else { PolicySource::Policy(&repr) };
+            let with_policy = matches!(source, PolicySource::Policy(_));
             if let Ok(id) = harness.add_filter(layer, source) {
+                if with_policy {
+                    world.actions.insert(id, repr.action);
+                }
                 world.filters.push((id, layer));
             }
         }
@@ -278,7 +283,16 @@ fuzz_target!(|data: &[u8]| {
     let pended: HashSet<usize> = world.pended.iter().copied().collect();
     assert_eq!(pended, completed, "pended and completed operations differ");
     assert_eq!(pending::pended_count(), 0);
+    // A packet we reinjected passes our ask filters (it is ours); every
+    // other filter of ours judges it by its policy (README, "Our own
+    // injected packets"), so only such a filter may have stopped it.
     let reinjected = packets::take_reinjected();
-    assert!(reinjected.iter().all(|(_, result)| result.permitted()), "a reinjected packet was not ours");
+    for (_, result) in &reinjected {
+        let judged_by_policy = result
+            .decided_by
+            .and_then(|id| world.actions.get(&id))
+            .is_some_and(|action| !matches!(action, PolicyAction::Ask { .. }));
+        assert!(result.permitted() || judged_by_policy, "a reinjected packet was stopped by an ask filter: {result:?}");
+    }
     harness.kernel.assert_unloaded_clean();
 });
