@@ -911,21 +911,39 @@ impl EngineMemory<fwp::FWPM_PROVIDER_CONTEXT2> {
     }
 }
 
+/// The shape of the `Fwpm*GetByKey*` functions: session, key, out-pointer.
+type GetByKey<T> = unsafe extern "system" fn(crate::wfp::ffi::HANDLE, *const GUID, *mut *mut T) -> NTSTATUS;
+
 impl crate::wfp::ffi::EngineHandle {
-    /// `FwpmProviderGetByKey0`: the provider with `key`, if the engine
-    /// returns one (an error when there is none).
+    /// Reads the object with `key` through `get` (an error when there is
+    /// none).
+    ///
+    /// # Safety
+    /// `get` is an `Fwpm*GetByKey*` function that on success leaves NULL or
+    /// a `T` the engine allocated for us, to be freed with FwpmFreeMemory0.
+    unsafe fn by_key<T>(
+        &self,
+        key: &GUID,
+        get: GetByKey<T>,
+    ) -> crate::platform::status::Result<Option<EngineMemory<T>>> {
+        let call = |out| {
+            // SAFETY: an open session (`EngineHandle`); the key and the
+            // out-pointer are valid for the call; `get` is a GetByKey
+            // function (this function's contract).
+            unsafe { get(self.raw(), key, out) }
+        };
+        // SAFETY: what `get` returns on success (this function's contract).
+        unsafe { EngineMemory::get(call) }
+    }
+
+    /// `FwpmProviderGetByKey0`: the provider with `key`.
     pub fn provider_by_key(
         &self,
         key: &GUID,
     ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_PROVIDER0>>> {
-        let get = |out| {
-            // SAFETY: an open session (`EngineHandle`); the key and the
-            // out-pointer are valid for the call.
-            unsafe { crate::wfp::ffi::FwpmProviderGetByKey0(self.raw(), key, out) }
-        };
-        // SAFETY: on success `FwpmProviderGetByKey0` leaves NULL or a
-        // provider allocated for us, to be freed with FwpmFreeMemory0.
-        unsafe { EngineMemory::get(get) }
+        // SAFETY: FwpmProviderGetByKey0 leaves NULL or a provider allocated
+        // for us, freed with FwpmFreeMemory0.
+        unsafe { self.by_key(key, crate::wfp::ffi::FwpmProviderGetByKey0) }
     }
 
     /// `FwpmSubLayerGetByKey0`: the sublayer with `key`.
@@ -933,14 +951,9 @@ impl crate::wfp::ffi::EngineHandle {
         &self,
         key: &GUID,
     ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_SUBLAYER0>>> {
-        let get = |out| {
-            // SAFETY: an open session (`EngineHandle`); the key and the
-            // out-pointer are valid for the call.
-            unsafe { crate::wfp::ffi::FwpmSubLayerGetByKey0(self.raw(), key, out) }
-        };
-        // SAFETY: on success `FwpmSubLayerGetByKey0` leaves NULL or a
-        // sublayer allocated for us, to be freed with FwpmFreeMemory0.
-        unsafe { EngineMemory::get(get) }
+        // SAFETY: FwpmSubLayerGetByKey0 leaves NULL or a sublayer allocated
+        // for us, freed with FwpmFreeMemory0.
+        unsafe { self.by_key(key, crate::wfp::ffi::FwpmSubLayerGetByKey0) }
     }
 
     /// `FwpmCalloutGetByKey0`: the management callout with `key`.
@@ -948,14 +961,9 @@ impl crate::wfp::ffi::EngineHandle {
         &self,
         key: &GUID,
     ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_CALLOUT0>>> {
-        let get = |out| {
-            // SAFETY: an open session (`EngineHandle`); the key and the
-            // out-pointer are valid for the call.
-            unsafe { crate::wfp::ffi::FwpmCalloutGetByKey0(self.raw(), key, out) }
-        };
-        // SAFETY: on success `FwpmCalloutGetByKey0` leaves NULL or a
-        // callout allocated for us, to be freed with FwpmFreeMemory0.
-        unsafe { EngineMemory::get(get) }
+        // SAFETY: FwpmCalloutGetByKey0 leaves NULL or a callout allocated
+        // for us, freed with FwpmFreeMemory0.
+        unsafe { self.by_key(key, crate::wfp::ffi::FwpmCalloutGetByKey0) }
     }
 
     /// `FwpmProviderContextGetByKey2`: the provider context with `key`.
@@ -963,15 +971,10 @@ impl crate::wfp::ffi::EngineHandle {
         &self,
         key: &GUID,
     ) -> crate::platform::status::Result<Option<EngineMemory<fwp::FWPM_PROVIDER_CONTEXT2>>> {
-        let get = |out| {
-            // SAFETY: an open session (`EngineHandle`); the key and the
-            // out-pointer are valid for the call.
-            unsafe { crate::wfp::ffi::FwpmProviderContextGetByKey2(self.raw(), key, out) }
-        };
-        // SAFETY: on success `FwpmProviderContextGetByKey2` leaves NULL or a
-        // provider context allocated for us (its blob in the same
-        // allocation), to be freed with FwpmFreeMemory0.
-        unsafe { EngineMemory::get(get) }
+        // SAFETY: FwpmProviderContextGetByKey2 leaves NULL or a provider
+        // context allocated for us (its blob in the same allocation), freed
+        // with FwpmFreeMemory0.
+        unsafe { self.by_key(key, crate::wfp::ffi::FwpmProviderContextGetByKey2) }
     }
 
     /// `FwpmFilterCreateEnumHandle0`: an enumeration of the filters at
