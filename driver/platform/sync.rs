@@ -103,65 +103,55 @@ mod loom_atomics {
     loom_atomic_int!(AtomicU32, u32);
     loom_atomic_int!(AtomicU64, u64);
 
-    /// Loom's `AtomicBool`, created on first use so that `new` stays const
-    /// (see the module documentation).
-    pub struct AtomicBool {
-        initial: bool,
-        atomic: std::sync::OnceLock<loom::sync::atomic::AtomicBool>,
+    /// A loom atomic with only `load` and `store`, created on first use so
+    /// that `new` stays const (see the module documentation).
+    macro_rules! lazy_loom_atomic {
+        ($(#[$doc:meta])* $name:ident, $loom:ident, $value:ty) => {
+            $(#[$doc])*
+            pub struct $name {
+                initial: $value,
+                atomic: std::sync::OnceLock<loom::sync::atomic::$loom>,
+            }
+
+            impl $name {
+                /// An atomic holding `initial`.
+                pub const fn new(initial: $value) -> Self {
+                    Self { initial, atomic: std::sync::OnceLock::new() }
+                }
+
+                fn atomic(&self) -> &loom::sync::atomic::$loom {
+                    self.atomic.get_or_init(|| loom::sync::atomic::$loom::new(self.initial))
+                }
+
+                /// As `core`'s `load`.
+                #[track_caller]
+                pub fn load(&self, order: Ordering) -> $value {
+                    self.atomic().load(order)
+                }
+
+                /// As `core`'s `store`.
+                #[track_caller]
+                pub fn store(&self, value: $value, order: Ordering) {
+                    self.atomic().store(value, order)
+                }
+            }
+        };
     }
 
-    impl AtomicBool {
-        /// An atomic holding `initial`.
-        pub const fn new(initial: bool) -> Self {
-            Self { initial, atomic: std::sync::OnceLock::new() }
-        }
-
-        fn atomic(&self) -> &loom::sync::atomic::AtomicBool {
-            self.atomic.get_or_init(|| loom::sync::atomic::AtomicBool::new(self.initial))
-        }
-
-        /// As `core`'s `load`.
-        #[track_caller]
-        pub fn load(&self, order: Ordering) -> bool {
-            self.atomic().load(order)
-        }
-
-        /// As `core`'s `store`.
-        #[track_caller]
-        pub fn store(&self, value: bool, order: Ordering) {
-            self.atomic().store(value, order)
-        }
-    }
-
-    /// Loom's `AtomicU64`, created on first use so that `new` stays const
-    /// (the handle slots' keys; see the module documentation).
-    pub struct ConstAtomicU64 {
-        initial: u64,
-        atomic: std::sync::OnceLock<loom::sync::atomic::AtomicU64>,
-    }
-
-    impl ConstAtomicU64 {
-        /// An atomic holding `initial`.
-        pub const fn new(initial: u64) -> Self {
-            Self { initial, atomic: std::sync::OnceLock::new() }
-        }
-
-        fn atomic(&self) -> &loom::sync::atomic::AtomicU64 {
-            self.atomic.get_or_init(|| loom::sync::atomic::AtomicU64::new(self.initial))
-        }
-
-        /// As `core`'s `load`.
-        #[track_caller]
-        pub fn load(&self, order: Ordering) -> u64 {
-            self.atomic().load(order)
-        }
-
-        /// As `core`'s `store`.
-        #[track_caller]
-        pub fn store(&self, value: u64, order: Ordering) {
-            self.atomic().store(value, order)
-        }
-    }
+    lazy_loom_atomic!(
+        /// Loom's `AtomicBool`, created on first use so that `new` stays
+        /// const.
+        AtomicBool,
+        AtomicBool,
+        bool
+    );
+    lazy_loom_atomic!(
+        /// Loom's `AtomicU64`, created on first use so that `new` stays
+        /// const (the handle slots' keys).
+        ConstAtomicU64,
+        AtomicU64,
+        u64
+    );
 
     /// Loom's `AtomicUsize`, created on first use so that `new` stays const
     /// (the rundown's per-processor counters; see the module documentation).
