@@ -431,11 +431,40 @@ pub fn active_processor_count() -> u32 {
     unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS) }
 }
 
-/// The current processor's system-wide index (`KeGetCurrentProcessorNumberEx`
-/// without the `PROCESSOR_NUMBER` out-parameter); callable at any IRQL. The
-/// classify hot path reads it once per call.
-#[inline]
-pub fn current_processor_number() -> u32 {
+/// The current processor's system-wide index, as Microsoft's wdm.h defines
+/// `KeGetCurrentProcessorIndex` for x64: an inline read of the processor
+/// control block's `Number` (`__readgsdword(0x1a4)`), the same value
+/// `KeGetCurrentProcessorNumberEx(NULL)` returns, without a call into
+/// ntoskrnl on every classify. Callable at any IRQL; at PASSIVE_LEVEL the
+/// thread may move on at once, which the callers allow (a rundown or
+/// counter line is only a place to count, any index is safe).
+#[inline(always)]
+pub fn current_processor_index() -> u32 {
+    #[cfg(all(windows, target_arch = "x86_64"))]
+    {
+        let index: u32;
+        // SAFETY: in kernel mode GS holds the current processor's KPCR,
+        // whose PRCB `Number` is at 0x1a4: wdm.h's own inline
+        // `KeGetCurrentProcessorIndex` for AMD64 reads exactly this. A
+        // 4-byte read of always-mapped memory; no stack, no flags.
+        unsafe {
+            core::arch::asm!(
+                "mov {index:e}, dword ptr gs:[0x1a4]",
+                index = out(reg) index,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        index
+    }
+    #[cfg(all(windows, not(target_arch = "x86_64")))]
     // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed; callable at any IRQL.
-    unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) }
+    unsafe {
+        KeGetCurrentProcessorNumberEx(core::ptr::null_mut())
+    }
+    // The simulated kernel's stand-in for the same inline read: its
+    // per-thread processor, read without a call.
+    #[cfg(not(windows))]
+    {
+        wfpcallout_simkernel::irql::processor_index()
+    }
 }

@@ -91,6 +91,12 @@ def tracelogging_guid(name):
     return str(uuid.UUID(bytes_le=bytes(digest[:16])))
 
 
+# ---- processor control region ---------------------------------------------
+# wdm.h (AMD64): KeGetCurrentProcessorIndex is __forceinline,
+# `return __readgsdword(0x1a4);` (the PRCB's Number, the index
+# KeGetCurrentProcessorNumberEx returns).
+KPCR_PRCB_NUMBER = 0x1A4
+
 # ---- pool (DOC: "POOL_FLAGS" for ExAllocatePool2) --------------------------
 POOL_FLAG_USE_QUOTA = 0x1
 POOL_FLAG_UNINITIALIZED = 0x2

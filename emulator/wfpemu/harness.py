@@ -9,7 +9,7 @@ import struct
 
 import speakeasy
 from speakeasy.config import get_default_config_dict
-from unicorn import x86_const
+from unicorn import UC_HOOK_MEM_READ, x86_const
 
 from . import constants as c
 from . import layouts as L
@@ -124,6 +124,43 @@ class Harness:
         self.calls = 0
         self.open_files = set()
         self.running_deferred = False
+        self._map_processor_control_region()
+
+    # ---- the processor control region ---------------------------------------
+
+    def _map_processor_control_region(self):
+        """x64 kernel code finds its processor's KPCR through GS. The only
+        field a driver reads is the one Microsoft's wdm.h reads inline in
+        ``KeGetCurrentProcessorIndex`` (``__readgsdword(0x1a4)``: the
+        PRCB's ``Number``), which the driver uses for its per-processor
+        lines. The page GS points at holds the current processor's index
+        there; any other read of it fails the scenario (an offset wdm.h
+        does not give drivers), and every value read is recorded, so a
+        scenario can check the driver used the processor it ran on."""
+        emu = self.se.emu
+        self.pcr = emu.mem_map(0x1000, tag="wfpemu.kpcr")
+        uc = emu.emu_eng.emu
+        uc.reg_write(x86_const.UC_X86_REG_GS_BASE, self.pcr)
+        k = self.kernel
+        k.pcr_number_reads = []
+
+        def on_read(_uc, _access, address, size, _value, _user):
+            offset = address - self.pcr
+            if (offset, size) != (c.KPCR_PRCB_NUMBER, 4):
+                k.failures.append(f"the driver read {size} byte(s) at KPCR+{offset:#x}: drivers may read only "
+                                  f"the PRCB's Number (KPCR+{c.KPCR_PRCB_NUMBER:#x}, wdm.h's "
+                                  "KeGetCurrentProcessorIndex)")
+                _uc.emu_stop()
+                return
+            k.pcr_number_reads.append(int.from_bytes(_uc.mem_read(address, 4), "little"))
+
+        uc.hook_add(UC_HOOK_MEM_READ, on_read, begin=self.pcr, end=self.pcr + 0xFFF)
+
+    def _set_processor_control_region(self):
+        """The current processor's index, where GS-relative code reads it."""
+        uc = self.se.emu.emu_eng.emu
+        uc.reg_write(x86_const.UC_X86_REG_GS_BASE, self.pcr)
+        self.kernel.write(self.pcr + c.KPCR_PRCB_NUMBER, self.kernel.processor.to_bytes(4, "little"), "KPCR")
 
     # ---- calling into the image ---------------------------------------------
 
@@ -157,6 +194,7 @@ class Harness:
             self.se.emu.reg_write(name, value)
         for reg, value in xmm_sentinels.items():
             uc.reg_write(reg, value)
+        self._set_processor_control_region()
         outer_call, k.current_call = k.current_call, what
         try:
             self.se.call(address, registers + stack)

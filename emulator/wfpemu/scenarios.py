@@ -145,8 +145,12 @@ def permit(h):
 def block(h):
     f = added(h, wire.block("deny-telemetry"), "block")
     for processor in range(4):
+        reads = len(h.kernel.pcr_number_reads)
         expect_verdict(h.classify(f, Connection(local_port=50000 + processor), processor=processor),
                        c.FWP_ACTION_BLOCK, False, f"block on processor {processor}")
+        read = h.kernel.pcr_number_reads[reads:]
+        expect(read == [processor], f"block on processor {processor}: the static path's reads of the processor index "
+               f"(KPCR+0x1a4) saw {read}; expected one read, of {processor}")
     deleted(h, f, "block")
     return "BLOCK with FWPS_RIGHT_ACTION_WRITE cleared, on 4 processors"
 

@@ -26,6 +26,12 @@ static NEXT_PROCESSOR: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static IRQL: Cell<u8> = const { Cell::new(PASSIVE_LEVEL) };
     static PROCESSOR: Cell<Option<usize>> = const { Cell::new(None) };
+    /// What the thread's processor control block says its `Number` is (the
+    /// driver's inline read, [`processor_index`]): the processor assigned
+    /// to the thread, or 0 before the simulated kernel has assigned one (a
+    /// thread that never ran at DISPATCH_LEVEL, as a thread at PASSIVE may
+    /// be anywhere).
+    static PCR_NUMBER: Cell<u32> = const { Cell::new(0) };
 }
 
 /// The calling thread's IRQL.
@@ -43,6 +49,16 @@ pub fn current_processor() -> usize {
     })
 }
 
+/// The processor index as a driver reads it inline on x64 Windows (wdm.h's
+/// `KeGetCurrentProcessorIndex`: the PRCB's `Number`, `gs:[0x1a4]`): the
+/// same value as the `KeGetCurrentProcessorNumberEx` export, read here
+/// from this thread's processor without a call, as the real read is one
+/// instruction.
+#[inline(always)]
+pub fn processor_index() -> u32 {
+    PCR_NUMBER.with(Cell::get)
+}
+
 /// First use on this thread: the next processor, round-robin. Out of line,
 /// so the simulated `KeGetCurrentProcessorNumberEx` costs the few
 /// instructions of a per-processor read, not the assignment's.
@@ -50,13 +66,18 @@ pub fn current_processor() -> usize {
 #[inline(never)]
 fn assign_processor() -> usize {
     let index = NEXT_PROCESSOR.fetch_add(1, Ordering::Relaxed) % PROCESSOR_COUNT;
-    PROCESSOR.with(|p| p.set(Some(index)));
+    set_processor(index);
     index
+}
+
+fn set_processor(index: usize) {
+    PROCESSOR.with(|p| p.set(Some(index)));
+    PCR_NUMBER.with(|n| n.set(index as u32));
 }
 
 /// Pins the calling thread to a processor (must be at PASSIVE_LEVEL).
 pub fn pin_thread_to_processor(index: usize) {
-    PROCESSOR.with(|p| p.set(Some(index % PROCESSOR_COUNT)));
+    set_processor(index % PROCESSOR_COUNT);
 }
 
 fn claim_processor() {
