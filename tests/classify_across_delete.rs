@@ -81,11 +81,15 @@ fn a_context_borrowed_by_a_classify_in_flight_outlives_delete_until_the_classify
     assert_eq!(context.filter_id(), id);
     context.count(Counter::Blocked);
 
-    // A new lookup of the deleted filter's word is rejected at once.
+    // A new lookup of the deleted filter's word is rejected at once: a
+    // classification of the filter that starts now (the engine may still
+    // be running them, CONFORMANCE N7) counts nowhere but still answers
+    // with the filter's own verdict, which the word carries: the block
+    // filter blocks to the end, not the default permit.
     // SAFETY: as above.
     assert!(unsafe { STATE.table.slots().borrow_checked(key, &inside) }.is_none(), "the stale key matched");
     let before = without_context();
-    assert_eq!(classify_word(id, word.raw()), fwp::FWP_ACTION_PERMIT, "the default policy, not the word's BLOCK");
+    assert_eq!(classify_word(id, word.raw()), fwp::FWP_ACTION_BLOCK, "the filter's own BLOCK, not the default");
     assert_eq!(without_context(), before + 1);
 
     // Neither another DELETE nor the timer frees it while the classify is
@@ -134,5 +138,23 @@ fn with_no_classify_in_flight_delete_frees_the_context_at_once() {
     harness.delete_filter(id).unwrap();
     assert_eq!(STATE.table.retired(), 0);
     assert_eq!(contexts_in_pool(), before - 1, "DELETE freed the context itself");
+    harness.unload_and_check();
+}
+
+#[test]
+fn a_classify_during_unload_keeps_the_static_verdict_without_counting() {
+    let harness = Harness::load();
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
+    let word = engine::filter_context(id).unwrap();
+    let counted = harness.counters(id).unwrap();
+    // Unload has closed the rundown (and waited): a classification still
+    // delivered uses no context, but the verdict is in the word.
+    STATE.rundown.close_and_wait();
+    let before = without_context();
+    assert_eq!(classify_word(id, word), fwp::FWP_ACTION_BLOCK, "the filter's own BLOCK, not the default");
+    assert_eq!(without_context(), before + 1, "counted as a classification without context");
+    STATE.rundown.reopen();
+    assert_eq!(harness.counters(id).unwrap(), counted, "not counted on the filter");
+    harness.delete_filter(id).unwrap();
     harness.unload_and_check();
 }

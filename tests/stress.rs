@@ -206,9 +206,10 @@ fn classifier(shared: &Shared, seed: u64, ops: u64) {
             }
             // Deleted while the classification ran (the engine may deliver
             // DELETE to a classification in flight, CONFORMANCE N7): the
-            // driver no longer knows the filter and answers as for one it
-            // does not know (the default policy, permit), never from freed
-            // memory.
+            // driver no longer finds the filter's context, never reads freed
+            // memory, and answers from the word alone: a static policy its
+            // own verdict (sane, counted above as targeted), any other the
+            // default policy (permit), allowed here.
             Ok(result)
                 if !verdict_is_sane(action, &result)
                     && result.permitted()

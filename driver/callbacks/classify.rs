@@ -98,37 +98,62 @@ pub fn classify(
     classify_full(values, metadata, layer_data, view, out, words)
 }
 
-/// The hot path's second half: count the static verdict the context word
-/// carries and write it, with the filter's hard-permit flag from the same
-/// word (so only the word and the output live across the processor
-/// lookup). Inlined into [`classify`].
+/// The hot path's second half: write the static verdict the context word
+/// carries, with the filter's hard-permit flag from the same word (so only
+/// the word and the output live across the processor lookup), and count
+/// it on the context the word's handle names. Inlined into [`classify`].
+///
+/// The verdict needs no context: it is the filter's own policy, fixed at
+/// ADD. So a word whose handle no longer names a live slot (its filter's
+/// DELETE delivered while this classification runs, CONFORMANCE N7), or a
+/// classify during unload, still answers with the filter's verdict, a
+/// block filter blocking to the end; it is only not counted on the filter
+/// (the context is gone or going) but in `classify_without_context`.
 #[inline(always)]
 fn classify_static(own: OwnContextWord<'_, FilterContextData>, word: ContextWord, out: ClassifyOut<'_>) {
     let processor = current_processor();
-    // Unload waits for callbacks inside the rundown before freeing contexts.
+    // Unload waits for callbacks inside the rundown before freeing
+    // contexts; the handle in the word is checked against the slots (a
+    // garbage or stale word names no live slot: counted nowhere).
     let Some(inside) = own.enter_on(processor) else {
-        classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
+        count_without_context();
+        write_static(word, out);
         return;
     };
-    // The handle in the word is checked against the slots.
     let Some(context) = inside.context() else {
-        // Not a handle to a live slot (garbage, or stale): answered as a
-        // filter we do not know, after leaving the rundown.
         drop(inside);
-        classify_without_context(Answer::Verdict { clear_right: word.clears_right() }, out);
+        count_without_context();
+        write_static(word, out);
         return;
     };
     if word.is_block() {
         context.count_on(processor, Counter::Blocked);
-        out.block();
     } else {
         if word.is_audit() {
             context.count_on(processor, Counter::Audited);
         }
         context.count_on(processor, Counter::Permitted);
+    }
+    write_static(word, out);
+    drop(inside);
+}
+
+/// The static verdict the word carries: BLOCK, or PERMIT keeping the write
+/// right unless the filter is a hard permit.
+#[inline(always)]
+fn write_static(word: ContextWord, out: ClassifyOut<'_>) {
+    if word.is_block() {
+        out.block();
+    } else {
         out.permit(word.clears_right());
     }
-    drop(inside);
+}
+
+/// A classification answered without its filter's context (not counted on
+/// any filter).
+#[inline(always)]
+fn count_without_context() {
+    STATE.stats.classify_without_context.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Everything the hot path does not decide: lookup mode, and every policy
@@ -241,7 +266,7 @@ fn decide(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> D
 #[cold]
 #[inline(never)]
 fn classify_without_context(answer: Answer, out: ClassifyOut<'_>) {
-    STATE.stats.classify_without_context.fetch_add(1, Ordering::Relaxed);
+    count_without_context();
     let decision = match PolicyRepr::DEFAULT.action {
         PolicyAction::Block => Decision::Block,
         _ => Decision::Permit,
