@@ -116,15 +116,11 @@ fn classify_static(own: OwnContextWord<'_, FilterContextData>, word: ContextWord
     // contexts; the handle in the word is checked against the slots (a
     // garbage or stale word names no live slot: counted nowhere).
     let Some(inside) = own.enter_on(processor) else {
-        count_without_context();
-        write_static(word, out);
-        return;
+        return static_without_context(word, out);
     };
     let Some(context) = inside.context() else {
         drop(inside);
-        count_without_context();
-        write_static(word, out);
-        return;
+        return static_without_context(word, out);
     };
     if word.is_block() {
         context.count_on(processor, Counter::Blocked);
@@ -136,6 +132,16 @@ fn classify_static(own: OwnContextWord<'_, FilterContextData>, word: ContextWord
     }
     write_static(word, out);
     drop(inside);
+}
+
+/// A static word's verdict for a classification that could not use the
+/// context (unload, or a handle no longer live): out of line, off the hot
+/// path.
+#[cold]
+#[inline(never)]
+fn static_without_context(word: ContextWord, out: ClassifyOut<'_>) {
+    count_without_context();
+    write_static(word, out);
 }
 
 /// The static verdict the word carries: BLOCK, or PERMIT keeping the write
