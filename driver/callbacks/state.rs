@@ -32,7 +32,9 @@ crate::counter_set! {
         filters_adopted,
         /// Adopted filters whose policy was malformed (given the default policy).
         adopted_policies_rejected,
-        /// Classifications for a filter with no context (default policy used).
+        /// Classifications that found no context for their filter (a static
+        /// filter still answers with its own verdict, any other with the
+        /// default policy), counted on no filter.
         classify_without_context,
         /// Classifications that arrived with malformed arguments.
         classify_bad_arguments,
