@@ -7,9 +7,10 @@ import logging
 import re
 import struct
 
+import capstone
 import speakeasy
 from speakeasy.config import get_default_config_dict
-from unicorn import UC_HOOK_MEM_READ, x86_const
+from unicorn import UC_HOOK_CODE, UC_HOOK_MEM_READ, x86_const
 
 from . import constants as c
 from . import layouts as L
@@ -29,6 +30,26 @@ class ScenarioFailure(Exception):
 # speakeasy sets it for each call); a callee must preserve them.
 NONVOLATILE = ("rbx", "rsi", "rdi", "r12", "r13", "r14", "r15")
 NONVOLATILE_XMM = tuple(getattr(x86_const, f"UC_X86_REG_XMM{n}") for n in range(6, 16))
+
+
+# The stack the calls made while a call is paused run on: 24 KiB, an x64
+# kernel thread's stack (KERNEL_STACK_SIZE in the WDK headers).
+PAUSE_STACK_SIZE = 0x6000
+
+
+class Paused:
+    """A call stopped by :meth:`Harness.pause_in`: where, its saved CPU
+    state and run, its stack pointer, and the kernel state it ran in."""
+
+    def __init__(self, address, context, run, rsp, irql, processor, classify, while_paused):
+        self.address = address
+        self.context = context
+        self.run = run
+        self.rsp = rsp
+        self.irql = irql
+        self.processor = processor
+        self.classify = classify
+        self.while_paused = while_paused
 
 
 class Connection:
@@ -124,6 +145,11 @@ class Harness:
         self.calls = 0
         self.open_files = set()
         self.running_deferred = False
+        # pause_in: the armed hooks, the pause just hit, the stack of the
+        # calls made while a call is paused
+        self._pause_hooks = []
+        self._paused = None
+        self.pause_stack = None
         self._map_processor_control_region()
 
     # ---- the processor control region ---------------------------------------
@@ -197,18 +223,18 @@ class Harness:
         self._set_processor_control_region()
         outer_call, k.current_call = k.current_call, what
         try:
-            self.se.call(address, registers + stack)
-        except HarnessStop:
-            pass
+            try:
+                self.se.call(address, registers + stack)
+            except HarnessStop:
+                pass
+            while self._paused is not None:
+                paused, self._paused = self._paused, None
+                self._check_run(what)
+                self._hold(paused, what)
+                self._resume(paused)
         finally:
             k.current_call = outer_call
-        run = self.se.emu.curr_run
-        if k.failures:
-            raise ScenarioFailure(f"{what}: {k.failures[0]}")
-        if run is not None and run.error:
-            error = run.error
-            detail = getattr(error, "model_dump", lambda: error)()
-            raise ScenarioFailure(f"{what}: the emulated CPU stopped: {self._describe_error(detail)}")
+        self._check_run(what)
         if k.held != held_before:
             raise ScenarioFailure(f"{what} returned holding spin lock(s): {k.held}")
         if k.irql != irql:
@@ -221,6 +247,140 @@ class Harness:
         result = self.se.emu.reg_read("rax")
         self.run_deferred()
         return result
+
+    def _check_run(self, what):
+        """Fails the call if a hook recorded a failure or the CPU stopped."""
+        run = self.se.emu.curr_run
+        if self.kernel.failures:
+            raise ScenarioFailure(f"{what}: {self.kernel.failures[0]}")
+        if run is not None and run.error:
+            error = run.error
+            detail = getattr(error, "model_dump", lambda: error)()
+            raise ScenarioFailure(f"{what}: the emulated CPU stopped: {self._describe_error(detail)}")
+
+    # ---- pausing a call in flight -------------------------------------------
+
+    def function_instructions(self, address):
+        """The machine code of the image's function at ``address``, decoded
+        (capstone, with operand details) up to the next link-map symbol: what
+        a scenario searches for the instruction to pause at, so that no
+        address is written down that the next build would move."""
+        following = [start for start in self.symbols.values() if start > address]
+        end = min(following) if following else self.image_end
+        if not self.base <= address < end <= self.image_end:
+            raise ScenarioFailure(f"{address:#x} is not a function of the image")
+        disassembler = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_64)
+        disassembler.detail = True
+        return list(disassembler.disasm(bytes(self.se.mem_read(address, end - address)), address))
+
+    def memory_operand(self, instruction):
+        """The address ``instruction``'s memory operand names with the
+        registers as they are now (at a pause: the values the instruction
+        used, if it changed none of them)."""
+        for operand in instruction.operands:
+            if operand.type == capstone.x86.X86_OP_MEM:
+                mem = operand.mem
+                if mem.segment != 0 or mem.base == capstone.x86.X86_REG_RIP:
+                    raise ScenarioFailure(f"{instruction.address:#x}: {instruction.mnemonic} {instruction.op_str} "
+                                          "is not a plain register-based operand")
+                value = mem.disp
+                if mem.base:
+                    value += self.se.emu.reg_read(instruction.reg_name(mem.base))
+                if mem.index:
+                    value += mem.scale * self.se.emu.reg_read(instruction.reg_name(mem.index))
+                return value & 0xFFFF_FFFF_FFFF_FFFF
+        raise ScenarioFailure(f"{instruction.address:#x}: {instruction.mnemonic} {instruction.op_str} has no "
+                              "memory operand")
+
+    def pause_in(self, function, predicate, while_paused):
+        """Stops the next call that runs ``function`` (an address in the
+        image) before the first of its own instructions for which
+        ``predicate(address)`` is true (it may read registers through
+        ``self.se.emu.reg_read``), runs ``while_paused(paused)``, then
+        resumes the call where it stopped; the call then ends with the
+        checks every call gets (its failures, nonvolatile registers, IRQL,
+        spin locks), and its caller (``classify``, ``notify``) with its own.
+
+        Why: the engine may call the driver on another processor while one
+        of its callbacks is still running (a DELETE notify during a
+        classify of the same filter, which WFP does not rule out), and the
+        driver's answer to that is in machine code only this interleaving
+        runs. speakeasy runs one call at a time and starts each on the same
+        stack (``call`` resets rsp to ``stack_base``), so the paused call's
+        CPU state is saved (``context_save``) and the calls
+        ``while_paused`` makes run on a stack region of their own; the
+        paused frame is checked unchanged and the CPU state, the IRQL, the
+        processor and the classification in progress are put back before
+        it resumes. One-shot: the hook goes once it has fired."""
+        if not self.base <= function < self.image_end:
+            raise ScenarioFailure(f"pause_in: {function:#x} is outside the image")
+        uc = self.se.emu.emu_eng.emu
+        instructions = self.function_instructions(function)
+        end = instructions[-1].address + instructions[-1].size
+        state = {"armed": True}
+
+        def on_code(_uc, address, _size, _user):
+            if not state["armed"] or not predicate(address):
+                return
+            state["armed"] = False
+            k = self.kernel
+            self._paused = Paused(address, _uc.context_save(), self.se.emu.curr_run,
+                                  self.se.emu.reg_read("rsp"), k.irql, k.processor, k.classify_in_progress,
+                                  while_paused)
+            _uc.emu_stop()
+
+        state["hook"] = uc.hook_add(UC_HOOK_CODE, on_code, begin=function, end=end - 1)
+        self._pause_hooks.append(state)
+
+    def _hold(self, paused, what):
+        """The pause: ``while_paused`` runs its calls on a stack region of
+        their own, the paused frame (rsp up to the call's stack base)
+        checked unchanged afterwards."""
+        emu = self.se.emu
+        uc = emu.emu_eng.emu
+        for state in self._pause_hooks:
+            if not state["armed"] and state.get("hook") is not None:
+                uc.hook_del(state["hook"])
+                state["hook"] = None
+        self._pause_hooks = [state for state in self._pause_hooks if state["armed"]]
+        if uc.reg_read(x86_const.UC_X86_REG_RIP) != paused.address:
+            raise ScenarioFailure(f"{what}: the pause at {paused.address:#x} stopped at "
+                                  f"{uc.reg_read(x86_const.UC_X86_REG_RIP):#x}")
+        if self.pause_stack is None:
+            self.pause_stack = emu.mem_map(PAUSE_STACK_SIZE, tag="wfpemu.pause_stack")
+        if self.pause_stack <= paused.rsp < self.pause_stack + PAUSE_STACK_SIZE:
+            raise ScenarioFailure(f"{what}: paused inside a call made while another was paused (one pause at a "
+                                  "time: they would share the pause stack)")
+        frame = bytes(emu.mem_read(paused.rsp, emu.stack_base - paused.rsp))
+        stack_base = emu.stack_base
+        emu.stack_base = self.pause_stack + PAUSE_STACK_SIZE - 0x100
+        self.kernel.classify_in_progress = None
+        try:
+            paused.while_paused(paused)
+        finally:
+            emu.stack_base = stack_base
+        if bytes(emu.mem_read(paused.rsp, stack_base - paused.rsp)) != frame:
+            raise ScenarioFailure(f"{what}: the calls made while it was paused wrote to its stack frame")
+
+    def _resume(self, paused):
+        """Continues the paused call from its saved CPU state, as the run it
+        was, until it returns (or pauses again)."""
+        emu = self.se.emu
+        uc = emu.emu_eng.emu
+        k = self.kernel
+        k.irql, k.processor, k.classify_in_progress = paused.irql, paused.processor, paused.classify
+        uc.context_restore(paused.context)
+        self._set_processor_control_region()
+        emu.curr_run = paused.run
+        emu.run_complete = False
+        emu.curr_mod = emu.get_module_from_addr(paused.address)
+        try:
+            emu.emu_eng.start(paused.address, timeout=emu.config.timeout, count=emu.config.max_instructions)
+        except HarnessStop:
+            pass
+        except Exception as error:  # noqa: BLE001 - as speakeasy's own run loop records it
+            paused.run.error = emu.get_error_info(str(error), emu.get_pc())
+        emu.on_emu_complete()
 
     def _describe_error(self, error):
         if isinstance(error, dict):
@@ -555,15 +715,20 @@ class Harness:
     def filter_context(self, f):
         return L.FWPS_FILTER2.unpack(self.kernel.read(f.fwps, L.FWPS_FILTER2.size))["context"]
 
-    def delete_filter(self, f, irql=c.PASSIVE_LEVEL):
+    def delete_filter(self, f, irql=c.PASSIVE_LEVEL, classify_running=False):
         """FwpmFilterDeleteById0: the DELETE notify (filterKey NULL), then
-        the filter is gone whatever notify returned."""
+        the filter is gone whatever notify returned. With
+        ``classify_running`` (a classify of ``f`` paused in flight) the
+        engine's FWPS_FILTER2 stays until that classify has returned: the
+        scenario frees it then (``release_filter_memory``), as classifyFn's
+        filter is valid for the whole call."""
         if not f.fwps:
             self.materialize(f, f.raw_context)
         status = self.notify(c.FWPS_CALLOUT_NOTIFY_DELETE_FILTER, f, filter_key=False, irql=irql)
         self.wfp.filters.pop(f.id, None)
         f.live = False
-        self.release_filter_memory(f)
+        if not classify_running:
+            self.release_filter_memory(f)
         return status
 
     def classify(self, f, connection, rights=c.FWPS_RIGHT_ACTION_WRITE, reauthorization=False,

@@ -5,6 +5,8 @@ one-line summary or raises :class:`ScenarioFailure`."""
 
 import ipaddress
 
+import capstone
+
 from . import constants as c
 from . import wire
 from .harness import Connection, Harness, ScenarioFailure, describe
@@ -765,6 +767,102 @@ def ask_timeout_timer(h):
     return "EvtTimerFunc at +0.5 s: nothing; at +1.5 s: the request completed with its default PERMIT"
 
 
+def rundown_entry(h, classify_fn):
+    """classify_fn's entry into the rundown, found in its machine code: the
+    first locked increment after the read of the processor index
+    (``gs:[0x1a4]``, whose line it enters), and the instruction after it."""
+    instructions = h.function_instructions(classify_fn)
+    index_read = next((i for i, insn in enumerate(instructions)
+                       if any(op.type == capstone.x86.X86_OP_MEM and op.mem.segment == capstone.x86.X86_REG_GS
+                              and op.mem.disp == c.KPCR_PRCB_NUMBER for op in insn.operands)), None)
+    expect(index_read is not None, "classify_fn: no read of the processor index (gs:[0x1a4]) in its machine code")
+    for i in range(index_read + 1, len(instructions) - 1):
+        insn = instructions[i]
+        if capstone.x86.X86_PREFIX_LOCK in insn.prefix and insn.mnemonic.split()[-1] in ("inc", "add", "xadd"):
+            return insn, instructions[i + 1]
+    raise ScenarioFailure("classify_fn: no locked increment (the rundown entry) after the processor index read")
+
+
+GPRS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+
+
+def classify_across_delete(h):
+    """A classify of a static block filter paused inside its rundown while
+    the filter's DELETE notify and the timer run, then resumed: the driver
+    releases the handle at once but must keep the WfFc context until every
+    rundown line has been idle since, so the paused classify's line holds
+    it (CONFORMANCE N7; tests/classify_across_delete.rs on the host). Twice:
+    paused right after entering the rundown (the key not yet read: the
+    resumed classify finds the word stale and answers with the word's own
+    BLOCK), and paused holding the context's address (key matched, nothing
+    counted yet: the resumed classify counts on the context DELETE
+    released). Each time the context goes at the next timer tick after
+    the classify has left."""
+    classify_fn = h.symbol("trampolines", "classify_fn")
+    entry, after_entry = rundown_entry(h, classify_fn)
+    entered = paused_across_delete(h, classify_fn, entry, after_entry, "entered", "right after the rundown entry",
+                                   lambda address, context: address == after_entry.address, processor=0)
+    borrowed = paused_across_delete(h, classify_fn, entry, after_entry, "borrowed", "holding the context's address",
+                                    lambda address, context: (address > entry.address and
+                                                              any(h.se.emu.reg_read(r) == context for r in GPRS)),
+                                    processor=2)
+    return (f"classify of a block filter paused {entered} / {borrowed}: DELETE + timer meanwhile keep the WfFc "
+            "context (handle released); resumed: BLOCK, write right cleared, registers preserved; the next timer "
+            "frees the context")
+
+
+def paused_across_delete(h, classify_fn, entry, after_entry, name, where, condition, processor):
+    """One round of ``classify-across-delete``: a block filter added, its
+    classify on ``processor`` paused at the first instruction after the
+    rundown entry where ``condition(address, context)`` holds, DELETE and
+    the timer on the next processor meanwhile, the classify resumed."""
+    f = added(h, wire.block(f"across-delete-{name}"), f"block ({name})")
+    word = h.filter_context(f)
+    context = context_behind(h, word)
+    contexts = pool_counts(h).get("WfFc", 0)
+    seen = {}
+
+    def stop_here(address):
+        # Passing the instruction after the entry, the registers still name
+        # the line it entered: noted for the checks.
+        if address == after_entry.address:
+            seen["line"] = h.memory_operand(entry)
+        return condition(address, context)
+
+    def while_paused(paused):
+        line = seen.get("line")
+        expect(line is not None, f"{name}: paused at {h.name_of(paused.address)} before the rundown entry")
+        inside = h.kernel.read_u64(line, "rundown line") & ~(1 << 63)
+        expect(inside == 1, f"{name}: paused in classify_fn at {h.name_of(paused.address)}, its rundown line "
+               f"{line:#x} counts {inside}, expected the classify alone")
+        seen["address"] = paused.address
+        h.kernel.processor = paused.processor + 1
+        status = h.delete_filter(f, classify_running=True)
+        expect_status(status, c.STATUS_SUCCESS, f"notifyFn DELETE while a classify is paused ({name})")
+        expect(context_behind(h, word) is None,
+               f"{name}: after DELETE the word {word:#x} still names a live slot (the handle was not released)")
+        for when in ("after DELETE", "after the timer"):
+            block = h.kernel.pool.get(context)
+            expect(block is not None and tag_name(block.tag) == "WfFc" and pool_counts(h).get("WfFc", 0) == contexts,
+                   f"{name}: the filter context {context:#x} (WfFc) was freed {when} while a classify paused "
+                   f"inside the rundown ({h.name_of(paused.address)}) may still use it")
+            if when == "after DELETE":
+                expect(h.fire_timer(), "the timer is not running")
+
+    h.pause_in(classify_fn, stop_here, while_paused)
+    result = h.classify(f, Connection(local_port=51000 + processor), processor=processor)
+    expect("address" in seen, f"{name}: the classify never reached the pause ({where})")
+    h.release_filter_memory(f)
+    expect_verdict(result, c.FWP_ACTION_BLOCK, False, f"the classify resumed after its filter's DELETE ({name})")
+    inside = h.kernel.read_u64(seen["line"], "rundown line") & ~(1 << 63)
+    expect(inside == 0, f"{name}: the resumed classify left its rundown line counting {inside}")
+    expect(context in h.kernel.pool, f"{name}: the context went before the timer ran again")
+    h.fire_timer()
+    expect(context not in h.kernel.pool and pool_counts(h).get("WfFc", 0) == contexts - 1,
+           f"{name}: the timer after the classify left did not free the deleted filter's context {context:#x}")
+    return f"{where} ({h.name_of(seen['address'])})"
+
+
 def pend_inbound(h, f, conn, what):
     """Classify ``conn`` at recv-accept with an agent connected: it pends,
     one clone of the engine's packet exists, made at the IP header, and the
@@ -914,6 +1012,7 @@ SCENARIOS = [
     ("etw-events", etw_events, None),
     ("ask-pend-during-unload", ask_pend_during_unload, None),
     ("ask-first-datagram", ask_first_datagram, None),
+    ("classify-across-delete", classify_across_delete, None),
 ]
 
 
