@@ -108,7 +108,7 @@ fn a_classify_racing_delete_never_uses_a_freed_context_and_it_is_freed_eventuall
         }
         assert_eq!(pool::live_range(address, 1), None, "the context was not freed once the classify left");
         assert_eq!(table.retired(), 0);
-        table.release_storage();
+        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
         let violations = verifier::take();
         assert!(violations.is_empty(), "simulated kernel: {violations:?}");
     });
@@ -152,7 +152,7 @@ fn concurrent_reclaims_free_once_after_the_classify() {
             table.reclaim(&rundown, &inside);
         }
         assert_eq!(pool::live_range(address, 1), None, "the context was not freed once the classify left");
-        table.release_storage();
+        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
         let violations = verifier::take();
         assert!(violations.is_empty(), "simulated kernel: {violations:?}");
     });
@@ -190,6 +190,6 @@ fn a_reclaim_that_ignores_the_classifys_rundown_is_caught() {
         borrowed.flow_started();
         delete.join().unwrap();
         drop(inside);
-        table.release_storage();
+        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
     });
 }

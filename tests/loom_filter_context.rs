@@ -47,7 +47,8 @@ fn added_filter() -> (Arc<ContextTable>, usize) {
 /// violation) and the table's storage goes too.
 fn check_freed_once(table: &ContextTable, address: usize) {
     assert_eq!(pool::live_range(address, 1), None, "the filter context was not freed");
-    table.release_storage();
+    let rundown = Rundown::new();
+    assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
     let violations = verifier::take();
     assert!(violations.is_empty(), "simulated kernel: {violations:?}");
 }
@@ -142,17 +143,19 @@ fn a_use_without_a_reference_is_caught() {
         // it; freed memory is never read.
         let borrowed = unsafe { table.slots().borrow_checked(handle.key(), &inside) }.unwrap();
         // DELETE on another thread, then the slots' storage (and the
-        // slot's reference) released without waiting for the rundown.
+        // slot's reference) released without waiting for the classify's
+        // rundown: with the proof of another one, given as the slots'.
         let delete = {
             let table = table.clone();
             thread::spawn(move || {
                 drop(table.remove(FILTER));
-                table.release_storage();
+                let elsewhere = Rundown::new();
+                assert!(table.release_storage(&elsewhere, &elsewhere.close_and_wait()).is_ok());
             })
         };
         borrowed.flow_started();
         delete.join().unwrap();
         drop(inside);
-        table.release_storage();
+        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
     });
 }

@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use wfpcallout::filters::filter_context::{ContextRef, ContextTable, Origin};
 use wfpcallout::platform::pool::TAG_CONTEXT_TABLE;
+use wfpcallout::platform::rundown::Rundown;
 use wfpcallout::verdicts::pending::{AskInfo, EndReason, PendOutcome, Pending, loom_engine};
 use wfpcallout::wfp::filter_view::PendedOperation;
 use wfpcallout_simkernel::{pool, verifier};
@@ -130,7 +131,9 @@ impl Driver {
         pending.close();
         loom_engine::set(None);
         drop(table.pop_any());
-        table.release_storage();
+        // No classify here: a rundown nobody entered, for its proof.
+        let rundown = Rundown::new();
+        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
         for (index, &completed) in completions.lock().unwrap().iter().enumerate() {
             assert_eq!(completed, 1, "operation {} completed {completed} times", index + 1);
         }

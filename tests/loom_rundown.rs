@@ -50,7 +50,7 @@ fn unload_frees_only_after_every_callback_inside_has_left() {
                 thread::spawn(move || callback(&rundown, &context, processor))
             })
             .collect();
-        rundown.close_and_wait();
+        let _drained = rundown.close_and_wait();
         // Unload frees the context: loom reports it if a callback's read is
         // not ordered before this write.
         // SAFETY: loom checks this write against the callbacks' reads.
@@ -69,7 +69,7 @@ fn a_callback_after_the_close_does_not_get_in_until_reopen() {
         let rundown = Arc::new(Rundown::new());
         rundown.reopen();
         let context = Arc::new(Context(UnsafeCell::new(1)));
-        rundown.close_and_wait();
+        let _drained = rundown.close_and_wait();
         let late = {
             let (rundown, context) = (rundown.clone(), context.clone());
             thread::spawn(move || callback(&rundown, &context, 3))

@@ -15,6 +15,7 @@ use wfpcallout::platform::pool::{
     Tagged, TaggedBox,
 };
 use wfpcallout::platform::rundown::Rundown;
+use wfpcallout::platform::status::NtStatus;
 use wfpcallout_scenario::Harness;
 use wfpcallout_simkernel::{pool, verifier};
 
@@ -138,7 +139,26 @@ fn handle_slots_lend_a_block_only_to_the_key_of_its_live_claim() {
     assert_eq!(slots.counts(), (SEGMENT_SLOTS - 1, SEGMENT_SLOTS));
     drop(inside);
     assert_eq!(bytes("WfT2"), SEGMENT_SLOTS * 16, "one segment");
-    slots.release_storage();
+    // The storage goes only with the proof that the lookups' own rundown
+    // has drained, and stays closed.
+    let elsewhere_drained = elsewhere.close_and_wait();
+    let drained = rundown.close_and_wait();
+    assert_eq!(
+        slots.release_storage(&rundown, &elsewhere_drained),
+        Err(NtStatus::INVALID_DEVICE_STATE),
+        "the proof of another rundown's wait is refused (this one drained too)"
+    );
+    rundown.reopen();
+    assert_eq!(
+        slots.release_storage(&rundown, &drained),
+        Err(NtStatus::INVALID_DEVICE_STATE),
+        "a proof of the rundown reopened since is refused"
+    );
+    assert_eq!(bytes("WfT2"), SEGMENT_SLOTS * 16, "refused: the segment stays");
+    assert_eq!(arc.reference_count(), 2, "refused: the live claim keeps its reference");
+    let drained = rundown.close_and_wait();
+    assert_eq!(slots.release_storage(&rundown, &drained), Ok(()));
+    assert_eq!(arc.reference_count(), 1, "released: the claim's reference went");
     assert_eq!(bytes("WfT2"), 0, "release_storage frees the segments");
     assert_eq!(slots.counts(), (0, 0));
     assert!(verifier::take().is_empty());
@@ -239,7 +259,7 @@ fn context_words_lend_the_classified_filters_claim_only_outside_lookup_mode_and_
     assert!(words.own(&own_word).is_none(), "in lookup mode no word is taken for ours");
     lookup.store(0, Ordering::SeqCst);
 
-    rundown.close_and_wait();
+    let _drained = rundown.close_and_wait();
     assert!(words.own(&own_word).unwrap().enter_on(0).is_none(), "no borrow once unload closed the rundown");
     rundown.reopen();
 
@@ -247,7 +267,7 @@ fn context_words_lend_the_classified_filters_claim_only_outside_lookup_mode_and_
     let inside = words.own(&own_word).unwrap().enter_on(0).unwrap();
     assert!(inside.context().is_none(), "a released claim stops matching");
     drop(inside);
-    slots.release_storage();
+    assert_eq!(slots.release_storage(&rundown, &rundown.close_and_wait()), Ok(()));
     assert_eq!(bytes("WfT3"), 0);
     drop(arc);
     assert!(verifier::take().is_empty());

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use crate::callbacks::notify::policy_from_blob;
-use crate::callbacks::state::STATE;
+use crate::callbacks::state::{Adopting, STATE};
 use crate::filters::filter_context::{ContextRef, Origin};
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
@@ -17,12 +17,21 @@ use crate::wfp::management::{self, EngineHandle};
 use core::sync::atomic::Ordering;
 use wfpcallout_wire::PolicyRepr;
 
+/// Adoption starts: until it has finished, classify cannot know which
+/// filters' `context` is ours and must use the table. Called before the
+/// callouts are registered: registering asks for the proof returned, and
+/// only [`adopt_existing_filters`], given it, ends lookup for adoption.
+pub fn begin() -> Adopting {
+    STATE.begin_adoption()
+}
+
 /// Adopts every filter naming one of our callouts. Runs inside a
 /// transaction so the snapshot is consistent and a concurrent delete waits
 /// until our context is in the table (its DELETE then finds it).
-/// Returns how many filters were adopted, or the first failure: then some
-/// filter may be unknown to us, and classify must keep using the table.
-pub fn adopt_existing_filters(engine: &EngineHandle) -> Result<usize> {
+/// Returns how many filters were adopted, and then ends adoption's lookup
+/// mode (`adopting`, from [`begin`]); or the first failure: then some
+/// filter may be unknown to us, and classify keeps using the table.
+pub fn adopt_existing_filters(engine: &EngineHandle, adopting: Adopting) -> Result<usize> {
     management::begin_transaction(engine)?;
     let mut adopted = 0;
     let mut outcome = Ok(());
@@ -41,7 +50,9 @@ pub fn adopt_existing_filters(engine: &EngineHandle) -> Result<usize> {
             crate::log!(Level::Error, "ending the adoption transaction failed: {}", status);
         }
     }
-    outcome.map(|()| adopted)
+    outcome?;
+    STATE.end_adoption(adopting);
+    Ok(adopted)
 }
 
 fn adopt_for_callout(engine: &EngineHandle, spec: &'static CalloutSpec) -> Result<usize> {

@@ -2,7 +2,7 @@
 //! keys, their layers, and their registration with `FwpsCalloutRegister2`.
 #![forbid(unsafe_code)]
 
-use crate::callbacks::state::STATE;
+use crate::callbacks::state::{Adopting, STATE};
 use crate::callbacks::trampolines::{classify_fn, notify_fn};
 use crate::platform::log::Level;
 use crate::platform::status::{NtStatus, Result};
@@ -12,8 +12,11 @@ use crate::wfp::ffi::{DeviceObject, FWPS_CALLOUT2, callout_register, callout_unr
 use core::sync::atomic::Ordering;
 
 /// Registers every callout; on a failure part way returns it, and the
-/// caller unregisters the ones already registered.
-pub fn register_all(device_object: DeviceObject) -> Result {
+/// caller unregisters the ones already registered. `_adopting` shows that
+/// classify is in lookup mode for adoption already (`adoption::begin`):
+/// filters that predate the callouts can be classified as soon as they
+/// are registered, and their `context` is not ours.
+pub fn register_all(device_object: DeviceObject, _adopting: &Adopting) -> Result {
     for (slot, spec) in STATE.callout_ids.iter().zip(CALLOUTS.iter()) {
         let callout = FWPS_CALLOUT2 {
             calloutKey: spec.key,

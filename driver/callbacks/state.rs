@@ -5,7 +5,8 @@
 use crate::connections::flows::Flows;
 use crate::filters::filter_context::ContextTable;
 use crate::platform::pool::TAG_CONTEXT_TABLE;
-use crate::platform::rundown::Rundown;
+use crate::platform::rundown::{Drained, Rundown};
+use crate::platform::status::{NtStatus, Result};
 use crate::verdicts::agent::Agents;
 use crate::verdicts::pending::Pending;
 use crate::wfp::callout_table::{CALLOUT_COUNT, CALLOUTS};
@@ -78,6 +79,14 @@ const ADOPTION_IN_PROGRESS: usize = 1;
 /// `lookup_mode` increment per adopted filter alive.
 const ONE_ADOPTED: usize = 2;
 
+/// Proof that bit 0 of the lookup word is set, made only by
+/// [`DriverState::begin_adoption`] and consumed by
+/// [`DriverState::end_adoption`]: the callouts are registered with one in
+/// hand, and adoption alone can end it. Neither `Clone` nor `Copy`.
+pub struct Adopting {
+    _private: (),
+}
+
 /// Everything the callbacks share.
 pub struct DriverState {
     /// Every live filter context by filter id.
@@ -100,8 +109,12 @@ pub struct DriverState {
     /// before the callouts are registered (so before any filter that
     /// predates them can be classified) and cleared only once every such
     /// filter is adopted, each adopted filter alive counts, and the word is
-    /// reset only when no callout is registered and the table is empty (the
-    /// end of unload, or of a failed load). The classifyFn entry point relies on this
+    /// reset only once no callout is registered (unload's and a failed
+    /// load's order), the table is empty and the rundown has drained and
+    /// stays closed (checked: [`DriverState::clear_lookup_mode`] asks for
+    /// the rundown's proof; no classify can borrow until initialize
+    /// reopens it, which sets bit 0 again before it registers the
+    /// callouts). The classifyFn entry point relies on this
     /// (`trampolines::CONTEXT_WORDS`): a 0 read while a filter is
     /// classified lets classify borrow the context its word names. So only
     /// this layer sees the word; the rest of the driver changes it through
@@ -158,13 +171,25 @@ impl DriverState {
         self.lookup_mode.load(Ordering::Acquire) != 0
     }
 
-    /// Adoption starts (before registration) or ends (it finished).
-    pub fn set_adoption_in_progress(&self, in_progress: bool) {
-        if in_progress {
-            self.lookup_mode.fetch_or(ADOPTION_IN_PROGRESS, Ordering::AcqRel);
-        } else {
-            self.lookup_mode.fetch_and(!ADOPTION_IN_PROGRESS, Ordering::AcqRel);
-        }
+    /// Adoption starts: classify must use the table from here until it
+    /// has finished. The proof it returns is what registering the callouts
+    /// asks for (`registration::register_all`), so the bit is set before
+    /// any filter that predates them can be classified, and the one thing
+    /// that clears the bit again ([`Self::end_adoption`]) consumes it.
+    pub(in crate::callbacks) fn begin_adoption(&self) -> Adopting {
+        // INVARIANT: bit 0 set; it stays set until `end_adoption`, whose
+        // caller has adopted every filter naming our callouts.
+        self.lookup_mode.fetch_or(ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        Adopting { _private: () }
+    }
+
+    /// Adoption finished: every filter naming our callouts that predates
+    /// them has its context in the table (`adoption::adopt_existing_filters`
+    /// calls it, and only on success).
+    pub(in crate::callbacks) fn end_adoption(&self, _adopting: Adopting) {
+        // INVARIANT: the caller adopted every filter (see above); adopted
+        // filters alive keep the word nonzero through their count.
+        self.lookup_mode.fetch_and(!ADOPTION_IN_PROGRESS, Ordering::AcqRel);
     }
 
     /// Whether adoption has not finished (it failed or is running).
@@ -182,11 +207,22 @@ impl DriverState {
         self.lookup_mode.fetch_sub(ONE_ADOPTED, Ordering::AcqRel);
     }
 
-    /// Leaves lookup mode for good: only once no callout is registered and
-    /// the table is empty (the end of unload, or of a failed load), when
-    /// no filter can be classified.
-    pub fn clear_lookup_mode(&self) {
+    /// Leaves lookup mode for good: only once no classify can borrow
+    /// through a context word, which `drained` proves (the proof of this
+    /// state's own rundown, still closed: classify borrows only inside it,
+    /// and the next initialize sets bit 0 again, through
+    /// [`Self::begin_adoption`], before it registers the callouts), and the
+    /// table is empty (the end of unload, or of a failed load). Otherwise
+    /// the word stays as it is and the answer is
+    /// `STATUS_INVALID_DEVICE_STATE`.
+    pub(crate) fn clear_lookup_mode(&self, drained: &Drained<'_>) -> Result {
+        if !drained.proves(&self.rundown) || !self.table.is_empty() {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
+        // INVARIANT: no classify can borrow until the rundown reopens, and
+        // bit 0 is set again before the callouts are registered.
         self.lookup_mode.store(0, Ordering::Release);
+        Ok(())
     }
 
     /// Adopted filters still alive.
@@ -213,3 +249,36 @@ const _: () = {
 
 /// The driver's state.
 pub static STATE: DriverState = DriverState::new();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_mode_ends_only_through_adoptions_proof_and_the_proof_of_this_states_own_drained_rundown() {
+        let state = DriverState::new();
+        let adopting = state.begin_adoption();
+        assert!(state.classify_needs_lookup() && state.adoption_in_progress());
+        state.end_adoption(adopting);
+        assert!(!state.classify_needs_lookup(), "adoption's own proof ends its lookup mode");
+
+        let _adopting = state.begin_adoption();
+        state.adopted_added();
+        let other = Rundown::new();
+        let other_drained = other.close_and_wait();
+        let drained = state.rundown.close_and_wait();
+        assert_eq!(
+            state.clear_lookup_mode(&other_drained),
+            Err(NtStatus::INVALID_DEVICE_STATE),
+            "another rundown's proof (this state's drained too)"
+        );
+        assert_eq!(state.adopted_alive(), 1, "refused: the word stays");
+        assert!(state.adoption_in_progress(), "refused: the word stays");
+        state.rundown.reopen();
+        assert_eq!(state.clear_lookup_mode(&drained), Err(NtStatus::INVALID_DEVICE_STATE), "reopened since");
+        assert!(state.classify_needs_lookup());
+        let drained = state.rundown.close_and_wait();
+        assert_eq!(state.clear_lookup_mode(&drained), Ok(()));
+        assert!(!state.classify_needs_lookup());
+    }
+}

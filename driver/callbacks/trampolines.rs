@@ -32,8 +32,9 @@ use core::ffi::c_void;
 // invariant). Every reclaim of those slots is given `STATE.rundown` (the
 // DELETE notify's `notify::on_delete` and `lifecycle::on_timer`, through
 // `ContextTable::reclaim`), and the slots' storage is released only once
-// `STATE.rundown` has drained (`lifecycle::release_contexts` closes and
-// drains it before `ContextTable::release_storage`).
+// `STATE.rundown` has drained (`ContextTable::release_storage`, which
+// `lifecycle::release_contexts` gives `STATE.rundown`, asks for the proof
+// that rundown's `close_and_wait` returns, and refuses it once reopened).
 static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
     unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown, STATE.lookup_mode.get()) };
 

@@ -7,6 +7,7 @@ use crate::callbacks::adoption;
 use crate::callbacks::registration;
 use crate::callbacks::state::STATE;
 use crate::platform::log::Level;
+use crate::platform::rundown::Drained;
 use crate::platform::status::{NtStatus, Result};
 use crate::verdicts::pending::EndReason;
 use crate::wfp::callout_table::CALLOUT_COUNT;
@@ -45,33 +46,34 @@ fn start(device_object: DeviceObject) -> core::result::Result<usize, (&'static s
     STATE.rundown.reopen();
     STATE.pending.open().map_err(|status| ("the pending-request table", status))?;
     if let Err(status) = crate::wfp::injection::open() {
-        release_contexts();
+        release_contexts(&STATE.rundown.close_and_wait());
         return Err(("the injection handles", status));
     }
     // Until adoption has finished, classify cannot know which filters'
-    // `context` is ours: it must use the table (set before registering).
-    STATE.set_adoption_in_progress(true);
+    // `context` is ours: it must use the table (set before registering,
+    // which asks for the proof; adoption alone ends it).
+    let adopting = adoption::begin();
 
-    if let Err(status) = registration::register_all(device_object) {
+    if let Err(status) = registration::register_all(device_object, &adopting) {
         unregister_callouts();
-        release_contexts();
+        release_contexts(&STATE.rundown.close_and_wait());
         return Err(("FwpsCalloutRegister2", status));
     }
     let engine = match management::open_engine() {
         Ok(engine) => engine,
         Err(status) => {
             unregister_callouts();
-            release_contexts();
+            release_contexts(&STATE.rundown.close_and_wait());
             return Err(("FwpmEngineOpen0", status));
         }
     };
     if let Err(status) = management::add_objects(&engine) {
         unregister_callouts();
         management::close_engine(engine);
-        release_contexts();
+        release_contexts(&STATE.rundown.close_and_wait());
         return Err(("adding the provider, sublayer and callouts", status));
     }
-    let adoption = adoption::adopt_existing_filters(&engine);
+    let adoption = adoption::adopt_existing_filters(&engine, adopting);
     // Kept until unload, which deletes the objects and closes it.
     // A session kept already is closed, not leaked.
     if let Some(old) = STATE.engine.replace(engine) {
@@ -79,7 +81,6 @@ fn start(device_object: DeviceObject) -> core::result::Result<usize, (&'static s
     }
     let adopted = match adoption {
         Ok(adopted) => {
-            STATE.set_adoption_in_progress(false);
             crate::log!(Level::Info, "loaded; adopted {} existing filters", adopted);
             adopted
         }
@@ -114,13 +115,14 @@ pub fn unload() {
     // the callouts, which the engine refuses while flow contexts remain.
     unregister_callouts();
     // No new callback can start; wait for the ones already running (they
-    // may hold borrowed contexts) before anything is freed.
-    STATE.rundown.close_and_wait();
+    // may hold borrowed contexts) before anything is freed: what frees
+    // asks for the proof of that wait.
+    let drained = STATE.rundown.close_and_wait();
     if let Some(engine) = STATE.engine.take() {
         management::delete_objects(&engine);
         management::close_engine(engine);
     }
-    release_contexts();
+    release_contexts(&drained);
     crate::log!(Level::Info, "unloaded");
     crate::platform::etw::unloaded(u32::try_from(finished).unwrap_or(u32::MAX));
     // Last: no callback, timer or IOCTL can write an event any more.
@@ -155,22 +157,29 @@ fn unregister_callouts() {
 /// Drops every context the table still holds (no callout can reach them
 /// once unregistered) and frees the table itself, with the contexts of
 /// deleted filters still waiting for their grace period (the rundown has
-/// drained: none can be in use). First closes the
-/// rundown and waits for the callbacks inside it (unload has done so
-/// already; a failed initialize has not), since classify may borrow a
+/// drained: none can be in use). `drained` is the proof that the driver's
+/// rundown was closed and the callbacks inside it waited for (unload's
+/// own wait, or a failed initialize's), since classify may borrow a
 /// context or read the slots only inside it (`wfp::filter_view`'s
-/// `ContextWords`); the next initialize reopens it.
-fn release_contexts() {
-    STATE.rundown.close_and_wait();
+/// `ContextWords`); the next initialize reopens it. A refusal (a proof
+/// that does not hold: a bug) leaves the storage, and lookup mode, as
+/// they are, and is logged: a leak, never a free under a classify.
+fn release_contexts(drained: &Drained<'_>) {
     STATE.flows.release_all();
     crate::wfp::injection::close();
     while let Some(context) = STATE.table.pop_any() {
         drop(context);
     }
-    STATE.table.release_storage();
+    if let Err(status) = STATE.table.release_storage(&STATE.rundown, drained) {
+        crate::log!(Level::Error, "unload: context storage kept ({}): the rundown has not drained", status);
+        crate::platform::etw::error("releasing the context storage", status);
+    }
     STATE.pending.stop_accepting();
     STATE.pending.close();
-    STATE.clear_lookup_mode();
+    if let Err(status) = STATE.clear_lookup_mode(drained) {
+        crate::log!(Level::Error, "unload: lookup mode kept ({})", status);
+        crate::platform::etw::error("leaving lookup mode", status);
+    }
 }
 
 /// Periodic work, from a timer the glue runs (every 100 ms on Windows):

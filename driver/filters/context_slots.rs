@@ -16,8 +16,9 @@
 //! lock (at ADD, which the engine may call at PASSIVE or DISPATCH_LEVEL:
 //! non-paged pool may be allocated at either) when no slot is free, and
 //! published with one atomic store; segments are freed only by
-//! [`HandleSlots::release_storage`] at the end of unload, after the
-//! rundown, so a classify never reads freed slot memory. Claiming and
+//! [`HandleSlots::release_storage`] at the end of unload, which asks for
+//! the proof the rundown's wait returns (`rundown::Drained`), so a
+//! classify never reads freed slot memory. Claiming and
 //! releasing a slot is O(1) under a spin lock (lists threaded through the
 //! slots); classify takes no lock and reads two atomics.
 //!

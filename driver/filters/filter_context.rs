@@ -12,7 +12,7 @@ use crate::filters::fast_path::FastPath;
 use crate::filters::rate_limiter::RateLimiter;
 use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
 use crate::platform::pool::{Counted, PoolArc, PoolTag, TAG_FILTER_CONTEXT, Tagged};
-use crate::platform::rundown::{Rundown, RundownGuard};
+use crate::platform::rundown::{Drained, Rundown, RundownGuard};
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::{AtomicU64, Ordering};
 use wfpcallout_wire::{PolicyAction, PolicyRepr};
@@ -270,12 +270,20 @@ impl ContextTable {
 
     /// Frees the table's and the slots' storage once empty (end of unload,
     /// after the rundown has drained: the references of released slots
-    /// still waiting for their grace period go too).
-    pub fn release_storage(&self) {
+    /// still waiting for their grace period go too). `rundown` is the one
+    /// classify borrows inside and reclaims are given, `drained` the proof
+    /// its wait returned; a proof that is not of it (or of it reopened
+    /// since) frees nothing and answers `STATUS_INVALID_DEVICE_STATE`
+    /// (see `HandleSlots::release_storage`).
+    pub fn release_storage(&self, rundown: &Rundown, drained: &Drained<'_>) -> Result {
+        if !drained.proves(rundown) {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
         self.entries.release_storage();
         if self.entries.is_empty() {
-            self.slots.release_storage();
+            self.slots.release_storage(rundown, drained)?;
         }
+        Ok(())
     }
 
     /// The slots: statistics, tests, and the classifyFn entry point, whose

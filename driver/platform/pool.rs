@@ -19,7 +19,7 @@
 #![allow(unsafe_code)]
 
 use crate::platform::kernel::{ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED};
-use crate::platform::rundown::{ALL_LINES_IDLE, Rundown, RundownGuard};
+use crate::platform::rundown::{ALL_LINES_IDLE, Drained, Rundown, RundownGuard};
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::{AtomicU32, Ordering};
 use core::marker::PhantomData;
@@ -1019,14 +1019,16 @@ impl<T: Tagged> HandleSlots<T> {
     ///
     /// # Safety
     /// For all of `'a`: `_inside` is a guard of the rundown that every
-    /// [`Self::reclaim`] of these slots is given, and
-    /// [`Self::release_storage`] is not called (unload calls it only after
-    /// that rundown has drained). Then a key that matches names a claim
-    /// whose slot owns a reference to the block; released during `'a`, it
-    /// keeps it until a reclaim has seen every line idle after the release,
-    /// which cannot happen while `_inside`, entered before this lookup,
-    /// stays (`Rundown::idle_lines`: the lookup's entry and key load, both
-    /// SeqCst, against the release and the reclaim's fence and line loads).
+    /// [`Self::reclaim`] and [`Self::release_storage`] of these slots is
+    /// given (release_storage then frees nothing during `'a`: it asks for
+    /// the proof of that rundown's drain, which `close_and_wait` cannot
+    /// give while `_inside` stays entered). Then a key that matches names
+    /// a claim whose slot owns a reference to the block; released during
+    /// `'a`, it keeps it until a reclaim has seen every line idle after the
+    /// release, which cannot happen while `_inside`, entered before this
+    /// lookup, stays (`Rundown::idle_lines`: the lookup's entry and key
+    /// load, both SeqCst, against the release and the reclaim's fence and
+    /// line loads).
     /// A stale key is rejected whatever the timing. The driver's one caller
     /// is `wfp::filter_view::OwnWordGuard::context`, whose type carries the
     /// conditions.
@@ -1088,7 +1090,17 @@ impl<T: Tagged> HandleSlots<T> {
     /// (non-paged pool may be freed at DISPATCH_LEVEL), so a claim growing
     /// meanwhile publishes its segment before or after, never into a freed
     /// one.
-    pub fn release_storage(&self) {
+    ///
+    /// `rundown` must be that rundown (the one [`Self::reclaim`] is given),
+    /// and `drained` the proof its [`Rundown::close_and_wait`] returned: so
+    /// the wait comes first by construction. A proof of another rundown, or
+    /// of one reopened since, frees nothing and answers
+    /// `STATUS_INVALID_DEVICE_STATE` (the storage stays: a leak, where
+    /// freeing could be a use after free).
+    pub fn release_storage(&self, rundown: &Rundown, drained: &Drained<'_>) -> Result {
+        if !drained.proves(rundown) {
+            return Err(NtStatus::INVALID_DEVICE_STATE);
+        }
         let mut owned = self.owned.lock();
         // No lookup or reclaim runs (the contract above) and lock-held
         // users wait for the lock.
@@ -1101,6 +1113,7 @@ impl<T: Tagged> HandleSlots<T> {
         owned.retired = SlotList::EMPTY;
         owned.draining = SlotList::EMPTY;
         owned.seen = 0;
+        Ok(())
     }
 
     /// Unpublishes the first `count` directory entries and frees their

@@ -52,6 +52,48 @@ pub struct RundownGuard<'a> {
     line: &'a AtomicUsize,
 }
 
+/// Proof that unload's wait is over: what frees memory that callbacks
+/// read without a lock (the context slots' storage,
+/// [`crate::platform::pool::HandleSlots::release_storage`]) or ends a mode
+/// classify relies on asks for one, so freeing before the wait is not a
+/// call that can be written. Neither `Clone` nor `Copy`, and its field is
+/// private, so one exists only after [`Rundown::close_and_wait`] returned.
+///
+/// # Invariants
+/// `rundown` is the rundown whose `close_and_wait` made this value, and
+/// when it returned every line's gate was closed and nobody was inside.
+/// The borrow cannot stop [`Rundown::reopen`] (it takes `&self`: the
+/// rundown lives in a static), so [`Drained::proves`] also checks that the
+/// gate is still closed: then nobody has entered since, as long as no
+/// reopen and second `close_and_wait` came in between (the driver closes
+/// and reopens only in load and unload, which do not overlap).
+#[must_use = "teardown that must follow the wait asks for this proof"]
+pub struct Drained<'a> {
+    rundown: &'a Rundown,
+}
+
+// A proof that could be cloned would outlive what it proves (a copy kept
+// past a reopen, handed on): fails to build if `Drained` is ever `Clone`
+// (then the item is found through both impls and the path is ambiguous).
+const _: fn() = || {
+    trait AmbiguousIfClone<A> {
+        fn item() {}
+    }
+    impl<T> AmbiguousIfClone<()> for T {}
+    impl<T: Clone> AmbiguousIfClone<u8> for T {}
+    <Drained<'static> as AmbiguousIfClone<_>>::item();
+};
+
+impl Drained<'_> {
+    /// Whether this proves that nobody is inside `rundown` nor can enter it:
+    /// it was made by `rundown`'s own wait (the same rundown, by address:
+    /// a proof about another one says nothing of `rundown`'s callbacks),
+    /// and the gate has not been reopened since.
+    pub fn proves(&self, rundown: &Rundown) -> bool {
+        core::ptr::eq(self.rundown, rundown) && rundown.is_closed()
+    }
+}
+
 impl Rundown {
     /// Open, nobody inside (const for the driver's static state).
     pub const fn new() -> Self {
@@ -92,8 +134,9 @@ impl Rundown {
     }
 
     /// Closes the gate and waits (PASSIVE_LEVEL, sleeping 1 ms at a time)
-    /// until no callback is inside.
-    pub fn close_and_wait(&self) {
+    /// until no callback is inside; returns the proof that teardown steps
+    /// which must follow the wait ask for.
+    pub fn close_and_wait(&self) -> Drained<'_> {
         for line in &self.lines {
             line.0.fetch_or(CLOSED, Ordering::AcqRel);
         }
@@ -103,6 +146,13 @@ impl Rundown {
             #[cfg(loom)]
             loom::thread::yield_now();
         }
+        // INVARIANT: every gate closed above, and nobody inside now.
+        Drained { rundown: self }
+    }
+
+    /// Whether every line's gate is closed (no entry can succeed).
+    fn is_closed(&self) -> bool {
+        self.lines.iter().all(|line| line.0.load(Ordering::Acquire) & CLOSED != 0)
     }
 
     /// Callbacks inside now, over every processor's counter.
@@ -184,12 +234,25 @@ mod tests {
         drop(guards);
         assert_eq!(rundown.inside(), 0, "each left the counter it entered on");
         // Nobody inside: returns at once.
-        rundown.close_and_wait();
+        let _drained = rundown.close_and_wait();
         for processor in processors {
             assert!(rundown.enter_on(processor).is_none(), "processor {processor} entered a closed rundown");
         }
         assert_eq!(rundown.inside(), 0, "a refused entry leaves no count behind");
         rundown.reopen();
         assert!(rundown.enter_on(4_000).is_some());
+    }
+
+    #[test]
+    fn a_drained_proof_is_only_of_its_own_rundown_and_only_while_it_stays_closed() {
+        let rundown = Rundown::new();
+        let other = Rundown::new();
+        let drained = rundown.close_and_wait();
+        assert!(drained.proves(&rundown), "the proof of the rundown that waited");
+        assert!(!drained.proves(&other), "another rundown, still open");
+        let _other_drained = other.close_and_wait();
+        assert!(!drained.proves(&other), "another rundown, even closed and drained: not the one that waited");
+        rundown.reopen();
+        assert!(!drained.proves(&rundown), "reopened since: callbacks may be inside again");
     }
 }
