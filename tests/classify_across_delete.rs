@@ -149,7 +149,7 @@ fn a_classify_during_unload_keeps_the_static_verdict_without_counting() {
     let counted = harness.counters(id).unwrap();
     // Unload has closed the rundown (and waited): a classification still
     // delivered uses no context, but the verdict is in the word.
-    STATE.rundown.close_and_wait();
+    let _drained = STATE.rundown.close_and_wait();
     let before = without_context();
     assert_eq!(classify_word(id, word), fwp::FWP_ACTION_BLOCK, "the filter's own BLOCK, not the default");
     assert_eq!(without_context(), before + 1, "counted as a classification without context");
