@@ -468,3 +468,29 @@ pub fn current_processor_index() -> u32 {
         wfpcallout_simkernel::irql::processor_index()
     }
 }
+
+#[cfg(all(test, not(windows)))]
+mod tests {
+    use super::*;
+    use wfpcallout_simkernel::irql;
+
+    /// The per-processor lines (rundown, counters) are only
+    /// contention-free if the index read inline is the processor the
+    /// caller runs on, the one the export would name.
+    #[test]
+    fn the_processor_index_is_the_processor_the_caller_runs_on() {
+        for processor in 0..irql::PROCESSOR_COUNT {
+            let read = std::thread::spawn(move || {
+                irql::pin_thread_to_processor(processor);
+                irql::at_dispatch(|| (current_processor_index(), exported_processor_number()))
+            })
+            .join();
+            assert_eq!(read.ok(), Some((processor as u32, processor as u32)), "processor {processor}");
+        }
+    }
+
+    fn exported_processor_number() -> u32 {
+        // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed.
+        unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) }
+    }
+}
