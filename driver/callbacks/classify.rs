@@ -7,8 +7,10 @@
 //! For a static permit, block or unlogged audit the word itself carries
 //! the verdict (`fast_path.rs`). Only while filters exist that we did not
 //! see added (adoption in progress, or adopted filters alive) does classify
-//! look the filter id up in the table, and a filter found nowhere, or a
-//! word that names no live slot, gets the default policy.
+//! look the filter id up in the table. A filter found nowhere gets the
+//! default policy; a word that names no live slot is counted nowhere and
+//! answered from its own bits (a static word's verdict, else the default
+//! policy).
 //!
 //! No `unsafe` here: the borrow of the context a word names goes through
 //! types of `wfp::filter_view` that carry its contract. The entry point
