@@ -31,6 +31,13 @@ fn block_policy() -> PolicyRepr {
     PolicyRepr { action: PolicyAction::Block, log_level: LogLevel::Off, label: Label::new("across").unwrap() }
 }
 
+/// The driver loaded, with one block filter added through ADD.
+fn loaded_with_a_block_filter() -> (Harness, u64) {
+    let harness = Harness::load();
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
+    (harness, id)
+}
+
 /// Live `WfFc` blocks: filter contexts.
 fn contexts_in_pool() -> usize {
     pool::usage_by_tag().get("WfFc").map_or(0, |u| u.blocks)
@@ -52,8 +59,7 @@ fn classify_word(filter_id: u64, word: u64) -> u32 {
 
 #[test]
 fn a_context_borrowed_by_a_classify_in_flight_outlives_delete_until_the_classify_leaves() {
-    let harness = Harness::load();
-    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
+    let (harness, id) = loaded_with_a_block_filter();
     let other = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
     let word = ContextWord::from_raw(engine::filter_context(id).unwrap());
     let key = SlotHandle::key_in_word(word.raw());
@@ -114,8 +120,7 @@ fn a_context_borrowed_by_a_classify_in_flight_outlives_delete_until_the_classify
 
 #[test]
 fn a_context_still_waiting_for_its_grace_period_is_freed_at_unload() {
-    let harness = Harness::load();
-    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
+    let (harness, id) = loaded_with_a_block_filter();
     let key = SlotHandle::key_in_word(engine::filter_context(id).unwrap());
     let inside = STATE.rundown.enter_on(CLASSIFYING_PROCESSOR).unwrap();
     // SAFETY: as in the test above.
@@ -132,8 +137,7 @@ fn a_context_still_waiting_for_its_grace_period_is_freed_at_unload() {
 
 #[test]
 fn with_no_classify_in_flight_delete_frees_the_context_at_once() {
-    let harness = Harness::load();
-    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
+    let (harness, id) = loaded_with_a_block_filter();
     let before = contexts_in_pool();
     harness.delete_filter(id).unwrap();
     assert_eq!(STATE.table.retired(), 0);
@@ -143,8 +147,7 @@ fn with_no_classify_in_flight_delete_frees_the_context_at_once() {
 
 #[test]
 fn a_classify_during_unload_keeps_the_static_verdict_without_counting() {
-    let harness = Harness::load();
-    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
+    let (harness, id) = loaded_with_a_block_filter();
     let word = engine::filter_context(id).unwrap();
     let counted = harness.counters(id).unwrap();
     // Unload has closed the rundown (and waited): a classification still

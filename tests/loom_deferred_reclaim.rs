@@ -73,6 +73,43 @@ fn classify(table: &ContextTable, rundown: &Rundown, key: u64, address: usize) -
     true
 }
 
+/// A table with the filter added, an open rundown, and a classify of the
+/// filter started on its own thread; the context's address.
+fn classify_started() -> (Arc<ContextTable>, Arc<Rundown>, usize, thread::JoinHandle<bool>) {
+    let table = Arc::new(ContextTable::new(TAG_CONTEXT_TABLE));
+    let rundown = Arc::new(Rundown::new());
+    // Every counter is created before it is shared (sync.rs: first use).
+    rundown.reopen();
+    let (key, address) = added(&table);
+    let classifier = {
+        let (table, rundown) = (table.clone(), rundown.clone());
+        thread::spawn(move || classify(&table, &rundown, key, address))
+    };
+    (table, rundown, address, classifier)
+}
+
+/// notifyFn DELETE, inside the rundown on its own processor: the table's
+/// reference dropped, the slot released, a reclaim at once.
+fn deliver_delete(table: &ContextTable, rundown: &Rundown) {
+    let inside = rundown.enter_on(DELETE_CPU).unwrap();
+    drop(table.remove(FILTER));
+    table.reclaim(rundown, &inside);
+}
+
+/// The timer's reclaim, once every other thread has been joined: the
+/// context must be gone, and the storage is released.
+fn last_tick_frees_it(table: &ContextTable, rundown: &Rundown, address: usize) {
+    {
+        let inside = rundown.enter_on(DELETE_CPU).unwrap();
+        table.reclaim(rundown, &inside);
+    }
+    assert_eq!(pool::live_range(address, 1), None, "the context was not freed once the classify left");
+    assert_eq!(table.retired(), 0);
+    assert!(table.release_storage(rundown, &rundown.close_and_wait()).is_ok());
+    let violations = verifier::take();
+    assert!(violations.is_empty(), "simulated kernel: {violations:?}");
+}
+
 fn report(name: &str, iterations: &AtomicUsize) {
     println!("loom test {name}: {} interleavings explored, violations found: 0", iterations.load(Ordering::Relaxed));
 }
@@ -85,32 +122,10 @@ fn a_classify_racing_delete_never_uses_a_freed_context_and_it_is_freed_eventuall
     static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
     loom::model(|| {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
-        let table = Arc::new(ContextTable::new(TAG_CONTEXT_TABLE));
-        let rundown = Arc::new(Rundown::new());
-        // Every counter is created before it is shared (sync.rs: first use).
-        rundown.reopen();
-        let (key, address) = added(&table);
-        let classifier = {
-            let (table, rundown) = (table.clone(), rundown.clone());
-            thread::spawn(move || classify(&table, &rundown, key, address))
-        };
-        // notifyFn DELETE, inside the rundown on its own processor.
-        {
-            let inside = rundown.enter_on(DELETE_CPU).unwrap();
-            drop(table.remove(FILTER));
-            table.reclaim(&rundown, &inside);
-        }
+        let (table, rundown, address, classifier) = classify_started();
+        deliver_delete(&table, &rundown);
         classifier.join().unwrap();
-        // The timer, once the classify has left.
-        {
-            let inside = rundown.enter_on(DELETE_CPU).unwrap();
-            table.reclaim(&rundown, &inside);
-        }
-        assert_eq!(pool::live_range(address, 1), None, "the context was not freed once the classify left");
-        assert_eq!(table.retired(), 0);
-        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
-        let violations = verifier::take();
-        assert!(violations.is_empty(), "simulated kernel: {violations:?}");
+        last_tick_frees_it(&table, &rundown, address);
     });
     report("deferred_reclaim::a_classify_racing_delete", &ITERATIONS);
 }
@@ -124,14 +139,7 @@ fn concurrent_reclaims_free_once_after_the_classify() {
     static ITERATIONS: AtomicUsize = AtomicUsize::new(0);
     loom::model(|| {
         ITERATIONS.fetch_add(1, Ordering::Relaxed);
-        let table = Arc::new(ContextTable::new(TAG_CONTEXT_TABLE));
-        let rundown = Arc::new(Rundown::new());
-        rundown.reopen();
-        let (key, address) = added(&table);
-        let classifier = {
-            let (table, rundown) = (table.clone(), rundown.clone());
-            thread::spawn(move || classify(&table, &rundown, key, address))
-        };
+        let (table, rundown, address, classifier) = classify_started();
         let timer = {
             let (table, rundown) = (table.clone(), rundown.clone());
             thread::spawn(move || {
@@ -140,21 +148,10 @@ fn concurrent_reclaims_free_once_after_the_classify() {
                 }
             })
         };
-        {
-            let inside = rundown.enter_on(DELETE_CPU).unwrap();
-            drop(table.remove(FILTER));
-            table.reclaim(&rundown, &inside);
-        }
+        deliver_delete(&table, &rundown);
         classifier.join().unwrap();
         timer.join().unwrap();
-        {
-            let inside = rundown.enter_on(DELETE_CPU).unwrap();
-            table.reclaim(&rundown, &inside);
-        }
-        assert_eq!(pool::live_range(address, 1), None, "the context was not freed once the classify left");
-        assert!(table.release_storage(&rundown, &rundown.close_and_wait()).is_ok());
-        let violations = verifier::take();
-        assert!(violations.is_empty(), "simulated kernel: {violations:?}");
+        last_tick_frees_it(&table, &rundown, address);
     });
     report("deferred_reclaim::concurrent_reclaims_free_once_after_the_classify", &ITERATIONS);
 }
