@@ -301,7 +301,9 @@ fn recv_accept_permit_completes_with_the_clone_and_reinjects_it() {
             STATE.pending.answer(request.request_id, verdict).unwrap();
             let completions = pending::take_completions();
             assert_eq!(completions.len(), 1);
-            assert!(completions[0].with_packet, "completed with the clone");
+            // Completed with the copy it is about to inject; a denial
+            // completes with NULL and frees it (as Microsoft's inspect does).
+            assert_eq!(completions[0].with_packet, verdict == Verdict::Permit, "{layer:?}, {verdict:?}");
             assert!(completions[0].reauthorization.is_none(), "no reauthorization at recv-accept");
             let reinjected = packets::take_reinjected();
             match verdict {
@@ -648,8 +650,11 @@ fn every_end_completes_the_pended_operation_exactly_once_through_its_request() {
             let completions = pending::take_completions();
             assert_eq!(completions.len(), 1, "{layer:?}, {end:?}: one completion");
             assert_eq!(completions[0].operation, pended, "{layer:?}, {end:?}: of the operation pended");
-            let inbound = matches!(layer, Layer::RecvAcceptV6);
-            assert_eq!(completions[0].with_packet, inbound, "{layer:?}, {end:?}: with the copy at recv-accept");
+            // With the copy only when it is about to be injected: a
+            // permitted recv-accept (every other end here is the default
+            // BLOCK); a connect always completes with NULL.
+            let injected = matches!(layer, Layer::RecvAcceptV6) && matches!(end, End::Verdict);
+            assert_eq!(completions[0].with_packet, injected, "{layer:?}, {end:?}: with the copy to inject");
             assert_eq!(pending::pended_count(), 0, "{layer:?}, {end:?}: nothing left pended");
             assert_eq!(
                 PendedOperation::dropped_uncompleted(),

@@ -656,10 +656,13 @@ fn discard(packet: Option<PendedPacket>) {
     }
 }
 
-/// Completes the operation (with the copy at recv-accept, or of a first
-/// datagram at connect), then injects the copy to permit or frees it to
-/// deny. Without an operation to complete (a request that lost it), the
-/// copy is only freed.
+/// Completes the operation, then injects the copy to permit or frees it
+/// to deny. The completion carries the copy only when it is about to be
+/// injected on the receive path (a permitted recv-accept); a connect's
+/// first datagram is sent after a completion without it, and a denied
+/// copy is freed after one (`PendedPacket::goes_with_completion`).
+/// Without an operation to complete (a request that lost it), the copy is
+/// only freed.
 fn complete_operation(completion: Completion) {
     let Completion { request_id, operation, packet, verdict, .. } = completion;
     let Some(operation) = operation else {
@@ -667,7 +670,7 @@ fn complete_operation(completion: Completion) {
         discard(packet);
         return;
     };
-    operation.complete(packet.as_ref().map(PendedPacket::copy));
+    operation.complete(packet.as_ref().filter(|packet| packet.goes_with_completion(verdict)).map(PendedPacket::copy));
     if let Some(packet) = packet {
         injection::finish(packet, verdict);
     }

@@ -156,6 +156,19 @@ impl PendedPacket {
     pub(crate) fn copy(&self) -> &PacketCopy<Reservation> {
         &self.copy
     }
+
+    /// Whether `FwpsCompleteOperation0` gets this copy when the connection
+    /// ends with `verdict`: only when [`finish`] is about to inject it on
+    /// the receive path (a permitted recv-accept: "A net buffer list to be
+    /// injected must be passed to FwpsCompleteOperation0",
+    /// FwpsInjectTransportReceiveAsync0). A connect completes with NULL and
+    /// sends its first datagram afterwards, and a denied recv-accept
+    /// completes with NULL and frees its copy, as Microsoft's inspect
+    /// sample does: what the engine would do with any other list is not
+    /// documented (CONFORMANCE Z7).
+    pub(crate) fn goes_with_completion(&self, verdict: Verdict) -> bool {
+        verdict == Verdict::Permit && matches!(self.direction, Direction::Inbound { .. }) && INJECTION.is_open()
+    }
 }
 
 /// Creates the injection handle and the list pool (initialize,

@@ -523,10 +523,10 @@ def ask_recv_accept(h):
     """The inbound ask path at ALE_AUTH_RECV_ACCEPT_V4, where completion does
     not reauthorize: the pended connection's first packet is cloned (at its
     IP header, the engine's packet put back where it was), the operation is
-    completed with the clone, and the verdict injects it (permit: the
+    completed with the clone and the verdict injects it (permit: the
     engine classifies the injected clone, which must be recognised as the
-    driver's own, and the injection's completion frees it) or frees it
-    (block)."""
+    driver's own, and the injection's completion frees it), or completed
+    with NULL and the clone freed (block)."""
     packets, wfp = h.kernel.packets, h.wfp
     agent = h.open_file()
     reply = h.ioctl(agent, wire.IOCTL_AGENT_GET_REQUEST, output_length=wire.ASK_REQUEST_LEN)
@@ -563,7 +563,7 @@ def ask_recv_accept(h):
     verdict = h.ioctl(agent, wire.IOCTL_AGENT_SET_VERDICT, wire.verdict_message(request["request_id"],
                                                                                 wire.VERDICT_BLOCK))
     expect_status(verdict["status"], c.STATUS_SUCCESS, "SET_VERDICT block")
-    completed_once_with(h, 2, pended, blocked)
+    completed_once_with(h, 2, pended, None)
     expect(len(wfp.injections) == 1, "a blocked connection's clone was injected")
     expect(blocked.state == "freed" and blocked.parent.state == "freed", f"block did not free the clone: "
            f"{blocked.describe()}")
@@ -574,7 +574,7 @@ def ask_recv_accept(h):
     return ("pended (BLOCK+ABSORB) with a clone made at the IP header, layerData back at its offset; "
             "inbound request; permit: completed with the clone, injected with our handle, the injected clone "
             f"classified {describe(reclassified)} (own injection), freed by the completion; block: completed "
-            "with the clone, freed, not injected")
+            "with NULL, the clone freed, not injected")
 
 
 def ask_pend_during_unload(h):
@@ -629,7 +629,8 @@ def ask_first_datagram(h):
     socket's transportEndpointHandle in the metadata). The driver pends and
     keeps a deep copy from the transport header, the engine's packet back
     where it was passed. On the agent's permit it completes the operation
-    once with the copy, the reauthorization answers PERMIT, and it sends
+    once with NULL (a connect's completion takes no list), the
+    reauthorization answers PERMIT, and it sends
     the copy exactly once with FwpsInjectTransportSendAsync1 on the
     datagram's socket (sendArgs: the remote address; the datagram's source
     port is the socket's), whose completion frees it; on a block the copy
@@ -669,7 +670,8 @@ def ask_first_datagram(h):
         completion = wfp.completions[-1]
         expect(len(wfp.completions) == len(outcomes) + 1 and completion["context"] == result["pended"],
                f"{len(wfp.completions)} completions, expected {len(outcomes) + 1}")
-        expect(completion["net_buffer_list"] == copy.nbl, "FwpsCompleteOperation0 did not take the copy")
+        expect(completion["net_buffer_list"] == 0, "FwpsCompleteOperation0 at ALE_AUTH_CONNECT took a "
+               f"NET_BUFFER_LIST ({completion['net_buffer_list']:#x}): a connect completes with NULL")
         sends = [i for i in wfp.injections if i.get("kind") == "send" and i not in sends_before]
         if answer == wire.VERDICT_PERMIT:
             expect_verdict(completion["reauthorization"], c.FWP_ACTION_PERMIT, True, "reauthorization (permit)")
@@ -692,7 +694,7 @@ def ask_first_datagram(h):
     h.close_file(agent)
     expect(not packets.by_nbl, f"packets left: {[p.describe() for p in packets.by_nbl.values()]}")
     return ("UDP at connect: first datagram as layerData, pended with a copy from its UDP header, completed "
-            "with the copy; " + "; ".join(outcomes))
+            "with NULL; " + "; ".join(outcomes))
 
 
 def prepare_load_failure(h):
@@ -900,13 +902,15 @@ def agent_request(reply, f, conn):
 
 
 def completed_once_with(h, count, pended, clone):
-    """The verdict completed the pended operation once, with the clone."""
+    """The verdict completed the pended operation once, with the clone it
+    injects (``clone``), or with NULL (``None``: a denied connection)."""
     completions = h.wfp.completions
     expect(len(completions) == count, f"{len(completions)} completions, expected {count}")
     expect(completions[-1]["context"] == pended, "completed another operation than the one pended")
-    expect(completions[-1]["net_buffer_list"] == clone.nbl,
-           f"FwpsCompleteOperation0 took NET_BUFFER_LIST {completions[-1]['net_buffer_list']:#x}, not the clone "
-           f"{clone.nbl:#x}")
+    expected = clone.nbl if clone is not None else 0
+    expect(completions[-1]["net_buffer_list"] == expected,
+           f"FwpsCompleteOperation0 took NET_BUFFER_LIST {completions[-1]['net_buffer_list']:#x}, not "
+           f"{expected:#x}")
 
 
 def etw_event(h, name, level, keyword, fields):

@@ -238,6 +238,7 @@ class WfpEngine:
         k.check(net_buffer_list in self.copies, f"{api}: {net_buffer_list:#x} is not a list from "
                 "FwpsAllocateNetBufferAndNetBufferList0")
         packet = k.packets.owned_clone(net_buffer_list, api)
+        self._check_not_kept_from_injection(packet, api)
         del self.copies[net_buffer_list]
         k.packets.free_clone(packet)
 
@@ -439,10 +440,11 @@ class WfpEngine:
         callout."""
         api = "FwpsCompleteOperation0"
         layer = progress["connection"]["layer_id"]
-        # At ALE_AUTH_CONNECT the pended first datagram may go with it (DDI:
-        # "[in, optional] netBufferList"; the simulated kernel's rule Z7).
-        self.k.check(layer in c.PACKET_LAYERS or (layer in c.DATAGRAM_LAYERS and progress.get("packet") is not None),
-                     f"{api}: a NET_BUFFER_LIST at layer {layer}, whose classification carried no packet")
+        # Only at ALE_AUTH_RECV_ACCEPT does the documentation say what the
+        # list is for; Microsoft's inspect sample completes a connect with
+        # NULL and sends its datagram after (the simulated kernel's rule Z7).
+        self.k.check(layer in c.PACKET_LAYERS, f"{api}: a NET_BUFFER_LIST at layer {layer}: only a list to be "
+                     "injected at ALE_AUTH_RECV_ACCEPT goes with a completion (a connect completes with NULL)")
         packet = self.k.packets.owned_clone(net_buffer_list, api)
         self.k.check(packet.parent is progress.get("packet"), f"{api}({context:#x}): {packet.describe()} is not a "
                      "clone of the pended classification's packet")
@@ -548,7 +550,17 @@ class WfpEngine:
         packet = k.packets.owned_clone(net_buffer_list, api)
         # A parent goes back only once its clones are freed (ChildRefCount).
         k.check(packet.children == 0, f"{api}: {packet.describe()} still has {packet.children} clone(s) of its own")
+        self._check_not_kept_from_injection(packet, api)
         k.packets.free_clone(packet)
+
+    def _check_not_kept_from_injection(self, packet, api):
+        """A list passed to FwpsCompleteOperation0 is the one to be injected
+        (DDI FwpsInjectTransportReceiveAsync0); freeing it uninjected means
+        the completion named a packet the callout then dropped (Microsoft's
+        inspect completes a denied connection with NULL)."""
+        self.k.check(packet.completed_with is None or packet.injected_by is not None,
+                     f"{api}: {packet.describe()} was passed to FwpsCompleteOperation0 as the packet to inject, "
+                     "and is freed without being injected")
 
     def FwpsInjectTransportReceiveAsync0(self, handle, injection_context, reserved, flags, family, compartment,
                                          interface_index, sub_interface_index, net_buffer_list, completion_fn,

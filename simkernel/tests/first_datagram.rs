@@ -207,7 +207,7 @@ fn a_sent_copy_is_delivered_and_not_lost() {
         if send_first {
             pending::defer_completion_reauthorizations(true);
         }
-        engine::pending::FwpsCompleteOperation0(pended as *mut c_void, list as *mut c_void);
+        engine::pending::FwpsCompleteOperation0(pended as *mut c_void, std::ptr::null_mut());
         assert_eq!(send(handle, endpoint, Some(&remote), list), STATUS_SUCCESS);
         let sent = packets::take_sent();
         assert_eq!(sent.len(), 1);

@@ -1,5 +1,5 @@
 //! Conformance: notifyFn and callout registration (simkernel/CONFORMANCE.md,
-//! rows N1-N7 and R1-R6). Driven by probe callouts.
+//! rows N1-N6, N8 and R1-R6). Driven by probe callouts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
 
 mod probe;
@@ -102,7 +102,7 @@ fn notify_irql_can_be_fixed() {
     kernel.assert_clean();
 }
 
-/// N7: a notification of a type the callout does not know is delivered as
+/// N8: a notification of a type the callout does not know is delivered as
 /// is (the callout must ignore it and return STATUS_SUCCESS).
 #[test]
 fn unknown_notify_types_reach_the_callout() {

@@ -9,6 +9,7 @@ mod probe;
 use fwps_types::*;
 use probe::Event;
 use wfpcallout_simkernel::engine::{self, Connection, FilterAction, reauthorization};
+use wfpcallout_simkernel::verifier::{self, ViolationKind};
 
 const PERMIT: u32 = fwp::FWP_ACTION_PERMIT;
 const BLOCK: u32 = fwp::FWP_ACTION_BLOCK;
@@ -138,12 +139,14 @@ fn completion_reauthorization_can_come_later_from_another_thread() {
     kernel.assert_clean();
 }
 
-/// Z7: `FwpsCompleteOperation0` at ALE_AUTH_CONNECT may take a
-/// NET_BUFFER_LIST (the parameter is optional at every layer): no violation,
-/// the completion carries it, the reauthorization still runs, and the
-/// clone stays the callout's to free.
+/// Z7: `FwpsCompleteOperation0` at ALE_AUTH_CONNECT with a NET_BUFFER_LIST
+/// is reported: the documentation says what the list is for only at
+/// ALE_AUTH_RECV_ACCEPT, and Microsoft's inspect sample completes a connect
+/// with NULL. The operation still completes (the completion says it came
+/// with a list), the reauthorization still runs, and the clone stays the
+/// callout's to free; the same completion with NULL is no violation.
 #[test]
-fn completion_at_connect_may_carry_a_packet() {
+fn a_completion_at_connect_with_a_packet_is_reported() {
     let (kernel, _probe, _id) = probe::boot_with_filter(77, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     probe::pend_next(true);
     let connection = Connection { protocol: 17, ..Connection::tcp_connect_v4(53) };
@@ -151,10 +154,24 @@ fn completion_at_connect_may_carry_a_packet() {
     let datagram = engine::packets::clone_for_test(&connection);
     probe::answer(PERMIT);
     engine::pending::FwpsCompleteOperation0(operation as *mut _, datagram);
+    let violations = verifier::take();
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert_eq!(violations[0].kind, ViolationKind::ApiMisuse);
+    assert!(violations[0].message.contains("at ALE_AUTH_CONNECT with a NET_BUFFER_LIST"), "{}", violations[0].message);
     let completion = engine::pending::take_completions().pop().unwrap();
     assert!(completion.with_packet);
     assert!(completion.reauthorization.unwrap().permitted());
     engine::packets::FwpsFreeCloneNetBufferList0(datagram, 0);
+
+    // The same connection pended again and completed with NULL: clean.
+    probe::pend_next(true);
+    let again = Connection { local_port: connection.local_port + 1, ..connection };
+    let operation = engine::classify(&again).pended.expect("pended");
+    engine::pending::FwpsCompleteOperation0(operation as *mut _, std::ptr::null_mut());
+    assert!(verifier::take().is_empty());
+    let completion = engine::pending::take_completions().pop().unwrap();
+    assert!(!completion.with_packet);
+    assert!(completion.reauthorization.unwrap().permitted());
     kernel.assert_clean();
 }
 

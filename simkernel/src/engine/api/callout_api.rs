@@ -59,8 +59,10 @@ pub unsafe extern "system" fn FwpsCalloutRegister2(
 /// `FwpsCalloutUnregisterById0`: PASSIVE_LEVEL. Filters that name the
 /// callout stay; from now on they act as if it were absent. Refused with
 /// `STATUS_DEVICE_BUSY` while any flow holds a context of the callout,
-/// including one whose flowDeleteFn is still running. Atomic with respect
-/// to filter add and delete and to flow context association.
+/// including one whose flowDeleteFn is still running; while one of its
+/// classifyFn calls runs, refused the same way or not, at random (row
+/// R7). Atomic with respect to filter add and delete and to flow context
+/// association.
 #[unsafe(no_mangle)]
 pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
     if !irql::require_at_most(PASSIVE_LEVEL, "FwpsCalloutUnregisterById0") {
@@ -77,7 +79,7 @@ pub extern "system" fn FwpsCalloutUnregisterById0(callout_id: u32) -> NTSTATUS {
     let Some(key) = engine.registered.iter().find(|(_, c)| c.id == callout_id).map(|(k, _)| *k) else {
         return STATUS_FWP_CALLOUT_NOT_FOUND;
     };
-    if flows::contexts_of(callout_id) > 0 {
+    if flows::contexts_of(callout_id) > 0 || engine.unregister_refused_while_classifying(callout_id) {
         return STATUS_DEVICE_BUSY;
     }
     engine.registered.remove(&key);

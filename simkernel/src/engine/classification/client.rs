@@ -256,6 +256,32 @@ pub fn set_delete_waits_for_classifies(wait: Option<bool>) {
     lock().delete_waits_for_classifies = wait;
 }
 
+/// Fixes whether unregistering a callout while one of its classifyFn calls
+/// runs is refused with `STATUS_DEVICE_BUSY` (`None`: a coin per
+/// unregistration, the default; row R7). A test facility.
+pub fn set_unregister_busy_while_classifying(busy: Option<bool>) {
+    lock().unregister_busy_while_classifying = busy;
+}
+
+/// One classifyFn call of a callout, counted while it runs (what
+/// `FwpsCalloutUnregisterById0` may refuse to unregister under, row R7).
+struct Classifying(u32);
+
+impl Classifying {
+    fn begin(callout_id: u32) -> Self {
+        *lock().classifying.entry(callout_id).or_insert(0) += 1;
+        Self(callout_id)
+    }
+}
+
+impl Drop for Classifying {
+    fn drop(&mut self) {
+        if let Some(running) = lock().classifying.get_mut(&self.0) {
+            *running = running.saturating_sub(1);
+        }
+    }
+}
+
 /// Calls notifyFn with an arbitrary notify type for a live filter (to test
 /// that unknown types are ignored).
 pub fn send_notify(filter_id: u64, notify_type: FWPS_CALLOUT_NOTIFY_TYPE) -> Result<NTSTATUS, NTSTATUS> {
@@ -375,6 +401,7 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     // SAFETY: the record is published and protected by in_flight; notifyFn
     // wrote it before publication and nothing writes it now.
     let scope = ClassifyScope::lend(input, unsafe { &*record.fwps.get() });
+    let classifying = Classifying::begin(callout.id);
     callout_scope::inside("classifyFn", || {
         irql::at_dispatch(|| {
             // SAFETY: every pointer is valid for the call (owned by `scope`,
@@ -392,6 +419,7 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
             }
         })
     });
+    drop(classifying);
     drop(scope);
     record.in_flight.fetch_sub(1, Ordering::SeqCst);
     let out = lent.finish();

@@ -114,6 +114,12 @@ pub(crate) struct EngineState {
     /// it (`None`: chosen at random per delete; WFP-SEMANTICS §3 leaves it
     /// UNCONFIRMED, so both readings happen).
     pub delete_waits_for_classifies: Option<bool>,
+    /// Whether unregistering a callout while one of its classifyFn calls
+    /// runs is refused with `STATUS_DEVICE_BUSY` (`None`: chosen at random
+    /// per unregistration; row R7).
+    pub unregister_busy_while_classifying: Option<bool>,
+    /// Per callout id: its classifyFn calls running now.
+    pub classifying: HashMap<u32, usize>,
     /// DELETE notifications to drop (models lost notifications).
     pub lose_delete_notifications: u32,
     /// The base filtering engine service is stopped: sessions cannot open.
@@ -144,6 +150,8 @@ impl EngineState {
             transaction_owner: None,
             notify_irql: None,
             delete_waits_for_classifies: None,
+            unregister_busy_while_classifying: None,
+            classifying: HashMap::new(),
             lose_delete_notifications: 0,
             bfe_stopped: false,
             persistent: std::collections::HashSet::new(),
@@ -184,6 +192,13 @@ impl EngineState {
     /// flight (fixed by a test, or a coin).
     pub fn next_delete_waits(&self) -> bool {
         self.delete_waits_for_classifies.unwrap_or_else(crate::choice::coin)
+    }
+
+    /// Whether unregistering `callout_id` is refused now: only while one of
+    /// its classifyFn calls runs, and then as fixed by a test or by a coin.
+    pub fn unregister_refused_while_classifying(&self, callout_id: u32) -> bool {
+        self.classifying.get(&callout_id).is_some_and(|&running| running > 0)
+            && self.unregister_busy_while_classifying.unwrap_or_else(crate::choice::coin)
     }
 
     pub fn registered_by_id(&self, callout_id: u32) -> Option<RegisteredCallout> {

@@ -178,9 +178,14 @@ pub unsafe extern "system" fn FwpsPendOperation0(
 /// `api/completion.rs`): completes a pended operation exactly once; at
 /// ALE_AUTH_CONNECT the reauthorization classify (`reauthorize_with`, passed in
 /// because classification sits above this table) runs before this returns.
-/// The NET_BUFFER_LIST is optional at every ALE layer ("describes the packet
-/// data for which processing has been suspended"); when given it must be a
-/// live clone, and it stays the callout's.
+/// The NET_BUFFER_LIST is optional ("describes the packet data for which
+/// processing has been suspended"); when given it must be a live clone or
+/// list of the callout's, and it stays the callout's. Only at
+/// ALE_AUTH_RECV_ACCEPT does the documentation say what it is for (the list
+/// to be injected on the receive path); at ALE_AUTH_CONNECT it does not,
+/// and Microsoft's inspect sample completes a connect with NULL, so a list
+/// there is reported (row Z7): a driver cannot come to depend on either
+/// reading of what the engine does with it.
 pub(crate) fn complete_operation(
     reauthorize_with: impl FnOnce(&Connection, u32) -> ClassifyResult,
     completion_context: *mut c_void,
@@ -203,6 +208,14 @@ pub(crate) fn complete_operation(
         report(
             ViolationKind::ApiMisuse,
             "FwpsCompleteOperation0 with a packet that is not the callout's own live clone or allocated list",
+        );
+    }
+    if reauthorize && !net_buffer_list.is_null() {
+        report(
+            ViolationKind::ApiMisuse,
+            "FwpsCompleteOperation0 at ALE_AUTH_CONNECT with a NET_BUFFER_LIST: what the engine does with one \
+             there is not documented (Microsoft's inspect sample completes a connect with NULL and sends the \
+             datagram after the reauthorization)",
         );
     }
     if reauthorize && pended.packet {
