@@ -475,7 +475,10 @@ class Harness:
         ALE_AUTH_CONNECT, which the harness does not model and reports);
         then the completion function runs at DISPATCH_LEVEL with the list."""
         packet = injection["packet"]
-        completion = next((x for x in self.wfp.completions if x["context"] == packet.completed_with), None)
+        # The completion of the operation pended with the datagram this is
+        # a copy of (a connect completes with NULL, so the list names none).
+        completion = next((x for x in self.wfp.completions
+                           if self.wfp.pended[x["context"]]["progress"].get("packet") is packet.parent), None)
         reauthorization = completion["reauthorization"] if completion else None
         if not (isinstance(reauthorization, dict) and reauthorization["actionType"] == c.FWP_ACTION_PERMIT):
             raise ScenarioFailure(f"a datagram was sent on a connection not authorized (its completion's "
