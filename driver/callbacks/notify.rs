@@ -67,9 +67,7 @@ pub fn policy_from_blob(blob: &ProviderBlob<'_>) -> core::result::Result<PolicyR
         ProviderBlob::Absent => Ok(PolicyRepr::DEFAULT),
         ProviderBlob::WrongType(_) => Err(WireError::BadMagic),
         ProviderBlob::General(bytes) => {
-            if bytes.len() > POLICY_MAX_LEN {
-                return Err(WireError::LengthMismatch);
-            }
+            // A blob longer than any policy does not fit the buffer.
             let mut copy = [0u8; POLICY_MAX_LEN];
             let copy = copy.get_mut(..bytes.len()).ok_or(WireError::LengthMismatch)?;
             copy.copy_from_slice(bytes);
