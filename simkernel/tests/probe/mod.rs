@@ -41,6 +41,20 @@ pub enum Event {
 }
 
 static LOG: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+/// The IRQL of each classifyFn and flowDeleteFn call, in order (kept
+/// apart from the event log, whose order tests compare exactly).
+static CLASSIFY_IRQLS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static FLOW_DELETE_IRQLS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// The IRQL each classifyFn call of a probe ran at, since boot.
+pub fn classify_irqls() -> Vec<u8> {
+    CLASSIFY_IRQLS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// The IRQL each flowDeleteFn call of a probe ran at, since boot.
+pub fn flow_delete_irqls() -> Vec<u8> {
+    FLOW_DELETE_IRQLS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 /// Appends to the log.
 pub fn log(event: Event) {
@@ -142,6 +156,8 @@ pub fn boot_with_filter(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, 
 pub fn boot() -> wfpcallout_simkernel::Kernel {
     let kernel = wfpcallout_simkernel::Kernel::boot();
     LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    CLASSIFY_IRQLS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    FLOW_DELETE_IRQLS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     VERDICT.store(0, Ordering::SeqCst);
     ANSWERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ASSOCIATE.store(0, Ordering::SeqCst);
@@ -205,6 +221,7 @@ unsafe extern "system" fn probe_classify(
     _flow_context: u64,
     out: *mut FWPS_CLASSIFY_OUT0,
 ) {
+    CLASSIFY_IRQLS.lock().unwrap_or_else(|e| e.into_inner()).push(wfpcallout_simkernel::irql::current());
     // SAFETY: the engine passes valid pointers for the call.
     let metadata = unsafe { &*metadata };
     // SAFETY: as above.
@@ -331,6 +348,7 @@ unsafe extern "system" fn probe_notify(
 }
 
 unsafe extern "system" fn probe_flow_delete(_layer_id: u16, _callout_id: u32, context: u64) {
+    FLOW_DELETE_IRQLS.lock().unwrap_or_else(|e| e.into_inner()).push(wfpcallout_simkernel::irql::current());
     log(Event::FlowDelete(context));
 }
 

@@ -119,13 +119,17 @@ pub(crate) fn classify_finished(handle: u64) {
 /// Calls flowDeleteFn for a context detached with [`Flows::detach`].
 fn call_flow_delete(layer_id: u16, callout_id: u32, context: u64) {
     crate::sync_points::reached(crate::sync_points::FLOW_CONTEXT_DETACHED);
-    let delete = lock().registered_by_id(callout_id).and_then(|c| c.flow_delete);
+    let (delete, level) = {
+        let engine = lock();
+        (engine.registered_by_id(callout_id).and_then(|c| c.flow_delete), engine.next_flow_delete_irql())
+    };
     match delete {
         // SAFETY: the callout registered this flowDeleteFn and the context
-        // it associated; it is called once, at DISPATCH_LEVEL as the engine
-        // does. The callout cannot be unregistered before this returns
-        // (the detached context still counts as associated).
-        Some(delete) => irql::at_dispatch(|| unsafe { delete(layer_id, callout_id, context) }),
+        // it associated; it is called once, at IRQL <= DISPATCH_LEVEL
+        // (PASSIVE or DISPATCH at random, never below the caller's: row
+        // J2). The callout cannot be unregistered before this returns (the
+        // detached context still counts as associated).
+        Some(delete) => irql::at_level(level, || unsafe { delete(layer_id, callout_id, context) }),
         None => {
             report(ViolationKind::ApiMisuse, format!("flow context {context:#x} of unregistered callout {callout_id}"))
         }

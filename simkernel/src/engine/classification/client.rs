@@ -1,7 +1,7 @@
 //! What a WFP client (wfpctl, netsh, a test) does to the engine, and the
 //! engine's classification of traffic. These are the simulated kernel's
 //! drivers of the driver: `FwpmFilterAdd0` calling notifyFn ADD, deletion
-//! calling DELETE, and classification calling classifyFn at DISPATCH_LEVEL.
+//! calling DELETE, and classification calling classifyFn at IRQL <= DISPATCH_LEVEL (row J1).
 
 use super::classify_input::ClassifyInput;
 use super::classify_out::LentClassifyOut;
@@ -256,6 +256,19 @@ pub fn set_delete_waits_for_classifies(wait: Option<bool>) {
     lock().delete_waits_for_classifies = wait;
 }
 
+/// Fixes the IRQL classifyFn runs at when the engine's caller is at
+/// PASSIVE_LEVEL (`None`: PASSIVE or DISPATCH at random per call, the
+/// default; row J1). A test facility.
+pub fn set_classify_irql(irql: Option<u8>) {
+    lock().classify_irql = irql;
+}
+
+/// Fixes the IRQL flowDeleteFn runs at (`None`: PASSIVE or DISPATCH at
+/// random per call, the default; row J2). A test facility.
+pub fn set_flow_delete_irql(irql: Option<u8>) {
+    lock().flow_delete_irql = irql;
+}
+
 /// Fixes whether unregistering a callout while one of its classifyFn calls
 /// runs is refused with `STATUS_DEVICE_BUSY` (`None`: a coin per
 /// unregistration, the default; row R7). A test facility.
@@ -402,8 +415,11 @@ fn run_filter(record: &Arc<FilterRecord>, input: &ClassifyInput, rights: u32) ->
     // wrote it before publication and nothing writes it now.
     let scope = ClassifyScope::lend(input, unsafe { &*record.fwps.get() });
     let classifying = Classifying::begin(callout.id);
+    // At most DISPATCH_LEVEL: PASSIVE or DISPATCH, at random, where the
+    // caller is at PASSIVE (row J1); never lowered below the caller's.
+    let level = lock().next_classify_irql();
     callout_scope::inside("classifyFn", || {
-        irql::at_dispatch(|| {
+        irql::at_level(level, || {
             // SAFETY: every pointer is valid for the call (owned by `scope`,
             // `input` and this frame); they are poisoned and freed after it.
             unsafe {

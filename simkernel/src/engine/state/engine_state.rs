@@ -114,6 +114,13 @@ pub(crate) struct EngineState {
     /// it (`None`: chosen at random per delete; WFP-SEMANTICS §3 leaves it
     /// UNCONFIRMED, so both readings happen).
     pub delete_waits_for_classifies: Option<bool>,
+    /// IRQL at which classifyFn runs when the engine's caller is at
+    /// PASSIVE_LEVEL; `None`: PASSIVE or DISPATCH chosen at random per call
+    /// (the DDI allows both; row J1).
+    pub classify_irql: Option<u8>,
+    /// IRQL at which flowDeleteFn runs; `None`: chosen at random per call
+    /// (row J2).
+    pub flow_delete_irql: Option<u8>,
     /// Whether unregistering a callout while one of its classifyFn calls
     /// runs is refused with `STATUS_DEVICE_BUSY` (`None`: chosen at random
     /// per unregistration; row R7).
@@ -150,6 +157,8 @@ impl EngineState {
             transaction_owner: None,
             notify_irql: None,
             delete_waits_for_classifies: None,
+            classify_irql: None,
+            flow_delete_irql: None,
             unregister_busy_while_classifying: None,
             classifying: HashMap::new(),
             lose_delete_notifications: 0,
@@ -185,7 +194,17 @@ impl EngineState {
 
     /// The IRQL for the next notifyFn call.
     pub fn next_notify_irql(&self) -> u8 {
-        self.notify_irql.unwrap_or_else(|| if crate::choice::coin() { DISPATCH_LEVEL } else { PASSIVE_LEVEL })
+        self.notify_irql.unwrap_or_else(passive_or_dispatch)
+    }
+
+    /// The IRQL of the next classifyFn call (fixed by a test, or a coin).
+    pub fn next_classify_irql(&self) -> u8 {
+        self.classify_irql.unwrap_or_else(passive_or_dispatch)
+    }
+
+    /// The IRQL of the next flowDeleteFn call (fixed by a test, or a coin).
+    pub fn next_flow_delete_irql(&self) -> u8 {
+        self.flow_delete_irql.unwrap_or_else(passive_or_dispatch)
     }
 
     /// Whether this DELETE waits for the filter's classifications in
@@ -270,4 +289,10 @@ pub(crate) fn reset() {
     *guard = Some(EngineState::new());
     drop(guard);
     transaction_ended();
+}
+
+/// PASSIVE_LEVEL or DISPATCH_LEVEL, at random: where a DDI says a callback
+/// runs at IRQL <= DISPATCH_LEVEL.
+fn passive_or_dispatch() -> u8 {
+    if crate::choice::coin() { DISPATCH_LEVEL } else { PASSIVE_LEVEL }
 }
