@@ -189,7 +189,7 @@ struct AgentArgs {
     #[arg(long)]
     interactive: bool,
     /// Stop after this many requests
-    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..=u64::MAX))]
     max: Option<u64>,
 }
 
@@ -454,7 +454,7 @@ mod tests {
             ("filter add --layer connect --ip v4 --action audit --protocol 300", "not a protocol"),
             ("filter add --layer connect --ip v4 --action audit --weight-range 16", "16 is not in 0..=15"),
             ("filter add --layer connect --ip v4 --action audit --remote-addr 10.0.0.300", "10.0.0.300"),
-            ("agent --rule permit:tcp:443 --max 0", "0 is not in 1.."),
+            ("agent --rule permit:tcp:443 --max 0", "0 is not in 1..=18446744073709551615"),
         ] {
             let (kind, text) = error(line);
             assert_eq!(kind, ErrorKind::ValueValidation, "{line}: {text}");

@@ -80,7 +80,7 @@ pub fn exit_status(result: &Result<Outcome, RunError>) -> u8 {
         Ok(Outcome::Success) => EXIT_SUCCESS,
         Ok(Outcome::Degraded) => EXIT_FAILURE,
         Ok(Outcome::DriverLoaded) => EXIT_DRIVER_LOADED,
-        Err(RunError::NoInput(_)) => EXIT_USAGE,
+        Err(RunError::NoInput(_) | RunError::BadInput(_)) => EXIT_USAGE,
         Err(_) => EXIT_FAILURE,
     }
 }
