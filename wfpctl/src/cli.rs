@@ -9,7 +9,7 @@ use std::ffi::OsString;
 
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
-use wfpcallout_wire::{ASK_TIMEOUT_MS_MAX, LABEL_MAX_LEN, Label, RATE_LIMIT_BURST_MAX, RATE_LIMIT_RATE_MAX};
+use wfpcallout_wire::{ASK_TIMEOUT_MS_MAX, LABEL_MAX_LEN, Label, RATE_LIMIT_BURST_MAX, RATE_LIMIT_RATE_MAX, WireError};
 
 use crate::command::{AgentOptions, BlobSource, Command, DeleteTarget, Format, Invocation};
 use crate::filter_spec::{FilterOptions, FilterSpec, IpVersion, Layer, SpecError, WEIGHT_RANGE_MAX, Weight};
@@ -206,9 +206,14 @@ enum PolicyCommand {
 }
 
 fn parse_label(text: &str) -> Result<String, String> {
-    Label::new(text)
-        .map(|_| text.to_string())
-        .map_err(|_| format!("{} bytes is too long: a label is at most {LABEL_MAX_LEN} bytes of UTF-8", text.len()))
+    match Label::new(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(WireError::LabelControlCharacter(code)) => Err(format!(
+            "a label cannot contain control characters (it has U+{code:04X}): labels are printed in tables, logs \
+             and filter names"
+        )),
+        Err(_) => Err(format!("{} bytes is too long: a label is at most {LABEL_MAX_LEN} bytes of UTF-8", text.len())),
+    }
 }
 
 /// A clap error in the context of a subcommand (its usage is shown).
@@ -460,6 +465,9 @@ mod tests {
             assert_eq!(kind, ErrorKind::ValueValidation, "{line}: {text}");
             assert!(text.contains(says), "{line}: {text}");
         }
+        let (kind, text) = error("filter add --layer connect --ip v4 --action audit --label web\u{1b}[2J");
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        assert!(text.contains("a label cannot contain control characters (it has U+001B)"), "{text}");
         let long_label = format!("filter add --layer connect --ip v4 --action audit --label {}", "x".repeat(65));
         let (kind, text) = error(&long_label);
         assert_eq!(kind, ErrorKind::ValueValidation);
