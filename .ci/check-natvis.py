@@ -63,7 +63,7 @@ TYPE_TAGS = ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_enumeration_t
 
 DIE_RE = re.compile(r"^\s*<(\d+)><([0-9a-f]+)>: Abbrev Number: (\d+)(?: \((DW_TAG_\w+)\))?")
 NAME_RE = re.compile(r"^\s*<[0-9a-f]+>\s+DW_AT_name\s*:\s*(?:\((?:strp|string|line_strp|strx\d?)\)\s*)?"
-                     r"(?:\((?:indirect (?:line )?string, )?offset: 0x[0-9a-f]+\):\s*)?(.*?)\s*$")
+                     r"(?:\((?:indirect (?:line )?string, )?(?:offset|index): 0x[0-9a-f]+\):\s*)?(.*?)\s*$")
 TYPE_RE = re.compile(r"^\s*<[0-9a-f]+>\s+DW_AT_type\s*:.*?<0x([0-9a-f]+)>")
 
 
