@@ -303,6 +303,27 @@ fn malformed_blobs_of_every_length_are_vetoed_without_leaks() {
 }
 
 #[test]
+fn label_with_a_control_character_is_vetoed() {
+    // The label reaches DbgPrint lines, wfpctl's tables and filter names: a
+    // blob whose label holds ESC (or any control character) is malformed,
+    // whoever wrote it.
+    let harness = Harness::load();
+    let mut bytes = policy(PolicyAction::Block).to_bytes();
+    let at = bytes.len() - 1;
+    bytes[at] = 0x1b;
+    assert_eq!(PolicyRepr::parse(&bytes), Err(wfpcallout_wire::WireError::LabelControlCharacter(0x1b)));
+    let rejected = stat(&STATE.stats.policies_rejected);
+    assert_eq!(harness.add_filter(Layer::ConnectV4, PolicySource::Bytes(&bytes)), Err(STATUS_BAD_DATA));
+    assert_eq!(stat(&STATE.stats.policies_rejected), rejected + 1);
+    assert_eq!(harness.context_count(), 0);
+    // The same blob with a printable last character gets in.
+    bytes[at] = b'!';
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Bytes(&bytes)).unwrap();
+    harness.delete_filter(id).unwrap();
+    harness.unload_and_check();
+}
+
+#[test]
 fn allocation_failure_at_every_site_of_add_vetoes_cleanly() {
     let harness = Harness::load();
     let repr = policy(PolicyAction::Audit);

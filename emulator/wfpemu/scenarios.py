@@ -214,6 +214,7 @@ def malformed_policy(h):
         "rate-limit burst 0": wire.policy_blob(wire.ACTION_RATE_LIMIT, param_a=5, param_b=0),
         "ask verdict 7": wire.policy_blob(wire.ACTION_ASK, verdict=7, param_a=100),
         "label not UTF-8": wire.policy_blob(wire.ACTION_BLOCK, label=b"\xff\xfe"),
+        "label with ESC": wire.policy_blob(wire.ACTION_BLOCK, label=b"web\x1b[2J"),
     }
     before = h.kernel.pool_in_use()
     for what, blob in bad.items():

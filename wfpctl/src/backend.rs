@@ -90,13 +90,17 @@ const ERROR_MEANINGS: &[(u32, &str, &str)] = &[
     (1722, "RPC_S_SERVER_UNAVAILABLE", "the base filtering engine (BFE) is not running: start it (sc.exe start BFE)"),
     (1753, "EPT_S_NOT_REGISTERED", "the base filtering engine (BFE) is not running: start it (sc.exe start BFE)"),
     (1784, "ERROR_INVALID_USER_BUFFER", "the driver refused the buffer size"),
-    (0x8032_0001, "FWP_E_CALLOUT_NOT_FOUND", "the wfpcallout callouts are not registered: start the driver"),
+    (
+        0x8032_0001,
+        "FWP_E_CALLOUT_NOT_FOUND",
+        "the wfpcallout callouts do not exist: the driver adds them when it starts",
+    ),
     (0x8032_0002, "FWP_E_CONDITION_NOT_FOUND", "a condition field does not exist at this layer"),
     (0x8032_0003, "FWP_E_FILTER_NOT_FOUND", "no filter with this id"),
     (0x8032_0004, "FWP_E_LAYER_NOT_FOUND", "no such layer"),
-    (0x8032_0005, "FWP_E_PROVIDER_NOT_FOUND", "the wfpcallout provider is missing: start the driver once"),
+    (0x8032_0005, "FWP_E_PROVIDER_NOT_FOUND", "the wfpcallout provider is missing: the driver adds it when it starts"),
     (0x8032_0006, "FWP_E_PROVIDER_CONTEXT_NOT_FOUND", "the filter's provider context is missing"),
-    (0x8032_0007, "FWP_E_SUBLAYER_NOT_FOUND", "the wfpcallout sublayer is missing: start the driver once"),
+    (0x8032_0007, "FWP_E_SUBLAYER_NOT_FOUND", "the wfpcallout sublayer is missing: the driver adds it when it starts"),
     (0x8032_0008, "FWP_E_NOT_FOUND", "the object does not exist"),
     (0x8032_0009, "FWP_E_ALREADY_EXISTS", "the object exists already"),
     (0x8032_000A, "FWP_E_IN_USE", "the object is still referenced by another object"),
@@ -131,13 +135,13 @@ const NTSTATUS_MEANINGS: &[(u32, &str)] = &[
     // STATUS_BAD_DATA
     (0xC000_090B, "the driver's notifyFn refused the filter: its policy blob is malformed"),
     // STATUS_FWP_CALLOUT_NOT_FOUND
-    (0xC022_0001, "the wfpcallout callouts do not exist: start the driver"),
+    (0xC022_0001, "the wfpcallout callouts do not exist: the driver adds them when it starts"),
     // STATUS_FWP_FILTER_NOT_FOUND
     (0xC022_0003, "no filter with this id"),
     // STATUS_FWP_PROVIDER_NOT_FOUND
-    (0xC022_0005, "the wfpcallout provider is missing: start the driver once"),
+    (0xC022_0005, "the wfpcallout provider is missing: the driver adds it when it starts"),
     // STATUS_FWP_SUBLAYER_NOT_FOUND
-    (0xC022_0007, "the wfpcallout sublayer is missing: start the driver once"),
+    (0xC022_0007, "the wfpcallout sublayer is missing: the driver adds it when it starts"),
     // STATUS_FWP_IN_USE
     (0xC022_000A, "the object is still referenced by another object"),
     // STATUS_FWP_ACTION_INCOMPATIBLE_WITH_LAYER
@@ -145,6 +149,13 @@ const NTSTATUS_MEANINGS: &[(u32, &str)] = &[
     // STATUS_NOT_FOUND
     (0xC000_0225, "no such request (answered already, or timed out)"),
 ];
+
+/// The codes with which the engine refuses a filter because our provider,
+/// sublayer or callouts do not exist (as `HRESULT`s and as `NTSTATUS`es).
+/// The driver adds them when it starts, so what to do about it depends on
+/// whether it is running (see `run::filter_add`).
+pub const MISSING_OBJECT_CODES: [u32; 6] =
+    [0x8032_0001, 0x8032_0005, 0x8032_0007, 0xC022_0001, 0xC022_0005, 0xC022_0007];
 
 /// Names and meanings of the codes wfpctl users meet most.
 pub fn known_code(code: u32) -> Option<(&'static str, &'static str)> {
@@ -324,8 +335,8 @@ mod tests {
         let err = BackendError::code("FwpmFilterAdd0", 0x8032_0001);
         assert_eq!(
             err.to_string(),
-            "FwpmFilterAdd0 failed: 0x80320001 (FWP_E_CALLOUT_NOT_FOUND: the wfpcallout callouts are not \
-             registered: start the driver)"
+            "FwpmFilterAdd0 failed: 0x80320001 (FWP_E_CALLOUT_NOT_FOUND: the wfpcallout callouts do not exist: \
+             the driver adds them when it starts)"
         );
         let err = BackendError::code("DeviceIoControl", 0x1234).with_detail("GET_STATS");
         assert_eq!(err.to_string(), "DeviceIoControl failed: 0x00001234: GET_STATS");

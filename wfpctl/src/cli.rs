@@ -9,7 +9,7 @@ use std::ffi::OsString;
 
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, value_parser};
-use wfpcallout_wire::{ASK_TIMEOUT_MS_MAX, LABEL_MAX_LEN, Label, RATE_LIMIT_BURST_MAX, RATE_LIMIT_RATE_MAX};
+use wfpcallout_wire::{ASK_TIMEOUT_MS_MAX, LABEL_MAX_LEN, Label, RATE_LIMIT_BURST_MAX, RATE_LIMIT_RATE_MAX, WireError};
 
 use crate::command::{AgentOptions, BlobSource, Command, DeleteTarget, Format, Invocation};
 use crate::filter_spec::{FilterOptions, FilterSpec, IpVersion, Layer, SpecError, WEIGHT_RANGE_MAX, Weight};
@@ -189,7 +189,7 @@ struct AgentArgs {
     #[arg(long)]
     interactive: bool,
     /// Stop after this many requests
-    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = value_parser!(u64).range(1..=u64::MAX))]
     max: Option<u64>,
 }
 
@@ -206,9 +206,14 @@ enum PolicyCommand {
 }
 
 fn parse_label(text: &str) -> Result<String, String> {
-    Label::new(text)
-        .map(|_| text.to_string())
-        .map_err(|_| format!("{} bytes is too long: a label is at most {LABEL_MAX_LEN} bytes of UTF-8", text.len()))
+    match Label::new(text) {
+        Ok(_) => Ok(text.to_string()),
+        Err(WireError::LabelControlCharacter(code)) => Err(format!(
+            "a label cannot contain control characters (it has U+{code:04X}): labels are printed in tables, logs \
+             and filter names"
+        )),
+        Err(_) => Err(format!("{} bytes is too long: a label is at most {LABEL_MAX_LEN} bytes of UTF-8", text.len())),
+    }
 }
 
 /// A clap error in the context of a subcommand (its usage is shown).
@@ -454,12 +459,15 @@ mod tests {
             ("filter add --layer connect --ip v4 --action audit --protocol 300", "not a protocol"),
             ("filter add --layer connect --ip v4 --action audit --weight-range 16", "16 is not in 0..=15"),
             ("filter add --layer connect --ip v4 --action audit --remote-addr 10.0.0.300", "10.0.0.300"),
-            ("agent --rule permit:tcp:443 --max 0", "0 is not in 1.."),
+            ("agent --rule permit:tcp:443 --max 0", "0 is not in 1..=18446744073709551615"),
         ] {
             let (kind, text) = error(line);
             assert_eq!(kind, ErrorKind::ValueValidation, "{line}: {text}");
             assert!(text.contains(says), "{line}: {text}");
         }
+        let (kind, text) = error("filter add --layer connect --ip v4 --action audit --label web\u{1b}[2J");
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        assert!(text.contains("a label cannot contain control characters (it has U+001B)"), "{text}");
         let long_label = format!("filter add --layer connect --ip v4 --action audit --label {}", "x".repeat(65));
         let (kind, text) = error(&long_label);
         assert_eq!(kind, ErrorKind::ValueValidation);

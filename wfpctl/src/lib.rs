@@ -54,7 +54,9 @@ pub const EXIT_SUCCESS: u8 = 0;
 /// --all-ours` that could not delete everything).
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit status of a usage error: a bad or contradictory option, or no
-/// input where some was needed (clap's own errors exit with it too).
+/// input, or input that is not what the command reads, where some was
+/// needed (the same text is a usage error whether it is an argument or
+/// comes through standard input; clap's own errors exit with it too).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status of a command that needs Windows (the filter engine, the
 /// driver) run on another host.
@@ -69,7 +71,7 @@ pub const EXIT_DRIVER_LOADED: u8 = 4;
 pub const EXIT_STATUSES: [(u8, &str); 5] = [
     (EXIT_SUCCESS, "success"),
     (EXIT_FAILURE, "the command failed, or found the driver not ready (status), or left something undone"),
-    (EXIT_USAGE, "usage error: bad or contradictory options, or no input"),
+    (EXIT_USAGE, "usage error: bad or contradictory options, or missing or unreadable input"),
     (EXIT_NOT_WINDOWS, "the command needs Windows and this host is not Windows"),
     (EXIT_DRIVER_LOADED, "uninstall: nothing is left in the filter engine, but the driver is still loaded: stop it"),
 ];
@@ -80,7 +82,7 @@ pub fn exit_status(result: &Result<Outcome, RunError>) -> u8 {
         Ok(Outcome::Success) => EXIT_SUCCESS,
         Ok(Outcome::Degraded) => EXIT_FAILURE,
         Ok(Outcome::DriverLoaded) => EXIT_DRIVER_LOADED,
-        Err(RunError::NoInput(_)) => EXIT_USAGE,
+        Err(RunError::NoInput(_) | RunError::BadInput(_)) => EXIT_USAGE,
         Err(_) => EXIT_FAILURE,
     }
 }

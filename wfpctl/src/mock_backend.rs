@@ -158,6 +158,10 @@ impl Backend for MockBackend {
 
     fn add_filter(&mut self, spec: &FilterSpec, policy_blob: &[u8]) -> Result<u64, BackendError> {
         self.calls.push(Call::AddFilter { spec: spec.clone(), blob: policy_blob.to_vec() });
+        if !self.objects_present {
+            // FWP_E_PROVIDER_NOT_FOUND: the filter names our provider.
+            return Err(BackendError::code("FwpmFilterAdd0", 0x8032_0005));
+        }
         let id = self.next_filter_id;
         self.blobs.push((id, policy_blob.to_vec()));
         self.next_filter_id += 1;

@@ -124,7 +124,7 @@ pub enum PolicyError {
         /// The largest accepted value (the smallest is 1).
         max: u32,
     },
-    /// The label is longer than 64 bytes.
+    /// The label is longer than 64 bytes, or has a control character.
     Label(WireError),
 }
 
@@ -138,6 +138,7 @@ impl fmt::Display for PolicyError {
             PolicyError::OutOfRange { option, value, max } => {
                 write!(f, "--{option} {value} is out of range: use 1 to {max}")
             }
+            PolicyError::Label(error @ WireError::LabelControlCharacter(_)) => write!(f, "--label: {error}"),
             PolicyError::Label(error) => {
                 write!(f, "--label: {error} (at most {} bytes of UTF-8)", wfpcallout_wire::LABEL_MAX_LEN)
             }
@@ -321,6 +322,10 @@ mod tests {
         assert_eq!(long.build(), Err(PolicyError::Label(WireError::LabelTooLong)));
         let fits = PolicyOptions { label: Some("x".repeat(64)), ..PolicyOptions::default() };
         assert_eq!(fits.build().unwrap().label.len(), 64);
+        let escape = PolicyOptions { label: Some("web\u{1b}[2J".to_string()), ..PolicyOptions::default() };
+        let error = escape.build().unwrap_err();
+        assert_eq!(error, PolicyError::Label(WireError::LabelControlCharacter(0x1b)));
+        assert_eq!(error.to_string(), "--label: label contains a control character (U+001B)");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Write};
 
 use wfpcallout_wire::{AskRequestRepr, PolicyRepr, VERSION_FLAG_LOADED, Verdict, VerdictMessageRepr, WireError};
 
-use crate::backend::{BFE_SERVICE, Backend, BackendError, DRIVER_SERVICE};
+use crate::backend::{BFE_SERVICE, Backend, BackendError, DRIVER_SERVICE, MISSING_OBJECT_CODES, ServiceState};
 use crate::command::{AgentOptions, BlobSource, Command, DeleteTarget, Format};
 use crate::driver_client::{self, DriverError};
 use crate::filter_spec::FilterSpec;
@@ -48,6 +48,10 @@ pub enum RunError {
     /// There was nothing to work on (an empty standard input): a usage
     /// error, exit status 2.
     NoInput(String),
+    /// The input is not in the form the command reads (standard input
+    /// that is not hex): a usage error, exit status 2, like the same text
+    /// given as an argument.
+    BadInput(String),
     /// Something else, in words.
     Message(String),
 }
@@ -60,6 +64,7 @@ impl fmt::Display for RunError {
             RunError::Policy(error) => write!(f, "the policy blob is malformed: {error}"),
             RunError::Io(error) => write!(f, "{error}"),
             RunError::NoInput(what) => write!(f, "no input: {what}"),
+            RunError::BadInput(what) => f.write_str(what),
             RunError::Message(message) => f.write_str(message),
         }
     }
@@ -144,7 +149,7 @@ fn filter_add(
 ) -> Result<Outcome, RunError> {
     let blob = policy::encode(&spec.policy).map_err(RunError::Policy)?;
     backend.open_engine()?;
-    let id = backend.add_filter(spec, &blob)?;
+    let id = backend.add_filter(spec, &blob).map_err(|error| missing_objects(error, backend))?;
     if format == Format::Json {
         io.json(&json_output::filter_added(id, spec))?;
         return Ok(Outcome::Success);
@@ -159,6 +164,28 @@ fn filter_add(
         spec.name
     )?;
     Ok(Outcome::Success)
+}
+
+/// What to do when `FwpmFilterAdd0` finds no provider, sublayer or
+/// callouts of ours. The driver adds them when it starts: if it is not
+/// running, starting it is the answer; if it is, they were deleted since
+/// (`wfpctl uninstall` with the driver loaded), and only a restart adds
+/// them again. Any other error, or a service state that cannot be read,
+/// is passed on as it is.
+fn missing_objects(error: BackendError, backend: &mut dyn Backend) -> RunError {
+    if !error.code.is_some_and(|code| MISSING_OBJECT_CODES.contains(&code)) {
+        return error.into();
+    }
+    let hint = match backend.service_state(DRIVER_SERVICE) {
+        Ok(ServiceState::Running) => format!(
+            "the driver is running, so they were deleted after it started (wfpctl uninstall?): restart it \
+             (sc.exe stop {DRIVER_SERVICE}, then sc.exe start {DRIVER_SERVICE}) to add them again"
+        ),
+        Ok(ServiceState::NotInstalled) => "the driver is not installed: install and start it".to_string(),
+        Ok(_) => format!("start the driver (sc.exe start {DRIVER_SERVICE})"),
+        Err(_) => return error.into(),
+    };
+    RunError::Message(format!("{error}; {hint}"))
 }
 
 fn filter_delete(
@@ -267,7 +294,7 @@ fn policy_decode(source: &BlobSource, format: Format, io: &mut Io<'_>) -> Result
             if text.trim().is_empty() {
                 return Err(RunError::NoInput(format!("standard input was empty; {NO_BLOB}")));
             }
-            read = hex::decode(&text).map_err(|e| RunError::Message(format!("standard input is not hex: {e}")))?;
+            read = hex::decode(&text).map_err(|e| RunError::BadInput(format!("standard input is not hex: {e}")))?;
             &read
         }
     };

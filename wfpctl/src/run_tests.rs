@@ -365,8 +365,11 @@ fn policy_decode_reads_stdin_and_says_when_there_is_nothing() {
         assert!(error.to_string().starts_with("no input: standard input was empty"), "{error}");
         assert_eq!(crate::exit_status(&Err(error)), crate::EXIT_USAGE);
     }
+    // Not hex: a usage error, exit status 2, as `policy decode 57zz` is.
     let ran = run_with_input("policy decode -", &mut backend, "57zz");
-    assert!(ran.result.unwrap_err().to_string().contains("standard input is not hex"));
+    let error = ran.result.unwrap_err();
+    assert!(error.to_string().contains("standard input is not hex"), "{error}");
+    assert_eq!(crate::exit_status(&Err(error)), crate::EXIT_USAGE);
     assert!(backend.calls.is_empty());
 }
 
@@ -716,6 +719,40 @@ fn json_uninstall() {
     assert_eq!(ran.result.unwrap(), Outcome::Success);
     assert!(ran.out.starts_with(r#"{"filters_deleted":[],"provider_contexts_deleted":0,"callouts":[{"callout":"connect-v4","key":"5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0010","result":"absent","error":null},"#), "{}", ran.out);
     assert!(ran.out.ends_with("\"complete\":true,\"driver_loaded\":false}\n"), "{}", ran.out);
+}
+
+#[test]
+fn filter_add_after_uninstall_says_to_restart_a_running_driver() {
+    // `uninstall` with the driver loaded deletes the provider the running
+    // driver added when it started: starting it again is not possible,
+    // restarting it is what adds the objects back.
+    let mut backend = MockBackend::default();
+    run_line("uninstall", &mut backend).result.unwrap();
+    let ran = run_line("filter add --layer connect --ip v4 --action block", &mut backend);
+    let error = ran.result.unwrap_err().to_string();
+    assert!(error.starts_with("FwpmFilterAdd0 failed: 0x80320005 (FWP_E_PROVIDER_NOT_FOUND: "), "{error}");
+    assert!(
+        error.ends_with(
+            "the driver is running, so they were deleted after it started (wfpctl uninstall?): restart it \
+             (sc.exe stop WfpCallout, then sc.exe start WfpCallout) to add them again"
+        ),
+        "{error}"
+    );
+    assert!(!error.contains("start the driver"), "{error}");
+
+    // With the driver stopped, starting it is the answer.
+    let mut stopped = stopped_driver();
+    stopped.services.insert("WfpCallout".to_string(), ServiceState::Stopped);
+    run_line("uninstall", &mut stopped).result.unwrap();
+    let ran = run_line("filter add --layer connect --ip v4 --action block", &mut stopped);
+    let error = ran.result.unwrap_err().to_string();
+    assert!(error.ends_with("; start the driver (sc.exe start WfpCallout)"), "{error}");
+    assert!(stopped.calls.contains(&Call::ServiceState("WfpCallout".to_string())));
+
+    // Other errors are not explained that way, and ask nothing more.
+    let mut backend = MockBackend::default();
+    run_line("filter add --layer connect --ip v4 --action block", &mut backend).result.unwrap();
+    assert!(!backend.calls.iter().any(|call| matches!(call, Call::ServiceState(_))));
 }
 
 #[test]

@@ -8,6 +8,20 @@ fn wfpctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wfpctl")).args(args).output().expect("run wfpctl")
 }
 
+fn wfpctl_with_input(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wfpctl"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wfpctl");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("wait for wfpctl")
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
 }
@@ -69,6 +83,13 @@ fn policy_encode_and_decode_work_on_any_host() {
         text(&decoded.stdout),
         "action  ask 5000 ms, else permit\nlog     off\nlabel   ask-browser\nlength  35 bytes\n"
     );
+    // Text that is not hex is a usage error whether it comes as an argument
+    // or through standard input.
+    let not_hex = wfpctl(&["policy", "decode", "zz"]);
+    assert_eq!(not_hex.status.code(), Some(2), "{}", text(&not_hex.stderr));
+    let not_hex = wfpctl_with_input(&["policy", "decode", "-"], "zz");
+    assert_eq!(not_hex.status.code(), Some(2), "{}", text(&not_hex.stderr));
+    assert!(text(&not_hex.stderr).contains("standard input is not hex"), "{}", text(&not_hex.stderr));
     let malformed = wfpctl(&["policy", "decode", "5746504302"]);
     assert_eq!(malformed.status.code(), Some(1));
     assert_eq!(text(&malformed.stderr), "wfpctl: error: the policy blob is malformed: unsupported version (2)\n");

@@ -150,6 +150,7 @@ mod tests {
             | WireError::UnknownVerdict(_)
             | WireError::LabelTooLong
             | WireError::LabelNotUtf8
+            | WireError::LabelControlCharacter(_)
             | WireError::ReservedNotZero
             | WireError::BufferTooSmall => None,
         }

@@ -36,6 +36,12 @@ pub enum WireError {
     LabelTooLong,
     /// The label bytes are not valid UTF-8.
     LabelNotUtf8,
+    /// The label contains a control character (Unicode category Cc: C0
+    /// controls such as NUL, tab, newline and ESC, DEL, C1 controls);
+    /// carries its code point, which is at most 0x9f. Labels reach text
+    /// tables, kernel debug output and filter names, where such a
+    /// character would corrupt or forge what a reader sees.
+    LabelControlCharacter(u8),
     /// A reserved byte is not zero. This includes the padding after an IPv4
     /// address in a 16-byte address slot and after a label in a fixed-size
     /// label slot.
@@ -75,6 +81,7 @@ impl WireError {
             WireError::UnknownVerdict(_) => "unknown verdict code",
             WireError::LabelTooLong => "label too long",
             WireError::LabelNotUtf8 => "label is not valid UTF-8",
+            WireError::LabelControlCharacter(_) => "label contains a control character",
             WireError::ReservedNotZero => "reserved field not zero",
             WireError::BufferTooSmall => "output buffer too small",
             WireError::UnknownFlags(_) => "unknown flag bits",
@@ -99,6 +106,7 @@ impl fmt::Display for WireError {
             | WireError::UnknownDirection(code)
             | WireError::UnknownIpVersion(code) => write!(f, "{} ({})", self.as_str(), code),
             WireError::UnknownFlags(bits) => write!(f, "{} ({:#x})", self.as_str(), bits),
+            WireError::LabelControlCharacter(code) => write!(f, "{} (U+{:04X})", self.as_str(), code),
             _ => f.write_str(self.as_str()),
         }
     }
@@ -157,6 +165,8 @@ mod tests {
         assert_eq!(text(&sink), "unknown direction code (2)");
         let sink = display(WireError::UnknownFlags(0x18));
         assert_eq!(text(&sink), "unknown flag bits (0x18)");
+        let sink = display(WireError::LabelControlCharacter(0x1b));
+        assert_eq!(text(&sink), "label contains a control character (U+001B)");
     }
 
     #[test]
@@ -172,6 +182,7 @@ mod tests {
             WireError::UnknownVerdict(0),
             WireError::LabelTooLong,
             WireError::LabelNotUtf8,
+            WireError::LabelControlCharacter(0x1b),
             WireError::ReservedNotZero,
             WireError::BufferTooSmall,
             WireError::UnknownFlags(0),

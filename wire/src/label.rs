@@ -17,7 +17,10 @@ pub const LABEL_MAX_LEN: usize = 64;
 /// # Invariants
 ///
 /// - `len <= LABEL_MAX_LEN`;
-/// - `bytes[..len]` is valid UTF-8;
+/// - `bytes[..len]` is valid UTF-8 without control characters (no
+///   [`char::is_control`]: C0 controls, DEL, C1 controls), so a label
+///   cannot break the line or the table it is printed in, nor carry
+///   terminal escape sequences into a console or a debugger;
 /// - `bytes[len..]` is all zero, so the derived equality and hash compare
 ///   labels by their text only.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,16 +46,23 @@ impl Label {
     }
 
     /// Makes a label from untrusted bytes, as found on the wire: checks the
-    /// length first, then UTF-8.
+    /// length first, then UTF-8, then that no character is a control
+    /// character ([`WireError::LabelControlCharacter`] names the first).
     pub fn from_bytes(bytes: &[u8]) -> Result<Label, WireError> {
         let len = u8::try_from(bytes.len()).map_err(|_| WireError::LabelTooLong)?;
         let mut label = Label::EMPTY;
         let dst = label.bytes.get_mut(..bytes.len()).ok_or(WireError::LabelTooLong)?;
-        core::str::from_utf8(bytes).map_err(|_| WireError::LabelNotUtf8)?;
+        let text = core::str::from_utf8(bytes).map_err(|_| WireError::LabelNotUtf8)?;
+        if let Some(control) = text.chars().find(|c| c.is_control()) {
+            // Control characters (category Cc) are U+0000..=U+001F and
+            // U+007F..=U+009F: the code point fits a byte.
+            return Err(WireError::LabelControlCharacter(u8::try_from(u32::from(control)).unwrap_or(u8::MAX)));
+        }
         dst.copy_from_slice(bytes);
         // INVARIANT: `bytes.len() <= LABEL_MAX_LEN` since the `get_mut`
-        // succeeded, the copied bytes were checked to be UTF-8, and the rest
-        // of the array is still zero from `EMPTY`.
+        // succeeded, the copied bytes were checked to be UTF-8 without
+        // control characters, and the rest of the array is still zero from
+        // `EMPTY`.
         label.len = len;
         Ok(label)
     }
@@ -189,6 +199,32 @@ mod tests {
             &[0xf4, 0x90, 0x80, 0x80][..], // above U+10FFFF
         ] {
             assert_eq!(Label::from_bytes(bad), Err(WireError::LabelNotUtf8));
+        }
+    }
+
+    #[test]
+    fn control_characters_are_rejected() {
+        for (bad, code) in [
+            ("\u{1b}[2Jcleared", 0x1b), // ESC: a terminal escape sequence
+            ("two\nlines", 0x0a),
+            ("carriage\rreturn", 0x0d),
+            ("tab\there", 0x09),
+            ("nul\0", 0x00),
+            ("del\u{7f}", 0x7f),
+            ("c1 \u{9b}2J", 0x9b), // CSI, the one-character ESC [
+            ("c1 \u{85}", 0x85),   // NEL
+        ] {
+            assert_eq!(Label::new(bad), Err(WireError::LabelControlCharacter(code)), "{bad:?}");
+            assert_eq!(Label::from_bytes(bad.as_bytes()), Err(WireError::LabelControlCharacter(code)), "{bad:?}");
+        }
+        // Length is checked first, then UTF-8, then control characters.
+        let mut long = [0x1b; LABEL_MAX_LEN + 1];
+        assert_eq!(Label::from_bytes(&long), Err(WireError::LabelTooLong));
+        long[1] = 0xff;
+        assert_eq!(Label::from_bytes(&long[..2]), Err(WireError::LabelNotUtf8));
+        // Printable text around them is fine, spaces and other scripts too.
+        for good in ["block telemetry", "ask: browser (443)", "policy 🔒 ünïcödé", "\u{a0}nbsp", "日本語"] {
+            assert_eq!(Label::new(good).map(|l| l.as_str() == good), Ok(true), "{good:?}");
         }
     }
 

@@ -4,7 +4,8 @@
 //!
 //! Decoding checks, in this order: `label_len <= LABEL_MAX_LEN`
 //! ([`WireError::LabelTooLong`]), the text is UTF-8
-//! ([`WireError::LabelNotUtf8`]), the rest of the slot is zero
+//! ([`WireError::LabelNotUtf8`]) without control characters
+//! ([`WireError::LabelControlCharacter`]), the rest of the slot is zero
 //! ([`WireError::ReservedNotZero`]). So exactly one slot encodes each label.
 
 use crate::label::LABEL_MAX_LEN;
@@ -72,7 +73,12 @@ mod tests {
         assert_eq!(decode(1, &slot), Err(WireError::LabelNotUtf8));
         slot[0] = b'a';
         assert_eq!(decode(1, &slot), Err(WireError::ReservedNotZero));
-        assert_eq!(decode(11, &slot), Ok(Label::from_bytes(&slot[..11]).unwrap()));
+        // Counted as text, the zeros and the 1 are control characters.
+        assert_eq!(decode(11, &slot), Err(WireError::LabelControlCharacter(0)));
+        slot[1..10].fill(b'b');
+        assert_eq!(decode(11, &slot), Err(WireError::LabelControlCharacter(1)));
+        slot[10] = b'c';
+        assert_eq!(decode(11, &slot), Ok(Label::new("abbbbbbbbbc").unwrap()));
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! a 24-byte little-endian header (magic `b"WFPC"`, version 1, a `u16` total
 //! length, action code, log level, label length, default verdict, two `u32`
 //! action parameters and reserved zero bytes) followed by at most 64 bytes of
-//! UTF-8 label. The byte-by-byte table is in the [`policy`] module.
+//! UTF-8 label without control characters. The byte-by-byte table is in the [`policy`] module.
 //!
 //! ```
 //! use wfpcallout_wire::{Label, LogLevel, POLICY_MAX_LEN, PolicyAction, PolicyRepr, Verdict};

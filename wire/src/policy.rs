@@ -26,7 +26,7 @@
 //! | 12     | 4    | `param_a`   | `u32`: RateLimit `rate_per_sec`; Ask `timeout_ms`; others `0`         |
 //! | 16     | 4    | `param_b`   | `u32`: RateLimit `burst`; others `0`                                  |
 //! | 20     | 4    | reserved    | must be `0`                                                           |
-//! | 24     | n    | `label`     | `label_len` bytes of UTF-8                                            |
+//! | 24     | n    | `label`     | `label_len` bytes of UTF-8, no control characters                     |
 //!
 //! Parameter ranges: RateLimit `rate_per_sec` and `burst` in `1..=1_000_000`;
 //! Ask `timeout_ms` in `1..=600_000`. A parameter slot or verdict byte that
@@ -866,8 +866,9 @@ mod tests {
             WireError::UnknownVerdict(_) => 7,
             WireError::LabelTooLong => 8,
             WireError::LabelNotUtf8 => 9,
-            WireError::ReservedNotZero => 10,
-            WireError::BufferTooSmall => 11,
+            WireError::LabelControlCharacter(_) => 10,
+            WireError::ReservedNotZero => 11,
+            WireError::BufferTooSmall => 12,
             // Errors of the control device formats: the policy decoder never
             // produces them (their own modules' tests do).
             WireError::UnknownFlags(_)
@@ -876,7 +877,7 @@ mod tests {
             | WireError::UnknownDirection(_)
             | WireError::UnknownIpVersion(_)
             | WireError::EntriesOutOfOrder
-            | WireError::AddressFamilyMismatch => 12,
+            | WireError::AddressFamilyMismatch => 13,
         }
     }
 
@@ -899,15 +900,16 @@ mod tests {
             parse_mutated(&ASK_BYTES, |b| b[10] = 9).err(),
             PolicyRepr::parse(&long_label).err(),
             parse_mutated(&BLOCK_BYTES, |b| b[26] = 0x80).err(),
+            parse_mutated(&BLOCK_BYTES, |b| b[24] = 0x1b).err(),
             parse_mutated(&BLOCK_BYTES, |b| b[5] = 9).err(),
             block_repr().emit(&mut [0u8; 26]).err(),
         ];
-        let mut seen = [false; 13];
+        let mut seen = [false; 14];
         for err in produced {
             seen[variant_slot(err.unwrap())] = true;
         }
-        assert_eq!(seen[..12], [true; 12]);
-        assert!(!seen[12]);
+        assert_eq!(seen[..13], [true; 13]);
+        assert!(!seen[13]);
     }
 
     // ---- Impossible lengths and garbage: never panic, stay canonical. ----
