@@ -58,6 +58,7 @@ fn ten_thousand_flows_across_filters_are_counted_and_freed_once() {
         assert_eq!(live_and_total(*filter), (0, 0), "one context per flow and callout");
     }
     assert_eq!(STATE.flows.len(), 10_000);
+    assert!(!STATE.flows.is_empty());
     assert_eq!(STATE.flows.stats.already_tracked.load(Ordering::Relaxed), 50_000);
     assert_eq!(STATE.flows.stats.associate_failures.load(Ordering::Relaxed), 0);
     // Flows end on two other threads, at DISPATCH_LEVEL.
@@ -70,6 +71,7 @@ fn ten_thousand_flows_across_filters_are_counted_and_freed_once() {
     assert_eq!(live_and_total(first_v4), (0, 5_000));
     assert_eq!(live_and_total(first_v6), (0, 5_000));
     assert_eq!(STATE.flows.len(), 0);
+    assert!(STATE.flows.is_empty());
     assert!(no_flow_memory());
     for (filter, _) in &filters {
         harness.delete_filter(*filter).unwrap();
