@@ -43,13 +43,6 @@ pub struct FlowContext {
     removal: AtomicU8,
 }
 
-impl FlowContext {
-    /// The filter whose policy let the connection through.
-    pub fn filter_id(&self) -> u64 {
-        self.filter.filter_id()
-    }
-}
-
 impl Drop for FlowContext {
     fn drop(&mut self) {
         // The filter reference goes with the context: count the flow ended.
