@@ -52,6 +52,8 @@ fn an_inbound_ask_waiting_for_a_person_holds_no_shallow_clone() {
         assert_eq!(reinjected.len(), 1, "the copy was injected");
         assert_eq!(reinjected[0].0.remote_port, 22, "and parsed as the same connection");
         assert!(reinjected[0].1.permitted(), "and recognised as ours: {:?}", reinjected[0].1);
+        // The injection's completion may come after the injection returned.
+        packets::deliver_injection_completions();
         assert_eq!(held(), 0, "the injection's completion freed the copy");
         harness.delete_filter(filter).unwrap();
         // Leaked lists, MDLs, pools or pool blocks fail this.
