@@ -54,7 +54,9 @@ fn a_shallow_clone_held_while_its_operation_waits_is_a_violation() {
     assert!(violations[0].message.contains("deep copy"), "{}", violations[0].message);
     clock::advance_ms(5_000);
     assert!(verifier::take().is_empty(), "reported once per clone");
-    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, clone);
+    // A deny: completed with NULL, the clone freed (a list passed to the
+    // completion at recv-accept is one to inject, I6).
+    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, std::ptr::null_mut());
     packets::FwpsFreeCloneNetBufferList0(clone, 0);
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
@@ -85,7 +87,7 @@ fn clones_not_held_across_a_wait_are_clean() {
     clock::advance_ms(5_000);
     assert!(verifier::take().is_empty());
     clock::advance_ms(6_000);
-    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, clone);
+    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, std::ptr::null_mut());
     assert_eq!(verifier::take().len(), 1);
     packets::FwpsFreeCloneNetBufferList0(clone, 0);
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
