@@ -156,6 +156,23 @@ impl PendedPacket {
     pub(crate) fn copy(&self) -> &PacketCopy<Reservation> {
         &self.copy
     }
+
+    /// The copy to complete the operation with when the verdict is
+    /// `verdict` (for `PendedOperation::complete`, before [`finish`]): at
+    /// ALE_AUTH_RECV_ACCEPT only a copy that will be injected ("A net
+    /// buffer list to be injected must be passed to FwpsCompleteOperation0",
+    /// FwpsInjectTransportReceiveAsync0), so a deny (or a permit with the
+    /// injection handle gone) completes with none and the copy is then
+    /// freed, as Microsoft's inspect sample completes a denied recv-accept
+    /// with NULL; a first datagram at ALE_AUTH_CONNECT goes with its
+    /// completion either way.
+    #[allow(dead_code, reason = "verdicts/pending.rs's complete_operation is to call it instead of `copy`")]
+    pub(crate) fn completion_copy(&self, verdict: Verdict) -> Option<&PacketCopy<Reservation>> {
+        match self.direction {
+            Direction::Inbound { .. } if verdict != Verdict::Permit || INJECTION.handle().is_none() => None,
+            _ => Some(self.copy()),
+        }
+    }
 }
 
 /// Creates the injection handle and the list pool (initialize,
