@@ -47,10 +47,12 @@ impl Kernel {
     /// clock at one hour, the calling thread at PASSIVE_LEVEL.
     pub fn boot() -> Self {
         let owner = OWNER.lock().unwrap_or_else(|e| e.into_inner());
-        engine::quiesce();
         while irql::current() > fwps_types::PASSIVE_LEVEL {
             irql::lower(fwps_types::PASSIVE_LEVEL);
         }
+        // Before anything is reset: a completion still being delivered (at
+        // DISPATCH_LEVEL it may need this thread's processor) finishes.
+        engine::quiesce();
         irql::reset();
         pool::reset();
         mdl::reset();

@@ -7,9 +7,9 @@
 //! that with an MDL and wraps it with `FwpsAllocateNetBufferAndNetBufferList0`
 //! from an `NdisAllocateNetBufferListPool` pool). To permit, it completes
 //! the operation with the packet and then injects that packet with
-//! `FwpsInjectTransportReceiveAsync0` (CONFORMANCE.md I6): the engine classifies the injected
-//! packet again (where the callout must recognise its own injection) and
-//! then calls the injection's completion function, which frees it: before
+//! `FwpsInjectTransportReceiveAsync0` (CONFORMANCE.md I6): the engine
+//! classifies the injected packet again (where the callout must recognise
+//! its own injection) and then calls the injection's completion function, which frees it: before
 //! the injection returns or later, from another thread (an injection "can
 //! execute asynchronously"; each takes a reading at random, CONFORMANCE.md
 //! I2), and until then the list is the stack's. To deny, the callout
