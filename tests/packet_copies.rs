@@ -52,6 +52,8 @@ fn an_inbound_ask_waiting_for_a_person_holds_no_shallow_clone() {
         assert_eq!(reinjected.len(), 1, "the copy was injected");
         assert_eq!(reinjected[0].0.remote_port, 22, "and parsed as the same connection");
         assert!(reinjected[0].1.permitted(), "and recognised as ours: {:?}", reinjected[0].1);
+        // The injection's completion may come after the injection returned.
+        packets::deliver_injection_completions();
         assert_eq!(held(), 0, "the injection's completion freed the copy");
         harness.delete_filter(filter).unwrap();
         // Leaked lists, MDLs, pools or pool blocks fail this.
@@ -108,4 +110,38 @@ fn copies_are_bounded_and_counted() {
     wfpcallout::control::lifecycle::on_timer();
     assert_eq!(held(), 0);
     harness.unload_and_check();
+}
+
+/// An injection's completion may come after the injection returned, and
+/// `FwpsInjectionHandleDestroy0` can fail (then it waits for nothing): the
+/// list pool must not be freed while a copy's list is still the stack's.
+/// Unload waits for the copies' lists to be freed (here the completion
+/// comes from another thread while unload runs) before freeing the pool;
+/// the handle that could not be destroyed is the only thing left behind.
+#[test]
+fn unload_frees_the_list_pool_only_after_the_injections_complete() {
+    let (mut harness, filter) = load_with_ask(Layer::RecvAcceptV4);
+    assert!(harness.classify_layer(Layer::RecvAcceptV4, 22).pended.is_some());
+    packets::set_injection_completion(Some(packets::InjectionCompletion::LaterAtPassive));
+    packets::hold_injection_completions(true);
+    let request = STATE.pending.take_next().unwrap();
+    STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    assert_eq!(packets::take_reinjected().len(), 1);
+    assert_eq!(packets::outstanding_injection_completions(), 1, "the stack still holds the copy");
+    harness.delete_filter(filter).unwrap();
+    wfpcallout_simkernel::faults::fail_calls("FwpsInjectionHandleDestroy0", 0, 100, -1_073_741_823);
+    // The stack completes the injection a little later, from another thread.
+    let stack = std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        packets::deliver_injection_completions()
+    });
+    harness.unload();
+    assert_eq!(stack.join().unwrap(), 1);
+    wfpcallout_simkernel::faults::clear();
+    let leaks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| harness.kernel.assert_unloaded_clean()))
+        .expect_err("the handle that could not be destroyed is left")
+        .downcast::<String>()
+        .unwrap();
+    assert!(leaks.contains("1 verifier violation"), "{leaks}");
+    assert!(leaks.contains("injection handle(s) never destroyed"), "{leaks}");
 }

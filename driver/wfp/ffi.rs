@@ -25,7 +25,7 @@ use core::ffi::c_void;
 use core::marker::PhantomData;
 use core::net::IpAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use fwps_types::fwp::{
     FWPM_CALLOUT0, FWPM_FILTER_ENUM_TEMPLATE0, FWPM_FILTER0, FWPM_PROVIDER_CONTEXT2, FWPM_PROVIDER0, FWPM_SESSION0,
     FWPM_SUBLAYER0,
@@ -307,15 +307,24 @@ struct NetBufferListPoolParameters {
 /// # Invariants
 /// `handle` is NULL or a live handle from `FwpsInjectionHandleCreate0`, and
 /// `pool` NULL or a live pool from `NdisAllocateNetBufferListPool`; each is
-/// taken out (swapped to NULL) before it is destroyed or freed. The driver
-/// opens them in load before its callouts are registered and closes them
-/// in unload after they are unregistered and every pended request is
-/// completed (destroying the handle waits for our injections' completions,
-/// which free the last lists), so nothing uses one while it goes.
+/// taken out (swapped to NULL) before it is destroyed or freed. `lists`
+/// counts the lists from `pool` not yet freed (a [`PacketCopy`] adds its
+/// list when it builds it and takes it off when it frees it), and the pool
+/// is freed only when it is zero. The driver opens them in load before its
+/// callouts are registered and closes them in unload after they are
+/// unregistered and every pended request is completed, so nothing uses one
+/// while it goes.
 pub struct Injection {
     handle: AtomicPtr<c_void>,
     pool: AtomicPtr<c_void>,
+    lists: AtomicUsize,
 }
+
+/// How long [`Injection::close`] waits for the stack to complete our
+/// injections when destroying the handle did not (100-ns units: 10 s,
+/// looked at every 1 ms).
+const LISTS_WAIT: i64 = 100_000_000;
+const LISTS_POLL: i64 = 10_000;
 
 /// A live injection handle, borrowed from [`Injection`]: only
 /// [`Injection::handle`] makes one.
@@ -335,7 +344,11 @@ impl InjectionHandle<'_> {
 impl Injection {
     /// Closed (const: it lives in a static).
     pub const fn new() -> Self {
-        Self { handle: AtomicPtr::new(core::ptr::null_mut()), pool: AtomicPtr::new(core::ptr::null_mut()) }
+        Self {
+            handle: AtomicPtr::new(core::ptr::null_mut()),
+            pool: AtomicPtr::new(core::ptr::null_mut()),
+            lists: AtomicUsize::new(0),
+        }
     }
 
     /// `FwpsInjectionHandleCreate0` for `address_family` and `injection_type`
@@ -377,8 +390,14 @@ impl Injection {
     }
 
     /// Destroys the handle (a failed destroy is retried a few times, like
-    /// the session's close), then frees the pool. Unload, after the
-    /// callouts are unregistered and every request is completed.
+    /// the session's close), then frees the pool once every list from it is
+    /// freed. Destroying the handle returns only after our pending
+    /// injections are completed (their completions free the lists), but a
+    /// failed destroy waits for nothing and a completion may come later,
+    /// from another thread: then this waits for the lists (PASSIVE_LEVEL),
+    /// and if the stack still holds some after [`LISTS_WAIT`] the pool is
+    /// left allocated (a leak) rather than freed under them. Unload, after
+    /// the callouts are unregistered and every request is completed.
     pub fn close(&self) {
         // INVARIANT: taken out before it is destroyed.
         let handle = self.handle.swap(core::ptr::null_mut(), Ordering::AcqRel);
@@ -390,14 +409,29 @@ impl Injection {
                 unsafe { FwpsInjectionHandleDestroy0(handle) }
             });
         }
+        let mut waited = 0;
+        while self.lists.load(Ordering::Acquire) != 0 && waited < LISTS_WAIT {
+            crate::platform::kernel::sleep_100ns(LISTS_POLL);
+            waited += LISTS_POLL;
+        }
         // INVARIANT: taken out before it is freed.
         let pool = self.pool.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        if !pool.is_null() {
-            // SAFETY: our live pool (the type's invariant), freed once; every
-            // list from it is freed (the requests are gone and destroying
-            // the handle waited for the injections' completions).
-            unsafe { NdisFreeNetBufferListPool(pool) };
+        if pool.is_null() {
+            return;
         }
+        let lists = self.lists.load(Ordering::Acquire);
+        if lists != 0 {
+            crate::log!(
+                crate::platform::log::Level::Error,
+                "{} packet list(s) still held by the stack: the list pool is left allocated",
+                lists
+            );
+            return;
+        }
+        // SAFETY: our live pool (the type's invariant), freed once; no list
+        // from it is left (`lists` is zero, and no new one is built: the
+        // requests are gone and the pool pointer is taken out).
+        unsafe { NdisFreeNetBufferListPool(pool) };
     }
 
     /// The handle, while open.
@@ -452,11 +486,14 @@ pub const TAG_PACKET_COPY_RECORD: PoolTag = PoolTag::new(*b"WfPc");
 /// # Invariants
 /// `mdl` is `None` or our MDL over all of `data`, built for non-paged pool;
 /// `nbl` is `None` or our list over `mdl` from [`Injection`]'s pool (which
-/// outlives it: that type's invariant); `send_args` points at nothing
+/// outlives it: that type's invariant), counted in that pool's `lists`
+/// (`pool_lists`) until it is freed; `send_args` points at nothing
 /// (NULL) except while an injection of this very value, in its pool block,
 /// is in flight.
 pub struct PacketCopy<H> {
     nbl: Option<NonNull<c_void>>,
+    /// The count of live lists of the pool `nbl` comes from (set with it).
+    pool_lists: Option<&'static AtomicUsize>,
     mdl: Option<NonNull<c_void>>,
     data: PoolSlice<u8>,
     control: Option<PoolSlice<u8>>,
@@ -487,7 +524,8 @@ impl<H> PacketCopy<H> {
             header_include_header_length: 0,
         };
         // INVARIANT: no MDL, no list, no pointers.
-        let copy = Self { nbl: None, mdl: None, data, control, remote: [0; 16], send_args, _held: held };
+        let copy =
+            Self { nbl: None, pool_lists: None, mdl: None, data, control, remote: [0; 16], send_args, _held: held };
         PoolBox::try_new(copy, TAG_PACKET_COPY_RECORD)
     }
 
@@ -501,7 +539,7 @@ impl<H> PacketCopy<H> {
     /// pool (`FwpsAllocateNetBufferAndNetBufferList0`). Once only; fails
     /// when the pool is closed or either allocation fails (what was
     /// allocated goes with the copy).
-    pub fn build_list(&mut self, injection: &Injection) -> Result {
+    pub fn build_list(&mut self, injection: &'static Injection) -> Result {
         let pool = injection.pool.load(Ordering::Acquire);
         let Ok(len) = u32::try_from(self.data.len()) else { return Err(NtStatus::INVALID_PARAMETER) };
         if pool.is_null() || self.mdl.is_some() {
@@ -522,7 +560,10 @@ impl<H> PacketCopy<H> {
             unsafe { FwpsAllocateNetBufferAndNetBufferList0(pool, 0, 0, mdl.as_ptr(), 0, len as usize, &mut nbl) };
         NtStatus::to_result(status)?;
         let nbl = NonNull::new(nbl).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-        // INVARIANT: a live list over our MDL, owned by the copy.
+        // INVARIANT: a live list over our MDL, owned by the copy, counted
+        // in its pool's lists until it is freed.
+        injection.lists.fetch_add(1, Ordering::AcqRel);
+        self.pool_lists = Some(&injection.lists);
         self.nbl = Some(nbl);
         Ok(())
     }
@@ -641,6 +682,9 @@ impl<H> Drop for PacketCopy<H> {
         if let Some(nbl) = self.nbl.take() {
             // SAFETY: our live list (the type's invariant), freed once here.
             unsafe { FwpsFreeNetBufferList0(nbl.as_ptr()) };
+            if let Some(lists) = self.pool_lists.take() {
+                lists.fetch_sub(1, Ordering::AcqRel);
+            }
         }
         if let Some(mdl) = self.mdl.take() {
             // SAFETY: our live MDL (the type's invariant); no list uses it

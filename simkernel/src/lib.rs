@@ -50,6 +50,9 @@ impl Kernel {
         while irql::current() > fwps_types::PASSIVE_LEVEL {
             irql::lower(fwps_types::PASSIVE_LEVEL);
         }
+        // Before anything is reset: a completion still being delivered (at
+        // DISPATCH_LEVEL it may need this thread's processor) finishes.
+        engine::quiesce();
         irql::reset();
         pool::reset();
         mdl::reset();

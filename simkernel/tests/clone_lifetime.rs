@@ -54,7 +54,9 @@ fn a_shallow_clone_held_while_its_operation_waits_is_a_violation() {
     assert!(violations[0].message.contains("deep copy"), "{}", violations[0].message);
     clock::advance_ms(5_000);
     assert!(verifier::take().is_empty(), "reported once per clone");
-    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, clone);
+    // A deny: completed with NULL, the clone freed (a list passed to the
+    // completion at recv-accept is one to inject, I6).
+    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, std::ptr::null_mut());
     packets::FwpsFreeCloneNetBufferList0(clone, 0);
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
@@ -85,7 +87,7 @@ fn clones_not_held_across_a_wait_are_clean() {
     clock::advance_ms(5_000);
     assert!(verifier::take().is_empty());
     clock::advance_ms(6_000);
-    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, clone);
+    engine::pending::FwpsCompleteOperation0(operation as *mut c_void, std::ptr::null_mut());
     assert_eq!(verifier::take().len(), 1);
     packets::FwpsFreeCloneNetBufferList0(clone, 0);
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
@@ -157,7 +159,10 @@ unsafe extern "system" fn free_copy(_context: *mut c_void, list: *mut c_void, _d
     unsafe { pool::ExFreePoolWithTag(memory as *mut c_void, TAG) };
 }
 
-fn inject(handle: *mut c_void, list: *mut c_void) -> NTSTATUS {
+/// Injects `list`, a copy of a packet of `connection`, on the interface
+/// its classification named.
+fn inject(handle: *mut c_void, list: *mut c_void, connection: &Connection) -> NTSTATUS {
+    let (interface, sub_interface) = packets::interfaces_of(connection);
     // SAFETY: the completion frees the copy once.
     unsafe {
         packets::FwpsInjectTransportReceiveAsync0(
@@ -167,8 +172,8 @@ fn inject(handle: *mut c_void, list: *mut c_void) -> NTSTATUS {
             0,
             2,
             1,
-            0,
-            0,
+            interface,
+            sub_interface,
             list,
             Some(free_copy),
             std::ptr::null_mut(),
@@ -203,11 +208,13 @@ fn a_deep_copy_may_wait_and_is_injected_as_its_connection() {
     assert!(pending::take_completions()[0].with_packet);
     let handle = injection_handle();
     probe::answer(fwp::FWP_ACTION_PERMIT);
-    assert_eq!(inject(handle, list as *mut c_void), STATUS_SUCCESS);
+    assert_eq!(inject(handle, list as *mut c_void, &connection), STATUS_SUCCESS);
     let reinjected = packets::take_reinjected();
     assert_eq!(reinjected.len(), 1);
     assert_eq!(reinjected[0].0.process_id, 77, "the connection the bytes name, as the engine knew it");
     assert_eq!((reinjected[0].0.remote_port, reinjected[0].0.local_port), (50_004, 49_152));
+    // The completion may run after the injection returned (I2).
+    packets::deliver_injection_completions();
     assert!(COPY.lock().unwrap().is_none(), "the completion freed the copy");
     assert_eq!(packets::FwpsInjectionHandleDestroy0(handle), STATUS_SUCCESS);
     packets::NdisFreeNetBufferListPool(*LIST_POOL.lock().unwrap() as *mut c_void);
@@ -227,7 +234,7 @@ fn a_copy_from_the_wrong_offset_is_refused() {
     let (list, _, _, _) = COPY.lock().unwrap().unwrap();
     engine::pending::FwpsCompleteOperation0(operation as *mut c_void, list as *mut c_void);
     let handle = injection_handle();
-    assert_eq!(inject(handle, list as *mut c_void), STATUS_INVALID_PARAMETER);
+    assert_eq!(inject(handle, list as *mut c_void, &inbound(50_005)), STATUS_INVALID_PARAMETER);
     let violations = verifier::take();
     assert_eq!(violations.len(), 1, "{violations:?}");
     assert!(violations[0].message.contains("IPv4/IPv6"), "{}", violations[0].message);

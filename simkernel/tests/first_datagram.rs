@@ -209,6 +209,8 @@ fn a_sent_copy_is_delivered_and_not_lost() {
         }
         engine::pending::FwpsCompleteOperation0(pended as *mut c_void, std::ptr::null_mut());
         assert_eq!(send(handle, endpoint, Some(&remote), list), STATUS_SUCCESS);
+        // The completion may run after the send returned (I2).
+        packets::deliver_injection_completions();
         let sent = packets::take_sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0.remote_port, port);
@@ -333,6 +335,9 @@ fn send_injection_carries_the_datagrams_control_data() {
         };
         // The send goes through either way (Windows sends it without).
         assert_eq!(send_with_control(handle, endpoint, list, control), STATUS_SUCCESS, "{round}");
+        // The control data must stay valid until the completion, which may
+        // run after the send returned (I2).
+        packets::deliver_injection_completions();
         let violations = verifier::take();
         let sent = packets::take_sent_control_data();
         match round {

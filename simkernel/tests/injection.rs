@@ -32,6 +32,7 @@ fn tcp_injected_from_inside_classify_is_a_violation() {
     engine::add_filter(&probe.filter()).unwrap();
     probe::answer(fwp::FWP_ACTION_PERMIT);
     let handle = injection_handle();
+    probe::inject_on(packets::interfaces_of(&inbound(6)));
     probe::inject_from_classify(packets::clone_for_test(&inbound(6)), handle);
     let _ = engine::classify(&inbound(6));
     let violations = verifier::take();
@@ -54,6 +55,7 @@ fn tcp_injected_out_of_band_and_udp_from_classify_are_clean() {
     // Out of band: from this thread, inside no callback.
     assert_eq!(probe::inject(handle, packets::clone_for_test(&inbound(6)), false), STATUS_SUCCESS);
     // UDP from inside classifyFn: the rule is about TCP.
+    probe::inject_on(packets::interfaces_of(&inbound(17)));
     probe::inject_from_classify(packets::clone_for_test(&inbound(17)), handle);
     let _ = engine::classify(&inbound(17));
     assert!(probe::events().contains(&probe::Event::Mark("injected")));

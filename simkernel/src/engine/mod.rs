@@ -112,6 +112,12 @@ pub(crate) fn report_leaks() -> usize {
     leaks
 }
 
+/// Before a boot: no injection completion of the previous kernel is still
+/// being delivered (they call into what the reset clears).
+pub(crate) fn quiesce() {
+    state::packets::quiesce();
+}
+
 /// Resets every part of the engine (a boot).
 pub(crate) fn reset() {
     state::registration_gate::reset();

@@ -95,8 +95,19 @@ pub unsafe extern "system" fn inject_complete(_context: *mut c_void, clone: *mut
     engine::packets::FwpsFreeCloneNetBufferList0(clone, 0);
 }
 
-/// Injects `clone` (its connection's family) with `handle`.
+/// The interfaces a probe injects on: those of the connection the test
+/// last classified (set by the test, as a callout reads them in classify).
+static INTERFACES: Mutex<(u32, u32)> = Mutex::new((0, 0));
+
+/// The next injections name these interface and sub-interface indexes.
+pub fn inject_on(interfaces: (u32, u32)) {
+    *INTERFACES.lock().unwrap_or_else(|e| e.into_inner()) = interfaces;
+}
+
+/// Injects `clone` (its connection's family) with `handle`, on the
+/// interfaces of [`inject_on`].
 pub fn inject(handle: *mut c_void, clone: *mut c_void, v6: bool) -> NTSTATUS {
+    let (interface, sub_interface) = *INTERFACES.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: the completion frees the clone once; the rest are plain values.
     unsafe {
         engine::packets::FwpsInjectTransportReceiveAsync0(
@@ -106,8 +117,8 @@ pub fn inject(handle: *mut c_void, clone: *mut c_void, v6: bool) -> NTSTATUS {
             0,
             if v6 { 23 } else { 2 },
             1,
-            0,
-            0,
+            interface,
+            sub_interface,
             clone,
             Some(inject_complete),
             std::ptr::null_mut(),
@@ -131,6 +142,15 @@ static DIRECTIONS: Mutex<Vec<(u64, i32)>> = Mutex::new(Vec::new());
 /// The packet directions classifyFn saw so far.
 pub fn directions() -> Vec<(u64, i32)> {
     DIRECTIONS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// INTERFACE_INDEX and SUB_INTERFACE_INDEX each classification at an ALE
+/// auth layer carried: (filter, layer, interface, sub-interface).
+static INTERFACES_SEEN: Mutex<Vec<(u64, u16, u32, u32)>> = Mutex::new(Vec::new());
+
+/// The interface indexes classifyFn saw so far.
+pub fn interfaces_seen() -> Vec<(u64, u16, u32, u32)> {
+    INTERFACES_SEEN.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Whether the next classifyFn pends its classification.
@@ -164,8 +184,10 @@ pub fn boot() -> wfpcallout_simkernel::Kernel {
     IGNORE_RIGHT.store(0, Ordering::SeqCst);
     KEEP.store(0, Ordering::SeqCst);
     *INJECT.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
+    *INTERFACES.lock().unwrap_or_else(|e| e.into_inner()) = (0, 0);
     *ON_LAYER_DATA.lock().unwrap_or_else(|e| e.into_inner()) = None;
     DIRECTIONS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    INTERFACES_SEEN.lock().unwrap_or_else(|e| e.into_inner()).clear();
     PEND_NEXT.store(0, Ordering::SeqCst);
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).clear();
     ADD_STATUS.store(STATUS_SUCCESS, Ordering::SeqCst);
@@ -264,20 +286,38 @@ unsafe extern "system" fn probe_classify(
     // SAFETY: the engine passes valid incoming values for the call.
     let values_view = unsafe { &*values };
     let fields = match values_view.layerId {
-        FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6 => {
-            Some((FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS, FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON))
-        }
-        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => {
-            Some((FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS, FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON))
-        }
+        FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6 => Some((
+            FWPS_FIELD_ALE_AUTH_CONNECT_FLAGS,
+            FWPS_FIELD_ALE_AUTH_CONNECT_REAUTHORIZE_REASON,
+            FWPS_FIELD_ALE_AUTH_CONNECT_INTERFACE_INDEX,
+            FWPS_FIELD_ALE_AUTH_CONNECT_SUB_INTERFACE_INDEX,
+        )),
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => Some((
+            FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_FLAGS,
+            FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_REAUTHORIZE_REASON,
+            FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_INTERFACE_INDEX,
+            FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_SUB_INTERFACE_INDEX,
+        )),
         _ => None,
     };
-    if let Some((flags_field, reason_field)) = fields {
+    if let Some((flags_field, reason_field, interface_field, sub_interface_field)) = fields {
         // SAFETY: the array holds valueCount entries for the call.
         let array = unsafe { std::slice::from_raw_parts(values_view.incomingValue, values_view.valueCount as usize) };
-        // SAFETY: both fields are FWP_UINT32 at these layers.
-        let read = |index: usize| array.get(index).map_or(0, |v| unsafe { v.value.Anonymous.uint32 });
+        // Each is FWP_UINT32 at these layers (0 when the tag says otherwise).
+        let read = |index: usize| {
+            array
+                .get(index)
+                .filter(|v| v.value.r#type == fwp::FWP_UINT32)
+                // SAFETY: the tag says the union holds uint32.
+                .map_or(0, |v| unsafe { v.value.Anonymous.uint32 })
+        };
         log(Event::AuthFields(filter.filterId, read(flags_field), read(reason_field)));
+        INTERFACES_SEEN.lock().unwrap_or_else(|e| e.into_inner()).push((
+            filter.filterId,
+            values_view.layerId,
+            read(interface_field),
+            read(sub_interface_field),
+        ));
     }
     if ASSOCIATE.load(Ordering::SeqCst) != 0
         && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_FLOW_HANDLE != 0

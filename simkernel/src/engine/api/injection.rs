@@ -6,13 +6,16 @@
 
 use crate::engine::classification::client::classify_with_packet;
 use crate::engine::state::packets::{self, InjectComplete, TransportSendParams1};
+use crate::engine::state::pending;
 use fwps_types::*;
 use std::ffi::c_void;
 
 /// `FwpsInjectTransportReceiveAsync0`: the engine classifies the injected
 /// packet (a clone, or a list over the callout's copy, which the stack
 /// parses to find its connection) at ALE_AUTH_RECV_ACCEPT again, then calls
-/// the completion function.
+/// the completion function, inside this call or later
+/// (`packets::InjectionCompletion`). The pending table tells whether the
+/// packet's connection still waits for `FwpsCompleteOperation0`.
 ///
 /// # Safety
 /// `completion` must be safe to call with `completion_context` and the list.
@@ -35,6 +38,7 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
     unsafe {
         packets::inject_transport_receive(
             classify_with_packet,
+            pending::has_pended,
             handle,
             injection_context,
             reserved,
@@ -54,7 +58,8 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
 /// `endpoint_handle` (the list starts at its transport header; `send_args`
 /// names the remote address). A connection already authorized sends it at
 /// once; otherwise the engine classifies it at ALE_AUTH_CONNECT first (the
-/// injector must recognise its own packet there). Then the completion runs.
+/// injector must recognise its own packet there). Then the completion runs,
+/// inside this call or later (`packets::InjectionCompletion`).
 ///
 /// # Safety
 /// `send_args` must be NULL or readable (with its remote address);

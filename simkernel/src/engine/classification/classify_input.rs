@@ -71,6 +71,22 @@ impl ClassifyInput {
         set(FWPS_FIELD_ALE_AUTH_IP_REMOTE_PORT, uint(fwp::FWP_UINT16, u32::from(connection.remote_port)));
         set(FWPS_FIELD_ALE_AUTH_IP_PROTOCOL, uint(fwp::FWP_UINT8, u32::from(connection.protocol)));
         set(layer.flags_field, uint(fwp::FWP_UINT32, connection.flags));
+        let interface_fields = match layer.id {
+            FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6 => {
+                Some((FWPS_FIELD_ALE_AUTH_CONNECT_INTERFACE_INDEX, FWPS_FIELD_ALE_AUTH_CONNECT_SUB_INTERFACE_INDEX))
+            }
+            FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => Some((
+                FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_INTERFACE_INDEX,
+                FWPS_FIELD_ALE_AUTH_RECV_ACCEPT_SUB_INTERFACE_INDEX,
+            )),
+            _ => None,
+        };
+        if let Some((interface_field, sub_interface_field)) = interface_fields {
+            // The interface the connection's packets use (CONFORMANCE.md I4).
+            let (interface, sub_interface) = packets::interfaces_of(connection);
+            set(interface_field, uint(fwp::FWP_UINT32, interface));
+            set(sub_interface_field, uint(fwp::FWP_UINT32, sub_interface));
+        }
         if let Some(field) = layer.reauthorize_reason_field {
             set(field, uint(fwp::FWP_UINT32, connection.reauthorize_reason));
         }

@@ -5,12 +5,15 @@
 //! advancing back before classify returns) or deep-copies it (reads the
 //! bytes with `NdisGetDataBuffer` into its own non-paged buffer, describes
 //! that with an MDL and wraps it with `FwpsAllocateNetBufferAndNetBufferList0`
-//! from an `NdisAllocateNetBufferListPool` pool). It completes the operation
-//! (with the packet), and to permit injects it with
-//! `FwpsInjectTransportReceiveAsync0`: the engine classifies the injected
-//! packet again (where the callout must recognise its own injection) and
-//! then calls the injection's completion function, which frees it. To
-//! deny, the callout frees it.
+//! from an `NdisAllocateNetBufferListPool` pool). To permit, it completes
+//! the operation with the packet and then injects that packet with
+//! `FwpsInjectTransportReceiveAsync0` (CONFORMANCE.md I6): the engine
+//! classifies the injected packet again (where the callout must recognise
+//! its own injection) and then calls the injection's completion function, which frees it: before
+//! the injection returns or later, from another thread (an injection "can
+//! execute asynchronously"; each takes a reading at random, CONFORMANCE.md
+//! I2), and until then the list is the stack's. To deny, the callout
+//! completes with NULL and frees it.
 //!
 //! A shallow clone references the original's buffers: the
 //! `FwpsAllocateCloneNetBufferList0` remarks forbid holding one "while
@@ -36,8 +39,8 @@ use fwps_types::*;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// `FWPS_PACKET_INJECTION_STATE` values.
 pub const FWPS_PACKET_NOT_INJECTED: i32 = 0;
@@ -133,6 +136,9 @@ struct Packet {
     made_at: u64,
     /// A hold violation was reported for it already.
     hold_reported: bool,
+    /// Injected and its completion function not called yet: the stack
+    /// owns it, the callout must not free, complete or inject it.
+    in_flight: bool,
     list: Box<NetBufferList>,
     buffer: Box<NetBuffer>,
 }
@@ -168,6 +174,8 @@ struct State {
     /// Connections whose packets the engine presented inbound, by what
     /// their packets say (to recognise an injected deep copy).
     inbound: HashMap<FiveTuple, Connection>,
+    /// Initial (not reauthorizing) classifications each of them got.
+    presented: HashMap<FiveTuple, u32>,
     /// Reinjected classifications: (connection, result).
     reinjected: Vec<(Connection, ClassifyResult)>,
     /// Transport endpoints (sockets) the metadata named, by handle.
@@ -185,13 +193,287 @@ struct State {
     /// The control data each sent datagram carried (`sendArgs.controlData`),
     /// in the order of `sent`.
     sent_control_data: Vec<Vec<u8>>,
+    /// Injection completions not delivered yet (the injection returned).
+    outstanding: Vec<Outstanding>,
+    /// Completions being delivered now, by injection handle.
+    delivering: HashMap<usize, usize>,
+    /// Numbers the outstanding completions.
+    next_outstanding: u64,
+    /// A test's fixed reading of when completions run (`None`: at random).
+    completion_reading: Option<InjectionCompletion>,
+    /// Later completions wait for `deliver_injection_completions` (or the
+    /// handle's destruction) instead of another thread delivering them.
+    hold_completions: bool,
+    /// Operations pended at ALE_AUTH_RECV_ACCEPT and completed, with the
+    /// list passed to `FwpsCompleteOperation0` (0: NULL).
+    completed: Vec<CompletedWith>,
+}
+
+/// An operation pended at ALE_AUTH_RECV_ACCEPT that `FwpsCompleteOperation0`
+/// completed: the list it was given is the one to inject.
+struct CompletedWith {
+    connection: Connection,
+    /// The NET_BUFFER_LIST passed to the completion (0: NULL).
+    list: usize,
+}
+
+/// An injection whose completion function has not run yet.
+struct Outstanding {
+    id: u64,
+    handle: usize,
+    completion: unsafe extern "system" fn(*mut c_void, *mut c_void, u8),
+    context: usize,
+    list: usize,
+    at_dispatch: bool,
+}
+
+/// When an injection's completion function runs. The injection functions
+/// "can execute asynchronously" (DDI `nf-fwpsk-fwpsinjecttransportreceiveasync0`,
+/// `nf-fwpsk-fwpsinjecttransportsendasync1`), and the completion's
+/// `dispatchLevel` says whether it runs at DISPATCH_LEVEL (TRUE) or below
+/// (FALSE, DDI `nc-fwpsk-fwps_inject_complete0`): which one a given
+/// injection gets is not documented, so each injection takes one at random
+/// unless a test fixes it ([`set_injection_completion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectionCompletion {
+    /// Before the injection call returns, at DISPATCH_LEVEL, `dispatchLevel` TRUE.
+    Inside,
+    /// After the call returned, from another thread at PASSIVE_LEVEL,
+    /// `dispatchLevel` FALSE.
+    LaterAtPassive,
+    /// After the call returned, from another thread at DISPATCH_LEVEL,
+    /// `dispatchLevel` TRUE.
+    LaterAtDispatch,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
+/// Signalled whenever a completion has been delivered.
+static DELIVERED: Condvar = Condvar::new();
 
 fn with<R>(f: impl FnOnce(&mut State) -> R) -> R {
     let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
     f(guard.get_or_insert_with(State::default))
+}
+
+/// Waits, with the state lock released meanwhile, while `busy` holds.
+fn wait_while(busy: impl Fn(&State) -> bool) {
+    let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    while busy(guard.get_or_insert_with(State::default)) {
+        guard = DELIVERED.wait(guard).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+/// Fixes when the completion functions of the next injections run
+/// (`None`, the default: each injection takes a reading at random).
+pub fn set_injection_completion(reading: Option<InjectionCompletion>) {
+    with(|s| s.completion_reading = reading);
+}
+
+/// With `on`, completions that run after the injection returned wait for
+/// [`deliver_injection_completions`] (or `FwpsInjectionHandleDestroy0`)
+/// instead of another thread delivering them at once: the test decides
+/// when the stack is done with the packets.
+pub fn hold_injection_completions(on: bool) {
+    with(|s| s.hold_completions = on);
+}
+
+/// Injections whose completion function has not returned yet.
+pub fn outstanding_injection_completions() -> usize {
+    with(|s| s.outstanding.len() + s.delivering.values().sum::<usize>())
+}
+
+/// Delivers every completion still waiting, on this thread (at the level
+/// each injection drew), and waits for those other threads are
+/// delivering: afterwards the stack holds no injected list. How many this
+/// call delivered.
+pub fn deliver_injection_completions() -> usize {
+    let taken = with(|s| take_outstanding(s, |_| true));
+    let count = taken.len();
+    taken.into_iter().for_each(deliver);
+    wait_while(|s| !s.delivering.is_empty());
+    count
+}
+
+/// Takes the waiting completions `pick` selects, counted as being
+/// delivered (by handle) until [`deliver`] ends.
+fn take_outstanding(state: &mut State, pick: impl Fn(&Outstanding) -> bool) -> Vec<Outstanding> {
+    let (taken, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut state.outstanding).into_iter().partition(pick);
+    state.outstanding = kept;
+    for item in &taken {
+        *state.delivering.entry(item.handle).or_default() += 1;
+    }
+    taken
+}
+
+/// One completion being delivered: counted until dropped.
+struct Delivering(usize);
+
+impl Drop for Delivering {
+    fn drop(&mut self) {
+        with(|s| {
+            if let Some(count) = s.delivering.get_mut(&self.0) {
+                *count -= 1;
+                if *count == 0 {
+                    s.delivering.remove(&self.0);
+                }
+            }
+        });
+        DELIVERED.notify_all();
+    }
+}
+
+/// Calls a completion taken with [`take_outstanding`]: the list is the
+/// callout's again.
+fn deliver(item: Outstanding) {
+    let _counted = Delivering(item.handle);
+    with(|s| {
+        if let Some(p) = s.packets.get_mut(&item.list) {
+            p.in_flight = false;
+        }
+    });
+    let call = |dispatch_level: u8| {
+        // SAFETY: the callout's completion function, called once with its
+        // own context and the injected list, at the level `dispatchLevel`
+        // states.
+        unsafe { (item.completion)(item.context as *mut c_void, item.list as *mut c_void, dispatch_level) }
+    };
+    if item.at_dispatch || irql::current() >= DISPATCH_LEVEL {
+        irql::at_level(DISPATCH_LEVEL, || call(1));
+    } else {
+        call(0);
+    }
+}
+
+/// Runs an accepted injection's completion: inside the call, or later from
+/// another thread (or when a test or the handle's destruction delivers
+/// it), per [`InjectionCompletion`].
+fn complete_injection(
+    handle: *mut c_void,
+    completion: unsafe extern "system" fn(*mut c_void, *mut c_void, u8),
+    context: *mut c_void,
+    net_buffer_list: *mut c_void,
+) {
+    let (fixed, held) = with(|s| (s.completion_reading, s.hold_completions));
+    let reading = fixed.unwrap_or_else(|| match (crate::choice::coin(), crate::choice::coin()) {
+        (true, _) => InjectionCompletion::Inside,
+        (false, true) => InjectionCompletion::LaterAtPassive,
+        (false, false) => InjectionCompletion::LaterAtDispatch,
+    });
+    let list = net_buffer_list as usize;
+    if reading == InjectionCompletion::Inside {
+        with(|s| {
+            if let Some(p) = s.packets.get_mut(&list) {
+                p.in_flight = false;
+            }
+        });
+        // SAFETY: the callout's completion function, called once with its
+        // own context and the injected list, at DISPATCH_LEVEL as stated.
+        irql::at_dispatch(|| unsafe { completion(context, net_buffer_list, 1) });
+        return;
+    }
+    let id = with(|s| {
+        s.next_outstanding += 1;
+        let id = s.next_outstanding;
+        s.outstanding.push(Outstanding {
+            id,
+            handle: handle as usize,
+            completion,
+            context: context as usize,
+            list,
+            at_dispatch: reading == InjectionCompletion::LaterAtDispatch,
+        });
+        id
+    });
+    if held {
+        return;
+    }
+    // If no thread can be made, the completion waits for the handle's
+    // destruction (or a test's delivery).
+    let _ = std::thread::Builder::new().name("injection completion".into()).spawn(move || {
+        with(|s| take_outstanding(s, |o| o.id == id)).into_iter().for_each(deliver);
+    });
+}
+
+/// Before a boot: completions of the previous kernel's injections are
+/// dropped, and those being delivered finish first.
+pub(crate) fn quiesce() {
+    with(|s| s.outstanding.clear());
+    wait_while(|s| !s.delivering.is_empty());
+}
+
+/// The interface and sub-interface a connection's packets arrive on (and
+/// leave by): varied, non-zero, the same for every classification of the
+/// connection (`classify_input.rs` fills INTERFACE_INDEX and
+/// SUB_INTERFACE_INDEX with them).
+pub fn interfaces_of(connection: &Connection) -> (u32, u32) {
+    let mut hash: u32 = 0x811C_9DC5;
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    };
+    mix(&[connection.protocol]);
+    for address in [connection.local_address, connection.remote_address] {
+        match address {
+            IpAddr::V4(v4) => mix(&v4.octets()),
+            IpAddr::V6(v6) => mix(&v6.octets()),
+        }
+    }
+    mix(&connection.local_port.to_le_bytes());
+    mix(&connection.remote_port.to_le_bytes());
+    let interface = 2 + hash % 61;
+    (interface, interface * 16 + 1 + (hash >> 16) % 15)
+}
+
+/// `FwpsCompleteOperation0` completed an operation pended for `connection`
+/// with `net_buffer_list` (NULL: none). At ALE_AUTH_RECV_ACCEPT that list is
+/// the one the callout may inject afterwards, and it must inject it
+/// (CONFORMANCE.md I5). `FwpsCompleteOperation0` (`pending::complete_operation`)
+/// calls this for every operation it completes.
+pub fn completed_with(connection: &Connection, net_buffer_list: *mut c_void) {
+    // Only a list the callout may pass (its own, not in flight) counts;
+    // the completion reports any other.
+    if !is_recv_accept(connection.layer_id) || (!net_buffer_list.is_null() && !is_callouts_packet(net_buffer_list)) {
+        return;
+    }
+    with(|s| {
+        // A NULL completion of the flow is superseded; lists are kept each.
+        s.completed.retain(|c| !(same_flow(&c.connection, connection) && c.list == 0));
+        s.completed.push(CompletedWith { connection: connection.clone(), list: net_buffer_list as usize });
+    });
+}
+
+fn is_recv_accept(layer_id: u16) -> bool {
+    matches!(layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6)
+}
+
+/// A list the callout frees: refused while an injection of it is in
+/// flight (the stack owns it); one passed to `FwpsCompleteOperation0` at
+/// ALE_AUTH_RECV_ACCEPT and never injected is reported. Whether to free it.
+fn may_free(state: &mut State, list: usize, api: &str) -> bool {
+    if state.packets.get(&list).is_some_and(|p| p.in_flight) {
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "{api}({list:#x}) while an injection of it is in flight: the stack owns the list until the \
+                 injection's completion function is called"
+            ),
+        );
+        return false;
+    }
+    if let Some(at) = state.completed.iter().position(|c| c.list == list) {
+        let completed = state.completed.remove(at);
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "{api}({list:#x}): the list was passed to FwpsCompleteOperation0 for {}:{} at ALE_AUTH_RECV_ACCEPT \
+                 and freed without being injected; a list passed there is the one to inject \
+                 (FwpsInjectTransportReceiveAsync0); to deny, complete with NULL",
+                completed.connection.remote_address, completed.connection.remote_port
+            ),
+        );
+    }
+    true
 }
 
 fn insert(state: &mut State, packet: Packet) -> *mut c_void {
@@ -222,6 +504,7 @@ fn new_packet(connection: Option<Connection>, kind: Kind, data: Box<[u8]>, offse
         headers,
         made_at: crate::clock::now(),
         hold_reported: false,
+        in_flight: false,
         list,
         buffer,
     };
@@ -261,6 +544,9 @@ pub(crate) fn incoming(connection: &Connection) -> *mut c_void {
     let packet = new_packet(Some(connection.clone()), Kind::Engine, data, ip + transport, ip + transport);
     with(|s| {
         s.inbound.insert(five_tuple(connection), connection.clone());
+        if connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE == 0 {
+            *s.presented.entry(five_tuple(connection)).or_default() += 1;
+        }
         insert(s, packet)
     })
 }
@@ -521,8 +807,10 @@ pub unsafe extern "system" fn NdisGetDataBuffer(
     })
 }
 
-/// `FwpsAllocateCloneNetBufferList0`: the clone must be made with the data
-/// start at the IP header (retreated by ip + transport header sizes).
+/// `FwpsAllocateCloneNetBufferList0`: a clone that references the
+/// original's data, from wherever its data start is (a callout retreats
+/// to the IP header to receive-inject it, CONFORMANCE.md C7; an outbound
+/// datagram is sent from its transport header).
 ///
 /// # Safety
 /// `clone` must be writable.
@@ -543,16 +831,6 @@ pub unsafe extern "system" fn FwpsAllocateCloneNetBufferList0(
     }
     let made = with(|s| {
         let packet = s.packets.get(&(original as usize))?;
-        if packet.offset != 0 {
-            report(
-                ViolationKind::ApiMisuse,
-                format!(
-                    "clone made {} bytes into the packet; the IP header starts {} bytes back",
-                    packet.headers.saturating_sub(packet.offset),
-                    packet.headers
-                ),
-            );
-        }
         let copy =
             new_packet(packet.connection.clone(), Kind::Clone, packet.data.clone(), packet.offset, packet.headers);
         Some(insert(s, copy))
@@ -583,7 +861,9 @@ pub extern "system" fn FwpsFreeCloneNetBufferList0(clone: *mut c_void, free_clon
         );
     }
     let freed = with(|s| match s.packets.get(&(clone as usize)) {
-        Some(p) if p.kind == Kind::Clone => drop_packet(s, clone as usize).is_some(),
+        Some(p) if p.kind == Kind::Clone => {
+            !may_free(s, clone as usize, "FwpsFreeCloneNetBufferList0") || drop_packet(s, clone as usize).is_some()
+        }
         _ => false,
     });
     if !freed {
@@ -728,7 +1008,10 @@ pub unsafe extern "system" fn FwpsAllocateNetBufferAndNetBufferList0(
 pub extern "system" fn FwpsFreeNetBufferList0(net_buffer_list: *mut c_void) {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsFreeNetBufferList0");
     let freed = with(|s| match s.packets.get(&(net_buffer_list as usize)) {
-        Some(p) if matches!(p.kind, Kind::Allocated { .. }) => drop_packet(s, net_buffer_list as usize).is_some(),
+        Some(p) if matches!(p.kind, Kind::Allocated { .. }) => {
+            !may_free(s, net_buffer_list as usize, "FwpsFreeNetBufferList0")
+                || drop_packet(s, net_buffer_list as usize).is_some()
+        }
         _ => false,
     });
     if !freed {
@@ -743,9 +1026,10 @@ pub extern "system" fn FwpsFreeNetBufferList0(net_buffer_list: *mut c_void) {
 }
 
 /// Whether `net_buffer_list` is the callout's own live packet (a clone or
-/// an allocated list), as `FwpsCompleteOperation0` may take.
+/// an allocated list), as `FwpsCompleteOperation0` may take: not while an
+/// injection of it is in flight (the stack owns it then).
 pub(crate) fn is_callouts_packet(net_buffer_list: *mut c_void) -> bool {
-    with(|s| s.packets.get(&(net_buffer_list as usize)).is_some_and(|p| p.kind != Kind::Engine))
+    with(|s| s.packets.get(&(net_buffer_list as usize)).is_some_and(|p| p.kind != Kind::Engine && !p.in_flight))
 }
 
 /// The bytes an allocated list describes, read from its MDL's memory, and
@@ -872,10 +1156,17 @@ pub extern "system" fn FwpsInjectionHandleDestroy0(handle: *mut c_void) -> NTSTA
     if let Some(status) = crate::faults::call_should_fail("FwpsInjectionHandleDestroy0") {
         return status;
     }
-    if with(|s| s.handles.remove(&(handle as usize))).is_none() {
+    let key = handle as usize;
+    if !with(|s| s.handles.contains_key(&key)) {
         report(ViolationKind::ApiMisuse, "FwpsInjectionHandleDestroy0 with an unknown handle");
         return STATUS_INVALID_PARAMETER;
     }
+    // "does not return until all pending injections are completed": the
+    // handle's completions still waiting are delivered here, and those
+    // other threads are delivering are waited for.
+    with(|s| take_outstanding(s, |o| o.handle == key)).into_iter().for_each(deliver);
+    wait_while(|s| s.delivering.contains_key(&key));
+    with(|s| s.handles.remove(&key));
     STATUS_SUCCESS
 }
 
@@ -913,19 +1204,26 @@ pub type InjectComplete =
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn inject_transport_receive(
     classify: impl FnOnce(&Connection, *mut c_void) -> ClassifyResult,
+    has_pended: impl Fn(&Connection) -> bool,
     handle: *mut c_void,
     _injection_context: *mut c_void,
     _reserved: *mut c_void,
     _flags: u32,
     family: u16,
     _compartment: u32,
-    _interface_index: u32,
-    _sub_interface_index: u32,
+    interface_index: u32,
+    sub_interface_index: u32,
     net_buffer_list: *mut c_void,
     completion: InjectComplete,
     completion_context: *mut c_void,
 ) -> NTSTATUS {
     irql::require_at_most(DISPATCH_LEVEL, "FwpsInjectTransportReceiveAsync0");
+    // The list passed to FwpsCompleteOperation0 is being injected, as
+    // documented (even if this call then fails, the callout tried).
+    let completed_list = with(|s| {
+        let at = s.completed.iter().position(|c| c.list == net_buffer_list as usize && c.list != 0);
+        at.map(|at| s.completed.remove(at)).is_some()
+    });
     if let Some(status) = crate::faults::call_should_fail("FwpsInjectTransportReceiveAsync0") {
         return status;
     }
@@ -945,6 +1243,16 @@ pub(crate) unsafe fn inject_transport_receive(
             Some(_) => {}
         }
         match s.packets.get(&(net_buffer_list as usize)) {
+            Some(p) if p.in_flight => Err("FwpsInjectTransportReceiveAsync0 of a NET_BUFFER_LIST whose previous \
+                                           injection has not completed (the stack owns it)"
+                .to_string()),
+            // "must begin with an IP header": a clone is injected from the
+            // IP header, retreated to before the call.
+            Some(p) if p.kind == Kind::Clone && p.offset != 0 => Err(format!(
+                "FwpsInjectTransportReceiveAsync0 of a clone whose data starts {} bytes into the packet; a list \
+                 injected into the receive path must begin with an IP header",
+                p.offset
+            )),
             Some(p) if p.kind == Kind::Clone => Ok(p.connection.clone()),
             Some(p) if matches!(p.kind, Kind::Allocated { .. }) => Ok(None),
             _ => Err("FwpsInjectTransportReceiveAsync0 of a NET_BUFFER_LIST that is not the callout's own live \
@@ -965,12 +1273,31 @@ pub(crate) unsafe fn inject_transport_receive(
             return STATUS_INVALID_PARAMETER;
         }
     };
-    with(|s| {
+    let presented = with(|s| {
         if let Some(p) = s.packets.get_mut(&(net_buffer_list as usize)) {
             p.injected_by = handle as usize;
             p.connection = Some(connection.clone());
+            p.in_flight = true;
         }
+        s.inbound.contains_key(&five_tuple(&connection))
     });
+    let expected = interfaces_of(&connection);
+    if presented && (interface_index, sub_interface_index) != expected {
+        // "should use the value of the interface index that is passed as
+        // one of the incoming data values to its classifyFn".
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "FwpsInjectTransportReceiveAsync0 of a packet of {}:{} on interface {interface_index} / \
+                 sub-interface {sub_interface_index}; its classification at ALE_AUTH_RECV_ACCEPT carried \
+                 INTERFACE_INDEX {} and SUB_INTERFACE_INDEX {}",
+                connection.remote_address, connection.remote_port, expected.0, expected.1
+            ),
+        );
+    }
+    if is_recv_accept(connection.layer_id) {
+        check_completed_before_injection(&connection, completed_list, &has_pended);
+    }
     if connection.protocol == 6
         && let Some(callback) = callout_scope::current()
     {
@@ -1008,10 +1335,69 @@ pub(crate) unsafe fn inject_transport_receive(
     }
     let result = classify(&connection, net_buffer_list);
     with(|s| s.reinjected.push((connection, result)));
-    // SAFETY: the callout's completion function, called once with its own
-    // context and the injected list, at DISPATCH_LEVEL as the stack would.
-    irql::at_dispatch(|| unsafe { completion(completion_context, net_buffer_list, 1) });
+    complete_injection(handle, completion, completion_context, net_buffer_list);
     STATUS_SUCCESS
+}
+
+/// For a connection pended at ALE_AUTH_RECV_ACCEPT, receive injection
+/// "should be called ... after [the] pended ALE operation ... has
+/// completed with a call to FwpsCompleteOperation0", and "A net buffer
+/// list to be injected must be passed to FwpsCompleteOperation0"
+/// (`completed_list`: this list was).
+fn check_completed_before_injection(
+    connection: &Connection,
+    completed_list: bool,
+    has_pended: &impl Fn(&Connection) -> bool,
+) {
+    let peer = format!("{}:{}", connection.remote_address, connection.remote_port);
+    if completed_list {
+        return;
+    }
+    // A connection presented more than once (a test classifying one
+    // 5-tuple twice) may have one operation completed and another pended:
+    // which operation this list belongs to is then unknown, so only the
+    // list-based checks below apply.
+    let presented_once = with(|s| s.presented.get(&five_tuple(connection)).is_none_or(|&n| n <= 1));
+    if !presented_once {
+        return;
+    }
+    if has_pended(connection) {
+        report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "FwpsInjectTransportReceiveAsync0 of a packet of {peer}, whose operation pended at \
+                 ALE_AUTH_RECV_ACCEPT is not completed yet: inject after FwpsCompleteOperation0"
+            ),
+        );
+        return;
+    }
+    // A NULL completion is reported once; a list passed to the completion
+    // stays the one to inject (and freeing it uninjected is reported).
+    let other = with(|s| {
+        let at = s.completed.iter().position(|c| same_flow(&c.connection, connection))?;
+        let list = s.completed[at].list;
+        if list == 0 {
+            s.completed.remove(at);
+        }
+        Some(list)
+    });
+    match other {
+        None => {}
+        Some(0) => report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "FwpsInjectTransportReceiveAsync0 of a packet of {peer}, whose pended operation was completed with \
+                 NULL: a net buffer list to be injected must be passed to FwpsCompleteOperation0"
+            ),
+        ),
+        Some(list) => report(
+            ViolationKind::ApiMisuse,
+            format!(
+                "FwpsInjectTransportReceiveAsync0 of a packet of {peer} that is not the list {list:#x} passed to \
+                 FwpsCompleteOperation0: a net buffer list to be injected must be passed to FwpsCompleteOperation0"
+            ),
+        ),
+    }
 }
 
 /// `FWPS_TRANSPORT_SEND_PARAMS1` (x64 layout).
@@ -1126,6 +1512,9 @@ pub(crate) unsafe fn inject_transport_send(
     if family != if v6 { 23 } else { 2 } {
         return misuse(format!("address family {family} for an IPv{} socket", if v6 { 6 } else { 4 }));
     }
+    if with(|s| s.packets.get(&(net_buffer_list as usize)).is_some_and(|p| p.in_flight)) {
+        return misuse("the list's previous injection has not completed (the stack owns it)".into());
+    }
     let bytes = match callouts_bytes(net_buffer_list as usize) {
         Ok(bytes) => bytes,
         Err(why) => return misuse(why),
@@ -1151,6 +1540,7 @@ pub(crate) unsafe fn inject_transport_send(
     with(|s| {
         if let Some(p) = s.packets.get_mut(&(net_buffer_list as usize)) {
             p.injected_by = handle as usize;
+            p.in_flight = true;
         }
     });
     let classified = (!reauthorization::is_live(&connection)).then(|| classify(&connection, net_buffer_list));
@@ -1164,9 +1554,7 @@ pub(crate) unsafe fn inject_transport_send(
             s.sent_control_data.push(control_data);
         }
     });
-    // SAFETY: the callout's completion function, called once with its own
-    // context and the injected list, at DISPATCH_LEVEL as the stack would.
-    irql::at_dispatch(|| unsafe { completion(completion_context, net_buffer_list, 1) });
+    complete_injection(handle, completion, completion_context, net_buffer_list);
     STATUS_SUCCESS
 }
 

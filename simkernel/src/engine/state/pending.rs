@@ -210,6 +210,9 @@ pub(crate) fn complete_operation(
             "FwpsCompleteOperation0 with a packet that is not the callout's own live clone or allocated list",
         );
     }
+    // Which list (or NULL) the completion took: at ALE_AUTH_RECV_ACCEPT the
+    // one the callout may then inject, and must (row I6).
+    packets::completed_with(&pended.connection, net_buffer_list);
     if reauthorize && !net_buffer_list.is_null() {
         report(
             ViolationKind::ApiMisuse,
