@@ -675,3 +675,26 @@ fn every_end_completes_the_pended_operation_exactly_once_through_its_request() {
         }
     }
 }
+
+/// Request ids go on from where the previous load stopped: an agent's late
+/// verdict for a request of the previous load answers nothing after a
+/// reload, even when a new request is waiting.
+#[test]
+fn request_ids_are_not_reused_after_a_reload() {
+    let (harness, _filter) = load_with_ask(Layer::ConnectV4, 5_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    assert!(harness.classify_layer(Layer::ConnectV4, 443).pended.is_some());
+    let old = STATE.pending.take_next().unwrap().request_id;
+    harness.unload_and_check();
+    let _ = pending::take_completions();
+
+    let (harness, _filter) = load_with_ask(Layer::ConnectV4, 5_000, Verdict::Block);
+    harness.connect_agent(AGENT);
+    assert!(harness.classify_layer(Layer::ConnectV4, 443).pended.is_some());
+    let new = STATE.pending.take_next().unwrap().request_id;
+    assert!(new > old, "request id {new} after a reload, the previous load had issued {old}");
+    assert_eq!(STATE.pending.answer(old, Verdict::Permit), Err(NtStatus::NOT_FOUND), "a late verdict");
+    STATE.pending.answer(new, Verdict::Permit).unwrap();
+    let _ = pending::take_completions();
+    harness.unload_and_check();
+}
