@@ -181,14 +181,6 @@ fn inject(handle: *mut c_void, list: *mut c_void, connection: &Connection) -> NT
     }
 }
 
-fn injection_handle() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
-    let status = unsafe { packets::FwpsInjectionHandleCreate0(2, packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 /// C3: a deep copy may wait for minutes; completed with it and injected,
 /// it is classified again as the connection its bytes name, and the
 /// injector recognises its own packet.
@@ -206,7 +198,7 @@ fn a_deep_copy_may_wait_and_is_injected_as_its_connection() {
     assert_eq!(length, 20 + 20 + 32, "IP + TCP + payload");
     engine::pending::FwpsCompleteOperation0(operation as *mut c_void, list as *mut c_void);
     assert!(pending::take_completions()[0].with_packet);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     probe::answer(fwp::FWP_ACTION_PERMIT);
     assert_eq!(inject(handle, list as *mut c_void, &connection), STATUS_SUCCESS);
     let reinjected = packets::take_reinjected();
@@ -233,7 +225,7 @@ fn a_copy_from_the_wrong_offset_is_refused() {
     probe::on_layer_data(None);
     let (list, _, _, _) = COPY.lock().unwrap().unwrap();
     engine::pending::FwpsCompleteOperation0(operation as *mut c_void, list as *mut c_void);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     assert_eq!(inject(handle, list as *mut c_void, &inbound(50_005)), STATUS_INVALID_PARAMETER);
     let violations = verifier::take();
     assert_eq!(violations.len(), 1, "{violations:?}");

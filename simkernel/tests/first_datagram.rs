@@ -152,14 +152,6 @@ fn list_pool() -> *mut c_void {
     unsafe { packets::NdisAllocateNetBufferListPool(std::ptr::null_mut(), &parameters) }
 }
 
-fn injection_handle() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
-    let status = unsafe { packets::FwpsInjectionHandleCreate0(0, packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 fn send(handle: *mut c_void, endpoint: u64, remote: Option<&[u8; 4]>, list: usize) -> NTSTATUS {
     let args = remote.map(|address| TransportSendParams1 {
         remote_address: address.as_ptr(),
@@ -194,7 +186,7 @@ fn send(handle: *mut c_void, endpoint: u64, remote: Option<&[u8; 4]>, list: usiz
 fn a_sent_copy_is_delivered_and_not_lost() {
     let (kernel, probe) = setup(103);
     *LIST_POOL.lock().unwrap() = list_pool() as usize;
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(0);
     let remote = [192, 0, 2, 10];
     for (port, send_first) in [(53, false), (54, true)] {
         probe::on_layer_data(Some(copy_datagram));
@@ -236,7 +228,7 @@ fn a_sent_copy_is_delivered_and_not_lost() {
 fn send_injection_checks_its_arguments() {
     let (kernel, probe) = setup(104);
     *LIST_POOL.lock().unwrap() = list_pool() as usize;
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(0);
     probe::on_layer_data(Some(copy_datagram));
     probe::answer(fwp::FWP_ACTION_PERMIT);
     let _ = engine::classify(&udp(53));
@@ -315,7 +307,7 @@ fn send_with_control(handle: *mut c_void, endpoint: u64, list: usize, control: O
 fn send_injection_carries_the_datagrams_control_data() {
     let (kernel, probe) = setup(105);
     *LIST_POOL.lock().unwrap() = list_pool() as usize;
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(0);
     // IP_PKTINFO-like ancillary data: a WSACMSGHDR and its payload.
     let ancillary: Vec<u8> = (1..=28).collect();
     packets::set_control_data(&udp(53), &ancillary);

@@ -16,14 +16,6 @@ fn inbound(protocol: u8) -> Connection {
     Connection { layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, protocol, ..Connection::tcp_connect_v4(50_000) }
 }
 
-fn injection_handle() -> *mut core::ffi::c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
-    let status = unsafe { packets::FwpsInjectionHandleCreate0(2, packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 #[test]
 fn tcp_injected_from_inside_classify_is_a_violation() {
     let mut kernel = probe::boot();
@@ -31,7 +23,7 @@ fn tcp_injected_from_inside_classify_is_a_violation() {
     assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
     engine::add_filter(&probe.filter()).unwrap();
     probe::answer(fwp::FWP_ACTION_PERMIT);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     probe::inject_on(packets::interfaces_of(&inbound(6)));
     probe::inject_from_classify(packets::clone_for_test(&inbound(6)), handle);
     let _ = engine::classify(&inbound(6));
@@ -51,7 +43,7 @@ fn tcp_injected_out_of_band_and_udp_from_classify_are_clean() {
     assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
     engine::add_filter(&probe.filter()).unwrap();
     probe::answer(fwp::FWP_ACTION_PERMIT);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     // Out of band: from this thread, inside no callback.
     assert_eq!(probe::inject(handle, packets::clone_for_test(&inbound(6)), false), STATUS_SUCCESS);
     // UDP from inside classifyFn: the rule is about TCP.

@@ -16,21 +16,9 @@ use std::ffi::c_void;
 use std::sync::Mutex;
 use std::thread::ThreadId;
 use wfpcallout_simkernel::engine::packets::{self, InjectionCompletion};
-use wfpcallout_simkernel::engine::{self, Connection};
+use wfpcallout_simkernel::engine;
 use wfpcallout_simkernel::irql;
 use wfpcallout_simkernel::verifier::{self, ViolationKind};
-
-fn inbound(port: u16) -> Connection {
-    Connection { layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, protocol: 17, ..Connection::tcp_connect_v4(port) }
-}
-
-fn injection_handle() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
-    let status = unsafe { packets::FwpsInjectionHandleCreate0(2, packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
 
 /// Each completion as it ran: (thread, IRQL, dispatchLevel).
 static SEEN: Mutex<Vec<(ThreadId, u8, u8)>> = Mutex::new(Vec::new());
@@ -72,7 +60,7 @@ fn setup(n: u128) -> (wfpcallout_simkernel::Kernel, Probe, *mut c_void) {
     engine::add_filter(&probe.filter()).unwrap();
     probe::answer(fwp::FWP_ACTION_PERMIT);
     SEEN.lock().unwrap().clear();
-    (kernel, probe, injection_handle())
+    (kernel, probe, probe::transport_injection_handle(2))
 }
 
 fn finish(kernel: wfpcallout_simkernel::Kernel, probe: Probe, handle: *mut c_void) {
@@ -102,7 +90,7 @@ fn the_completion_runs_inside_the_call_or_later_from_another_thread() {
     let (kernel, probe, handle) = setup(121);
     let me = std::thread::current().id();
     packets::set_injection_completion(Some(InjectionCompletion::Inside));
-    assert_eq!(inject(handle, packets::clone_for_test(&inbound(50_101))), STATUS_SUCCESS);
+    assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_101))), STATUS_SUCCESS);
     assert_eq!(seen(), [(me, DISPATCH_LEVEL, 1)], "inside the call, at DISPATCH_LEVEL");
     for (reading, level, flag) in [
         (InjectionCompletion::LaterAtPassive, PASSIVE_LEVEL, 0),
@@ -112,7 +100,7 @@ fn the_completion_runs_inside_the_call_or_later_from_another_thread() {
         packets::set_injection_completion(Some(reading));
         // Held: the call returns with the completion still to come.
         packets::hold_injection_completions(true);
-        assert_eq!(inject(handle, packets::clone_for_test(&inbound(50_102))), STATUS_SUCCESS);
+        assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_102))), STATUS_SUCCESS);
         assert!(seen().is_empty(), "{reading:?}: not before the call returned");
         assert_eq!(packets::outstanding_injection_completions(), 1);
         assert_eq!(packets::deliver_injection_completions(), 1);
@@ -120,7 +108,7 @@ fn the_completion_runs_inside_the_call_or_later_from_another_thread() {
         // Not held: another thread delivers it.
         SEEN.lock().unwrap().clear();
         packets::hold_injection_completions(false);
-        assert_eq!(inject(handle, packets::clone_for_test(&inbound(50_103))), STATUS_SUCCESS);
+        assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_103))), STATUS_SUCCESS);
         wait_for_the_other_thread();
         let completions = seen();
         assert_eq!(completions.len(), 1, "{reading:?}");
@@ -140,7 +128,7 @@ fn by_default_each_injection_takes_a_reading_at_random() {
     let mut inside = 0;
     for port in 0..64 {
         let before = seen().len();
-        assert_eq!(inject(handle, packets::clone_for_test(&inbound(50_200 + port))), STATUS_SUCCESS);
+        assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_200 + port))), STATUS_SUCCESS);
         inside += seen().len() - before;
     }
     let later = packets::deliver_injection_completions();
@@ -158,8 +146,8 @@ fn destroying_the_handle_completes_its_pending_injections_first() {
     let (kernel, probe, handle) = setup(123);
     packets::set_injection_completion(Some(InjectionCompletion::LaterAtPassive));
     packets::hold_injection_completions(true);
-    assert_eq!(inject(handle, packets::clone_for_test(&inbound(50_301))), STATUS_SUCCESS);
-    assert_eq!(inject(handle, packets::clone_for_test(&inbound(50_302))), STATUS_SUCCESS);
+    assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_301))), STATUS_SUCCESS);
+    assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_302))), STATUS_SUCCESS);
     assert!(seen().is_empty());
     assert_eq!(packets::FwpsInjectionHandleDestroy0(handle), STATUS_SUCCESS);
     assert_eq!(seen().len(), 2, "both completed before the destroy returned");
@@ -177,7 +165,7 @@ fn an_injected_list_is_the_stacks_until_its_completion() {
     let (kernel, probe, handle) = setup(124);
     packets::set_injection_completion(Some(InjectionCompletion::LaterAtDispatch));
     packets::hold_injection_completions(true);
-    let clone = packets::clone_for_test(&inbound(50_401));
+    let clone = packets::clone_for_test(&probe::inbound_udp(50_401));
     assert_eq!(inject(handle, clone), STATUS_SUCCESS);
     packets::FwpsFreeCloneNetBufferList0(clone, 0);
     let violations = verifier::take();
@@ -189,7 +177,7 @@ fn an_injected_list_is_the_stacks_until_its_completion() {
     assert_eq!(violations.len(), 1, "{violations:?}");
     assert!(violations[0].message.contains("has not completed"), "{}", violations[0].message);
     probe::pend_next(true);
-    let operation = engine::classify(&inbound(50_402)).pended.unwrap();
+    let operation = engine::classify(&probe::inbound_udp(50_402)).pended.unwrap();
     engine::pending::FwpsCompleteOperation0(operation as *mut c_void, clone);
     let violations = verifier::take();
     assert_eq!(violations.len(), 1, "{violations:?}");

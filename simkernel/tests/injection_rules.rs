@@ -16,18 +16,6 @@ use std::sync::Mutex;
 use wfpcallout_simkernel::engine::{self, Connection, packets};
 use wfpcallout_simkernel::verifier::{self, ViolationKind};
 
-fn inbound(port: u16) -> Connection {
-    Connection { layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4, protocol: 17, ..Connection::tcp_connect_v4(port) }
-}
-
-fn injection_handle() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
-    let status = unsafe { packets::FwpsInjectionHandleCreate0(2, packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 fn setup(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, Probe) {
     let mut kernel = probe::boot();
     let probe = Probe::add(n, layer);
@@ -91,12 +79,12 @@ fn a_clone_may_start_anywhere_but_receive_injection_needs_the_ip_header() {
     let (kernel, probe) = setup(131, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     CLONES.lock().unwrap().clear();
     probe::on_layer_data(Some(clone_at_both_offsets));
-    let connection = inbound(50_501);
+    let connection = probe::inbound_udp(50_501);
     assert!(engine::classify(&connection).permitted());
     probe::on_layer_data(None);
     assert!(verifier::take().is_empty(), "cloning at either offset is clean");
     let (as_given, at_ip_header) = CLONES.lock().unwrap()[0];
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     probe::inject_on(packets::interfaces_of(&connection));
     assert_eq!(probe::inject(handle, as_given as *mut c_void, false), STATUS_INVALID_PARAMETER);
     single_violation("must begin with an IP header");
@@ -115,7 +103,7 @@ fn the_classifications_carry_the_interface_indexes() {
     let connect = Probe::add(133, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     assert_eq!(connect.register(kernel.device_object()), STATUS_SUCCESS);
     engine::add_filter(&connect.filter()).unwrap();
-    let (a, b) = (inbound(50_601), inbound(50_602));
+    let (a, b) = (probe::inbound_udp(50_601), probe::inbound_udp(50_602));
     let outbound = Connection { protocol: 17, ..Connection::tcp_connect_v4(50_603) };
     for connection in [&a, &b, &a, &outbound] {
         assert!(engine::classify(connection).permitted());
@@ -139,10 +127,10 @@ fn the_classifications_carry_the_interface_indexes() {
 #[test]
 fn receive_injection_names_the_classifications_interfaces() {
     let (kernel, probe) = setup(134, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
-    let connection = inbound(50_701);
+    let connection = probe::inbound_udp(50_701);
     assert!(engine::classify(&connection).permitted());
     let (interface, sub_interface) = packets::interfaces_of(&connection);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     for (given, wrong) in [
         ((interface, sub_interface), false),
         ((0, 0), true),
@@ -172,8 +160,8 @@ fn pend(connection: &Connection) -> *mut c_void {
 #[test]
 fn a_pended_connection_is_injected_after_its_completion() {
     let (kernel, probe) = setup(135, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
-    let handle = injection_handle();
-    let connection = inbound(50_801);
+    let handle = probe::transport_injection_handle(2);
+    let connection = probe::inbound_udp(50_801);
     probe::inject_on(packets::interfaces_of(&connection));
     let operation = pend(&connection);
     let early = packets::clone_for_test(&connection);
@@ -197,9 +185,9 @@ fn a_pended_connection_is_injected_after_its_completion() {
 #[test]
 fn the_list_injected_is_the_one_passed_to_the_completion() {
     let (kernel, probe) = setup(136, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     // Another list than the one completed with.
-    let connection = inbound(50_901);
+    let connection = probe::inbound_udp(50_901);
     probe::inject_on(packets::interfaces_of(&connection));
     let operation = pend(&connection);
     let (completed, other) = (packets::clone_for_test(&connection), packets::clone_for_test(&connection));
@@ -210,7 +198,7 @@ fn the_list_injected_is_the_one_passed_to_the_completion() {
     packets::FwpsFreeCloneNetBufferList0(completed, 0);
     single_violation("freed without being injected");
     // Completed with NULL (a deny), then injected anyway.
-    let connection = inbound(50_902);
+    let connection = probe::inbound_udp(50_902);
     probe::inject_on(packets::interfaces_of(&connection));
     let operation = pend(&connection);
     engine::pending::FwpsCompleteOperation0(operation, std::ptr::null_mut());
@@ -226,8 +214,8 @@ fn the_list_injected_is_the_one_passed_to_the_completion() {
 #[test]
 fn a_deny_completes_with_null_and_frees_the_clone() {
     let (kernel, probe) = setup(137, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
-    let handle = injection_handle();
-    let connection = inbound(51_001);
+    let handle = probe::transport_injection_handle(2);
+    let connection = probe::inbound_udp(51_001);
     let clone = packets::clone_for_test(&connection);
     let operation = pend(&connection);
     engine::pending::FwpsCompleteOperation0(operation, std::ptr::null_mut());

@@ -65,14 +65,6 @@ fn protected_packets_are_told_apart() {
     kernel.assert_unloaded_clean();
 }
 
-fn injection_handle() -> *mut c_void {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
-    let status = unsafe { packets::FwpsInjectionHandleCreate0(2, packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle) };
-    assert_eq!(status, STATUS_SUCCESS);
-    handle
-}
-
 /// P2: receive-injecting a protected packet as-is is reported; an
 /// unprotected one is clean.
 #[test]
@@ -82,7 +74,7 @@ fn injecting_a_protected_packet_as_is_is_a_violation() {
     assert_eq!(probe.register(kernel.device_object()), STATUS_SUCCESS);
     engine::add_filter(&probe.filter()).unwrap();
     probe::answer(fwp::FWP_ACTION_PERMIT);
-    let handle = injection_handle();
+    let handle = probe::transport_injection_handle(2);
     assert_eq!(probe::inject(handle, packets::clone_for_test(&inbound(3, false)), false), STATUS_SUCCESS);
     assert!(verifier::take().is_empty());
     assert_eq!(probe::inject(handle, packets::clone_for_test(&inbound(4, true)), false), STATUS_SUCCESS);

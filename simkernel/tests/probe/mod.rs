@@ -549,3 +549,24 @@ pub fn enumerate_filters(probe: &Probe) -> Vec<u64> {
     assert_eq!(engine::FwpmEngineClose0(session), STATUS_SUCCESS);
     ids
 }
+
+/// A live injection handle for transport injection of `family` (AF_INET 2,
+/// or 0 for any), created at PASSIVE_LEVEL; the test destroys it.
+pub fn transport_injection_handle(family: u16) -> *mut c_void {
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: `handle` is writable; PASSIVE_LEVEL.
+    let status = unsafe {
+        engine::packets::FwpsInjectionHandleCreate0(family, engine::packets::FWPS_INJECTION_TYPE_TRANSPORT, &mut handle)
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    handle
+}
+
+/// An inbound UDP connection at ALE_AUTH_RECV_ACCEPT_V4 on local `port`.
+pub fn inbound_udp(port: u16) -> engine::Connection {
+    engine::Connection {
+        layer_id: FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4,
+        protocol: 17,
+        ..engine::Connection::tcp_connect_v4(port)
+    }
+}
