@@ -15,8 +15,8 @@ use probe::Probe;
 use std::ffi::c_void;
 use std::sync::Mutex;
 use std::thread::ThreadId;
-use wfpcallout_simkernel::engine::packets::{self, InjectionCompletion};
 use wfpcallout_simkernel::engine;
+use wfpcallout_simkernel::engine::packets::{self, InjectionCompletion};
 use wfpcallout_simkernel::irql;
 use wfpcallout_simkernel::verifier::{self, ViolationKind};
 
