@@ -249,8 +249,14 @@ pub struct Traffic<'a> {
     pub values: Option<&'a IncomingValues<'a>>,
     /// The metadata.
     pub metadata: Option<&'a Metadata<'a>>,
-    /// `layerData`: the first packet at recv-accept, a UDP connection's
-    /// first datagram at connect, else none.
+    /// `layerData`, the engine's packet for the call: at recv-accept always
+    /// one (the first packet; at a reauthorization the packet that
+    /// triggered it, which may be outbound); at connect a UDP connection's
+    /// first datagram at the initial authorization, none at the completion's
+    /// reauthorization, and at any other reauthorization (policy change,
+    /// new interface, opposite direction) the triggering packet, inbound or
+    /// outbound, or none. A reauthorization only asks whether it is one of
+    /// our injections; its verdict comes from the one kept.
     pub layer_data: Option<&'a LayerData<'a>>,
 }
 

@@ -53,7 +53,8 @@ fn record(layer_data: *mut c_void, metadata: &FWPS_INCOMING_METADATA_VALUES0) {
 
 /// D1: UDP's first classification at connect carries the datagram from its
 /// transport header (source port = local port); TCP's carries none, nor
-/// does a reauthorization; the metadata names the socket.
+/// does the completion's reauthorization (other reauthorizations: Z9); the
+/// metadata names the socket.
 #[test]
 fn a_udp_connect_presents_its_first_datagram() {
     let (kernel, probe) = setup(101);
@@ -62,7 +63,7 @@ fn a_udp_connect_presents_its_first_datagram() {
     probe::answer(fwp::FWP_ACTION_PERMIT);
     let _ = engine::classify(&udp(53));
     let _ = engine::classify(&Connection::tcp_connect_v4(443));
-    let _ = reauthorization::reauthorize(&udp(53), fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE);
+    let _ = reauthorization::reauthorize(&udp(53), fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION);
     probe::on_layer_data(None);
     let seen = SEEN.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
@@ -70,7 +71,7 @@ fn a_udp_connect_presents_its_first_datagram() {
     assert_eq!(seen[0].1, [0xC0, 0x00, 0x00, 53], "its UDP header: 49152 -> 53");
     assert_ne!(seen[0].2, 0, "the transport endpoint handle");
     assert_eq!(seen[1].0, 0, "TCP: no data at connect");
-    assert_eq!(seen[2].0, 0, "a reauthorization carries no datagram");
+    assert_eq!(seen[2].0, 0, "the completion's reauthorization carries no datagram (others: Z9)");
     assert_eq!(seen[2].2, seen[0].2, "the same socket");
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();

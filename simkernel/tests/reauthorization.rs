@@ -1,5 +1,5 @@
 //! Conformance: reauthorization of live ALE connections
-//! (simkernel/CONFORMANCE.md, rows Z1-Z5). Sources: SDK "ALE
+//! (simkernel/CONFORMANCE.md, rows Z1-Z9). Sources: SDK "ALE
 //! Re-authorization"; WDD "Processing Classify Callouts Asynchronously";
 //! FWP_CONDITION_REAUTHORIZE_REASON_* (fwpmtypes.h). Driven by probes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
@@ -210,6 +210,152 @@ fn reauthorization_in_the_opposite_direction_says_so() {
     assert!(reauthorization::next_packet_in_opposite_direction(&connection).is_some());
     let directions: Vec<i32> = probe::directions().iter().filter(|d| d.0 == id).map(|d| d.1).collect();
     assert_eq!(directions, vec![fwp::FWP_DIRECTION_INBOUND, fwp::FWP_DIRECTION_OUTBOUND]);
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+/// What a reauthorization's classifyFn was lent: whether a packet,
+/// `packetDirection`, the packet's `DataOffset`, and the ports of its
+/// transport header (source, destination), read where the header is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Lent {
+    packet: bool,
+    direction: i32,
+    data_offset: u32,
+    ports: (u16, u16),
+}
+
+static LENT: std::sync::Mutex<Vec<Lent>> = std::sync::Mutex::new(Vec::new());
+
+fn record_lent(layer_data: *mut core::ffi::c_void, metadata: &FWPS_INCOMING_METADATA_VALUES0) {
+    let mut lent =
+        Lent { packet: !layer_data.is_null(), direction: metadata.packetDirection, data_offset: 0, ports: (0, 0) };
+    if lent.packet {
+        use wfpcallout_simkernel::engine::packets;
+        // SAFETY: layerData is a NET_BUFFER_LIST; FirstNetBuffer at offset 8.
+        let buffer = unsafe { layer_data.cast::<u8>().wrapping_add(8).cast::<*mut core::ffi::c_void>().read() };
+        // SAFETY: a NET_BUFFER (x64): DataOffset at offset 40.
+        lent.data_offset = unsafe { buffer.cast::<u8>().wrapping_add(40).cast::<u32>().read() };
+        // An inbound packet starts after its transport header: step back to read it.
+        let back =
+            if metadata.packetDirection == fwp::FWP_DIRECTION_INBOUND { metadata.transportHeaderSize } else { 0 };
+        assert_eq!(packets::NdisRetreatNetBufferDataStart(buffer, back, 0, std::ptr::null_mut()), 0);
+        let mut first = [0u8; 4];
+        // SAFETY: `first` holds 4 bytes.
+        let data = unsafe { packets::NdisGetDataBuffer(buffer, 4, first.as_mut_ptr().cast(), 1, 0) };
+        // SAFETY: NDIS returned 4 readable bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), 4) };
+        lent.ports = (u16::from_be_bytes([bytes[0], bytes[1]]), u16::from_be_bytes([bytes[2], bytes[3]]));
+        packets::NdisAdvanceNetBufferDataStart(buffer, back, 0, std::ptr::null_mut());
+    }
+    LENT.lock().unwrap().push(lent);
+}
+
+fn take_lent() -> Vec<Lent> {
+    std::mem::take(&mut *LENT.lock().unwrap())
+}
+
+const POLICY_CHANGE: u32 = fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE;
+
+/// Z9: a reauthorization at ALE_AUTH_CONNECT other than the completion's
+/// carries its packet or none, a coin per reauthorization: over a run
+/// both readings happen; the engine frees each packet it lent.
+#[test]
+fn a_connect_reauthorization_carries_its_packet_or_none() {
+    let (kernel, probe, _id) = probe::boot_with_filter(133, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(PERMIT);
+    take_lent();
+    probe::on_layer_data(Some(record_lent));
+    let connection = Connection::tcp_connect_v4(443);
+    for i in 0..64 {
+        let again = Connection { opposite_direction: i % 2 == 1, ..connection.clone() };
+        assert!(reauthorization::reauthorize(&again, POLICY_CHANGE).permitted());
+    }
+    probe::on_layer_data(None);
+    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released every packet it lent");
+    let lent = take_lent();
+    assert_eq!(lent.len(), 64);
+    let with_packet = lent.iter().filter(|l| l.packet).count();
+    assert!(with_packet > 0, "some reauthorizations carry their packet");
+    assert!(with_packet < 64, "some carry none");
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+/// Z9: each reading fixed by the test facility holds for every
+/// reauthorization; the completion's reauthorization carries none either
+/// way (D1).
+#[test]
+fn each_fixed_reading_of_the_connect_reauthorization_packet_holds() {
+    let (kernel, probe, _id) = probe::boot_with_filter(134, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(PERMIT);
+    take_lent();
+    probe::on_layer_data(Some(record_lent));
+    let connection = Connection::tcp_connect_v4(443);
+    for reading in [true, false] {
+        engine::set_connect_reauthorization_packet(Some(reading));
+        for reason in [POLICY_CHANGE, fwp::FWP_CONDITION_REAUTHORIZE_REASON_NEW_ARRIVAL_INTERFACE] {
+            for _ in 0..8 {
+                assert!(reauthorization::reauthorize(&connection, reason).permitted());
+            }
+        }
+        assert!(take_lent().iter().all(|l| l.packet == reading), "reading {reading}");
+        let _ = reauthorization::reauthorize(&connection, fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION);
+        assert!(!take_lent()[0].packet, "the completion's reauthorization carries none");
+    }
+    engine::set_connect_reauthorization_packet(None);
+    probe::on_layer_data(None);
+    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released every packet it lent");
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+}
+
+/// Z9: the packet a reauthorization carries travels in the direction its
+/// metadata says, positioned as WDD "Data offset positions" has the
+/// transport layers (outbound: at the transport header; inbound: after
+/// it), at ALE_AUTH_CONNECT and ALE_AUTH_RECV_ACCEPT alike; recv-accept
+/// always carries one. The engine frees each after the classification.
+#[test]
+fn a_reauthorizations_packet_has_its_direction_and_documented_offset() {
+    let (ip, tcp) = (20, 20);
+    let (local, remote) = (49_152, 443);
+    let (kernel, probe, _id) = probe::boot_with_filter(135, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
+    probe::answer(PERMIT);
+    engine::set_connect_reauthorization_packet(Some(true));
+    take_lent();
+    probe::on_layer_data(Some(record_lent));
+    let connection = Connection::tcp_connect_v4(remote);
+    let _ = reauthorization::reauthorize(&connection, POLICY_CHANGE);
+    let _ = reauthorization::reauthorize(&Connection { opposite_direction: true, ..connection }, POLICY_CHANGE);
+    probe::on_layer_data(None);
+    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released both packets");
+    assert_eq!(
+        take_lent(),
+        vec![
+            Lent { packet: true, direction: fwp::FWP_DIRECTION_OUTBOUND, data_offset: ip, ports: (local, remote) },
+            Lent { packet: true, direction: fwp::FWP_DIRECTION_INBOUND, data_offset: ip + tcp, ports: (remote, local) },
+        ]
+    );
+    assert_eq!(probe.unregister(), STATUS_SUCCESS);
+    kernel.assert_unloaded_clean();
+    drop(kernel);
+
+    let (kernel, probe, _id) = probe::boot_with_filter(136, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
+    probe::answer(PERMIT);
+    probe::on_layer_data(Some(record_lent));
+    let connection = inbound(3389);
+    let _ = reauthorization::reauthorize(&connection, POLICY_CHANGE);
+    let _ = reauthorization::reauthorize(&Connection { opposite_direction: true, ..connection }, POLICY_CHANGE);
+    probe::on_layer_data(None);
+    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released both packets");
+    // `inbound`: local 3389, remote 50000.
+    assert_eq!(
+        take_lent(),
+        vec![
+            Lent { packet: true, direction: fwp::FWP_DIRECTION_INBOUND, data_offset: ip + tcp, ports: (50_000, 3389) },
+            Lent { packet: true, direction: fwp::FWP_DIRECTION_OUTBOUND, data_offset: ip, ports: (3389, 50_000) },
+        ]
+    );
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
 }

@@ -1,7 +1,8 @@
 //! The engine reauthorizing live connections (see `state/reauthorization.rs`
 //! for when it does): a classification again, with
 //! `FWP_CONDITION_FLAG_IS_REAUTHORIZE` in FLAGS and the reason in
-//! REAUTHORIZE_REASON. Public as `engine::reauthorization::*`.
+//! REAUTHORIZE_REASON. Public as `engine::reauthorization::*`. The packet
+//! it carries as layerData (or not) is `client.rs::layer_data_for`'s (Z9).
 
 use crate::engine::classification::client::classify;
 use crate::engine::model::classify_result::ClassifyResult;

@@ -9,6 +9,7 @@ use super::classify_scope::ClassifyScope;
 use crate::engine::model::classify_result::ClassifyResult;
 use crate::engine::model::connection::Connection;
 use crate::engine::model::layers::{key_of, layer_by_id, layer_by_key};
+use crate::engine::model::packet_data::Direction;
 use crate::engine::model::records::{FilterAction, FilterRecord, FilterSpec, NewFilter, ProviderContextRecord};
 use crate::engine::state::engine_state::{RegisteredCallout, lock, lock_for};
 use crate::engine::state::{callout_scope, packets, pending, reauthorization, registration_gate};
@@ -513,12 +514,55 @@ pub fn classify(connection: &Connection) -> ClassifyResult {
 /// [`classify`] with a flow handle in the metadata (0 = none). At
 /// ALE_AUTH_RECV_ACCEPT the engine passes the first packet as `layerData`.
 pub(crate) fn classify_with_flow(connection: &Connection, flow_handle: u64) -> ClassifyResult {
-    let inbound =
-        matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6);
-    let packet = if inbound { packets::incoming(connection) } else { packets::first_datagram(connection) };
+    let packet = layer_data_for(connection);
     let result = classify_input(connection, flow_handle, packet);
     packets::release_incoming(packet);
     result
+}
+
+/// The packet the engine passes as `layerData` (engine-owned, released
+/// after the classification; NULL for none):
+/// - at ALE_AUTH_RECV_ACCEPT always one (WDS inspect asserts it, initial
+///   and reauthorization alike): the inbound packet, or, for a
+///   reauthorization triggered by an outbound packet (Z8), that packet at
+///   its transport header (row Z9);
+/// - at ALE_AUTH_CONNECT, a reauthorization for a reason other than
+///   CLASSIFY_COMPLETION carries the packet that triggered it, in the
+///   metadata's direction, or none: the documentation does not say which,
+///   so a coin per reauthorization ([`set_connect_reauthorization_packet`];
+///   row Z9); the completion's carries none (D1), and an initial
+///   classification its first datagram (UDP) or none (TCP).
+fn layer_data_for(connection: &Connection) -> *mut core::ffi::c_void {
+    let reauthorization = connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0;
+    let direction = if connection.opposite_direction { Direction::Inbound } else { Direction::Outbound };
+    match connection.layer_id {
+        FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V4 | FWPS_LAYER_ALE_AUTH_RECV_ACCEPT_V6 => {
+            if reauthorization && connection.opposite_direction {
+                packets::triggering_packet(connection, Direction::Outbound)
+            } else {
+                packets::incoming(connection)
+            }
+        }
+        FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6
+            if reauthorization
+                && connection.reauthorize_reason & fwp::FWP_CONDITION_REAUTHORIZE_REASON_CLASSIFY_COMPLETION == 0 =>
+        {
+            if lock().next_connect_reauthorization_packet() {
+                packets::triggering_packet(connection, direction)
+            } else {
+                std::ptr::null_mut()
+            }
+        }
+        _ => packets::first_datagram(connection),
+    }
+}
+
+/// Fixes whether a reauthorization at ALE_AUTH_CONNECT for a reason other
+/// than CLASSIFY_COMPLETION carries the packet that triggered it as
+/// `layerData` (`None`: a coin per reauthorization, the default; row Z9).
+/// A test facility: both readings are ones the documentation leaves open.
+pub fn set_connect_reauthorization_packet(packet: Option<bool>) {
+    lock().connect_reauthorization_packet = packet;
 }
 
 /// Classifies a packet the engine already holds (a reinjected clone).

@@ -114,6 +114,10 @@ pub(crate) struct EngineState {
     /// it (`None`: chosen at random per delete; WFP-SEMANTICS §3 leaves it
     /// UNCONFIRMED, so both readings happen).
     pub delete_waits_for_classifies: Option<bool>,
+    /// Whether a reauthorization at ALE_AUTH_CONNECT other than a
+    /// completion's carries the packet that triggered it (`None`: a coin
+    /// per reauthorization; row Z9).
+    pub connect_reauthorization_packet: Option<bool>,
     /// IRQL at which classifyFn runs when the engine's caller is at
     /// PASSIVE_LEVEL; `None`: PASSIVE or DISPATCH chosen at random per call
     /// (the DDI allows both; row J1).
@@ -157,6 +161,7 @@ impl EngineState {
             transaction_owner: None,
             notify_irql: None,
             delete_waits_for_classifies: None,
+            connect_reauthorization_packet: None,
             classify_irql: None,
             flow_delete_irql: None,
             unregister_busy_while_classifying: None,
@@ -211,6 +216,13 @@ impl EngineState {
     /// flight (fixed by a test, or a coin).
     pub fn next_delete_waits(&self) -> bool {
         self.delete_waits_for_classifies.unwrap_or_else(crate::choice::coin)
+    }
+
+    /// Whether this reauthorization at ALE_AUTH_CONNECT (not a
+    /// completion's) carries its packet as layerData (fixed by a test, or
+    /// a coin).
+    pub fn next_connect_reauthorization_packet(&self) -> bool {
+        self.connect_reauthorization_packet.unwrap_or_else(crate::choice::coin)
     }
 
     /// Whether unregistering `callout_id` is refused now: only while one of

@@ -565,7 +565,8 @@ pub(crate) fn release_incoming(packet: *mut c_void) {
 
 /// The first datagram of a non-TCP connection at ALE_AUTH_CONNECT (its
 /// initial classification), positioned at its transport header; NULL for
-/// TCP (no data yet) and for reauthorizations.
+/// TCP (no data yet) and for a completion's reauthorization (other
+/// reauthorizations: `triggering_packet`).
 pub(crate) fn first_datagram(connection: &Connection) -> *mut c_void {
     let connect = matches!(connection.layer_id, FWPS_LAYER_ALE_AUTH_CONNECT_V4 | FWPS_LAYER_ALE_AUTH_CONNECT_V6);
     if !connect || connection.protocol == 6 || connection.flags & FWP_CONDITION_FLAG_IS_REAUTHORIZE != 0 {
@@ -575,6 +576,28 @@ pub(crate) fn first_datagram(connection: &Connection) -> *mut c_void {
     let data = packet_data::build(connection, Direction::Outbound).into_boxed_slice();
     let packet = new_packet(Some(connection.clone()), Kind::Engine, data, ip, ip);
     with(|s| insert(s, packet))
+}
+
+/// The packet that triggered a reauthorization (engine-owned), in
+/// `direction`, positioned as WDD "Data offset positions" has the
+/// transport layers: an outbound packet at its transport header, an
+/// inbound one after it (the data). Released with [`release_incoming`].
+pub(crate) fn triggering_packet(connection: &Connection, direction: Direction) -> *mut c_void {
+    let (ip, transport) = header_sizes(connection);
+    let offset = match direction {
+        Direction::Outbound => ip,
+        Direction::Inbound => ip + transport,
+    };
+    let data = packet_data::build(connection, direction).into_boxed_slice();
+    let packet = new_packet(Some(connection.clone()), Kind::Engine, data, offset, offset);
+    with(|s| insert(s, packet))
+}
+
+/// The engine's own packets lent as layerData and not yet released: 0
+/// between classifications (a test's check that the engine frees what it
+/// lends).
+pub fn engine_packets_outstanding() -> usize {
+    with(|s| s.packets.values().filter(|p| p.kind == Kind::Engine).count())
 }
 
 /// The transport endpoint handle of a connection's socket (the metadata's
