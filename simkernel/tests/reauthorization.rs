@@ -257,23 +257,36 @@ fn take_lent() -> Vec<Lent> {
 
 const POLICY_CHANGE: u32 = fwp::FWP_CONDITION_REAUTHORIZE_REASON_POLICY_CHANGE;
 
+/// Probe `n` at `layer`, permitting, with every layerData it is lent
+/// recorded from now on.
+fn recording_lent(n: u128, layer: GUID) -> (wfpcallout_simkernel::Kernel, probe::Probe) {
+    let (kernel, probe, _id) = probe::boot_with_filter(n, layer);
+    probe::answer(PERMIT);
+    take_lent();
+    probe::on_layer_data(Some(record_lent));
+    (kernel, probe)
+}
+
+/// Stops recording and returns what was lent, checking that the engine
+/// released every packet it lent.
+fn lent_and_released() -> Vec<Lent> {
+    probe::on_layer_data(None);
+    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released every packet it lent");
+    take_lent()
+}
+
 /// Z9: a reauthorization at ALE_AUTH_CONNECT other than the completion's
 /// carries its packet or none, a coin per reauthorization: over a run
 /// both readings happen; the engine frees each packet it lent.
 #[test]
 fn a_connect_reauthorization_carries_its_packet_or_none() {
-    let (kernel, probe, _id) = probe::boot_with_filter(133, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
-    probe::answer(PERMIT);
-    take_lent();
-    probe::on_layer_data(Some(record_lent));
+    let (kernel, probe) = recording_lent(133, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     let connection = Connection::tcp_connect_v4(443);
     for i in 0..64 {
         let again = Connection { opposite_direction: i % 2 == 1, ..connection.clone() };
         assert!(reauthorization::reauthorize(&again, POLICY_CHANGE).permitted());
     }
-    probe::on_layer_data(None);
-    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released every packet it lent");
-    let lent = take_lent();
+    let lent = lent_and_released();
     assert_eq!(lent.len(), 64);
     let with_packet = lent.iter().filter(|l| l.packet).count();
     assert!(with_packet > 0, "some reauthorizations carry their packet");
@@ -287,10 +300,7 @@ fn a_connect_reauthorization_carries_its_packet_or_none() {
 /// way (D1).
 #[test]
 fn each_fixed_reading_of_the_connect_reauthorization_packet_holds() {
-    let (kernel, probe, _id) = probe::boot_with_filter(134, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
-    probe::answer(PERMIT);
-    take_lent();
-    probe::on_layer_data(Some(record_lent));
+    let (kernel, probe) = recording_lent(134, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     let connection = Connection::tcp_connect_v4(443);
     for reading in [true, false] {
         engine::set_connect_reauthorization_packet(Some(reading));
@@ -304,8 +314,7 @@ fn each_fixed_reading_of_the_connect_reauthorization_packet_holds() {
         assert!(!take_lent()[0].packet, "the completion's reauthorization carries none");
     }
     engine::set_connect_reauthorization_packet(None);
-    probe::on_layer_data(None);
-    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released every packet it lent");
+    assert!(lent_and_released().is_empty());
     assert_eq!(probe.unregister(), STATUS_SUCCESS);
     kernel.assert_unloaded_clean();
 }
@@ -319,18 +328,13 @@ fn each_fixed_reading_of_the_connect_reauthorization_packet_holds() {
 fn a_reauthorizations_packet_has_its_direction_and_documented_offset() {
     let (ip, tcp) = (20, 20);
     let (local, remote) = (49_152, 443);
-    let (kernel, probe, _id) = probe::boot_with_filter(135, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
-    probe::answer(PERMIT);
+    let (kernel, probe) = recording_lent(135, fwp::FWPM_LAYER_ALE_AUTH_CONNECT_V4);
     engine::set_connect_reauthorization_packet(Some(true));
-    take_lent();
-    probe::on_layer_data(Some(record_lent));
     let connection = Connection::tcp_connect_v4(remote);
     let _ = reauthorization::reauthorize(&connection, POLICY_CHANGE);
     let _ = reauthorization::reauthorize(&Connection { opposite_direction: true, ..connection }, POLICY_CHANGE);
-    probe::on_layer_data(None);
-    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released both packets");
     assert_eq!(
-        take_lent(),
+        lent_and_released(),
         vec![
             Lent { packet: true, direction: fwp::FWP_DIRECTION_OUTBOUND, data_offset: ip, ports: (local, remote) },
             Lent { packet: true, direction: fwp::FWP_DIRECTION_INBOUND, data_offset: ip + tcp, ports: (remote, local) },
@@ -340,17 +344,13 @@ fn a_reauthorizations_packet_has_its_direction_and_documented_offset() {
     kernel.assert_unloaded_clean();
     drop(kernel);
 
-    let (kernel, probe, _id) = probe::boot_with_filter(136, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
-    probe::answer(PERMIT);
-    probe::on_layer_data(Some(record_lent));
+    let (kernel, probe) = recording_lent(136, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     let connection = inbound(3389);
     let _ = reauthorization::reauthorize(&connection, POLICY_CHANGE);
     let _ = reauthorization::reauthorize(&Connection { opposite_direction: true, ..connection }, POLICY_CHANGE);
-    probe::on_layer_data(None);
-    assert_eq!(engine::packets::engine_packets_outstanding(), 0, "the engine released both packets");
     // `inbound`: local 3389, remote 50000.
     assert_eq!(
-        take_lent(),
+        lent_and_released(),
         vec![
             Lent { packet: true, direction: fwp::FWP_DIRECTION_INBOUND, data_offset: ip + tcp, ports: (50_000, 3389) },
             Lent { packet: true, direction: fwp::FWP_DIRECTION_OUTBOUND, data_offset: ip, ports: (3389, 50_000) },

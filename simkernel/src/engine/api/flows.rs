@@ -124,12 +124,15 @@ fn call_flow_delete(layer_id: u16, callout_id: u32, context: u64) {
         (engine.registered_by_id(callout_id).and_then(|c| c.flow_delete), engine.next_flow_delete_irql())
     };
     match delete {
-        // SAFETY: the callout registered this flowDeleteFn and the context
-        // it associated; it is called once, at IRQL <= DISPATCH_LEVEL
-        // (PASSIVE or DISPATCH at random, never below the caller's: row
-        // J2). The callout cannot be unregistered before this returns (the
-        // detached context still counts as associated).
-        Some(delete) => irql::at_level(level, || unsafe { delete(layer_id, callout_id, context) }),
+        // At IRQL <= DISPATCH_LEVEL: PASSIVE or DISPATCH at random, never
+        // below the caller's (row J2).
+        Some(delete) => irql::at_level(level, || {
+            // SAFETY: the callout registered this flowDeleteFn and the
+            // context it associated; it is called once. The callout cannot
+            // be unregistered before this returns (the detached context
+            // still counts as associated).
+            unsafe { delete(layer_id, callout_id, context) }
+        }),
         None => {
             report(ViolationKind::ApiMisuse, format!("flow context {context:#x} of unregistered callout {callout_id}"))
         }
