@@ -26,6 +26,13 @@ static NEXT_PROCESSOR: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static IRQL: Cell<u8> = const { Cell::new(PASSIVE_LEVEL) };
     static PROCESSOR: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+// Elsewhere than x86-64 Linux, the processor control block's `Number` is a
+// thread-local (on x86-64 Linux it is the block GS names,
+// `processor_block`).
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+thread_local! {
     /// What the thread's processor control block says its `Number` is (the
     /// driver's inline read, [`processor_index`]): the processor assigned
     /// to the thread, or 0 before the simulated kernel has assigned one (a
@@ -51,12 +58,22 @@ pub fn current_processor() -> usize {
 
 /// The processor index as a driver reads it inline on x64 Windows (wdm.h's
 /// `KeGetCurrentProcessorIndex`: the PRCB's `Number`, `gs:[0x1a4]`): the
-/// same value as the `KeGetCurrentProcessorNumberEx` export, read here
-/// from this thread's processor without a call, as the real read is one
-/// instruction.
+/// same value as the `KeGetCurrentProcessorNumberEx` export once the
+/// thread has a processor. On x86-64 Linux it is that very instruction
+/// (`processor_block`); elsewhere a thread-local read. Before the
+/// simulated kernel assigned the thread a processor it reads the block the
+/// thread inherited (processor 0 on x86-64 Linux's main thread, and on
+/// other hosts everywhere): a thread at PASSIVE may be anywhere.
 #[inline(always)]
 pub fn processor_index() -> u32 {
-    PCR_NUMBER.with(Cell::get)
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        crate::processor_block::number()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        PCR_NUMBER.with(Cell::get)
+    }
 }
 
 /// First use on this thread: the next processor, round-robin. Out of line,
@@ -72,6 +89,14 @@ fn assign_processor() -> usize {
 
 fn set_processor(index: usize) {
     PROCESSOR.with(|p| p.set(Some(index)));
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        // Keeps the object with the `.init_array` entry that gives the main
+        // thread its block linked wherever the simulated IRQL is.
+        std::hint::black_box(&crate::processor_block::INSTALL_ON_MAIN_THREAD);
+        crate::processor_block::install(index);
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     PCR_NUMBER.with(|n| n.set(index as u32));
 }
 

@@ -25,6 +25,8 @@ pub mod inspect;
 pub mod irql;
 pub mod mdl;
 pub mod pool;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+pub mod processor_block;
 pub mod spin_lock;
 pub mod sync_points;
 pub mod vendor;

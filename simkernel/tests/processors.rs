@@ -56,3 +56,22 @@ fn a_thread_moved_at_passive_reads_its_new_processor() {
     .unwrap();
     assert_eq!(read, (0, 1));
 }
+
+#[test]
+fn a_thread_reads_a_processor_from_its_first_instruction() {
+    // A thread the simulated kernel never assigned reads the block it
+    // inherited (on x86-64 Linux a GS read that would fault without one).
+    let inherited = std::thread::spawn(processor_index).join().unwrap();
+    assert!((inherited as usize) < PROCESSOR_COUNT, "read {inherited}");
+    // There, a new thread's GS base is its creator's.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let nested = std::thread::spawn(|| {
+            irql::pin_thread_to_processor(1);
+            std::thread::spawn(processor_index).join().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(nested, 1, "a thread starts on its creator's block");
+    }
+}
