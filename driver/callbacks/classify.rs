@@ -64,8 +64,10 @@ enum Answer {
 /// the context its checked handle names is touched only to count, and the
 /// processor index is read once for the rundown and the counters.
 /// Everything else is in `classify_full`, which alone reads the values,
-/// the metadata and the packet (passed one by one, in registers, as the
-/// engine passed them; `words` last, a constant address).
+/// the metadata and the packet (passed one by one, in registers, each in
+/// the register the engine passed it in: `words`, a constant address, where
+/// the unused classify context was, the filter where it was, the output
+/// next).
 #[inline(always)]
 pub fn classify(
     out: Result<ClassifyOut<'_>, Unwritable>,
@@ -95,9 +97,9 @@ pub fn classify(
     if word.is_static()
         && let Some(own) = words.own(&view)
     {
-        return classify_static(own, word, out);
+        return classify_static(own, word, view, out);
     }
-    classify_full(values, metadata, layer_data, view, out, words)
+    classify_full(values, metadata, layer_data, words, view, out)
 }
 
 /// The hot path's second half: write the static verdict the context word
@@ -112,17 +114,22 @@ pub fn classify(
 /// block filter blocking to the end; it is only not counted on the filter
 /// (the context is gone or going) but in `classify_without_context`.
 #[inline(always)]
-fn classify_static(own: OwnContextWord<'_, FilterContextData>, word: ContextWord, out: ClassifyOut<'_>) {
+fn classify_static(
+    own: OwnContextWord<'_, FilterContextData>,
+    word: ContextWord,
+    view: ClassifiedFilter<'_>,
+    out: ClassifyOut<'_>,
+) {
     let processor = current_processor();
     // Unload waits for callbacks inside the rundown before freeing
     // contexts; the handle in the word is checked against the slots (a
     // garbage or stale word names no live slot: counted nowhere).
     let Some(inside) = own.enter_on(processor) else {
-        return static_without_context(word, out);
+        return static_without_context(view, out);
     };
     let Some(context) = inside.context() else {
         drop(inside);
-        return static_without_context(word, out);
+        return static_without_context(view, out);
     };
     if word.is_block() {
         context.count_on(processor, Counter::Blocked);
@@ -141,9 +148,13 @@ fn classify_static(own: OwnContextWord<'_, FilterContextData>, word: ContextWord
 /// path.
 #[cold]
 #[inline(never)]
-fn static_without_context(word: ContextWord, out: ClassifyOut<'_>) {
+fn static_without_context(view: ClassifiedFilter<'_>, out: ClassifyOut<'_>) {
     count_without_context();
-    write_static(word, out);
+    // The word the hot path read: a matched filter's `context` does not
+    // change during the call (`ClassifiedFilter`). Read again here rather
+    // than passed, so that the hot path keeps the word in whichever
+    // register it likes.
+    write_static(ContextWord::from_raw(view.raw_context()), out);
 }
 
 /// The static verdict the word carries: BLOCK, or PERMIT keeping the write
@@ -171,9 +182,9 @@ fn classify_full(
     values: Option<IncomingValues<'_>>,
     metadata: Option<Metadata<'_>>,
     layer_data: Option<LayerData<'_>>,
+    words: &ContextWords<'_, FilterContextData>,
     view: ClassifiedFilter<'_>,
     out: ClassifyOut<'_>,
-    words: &ContextWords<'_, FilterContextData>,
 ) {
     let answer = if values.as_ref().is_some_and(|v| is_flow_layer(v.layer_id())) {
         Answer::Continue

@@ -440,18 +440,27 @@ pub fn active_processor_count() -> u32 {
 /// counter line is only a place to count, any index is safe).
 #[inline(always)]
 pub fn current_processor_index() -> u32 {
+    current_processor_slot() as u32
+}
+
+/// [`current_processor_index`] as an index: the same read, which on x64
+/// zero-extends into the whole register, so using it as an index costs
+/// nothing more.
+#[inline(always)]
+pub fn current_processor_slot() -> usize {
     // On x64 Windows, and in the simulated kernel on x86-64 Linux, whose
     // threads' GS names their virtual processor's block with `Number` at
     // the same offset (`wfpcallout_simkernel::processor_block`): the same
     // instruction on both hosts.
     #[cfg(all(target_arch = "x86_64", any(windows, target_os = "linux")))]
     {
-        let index: u32;
+        let index: usize;
         // SAFETY: in kernel mode GS holds the current processor's KPCR,
         // whose PRCB `Number` is at 0x1a4: wdm.h's own inline
         // `KeGetCurrentProcessorIndex` for AMD64 reads exactly this (and in
         // the simulated kernel every thread's GS names a block laid out
-        // so). A 4-byte read of always-mapped memory; no stack, no flags.
+        // so). A 4-byte read of always-mapped memory into the low half of
+        // the register, which clears the upper half; no stack, no flags.
         unsafe {
             core::arch::asm!(
                 "mov {index:e}, dword ptr gs:[0x1a4]",
@@ -464,13 +473,13 @@ pub fn current_processor_index() -> u32 {
     #[cfg(all(windows, not(target_arch = "x86_64")))]
     // SAFETY: a NULL PROCESSOR_NUMBER pointer is allowed; callable at any IRQL.
     unsafe {
-        KeGetCurrentProcessorNumberEx(core::ptr::null_mut())
+        KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) as usize
     }
     // Other simulated hosts: the simulated kernel's stand-in for the same
     // inline read, its per-thread processor, read without a call.
     #[cfg(all(not(windows), not(all(target_arch = "x86_64", target_os = "linux"))))]
     {
-        wfpcallout_simkernel::irql::processor_index()
+        wfpcallout_simkernel::irql::processor_index() as usize
     }
 }
 

@@ -9,7 +9,7 @@
 //! that is hot on many processors at once. Readers add the lines up.
 #![forbid(unsafe_code)]
 
-use crate::platform::kernel::{active_processor_count, current_processor_index};
+use crate::platform::kernel::{active_processor_count, current_processor_slot};
 use crate::platform::pool::{PoolRing, TAG_COUNTERS};
 use crate::platform::status::Result;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +93,7 @@ pub fn processor_count() -> usize {
 /// The current processor's index (the slot of every per-processor array).
 #[inline]
 pub fn current_processor() -> usize {
-    current_processor_index() as usize
+    current_processor_slot()
 }
 
 impl PerCpuCounters {

@@ -598,6 +598,8 @@ const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
 const NO_SLOT: u32 = u32::MAX;
 
 const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
+// A lookup takes the segment number modulo SEGMENTS with a mask.
+const _: () = assert!(SEGMENTS.is_power_of_two());
 // (Under loom a slot's key is loom's atomic, larger: lookups index by slot.)
 #[cfg(not(loom))]
 const _: () = assert!(size_of::<HandleSlot>() == 1 << INDEX_SHIFT);
@@ -1012,10 +1014,10 @@ impl<T: Tagged> HandleSlots<T> {
         Some(PoolArc { ptr: target.cast::<Counted<T>>() })
     }
 
-    /// The block the handle in `key` (a context word without its fast-path
-    /// bits) names, if the index is inside the slots and the slot's key is
-    /// the word's; `None` for anything else, without reading memory
-    /// outside the slots.
+    /// The block the handle in `key` (a context word: its bits below
+    /// [`INDEX_SHIFT`] are ignored) names, if the slot at its index (taken
+    /// modulo the slots' capacity) has the word's key; `None` for anything
+    /// else, without reading memory outside the slots.
     ///
     /// # Safety
     /// For all of `'a`: `_inside` is a guard of the rundown that every
@@ -1042,8 +1044,13 @@ impl<T: Tagged> HandleSlots<T> {
         T: Send + Sync,
     {
         let index = ((key as u32) >> INDEX_SHIFT) as usize;
-        // The bounds check: the directory has SEGMENTS entries.
-        let segment = self.directory.get(index >> SEGMENT_SHIFT)?.load(Ordering::Acquire);
+        // In bounds by construction: the segment number is taken modulo
+        // the directory's size. An index past the slots so lands on some
+        // slot whose key holds another index, so it matches nothing.
+        let Some(entry) = self.directory.get((index >> SEGMENT_SHIFT) & (SEGMENTS - 1)) else {
+            return None;
+        };
+        let segment = entry.load(Ordering::Acquire);
         // SAFETY: every directory entry is the address of SEGMENT_SLOTS
         // live slots (invariant: a segment, or NO_SEGMENT; no
         // release_storage during 'a by the caller's contract), and the
@@ -1058,7 +1065,9 @@ impl<T: Tagged> HandleSlots<T> {
         let slot = unsafe { &*slot };
         // SeqCst (a plain `mov` on x86-64, as Acquire): the second half of
         // the Dekker pattern with the rundown entry (Rundown::idle_lines).
-        if slot.key.load(Ordering::SeqCst) != key {
+        // The slot's key against the word's bits from the index up (the
+        // word's fast-path bits below them are not the key's).
+        if (slot.key.load(Ordering::SeqCst) ^ key) >> INDEX_SHIFT != 0 {
             return None;
         }
         let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();

@@ -11,7 +11,7 @@
 //! hot path reads no other line.
 #![forbid(unsafe_code)]
 
-use crate::platform::kernel::current_processor_index;
+use crate::platform::kernel::current_processor_slot;
 use crate::platform::sync::{AtomicUsize, Ordering, fence};
 
 /// Counters kept; processors beyond this (a second processor group and
@@ -107,7 +107,7 @@ impl Rundown {
     /// Enters, unless unload has closed the gate.
     #[inline]
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
-        self.enter_on(current_processor_index() as usize)
+        self.enter_on(current_processor_slot())
     }
 
     /// Enters on `processor`'s counter (classify looks its processor up once

@@ -10,7 +10,7 @@
 //! These are the only places that read or write those structures.
 #![allow(unsafe_code)]
 
-use crate::platform::pool::{Counted, HandleSlots, SlotHandle, Tagged};
+use crate::platform::pool::{Counted, HandleSlots, Tagged};
 use crate::platform::rundown::{Rundown, RundownGuard};
 use crate::platform::status::NtStatus;
 use crate::wfp::ffi::{
@@ -254,7 +254,7 @@ impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
         //   reference until after the borrow;
         // - the slots' storage is not released: only once that rundown has
         //   drained, and `self.guard` holds it entered.
-        unsafe { self.slots.borrow_checked(SlotHandle::key_in_word(self.word), &self.guard) }
+        unsafe { self.slots.borrow_checked(self.word, &self.guard) }
     }
 }
 
