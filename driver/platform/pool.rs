@@ -1047,10 +1047,7 @@ impl<T: Tagged> HandleSlots<T> {
         // In bounds by construction: the segment number is taken modulo
         // the directory's size. An index past the slots so lands on some
         // slot whose key holds another index, so it matches nothing.
-        let Some(entry) = self.directory.get((index >> SEGMENT_SHIFT) & (SEGMENTS - 1)) else {
-            return None;
-        };
-        let segment = entry.load(Ordering::Acquire);
+        let segment = self.directory.get((index >> SEGMENT_SHIFT) & (SEGMENTS - 1))?.load(Ordering::Acquire);
         // SAFETY: every directory entry is the address of SEGMENT_SLOTS
         // live slots (invariant: a segment, or NO_SEGMENT; no
         // release_storage during 'a by the caller's contract), and the
