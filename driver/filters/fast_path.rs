@@ -130,6 +130,13 @@ impl ContextWord {
         self.0 & STATIC != 0
     }
 
+    /// Whether a static word is a PERMIT counted only as permitted (neither
+    /// BLOCK nor audit): one test for the hot path's common case.
+    #[inline(always)]
+    pub fn is_plain_permit(self) -> bool {
+        self.0 & (BLOCK | AUDIT) == 0
+    }
+
     /// Whether the static verdict is BLOCK (else PERMIT).
     #[inline(always)]
     pub fn is_block(self) -> bool {
