@@ -232,13 +232,13 @@ fn context_words_lend_the_classified_filters_claim_only_outside_lookup_mode_and_
     let _kernel = Harness::boot();
     let slots: HandleSlots<Probe> = HandleSlots::new(PoolTag::new(*b"WfT3"));
     let rundown = Rundown::new();
-    let lookup = AtomicUsize::new(0);
     let (arc, _drops) = probe(4);
     let handle = slots.claim(&arc).unwrap();
-    // SAFETY: the test's own slots, rundown and lookup word: the one claim
-    // is released, and `arc` dropped, and the storage released only after
-    // every borrow below is over.
-    let words = unsafe { ContextWords::new(&slots, &rundown, &lookup) };
+    // SAFETY: the test's own slots and rundown: the one claim is released,
+    // and `arc` dropped, and the storage released only after every borrow
+    // below is over; lookup mode is on while the test's filters are not
+    // what a claim's word says.
+    let words = unsafe { ContextWords::new(&slots, &rundown) };
     // The context word keeps its fast path in the bits below the index.
     let own_word = filter_with_context(handle.key() | 0b1001);
     let garbage = filter_with_context(SlotHandle { generation: handle.generation ^ 2, ..handle }.key());
@@ -248,23 +248,31 @@ fn context_words_lend_the_classified_filters_claim_only_outside_lookup_mode_and_
     // SAFETY: as above.
     let garbage = unsafe { ClassifiedFilter::from_raw(&garbage) }.unwrap();
 
-    let inside = words.own(&own_word).unwrap().enter_on(0).unwrap();
+    let inside = words.enter(&own_word, 0).unwrap();
     assert_eq!(inside.context().map(|c| c.value), Some(4), "the filter's own claim");
     drop(inside);
-    let inside = words.own(&garbage).unwrap().enter_on(0).unwrap();
+    let inside = words.enter(&garbage, 0).unwrap();
     assert!(inside.context().is_none(), "a word naming no live claim is rejected, not dereferenced");
     drop(inside);
 
-    lookup.store(2, Ordering::SeqCst);
-    assert!(words.own(&own_word).is_none(), "in lookup mode no word is taken for ours");
-    lookup.store(0, Ordering::SeqCst);
+    rundown.set_lookup(true);
+    assert!(words.enter(&own_word, 5).is_none(), "in lookup mode no word is taken for ours");
+    assert!(words.lookup_mode(), "refused for lookup mode");
+    assert!(rundown.enter_on(5).is_some(), "lookup mode refuses the fast entry only");
+    rundown.set_lookup(false);
+    assert!(!words.lookup_mode());
 
-    let _drained = rundown.close_and_wait();
-    assert!(words.own(&own_word).unwrap().enter_on(0).is_none(), "no borrow once unload closed the rundown");
+    let drained = rundown.close_and_wait();
+    assert!(words.enter(&own_word, 0).is_none(), "no borrow once unload closed the rundown");
+    assert!(!words.lookup_mode(), "refused for unload, not lookup mode");
+    rundown.set_lookup(true);
+    rundown.set_lookup(false);
+    assert!(drained.proves(&rundown), "lookup mode ending leaves the gate closed");
+    assert!(words.enter(&own_word, 0).is_none(), "still closed");
     rundown.reopen();
 
     slots.release(handle);
-    let inside = words.own(&own_word).unwrap().enter_on(0).unwrap();
+    let inside = words.enter(&own_word, 0).unwrap();
     assert!(inside.context().is_none(), "a released claim stops matching");
     drop(inside);
     assert_eq!(slots.release_storage(&rundown, &rundown.close_and_wait()), Ok(()));

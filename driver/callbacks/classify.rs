@@ -16,10 +16,10 @@
 //! types of `wfp::filter_view` that carry its contract. The entry point
 //! passes the matched filter as a `ClassifiedFilter` (its word unchanged
 //! during the call) and the driver's promise about its words,
-//! `ContextWords`; `ContextWords::own` gives the evidence that this
-//! filter's word is ours (`OwnContextWord`) only outside lookup mode;
-//! entering the rundown through it gives the guard (`OwnWordGuard`) whose
-//! `context()` is the checked borrow, valid while the guard is held: unload
+//! `ContextWords`; entering the rundown through `ContextWords::enter` gives,
+//! only outside lookup mode (which that entry reads), the guard
+//! (`OwnWordGuard`) that is the evidence this filter's word is ours and
+//! whose `context()` is the checked borrow, valid while it is held: unload
 //! frees nothing before the rundown drains, and a DELETE delivered
 //! meanwhile leaves the context to its slot until the classify has left.
 #![forbid(unsafe_code)]
@@ -32,7 +32,7 @@ use crate::filters::policy::{Decision, decide_now};
 use crate::platform::per_cpu_counters::{Counter, current_processor};
 use crate::wfp::callout_table::is_flow_layer;
 use crate::wfp::filter_view::{
-    ClassifiedFilter, ClassifyOut, ContextWords, FilterView, IncomingValues, LayerData, Metadata, OwnContextWord,
+    ClassifiedFilter, ClassifyOut, ContextWords, FilterView, IncomingValues, LayerData, Metadata, OwnWordGuard,
     Unwritable,
 };
 use core::sync::atomic::Ordering;
@@ -91,15 +91,39 @@ pub fn classify(
         return;
     };
     // Outside lookup mode every live filter naming our callouts was added
-    // through our notifyFn, so its context word is the one we stored:
-    // `own` is the evidence (read after the word, which it reuses).
+    // through our notifyFn, so its context word is the one we stored: the
+    // rundown's fast entry tells both (unload, lookup mode) in one add.
     let word = ContextWord::from_raw(view.raw_context());
-    if word.is_static()
-        && let Some(own) = words.own(&view)
-    {
-        return classify_static(own, word, view, out);
+    if word.is_static() {
+        let processor = current_processor();
+        if let Some(inside) = words.enter(&view, processor) {
+            return classify_static(inside, processor, word, view, out);
+        }
+        return static_refused(values, metadata, layer_data, words, view, out);
     }
     classify_full(values, metadata, layer_data, words, view, out)
+}
+
+/// A static word whose fast entry was refused: in lookup mode the word may
+/// not be ours, so the full path looks the filter up; else (unload) the
+/// verdict still comes from the word. Out of line (a tail call, its
+/// arguments where the engine passed them), off the hot path.
+#[cold]
+#[inline(never)]
+fn static_refused(
+    values: Option<IncomingValues<'_>>,
+    metadata: Option<Metadata<'_>>,
+    layer_data: Option<LayerData<'_>>,
+    words: &ContextWords<'_, FilterContextData>,
+    view: ClassifiedFilter<'_>,
+    out: ClassifyOut<'_>,
+) {
+    if words.lookup_mode() {
+        return classify_full(values, metadata, layer_data, words, view, out);
+    }
+    // Lookup mode off now: this live filter's word is ours, and its bits
+    // its own verdict.
+    static_without_context(view, out)
 }
 
 /// The hot path's second half: write the static verdict the context word
@@ -115,18 +139,15 @@ pub fn classify(
 /// (the context is gone or going) but in `classify_without_context`.
 #[inline(always)]
 fn classify_static(
-    own: OwnContextWord<'_, FilterContextData>,
+    inside: OwnWordGuard<'_, FilterContextData>,
+    processor: usize,
     word: ContextWord,
     view: ClassifiedFilter<'_>,
     out: ClassifyOut<'_>,
 ) {
-    let processor = current_processor();
-    // Unload waits for callbacks inside the rundown before freeing
-    // contexts; the handle in the word is checked against the slots (a
-    // garbage or stale word names no live slot: counted nowhere).
-    let Some(inside) = own.enter_on(processor) else {
-        return static_without_context(view, out);
-    };
+    // The handle in the word is checked against the slots (a garbage or
+    // stale word names no live slot: counted nowhere); unload waits for
+    // callbacks inside the rundown before freeing contexts.
     let Some(context) = inside.context() else {
         drop(inside);
         return static_without_context(view, out);
@@ -196,24 +217,22 @@ fn classify_full(
     };
     let processor = current_processor();
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
-    let Some(own) = words.own(&view) else {
+    let Some(inside) = words.enter(&view, processor) else {
+        if !words.lookup_mode() {
+            // Unload closed the rundown.
+            return classify_without_context(answer, out);
+        }
         // Lookup mode: the word may not be ours, so the filter id is looked
         // up in the table (a counted reference, taken under its lock).
         // Unload waits for callbacks inside the rundown before freeing
         // contexts.
         let Some(_inside) = STATE.rundown.enter_on(processor) else {
-            classify_without_context(answer, out);
-            return;
+            return classify_without_context(answer, out);
         };
         match STATE.table.get(view.id()) {
             Some(context) => classify_with_context(&context, &view, &traffic, answer, processor, out),
             None => classify_without_context(answer, out),
         }
-        return;
-    };
-    // The same rundown, entered through the evidence the word is ours.
-    let Some(inside) = own.enter_on(processor) else {
-        classify_without_context(answer, out);
         return;
     };
     // The handle in the word is checked against the slots.

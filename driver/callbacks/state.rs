@@ -6,6 +6,7 @@ use crate::connections::flows::Flows;
 use crate::filters::filter_context::ContextTable;
 use crate::platform::pool::TAG_CONTEXT_TABLE;
 use crate::platform::rundown::{Drained, Rundown};
+use crate::platform::spin_lock::SpinLock;
 use crate::platform::status::{NtStatus, Result};
 use crate::verdicts::agent::Agents;
 use crate::verdicts::pending::Pending;
@@ -95,12 +96,14 @@ pub struct DriverState {
     pub callout_ids: [AtomicU32; CALLOUT_COUNT],
     /// The `FwpmEngineOpen0` session handle (NULL when closed).
     pub engine: EngineSlot,
-    /// Why classify cannot trust `filter->context`, in one word so the hot
-    /// path reads it once: bit 0 is set from before registration until
-    /// adoption has finished, the rest counts adopted filters still alive
-    /// (whose `context` is not ours). See [`DriverState::classify_needs_lookup`].
-    /// Read by every classify, written only as adoption changes: alone on
-    /// its cache line (checked below).
+    /// Why classify cannot trust `filter->context`: bit 0 is set from
+    /// before registration until adoption has finished, the rest counts
+    /// adopted filters still alive (whose `context` is not ours). See
+    /// [`DriverState::classify_needs_lookup`]. The classify fast path does
+    /// not read it: every change is mirrored, under `lookup_lock`, into
+    /// the rundown's lookup bit (nonzero: on), which the fast path's one
+    /// entry into the rundown reads (`Rundown::enter_fast_on`). Written
+    /// only as adoption changes: alone on its cache line (checked below).
     ///
     /// # Invariants
     /// While it is 0, every live filter that calls our callouts was added
@@ -114,12 +117,19 @@ pub struct DriverState {
     /// stays closed (checked: [`DriverState::clear_lookup_mode`] asks for
     /// the rundown's proof; no classify can borrow until initialize
     /// reopens it, which sets bit 0 again before it registers the
-    /// callouts). The classifyFn entry point relies on this
-    /// (`trampolines::CONTEXT_WORDS`): a 0 read while a filter is
-    /// classified lets classify borrow the context its word names. So only
-    /// this layer sees the word; the rest of the driver changes it through
-    /// the methods below.
+    /// callouts). The rundown's lookup bit is on whenever the word is
+    /// nonzero: set, in every line, before any change that makes the word
+    /// nonzero returns, cleared only once a change made it 0 (all under
+    /// `lookup_lock`). The classifyFn entry point relies on this
+    /// (`trampolines::CONTEXT_WORDS`): a fast entry into the rundown that
+    /// reads the lookup bit clear while a filter is classified lets
+    /// classify borrow the context its word names. So only this layer sees
+    /// the word; the rest of the driver changes it through the methods
+    /// below.
     pub(in crate::callbacks) lookup_mode: CacheLine<AtomicUsize>,
+    /// Serializes every change of `lookup_mode` with its mirror in the
+    /// rundown, so the two never disagree once a change has returned.
+    lookup_lock: SpinLock<()>,
     /// Set between a successful initialize and unload.
     pub loaded: AtomicBool,
     /// Global counters.
@@ -141,6 +151,7 @@ impl DriverState {
             callout_ids: [const { AtomicU32::new(0) }; CALLOUT_COUNT],
             engine: EngineSlot::new(),
             lookup_mode: CacheLine::new(AtomicUsize::new(0)),
+            lookup_lock: SpinLock::new(()),
             loaded: AtomicBool::new(false),
             stats: GlobalStats::new(),
             pending: Pending::new(),
@@ -177,9 +188,10 @@ impl DriverState {
     /// any filter that predates them can be classified, and the one thing
     /// that clears the bit again ([`Self::end_adoption`]) consumes it.
     pub(in crate::callbacks) fn begin_adoption(&self) -> Adopting {
-        // INVARIANT: bit 0 set; it stays set until `end_adoption`, whose
-        // caller has adopted every filter naming our callouts.
-        self.lookup_mode.fetch_or(ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        // INVARIANT: bit 0 set (and the rundown's lookup bit, before this
+        // returns); it stays set until `end_adoption`, whose caller has
+        // adopted every filter naming our callouts.
+        self.change_lookup_mode(|word| word.fetch_or(ADOPTION_IN_PROGRESS, Ordering::AcqRel));
         Adopting { _private: () }
     }
 
@@ -189,7 +201,15 @@ impl DriverState {
     pub(in crate::callbacks) fn end_adoption(&self, _adopting: Adopting) {
         // INVARIANT: the caller adopted every filter (see above); adopted
         // filters alive keep the word nonzero through their count.
-        self.lookup_mode.fetch_and(!ADOPTION_IN_PROGRESS, Ordering::AcqRel);
+        self.change_lookup_mode(|word| word.fetch_and(!ADOPTION_IN_PROGRESS, Ordering::AcqRel));
+    }
+
+    /// Changes the lookup word and mirrors it into the rundown's lookup bit,
+    /// both under `lookup_lock` (see `lookup_mode`).
+    fn change_lookup_mode(&self, change: impl FnOnce(&AtomicUsize) -> usize) {
+        let _serialized = self.lookup_lock.lock();
+        change(&self.lookup_mode);
+        self.rundown.set_lookup(self.lookup_mode.load(Ordering::Acquire) != 0);
     }
 
     /// Whether adoption has not finished (it failed or is running).
@@ -199,12 +219,12 @@ impl DriverState {
 
     /// An adopted filter's context entered the table.
     pub fn adopted_added(&self) {
-        self.lookup_mode.fetch_add(ONE_ADOPTED, Ordering::AcqRel);
+        self.change_lookup_mode(|word| word.fetch_add(ONE_ADOPTED, Ordering::AcqRel));
     }
 
     /// An adopted filter was deleted.
     pub fn adopted_removed(&self) {
-        self.lookup_mode.fetch_sub(ONE_ADOPTED, Ordering::AcqRel);
+        self.change_lookup_mode(|word| word.fetch_sub(ONE_ADOPTED, Ordering::AcqRel));
     }
 
     /// Leaves lookup mode for good: only once no classify can borrow
@@ -221,7 +241,7 @@ impl DriverState {
         }
         // INVARIANT: no classify can borrow until the rundown reopens, and
         // bit 0 is set again before the callouts are registered.
-        self.lookup_mode.store(0, Ordering::Release);
+        self.change_lookup_mode(|word| word.swap(0, Ordering::AcqRel));
         Ok(())
     }
 
@@ -238,9 +258,10 @@ impl DriverState {
     }
 }
 
-// The read-mostly words of the classify hot path share no cache line with
-// anything written: `lookup_mode` fills its own line (the rundown's gate
-// is a bit in each processor's own counter, rundown.rs).
+// The classify hot path reads no shared word of this state but its own
+// processor's rundown line, whose gate and lookup bits it reads with its
+// entry (rundown.rs): the rundown's lines start on a line of their own, and
+// `lookup_mode`, which the rest of classify reads, fills its own line.
 const _: () = {
     assert!(core::mem::offset_of!(DriverState, lookup_mode) % CACHE_LINE == 0);
     assert!(core::mem::size_of::<CacheLine<AtomicUsize>>() == CACHE_LINE);

@@ -3,7 +3,8 @@
 //! `wfp::filter_view` (whose unsafe constructors state what the engine
 //! promises) and calls the safe logic in `classify` and `notify`. The one
 //! thing classifyFn adds is the driver's own promise: outside lookup mode
-//! the filter's context word is ours (`ContextWords`), which is what
+//! (read by its entry into the rundown) the filter's context word is ours
+//! (`ContextWords`), which is what
 //! lets classify borrow the context the word names without `unsafe`.
 //! flowDeleteFn takes plain values and needs no trampoline
 //! (`flow_delete`).
@@ -22,21 +23,25 @@ use crate::wfp::filter_view::{
 };
 use core::ffi::c_void;
 
-/// What classify may assume about `filter->context`: outside lookup mode,
-/// the word our ADD stored (see [`ContextWords`]). A static, so classify
-/// gets it as one constant address.
-// SAFETY: `STATE.lookup_mode` reads 0 only while every live filter that
-// calls our callouts was added through our notifyFn, whose ADD stored in
-// its `context` a handle to a claim of `STATE.table`'s slots, whose slot
-// keeps a reference to its context (`DriverState::lookup_mode`'s
-// invariant). Every reclaim of those slots is given `STATE.rundown` (the
+/// What classify may assume about `filter->context`: whenever its fast
+/// entry into the rundown reads the lookup bit clear, the word our ADD
+/// stored (see [`ContextWords`]). A static, so classify gets it as one
+/// constant address.
+// SAFETY: `STATE.rundown`'s lookup bit is clear only while `STATE.lookup_mode`
+// is 0 (every change of the word is mirrored into the bit under one lock
+// before it returns, the bit set before the word's change that makes it
+// nonzero returns: `DriverState::lookup_mode`'s invariant), and the word
+// is 0 only while every live filter that calls our callouts was added
+// through our notifyFn, whose ADD stored in its `context` a handle to a
+// claim of `STATE.table`'s slots, whose slot keeps a reference to its
+// context. Every reclaim of those slots is given `STATE.rundown` (the
 // DELETE notify's `notify::on_delete` and `lifecycle::on_timer`, through
 // `ContextTable::reclaim`), and the slots' storage is released only once
 // `STATE.rundown` has drained (`ContextTable::release_storage`, which
 // `lifecycle::release_contexts` gives `STATE.rundown`, asks for the proof
 // that rundown's `close_and_wait` returns, and refuses it once reopened).
 static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
-    unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown, STATE.lookup_mode.get()) };
+    unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown) };
 
 /// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`): see
 /// [`classify::classify`]. Each view is its pointer (`Option<&T>` or

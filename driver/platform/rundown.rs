@@ -8,7 +8,11 @@
 //! same one; unload closes the gate and waits until every counter is zero.
 //! The gate is a bit in every counter, not a separate word: entering is one
 //! interlocked add whose result says whether the gate was closed, so the
-//! hot path reads no other line.
+//! hot path reads no other line. Lookup mode (the driver cannot trust
+//! `filter->context`, `callbacks::state`) is a bit in every counter too,
+//! which only the classify fast path's entry ([`Rundown::enter_fast_on`])
+//! heeds: the same one add tells it both, and the sign bit is set whenever
+//! either is, so the test is the add's own flags.
 #![forbid(unsafe_code)]
 
 use crate::platform::kernel::current_processor_slot;
@@ -25,8 +29,15 @@ const SLOTS: usize = 64;
 #[cfg(loom)]
 const SLOTS: usize = 4;
 
+/// Set in a counter whenever [`CLOSED`] or [`LOOKUP`] is: the fast path's
+/// entry tests this one bit (the sign of the count it added to).
+const REFUSE_FAST: usize = 1 << (usize::BITS - 1);
 /// The gate's bit in each counter (set: closed). Counts stay far below it.
-const CLOSED: usize = 1 << (usize::BITS - 1);
+const CLOSED: usize = 1 << (usize::BITS - 2);
+/// Lookup mode's bit in each counter: the fast path does not enter.
+const LOOKUP: usize = 1 << (usize::BITS - 3);
+/// The bits of a counter that are not the count.
+const FLAGS: usize = REFUSE_FAST | CLOSED | LOOKUP;
 
 /// Counter lines: [`Rundown::idle_lines`] answers with one bit per line.
 pub const LINES: usize = SLOTS;
@@ -133,13 +144,79 @@ impl Rundown {
         Some(RundownGuard { line })
     }
 
+    /// Enters on `processor`'s counter as [`Self::enter_on`] does, unless
+    /// unload has closed the gate or lookup mode is on (either: `None`, and
+    /// [`Self::lookup_on`] tells which): the classify fast path's entry,
+    /// whose one add also tells it that the driver trusts context words
+    /// (the lookup bit read clear by the add, which reads the counter's
+    /// latest value: every [`Self::set_lookup`] that happened before is
+    /// seen).
+    #[inline(always)]
+    pub fn enter_fast_on(&self, processor: usize) -> Option<RundownGuard<'_>> {
+        let slot = processor % SLOTS;
+        let line = self.line(slot)?;
+        // As in `enter_on`; REFUSE_FAST is the sign bit, set whenever either
+        // reason is, so the test is the add's own sign.
+        if line.fetch_add(1, Ordering::SeqCst) & REFUSE_FAST != 0 {
+            line.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        Some(RundownGuard { line })
+    }
+
+    /// Whether lookup mode is on now (every line carries the bit: one is
+    /// read). A refused [`Self::enter_fast_on`] asks, to tell lookup mode
+    /// from unload.
+    pub fn lookup_on(&self) -> bool {
+        self.lines.first().is_some_and(|line| line.0.load(Ordering::Acquire) & LOOKUP != 0)
+    }
+
+    /// Sets `flag` (and [`REFUSE_FAST`]) in every counter.
+    fn set_flag(&self, flag: usize) {
+        for line in &self.lines {
+            line.0.fetch_or(flag | REFUSE_FAST, Ordering::AcqRel);
+        }
+    }
+
+    /// Clears `flag` in every counter, and [`REFUSE_FAST`] with it where no
+    /// other reason is left: one compare-exchange per counter, so a
+    /// concurrent [`Self::set_flag`] of the other reason cannot lose its
+    /// [`REFUSE_FAST`] (callbacks entering and leaving meanwhile only make
+    /// it retry).
+    fn clear_flag(&self, flag: usize) {
+        for line in &self.lines {
+            let mut current = line.0.load(Ordering::Acquire);
+            loop {
+                let mut next = current & !flag;
+                if next & (CLOSED | LOOKUP) == 0 {
+                    next &= !REFUSE_FAST;
+                }
+                match line.0.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(seen) => current = seen,
+                }
+            }
+        }
+    }
+
+    /// Turns lookup mode on or off: [`Self::enter_fast_on`] refuses while it
+    /// is on. The driver's lookup word decides it (`DriverState`, which
+    /// calls this under its own lock, so settings never cross).
+    pub fn set_lookup(&self, on: bool) {
+        if on {
+            self.set_flag(LOOKUP);
+        } else {
+            self.clear_flag(LOOKUP);
+        }
+    }
+
     /// Closes the gate and waits (PASSIVE_LEVEL, sleeping 1 ms at a time)
     /// until no callback is inside; returns the proof that teardown steps
     /// which must follow the wait ask for.
     pub fn close_and_wait(&self) -> Drained<'_> {
-        for line in &self.lines {
-            line.0.fetch_or(CLOSED, Ordering::AcqRel);
-        }
+        self.set_flag(CLOSED);
         while self.inside() != 0 {
             #[cfg(not(loom))]
             crate::platform::kernel::sleep_100ns(10_000);
@@ -157,14 +234,14 @@ impl Rundown {
 
     /// Callbacks inside now, over every processor's counter.
     fn inside(&self) -> usize {
-        self.lines.iter().map(|line| line.0.load(Ordering::Acquire) & !CLOSED).sum()
+        self.lines.iter().map(|line| line.0.load(Ordering::Acquire) & !FLAGS).sum()
     }
 
     /// The lines on which nobody but the caller (`own`, a guard of this
     /// rundown, if it is inside) is inside now, one bit per line (bit `i`:
     /// line `i`; [`ALL_LINES_IDLE`] when all are). What a grace period is
     /// made of ([`crate::platform::pool::HandleSlots::reclaim`]): lines need
-    /// not be idle at the same moment. The gate bit is ignored.
+    /// not be idle at the same moment. The gate and lookup bits are ignored.
     ///
     /// Why a bit set here proves that a callback which entered on that
     /// line before some write W (a slot's key moving on) has left, if W
@@ -188,7 +265,7 @@ impl Rundown {
             let mine = usize::from(own.is_some_and(|own| core::ptr::eq(own.line, &line.0)));
             // The caller's own entry (if on this line) happened before, in
             // its own thread: a count of exactly it means nobody else.
-            if line.0.load(Ordering::SeqCst) & !CLOSED == mine {
+            if line.0.load(Ordering::SeqCst) & !FLAGS == mine {
                 idle |= 1 << index;
             }
         }
@@ -200,11 +277,9 @@ impl Rundown {
         self.lines.iter().any(|line| core::ptr::eq(guard.line, &line.0))
     }
 
-    /// Opens the gate again (initialize).
+    /// Opens the gate again (initialize); lookup mode stays as it is.
     pub fn reopen(&self) {
-        for line in &self.lines {
-            line.0.fetch_and(!CLOSED, Ordering::AcqRel);
-        }
+        self.clear_flag(CLOSED);
     }
 }
 
@@ -241,6 +316,32 @@ mod tests {
         assert_eq!(rundown.inside(), 0, "a refused entry leaves no count behind");
         rundown.reopen();
         assert!(rundown.enter_on(4_000).is_some());
+    }
+
+    #[test]
+    fn lookup_mode_refuses_only_the_fast_entry_and_neither_reason_clears_the_other() {
+        let rundown = Rundown::new();
+        assert!(rundown.enter_fast_on(3).is_some(), "open, no lookup");
+        rundown.set_lookup(true);
+        assert!(rundown.lookup_on());
+        assert!(rundown.enter_fast_on(3).is_none(), "lookup mode refuses the fast entry");
+        assert!(rundown.enter_on(3).is_some(), "and no other");
+        assert_eq!(rundown.inside(), 0, "refused and left entries leave no count");
+        let drained = rundown.close_and_wait();
+        rundown.set_lookup(false);
+        assert!(!rundown.lookup_on());
+        assert!(rundown.enter_fast_on(3).is_none(), "lookup mode ended: still closed");
+        assert!(rundown.enter_on(3).is_none());
+        assert!(drained.proves(&rundown));
+        rundown.set_lookup(true);
+        rundown.reopen();
+        assert!(rundown.enter_on(70).is_some(), "reopened");
+        assert!(rundown.enter_fast_on(70).is_none(), "reopened, but lookup mode stays on");
+        rundown.set_lookup(false);
+        let inside = rundown.enter_fast_on(70);
+        assert!(inside.is_some(), "both reasons gone");
+        assert_eq!(rundown.inside(), 1);
+        assert_eq!(rundown.idle_lines(inside.as_ref()), ALL_LINES_IDLE, "the flags are not counts");
     }
 
     #[test]

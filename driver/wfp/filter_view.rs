@@ -2,7 +2,7 @@
 //! filter (with its provider context), the classify output, values,
 //! metadata and packet; the context word of the filter a classifyFn call
 //! matched, turned into the context it names only with evidence that the
-//! word is ours (`ClassifiedFilter`, `ContextWords`, `OwnContextWord`, the
+//! word is ours (`ClassifiedFilter`, `ContextWords`, `OwnWordGuard`, the
 //! one caller of `HandleSlots::borrow_checked`); and over what it returns
 //! to a management session, freed with `FwpmFreeMemory0` when dropped
 //! (`EngineMemory`: objects read by key, provider contexts;
@@ -135,104 +135,81 @@ impl<'a> core::ops::Deref for ClassifiedFilter<'a> {
 
 /// What the driver promises classify about context words: whether a
 /// matched filter's `context` is the word our notifyFn ADD stored there (a
-/// handle to `slots`) is decided by the driver's lookup-mode word, read
-/// only when classify asks ([`ContextWords::own`]). The driver has one, a
-/// static the classifyFn entry point passes by reference.
+/// handle to `slots`) is decided by the rundown's lookup bit, which the
+/// fast entry into the rundown reads ([`ContextWords::enter`]). The driver
+/// has one, a static the classifyFn entry point passes by reference.
 ///
 /// # Invariants
-/// Whenever `lookup` reads 0, every live filter that calls our callouts
-/// holds in its `context` the word our notifyFn ADD stored, a handle to a
-/// claim of `slots` whose slot keeps a reference to the filter's context;
-/// `rundown` is the rundown every `HandleSlots::reclaim` of `slots` is
-/// given (so a released claim's reference outlives every lookup that
-/// matched it inside `rundown`, whenever the engine delivers DELETE);
-/// `slots`' storage is released only once `rundown` has drained.
+/// Whenever an entry into `rundown` through [`Rundown::enter_fast_on`]
+/// succeeds (it read the lookup bit clear), every live filter that calls
+/// our callouts holds in its `context` the word our notifyFn ADD stored, a
+/// handle to a claim of `slots` whose slot keeps a reference to the
+/// filter's context; `rundown` is the rundown every `HandleSlots::reclaim`
+/// of `slots` is given (so a released claim's reference outlives every
+/// lookup that matched it inside `rundown`, whenever the engine delivers
+/// DELETE); `slots`' storage is released only once `rundown` has drained.
 pub struct ContextWords<'a, T: Tagged> {
     slots: &'a HandleSlots<T>,
     rundown: &'a Rundown,
-    lookup: &'a core::sync::atomic::AtomicUsize,
 }
 
 impl<'a, T: Tagged + Send + Sync> ContextWords<'a, T> {
     /// The driver's promise about its context words (const, for a static).
     ///
     /// # Safety
-    /// For all of `'a`, whenever `lookup` reads 0: every live filter that
-    /// calls our callouts holds in its `context` the word our notifyFn ADD
-    /// stored (a handle to a claim of `slots`, whose slot keeps a reference
-    /// to its context); every `HandleSlots::reclaim` of `slots` is given
+    /// For all of `'a`, whenever an entry into `rundown` through
+    /// [`Rundown::enter_fast_on`] succeeds: every live filter that calls our
+    /// callouts holds in its `context` the word our notifyFn ADD stored (a
+    /// handle to a claim of `slots`, whose slot keeps a reference to its
+    /// context); every `HandleSlots::reclaim` of `slots` is given
     /// `rundown`; and `slots`' storage is released only once `rundown` has
     /// drained.
-    pub const unsafe fn new(
-        slots: &'a HandleSlots<T>,
-        rundown: &'a Rundown,
-        lookup: &'a core::sync::atomic::AtomicUsize,
-    ) -> Self {
+    pub const unsafe fn new(slots: &'a HandleSlots<T>, rundown: &'a Rundown) -> Self {
         // INVARIANT: the caller's promise.
-        Self { slots, rundown, lookup }
+        Self { slots, rundown }
     }
 
-    /// The evidence that `filter`'s context word is ours, unless the driver
-    /// is in lookup mode (then the word may be a provider-context id, an
-    /// earlier load's handle or random bits, and classify must look the
-    /// filter up by id).
+    /// Enters the rundown that guards the slots, on `processor`'s counter,
+    /// with the evidence that `filter`'s context word is ours: `None` while
+    /// unload has closed the rundown, or in lookup mode (then the word may
+    /// be a provider-context id, an earlier load's handle or random bits,
+    /// and classify must look the filter up by id; [`Self::lookup_mode`]
+    /// tells which). One interlocked add ([`Rundown::enter_fast_on`]).
     #[inline(always)]
-    pub fn own<'f>(&self, filter: &ClassifiedFilter<'f>) -> Option<OwnContextWord<'f, T>>
+    pub fn enter<'f>(&self, filter: &ClassifiedFilter<'f>, processor: usize) -> Option<OwnWordGuard<'f, T>>
     where
         'a: 'f,
     {
-        // Read first, so that it is the very load of the word the caller
-        // made (nothing written between them): the hot path reads it once.
         // The word stays as it is for the call (ClassifiedFilter's
-        // invariant), so the order does not matter otherwise.
+        // invariant), so reading it before or after the entry is the same.
         let word = filter.raw_context();
-        if self.lookup.load(core::sync::atomic::Ordering::Acquire) != 0 {
-            return None;
-        }
-        // INVARIANT: `lookup` read 0 while `filter` was live (its call
-        // lasts 'f), so its word is the one our ADD stored (our invariant,
-        // which also gives the rundown and storage conditions).
-        Some(OwnContextWord { slots: self.slots, rundown: self.rundown, word })
+        let guard = self.rundown.enter_fast_on(processor)?;
+        // INVARIANT: a guard of the rundown whose fast entry read the lookup
+        // bit clear while `filter` was live (its call lasts 'f), so its word
+        // is the one our ADD stored (our invariant, which also gives the
+        // rundown and storage conditions).
+        Some(OwnWordGuard { guard, slots: self.slots, word })
     }
-}
 
-/// Evidence, for one classifyFn call, that its matched filter's `context`
-/// is the word our notifyFn ADD stored there, made by [`ContextWords::own`]
-/// outside lookup mode. Its one use is to enter the rundown
-/// ([`OwnContextWord::enter_on`]) and borrow the context the word names
-/// ([`OwnWordGuard::context`]).
-///
-/// # Invariants
-/// `word` is the `context` our notifyFn ADD stored in the call's filter: a
-/// handle to a claim of `slots` whose slot keeps a reference to the
-/// filter's context until every line of `rundown` has been seen idle after
-/// the claim's release (every `HandleSlots::reclaim` of `slots` is given
-/// `rundown`); `slots`' storage is released only once `rundown` has
-/// drained.
-pub struct OwnContextWord<'f, T: Tagged> {
-    slots: &'f HandleSlots<T>,
-    rundown: &'f Rundown,
-    word: u64,
-}
-
-impl<'f, T: Tagged + Send + Sync> OwnContextWord<'f, T> {
-    /// Enters the rundown that guards the slots (on `processor`'s
-    /// counter, see [`Rundown::enter_on`]), unless unload has closed it.
-    #[inline(always)]
-    pub fn enter_on(self, processor: usize) -> Option<OwnWordGuard<'f, T>> {
-        let guard = self.rundown.enter_on(processor)?;
-        // INVARIANT: a guard of the word's rundown.
-        Some(OwnWordGuard { guard, slots: self.slots, word: self.word })
+    /// Whether lookup mode is on now: after a refused [`Self::enter`], it
+    /// was refused for lookup mode if this says so, else for unload. (If
+    /// the mode ended in between, the words are ours again.)
+    pub fn lookup_mode(&self) -> bool {
+        self.rundown.lookup_on()
     }
 }
 
 /// Inside the rundown that guards the slots our context word names,
-/// entered through [`OwnContextWord`]: what [`OwnWordGuard::context`]
-/// borrows against. Leaves on drop.
+/// entered through [`ContextWords::enter`], which read the lookup bit clear:
+/// what [`OwnWordGuard::context`] borrows against. Leaves on drop.
 ///
 /// # Invariants
-/// `guard` is a guard of the rundown of an [`OwnContextWord`] for `slots`
-/// and `word`, whose invariant holds for `'f`.
+/// `word` is the `context` our notifyFn ADD stored in the call's filter: a
+/// handle to a claim of `slots` whose slot keeps a reference to the
+/// filter's context until every line of the rundown `guard` belongs to has
+/// been seen idle after the claim's release (every `HandleSlots::reclaim`
+/// of `slots` is given that rundown); `slots`' storage is released only
+/// once that rundown has drained; all for `'f`.
 pub struct OwnWordGuard<'f, T: Tagged> {
     guard: RundownGuard<'f>,
     slots: &'f HandleSlots<T>,
@@ -248,7 +225,7 @@ impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
         // SAFETY: borrow_checked's contract, for this borrow of `self`
         // (within 'f):
         // - `self.guard` is a guard of the rundown every reclaim of
-        //   `slots` is given (OwnContextWord's invariant), entered before
+        //   `slots` is given (OwnWordGuard's invariant), entered before
         //   this lookup and held for the borrow, so a claim released
         //   meanwhile (DELETE, even while this call runs) keeps its
         //   reference until after the borrow;
