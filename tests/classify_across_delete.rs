@@ -16,7 +16,6 @@
 use fwps_types::*;
 use std::sync::atomic::Ordering;
 use wfpcallout::callbacks::state::STATE;
-use wfpcallout::filters::context_slots::SlotHandle;
 use wfpcallout::filters::fast_path::ContextWord;
 use wfpcallout::platform::per_cpu_counters::Counter;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
@@ -62,7 +61,7 @@ fn a_context_borrowed_by_a_classify_in_flight_outlives_delete_until_the_classify
     let (harness, id) = loaded_with_a_block_filter();
     let other = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&block_policy())).unwrap();
     let word = ContextWord::from_raw(engine::filter_context(id).unwrap());
-    let key = SlotHandle::key_in_word(word.raw());
+    let key = word.raw();
     assert_eq!(classify_word(id, word.raw()), fwp::FWP_ACTION_BLOCK, "the live word is the filter's");
 
     // A classify of `id`, in flight: inside the rundown, its context
@@ -121,7 +120,7 @@ fn a_context_borrowed_by_a_classify_in_flight_outlives_delete_until_the_classify
 #[test]
 fn a_context_still_waiting_for_its_grace_period_is_freed_at_unload() {
     let (harness, id) = loaded_with_a_block_filter();
-    let key = SlotHandle::key_in_word(engine::filter_context(id).unwrap());
+    let key = engine::filter_context(id).unwrap();
     let inside = STATE.rundown.enter_on(CLASSIFYING_PROCESSOR).unwrap();
     // SAFETY: as in the test above.
     let address = unsafe { STATE.table.slots().borrow_checked(key, &inside) }.map(|c| core::ptr::from_ref(c) as usize);

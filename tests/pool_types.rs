@@ -227,20 +227,105 @@ fn filter_with_context(word: u64) -> fwps_types::FWPS_FILTER2 {
 }
 
 #[test]
+fn a_tagged_claim_matches_only_its_whole_word_and_no_free_slot_matches_a_tagged_word() {
+    let _kernel = Harness::boot();
+    let slots: HandleSlots<Probe> = HandleSlots::new(PoolTag::new(*b"WfT4"));
+    let (arc, _drops) = probe(5);
+    let (other, _other_drops) = probe(6);
+    let rundown = Rundown::new();
+    let inside = rundown.enter_on(0).unwrap();
+    let tagged = slots.claim_tagged(&arc, 0b0011).unwrap();
+    let untagged = slots.claim(&other).unwrap();
+    assert_eq!((tagged.tag, tagged.key() & 0xf), (0b0011, 0b0011), "the tag is the key's low bits");
+    // SAFETY: `arc` and `other` are alive and the storage is released only
+    // after every lookup below (and the guard) is done.
+    let lend = |key: u64| unsafe { slots.borrow_tagged(key, &inside) }.map(|c| c.value);
+    // SAFETY: as above.
+    let lend_any = |key: u64| unsafe { slots.borrow_checked(key, &inside) }.map(|c| c.value);
+    assert_eq!(lend(tagged.key()), Some(5), "the whole word");
+    assert_eq!(lend_any(tagged.key()), Some(5));
+    for tag in [0, 0b0001, 0b1011, 0b1111] {
+        let key = SlotHandle { tag, ..tagged }.key();
+        assert_eq!((lend(key), lend_any(key)), (None, None), "tag {tag:#x} is not the claim's");
+    }
+    assert_eq!(lend(untagged.key()), None, "a word without a tag is not lent as tagged");
+    assert_eq!(lend_any(untagged.key()), Some(6));
+    // Released and reclaimed, the tagged slot is free: its key has no tag,
+    // so no tagged word matches it, whichever index and generation.
+    slots.release(tagged);
+    assert_eq!(slots.reclaim(&rundown, &inside), 1);
+    for tag in 1..16 {
+        for generation in [tagged.generation, tagged.generation.wrapping_add(1), tagged.generation.wrapping_add(2)] {
+            for index in [tagged.index, 0, untagged.index + 1, (SEGMENT_SLOTS - 1) as u32] {
+                let key = SlotHandle { index, generation, tag }.key();
+                assert_eq!(lend(key), None, "index {index} generation {generation:#x} tag {tag:#x}");
+            }
+        }
+    }
+    // Claimed again, with another tag.
+    let reused = slots.claim_tagged(&arc, 0b1001).unwrap();
+    assert_eq!(reused.index, tagged.index, "the freed slot is reused");
+    assert_eq!(lend(reused.key()), Some(5));
+    slots.release(reused);
+    slots.release(untagged);
+    drop(inside);
+    assert_eq!(slots.release_storage(&rundown, &rundown.close_and_wait()), Ok(()));
+    assert_eq!(bytes("WfT4"), 0);
+    assert!(verifier::take().is_empty());
+}
+
+#[test]
+fn a_free_slots_link_to_the_next_is_no_tag() {
+    // A free slot's key names the next free slot. Were that index kept in
+    // the key's low bits, where a word keeps its tag, a tagged word naming
+    // the free slot with the next one's low bits would match it, and lend
+    // its NULL target: free slot 1 linked to slot 17 (17 >> 4 == 1).
+    let _kernel = Harness::boot();
+    let slots: HandleSlots<Probe> = HandleSlots::new(PoolTag::new(*b"WfT5"));
+    let (arc, _drops) = probe(7);
+    let rundown = Rundown::new();
+    let inside = rundown.enter_on(0).unwrap();
+    let claims: Vec<SlotHandle> = (0..18).map(|_| slots.claim(&arc).unwrap()).collect();
+    let indexes: Vec<u32> = claims.iter().map(|h| h.index).collect();
+    assert_eq!(indexes, (0..18).collect::<Vec<u32>>(), "fresh slots are claimed in order");
+    slots.release(claims[17]);
+    slots.release(claims[1]);
+    assert_eq!(slots.reclaim(&rundown, &inside), 2);
+    let free_generation = claims[1].generation.wrapping_add(1);
+    for generation in [free_generation, free_generation | 1] {
+        let key = SlotHandle { index: 1, generation, tag: 17 & 0xf }.key();
+        // SAFETY: `arc` is alive and the storage is released only after
+        // this lookup (and the guard) is done.
+        let lent = unsafe { slots.borrow_tagged(key, &inside) }.map(|c| c.value);
+        assert_eq!(lent, None, "a free slot's link is no tag (generation {generation:#x})");
+    }
+    for handle in claims {
+        slots.release(handle);
+    }
+    drop(inside);
+    assert_eq!(slots.release_storage(&rundown, &rundown.close_and_wait()), Ok(()));
+    assert_eq!(bytes("WfT5"), 0);
+    assert!(verifier::take().is_empty());
+}
+
+#[test]
 fn context_words_lend_the_classified_filters_claim_only_outside_lookup_mode_and_inside_the_rundown() {
     use wfpcallout::wfp::filter_view::{ClassifiedFilter, ContextWords};
     let _kernel = Harness::boot();
     let slots: HandleSlots<Probe> = HandleSlots::new(PoolTag::new(*b"WfT3"));
     let rundown = Rundown::new();
     let (arc, _drops) = probe(4);
-    let handle = slots.claim(&arc).unwrap();
+    // Claimed as notifyFn ADD claims: with the word's fast-path bits as
+    // the key's tag, so the key is the whole word.
+    let handle = slots.claim_tagged(&arc, 0b1001).unwrap();
     // SAFETY: the test's own slots and rundown: the one claim is released,
     // and `arc` dropped, and the storage released only after every borrow
     // below is over; lookup mode is on while the test's filters are not
     // what a claim's word says.
     let words = unsafe { ContextWords::new(&slots, &rundown) };
     // The context word keeps its fast path in the bits below the index.
-    let own_word = filter_with_context(handle.key() | 0b1001);
+    let own_word = filter_with_context(handle.key());
+    assert_eq!(handle.key() & 0xf, 0b1001);
     let garbage = filter_with_context(SlotHandle { generation: handle.generation ^ 2, ..handle }.key());
     // SAFETY: a local filter, valid and unchanged (never deleted) while its
     // view lives.

@@ -148,7 +148,7 @@ fn classify_static(
     // The handle in the word is checked against the slots (a garbage or
     // stale word names no live slot: counted nowhere); unload waits for
     // callbacks inside the rundown before freeing contexts.
-    let Some(context) = inside.context() else {
+    let Some(context) = inside.tagged_context() else {
         drop(inside);
         return static_without_context(view, out);
     };

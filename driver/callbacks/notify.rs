@@ -98,8 +98,8 @@ fn on_add(view: &FilterView<'_>, inside: &RundownGuard<'_>) -> Result<u64> {
     // The filter's own reference lives in the table; filter->context is a
     // checked handle to the slot that borrows it until DELETE releases the
     // slot, with the fast path in its low bits.
-    let (fast, clear_right) = (context.fast_path(), view.clears_action_right());
-    let handle = match STATE.table.insert_with_slot(filter_id, context) {
+    let tag = ContextWord::tag(context.fast_path(), view.clears_action_right());
+    let handle = match STATE.table.insert_with_slot(filter_id, context, tag) {
         Ok(handle) => handle,
         Err((status, context)) => {
             // A slot claimed and released again keeps a reference until
@@ -113,7 +113,7 @@ fn on_add(view: &FilterView<'_>, inside: &RundownGuard<'_>) -> Result<u64> {
             return Err(status);
         }
     };
-    let word = ContextWord::new(handle, fast, clear_right).raw();
+    let word = ContextWord::of_claim(handle).raw();
     STATE.stats.filters_added.fetch_add(1, Ordering::Relaxed);
     crate::log!(Level::Trace, "filter {} added: {:?}", filter_id, policy.action);
     Ok(word)

@@ -1,13 +1,15 @@
 //! The slots behind the checked handle in `filter->context`.
 //!
 //! notifyFn ADD does not store a pointer in the filter: it claims a slot
-//! here, puts the context's address in it, and stores the slot's index and
-//! generation in the context word (`fast_path.rs`). classifyFn turns the
-//! word back into the context only if the index is inside the slots and
-//! the slot's generation equals the word's, so a word that is not ours (a
-//! filter some other code wrote, a word left from an earlier load of the
-//! driver, random bits) or a stale one (its filter deleted, the slot reused)
-//! is rejected by a bounds check and a compare, never dereferenced.
+//! here, tagged with the word's fast-path bits, puts the context's address
+//! in it, and stores the slot's key, its generation, index and tag, as the
+//! context word (`fast_path.rs`). classifyFn turns the word back into the
+//! context only if the slot at the word's index (taken modulo the slots'
+//! capacity, so always one of them) has the word as its key, so a word
+//! that is not ours (a filter some other code wrote, a word left from an
+//! earlier load of the driver, random bits) or a stale one (its filter
+//! deleted, the slot reused) is rejected by a mask and a compare, never
+//! dereferenced.
 //!
 //! The slots are driver-owned memory, kept by the pool layer's
 //! [`HandleSlots`] (the one place that reads them lock-free): segments of

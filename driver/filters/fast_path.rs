@@ -9,10 +9,13 @@
 //! the filter has `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT
 //! clears the write right); bit 3 the static PERMIT is an audit (counted
 //! as audited too). Filters cannot be modified in WFP, so the flag read at
-//! ADD holds for the filter's life. The word is not an address: in a
-//! debugger, slot `(filter->context >> 4) & 0xfffffff` of the context
-//! table's slots holds the `FilterContext*` if its generation equals
-//! `filter->context >> 32` (docs/WINDBG.md).
+//! ADD holds for the filter's life. The low four bits are also the tag
+//! the slot is claimed with, so the slot's key is the whole word, and a
+//! static word (bit 0 set) can only match a claimed slot (free slots'
+//! keys have no tag). The word is not an address: in a debugger, slot
+//! `(filter->context >> 4) & 0xfffffff` of the context table's slots holds
+//! the `FilterContext*` if its key equals `filter->context`
+//! (docs/WINDBG.md).
 #![forbid(unsafe_code)]
 
 use crate::filters::context_slots::{INDEX_SHIFT, SlotHandle};
@@ -83,9 +86,21 @@ impl ContextWord {
     /// filter's flag. Only the index's low 28 bits fit (every index the
     /// slots issue does).
     pub fn new(handle: SlotHandle, fast: FastPath, clear_right: bool) -> Self {
+        let index = handle.index << INDEX_SHIFT >> INDEX_SHIFT;
+        Self(SlotHandle { index, tag: Self::tag(fast, clear_right), ..handle }.key())
+    }
+
+    /// The word's bits below the index for `fast` and the filter's flag:
+    /// the tag its slot is claimed with (`HandleSlots::claim_tagged`), so
+    /// the slot's key is the whole word. A static word's tag is never 0.
+    pub fn tag(fast: FastPath, clear_right: bool) -> u8 {
         let hard = if clear_right { CLEAR_RIGHT } else { 0 };
-        let handle = SlotHandle { index: handle.index << INDEX_SHIFT >> INDEX_SHIFT, ..handle };
-        Self(handle.key() | fast as u64 | hard)
+        (fast as u64 | hard) as u8
+    }
+
+    /// The word for `handle` as claimed (its tag from [`Self::tag`]).
+    pub fn of_claim(handle: SlotHandle) -> Self {
+        Self(handle.key())
     }
 
     /// A word read back from `filter->context`. Any value is accepted;
@@ -107,10 +122,11 @@ impl ContextWord {
         SlotHandle::from_key(self.key())
     }
 
-    /// The handle as a slot key: the word without its fast-path bits.
+    /// The handle as a slot key: the whole word (its fast-path bits are
+    /// the key's tag).
     #[inline(always)]
     pub fn key(self) -> u64 {
-        SlotHandle::key_in_word(self.0)
+        self.0
     }
 
     /// The fast path the word carries (BLOCK wins over an audit bit no
@@ -195,11 +211,15 @@ mod tests {
 
     #[test]
     fn context_words_round_trip_and_every_value_means_something() {
-        let handle = SlotHandle { index: 0x0abc_def1, generation: 0xa50c_1235 };
+        let handle = SlotHandle { index: 0x0abc_def1, generation: 0xa50c_1235, tag: 0 };
         for fast in [FastPath::Full, FastPath::Permit, FastPath::Block, FastPath::Audit] {
             for clear in [false, true] {
                 let word = ContextWord::from_raw(ContextWord::new(handle, fast, clear).raw());
-                assert_eq!((word.handle(), word.fast_path(), word.clears_right()), (handle, fast, clear));
+                let tag = ContextWord::tag(fast, clear);
+                assert_eq!(
+                    (word.handle(), word.fast_path(), word.clears_right()),
+                    (SlotHandle { tag, ..handle }, fast, clear)
+                );
                 assert_eq!(word.is_static(), fast != FastPath::Full);
             }
         }
@@ -207,7 +227,7 @@ mod tests {
         assert_eq!(ContextWord::from_raw(0x13).fast_path(), FastPath::Block);
         assert_eq!(ContextWord::from_raw(0x19).fast_path(), FastPath::Audit);
         assert_eq!(ContextWord::from_raw(0x1b).fast_path(), FastPath::Block);
-        assert_eq!(ContextWord::from_raw(0x7_0000_001f).handle(), SlotHandle { index: 1, generation: 7 });
+        assert_eq!(ContextWord::from_raw(0x7_0000_001f).handle(), SlotHandle { index: 1, generation: 7, tag: 0xf });
         assert!(!ContextWord::from_raw(0).is_static());
     }
 }

@@ -45,7 +45,7 @@ pub type ContextSlots = HandleSlots<FilterContextData>;
 /// Everything classify needs about one filter.
 #[repr(align(16))]
 pub struct FilterContextData {
-    /// The packed [`SlotHandle`] of its slot (generation << 32 | index), 0
+    /// The key of its slot (`SlotHandle::key`: generation, index, tag), 0
     /// without one (adopted, or not in the table yet). Set once by the
     /// table before the handle is given out.
     slot: AtomicU64,
@@ -68,7 +68,7 @@ impl FilterContextData {
     /// The slot the context word's handle names, if it has one.
     pub fn slot(&self) -> Option<SlotHandle> {
         let packed = self.slot.load(Ordering::Relaxed);
-        (packed != 0).then_some(SlotHandle { index: packed as u32, generation: (packed >> 32) as u32 })
+        (packed != 0).then_some(SlotHandle::from_key(packed))
     }
 
     /// The run-time filter id this context belongs to.
@@ -216,12 +216,13 @@ impl ContextTable {
         &self,
         filter_id: u64,
         context: ContextRef,
+        tag: u8,
     ) -> core::result::Result<SlotHandle, (NtStatus, ContextRef)> {
-        let handle = match self.slots.claim(&context) {
+        let handle = match self.slots.claim_tagged(&context, tag) {
             Ok(handle) => handle,
             Err(status) => return Err((status, context)),
         };
-        context.slot.store(u64::from(handle.generation) << 32 | u64::from(handle.index), Ordering::Relaxed);
+        context.slot.store(handle.key(), Ordering::Relaxed);
         match self.entries.insert(filter_id, context) {
             Ok(()) => Ok(handle),
             Err((status, context)) => {

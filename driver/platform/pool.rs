@@ -595,7 +595,9 @@ pub const GENERATION_SHIFT: u32 = 32;
 /// index's low bits times the slot's 16 bytes).
 const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
 /// The end of the free list.
-const NO_SLOT: u32 = u32::MAX;
+/// The end of a list of released slots: no index we issue (the largest
+/// the bits between a key's tag and its generation hold).
+const NO_SLOT: u32 = (1 << (GENERATION_SHIFT - INDEX_SHIFT)) - 1;
 
 const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
 // A lookup takes the segment number modulo SEGMENTS with a mask.
@@ -603,49 +605,56 @@ const _: () = assert!(SEGMENTS.is_power_of_two());
 // (Under loom a slot's key is loom's atomic, larger: lookups index by slot.)
 #[cfg(not(loom))]
 const _: () = assert!(size_of::<HandleSlot>() == 1 << INDEX_SHIFT);
-// Indexes fit the bits between the fast-path bits and the generation.
-const _: () = assert!(HANDLE_CAPACITY <= 1 << (GENERATION_SHIFT - INDEX_SHIFT));
+// Indexes fit the bits between the tag and the generation, below NO_SLOT.
+const _: () = assert!(HANDLE_CAPACITY < NO_SLOT as usize);
+/// A key's tag bits (below the index).
+pub const TAG_MASK: u64 = (1 << INDEX_SHIFT) - 1;
 
-/// Where a [`HandleSlots`] entry lives: a slot index and its generation.
+/// Where a [`HandleSlots`] entry lives: a slot index, its generation, and
+/// the tag its claim gave it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SlotHandle {
     /// The slot's index (below [`HANDLE_CAPACITY`] for a handle we issued).
     pub index: u32,
     /// The slot's generation when it was claimed (odd).
     pub generation: u32,
+    /// What the claimer keeps below the index (its low [`INDEX_SHIFT`]
+    /// bits; the context word's fast path). Part of the key: a word must
+    /// carry it to match.
+    pub tag: u8,
 }
 
 impl SlotHandle {
-    /// The handle as the slot's key: the generation above the index, in
-    /// the context word's layout without its fast-path bits.
+    /// The handle as the slot's key: the generation above the index above
+    /// the tag, the context word's own layout.
     #[inline(always)]
     pub fn key(self) -> u64 {
-        (u64::from(self.generation) << GENERATION_SHIFT) | (u64::from(self.index) << INDEX_SHIFT)
+        (u64::from(self.generation) << GENERATION_SHIFT)
+            | (u64::from(self.index) << INDEX_SHIFT)
+            | (u64::from(self.tag) & TAG_MASK)
     }
 
     /// The handle in `key` (any value gives one).
     #[inline(always)]
     pub fn from_key(key: u64) -> Self {
-        Self { index: (key as u32) >> INDEX_SHIFT, generation: (key >> GENERATION_SHIFT) as u32 }
-    }
-
-    /// The key a word carries: the word without the bits below the index
-    /// (where the context word keeps its fast path). A word that is no
-    /// handle gives a key that matches no slot, or one it does not own.
-    #[inline(always)]
-    pub fn key_in_word(word: u64) -> u64 {
-        word & !((1 << INDEX_SHIFT) - 1)
+        Self {
+            index: (key as u32) >> INDEX_SHIFT,
+            generation: (key >> GENERATION_SHIFT) as u32,
+            tag: (key & TAG_MASK) as u8,
+        }
     }
 }
 
 /// One slot: 16 bytes.
 #[repr(C, align(16))]
 struct HandleSlot {
-    /// While claimed, its handle's key (generation odd); once released, an
-    /// even generation above the index of the next slot on the list the
-    /// slot is on (free, retired or draining: changed under the lock, or by
-    /// the one reclaim that detached the slot's batch); 0 if never claimed.
-    /// No handle we issue equals a released slot's key.
+    /// While claimed, its handle's key (generation odd, the claim's tag
+    /// below the index); once released, an even generation above the index
+    /// of the next slot on the list the slot is on (free, retired or
+    /// draining: changed under the lock, or by the one reclaim that
+    /// detached the slot's batch), with no tag; 0 if never claimed. No
+    /// handle we issue equals a released slot's key, and a key with a tag
+    /// is a claimed slot's.
     key: crate::platform::sync::ConstAtomicU64,
     /// The [`Counted`] block the slot keeps a reference to (a [`PoolArc`]
     /// given up to the slot at claim), from the claim until the grace
@@ -669,9 +678,15 @@ impl HandleSlot {
     }
 }
 
-/// A free slot's key: an even generation above the next free index.
+/// A free slot's key: an even generation above the next free index, no
+/// tag (so a word with a tag never matches it).
 fn free_key(generation: u32, next_free: u32) -> u64 {
-    (u64::from(generation & !1) << GENERATION_SHIFT) | u64::from(next_free)
+    (u64::from(generation & !1) << GENERATION_SHIFT) | (u64::from(next_free & NO_SLOT) << INDEX_SHIFT)
+}
+
+/// The next slot a released slot's key names.
+fn next_in_key(key: u64) -> u32 {
+    (key as u32) >> INDEX_SHIFT
 }
 
 /// What every directory entry without a segment points at: slots that
@@ -808,10 +823,18 @@ impl<T: Tagged> HandleSlots<T> {
     /// lookup never borrows a block nobody holds). Allocates a segment,
     /// outside the lock, when none is free.
     pub fn claim(&self, target: &PoolArc<T>) -> Result<SlotHandle> {
+        self.claim_tagged(target, 0)
+    }
+
+    /// [`Self::claim`], with `tag` (its low [`INDEX_SHIFT`] bits) in the
+    /// slot's key: words must carry it to match, and a lookup of a word
+    /// with a tag ([`Self::borrow_tagged`]) needs no null test, since only
+    /// a claimed slot's key has one.
+    pub fn claim_tagged(&self, target: &PoolArc<T>, tag: u8) -> Result<SlotHandle> {
         let reference = target.clone();
         let raw = reference.ptr.as_ptr().cast::<u8>();
         for _ in 0..4 {
-            if let Some(handle) = self.try_claim(raw) {
+            if let Some(handle) = self.try_claim(raw, tag) {
                 // INVARIANT: the slot holds the reference's address from
                 // here and owns it (dropped by reclaim or release_storage).
                 core::mem::forget(reference);
@@ -822,7 +845,7 @@ impl<T: Tagged> HandleSlots<T> {
         Err(NtStatus::INSUFFICIENT_RESOURCES)
     }
 
-    fn try_claim(&self, target: *mut u8) -> Option<SlotHandle> {
+    fn try_claim(&self, target: *mut u8, tag: u8) -> Option<SlotHandle> {
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
         let (index, generation) = if owned.free_head != NO_SLOT {
@@ -830,7 +853,7 @@ impl<T: Tagged> HandleSlots<T> {
             // (even) generation, which moves on to the next odd one.
             let index = owned.free_head;
             let free_key = self.owned_slot(owned, index)?.key.load(Ordering::Relaxed);
-            owned.free_head = free_key as u32;
+            owned.free_head = next_in_key(free_key);
             (index, ((free_key >> GENERATION_SHIFT) as u32).wrapping_add(1) | 1)
         } else if (owned.fresh as usize) < owned.allocated * SEGMENT_SLOTS {
             // A slot never used: its first generation from the seed.
@@ -845,7 +868,7 @@ impl<T: Tagged> HandleSlots<T> {
         slot.target.store(target, Ordering::Relaxed);
         // Odd: the target is published with the key (Release pairs with
         // the lookup's load of it).
-        let handle = SlotHandle { index, generation };
+        let handle = SlotHandle { index, generation, tag: (u64::from(tag) & TAG_MASK) as u8 };
         slot.key.store(handle.key(), Ordering::Release);
         Some(handle)
     }
@@ -986,7 +1009,7 @@ impl<T: Tagged> HandleSlots<T> {
                 drop(reference);
                 dropped += 1;
             }
-            index = slot.key.load(Ordering::Relaxed) as u32;
+            index = next_in_key(slot.key.load(Ordering::Relaxed));
         }
         let mut guard = self.owned.lock();
         let owned = &mut *guard;
@@ -994,7 +1017,7 @@ impl<T: Tagged> HandleSlots<T> {
         // INVARIANT: the batch, its references gone, joins the free list:
         // its last slot's key now names the old head (its generation kept).
         let key = tail.key.load(Ordering::Relaxed);
-        tail.key.store((key & !u64::from(u32::MAX)) | u64::from(owned.free_head), Ordering::Release);
+        tail.key.store(free_key((key >> GENERATION_SHIFT) as u32, owned.free_head), Ordering::Release);
         owned.free_head = batch.head;
         owned.free += batch.len;
         dropped
@@ -1014,10 +1037,9 @@ impl<T: Tagged> HandleSlots<T> {
         Some(PoolArc { ptr: target.cast::<Counted<T>>() })
     }
 
-    /// The block the handle in `key` (a context word: its bits below
-    /// [`INDEX_SHIFT`] are ignored) names, if the slot at its index (taken
-    /// modulo the slots' capacity) has the word's key; `None` for anything
-    /// else, without reading memory outside the slots.
+    /// The block the handle in `key` (a context word) names, if the slot at
+    /// its index (taken modulo the slots' capacity) has exactly that key;
+    /// `None` for anything else, without reading memory outside the slots.
     ///
     /// # Safety
     /// For all of `'a`: `_inside` is a guard of the rundown that every
@@ -1032,26 +1054,86 @@ impl<T: Tagged> HandleSlots<T> {
     /// load, both SeqCst, against the release and the reclaim's fence and
     /// line loads).
     /// A stale key is rejected whatever the timing. The driver's one caller
-    /// is `wfp::filter_view::OwnWordGuard::context`, whose type carries the
+    /// is `wfp::filter_view::OwnWordGuard`, whose type carries the
     /// conditions.
     #[inline(always)]
     pub unsafe fn borrow_checked<'a>(
         &'a self,
         key: u64,
-        _inside: &'a crate::platform::rundown::RundownGuard<'_>,
+        inside: &'a crate::platform::rundown::RundownGuard<'_>,
     ) -> Option<&'a Counted<T>>
     where
         T: Send + Sync,
     {
+        let slot = self.slot_of_key(key, inside);
+        // SeqCst (a plain `mov` on x86-64, as Acquire): the second half of
+        // the Dekker pattern with the rundown entry (Rundown::idle_lines).
+        if slot.key.load(Ordering::SeqCst) != key {
+            return None;
+        }
+        let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
+        // SAFETY: the key matched, so `target` is NULL (a key without a
+        // tag may be a free slot's) or the block of a claim whose slot owns
+        // a reference (published before the key, read after it), kept past
+        // 'a (caller's contract, see above).
+        unsafe { target.as_ref() }
+    }
+
+    /// [`Self::borrow_checked`] for a key with a tag (`None` for one
+    /// without): only a claimed slot's key has one (a free slot's never, a
+    /// slot never claimed has key 0), so a match is a claim's and its
+    /// target is no NULL to test for.
+    ///
+    /// # Safety
+    /// As [`Self::borrow_checked`].
+    #[inline(always)]
+    pub unsafe fn borrow_tagged<'a>(
+        &'a self,
+        key: u64,
+        inside: &'a crate::platform::rundown::RundownGuard<'_>,
+    ) -> Option<&'a Counted<T>>
+    where
+        T: Send + Sync,
+    {
+        // (A caller that tested a tag bit already pays nothing here.)
+        if key & TAG_MASK == 0 {
+            return None;
+        }
+        let slot = self.slot_of_key(key, inside);
+        // SeqCst: as in borrow_checked.
+        if slot.key.load(Ordering::SeqCst) != key {
+            return None;
+        }
+        let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
+        // SAFETY: the key matched and has a tag, so the slot is claimed:
+        // `try_claim` stored the target (non-NULL: a PoolArc's block)
+        // before the key (Release; read here after it, SeqCst then
+        // Acquire), and the target goes NULL only when a reclaim or
+        // release_storage takes the reference, after the key moved on and
+        // the grace period (or drain) that `inside` holds off (caller's
+        // contract, see borrow_checked). So it is not NULL (said to the
+        // compiler, which then tests nothing for the `Some`).
+        unsafe { core::hint::assert_unchecked(!target.is_null()) };
+        // SAFETY: as above, the block of a claim, alive past 'a.
+        Some(unsafe { &*target })
+    }
+
+    /// The slot at `key`'s index, its segment taken modulo the directory
+    /// (so in bounds whatever the key: an index past the slots lands on a
+    /// slot whose key holds another index, and matches nothing).
+    #[inline(always)]
+    fn slot_of_key<'a>(&'a self, key: u64, _inside: &'a crate::platform::rundown::RundownGuard<'_>) -> &'a HandleSlot {
         let index = ((key as u32) >> INDEX_SHIFT) as usize;
-        // In bounds by construction: the segment number is taken modulo
-        // the directory's size. An index past the slots so lands on some
-        // slot whose key holds another index, so it matches nothing.
-        let segment = self.directory.get((index >> SEGMENT_SHIFT) & (SEGMENTS - 1))?.load(Ordering::Acquire);
+        // (Never NO_SEGMENT for want of an entry: the mask keeps the index
+        // inside the directory.)
+        let segment = self
+            .directory
+            .get((index >> SEGMENT_SHIFT) & (SEGMENTS - 1))
+            .map_or(no_segment(), |entry| entry.load(Ordering::Acquire));
         // SAFETY: every directory entry is the address of SEGMENT_SLOTS
-        // live slots (invariant: a segment, or NO_SEGMENT; no
-        // release_storage during 'a by the caller's contract), and the
-        // offset is below SEGMENT_SLOTS slots' bytes.
+        // live slots (invariant: a segment, or NO_SEGMENT; freed only by
+        // release_storage, which needs the drain `_inside` holds off), and
+        // the offset is below SEGMENT_SLOTS slots' bytes.
         #[cfg(not(loom))]
         let slot = unsafe { segment.byte_add((key & OFFSET_BITS) as usize) };
         // SAFETY: as above, by index (under loom a slot is larger).
@@ -1059,19 +1141,7 @@ impl<T: Tagged> HandleSlots<T> {
         let slot = unsafe { segment.add(((key & OFFSET_BITS) >> INDEX_SHIFT) as usize) };
         // SAFETY: that slot is initialised, lives for 'a (as above), and is
         // only accessed through atomics.
-        let slot = unsafe { &*slot };
-        // SeqCst (a plain `mov` on x86-64, as Acquire): the second half of
-        // the Dekker pattern with the rundown entry (Rundown::idle_lines).
-        // The slot's key against the word's bits from the index up (the
-        // word's fast-path bits below them are not the key's).
-        if (slot.key.load(Ordering::SeqCst) ^ key) >> INDEX_SHIFT != 0 {
-            return None;
-        }
-        let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
-        // SAFETY: the key matched, so `target` is NULL or the block of a
-        // claim whose slot owns a reference (published before the key,
-        // read after it), kept past 'a (caller's contract, see above).
-        unsafe { target.as_ref() }
+        unsafe { &*slot }
     }
 
     /// Slots free now, and slots allocated (statistics and tests).

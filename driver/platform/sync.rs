@@ -199,5 +199,18 @@ mod loom_atomics {
         pub fn fetch_and(&self, value: usize, order: Ordering) -> usize {
             self.atomic().fetch_and(value, order)
         }
+
+        /// As `core`'s `compare_exchange_weak` (loom may fail it spuriously
+        /// too).
+        #[track_caller]
+        pub fn compare_exchange_weak(
+            &self,
+            current: usize,
+            new: usize,
+            success: Ordering,
+            failure: Ordering,
+        ) -> Result<usize, usize> {
+            self.atomic().compare_exchange_weak(current, new, success, failure)
+        }
     }
 }

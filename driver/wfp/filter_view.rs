@@ -233,6 +233,16 @@ impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
         //   drained, and `self.guard` holds it entered.
         unsafe { self.slots.borrow_checked(self.word, &self.guard) }
     }
+
+    /// [`Self::context`] for a word with a tag (the fast path's words all
+    /// have one, its static bit): `None` for a word without, and a match
+    /// needs no null test ([`HandleSlots::borrow_tagged`]).
+    #[inline(always)]
+    pub fn tagged_context(&self) -> Option<&Counted<T>> {
+        // SAFETY: as in `context`: borrow_tagged's contract is
+        // borrow_checked's.
+        unsafe { self.slots.borrow_tagged(self.word, &self.guard) }
+    }
 }
 
 /// The filter a notifyFn call is about: read through [`NotifiedFilter::view`]
