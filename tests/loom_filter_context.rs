@@ -132,7 +132,7 @@ fn a_use_without_a_reference_is_caught() {
     loom::model(|| {
         let table = Arc::new(ContextTable::new(TAG_CONTEXT_TABLE));
         let context = ContextRef::try_new(FILTER, LAYER, Origin::Notified, PolicyRepr::DEFAULT).unwrap();
-        let handle = table.insert_with_slot(FILTER, context).map_err(|(status, _)| status).unwrap();
+        let handle = table.insert_with_slot(FILTER, context, 0).map_err(|(status, _)| status).unwrap();
         let rundown = Rundown::new();
         let inside = rundown.enter_on(0).unwrap();
         // SAFETY: deliberately not upheld (the thread below drops the

@@ -79,3 +79,26 @@ fn a_callback_after_the_close_does_not_get_in_until_reopen() {
         assert!(callback(&rundown, &context, 3), "reopened: callbacks get in again");
     });
 }
+
+/// Lookup mode ending while unload closes the rundown: whatever the
+/// interleaving, the gate stays closed for the fast path and every other
+/// entry (clearing one reason never clears the sign bit the other still
+/// needs).
+#[test]
+fn lookup_mode_ending_during_unload_never_reopens_the_fast_path() {
+    loom::model(|| {
+        let rundown = Arc::new(Rundown::new());
+        rundown.reopen();
+        rundown.set_lookup(true);
+        let lookup = {
+            let rundown = rundown.clone();
+            thread::spawn(move || rundown.set_lookup(false))
+        };
+        let drained = rundown.close_and_wait();
+        lookup.join().unwrap();
+        assert!(drained.proves(&rundown), "still closed");
+        assert!(!rundown.lookup_on());
+        assert!(rundown.enter_fast_on(0).is_none(), "the fast path stays refused once closed");
+        assert!(rundown.enter_on(1).is_none(), "and every other entry");
+    });
+}

@@ -1105,6 +1105,9 @@ impl<T: Tagged> HandleSlots<T> {
             return None;
         }
         let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
+        // (Under loom, checked in every interleaving it explores.)
+        #[cfg(loom)]
+        assert!(!target.is_null(), "a tagged key matched a slot without a target");
         // SAFETY: the key matched and has a tag, so the slot is claimed:
         // `try_claim` stored the target (non-NULL: a PoolArc's block)
         // before the key (Release; read here after it, SeqCst then
