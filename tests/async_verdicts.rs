@@ -305,6 +305,9 @@ fn recv_accept_permit_completes_with_the_clone_and_reinjects_it() {
             // completes with NULL and frees it (as Microsoft's inspect does).
             assert_eq!(completions[0].with_packet, verdict == Verdict::Permit, "{layer:?}, {verdict:?}");
             assert!(completions[0].reauthorization.is_none(), "no reauthorization at recv-accept");
+            // The injected packet may be classified after the injection
+            // returned, just before its completion (CONFORMANCE I7).
+            packets::deliver_injection_completions();
             let reinjected = packets::take_reinjected();
             match verdict {
                 Verdict::Permit => {
@@ -332,14 +335,19 @@ fn recv_accept_clone_and_injection_failures_are_clean() {
     let request = STATE.pending.take_next().unwrap();
     faults::fail_call("FwpsInjectTransportReceiveAsync0", 0, STATUS_INSUFFICIENT_RESOURCES);
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    // An injection may travel the stack after it returned (CONFORMANCE I7):
+    // deliver what is outstanding before looking.
+    packets::deliver_injection_completions();
     assert!(packets::take_reinjected().is_empty(), "injection failed: the clone is freed instead");
     // Inbound requests whose filter is deleted get their default verdict
     // (permit: injected) at the next timer tick, out of band: never from
     // inside notifyFn (the simulator reports TCP injected there).
     harness.classify_layer(Layer::RecvAcceptV4, 3);
     harness.delete_filter(filter).unwrap();
+    packets::deliver_injection_completions();
     assert!(packets::take_reinjected().is_empty(), "nothing injected inside notifyFn DELETE");
     wfpcallout::control::lifecycle::on_timer();
+    packets::deliver_injection_completions();
     assert_eq!(packets::take_reinjected().len(), 1);
     harness.unload_and_check();
 }
@@ -383,6 +391,10 @@ fn decided_connections_keep_their_verdict_through_every_reauthorization() {
             let request = STATE.pending.take_next().unwrap();
             STATE.pending.answer(request.request_id, verdict).unwrap();
             let _ = pending::take_completions();
+            // At recv-accept the connection is live once its reinjected
+            // packet is classified, which may come after the injection
+            // returned (CONFORMANCE I7).
+            packets::deliver_injection_completions();
             let _ = packets::take_reinjected();
             assert_eq!(reauthorization::is_live(&connection), verdict == Verdict::Permit, "{layer:?} {verdict:?}");
             let other = harness.add_filter(layer, PolicySource::Policy(&policy(PolicyAction::Audit))).unwrap();
@@ -495,6 +507,8 @@ fn our_reinjected_packet_is_judged_by_our_static_block() {
     let block = harness.add_filter_with(heavier, PolicySource::Policy(&policy(PolicyAction::Block))).unwrap();
     let request = STATE.pending.take_next().unwrap();
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    // The injected packet may be classified after the injection returned (CONFORMANCE I7).
+    packets::deliver_injection_completions();
     let reinjected = packets::take_reinjected();
     assert_eq!(reinjected.len(), 1);
     assert!(!reinjected[0].1.permitted(), "our block judged our own injection: {:?}", reinjected[0].1);

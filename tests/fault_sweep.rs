@@ -316,7 +316,9 @@ fn finish(harness: &Harness, mut run: Run) -> Result<(), String> {
     }
     // The agent's permit reached the connection; every other end gave the
     // default (block): through the reauthorization at connect, through the
-    // reinjection at recv-accept.
+    // reinjection at recv-accept (which may travel the stack after the
+    // injection returned, just before its completion: CONFORMANCE I7).
+    packets::deliver_injection_completions();
     let reinjected = packets::take_reinjected();
     for completion in &completions {
         let permitted_by_agent = run.answered.contains(&(completion.connection.remote_port, Verdict::Permit));

@@ -41,6 +41,8 @@ fn ipsec_protected_inbound_asks_get_the_default_and_are_counted() {
         assert!(engine::classify(&layer.connection(501)).pended.is_some());
         let request = STATE.pending.take_next().unwrap();
         STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+        // The injected packet may travel after the injection returned (CONFORMANCE I7).
+        packets::deliver_injection_completions();
         assert_eq!(packets::take_reinjected().len(), 1);
         harness.delete_filter(filter).unwrap();
         // An IPsec packet injected as-is would be reported here.

@@ -42,6 +42,8 @@ fn a_block_of_ours_in_another_sublayer_blocks_the_packet_we_inject_for_an_ask() 
     assert!(!original.permitted(), "the block in the other sublayer decided it");
     let request = STATE.pending.take_next().unwrap();
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    // The injected packet may be classified after the injection returned (CONFORMANCE I7).
+    packets::deliver_injection_completions();
     let reinjected = packets::take_reinjected();
     assert_eq!(reinjected.len(), 1, "the permitted connection's packet was injected");
     let (_, result) = &reinjected[0];
@@ -67,6 +69,8 @@ fn the_ask_filter_lets_the_packet_it_injected_through_and_a_permit_of_ours_count
     assert!(engine::classify(&Layer::RecvAcceptV4.connection(601)).pended.is_some());
     let request = STATE.pending.take_next().unwrap();
     STATE.pending.answer(request.request_id, Verdict::Permit).unwrap();
+    // The injected packet may be classified after the injection returned (CONFORMANCE I7).
+    packets::deliver_injection_completions();
     let reinjected = packets::take_reinjected();
     assert_eq!(reinjected.len(), 1);
     assert!(reinjected[0].1.permitted(), "the injected packet went through: {:?}", reinjected[0].1);

@@ -560,7 +560,9 @@ fn everything_at_once_then_unload_and_reconcile() {
     // Permitted inbound connections were reinjected; our ask filters
     // recognised the packets as ours (none was asked about again), while our
     // other filters and the vendor's judged them by their policies (so some
-    // may be blocked: README, "Our own injected packets").
+    // may be blocked: README, "Our own injected packets"). An injected
+    // packet may travel after its injection returned (CONFORMANCE I7).
+    packets::deliver_injection_completions();
     let reinjected = packets::take_reinjected();
     let reasked = reinjected.iter().filter(|(_, result)| result.pended.is_some()).count();
     let reinjected_blocked = reinjected.iter().filter(|(_, result)| !result.permitted()).count();

@@ -298,6 +298,10 @@ impl Session {
                 let transcript = Transcript::default();
                 self.answer_waiting(Format::Text, &transcript, false);
                 text.extend_from_slice(&transcript.take());
+                // The stack may carry an injected packet (and classify it)
+                // after the injection returned, just before its completion
+                // (simkernel CONFORMANCE I7): let it finish before reporting.
+                engine::packets::deliver_injection_completions();
                 for completion in pending::take_completions() {
                     let outcome = match completion.reauthorization {
                         Some(result) => format!("completed; the reauthorization got {}", verdict_word(&result)),

@@ -201,12 +201,13 @@ fn a_deep_copy_may_wait_and_is_injected_as_its_connection() {
     let handle = probe::transport_injection_handle(2);
     probe::answer(fwp::FWP_ACTION_PERMIT);
     assert_eq!(inject(handle, list as *mut c_void, &connection), STATUS_SUCCESS);
+    // The completion may run after the injection returned (I2), and the
+    // packet be classified then, just before it (I7).
+    packets::deliver_injection_completions();
     let reinjected = packets::take_reinjected();
     assert_eq!(reinjected.len(), 1);
     assert_eq!(reinjected[0].0.process_id, 77, "the connection the bytes name, as the engine knew it");
     assert_eq!((reinjected[0].0.remote_port, reinjected[0].0.local_port), (50_004, 49_152));
-    // The completion may run after the injection returned (I2).
-    packets::deliver_injection_completions();
     assert!(COPY.lock().unwrap().is_none(), "the completion freed the copy");
     assert_eq!(packets::FwpsInjectionHandleDestroy0(handle), STATUS_SUCCESS);
     packets::NdisFreeNetBufferListPool(*LIST_POOL.lock().unwrap() as *mut c_void);

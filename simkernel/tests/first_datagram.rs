@@ -202,7 +202,8 @@ fn a_sent_copy_is_delivered_and_not_lost() {
         }
         engine::pending::FwpsCompleteOperation0(pended as *mut c_void, std::ptr::null_mut());
         assert_eq!(send(handle, endpoint, Some(&remote), list), STATUS_SUCCESS);
-        // The completion may run after the send returned (I2).
+        // The completion may run after the send returned (I2), and the
+        // datagram travel then, just before it (I7).
         packets::deliver_injection_completions();
         let sent = packets::take_sent();
         assert_eq!(sent.len(), 1);
@@ -250,6 +251,9 @@ fn send_injection_checks_its_arguments() {
     assert_eq!(send(handle, other, Some(&remote), list), STATUS_INVALID_PARAMETER);
     assert!(verifier::take()[0].message.contains("source port"));
     assert_eq!(send(handle, endpoint, Some(&remote), list), STATUS_SUCCESS);
+    // The datagram may travel after the send returned, before its
+    // completion (I2, I7).
+    packets::deliver_injection_completions();
     assert_eq!(packets::take_sent().len(), 1);
     assert_eq!(packets::FwpsInjectionHandleDestroy0(handle), STATUS_SUCCESS);
     packets::NdisFreeNetBufferListPool(*LIST_POOL.lock().unwrap() as *mut c_void);
@@ -329,7 +333,7 @@ fn send_injection_carries_the_datagrams_control_data() {
         // The send goes through either way (Windows sends it without).
         assert_eq!(send_with_control(handle, endpoint, list, control), STATUS_SUCCESS, "{round}");
         // The control data must stay valid until the completion, which may
-        // run after the send returned (I2).
+        // run after the send returned (I2), as may the send itself (I7).
         packets::deliver_injection_completions();
         let violations = verifier::take();
         let sent = packets::take_sent_control_data();

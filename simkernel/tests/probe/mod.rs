@@ -66,6 +66,11 @@ pub fn events() -> Vec<Event> {
     LOG.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// Empties the log (a test's fresh start between rounds).
+pub fn clear_log() {
+    LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// Position of the first `event` in the log.
 pub fn position(event: &Event) -> Option<usize> {
     events().iter().position(|e| e == event)

@@ -14,7 +14,9 @@ use std::ffi::c_void;
 /// packet (a clone, or a list over the callout's copy, which the stack
 /// parses to find its connection) at ALE_AUTH_RECV_ACCEPT again, then calls
 /// the completion function, inside this call or later
-/// (`packets::InjectionCompletion`). The pending table tells whether the
+/// (`packets::InjectionCompletion`); a later completion may have the
+/// classification come later too, just before it
+/// (`packets::InjectionDelivery`). The pending table tells whether the
 /// packet's connection still waits for `FwpsCompleteOperation0`.
 ///
 /// # Safety
@@ -59,7 +61,9 @@ pub unsafe extern "system" fn FwpsInjectTransportReceiveAsync0(
 /// names the remote address). A connection already authorized sends it at
 /// once; otherwise the engine classifies it at ALE_AUTH_CONNECT first (the
 /// injector must recognise its own packet there). Then the completion runs,
-/// inside this call or later (`packets::InjectionCompletion`).
+/// inside this call or later (`packets::InjectionCompletion`), and a later
+/// completion may have the datagram travel later too, just before it
+/// (`packets::InjectionDelivery`).
 ///
 /// # Safety
 /// `send_args` must be NULL or readable (with its remote address);

@@ -12,8 +12,11 @@
 //! its own injection) and then calls the injection's completion function, which frees it: before
 //! the injection returns or later, from another thread (an injection "can
 //! execute asynchronously"; each takes a reading at random, CONFORMANCE.md
-//! I2), and until then the list is the stack's. To deny, the callout
-//! completes with NULL and frees it.
+//! I2), and until then the list is the stack's. When the completion comes
+//! later, the packet's own travel through the stack (its classification,
+//! the send or the indication) may come later too, just before the
+//! completion (a second reading at random, CONFORMANCE.md I7). To deny, the
+//! callout completes with NULL and frees it.
 //!
 //! A shallow clone references the original's buffers: the
 //! `FwpsAllocateCloneNetBufferList0` remarks forbid holding one "while
@@ -201,6 +204,9 @@ struct State {
     next_outstanding: u64,
     /// A test's fixed reading of when completions run (`None`: at random).
     completion_reading: Option<InjectionCompletion>,
+    /// A test's fixed reading of when a packet whose completion comes
+    /// later travels the stack (`None`: at random).
+    delivery_reading: Option<InjectionDelivery>,
     /// Later completions wait for `deliver_injection_completions` (or the
     /// handle's destruction) instead of another thread delivering them.
     hold_completions: bool,
@@ -217,6 +223,11 @@ struct CompletedWith {
     list: usize,
 }
 
+/// An injected packet's travel through the stack: its classification by
+/// the layers it passes and what follows (the datagram sent, the packet
+/// indicated), recorded for the tests.
+type Delivery = Box<dyn FnOnce() + Send>;
+
 /// An injection whose completion function has not run yet.
 struct Outstanding {
     id: u64,
@@ -225,6 +236,9 @@ struct Outstanding {
     context: usize,
     list: usize,
     at_dispatch: bool,
+    /// The packet's travel, when it has not happened yet (I7): it runs
+    /// just before the completion, in the same context.
+    delivery: Option<Delivery>,
 }
 
 /// When an injection's completion function runs. The injection functions
@@ -244,6 +258,25 @@ pub enum InjectionCompletion {
     /// After the call returned, from another thread at DISPATCH_LEVEL,
     /// `dispatchLevel` TRUE.
     LaterAtDispatch,
+}
+
+/// When an injected packet travels the stack (is classified by the layers
+/// it passes, sent or indicated) if its completion comes after the
+/// injection returned: the injection "can execute asynchronously" and its
+/// success means the injection "was initiated" (DDI
+/// `nf-fwpsk-fwpsinjecttransportreceiveasync0`), but no page says whether
+/// the injected packet is classified again before the call returns or
+/// after, so each such injection takes one at random unless a test fixes it
+/// ([`set_injection_delivery`]). Either way it travels before its
+/// completion runs, and a completion inside the call means it travelled
+/// inside the call too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InjectionDelivery {
+    /// Before the injection call returns.
+    Inside,
+    /// After the call returned, just before the completion function, from
+    /// the same context (the thread and IRQL that deliver the completion).
+    Later,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -269,6 +302,14 @@ pub fn set_injection_completion(reading: Option<InjectionCompletion>) {
     with(|s| s.completion_reading = reading);
 }
 
+/// Fixes when a packet whose completion comes later travels the stack
+/// (`None`, the default: each such injection takes a reading at random).
+/// A completion inside the call always has its packet delivered inside
+/// the call.
+pub fn set_injection_delivery(reading: Option<InjectionDelivery>) {
+    with(|s| s.delivery_reading = reading);
+}
+
 /// With `on`, completions that run after the injection returned wait for
 /// [`deliver_injection_completions`] (or `FwpsInjectionHandleDestroy0`)
 /// instead of another thread delivering them at once: the test decides
@@ -282,10 +323,16 @@ pub fn outstanding_injection_completions() -> usize {
     with(|s| s.outstanding.len() + s.delivering.values().sum::<usize>())
 }
 
+/// Injected packets that have not travelled the stack yet (their
+/// completion waits too, I7).
+pub fn undelivered_injected_packets() -> usize {
+    with(|s| s.outstanding.iter().filter(|o| o.delivery.is_some()).count())
+}
+
 /// Delivers every completion still waiting, on this thread (at the level
-/// each injection drew), and waits for those other threads are
-/// delivering: afterwards the stack holds no injected list. How many this
-/// call delivered.
+/// each injection drew), each after its packet if that had not travelled
+/// yet, and waits for those other threads are delivering: afterwards the
+/// stack holds no injected list. How many this call delivered.
 pub fn deliver_injection_completions() -> usize {
     let taken = with(|s| take_outstanding(s, |_| true));
     let count = taken.len();
@@ -322,10 +369,18 @@ impl Drop for Delivering {
     }
 }
 
-/// Calls a completion taken with [`take_outstanding`]: the list is the
-/// callout's again.
-fn deliver(item: Outstanding) {
+/// Calls a completion taken with [`take_outstanding`], after the packet's
+/// travel if that was left for later (at the completion's level): the list
+/// is the callout's again.
+fn deliver(mut item: Outstanding) {
     let _counted = Delivering(item.handle);
+    if let Some(delivery) = item.delivery.take() {
+        if item.at_dispatch {
+            irql::at_level(DISPATCH_LEVEL, delivery);
+        } else {
+            delivery();
+        }
+    }
     with(|s| {
         if let Some(p) = s.packets.get_mut(&item.list) {
             p.in_flight = false;
@@ -344,16 +399,19 @@ fn deliver(item: Outstanding) {
     }
 }
 
-/// Runs an accepted injection's completion: inside the call, or later from
-/// another thread (or when a test or the handle's destruction delivers
-/// it), per [`InjectionCompletion`].
+/// Runs an accepted injection's packet travel (`delivery`) and its
+/// completion: both inside the call, or the completion later from another
+/// thread (or when a test or the handle's destruction delivers it), per
+/// [`InjectionCompletion`], with the travel inside the call or just before
+/// that later completion, per [`InjectionDelivery`].
 fn complete_injection(
     handle: *mut c_void,
     completion: unsafe extern "system" fn(*mut c_void, *mut c_void, u8),
     context: *mut c_void,
     net_buffer_list: *mut c_void,
+    delivery: Delivery,
 ) {
-    let (fixed, held) = with(|s| (s.completion_reading, s.hold_completions));
+    let (fixed, fixed_delivery, held) = with(|s| (s.completion_reading, s.delivery_reading, s.hold_completions));
     let reading = fixed.unwrap_or_else(|| match (crate::choice::coin(), crate::choice::coin()) {
         (true, _) => InjectionCompletion::Inside,
         (false, true) => InjectionCompletion::LaterAtPassive,
@@ -361,6 +419,8 @@ fn complete_injection(
     });
     let list = net_buffer_list as usize;
     if reading == InjectionCompletion::Inside {
+        // The completion comes after the packet travelled: inside too.
+        delivery();
         with(|s| {
             if let Some(p) = s.packets.get_mut(&list) {
                 p.in_flight = false;
@@ -371,6 +431,15 @@ fn complete_injection(
         irql::at_dispatch(|| unsafe { completion(context, net_buffer_list, 1) });
         return;
     }
+    let later = fixed_delivery
+        .unwrap_or_else(|| if crate::choice::coin() { InjectionDelivery::Later } else { InjectionDelivery::Inside });
+    let delivery = match later {
+        InjectionDelivery::Later => Some(delivery),
+        InjectionDelivery::Inside => {
+            delivery();
+            None
+        }
+    };
     let id = with(|s| {
         s.next_outstanding += 1;
         let id = s.next_outstanding;
@@ -381,6 +450,7 @@ fn complete_injection(
             context: context as usize,
             list,
             at_dispatch: reading == InjectionCompletion::LaterAtDispatch,
+            delivery,
         });
         id
     });
@@ -1212,6 +1282,10 @@ pub extern "system" fn FwpsQueryPacketInjectionState0(
     })
 }
 
+/// The classification an injected packet gets from the layer above (a
+/// plain function: it may run later, on another thread, I7).
+pub(crate) type Classify = fn(&Connection, *mut c_void) -> ClassifyResult;
+
 /// `FWPS_INJECT_COMPLETE0`.
 pub type InjectComplete =
     Option<unsafe extern "system" fn(context: *mut c_void, net_buffer_list: *mut c_void, dispatch_level: u8)>;
@@ -1220,13 +1294,14 @@ pub type InjectComplete =
 /// `api/injection.rs`): the engine classifies the injected packet (a
 /// clone, or a list over the callout's copy, which the stack parses to find
 /// its connection) at ALE_AUTH_RECV_ACCEPT again with `classify`, then
-/// calls the completion function.
+/// calls the completion function; the classification comes inside the call
+/// or, when the completion comes later, possibly just before it (I7).
 ///
 /// # Safety
 /// `completion` must be safe to call with `completion_context` and the list.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn inject_transport_receive(
-    classify: impl FnOnce(&Connection, *mut c_void) -> ClassifyResult,
+    classify: Classify,
     has_pended: impl Fn(&Connection) -> bool,
     handle: *mut c_void,
     _injection_context: *mut c_void,
@@ -1356,9 +1431,12 @@ pub(crate) unsafe fn inject_transport_receive(
             format!("injection with address family {family}, packet is {expected_family}"),
         );
     }
-    let result = classify(&connection, net_buffer_list);
-    with(|s| s.reinjected.push((connection, result)));
-    complete_injection(handle, completion, completion_context, net_buffer_list);
+    let list = net_buffer_list as usize;
+    let delivery = Box::new(move || {
+        let result = classify(&connection, list as *mut c_void);
+        with(|s| s.reinjected.push((connection, result)));
+    });
+    complete_injection(handle, completion, completion_context, net_buffer_list, delivery);
     STATUS_SUCCESS
 }
 
@@ -1472,13 +1550,15 @@ fn callouts_bytes(net_buffer_list: usize) -> Result<Vec<u8>, String> {
 /// address). A connection already authorized sends it at once; otherwise
 /// the engine classifies it at ALE_AUTH_CONNECT first with `classify` (the
 /// injector must recognise its own packet there). Then the completion runs.
+/// When the completion comes after the call returned, the datagram may
+/// travel then too, just before it (I7).
 ///
 /// # Safety
 /// `send_args` must be NULL or readable (with its remote address);
 /// `completion` must be safe to call with `completion_context` and the list.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn inject_transport_send(
-    classify: impl FnOnce(&Connection, *mut c_void) -> ClassifyResult,
+    classify: Classify,
     handle: *mut c_void,
     _injection_context: *mut c_void,
     endpoint_handle: u64,
@@ -1566,18 +1646,25 @@ pub(crate) unsafe fn inject_transport_send(
             p.in_flight = true;
         }
     });
-    let classified = (!reauthorization::is_live(&connection)).then(|| classify(&connection, net_buffer_list));
-    let delivered = classified.is_none_or(|result| result.permitted());
-    with(|s| {
-        if delivered && let Some(entry) = s.flushed.iter_mut().find(|(c, sent)| !sent && same_flow(c, &connection)) {
-            entry.1 = true;
-        }
-        if delivered {
-            s.sent.push((connection.clone(), classified));
-            s.sent_control_data.push(control_data);
-        }
+    let list = net_buffer_list as usize;
+    let delivery = Box::new(move || {
+        // Whether the connection is authorized yet is the stack's question
+        // when the datagram reaches ALE_AUTH_CONNECT, which may be after
+        // the call returned (I7).
+        let classified = (!reauthorization::is_live(&connection)).then(|| classify(&connection, list as *mut c_void));
+        let delivered = classified.is_none_or(|result| result.permitted());
+        with(|s| {
+            if delivered && let Some(entry) = s.flushed.iter_mut().find(|(c, sent)| !sent && same_flow(c, &connection))
+            {
+                entry.1 = true;
+            }
+            if delivered {
+                s.sent.push((connection.clone(), classified));
+                s.sent_control_data.push(control_data);
+            }
+        });
     });
-    complete_injection(handle, completion, completion_context, net_buffer_list);
+    complete_injection(handle, completion, completion_context, net_buffer_list, delivery);
     STATUS_SUCCESS
 }
 
