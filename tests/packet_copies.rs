@@ -149,3 +149,38 @@ fn unload_frees_the_list_pool_only_after_the_injections_complete() {
     assert!(leaks.contains("1 verifier violation"), "{leaks}");
     assert!(leaks.contains("injection handle(s) never destroyed"), "{leaks}");
 }
+
+/// At unload a connection still waiting for an answer gets its default
+/// verdict; a permit injects its packet, which may travel the stack after
+/// the injection returned (CONFORMANCE I7). It must meet our ask filter
+/// while its callout is still registered: after unregistration the filter
+/// (terminating, without PERMIT_IF_CALLOUT_UNREGISTERED) blocks it, and the
+/// default permit is lost. So unload waits for its injections first.
+#[test]
+fn a_default_permit_at_unload_reaches_our_filters_before_the_callouts_go() {
+    let harness = Harness::load();
+    let ask = PolicyRepr {
+        action: PolicyAction::Ask { timeout_ms: 600_000, default_verdict: Verdict::Permit },
+        log_level: LogLevel::Off,
+        label: Label::new("ask").unwrap(),
+    };
+    let _filter = harness.add_filter(Layer::RecvAcceptV4, PolicySource::Policy(&ask)).unwrap();
+    harness.connect_agent(AGENT);
+    assert!(harness.classify_layer(Layer::RecvAcceptV4, 22).pended.is_some());
+    packets::set_injection_completion(Some(packets::InjectionCompletion::LaterAtPassive));
+    packets::set_injection_delivery(Some(packets::InjectionDelivery::Later));
+    packets::hold_injection_completions(true);
+    // The stack delivers the packet, then completes, a little later.
+    let stack = std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        packets::deliver_injection_completions()
+    });
+    let mut harness = harness;
+    harness.unload();
+    let delivered_by_the_stack = stack.join().unwrap();
+    let reinjected = packets::take_reinjected();
+    assert_eq!(reinjected.len(), 1, "the copy was injected");
+    assert!(reinjected[0].1.permitted(), "and met our filter while its callout was registered: {:?}", reinjected[0].1);
+    assert_eq!(delivered_by_the_stack, 1, "unload waited for the stack, not for the handle's destruction");
+    harness.kernel.assert_unloaded_clean();
+}

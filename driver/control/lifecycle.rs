@@ -111,6 +111,9 @@ pub fn unload() {
     if finished != 0 {
         crate::log!(Level::Info, "unload: completed {} pending requests with their default verdict", finished);
     }
+    // The packets those verdicts let through must meet our filters while
+    // their callouts are still registered (else they are blocked).
+    crate::wfp::injection::wait_for_delivery();
     // Flow contexts go next (a PENDING removal frees in flowDeleteFn), then
     // the callouts, which the engine refuses while flow contexts remain.
     unregister_callouts();

@@ -409,11 +409,7 @@ impl Injection {
                 unsafe { FwpsInjectionHandleDestroy0(handle) }
             });
         }
-        let mut waited = 0;
-        while self.lists.load(Ordering::Acquire) != 0 && waited < LISTS_WAIT {
-            crate::platform::kernel::sleep_100ns(LISTS_POLL);
-            waited += LISTS_POLL;
-        }
+        self.wait_for_lists();
         // INVARIANT: taken out before it is freed.
         let pool = self.pool.swap(core::ptr::null_mut(), Ordering::AcqRel);
         if pool.is_null() {
@@ -432,6 +428,19 @@ impl Injection {
         // from it is left (`lists` is zero, and no new one is built: the
         // requests are gone and the pool pointer is taken out).
         unsafe { NdisFreeNetBufferListPool(pool) };
+    }
+
+    /// Waits (PASSIVE_LEVEL, polling) until no list from the pool is left,
+    /// for up to [`LISTS_WAIT`]; returns how many are left then. Once every
+    /// copy is completed or freed (unload), the lists left are injections
+    /// the stack has not completed yet.
+    pub fn wait_for_lists(&self) -> usize {
+        let mut waited = 0;
+        while self.lists.load(Ordering::Acquire) != 0 && waited < LISTS_WAIT {
+            crate::platform::kernel::sleep_100ns(LISTS_POLL);
+            waited += LISTS_POLL;
+        }
+        self.lists.load(Ordering::Acquire)
     }
 
     /// The handle, while open.

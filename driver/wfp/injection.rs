@@ -198,6 +198,21 @@ pub fn close() {
     INJECTION.close();
 }
 
+/// Unload, once every pended operation is completed and before the
+/// callouts are unregistered: waits (PASSIVE_LEVEL, bounded) for the
+/// injections still in flight. An injected packet may travel the stack
+/// after the injection call returned, until just before its completion
+/// (CONFORMANCE I7); met by our filters after their callout is
+/// unregistered, it would be blocked ("filters with an action type of
+/// FWP_ACTION_CALLOUT_TERMINATING ... are treated as FWP_ACTION_BLOCK",
+/// FwpsCalloutUnregisterById0), and the permit it was injected for lost.
+pub fn wait_for_delivery() {
+    let left = INJECTION.wait_for_lists();
+    if left != 0 {
+        crate::log!(Level::Warning, "unload: {} injected packet(s) not completed yet: unregistering anyway", left);
+    }
+}
+
 /// Whether classify's packet is one we injected (the ask filter that
 /// pended its connection permits it).
 pub(crate) fn is_our_injection(layer_data: &LayerData<'_>) -> bool {
