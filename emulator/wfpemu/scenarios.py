@@ -48,10 +48,11 @@ def context_behind(h, word):
     is not a pointer (driver/filters/context_slots.rs): bits 4-31 are a slot
     index below 2^19, and the slot is at byte offset word & 0x3ff0 of one of
     the driver's WfTb segments (1,024 slots of 16 bytes: the key, which is
-    word & ~0xf while the handle is live, then the context's address)."""
+    the whole word while the handle is live, its low four bits the claim's
+    tag, then the context's address)."""
     if (word >> 4) & 0xFFFFFFF >= 1 << 19:
         return None
-    key = word & 0xFFFFFFFFFFFFFFF0
+    key = word
     found = []
     for block in h.kernel.pool.values():
         if tag_name(block.tag) == "WfTb" and block.size == 1024 * 16:
