@@ -134,6 +134,11 @@ fn handle_slots_lend_a_block_only_to_the_key_of_its_live_claim() {
     let again = slots.claim(&arc).unwrap();
     assert_eq!(again.index, handle.index, "the slot is reused");
     assert_ne!(again.generation, handle.generation, "under a new generation");
+    assert_eq!(
+        again.generation,
+        handle.generation.wrapping_add(2),
+        "a release moves the generation on: even while free (kept in the free key), odd again when claimed"
+    );
     // SAFETY: as above.
     assert!(unsafe { slots.borrow_checked(handle.key(), &inside) }.is_none(), "the old key stays stale");
     assert_eq!(slots.counts(), (SEGMENT_SLOTS - 1, SEGMENT_SLOTS));

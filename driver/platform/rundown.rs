@@ -342,6 +342,11 @@ mod tests {
         assert!(inside.is_some(), "both reasons gone");
         assert_eq!(rundown.inside(), 1);
         assert_eq!(rundown.idle_lines(inside.as_ref()), ALL_LINES_IDLE, "the flags are not counts");
+        drop(inside);
+        // The fast entry counts on its processor's own line, as `enter_on`.
+        let on_one = rundown.enter_fast_on(1);
+        assert!(on_one.is_some());
+        assert_eq!(rundown.idle_lines(None), ALL_LINES_IDLE & !0b10, "processor 1's line, and only it");
     }
 
     #[test]
