@@ -41,6 +41,7 @@ use core::ffi::c_void;
 // `lifecycle::release_contexts` gives `STATE.rundown`, asks for the proof
 // that rundown's `close_and_wait` returns, and refuses it once reopened).
 static CONTEXT_WORDS: ContextWords<'static, FilterContextData> =
+    // SAFETY: `ContextWords::new`'s promise, kept as argued above.
     unsafe { ContextWords::new(STATE.table.slots(), &STATE.rundown) };
 
 /// The classifyFn we register (`FWPS_CALLOUT_CLASSIFY_FN2`): see

@@ -83,7 +83,8 @@ const _: () = assert!(LOW_BITS < 1 << INDEX_SHIFT);
 
 impl ContextWord {
     /// The word for the context in slot `handle`, with `fast` and the
-    /// filter's flag. Only the index's low 28 bits fit (every index the
+    /// filter's flag, whatever tag `handle` was claimed with (tests build
+    /// words for handles they choose; notifyFn ADD uses [`Self::of_claim`]). Only the index's low 28 bits fit (every index the
     /// slots issue does).
     pub fn new(handle: SlotHandle, fast: FastPath, clear_right: bool) -> Self {
         let index = handle.index << INDEX_SHIFT >> INDEX_SHIFT;

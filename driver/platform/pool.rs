@@ -1065,13 +1065,7 @@ impl<T: Tagged> HandleSlots<T> {
     where
         T: Send + Sync,
     {
-        let slot = self.slot_of_key(key, inside);
-        // SeqCst (a plain `mov` on x86-64, as Acquire): the second half of
-        // the Dekker pattern with the rundown entry (Rundown::idle_lines).
-        if slot.key.load(Ordering::SeqCst) != key {
-            return None;
-        }
-        let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
+        let target = self.target_of_key(key, inside)?;
         // SAFETY: the key matched, so `target` is NULL (a key without a
         // tag may be a free slot's) or the block of a claim whose slot owns
         // a reference (published before the key, read after it), kept past
@@ -1099,26 +1093,38 @@ impl<T: Tagged> HandleSlots<T> {
         if key & TAG_MASK == 0 {
             return None;
         }
-        let slot = self.slot_of_key(key, inside);
-        // SeqCst: as in borrow_checked.
-        if slot.key.load(Ordering::SeqCst) != key {
-            return None;
-        }
-        let target = slot.target.load(Ordering::Acquire).cast::<Counted<T>>();
+        let target = self.target_of_key(key, inside)?;
         // (Under loom, checked in every interleaving it explores.)
         #[cfg(loom)]
         assert!(!target.is_null(), "a tagged key matched a slot without a target");
-        // SAFETY: the key matched and has a tag, so the slot is claimed:
-        // `try_claim` stored the target (non-NULL: a PoolArc's block)
-        // before the key (Release; read here after it, SeqCst then
-        // Acquire), and the target goes NULL only when a reclaim or
-        // release_storage takes the reference, after the key moved on and
-        // the grace period (or drain) that `inside` holds off (caller's
-        // contract, see borrow_checked). So it is not NULL (said to the
-        // compiler, which then tests nothing for the `Some`).
+        // The key matched and has a tag, so the slot is claimed: `try_claim`
+        // stored the target (non-NULL: a PoolArc's block) before the key
+        // (Release; read here after it, SeqCst then Acquire), and the target
+        // goes NULL only when a reclaim or release_storage takes the
+        // reference, after the key moved on and the grace period (or drain)
+        // that `inside` holds off (caller's contract, see borrow_checked).
+        // Said to the compiler, which then tests nothing for the `Some`.
+        // SAFETY: not NULL, as just argued.
         unsafe { core::hint::assert_unchecked(!target.is_null()) };
         // SAFETY: as above, the block of a claim, alive past 'a.
         Some(unsafe { &*target })
+    }
+
+    /// The target of the slot at `key`'s index if that slot's key is
+    /// `key` (the lookup both borrows share).
+    #[inline(always)]
+    fn target_of_key<'a>(
+        &'a self,
+        key: u64,
+        inside: &'a crate::platform::rundown::RundownGuard<'_>,
+    ) -> Option<*mut Counted<T>> {
+        let slot = self.slot_of_key(key, inside);
+        // SeqCst (a plain `mov` on x86-64, as Acquire): the second half of
+        // the Dekker pattern with the rundown entry (Rundown::idle_lines).
+        if slot.key.load(Ordering::SeqCst) != key {
+            return None;
+        }
+        Some(slot.target.load(Ordering::Acquire).cast::<Counted<T>>())
     }
 
     /// The slot at `key`'s index, its segment taken modulo the directory

@@ -126,22 +126,7 @@ impl Rundown {
     /// the same counter, whichever processor the caller has moved to.
     #[inline]
     pub fn enter_on(&self, processor: usize) -> Option<RundownGuard<'_>> {
-        let slot = processor % SLOTS;
-        let line = self.line(slot)?;
-        // One word: either `close_and_wait`'s fetch_or on this counter comes
-        // after our add (it sees our count), or before (we see its bit).
-        // SeqCst (on x86-64 the same `lock xadd` as Acquire): the first half
-        // of the Dekker pattern `idle_lines` completes, see there.
-        if line.fetch_add(1, Ordering::SeqCst) & CLOSED != 0 {
-            line.fetch_sub(1, Ordering::Release);
-            return None;
-        }
-        // Loom treats SeqCst accesses as AcqRel (its documented limit) but
-        // models SeqCst fences: the fence the SeqCst add stands for, so
-        // that the loom tests check the same Dekker pattern.
-        #[cfg(loom)]
-        fence(Ordering::SeqCst);
-        Some(RundownGuard { line })
+        self.enter_unless(processor, CLOSED)
     }
 
     /// Enters on `processor`'s counter as [`Self::enter_on`] does, unless
@@ -150,17 +135,30 @@ impl Rundown {
     /// whose one add also tells it that the driver trusts context words
     /// (the lookup bit read clear by the add, which reads the counter's
     /// latest value: every [`Self::set_lookup`] that happened before is
-    /// seen).
+    /// seen). REFUSE_FAST is the sign bit, set whenever either reason is,
+    /// so the test is the add's own sign.
     #[inline(always)]
     pub fn enter_fast_on(&self, processor: usize) -> Option<RundownGuard<'_>> {
+        self.enter_unless(processor, REFUSE_FAST)
+    }
+
+    /// Both entries: one add on `processor`'s counter, left at once if the
+    /// count it added to had any of `refused` set.
+    #[inline(always)]
+    fn enter_unless(&self, processor: usize, refused: usize) -> Option<RundownGuard<'_>> {
         let slot = processor % SLOTS;
         let line = self.line(slot)?;
-        // As in `enter_on`; REFUSE_FAST is the sign bit, set whenever either
-        // reason is, so the test is the add's own sign.
-        if line.fetch_add(1, Ordering::SeqCst) & REFUSE_FAST != 0 {
+        // One word: either `close_and_wait`'s fetch_or on this counter comes
+        // after our add (it sees our count), or before (we see its bit).
+        // SeqCst (on x86-64 the same `lock xadd` as Acquire): the first half
+        // of the Dekker pattern `idle_lines` completes, see there.
+        if line.fetch_add(1, Ordering::SeqCst) & refused != 0 {
             line.fetch_sub(1, Ordering::Release);
             return None;
         }
+        // Loom treats SeqCst accesses as AcqRel (its documented limit) but
+        // models SeqCst fences: the fence the SeqCst add stands for, so
+        // that the loom tests check the same Dekker pattern.
         #[cfg(loom)]
         fence(Ordering::SeqCst);
         Some(RundownGuard { line })

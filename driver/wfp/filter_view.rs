@@ -222,8 +222,7 @@ impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
     /// compared, nothing is dereferenced).
     #[inline(always)]
     pub fn context(&self) -> Option<&Counted<T>> {
-        // SAFETY: borrow_checked's contract, for this borrow of `self`
-        // (within 'f):
+        // borrow_checked's contract, for this borrow of `self` (within 'f):
         // - `self.guard` is a guard of the rundown every reclaim of
         //   `slots` is given (OwnWordGuard's invariant), entered before
         //   this lookup and held for the borrow, so a claim released
@@ -231,6 +230,7 @@ impl<T: Tagged + Send + Sync> OwnWordGuard<'_, T> {
         //   reference until after the borrow;
         // - the slots' storage is not released: only once that rundown has
         //   drained, and `self.guard` holds it entered.
+        // SAFETY: borrow_checked's contract holds, as just listed.
         unsafe { self.slots.borrow_checked(self.word, &self.guard) }
     }
 

@@ -70,18 +70,6 @@ fn finish(kernel: wfpcallout_simkernel::Kernel, probe: Probe, handle: *mut c_voi
     kernel.assert_unloaded_clean();
 }
 
-/// Waits (real time) until no completion is outstanding: the other
-/// thread delivered them.
-fn wait_for_the_other_thread() {
-    for _ in 0..10_000 {
-        if packets::outstanding_injection_completions() == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    panic!("the completion never came");
-}
-
 /// I2: fixed to each reading, the completion runs inside the call at
 /// DISPATCH_LEVEL with TRUE, or after the call returned, from another
 /// thread, at PASSIVE_LEVEL with FALSE or at DISPATCH_LEVEL with TRUE.
@@ -109,7 +97,7 @@ fn the_completion_runs_inside_the_call_or_later_from_another_thread() {
         SEEN.lock().unwrap().clear();
         packets::hold_injection_completions(false);
         assert_eq!(inject(handle, packets::clone_for_test(&probe::inbound_udp(50_103))), STATUS_SUCCESS);
-        wait_for_the_other_thread();
+        probe::wait_for_injection_completions();
         let completions = seen();
         assert_eq!(completions.len(), 1, "{reading:?}");
         assert_ne!(completions[0].0, me, "{reading:?}: from another thread");

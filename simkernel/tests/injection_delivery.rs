@@ -54,18 +54,7 @@ fn hook(layer_data: *mut c_void, metadata: &FWPS_INCOMING_METADATA_VALUES0) {
         let mut cloned = lock(&CLONED);
         if cloned.is_none() && metadata.currentMetadataValues & fwp::FWPS_METADATA_FIELD_TRANSPORT_ENDPOINT_HANDLE != 0
         {
-            let mut clone = std::ptr::null_mut();
-            // SAFETY: layerData is the engine's list for this call; `clone` is writable.
-            let status = unsafe {
-                packets::FwpsAllocateCloneNetBufferList0(
-                    layer_data,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    0,
-                    &mut clone,
-                )
-            };
-            assert_eq!(status, STATUS_SUCCESS);
+            let clone = probe::clone_of(layer_data);
             *cloned = Some((clone as usize, metadata.transportEndpointHandle));
         }
         return;
@@ -138,22 +127,6 @@ fn marks() -> Vec<Event> {
     probe::events().into_iter().filter(|e| matches!(e, Event::Mark(_))).collect()
 }
 
-fn clear_log() {
-    probe::clear_log();
-}
-
-/// Waits (real time) until no completion is outstanding: another thread
-/// delivered them.
-fn wait_for_the_other_thread() {
-    for _ in 0..10_000 {
-        if packets::outstanding_injection_completions() == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    panic!("the completion never came");
-}
-
 /// I7, the later reading: the injection returns before its packet is
 /// classified; the classification (injected by self) comes just before the
 /// completion, from the context that delivers it: the test's thread when
@@ -168,7 +141,7 @@ fn under_the_later_reading_the_packet_is_classified_after_the_call_returned() {
     {
         packets::set_injection_completion(Some(completion));
         // Held: the test delivers.
-        clear_log();
+        probe::clear_log();
         packets::hold_injection_completions(true);
         inject_receive(handle, 51_100 + round as u16);
         assert_eq!(marks(), [RETURNED], "{completion:?}: not classified inside the call");
@@ -180,11 +153,11 @@ fn under_the_later_reading_the_packet_is_classified_after_the_call_returned() {
         let classified = std::mem::take(&mut *lock(&CLASSIFIED));
         assert_eq!(classified, [(packets::FWPS_PACKET_INJECTED_BY_SELF, me)], "{completion:?}");
         // Not held: another thread classifies it, then completes it.
-        clear_log();
+        probe::clear_log();
         lock(&COMPLETED).clear();
         packets::hold_injection_completions(false);
         inject_receive(handle, 51_200 + round as u16);
-        wait_for_the_other_thread();
+        probe::wait_for_injection_completions();
         assert_eq!(marks(), [RETURNED, CLASSIFIED_INJECTED, COMPLETION], "{completion:?}");
         assert_eq!(packets::take_reinjected().len(), 1, "{completion:?}");
         let classified = std::mem::take(&mut *lock(&CLASSIFIED));
@@ -206,7 +179,7 @@ fn under_the_inside_reading_the_packet_is_classified_before_the_call_returns() {
     packets::set_injection_delivery(Some(InjectionDelivery::Inside));
     packets::set_injection_completion(Some(InjectionCompletion::LaterAtDispatch));
     packets::hold_injection_completions(true);
-    clear_log();
+    probe::clear_log();
     inject_receive(handle, 51_301);
     assert_eq!(marks(), [CLASSIFIED_INJECTED, RETURNED], "classified inside the call, completed later");
     assert_eq!(packets::take_reinjected().len(), 1);
@@ -216,7 +189,7 @@ fn under_the_inside_reading_the_packet_is_classified_before_the_call_returns() {
     // A completion inside the call: its packet travelled inside it too.
     packets::set_injection_delivery(Some(InjectionDelivery::Later));
     packets::set_injection_completion(Some(InjectionCompletion::Inside));
-    clear_log();
+    probe::clear_log();
     inject_receive(handle, 51_302);
     assert_eq!(marks(), [CLASSIFIED_INJECTED, COMPLETION, RETURNED]);
     let classified = std::mem::take(&mut *lock(&CLASSIFIED));
@@ -232,7 +205,7 @@ fn by_default_each_later_completion_takes_a_delivery_reading_at_random() {
     let (kernel, probe, handle) = setup(133, fwp::FWPM_LAYER_ALE_AUTH_RECV_ACCEPT_V4);
     packets::set_injection_completion(Some(InjectionCompletion::LaterAtPassive));
     packets::hold_injection_completions(true);
-    clear_log();
+    probe::clear_log();
     let mut inside = 0;
     for port in 0..64 {
         let before = lock(&CLASSIFIED).len();
@@ -270,7 +243,7 @@ fn destroying_the_handle_delivers_its_packets_first() {
     packets::set_injection_delivery(Some(InjectionDelivery::Later));
     packets::set_injection_completion(Some(InjectionCompletion::LaterAtPassive));
     packets::hold_injection_completions(true);
-    clear_log();
+    probe::clear_log();
     inject_receive(handle, 51_501);
     inject_receive(handle, 51_502);
     assert_eq!(packets::undelivered_injected_packets(), 2);
@@ -337,7 +310,7 @@ fn a_send_injection_travels_inside_the_call_or_later() {
         probe::pend_next(true);
         let pended = engine::classify(&Connection { protocol: 17, ..Connection::tcp_connect_v4(port) }).pended.unwrap();
         engine::pending::FwpsCompleteOperation0(pended as *mut c_void, std::ptr::null_mut());
-        clear_log();
+        probe::clear_log();
         send_clone(handle);
         let expected_now: &[Event] =
             if reading == InjectionDelivery::Inside { &[CLASSIFIED_INJECTED, RETURNED] } else { &[RETURNED] };

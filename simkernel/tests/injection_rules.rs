@@ -46,21 +46,7 @@ static CLONES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
 fn clone_at_both_offsets(layer_data: *mut c_void, metadata: &FWPS_INCOMING_METADATA_VALUES0) {
     let headers = metadata.ipHeaderSize + metadata.transportHeaderSize;
-    let clone_now = || {
-        let mut clone = std::ptr::null_mut();
-        // SAFETY: `clone` is writable; layerData is the engine's for the call.
-        let status = unsafe {
-            packets::FwpsAllocateCloneNetBufferList0(
-                layer_data,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                0,
-                &mut clone,
-            )
-        };
-        assert_eq!(status, STATUS_SUCCESS);
-        clone as usize
-    };
+    let clone_now = || probe::clone_of(layer_data) as usize;
     let as_given = clone_now();
     // SAFETY: layerData is a NET_BUFFER_LIST for the call; FirstNetBuffer at offset 8.
     let buffer = unsafe { layer_data.cast::<u8>().wrapping_add(8).cast::<*mut c_void>().read() };

@@ -567,6 +567,36 @@ pub fn transport_injection_handle(family: u16) -> *mut c_void {
     handle
 }
 
+/// A clone of the classification's list (`layerData`), allocated from
+/// classifyFn; the caller frees it or injects it.
+pub fn clone_of(layer_data: *mut c_void) -> *mut c_void {
+    let mut clone = std::ptr::null_mut();
+    // SAFETY: `clone` is writable; layerData is the engine's list for the call.
+    let status = unsafe {
+        engine::packets::FwpsAllocateCloneNetBufferList0(
+            layer_data,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            &mut clone,
+        )
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    clone
+}
+
+/// Waits (real time) until no injection completion is outstanding: another
+/// thread delivered them.
+pub fn wait_for_injection_completions() {
+    for _ in 0..10_000 {
+        if engine::packets::outstanding_injection_completions() == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("the completion never came");
+}
+
 /// An inbound UDP connection at ALE_AUTH_RECV_ACCEPT_V4 on local `port`.
 pub fn inbound_udp(port: u16) -> engine::Connection {
     engine::Connection {
