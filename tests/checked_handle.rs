@@ -18,7 +18,7 @@ use std::sync::{Arc, Barrier};
 use wfpcallout::callbacks::state::STATE;
 use wfpcallout::filters::context_slots::{CAPACITY, SEGMENT_SLOTS, SlotHandle};
 use wfpcallout::filters::fast_path::{ContextWord, FastPath};
-use wfpcallout::platform::per_cpu_counters::CounterSnapshot;
+use wfpcallout::filters::filter_counters::CounterSnapshot;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::engine;
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};

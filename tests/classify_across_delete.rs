@@ -17,7 +17,7 @@ use fwps_types::*;
 use std::sync::atomic::Ordering;
 use wfpcallout::callbacks::state::STATE;
 use wfpcallout::filters::fast_path::ContextWord;
-use wfpcallout::platform::per_cpu_counters::Counter;
+use wfpcallout::filters::filter_counters::Counter;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
 use wfpcallout_simkernel::{engine, pool};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};

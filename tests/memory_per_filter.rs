@@ -1,66 +1,86 @@
-//! Memory per filter stays bounded on big machines: a filter's context,
-//! counters and share of the id table fit in 512 bytes of non-paged pool
-//! at 2, 64 and 128 processors (the simulated machine has 2; the counters
-//! a filter would get on 64 and 128 are allocated with that count), and
-//! counting on any processor index loses nothing.
+//! Memory per filter stays bounded on big machines: a filter's context
+//! (its counters inside) and its share of the id table fit in 512 bytes of
+//! non-paged pool whether the kernel says it has 2, 64 or 128 processors,
+//! and nothing the driver allocates for a filter grows with that number.
+//! Counting from every processor loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use wfpcallout::platform::per_cpu_counters::{Counter, PerCpuCounters, processor_count};
+use fwps_types::fwp::FWP_ACTION_PERMIT;
+use std::collections::BTreeMap;
 use wfpcallout_scenario::{Harness, Layer, PolicySource};
-use wfpcallout_simkernel::pool;
+use wfpcallout_simkernel::{irql, pool};
 use wfpcallout_wire::{Label, LogLevel, PolicyAction, PolicyRepr};
 
 const FILTERS: usize = 10_000;
 const BUDGET: f64 = 512.0;
 
-fn bytes(tag: &str) -> usize {
-    pool::usage_by_tag().get(tag).map_or(0, |u| u.bytes)
+fn permit() -> PolicyRepr {
+    PolicyRepr { action: PolicyAction::Permit, log_level: LogLevel::Off, label: Label::new("m").unwrap() }
 }
 
-#[test]
-fn a_filter_costs_at_most_512_bytes_on_2_64_and_128_processors() {
+/// Bytes the driver holds now, by tag.
+fn bytes_by_tag() -> BTreeMap<String, usize> {
+    pool::usage_by_tag().into_iter().map(|(tag, usage)| (tag, usage.bytes)).collect()
+}
+
+/// What adding [`FILTERS`] filters costs per filter, by tag, with the
+/// kernel saying it has `processors` processors.
+fn per_filter_on(processors: usize) -> BTreeMap<String, f64> {
     let harness = Harness::load();
-    let policy = PolicyRepr { action: PolicyAction::Permit, log_level: LogLevel::Off, label: Label::new("m").unwrap() };
-    let before = (bytes("WfFc"), bytes("WfCn"), bytes("WfTb"));
+    irql::report_processor_count(processors);
+    let before = bytes_by_tag();
     let ids: Vec<u64> =
-        (0..FILTERS).map(|_| harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&policy)).unwrap()).collect();
-    let per = |now: usize, then: usize| (now - then) as f64 / FILTERS as f64;
-    let context = per(bytes("WfFc"), before.0);
-    let counters_here = per(bytes("WfCn"), before.1);
-    let table = per(bytes("WfTb"), before.2);
-    assert_eq!(processor_count(), 2, "the simulated machine");
-    for processors in [2usize, 64, 128] {
-        let held = bytes("WfCn");
-        let counters = PerCpuCounters::try_new(processors).unwrap();
-        let counter_bytes = (bytes("WfCn") - held) as f64;
-        drop(counters);
-        if processors == 2 {
-            assert_eq!(counter_bytes, counters_here, "what a filter's context allocated here");
-        }
-        let total = context + counter_bytes + table;
-        assert!(
-            total <= BUDGET,
-            "{processors} processors: {total} B per filter (context {context}, counters {counter_bytes}, table {table})"
-        );
-    }
+        (0..FILTERS).map(|_| harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&permit())).unwrap()).collect();
+    let after = bytes_by_tag();
     for id in ids {
         harness.delete_filter(id).unwrap();
     }
     harness.unload_and_check();
+    after
+        .iter()
+        .map(|(tag, &bytes)| {
+            let grown = bytes.saturating_sub(before.get(tag).copied().unwrap_or(0));
+            (tag.clone(), grown as f64 / FILTERS as f64)
+        })
+        .filter(|(_, per)| *per > 0.0)
+        .collect()
 }
 
 #[test]
-fn counts_from_every_processor_index_add_up() {
-    let _kernel = Harness::boot();
-    for processors in [1usize, 2, 3, 64, 128] {
-        let counters = PerCpuCounters::try_new(processors).unwrap();
-        for processor in 0..200 {
-            counters.add_on(processor, Counter::Permitted);
-            if processor % 3 == 0 {
-                counters.add_on(processor, Counter::Blocked);
-            }
-        }
-        let snapshot = counters.snapshot();
-        assert_eq!((snapshot.permitted, snapshot.blocked, snapshot.matched), (200, 67, 267), "{processors}");
+fn a_filter_costs_at_most_512_bytes_on_2_64_and_128_processors() {
+    let on_two = per_filter_on(2);
+    assert_eq!(
+        on_two.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["WfFc", "WfTb"],
+        "a filter's pool: its context and its share of the id table"
+    );
+    for processors in [2usize, 64, 128] {
+        let here = per_filter_on(processors);
+        let total: f64 = here.values().sum();
+        assert!(total <= BUDGET, "{processors} processors: {total} B per filter ({here:?})");
+        assert_eq!(here, on_two, "{processors} processors: a filter's memory does not grow with them");
     }
+}
+
+#[test]
+fn classifications_on_every_processor_are_all_counted() {
+    let harness = Harness::load();
+    let id = harness.add_filter(Layer::ConnectV4, PolicySource::Policy(&permit())).unwrap();
+    const EACH: usize = 500;
+    std::thread::scope(|scope| {
+        for processor in 0..irql::PROCESSOR_COUNT {
+            let harness = &harness;
+            scope.spawn(move || {
+                irql::pin_thread_to_processor(processor);
+                for _ in 0..EACH {
+                    assert_eq!(harness.classify(Layer::ConnectV4, id, 443).action, FWP_ACTION_PERMIT);
+                }
+            });
+        }
+    });
+    let counters = harness.counters(id).unwrap();
+    let all = (EACH * irql::PROCESSOR_COUNT) as u64;
+    assert_eq!((counters.permitted, counters.matched, counters.blocked), (all, all, 0));
+    harness.delete_filter(id).unwrap();
+    harness.unload_and_check();
 }

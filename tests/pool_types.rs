@@ -3,16 +3,15 @@
 //! clone, or `acquire` from a borrow) goes, and never before; the handle
 //! slots lend a block only to a word naming its live claim, and through
 //! classify's `ContextWords` only outside lookup mode and inside the
-//! rundown; a `PoolRing`
-//! aligns every element and indexes modulo its length; a `PoolSlice`
+//! rundown; a `PoolSlice`
 //! built element by element drops each element once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use wfpcallout::platform::pool::{
-    HANDLE_CAPACITY, HandleSlots, INDEX_SHIFT, PoolArc, PoolRing, PoolSlice, PoolTag, SEGMENT_SLOTS, SlotHandle,
-    Tagged, TaggedBox,
+    HANDLE_CAPACITY, HandleSlots, INDEX_SHIFT, PoolArc, PoolSlice, PoolTag, SEGMENT_SLOTS, SlotHandle, Tagged,
+    TaggedBox,
 };
 use wfpcallout::platform::rundown::Rundown;
 use wfpcallout::platform::status::NtStatus;
@@ -166,30 +165,6 @@ fn handle_slots_lend_a_block_only_to_the_key_of_its_live_claim() {
     assert_eq!(arc.reference_count(), 1, "released: the claim's reference went");
     assert_eq!(bytes("WfT2"), 0, "release_storage frees the segments");
     assert_eq!(slots.counts(), (0, 0));
-    assert!(verifier::take().is_empty());
-}
-
-/// One cache line.
-#[repr(align(64))]
-struct Line(usize);
-
-#[test]
-fn a_pool_ring_aligns_every_element_and_indexes_modulo_its_length() {
-    let _kernel = Harness::boot();
-    let tag = PoolTag::new(*b"WfT3");
-    let ring = PoolRing::try_new_with(4, tag, Line).unwrap();
-    assert_eq!(ring.len(), 4);
-    for index in 0..4 {
-        let line = ring.get(index);
-        assert_eq!(line.0, index, "built in index order");
-        assert_eq!(core::ptr::from_ref(line).addr() % 64, 0, "aligned beyond the pool's 16 bytes");
-        assert!(core::ptr::eq(ring.get(index + 4), line), "index {} wraps to {index}", index + 4);
-    }
-    assert_eq!(ring.as_slice().len(), 4);
-    assert_eq!(bytes("WfT3"), 4 * 64 + 48, "the lines and the room to align them");
-    drop(ring);
-    assert_eq!(bytes("WfT3"), 0);
-    assert!(PoolRing::try_new_with(3, tag, Line).is_err(), "not a power of two");
     assert!(verifier::take().is_empty());
 }
 

@@ -47,7 +47,6 @@ use wfpcallout::callbacks::state::STATE;
 use wfpcallout::filters::filter_context::{ContextRef, FilterContext};
 use wfpcallout::filters::policy::{Decision, decide_now, decide_static};
 use wfpcallout::platform::log::Level;
-use wfpcallout::platform::per_cpu_counters::current_processor;
 use wfpcallout_scenario::{Harness, Layer};
 use wfpcallout_simkernel::engine::{self, Connection};
 use wfpcallout_simkernel::{clock, irql, pool, verifier};
@@ -422,8 +421,7 @@ unsafe fn locked_classify<M: ContextMap>(
     let Some(filter) = (unsafe { filter.as_ref() }) else { return };
     let clear_right = filter.flags & FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT != 0;
     let decision = map.read().find(filter.filterId).map_or(Decision::Permit, |context| {
-        let processor = current_processor();
-        decide_static(context, processor).unwrap_or_else(|| decide_now(context, processor).unwrap_or(Decision::Block))
+        decide_static(context).unwrap_or_else(|| decide_now(context).unwrap_or(Decision::Block))
     });
     write_verdict(decision, clear_right, out);
 }
@@ -701,8 +699,6 @@ impl ProviderContext {
 pub struct Memory {
     /// `WfFc` (contexts): blocks, bytes.
     pub contexts: (usize, usize),
-    /// `WfCn` (per-processor counters): blocks, bytes.
-    pub counters: (usize, usize),
     /// `WfTb` (the filter-id table's slots): blocks, bytes.
     pub table: (usize, usize),
 }
@@ -743,7 +739,15 @@ fn shuffle<T>(items: &mut [T], mut seed: u64) {
 impl World {
     /// Boots, loads the driver and adds `count` filters with `policy`.
     pub fn new(count: usize, policy: Policy) -> Self {
+        Self::with_processors(wfpcallout_simkernel::irql::PROCESSOR_COUNT, count, policy)
+    }
+
+    /// [`Self::new`] on a machine whose kernel says it has `processors`
+    /// processors (`KeQueryActiveProcessorCountEx`) when the filters are
+    /// added: what a filter would cost on a bigger machine.
+    pub fn with_processors(processors: usize, count: usize, policy: Policy) -> Self {
         let harness = Harness::load();
+        wfpcallout_simkernel::irql::report_processor_count(processors);
         let layer = policy.layer();
         let mut spec = Harness::filter_spec(layer);
         spec.provider_context = Some(engine::add_provider_context(&policy.repr().to_bytes()));
@@ -910,7 +914,7 @@ impl World {
     pub fn memory() -> Memory {
         let usage = pool::usage_by_tag();
         let get = |tag: &str| usage.get(tag).map_or((0, 0), |u| (u.blocks, u.bytes));
-        Memory { contexts: get("WfFc"), counters: get("WfCn"), table: get("WfTb") }
+        Memory { contexts: get("WfFc"), table: get("WfTb") }
     }
 
     /// Deletes every filter, unloads, and fails on a leak or a verifier

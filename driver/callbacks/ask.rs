@@ -13,8 +13,8 @@
 
 use crate::callbacks::state::STATE;
 use crate::filters::filter_context::FilterContext;
+use crate::filters::filter_counters::Counter;
 use crate::filters::policy::AskTerms;
-use crate::platform::per_cpu_counters::Counter;
 use crate::platform::status::NtStatus;
 use crate::verdicts::pending::{AskInfo, PendOutcome};
 use crate::wfp::callout_table;

@@ -28,8 +28,9 @@ use crate::callbacks::ask::{AskDecision, classify_ask};
 use crate::callbacks::state::STATE;
 use crate::filters::fast_path::ContextWord;
 use crate::filters::filter_context::{FilterContext, FilterContextData};
+use crate::filters::filter_counters::Counter;
 use crate::filters::policy::{Decision, decide_now};
-use crate::platform::per_cpu_counters::{Counter, current_processor};
+use crate::platform::kernel::current_processor_slot;
 use crate::wfp::callout_table::is_flow_layer;
 use crate::wfp::filter_view::{
     ClassifiedFilter, ClassifyOut, ContextWords, FilterView, IncomingValues, LayerData, Metadata, OwnWordGuard,
@@ -61,8 +62,9 @@ enum Answer {
 /// The hot path (a permit or block filter we added, at a plain layer, see
 /// [`FastPath`]) is here and takes no lock, makes no allocation and no
 /// hash lookup: the verdict comes from the low bits of `filter->context`,
-/// the context its checked handle names is touched only to count, and the
-/// processor index is read once for the rundown and the counters.
+/// the context its checked handle names is touched only to count (one
+/// interlocked add at a fixed offset in it), and the processor index is
+/// read once, for the rundown.
 /// Everything else is in `classify_full`, which alone reads the values,
 /// the metadata and the packet (passed one by one, in registers, each in
 /// the register the engine passed it in: `words`, a constant address, where
@@ -95,9 +97,8 @@ pub fn classify(
     // rundown's fast entry tells both (unload, lookup mode) in one add.
     let word = ContextWord::from_raw(view.raw_context());
     if word.is_static() {
-        let processor = current_processor();
-        if let Some(inside) = words.enter(&view, processor) {
-            return classify_static(inside, processor, word, view, out);
+        if let Some(inside) = words.enter(&view, current_processor_slot()) {
+            return classify_static(inside, word, view, out);
         }
         return static_refused(values, metadata, layer_data, words, view, out);
     }
@@ -140,7 +141,6 @@ fn static_refused(
 #[inline(always)]
 fn classify_static(
     inside: OwnWordGuard<'_, FilterContextData>,
-    processor: usize,
     word: ContextWord,
     view: ClassifiedFilter<'_>,
     out: ClassifyOut<'_>,
@@ -153,15 +153,18 @@ fn classify_static(
         return static_without_context(view, out);
     };
     if word.is_plain_permit() {
-        // The common case first, one test: neither BLOCK nor audit.
-        context.count_on(processor, Counter::Permitted);
-        out.permit(word.clears_right());
+        // The common case first, one test: neither BLOCK, audit nor a hard
+        // permit.
+        context.count(Counter::Permitted);
+        out.permit(false);
     } else if word.is_block() {
-        context.count_on(processor, Counter::Blocked);
+        context.count(Counter::Blocked);
         out.block();
     } else {
-        context.count_on(processor, Counter::Audited);
-        context.count_on(processor, Counter::Permitted);
+        if word.is_audit() {
+            context.count(Counter::Audited);
+        }
+        context.count(Counter::Permitted);
         out.permit(word.clears_right());
     }
     drop(inside);
@@ -215,7 +218,7 @@ fn classify_full(
     } else {
         Answer::Verdict { clear_right: view.clears_action_right() }
     };
-    let processor = current_processor();
+    let processor = current_processor_slot();
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
     let Some(inside) = words.enter(&view, processor) else {
         if !words.lookup_mode() {
@@ -230,14 +233,14 @@ fn classify_full(
             return classify_without_context(answer, out);
         };
         match STATE.table.get(view.id()) {
-            Some(context) => classify_with_context(&context, &view, &traffic, answer, processor, out),
+            Some(context) => classify_with_context(&context, &view, &traffic, answer, out),
             None => classify_without_context(answer, out),
         }
         return;
     };
     // The handle in the word is checked against the slots.
     match inside.context() {
-        Some(context) => classify_with_context(context, &view, &traffic, answer, processor, out),
+        Some(context) => classify_with_context(context, &view, &traffic, answer, out),
         None => classify_without_context(answer, out),
     }
 }
@@ -247,7 +250,6 @@ fn classify_with_context(
     view: &FilterView<'_>,
     traffic: &Traffic<'_>,
     answer: Answer,
-    processor: usize,
     out: ClassifyOut<'_>,
 ) {
     // A packet we injected after an agent permitted its connection
@@ -262,7 +264,7 @@ fn classify_with_context(
         out.permit(view.clears_action_right());
         return;
     }
-    let decision = decide(context, traffic, processor);
+    let decision = decide(context, traffic);
     // At ALE_FLOW_ESTABLISHED, connections our permit and audit policies let
     // through are tracked with a flow context (the answer is CONTINUE).
     // (Not while unloading: unload removes flow contexts and must not see
@@ -293,10 +295,10 @@ pub struct Traffic<'a> {
     pub layer_data: Option<&'a LayerData<'a>>,
 }
 
-/// Decides any policy, ask included (which needs the traffic); counters
-/// go to `processor`'s line.
-fn decide(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> Decision {
-    let terms = match decide_now(context, processor) {
+/// Decides any policy, ask included (which needs the traffic), and counts
+/// it.
+fn decide(context: &FilterContext, traffic: &Traffic<'_>) -> Decision {
+    let terms = match decide_now(context) {
         Ok(decision) => return decision,
         Err(terms) => terms,
     };
@@ -306,7 +308,7 @@ fn decide(context: &FilterContext, traffic: &Traffic<'_>, processor: usize) -> D
         AskDecision::Now(verdict) => Decision::from(verdict),
         AskDecision::Pended => return Decision::Pended,
     };
-    context.count_verdict_on(processor, decision);
+    context.count_verdict(decision);
     decision
 }
 

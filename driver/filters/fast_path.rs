@@ -147,11 +147,12 @@ impl ContextWord {
         self.0 & STATIC != 0
     }
 
-    /// Whether a static word is a PERMIT counted only as permitted (neither
-    /// BLOCK nor audit): one test for the hot path's common case.
+    /// Whether a static word is a PERMIT counted only as permitted that
+    /// keeps the write right (neither BLOCK, audit nor a hard permit): one
+    /// test for the hot path's common case.
     #[inline(always)]
     pub fn is_plain_permit(self) -> bool {
-        self.0 & (BLOCK | AUDIT) == 0
+        self.0 & (BLOCK | AUDIT | CLEAR_RIGHT) == 0
     }
 
     /// Whether the static verdict is BLOCK (else PERMIT).

@@ -9,8 +9,8 @@
 
 use crate::filters::context_slots::{HandleSlots, SlotHandle};
 use crate::filters::fast_path::FastPath;
+use crate::filters::filter_counters::{Counter, CounterSnapshot, FilterCounters};
 use crate::filters::rate_limiter::RateLimiter;
-use crate::platform::per_cpu_counters::{Counter, CounterSnapshot, PerCpuCounters, processor_count};
 use crate::platform::pool::{Counted, PoolArc, PoolTag, TAG_FILTER_CONTEXT, Tagged};
 use crate::platform::rundown::{Drained, Rundown, RundownGuard};
 use crate::platform::status::{NtStatus, Result};
@@ -55,7 +55,7 @@ pub struct FilterContextData {
     policy: PolicyRepr,
     fast_path: FastPath,
     rate_limiter: RateLimiter,
-    counters: PerCpuCounters,
+    counters: FilterCounters,
     live_flows: AtomicU64,
     flows_total: AtomicU64,
 }
@@ -104,30 +104,24 @@ impl FilterContextData {
         &self.rate_limiter
     }
 
-    /// Bumps a counter on the current processor's cache line.
-    #[inline]
+    /// Bumps a counter (one interlocked add in the context itself).
+    #[inline(always)]
     pub fn count(&self, counter: Counter) {
         self.counters.add(counter);
     }
 
-    /// Bumps a counter on `processor`'s line (the caller looked it up).
+    /// Counts a classification's verdict (which also counts it as matched,
+    /// see [`CounterSnapshot::matched`]).
     #[inline(always)]
-    pub fn count_on(&self, processor: usize, counter: Counter) {
-        self.counters.add_on(processor, counter);
-    }
-
-    /// Counts a classification's verdict on `processor`'s line (which also
-    /// counts it as matched, see [`CounterSnapshot::matched`]).
-    #[inline(always)]
-    pub fn count_verdict_on(&self, processor: usize, decision: crate::filters::decision::Decision) {
+    pub fn count_verdict(&self, decision: crate::filters::decision::Decision) {
         let verdict = match decision {
             crate::filters::decision::Decision::Block => Counter::Blocked,
             _ => Counter::Permitted,
         };
-        self.counters.add_on(processor, verdict);
+        self.counters.add(verdict);
     }
 
-    /// The counters summed over processors.
+    /// The counters now.
     pub fn counters(&self) -> CounterSnapshot {
         self.counters.snapshot()
     }
@@ -172,7 +166,6 @@ impl ContextRef {
             PolicyAction::RateLimit { rate_per_sec, burst } => (rate_per_sec, burst),
             _ => (1, 1),
         };
-        let counters = PerCpuCounters::try_new(processor_count())?;
         let context = FilterContextData {
             slot: AtomicU64::new(0),
             filter_id,
@@ -181,7 +174,7 @@ impl ContextRef {
             fast_path: FastPath::for_filter(&policy, layer_id),
             policy,
             rate_limiter: RateLimiter::new(rate, burst),
-            counters,
+            counters: FilterCounters::new(),
             live_flows: AtomicU64::new(0),
             flows_total: AtomicU64::new(0),
         };

@@ -6,5 +6,6 @@ pub mod context_slots;
 pub mod decision;
 pub mod fast_path;
 pub mod filter_context;
+pub mod filter_counters;
 pub mod policy;
 pub mod rate_limiter;

@@ -6,35 +6,35 @@
 pub use crate::filters::decision::Decision;
 use crate::filters::fast_path::FastPath;
 use crate::filters::filter_context::FilterContext;
+use crate::filters::filter_counters::Counter;
 use crate::platform::log::Level;
-use crate::platform::per_cpu_counters::Counter;
 use wfpcallout_wire::{LogLevel, PolicyAction, Verdict};
 
-/// The static verdict of a context whose [`FastPath`] allows it, counted on
-/// `processor`'s line; `None` when the full policy must run. The locked-map
+/// The static verdict of a context whose [`FastPath`] allows it, counted;
+/// `None` when the full policy must run. The locked-map
 /// benchmark baselines use this, so they run the same classify logic as
 /// classifyFn once they have found the context.
 #[inline]
-pub fn decide_static(context: &FilterContext, processor: usize) -> Option<Decision> {
+pub fn decide_static(context: &FilterContext) -> Option<Decision> {
     let decision = match context.fast_path() {
         FastPath::Permit => Decision::Permit,
         FastPath::Block => Decision::Block,
         FastPath::Audit => {
-            context.count_on(processor, Counter::Audited);
+            context.count(Counter::Audited);
             Decision::Permit
         }
         FastPath::Full => return None,
     };
-    context.count_verdict_on(processor, decision);
+    context.count_verdict(decision);
     Some(decision)
 }
 
 /// Decides a policy that needs nothing but the context (permit, block,
-/// audit, rate-limit), counts it on `processor`'s line and logs and traces
+/// audit, rate-limit), counts it and logs and traces
 /// it; for `ask`, which needs the traffic (`callbacks::ask`), its terms.
 /// No allocation, no lock, no lookup.
 #[inline]
-pub fn decide_now(context: &FilterContext, processor: usize) -> Result<Decision, AskTerms> {
+pub fn decide_now(context: &FilterContext) -> Result<Decision, AskTerms> {
     let policy = context.policy();
     let decision = match policy.action {
         PolicyAction::Permit => Decision::Permit,
@@ -59,7 +59,7 @@ pub fn decide_now(context: &FilterContext, processor: usize) -> Result<Decision,
         PolicyAction::Ask { timeout_ms, default_verdict } => return Err(AskTerms { timeout_ms, default_verdict }),
     };
     // The verdict, which also counts the classification as matched.
-    context.count_verdict_on(processor, decision);
+    context.count_verdict(decision);
     if policy.log_level >= LogLevel::Trace {
         crate::log!(Level::Trace, "filter {} ({}): {:?}", context.filter_id(), policy.label, decision);
     }

@@ -1,5 +1,5 @@
 //! Layer 0, the platform: kernel services with no knowledge of WFP or of
-//! policy (ntoskrnl's declarations, pool, locks, per-processor counters,
+//! policy (ntoskrnl's declarations, pool, locks, the
 //! unload rundown, clock, logging, status codes, the ETW provider, a
 //! generic id table). Imports nothing from the layers above.
 
@@ -8,7 +8,6 @@ pub mod etw;
 pub mod id_table;
 pub mod kernel;
 pub mod log;
-pub mod per_cpu_counters;
 pub mod pool;
 pub mod rundown;
 pub mod spin_lock;

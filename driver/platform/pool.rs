@@ -8,8 +8,6 @@
 //! type of this module, so the rest of the driver holds no raw pointer:
 //! - [`PoolBox`] / [`TaggedBox`]: one value;
 //! - [`PoolSlice`]: a fixed-length array (table slots, packet copies);
-//! - [`PoolRing`]: a power-of-two array of over-aligned elements indexed
-//!   modulo its length (per-processor cache lines);
 //! - [`PoolArc`] / [`Counted`]: a reference-counted value (filter contexts),
 //!   whose `&Counted<T>` borrow can take a new reference;
 //! - [`HandleSlots`]: generation-checked handles to [`PoolArc`]s, read
@@ -45,8 +43,6 @@ impl PoolTag {
 
 /// Per-filter contexts (`FilterContext`).
 pub const TAG_FILTER_CONTEXT: PoolTag = PoolTag::new(*b"WfFc");
-/// Per-processor counter arrays of a filter context.
-pub const TAG_COUNTERS: PoolTag = PoolTag::new(*b"WfCn");
 /// The filter-context table's slot array.
 pub const TAG_CONTEXT_TABLE: PoolTag = PoolTag::new(*b"WfTb");
 
@@ -343,99 +339,6 @@ impl<T> Drop for PoolSlice<T> {
         unsafe { core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len)) };
         // SAFETY: the block came from ExAllocatePool2 with self.tag.
         unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), self.tag.raw()) };
-    }
-}
-
-/// A power-of-two number of `T`s in non-paged pool, each at `T`'s own
-/// alignment even beyond the pool's [`POOL_ALIGNMENT`] (per-processor
-/// cache lines), indexed modulo their number: [`PoolRing::get`] is total
-/// and costs a mask, no bounds check.
-///
-/// # Invariants
-/// `block` is a pool block tagged `tag`, owned by this value; `first` is
-/// the first `align_of::<T>()`-aligned address in it, and `mask + 1`
-/// initialized `T`s start there, inside the block.
-pub struct PoolRing<T> {
-    block: NonNull<u8>,
-    first: NonNull<T>,
-    mask: usize,
-    tag: PoolTag,
-}
-
-// SAFETY: PoolRing owns its elements like a Box<[T]>.
-unsafe impl<T: Send> Send for PoolRing<T> {}
-// SAFETY: sharing a PoolRing only shares &T.
-unsafe impl<T: Sync> Sync for PoolRing<T> {}
-
-impl<T> PoolRing<T> {
-    /// Allocates `len` elements (a power of two, else `INVALID_PARAMETER`)
-    /// and builds each, `init(index)` in index order. The block has room
-    /// for the alignment: `len * size_of::<T>()` plus what `T`'s alignment
-    /// needs beyond the pool's.
-    pub fn try_new_with(len: usize, tag: PoolTag, mut init: impl FnMut(usize) -> T) -> Result<Self> {
-        if !len.is_power_of_two() {
-            return Err(NtStatus::INVALID_PARAMETER);
-        }
-        let slack = align_of::<T>().saturating_sub(POOL_ALIGNMENT);
-        let bytes =
-            array_bytes::<T>(len).and_then(|bytes| bytes.checked_add(slack)).ok_or(NtStatus::INSUFFICIENT_RESOURCES)?;
-        let block = allocate_raw(bytes, tag)?;
-        let offset = block.as_ptr().align_offset(align_of::<T>());
-        if offset > slack {
-            // Not reachable: pool blocks are POOL_ALIGNMENT-aligned, so the
-            // aligned start is at most `slack` bytes in.
-            // SAFETY: the block came from ExAllocatePool2 with `tag` and
-            // holds nothing yet.
-            unsafe { ExFreePoolWithTag(block.as_ptr().cast(), tag.raw()) };
-            return Err(NtStatus::INSUFFICIENT_RESOURCES);
-        }
-        // SAFETY: offset <= slack, inside the block (bytes > slack).
-        let first = unsafe { block.add(offset) }.cast::<T>();
-        for index in 0..len {
-            let value = init(index);
-            // SAFETY: first + len Ts ends at most at block + slack + len *
-            // size_of::<T>() = the block's end.
-            let element = unsafe { first.add(index) };
-            // SAFETY: inside the block, aligned (first is), written once.
-            unsafe { element.write(value) };
-        }
-        // INVARIANT: len = mask + 1 initialized Ts at the aligned `first`.
-        Ok(Self { block, first, mask: len - 1, tag })
-    }
-
-    /// The element at `index` modulo the number of elements.
-    #[inline(always)]
-    pub fn get(&self, index: usize) -> &T {
-        // SAFETY: index & mask <= mask, so the element is one of the mask + 1
-        // Ts at `first` (invariant), inside the block.
-        let element = unsafe { self.first.add(index & self.mask) };
-        // SAFETY: initialized (invariant), alive as long as `self`, shared.
-        unsafe { element.as_ref() }
-    }
-
-    /// Number of elements (a power of two).
-    pub fn len(&self) -> usize {
-        self.mask + 1
-    }
-
-    /// Never empty (at least one element); for clippy's `len` convention.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Every element, in index order.
-    pub fn as_slice(&self) -> &[T] {
-        // SAFETY: mask + 1 initialized Ts at `first` (invariant).
-        unsafe { core::slice::from_raw_parts(self.first.as_ptr(), self.mask + 1) }
-    }
-}
-
-impl<T> Drop for PoolRing<T> {
-    fn drop(&mut self) {
-        // SAFETY: the elements are initialized and dropped exactly once here.
-        unsafe { core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(self.first.as_ptr(), self.mask + 1)) };
-        // SAFETY: the block came from ExAllocatePool2 with self.tag.
-        unsafe { ExFreePoolWithTag(self.block.as_ptr().cast(), self.tag.raw()) };
     }
 }
 

@@ -282,4 +282,4 @@ CALLOUT_FLOW_V4 = "5c0f1e7a-2b3d-4e8f-9a61-7d2c4b8e0014"
 DEVICE_NAME = "\\Device\\WfpCallout"
 
 # Pool tags the driver documents (README "How the driver keeps its contexts").
-POOL_TAGS = {"WfFc", "WfCn", "WfTb", "WfPr", "WfPq", "WfCv", "WfFl", "WfFt", "WfPk", "WfPc"}
+POOL_TAGS = {"WfFc", "WfTb", "WfPr", "WfPq", "WfCv", "WfFl", "WfFt", "WfPk", "WfPc"}

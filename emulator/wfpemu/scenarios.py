@@ -409,7 +409,7 @@ def ioctl_buffers(h):
 
 def pool_exhausted(h):
     before = h.kernel.pool_in_use()
-    for tag in ("WfFc", "WfCn", "WfTb"):
+    for tag in ("WfFc", "WfTb"):
         h.kernel.fail_allocations[tag] = 1
         f = h.make_filter(wire.block(f"no-{tag}"))
         status = h.add_filter(f)
@@ -423,7 +423,7 @@ def pool_exhausted(h):
     f = added(h, wire.block("after"), "block, pool back")
     expect_verdict(h.classify(f, Connection()), c.FWP_ACTION_BLOCK, False, "block after the failures")
     deleted(h, f, "block")
-    return "ExAllocatePool2 failing for WfFc / WfCn / WfTb: ADD vetoed with INSUFFICIENT_RESOURCES, nothing leaked"
+    return "ExAllocatePool2 failing for WfFc / WfTb: ADD vetoed with INSUFFICIENT_RESOURCES, nothing leaked"
 
 
 def unload_with_live_state(h):

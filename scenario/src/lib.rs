@@ -6,7 +6,7 @@
 
 use fwps_types::NTSTATUS;
 use wfpcallout::callbacks::state::STATE;
-use wfpcallout::platform::per_cpu_counters::CounterSnapshot;
+use wfpcallout::filters::filter_counters::CounterSnapshot;
 use wfpcallout::platform::status::NtStatus;
 use wfpcallout::wfp::callout_table::{CALLOUTS, SUBLAYER_KEY};
 use wfpcallout_simkernel::Kernel;

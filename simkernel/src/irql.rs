@@ -200,13 +200,26 @@ pub unsafe extern "system" fn KeGetCurrentProcessorNumberEx(proc_number: *mut co
     index as u32
 }
 
+/// What `KeQueryActiveProcessorCountEx` answers: [`PROCESSOR_COUNT`]
+/// unless a test says otherwise ([`report_processor_count`]).
+static REPORTED_PROCESSORS: AtomicUsize = AtomicUsize::new(PROCESSOR_COUNT);
+
+/// Makes `KeQueryActiveProcessorCountEx` answer `count` (at least 1) until
+/// the next boot: what a driver sizes per-processor data by, to measure
+/// what it would allocate on a bigger machine. Threads still run on the
+/// [`PROCESSOR_COUNT`] virtual processors.
+pub fn report_processor_count(count: usize) {
+    REPORTED_PROCESSORS.store(count.max(1), Ordering::Relaxed);
+}
+
 /// `KeQueryActiveProcessorCountEx`.
 #[unsafe(no_mangle)]
 pub extern "system" fn KeQueryActiveProcessorCountEx(_group: u16) -> u32 {
-    PROCESSOR_COUNT as u32
+    u32::try_from(REPORTED_PROCESSORS.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
 }
 
 pub(crate) fn reset() {
+    REPORTED_PROCESSORS.store(PROCESSOR_COUNT, Ordering::Relaxed);
     for processor in &PROCESSORS {
         *processor.busy.lock().unwrap_or_else(|e| e.into_inner()) = false;
     }

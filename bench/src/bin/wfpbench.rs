@@ -13,7 +13,8 @@
 //!   callgrind's instrumentation off (`--instr-atstart=no`); a client
 //!   request switches it on once the world is built.
 //! - `wfpbench native`: memory per context, allocations per classify, and
-//!   what one filter's counters take at 2, 64 and 128 processors.
+//!   what a filter costs when the kernel says it has 2, 64 and 128
+//!   processors.
 //!
 //! No time or throughput is measured here: on a shared 2-core machine the
 //! two-thread figures could not be reproduced, and every target is in
@@ -157,6 +158,8 @@ impl Manifest {
 /// Flows established before the flow-established figures are measured,
 /// and per measured dump: the table neither grows nor shrinks inside the
 /// window (it doubles at half load: 1,100 + 4 x 200 stays below 2,048).
+/// Filters added to measure a filter's memory on bigger machines.
+const MEMORY_FILTERS: usize = 10_000;
 const FLOW_POPULATION: u64 = 1_100;
 const FLOW_ITERS: u64 = 200;
 /// Asks per measured dump (the second dump twice as many): with 1,000
@@ -316,8 +319,8 @@ fn native() {
         let world = World::new(filters, Policy::Permit);
         let m = World::memory();
         rows.push(format!(
-            r#"{{"filters":{filters},"contexts":[{},{}],"counters":[{},{}],"table":[{},{}]}}"#,
-            m.contexts.0, m.contexts.1, m.counters.0, m.counters.1, m.table.0, m.table.1
+            r#"{{"filters":{filters},"contexts":[{},{}],"table":[{},{}]}}"#,
+            m.contexts.0, m.contexts.1, m.table.0, m.table.1
         ));
         world.finish();
     }
@@ -354,20 +357,24 @@ fn native() {
     }
     let _ = writeln!(out, r#""allocations":[{}],"#, rows.join(","));
 
-    // What one filter's counters take on bigger machines: the simulated
-    // machine has 2 processors, so the counters are allocated here for 64
-    // and 128 directly (the size the driver asks for with that many).
+    // What a filter costs on bigger machines: the simulated machine runs on
+    // 2 virtual processors, and its kernel says it has 2, 64 or 128 while
+    // the filters are added (all the driver's pool, by every tag).
     let mut rows = Vec::new();
+    let driver_bytes = || pool::usage_by_tag().values().map(|usage| usage.bytes).sum::<usize>();
     for processors in [2usize, 64, 128] {
-        let _world = World::new(0, Policy::Permit);
-        let before = World::memory().counters;
-        let counters = wfpcallout::platform::per_cpu_counters::PerCpuCounters::try_new(processors).expect("pool");
-        let after = World::memory().counters;
-        drop(counters);
-        rows.push(format!(r#"{{"processors":{processors},"counter_bytes":{}}}"#, after.1 - before.1));
-        _world.finish();
+        let empty = World::with_processors(processors, 0, Policy::Permit);
+        let before = driver_bytes();
+        empty.finish();
+        let world = World::with_processors(processors, MEMORY_FILTERS, Policy::Permit);
+        let after = driver_bytes();
+        world.finish();
+        rows.push(format!(
+            r#"{{"processors":{processors},"filters":{MEMORY_FILTERS},"bytes":{}}}"#,
+            after.saturating_sub(before)
+        ));
     }
-    let _ = writeln!(out, r#""counters_by_processors":[{}]"#, rows.join(","));
+    let _ = writeln!(out, r#""memory_by_processors":[{}]"#, rows.join(","));
     out.push('}');
     println!("{out}");
 }
