@@ -30,7 +30,7 @@ use crate::filters::fast_path::ContextWord;
 use crate::filters::filter_context::{FilterContext, FilterContextData};
 use crate::filters::filter_counters::Counter;
 use crate::filters::policy::{Decision, decide_now};
-use crate::platform::kernel::current_processor_slot;
+use crate::platform::kernel::current_processor_low_byte;
 use crate::wfp::callout_table::is_flow_layer;
 use crate::wfp::filter_view::{
     ClassifiedFilter, ClassifyOut, ContextWords, FilterView, IncomingValues, LayerData, Metadata, OwnWordGuard,
@@ -97,7 +97,7 @@ pub fn classify(
     // rundown's fast entry tells both (unload, lookup mode) in one add.
     let word = ContextWord::from_raw(view.raw_context());
     if word.is_static() {
-        if let Some(inside) = words.enter(&view, current_processor_slot()) {
+        if let Some(inside) = words.enter(&view, current_processor_low_byte()) {
             return classify_static(inside, word, view, out);
         }
         return static_refused(values, metadata, layer_data, words, view, out);
@@ -218,7 +218,7 @@ fn classify_full(
     } else {
         Answer::Verdict { clear_right: view.clears_action_right() }
     };
-    let processor = current_processor_slot();
+    let processor = current_processor_low_byte();
     let traffic = Traffic { values: values.as_ref(), metadata: metadata.as_ref(), layer_data: layer_data.as_ref() };
     let Some(inside) = words.enter(&view, processor) else {
         if !words.lookup_mode() {

@@ -483,6 +483,37 @@ pub fn current_processor_slot() -> usize {
     }
 }
 
+/// The current processor's index modulo 256 (the low byte of
+/// [`current_processor_slot`]'s value): what the rundown's 256 lines are
+/// indexed by, read with one `movzx` on x64 (the same PRCB field's first
+/// byte), so the index needs no mask. Callable at any IRQL, as
+/// [`current_processor_index`].
+#[inline(always)]
+pub fn current_processor_low_byte() -> usize {
+    #[cfg(all(target_arch = "x86_64", any(windows, target_os = "linux")))]
+    {
+        let index: usize;
+        // SAFETY: as in `current_processor_slot`: GS names the processor's
+        // control block, `Number` at 0x1a4 (little-endian, so its low byte
+        // first); a one-byte read zero-extended into the whole register.
+        unsafe {
+            core::arch::asm!(
+                "movzx {index:e}, byte ptr gs:[0x1a4]",
+                index = out(reg) index,
+                options(nostack, readonly, preserves_flags),
+            );
+        }
+        // SAFETY: `movzx` of one byte leaves a value below 256; said to
+        // the compiler, which then masks nothing (`index % 256`).
+        unsafe { core::hint::assert_unchecked(index < 256) };
+        index
+    }
+    #[cfg(not(all(target_arch = "x86_64", any(windows, target_os = "linux"))))]
+    {
+        current_processor_slot() & 0xff
+    }
+}
+
 #[cfg(all(test, not(windows)))]
 mod tests {
     use super::*;
@@ -496,10 +527,16 @@ mod tests {
         for processor in 0..irql::PROCESSOR_COUNT {
             let read = std::thread::spawn(move || {
                 irql::pin_thread_to_processor(processor);
-                irql::at_dispatch(|| (current_processor_index(), exported_processor_number()))
+                irql::at_dispatch(|| {
+                    (current_processor_index(), exported_processor_number(), current_processor_low_byte())
+                })
             })
             .join();
-            assert_eq!(read.ok(), Some((processor as u32, processor as u32)), "processor {processor}");
+            assert_eq!(
+                read.ok(),
+                Some((processor as u32, processor as u32, processor & 0xff)),
+                "processor {processor}"
+            );
         }
     }
 

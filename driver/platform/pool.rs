@@ -17,7 +17,7 @@
 #![allow(unsafe_code)]
 
 use crate::platform::kernel::{ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED};
-use crate::platform::rundown::{ALL_LINES_IDLE, Drained, Rundown, RundownGuard};
+use crate::platform::rundown::{Drained, LineSet, Rundown, RundownGuard};
 use crate::platform::status::{NtStatus, Result};
 use crate::platform::sync::{AtomicU32, Ordering};
 use core::marker::PhantomData;
@@ -637,8 +637,8 @@ struct HandleOwned {
     /// Released slots waiting for their grace period: every rundown line
     /// seen idle after their release (`seen`), then their references go.
     draining: SlotList,
-    /// Lines seen idle since `draining` was formed (bit per line).
-    seen: u64,
+    /// Lines seen idle since `draining` was formed.
+    seen: LineSet,
     /// Moves on whenever `draining` is formed, so that a reclaim adds to
     /// `seen` only lines it read after the batch it read them for formed.
     batch: u64,
@@ -712,7 +712,7 @@ impl<T: Tagged> HandleSlots<T> {
                 seed: 0,
                 retired: SlotList::EMPTY,
                 draining: SlotList::EMPTY,
-                seen: 0,
+                seen: LineSet::NONE,
                 batch: 0,
             }),
             seeds: core::sync::atomic::AtomicU32::new(0),
@@ -871,7 +871,7 @@ impl<T: Tagged> HandleSlots<T> {
                         break;
                     }
                     owned.draining = core::mem::replace(&mut owned.retired, SlotList::EMPTY);
-                    owned.seen = 0;
+                    owned.seen = LineSet::NONE;
                     owned.batch = owned.batch.wrapping_add(1);
                 }
                 owned.batch
@@ -886,8 +886,8 @@ impl<T: Tagged> HandleSlots<T> {
                     // Another reclaim finished this batch meanwhile.
                     break;
                 }
-                owned.seen |= idle;
-                if owned.seen != ALL_LINES_IDLE {
+                owned.seen = owned.seen.union(idle);
+                if !owned.seen.is_all() {
                     break;
                 }
                 core::mem::replace(&mut owned.draining, SlotList::EMPTY)
@@ -1100,7 +1100,7 @@ impl<T: Tagged> HandleSlots<T> {
         owned.free = 0;
         owned.retired = SlotList::EMPTY;
         owned.draining = SlotList::EMPTY;
-        owned.seen = 0;
+        owned.seen = LineSet::NONE;
         Ok(())
     }
 

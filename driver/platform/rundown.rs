@@ -15,15 +15,16 @@
 //! either is, so the test is the add's own flags.
 #![forbid(unsafe_code)]
 
-use crate::platform::kernel::current_processor_slot;
+use crate::platform::kernel::current_processor_low_byte;
 use crate::platform::sync::{AtomicUsize, Ordering, fence};
 
-/// Counters kept; processors beyond this (a second processor group and
-/// up: `KeGetCurrentProcessorNumberEx` numbers across groups) share them
-/// (modulo). Sharing only costs contention: a callback leaves on the
+/// Counters kept: one per processor up to 256 (four processor groups),
+/// so a processor finds its line from the low byte of its index
+/// ([`current_processor_low_byte`], one `movzx`). Processors beyond share
+/// them (modulo). Sharing only costs contention: a callback leaves on the
 /// counter it entered on, and unload sums them all.
 #[cfg(not(loom))]
-const SLOTS: usize = 64;
+const SLOTS: usize = 256;
 /// Under loom, few enough that its model stays small (each wait reads
 /// every counter).
 #[cfg(loom)]
@@ -41,9 +42,71 @@ const FLAGS: usize = REFUSE_FAST | CLOSED | LOOKUP;
 
 /// Counter lines: [`Rundown::idle_lines`] answers with one bit per line.
 pub const LINES: usize = SLOTS;
-/// [`Rundown::idle_lines`] when every line was idle.
-pub const ALL_LINES_IDLE: u64 = u64::MAX >> (64 - SLOTS);
-const _: () = assert!(SLOTS <= 64);
+const _: () = assert!(SLOTS.is_power_of_two() && SLOTS <= 256);
+
+/// Words of a [`LineSet`].
+const SET_WORDS: usize = SLOTS.div_ceil(64);
+
+/// A set of the rundown's lines, one bit each (bit `i % 64` of word
+/// `i / 64`: line `i`): which lines a grace period has seen idle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineSet([u64; SET_WORDS]);
+
+impl LineSet {
+    /// No line.
+    pub const NONE: Self = Self([0; SET_WORDS]);
+    /// Every line (what [`Rundown::idle_lines`] answers when all were idle).
+    // Evaluated by the compiler: an index out of bounds fails the build.
+    #[allow(clippy::indexing_slicing)]
+    pub const ALL: Self = {
+        let mut words = [0u64; SET_WORDS];
+        let mut line = 0;
+        while line < SLOTS {
+            words[line / 64] |= 1 << (line % 64);
+            line += 1;
+        }
+        Self(words)
+    };
+
+    /// Adds line `line` (a line of the rundown: others are ignored).
+    fn insert(&mut self, line: usize) {
+        if let Some(word) = self.0.get_mut(line / 64)
+            && line < SLOTS
+        {
+            *word |= 1 << (line % 64);
+        }
+    }
+
+    /// Whether line `line` is in the set.
+    pub fn contains(self, line: usize) -> bool {
+        self.0.get(line / 64).is_some_and(|word| word & (1 << (line % 64)) != 0)
+    }
+
+    /// The lines in either set.
+    #[must_use]
+    pub fn union(self, other: Self) -> Self {
+        let mut words = self.0;
+        for (word, theirs) in words.iter_mut().zip(other.0) {
+            *word |= theirs;
+        }
+        Self(words)
+    }
+
+    /// Whether every line of the rundown is in the set.
+    pub fn is_all(self) -> bool {
+        self == Self::ALL
+    }
+
+    /// Every line but `line`.
+    #[must_use]
+    pub fn all_but(line: usize) -> Self {
+        let mut set = Self::ALL;
+        if let Some(word) = set.0.get_mut(line / 64) {
+            *word &= !(1 << (line % 64));
+        }
+        set
+    }
+}
 
 /// How many callbacks are inside the rundown on the processors that share
 /// one slot, and the gate bit ([`CLOSED`]), alone on its cache line.
@@ -118,11 +181,12 @@ impl Rundown {
     /// Enters, unless unload has closed the gate.
     #[inline]
     pub fn enter(&self) -> Option<RundownGuard<'_>> {
-        self.enter_on(current_processor_slot())
+        self.enter_on(current_processor_low_byte())
     }
 
-    /// Enters on `processor`'s counter (classify looks its processor up once
-    /// for the rundown and its statistics). Any index is safe: leaving uses
+    /// Enters on `processor`'s counter (`processor` modulo the lines: the
+    /// low byte of a processor's index, [`current_processor_low_byte`],
+    /// names its own line). Any index is safe: leaving uses
     /// the same counter, whichever processor the caller has moved to.
     #[inline]
     pub fn enter_on(&self, processor: usize) -> Option<RundownGuard<'_>> {
@@ -236,8 +300,8 @@ impl Rundown {
     }
 
     /// The lines on which nobody but the caller (`own`, a guard of this
-    /// rundown, if it is inside) is inside now, one bit per line (bit `i`:
-    /// line `i`; [`ALL_LINES_IDLE`] when all are). What a grace period is
+    /// rundown, if it is inside) is inside now ([`LineSet::ALL`] when all
+    /// are). What a grace period is
     /// made of ([`crate::platform::pool::HandleSlots::reclaim`]): lines need
     /// not be idle at the same moment. The gate and lookup bits are ignored.
     ///
@@ -256,15 +320,15 @@ impl Rundown {
     /// writes, which this Acquire-or-stronger load synchronizes with, so
     /// every use the callback made happens before what the caller does
     /// next. Otherwise the callback read W's key, which no handle matches.
-    pub fn idle_lines(&self, own: Option<&RundownGuard<'_>>) -> u64 {
+    pub fn idle_lines(&self, own: Option<&RundownGuard<'_>>) -> LineSet {
         fence(Ordering::SeqCst);
-        let mut idle = 0u64;
+        let mut idle = LineSet::NONE;
         for (index, line) in self.lines.iter().enumerate() {
             let mine = usize::from(own.is_some_and(|own| core::ptr::eq(own.line, &line.0)));
             // The caller's own entry (if on this line) happened before, in
             // its own thread: a count of exactly it means nobody else.
             if line.0.load(Ordering::SeqCst) & !FLAGS == mine {
-                idle |= 1 << index;
+                idle.insert(index);
             }
         }
         idle
@@ -339,12 +403,45 @@ mod tests {
         let inside = rundown.enter_fast_on(70);
         assert!(inside.is_some(), "both reasons gone");
         assert_eq!(rundown.inside(), 1);
-        assert_eq!(rundown.idle_lines(inside.as_ref()), ALL_LINES_IDLE, "the flags are not counts");
+        assert_eq!(rundown.idle_lines(inside.as_ref()), LineSet::ALL, "the flags are not counts");
         drop(inside);
         // The fast entry counts on its processor's own line, as `enter_on`.
         let on_one = rundown.enter_fast_on(1);
         assert!(on_one.is_some());
-        assert_eq!(rundown.idle_lines(None), ALL_LINES_IDLE & !0b10, "processor 1's line, and only it");
+        assert_eq!(rundown.idle_lines(None), LineSet::all_but(1), "processor 1's line, and only it");
+    }
+
+    #[test]
+    fn each_of_256_processors_enters_on_its_own_line_and_the_next_ones_wrap() {
+        let rundown = Rundown::new();
+        assert_eq!(LINES, 256);
+        for processor in 0..LINES {
+            let inside = rundown.enter_fast_on(processor);
+            assert!(inside.is_some());
+            assert_eq!(rundown.idle_lines(None), LineSet::all_but(processor), "processor {processor}");
+            assert!(!rundown.idle_lines(None).contains(processor));
+        }
+        assert_eq!(rundown.inside(), 0);
+        let far = rundown.enter_on(LINES + 3);
+        assert_eq!(rundown.idle_lines(None), LineSet::all_but(3), "processor 259 shares processor 3's line");
+        assert_eq!(rundown.idle_lines(far.as_ref()), LineSet::ALL, "its own entry is not someone else's");
+    }
+
+    #[test]
+    fn line_sets_add_up_to_all_only_when_every_line_is_in() {
+        let mut seen = LineSet::NONE;
+        for line in (0..LINES).rev() {
+            assert!(!seen.is_all(), "line {line} still missing");
+            let mut one = LineSet::NONE;
+            one.insert(line);
+            assert!(one.contains(line) && !one.contains((line + 1) % LINES));
+            seen = seen.union(one);
+        }
+        assert!(seen.is_all());
+        assert_eq!(seen, LineSet::ALL);
+        let mut past = LineSet::NONE;
+        past.insert(LINES);
+        assert_eq!(past, LineSet::NONE, "not a line of the rundown");
     }
 
     #[test]
