@@ -122,16 +122,22 @@ fn garbage_words_are_rejected_without_dereference() {
 fn an_index_out_of_range_is_rejected_even_with_a_live_generation() {
     let harness = Harness::load();
     let id = block_filter(&harness);
-    let handle = word_of(id).handle();
-    // Indexes that would wrap onto the live slot if the bounds were not
-    // checked (a multiple of the capacity or of the segment size away),
-    // one in a segment never allocated, and the largest the word can carry.
-    for index in
-        [handle.index + CAPACITY as u32, handle.index + (SEGMENT_SLOTS as u32) * 7, CAPACITY as u32, (1 << 28) - 1]
-    {
+    let live = word_of(id);
+    let handle = live.handle();
+    // Indexes in segments never allocated, the last one the word can
+    // carry among them.
+    for index in [handle.index + (SEGMENT_SLOTS as u32) * 7, CAPACITY as u32 - 1] {
         let word = ContextWord::new(SlotHandle { index, ..handle }, FastPath::Block, false);
         assert_eq!(word.handle().index, index, "the index fits the word");
         assert_rejected(&harness, id, word.raw(), &format!("index {index}"));
+    }
+    // The live word with any of the bits between the slot and the segment
+    // set (no claim's key has them): the lookup lands on the live slot,
+    // whose key does not match.
+    for bit in 14..23 {
+        let word = live.raw() | 1 << bit;
+        assert_eq!(ContextWord::from_raw(word).handle(), handle, "bit {bit} names the live slot");
+        assert_rejected(&harness, id, word, &format!("bit {bit}"));
     }
     harness.delete_filter(id).unwrap();
     harness.unload_and_check();

@@ -4,8 +4,8 @@
 //! here, tagged with the word's fast-path bits, puts the context's address
 //! in it, and stores the slot's key, its generation, index and tag, as the
 //! context word (`fast_path.rs`). classifyFn turns the word back into the
-//! context only if the slot at the word's index (taken modulo the slots'
-//! capacity, so always one of them) has the word as its key, so a word
+//! context only if the slot the word's segment and slot bits name (always
+//! one of the slots, whatever the bits) has the word as its key, so a word
 //! that is not ours (a filter some other code wrote, a word left from an
 //! earlier load of the driver, random bits) or a stale one (its filter
 //! deleted, the slot reused) is rejected by a mask and a compare, never

@@ -4,18 +4,20 @@
 //! and finds the context (to count) through the checked handle in the same
 //! word (`context_slots.rs`).
 //!
-//! The word: bits 63..32 the slot's generation; bits 31..4 the slot's
-//! index; bit 0 the verdict is static; bit 1 that verdict is BLOCK; bit 2
-//! the filter has `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT
-//! clears the write right); bit 3 the static PERMIT is an audit (counted
-//! as audited too). Filters cannot be modified in WFP, so the flag read at
-//! ADD holds for the filter's life. The low four bits are also the tag
-//! the slot is claimed with, so the slot's key is the whole word, and a
-//! static word (bit 0 set) can only match a claimed slot (free slots'
-//! keys have no tag). The word is not an address: in a debugger, slot
-//! `(filter->context >> 4) & 0xfffffff` of the context table's slots holds
-//! the `FilterContext*` if its key equals `filter->context`
-//! (docs/WINDBG.md).
+//! The word: bits 63..32 the slot's generation; bits 31..23 the slot's
+//! segment and bits 13..4 its place in the segment (its index is
+//! `segment * 1024 + place`; bits 22..14 are 0); bit 0 the verdict is
+//! static; bit 1 that verdict is BLOCK; bit 2 the filter has
+//! `FWPS_FILTER_FLAG_CLEAR_ACTION_RIGHT` (a static PERMIT clears the write
+//! right); bit 3 the static PERMIT is an audit (counted as audited too).
+//! Filters cannot be modified in WFP, so the flag read at ADD holds for
+//! the filter's life. The low four bits are also the tag the slot is
+//! claimed with, so the slot's key is the whole word, and a static word
+//! (bit 0 set) can only match a claimed slot (free slots' keys have no
+//! tag). The word is not an address: in a debugger, the slot at byte
+//! offset `filter->context & 0x3ff0` of segment
+//! `(filter->context >> 23) & 0x1ff` of the context table's slots holds the
+//! `FilterContext*` if its key equals `filter->context` (docs/WINDBG.md).
 #![forbid(unsafe_code)]
 
 use crate::filters::context_slots::{INDEX_SHIFT, SlotHandle};
@@ -84,11 +86,11 @@ const _: () = assert!(LOW_BITS < 1 << INDEX_SHIFT);
 impl ContextWord {
     /// The word for the context in slot `handle`, with `fast` and the
     /// filter's flag, whatever tag `handle` was claimed with (tests build
-    /// words for handles they choose; notifyFn ADD uses [`Self::of_claim`]). Only the index's low 28 bits fit (every index the
-    /// slots issue does).
+    /// words for handles they choose; notifyFn ADD uses
+    /// [`Self::of_claim`]). The index is taken modulo the slots' capacity
+    /// (every index the slots issue is below it: `SlotHandle::key`).
     pub fn new(handle: SlotHandle, fast: FastPath, clear_right: bool) -> Self {
-        let index = handle.index << INDEX_SHIFT >> INDEX_SHIFT;
-        Self(SlotHandle { index, tag: Self::tag(fast, clear_right), ..handle }.key())
+        Self(SlotHandle { tag: Self::tag(fast, clear_right), ..handle }.key())
     }
 
     /// The word's bits below the index for `fast` and the filter's flag:
@@ -213,7 +215,7 @@ mod tests {
 
     #[test]
     fn context_words_round_trip_and_every_value_means_something() {
-        let handle = SlotHandle { index: 0x0abc_def1, generation: 0xa50c_1235, tag: 0 };
+        let handle = SlotHandle { index: 0x7_def1, generation: 0xa50c_1235, tag: 0 };
         for fast in [FastPath::Full, FastPath::Permit, FastPath::Block, FastPath::Audit] {
             for clear in [false, true] {
                 let word = ContextWord::from_raw(ContextWord::new(handle, fast, clear).raw());

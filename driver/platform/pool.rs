@@ -490,8 +490,13 @@ const SEGMENT_SHIFT: u32 = SEGMENT_SLOTS.trailing_zeros();
 pub const SEGMENTS: usize = 512;
 /// Every valid slot index is below this.
 pub const HANDLE_CAPACITY: usize = SEGMENTS * SEGMENT_SLOTS;
-/// Where the index starts in a key (and in the context word).
+/// Where the index's slot-in-segment starts in a key (and in the context
+/// word): bits 4 to 13.
 pub const INDEX_SHIFT: u32 = 4;
+/// Where the index's segment starts in a key: bits 23 to 31, the top of
+/// the low half, so a lookup finds the segment with one shift of the low
+/// half and no mask. Bits 14 to 22 are 0 in every key a claim has.
+pub const SEGMENT_KEY_SHIFT: u32 = 32 - SEGMENTS.trailing_zeros();
 /// Where the generation starts in a key (and in the context word).
 pub const GENERATION_SHIFT: u32 = 32;
 /// A key's bits that are the slot's byte offset in its segment (the
@@ -503,13 +508,15 @@ const OFFSET_BITS: u64 = ((SEGMENT_SLOTS - 1) as u64) << INDEX_SHIFT;
 const NO_SLOT: u32 = (1 << (GENERATION_SHIFT - INDEX_SHIFT)) - 1;
 
 const _: () = assert!(SEGMENT_SLOTS.is_power_of_two());
-// A lookup takes the segment number modulo SEGMENTS with a mask.
+// A lookup's segment bits (the low half's top) name one of SEGMENTS entries.
 const _: () = assert!(SEGMENTS.is_power_of_two());
 // (Under loom a slot's key is loom's atomic, larger: lookups index by slot.)
 #[cfg(not(loom))]
 const _: () = assert!(size_of::<HandleSlot>() == 1 << INDEX_SHIFT);
 // Indexes fit the bits between the tag and the generation, below NO_SLOT.
 const _: () = assert!(HANDLE_CAPACITY < NO_SLOT as usize);
+// A claim's key: the segment above the slot-in-segment, with room between.
+const _: () = assert!(INDEX_SHIFT + SEGMENT_SHIFT <= SEGMENT_KEY_SHIFT);
 /// A key's tag bits (below the index).
 pub const TAG_MASK: u64 = (1 << INDEX_SHIFT) - 1;
 
@@ -528,20 +535,31 @@ pub struct SlotHandle {
 }
 
 impl SlotHandle {
-    /// The handle as the slot's key: the generation above the index above
-    /// the tag, the context word's own layout.
+    /// The handle as the slot's key, the context word's own layout: the
+    /// generation (bits 32 to 63) above the index's segment (23 to 31)
+    /// above its slot in the segment (4 to 13) above the tag (0 to 3);
+    /// bits 14 to 22 are 0. The index is taken modulo [`HANDLE_CAPACITY`]
+    /// (every index the slots issue is below it).
     #[inline(always)]
     pub fn key(self) -> u64 {
+        let index = self.index as usize;
+        let segment = (index >> SEGMENT_SHIFT) & (SEGMENTS - 1);
+        let slot = index & (SEGMENT_SLOTS - 1);
         (u64::from(self.generation) << GENERATION_SHIFT)
-            | (u64::from(self.index) << INDEX_SHIFT)
+            | ((segment as u64) << SEGMENT_KEY_SHIFT)
+            | ((slot as u64) << INDEX_SHIFT)
             | (u64::from(self.tag) & TAG_MASK)
     }
 
-    /// The handle in `key` (any value gives one).
+    /// The handle in `key` (any value gives one; bits 14 to 22, which no
+    /// claim's key has, are ignored).
     #[inline(always)]
     pub fn from_key(key: u64) -> Self {
+        let low = key as u32;
+        let segment = low >> SEGMENT_KEY_SHIFT;
+        let slot = (low >> INDEX_SHIFT) & (SEGMENT_SLOTS as u32 - 1);
         Self {
-            index: (key as u32) >> INDEX_SHIFT,
+            index: (segment << SEGMENT_SHIFT) | slot,
             generation: (key >> GENERATION_SHIFT) as u32,
             tag: (key & TAG_MASK) as u8,
         }
@@ -1030,17 +1048,18 @@ impl<T: Tagged> HandleSlots<T> {
         Some(slot.target.load(Ordering::Acquire).cast::<Counted<T>>())
     }
 
-    /// The slot at `key`'s index, its segment taken modulo the directory
-    /// (so in bounds whatever the key: an index past the slots lands on a
-    /// slot whose key holds another index, and matches nothing).
+    /// The slot at `key`'s index: its segment from the low half's top bits,
+    /// which name a directory entry whatever the key, and its offset from
+    /// the slot bits (so in bounds whatever the key: a key with bits 14 to
+    /// 22 set lands on a slot whose key has them clear, and matches
+    /// nothing).
     #[inline(always)]
     fn slot_of_key<'a>(&'a self, key: u64, _inside: &'a crate::platform::rundown::RundownGuard<'_>) -> &'a HandleSlot {
-        let index = ((key as u32) >> INDEX_SHIFT) as usize;
-        // (Never NO_SEGMENT for want of an entry: the mask keeps the index
-        // inside the directory.)
+        // (Never NO_SEGMENT for want of an entry: the segment bits are
+        // below SEGMENTS.)
         let segment = self
             .directory
-            .get((index >> SEGMENT_SHIFT) & (SEGMENTS - 1))
+            .get(((key as u32) >> SEGMENT_KEY_SHIFT) as usize)
             .map_or(no_segment(), |entry| entry.load(Ordering::Acquire));
         // SAFETY: every directory entry is the address of SEGMENT_SLOTS
         // live slots (invariant: a segment, or NO_SEGMENT; freed only by

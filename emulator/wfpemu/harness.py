@@ -159,7 +159,8 @@ class Harness:
         field a driver reads is the one Microsoft's wdm.h reads inline in
         ``KeGetCurrentProcessorIndex`` (``__readgsdword(0x1a4)``: the
         PRCB's ``Number``), which the driver uses for its per-processor
-        lines. The page GS points at holds the current processor's index
+        lines, whole or its low byte or word (a read of 1, 2 or 4 bytes at
+        0x1a4). The page GS points at holds the current processor's index
         there; any other read of it fails the scenario (an offset wdm.h
         does not give drivers), and every value read is recorded, so a
         scenario can check the driver used the processor it ran on."""
@@ -172,13 +173,13 @@ class Harness:
 
         def on_read(_uc, _access, address, size, _value, _user):
             offset = address - self.pcr
-            if (offset, size) != (c.KPCR_PRCB_NUMBER, 4):
+            if offset != c.KPCR_PRCB_NUMBER or size not in (1, 2, 4):
                 k.failures.append(f"the driver read {size} byte(s) at KPCR+{offset:#x}: drivers may read only "
                                   f"the PRCB's Number (KPCR+{c.KPCR_PRCB_NUMBER:#x}, wdm.h's "
                                   "KeGetCurrentProcessorIndex)")
                 _uc.emu_stop()
                 return
-            k.pcr_number_reads.append(int.from_bytes(_uc.mem_read(address, 4), "little"))
+            k.pcr_number_reads.append(int.from_bytes(_uc.mem_read(address, size), "little"))
 
         uc.hook_add(UC_HOOK_MEM_READ, on_read, begin=self.pcr, end=self.pcr + 0xFFF)
 

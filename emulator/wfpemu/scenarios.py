@@ -45,12 +45,13 @@ def pool_counts(h):
 
 def context_behind(h, word):
     """The context address a filter->context handle names, or None. The word
-    is not a pointer (driver/filters/context_slots.rs): bits 4-31 are a slot
-    index below 2^19, and the slot is at byte offset word & 0x3ff0 of one of
-    the driver's WfTb segments (1,024 slots of 16 bytes: the key, which is
-    the whole word while the handle is live, its low four bits the claim's
-    tag, then the context's address)."""
-    if (word >> 4) & 0xFFFFFFF >= 1 << 19:
+    is not a pointer (driver/filters/context_slots.rs): bits 23-31 name the
+    slot's segment, bits 4-13 its place in it (bits 14-22 are 0 in every
+    handle), and the slot is at byte offset word & 0x3ff0 of one of the
+    driver's WfTb segments (1,024 slots of 16 bytes: the key, which is the
+    whole word while the handle is live, its low four bits the claim's tag,
+    then the context's address)."""
+    if word & 0x7FC000:
         return None
     key = word
     found = []
@@ -147,15 +148,16 @@ def permit(h):
 
 def block(h):
     f = added(h, wire.block("deny-telemetry"), "block")
-    for processor in range(4):
+    # The static path reads the index's low byte: its rundown line (256).
+    for processor in (0, 1, 2, 3, 257):
         reads = len(h.kernel.pcr_number_reads)
         expect_verdict(h.classify(f, Connection(local_port=50000 + processor), processor=processor),
                        c.FWP_ACTION_BLOCK, False, f"block on processor {processor}")
         read = h.kernel.pcr_number_reads[reads:]
-        expect(read == [processor], f"block on processor {processor}: the static path's reads of the processor index "
-               f"(KPCR+0x1a4) saw {read}; expected one read, of {processor}")
+        expect(read == [processor & 0xFF], f"block on processor {processor}: the static path's reads of the processor "
+               f"index (KPCR+0x1a4) saw {read}; expected one read, of its low byte {processor & 0xFF}")
     deleted(h, f, "block")
-    return "BLOCK with FWPS_RIGHT_ACTION_WRITE cleared, on 4 processors"
+    return "BLOCK with FWPS_RIGHT_ACTION_WRITE cleared, on processors 0-3 and 257 (its low byte, 1)"
 
 
 def audit(h):
