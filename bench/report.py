@@ -57,6 +57,7 @@ BASELINES = ["hash-sip", "hash-fib", "btree"]
 # The performance targets: (key, limit, "le" or "ge").
 TARGETS = [
     ("static_over_minimal", 1.5, "le"),
+    ("static_block_over_minimal", 1.5, "le"),
     ("lockedmap_over_static", 1.5, "ge"),
     ("notify_worst_over_median", 10.0, "le"),
     ("flow_worst_over_median", 10.0, "le"),
@@ -359,6 +360,7 @@ def main():
 
     named = {
         "static_over_minimal": div(permit, minimal),
+        "static_block_over_minimal": div(ir("driver", "block"), ir("minimal", "block")),
         "lockedmap_over_static": div(fib10k, ours10k),
         "notify_worst_over_median": overall(notify_worst),
         "flow_worst_over_median": overall(flow_worst),
@@ -393,6 +395,8 @@ def main():
     descriptions = {
         "static_over_minimal": f"static permit {fmt(permit)} / minimal correct callout {fmt(minimal)}, "
         "per classify through the same loop",
+        "static_block_over_minimal": f"static block {fmt(ir('driver', 'block'))} / the minimal callout blocking "
+        f"{fmt(ir('minimal', 'block'))} (it clears the write right too)",
         "lockedmap_over_static": f"at 10,000 filters: locked Fibonacci-hash map {fmt(fib10k)} / ours {fmt(ours10k)} "
         f"(SipHash map {fmt(sip10k)} = {ratio(sip10k, ours10k)})",
         "notify_worst_over_median": "driver's own instructions: worst single notifyFn ADD / median ADD, "
@@ -416,7 +420,7 @@ def main():
         rows.append([f"`{key}`", bound, shown, descriptions[key], verdict(value, limit, sense)])
     w(table(["figure", "target", "measured", "what", "verdict"], rows))
     w("")
-    missed = [key for key, limit, sense in TARGETS[:2] if verdict(named[key], limit, sense) != "**met**"]
+    missed = [key for key, limit, sense in TARGETS[:3] if verdict(named[key], limit, sense) != "**met**"]
     if missed:
         w("Missed: " + ", ".join(f"`{key}`" for key in missed) + ". These figures are reported as measured;")
         w("no floor or baseline was changed.")

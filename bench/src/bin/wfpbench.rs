@@ -190,6 +190,10 @@ fn callgrind(args: &[String]) {
                         manifest.classify(&mut world, Some(variant), 1, CG_CLASSIFY);
                     }
                 }
+                if policy == Policy::Block {
+                    // The floor a static block is held to.
+                    manifest.classify(&mut world, Some(Variant::Minimal), 1, CG_CLASSIFY);
+                }
                 client_request(STOP_INSTRUMENTATION);
                 world.finish();
             }
