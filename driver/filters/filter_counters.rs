@@ -168,5 +168,8 @@ mod tests {
             assert!(first_line >= start, "at {start}: a line before the value reaches a counter");
             assert!(last_line_end <= start + size_of::<FilterCounters>(), "at {start}: a line after it does");
         }
+        // And no more padding than that needs: 48 bytes of words, 48 on
+        // each side (a filter's memory is budgeted).
+        assert_eq!(size_of::<FilterCounters>(), 3 * 48);
     }
 }
