@@ -362,9 +362,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn processors_past_64_count_and_leave_on_shared_counters_and_close_stops_every_one() {
+    fn processors_of_every_group_count_and_leave_on_their_counters_and_close_stops_every_one() {
         let rundown = Rundown::new();
-        let processors = [0usize, 5, 63, 64, 69, 127, 128, 200, 1_000];
+        let processors = [0usize, 5, 63, 64, 69, 127, 128, 200, 255, 256, 300, 1_000];
         let guards = processors.map(|p| rundown.enter_on(p));
         assert!(guards.iter().all(Option::is_some));
         assert_eq!(rundown.inside(), processors.len());
