@@ -225,6 +225,11 @@ mod tests {
                     (SlotHandle { tag, ..handle }, fast, clear)
                 );
                 assert_eq!(word.is_static(), fast != FastPath::Full);
+                // The hot path's one test: a permit that keeps the write
+                // right and counts nothing else (for a static word).
+                if word.is_static() {
+                    assert_eq!(word.is_plain_permit(), fast == FastPath::Permit && !clear, "{fast:?} {clear}");
+                }
             }
         }
         assert_eq!(ContextWord::from_raw(0x12).fast_path(), FastPath::Full, "bit 0 clear: not static");
