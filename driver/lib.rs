@@ -20,7 +20,7 @@
 //! fails on any other; the crate denies `unsafe_code` and only they allow
 //! it): the kernel's exports and their safe wrappers (`platform::kernel`),
 //! every block of pool the driver owns behind safe types (`platform::pool`:
-//! boxes, arrays, per-processor lines, reference-counted blocks, the
+//! boxes, arrays, reference-counted blocks, the
 //! generation-checked handle slots), the spin lock (`platform::spin_lock`),
 //! the filter engine's functions and the owned types over them
 //! (`wfp::ffi`: device object, injection handle, packet copies, management

@@ -436,8 +436,8 @@ pub fn active_processor_count() -> u32 {
 /// control block's `Number` (`__readgsdword(0x1a4)`), the same value
 /// `KeGetCurrentProcessorNumberEx(NULL)` returns, without a call into
 /// ntoskrnl on every classify. Callable at any IRQL; at PASSIVE_LEVEL the
-/// thread may move on at once, which the callers allow (a rundown or
-/// counter line is only a place to count, any index is safe).
+/// thread may move on at once, which the callers allow (a rundown line is
+/// only a place to count, any index is safe).
 #[inline(always)]
 pub fn current_processor_index() -> u32 {
     current_processor_slot() as u32
