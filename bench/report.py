@@ -454,6 +454,13 @@ def main():
     w("")
     w(table(["what", "instructions"], [[what, str(n)] for what, n in breakdown] + [["**total**", f"**{accounted}**"]]))
     w("")
+    w("These are the host build's (System V calling convention). The shipped x64 image, built for")
+    w("the Microsoft x64 convention, runs the same steps plus a prologue and epilogue (it saves two")
+    w("registers that convention makes callee-saved: the refused entry's fallback keeps the engine's")
+    w("first three arguments live, and it has 7 volatile registers, not 9) and one more stack load")
+    w("(the filter is a stack argument there): 40 instructions by its machine code (objdump of")
+    w("`target/cross/wfpcallout.sys` from `.ci/cross-check.sh`) when this account was written.")
+    w("")
     if own is not None and abs(own - accounted) >= 0.5:
         w(f"**This account is stale**: `classify_fn` now costs {fmt(own, 1)} per classify, not {accounted}.")
         w("")
