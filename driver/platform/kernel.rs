@@ -47,8 +47,6 @@ unsafe extern "system" {
     pub fn KeGetCurrentProcessorNumberEx(ProcNumber: *mut c_void) -> u32;
     /// Waits at PASSIVE_LEVEL; `Interval` negative = relative, 100-ns units.
     pub fn KeDelayExecutionThread(WaitMode: i8, Alertable: u8, Interval: *const i64) -> NTSTATUS;
-    /// Processors in a group, or in all groups with `ALL_PROCESSOR_GROUPS`.
-    pub fn KeQueryActiveProcessorCountEx(GroupNumber: u16) -> u32;
     /// An MDL describing `Length` bytes at `VirtualAddress` (<= DISPATCH_LEVEL).
     pub fn IoAllocateMdl(
         VirtualAddress: *mut c_void,
@@ -62,9 +60,6 @@ unsafe extern "system" {
     /// Frees an MDL from `IoAllocateMdl` (<= DISPATCH_LEVEL).
     pub fn IoFreeMdl(Mdl: *mut c_void);
 }
-
-/// `ALL_PROCESSOR_GROUPS` for `KeQueryActiveProcessorCountEx`.
-pub const ALL_PROCESSOR_GROUPS: u16 = 0xFFFF;
 
 #[cfg(windows)]
 #[link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")]
@@ -424,28 +419,14 @@ pub fn debug_print(component: u32, level: u32, line: &[u8]) {
     };
 }
 
-/// Every active processor, across all groups (`KeQueryActiveProcessorCountEx`
-/// with `ALL_PROCESSOR_GROUPS`); callable at any IRQL.
-pub fn active_processor_count() -> u32 {
-    // SAFETY: no preconditions; callable at any IRQL.
-    unsafe { KeQueryActiveProcessorCountEx(ALL_PROCESSOR_GROUPS) }
-}
-
 /// The current processor's system-wide index, as Microsoft's wdm.h defines
 /// `KeGetCurrentProcessorIndex` for x64: an inline read of the processor
 /// control block's `Number` (`__readgsdword(0x1a4)`), the same value
 /// `KeGetCurrentProcessorNumberEx(NULL)` returns, without a call into
-/// ntoskrnl on every classify. Callable at any IRQL; at PASSIVE_LEVEL the
-/// thread may move on at once, which the callers allow (a rundown line is
-/// only a place to count, any index is safe).
-#[inline(always)]
-pub fn current_processor_index() -> u32 {
-    current_processor_slot() as u32
-}
-
-/// [`current_processor_index`] as an index: the same read, which on x64
-/// zero-extends into the whole register, so using it as an index costs
-/// nothing more.
+/// ntoskrnl on every classify; as an index (the read zero-extends into the
+/// whole register). Callable at any IRQL; at PASSIVE_LEVEL the thread may
+/// move on at once, which the callers allow (a rundown line is only a place
+/// to count, any index is safe).
 #[inline(always)]
 pub fn current_processor_slot() -> usize {
     // On x64 Windows, and in the simulated kernel on x86-64 Linux, whose
@@ -487,7 +468,7 @@ pub fn current_processor_slot() -> usize {
 /// [`current_processor_slot`]'s value): what the rundown's 256 lines are
 /// indexed by, read with one `movzx` on x64 (the same PRCB field's first
 /// byte), so the index needs no mask. Callable at any IRQL, as
-/// [`current_processor_index`].
+/// [`current_processor_slot`].
 #[inline(always)]
 pub fn current_processor_low_byte() -> usize {
     #[cfg(all(target_arch = "x86_64", any(windows, target_os = "linux")))]
@@ -528,7 +509,7 @@ mod tests {
             let read = std::thread::spawn(move || {
                 irql::pin_thread_to_processor(processor);
                 irql::at_dispatch(|| {
-                    (current_processor_index(), exported_processor_number(), current_processor_low_byte())
+                    (current_processor_slot() as u32, exported_processor_number(), current_processor_low_byte())
                 })
             })
             .join();
