@@ -5,7 +5,9 @@
 //! (The driver asks the kernel for no processor count today: the 64 and
 //! 128 runs keep it so. A per-processor allocation at ADD turns the test
 //! red.)
-//! Counting from every processor loses nothing.
+//! Classifications on every processor reach the filter's counters (that
+//! concurrent adds lose nothing is `filter_counters.rs`'s unit test: the
+//! simulated engine's classify path does not make them race).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use fwps_types::fwp::FWP_ACTION_PERMIT;

@@ -159,6 +159,26 @@ mod tests {
     }
 
     #[test]
+    fn adds_from_many_threads_at_once_are_all_kept() {
+        const THREADS: u64 = 4;
+        const EACH: u64 = 1_000_000;
+        let counters = FilterCounters::new();
+        // All start together, so their adds overlap.
+        let start = std::sync::Barrier::new(THREADS as usize);
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                scope.spawn(|| {
+                    start.wait();
+                    for _ in 0..EACH {
+                        counters.add(Counter::Permitted);
+                    }
+                });
+            }
+        });
+        assert_eq!(counters.snapshot().permitted, THREADS * EACH);
+    }
+
+    #[test]
     fn every_line_that_holds_a_counter_lies_inside_the_value_at_any_pool_address() {
         let words_from = core::mem::offset_of!(FilterCounters, words);
         let words_to = words_from + size_of::<[AtomicU64; WORDS]>();
